@@ -1,0 +1,20 @@
+"""The list of CLI commands, each defined next to the library code it drives."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# module path -> attribute names of click commands defined there
+_COMMANDS: dict[str, tuple[str, ...]] = {
+    "balloonsim.hotplug_cli": ("hotplug",),
+}
+
+
+def all_commands() -> list[click.Command]:
+    out = []
+    for module, names in _COMMANDS.items():
+        mod = importlib.import_module(module)
+        out.extend(getattr(mod, name) for name in names)
+    return out

@@ -1,0 +1,175 @@
+"""A scripted, deterministic hot-add / online / offline / remove of one fully backed range.
+
+What `balloonsim hotplug` prints: the guest's /proc/meminfo at each phase, the kernel's return
+values, and (with trace) the vmemmap populate and free operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from balloonsim.errors import ConfigError
+from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
+from balloonsim.kernel.extents import Extents
+from balloonsim.memmap import get_strategy
+from balloonsim.units import GiB, PAGE_SHIFT, format_size
+
+
+@dataclass
+class HotplugSpec:
+    boot: list[int] = field(default_factory=lambda: [2 * GiB])
+    size: int = 1 * GiB
+    at: int = 4 * GiB
+    node: int = 0
+    block_size: int | None = None
+    strategy: str = "kmalloc"
+    strategy_params: dict = field(default_factory=dict)
+    online: str = "online"  # online | online_kernel | online_movable | none
+    remove: bool = False
+    kernel: str = "6.12"
+    accounting: str = "kernel"
+    debug_vm: bool = False
+    movable_node: bool = False
+    max_addr: int | None = None
+
+
+@dataclass
+class Phase:
+    name: str
+    meminfo: dict
+    gigantic_pages: int
+    removable_blocks: int
+
+
+@dataclass
+class HotplugReport:
+    spec: HotplugSpec
+    block_size: int
+    calls: list[tuple[str, int]]  # (call text, return value)
+    phases: list[Phase]
+    trace: list[str]
+    crash: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "block_size": self.block_size,
+            "calls": [{"call": c, "ret": r, "errno": errname(r)} for c, r in self.calls],
+            "phases": [{"phase": p.name, "gigantic_pages": p.gigantic_pages,
+                        "removable_blocks": p.removable_blocks, **p.meminfo} for p in self.phases],
+            "trace": self.trace,
+            "crash": self.crash,
+        }
+
+
+def run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
+    if spec.online not in ("online", "online_kernel", "online_movable", "none"):
+        raise ConfigError("online", f"unknown online type {spec.online!r}")
+    if spec.size <= 0:
+        raise ConfigError("size", "must be positive")
+    nnodes = max(len(spec.boot), spec.node + 1)
+    end = spec.at + spec.size
+    max_addr = spec.max_addr or max(64 * GiB, -(-end // GiB) * GiB)
+    cfg = GuestConfig(boot=list(spec.boot), extra_nodes=nnodes - len(spec.boot), max_addr=max_addr,
+                      block_size=spec.block_size, kernel=spec.kernel, accounting=spec.accounting,
+                      debug_vm=spec.debug_vm, movable_node=spec.movable_node)
+    strategy = get_strategy(spec.strategy, spec.strategy_params, key="strategy")
+    try:
+        guest = Guest(cfg, strategy, trace=trace)
+    except ValueError as exc:
+        raise ConfigError("boot", str(exc)) from None
+    report = HotplugReport(spec, guest.block_size, [], [], guest.trace if trace else [])
+
+    def phase(name: str) -> None:
+        removable = sum(1 for b in guest.blocks.values() if guest.removable(b))
+        report.phases.append(Phase(name, guest.meminfo().as_dict(), guest.gigantic_pages(), removable))
+
+    phase("boot")
+    start_pfn, end_pfn = spec.at >> PAGE_SHIFT, end >> PAGE_SHIFT
+    guest.host_populate(start_pfn, end_pfn)  # a DIMM: the whole range is backed before the add
+    try:
+        ret = guest.add_memory(spec.node, spec.at, spec.size, hint=Extents.span(start_pfn, end_pfn))
+        report.calls.append((f"add_memory(nid={spec.node}, start={spec.at:#x}, size={spec.size:#x})", ret))
+        if ret:
+            return report
+        phase("added")
+        if spec.online != "none":
+            failed = _each_block(guest, report, "online", lambda b: guest.online_memory_block(b, spec.online))
+            phase("onlined")
+            if failed:
+                return report
+        if spec.remove:
+            # offline from the top: with altmap-range the first blocks host the others' memmap
+            online = [b.id for b in guest.blocks.values() if b.state is BlockState.ONLINE]
+            if online:
+                failed = _each_block(guest, report, "offline", guest.offline_memory_block, ids=online[::-1])
+                phase("offlined")
+                if failed:
+                    return report
+            ret = guest.remove_memory(spec.at, spec.size)
+            report.calls.append((f"remove_memory(start={spec.at:#x}, size={spec.size:#x})", ret))
+            if not ret:
+                phase("removed")
+    except GuestCrash as crash:
+        report.crash = str(crash)
+        phase("crashed")
+    return report
+
+
+def _each_block(guest: Guest, report: HotplugReport, verb: str, fn, ids=None) -> bool:
+    """Apply fn to every block; one summary call line (the first failure if any)."""
+    ids = sorted(guest.blocks) if ids is None else ids
+    for bid in ids:
+        ret = fn(bid)
+        if ret:
+            report.calls.append((f"{verb} memory{bid}", ret))
+            return True
+    report.calls.append((f"{verb} memory{ids[0]}..memory{ids[-1]} ({len(ids)} blocks)", 0))
+    return False
+
+
+ROWS = [
+    ("MemTotal", "MemTotal_kb", "kB"),
+    ("MemFree", "MemFree_kb", "kB"),
+    ("MemAvailable", "MemAvailable_kb", "kB"),
+    ("present", "present_pages", "pages"),
+    ("managed", "managed_pages", "pages"),
+    ("nr_memmap_pages", "nr_memmap_pages", "pages"),
+    ("memmap in online mem", "memmap_kmalloc_pages", "pages"),
+    ("memmap in added range", "memmap_in_range_pages", "pages"),
+    ("vmemmap self-hosted", "vmemmap_pages", "pages"),
+    ("kernel (unmovable)", "kernel_pages", "pages"),
+    ("blocks added", "blocks_added", ""),
+    ("blocks online", "blocks_online", ""),
+]
+
+
+def format_report(report: HotplugReport) -> str:
+    s = report.spec
+    lines = [
+        f"guest: boot {'+'.join(format_size(b) for b in s.boot)}, kernel {s.kernel}, memory block "
+        f"{format_size(report.block_size)}, strategy {s.strategy}, accounting {s.accounting}",
+    ]
+    lines += [f"{call} = {ret}" + (f" ({errname(ret)})" if ret else "") for call, ret in report.calls]
+    if report.crash:
+        lines.append(f"GUEST CRASHED: {report.crash}")
+    names = [p.name for p in report.phases]
+    width = max(12, *(len(n) + 2 for n in names))
+    head = f"{'':24}" + "".join(f"{n:>{width}}" for n in names) + "  unit"
+    lines += ["", head]
+    for label, key, unit in ROWS:
+        vals = [p.meminfo.get(key) for p in report.phases]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"{label:24}" + "".join(f"{'-' if v is None else v:>{width}}" for v in vals) + f"  {unit}")
+    lines.append(f"{'gigantic pages (1G)':24}" + "".join(f"{p.gigantic_pages:>{width}}" for p in report.phases))
+    lines.append(f"{'removable blocks':24}" + "".join(f"{p.removable_blocks:>{width}}" for p in report.phases))
+    if len(report.phases) > 1:
+        first = report.phases[0].meminfo
+        lines.append("")
+        for p in report.phases[1:]:
+            d_total = p.meminfo["MemTotal_kb"] - first["MemTotal_kb"]
+            d_free = p.meminfo["MemFree_kb"] - first["MemFree_kb"]
+            lines.append(f"{p.name:>10}: MemTotal {d_total:+} kB, MemFree {d_free:+} kB since boot")
+    if report.trace:
+        lines += ["", *report.trace]
+    return "\n".join(lines)

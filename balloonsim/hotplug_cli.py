@@ -1,0 +1,84 @@
+"""`balloonsim hotplug`: boot, add one backed range, online it, optionally remove it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from balloonsim.errors import ConfigError
+from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
+from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.units import parse_size
+
+
+def _size(option: str, text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(option, str(exc)) from None
+
+
+@click.command()
+@click.option("--boot", default="2G", show_default=True, help="Boot memory; per node with commas: 2G,2G.")
+@click.option("--size", default="1G", show_default=True, help="Size of the hot-added range.")
+@click.option("--at", "at", default="4G", show_default=True, help="Physical start address.")
+@click.option("--node", default=0, show_default=True, type=int, help="NUMA node of the new memory.")
+@click.option("--block-size", default=None, help="Memory block size (default: probe_memory_block_size()).")
+@click.option("--strategy", default="kmalloc", show_default=True,
+              help="Memmap strategy: kmalloc, altmap, altmap-range, subrange-hint, node-pool or a chain "
+                   "such as altmap,kmalloc.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Strategy parameter, e.g. mode=force, fallback=fail, pool_size=64M.")
+@click.option("--online", default="online", show_default=True,
+              type=click.Choice(["online", "online_kernel", "online_movable", "none"]))
+@click.option("--remove", is_flag=True, help="Offline and hot-remove the range afterwards.")
+@click.option("--kernel", default=DEFAULT_KERNEL, show_default=True, type=click.Choice(list(PROFILES)))
+@click.option("--accounting", default="kernel", show_default=True, type=click.Choice(["kernel", "allocated"]),
+              help="How self-hosted vmemmap shows in MemTotal.")
+@click.option("--debug-vm", is_flag=True, help="CONFIG_DEBUG_VM: the memmap is poisoned (written) at add.")
+@click.option("--movable-node", is_flag=True, help="movable_node: 'online' picks ZONE_MOVABLE.")
+@click.option("--max-addr", default=None, help="End of the hotpluggable window (default: fits the range).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--trace", is_flag=True, help="Print the vmemmap populate/free operations.")
+def hotplug(boot, size, at, node, block_size, strategy, params, online, remove, kernel, accounting, debug_vm,
+            movable_node, max_addr, as_json, trace) -> None:
+    """Hot-add a fully backed range (like an ACPI DIMM) and print meminfo per phase."""
+    strategy_params = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("param", f"expected KEY=VALUE, got {item!r}")
+        strategy_params[key.strip()] = value.strip()
+    spec = HotplugSpec(
+        boot=[_size("boot", b) for b in boot.split(",")],
+        size=_size("size", size),
+        at=_size("at", at),
+        node=node,
+        block_size=_size("block-size", block_size) if block_size else None,
+        strategy=strategy,
+        strategy_params=strategy_params,
+        online=online,
+        remove=remove,
+        kernel=kernel,
+        accounting=accounting,
+        debug_vm=debug_vm,
+        movable_node=movable_node,
+        max_addr=_size("max-addr", max_addr) if max_addr else None,
+    )
+    _check_block_size(spec)
+    report = run_hotplug(spec, trace=trace)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(format_report(report))
+    if report.crash or any(ret for _, ret in report.calls):
+        raise SystemExit(1)
+
+
+def _check_block_size(spec: HotplugSpec) -> None:
+    from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE
+
+    bz = spec.block_size
+    if bz is not None and (bz < SECTION_SIZE or bz > MAX_MEMORY_BLOCK_SIZE or bz & (bz - 1)):
+        raise ConfigError("block-size", "must be a power of two from 128M to 2G")

@@ -1,0 +1,92 @@
+"""Memory blocks (/sys/devices/system/memory/memoryN) and where each one's memmap lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.zone import Zone, ZoneType
+
+
+class BlockState(StrEnum):
+    OFFLINE = "offline"
+    ONLINE = "online"
+
+
+@dataclass
+class Memmap:
+    """Where the struct pages of one memory block live (its sections' vmemmap backing)."""
+
+    pages: int  # struct-page pages describing the block (nr_pages * 64 / 4096)
+    kind: str  # "kmalloc" | "altmap" | "altmap-range" | "subrange-hint" | "node-pool"
+    # kmalloc path: (zone, pages, pmd?) pieces in online memory, so hot-remove can give them back
+    pieces: list[tuple[Zone, int, bool]] = field(default_factory=list)
+    remote_pages: int = 0  # kmalloc pages not on the block's node
+    pte_pages: int = 0  # page-table pages for base-page (4 KiB) vmemmap fallback
+    base_fallback_sections: int = 0
+    host_block: int | None = None  # kmalloc: hot-added block the pieces were attributed to (None: boot)
+    in_range: Extents = field(default_factory=Extents)  # pfns of hot-added memory holding the memmap
+    host_blocks: tuple[int, ...] = ()  # blocks whose pfns are in `in_range`
+
+    @property
+    def kmalloc_pages(self) -> int:
+        return sum(p for _, p, _ in self.pieces)
+
+
+class MemoryBlock:
+    """One memory block: the unit of onlining, offlining and removal."""
+
+    __slots__ = (
+        "id", "start_pfn", "nr_pages", "nid", "state", "zone", "backed", "exposed", "vmemmap_pfns",
+        "memmap", "unmovable", "group", "withheld_offlinable", "online_type",
+    )
+
+    def __init__(self, block_id: int, start_pfn: int, nr_pages: int, nid: int, group: int):
+        self.id = block_id
+        self.start_pfn = start_pfn
+        self.nr_pages = nr_pages
+        self.nid = nid
+        self.state = BlockState.OFFLINE
+        self.zone: Zone | None = None
+        self.backed = Extents()  # populated by the hypervisor (absolute pfns)
+        self.exposed = Extents()  # given to the buddy allocator (managed)
+        self.vmemmap_pfns = Extents()  # pfns of this block that hold memmap (own or others')
+        self.memmap: Memmap | None = None
+        self.unmovable = 0  # pages of other blocks' kmalloc memmap / kernel data attributed here
+        self.group = group  # the add_memory() call that added it
+        self.withheld_offlinable = False  # virtio-mem lets its fake-offline pages go on offline
+        self.online_type: str | None = None
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.nr_pages
+
+    @property
+    def online_span(self) -> Extents:
+        """Pages that online_pages() hands to the callback: the block minus vmemmap pages."""
+        return self.vmemmap_pfns.complement(self.start_pfn, self.end_pfn)
+
+    @property
+    def managed(self) -> int:
+        return self.exposed.total
+
+    @property
+    def withheld(self) -> int:
+        """Present but not handed to the buddy allocator: fake-offline (PageOffline) pages."""
+        if self.state is not BlockState.ONLINE:
+            return 0
+        return self.nr_pages - self.vmemmap_pfns.total - self.exposed.total
+
+    @property
+    def unbacked(self) -> int:
+        return self.nr_pages - self.backed.total
+
+    @property
+    def is_kernel_zone(self) -> bool:
+        return self.zone is not None and self.zone.type is not ZoneType.MOVABLE
+
+    def __repr__(self) -> str:
+        return (f"MemoryBlock(memory{self.id} node{self.nid} {self.state.value} "
+                f"zone={self.zone.type.value if self.zone else None} backed={self.backed.total} "
+                f"exposed={self.exposed.total} vmemmap={self.vmemmap_pfns.total})")

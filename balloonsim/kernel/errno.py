@@ -1,0 +1,26 @@
+"""The kernel's error numbers, as add_memory() and friends return them (negated)."""
+
+from __future__ import annotations
+
+EBUSY = 16
+EEXIST = 17
+EINVAL = 22
+ENOMEM = 12
+E2BIG = 7
+
+NAMES = {0: "0", -EBUSY: "-EBUSY", -EEXIST: "-EEXIST", -EINVAL: "-EINVAL", -ENOMEM: "-ENOMEM",
+         -E2BIG: "-E2BIG"}
+
+
+def errname(err: int) -> str:
+    return NAMES.get(err, str(err))
+
+
+class GuestCrash(Exception):
+    """The guest touched memory the hypervisor has not backed: a fatal fault (GP / EPT violation)."""
+
+    def __init__(self, phys_addr: int, vaddr: int, what: str):
+        self.phys_addr = phys_addr
+        self.vaddr = vaddr
+        self.what = what
+        super().__init__(f"{what}: write to unbacked memory at {phys_addr:#x} (vaddr {vaddr:#x})")

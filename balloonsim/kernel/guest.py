@@ -1,0 +1,716 @@
+"""The guest kernel's memory: add_memory(), online_pages(), offline_pages(), remove_memory(), meminfo.
+
+No SimPy here: drivers and the simulation call this API; `balloonsim hotplug` drives it directly.
+Every count is in 4 KiB pages and every range in page frame numbers; sources are in
+shared/kernel-facts.md and in the docstrings below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from balloonsim.kernel.block import BlockState, Memmap, MemoryBlock
+from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.overhead import PageTables, metadata_bytes
+from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
+from balloonsim.kernel.profiles import KernelProfile, get_profile
+from balloonsim.kernel.zone import Zone, ZoneType
+from balloonsim.units import (
+    MAX_MEMORY_BLOCK_SIZE,
+    MEM_SIZE_FOR_LARGE_BLOCK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PAGES_PER_SECTION,
+    PMD_PAGES,
+    PUD_PAGES,
+    SECTION_SIZE,
+    STRUCT_PAGE_SIZE,
+    GiB,
+    MiB,
+    pfn_to_page_addr,
+)
+
+ONLINE_TYPES = ("online", "online_kernel", "online_movable")
+
+# callback(guest, block, span) -> the pfns to hand to the buddy allocator (generic_online_page)
+OnlinePageCallback = Callable[["Guest", MemoryBlock, Extents], Extents]
+Notifier = Callable[[str, MemoryBlock], None]
+
+
+def probe_memory_block_size(boot_mem_end: int, hypervisor: bool, profile: KernelProfile) -> int:
+    """arch/x86/mm/init_64.c probe_memory_block_size()."""
+    if boot_mem_end < MEM_SIZE_FOR_LARGE_BLOCK:
+        return SECTION_SIZE
+    if not hypervisor and profile.bare_metal_max_block:
+        return MAX_MEMORY_BLOCK_SIZE
+    bz = MAX_MEMORY_BLOCK_SIZE
+    while bz > SECTION_SIZE and boot_mem_end % bz:
+        bz >>= 1
+    return bz
+
+
+@dataclass
+class GuestConfig:
+    """What the guest boots with. Sizes in bytes."""
+
+    boot: list[int] = field(default_factory=lambda: [2 * GiB])  # boot memory per NUMA node
+    extra_nodes: int = 0  # possible nodes without boot memory (hotplug may bring them online)
+    max_addr: int = 64 * GiB  # end of the hotpluggable physical window
+    block_size: int | None = None  # None: probe_memory_block_size()
+    kernel: str = "6.12"
+    hypervisor: bool = True
+    movable_node: bool = False
+    debug_vm: bool = False  # CONFIG_DEBUG_VM: page_init_poison() writes the memmap at add time
+    accounting: str = "kernel"  # self-hosted vmemmap: "kernel" (not managed) | "allocated"
+    direct_gbpages: bool = True
+    struct_page_size: int = STRUCT_PAGE_SIZE
+    lowmem_limit: int = 3 * GiB  # boot RAM below 4 GiB stops here (the PCI hole)
+    kernel_reserved: int = 40 * MiB  # kernel image, boot-time reservations: present, never managed
+    page_cache: int = 0  # page cache at boot (reclaimable)
+    online_policy: str = "contig-zones"  # or "auto-movable"
+    auto_movable_ratio: int = 301  # memory_hotplug.auto_movable_ratio (%)
+    node_distance_remote: int = 20
+
+
+@dataclass
+class GuestStats:
+    """Counters the simulation turns into metrics."""
+
+    add_calls: int = 0
+    add_ok: int = 0
+    add_errors: dict[int, int] = field(default_factory=dict)
+    base_page_fallbacks: int = 0  # sections whose vmemmap fell back to 4 KiB pages
+    memmap_fallbacks: int = 0  # altmap requested but the ordinary memmap was used
+    altmap_waste_pages: int = 0  # force mode: pageblock rounding of the memmap
+    memmap_kmalloc_pages: int = 0  # currently allocated via the kmalloc path
+    memmap_remote_pages: int = 0
+    memmap_in_range_pages: int = 0
+    pagetable_pages: int = 0
+    metadata_bytes: int = 0
+    onlined_blocks: int = 0
+    offline_ebusy: int = 0
+
+
+class Guest:
+    """A Linux x86_64 guest's physical memory, memory blocks, zones and nodes."""
+
+    def __init__(self, config: GuestConfig | None = None, strategy=None, trace: bool = False):
+        self.config = cfg = config or GuestConfig()
+        self.profile: KernelProfile = get_profile(cfg.kernel)
+        self.sp = cfg.struct_page_size
+        self.trace: list[str] | None = [] if trace else None
+        self.stats = GuestStats()
+        self.crashed: GuestCrash | None = None
+        self.online_page_callback: OnlinePageCallback | None = None
+        self.notifiers: list[Notifier] = []
+        self.blocks: dict[int, MemoryBlock] = {}
+        self._next_group = 0
+        self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
+        self._lru_kernel_blocks: dict[int, list[int]] = {}  # node -> online kernel-zone hot-added blocks
+        self.slab_bytes = 0
+        self.slab_pages: dict[int, int] = {}  # node -> pages backing the slab (kmalloc metadata)
+        self._prebacked: dict[int, Extents] = {}  # block id -> backing that predates add_memory()
+        self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
+        self._layout_boot()
+        bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor,
+                                                         self.profile)
+        self.block_size = bz
+        self.block_pages = bz >> PAGE_SHIFT
+        self.max_pfn = cfg.max_addr >> PAGE_SHIFT
+        if strategy is None:
+            from balloonsim.memmap import get_strategy
+
+            strategy = get_strategy("kmalloc")
+        self.strategy = strategy
+
+    # ----------------------------------------------------------------------------------- boot ---
+    def _layout_boot(self) -> None:
+        cfg = self.config
+        nnodes = len(cfg.boot) + cfg.extra_nodes
+        distances = {(a, b): 10 if a == b else cfg.node_distance_remote
+                     for a in range(nnodes) for b in range(nnodes)}
+        zones = {(nid, zt): Zone(nid, zt) for nid in range(nnodes) for zt in ZoneType}
+        self.alloc = PageAllocator(zones, distances)
+        self.online_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}
+        self.possible_nodes = set(range(nnodes))
+        self.pagetables = PageTables(direct_gbpages=cfg.direct_gbpages)
+        self.boot_ranges: list[tuple[int, int, int]] = []  # (nid, start_pfn, end_pfn)
+        low_end = cfg.lowmem_limit >> PAGE_SHIFT
+        four_g = (4 * GiB) >> PAGE_SHIFT
+        pfn = 0
+        self.boot_present = 0
+        self.boot_memmap_pages = 0
+        for nid, size in enumerate(cfg.boot):
+            left = size >> PAGE_SHIFT
+            while left:
+                if pfn < four_g and pfn >= low_end:
+                    pfn = four_g
+                end = pfn + left if pfn >= four_g else min(pfn + left, low_end)
+                self.boot_ranges.append((nid, pfn, end))
+                self._boot_range(nid, pfn, end)
+                left -= end - pfn
+                pfn = end
+        self.boot_end_pfn = pfn
+        if self.boot_present == 0:
+            raise ValueError("the guest needs boot memory")
+        # kernel image and boot reservations, on node 0
+        reserved = min(cfg.kernel_reserved >> PAGE_SHIFT, self._first_zone(0).free - PMD_PAGES)
+        self._reserve_boot(0, reserved)
+        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        if cfg.page_cache:
+            self.alloc.alloc(0, cfg.page_cache >> PAGE_SHIFT, Gfp.USER, partial=True)
+            for z in self.alloc.iter_zones():  # what was allocated is page cache, not anon
+                z.pagecache += z.anon
+                z.anon = 0
+
+    def _boot_range(self, nid: int, start: int, end: int) -> None:
+        four_g = (4 * GiB) >> PAGE_SHIFT
+        for zt, lo, hi in ((ZoneType.DMA32, start, min(end, four_g)), (ZoneType.NORMAL, max(start, four_g), end)):
+            if hi <= lo:
+                continue
+            z = self.alloc.zones[(nid, zt)]
+            n = hi - lo
+            memmap = -(-n * self.sp // PAGE_SIZE)
+            z.present += n
+            z.managed += n - memmap
+            z.give(n - memmap, contiguous=True)
+            z.extend_span(lo, hi)
+            self.boot_present += n
+            self.boot_memmap_pages += memmap
+        self.pagetables.mark_boot(start, end - start, self.sp)
+
+    def _first_zone(self, nid: int) -> Zone:
+        for zt in (ZoneType.DMA32, ZoneType.NORMAL):
+            z = self.alloc.zones[(nid, zt)]
+            if z.managed:
+                return z
+        raise ValueError(f"node {nid} has no boot memory")
+
+    def _reserve_boot(self, nid: int, n: int) -> None:
+        z = self._first_zone(nid)
+        z.take(n)
+        z.managed -= n
+        self.kernel_reserved_pages = n
+
+    # ----------------------------------------------------------------------------- helpers ---
+    def _trace(self, line: str) -> None:
+        if self.trace is not None:
+            self.trace.append(line)
+
+    def memmap_pages_for(self, nr_pages: int) -> int:
+        """Pages of struct page describing nr_pages (PFN_UP(nr * sizeof(struct page)))."""
+        return -(-nr_pages * self.sp // PAGE_SIZE)
+
+    def block_of_pfn(self, pfn: int) -> MemoryBlock | None:
+        return self.blocks.get(pfn // self.block_pages)
+
+    def blocks_in(self, start_pfn: int, nr_pages: int) -> list[MemoryBlock]:
+        first = start_pfn // self.block_pages
+        last = (start_pfn + nr_pages - 1) // self.block_pages
+        return [self.blocks[i] for i in range(first, last + 1) if i in self.blocks]
+
+    def node_has_memory(self, nid: int) -> bool:
+        return any(self.alloc.zones[(nid, zt)].managed for zt in ZoneType)
+
+    def charge_slab(self, nid: int, nbytes: int, txn: Transaction | None) -> bool:
+        """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
+        self.slab_bytes += nbytes
+        need = -(-self.slab_bytes // PAGE_SIZE) - sum(self.slab_pages.values())
+        if need > 0:
+            got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
+            if got < need:
+                self.slab_bytes -= nbytes
+                return False
+            self.slab_pages[nid] = self.slab_pages.get(nid, 0) + need
+        return True
+
+    def uncharge_slab(self, nbytes: int) -> None:
+        self.slab_bytes -= nbytes
+        extra = sum(self.slab_pages.values()) - -(-self.slab_bytes // PAGE_SIZE)
+        for nid in sorted(self.slab_pages, reverse=True):
+            if extra <= 0:
+                break
+            k = min(extra, self.slab_pages[nid])
+            self._free_kernel(nid, k)
+            self.slab_pages[nid] -= k
+            extra -= k
+
+    def _free_kernel(self, nid: int, n: int, pmd: bool = False) -> None:
+        """Give kernel pages back to the zones of `nid` that hold kernel data."""
+        for zt in (ZoneType.NORMAL, ZoneType.DMA32, ZoneType.MOVABLE):
+            z = self.alloc.zones[(nid, zt)]
+            k = min(n, z.kernel)
+            if k:
+                self.alloc.free(z, k, "kernel", pmd=pmd)
+                n -= k
+            if not n:
+                return
+        if n:  # charged elsewhere (NUMA fallback): free from any zone holding kernel pages
+            for z in self.alloc.iter_zones():
+                k = min(n, z.kernel)
+                if k:
+                    self.alloc.free(z, k, "kernel", pmd=pmd)
+                    n -= k
+                if not n:
+                    return
+
+    def kernel_host_block(self, nid: int) -> int | None:
+        """Where an unmovable allocation on `nid` lands: the most recently onlined kernel-zone block of
+        the node (the buddy allocator's free lists are LIFO), else boot memory (None)."""
+        stack = self._lru_kernel_blocks.get(nid)
+        return stack[-1] if stack else None
+
+    # ------------------------------------------------------------------------- add_memory ---
+    def add_memory(self, nid: int, start: int, size: int, hint: Extents | None = None,
+                   memmap_on_memory: bool = True) -> int:
+        """add_memory(nid, start, size): 0 or a negative errno; nothing stays added on failure.
+
+        `hint` (pfns) is the usable-subrange hint: the part the driver knows is backed. It is only
+        used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY.
+        """
+        self.stats.add_calls += 1
+        err = self._add_memory(nid, start, size, hint, memmap_on_memory)
+        if err:
+            self.stats.add_errors[err] = self.stats.add_errors.get(err, 0) + 1
+        else:
+            self.stats.add_ok += 1
+        return err
+
+    def check_hotplug_memory_range(self, start: int, size: int) -> int:
+        if size <= 0 or start % self.block_size or size % self.block_size:
+            return -EINVAL
+        if start + size > self.max_pfn << PAGE_SHIFT:
+            return -E2BIG
+        return 0
+
+    def range_is_free(self, start_pfn: int, nr_pages: int) -> bool:
+        end = start_pfn + nr_pages
+        for _, s, e in self.boot_ranges:
+            if start_pfn < e and end > s:
+                return False
+        return not self.blocks_in(start_pfn, nr_pages)
+
+    def _add_memory(self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool) -> int:
+        err = self.check_hotplug_memory_range(start, size)
+        if err:
+            return err
+        if nid not in self.possible_nodes:
+            return -EINVAL
+        start_pfn, nr_pages = start >> PAGE_SHIFT, size >> PAGE_SHIFT
+        if not self.range_is_free(start_pfn, nr_pages):
+            return -EEXIST  # register_memory_resource(): the resource conflicts
+        group = self._next_group
+        blocks = [MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
+                  for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)]
+        for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
+            b.backed = self._prebacked.pop(b.id, Extents())
+        txn = Transaction()
+        # arch_add_memory(): direct map, then per section the usage map and the vmemmap
+        new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
+        new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
+        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
+        table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
+        ok = self.alloc.alloc(table_nid, new_tables, Gfp.KERNEL, txn) == new_tables
+        ok = ok and self.charge_slab(table_nid, meta, txn)
+        if not ok:
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0)
+            return -ENOMEM
+        err = self.strategy.place(self, nid, blocks, hint, mhp_flag, txn)
+        if err:
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta)
+            return err
+        self._next_group += 1
+        self.groups[group] = (start_pfn, nr_pages)
+        self.stats.pagetable_pages += new_tables
+        self.stats.metadata_bytes += meta
+        for b in blocks:
+            self.blocks[b.id] = b
+            self._account_memmap(b, +1)
+        if nid not in self.online_nodes:
+            self.online_nodes.add(nid)  # __try_online_node(): a memoryless node becomes online
+        if self.config.debug_vm:
+            # page_init_poison(): memset of the new memmap at add time
+            for b in blocks:
+                try:
+                    self.write_memmap(b, "page_init_poison")
+                except GuestCrash as crash:
+                    self.crashed = crash
+                    raise
+        return 0
+
+    def _undo_add(self, txn: Transaction, start_pfn: int, nr_pages: int, blocks: list[MemoryBlock],
+                  slab: int) -> None:
+        for b in blocks:
+            if b.backed:
+                self._prebacked[b.id] = b.backed
+        self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
+        if slab:
+            self.slab_bytes -= slab
+        self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
+        self._resync_slab_pages()
+
+    def _resync_slab_pages(self) -> None:
+        want = -(-self.slab_bytes // PAGE_SIZE)
+        have = sum(self.slab_pages.values())
+        if have > want:
+            for nid in sorted(self.slab_pages, reverse=True):
+                k = min(have - want, self.slab_pages[nid])
+                self.slab_pages[nid] -= k
+                have -= k
+
+    def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
+        m = b.memmap
+        self.stats.memmap_kmalloc_pages += sign * m.kmalloc_pages
+        self.stats.memmap_remote_pages += sign * m.remote_pages
+        self.stats.memmap_in_range_pages += sign * m.in_range.total
+        if m.host_block is not None and m.host_block in self.blocks:
+            self.blocks[m.host_block].unmovable += sign * m.kmalloc_pages
+        for host in m.host_blocks:
+            hosted = self.hosted_by.setdefault(host, set())
+            if sign > 0:
+                hosted.add(b.id)
+            else:
+                hosted.discard(b.id)
+                if not hosted:
+                    del self.hosted_by[host]
+
+    # ------------------------------------------------------------------ memmap placement API ---
+    def kmalloc_memmap(self, nid: int, block: MemoryBlock, txn: Transaction, kind: str = "kmalloc") -> int:
+        """vmemmap_populate() without an altmap: a 2 MiB block per section from online memory, node
+        `nid` first; 4 KiB base pages plus a PTE table when no 2 MiB block is left; -ENOMEM when even
+        base pages fail. Never OOM-kills (__GFP_RETRY_MAYFAIL)."""
+        per_section = self.memmap_pages_for(PAGES_PER_SECTION)
+        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
+        m.host_block = self.kernel_host_block(nid)
+        for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
+            va0 = pfn_to_page_addr(sec, self.sp)
+            va1 = pfn_to_page_addr(sec + PAGES_PER_SECTION, self.sp)
+            if per_section == PMD_PAGES:
+                zone = self.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
+                if zone is not None:
+                    m.pieces.append((zone, PMD_PAGES, True))
+                    if zone.nid != nid:
+                        m.remote_pages += PMD_PAGES
+                    self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
+                    continue
+            # vmemmap_populate_basepages(): per-page allocations plus the PTE table
+            need = per_section + 1
+            before = len(txn.takes)
+            got = self.alloc.alloc(nid, need, Gfp.VMEMMAP, txn)
+            if got < need:
+                return -ENOMEM
+            for t in txn.takes[before:]:
+                m.pieces.append((t.zone, t.pages, False))
+                if t.zone.nid != nid:
+                    m.remote_pages += t.pages
+            m.pte_pages += 1
+            m.base_fallback_sections += 1
+            self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} base pages node {nid}")
+        block.memmap = m
+        return 0
+
+    def altmap_memmap(self, block: MemoryBlock, base_pfn: int, nr: int, kind: str,
+                      host: MemoryBlock | None = None) -> None:
+        """Carve `nr` vmemmap pages at `base_pfn` from hot-added memory (altmap_alloc_block_buf)."""
+        host = host or block
+        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
+        m.in_range = Extents.span(base_pfn, base_pfn + nr)
+        m.host_blocks = (host.id,)
+        host.vmemmap_pfns.add(base_pfn, base_pfn + nr)
+        block.memmap = m
+        if kind != "altmap-range":
+            step = PMD_PAGES * PAGE_SIZE // self.sp
+            for sec in range(block.start_pfn, block.end_pfn, step):
+                va0 = pfn_to_page_addr(sec, self.sp)
+                va1 = pfn_to_page_addr(sec + step, self.sp)
+                self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD altmap pfn "
+                            f"{base_pfn + (sec - block.start_pfn) * self.sp // PAGE_SIZE:#x}")
+
+    def write_memmap(self, block: MemoryBlock, what: str) -> None:
+        """memmap_init_range()/page_init_poison(): every struct page of `block` is written; the pages
+        backing them must be backed by the hypervisor or the guest dies."""
+        m = block.memmap
+        if m is None or not m.in_range:
+            return
+        for s, e in m.in_range:
+            host = self.block_of_pfn(s)
+            hole = host.backed.first_missing(s, e) if host is not None else None
+            if hole is None and host is not None and e > host.end_pfn:  # spans several blocks
+                pfn = s
+                while pfn < e and hole is None:
+                    hb = self.block_of_pfn(pfn)
+                    seg_end = min(e, hb.end_pfn)
+                    hole = hb.backed.first_missing(pfn, seg_end)
+                    pfn = seg_end
+            if hole is not None:
+                # backing page `hole` holds the struct pages of pfns starting here
+                described = block.start_pfn + (hole - s) * (PAGE_SIZE // self.sp)
+                crash = GuestCrash(hole << PAGE_SHIFT, pfn_to_page_addr(described, self.sp),
+                                   f"{what} of memory{block.id}")
+                self.crashed = crash
+                raise crash
+
+    # -------------------------------------------------------------------- hypervisor backing ---
+    def host_populate(self, start_pfn: int, end_pfn: int) -> int:
+        """The hypervisor backs [start, end) (populate_physmap, a Hyper-V hot-add range, a DIMM).
+        Returns the pages newly backed. Backing before add_memory() is remembered for the add."""
+        new = 0
+        pfn = start_pfn
+        while pfn < end_pfn:
+            bid = pfn // self.block_pages
+            seg_end = min(end_pfn, (bid + 1) * self.block_pages)
+            block = self.blocks.get(bid)
+            if block is not None:
+                new += block.backed.add(pfn, seg_end)
+            else:
+                new += self._prebacked.setdefault(bid, Extents()).add(pfn, seg_end)
+            pfn = seg_end
+        return new
+
+    def host_unpopulate(self, start_pfn: int, end_pfn: int) -> int:
+        """decrease_reservation / balloon-out: the hypervisor takes the frames back."""
+        gone = 0
+        for b in self.blocks_in(start_pfn, end_pfn - start_pfn):
+            gone += b.backed.remove(max(start_pfn, b.start_pfn), min(end_pfn, b.end_pfn))
+        return gone
+
+    # ------------------------------------------------------------------------ online_pages ---
+    def set_online_page_callback(self, cb: OnlinePageCallback) -> int:
+        """Only one driver may replace generic_online_page at a time; a second gets -EINVAL."""
+        if self.online_page_callback is not None:
+            return -EINVAL
+        self.online_page_callback = cb
+        return 0
+
+    def restore_online_page_callback(self, cb: OnlinePageCallback) -> None:
+        if self.online_page_callback is cb:
+            self.online_page_callback = None
+
+    def zone_for_online(self, block: MemoryBlock, online_type: str) -> Zone:
+        """zone_for_pfn_range(): online_kernel, online_movable, or online under the policy."""
+        nid = block.nid
+        normal = self.alloc.zones[(nid, ZoneType.NORMAL)]
+        movable = self.alloc.zones[(nid, ZoneType.MOVABLE)]
+        if online_type == "online_kernel":
+            return normal
+        if online_type == "online_movable":
+            return movable
+        if self.config.online_policy == "auto-movable":
+            kernel_pages = sum(z.present for z in self.alloc.iter_zones() if z.type.is_kernel)
+            movable_pages = sum(z.present for z in self.alloc.iter_zones() if not z.type.is_kernel)
+            if (movable_pages + block.nr_pages) * 100 <= kernel_pages * self.config.auto_movable_ratio:
+                return movable
+            return normal
+        s, e = block.start_pfn, block.end_pfn
+        in_kernel = normal.intersects(s, e) or self.alloc.zones[(nid, ZoneType.DMA32)].intersects(s, e)
+        in_movable = movable.intersects(s, e)
+        if in_kernel != in_movable:
+            return normal if in_kernel else movable
+        return movable if self.config.movable_node else normal
+
+    def online_memory_block(self, block_id: int, online_type: str = "online") -> int:
+        """memory_block_online() -> online_pages(). 0 or -errno; raises GuestCrash."""
+        block = self.blocks.get(block_id)
+        if block is None or online_type not in ONLINE_TYPES:
+            return -EINVAL
+        if block.state is BlockState.ONLINE:
+            return -EINVAL
+        zone = self.zone_for_online(block, online_type)
+        self.write_memmap(block, "memmap_init_range")  # move_pfn_range_to_zone()
+        was_empty = zone.managed == 0
+        block.state = BlockState.ONLINE
+        block.zone = zone
+        block.online_type = online_type
+        zone.present += block.nr_pages
+        zone.extend_span(block.start_pfn, block.end_pfn)
+        vmemmap_here = block.vmemmap_pfns.total
+        if self.config.accounting == "allocated" and vmemmap_here:
+            zone.managed += vmemmap_here  # adjust_managed_page_count(): shown as allocated
+            zone.kernel += vmemmap_here
+        span = block.online_span
+        cb = self.online_page_callback
+        expose = cb(self, block, span) if cb is not None else span
+        for s, e in expose:
+            self.generic_online_page(block, s, e)
+        if zone.type.is_kernel:
+            self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
+        self.stats.onlined_blocks += 1
+        if was_empty:
+            self.alloc.invalidate()  # build_all_zonelists()
+        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)  # init_per_zone_wmark_min()
+        for n in list(self.notifiers):
+            n("MEM_ONLINE", block)
+        return 0
+
+    def generic_online_page(self, block: MemoryBlock, start: int, end: int) -> int:
+        """Hand [start, end) of an online block to the buddy allocator (generic_online_page, or a
+        driver fake-onlining pages later). The pages will be written: they must be backed."""
+        if block.state is not BlockState.ONLINE:
+            raise ValueError(f"memory{block.id} is not online")
+        hole = block.backed.first_missing(start, end)
+        if hole is not None:
+            crash = GuestCrash(hole << PAGE_SHIFT, pfn_to_page_addr(hole, self.sp),
+                               f"buddy allocator used unbacked page of memory{block.id}")
+            self.crashed = crash
+            raise crash
+        new = Extents.span(start, end)
+        for s, e in block.exposed.clip(start, end):
+            new.remove(s, e)
+        for s, e in block.vmemmap_pfns.clip(start, end):
+            new.remove(s, e)
+        n = 0
+        for s, e in new:
+            block.exposed.add(s, e)
+            n += e - s
+        if n:
+            zone = block.zone
+            zone.managed += n
+            pmds = new.aligned_units(PMD_PAGES)
+            zone.free_pmd += pmds
+            zone.give(n - pmds * PMD_PAGES, contiguous=False)
+        return n
+
+    def withdraw_pages(self, block: MemoryBlock, start: int, end: int) -> int:
+        """Take exposed pages of an online block back out of the buddy allocator (balloon inflation of
+        a known range, virtio-mem unplug): they must be free. Returns pages withdrawn."""
+        exposed = block.exposed.clip(start, end)
+        n = exposed.total
+        zone = block.zone
+        if n > zone.free:
+            return 0
+        for s, e in exposed:
+            block.exposed.remove(s, e)
+        zone.take(n)
+        zone.managed -= n
+        return n
+
+    # ----------------------------------------------------------------------- offline/remove ---
+    def offline_memory_block(self, block_id: int) -> int:
+        """memory_block_offline() -> offline_pages(): -EBUSY when unmovable data or holes remain."""
+        block = self.blocks.get(block_id)
+        if block is None or block.state is not BlockState.ONLINE:
+            return -EINVAL
+        zone = block.zone
+        if block.unmovable or (block.withheld and not block.withheld_offlinable):
+            self.stats.offline_ebusy += 1
+            return -EBUSY
+        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ())
+               if h != block.id):
+            self.stats.offline_ebusy += 1
+            return -EBUSY  # the memmap of an online block lives here
+        m = block.managed
+        # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
+        share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
+        share_anon = zone.anon * m // zone.managed if zone.managed else 0
+        need = m - share_pc  # what must leave the zone's free pool (the block's pages minus dropped cache)
+        zone.pagecache -= share_pc
+        zone.give(share_pc, contiguous=False)
+        from_zone = min(need, max(0, zone.free))
+        moved = need - from_zone
+        if moved > share_anon:
+            zone.pagecache += share_pc
+            zone.take(share_pc)
+            self.stats.offline_ebusy += 1
+            return -EBUSY
+        if moved:
+            zone.anon -= moved
+            got = self.alloc.alloc(block.nid, moved, Gfp.USER)
+            if got < moved:
+                zone.anon += moved
+                zone.pagecache += share_pc
+                zone.take(share_pc)
+                self.stats.offline_ebusy += 1
+                return -EBUSY
+        zone.take(from_zone)
+        zone.managed -= m
+        zone.present -= block.nr_pages
+        vmemmap_here = block.vmemmap_pfns.total
+        if self.config.accounting == "allocated" and vmemmap_here:
+            zone.managed -= vmemmap_here
+            zone.kernel -= vmemmap_here
+        block.exposed = Extents()
+        block.state = BlockState.OFFLINE
+        block.zone = None
+        stack = self._lru_kernel_blocks.get(block.nid)
+        if stack and block.id in stack:
+            stack.remove(block.id)
+        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        for n in list(self.notifiers):
+            n("MEM_OFFLINE", block)
+        return 0
+
+    def remove_memory(self, start: int, size: int) -> int:
+        """try_remove_memory(): every block offline, else -EBUSY; frees the memmap and metadata."""
+        if size <= 0 or start % self.block_size or size % self.block_size:
+            return -EINVAL
+        start_pfn, nr_pages = start >> PAGE_SHIFT, size >> PAGE_SHIFT
+        blocks = self.blocks_in(start_pfn, nr_pages)
+        if len(blocks) != nr_pages // self.block_pages:
+            return -EINVAL
+        if any(b.state is BlockState.ONLINE for b in blocks):
+            return -EBUSY
+        ids = {b.id for b in blocks}
+        for b in blocks:  # a block in the range hosts the memmap of one outside it
+            if self.hosted_by.get(b.id, set()) - ids:
+                return -EBUSY
+        if any(b.unmovable for b in blocks):
+            return -EBUSY
+        err = self.strategy.check_remove(self, blocks)
+        if err:
+            return err
+        self.strategy.release(self, blocks)
+        for b in blocks:
+            self._account_memmap(b, -1)
+            self._release_kmalloc(b)
+            del self.blocks[b.id]
+        freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
+        if freed_tables:
+            self._free_kernel(blocks[0].nid if self.node_has_memory(blocks[0].nid) else min(self.online_nodes),
+                              freed_tables)
+            self.stats.pagetable_pages -= freed_tables
+        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, 0)  # section roots stay
+        self.uncharge_slab(meta)
+        self.stats.metadata_bytes -= meta
+        for gid in {b.group for b in blocks}:
+            gs, gn = self.groups[gid]
+            if all(i not in self.blocks for i in range(gs // self.block_pages, (gs + gn) // self.block_pages)):
+                del self.groups[gid]
+        return 0
+
+    def _release_kmalloc(self, b: MemoryBlock) -> None:
+        m = b.memmap
+        for zone, n, pmd in m.pieces:
+            self.alloc.free(zone, n, "kernel", pmd=pmd)
+        m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
+
+    # ----------------------------------------------------------------------------- views ---
+    def gigantic_pages(self) -> int:
+        """Naturally aligned 1 GiB ranges of hot-added memory that could become gigantic pages: online
+        in a kernel zone (gigantic pages are unmovable), backed, handed to the buddy allocator, and
+        free of memmap, fake-offline holes and unmovable kernel data."""
+        clean: dict[int, int] = {}
+        for b in self.blocks.values():
+            if b.state is not BlockState.ONLINE or not b.is_kernel_zone or b.unmovable:
+                continue
+            for s, e in b.exposed:
+                g = s // PUD_PAGES
+                while s < e:
+                    ge = min(e, (g + 1) * PUD_PAGES)
+                    clean[g] = clean.get(g, 0) + ge - s
+                    s = ge
+                    g += 1
+        return sum(1 for v in clean.values() if v == PUD_PAGES)
+
+    def removable(self, block: MemoryBlock) -> bool:
+        """Could offline_pages() + remove_memory() take this block now (migration aside)?"""
+        if block.unmovable or (block.withheld and not block.withheld_offlinable):
+            return False
+        hosted = self.hosted_by.get(block.id)
+        return not hosted or hosted <= {block.id}
+
+    def meminfo(self):
+        from balloonsim.kernel.meminfo import read_meminfo
+
+        return read_meminfo(self)

@@ -1,0 +1,87 @@
+"""What /proc/meminfo, /proc/vmstat and /proc/zoneinfo would show, computed from the counters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from balloonsim.kernel.block import BlockState
+from balloonsim.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.guest import Guest
+
+
+@dataclass(frozen=True)
+class Meminfo:
+    """Pages unless the name says kB. `*_kb` fields are what /proc/meminfo prints."""
+
+    MemTotal_kb: int
+    MemFree_kb: int
+    MemAvailable_kb: int
+    Cached_kb: int
+    AnonPages_kb: int
+    present_pages: int  # zoneinfo "present", all nodes
+    managed_pages: int  # zoneinfo "managed" (= MemTotal)
+    free_pages: int
+    kernel_pages: int  # unmovable kernel allocations: kmalloc-path memmap, page tables, slab
+    memmap_kmalloc_pages: int  # hot-added memmap in online memory
+    memmap_in_range_pages: int  # hot-added memmap inside hot-added memory (vmemmap self-hosted)
+    vmemmap_pages: int  # pages of hot-added blocks reserved for vmemmap (incl. pool/force waste)
+    nr_memmap_pages: int | None  # /proc/vmstat nr_memmap_pages (6.11+), else None
+    nr_memmap_boot_pages: int | None
+    withheld_pages: int  # fake-offline: present, online, not handed to the buddy allocator
+    ballooned_pages: int  # taken out of the buddy allocator by a balloon (not managed any more)
+    blocks_added: int
+    blocks_online: int
+    free_pmd_blocks: int  # free 2 MiB pageblocks
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_meminfo(guest: Guest, ballooned_pages: int = 0) -> Meminfo:
+    a = guest.alloc
+    managed = free = present = pagecache = anon = kernel = free_pmd = wlow = 0
+    for z in a.iter_zones():
+        managed += z.managed
+        free += z.free
+        present += z.present
+        pagecache += z.pagecache
+        anon += z.anon
+        kernel += z.kernel
+        free_pmd += z.free_pmd
+        wlow += z.wmark_low
+    withheld = vmemmap = online = 0
+    for b in guest.blocks.values():
+        vmemmap += b.vmemmap_pfns.total
+        if b.state is BlockState.ONLINE:
+            online += 1
+            withheld += b.withheld
+    # si_mem_available(): free above the reserves, plus the reclaimable half of page cache
+    available = max(0, free - wlow + pagecache - min(pagecache // 2, wlow))
+    kb = PAGE_SIZE // 1024
+    memmap_kmalloc = guest.stats.memmap_kmalloc_pages
+    memmap_in_range = guest.stats.memmap_in_range_pages
+    vmstat = guest.profile.vmstat_nr_memmap
+    return Meminfo(
+        MemTotal_kb=managed * kb,
+        MemFree_kb=free * kb,
+        MemAvailable_kb=available * kb,
+        Cached_kb=pagecache * kb,
+        AnonPages_kb=anon * kb,
+        present_pages=present,
+        managed_pages=managed,
+        free_pages=free,
+        kernel_pages=kernel,
+        memmap_kmalloc_pages=memmap_kmalloc,
+        memmap_in_range_pages=memmap_in_range,
+        vmemmap_pages=vmemmap,
+        nr_memmap_pages=memmap_kmalloc + memmap_in_range if vmstat else None,
+        nr_memmap_boot_pages=guest.boot_memmap_pages if vmstat else None,
+        withheld_pages=withheld,
+        ballooned_pages=ballooned_pages,
+        blocks_added=len(guest.blocks),
+        blocks_online=online,
+        free_pmd_blocks=free_pmd,
+    )

@@ -1,0 +1,95 @@
+"""What add_memory() takes from online memory whatever the memmap strategy.
+
+- Direct map: x86 arch_add_memory() -> init_memory_mapping(). With 1 GiB pages (direct_gbpages, the
+  default when the CPU has pdpe1gb) a new PUD table is needed only per new 512 GiB; with 2 MiB pages a
+  PMD table (4 KiB) per new 1 GiB. Tables come from alloc_low_pages() -> __get_free_pages() after boot,
+  i.e. online memory (kernel-facts.md section 2 marks the allocator UNVERIFIED; we charge the add's node).
+- vmemmap page tables: vmemmap_alloc_block_zero(PAGE_SIZE, node), never the altmap (kernel-facts.md
+  section 1): one PMD table per 1 GiB of vmemmap (= 64 GiB of memory), one PUD table per 512 GiB of
+  vmemmap, and one PTE table per 2 MiB mapped with base pages (charged by the kmalloc path).
+  remove_pagetable() frees a table once nothing maps through it: tables are refcounted by region.
+- Per-block and per-section metadata, kzalloc'ed: struct memory_block with its struct device
+  (kmalloc-1k slab; sizeof is ~900 B on a 6.x defconfig: an estimate, see the note), mem_section_usage
+  per section (subsection bitmap 8 B + 4 pageblock bits x 64 = 40 B -> kmalloc-64), a mem_section root
+  (4 KiB, 256 sections) per new 32 GiB with SPARSEMEM_EXTREME (never freed), and the "System RAM"
+  resource plus its firmware-map entry per add_memory() call (~256 B).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from balloonsim.units import PAGES_PER_SECTION, PUD_PAGES, GiB
+
+MEMORY_BLOCK_BYTES = 1024
+SECTION_USAGE_BYTES = 64
+SECTION_ROOT_SECTIONS = 256
+SECTION_ROOT_BYTES = 4096
+RESOURCE_BYTES = 256
+
+
+
+@dataclass
+class PageTables:
+    """Page-table pages by the region each maps; a count per region says when a table can go."""
+
+    direct_gbpages: bool
+    direct_pmd: Counter = field(default_factory=Counter)  # 1 GiB phys region -> sections mapped
+    direct_pud: Counter = field(default_factory=Counter)  # 512 GiB phys region -> sections mapped
+    vmemmap_pmd: Counter = field(default_factory=Counter)  # 64 GiB phys region (1 GiB of VA) -> sections
+    vmemmap_pud: Counter = field(default_factory=Counter)  # 32 TiB phys region (512 GiB of VA) -> sections
+    section_roots: set[int] = field(default_factory=set)
+
+    def map_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> int:
+        """Account mapping [start, start+nr) in the direct map and vmemmap; returns new table pages."""
+        new = 0
+        for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
+            new += self._ref(self._regions(sec_pfn, struct_page_size), +1)
+        return new
+
+    def unmap_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> int:
+        """Returns how many table pages became empty and were freed."""
+        freed = 0
+        for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
+            freed += self._ref(self._regions(sec_pfn, struct_page_size), -1)
+        return freed
+
+    def new_section_roots(self, start_pfn: int, nr_pages: int) -> int:
+        first = start_pfn // PAGES_PER_SECTION // SECTION_ROOT_SECTIONS
+        last = (start_pfn + nr_pages - 1) // PAGES_PER_SECTION // SECTION_ROOT_SECTIONS
+        new = {r for r in range(first, last + 1)} - self.section_roots
+        self.section_roots |= new
+        return len(new)
+
+    def _regions(self, pfn: int, struct_page_size: int) -> list[tuple[Counter, int]]:
+        va_off = pfn * struct_page_size  # offset into the vmemmap
+        out = [(self.vmemmap_pmd, va_off // GiB), (self.vmemmap_pud, va_off // (512 * GiB))]
+        if self.direct_gbpages:
+            out.append((self.direct_pud, pfn // (512 * PUD_PAGES)))
+        else:
+            out.append((self.direct_pmd, pfn // PUD_PAGES))
+        return out
+
+    @staticmethod
+    def _ref(regions: list[tuple[Counter, int]], delta: int) -> int:
+        changed = 0
+        for counter, key in regions:
+            before = counter[key]
+            counter[key] = before + delta
+            if delta > 0 and before == 0:
+                changed += 1
+            elif delta < 0 and counter[key] == 0:
+                del counter[key]
+                changed += 1
+        return changed
+
+    def mark_boot(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> None:
+        """Boot memory's tables exist before any hot-add (memblock-allocated, never freed)."""
+        self.map_sections(start_pfn, nr_pages, struct_page_size)
+        self.new_section_roots(start_pfn, nr_pages)
+
+
+def metadata_bytes(nr_blocks: int, nr_sections: int, new_roots: int) -> int:
+    return (nr_blocks * MEMORY_BLOCK_BYTES + nr_sections * SECTION_USAGE_BYTES + new_roots * SECTION_ROOT_BYTES
+            + RESOURCE_BYTES)

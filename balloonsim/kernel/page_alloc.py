@@ -1,0 +1,217 @@
+"""The buddy allocator seen through counters: zonelists, watermarks, reclaim, NUMA fallback.
+
+What an allocation may do depends on its gfp class, as in the kernel:
+- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, reclaims
+  page cache, never invokes the OOM killer, may fail.
+- `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
+  does not OOM-kill for the few pages of metadata.
+- `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first; failure is where the OOM killer acts.
+- `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): no reclaim, no OOM, stops at the min
+  watermark, partial success allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from balloonsim.kernel.zone import Zone, ZoneType
+from balloonsim.units import PMD_PAGES
+
+_KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
+_USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+
+
+class Gfp(StrEnum):
+    VMEMMAP = "vmemmap"
+    KERNEL = "kernel"
+    USER = "user"
+    BALLOON = "balloon"
+
+
+@dataclass
+class Take:
+    """One piece of an allocation: so that a failed add_memory() can hand it all back."""
+
+    zone: Zone
+    pages: int
+    pmd: bool
+    kind: str  # counter it was charged to: "kernel" | "anon" | "balloon"
+
+
+@dataclass
+class AllocStats:
+    direct_reclaim: int = 0  # allocations that had to reclaim below the low watermark themselves
+    reclaimed_pages: int = 0
+    failures: int = 0
+    remote_pages: int = 0
+
+
+@dataclass
+class Transaction:
+    """Everything taken during one add_memory(); rolled back if it fails."""
+
+    takes: list[Take] = field(default_factory=list)
+
+
+class PageAllocator:
+    def __init__(self, zones: dict[tuple[int, ZoneType], Zone], distances: dict[tuple[int, int], int]):
+        self.zones = zones
+        self.distances = distances
+        self.stats = AllocStats()
+        self._nids = sorted({nid for nid, _ in zones})
+        self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
+
+    # -- zonelists -------------------------------------------------------------------------------
+    def add_node(self, nid: int) -> None:
+        for zt in ZoneType:
+            self.zones.setdefault((nid, zt), Zone(nid, zt))
+        self._nids = sorted({n for n, _ in self.zones})
+        self._zonelists.clear()
+
+    def nodes_by_distance(self, nid: int) -> list[int]:
+        return sorted(self._nids, key=lambda other: (self.distances.get((nid, other), 10 if nid == other
+                                                                        else 20), other))
+
+    def zonelist(self, nid: int, kernel_only: bool) -> list[Zone]:
+        """Node order: every allowed zone of the nearest node first (build_zonelists, node order)."""
+        key = (nid, kernel_only)
+        zl = self._zonelists.get(key)
+        if zl is None:
+            types = _KERNEL_ZONES if kernel_only else _USER_ZONES
+            zl = [self.zones[(n, zt)] for n in self.nodes_by_distance(nid) for zt in types]
+            self._zonelists[key] = zl
+        return zl
+
+    def invalidate(self) -> None:
+        self._zonelists.clear()
+
+    # -- watermarks ------------------------------------------------------------------------------
+    def setup_watermarks(self, min_free_kbytes_max: int) -> None:
+        """init_per_zone_wmark_min() + __setup_per_zone_wmarks(), watermark_scale_factor 10."""
+        lowmem = sum(z.managed for z in self.zones.values() if z.type.is_kernel)
+        lowmem_kb = lowmem * 4
+        min_free_kb = int(math.isqrt(lowmem_kb * 16))
+        min_free_kb = max(128, min(min_free_kb, min_free_kbytes_max))
+        min_pages = min_free_kb // 4
+        for z in self.zones.values():
+            if z.managed == 0:
+                z.wmark_min = z.wmark_low = z.wmark_high = 0
+                continue
+            if z.type.is_kernel and lowmem:
+                zmin = min_pages * z.managed // lowmem
+            else:  # ZONE_MOVABLE: a small min like highmem (SWAP_CLUSTER_MAX..128 pages)
+                zmin = max(32, min(z.managed // 1024, 128))
+            delta = max(zmin // 4, z.managed * 10 // 10000)
+            z.wmark_min = zmin
+            z.wmark_low = zmin + delta
+            z.wmark_high = zmin + 2 * delta
+
+    # -- reclaim ---------------------------------------------------------------------------------
+    def reclaim(self, zones: list[Zone], want: int) -> int:
+        """Shrink page cache of `zones` (nearest first) by up to `want` pages; fragments come back."""
+        got = 0
+        for z in zones:
+            if got >= want:
+                break
+            n = min(z.pagecache, want - got)
+            if n:
+                z.pagecache -= n
+                z.give(n, contiguous=False)
+                got += n
+        self.stats.reclaimed_pages += got
+        return got
+
+    def kswapd(self, zones: list[Zone]) -> None:
+        """Background reclaim: zones below their low watermark are refilled to high from page cache."""
+        for z in zones:
+            if z.managed and z.free < z.wmark_low and z.pagecache:
+                self.reclaim([z], z.wmark_high - z.free)
+
+    # -- allocation ------------------------------------------------------------------------------
+    def _fits(self, zones: list[Zone], n: int, use_min: bool) -> int:
+        return sum(max(0, z.free - (z.wmark_min if use_min else z.wmark_low)) for z in zones)
+
+    def alloc(self, nid: int, n: int, gfp: Gfp, txn: Transaction | None = None,
+              partial: bool = False) -> int:
+        """Allocate n base pages near `nid`; returns pages allocated (all-or-nothing unless partial)."""
+        if n <= 0:
+            return 0
+        kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL)
+        zl = self.zonelist(nid, kernel_only=kernel)
+        kind = "kernel" if kernel else ("balloon" if gfp is Gfp.BALLOON else "anon")
+        if self._fits(zl, n, use_min=False) < n and gfp is not Gfp.BALLOON:
+            self.kswapd(zl)
+            if self._fits(zl, n, use_min=True) < n:
+                self.stats.direct_reclaim += 1
+                short = n - self._fits(zl, n, use_min=True)
+                self.reclaim(zl, short)
+        avail = self._fits(zl, n, use_min=True)
+        if avail < n and not partial:
+            self.stats.failures += 1
+            return 0
+        want = min(n, avail)
+        left = want
+        for z in zl:
+            if not left:
+                break
+            room = max(0, z.free - z.wmark_min)
+            k = min(room, left)
+            if k:
+                z.take(k)
+                self._charge(z, k, kind)
+                if z.nid != nid:
+                    self.stats.remote_pages += k
+                if txn is not None:
+                    txn.takes.append(Take(z, k, False, kind))
+                left -= k
+        return want
+
+    def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
+        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) asks; None when none is free."""
+        zl = self.zonelist(nid, kernel_only=gfp in (Gfp.VMEMMAP, Gfp.KERNEL))
+        for attempt in (0, 1):
+            for z in zl:
+                if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+                    z.free_pmd -= 1
+                    self._charge(z, PMD_PAGES, "kernel")
+                    if txn is not None:
+                        txn.takes.append(Take(z, PMD_PAGES, True, "kernel"))
+                    return z
+            if attempt == 0:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
+                self.stats.direct_reclaim += 1
+                self.reclaim(zl, 4 * PMD_PAGES)
+        return None
+
+    def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
+        self._charge(zone, -n, kind)
+        if pmd:
+            zone.free_pmd += n // PMD_PAGES
+        else:
+            zone.give(n, contiguous=kind == "anon")
+
+    def rollback(self, txn: Transaction) -> None:
+        for t in reversed(txn.takes):
+            self.free(t.zone, t.pages, t.kind, pmd=t.pmd)
+        txn.takes.clear()
+
+    @staticmethod
+    def _charge(zone: Zone, n: int, kind: str) -> None:
+        if kind == "kernel":
+            zone.kernel += n
+        elif kind == "anon":
+            zone.anon += n
+        elif kind == "balloon":
+            # ballooned pages leave the allocator: adjust_managed_page_count(-n)
+            zone.managed -= n
+        else:  # pragma: no cover
+            raise ValueError(kind)
+
+    # -- views -----------------------------------------------------------------------------------
+    def iter_zones(self) -> Iterator[Zone]:
+        return iter(self.zones.values())
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(z, attr) for z in self.zones.values())

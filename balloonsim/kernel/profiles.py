@@ -1,0 +1,107 @@
+"""Kernel releases whose memory-hotplug semantics differ.
+
+Each field names the behaviour it switches and where it comes from (shared/kernel-facts.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from balloonsim.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    name: str
+    # memmap_on_memory: "none" before 5.12; "single-block" 5.12-6.7 (the whole add_memory() range must be
+    # exactly one memory block, a08a2ae34613); "per-block" since 6.8 (one altmap per block, 6b8f0798b85a).
+    memmap_on_memory: str
+    # 5.12-6.5 return -EINVAL when MHP_MEMMAP_ON_MEMORY was passed but the checks fail; 6.6+ fall back
+    # silently to the ordinary memmap (A. Kumar's 6.6 series).
+    mhp_silent_fallback: bool
+    # /proc/vmstat nr_memmap_pages: memmap_pages_add() in section_activate() ("mm: report per-page
+    # metadata information", 6.11).
+    vmstat_nr_memmap: bool
+    # The online-page callback takes (page, order) since 5.x; 4.19 calls it once per 4 KiB page.
+    online_cb_order: bool
+    # hv_balloon: pages outside every hot-add region go to generic_online_page in NX; 4.x leaves them
+    # unonlined (HV419).
+    hv_online_outside_regions: bool
+    # Xen balloon max_retry_count: RETRY_UNLIMITED until the CVE-2019-17351 fix, then 4 (XEN515).
+    xen_max_retry: int | None
+    # Xen balloon worker: a 5.15+ kthread (BP_WAIT polls every 1 s) vs the 4.x workqueue that waits for
+    # the MEM_ONLINE notifier.
+    xen_kthread: bool
+    # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after ("mm: raise min_free_kbytes cap").
+    min_free_kbytes_max: int
+    # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks since 2020 (D. Jordan); VMs get the
+    # largest power of two <= 2 GiB dividing the boot memory end when it is >= 64 GiB.
+    bare_metal_max_block: bool
+    # Online types accepted by /sys/devices/system/memory/auto_online_blocks (4.19: online|offline).
+    auto_online_types: tuple[str, ...]
+
+
+PROFILES: dict[str, KernelProfile] = {
+    "4.19": KernelProfile(
+        name="4.19",
+        memmap_on_memory="none",
+        mhp_silent_fallback=False,
+        vmstat_nr_memmap=False,
+        online_cb_order=False,
+        hv_online_outside_regions=False,
+        xen_max_retry=None,
+        xen_kthread=False,
+        min_free_kbytes_max=65536,
+        bare_metal_max_block=False,
+        auto_online_types=("offline", "online"),
+    ),
+    "5.12": KernelProfile(
+        name="5.12",
+        memmap_on_memory="single-block",
+        mhp_silent_fallback=False,
+        vmstat_nr_memmap=False,
+        online_cb_order=True,
+        hv_online_outside_regions=True,
+        xen_max_retry=4,
+        xen_kthread=False,
+        min_free_kbytes_max=262144,
+        bare_metal_max_block=True,
+        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
+    ),
+    "6.8": KernelProfile(
+        name="6.8",
+        memmap_on_memory="per-block",
+        mhp_silent_fallback=True,
+        vmstat_nr_memmap=False,
+        online_cb_order=True,
+        hv_online_outside_regions=True,
+        xen_max_retry=4,
+        xen_kthread=True,
+        min_free_kbytes_max=262144,
+        bare_metal_max_block=True,
+        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
+    ),
+    "6.12": KernelProfile(
+        name="6.12",
+        memmap_on_memory="per-block",
+        mhp_silent_fallback=True,
+        vmstat_nr_memmap=True,
+        online_cb_order=True,
+        hv_online_outside_regions=True,
+        xen_max_retry=4,
+        xen_kthread=True,
+        min_free_kbytes_max=262144,
+        bare_metal_max_block=True,
+        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
+    ),
+}
+
+DEFAULT_KERNEL = "6.12"
+
+
+def get_profile(name: str) -> KernelProfile:
+    try:
+        return PROFILES[str(name)]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise ConfigError("guest.kernel", f"unknown kernel profile {name!r} (known: {known})") from None

@@ -1,0 +1,97 @@
+"""Zones and their counters: what /proc/zoneinfo would show, kept as integers (pages).
+
+Free memory is split into whole free pageblocks (`free_pmd`, 2 MiB each, what an order-9
+vmemmap_alloc_block() needs) and fragmented base pages (`free_base`). That split is the whole
+fragmentation model: base-page allocations eat fragments first, bulk frees return whole
+pageblocks, page-cache reclaim returns fragments.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from balloonsim.units import PMD_PAGES
+
+
+class ZoneType(StrEnum):
+    DMA32 = "DMA32"
+    NORMAL = "Normal"
+    MOVABLE = "Movable"
+
+    @property
+    def is_kernel(self) -> bool:
+        """Kernel zones can hold unmovable allocations (memmap, page tables, slab)."""
+        return self is not ZoneType.MOVABLE
+
+
+class Zone:
+    __slots__ = (
+        "nid", "type", "present", "managed", "free_pmd", "free_base", "pagecache", "anon", "kernel",
+        "wmark_min", "wmark_low", "wmark_high", "span_start", "span_end",
+    )
+
+    def __init__(self, nid: int, ztype: ZoneType):
+        self.nid = nid
+        self.type = ztype
+        self.present = 0  # pages present (spanned and not holes), incl. self-hosted vmemmap
+        self.managed = 0  # pages handed to the buddy allocator (MemTotal)
+        self.free_pmd = 0  # free, naturally aligned 2 MiB pageblocks
+        self.free_base = 0  # free pages not forming a whole free pageblock
+        self.pagecache = 0  # reclaimable
+        self.anon = 0  # workload memory (movable)
+        self.kernel = 0  # unmovable kernel allocations (memmap via kmalloc path, page tables, slab)
+        self.wmark_min = 0
+        self.wmark_low = 0
+        self.wmark_high = 0
+        self.span_start: int | None = None
+        self.span_end: int | None = None
+
+    @property
+    def free(self) -> int:
+        return self.free_pmd * PMD_PAGES + self.free_base
+
+    @property
+    def used(self) -> int:
+        return self.pagecache + self.anon + self.kernel
+
+    def take(self, n: int) -> None:
+        """Remove n free base pages: fragments first, then split pageblocks."""
+        from_base = min(n, self.free_base)
+        self.free_base -= from_base
+        rest = n - from_base
+        if rest:
+            split = -(-rest // PMD_PAGES)
+            self.free_pmd -= split
+            self.free_base += split * PMD_PAGES - rest
+
+    def give(self, n: int, contiguous: bool) -> None:
+        """Return n pages to the free lists; contiguous runs merge back into pageblocks."""
+        if contiguous:
+            self.free_pmd += n // PMD_PAGES
+            self.free_base += n % PMD_PAGES
+        else:
+            self.free_base += n
+        self._merge()
+
+    def _merge(self) -> None:
+        # The buddy allocator merges freed fragments; a zone whose fragments exceed what fits in its
+        # free pageblocks still ends up with some whole blocks. One block per 4 (free_base // 2048) is
+        # the model's coalescing rate for scattered frees.
+        if self.free_base >= 4 * PMD_PAGES:
+            merged = self.free_base // (4 * PMD_PAGES)
+            self.free_pmd += merged
+            self.free_base -= merged * PMD_PAGES
+
+    def extend_span(self, start: int, end: int) -> None:
+        self.span_start = start if self.span_start is None else min(self.span_start, start)
+        self.span_end = end if self.span_end is None else max(self.span_end, end)
+
+    def intersects(self, start: int, end: int) -> bool:
+        """zone_intersects(): the range overlaps the zone's span."""
+        if self.span_start is None or self.present == 0:
+            return False
+        return start < self.span_end and end > self.span_start
+
+    def __repr__(self) -> str:
+        return (f"Zone(node{self.nid} {self.type.value} present={self.present} managed={self.managed} "
+                f"free={self.free})")

@@ -1,0 +1,73 @@
+"""`altmap`: memmap_on_memory as merged, with each kernel profile's rules.
+
+- 4.19: the feature does not exist; the ordinary memmap is used (counted as a fallback).
+- 5.12-6.7 ("single-block"): only when the add_memory() range is exactly one memory block and
+  vmemmap_size is PMD aligned and the rest pageblock aligned; otherwise -EINVAL (a08a2ae34613).
+- 6.8+ ("per-block"): one vmem_altmap per memory block (6b8f0798b85a); when
+  mhp_supports_memmap_on_memory() fails, a silent fallback to the ordinary memmap (6.6+).
+- `mode = "force"`: memory_block_memmap_on_memory_pages() rounds the memmap up to whole pageblocks and
+  the remainder is wasted ("Memory hotplug will waste %ld pages in each memory block").
+The memmap sits in the first pages of each block: they must be backed when the memmap is written.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from balloonsim.kernel.errno import EINVAL
+from balloonsim.memmap.base import MemmapStrategy
+from balloonsim.units import PAGE_SIZE, PAGEBLOCK_PAGES, PMD_SIZE
+
+
+class AltmapParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["Y", "force"] = "Y"
+
+
+def memmap_on_memory_pages(guest, force: bool) -> tuple[int, int, bool]:
+    """(memmap pages per block, wasted pages, mhp_supports_memmap_on_memory())."""
+    vmemmap_size = guest.block_pages * guest.sp
+    nr = -(-vmemmap_size // PAGE_SIZE)
+    if force:
+        aligned = -(-nr // PAGEBLOCK_PAGES) * PAGEBLOCK_PAGES
+    else:
+        aligned = nr
+    supports = (
+        vmemmap_size % PAGE_SIZE == 0
+        and aligned % PAGEBLOCK_PAGES == 0
+        and aligned != guest.block_pages
+        and vmemmap_size % PMD_SIZE == 0  # arch_supports_memmap_on_memory() default
+    )
+    return aligned, aligned - nr, supports
+
+
+class Altmap(MemmapStrategy):
+    name = "altmap"
+    Params = AltmapParams
+
+    def place(self, guest, nid, blocks, hint, mhp_flag, txn) -> int:
+        rule = guest.profile.memmap_on_memory
+        force = self.params.mode == "force"
+        nr, waste, supports = memmap_on_memory_pages(guest, force and rule == "per-block")
+        if rule == "none" or not mhp_flag:
+            return self._ordinary(guest, nid, blocks, txn)
+        if rule == "single-block":
+            if len(blocks) != 1 or not supports:
+                return -EINVAL
+        elif not supports:
+            return self._ordinary(guest, nid, blocks, txn)
+        for b in blocks:
+            guest.altmap_memmap(b, b.start_pfn, nr, "altmap")
+            guest.stats.altmap_waste_pages += waste
+        return 0
+
+    @staticmethod
+    def _ordinary(guest, nid, blocks, txn) -> int:
+        guest.stats.memmap_fallbacks += len(blocks)
+        for b in blocks:
+            err = guest.kmalloc_memmap(nid, b, txn)
+            if err:
+                return err
+        return 0

@@ -1,0 +1,113 @@
+"""x86_64 constants and size/time parsing: the one source of truth for every number.
+
+Sizes are bytes internally and pages (4 KiB) in the kernel model; kB only where
+/proc/meminfo shows kB. Sources: shared/kernel-facts.md section 1.
+"""
+
+from __future__ import annotations
+
+import re
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT  # 4 KiB
+STRUCT_PAGE_SIZE = 64  # sizeof(struct page) in normal configs
+SECTION_SIZE_BITS = 27  # arch/x86/include/asm/sparsemem.h
+SECTION_SIZE = 1 << SECTION_SIZE_BITS  # 128 MiB
+PAGES_PER_SECTION = SECTION_SIZE // PAGE_SIZE  # 32768
+PMD_SHIFT = 21
+PMD_SIZE = 1 << PMD_SHIFT  # 2 MiB
+PMD_PAGES = PMD_SIZE // PAGE_SIZE  # 512
+PUD_SHIFT = 30
+PUD_SIZE = 1 << PUD_SHIFT  # 1 GiB, also the gigantic page
+PUD_PAGES = PUD_SIZE // PAGE_SIZE
+PTRS_PER_TABLE = 512
+PAGEBLOCK_PAGES = 512  # pageblock_order 9 on x86_64
+MAX_ORDER_PAGES = 1024  # buddy maximum: 4 MiB, order 10
+SUBSECTION_SIZE = 2 << 20  # SUBSECTION_SHIFT 21
+MIN_MEMORY_BLOCK_SIZE = SECTION_SIZE
+MAX_MEMORY_BLOCK_SIZE = 2 << 30  # MAX_BLOCK_SIZE in arch/x86/mm/init_64.c
+MEM_SIZE_FOR_LARGE_BLOCK = 64 << 30
+VMEMMAP_START = 0xFFFFEA0000000000  # __VMEMMAP_BASE, 4-level paging, no KASLR
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+TiB = 1 << 40
+
+_SUFFIX = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB, "P": 1 << 50}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+_TIME_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$", re.IGNORECASE)
+_TIME_UNIT = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(value: str | int | float) -> int:
+    """Bytes from `128M`, `10G`, `2GiB`, `0x100000000` or a plain integer.
+
+    Raises ValueError naming the text when it is not a size.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"negative size: {value}")
+        return value
+    if isinstance(value, float):
+        if value < 0 or value != int(value):
+            raise ValueError(f"not a whole number of bytes: {value}")
+        return int(value)
+    text = str(value).strip()
+    if text.lower().startswith("0x"):
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise ValueError(f"not a size: {value!r}") from None
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {value!r} (use e.g. 128M, 10G, 0x100000000)")
+    number, suffix = m.groups()
+    nbytes = float(number) * _SUFFIX[suffix.upper()]
+    if nbytes != int(nbytes):
+        raise ValueError(f"not a whole number of bytes: {value!r}")
+    return int(nbytes)
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from `90`, `1.5s`, `10m`, `2h`."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"negative duration: {value}")
+        return float(value)
+    m = _TIME_RE.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 1h)")
+    number, unit = m.groups()
+    return float(number) * _TIME_UNIT[unit.lower() if unit else None]
+
+
+def format_size(nbytes: int) -> str:
+    """Shortest exact binary form: 128M, 10G, 1536K; bytes otherwise."""
+    if nbytes == 0:
+        return "0"
+    for suffix, scale in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
+        if nbytes % scale == 0:
+            return f"{nbytes // scale}{suffix}"
+    return str(nbytes)
+
+
+def pages(nbytes: int) -> int:
+    """Whole 4 KiB pages in `nbytes` (which must be page aligned)."""
+    if nbytes % PAGE_SIZE:
+        raise ValueError(f"{nbytes:#x} is not a multiple of the page size")
+    return nbytes >> PAGE_SHIFT
+
+
+def pfn_to_page_addr(pfn: int, struct_page_size: int = STRUCT_PAGE_SIZE) -> int:
+    """pfn_to_page() with SPARSEMEM_VMEMMAP: VMEMMAP_START + pfn * sizeof(struct page)."""
+    return VMEMMAP_START + pfn * struct_page_size
+
+
+def kb(npages: int) -> int:
+    """/proc/meminfo shows kB."""
+    return npages * (PAGE_SIZE // KiB)
