@@ -104,6 +104,11 @@ class Guest:
         self.stats = GuestStats()
         self.crashed: GuestCrash | None = None
         self.online_page_callback: OnlinePageCallback | None = None
+        self.auto_online: str | None = None  # auto_online_blocks; None: "offline"
+        self.auto_online_hook: Callable[[int, int], None] | None = None
+        self.uevent: Callable[[int], None] | None = None  # KOBJ_ADD of a new memory block device
+        self.expose_hook: Callable[[MemoryBlock, int], None] | None = None  # pages reached the buddy
+        self.blocks_online = 0
         self.notifiers: list[Notifier] = []
         self.blocks: dict[int, MemoryBlock] = {}
         self._next_group = 0
@@ -331,13 +336,16 @@ class Guest:
         if nid not in self.online_nodes:
             self.online_nodes.add(nid)  # __try_online_node(): a memoryless node becomes online
         if self.config.debug_vm:
-            # page_init_poison(): memset of the new memmap at add time
+            for b in blocks:  # page_init_poison(): memset of the new memmap at add time
+                self.write_memmap(b, "page_init_poison")
+        if self.uevent is not None:
             for b in blocks:
-                try:
-                    self.write_memmap(b, "page_init_poison")
-                except GuestCrash as crash:
-                    self.crashed = crash
-                    raise
+                self.uevent(b.id)
+        if self.auto_online:  # online_memory_block() for each block, at the end of add_memory_resource()
+            for b in blocks:
+                ret = self.online_memory_block(b.id, self.auto_online)
+                if self.auto_online_hook is not None:
+                    self.auto_online_hook(b.id, ret)
         return 0
 
     def _undo_add(self, txn: Transaction, start_pfn: int, nr_pages: int, blocks: list[MemoryBlock],
@@ -407,6 +415,7 @@ class Guest:
                     m.remote_pages += t.pages
             m.pte_pages += 1
             m.base_fallback_sections += 1
+            self.stats.base_page_fallbacks += 1
             self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} base pages node {nid}")
         block.memmap = m
         return 0
@@ -537,6 +546,7 @@ class Guest:
         if zone.type.is_kernel:
             self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
         self.stats.onlined_blocks += 1
+        self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)  # init_per_zone_wmark_min()
@@ -570,6 +580,8 @@ class Guest:
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
+            if self.expose_hook is not None:
+                self.expose_hook(block, n)
         return n
 
     def withdraw_pages(self, block: MemoryBlock, start: int, end: int) -> int:
@@ -632,6 +644,7 @@ class Guest:
             zone.kernel -= vmemmap_here
         block.exposed = Extents()
         block.state = BlockState.OFFLINE
+        self.blocks_online -= 1
         block.zone = None
         stack = self._lru_kernel_blocks.get(block.nid)
         if stack and block.id in stack:

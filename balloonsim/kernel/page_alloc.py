@@ -6,7 +6,8 @@ What an allocation may do depends on its gfp class, as in the kernel:
 - `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
   does not OOM-kill for the few pages of metadata.
 - `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first; failure is where the OOM killer acts.
-- `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): no reclaim, no OOM, stops at the min
+- `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
+  movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
   watermark, partial success allowed.
 """
 
@@ -135,13 +136,17 @@ class PageAllocator:
         return sum(max(0, z.free - (z.wmark_min if use_min else z.wmark_low)) for z in zones)
 
     def alloc(self, nid: int, n: int, gfp: Gfp, txn: Transaction | None = None,
-              partial: bool = False) -> int:
-        """Allocate n base pages near `nid`; returns pages allocated (all-or-nothing unless partial)."""
+              partial: bool = False, charge: str | None = None) -> int:
+        """Allocate n base pages near `nid`; returns pages allocated (all-or-nothing unless partial).
+
+        `charge` overrides the counter the pages are charged to (e.g. "pagecache" for file reads).
+        """
         if n <= 0:
             return 0
-        kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL)
+        kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL, Gfp.BALLOON)  # GFP_HIGHUSER has no __GFP_MOVABLE
         zl = self.zonelist(nid, kernel_only=kernel)
-        kind = "kernel" if kernel else ("balloon" if gfp is Gfp.BALLOON else "anon")
+        kind = charge or ("kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else
+                          ("balloon" if gfp is Gfp.BALLOON else "anon"))
         if self._fits(zl, n, use_min=False) < n and gfp is not Gfp.BALLOON:
             self.kswapd(zl)
             if self._fits(zl, n, use_min=True) < n:
@@ -170,19 +175,23 @@ class PageAllocator:
         return want
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
-        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) asks; None when none is free."""
-        zl = self.zonelist(nid, kernel_only=gfp in (Gfp.VMEMMAP, Gfp.KERNEL))
+        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks;
+        None when no free pageblock is left. Only __GFP_RETRY_MAYFAIL callers reclaim and retry."""
+        zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
+        kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
         for attempt in (0, 1):
             for z in zl:
                 if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
                     z.free_pmd -= 1
-                    self._charge(z, PMD_PAGES, "kernel")
+                    self._charge(z, PMD_PAGES, kind)
                     if txn is not None:
-                        txn.takes.append(Take(z, PMD_PAGES, True, "kernel"))
+                        txn.takes.append(Take(z, PMD_PAGES, True, kind))
                     return z
-            if attempt == 0:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
+            if attempt == 0 and gfp is Gfp.VMEMMAP:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
                 self.stats.direct_reclaim += 1
                 self.reclaim(zl, 4 * PMD_PAGES)
+            else:
+                break
         return None
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
@@ -203,6 +212,8 @@ class PageAllocator:
             zone.kernel += n
         elif kind == "anon":
             zone.anon += n
+        elif kind == "pagecache":
+            zone.pagecache += n
         elif kind == "balloon":
             # ballooned pages leave the allocator: adjust_managed_page_count(-n)
             zone.managed -= n

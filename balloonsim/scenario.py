@@ -1,0 +1,184 @@
+"""One run's configuration: validated before anything runs, with errors that name the key path.
+
+A scenario is a nested table (TOML in files, dicts in Python):
+
+    duration = "1h"
+    [guest]    kernel, boot, max_addr, block_size, movable_node, ...
+    [memmap]   strategy = "altmap,kmalloc", plus strategy parameters
+    [driver]   name = "hyperv", plus driver parameters
+    [onlining] agent = "udev", online_type = "online", plus agent parameters
+    [workload] name = "bursts", plus workload parameters
+    [host]     controller = "hyperv-buffer", memory = "64G", plus controller parameters
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from balloonsim.errors import ConfigError
+from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.plugins import pydantic_error, validate_params
+from balloonsim.types import Duration, Size
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, GiB
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GuestSection(_Strict):
+    kernel: str = DEFAULT_KERNEL
+    boot: list[Size] = Field(default_factory=lambda: [4 * GiB], description="boot memory per NUMA node")
+    extra_nodes: int = Field(0, ge=0, le=64, description="possible nodes without boot memory")
+    max_addr: Size = 64 * GiB
+    block_size: Size | None = None
+    hypervisor: bool = True
+    movable_node: bool = False
+    debug_vm: bool = False
+    accounting: Literal["kernel", "allocated"] = "kernel"
+    direct_gbpages: bool = True
+    kernel_reserved: Size = 40 << 20
+    page_cache: Size = 0
+    online_policy: Literal["contig-zones", "auto-movable"] = "contig-zones"
+    auto_movable_ratio: int = Field(301, ge=0)
+
+    @field_validator("boot", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return v if isinstance(v, list) else [v]
+
+    @field_validator("kernel", mode="before")
+    @classmethod
+    def _kernel(cls, v):
+        v = str(v)
+        if v not in PROFILES:
+            close = difflib.get_close_matches(v, PROFILES, n=1)
+            raise ValueError(f"unknown kernel profile {v!r}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                                  f" (known: {', '.join(PROFILES)})"))
+        return v
+
+    @field_validator("block_size")
+    @classmethod
+    def _block(cls, v):
+        if v is not None and (v < SECTION_SIZE or v > MAX_MEMORY_BLOCK_SIZE or v & (v - 1)):
+            raise ValueError("memory block size must be a power of two from 128M to 2G")
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if not self.boot or sum(self.boot) == 0:
+            raise ValueError("boot: the guest needs boot memory")
+        if any(b % (2 << 20) for b in self.boot):
+            raise ValueError("boot: each node's boot memory must be a multiple of 2M")
+        if self.max_addr % SECTION_SIZE:
+            raise ValueError("max_addr: must be a multiple of 128M")
+        return self
+
+
+class MemmapSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    strategy: str = "kmalloc"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class _Plugin(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DriverSection(_Plugin):
+    name: str = "hyperv"
+
+
+class OnliningSection(_Plugin):
+    agent: str = "udev"
+
+
+class WorkloadSection(_Plugin):
+    name: str = "bursts"
+
+
+class HostSection(_Plugin):
+    controller: str = "hyperv-buffer"
+
+
+class Scenario(_Strict):
+    seed: int | None = None
+    duration: Duration = 3600.0
+    sample_interval: Duration = 5.0
+    record_events: bool = True
+    guest: GuestSection = Field(default_factory=GuestSection)
+    memmap: MemmapSection = Field(default_factory=MemmapSection)
+    driver: DriverSection = Field(default_factory=DriverSection)
+    onlining: OnliningSection = Field(default_factory=OnliningSection)
+    workload: WorkloadSection = Field(default_factory=WorkloadSection)
+    host: HostSection = Field(default_factory=HostSection)
+
+    @field_validator("duration", "sample_interval")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError("must be positive")
+        return v
+
+    def section_params(self):
+        """Validated parameter models of every plugin, keyed by section."""
+        return {
+            "driver": validate_params("balloonsim.drivers", self.driver.name, self.driver.params),
+            "onlining": validate_params("balloonsim.onlining", self.onlining.agent, self.onlining.params),
+            "workload": validate_params("balloonsim.workloads", self.workload.name, self.workload.params),
+            "host": validate_params("balloonsim.controllers", self.host.controller, self.host.params),
+        }
+
+
+SECTIONS = {"guest": GuestSection, "memmap": MemmapSection, "driver": DriverSection, "onlining": OnliningSection,
+            "workload": WorkloadSection, "host": HostSection}
+
+
+def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
+    """Validate a run configuration completely (plugins and strategies included) or raise ConfigError."""
+    if isinstance(config, Scenario):
+        scenario = config
+    else:
+        if not isinstance(config, dict):
+            raise ConfigError("", f"a scenario is a table of keys, not {type(config).__name__}")
+        try:
+            scenario = Scenario.model_validate(config)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            section = str(err["loc"][0]) if err["loc"] else ""
+            model = SECTIONS.get(section) if len(err["loc"]) > 1 else Scenario
+            prefix = ""
+            if model is not Scenario and model is not None:
+                exc_loc = err["loc"][1:]
+                sub = ValidationError.from_exception_data(exc.title, [{**_raw(err), "loc": exc_loc}])
+                raise pydantic_error(sub, section, model) from None
+            raise pydantic_error(exc, prefix, Scenario) from None
+    from balloonsim.memmap import get_strategy
+
+    get_strategy(scenario.memmap.strategy, scenario.memmap.params)
+    scenario.section_params()
+    _cross_checks(scenario)
+    return scenario
+
+
+def _raw(err: dict) -> dict:
+    out = {"type": err["type"], "input": err.get("input")}
+    if "ctx" in err:
+        out["ctx"] = err["ctx"]
+    return out
+
+
+def _cross_checks(s: Scenario) -> None:
+    boot_end = sum(s.guest.boot)
+    if s.guest.max_addr <= boot_end:
+        raise ConfigError("guest.max_addr", f"must exceed the boot memory ({boot_end >> 20}M): nothing to hot-add")

@@ -1,0 +1,171 @@
+"""Host controllers: they set the guest's memory target over time.
+
+The target is the guest size the host wants, in bytes of RAM visible to the guest (boot memory
+plus what hot-add and the balloon give, minus what the balloon takes). Drivers turn it into their
+protocol: a xenstore memory/target, Hyper-V hot-add and balloon requests, a virtio-mem
+requested_size, an ACPI DIMM plug.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from balloonsim.types import Duration, Size
+from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
+
+
+class ControllerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memory: Size = 64 << 30  # host memory the guest may still be backed with, beyond its boot memory
+    maximum: Size | None = None  # the largest target (default: guest.max_addr)
+    minimum: Size = 512 << 20
+
+
+class Controller:
+    Params = ControllerParams
+
+    def __init__(self, sim, params):
+        self.sim = sim
+        self.p = params
+        self.maximum = params.maximum or sim.scenario.guest.max_addr
+
+    def clamp(self, nbytes: float) -> int:
+        return int(max(self.p.minimum, min(self.maximum, nbytes)))
+
+    def start(self) -> None:
+        self.sim.env.process(self.run())
+
+    def run(self):
+        yield self.sim.env.timeout(0)
+
+    def used_bytes(self) -> int:
+        a = self.sim.guest.alloc
+        return (a.total("anon") + a.total("kernel")) << PAGE_SHIFT
+
+
+class StaticParams(ControllerParams):
+    target: Size = 8 << 30
+    at: Duration = 10.0
+
+
+class Static(Controller):
+    """One target, set once at `at` seconds."""
+
+    Params = StaticParams
+
+    def run(self):
+        yield self.sim.env.timeout(self.p.at)
+        self.sim.set_target(self.clamp(self.p.target))
+
+
+class ScheduleParams(ControllerParams):
+    steps: list[tuple[Duration, Size]] = Field(default_factory=lambda: [(10.0, 8 << 30)])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pairs(cls, v):
+        steps = v.get("steps") if isinstance(v, dict) else None
+        if steps is not None:
+            out = []
+            for i, s in enumerate(steps):
+                if not isinstance(s, list | tuple) or len(s) != 2:
+                    raise ValueError(f"steps[{i}]: expected [time, size], got {s!r}")
+                out.append((parse_duration(s[0]), parse_size(s[1])))
+            times = [t for t, _ in out]
+            if times != sorted(times):
+                raise ValueError("steps: times must not decrease")
+            v = {**v, "steps": out}
+        return v
+
+
+class Schedule(Controller):
+    """A Xen-style target schedule: xenstore memory/target written at given times."""
+
+    Params = ScheduleParams
+
+    def run(self):
+        env = self.sim.env
+        for t, size in self.p.steps:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self.sim.set_target(self.clamp(size))
+
+
+class HyperVBufferParams(ControllerParams):
+    buffer_percent: float = Field(20.0, ge=0, le=2000)  # Hyper-V dynamic memory "memory buffer"
+    startup: Size | None = None  # startup RAM (default: boot memory)
+    interval: Duration = 1.0  # the host reads pressure reports every second
+    report_delay: Duration = 45.0  # hv_balloon pressure_report_delay
+
+
+class HyperVBuffer(Controller):
+    """Hyper-V dynamic memory: target = committed x (1 + buffer%), within [minimum, maximum]."""
+
+    Params = HyperVBufferParams
+
+    def run(self):
+        env = self.sim.env
+        startup = self.p.startup or sum(self.sim.scenario.guest.boot)
+        self.sim.set_target(self.clamp(startup))
+        yield env.timeout(self.p.report_delay)
+        while True:
+            committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
+            self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
+            yield env.timeout(self.p.interval)
+
+
+class MomParams(ControllerParams):
+    interval: Duration = 10.0
+    min_guest_free_percent: float = Field(0.20, gt=0, lt=1)
+    max_balloon_change_percent: float = Field(0.05, gt=0, lt=1)
+    host_pressure_percent: float = Field(0.20, ge=0, lt=1)
+
+
+class MomRules(Controller):
+    """oVirt MOM's default balloon rules: grow by 5% while the guest's free memory is under 20%;
+    shrink by 5% while the host is under pressure and the guest has room."""
+
+    Params = MomParams
+
+    def run(self):
+        env = self.sim.env
+        target = sum(self.sim.scenario.guest.boot)
+        self.sim.set_target(target)
+        host_total = self.sim.host.free_pages + self.sim.host.populated
+        while True:
+            yield env.timeout(self.p.interval)
+            a = self.sim.guest.alloc
+            total = a.total("managed")
+            free = a.total("free") + a.total("pagecache")
+            step = max(1, int(total * self.p.max_balloon_change_percent)) << PAGE_SHIFT
+            host_pressure = host_total and self.sim.host.free_pages < self.p.host_pressure_percent * host_total
+            if total and free < self.p.min_guest_free_percent * total:
+                target = self.clamp(target + step)
+            elif host_pressure and total and free > 2 * self.p.min_guest_free_percent * total:
+                target = self.clamp(target - step)
+            self.sim.set_target(target)
+
+
+class PiPsiParams(ControllerParams):
+    setpoint: float = Field(0.05, ge=0, le=1)  # wanted stall fraction (PSI some avg10)
+    kp: float = 4.0  # target change per unit of error, as a fraction of the current target
+    ki: float = 0.5
+    interval: Duration = 5.0
+
+
+class PiPsi(Controller):
+    """A PI controller on the guest's PSI-like stall measure."""
+
+    Params = PiPsiParams
+
+    def run(self):
+        env = self.sim.env
+        target = float(sum(self.sim.scenario.guest.boot))
+        integral = 0.0
+        self.sim.set_target(int(target))
+        while True:
+            yield env.timeout(self.p.interval)
+            err = self.sim.memory.psi_avg10 - self.p.setpoint
+            integral = max(-1.0, min(1.0, integral + err * self.p.interval / 60))
+            target = self.clamp(target * (1 + self.p.kp * err * self.p.interval / 60) + self.p.ki * integral * (1 << 30))
+            self.sim.set_target(int(target))

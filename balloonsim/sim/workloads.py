@@ -1,0 +1,272 @@
+"""Workloads that drive the guest into reclaim and the OOM killer.
+
+A workload is a demand curve (bytes of anonymous memory wanted over time) met by tasks that fault
+memory in at a bounded rate, plus file reads that fill the page cache. `tasks` has its own tasks
+with random sizes and lifetimes; `trace` replays a CSV of (time, bytes).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from balloonsim.errors import TraceError
+from balloonsim.sim.distributions import Dist
+from balloonsim.types import Duration, Size
+from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
+
+
+class WorkloadParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tick: Duration = 1.0  # how often tasks fault memory in and the stall is measured
+    task_size: Size = 256 << 20  # demand is met by tasks of this size
+    fault_rate: Size = 1 << 30  # bytes per second a task can fault in
+    cache_rate: Size = 8 << 20  # file reads per second filling the page cache
+    cache_max: Size = 1 << 30  # page cache stops growing here
+    restart_delay: Duration = 5.0  # an OOM-killed task restarts after this
+
+
+class Workload:
+    """Base: keep the tasks' RSS at demand(t), fault in at `fault_rate`, read files."""
+
+    Params = WorkloadParams
+
+    def __init__(self, sim, params: WorkloadParams):
+        self.sim = sim
+        self.p = params
+        self.mem = sim.memory
+        self.rng = sim.rng("workload")
+        self.demand_bytes = 0
+        self.tasks: list = []
+        self._blocked_until = 0.0
+
+    def demand(self, t: float) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.sim.env.process(self.run())
+
+    def run(self):
+        env = self.sim.env
+        tick = self.p.tick
+        fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
+        cache_pages = int(self.p.cache_rate * tick) >> PAGE_SHIFT
+        cache_limit = self.p.cache_max >> PAGE_SHIFT
+        while True:
+            self.step(env.now, fault_pages)
+            if cache_pages:
+                self.mem.read_files(cache_pages, cache_limit)
+            self.sim.guest.alloc.kswapd(self.sim.guest.alloc.zonelist(0, kernel_only=False))
+            self.mem.account_stall(tick)
+            yield env.timeout(tick)
+
+    def step(self, now: float, fault_pages: int) -> None:
+        want = self.demand(now) >> PAGE_SHIFT
+        self.demand_bytes = want << PAGE_SHIFT
+        self.tasks = [t for t in self.tasks if t.alive]
+        have = sum(t.want for t in self.tasks)
+        task_pages = max(1, self.p.task_size >> PAGE_SHIFT)
+        while have > want and self.tasks:  # demand fell: the youngest tasks finish
+            t = self.tasks.pop()
+            have -= t.want
+            self.mem.exit(t)
+        if now >= self._blocked_until:
+            while have < want:
+                size = min(task_pages, want - have)
+                self.tasks.append(self.mem.spawn("worker", size, on_kill=self._killed))
+                have += size
+        budget = fault_pages
+        for t in self.tasks:
+            if budget <= 0:
+                break
+            need = t.want - t.rss
+            if need > 0:
+                got = self.mem.allocate(t, min(need, budget))
+                budget -= got if got else budget
+
+    def _killed(self, task) -> None:
+        self._blocked_until = self.sim.env.now + self.p.restart_delay
+
+
+class IdleParams(WorkloadParams):
+    pass
+
+
+class Idle(Workload):
+    """No demand: the guest only reads files."""
+
+    Params = IdleParams
+
+    def demand(self, t: float) -> int:
+        return 0
+
+
+class ConstantParams(WorkloadParams):
+    size: Size = 2 << 30
+
+
+class Constant(Workload):
+    Params = ConstantParams
+
+    def demand(self, t: float) -> int:
+        return self.p.size
+
+
+class RampParams(WorkloadParams):
+    start_size: Size = 512 << 20
+    end_size: Size = 8 << 30
+    start_time: Duration = 0.0
+    ramp_time: Duration = 600.0
+
+
+class Ramp(Workload):
+    """Linear growth from start_size to end_size over ramp_time, then flat."""
+
+    Params = RampParams
+
+    def demand(self, t: float) -> int:
+        p = self.p
+        x = min(1.0, max(0.0, (t - p.start_time) / p.ramp_time)) if p.ramp_time else 1.0
+        return int(p.start_size + x * (p.end_size - p.start_size))
+
+
+class BurstsParams(WorkloadParams):
+    base: Size = 1 << 30
+    burst: Size = 3 << 30
+    on: Dist = Field(default_factory=lambda: Dist(dist="exponential", mean=60))
+    off: Dist = Field(default_factory=lambda: Dist(dist="exponential", mean=120))
+
+
+class Bursts(Workload):
+    """On/off: `base` always, `base + burst` during bursts of random length."""
+
+    Params = BurstsParams
+
+    def __init__(self, sim, params):
+        super().__init__(sim, params)
+        self._on = False
+        self._switch = self.p.off.sample(self.rng)
+
+    def demand(self, t: float) -> int:
+        while t >= self._switch:
+            self._on = not self._on
+            self._switch += max(self.p.tick, (self.p.on if self._on else self.p.off).sample(self.rng))
+        return self.p.base + (self.p.burst if self._on else 0)
+
+
+class RandomTasksParams(WorkloadParams):
+    arrival_rate: float = Field(0.05, gt=0)  # tasks per second (Poisson)
+    size: Dist = Field(default_factory=lambda: Dist(dist="lognormal", median=512 << 20, sigma=0.8))
+    lifetime: Dist = Field(default_factory=lambda: Dist(dist="exponential", mean=300))
+    restart: bool = True
+    max_tasks: int = Field(64, ge=1)
+
+
+class RandomTasks(Workload):
+    """Tasks arrive (Poisson) with random sizes and lifetimes; a killed task may restart."""
+
+    Params = RandomTasksParams
+
+    def __init__(self, sim, params):
+        super().__init__(sim, params)
+        self._ends: dict[int, float] = {}
+        self._next_arrival = float(self.rng.exponential(1 / self.p.arrival_rate))
+        self._restarts: list[tuple[float, int, float]] = []
+
+    def demand(self, t: float) -> int:
+        return sum(task.want for task in self.tasks if task.alive) << PAGE_SHIFT
+
+    def step(self, now: float, fault_pages: int) -> None:
+        p = self.p
+        for task in [t for t in self.tasks if t.alive and self._ends.get(t.id, 1e300) <= now]:
+            self.mem.exit(task)
+        self.tasks = [t for t in self.tasks if t.alive]
+        while self._next_arrival <= now and len(self.tasks) < p.max_tasks:
+            size = max(1, int(p.size.sample(self.rng)) >> PAGE_SHIFT)
+            self._start(now, size, p.lifetime.sample(self.rng))
+            self._next_arrival += float(self.rng.exponential(1 / p.arrival_rate))
+        for item in [r for r in self._restarts if r[0] <= now]:
+            self._restarts.remove(item)
+            self._start(now, item[1], item[2])
+        self.demand_bytes = self.demand(now)
+        budget = fault_pages
+        for t in self.tasks:
+            need = t.want - t.rss
+            if budget <= 0:
+                break
+            if need > 0:
+                got = self.mem.allocate(t, min(need, budget))
+                budget -= got if got else budget
+
+    def _start(self, now: float, size: int, lifetime: float) -> None:
+        task = self.mem.spawn("task", size, on_kill=self._task_killed)
+        self._ends[task.id] = now + lifetime
+        self.tasks.append(task)
+
+    def _task_killed(self, task) -> None:
+        left = self._ends.pop(task.id, self.sim.env.now) - task.started
+        if self.p.restart:
+            self._restarts.append((self.sim.env.now + self.p.restart_delay, task.want, max(left, self.p.tick)))
+
+
+class TraceParams(WorkloadParams):
+    path: str
+    loop: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v):
+        if not Path(v).is_file():
+            raise ValueError(f"trace file not found: {v}")
+        load_trace(v)  # validated now, before anything runs
+        return v
+
+
+def load_trace(path: str) -> list[tuple[float, int]]:
+    """CSV rows `time,bytes` (header optional; sizes may be `2G`); times must not decrease."""
+    points: list[tuple[float, int]] = []
+    with open(path, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or row[0].strip().startswith("#"):
+                continue
+            if lineno == 1 and row[0].strip().lower() in ("time", "t", "time_s"):
+                continue
+            if len(row) != 2:
+                raise TraceError(path, lineno, f"expected 2 columns (time, bytes), got {len(row)}")
+            try:
+                t = parse_duration(row[0].strip())
+            except ValueError as exc:
+                raise TraceError(path, lineno, f"bad time {row[0]!r}: {exc}") from None
+            try:
+                b = parse_size(row[1].strip())
+            except ValueError as exc:
+                raise TraceError(path, lineno, f"bad size {row[1]!r}: {exc}") from None
+            if points and t < points[-1][0]:
+                raise TraceError(path, lineno, f"time {t} goes backwards (previous {points[-1][0]})")
+            points.append((t, b))
+    if not points:
+        raise TraceError(path, 1, "no data rows")
+    return points
+
+
+class TraceReplay(Workload):
+    """Piecewise-constant demand from a CSV trace."""
+
+    Params = TraceParams
+
+    def __init__(self, sim, params):
+        super().__init__(sim, params)
+        self.points = load_trace(self.p.path)
+        self._i = 0
+        self._period = self.points[-1][0] or 1.0
+
+    def demand(self, t: float) -> int:
+        if self.p.loop:
+            t = t % self._period
+            if t < self.points[self._i][0]:
+                self._i = 0
+        while self._i + 1 < len(self.points) and self.points[self._i + 1][0] <= t:
+            self._i += 1
+        return self.points[self._i][1] if t >= self.points[0][0] else 0

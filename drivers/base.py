@@ -1,0 +1,77 @@
+"""What every driver shares: hot-add bookkeeping, finding free physical space, and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from balloonsim.kernel.errno import errname
+from balloonsim.kernel.extents import Extents
+from balloonsim.units import PAGE_SHIFT, GiB
+
+
+class DriverParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node: int = Field(0, ge=0, description="NUMA node of hot-added memory (memory_add_physaddr_to_nid)")
+    memmap_on_memory: bool = Field(True, description="pass MHP_MEMMAP_ON_MEMORY (what the study asks)")
+
+
+class Driver:
+    """Base class. Subclasses implement `start()` and may add `metrics()`."""
+
+    Params = DriverParams
+    name = ""
+
+    def __init__(self, sim, params):
+        self.sim = sim
+        self.env = sim.env
+        self.guest = sim.guest
+        self.p = params
+        self.rng = sim.rng(f"driver:{self.name}")
+        if params.node not in self.guest.possible_nodes:
+            from balloonsim.errors import ConfigError
+
+            raise ConfigError("driver.node", f"node {params.node} does not exist "
+                              f"(the guest has {len(self.guest.possible_nodes)}; add guest.extra_nodes)")
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+    def committed_bytes(self) -> int:
+        a = self.guest.alloc
+        return (a.total("anon") + a.total("kernel")) << PAGE_SHIFT
+
+    @property
+    def target_pages(self) -> int:
+        return self.sim.target_bytes >> PAGE_SHIFT
+
+    def log(self, kind: str, block: int = -1, detail: str = "") -> None:
+        self.sim.events.log(self.env.now, kind, block, detail)
+
+    def hot_add(self, nid: int, start: int, size: int, hint: Extents | None) -> int:
+        """add_memory() with an event per call; the result is the kernel's return value."""
+        ret = self.guest.add_memory(nid, start, size, hint=hint, memmap_on_memory=self.p.memmap_on_memory)
+        first = start >> PAGE_SHIFT
+        bid = first // self.guest.block_pages
+        self.log("add_memory", bid, f"{start:#x}+{size >> 20}M {errname(ret)}")
+        return ret
+
+    def find_free_range(self, size: int, align: int) -> int | None:
+        """allocate_resource(): the lowest free, aligned gap above boot memory in the window."""
+        g = self.guest
+        pos = max(g.boot_end_pfn << PAGE_SHIFT, 4 * GiB)
+        pos = -(-pos // align) * align
+        limit = g.max_pfn << PAGE_SHIFT
+        bsize = g.block_size
+        while pos + size <= limit:
+            first = pos // bsize
+            last = (pos + size - 1) // bsize
+            busy = [i for i in range(first, last + 1) if i in g.blocks]
+            if not busy:
+                return pos
+            pos = -(-((busy[-1] + 1) * bsize) // align) * align
+        return None

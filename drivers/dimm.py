@@ -1,0 +1,105 @@
+"""ACPI memory hot-add of DIMMs (drivers/acpi/acpi_memhotplug.c): the whole range is backed.
+
+The host (QEMU `object_add memory-backend-ram` + `device_add pc-dimm`) backs the DIMM before the
+guest sees it, so every page is usable at add time: the only driver for which the kernel chooses
+memmap_on_memory (acpi_memory_enable_device passes MHP_MEMMAP_ON_MEMORY, conditionally since 5.12,
+unconditionally since 6.8). One add_memory() call per DIMM. Unplug is an ACPI eject: every block is
+offlined and the range removed; a block that cannot be offlined (-EBUSY) fails the eject.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.extents import Extents
+from balloonsim.types import Duration, Size
+from balloonsim.units import PAGE_SHIFT
+from drivers.base import Driver, DriverParams
+
+
+class DimmParams(DriverParams):
+    dimm_size: Size = 1 << 30
+    plug_delay: Duration = Field(1.0, description="ACPI notification to add_memory()")
+    unplug: bool = True
+
+
+class AcpiDimm(Driver):
+    Params = DimmParams
+    name = "dimm"
+
+    def start(self) -> None:
+        self.dimms: list[tuple[int, int]] = []  # (start, size)
+        self.plugged = 0
+        self.unplug_ebusy = 0
+        self.host_refused = 0
+        self.env.process(self.run())
+
+    def current_bytes(self) -> int:
+        return sum(self.sim.scenario.guest.boot) + sum(size for _, size in self.dimms)
+
+    def run(self):
+        size = self.p.dimm_size
+        g = self.guest
+        if size % g.block_size:
+            from balloonsim.errors import ConfigError
+
+            raise ConfigError("driver.dimm_size", f"must be a multiple of the memory block size ({g.block_size >> 20}M)")
+        while True:
+            gap = self.sim.target_bytes - self.current_bytes()
+            if gap >= size // 2:
+                yield from self.plug(size)
+                continue
+            if self.p.unplug and gap <= -size and self.dimms:
+                if not self.eject(*self.dimms[-1]):
+                    yield self.sim.target_event
+                continue
+            yield self.sim.target_event
+
+    def plug(self, size: int):
+        start = self.find_free_range(size, size if size <= (1 << 30) else (1 << 30))
+        if start is None:
+            self.log("hotadd_request", -1, "no free physical range")
+            yield self.sim.target_event
+            return
+        pages = size >> PAGE_SHIFT
+        got = self.sim.host.populate(pages)
+        if got < pages:  # object_add fails: the host cannot back the DIMM
+            self.sim.host.release(got)
+            self.host_refused += 1
+            self.log("hotadd_request", -1, "host out of memory")
+            yield self.sim.target_event
+            return
+        self.log("hotadd_request", -1, f"dimm {start:#x}+{size >> 20}M")
+        yield self.env.timeout(self.p.plug_delay)
+        first = start >> PAGE_SHIFT
+        self.guest.host_populate(first, first + pages)
+        self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
+        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages))
+        if ret:
+            self.sim.host.release(pages)
+            yield self.env.timeout(self.p.plug_delay)
+            yield self.sim.target_event
+            return
+        self.dimms.append((start, size))
+        self.plugged += 1
+
+    def eject(self, start: int, size: int) -> bool:
+        g = self.guest
+        blocks = g.blocks_in(start >> PAGE_SHIFT, size >> PAGE_SHIFT)
+        for b in reversed(blocks):
+            if b.state is BlockState.ONLINE and g.offline_memory_block(b.id):
+                self.unplug_ebusy += 1
+                self.log("offline", b.id, "-EBUSY")
+                return False
+        if g.remove_memory(start, size):
+            self.unplug_ebusy += 1
+            return False
+        self.sim.host.release(size >> PAGE_SHIFT)
+        self.dimms.pop()
+        self.log("remove_memory", blocks[0].id, f"{start:#x}+{size >> 20}M")
+        return True
+
+    def metrics(self):
+        return {"dimms_plugged": self.plugged, "dimm_unplug_ebusy": self.unplug_ebusy,
+                "dimm_host_refused": self.host_refused}
