@@ -20,7 +20,11 @@ class GuestCrash(Exception):
     """The guest touched memory the hypervisor has not backed: a fatal fault (GP / EPT violation)."""
 
     def __init__(self, phys_addr: int, vaddr: int, what: str):
+        # args stay (phys_addr, vaddr, what): SimPy re-raises a process's exception as type(e)(*e.args)
+        super().__init__(phys_addr, vaddr, what)
         self.phys_addr = phys_addr
         self.vaddr = vaddr
         self.what = what
-        super().__init__(f"{what}: write to unbacked memory at {phys_addr:#x} (vaddr {vaddr:#x})")
+
+    def __str__(self) -> str:
+        return f"{self.what}: write to unbacked memory at {self.phys_addr:#x} (vaddr {self.vaddr:#x})"

@@ -314,17 +314,18 @@ class Guest:
         txn = Transaction()
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
+        roots_before = set(self.pagetables.section_roots)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = self.alloc.alloc(table_nid, new_tables, Gfp.KERNEL, txn) == new_tables
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before)
             return -ENOMEM
         err = self.strategy.place(self, nid, blocks, hint, mhp_flag, txn)
         if err:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before)
             return err
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
@@ -349,11 +350,13 @@ class Guest:
         return 0
 
     def _undo_add(self, txn: Transaction, start_pfn: int, nr_pages: int, blocks: list[MemoryBlock],
-                  slab: int) -> None:
+                  slab: int, roots: set[int] | None = None) -> None:
         for b in blocks:
             if b.backed:
                 self._prebacked[b.id] = b.backed
         self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
+        if roots is not None:  # the mem_section roots this call created go with their (uncharged) slab
+            self.pagetables.section_roots = roots
         if slab:
             self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too

@@ -40,6 +40,7 @@ class Take:
     pages: int
     pmd: bool
     kind: str  # counter it was charged to: "kernel" | "anon" | "balloon"
+    split: int = 0  # pageblocks the take split, so that a rollback merges them again
 
 
 @dataclass
@@ -165,12 +166,12 @@ class PageAllocator:
             room = max(0, z.free - z.wmark_min)
             k = min(room, left)
             if k:
-                z.take(k)
+                split = z.take(k)
                 self._charge(z, k, kind)
                 if z.nid != nid:
                     self.stats.remote_pages += k
                 if txn is not None:
-                    txn.takes.append(Take(z, k, False, kind))
+                    txn.takes.append(Take(z, k, False, kind, split))
                 left -= k
         return want
 
@@ -203,7 +204,11 @@ class PageAllocator:
 
     def rollback(self, txn: Transaction) -> None:
         for t in reversed(txn.takes):
-            self.free(t.zone, t.pages, t.kind, pmd=t.pmd)
+            if t.pmd:
+                self.free(t.zone, t.pages, t.kind, pmd=True)
+            else:  # undo exactly: the pageblocks the allocation split are whole again
+                self._charge(t.zone, -t.pages, t.kind)
+                t.zone.untake(t.pages, t.split)
         txn.takes.clear()
 
     @staticmethod

@@ -54,15 +54,25 @@ class Zone:
     def used(self) -> int:
         return self.pagecache + self.anon + self.kernel
 
-    def take(self, n: int) -> None:
-        """Remove n free base pages: fragments first, then split pageblocks."""
+    def take(self, n: int) -> int:
+        """Remove n free base pages: fragments first, then split pageblocks. Returns pageblocks split."""
         from_base = min(n, self.free_base)
         self.free_base -= from_base
         rest = n - from_base
+        split = 0
         if rest:
             split = -(-rest // PMD_PAGES)
             self.free_pmd -= split
             self.free_base += split * PMD_PAGES - rest
+        return split
+
+    def untake(self, n: int, split: int) -> None:
+        """Undo the latest take(n) that split `split` pageblocks: its fragments merge back."""
+        if self.free_base + n - split * PMD_PAGES >= 0:
+            self.free_pmd += split
+            self.free_base += n - split * PMD_PAGES
+        else:  # the leftover fragments were used meanwhile
+            self.give(n, contiguous=False)
 
     def give(self, n: int, contiguous: bool) -> None:
         """Return n pages to the free lists; contiguous runs merge back into pageblocks."""

@@ -68,6 +68,9 @@ def unhost(guest: Guest, block: MemoryBlock) -> None:
         pfn = s
         while pfn < e:
             host = guest.block_of_pfn(pfn)
+            if host is None:  # a block of a failed add_memory() (a chain link's undo): not registered
+                pfn = min(e, (pfn // guest.block_pages + 1) * guest.block_pages)
+                continue
             seg = min(e, host.end_pfn)
             host.vmemmap_pfns.remove(pfn, seg)
             pfn = seg

@@ -50,7 +50,7 @@ class Sim:
         params = sc.section_params()
         self.host = HostMemory(params["host"].memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
-        self.target_bytes = sum(g.boot)
+        self.target_bytes = self._logged_target = sum(g.boot)
         self.target_event = self.env.event()
         self.block_added_at: dict[int, float] = {}
         self.block_usable_at: dict[int, float] = {}
@@ -75,7 +75,9 @@ class Sim:
     def set_target(self, nbytes: int) -> None:
         if nbytes != self.target_bytes:
             self.target_bytes = nbytes
-            self.events.log(self.env.now, "target", -1, f"{nbytes >> 20}M")
+            if abs(nbytes - self._logged_target) * 64 >= self._logged_target:  # log moves of 1/64 or more
+                self._logged_target = nbytes
+                self.events.log(self.env.now, "target", -1, f"{nbytes >> 20}M")
             ev, self.target_event = self.target_event, self.env.event()
             ev.succeed()
 

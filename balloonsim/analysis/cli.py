@@ -1,0 +1,68 @@
+"""`balloonsim analyze|plot|report DIR`: thin click wrappers over balloonsim.analysis.pipeline.
+
+Registered by balloonsim/commands.py as "balloonsim.analysis.cli": ("analyze", "plot", "report").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from balloonsim.analysis import pipeline
+
+_DIR = click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+_BY = click.option(
+    "--by",
+    metavar="FACTOR",
+    default=None,
+    help="Factor whose levels are compared (default: memmap.strategy, else the first factor that varies).",
+)
+_ALPHA = click.option(
+    "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=pipeline.ALPHA,
+    show_default=True, help="Significance level applied to Holm-corrected p-values.",
+)
+
+
+@click.command("analyze")
+@_DIR
+@_BY
+@_ALPHA
+def analyze(directory: Path, by: str | None, alpha: float) -> None:
+    """Write DIR/summary.csv and DIR/comparisons.csv from DIR/runs.csv."""
+    result = pipeline.analyze(directory, by=by, alpha=alpha)
+    comp = result.comparisons
+    n_sig = int(comp["significant"].sum()) if not comp.empty else 0
+    click.echo(f"{directory / pipeline.SUMMARY}: {len(result.summary)} rows")
+    click.echo(f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
+               f"{n_sig} significant after Holm (alpha {alpha:g})")
+
+
+@click.command("plot")
+@_DIR
+@_BY
+@click.option("--metric", "metrics", metavar="NAME", multiple=True,
+              help="Plot this metric (repeatable); default: the key metrics that vary.")
+@click.option("--regime", metavar="F=V[,F=V...]", default=None,
+              help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5'; "
+                   "default: where the strategies differ most.")
+@_ALPHA
+def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float) -> None:
+    """Draw PNG and SVG figures into DIR/plots/."""
+    made = pipeline.plot(directory, by=by, metrics=list(metrics) or None, regime=regime, alpha=alpha)
+    for path in made:
+        click.echo(str(path))
+    if not made:
+        click.echo("no figure applies to these results (nothing varies or the columns are missing)")
+
+
+@click.command("report")
+@_DIR
+@_BY
+@_ALPHA
+@click.option("--replot", is_flag=True, help="Redraw the figures even when DIR/plots/ is up to date.")
+def report(directory: Path, by: str | None, alpha: float, replot: bool) -> None:
+    """Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included)."""
+    md, page = pipeline.report(directory, by=by, alpha=alpha, replot=replot)
+    click.echo(str(md))
+    click.echo(str(page))

@@ -1,0 +1,223 @@
+"""Pairwise strategy comparisons within each regime, written to comparisons.csv.
+
+A regime is one combination of every factor except the compared one (`--by`, default memmap.strategy).
+Test rule: Welch's t when both samples have n >= 8, are not constant, and pass Shapiro-Wilk (p > 0.05);
+Mann-Whitney U (two-sided) otherwise, because simulator metrics are mostly skewed counts with many ties.
+Two constant, identical samples are not tested (p = 1) and stay out of the Holm family: no test could reject them.
+Holm's step-down correction runs over the family of all comparisons of one metric (every regime, every pair).
+Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from balloonsim.analysis.load import Results
+from balloonsim.analysis.metrics import better_of
+
+ALPHA = 0.05
+NORMAL_MIN_N = 8
+MIN_N = 2
+
+
+def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values; NaN entries are not part of the family and stay NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
+def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
+    """P(a > b) - P(a < b) from ranks (O(n log n)), in [-1, 1]; 0 means fully overlapping."""
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    ranks = st.rankdata(np.concatenate([a, b]))
+    u_a = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
+    return float(2 * u_a / (len(a) * len(b)) - 1)
+
+
+def hedges_g(a: np.ndarray, b: np.ndarray) -> float:
+    """Standardised mean difference with the small-sample correction; NaN when both spreads are zero."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return float("nan")
+    pooled = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    if pooled == 0:
+        return float("nan")
+    correction = 1 - 3 / (4 * (na + nb) - 9)
+    return float((a.mean() - b.mean()) / pooled * correction)
+
+
+def looks_normal(x: np.ndarray) -> bool:
+    """Shapiro-Wilk does not reject normality (p > 0.05) on a non-constant sample of at least 8."""
+    if len(x) < NORMAL_MIN_N or np.all(x == x[0]):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(st.shapiro(x).pvalue > 0.05)
+
+
+def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
+    """(test name, statistic, two-sided p) following the module's rule."""
+    if len(a) < MIN_N or len(b) < MIN_N:
+        return ("too few runs", float("nan"), float("nan"))
+    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
+        return ("identical", float("nan"), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if looks_normal(a) and looks_normal(b):
+            res = st.ttest_ind(a, b, equal_var=False)
+            return ("welch-t", float(res.statistic), float(res.pvalue))
+        res = st.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+        return ("mann-whitney-u", float(res.statistic), float(res.pvalue))
+
+
+def regime_label(row: dict, factors: list[str]) -> str:
+    """'driver.name=xen, onlining.delay_s=5' over the factors that vary; 'all runs' when none do."""
+    parts = [f"{f}={_level(row[f])}" for f in factors]
+    return ", ".join(parts) if parts else "all runs"
+
+
+def regime_factors(results: Results, by: str | None) -> tuple[list[str], list[str]]:
+    """(every factor but `by`, the varying ones among them): the first defines a regime, the second names it."""
+    factors = [f for f in results.factors if f != by]
+    return factors, [f for f in factors if f in results.varying_factors]
+
+
+def regime_labels(results: Results, by: str | None) -> pd.Series:
+    """The regime label of every successful run, aligned with results.runs."""
+    _, shown = regime_factors(results, by)
+    return pd.Series(
+        [regime_label(row, shown) for row in results.runs[shown].to_dict("records")],
+        index=results.runs.index,
+        dtype=object,
+    )
+
+
+def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFrame:
+    """comparisons.csv: one row per metric, regime and unordered pair of levels of `by`."""
+    columns = _columns(results, by)
+    if by is None or results.runs[by].nunique(dropna=False) < 2:
+        return pd.DataFrame(columns=columns)
+    factors, shown = regime_factors(results, by)
+    levels = results.levels(by)
+    rows = []
+    grouped = results.runs.groupby(factors, dropna=False, sort=False) if factors else [((), results.runs)]
+    for key, regime in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        where = dict(zip(factors, key, strict=True))
+        label = regime_label(where, shown)
+        samples = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
+        for a, b in itertools.combinations(levels, 2):
+            if samples[a].empty or samples[b].empty:
+                continue
+            for metric in results.metrics:
+                x = _values(samples[a][metric])
+                y = _values(samples[b][metric])
+                if len(x) == 0 or len(y) == 0:
+                    continue
+                rows.append({**where, "regime": label, **_row(metric, by, a, b, x, y)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    table["p_holm"] = np.nan
+    table["family_size"] = 0
+    for idx in table.groupby("metric", sort=False).groups.values():
+        p = table.loc[idx, "p"].where(table.loc[idx, "test"] != "identical")
+        table.loc[idx, "p_holm"] = holm(p.to_numpy())
+        table.loc[idx, "family_size"] = int(p.notna().sum())
+        identical = idx[table.loc[idx, "test"].to_numpy() == "identical"]
+        table.loc[identical, "p_holm"] = 1.0
+    table["significant"] = table["p_holm"] < alpha
+    table["winner"] = [
+        _winner(r.metric, r.a, r.b, r.mean_a, r.mean_b) if r.significant else ""
+        for r in table.itertuples(index=False)
+    ]
+    return table[columns]
+
+
+def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
+    test, stat, p = pair_test(x, y)
+    mean_a, mean_b = float(x.mean()), float(y.mean())
+    ratio_ok = mean_b > 0 and x.min() >= 0 and y.min() >= 0
+    return {
+        "metric": metric,
+        "by": by,
+        "a": a,
+        "b": b,
+        "n_a": len(x),
+        "n_b": len(y),
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "median_a": float(np.median(x)),
+        "median_b": float(np.median(y)),
+        "diff": mean_a - mean_b,
+        "ratio": mean_a / mean_b if ratio_ok else float("nan"),
+        "cliffs_delta": cliffs_delta(x, y),
+        "hedges_g": hedges_g(x, y),
+        "test": test,
+        "statistic": stat,
+        "p": p,
+    }
+
+
+def _winner(metric: str, a, b, mean_a: float, mean_b: float) -> str:
+    side = better_of(metric, mean_a, mean_b)
+    return "" if side == 0 else str(a if side < 0 else b)
+
+
+def _columns(results: Results, by: str | None) -> list[str]:
+    return [
+        *regime_factors(results, by)[0],
+        "regime",
+        "metric",
+        "by",
+        "a",
+        "b",
+        "n_a",
+        "n_b",
+        "mean_a",
+        "mean_b",
+        "median_a",
+        "median_b",
+        "diff",
+        "ratio",
+        "cliffs_delta",
+        "hedges_g",
+        "test",
+        "statistic",
+        "p",
+        "p_holm",
+        "family_size",
+        "significant",
+        "winner",
+    ]
+
+
+def _values(col: pd.Series) -> np.ndarray:
+    x = col.to_numpy(dtype=float)
+    return x[~np.isnan(x)]
+
+
+def _match(col: pd.Series, level) -> pd.Series:
+    if isinstance(level, float) and np.isnan(level):
+        return col.isna()
+    return col == level
+
+
+def _level(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,245 @@
+"""Findings written from comparisons.csv by rules, never by hand.
+
+A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm in one or
+more regimes, all in the same direction. The regimes are described by the simplest condition on the factors
+that singles out exactly those regimes ("when onlining.delay_s >= 5"), else listed. Findings are ranked by
+effect size (Cliff's delta), then by how many regimes they cover, then by the ratio of means.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from balloonsim.analysis.compare import regime_factors, regime_labels
+from balloonsim.analysis.metrics import QUESTIONS, fmt, fmt_pair, info
+from balloonsim.analysis.pipeline import Analysis
+
+TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
+
+
+@dataclass
+class Finding:
+    metric: str
+    question: str | None
+    higher: str
+    lower: str
+    text: str
+    delta: float  # |Cliff's delta|, median over the regimes
+    regimes: int
+    log_ratio: float
+    directional: bool
+
+    @property
+    def rank_key(self) -> tuple:
+        return (not self.directional, -round(self.delta, 2), -self.regimes, -self.log_ratio)
+
+
+def findings(analysis: Analysis) -> list[Finding]:
+    """Every significant, same-direction group of comparisons, best-ranked first."""
+    comp = analysis.comparisons
+    if comp.empty or not comp["significant"].any():
+        return []
+    labels = regime_labels(analysis.results, analysis.by)
+    table = _regime_table(analysis)
+    out = []
+    tested = comp[comp["p"].notna()]
+    for (metric, a, b), group in comp[comp["significant"]].groupby(["metric", "a", "b"], sort=False):
+        compared = set(tested[(tested["metric"] == metric) & (tested["a"] == a) & (tested["b"] == b)]["regime"])
+        for sign, rows in group.groupby(np.sign(group["diff"]), sort=False):
+            if sign == 0:
+                continue
+            higher, lower = (a, b) if sign > 0 else (b, a)
+            out.append(_finding(analysis, labels, table, metric, higher, lower, rows, compared))
+    return sorted(out, key=lambda f: f.rank_key)
+
+
+def quiet_metrics(analysis: Analysis, found: list[Finding]) -> tuple[list[str], dict[str, float]]:
+    """(metrics compared without any significant difference, metrics identical in every run -> value)."""
+    runs = analysis.results.runs
+    constant = {}
+    for m in analysis.results.metrics:
+        values = runs[m].dropna()
+        if len(values) and values.nunique() == 1:
+            constant[m] = float(values.iloc[0])
+    with_finding = {f.metric for f in found}
+    compared = analysis.comparisons["metric"].unique() if not analysis.comparisons.empty else []
+    quiet = [m for m in compared if m not in with_finding and m not in constant]
+    return quiet, constant
+
+
+def significance_line(analysis: Analysis) -> str:
+    """One sentence on how many comparisons are significant, or plainly that none are."""
+    comp = analysis.comparisons
+    by = analysis.by
+    if by is None:
+        return "No factor varies, so there is nothing to compare."
+    if comp.empty:
+        return f"`{by}` has a single level among the successful runs, so there is nothing to compare."
+    tested = comp[comp["test"].isin(TEST_NAMES)]
+    n_sig = int(comp["significant"].sum())
+    n_metrics = comp["metric"].nunique()
+    if n_sig == 0:
+        return (
+            f"No difference between levels of `{by}` is significant after Holm correction "
+            f"({len(tested)} tests over {n_metrics} metrics, α = {analysis.alpha:g})."
+        )
+    return (
+        f"{n_sig} of {len(tested)} tests ({n_metrics} metrics) show a difference between levels of `{by}` "
+        f"that is significant after Holm correction (α = {analysis.alpha:g})."
+    )
+
+
+def by_question(found: list[Finding]) -> dict[str | None, list[Finding]]:
+    """Findings grouped by the thread question of their metric, in the order of QUESTIONS, None last."""
+    groups: dict[str | None, list[Finding]] = {q: [] for q in [*QUESTIONS, None]}
+    for f in found:
+        groups[f.question if f.question in QUESTIONS else None].append(f)
+    return {q: fs for q, fs in groups.items() if fs}
+
+
+def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> Finding:
+    runs = analysis.results.runs
+    by = analysis.by
+    in_scope = runs[labels.isin(set(rows["regime"]))]
+    hi = in_scope.loc[in_scope[by].astype(str) == str(higher), metric].dropna()
+    lo = in_scope.loc[in_scope[by].astype(str) == str(lower), metric].dropna()
+    mean_hi, mean_lo = float(hi.mean()), float(lo.mean())
+    m = info(metric)
+    deltas = np.abs(rows["cliffs_delta"].to_numpy(dtype=float))
+    ratio = mean_hi / mean_lo if mean_lo > 0 and min(hi.min(), lo.min()) >= 0 else float("nan")
+    where = describe_regimes(set(rows["regime"]), compared, table)
+    amount = ""
+    if m.unit in ("count", "bytes", "s") and np.isfinite(ratio):
+        if ratio >= 1.1:
+            amount = f"{ratio:.1f}× " if ratio < 10 else f"{ratio:.0f}× "
+        else:
+            amount = f"{fmt(metric, mean_hi - mean_lo)} "
+    comparative = {"count": "more", "bytes": "more", "s": "longer"}.get(m.unit, "higher")
+    per = " per run" if m.unit == "count" else ""
+    shown_hi, shown_lo = fmt_pair(metric, mean_hi, mean_lo)
+    text = (
+        f"**{higher}**: {amount}{comparative} {m.label} than **{lower}** "
+        f"({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}"
+    )
+    return Finding(
+        metric=metric,
+        question=m.question,
+        higher=str(higher),
+        lower=str(lower),
+        text=text,
+        delta=float(np.median(deltas)),
+        regimes=len(rows),
+        log_ratio=abs(float(np.log(ratio))) if np.isfinite(ratio) and ratio > 0 else 10.0,
+        directional=m.better is not None,
+    )
+
+
+def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: str) -> str:
+    """Test, worst Holm p, effect size, and the share of regimes unless the description already says it."""
+    counted = not where.startswith((" when", " except"))
+    scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
+    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"])))
+    p = float(rows["p_holm"].max())
+    if p < 0.001:
+        ptext = "Holm p < 0.001"
+    else:
+        ptext = f"Holm p {'≤' if len(rows) > 1 else '='} {p:.2g}"
+    delta = f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
+    return f"{tests}, {ptext}, {delta}{scope}"
+
+
+def _regime_table(analysis: Analysis) -> pd.DataFrame:
+    """Regime label -> the values of the varying regime factors (one row per regime)."""
+    _, shown = regime_factors(analysis.results, analysis.by)
+    labels = regime_labels(analysis.results, analysis.by)
+    table = analysis.results.runs[shown].copy()
+    table["regime"] = labels
+    return table.drop_duplicates("regime").set_index("regime")
+
+
+def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame) -> str:
+    """The simplest true description of the selected regimes among the compared ones.
+
+    In order of preference: all of them; an exact condition on one or two factors ("when onlining.delay_s ≥ 5");
+    an exception ("except when ..."); a condition most of whose regimes are selected ("in 5 of the 6 regimes
+    with ..."); else a short list in design order.
+    """
+    if selected >= compared:
+        return f" in all {len(compared)} regimes" if len(compared) > 1 else ""
+    sub = table.loc[[r for r in table.index if r in compared]]
+    exact = _exact_condition(selected, sub)
+    if exact:
+        return f" when {exact}"
+    excluded = set(sub.index) - selected
+    if len(excluded) < len(selected):
+        exception = _exact_condition(excluded, sub)
+        if exception:
+            return f" except when {exception}"
+    loose = _covering_condition(selected, sub)
+    if loose:
+        return loose
+    listed = [r for r in sub.index if r in selected]
+    head = "; ".join(listed[:3])
+    more = f"; and {len(listed) - 3} more" if len(listed) > 3 else ""
+    return f" in {len(listed)} regimes ({head}{more})" if len(listed) > 1 else f" in {head}"
+
+
+def _conditions(sub: pd.DataFrame, target: set[str]):
+    """(text, matching regimes) for every one- and two-factor condition built from the target's values."""
+    for size in (1, 2):
+        for combo in itertools.combinations(list(sub.columns), size):
+            parts = []
+            mask = pd.Series(True, index=sub.index)
+            for f in combo:
+                values = set(sub.loc[[r for r in sub.index if r in target], f])
+                mask &= sub[f].isin(values)
+                parts.append(_condition(f, values, list(sub[f].unique())))
+            if all(parts):
+                yield size, " and ".join(parts), set(sub.index[mask])
+
+
+def _exact_condition(target: set[str], sub: pd.DataFrame) -> str:
+    found = [(size, len(text), text) for size, text, match in _conditions(sub, target) if match == target]
+    return min(found)[2] if found else ""
+
+
+def _covering_condition(target: set[str], sub: pd.DataFrame) -> str:
+    """A condition whose regimes are mostly (at least two thirds) the target ones, and include all of them."""
+    best = None
+    for size, text, match in _conditions(sub, target):
+        extra = len(match) - len(target)
+        if match >= target and 0 < extra <= len(match) / 3:
+            key = (extra, size, len(text))
+            if best is None or key < best[0]:
+                best = (key, f" in {len(target)} of the {len(match)} regimes with {text}")
+    return best[1] if best else ""
+
+
+def _condition(factor: str, values: set, all_values: list) -> str:
+    """'f = v', 'f ≥ v', 'f ≤ v' or 'f ∈ {…}'; empty when the values are every level (no condition)."""
+    if set(all_values) <= values:
+        return ""
+    if len(values) == 1:
+        return f"{factor} = {_show(next(iter(values)))}"
+    numeric = all(isinstance(v, int | float | np.integer | np.floating) for v in all_values)
+    if numeric:
+        ordered = sorted(all_values)
+        k = len(values)
+        if set(ordered[-k:]) == values:
+            return f"{factor} ≥ {_show(ordered[-k])}"
+        if set(ordered[:k]) == values:
+            return f"{factor} ≤ {_show(ordered[k - 1])}"
+        shown = sorted(values)
+    else:
+        shown = [v for v in all_values if v in values]
+    return f"{factor} ∈ {{{', '.join(_show(v) for v in shown)}}}"
+
+
+def _show(value) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,136 @@
+"""A metric against one factor, one line per strategy with its 95% CI band, faceted by a small factor.
+
+This is the "how does the answer change with the regime" view: e.g. OOM kills against the onlining delay,
+one panel per driver. Factors neither on the x axis nor faceted are pooled (and the caption says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.metrics import axis_label, info, is_rate
+from balloonsim.analysis.stats import interval
+
+MAX_FACETS = 4
+
+
+def x_factors(results, by: str) -> list[str]:
+    """Numeric varying factors make x axes; without any, the categorical one with the most levels does."""
+    options = [f for f in results.varying_factors if f != by]
+    numeric = [f for f in options if _numeric(results.runs[f])]
+    if numeric or not options:
+        return numeric
+    return [max(options, key=lambda f: len(results.levels(f)))]
+
+
+def _numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def choose_facet(results, by: str, x: str) -> str | None:
+    """The varying factor with the fewest levels (at most MAX_FACETS), preferring non-numeric ones."""
+    options = [f for f in results.varying_factors if f not in (by, x)]
+    options = [f for f in options if len(results.levels(f)) <= MAX_FACETS]
+    if not options:
+        return None
+    return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+
+
+def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
+    """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
+    levels = results.levels(x)
+    numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
+    numeric = numeric and not any(pd.isna(v) for v in levels)
+    if numeric and len(levels) > 1:
+        lo, hi = float(min(levels)), float(max(levels))
+        spread_ok = lo <= 0 or hi / lo <= 20
+        if spread_ok:
+            return {lv: float(lv) for lv in levels}, [ps.level_text(x, lv) for lv in levels], True
+    return {lv: float(i) for i, lv in enumerate(levels)}, [ps.level_text(x, lv) for lv in levels], False
+
+
+def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, str, str] | None:
+    """Draw and save one figure; returns (png, title, caption) or None when there is nothing to draw."""
+    results, by = analysis.results, analysis.by
+    runs = results.runs
+    if metric not in runs or runs[metric].dropna().empty:
+        return None
+    facet = choose_facet(results, by, x)
+    facet_levels = results.levels(facet) if facet else [None]
+    strategies = results.levels(by)
+    colour, marker = ps.colours(strategies), ps.markers(strategies)
+    pos, ticks, numeric = x_positions(results, x)
+    rate = is_rate(metric, runs[metric])
+    ylabel, scale = axis_label(metric, float(np.nanmax(np.abs(runs[metric].to_numpy(dtype=float)))))
+    if rate:
+        scale = 0.01
+    m = info(metric)
+    with ps.style():
+        fig = ps.figure(max(5.0, 3.9 * len(facet_levels) + 1.6), 3.9)
+        axes = fig.subplots(1, len(facet_levels), sharey=True, squeeze=False)[0]
+        for ax, fl in zip(axes, facet_levels, strict=True):
+            part = runs if facet is None else runs[_eq(runs[facet], fl)]
+            _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker)
+            ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
+            ax.set_xlabel(ps.factor_label(x))
+            if facet is not None:
+                ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
+            if not numeric:
+                ax.set_xlim(-0.4, len(pos) - 0.6)
+        axes[0].set_ylabel(ylabel)
+        if m.better:
+            axes[0].annotate(f"{m.better} is better", xy=(0, 1.01), xycoords="axes fraction", fontsize=8,
+                             color="#555555", va="bottom")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
+        title = f"{m.label[0].upper() + m.label[1:]} against {x}"
+        fig.suptitle(title, fontweight="bold")
+        stem = f"metric_{ps.safe_stem(metric)}_vs_{ps.safe_stem(x)}"
+        png = ps.save(fig, outdir, stem)
+    pooled = [f for f in results.varying_factors if f not in (by, x, facet)]
+    band = "Wilson interval" if rate else "t-interval"
+    caption = f"Mean per {by} with a 95% confidence band ({band}), {len(runs)} runs"
+    caption += f"; pooled over {', '.join(pooled)}." if pooled else "."
+    return png, title, caption
+
+
+def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker) -> None:
+    n = len(strategies)
+    for i, strategy in enumerate(strategies):
+        rows = part[_eq(part[by], strategy)]
+        if rows.empty:
+            continue
+        xs, means, lows, highs = [], [], [], []
+        for level, group in rows.groupby(x, sort=False, dropna=False):
+            values = group[metric].to_numpy(dtype=float)
+            values = values[~np.isnan(values)]
+            if len(values) == 0 or level not in pos:
+                continue
+            lo, hi = interval(values, rate)
+            if values.min() >= 0:  # a band below zero for a count or a size would be nonsense
+                lo = max(lo, 0.0)
+            xs.append(pos[level])
+            means.append(values.mean() / scale)
+            lows.append((lo if not np.isnan(lo) else values.mean()) / scale)
+            highs.append((hi if not np.isnan(hi) else values.mean()) / scale)
+        order = np.argsort(xs)
+        xs, means = np.asarray(xs)[order], np.asarray(means)[order]
+        lows, highs = np.asarray(lows)[order], np.asarray(highs)[order]
+        c = colour[str(strategy)]
+        # Later strategies are drawn thinner on top, so identical lines stay visible underneath.
+        width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)
+        ax.fill_between(xs, lows, highs, color=c, alpha=0.15, linewidth=0)
+        ax.plot(xs, means, color=c, marker=marker[str(strategy)], linewidth=width,
+                markersize=4 + 2.5 * (n - 1 - i) / max(n - 1, 1), label=str(strategy))
+
+
+def _eq(col: pd.Series, value) -> pd.Series:
+    if value is None:
+        return pd.Series(True, index=col.index)
+    if isinstance(value, float) and np.isnan(value):
+        return col.isna()
+    return col == value

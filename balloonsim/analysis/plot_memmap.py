@@ -1,0 +1,95 @@
+"""Where the memmap lives, per strategy: stacked bars of kmalloc'd (local, remote) and in-range memmap.
+
+Every memmap byte is either kmalloc'd or carved from the added range, so those segments stack to the total.
+The memmap spent on never-backed memory is part of that total, so it is drawn as a hatched overlay from the
+bottom of the bar rather than stacked on top (stacking it would count it twice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.metrics import byte_scale, fmt
+from balloonsim.analysis.plot_factor import choose_facet
+
+COLUMNS = ("memmap_bytes_kmalloc", "memmap_bytes_remote", "memmap_bytes_in_range", "memmap_bytes_unbacked")
+SEGMENTS = (
+    ("kmalloc, local node", "#1f77b4"),
+    ("kmalloc, remote node", "#ff7f0e"),
+    ("in the added range", "#2ca02c"),
+)
+
+
+def placement(part: pd.DataFrame) -> dict[str, float]:
+    """Mean bytes per run of each segment; absent columns count as zero."""
+    mean = {c: float(part[c].mean()) if c in part and part[c].notna().any() else 0.0 for c in COLUMNS}
+    remote = mean["memmap_bytes_remote"]
+    return {
+        "kmalloc, local node": max(mean["memmap_bytes_kmalloc"] - remote, 0.0),
+        "kmalloc, remote node": remote,
+        "in the added range": mean["memmap_bytes_in_range"],
+        "unbacked": mean["memmap_bytes_unbacked"],
+    }
+
+
+def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
+    """None when the runs carry no memmap columns or every value is zero."""
+    results, by = analysis.results, analysis.by
+    runs = results.runs
+    present = [c for c in COLUMNS if c in runs]
+    if not present or not (runs[present].fillna(0).to_numpy() != 0).any():
+        return None
+    strategies = results.levels(by) if by else [None]
+    facet = choose_facet(results, by, None) if by else None
+    facet_levels = results.levels(facet) if facet else [None]
+    data = {}
+    for fl in facet_levels:
+        part = runs if facet is None else runs[runs[facet] == fl]
+        for s in strategies:
+            cell = part if s is None else part[part[by] == s]
+            if not cell.empty:
+                data[(fl, s)] = placement(cell)
+    peak = max(sum(v for k, v in d.items() if k != "unbacked") for d in data.values()) or 1.0
+    scale, unit = byte_scale(peak)
+    labels = ["all runs" if s is None else str(s) for s in strategies]
+    with ps.style():
+        fig = ps.figure(max(5.5, 1.2 + len(facet_levels) * (0.9 * len(strategies) + 1.2)), 4.4)
+        axes = fig.subplots(1, len(facet_levels), sharey=True, squeeze=False)[0]
+        for ax, fl in zip(axes, facet_levels, strict=True):
+            x = np.arange(len(strategies))
+            bottom = np.zeros(len(strategies))
+            for name, colour in SEGMENTS:
+                heights = np.array([data.get((fl, s), {}).get(name, 0.0) for s in strategies]) / scale
+                ax.bar(x, heights, bottom=bottom, color=colour, width=0.65, label=name)
+                bottom += heights
+            unbacked = np.array([data.get((fl, s), {}).get("unbacked", 0.0) for s in strategies]) / scale
+            ax.bar(x, np.minimum(unbacked, bottom), fill=False, hatch="///", edgecolor="#333333", width=0.65,
+                   linewidth=0.8, label="of which for never-backed memory")
+            for xi, total in zip(x, bottom, strict=True):
+                ax.annotate(fmt("memmap_bytes_kmalloc", total * scale), (xi, total), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=8)
+            ax.set_xticks(x, labels, rotation=20 if max(len(s) for s in labels) > 9 else 0)
+            ax.set_xlabel(by or "")
+            ax.grid(axis="x", visible=False)
+            if facet is not None:
+                ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
+            ax.margins(y=0.12)
+        axes[0].set_ylabel(f"memmap per run ({unit})")
+        handles = [Patch(color=c, label=n) for n, c in SEGMENTS]
+        handles.append(Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+        title = "Where the memmap of hot-added memory lives"
+        fig.suptitle(title, fontweight="bold")
+        png = ps.save(fig, outdir, "memmap_placement")
+    pooled = [f for f in results.varying_factors if f not in (by, facet)]
+    caption = (
+        "Mean memmap bytes per run by placement: kmalloc'd from online memory on the local or a remote node, "
+        "or carved from the added range itself; the hatched part describes memory the driver never backed."
+    )
+    caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
+    return png, title, caption

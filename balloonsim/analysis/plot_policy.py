@@ -1,0 +1,228 @@
+"""Policy maps: which strategy is best in each cell, coloured by strategy and annotated with the margin.
+
+Two shapes: a pair of factors for one metric (cells pooled over the other factors), and an overview with one
+row per metric and one column per regime. A strong colour means the best strategy is significantly better than
+the runner-up (Holm-corrected comparison for regimes; Mann-Whitney p < alpha, uncorrected, for pooled cells);
+a pale colour means it is not; grey means a tie.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+from scipy import stats as st
+
+from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.compare import regime_label, regime_labels
+from balloonsim.analysis.metrics import better_of, fmt, info
+
+TIE = "#d9d9d9"
+
+
+@dataclass
+class Cell:
+    best: str | None  # None: tie or no data
+    runner_up: str | None
+    margin: float  # |mean(best) - mean(runner-up)|, metric units
+    significant: bool
+    note: str = ""
+
+
+def rank(samples: dict[str, np.ndarray], metric: str) -> list[str]:
+    """Strategies from best to worst mean, by the metric's direction."""
+    means = {k: float(np.mean(v)) for k, v in samples.items() if len(v)}
+    sign = 1.0 if info(metric).better == "lower" else -1.0
+    return sorted(means, key=lambda k: sign * means[k])
+
+
+def best_cell(samples: dict[str, np.ndarray], metric: str, alpha: float, significance=None) -> Cell:
+    """The best strategy of one cell; `significance(best, runner_up)` overrides the Mann-Whitney test."""
+    order = rank(samples, metric)
+    if len(order) < 2:
+        return Cell(order[0] if order else None, None, float("nan"), False, "" if order else "no data")
+    best, second = order[0], order[1]
+    mean_best, mean_second = float(np.mean(samples[best])), float(np.mean(samples[second]))
+    if better_of(metric, mean_best, mean_second) == 0:
+        tied = [k for k in order if float(np.mean(samples[k])) == mean_best]
+        return Cell(None, None, 0.0, False, "tie: " + ", ".join(tied))
+    if significance is not None:
+        significant = significance(best, second)
+    else:
+        significant = _mann_whitney(samples[best], samples[second]) < alpha
+    return Cell(best, second, abs(mean_best - mean_second), significant)
+
+
+def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> tuple[Path, str, str] | None:
+    """Best strategy per (rows_f, cols_f) cell for `metric`, pooled over the other factors."""
+    results, by = analysis.results, analysis.by
+    runs = results.runs
+    if info(metric).better is None or metric not in runs:
+        return None
+    row_levels, col_levels = results.levels(rows_f), results.levels(cols_f)
+    pooled = [f for f in results.varying_factors if f not in (by, rows_f, cols_f)]
+    cells = {}
+    for r, c in itertools.product(row_levels, col_levels):
+        part = runs[(runs[rows_f] == r) & (runs[cols_f] == c)]
+        significance = None
+        if not pooled:  # each cell is one regime: use the Holm-corrected comparison
+            regime = regime_label({rows_f: r, cols_f: c}, [f for f in results.varying_factors if f != by])
+            significance = _holm_for(analysis.comparisons, metric, regime)
+        cells[(r, c)] = best_cell(_samples(part, by, metric), metric, analysis.alpha, significance)
+    title = f"Best {by} for {info(metric).label}"
+    labels_r = [ps.level_text(rows_f, v) for v in row_levels]
+    labels_c = [ps.level_text(cols_f, v) for v in col_levels]
+    grid = [[cells[(r, c)] for c in col_levels] for r in row_levels]
+    stem = f"policy_{ps.safe_stem(metric)}_{ps.safe_stem(rows_f)}_x_{ps.safe_stem(cols_f)}"
+    png = _draw(analysis, grid, labels_r, labels_c, [metric] * len(row_levels), ps.factor_label(rows_f),
+                ps.factor_label(cols_f), title, outdir, stem)
+    test = (f"Mann-Whitney, uncorrected p ≥ {analysis.alpha:g}" if pooled
+            else f"Holm-corrected p ≥ {analysis.alpha:g}, comparisons.csv")
+    caption = (
+        f"Each cell names the {by} with the best mean {info(metric).label} ({info(metric).better} is better) and "
+        f"its margin over the runner-up. Pale: not significantly better than the runner-up ({test}); grey: tie."
+    )
+    caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
+    return png, title, caption
+
+
+MAX_REGIME_COLUMNS = 12
+
+
+def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str, str] | None:
+    """One row per metric, one column per regime (or per level of one factor when regimes are too many)."""
+    results, by = analysis.results, analysis.by
+    metrics = [m for m in metrics if info(m).better is not None and m in results.runs]
+    if not metrics:
+        return None
+    labels = regime_labels(results, by)
+    regimes = list(pd.unique(labels))
+    comp = analysis.comparisons
+    if len(regimes) <= MAX_REGIME_COLUMNS:
+        columns = [(r, labels == r) for r in regimes]
+        col_title = "regime"
+        col_names = [_wrap_regime(r) for r in regimes]
+
+        def sig_for(metric, regime):
+            return _holm_for(comp, metric, regime)
+    else:
+        factor = min((f for f in results.varying_factors if f != by), key=lambda f: len(results.levels(f)))
+        levels = results.levels(factor)
+        columns = [(lv, results.runs[factor] == lv) for lv in levels]
+        col_title = f"{factor} (other factors pooled)"
+        col_names = [ps.level_text(factor, lv) for lv in levels]
+
+        def sig_for(metric, regime):
+            return None
+    grid = []
+    for metric in metrics:
+        row = []
+        for key, mask in columns:
+            samples = _samples(results.runs[mask], by, metric)
+            row.append(best_cell(samples, metric, analysis.alpha, sig_for(metric, key)))
+        grid.append(row)
+    row_names = [info(m).label for m in metrics]
+    title = f"Best {by} per metric and regime"
+    png = _draw(analysis, grid, row_names, col_names, metrics, "", col_title, title, outdir, "policy_overview")
+    caption = (
+        f"Each cell names the {by} with the best mean and its margin over the runner-up (in the metric's unit). "
+        "Strong colour: significantly better than the runner-up "
+        + ("after Holm correction (comparisons.csv); " if len(regimes) <= MAX_REGIME_COLUMNS else
+           f"(Mann-Whitney, uncorrected p < {analysis.alpha:g}); ")
+        + "pale: not significant; grey: tie."
+    )
+    return png, title, caption
+
+
+def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, title, outdir, stem) -> Path:
+    strategies = [str(s) for s in analysis.results.levels(analysis.by)]
+    colour = ps.colours(strategies)
+    n_rows, n_cols = len(grid), len(grid[0])
+    image = np.ones((n_rows, n_cols, 3))
+    for i, j in itertools.product(range(n_rows), range(n_cols)):
+        cell = grid[i][j]
+        if cell.best is None:
+            image[i, j] = ps.pale(TIE, 0.0)
+        else:
+            base = colour[str(cell.best)]
+            image[i, j] = ps.pale(base, 0.0) if cell.significant else ps.pale(base, 0.7)
+    longest = max(len(line) for c in col_names for line in c.split("\n"))
+    cell_w = max(1.25, longest * 0.075 + 0.4)
+    width = min(22.0, 2.2 + cell_w * n_cols + max(len(r) for r in row_names) * 0.07)
+    height = 1.9 + 0.62 * n_rows
+    with ps.style():
+        fig = ps.figure(width, height)
+        ax = fig.subplots()
+        ax.imshow(image, aspect="auto", interpolation="nearest")
+        ax.grid(False)
+        for i, j in itertools.product(range(n_rows), range(n_cols)):
+            cell = grid[i][j]
+            text = _cell_text(cell, row_metrics[i])
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j])))
+        ax.set_xticks(range(n_cols), col_names, fontsize=8)
+        ax.set_yticks(range(n_rows), row_names)
+        ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+        ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+        handles = [Patch(color=colour[s], label=s) for s in strategies]
+        handles += [Patch(color=ps.pale(colour[strategies[0]], 0.7), label="pale shade: not significant"),
+                    Patch(color=TIE, label="tie")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
+        fig.suptitle(title, fontweight="bold")
+        return ps.save(fig, outdir, stem)
+
+
+def _cell_text(cell: Cell, metric: str) -> str:
+    if cell.best is None:
+        return cell.note.replace(": ", ":\n", 1) if cell.note else "–"
+    if cell.runner_up is None:
+        return str(cell.best)
+    return f"{cell.best}\nby {fmt(metric, cell.margin)}\nvs {cell.runner_up}"
+
+
+def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
+    out = {}
+    for level, group in part.groupby(by, sort=False):
+        values = group[metric].to_numpy(dtype=float)
+        values = values[~np.isnan(values)]
+        if len(values):
+            out[str(level)] = values
+    return out
+
+
+def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def _holm_for(comp: pd.DataFrame, metric: str, regime: str):
+    return lambda best, second: _holm_significant(comp, metric, regime, best, second)
+
+
+def _holm_significant(comp: pd.DataFrame, metric: str, regime: str, best: str, second: str) -> bool:
+    if comp.empty:
+        return False
+    rows = comp[(comp["metric"] == metric) & (comp["regime"] == regime)]
+    pair = rows[((rows["a"].astype(str) == best) & (rows["b"].astype(str) == second))
+                | ((rows["a"].astype(str) == second) & (rows["b"].astype(str) == best))]
+    return bool(len(pair)) and bool(pair["significant"].astype(bool).iloc[0])
+
+
+def _wrap_regime(label: str) -> str:
+    """One factor per line, so regime columns stay narrow."""
+    return label.replace(", ", "\n")

@@ -1,0 +1,226 @@
+"""Timelines of one representative run per strategy in one regime: memory over time with the events.
+
+The representative run is the one whose primary metric is closest to its strategy's median in that regime, so
+the picture is typical rather than the luckiest or unluckiest seed. Without an events file, hot-add and online
+markers are derived from the blocks_added/blocks_online counters and the crash from crash_time_s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.compare import regime_labels
+from balloonsim.analysis.metrics import fmt, info
+from balloonsim.errors import UserError
+from balloonsim.units import GiB
+
+# column, legend label, colour, line style, width
+SERIES = (
+    ("memtotal_bytes", "MemTotal", "#1f1f1f", "-", 2.0),
+    ("memfree_bytes", "MemFree", "#2ca02c", "-", 1.4),
+    ("demand_bytes", "demand", "#d62728", "--", 1.4),
+    ("target_bytes", "host target", "#9467bd", ":", 1.8),
+    ("pagecache_bytes", "page cache", "#8c8c8c", "-.", 1.0),
+)
+# strip row label, colour, marker
+EVENT_ROWS = (
+    ("hot-add request", "#7f7f7f", "|"),
+    ("add_memory ok", "#1f77b4", "v"),
+    ("add_memory failed", "#ff7f0e", "x"),
+    ("online", "#2ca02c", "^"),
+    ("fake-offline", "#bcbd22", "s"),
+    ("OOM kill", "#d62728", "X"),
+)
+FAILED_WORDS = ("enomem", "einval", "ebusy", "fail", "error", "-e")
+
+
+def parse_regime(analysis, text: str) -> str:
+    """'driver.name=xen,onlining.delay_s=5' -> the regime label of the runs it selects (exactly one)."""
+    results = analysis.results
+    runs = results.runs
+    mask = pd.Series(True, index=runs.index)
+    for part in [p for p in text.split(",") if p.strip()]:
+        if "=" not in part:
+            raise UserError(f"--regime: {part.strip()!r} is not FACTOR=VALUE")
+        factor, value = (s.strip() for s in part.split("=", 1))
+        if factor not in results.factors:
+            raise UserError(f"--regime: {factor!r} is not a factor; factors are {', '.join(results.factors)}")
+        mask &= runs[factor].map(lambda v, want=value: _same(v, want))
+    labels = regime_labels(results, analysis.by)[mask]
+    found = list(pd.unique(labels))
+    if not found:
+        raise UserError(f"--regime {text!r}: no successful run matches")
+    if len(found) > 1:
+        raise UserError(
+            f"--regime {text!r} matches {len(found)} regimes; also give a value for: " + _missing(analysis, text)
+        )
+    return found[0]
+
+
+def choose_regime(analysis, metric: str) -> str:
+    """The regime where strategies differ most on `metric` (largest significant effect), else the first."""
+    labels = regime_labels(analysis.results, analysis.by)
+    comp = analysis.comparisons
+    if not comp.empty:
+        rows = comp[(comp["metric"] == metric) & comp["significant"].astype(bool)]
+        if rows.empty:
+            rows = comp[(comp["metric"] == metric) & comp["p"].notna()]
+        if not rows.empty:
+            rows = rows.assign(abs_delta=rows["cliffs_delta"].abs(), abs_diff=rows["diff"].abs())
+            return str(rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0])
+    return str(labels.iloc[0])
+
+
+def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Series, int, float]]:
+    """(strategy, run row, runs in the cell, median) with the run closest to the median of `metric`."""
+    results, by = analysis.results, analysis.by
+    runs = results.runs[regime_labels(results, by) == regime]
+    out = []
+    levels = results.levels(by) if by else [None]
+    for level in levels:
+        part = runs if level is None else runs[runs[by] == level]
+        if part.empty:
+            continue
+        values = part[metric].to_numpy(dtype=float) if metric in part else np.full(len(part), np.nan)
+        median = float(np.nanmedian(values)) if not np.all(np.isnan(values)) else float("nan")
+        distance = np.abs(values - median) if not np.isnan(median) else np.zeros(len(part))
+        distance = np.where(np.isnan(distance), np.inf, distance)
+        row = part.iloc[int(np.argmin(distance))]
+        out.append(("all runs" if level is None else str(level), row, len(part), median))
+    return out
+
+
+def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[Path, str, str] | None:
+    """One panel (memory lines) and one event strip per strategy; None when there is no time series."""
+    if not analysis.results.has_timeseries():
+        return None
+    chosen = representatives(analysis, regime, metric)
+    ids = [str(row["run_id"]) for _, row, _, _ in chosen]
+    ts = analysis.results.timeseries(ids)
+    if ts is None or ts.empty:
+        return None
+    events = analysis.results.events(ids)
+    series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
+    strips = {rid: _event_times(ts[ts["run_id"] == rid], None if events is None else events[events["run_id"] == rid])
+              for rid in ids}
+    rows_used = [r for r in EVENT_ROWS if any(len(s.get(r[0], ())) for s in strips.values())]
+    with ps.style():
+        fig = ps.figure(11.0, 0.8 + len(chosen) * (2.6 + 0.22 * len(rows_used)))
+        ratios = [v for _ in chosen for v in (3.0, 0.35 + 0.22 * len(rows_used))]
+        axes = fig.subplots(2 * len(chosen), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+        axes = np.atleast_1d(axes)
+        for k, (strategy, row, n, median) in enumerate(chosen):
+            rid = str(row["run_id"])
+            main, strip = axes[2 * k], axes[2 * k + 1]
+            run_ts = ts[ts["run_id"] == rid]
+            _memory_panel(main, run_ts, series)
+            _event_strip(strip, strips[rid], rows_used)
+            crash = _crash_time(row, None if events is None else events[events["run_id"] == rid])
+            if crash is not None:
+                for ax in (main, strip):
+                    ax.axvline(crash, color="#d62728", linewidth=2)
+                main.annotate("crash", xy=(crash, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                              textcoords="offset points", color="#d62728", fontweight="bold")
+            value = fmt(metric, float(row[metric])) if metric in row and pd.notna(row[metric]) else "–"
+            main.set_title(
+                f"{strategy}: run {rid}, {info(metric).label} = {value} "
+                f"(median of {n} run{'s' if n != 1 else ''}: {fmt(metric, median)})",
+                loc="left",
+            )
+            main.set_ylabel("GiB")
+        axes[-1].set_xlabel("simulated time (s)")
+        handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
+        if "stalled" in ts.columns:
+            handles.append(Line2D([], [], color="#d62728", alpha=0.25, linewidth=8, label="stalled"))
+        if any(_crash_time(r, None if events is None else events[events["run_id"] == str(r["run_id"])])
+               is not None for _, r, _, _ in chosen):
+            handles.append(Line2D([], [], color="#d62728", linewidth=2, label="crash"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+        title = f"Representative runs: {regime}"
+        fig.suptitle(title, fontweight="bold")
+        png = ps.save(fig, outdir, "timeline")
+    source = "events file" if events is not None else "blocks_added/blocks_online counters (no events file)"
+    caption = (
+        f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose {info(metric).label} is "
+        f"closest to the median of its runs. Lines in GiB; the strip below each panel marks events from the "
+        f"{source}; shading marks time spent stalled."
+    )
+    return png, title, caption
+
+
+def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:
+    t = run_ts["t"].to_numpy(dtype=float)
+    for col, label, colour, style, width in series:
+        ax.plot(t, run_ts[col].to_numpy(dtype=float) / GiB, color=colour, linestyle=style, linewidth=width,
+                label=label, drawstyle="steps-post" if col == "memtotal_bytes" else "default")
+    if "stalled" in run_ts.columns:
+        stalled = run_ts["stalled"].fillna(0).to_numpy(dtype=float) > 0
+        ax.fill_between(t, 0, 1, where=stalled, transform=ax.get_xaxis_transform(), color="#d62728",
+                        alpha=0.12, step="post", linewidth=0)
+    ax.set_ylim(bottom=0)
+
+
+def _event_strip(ax, times: dict[str, np.ndarray], rows) -> None:
+    ax.grid(False)
+    for i, (label, colour, marker) in enumerate(rows):
+        xs = times.get(label, np.array([]))
+        ax.scatter(xs, np.full(len(xs), i), marker=marker, color=colour, s=28, linewidths=1.2)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7.5)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.invert_yaxis()
+    ax.spines["left"].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+
+
+def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if events is not None and not events.empty and "kind" in events:
+        kind = events["kind"].astype(str)
+        detail = events["detail"].astype(str).str.lower() if "detail" in events else pd.Series("", index=events.index)
+        failed = detail.map(lambda d: any(w in d for w in FAILED_WORDS))
+        t = events["t"].to_numpy(dtype=float)
+        out["hot-add request"] = t[(kind == "hotadd_request").to_numpy()]
+        out["add_memory ok"] = t[((kind == "add_memory") & ~failed).to_numpy()]
+        out["add_memory failed"] = t[((kind == "add_memory") & failed).to_numpy()]
+        out["online"] = t[(kind == "online").to_numpy()]
+        out["fake-offline"] = t[(kind == "fake_offline").to_numpy()]
+        out["OOM kill"] = t[(kind == "oom_kill").to_numpy()]
+        return out
+    t = run_ts["t"].to_numpy(dtype=float)
+    for col, label in (("blocks_added", "add_memory ok"), ("blocks_online", "online")):
+        if col in run_ts.columns:
+            steps = np.diff(run_ts[col].fillna(0).to_numpy(dtype=float), prepend=0.0)
+            out[label] = t[steps > 0]
+    return out
+
+
+def _crash_time(row: pd.Series, events: pd.DataFrame | None) -> float | None:
+    if events is not None and not events.empty and "kind" in events:
+        crashes = events.loc[events["kind"].astype(str) == "crash", "t"]
+        if len(crashes):
+            return float(crashes.iloc[0])
+    crashed = row.get("guest_crashed", 0)
+    when = row.get("crash_time_s", np.nan)
+    if pd.notna(when) and (pd.isna(crashed) or float(crashed) > 0):
+        return float(when)
+    return None
+
+
+def _same(value, text: str) -> bool:
+    if str(value) == text:
+        return True
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return False
+
+
+def _missing(analysis, text: str) -> str:
+    given = {p.split("=", 1)[0].strip() for p in text.split(",") if "=" in p}
+    others = [f for f in analysis.results.varying_factors if f != analysis.by and f not in given]
+    return ", ".join(others) or "(nothing: the factors given are ambiguous)"

@@ -1,0 +1,116 @@
+"""Choose and draw the figures a results directory supports, into DIR/plots/, with a manifest for the report.
+
+What is drawn depends on the data: a factor with one level is never an axis, a metric that is constant is not
+plotted against anything, and figures whose columns are missing are skipped with a note instead of failing.
+plots/index.json lists each figure with its title and caption, and lets a rerun remove only its own old files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
+from balloonsim.analysis.pipeline import Analysis
+from balloonsim.analysis.plot_factor import factor_figure, x_factors
+from balloonsim.analysis.plot_memmap import memmap_figure
+from balloonsim.analysis.plot_policy import overview_map, pair_map
+from balloonsim.analysis.plot_timeline import choose_regime, parse_regime, timeline_figure
+from balloonsim.analysis.plotstyle import FORMATS
+from balloonsim.errors import UserError
+
+PLOTS = "plots"
+INDEX = "index.json"
+MAX_LINE_METRICS = 6
+MAX_PAIRS = 6
+
+
+@dataclass
+class Plot:
+    file: str  # PNG name inside plots/; an SVG with the same stem sits next to it
+    kind: str  # lines | policy | timeline | memmap
+    title: str
+    caption: str
+
+
+def make_plots(analysis: Analysis, metrics: list[str] | None = None, regime: str | None = None) -> list[Path]:
+    """Draw every applicable figure; returns the PNG paths written."""
+    results = analysis.results
+    outdir = results.path / PLOTS
+    if metrics:
+        unknown = [m for m in metrics if m not in results.metrics]
+        if unknown:
+            raise UserError(f"--metric {', '.join(unknown)}: not a metric of this experiment; metrics are "
+                            + ", ".join(results.metrics))
+    regime_label = parse_regime(analysis, regime) if regime else None
+    _remove_previous(outdir)
+    made: list[Plot] = []
+    primary = primary_metric(analysis, metrics)
+    chosen = metrics or line_metrics(analysis)
+    by = analysis.by
+    axes = [f for f in results.varying_factors if f != by]
+    if by is not None:
+        for metric, x in itertools.product(chosen, x_factors(results, by)):
+            _add(made, "lines", factor_figure(analysis, metric, x, outdir))
+        overview = metrics or [m for m in line_metrics(analysis, limit=12)]
+        _add(made, "policy", overview_map(analysis, overview, outdir))
+        for metric in ([m for m in metrics if info(m).better] if metrics else [primary]):
+            for rows_f, cols_f in list(itertools.combinations(axes, 2))[:MAX_PAIRS]:
+                _add(made, "policy", pair_map(analysis, metric, rows_f, cols_f, outdir))
+    if primary is not None:
+        where = regime_label or choose_regime(analysis, primary)
+        _add(made, "timeline", timeline_figure(analysis, primary, where, outdir))
+    _add(made, "memmap", memmap_figure(analysis, outdir))
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / INDEX).write_text(json.dumps([asdict(p) for p in made], indent=2) + "\n")
+    return [outdir / p.file for p in made]
+
+
+def manifest(path: Path) -> list[Plot] | None:
+    """The figures of the last `plot` run, or None when there was none."""
+    index = Path(path) / PLOTS / INDEX
+    if not index.is_file():
+        return None
+    try:
+        return [Plot(**entry) for entry in json.loads(index.read_text())]
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
+    """The first metric of PRIMARY_ORDER (or of --metric) that varies; else any metric that does."""
+    varying = varying_metrics(analysis)
+    for m in [*(metrics or []), *PRIMARY_ORDER]:
+        if m in varying:
+            return m
+    if metrics:
+        return metrics[0]
+    return varying[0] if varying else (analysis.results.metrics[0] if analysis.results.metrics else None)
+
+
+def varying_metrics(analysis: Analysis) -> list[str]:
+    runs = analysis.results.runs
+    return [m for m in analysis.results.metrics if runs[m].dropna().nunique() > 1]
+
+
+def line_metrics(analysis: Analysis, limit: int = MAX_LINE_METRICS) -> list[str]:
+    """Metrics worth a plot against each factor: varying, with a direction, primary ones first."""
+    varying = set(varying_metrics(analysis))
+    ordered = [m for m in PRIMARY_ORDER if m in varying]
+    ordered += [m for m in TABLE if m in varying and m not in ordered and TABLE[m].better]
+    return ordered[:limit]
+
+
+def _add(made: list[Plot], kind: str, result) -> None:
+    if result is not None:
+        png, title, caption = result
+        made.append(Plot(png.name, kind, title, caption))
+
+
+def _remove_previous(outdir: Path) -> None:
+    for plot in manifest(outdir.parent) or []:
+        stem = Path(plot.file).stem
+        for ext in FORMATS:
+            (outdir / f"{stem}.{ext}").unlink(missing_ok=True)

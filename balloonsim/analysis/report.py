@@ -1,0 +1,203 @@
+"""REPORT.md and report.html: the experiment, the findings by thread question, the tables and the figures.
+
+Every sentence about results comes from findings.py (rules over comparisons.csv) or from the data; the only
+fixed prose is the method section and the questions themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors
+from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
+from balloonsim.analysis.findings import Finding, by_question, findings, quiet_metrics, significance_line
+from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
+from balloonsim.analysis.pipeline import Analysis
+from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
+from balloonsim.analysis.plotstyle import level_text
+from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from balloonsim.analysis.tables import best_table, summary_table
+
+PER_QUESTION = 8
+METRIC_ORDER = {name: i for i, name in enumerate(TABLE)}  # the metric table's order: most telling first
+REPORT_MD = "REPORT.md"
+REPORT_HTML = "report.html"
+
+
+def write_report(analysis: Analysis) -> tuple[Path, Path]:
+    doc = build(analysis)
+    root = analysis.results.path
+    md, page = root / REPORT_MD, root / REPORT_HTML
+    md.write_text(to_markdown(doc))
+    page.write_text(to_html(doc, root))
+    return md, page
+
+
+def build(analysis: Analysis) -> Document:
+    results = analysis.results
+    found = findings(analysis)
+    subject = "memmap placement" if analysis.by == "memmap.strategy" else f"`{analysis.by}`"
+    doc = Document(f"{results.name}: which {subject}, and how sure are we" if analysis.by else results.name)
+    description = str(results.metadata.get("description") or "").strip()
+    if description:
+        doc.add(Para(f"*{description}*" if "*" not in description else description))
+    doc.add(Heading(1, "At a glance"), Para(significance_line(analysis)))
+    key = _key_findings(found)
+    if key:
+        doc.add(Bullets(key))
+    doc.add(Heading(1, "The experiment"), _experiment_table(analysis))
+    _findings_sections(doc, analysis, found)
+    metrics = line_metrics(analysis)
+    best = best_table(analysis, metrics[:5])
+    if best is not None:
+        doc.add(Heading(1, f"Best {analysis.by} per regime"), best)
+    table = summary_table(analysis, metrics)
+    if table is not None:
+        doc.add(Heading(1, "Key metrics per regime"), table)
+    plots = manifest(results.path) or []
+    if plots:
+        doc.add(Heading(1, "Figures"))
+        for plot in plots:
+            if (results.path / PLOTS / plot.file).is_file():
+                doc.add(Heading(2, plot.title), Image(f"{PLOTS}/{plot.file}", plot.title, plot.caption))
+    if not results.failed.empty:
+        doc.add(Heading(1, "Failed runs"), *_failures(analysis))
+    doc.add(Heading(1, "Method"), Bullets(_method(analysis)))
+    return doc
+
+
+def _key_findings(found: list[Finding]) -> list[str]:
+    """The strongest finding of each thread question, so the summary covers every question answered."""
+    out = []
+    for question, group in by_question(found).items():
+        directional = [f for f in group if f.directional]
+        if question is not None and directional:
+            first = min(directional, key=lambda f: (METRIC_ORDER.get(f.metric, len(METRIC_ORDER)), f.rank_key))
+            out.append(f"*{QUESTION_TITLES[question]}*: {first.text}")
+    return out
+
+
+def _findings_sections(doc: Document, analysis: Analysis, found: list[Finding]) -> None:
+    results = analysis.results
+    grouped = by_question(found)
+    quiet, constant = quiet_metrics(analysis, found)
+    doc.add(Heading(1, "Findings"))
+    doc.add(Para("Differences significant after Holm correction, strongest first. Means are per run, pooled over "
+                 "the regimes named; each line gives the test, the largest Holm-corrected p of the group and "
+                 "Cliff's δ (1 = every run of one strategy above every run of the other)."))
+    for question in [*QUESTIONS, None]:
+        metrics = [m for m in results.metrics if info(m).question == question]
+        if question not in QUESTIONS:
+            metrics = [m for m in results.metrics if info(m).question not in QUESTIONS]
+        if not metrics:
+            continue
+        group = sorted(grouped.get(question, []),
+                       key=lambda f: (METRIC_ORDER.get(f.metric, len(METRIC_ORDER)), f.rank_key))
+        lines = [f.text for f in group[:PER_QUESTION]]
+        if len(group) > PER_QUESTION:
+            lines.append(f"{len(group) - PER_QUESTION} more significant differences in comparisons.csv.")
+        q_quiet = [info(m).label for m in metrics if m in quiet]
+        if q_quiet:
+            lines.append(f"No significant difference between any two levels of `{analysis.by}` in any regime: "
+                         + ", ".join(q_quiet) + ".")
+        q_const = [f"{info(m).label} = {fmt(m, constant[m])}" for m in metrics if m in constant]
+        if q_const:
+            lines.append("Identical in every run: " + "; ".join(q_const) + ".")
+        if not lines:
+            continue
+        title = QUESTION_TITLES.get(question, "Other metrics") if question else "Other metrics"
+        doc.add(Heading(2, title))
+        if question:
+            doc.add(Para(QUESTIONS[question]))
+        doc.add(Bullets(lines))
+
+
+def _experiment_table(analysis: Analysis) -> Table:
+    results = analysis.results
+    meta, runs = results.metadata, results.runs
+    rows = [["experiment", f"`{results.name}`"]]
+    n_configs = len(runs.groupby(results.factors, dropna=False)) if results.factors else 1
+    replications = _replications(analysis)
+    design = _design_name(results.experiment)
+    plural = "" if replications == "1" else "s"
+    rows.append(["design", f"{design}: {n_configs} configurations × {replications} replication{plural}"])
+    if analysis.by:
+        rows.append(["compared along", f"`{analysis.by}` ({', '.join(map(str, results.levels(analysis.by)))})"])
+    for f in results.factors:
+        levels = ", ".join(level_text(f, v) for v in results.levels(f))
+        kind = "factor" if f in results.varying_factors else "fixed"
+        rows.append([f"{kind} `{f}`", levels])
+    _, shown = regime_factors(results, analysis.by)
+    rows.append(["regimes", f"{runs.groupby(shown, dropna=False).ngroups if shown else 1} "
+                 f"(combinations of {', '.join(f'`{f}`' for f in shown) or 'no other varying factor'})"])
+    total = len(runs) + len(results.failed)
+    rows.append(["runs", f"{total}: {len(runs)} ok, {len(results.failed)} failed"])
+    for key, label in (("executor", "executor"), ("balloonsim_version", "balloonsim"), ("git_commit", "commit")):
+        if meta.get(key):
+            rows.append([label, str(meta[key])])
+    started, finished = meta.get("started"), meta.get("finished")
+    if started or finished:
+        rows.append(["ran", f"{started or '?'} → {finished or '?'}{_duration(started, finished)}"])
+    return Table(["", ""], rows)
+
+
+def _replications(analysis: Analysis) -> str:
+    """Runs per configuration as found in runs.csv (failed runs included), which is what the numbers rest on."""
+    results = analysis.results
+    table = pd.concat([results.runs, results.failed], ignore_index=True)
+    if not results.factors:
+        return str(len(table))
+    sizes = table.groupby(results.factors, dropna=False).size()
+    return str(sizes.iloc[0]) if sizes.nunique() == 1 else f"{sizes.min()}–{sizes.max()}"
+
+
+def _design_name(experiment: dict) -> str:
+    design = experiment.get("design")
+    if isinstance(design, str):
+        return design
+    if isinstance(design, dict):
+        kind = design.get("type") or design.get("kind") or "full factorial"
+        extras = [k for k in ("zip", "exclude", "exclusions") if design.get(k)]
+        return f"{kind}" + (f" with {', '.join(extras)}" if extras else "")
+    return "full factorial"
+
+
+def _duration(started, finished) -> str:
+    try:
+        seconds = (datetime.fromisoformat(str(finished)) - datetime.fromisoformat(str(started))).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return f" ({seconds / 60:.1f} min)" if seconds >= 120 else f" ({seconds:.0f} s)"
+
+
+def _failures(analysis: Analysis) -> list:
+    failed = analysis.results.failed
+    errors = failed["error"].fillna("(no message)").astype(str) if "error" in failed else pd.Series(["?"] * len(failed))
+    counts = errors.str.split("\n").str[0].str.slice(0, 160).value_counts()
+    rows = [[str(n), f"`{msg}`"] for msg, n in counts.head(10).items()]
+    return [
+        Para(f"{len(failed)} runs failed and are left out of every statistic above; rerunning the experiment "
+             "retries them."),
+        Table(["runs", "error (first line)"], rows),
+    ]
+
+
+def _method(analysis: Analysis) -> list[str]:
+    by = analysis.by or "the compared factor"
+    return [
+        f"A regime is one combination of every factor except `{by}`; seeds and replicates of a configuration are "
+        "pooled. Means have t-intervals, medians percentile-bootstrap intervals "
+        f"({BOOTSTRAP_RESAMPLES} resamples, fixed seed {BOOTSTRAP_SEED}), 0/1 outcomes Wilson intervals "
+        "(summary.csv).",
+        f"Within each regime every pair of levels of `{by}` is compared on every metric (comparisons.csv): "
+        f"Welch's t when both samples have at least {NORMAL_MIN_N} runs and pass Shapiro-Wilk (p > 0.05), "
+        "Mann-Whitney U (two-sided) otherwise; two constant, identical samples are not tested.",
+        "p-values are Holm-corrected over all comparisons of one metric (every regime and pair); a difference "
+        f"is significant when the corrected p < {analysis.alpha:g}. Effect size: Cliff's δ (Hedges' g is in "
+        "comparisons.csv).",
+        "The representative run of a strategy is the run whose primary metric is closest to the median of its "
+        "regime; a policy map names the strategy with the best mean, \"best\" following the metric's direction.",
+    ]

@@ -1,0 +1,144 @@
+"""Summary statistics per combination of factors, with confidence intervals, written to summary.csv.
+
+Seeds and replicates of one configuration are pooled. Means get a t-interval, medians a percentile bootstrap
+(deterministic: a fixed seed per call, so the same data gives the same bytes), 0/1 outcomes a Wilson interval.
+Degenerate samples (n < 2, constant) get exact or NaN intervals instead of warnings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from balloonsim.analysis.load import Results
+from balloonsim.analysis.metrics import is_rate
+
+LEVEL = 0.95
+BOOTSTRAP_SEED = 20181122  # the day of the thread; any fixed number makes the output reproducible
+BOOTSTRAP_RESAMPLES = 2000
+
+SUMMARY_COLUMNS = (
+    "metric",
+    "n",
+    "mean",
+    "std",
+    "mean_ci_low",
+    "mean_ci_high",
+    "median",
+    "median_ci_low",
+    "median_ci_high",
+    "min",
+    "max",
+    "is_rate",
+    "rate_ci_low",
+    "rate_ci_high",
+)
+
+
+def mean_ci(x: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean; exact for a constant sample, NaN for fewer than 2 values."""
+    x = _clean(x)
+    n = len(x)
+    if n < 2:
+        return (float("nan"), float("nan"))
+    mean = float(x.mean())
+    sem = float(x.std(ddof=1)) / np.sqrt(n)
+    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * sem
+    return (mean - half, mean + half)
+
+
+def median_ci(
+    x: np.ndarray, level: float = LEVEL, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median (BCa breaks down on the ties counts have)."""
+    x = _clean(x)
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = st.bootstrap(
+            (x,),
+            np.median,
+            n_resamples=n_resamples,
+            confidence_level=level,
+            method="percentile",
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion: sane at 0 and 1, unlike the normal approximation."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    z = float(st.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def describe(x: np.ndarray, rate: bool = False) -> dict[str, float]:
+    """Every summary column of one sample."""
+    x = _clean(x)
+    n = len(x)
+    out: dict[str, float] = {"n": n}
+    if n == 0:
+        nan = float("nan")
+        out.update({k: nan for k in SUMMARY_COLUMNS if k not in ("metric", "n", "is_rate")})
+        out["is_rate"] = rate
+        return out
+    out["mean"] = float(x.mean())
+    out["std"] = float(x.std(ddof=1)) if n > 1 else float("nan")
+    out["mean_ci_low"], out["mean_ci_high"] = mean_ci(x)
+    out["median"] = float(np.median(x))
+    out["median_ci_low"], out["median_ci_high"] = median_ci(x)
+    out["min"] = float(x.min())
+    out["max"] = float(x.max())
+    out["is_rate"] = rate
+    if rate:
+        out["rate_ci_low"], out["rate_ci_high"] = wilson_ci(float(x.sum()), n)
+    else:
+        out["rate_ci_low"] = out["rate_ci_high"] = float("nan")
+    return out
+
+
+def interval(x: np.ndarray, rate: bool) -> tuple[float, float]:
+    """The interval plots draw around a mean: Wilson for rates, t otherwise."""
+    x = _clean(x)
+    if rate:
+        return wilson_ci(float(x.sum()), len(x))
+    return mean_ci(x)
+
+
+def group_summary(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Tidy summary: one row per group of `keys` and metric."""
+    rates = {m: is_rate(m, runs[m]) for m in metrics}
+    rows = []
+    grouped = runs.groupby(list(keys), dropna=False, sort=False) if keys else [((), runs)]
+    for key, group in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            row = dict(zip(keys, key, strict=True))
+            row["metric"] = m
+            row.update(describe(group[m].to_numpy(dtype=float), rates[m]))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
+
+
+def summarize(results: Results) -> pd.DataFrame:
+    """summary.csv: per combination of all factors (seeds and replicates pooled) and metric."""
+    return group_summary(results.runs, results.factors, results.metrics)
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x[~np.isnan(x)]

@@ -1,0 +1,106 @@
+"""`balloonsim run EXPERIMENT.toml`: thin; parses options, calls the library, prints the summary."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import click
+
+from balloonsim.errors import UserError
+from balloonsim.experiment.plan import describe_plan
+from balloonsim.experiment.runner import default_out_dir, run_experiment
+from balloonsim.experiment.spec import load_experiment
+from balloonsim.experiment.worker import error_text
+
+
+@click.command("run")
+@click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Results directory [results/<name>]."
+)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
+@click.option(
+    "--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786."
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the design size and first runs; run nothing, write nothing."
+)
+@click.option("--force", is_flag=True, help="Replace results of a different experiment in the directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--events", is_flag=True, help="Also keep every run's event log.")
+@click.option(
+    "--timeseries",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="Format of the time series (and events) file.",
+)
+@click.option("--no-report", is_flag=True, help="Do not run the analysis and report afterwards.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    experiment: Path,
+    out: Path | None,
+    jobs: int | None,
+    dask: str | None,
+    overrides: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    quiet: bool,
+    events: bool,
+    timeseries: str,
+    no_report: bool,
+) -> None:
+    """Run every combination of an experiment's factors, replicated; resume if interrupted.
+
+    Results go to results/<name>/: runs.csv, timing.csv, time series, metadata.json. Rerunning skips finished
+    runs and retries failed ones. Exit status: 0 all ok, 1 some runs failed, 2 bad input.
+    """
+    if dry_run:
+        exp = load_experiment(experiment, overrides)
+        click.echo(describe_plan(exp, out or default_out_dir(exp)))
+        return
+    try:
+        summary = run_experiment(
+            experiment,
+            out_dir=out,
+            jobs=jobs,
+            dask=dask,
+            overrides=overrides,
+            force=force,
+            quiet=quiet,
+            events=events,
+            timeseries=timeseries,
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            "balloonsim: interrupted; finished runs are kept, rerun the same command to resume", err=True
+        )
+        ctx.exit(130)
+    click.echo(summary.text())
+    code = 1 if summary.failed else 0
+    if not no_report and summary.ok:
+        code = max(code, _report(summary.out_dir))
+    ctx.exit(code)
+
+
+def _report(out_dir: Path) -> int:
+    """Analysis, plots and report via `balloonsim.analysis.finish`, when that package provides it."""
+    if importlib.util.find_spec("balloonsim.analysis") is None:
+        return 0
+    finish = getattr(importlib.import_module("balloonsim.analysis"), "finish", None)
+    if finish is None:
+        return 0
+    try:
+        finish(out_dir)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - results are safe on disk; say what went wrong and exit 1
+        click.echo(f"balloonsim: report failed: {error_text(exc)}", err=True)
+        return 1
+    return 0

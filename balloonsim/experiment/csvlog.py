@@ -1,0 +1,168 @@
+"""Append-only CSV files that survive SIGKILL: a row is either wholly on disk or not at all.
+
+Rows are appended as complete `\\n`-terminated lines in a single `write` followed by `fsync`, and no cell ever
+contains a line break, so after a crash the file is a header, whole rows, and at most one torn last line.
+`recover` drops the torn line, keeps the last wanted row per key and rewrites the file atomically (temporary
+file + `os.replace`), so readers never see a half-written file either.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def format_cell(value: Any) -> str:
+    """One text per value, the same on every executor: floats by repr, tables and lists as canonical JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict | list | tuple):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+    return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+
+
+def format_line(cells: Sequence[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([format_cell(cell) for cell in cells])
+    return buffer.getvalue()
+
+
+def parse_line(line: str) -> list[str]:
+    return next(csv.reader([line.rstrip("\n")]))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def complete_lines(path: Path) -> Iterator[str]:
+    """The file's whole lines; a torn last line (no `\\n`) is left out."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line in handle:
+            if line.endswith("\n"):
+                yield line
+
+
+def read_header(path: Path) -> list[str] | None:
+    for line in complete_lines(path):
+        return parse_line(line)
+    return None
+
+
+def write_atomically(path: Path, lines: Iterator[str] | Sequence[str]) -> None:
+    """Replace `path` with `lines` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        for line in lines:
+            handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def recover(
+    path: Path, key: str, keep: Callable[[dict[str, str]], bool]
+) -> tuple[list[str] | None, set[str]]:
+    """Rewrite `path` with its header and, per `key` value, only the last whole row that `keep` accepts.
+
+    Returns the header (None when the file has none) and the set of kept keys.
+    """
+    if not path.exists():
+        return None, set()
+    header = read_header(path)
+    if header is None:
+        path.unlink()
+        return None, set()
+    last: dict[str, int] = {}
+    for number, line in enumerate(complete_lines(path)):
+        if number == 0:
+            continue
+        cells = parse_line(line)
+        if len(cells) != len(header):
+            continue
+        row = dict(zip(header, cells, strict=True))
+        if keep(row):
+            last[row[key]] = number
+    wanted = set(last.values())
+
+    def kept() -> Iterator[str]:
+        for number, line in enumerate(complete_lines(path)):
+            if number == 0 or number in wanted:
+                yield line
+
+    write_atomically(path, kept())
+    return header, set(last)
+
+
+class CsvLog:
+    """An open append-only CSV file; `append` commits whole rows durably."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = path
+        self.columns = list(columns)
+        existing = read_header(path) if path.exists() else None
+        if existing is not None and existing != self.columns:
+            raise ValueError(f"{path}: header {existing} differs from {self.columns}")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if existing is None:
+            os.ftruncate(self._fd, 0)
+            self._write(format_line(self.columns))
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+        os.fsync(self._fd)
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Commit rows (dicts keyed by column; missing cells are empty) with one write and one fsync."""
+        if rows:
+            self._write("".join(format_line([row.get(col) for col in self.columns]) for row in rows))
+
+    def add_columns(self, names: Sequence[str]) -> None:
+        """Widen the file: new columns go last and existing rows get empty cells (rewritten atomically)."""
+        names = [name for name in dict.fromkeys(names) if name not in self.columns]
+        if not names:
+            return
+        os.close(self._fd)
+        padding = "," * len(names)
+        new_header = format_line(self.columns + names)
+
+        def widened() -> Iterator[str]:
+            yield new_header
+            for number, line in enumerate(complete_lines(self.path)):
+                if number:
+                    yield line[:-1] + padding + "\n"
+
+        write_atomically(self.path, widened())
+        self.columns += names
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

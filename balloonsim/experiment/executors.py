@@ -1,0 +1,169 @@
+"""Where runs execute: the main process (`--jobs 1`), local processes (`--jobs N`), or Dask (`--dask`).
+
+All three offer the same small interface, so the runner has one code path: submit a run, wait for whichever
+finishes first (with a timeout, so it can flush on time), take its result.  `slots` says how many runs to keep
+in flight: enough to keep every worker busy, few enough that memory stays flat for designs of any size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import re
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from balloonsim.errors import UserError
+
+_DASK_ADDRESS = re.compile(r"^([a-z]+://)?[^\s:/]+(:\d+)?$")
+
+
+class Executor:
+    """Runs functions somewhere and hands back futures."""
+
+    description = ""
+    workers = 1
+    slots = 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        raise NotImplementedError
+
+    def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        """The futures among `futures` that are finished, waiting at most `timeout` s for at least one."""
+        raise NotImplementedError
+
+    def result(self, future: Any) -> Any:
+        return future.result()
+
+    def after_failure(self, future: Any, exc: BaseException) -> None:
+        """Called when `future` failed outside the run function (e.g. its worker process died)."""
+
+    def close(self, cancel: bool = False) -> None:
+        """Release the workers; `cancel` drops queued work instead of waiting for it."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.close(cancel=exc_type is not None)
+
+
+class InProcess(Executor):
+    """`--jobs 1`: each run executes in the main process when submitted (easy to debug and profile)."""
+
+    description = "in-process (1 worker)"
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        future: cf.Future = cf.Future()
+        future.set_result(fn(*args))
+        return future
+
+    def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        return set(futures)
+
+
+class LocalProcesses(Executor):
+    """`--jobs N`: a pool of N fresh Python processes (spawned, so no state leaks from the parent)."""
+
+    def __init__(self, jobs: int):
+        self.workers = jobs
+        self.slots = 2 * jobs
+        self.description = f"local processes ({jobs} workers)"
+        self._pool = self._new_pool()
+        self._pool_of: weakref.WeakKeyDictionary[cf.Future, cf.ProcessPoolExecutor] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        future = self._pool.submit(fn, *args)
+        self._pool_of[future] = self._pool
+        return future
+
+    def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        done, _ = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return done
+
+    def after_failure(self, future: Any, exc: BaseException) -> None:
+        """A worker that died takes the pool with it: start a new pool (once) for the remaining runs."""
+        if isinstance(exc, cf.process.BrokenProcessPool) and self._pool_of.get(future) is self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+
+    def close(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+class DaskExecutor(Executor):
+    """`--dask local` (a LocalCluster of N single-threaded worker processes) or `--dask tcp://host:8786`."""
+
+    def __init__(self, address: str, jobs: int | None):
+        try:
+            import distributed
+        except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
+            raise UserError(f"--dask needs dask[distributed] installed ({exc})") from None
+        self._distributed = distributed
+        self._cluster = None
+        if address == "local":
+            workers = jobs or os.cpu_count() or 1
+            self._cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            self._client = distributed.Client(self._cluster)
+            self.description = f"dask LocalCluster ({workers} worker processes)"
+        else:
+            if jobs is not None:
+                raise UserError("--jobs does not apply to an existing Dask scheduler; its workers decide")
+            if not _DASK_ADDRESS.match(address):
+                raise UserError(
+                    f"--dask {address!r}: expected 'local' or a scheduler address like tcp://host:8786"
+                )
+            try:
+                self._client = distributed.Client(address, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+            self.description = f"dask scheduler {address}"
+        threads = sum(self._client.nthreads().values())
+        self.workers = max(threads, 1)
+        self.slots = max(2 * threads, 2)
+        if self._cluster is None:
+            self.description += f" ({threads} worker threads at start)"
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        futures = list(futures)
+        try:
+            self._distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return set()
+        except Exception:  # noqa: BLE001 - e.g. cancelled futures: their `result` raises, handled per run
+            pass
+        return {f for f in futures if f.done()}
+
+    def close(self, cancel: bool = False) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(jobs: int | None = None, dask: str | None = None) -> Executor:
+    """The executor for `--jobs` / `--dask`; `jobs` defaults to the number of cores."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
+    if dask:
+        return DaskExecutor(dask, jobs)
+    jobs = jobs or os.cpu_count() or 1
+    return InProcess() if jobs == 1 else LocalProcesses(jobs)

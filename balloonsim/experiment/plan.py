@@ -1,0 +1,63 @@
+"""What a batch would do, for `--dry-run`: the design's size and its first runs, nothing written."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from balloonsim.experiment.csvlog import format_cell
+from balloonsim.experiment.design import count_points, iter_runs
+from balloonsim.experiment.spec import Experiment, design_axes
+from balloonsim.experiment.store import check_target, ok_run_ids, read_metadata
+
+MAX_CELL = 24
+
+
+def _cell(value: object) -> str:
+    text = format_cell(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
+    """Design size, factors, where results would go and how many runs are already there, the first runs."""
+    points = count_points(exp)
+    total = points * exp.replications
+    full = 1
+    for axis in design_axes(exp):
+        full *= len(exp.factors[axis[0]])
+    lines = [
+        f"experiment {exp.name}: {points} design points x {exp.replications} replications = {total} runs"
+    ]
+    if full != points:
+        lines[0] += f" ({full - points} of {full} design points excluded)"
+    if exp.factors:
+        shown = ", ".join(f"{name} ({len(levels)})" for name, levels in exp.factors.items())
+        lines.append(f"factors: {shown}; design {exp.design}")
+    lines.append(f"results: {out_dir}")
+    meta = read_metadata(out_dir)
+    if meta is not None:
+        try:
+            check_target(out_dir, exp, _recorded_options(meta), force=False)
+            done = len(ok_run_ids(out_dir))
+            lines.append(f"  {done} runs already done there; {total - done} would run")
+        except Exception as exc:  # noqa: BLE001 - a refusal is information here, not an error
+            lines.append(f"  would be refused: {exc}")
+    header = ["#", "run_id", "index", "rep", "seed", *exp.factors]
+    rows = [
+        [str(n), spec.run_id, str(spec.index), str(spec.replicate), str(spec.seed)]
+        + [_cell(spec.factors[name]) for name in exp.factors]
+        for n, spec in enumerate(itertools.islice(iter_runs(exp), limit))
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines.append("")
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if total > len(rows):
+        lines.append(f"... {total - len(rows)} more runs")
+    return "\n".join(lines)
+
+
+def _recorded_options(meta: dict):
+    from balloonsim.experiment.store import StoreOptions
+
+    return StoreOptions(**meta.get("options", {}))

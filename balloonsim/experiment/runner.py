@@ -1,0 +1,182 @@
+"""The batch runner: validate, skip what is done, keep the workers busy, commit runs as they finish.
+
+Only a bounded number of runs is in flight and finished runs are committed within about a second, so memory
+stays flat however large the design, and an interrupted batch loses at most the runs that were executing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from balloonsim.experiment.design import RunSpec, count_points, iter_runs
+from balloonsim.experiment.executors import Executor, make_executor
+from balloonsim.experiment.overrides import apply_overrides
+from balloonsim.experiment.spec import Experiment, experiment_from_dict, load_experiment
+from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target
+from balloonsim.experiment.validation import validate_runs
+from balloonsim.experiment.worker import RunFn, RunOutcome, error_text, execute_run
+
+MAX_ERRORS_KEPT = 10
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did; `failed` > 0 means exit code 1."""
+
+    experiment: str
+    out_dir: Path
+    total: int
+    ok: int
+    failed: int
+    skipped: int
+    ran: int
+    wall_time_s: float
+    executor: str
+    status: str
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.ok - self.failed
+
+    def text(self) -> str:
+        lines = [
+            f"{self.experiment}: {self.total} runs: {self.ok} ok ({self.skipped} done before), "
+            f"{self.failed} failed, {self.pending} not run; {self.ran} ran in {self.wall_time_s:.1f} s "
+            f"on {self.executor} -> {self.out_dir}"
+        ]
+        for rid, error in self.errors:
+            lines.append(f"  failed {rid}: {error}")
+        if self.failed > len(self.errors):
+            lines.append(f"  ... and {self.failed - len(self.errors)} more failures (see runs.csv)")
+        if self.failed or self.pending:
+            lines.append("  rerun the same command to retry failed and unfinished runs")
+        return "\n".join(lines)
+
+
+def default_out_dir(exp: Experiment) -> Path:
+    return Path("results") / exp.name
+
+
+def resolve_experiment(
+    source: str | Path | Experiment, overrides: Sequence[str] = (), check_runs: bool = True
+) -> Experiment:
+    """An Experiment from a file or an object, with `--set` overrides applied and every run validated."""
+    if not isinstance(source, Experiment):
+        return load_experiment(source, overrides, check_runs=check_runs)
+    exp = source
+    if overrides:
+        doc, _ = apply_overrides(exp.model_dump(mode="python"), overrides)
+        exp = experiment_from_dict(doc, source_text=None, overrides=[*exp.overrides, *overrides])
+    if check_runs:
+        validate_runs(exp)
+    return exp
+
+
+def run_experiment(
+    source: str | Path | Experiment,
+    out_dir: str | Path | None = None,
+    jobs: int | None = None,
+    dask: str | None = None,
+    overrides: Sequence[str] = (),
+    force: bool = False,
+    quiet: bool = True,
+    events: bool = False,
+    timeseries: str = "parquet",
+    run_fn: RunFn | None = None,
+    check_runs: bool | None = None,
+    flush: FlushPolicy | None = None,
+) -> BatchSummary:
+    """Run (or resume) an experiment into `out_dir` (default `results/<name>`).
+
+    `run_fn(config, seed) -> RunResult` replaces `balloonsim.simulate` (it must be importable by workers);
+    run configurations are validated with `balloonsim.scenario.load_scenario` unless `check_runs` is False
+    (default: only when the real simulator is used).  Bad input raises UserError/ConfigError before anything
+    is written.
+    """
+    exp = resolve_experiment(
+        source, overrides, check_runs=run_fn is None if check_runs is None else check_runs
+    )
+    out = Path(out_dir) if out_dir is not None else default_out_dir(exp)
+    options = StoreOptions(timeseries=timeseries, events=events)
+    check_target(out, exp, options, force)
+    total = count_points(exp) * exp.replications
+    with make_executor(jobs, dask) as executor:
+        store = ResultStore.open(out, exp, options, force=force, executor=executor.description, policy=flush)
+        return _run_batch(exp, store, executor, total, run_fn, quiet)
+
+
+def _run_batch(
+    exp: Experiment, store: ResultStore, executor: Executor, total: int, run_fn: RunFn | None, quiet: bool
+) -> BatchSummary:
+    from balloonsim.experiment.progress import Progress
+
+    skipped = len(store.done)
+    todo = (spec for spec in iter_runs(exp) if spec.run_id not in store.done)
+    progress = Progress(total, skipped, exp.name, quiet)
+    errors: list[tuple[str, str]] = []
+    started = time.perf_counter()
+    status = "interrupted"
+    try:
+        _drain(todo, store, executor, run_fn, progress, errors)
+        status = "complete" if store.failed_count == 0 else "incomplete"
+    finally:
+        progress.close()
+        counts = {
+            "runs": total,
+            "ok": len(store.done),
+            "failed": store.failed_count,
+            "pending": total - len(store.done) - store.failed_count,
+        }
+        store.close(status, counts, finalize=status != "interrupted")
+    return BatchSummary(
+        experiment=exp.name,
+        out_dir=store.directory,
+        total=total,
+        ok=len(store.done),
+        failed=store.failed_count,
+        skipped=skipped,
+        ran=store.ok_count + store.failed_count,
+        wall_time_s=time.perf_counter() - started,
+        executor=executor.description,
+        status=status,
+        errors=errors,
+    )
+
+
+def _drain(
+    todo: Iterable[RunSpec],
+    store: ResultStore,
+    executor: Executor,
+    run_fn: RunFn | None,
+    progress: Any,
+    errors: list[tuple[str, str]],
+) -> None:
+    """Keep `executor.slots` runs in flight; commit each as it finishes."""
+    events = store.events is not None
+    todo = iter(todo)
+    in_flight: dict[Any, RunSpec] = {}
+    while True:
+        for spec in itertools.islice(todo, max(0, executor.slots - len(in_flight))):
+            in_flight[executor.submit(execute_run, spec, run_fn, events)] = spec
+        if not in_flight:
+            break
+        for future in executor.wait(in_flight, timeout=store.seconds_until_due()):
+            spec = in_flight.pop(future)
+            try:
+                outcome: RunOutcome = executor.result(future)
+            except Exception as exc:  # noqa: BLE001 - the worker itself failed; record it, go on
+                outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(exc))
+                executor.after_failure(future, exc)
+            store.add(spec, outcome)
+            if not outcome.ok and len(errors) < MAX_ERRORS_KEPT:
+                errors.append((spec.run_id, outcome.error))
+            progress.advance(outcome.ok)
+        if store.due():
+            store.flush()
+    store.flush()

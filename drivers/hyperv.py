@@ -1,0 +1,327 @@
+"""Hyper-V dynamic memory: the host side and the guest's hv_balloon (drivers/hv/hv_balloon.c).
+
+Sources: kernel-facts.md section 6 ([NX] 6.19-rc5, [HV419] 4.15-4.19).
+Guest side:
+- DM_MEM_HOT_ADD_REQUEST: with no region given, rg_start = ALIGN_DOWN(pg_start, chunk) and
+  rg_sz = ALIGN(pfn_cnt, chunk); process_hot_add() extends a covering region (pfn_covered(), which
+  may leave a gap) or creates one, then handle_pg_range(): pages inside the already-added part
+  advance covered_end_pfn and are onlined at once if their block is online (hv_bring_pgs_online);
+  the rest is hot-added one memory-block-sized chunk at a time (hv_mem_hot_add): add_memory(), then
+  wait up to 5 s for MEM_ONLINE and go on regardless.
+- add_memory() failure rolls back ha_end_pfn/covered_end_pfn and stops; -EEXIST disables hot-add.
+  The response's page_count is the growth of covered_end_pfn; result 0 (nothing added) is
+  transient and the host retries later.
+- hv_online_page(): only pages in [covered_start, covered_end) and in no gap reach the buddy
+  allocator; the rest stay fake-offline until a later request covers them. Pages outside every
+  region go to generic_online_page (NX) or are not onlined (4.x).
+- Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
+  gets nothing, never below compute_balloon_floor(); balloon down frees the pages back.
+- post_status every second after the first 45 (pressure_report_delay): num_committed =
+  vm_memory_committed + ballooned + (added - onlined) + floor; the host's buffer controller reads it.
+Host side (the part of Hyper-V the guest answers to): compares the controller's target with what the
+guest has, unballoons first, then sends hot-add requests of `request_granularity`-rounded page
+counts; the first page of a new region sits `request_offset` into its chunk, so the backed part of a
+chunk need not be at its start.
+`pass_hint` lets hv_mem_hot_add() pass the covered range to add_memory() (the review's design).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EEXIST
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.types import Duration, Size
+from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB
+from drivers.base import Driver, DriverParams
+
+
+class HvParams(DriverParams):
+    request_granularity: Size = Field(2 * MiB, description="host hot-add requests are multiples of this")
+    request_offset: Size = Field(0, description="offset of a new region's first backed page in its chunk")
+    min_request: Size = Field(32 * MiB, description="the host ignores smaller shortfalls")
+    max_request: Size = Field(1 << 30, description="largest single hot-add request")
+    ol_wait: Duration = Field(5.0, description="wait_for_completion_timeout(&ol_waitevent, 5*HZ)")
+    host_retry: Duration = Field(10.0, description="host's delay before retrying a transient failure")
+    host_poll: Duration = Field(1.0, description="how often the host re-evaluates the target")
+    balloon: bool = True
+    pass_hint: bool = True
+
+
+def compute_balloon_floor(totalram_pages: int) -> int:
+    """hv_balloon.c compute_balloon_floor(), in pages."""
+    mb = 256  # pages per MiB
+    n = totalram_pages
+    if n < 128 * mb:
+        return 8 * mb + n // 2
+    if n < 512 * mb:
+        return 40 * mb + n // 4
+    if n < 2048 * mb:
+        return 104 * mb + n // 8
+    if n < 8192 * mb:
+        return 232 * mb + n // 16
+    return 488 * mb + n // 32
+
+
+@dataclass
+class HotaddState:
+    """struct hv_hotadd_state."""
+
+    start_pfn: int
+    end_pfn: int
+    ha_end_pfn: int
+    covered_start_pfn: int
+    covered_end_pfn: int
+    gaps: Extents = field(default_factory=Extents)
+
+    def backed(self, start: int, end: int) -> Extents:
+        """has_pfn_is_backed() over [start, end)."""
+        ext = Extents.span(max(start, self.covered_start_pfn), min(end, self.covered_end_pfn))
+        for s, e in self.gaps.clip(start, end):
+            ext.remove(s, e)
+        return ext
+
+
+class HvBalloon(Driver):
+    Params = HvParams
+    name = "hyperv"
+
+    def start(self) -> None:
+        g = self.guest
+        self.chunk = g.block_pages  # ha_pages_in_chunk = memory_block_size_bytes() / PAGE_SIZE
+        self.regions: list[HotaddState] = []
+        self.do_hot_add = True
+        self.num_pages_added = 0
+        self.num_pages_onlined = 0
+        self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, 2 MiB unit?)
+        self.num_pages_ballooned = 0
+        self.next_region_pfn = None
+        self.stats = {"hv_hotadd_requests": 0, "hv_hotadd_transient": 0, "hv_pages_covered": 0,
+                      "hv_ol_timeouts": 0, "hv_balloon_up_pages": 0, "hv_balloon_down_pages": 0,
+                      "hv_4k_fallbacks": 0}
+        self.ol_event = self.env.event()
+        if g.set_online_page_callback(self.hv_online_page):
+            raise RuntimeError("another driver holds the online-page callback")
+        g.notifiers.append(self._memory_notify)
+        self.env.process(self.host())
+
+    # -- kernel callbacks ------------------------------------------------------------------------
+    def hv_online_page(self, guest, block, span: Extents) -> Extents:
+        expose = Extents()
+        outside = span.copy()
+        for r in self.regions:
+            if r.start_pfn < block.end_pfn and r.end_pfn > block.start_pfn:
+                for s, e in span.clip(r.start_pfn, r.end_pfn):
+                    outside.remove(s, e)
+                    for bs, be in r.backed(s, e):
+                        expose.add(bs, be)
+        if guest.profile.hv_online_outside_regions:
+            for s, e in outside:
+                expose.add(s, e)
+        withheld = span.total - expose.total
+        self.num_pages_onlined += expose.total
+        if withheld:
+            self.log("fake_offline", block.id, f"{withheld} pages")
+        return expose
+
+    def _memory_notify(self, event: str, block) -> None:
+        if event == "MEM_ONLINE" and not self.ol_event.triggered:
+            self.ol_event.succeed()
+
+    # -- the host --------------------------------------------------------------------------------
+    def guest_pages(self) -> int:
+        """What the host thinks the guest has: boot memory, covered hot-add, minus the balloon."""
+        return self.guest.boot_present + self.num_pages_added - self.num_pages_ballooned
+
+    def host(self):
+        env = self.env
+        gran = self.p.request_granularity >> PAGE_SHIFT
+        while True:
+            want = self.target_pages - self.guest_pages()
+            if want > 0 and self.num_pages_ballooned:
+                self.balloon_down(min(want, self.num_pages_ballooned))
+                continue
+            if want >= self.p.min_request >> PAGE_SHIFT and self.do_hot_add:
+                n = min(-(-want // gran) * gran, self.p.max_request >> PAGE_SHIFT)
+                n = min(n, self.sim.host.free_pages)
+                if n > 0:
+                    done = yield from self.hot_add_request(n)
+                    if not done:
+                        self.stats["hv_hotadd_transient"] += 1
+                        yield env.timeout(self.p.host_retry)
+                    continue
+            elif -want >= self.p.min_request >> PAGE_SHIFT and self.p.balloon:
+                got = self.balloon_up(-want)
+                if got:
+                    continue
+            yield env.any_of([self.sim.target_event, env.timeout(self.p.host_poll)])
+
+    def _new_request_start(self) -> int:
+        g = self.guest
+        if self.regions:
+            last = self.regions[-1]
+            return last.covered_end_pfn  # the host continues where it stopped
+        start = self.find_free_range(g.block_size, g.block_size)
+        return (start >> PAGE_SHIFT) + (self.p.request_offset >> PAGE_SHIFT)
+
+    def hot_add_request(self, pfn_cnt: int):
+        """DM_MEM_HOT_ADD_REQUEST with pg_start/pfn_cnt; the host backs exactly those pages."""
+        pg_start = self._new_request_start()
+        if pg_start + pfn_cnt > self.guest.max_pfn:
+            pfn_cnt = self.guest.max_pfn - pg_start
+            if pfn_cnt <= 0:
+                self.do_hot_add = False
+                return False
+        got = self.sim.host.populate(pfn_cnt)
+        if got <= 0:
+            return False
+        pfn_cnt = got
+        self.stats["hv_hotadd_requests"] += 1
+        self.log("hotadd_request", pg_start // self.chunk, f"pfn {pg_start:#x} +{pfn_cnt} pages")
+        self.guest.host_populate(pg_start, pg_start + pfn_cnt)
+        added = yield from self.process_hot_add(pg_start, pfn_cnt)
+        if added < pfn_cnt:  # the host takes back what the guest did not accept
+            self.guest.host_unpopulate(pg_start + added, pg_start + pfn_cnt)
+            self.sim.host.release(pfn_cnt - added)
+        self.num_pages_added += added
+        self.stats["hv_pages_covered"] += added
+        return added > 0
+
+    # -- hv_balloon guest side -------------------------------------------------------------------
+    def process_hot_add(self, pg_start: int, pfn_cnt: int):
+        for r in self.regions:
+            if r.start_pfn <= pg_start < r.end_pfn + self.chunk and pg_start >= r.covered_end_pfn:
+                # pfn_covered(): a gap if the request skips pages, the region grows by chunks
+                if pg_start > r.covered_end_pfn:
+                    r.gaps.add(r.covered_end_pfn, pg_start)
+                    r.covered_end_pfn = pg_start
+                while pg_start + pfn_cnt > r.end_pfn:
+                    r.end_pfn += self.chunk
+                return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
+        rg_start = pg_start // self.chunk * self.chunk
+        rg_end = -(-(pg_start + pfn_cnt) // self.chunk) * self.chunk
+        r = HotaddState(rg_start, rg_end, rg_start, pg_start, pg_start)
+        self.regions.append(r)
+        return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
+
+    def handle_pg_range(self, r: HotaddState, start: int, pfn_cnt: int):
+        done = 0
+        g = self.guest
+        while pfn_cnt:
+            if start < r.ha_end_pfn:  # already added: just cover, online now if the block is online
+                pgs = min(r.ha_end_pfn - start, pfn_cnt)
+                r.covered_end_pfn = start + pgs
+                pfn = start
+                while pfn < start + pgs:
+                    b = g.block_of_pfn(pfn)
+                    seg = min(start + pgs, b.end_pfn)
+                    if b.state is BlockState.ONLINE:
+                        for s, e in r.backed(pfn, seg):
+                            self.num_pages_onlined += g.generic_online_page(b, s, e)
+                    pfn = seg
+                start += pgs
+                pfn_cnt -= pgs
+                done += pgs
+                continue
+            if r.ha_end_pfn < r.end_pfn:
+                added = yield from self.hv_mem_hot_add(r, pfn_cnt)
+                done += added
+            break
+        return done
+
+    def hv_mem_hot_add(self, r: HotaddState, pfn_cnt: int):
+        g = self.guest
+        env = self.env
+        added = 0
+        while pfn_cnt and r.ha_end_pfn < r.end_pfn:
+            chunk_start = r.ha_end_pfn
+            processed = min(pfn_cnt, chunk_start + self.chunk - r.covered_end_pfn)
+            r.ha_end_pfn += self.chunk
+            old_covered = r.covered_end_pfn
+            r.covered_end_pfn += processed
+            hint = r.backed(chunk_start, chunk_start + self.chunk) if self.p.pass_hint else None
+            self.ol_event = env.event() if self.ol_event.triggered else self.ol_event
+            ret = self.hot_add(self.p.node, chunk_start << PAGE_SHIFT, self.chunk << PAGE_SHIFT, hint)
+            if ret:
+                r.ha_end_pfn -= self.chunk
+                r.covered_end_pfn = old_covered
+                if ret == -EEXIST:
+                    self.do_hot_add = False
+                break
+            pfn_cnt -= processed
+            added += processed
+            block = g.blocks[chunk_start // self.chunk]
+            if block.state is not BlockState.ONLINE:
+                timeout = env.timeout(self.p.ol_wait)
+                yield env.any_of([self.ol_event, timeout])
+                if block.state is not BlockState.ONLINE:
+                    self.stats["hv_ol_timeouts"] += 1
+        return added
+
+    # -- ballooning ------------------------------------------------------------------------------
+    def balloon_up(self, num: int) -> int:
+        a = self.guest.alloc
+        totalram = a.total("managed")
+        avail = sum(max(0, z.free - z.wmark_low) + z.pagecache // 2 for z in a.iter_zones())
+        floor = compute_balloon_floor(totalram)
+        num = min(num, max(0, avail - floor))
+        got = 0
+        unit = PMD_PAGES
+        while got < num:
+            if unit == PMD_PAGES and num - got >= PMD_PAGES:
+                zone = a.alloc_pmd(self.p.node, Gfp.BALLOON)
+                if zone is None:
+                    unit = 1  # a 2 MiB round returned nothing: alloc_unit = 1
+                    self.stats["hv_4k_fallbacks"] += 1
+                    continue
+                self.ballooned.append((zone, PMD_PAGES, True))
+                got += PMD_PAGES
+            else:
+                before = {id(z): z.managed for z in a.iter_zones()}
+                k = a.alloc(self.p.node, num - got, Gfp.BALLOON, partial=True)
+                for z in a.iter_zones():
+                    if before[id(z)] != z.managed:
+                        self.ballooned.append((z, before[id(z)] - z.managed, False))
+                got += k
+                break
+        if got:
+            self.num_pages_ballooned += got
+            self.stats["hv_balloon_up_pages"] += got
+            self.sim.host.release(got)
+            self.log("balloon_up", -1, f"{got} pages")
+        return got
+
+    def balloon_down(self, num: int) -> int:
+        num = self.sim.host.populate(num)
+        done = 0
+        while done < num and self.ballooned:
+            zone, n, pmd = self.ballooned[-1]
+            k = min(n, num - done)
+            self.guest.alloc.free(zone, k, "balloon", pmd=pmd and k == n)
+            if k == n:
+                self.ballooned.pop()
+            else:
+                self.ballooned[-1] = (zone, n - k, pmd)
+            done += k
+        self.num_pages_ballooned -= done
+        self.stats["hv_balloon_down_pages"] += done
+        if done < num:
+            self.sim.host.release(num - done)
+        self.log("balloon_down", -1, f"{done} pages")
+        return done
+
+    def committed_bytes(self) -> int:
+        """post_status()'s num_committed: committed + ballooned + (added - onlined) + floor."""
+        a = self.guest.alloc
+        committed = a.total("anon") + a.total("kernel")
+        pending = max(0, self.num_pages_added - self.num_pages_onlined)
+        floor = compute_balloon_floor(a.total("managed"))
+        return (committed + pending + floor) << PAGE_SHIFT
+
+    def metrics(self):
+        withheld = sum(b.withheld for b in self.guest.blocks.values())
+        return {**self.stats, "hv_fake_offline_pages_end": withheld, "hv_ballooned_pages_end": self.num_pages_ballooned}

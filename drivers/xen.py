@@ -1,0 +1,272 @@
+"""The Xen balloon driver with memory hotplug (drivers/xen/balloon.c, CONFIG_XEN_BALLOON_MEMORY_HOTPLUG).
+
+Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
+- The host writes xenstore memory/target; `credit = target - current_pages`.
+- credit > 0 with ballooned pages: increase_reservation() populates at most 512 pages per call
+  (frame_list = PAGE_SIZE / sizeof(xen_pfn_t)); XENMEM_populate_physmap may come back short; the
+  populated pages go to the buddy allocator (free_reserved_page). rc <= 0 is BP_EAGAIN.
+- credit > 0 with an empty balloon: reserve_additional_memory() hot-adds round_up(credit,
+  PAGES_PER_SECTION) at the first free section-aligned gap (allocate_resource), marks it all
+  INVALID_P2M_ENTRY (unpopulated) and returns BP_WAIT; -errno gives "Cannot add additional memory"
+  and BP_ECANCELED.
+- xen_online_page() appends every onlined page to the ballooned list (PageOffline) instead of
+  freeing it: nothing of the new range is touched until populate_physmap backs it. The list is
+  LIFO (balloon_append puts lowmem at the head), so the highest pfns come back first.
+- credit < 0: decrease_reservation() takes pages with GFP_BALLOON (no reclaim, no OOM), at most
+  si_mem_available(), and hands the frames back to the host.
+- update_schedule(): BP_EAGAIN doubles the delay (1 s start, 32 s cap) and cancels after
+  max_retry_count = 4 failures (RETRY_UNLIMITED before the CVE-2019-17351 fix: profile 4.19).
+- Wakeups: 5.15+ kthread: BP_WAIT polls every 1 s, BP_EAGAIN after schedule_delay, or the credit
+  changes; 4.x workqueue: BP_WAIT waits for the MEM_ONLINE notifier.
+`populate_memmap_first` is the design the 2018 review asked about: populate the memmap's share of
+the new segment before add_memory() and pass it as the usable subrange hint.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.types import Duration
+from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE
+from drivers.base import Driver, DriverParams
+
+BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = "BP_DONE", "BP_WAIT", "BP_EAGAIN", "BP_ECANCELED"
+
+
+class XenParams(DriverParams):
+    batch_pages: int = Field(512, ge=1, description="frame_list size: pages per populate_physmap hypercall")
+    hypercall_time: Duration = Field(0.002, description="time one batch takes (hypercall + p2m updates)")
+    populate_memmap_first: bool = False
+    max_retry_count: int | None = Field(None, ge=1, description="default: the kernel profile's (4, or unlimited)")
+    max_schedule_delay: Duration = 32.0
+    hotplug_unpopulated: bool = True  # CONFIG_XEN_BALLOON_MEMORY_HOTPLUG
+
+
+class XenBalloon(Driver):
+    Params = XenParams
+    name = "xen"
+
+    def start(self) -> None:
+        g = self.guest
+        self.current_pages = g.boot_present  # get_num_physpages() at init
+        self.hotplugged_pages = 0  # added address space not yet in the balloon list
+        self.balloon: list[list] = []  # stack: ["block", block_id, Extents] | ["anon", pages, zone-list]
+        self.schedule_delay = 1.0
+        self.retry_count = 1
+        self.max_retry = self.p.max_retry_count or g.profile.xen_max_retry
+        self.stats = {"xen_populate_batches": 0, "xen_populate_short": 0, "xen_hotplug_segments": 0,
+                      "xen_cancelled": 0, "xen_decrease_pages": 0}
+        self.online_event = self.env.event()
+        ret = g.set_online_page_callback(self.xen_online_page)
+        if ret:
+            raise RuntimeError("another driver holds the online-page callback")
+        g.notifiers.append(self._memory_notify)
+        self.env.process(self.balloon_thread())
+
+    # -- callbacks from the kernel model ---------------------------------------------------------
+    def xen_online_page(self, guest, block, span: Extents) -> Extents:
+        """Every onlined page goes onto the ballooned list; none reaches the buddy allocator."""
+        pages = span.total
+        self.hotplugged_pages -= pages
+        self.balloon.append(["block", block.id, span.copy()])
+        self.log("fake_offline", block.id, f"{pages} pages to the balloon list")
+        return Extents()
+
+    def _memory_notify(self, event: str, block) -> None:
+        if event == "MEM_ONLINE" and not self.online_event.triggered:
+            self.online_event.succeed()
+
+    # -- the worker ------------------------------------------------------------------------------
+    @property
+    def balloon_pages(self) -> int:
+        return sum(e[2].total if e[0] == "block" else e[1] for e in self.balloon)
+
+    def balloon_thread(self):
+        env = self.env
+        while True:
+            credit = self.target_pages - self.current_pages
+            state = BP_DONE
+            if credit > 0:
+                if self.balloon:
+                    state = self.increase_reservation(min(credit, self.p.batch_pages))
+                    yield env.timeout(self.p.hypercall_time)
+                elif self.hotplugged_pages > 0:
+                    state = BP_WAIT  # "Already hotplugged enough pages? Wait for them to be onlined"
+                elif self.p.hotplug_unpopulated:
+                    state = self.reserve_additional_memory(credit)
+                else:
+                    state = BP_ECANCELED
+            elif credit < 0:
+                state = self.decrease_reservation(min(-credit, self.p.batch_pages))
+                yield env.timeout(self.p.hypercall_time)
+            state = self.update_schedule(state)
+            credit = self.target_pages - self.current_pages
+            if state == BP_DONE and credit:
+                continue
+            yield from self.wait(state)
+
+    def wait(self, state: str):
+        env = self.env
+        target = self.sim.target_event
+        if state == BP_EAGAIN:
+            yield env.any_of([env.timeout(self.schedule_delay), target])
+        elif state == BP_WAIT:
+            if self.guest.profile.xen_kthread:
+                yield env.any_of([env.timeout(1.0), target, self.online_event])
+            else:
+                yield env.any_of([target, self.online_event])
+            if self.online_event.triggered:
+                self.online_event = env.event()
+        else:  # BP_DONE with no credit, BP_ECANCELED: sleep until the target changes
+            yield target
+
+    def update_schedule(self, state: str) -> str:
+        if state == BP_DONE:
+            self.schedule_delay = 1.0
+            self.retry_count = 1
+            return BP_DONE
+        if state in (BP_WAIT, BP_ECANCELED):
+            if state == BP_ECANCELED:
+                self.stats["xen_cancelled"] += 1
+            return state
+        self.retry_count += 1
+        if self.max_retry is not None and self.retry_count > self.max_retry:
+            self.schedule_delay = 1.0
+            self.retry_count = 1
+            self.stats["xen_cancelled"] += 1
+            self.log("balloon", -1, "BP_ECANCELED after retries")
+            return BP_ECANCELED
+        self.schedule_delay = min(self.schedule_delay * 2, self.p.max_schedule_delay)
+        return BP_EAGAIN
+
+    # -- growing ---------------------------------------------------------------------------------
+    def reserve_additional_memory(self, credit: int) -> str:
+        g = self.guest
+        nr = -(-credit // PAGES_PER_SECTION) * PAGES_PER_SECTION  # round_up(credit, PAGES_PER_SECTION)
+        size = nr << PAGE_SHIFT
+        start = self.find_free_range(size, SECTION_SIZE)
+        self.log("hotadd_request", -1, f"credit {credit} pages -> {size >> 20}M")
+        if start is None:
+            self.log("add_memory", -1, "no free physical range")
+            return BP_ECANCELED
+        first = start >> PAGE_SHIFT
+        hint = None
+        memmap_pages = 0
+        if self.p.populate_memmap_first:
+            hint, memmap_pages = self._populate_memmap_share(first, nr)
+            if hint is None:
+                return BP_EAGAIN
+        ret = self.hot_add(self.p.node, start, size, hint)
+        if ret:
+            self.log("balloon", -1, f"Cannot add additional memory ({ret})")
+            if memmap_pages:
+                g.host_unpopulate(first, first + nr)
+                self.sim.host.release(memmap_pages)
+                self.current_pages -= memmap_pages
+            return BP_ECANCELED
+        self.stats["xen_hotplug_segments"] += 1
+        self.hotplugged_pages += nr - memmap_pages
+        return BP_WAIT
+
+    def _populate_memmap_share(self, first: int, nr: int) -> tuple[Extents | None, int]:
+        """Back the first memmap-sized part of every block of the new segment before the add."""
+        g = self.guest
+        per_block = g.memmap_pages_for(g.block_pages)
+        per_block = -(-per_block // 512) * 512
+        hint = Extents()
+        total = 0
+        for bstart in range(first, first + nr, g.block_pages):
+            got = self.sim.host.populate(per_block)
+            if got < per_block:
+                self.sim.host.release(got)
+                for s, e in hint:
+                    g.host_unpopulate(s, e)
+                self.sim.host.release(total)
+                self.current_pages -= total
+                self.stats["xen_populate_short"] += 1
+                return None, 0
+            g.host_populate(bstart, bstart + per_block)
+            hint.add(bstart, bstart + per_block)
+            total += per_block
+            self.current_pages += per_block
+        self.log("populate", first // g.block_pages, f"{total} memmap pages before add_memory")
+        return hint, total
+
+    def increase_reservation(self, nr: int) -> str:
+        """Populate up to `nr` ballooned pages, highest (most recently appended) first."""
+        got = self.sim.host.populate(nr)
+        self.stats["xen_populate_batches"] += 1
+        if got <= 0:
+            self.stats["xen_populate_short"] += 1
+            return BP_EAGAIN
+        if got < nr:
+            self.stats["xen_populate_short"] += 1
+        left = got
+        g = self.guest
+        while left and self.balloon:
+            top = self.balloon[-1]
+            if top[0] == "block":
+                block = g.blocks[top[1]]
+                ext: Extents = top[2]
+                for s, e in reversed(list(ext)):
+                    k = min(left, e - s)
+                    g.host_populate(e - k, e)
+                    g.generic_online_page(block, e - k, e)
+                    ext.remove(e - k, e)
+                    left -= k
+                    if not left:
+                        break
+                if not ext:
+                    self.balloon.pop()
+                self.log("populate", block.id, f"{got - left} pages")
+            else:
+                k = min(left, top[1])
+                self._unballoon_anon(top, k)
+                left -= k
+                if not top[1]:
+                    self.balloon.pop()
+        used = got - left
+        if left:
+            self.sim.host.release(left)
+        self.current_pages += used
+        return BP_DONE
+
+    def _unballoon_anon(self, entry: list, k: int) -> None:
+        """balloon_retrieve() of pages ballooned out of ordinary memory: back to the allocator."""
+        entry[1] -= k
+        pieces = entry[2]
+        while k:
+            zone, n = pieces[-1]
+            m = min(n, k)
+            self.guest.alloc.free(zone, m, "balloon")
+            k -= m
+            if m == n:
+                pieces.pop()
+            else:
+                pieces[-1] = (zone, n - m)
+
+    # -- shrinking -------------------------------------------------------------------------------
+    def decrease_reservation(self, nr: int) -> str:
+        a = self.guest.alloc
+        avail = sum(max(0, z.free - z.wmark_low) for z in a.iter_zones() if z.type.is_kernel)
+        nr = min(nr, avail)
+        if nr <= 0:
+            return BP_EAGAIN
+        before = {id(z): z.managed for z in a.iter_zones()}
+        got = a.alloc(self.p.node, nr, Gfp.BALLOON, partial=True)
+        if got <= 0:
+            return BP_EAGAIN
+        pieces = [(z, before[id(z)] - z.managed) for z in a.iter_zones() if before[id(z)] != z.managed]
+        self.balloon.append(["anon", got, pieces])
+        self.sim.host.release(got)
+        self.current_pages -= got
+        self.stats["xen_decrease_pages"] += got
+        return BP_DONE if got == nr else BP_EAGAIN
+
+    def committed_bytes(self) -> int:
+        return super().committed_bytes()
+
+    def metrics(self):
+        return {**self.stats, "xen_balloon_pages_end": self.balloon_pages, "xen_current_pages_end": self.current_pages}
