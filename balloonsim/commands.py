@@ -9,6 +9,9 @@ import click
 # module path -> attribute names of click commands defined there
 _COMMANDS: dict[str, tuple[str, ...]] = {
     "balloonsim.hotplug_cli": ("hotplug",),
+    "balloonsim.simulate_cli": ("simulate",),
+    "balloonsim.experiment.cli": ("run",),
+    "balloonsim.analysis.cli": ("analyze", "plot", "report"),
 }
 
 

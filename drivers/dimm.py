@@ -44,7 +44,8 @@ class AcpiDimm(Driver):
         if size % g.block_size:
             from balloonsim.errors import ConfigError
 
-            raise ConfigError("driver.dimm_size", f"must be a multiple of the memory block size ({g.block_size >> 20}M)")
+            raise ConfigError("driver.dimm_size",
+                              f"must be a multiple of the memory block size ({g.block_size >> 20}M)")
         while True:
             gap = self.sim.target_bytes - self.current_bytes()
             if gap >= size // 2:

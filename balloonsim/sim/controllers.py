@@ -167,5 +167,6 @@ class PiPsi(Controller):
             yield env.timeout(self.p.interval)
             err = self.sim.memory.psi_avg10 - self.p.setpoint
             integral = max(-1.0, min(1.0, integral + err * self.p.interval / 60))
-            target = self.clamp(target * (1 + self.p.kp * err * self.p.interval / 60) + self.p.ki * integral * (1 << 30))
+            proportional = target * self.p.kp * err * self.p.interval / 60
+            target = self.clamp(target + proportional + self.p.ki * integral * (1 << 30))
             self.sim.set_target(int(target))
