@@ -47,7 +47,6 @@ class HvParams(DriverParams):
     max_request: Size = Field(1 << 30, description="largest single hot-add request")
     ol_wait: Duration = Field(5.0, description="wait_for_completion_timeout(&ol_waitevent, 5*HZ)")
     host_retry: Duration = Field(10.0, description="host's delay before retrying a transient failure")
-    host_poll: Duration = Field(1.0, description="how often the host re-evaluates the target")
     balloon: bool = True
     pass_hint: bool = True
 
@@ -158,7 +157,7 @@ class HvBalloon(Driver):
                 got = self.balloon_up(-want)
                 if got:
                     continue
-            yield env.any_of([self.sim.target_event, env.timeout(self.p.host_poll)])
+            yield self.sim.target_event
 
     def _new_request_start(self) -> int:
         g = self.guest

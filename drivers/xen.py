@@ -152,7 +152,7 @@ class XenBalloon(Driver):
             self.log("add_memory", -1, "no free physical range")
             return BP_ECANCELED
         first = start >> PAGE_SHIFT
-        hint = None
+        hint = Extents()  # nothing of the new segment is populated (INVALID_P2M_ENTRY)
         memmap_pages = 0
         if self.p.populate_memmap_first:
             hint, memmap_pages = self._populate_memmap_share(first, nr)

@@ -19,8 +19,11 @@ _BY = click.option(
     help="Factor whose levels are compared (default: memmap.strategy, else the first factor that varies).",
 )
 _ALPHA = click.option(
-    "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=pipeline.ALPHA,
-    show_default=True, help="Significance level applied to Holm-corrected p-values.",
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=pipeline.ALPHA,
+    show_default=True,
+    help="Significance level applied to Holm-corrected p-values.",
 )
 
 
@@ -34,18 +37,29 @@ def analyze(directory: Path, by: str | None, alpha: float) -> None:
     comp = result.comparisons
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
     click.echo(f"{directory / pipeline.SUMMARY}: {len(result.summary)} rows")
-    click.echo(f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
-               f"{n_sig} significant after Holm (alpha {alpha:g})")
+    click.echo(
+        f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
+        f"{n_sig} significant after Holm (alpha {alpha:g})"
+    )
 
 
 @click.command("plot")
 @_DIR
 @_BY
-@click.option("--metric", "metrics", metavar="NAME", multiple=True,
-              help="Plot this metric (repeatable); default: the key metrics that vary.")
-@click.option("--regime", metavar="F=V[,F=V...]", default=None,
-              help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5'; "
-                   "default: where the strategies differ most.")
+@click.option(
+    "--metric",
+    "metrics",
+    metavar="NAME",
+    multiple=True,
+    help="Plot this metric (repeatable); default: the key metrics that vary.",
+)
+@click.option(
+    "--regime",
+    metavar="F=V[,F=V...]",
+    default=None,
+    help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5'; "
+    "default: where the strategies differ most.",
+)
 @_ALPHA
 def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float) -> None:
     """Draw PNG and SVG figures into DIR/plots/."""
@@ -60,9 +74,13 @@ def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str 
 @_DIR
 @_BY
 @_ALPHA
-@click.option("--replot", is_flag=True, help="Redraw the figures even when DIR/plots/ is up to date.")
-def report(directory: Path, by: str | None, alpha: float, replot: bool) -> None:
+@click.option(
+    "--keep-plots",
+    is_flag=True,
+    help="Embed the figures already in DIR/plots/ (e.g. from `plot --metric`) instead of redrawing them.",
+)
+def report(directory: Path, by: str | None, alpha: float, keep_plots: bool) -> None:
     """Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included)."""
-    md, page = pipeline.report(directory, by=by, alpha=alpha, replot=replot)
+    md, page = pipeline.report(directory, by=by, alpha=alpha, keep_plots=keep_plots)
     click.echo(str(md))
     click.echo(str(page))

@@ -3,7 +3,8 @@
 A regime is one combination of every factor except the compared one (`--by`, default memmap.strategy).
 Test rule: Welch's t when both samples have n >= 8, are not constant, and pass Shapiro-Wilk (p > 0.05);
 Mann-Whitney U (two-sided) otherwise, because simulator metrics are mostly skewed counts with many ties.
-Two constant, identical samples are not tested (p = 1) and stay out of the Holm family: no test could reject them.
+Two constant, identical samples are not tested (p = 1) and stay out of the Holm family: no test could
+reject them.
 Holm's step-down correction runs over the family of all comparisons of one metric (every regime, every pair).
 Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside.
 """
@@ -91,9 +92,14 @@ def regime_label(row: dict, factors: list[str]) -> str:
 
 
 def regime_factors(results: Results, by: str | None) -> tuple[list[str], list[str]]:
-    """(every factor but `by`, the varying ones among them): the first defines a regime, the second names it."""
-    factors = [f for f in results.factors if f != by]
-    return factors, [f for f in factors if f in results.varying_factors]
+    """(factors defining a regime, factors naming it).
+
+    A regime is every factor but `by` and the factors varying together with it (zip); it is named by the
+    factors that vary independently, since an aliased factor adds nothing to the name.
+    """
+    tied = results.alias_group(by) if by else set()
+    factors = [f for f in results.factors if f not in tied]
+    return factors, [f for f in factors if f in results.independent_factors]
 
 
 def regime_labels(results: Results, by: str | None) -> pd.Series:

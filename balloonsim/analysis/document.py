@@ -88,7 +88,7 @@ def to_html(doc: Document, root: Path) -> str:
                 f"<figcaption>{_inline(block.caption)}</figcaption></figure>"
             )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head>\n<body><main>\n"
         + "\n".join(body)
         + "\n</main></body></html>\n"

@@ -1,7 +1,7 @@
 """Findings written from comparisons.csv by rules, never by hand.
 
-A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm in one or
-more regimes, all in the same direction. The regimes are described by the simplest condition on the factors
+A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm in one
+or more regimes, all in the same direction. The regimes are described by the simplest condition on the factors
 that singles out exactly those regimes ("when onlining.delay_s >= 5"), else listed. Findings are ranked by
 effect size (Cliff's delta), then by how many regimes they cover, then by the ratio of means.
 """
@@ -9,12 +9,14 @@ effect size (Cliff's delta), then by how many regimes they cover, then by the ra
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from balloonsim.analysis.compare import regime_factors, regime_labels
+from balloonsim.analysis.load import DEFAULT_BY
 from balloonsim.analysis.metrics import QUESTIONS, fmt, fmt_pair, info
 from balloonsim.analysis.pipeline import Analysis
 
@@ -32,6 +34,7 @@ class Finding:
     regimes: int
     log_ratio: float
     directional: bool
+    confounded: bool = False  # a side's guests crashed, so its other metrics stop early
 
     @property
     def rank_key(self) -> tuple:
@@ -48,7 +51,11 @@ def findings(analysis: Analysis) -> list[Finding]:
     out = []
     tested = comp[comp["p"].notna()]
     for (metric, a, b), group in comp[comp["significant"]].groupby(["metric", "a", "b"], sort=False):
-        compared = set(tested[(tested["metric"] == metric) & (tested["a"] == a) & (tested["b"] == b)]["regime"])
+        if info(metric).internal:
+            continue
+        compared = set(
+            tested[(tested["metric"] == metric) & (tested["a"] == a) & (tested["b"] == b)]["regime"]
+        )
         for sign, rows in group.groupby(np.sign(group["diff"]), sort=False):
             if sign == 0:
                 continue
@@ -67,7 +74,7 @@ def quiet_metrics(analysis: Analysis, found: list[Finding]) -> tuple[list[str], 
             constant[m] = float(values.iloc[0])
     with_finding = {f.metric for f in found}
     compared = analysis.comparisons["metric"].unique() if not analysis.comparisons.empty else []
-    quiet = [m for m in compared if m not in with_finding and m not in constant]
+    quiet = [m for m in compared if m not in with_finding and m not in constant and not info(m).internal]
     return quiet, constant
 
 
@@ -85,11 +92,28 @@ def significance_line(analysis: Analysis) -> str:
     if n_sig == 0:
         return (
             f"No difference between levels of `{by}` is significant after Holm correction "
-            f"({len(tested)} tests over {n_metrics} metrics, α = {analysis.alpha:g})."
+            f"({len(tested)} tests over {n_metrics} metrics, α = {analysis.alpha:g})." + _power_note(analysis)
         )
     return (
         f"{n_sig} of {len(tested)} tests ({n_metrics} metrics) show a difference between levels of `{by}` "
         f"that is significant after Holm correction (α = {analysis.alpha:g})."
+    )
+
+
+def _power_note(analysis: Analysis) -> str:
+    """When the sample sizes make significance impossible, say so: the answer is "run more seeds"."""
+    tested = analysis.comparisons[analysis.comparisons["test"].isin(TEST_NAMES)]
+    if tested.empty:
+        return ""
+    n_a, n_b = int(tested["n_a"].median()), int(tested["n_b"].median())
+    smallest = 2 / math.comb(n_a + n_b, n_a)  # exact two-sided Mann-Whitney p of two fully separated samples
+    family = int(tested["family_size"].max())
+    if smallest * family <= analysis.alpha:
+        return ""
+    return (
+        f" With {n_a} vs {n_b} runs per comparison, even fully separated samples give a Mann-Whitney p of "
+        f"{smallest:.2g} at best, and Holm multiplies the smallest p of a metric by up to {family}: more "
+        "replications are needed before any difference can be significant."
     )
 
 
@@ -118,12 +142,13 @@ def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> 
             amount = f"{ratio:.1f}× " if ratio < 10 else f"{ratio:.0f}× "
         else:
             amount = f"{fmt(metric, mean_hi - mean_lo)} "
-    comparative = {"count": "more", "bytes": "more", "s": "longer"}.get(m.unit, "higher")
+    comparative = m.comparative or {"count": "more", "bytes": "more", "s": "longer"}.get(m.unit, "higher")
     per = " per run" if m.unit == "count" else ""
     shown_hi, shown_lo = fmt_pair(metric, mean_hi, mean_lo)
+    caveat = _crash_caveat(metric, in_scope, by, (higher, lower))
     text = (
-        f"**{higher}**: {amount}{comparative} {m.label} than **{lower}** "
-        f"({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}"
+        f"**{_name(by, higher)}**: {amount}{comparative} {m.label} than **{_name(by, lower)}** "
+        f"({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}{caveat}"
     )
     return Finding(
         metric=metric,
@@ -135,7 +160,25 @@ def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> 
         regimes=len(rows),
         log_ratio=abs(float(np.log(ratio))) if np.isfinite(ratio) and ratio > 0 else 10.0,
         directional=m.better is not None,
+        confounded=bool(caveat),
     )
+
+
+def _name(by: str, level) -> str:
+    """A strategy name speaks for itself; a level of another factor needs its name: 'onlining.delay = 30'."""
+    return str(level) if by == DEFAULT_BY else f"{by} = {_show(level)}"
+
+
+def _crash_caveat(metric: str, runs: pd.DataFrame, by: str, levels: tuple) -> str:
+    """A strategy whose guests crashed is measured only up to the crash: say so next to its other numbers."""
+    if metric in ("guest_crashed", "crash_time_s") or "guest_crashed" not in runs:
+        return ""
+    notes = []
+    for level in levels:
+        crashed = runs.loc[runs[by].astype(str) == str(level), "guest_crashed"].dropna()
+        if len(crashed) and crashed.mean() > 0:
+            notes.append(f"{level} crashed in {crashed.mean() * 100:.0f}% of these runs")
+    return f" ({'; '.join(notes)}: measured up to the crash)" if notes else ""
 
 
 def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: str) -> str:
@@ -148,7 +191,9 @@ def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: 
         ptext = "Holm p < 0.001"
     else:
         ptext = f"Holm p {'≤' if len(rows) > 1 else '='} {p:.2g}"
-    delta = f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
+    delta = (
+        f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
+    )
     return f"{tests}, {ptext}, {delta}{scope}"
 
 
@@ -164,7 +209,8 @@ def _regime_table(analysis: Analysis) -> pd.DataFrame:
 def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame) -> str:
     """The simplest true description of the selected regimes among the compared ones.
 
-    In order of preference: all of them; an exact condition on one or two factors ("when onlining.delay_s ≥ 5");
+    In order of preference: all of them; an exact condition on one or two factors
+    ("when onlining.delay_s ≥ 5");
     an exception ("except when ..."); a condition most of whose regimes are selected ("in 5 of the 6 regimes
     with ..."); else a short list in design order.
     """

@@ -54,6 +54,39 @@ class Results:
         """Factors with more than one level among the successful runs (a single level is not an axis)."""
         return [f for f in self.factors if self.runs[f].nunique(dropna=False) > 1]
 
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Factor -> the earlier factor it varies with one-to-one (a `zip` design): no new information."""
+        out: dict[str, str] = {}
+        text = self.runs[self.varying_factors].astype(str)
+        for i, later in enumerate(self.varying_factors):
+            for earlier in self.varying_factors[:i]:
+                if earlier in out:
+                    continue
+                pairs = text[[earlier, later]].drop_duplicates()
+                if pairs[earlier].is_unique and pairs[later].is_unique:
+                    out[later] = earlier
+                    break
+        return out
+
+    @cached_property
+    def independent_factors(self) -> list[str]:
+        """Varying factors without the ones that merely repeat another (axes, facets and regime names)."""
+        return [f for f in self.varying_factors if f not in self.aliases]
+
+    def other_factors(self, by: str | None, *exclude: str | None) -> list[str]:
+        """Independent varying factors other than `by`, `exclude` and whatever varies together with them."""
+        tied: set[str] = set()
+        for f in (by, *exclude):
+            if f is not None:
+                tied |= self.alias_group(f)
+        return [f for f in self.independent_factors if f not in tied]
+
+    def alias_group(self, factor: str) -> set[str]:
+        """The factor and every factor aliased with it."""
+        root = self.aliases.get(factor, factor)
+        return {root} | {f for f, r in self.aliases.items() if r == root}
+
     def resolve_by(self, by: str | None) -> str | None:
         """The factor strategies are compared along.
 
@@ -148,7 +181,9 @@ def _factors(metadata: dict, table: pd.DataFrame, meta_path: Path, runs_path: Pa
         raise UserError(f"{meta_path}: 'factors' must be a list of column names")
     absent = [f for f in factors if f not in table.columns]
     if absent:
-        raise UserError(f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing")
+        raise UserError(
+            f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing"
+        )
     return list(factors)
 
 
@@ -202,6 +237,8 @@ def _read_table(root: Path, stem: str, run_ids: list[str]) -> pd.DataFrame | Non
     if path is None:
         return None
     wanted = [str(r) for r in run_ids]
+    if not wanted:
+        return pd.DataFrame(columns=["run_id", "t"])
     try:
         if path.suffix == ".parquet":
             table = pd.read_parquet(path, filters=[("run_id", "in", wanted)])

@@ -1,4 +1,4 @@
-"""What each metric means to a reader: label, unit, which direction is better, and the thread question it answers.
+"""What each metric means to a reader: label, unit, which direction is better, the thread question it answers.
 
 The one place that says what "best" is, so the policy map, the findings and the tables never disagree.
 Metrics not listed here still work: their unit is guessed from the name and no direction is assumed.
@@ -21,14 +21,16 @@ class Metric:
     unit: str  # count | fraction | rate | bytes | s
     better: str | None  # "lower", "higher", or None when neither is better
     question: str | None = None  # key into QUESTIONS
+    internal: bool = False  # bookkeeping of the simulator itself: kept in the CSVs, never a finding
+    comparative: str = ""  # word for "larger" in sentences; default by unit (more, longer, higher)
 
 
 # The questions of the 2018 LKML thread (RFC "allocate memmap from hotadded memory") the metrics answer.
 QUESTIONS: dict[str, str] = {
     "pressure": "Memory pressure while hot-added memory waits to be onlined: does a kmalloc'd memmap cause "
     "-ENOMEM and OOM kills, and does a memmap in the added range avoid them?",
-    "backing": "Balloon drivers back only part of a hot-added segment: does a memmap placed in the range touch "
-    "unbacked memory and crash the guest, and does a usable-subrange hint to add_memory() fix it?",
+    "backing": "Balloon drivers back only part of a hot-added segment: does a memmap placed in the range "
+    "touch unbacked memory and crash the guest, and does a usable-subrange hint to add_memory() fix it?",
     "gigantic": "Gigantic (1 GiB) pages: does a memmap inside every memory block leave none?",
     "numa": "NUMA and movable_node: does the memmap end up on a remote node?",
     "accounting": "Accounting: what do MemTotal and the usable memory show under each placement?",
@@ -46,27 +48,37 @@ QUESTION_TITLES: dict[str, str] = {
 
 _TABLE = (
     Metric("oom_kills", "OOM kills", "count", "lower", "pressure"),
+    Metric("oom_lost_work_s", "work lost to OOM kills", "s", "lower", "pressure"),
     Metric("stall_fraction", "stall fraction", "fraction", "lower", "pressure"),
+    Metric("memfree_min_bytes", "minimum MemFree", "bytes", "higher", "pressure", comparative="higher"),
     Metric("hotadd_enomem", "hot-adds failed with -ENOMEM", "count", "lower", "pressure"),
     Metric("time_to_usable_p50_s", "median time to usable", "s", "lower", "pressure"),
     Metric("time_to_usable_p95_s", "95th-percentile time to usable", "s", "lower", "pressure"),
     Metric("hotadd_ok", "successful hot-adds", "count", "higher", "pressure"),
+    Metric("blocks_online_end", "blocks online at end", "count", "higher", "pressure"),
     Metric("guest_crashed", "crash rate", "rate", "lower", "backing"),
     Metric("memmap_bytes_unbacked", "memmap on never-backed memory", "bytes", "lower", "backing"),
     Metric("crash_time_s", "time of crash", "s", None, "backing"),
     Metric("hotadd_einval", "hot-adds failed with -EINVAL", "count", "lower", "backing"),
+    Metric("memmap_fallbacks", "memmap placement fallbacks", "count", None, "backing"),
     Metric("gigantic_pages_end", "gigantic pages at end", "count", "higher", "gigantic"),
     Metric("base_page_fallbacks", "base-page vmemmap fallbacks", "count", "lower", "gigantic"),
     Metric("memmap_bytes_remote", "remote memmap", "bytes", "lower", "numa"),
     Metric("memmap_bytes_kmalloc", "kmalloc'd memmap", "bytes", "lower", "accounting"),
     Metric("memmap_bytes_in_range", "memmap in the added range", "bytes", "lower", "accounting"),
     Metric("usable_bytes_added", "usable memory added", "bytes", "higher", "accounting"),
-    Metric("memtotal_end_bytes", "MemTotal at end", "bytes", "higher", "accounting"),
+    Metric("memtotal_end_bytes", "MemTotal at end", "bytes", "higher", "accounting", comparative="higher"),
     Metric("blocks_removable_end", "removable blocks at end", "count", "higher", "remove"),
-    Metric("memtotal_start_bytes", "MemTotal at start", "bytes", None),
+    Metric("memtotal_start_bytes", "MemTotal at start", "bytes", None, comparative="higher"),
     Metric("hotadd_requests", "hot-add requests", "count", None),
-    Metric("events", "events", "count", None),
+    Metric("hotadd_eexist", "hot-adds failed with -EEXIST", "count", "lower"),
+    Metric("hotadd_other_errors", "hot-adds failed with other errors", "count", "lower"),
+    Metric("blocks_added_end", "blocks added", "count", None),
+    Metric("target_end_bytes", "host target at end", "bytes", None, comparative="higher"),
+    Metric("host_populate_short", "short host populations", "count", None),
     Metric("sim_time_s", "simulated time", "s", None),
+    Metric("events", "events logged", "count", None, internal=True),
+    Metric("simpy_events", "SimPy events", "count", None, internal=True),
 )
 TABLE: dict[str, Metric] = {m.name: m for m in _TABLE}
 
@@ -145,7 +157,8 @@ def axis_label(name: str, max_abs: float = 0.0) -> tuple[str, float]:
 
 
 def fmt(name: str, value: float, digits: int = 0) -> str:
-    """A value in the metric's unit, for tables and sentences; `digits` forces that many significant digits."""
+    """A value in the metric's unit, for tables and sentences; `digits` forces that many significant
+    digits."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
     m = info(name)

@@ -1,7 +1,7 @@
 """The three steps (analyze, plot, report) and `finish`, which the runner calls at the end of a batch.
 
-Each step can run alone: plot and report reuse summary.csv/comparisons.csv when they are newer than runs.csv
-and were made along the same factor, and recompute them otherwise.
+Each step can run alone. plot and report always analyze again (a few seconds) and rewrite the CSVs, so the
+figures, the report and the CSVs next to them never disagree, whatever ran before.
 """
 
 from __future__ import annotations
@@ -41,74 +41,37 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA) -> An
     return Analysis(results, by, summary, comparisons, alpha)
 
 
-def ensure_analysis(path: str | Path, by: str | None = None, alpha: float = ALPHA) -> Analysis:
-    """Reuse the CSVs when fresh and made along `by` with the same alpha; otherwise analyze again."""
+def plot(
+    path: str | Path,
+    by: str | None = None,
+    metrics: list[str] | None = None,
+    regime: str | None = None,
+    alpha: float = ALPHA,
+) -> list[Path]:
+    """Figures into DIR/plots/ (PNG and SVG); returns the PNG paths. Analyzes first, so numbers agree."""
+    from balloonsim.analysis.plots import check_options, make_plots
+
     results = load(path)
-    resolved = results.resolve_by(by)
-    summary_path, comparisons_path = results.path / SUMMARY, results.path / COMPARISONS
-    runs_mtime = (results.path / "runs.csv").stat().st_mtime
-    fresh = all(p.is_file() and p.stat().st_mtime >= runs_mtime for p in (summary_path, comparisons_path))
-    if fresh:
-        try:
-            summary = pd.read_csv(summary_path)
-            comparisons = pd.read_csv(comparisons_path, dtype={"a": str, "b": str, "winner": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            fresh = False
-        else:
-            fresh = _matches(comparisons, resolved, alpha)
-    if not fresh:
-        return analyze(path, by, alpha)
-    comparisons["winner"] = comparisons["winner"].fillna("")
-    return Analysis(results, resolved, summary, _restore_levels(results, resolved, comparisons), alpha)
+    check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
+    return make_plots(analyze(path, by, alpha), metrics=metrics, regime=regime)
 
 
-def plot(path: str | Path, by: str | None = None, metrics: list[str] | None = None,
-         regime: str | None = None, alpha: float = ALPHA) -> list[Path]:
-    """Figures into DIR/plots/ (PNG and SVG); returns the PNG paths."""
-    from balloonsim.analysis.plots import make_plots
+def report(
+    path: str | Path, by: str | None = None, alpha: float = ALPHA, keep_plots: bool = False
+) -> tuple[Path, Path]:
+    """DIR/REPORT.md and DIR/report.html, after the analysis and the figures.
 
-    return make_plots(ensure_analysis(path, by, alpha), metrics=metrics, regime=regime)
-
-
-def report(path: str | Path, by: str | None = None, alpha: float = ALPHA, replot: bool = False) -> tuple[Path, Path]:
-    """DIR/REPORT.md and DIR/report.html; draws the figures first unless DIR/plots/ is newer than the analysis."""
-    from balloonsim.analysis.plots import INDEX, PLOTS, make_plots
+    keep_plots uses the figures already in DIR/plots/ (say from `plot --metric ...`) instead of redrawing.
+    """
+    from balloonsim.analysis.plots import make_plots, manifest
     from balloonsim.analysis.report import write_report
 
-    analysis = ensure_analysis(path, by, alpha)
-    index = analysis.results.path / PLOTS / INDEX
-    analysed = (analysis.results.path / COMPARISONS).stat().st_mtime
-    if replot or not index.is_file() or index.stat().st_mtime < analysed:
+    analysis = analyze(path, by, alpha)
+    if not keep_plots or manifest(analysis.results.path) is None:
         make_plots(analysis)
     return write_report(analysis)
 
 
 def finish(path: str | Path, by: str | None = None) -> tuple[Path, Path]:
     """analyze, plot and report in order: what `balloonsim run` does at the end unless --no-report."""
-    from balloonsim.analysis.plots import make_plots
-    from balloonsim.analysis.report import write_report
-
-    analysis = analyze(path, by)
-    make_plots(analysis)
-    return write_report(analysis)
-
-
-def _matches(comparisons: pd.DataFrame, by: str | None, alpha: float) -> bool:
-    if comparisons.empty:
-        return "by" in comparisons.columns and by is None
-    if "by" not in comparisons.columns or "significant" not in comparisons.columns:
-        return False
-    same_by = set(comparisons["by"].astype(str)) == {str(by)}
-    same_alpha = ((comparisons["p_holm"] < alpha) == comparisons["significant"].astype(bool)).all()
-    return bool(same_by and same_alpha)
-
-
-def _restore_levels(results: Results, by: str | None, comparisons: pd.DataFrame) -> pd.DataFrame:
-    """CSV turns levels into text; map a/b back to the level objects of runs.csv so lookups match."""
-    if by is None or comparisons.empty:
-        return comparisons
-    by_text = {str(level): level for level in results.levels(by)}
-    out = comparisons.copy()
-    for col in ("a", "b"):
-        out[col] = out[col].map(lambda v: by_text.get(str(v), v))
-    return out
+    return report(path, by)

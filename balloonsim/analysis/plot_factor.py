@@ -20,7 +20,7 @@ MAX_FACETS = 4
 
 def x_factors(results, by: str) -> list[str]:
     """Numeric varying factors make x axes; without any, the categorical one with the most levels does."""
-    options = [f for f in results.varying_factors if f != by]
+    options = results.other_factors(by)
     numeric = [f for f in options if _numeric(results.runs[f])]
     if numeric or not options:
         return numeric
@@ -33,17 +33,21 @@ def _numeric(col: pd.Series) -> bool:
 
 def choose_facet(results, by: str, x: str) -> str | None:
     """The varying factor with the fewest levels (at most MAX_FACETS), preferring non-numeric ones."""
-    options = [f for f in results.varying_factors if f not in (by, x)]
+    options = results.other_factors(by, x)
     options = [f for f in options if len(results.levels(f)) <= MAX_FACETS]
     if not options:
         return None
-    return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+    return min(
+        options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f]))
+    )
 
 
 def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
     """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
     levels = results.levels(x)
-    numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
+    numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(
+        results.runs[x]
+    )
     numeric = numeric and not any(pd.isna(v) for v in levels)
     if numeric and len(levels) > 1:
         lo, hi = float(min(levels)), float(max(levels))
@@ -71,27 +75,28 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
     m = info(metric)
     with ps.style():
         fig = ps.figure(max(5.0, 3.9 * len(facet_levels) + 1.6), 3.9)
-        axes = fig.subplots(1, len(facet_levels), sharey=True, squeeze=False)[0]
+        share = rate or _share_y(runs, metric, facet, facet_levels)
+        axes = fig.subplots(1, len(facet_levels), sharey=share, squeeze=False)[0]
         for ax, fl in zip(axes, facet_levels, strict=True):
             part = runs if facet is None else runs[_eq(runs[facet], fl)]
             _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker)
-            ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
+            ax.set_xticks(
+                sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))]
+            )
             ax.set_xlabel(ps.factor_label(x))
             if facet is not None:
                 ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
             if not numeric:
                 ax.set_xlim(-0.4, len(pos) - 0.6)
-        axes[0].set_ylabel(ylabel)
-        if m.better:
-            axes[0].annotate(f"{m.better} is better", xy=(0, 1.01), xycoords="axes fraction", fontsize=8,
-                             color="#555555", va="bottom")
+        for ax in axes if not share else axes[:1]:
+            ax.set_ylabel(ylabel)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
         title = f"{m.label[0].upper() + m.label[1:]} against {x}"
-        fig.suptitle(title, fontweight="bold")
+        fig.suptitle(title + (f" ({m.better} is better)" if m.better else ""), fontweight="bold")
         stem = f"metric_{ps.safe_stem(metric)}_vs_{ps.safe_stem(x)}"
         png = ps.save(fig, outdir, stem)
-    pooled = [f for f in results.varying_factors if f not in (by, x, facet)]
+    pooled = results.other_factors(by, x, facet)
     band = "Wilson interval" if rate else "t-interval"
     caption = f"Mean per {by} with a 95% confidence band ({band}), {len(runs)} runs"
     caption += f"; pooled over {', '.join(pooled)}." if pooled else "."
@@ -124,8 +129,27 @@ def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, m
         # Later strategies are drawn thinner on top, so identical lines stay visible underneath.
         width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)
         ax.fill_between(xs, lows, highs, color=c, alpha=0.15, linewidth=0)
-        ax.plot(xs, means, color=c, marker=marker[str(strategy)], linewidth=width,
-                markersize=4 + 2.5 * (n - 1 - i) / max(n - 1, 1), label=str(strategy))
+        ax.plot(
+            xs,
+            means,
+            color=c,
+            marker=marker[str(strategy)],
+            linewidth=width,
+            markersize=4 + 2.5 * (n - 1 - i) / max(n - 1, 1),
+            label=str(strategy),
+        )
+
+
+def _share_y(runs: pd.DataFrame, metric: str, facet: str | None, levels: list) -> bool:
+    """One y scale for all panels, unless one panel's values dwarf another's (then each gets its own)."""
+    if facet is None or len(levels) < 2:
+        return True
+    peaks = [
+        float(np.nanmax(np.abs(runs.loc[_eq(runs[facet], lv), metric].to_numpy(dtype=float)), initial=0))
+        for lv in levels
+    ]
+    nonzero = [p for p in peaks if p > 0]  # an all-zero panel reads fine on any scale
+    return not nonzero or max(nonzero) / min(nonzero) <= 4
 
 
 def _eq(col: pd.Series, value) -> pd.Series:

@@ -68,25 +68,41 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
                 ax.bar(x, heights, bottom=bottom, color=colour, width=0.65, label=name)
                 bottom += heights
             unbacked = np.array([data.get((fl, s), {}).get("unbacked", 0.0) for s in strategies]) / scale
-            ax.bar(x, np.minimum(unbacked, bottom), fill=False, hatch="///", edgecolor="#333333", width=0.65,
-                   linewidth=0.8, label="of which for never-backed memory")
+            ax.bar(
+                x,
+                np.minimum(unbacked, bottom),
+                fill=False,
+                hatch="///",
+                edgecolor="#333333",
+                width=0.65,
+                linewidth=0.8,
+                label="of which for never-backed memory",
+            )
             for xi, total in zip(x, bottom, strict=True):
-                ax.annotate(fmt("memmap_bytes_kmalloc", total * scale), (xi, total), xytext=(0, 3),
-                            textcoords="offset points", ha="center", fontsize=8)
+                ax.annotate(
+                    fmt("memmap_bytes_kmalloc", total * scale),
+                    (xi, total),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                )
             ax.set_xticks(x, labels, rotation=20 if max(len(s) for s in labels) > 9 else 0)
             ax.set_xlabel(by or "")
             ax.grid(axis="x", visible=False)
             if facet is not None:
                 ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
-            ax.margins(y=0.12)
+            ax.set_ylim(0, peak / scale * 1.15)  # room for the totals above the bars
         axes[0].set_ylabel(f"memmap per run ({unit})")
         handles = [Patch(color=c, label=n) for n, c in SEGMENTS]
-        handles.append(Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory"))
+        handles.append(
+            Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory")
+        )
         fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
         title = "Where the memmap of hot-added memory lives"
         fig.suptitle(title, fontweight="bold")
         png = ps.save(fig, outdir, "memmap_placement")
-    pooled = [f for f in results.varying_factors if f not in (by, facet)]
+    pooled = results.other_factors(by, facet)
     caption = (
         "Mean memmap bytes per run by placement: kmalloc'd from online memory on the local or a remote node, "
         "or carved from the added range itself; the hatched part describes memory the driver never backed."

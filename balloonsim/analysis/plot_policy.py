@@ -9,6 +9,7 @@ a pale colour means it is not; grey means a tie.
 from __future__ import annotations
 
 import itertools
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from matplotlib.patches import Patch
 from scipy import stats as st
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.compare import regime_label, regime_labels
+from balloonsim.analysis.compare import regime_factors, regime_label, regime_labels
 from balloonsim.analysis.metrics import better_of, fmt, info
 
 TIE = "#d9d9d9"
@@ -48,9 +49,15 @@ def best_cell(samples: dict[str, np.ndarray], metric: str, alpha: float, signifi
         return Cell(order[0] if order else None, None, float("nan"), False, "" if order else "no data")
     best, second = order[0], order[1]
     mean_best, mean_second = float(np.mean(samples[best])), float(np.mean(samples[second]))
-    if better_of(metric, mean_best, mean_second) == 0:
-        tied = [k for k in order if float(np.mean(samples[k])) == mean_best]
-        return Cell(None, None, 0.0, False, "tie: " + ", ".join(tied))
+    if better_of(metric, mean_best, mean_second) == 0 or np.isclose(
+        mean_best, mean_second, rtol=1e-9, atol=0
+    ):
+        tied = [k for k in order if np.isclose(float(np.mean(samples[k])), mean_best, rtol=1e-9, atol=0)]
+        if len(tied) == len(order):
+            return Cell(None, None, 0.0, False, "all equal")
+        rest = order[len(tied)]  # the best of the others: how far the tied leaders are ahead
+        margin = abs(mean_best - float(np.mean(samples[rest])))
+        return Cell(None, rest, margin, False, "tie: " + ", ".join(tied))
     if significance is not None:
         significant = significance(best, second)
     else:
@@ -65,27 +72,43 @@ def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> t
     if info(metric).better is None or metric not in runs:
         return None
     row_levels, col_levels = results.levels(rows_f), results.levels(cols_f)
-    pooled = [f for f in results.varying_factors if f not in (by, rows_f, cols_f)]
+    pooled = results.other_factors(by, rows_f, cols_f)
     cells = {}
     for r, c in itertools.product(row_levels, col_levels):
         part = runs[(runs[rows_f] == r) & (runs[cols_f] == c)]
         significance = None
         if not pooled:  # each cell is one regime: use the Holm-corrected comparison
-            regime = regime_label({rows_f: r, cols_f: c}, [f for f in results.varying_factors if f != by])
+            regime = regime_label({rows_f: r, cols_f: c}, regime_factors(results, by)[1])
             significance = _holm_for(analysis.comparisons, metric, regime)
-        cells[(r, c)] = best_cell(_samples(part, by, metric), metric, analysis.alpha, significance)
+        cells[(r, c)] = _with_crashes(
+            best_cell(_samples(part, by, metric), metric, analysis.alpha, significance), part, by, metric
+        )
     title = f"Best {by} for {info(metric).label}"
     labels_r = [ps.level_text(rows_f, v) for v in row_levels]
     labels_c = [ps.level_text(cols_f, v) for v in col_levels]
     grid = [[cells[(r, c)] for c in col_levels] for r in row_levels]
     stem = f"policy_{ps.safe_stem(metric)}_{ps.safe_stem(rows_f)}_x_{ps.safe_stem(cols_f)}"
-    png = _draw(analysis, grid, labels_r, labels_c, [metric] * len(row_levels), ps.factor_label(rows_f),
-                ps.factor_label(cols_f), title, outdir, stem)
-    test = (f"Mann-Whitney, uncorrected p ≥ {analysis.alpha:g}" if pooled
-            else f"Holm-corrected p ≥ {analysis.alpha:g}, comparisons.csv")
+    png = _draw(
+        analysis,
+        grid,
+        labels_r,
+        labels_c,
+        [metric] * len(row_levels),
+        ps.factor_label(rows_f),
+        ps.factor_label(cols_f),
+        title,
+        outdir,
+        stem,
+    )
+    test = (
+        f"Mann-Whitney, uncorrected p ≥ {analysis.alpha:g}"
+        if pooled
+        else f"Holm-corrected p ≥ {analysis.alpha:g}, comparisons.csv"
+    )
     caption = (
-        f"Each cell names the {by} with the best mean {info(metric).label} ({info(metric).better} is better) and "
-        f"its margin over the runner-up. Pale: not significantly better than the runner-up ({test}); grey: tie."
+        f"Each cell names the {by} with the best mean {info(metric).label} ({info(metric).better} is "
+        f"better) and its margin over the runner-up. Pale: not significantly better than the runner-up "
+        f"({test}); grey: tie."
     )
     caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
     return png, title, caption
@@ -105,13 +128,14 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
     comp = analysis.comparisons
     if len(regimes) <= MAX_REGIME_COLUMNS:
         columns = [(r, labels == r) for r in regimes]
-        col_title = "regime"
-        col_names = [_wrap_regime(r) for r in regimes]
+        named_by = regime_factors(results, by)[1]
+        col_title = " / ".join(named_by) if named_by else "all runs"
+        col_names = [_regime_values(r) for r in regimes]
 
         def sig_for(metric, regime):
             return _holm_for(comp, metric, regime)
     else:
-        factor = min((f for f in results.varying_factors if f != by), key=lambda f: len(results.levels(f)))
+        factor = min(results.other_factors(by), key=lambda f: len(results.levels(f)))
         levels = results.levels(factor)
         columns = [(lv, results.runs[factor] == lv) for lv in levels]
         col_title = f"{factor} (other factors pooled)"
@@ -119,21 +143,29 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
 
         def sig_for(metric, regime):
             return None
+
     grid = []
     for metric in metrics:
         row = []
         for key, mask in columns:
             samples = _samples(results.runs[mask], by, metric)
-            row.append(best_cell(samples, metric, analysis.alpha, sig_for(metric, key)))
+            cell = best_cell(samples, metric, analysis.alpha, sig_for(metric, key))
+            row.append(_with_crashes(cell, results.runs[mask], by, metric))
         grid.append(row)
     row_names = [info(m).label for m in metrics]
     title = f"Best {by} per metric and regime"
-    png = _draw(analysis, grid, row_names, col_names, metrics, "", col_title, title, outdir, "policy_overview")
+    png = _draw(
+        analysis, grid, row_names, col_names, metrics, "", col_title, title, outdir, "policy_overview"
+    )
     caption = (
-        f"Each cell names the {by} with the best mean and its margin over the runner-up (in the metric's unit). "
+        f"Each cell names the {by} with the best mean and its margin over the runner-up "
+        "(in the metric's unit). "
         "Strong colour: significantly better than the runner-up "
-        + ("after Holm correction (comparisons.csv); " if len(regimes) <= MAX_REGIME_COLUMNS else
-           f"(Mann-Whitney, uncorrected p < {analysis.alpha:g}); ")
+        + (
+            "after Holm correction (comparisons.csv); "
+            if len(regimes) <= MAX_REGIME_COLUMNS
+            else f"(Mann-Whitney, uncorrected p < {analysis.alpha:g}); "
+        )
         + "pale: not significant; grey: tie."
     )
     return png, title, caption
@@ -163,7 +195,9 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
         for i, j in itertools.product(range(n_rows), range(n_cols)):
             cell = grid[i][j]
             text = _cell_text(cell, row_metrics[i])
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j])))
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j]))
+            )
         ax.set_xticks(range(n_cols), col_names, fontsize=8)
         ax.set_yticks(range(n_rows), row_names)
         ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
@@ -175,8 +209,14 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
         for side in ("top", "right", "left", "bottom"):
             ax.spines[side].set_visible(False)
         handles = [Patch(color=colour[s], label=s) for s in strategies]
-        handles += [Patch(color=ps.pale(colour[strategies[0]], 0.7), label="pale shade: not significant"),
-                    Patch(color=TIE, label="tie")]
+        handles += [
+            Patch(color=ps.pale(colour[strategies[0]], 0.7), label="pale shade: not significant"),
+            Patch(color=TIE, label="tie"),
+        ]
+        if any(cell.note.startswith("†") for row in grid for cell in row):
+            handles.append(
+                Patch(color="white", label="†: the winner's guests crashed; measured up to the crash")
+            )
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
         fig.suptitle(title, fontweight="bold")
         return ps.save(fig, outdir, stem)
@@ -184,10 +224,24 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
 
 def _cell_text(cell: Cell, metric: str) -> str:
     if cell.best is None:
-        return cell.note.replace(": ", ":\n", 1) if cell.note else "–"
+        if not cell.note:
+            return "–"
+        text = textwrap.fill(cell.note, 18, break_on_hyphens=False).replace(": ", ":\n", 1)
+        return text + (f"\nby {fmt(metric, cell.margin)} vs {cell.runner_up}" if cell.runner_up else "")
+    note = f"\n{cell.note}" if cell.note else ""
     if cell.runner_up is None:
-        return str(cell.best)
-    return f"{cell.best}\nby {fmt(metric, cell.margin)}\nvs {cell.runner_up}"
+        return f"{cell.best}{note}"
+    return f"{cell.best}\nby {fmt(metric, cell.margin)}\nvs {cell.runner_up}{note}"
+
+
+def _with_crashes(cell: Cell, part: pd.DataFrame, by: str, metric: str) -> Cell:
+    """Mark a winner whose guests crashed: its other metrics stop at the crash, which can flatter it."""
+    if cell.best is None or "guest_crashed" not in part or metric in ("guest_crashed", "crash_time_s"):
+        return cell
+    rate = part.loc[part[by].astype(str) == cell.best, "guest_crashed"].mean()
+    if rate > 0:
+        cell.note = f"† {rate * 100:.0f}% crashed"
+    return cell
 
 
 def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
@@ -218,11 +272,15 @@ def _holm_significant(comp: pd.DataFrame, metric: str, regime: str, best: str, s
     if comp.empty:
         return False
     rows = comp[(comp["metric"] == metric) & (comp["regime"] == regime)]
-    pair = rows[((rows["a"].astype(str) == best) & (rows["b"].astype(str) == second))
-                | ((rows["a"].astype(str) == second) & (rows["b"].astype(str) == best))]
+    pair = rows[
+        ((rows["a"].astype(str) == best) & (rows["b"].astype(str) == second))
+        | ((rows["a"].astype(str) == second) & (rows["b"].astype(str) == best))
+    ]
     return bool(len(pair)) and bool(pair["significant"].astype(bool).iloc[0])
 
 
-def _wrap_regime(label: str) -> str:
-    """One factor per line, so regime columns stay narrow."""
-    return label.replace(", ", "\n")
+def _regime_values(label: str) -> str:
+    """'driver.name=xen, onlining.delay=5' -> 'xen\n5': the axis label names the factors once."""
+    if label == "all runs":
+        return label
+    return "\n".join(part.split("=", 1)[-1] for part in label.split(", "))

@@ -7,6 +7,7 @@ markers are derived from the blocks_added/blocks_online counters and the crash f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,18 @@ EVENT_ROWS = (
     ("hot-add request", "#7f7f7f", "|"),
     ("add_memory ok", "#1f77b4", "v"),
     ("add_memory failed", "#ff7f0e", "x"),
+    ("populate", "#17becf", "."),
     ("online", "#2ca02c", "^"),
     ("fake-offline", "#bcbd22", "s"),
     ("OOM kill", "#d62728", "X"),
+    ("onlining agent killed", "#8c564b", "P"),
 )
-FAILED_WORDS = ("enomem", "einval", "ebusy", "fail", "error", "-e")
+# add_memory/online details end in the errno name ("0" or "-ENOMEM"); some failures are worded instead.
+FAILED = re.compile(r"-E[A-Z0-9]+\b|no free|fail|error|refused|out of memory", re.IGNORECASE)
 
 
-def parse_regime(analysis, text: str) -> str:
+def parse_regime(results, by: str | None, text: str) -> str:
     """'driver.name=xen,onlining.delay_s=5' -> the regime label of the runs it selects (exactly one)."""
-    results = analysis.results
     runs = results.runs
     mask = pd.Series(True, index=runs.index)
     for part in [p for p in text.split(",") if p.strip()]:
@@ -51,13 +54,14 @@ def parse_regime(analysis, text: str) -> str:
         if factor not in results.factors:
             raise UserError(f"--regime: {factor!r} is not a factor; factors are {', '.join(results.factors)}")
         mask &= runs[factor].map(lambda v, want=value: _same(v, want))
-    labels = regime_labels(results, analysis.by)[mask]
+    labels = regime_labels(results, by)[mask]
     found = list(pd.unique(labels))
     if not found:
         raise UserError(f"--regime {text!r}: no successful run matches")
     if len(found) > 1:
         raise UserError(
-            f"--regime {text!r} matches {len(found)} regimes; also give a value for: " + _missing(analysis, text)
+            f"--regime {text!r} matches {len(found)} regimes; also give a value for: "
+            + _missing(results, by, text)
         )
     return found[0]
 
@@ -72,7 +76,9 @@ def choose_regime(analysis, metric: str) -> str:
             rows = comp[(comp["metric"] == metric) & comp["p"].notna()]
         if not rows.empty:
             rows = rows.assign(abs_delta=rows["cliffs_delta"].abs(), abs_diff=rows["diff"].abs())
-            return str(rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0])
+            return str(
+                rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0]
+            )
     return str(labels.iloc[0])
 
 
@@ -96,7 +102,11 @@ def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Se
 
 
 def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[Path, str, str] | None:
-    """One panel (memory lines) and one event strip per strategy; None when there is no time series."""
+    """One panel (memory lines) and one event strip per strategy; None when there is no time series.
+
+    When the hot-plug activity (requests, add_memory, online, crash) fits in a short window of a long run, a
+    second column zooms into that window, where the strategies actually differ.
+    """
     if not analysis.results.has_timeseries():
         return None
     chosen = representatives(analysis, regime, metric)
@@ -105,72 +115,145 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
     if ts is None or ts.empty:
         return None
     events = analysis.results.events(ids)
+    runs = []
+    for strategy, row, n, median in chosen:
+        rid = str(row["run_id"])
+        run_events = None if events is None else events[events["run_id"] == rid]
+        run_ts = ts[ts["run_id"] == rid]
+        runs.append(
+            (strategy, row, n, median, run_ts, _event_times(run_ts, run_events), _crash_time(row, run_events))
+        )
     series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
-    strips = {rid: _event_times(ts[ts["run_id"] == rid], None if events is None else events[events["run_id"] == rid])
-              for rid in ids}
-    rows_used = [r for r in EVENT_ROWS if any(len(s.get(r[0], ())) for s in strips.values())]
+    rows_used = [r for r in EVENT_ROWS if any(len(r_[5].get(r[0], ())) for r_ in runs)]
+    zoom = _zoom_window(runs, float(ts["t"].min()), float(ts["t"].max()))
     with ps.style():
-        fig = ps.figure(11.0, 0.8 + len(chosen) * (2.6 + 0.22 * len(rows_used)))
-        ratios = [v for _ in chosen for v in (3.0, 0.35 + 0.22 * len(rows_used))]
-        axes = fig.subplots(2 * len(chosen), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
-        axes = np.atleast_1d(axes)
-        for k, (strategy, row, n, median) in enumerate(chosen):
-            rid = str(row["run_id"])
-            main, strip = axes[2 * k], axes[2 * k + 1]
-            run_ts = ts[ts["run_id"] == rid]
-            _memory_panel(main, run_ts, series)
-            _event_strip(strip, strips[rid], rows_used)
-            crash = _crash_time(row, None if events is None else events[events["run_id"] == rid])
-            if crash is not None:
-                for ax in (main, strip):
-                    ax.axvline(crash, color="#d62728", linewidth=2)
-                main.annotate("crash", xy=(crash, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                              textcoords="offset points", color="#d62728", fontweight="bold")
+        fig = ps.figure(12.5 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
+        ratios = [v for _ in runs for v in (3.0, 0.35 + 0.22 * len(rows_used))]
+        grid = fig.subplots(
+            2 * len(runs),
+            2 if zoom else 1,
+            squeeze=False,
+            gridspec_kw={"height_ratios": ratios, **({"width_ratios": [2, 1]} if zoom else {})},
+        )
+        for col in range(grid.shape[1]):
+            for ax in grid[1:, col]:
+                ax.sharex(grid[0, col])
+        mains = grid[0::2, :].ravel()
+        for ax in mains[1:]:
+            ax.sharey(mains[0])
+        for k, (strategy, row, n, median, run_ts, times, crash) in enumerate(runs):
+            for col in range(grid.shape[1]):
+                main, strip = grid[2 * k, col], grid[2 * k + 1, col]
+                _memory_panel(main, run_ts, series)
+                _event_strip(strip, times, rows_used, labels=col == 0)
+                if crash is not None:
+                    _crash_marker(main, strip, crash)
+                if col == 1:
+                    main.set_xlim(*zoom)
+                    main.set_title(f"zoom: {zoom[0]:.0f}–{zoom[1]:.0f} s", loc="left")
+                main.tick_params(labelbottom=False)
             value = fmt(metric, float(row[metric])) if metric in row and pd.notna(row[metric]) else "–"
-            main.set_title(
-                f"{strategy}: run {rid}, {info(metric).label} = {value} "
+            grid[2 * k, 0].set_title(
+                f"{strategy}: run {row['run_id']}, {info(metric).label} = {value} "
                 f"(median of {n} run{'s' if n != 1 else ''}: {fmt(metric, median)})",
                 loc="left",
             )
-            main.set_ylabel("GiB")
-        axes[-1].set_xlabel("simulated time (s)")
-        handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
+            grid[2 * k, 0].set_ylabel("GiB")
+        for ax in grid[-1, :]:
+            ax.set_xlabel("simulated time (s)")
+        handles = [
+            Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series
+        ]
         if "stalled" in ts.columns:
             handles.append(Line2D([], [], color="#d62728", alpha=0.25, linewidth=8, label="stalled"))
-        if any(_crash_time(r, None if events is None else events[events["run_id"] == str(r["run_id"])])
-               is not None for _, r, _, _ in chosen):
+        if any(r[6] is not None for r in runs):
             handles.append(Line2D([], [], color="#d62728", linewidth=2, label="crash"))
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
         title = f"Representative runs: {regime}"
         fig.suptitle(title, fontweight="bold")
         png = ps.save(fig, outdir, "timeline")
-    source = "events file" if events is not None else "blocks_added/blocks_online counters (no events file)"
+    source = (
+        "events file"
+        if events is not None
+        else "blocks_added/blocks_online/oom_kills counters (no events file)"
+    )
     caption = (
-        f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose {info(metric).label} is "
-        f"closest to the median of its runs. Lines in GiB; the strip below each panel marks events from the "
-        f"{source}; shading marks time spent stalled."
+        f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose "
+        f"{info(metric).label} is closest to the median of its runs. Lines in GiB; the strip under a panel "
+        f"marks events from the {source}; shading marks time spent stalled"
+        + (
+            f"; the right column zooms into {zoom[0]:.0f}–{zoom[1]:.0f} s, where the hot-plug events are."
+            if zoom
+            else "."
+        )
     )
     return png, title, caption
+
+
+ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online")
+
+
+def _zoom_window(runs, t_min: float, t_max: float) -> tuple[float, float] | None:
+    """The span of hot-plug events and crashes, padded, when it covers less than a third of the run."""
+    times = [t for r in runs for kind in ZOOM_KINDS for t in r[5].get(kind, ())]
+    times += [r[6] for r in runs if r[6] is not None]
+    duration = t_max - t_min
+    if not times or duration <= 0:
+        return None
+    lo, hi = min(times), max(times)
+    pad = max(0.1 * (hi - lo), 0.02 * duration)
+    lo, hi = max(t_min, lo - pad), min(t_max, hi + pad)
+    return (lo, hi) if hi - lo < duration / 3 else None
+
+
+def _crash_marker(main, strip, crash: float) -> None:
+    for ax in (main, strip):
+        ax.axvline(crash, color="#d62728", linewidth=2)
+    main.annotate(
+        "crash",
+        xy=(crash, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(3, -12),
+        textcoords="offset points",
+        color="#d62728",
+        fontweight="bold",
+    )
 
 
 def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:
     t = run_ts["t"].to_numpy(dtype=float)
     for col, label, colour, style, width in series:
-        ax.plot(t, run_ts[col].to_numpy(dtype=float) / GiB, color=colour, linestyle=style, linewidth=width,
-                label=label, drawstyle="steps-post" if col == "memtotal_bytes" else "default")
+        ax.plot(
+            t,
+            run_ts[col].to_numpy(dtype=float) / GiB,
+            color=colour,
+            linestyle=style,
+            linewidth=width,
+            label=label,
+            drawstyle="steps-post" if col == "memtotal_bytes" else "default",
+        )
     if "stalled" in run_ts.columns:
         stalled = run_ts["stalled"].fillna(0).to_numpy(dtype=float) > 0
-        ax.fill_between(t, 0, 1, where=stalled, transform=ax.get_xaxis_transform(), color="#d62728",
-                        alpha=0.12, step="post", linewidth=0)
+        ax.fill_between(
+            t,
+            0,
+            1,
+            where=stalled,
+            transform=ax.get_xaxis_transform(),
+            color="#d62728",
+            alpha=0.12,
+            step="post",
+            linewidth=0,
+        )
     ax.set_ylim(bottom=0)
 
 
-def _event_strip(ax, times: dict[str, np.ndarray], rows) -> None:
+def _event_strip(ax, times: dict[str, np.ndarray], rows, labels: bool = True) -> None:
     ax.grid(False)
     for i, (label, colour, marker) in enumerate(rows):
         xs = times.get(label, np.array([]))
         ax.scatter(xs, np.full(len(xs), i), marker=marker, color=colour, s=28, linewidths=1.2)
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7.5)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows] if labels else [], fontsize=7.5)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.invert_yaxis()
     ax.spines["left"].set_visible(False)
@@ -181,18 +264,28 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
     out: dict[str, np.ndarray] = {}
     if events is not None and not events.empty and "kind" in events:
         kind = events["kind"].astype(str)
-        detail = events["detail"].astype(str).str.lower() if "detail" in events else pd.Series("", index=events.index)
-        failed = detail.map(lambda d: any(w in d for w in FAILED_WORDS))
+        detail = (
+            events["detail"].fillna("").astype(str)
+            if "detail" in events
+            else pd.Series("", index=events.index)
+        )
+        failed = detail.map(lambda d: bool(FAILED.search(d)))
         t = events["t"].to_numpy(dtype=float)
         out["hot-add request"] = t[(kind == "hotadd_request").to_numpy()]
         out["add_memory ok"] = t[((kind == "add_memory") & ~failed).to_numpy()]
         out["add_memory failed"] = t[((kind == "add_memory") & failed).to_numpy()]
-        out["online"] = t[(kind == "online").to_numpy()]
+        out["populate"] = t[(kind == "populate").to_numpy()]
+        out["online"] = t[((kind == "online") & ~failed).to_numpy()]
         out["fake-offline"] = t[(kind == "fake_offline").to_numpy()]
         out["OOM kill"] = t[(kind == "oom_kill").to_numpy()]
+        out["onlining agent killed"] = t[(kind == "agent_killed").to_numpy()]
         return out
     t = run_ts["t"].to_numpy(dtype=float)
-    for col, label in (("blocks_added", "add_memory ok"), ("blocks_online", "online")):
+    for col, label in (
+        ("blocks_added", "add_memory ok"),
+        ("blocks_online", "online"),
+        ("oom_kills", "OOM kill"),
+    ):
         if col in run_ts.columns:
             steps = np.diff(run_ts[col].fillna(0).to_numpy(dtype=float), prepend=0.0)
             out[label] = t[steps > 0]
@@ -220,7 +313,7 @@ def _same(value, text: str) -> bool:
         return False
 
 
-def _missing(analysis, text: str) -> str:
+def _missing(results, by: str | None, text: str) -> str:
     given = {p.split("=", 1)[0].strip() for p in text.split(",") if "=" in p}
-    others = [f for f in analysis.results.varying_factors if f != analysis.by and f not in given]
+    others = [f for f in results.other_factors(by) if f not in given]
     return ", ".join(others) or "(nothing: the factors given are ambiguous)"

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
 from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plot_factor import factor_figure, x_factors
@@ -35,28 +36,36 @@ class Plot:
     caption: str
 
 
+def check_options(
+    results: Results, by: str | None, metrics: list[str] | None, regime: str | None
+) -> str | None:
+    """Reject unknown --metric names and a --regime that does not name one regime; returns its label."""
+    unknown = [m for m in metrics or [] if m not in results.metrics]
+    if unknown:
+        raise UserError(
+            f"--metric {', '.join(unknown)}: not a metric of this experiment; metrics are "
+            + ", ".join(results.metrics)
+        )
+    return parse_regime(results, by, regime) if regime else None
+
+
 def make_plots(analysis: Analysis, metrics: list[str] | None = None, regime: str | None = None) -> list[Path]:
     """Draw every applicable figure; returns the PNG paths written."""
     results = analysis.results
     outdir = results.path / PLOTS
-    if metrics:
-        unknown = [m for m in metrics if m not in results.metrics]
-        if unknown:
-            raise UserError(f"--metric {', '.join(unknown)}: not a metric of this experiment; metrics are "
-                            + ", ".join(results.metrics))
-    regime_label = parse_regime(analysis, regime) if regime else None
+    regime_label = check_options(results, analysis.by, metrics, regime)
     _remove_previous(outdir)
     made: list[Plot] = []
     primary = primary_metric(analysis, metrics)
     chosen = metrics or line_metrics(analysis)
     by = analysis.by
-    axes = [f for f in results.varying_factors if f != by]
+    axes = results.other_factors(by)
     if by is not None:
         for metric, x in itertools.product(chosen, x_factors(results, by)):
             _add(made, "lines", factor_figure(analysis, metric, x, outdir))
         overview = metrics or [m for m in line_metrics(analysis, limit=12)]
         _add(made, "policy", overview_map(analysis, overview, outdir))
-        for metric in ([m for m in metrics if info(m).better] if metrics else [primary]):
+        for metric in [m for m in metrics if info(m).better] if metrics else [primary]:
             for rows_f, cols_f in list(itertools.combinations(axes, 2))[:MAX_PAIRS]:
                 _add(made, "policy", pair_map(analysis, metric, rows_f, cols_f, outdir))
     if primary is not None:
@@ -80,11 +89,16 @@ def manifest(path: Path) -> list[Plot] | None:
 
 
 def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
-    """The first metric of PRIMARY_ORDER (or of --metric) that varies; else any metric that does."""
+    """The first metric of --metric, else of PRIMARY_ORDER, that differs significantly between strategies;
+    failing that, the first that varies at all."""
     varying = varying_metrics(analysis)
-    for m in [*(metrics or []), *PRIMARY_ORDER]:
-        if m in varying:
-            return m
+    comp = analysis.comparisons
+    significant = set(comp.loc[comp["significant"].astype(bool), "metric"]) if not comp.empty else set()
+    candidates = [*(metrics or []), *([] if metrics else PRIMARY_ORDER)]
+    for pool in (significant, set(varying)):
+        for m in candidates:
+            if m in pool:
+                return m
     if metrics:
         return metrics[0]
     return varying[0] if varying else (analysis.results.metrics[0] if analysis.results.metrics else None)

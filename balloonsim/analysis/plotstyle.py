@@ -91,9 +91,13 @@ def level_text(factor: str, value) -> str:
     return str(value)
 
 
+TIME_WORDS = ("delay", "duration", "interval", "timeout", "latency", "period")
+
+
 def factor_label(factor: str) -> str:
-    """Axis label for a factor, with its unit when the name says it (`_s` seconds, sizes)."""
-    if factor.endswith("_s"):
+    """Axis label for a factor, with its unit when the name says it (`_s`, delays and durations: seconds)."""
+    last = factor.rsplit(".", 1)[-1]
+    if last.endswith("_s") or any(word in last for word in TIME_WORDS):
         return f"{factor} (s)"
     if factor.endswith("_fraction"):
         return f"{factor} (fraction)"

@@ -30,7 +30,9 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     rows = []
     regime_order = {r: i for i, r in enumerate(pd.unique(runs["_regime"]))}
     level_order = {str(v): i for i, v in enumerate(results.levels(by))} if by else {}
-    groups = [((k if isinstance(k, tuple) else (k,)), g) for k, g in runs.groupby(keys, sort=False, dropna=False)]
+    groups = [
+        ((k if isinstance(k, tuple) else (k,)), g) for k, g in runs.groupby(keys, sort=False, dropna=False)
+    ]
     groups.sort(key=lambda kg: (regime_order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
     for key, group in groups:
         cells = [str(key[0])] + ([str(key[1])] if by else []) + [str(len(group))]
@@ -50,7 +52,8 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
 
 
 def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
-    """Rows: regimes; cells: the best strategy on each metric, starred when it beats every other after Holm."""
+    """Rows: regimes; cells: the best strategy on each metric, marked when it beats every other after
+    Holm."""
     results, by = analysis.results, analysis.by
     metrics = [m for m in metrics if info(m).better]
     if by is None or not metrics or analysis.comparisons.empty:
@@ -76,7 +79,8 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
         rows.append(cells)
     header = ["regime"] + [f"{info(m).label} ({info(m).better} is better)" for m in metrics]
     note = (
-        f"Best mean per regime. **Bold ✓**: significantly better than every other {by} after Holm correction; "
+        f"Best mean per regime. **Bold ✓**: significantly better than every other {by} after Holm "
+        "correction; "
         "plain: best mean, but not significantly better than all others."
     )
     return Table(header, rows, note)
@@ -87,8 +91,10 @@ def _beats_all(comp: pd.DataFrame, metric: str, regime: str, best: str, samples:
     for other in samples:
         if other == best:
             continue
-        pair = rows[((rows["a"].astype(str) == best) & (rows["b"].astype(str) == other))
-                    | ((rows["a"].astype(str) == other) & (rows["b"].astype(str) == best))]
+        pair = rows[
+            ((rows["a"].astype(str) == best) & (rows["b"].astype(str) == other))
+            | ((rows["a"].astype(str) == other) & (rows["b"].astype(str) == best))
+        ]
         if pair.empty or not bool(pair["significant"].astype(bool).iloc[0]):
             return False
         if str(pair["winner"].iloc[0]) != best:

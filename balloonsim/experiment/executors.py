@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from balloonsim.errors import UserError
@@ -38,8 +38,17 @@ class Executor:
     def result(self, future: Any) -> Any:
         return future.result()
 
-    def after_failure(self, future: Any, exc: BaseException) -> None:
-        """Called when `future` failed outside the run function (e.g. its worker process died)."""
+    def after_failure(self, future: Any, exc: BaseException) -> bool:
+        """`future` failed outside the run function; True if its run should be retried alone (`run_alone`)."""
+        return False
+
+    def run_alone(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> Iterator[Any]:
+        """`fn(*args)` for each args in turn, each where it can hurt no other: a result or the exception."""
+        for args in calls:
+            try:
+                yield fn(*args)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, like a future's exception
+                yield exc
 
     def close(self, cancel: bool = False) -> None:
         """Release the workers; `cancel` drops queued work instead of waiting for it."""
@@ -91,11 +100,35 @@ class LocalProcesses(Executor):
         done, _ = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         return done
 
-    def after_failure(self, future: Any, exc: BaseException) -> None:
-        """A worker that died takes the pool with it: start a new pool (once) for the remaining runs."""
-        if isinstance(exc, cf.process.BrokenProcessPool) and self._pool_of.get(future) is self._pool:
+    def after_failure(self, future: Any, exc: BaseException) -> bool:
+        """A worker that died takes the pool and every run in it down: start a new pool (once) and have each
+        of those runs retried alone, so only the run that kills its process is recorded as failed."""
+        if not isinstance(exc, cf.process.BrokenProcessPool):
+            return False
+        if self._pool_of.get(future) is self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
+        return True
+
+    def run_alone(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> Iterator[Any]:
+        """One worker process, one call at a time; a call that kills it gets the exception, next a new one."""
+        pool = None
+        try:
+            for args in calls:
+                if pool is None:
+                    pool = cf.ProcessPoolExecutor(
+                        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    )
+                try:
+                    yield pool.submit(fn, *args).result()
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, like a future's exception
+                    if isinstance(exc, cf.process.BrokenProcessPool):
+                        pool.shutdown(wait=False)
+                        pool = None
+                    yield exc
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=True, cancel_futures=cancel)

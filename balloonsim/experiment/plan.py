@@ -32,7 +32,9 @@ def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
         lines[0] += f" ({full - points} of {full} design points excluded)"
     if exp.factors:
         shown = ", ".join(f"{name} ({len(levels)})" for name, levels in exp.factors.items())
-        lines.append(f"factors: {shown}; design {exp.design}")
+        together = [" + ".join(axis) for axis in design_axes(exp) if len(axis) > 1]
+        detail = f" ({'; '.join(together)} vary together)" if together else ""
+        lines.append(f"factors: {shown}; design {exp.design}{detail}")
     lines.append(f"results: {out_dir}")
     meta = read_metadata(out_dir)
     if meta is not None:

@@ -166,17 +166,31 @@ def _drain(
             in_flight[executor.submit(execute_run, spec, run_fn, events)] = spec
         if not in_flight:
             break
+        suspects: list[RunSpec] = []
         for future in executor.wait(in_flight, timeout=store.seconds_until_due()):
             spec = in_flight.pop(future)
             try:
                 outcome: RunOutcome = executor.result(future)
             except Exception as exc:  # noqa: BLE001 - the worker itself failed; record it, go on
+                if executor.after_failure(future, exc):
+                    suspects.append(spec)
+                    continue
                 outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(exc))
-                executor.after_failure(future, exc)
-            store.add(spec, outcome)
-            if not outcome.ok and len(errors) < MAX_ERRORS_KEPT:
-                errors.append((spec.run_id, outcome.error))
-            progress.advance(outcome.ok)
+            _record(spec, outcome, store, progress, errors)
+        calls = [(spec, run_fn, events) for spec in suspects]
+        for spec, result in zip(suspects, executor.run_alone(execute_run, calls), strict=True):
+            if isinstance(result, Exception):  # it died alone: this run is the one that kills its worker
+                result = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(result))
+            _record(spec, result, store, progress, errors)
         if store.due():
             store.flush()
     store.flush()
+
+
+def _record(
+    spec: RunSpec, outcome: RunOutcome, store: ResultStore, progress: Any, errors: list[tuple[str, str]]
+) -> None:
+    store.add(spec, outcome)
+    if not outcome.ok and len(errors) < MAX_ERRORS_KEPT:
+        errors.append((spec.run_id, outcome.error))
+    progress.advance(outcome.ok)

@@ -24,6 +24,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 RESERVED_RUN_KEYS = {
     "seed": "each run's seed derives from the experiment's master `seed`; use `replications`"
 }
+# runs.csv columns the runner writes before the factor columns.
+RESULT_COLUMNS = ("run_id", "index", "replicate", "seed", "status", "error")
 
 
 class Experiment(BaseModel):
@@ -69,10 +71,6 @@ class Experiment(BaseModel):
     def design_sha256(self) -> str:
         """Identity of what would be run: same digest -> same runs, ids and seeds (the description aside)."""
         return digest(self.model_dump(mode="json", exclude={"description"}))
-
-    @property
-    def factor_names(self) -> list[str]:
-        return list(self.factors)
 
 
 def experiment_from_dict(
@@ -240,6 +238,8 @@ def _check_structure(exp: Experiment) -> None:
             raise ConfigError(where, "empty part in the factor's key path")
         if name.split(".")[0] in RESERVED_RUN_KEYS:
             raise ConfigError(where, f"cannot be a factor: {RESERVED_RUN_KEYS[name.split('.')[0]]}")
+        if name in RESULT_COLUMNS:
+            raise ConfigError(where, f"cannot be a factor: {name!r} is a column of runs.csv")
         if not levels:
             raise ConfigError(where, "empty list of levels (a factor needs at least one)")
         for other in names:

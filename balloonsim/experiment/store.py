@@ -34,16 +34,17 @@ from balloonsim.experiment.csvlog import (
     complete_lines,
     format_line,
     parse_line,
+    read_header,
     recover,
     write_atomically,
 )
 from balloonsim.experiment.design import RunSpec
 from balloonsim.experiment.parts import PartDataset
-from balloonsim.experiment.spec import Experiment
+from balloonsim.experiment.spec import RESULT_COLUMNS, Experiment
 from balloonsim.experiment.worker import RunOutcome
 
 RESULTS_FORMAT = "balloonsim-results/1"
-FIXED_COLUMNS = ["run_id", "index", "replicate", "seed", "status", "error"]
+FIXED_COLUMNS = list(RESULT_COLUMNS)
 TIMING_COLUMNS = ["run_id", "wall_time_s", "worker"]
 RUNS, TIMING, METADATA, EXPERIMENT_COPY = "runs.csv", "timing.csv", "metadata.json", "experiment.toml"
 LOCK = ".lock"
@@ -101,10 +102,10 @@ def check_target(directory: Path, exp: Experiment, options: StoreOptions, force:
         raise UserError(f"{directory} is not empty and holds no balloonsim results; choose another --out")
     if force:
         return "replace"
-    old = meta.get("experiment", {})
+    old = meta.get("source", {})
     if old.get("design_sha256") != exp.design_sha256:
         raise UserError(
-            f"{directory} holds results of a different experiment ({old.get('name')!r}, design "
+            f"{directory} holds results of a different experiment ({meta.get('experiment')!r}, design "
             f"{str(old.get('design_sha256'))[:12]} vs {exp.design_sha256[:12]} now); "
             "use --force to replace them or --out to write elsewhere"
         )
@@ -156,6 +157,8 @@ class ResultStore:
         self._timing: CsvLog | None = None
         self._metadata: dict[str, Any] = {}
         self._metric_columns: dict[str, str] = {}
+        self._schemas: list[list[str]] = []
+        self._schemas_changed = False
         self._lock: int | None = None
 
     # ---- opening ------------------------------------------------------------------------------------------
@@ -172,19 +175,24 @@ class ResultStore:
         policy: FlushPolicy | None = None,
     ) -> ResultStore:
         options = options or StoreOptions()
-        mode = check_target(directory, exp, options, force)
+        check_target(directory, exp, options, force)  # refuse before creating anything
         directory.mkdir(parents=True, exist_ok=True)
         lock = _lock(directory)
-        if mode == "replace":
-            for path in directory.iterdir():
-                if path.name != LOCK:
-                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        store = cls(directory, exp, options, policy or FlushPolicy())
-        store._lock = lock
-        previous = read_metadata(directory) if mode == "resume" else None
-        store._start_metadata(previous, executor)
-        store._recover()
-        store._write_experiment_copy()
+        try:
+            mode = check_target(directory, exp, options, force)  # again, now that no one else can write
+            if mode == "replace":
+                for path in directory.iterdir():
+                    if path.name != LOCK:
+                        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            store = cls(directory, exp, options, policy or FlushPolicy())
+            store._lock = lock
+            previous = read_metadata(directory) if mode == "resume" else None
+            store._start_metadata(previous, executor)
+            store._recover()
+            store._write_experiment_copy()
+        except BaseException:
+            os.close(lock)
+            raise
         return store
 
     def _recover(self) -> None:
@@ -223,11 +231,12 @@ class ResultStore:
         sessions.append(
             {"started_at": provenance.now(), "ended_at": None, "status": "running", "executor": executor}
         )
+        self._schemas = [list(schema) for schema in (previous or {}).get("metric_schemas", [])]
         self._metadata = {
             "format": RESULTS_FORMAT,
-            "experiment": {
-                "name": exp.name,
-                "description": exp.description,
+            "experiment": exp.name,
+            "description": exp.description,
+            "source": {
                 "file": exp.source_path,
                 "file_sha256": exp.source_sha256,
                 "design_sha256": exp.design_sha256,
@@ -242,6 +251,7 @@ class ResultStore:
             "status": "running",
             "factors": list(exp.factors),
             "metrics": [],
+            "metric_schemas": self._schemas,
             "counts": {},
             "sessions": sessions,
         }
@@ -266,8 +276,11 @@ class ResultStore:
         }
         for name in self.experiment.factors:
             row[name] = spec.factors[name]
-        for name, value in outcome.metrics.items():
-            row[self._metric_column(name)] = value
+        schema = [self._metric_column(name) for name in outcome.metrics]
+        row.update(zip(schema, outcome.metrics.values(), strict=True))
+        if schema and schema not in self._schemas:
+            self._schemas.append(schema)
+            self._schemas_changed = True
         pending = self._pending
         pending.rows.append(row)
         pending.timing.append(
@@ -314,6 +327,9 @@ class ResultStore:
         if self.events is not None:
             self.events.write_part(pending.events)
         assert self._runs is not None and self._timing is not None
+        if self._schemas_changed:
+            self._save_metadata()  # the column order must survive a crash of this session
+            self._schemas_changed = False
         self._timing.append(pending.timing)
         self._runs.add_columns([c for row in pending.rows for c in row if c not in self._runs.columns])
         self._runs.append(pending.rows)
@@ -328,6 +344,14 @@ class ResultStore:
 
     def close(self, status: str, counts: dict[str, int], finalize: bool = True) -> None:
         """Commit what is buffered; when `finalize`, merge the staged tables and fix the column order."""
+        try:
+            self._close(status, counts, finalize)
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+
+    def _close(self, status: str, counts: dict[str, int], finalize: bool) -> None:
         self.flush()
         for log in (self._runs, self._timing):
             if log is not None:
@@ -336,17 +360,16 @@ class ResultStore:
             for dataset in (self.timeseries, self.events):
                 if dataset is not None:
                     dataset.finalize()
-            canonicalize_columns(self.directory / RUNS, len(FIXED_COLUMNS) + len(self.experiment.factors))
+            canonicalize_columns(
+                self.directory / RUNS, len(FIXED_COLUMNS) + len(self.experiment.factors), self._schemas
+            )
         meta = self._metadata
         ended = provenance.now()
-        header = self._runs.columns if self._runs else []
+        header = read_header(self.directory / RUNS) or []
         meta["metrics"] = header[len(FIXED_COLUMNS) + len(self.experiment.factors) :]
         meta.update(status=status, ended_at=ended, counts=counts)
         meta["sessions"][-1].update(ended_at=ended, status=status, counts=counts)
         self._save_metadata()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
 
 
 def _lock(directory: Path) -> int:
@@ -362,42 +385,34 @@ def _lock(directory: Path) -> int:
     return fd
 
 
-def canonicalize_columns(path: Path, first_metric: int) -> None:
-    """Make the metric column order independent of which run finished first.
+def metric_order(schemas: list[list[str]]) -> list[str]:
+    """One column order from the metric lists runs reported, whatever order the runs finished in.
 
-    When every ok run reports every metric, the order is the simulator's own (the first run's, the same for
-    all).  Otherwise columns are ordered by the first design position reporting them, then by name.
+    Richest list first (then lexicographically), each later list adding its new names in its own order: with
+    one list (every run reports the same metrics) this is simply the simulator's order.
     """
-    if not path.exists():
+    order: dict[str, None] = {}
+    for schema in sorted(schemas, key=lambda names: (-len(names), names)):
+        order.update(dict.fromkeys(schema))
+    return list(order)
+
+
+def canonicalize_columns(path: Path, first_metric: int, schemas: list[list[str]]) -> None:
+    """Rewrite runs.csv with its metric columns in `metric_order` (only when they are not already)."""
+    header = read_header(path) if path.exists() else None
+    if header is None:
         return
-    lines = complete_lines(path)
-    header = parse_line(next(lines))
     metrics = header[first_metric:]
-    if not metrics:
+    wanted = [name for name in metric_order(schemas) if name in metrics]
+    wanted += [name for name in metrics if name not in wanted]
+    if wanted == metrics:
         return
-    status_at, index_at, rep_at = header.index("status"), header.index("index"), header.index("replicate")
-    first_seen: dict[str, tuple[int, int]] = {}
-    uniform = True
-    for line in lines:
-        cells = parse_line(line)
-        if len(cells) != len(header) or cells[status_at] != "ok":
-            continue
-        position = (int(cells[index_at]), int(cells[rep_at]))
-        for name, cell in zip(metrics, cells[first_metric:], strict=True):
-            if cell == "":
-                uniform = False
-            elif name not in first_seen or position < first_seen[name]:
-                first_seen[name] = position
-    if uniform:
-        return
-    order = sorted(range(len(metrics)), key=lambda i: (first_seen.get(metrics[i], (1 << 62, 0)), metrics[i]))
-    if order == list(range(len(metrics))):
-        return
-    permutation = list(range(first_metric)) + [first_metric + i for i in order]
+    permutation = list(range(first_metric)) + [header.index(name) for name in wanted]
 
     def reordered() -> Iterator[str]:
         for line in complete_lines(path):
             cells = parse_line(line)
-            yield format_line([cells[i] for i in permutation])
+            if len(cells) == len(header):
+                yield format_line([cells[i] for i in permutation])
 
     write_atomically(path, reordered())

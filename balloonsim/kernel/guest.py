@@ -315,17 +315,18 @@ class Guest:
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
         roots_before = set(self.pagetables.section_roots)
+        slab_before = dict(self.slab_pages)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = self.alloc.alloc(table_nid, new_tables, Gfp.KERNEL, txn) == new_tables
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
             return -ENOMEM
         err = self.strategy.place(self, nid, blocks, hint, mhp_flag, txn)
         if err:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before, slab_pages=slab_before)
             return err
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
@@ -350,7 +351,7 @@ class Guest:
         return 0
 
     def _undo_add(self, txn: Transaction, start_pfn: int, nr_pages: int, blocks: list[MemoryBlock],
-                  slab: int, roots: set[int] | None = None) -> None:
+                  slab: int, roots: set[int] | None = None, slab_pages: dict[int, int] | None = None) -> None:
         for b in blocks:
             if b.backed:
                 self._prebacked[b.id] = b.backed
@@ -360,7 +361,10 @@ class Guest:
         if slab:
             self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
-        self._resync_slab_pages()
+        if slab_pages is not None:  # the slab pages this call took were on its node, not the highest one
+            self.slab_pages = slab_pages
+        else:
+            self._resync_slab_pages()
 
     def _resync_slab_pages(self) -> None:
         want = -(-self.slab_bytes // PAGE_SIZE)
@@ -484,8 +488,17 @@ class Guest:
     def host_unpopulate(self, start_pfn: int, end_pfn: int) -> int:
         """decrease_reservation / balloon-out: the hypervisor takes the frames back."""
         gone = 0
-        for b in self.blocks_in(start_pfn, end_pfn - start_pfn):
-            gone += b.backed.remove(max(start_pfn, b.start_pfn), min(end_pfn, b.end_pfn))
+        pfn = start_pfn
+        while pfn < end_pfn:
+            bid = pfn // self.block_pages
+            seg_end = min(end_pfn, (bid + 1) * self.block_pages)
+            block = self.blocks.get(bid)
+            backed = block.backed if block is not None else self._prebacked.get(bid)
+            if backed is not None:
+                gone += backed.remove(pfn, seg_end)
+                if block is None and not backed:
+                    del self._prebacked[bid]
+            pfn = seg_end
         return gone
 
     # ------------------------------------------------------------------------ online_pages ---
@@ -619,7 +632,9 @@ class Guest:
         # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
         share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
         share_anon = zone.anon * m // zone.managed if zone.managed else 0
-        need = m - share_pc  # what must leave the zone's free pool (the block's pages minus dropped cache)
+        # the block's m pages leave the zone: its dropped cache is freed first, so the free pool pays what it
+        # can and the rest is anon that migrates to other zones
+        need = m
         zone.pagecache -= share_pc
         zone.give(share_pc, contiguous=False)
         from_zone = min(need, max(0, zone.free))
@@ -629,16 +644,17 @@ class Guest:
             zone.take(share_pc)
             self.stats.offline_ebusy += 1
             return -EBUSY
+        split = zone.take(from_zone)  # before migrating, so that the migration targets lie outside the block
         if moved:
             zone.anon -= moved
             got = self.alloc.alloc(block.nid, moved, Gfp.USER)
             if got < moved:
                 zone.anon += moved
+                zone.untake(from_zone, split)
                 zone.pagecache += share_pc
                 zone.take(share_pc)
                 self.stats.offline_ebusy += 1
                 return -EBUSY
-        zone.take(from_zone)
         zone.managed -= m
         zone.present -= block.nr_pages
         vmemmap_here = block.vmemmap_pfns.total

@@ -63,6 +63,7 @@ class PageAllocator:
         self.zones = zones
         self.distances = distances
         self.stats = AllocStats()
+        self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
 
@@ -120,6 +121,7 @@ class PageAllocator:
                 break
             n = min(z.pagecache, want - got)
             if n:
+                self.gen += 1
                 z.pagecache -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -211,8 +213,8 @@ class PageAllocator:
                 t.zone.untake(t.pages, t.split)
         txn.takes.clear()
 
-    @staticmethod
-    def _charge(zone: Zone, n: int, kind: str) -> None:
+    def _charge(self, zone: Zone, n: int, kind: str) -> None:
+        self.gen += 1
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":

@@ -64,7 +64,16 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
     if unknown:
         accepted = sorted({f for n in names for f in known[n].Params.model_fields})
         close = difflib.get_close_matches(unknown[0], accepted, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        owners = sorted(n for n, cls in known.items() if unknown[0] in cls.Params.model_fields)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+        elif owners:
+            hint = f" (it belongs to {', '.join(owners)})"
+        else:
+            everything = sorted({f for cls in known.values() for f in cls.Params.model_fields})
+            near = difflib.get_close_matches(unknown[0], everything, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else (
+                f" (its parameters: {', '.join(accepted)})" if accepted else " (it takes no parameters)")
         raise ConfigError(f"{key}.{unknown[0]}", f"not a parameter of memmap strategy {spec!r}{hint}")
     return links[0] if len(links) == 1 else Chain(links)
 

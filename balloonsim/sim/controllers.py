@@ -108,9 +108,13 @@ class HyperVBuffer(Controller):
         startup = self.p.startup or sum(self.sim.scenario.guest.boot)
         self.sim.set_target(self.clamp(startup))
         yield env.timeout(self.p.report_delay)
+        alloc = self.sim.guest.alloc
+        seen = -1
         while True:
-            committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
-            self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
+            if alloc.gen != seen:  # a report that says what the last one said changes nothing
+                seen = alloc.gen
+                committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
+                self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
             yield env.timeout(self.p.interval)
 
 

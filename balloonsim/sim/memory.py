@@ -113,19 +113,20 @@ class UserMemory:
                 return
 
     # -- page cache --------------------------------------------------------------------------------
-    def read_files(self, pages: int, limit: int) -> None:
-        """File reads fill the page cache up to `limit` pages; never OOM-kills (cache is optional)."""
-        total = self.guest.alloc.total("pagecache")
+    def read_files(self, pages: int, limit: int) -> int:
+        """File reads fill the page cache up to `limit` pages, only from memory above the high
+        watermarks (cache never pushes the guest into reclaim or the OOM killer). Returns pages read."""
+        alloc = self.guest.alloc
+        zones = alloc.zonelist(0, kernel_only=False)
+        total = sum(z.pagecache for z in zones)
         pages = min(pages, limit - total)
         if pages <= 0:
-            return
-        alloc = self.guest.alloc
-        # allocate without direct reclaim of itself: only memory above the low watermarks
-        room = sum(max(0, z.free - z.wmark_high) for z in alloc.iter_zones())
+            return 0
+        room = sum(max(0, z.free - z.wmark_high) for z in zones)
         pages = min(pages, room)
         if pages <= 0:
-            return
-        alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")
+            return 0
+        return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")
 
     # -- stall -----------------------------------------------------------------------------------
     def account_stall(self, dt: float) -> bool:

@@ -103,6 +103,8 @@ class Sim:
             self.crash = crash
             self.crash_time = env.now
             self.events.log(env.now, "crash", -1, str(crash))
+            if self._samples and self._samples[-1][0] == env.now:
+                self._samples.pop()  # the crash sample replaces one taken at the same instant
             self._sample()
 
     def _recorder(self):

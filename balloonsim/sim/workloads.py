@@ -41,6 +41,8 @@ class Workload:
         self.demand_bytes = 0
         self.tasks: list = []
         self._blocked_until = 0.0
+        self._last_want = -1
+        self._settled = False  # demand met and every task faulted in: nothing to do until demand moves
 
     def demand(self, t: float) -> int:
         raise NotImplementedError
@@ -50,20 +52,30 @@ class Workload:
 
     def run(self):
         env = self.sim.env
+        alloc = self.sim.guest.alloc
         tick = self.p.tick
         fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
         cache_pages = int(self.p.cache_rate * tick) >> PAGE_SHIFT
         cache_limit = self.p.cache_max >> PAGE_SHIFT
+        cache_idle_gen = kswapd_gen = -1
+        user_zones = alloc.zonelist(0, kernel_only=False)
         while True:
             self.step(env.now, fault_pages)
-            if cache_pages:
-                self.mem.read_files(cache_pages, cache_limit)
-            self.sim.guest.alloc.kswapd(self.sim.guest.alloc.zonelist(0, kernel_only=False))
+            # the periodic work below only runs when free memory moved since it last had nothing to do
+            if cache_pages and alloc.gen != cache_idle_gen:
+                if not self.mem.read_files(cache_pages, cache_limit):
+                    cache_idle_gen = alloc.gen
+            if alloc.gen != kswapd_gen:
+                alloc.kswapd(user_zones)
+                kswapd_gen = alloc.gen
             self.mem.account_stall(tick)
             yield env.timeout(tick)
 
     def step(self, now: float, fault_pages: int) -> None:
         want = self.demand(now) >> PAGE_SHIFT
+        if want == self._last_want and self._settled:
+            return
+        self._last_want = want
         self.demand_bytes = want << PAGE_SHIFT
         self.tasks = [t for t in self.tasks if t.alive]
         have = sum(t.want for t in self.tasks)
@@ -72,22 +84,30 @@ class Workload:
             t = self.tasks.pop()
             have -= t.want
             self.mem.exit(t)
-        if now >= self._blocked_until:
+        blocked = now < self._blocked_until
+        if not blocked:
             while have < want:
                 size = min(task_pages, want - have)
                 self.tasks.append(self.mem.spawn("worker", size, on_kill=self._killed))
                 have += size
         budget = fault_pages
+        pending = False
         for t in self.tasks:
-            if budget <= 0:
-                break
             need = t.want - t.rss
-            if need > 0:
-                got = self.mem.allocate(t, min(need, budget))
-                budget -= got if got else budget
+            if need <= 0:
+                continue
+            if budget <= 0:
+                pending = True
+                break
+            got = self.mem.allocate(t, min(need, budget))
+            budget -= got if got else budget
+            if t.rss < t.want:
+                pending = True
+        self._settled = not pending and not blocked and have == want
 
     def _killed(self, task) -> None:
         self._blocked_until = self.sim.env.now + self.p.restart_delay
+        self._settled = False
 
 
 class IdleParams(WorkloadParams):

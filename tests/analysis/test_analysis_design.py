@@ -1,0 +1,83 @@
+"""Designs as the real runner writes them: zipped factors and its metadata layout."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+from analysis_synth import write_results
+
+from balloonsim.analysis import analyze, finish
+from balloonsim.analysis.load import load
+
+
+def _zipped(tmp_path):
+    """driver.name and host.controller vary together (a zip design); kmalloc kills more on xen."""
+    rng = np.random.default_rng(3)
+    rows = []
+    pairs = [("hyperv", "hyperv-buffer"), ("xen", "mom")]
+    for strategy, (driver, controller), delay in itertools.product(["kmalloc", "altmap"], pairs, [0, 30]):
+        for _ in range(10):
+            lam = 6.0 if strategy == "kmalloc" and driver == "xen" else 1.0
+            rows.append(
+                {
+                    "memmap.strategy": strategy,
+                    "driver.name": driver,
+                    "host.controller": controller,
+                    "onlining.delay": delay,
+                    "oom_kills": rng.poisson(lam),
+                    "guest_crashed": strategy == "altmap" and driver == "xen",
+                }
+            )
+    factors = ["memmap.strategy", "driver.name", "host.controller", "onlining.delay"]
+    root = write_results(tmp_path / "zip", pd.DataFrame(rows), factors, ["oom_kills", "guest_crashed"])
+    meta = json.loads((root / "metadata.json").read_text())
+    for key in ("started", "finished", "balloonsim_version"):
+        meta.pop(key)
+    meta.update(
+        {
+            "started_at": "2026-01-02T03:04:05+00:00",
+            "ended_at": "2026-01-02T03:05:05+00:00",
+            "environment": {"balloonsim": "9.9.9", "git": {"commit": "0123456789abcdef", "dirty": False}},
+            "source": {
+                "overrides": ["replications=10"],
+                "resolved": {
+                    "design": "full",
+                    "zip": [["driver.name", "host.controller"]],
+                    "seed": 42,
+                    "base": {"duration": "3h", "workload": {"name": "bursts"}},
+                },
+            },
+        }
+    )
+    (root / "metadata.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_zipped_factors_are_one_axis(tmp_path):
+    root = _zipped(tmp_path)
+    results = load(root)
+    assert results.aliases == {"host.controller": "driver.name"}
+    assert results.independent_factors == ["memmap.strategy", "driver.name", "onlining.delay"]
+    comp = analyze(root).comparisons
+    assert set(comp["regime"]) == {
+        f"driver.name={d}, onlining.delay={x}" for d in ("hyperv", "xen") for x in (0, 30)
+    }
+    finish(root)
+    plots = {p.name for p in (root / "plots").glob("*.png")}
+    assert not any("host-controller" in p for p in plots)  # no axis or map along an alias
+    assert "policy_oom_kills_driver-name_x_onlining-delay.png" in plots
+
+
+def test_runner_metadata_layout_in_report(tmp_path):
+    root = _zipped(tmp_path)
+    md = finish(root)[0].read_text()
+    assert "full factorial, `driver.name` with `host.controller` varied together (zip)" in md
+    assert "| fixed" not in md and "hyperv-buffer, mom (varies with `driver.name`)" in md
+    assert "`duration` = 3h; `workload.name` = bursts" in md
+    assert "| overrides (--set) | `replications=10` |" in md
+    assert "| commit | `0123456789ab` |" in md and "| balloonsim | 9.9.9 |" in md
+    assert "2026-01-02T03:04:05+00:00 → 2026-01-02T03:05:05+00:00 (60 s)" in md
+    assert "**kmalloc**: " in md and "more OOM kills than **altmap**" in md and "when driver.name = xen" in md

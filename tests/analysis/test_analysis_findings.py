@@ -1,0 +1,91 @@
+"""Findings come from the numbers: planted effects are named, equal pairs are not, text follows data."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from analysis_synth import planted, write_results
+
+from balloonsim.analysis import analyze
+from balloonsim.analysis.findings import describe_regimes, findings, significance_line
+
+
+def _texts(root) -> list[str]:
+    return [f.text for f in findings(analyze(root))]
+
+
+def test_planted_difference_becomes_a_finding(planted_dir):
+    texts = _texts(planted_dir)
+    oom = [t for t in texts if "OOM kills" in t]
+    assert len(oom) == 1
+    assert oom[0].startswith("**kmalloc**: ") and "than **altmap**" in oom[0]
+    assert "× more OOM kills" in oom[0] and "Holm p" in oom[0]
+    assert not any("stall fraction" in t for t in texts)  # same distribution: no claim
+
+
+def test_equal_strategies_give_no_finding_and_say_so(tmp_path):
+    root = planted(tmp_path / "equal", kmalloc_mean=2.0, altmap_mean=2.0, seed=4)
+    analysis = analyze(root)
+    assert findings(analysis) == []
+    assert significance_line(analysis).startswith("No difference between levels of `memmap.strategy`")
+
+
+def test_changing_the_data_changes_the_text(tmp_path):
+    forward = _texts(planted(tmp_path / "fwd", kmalloc_mean=6.0, altmap_mean=1.0))
+    reverse = _texts(planted(tmp_path / "rev", kmalloc_mean=1.0, altmap_mean=6.0))
+    assert forward[0].startswith("**kmalloc**") and reverse[0].startswith("**altmap**")
+    assert forward != reverse
+
+
+def _threshold_dir(tmp_path):
+    """kmalloc's OOM kills jump only when onlining.delay_s >= 5; no difference below."""
+    rng = np.random.default_rng(12)
+    rows = []
+    for strategy, driver, delay in itertools.product(["kmalloc", "altmap"], ["xen", "hyperv"], [0, 2, 5, 10]):
+        lam = 8.0 if strategy == "kmalloc" and delay >= 5 else 1.0
+        for _ in range(15):
+            rows.append(
+                {
+                    "memmap.strategy": strategy,
+                    "driver.name": driver,
+                    "onlining.delay_s": delay,
+                    "oom_kills": rng.poisson(lam),
+                }
+            )
+    factors = ["memmap.strategy", "driver.name", "onlining.delay_s"]
+    return write_results(tmp_path / "thr", pd.DataFrame(rows), factors, ["oom_kills"])
+
+
+def test_regime_condition_is_described(tmp_path):
+    texts = _texts(_threshold_dir(tmp_path))
+    assert len(texts) == 1
+    assert "when onlining.delay_s ≥ 5" in texts[0]
+    assert "4 of 8 regimes" in texts[0]
+
+
+def test_describe_regimes_variants():
+    table = pd.DataFrame(
+        [(d, x) for d in ("xen", "hyperv") for x in (0, 2, 5, 10)],
+        columns=["driver.name", "onlining.delay_s"],
+    )
+    table.index = [f"driver.name={d}, onlining.delay_s={x}" for d, x in table.itertuples(index=False)]
+    everything = set(table.index)
+    assert describe_regimes(everything, everything, table) == " in all 8 regimes"
+    xen = {r for r in everything if "xen" in r}
+    assert describe_regimes(xen, everything, table) == " when driver.name = xen"
+    low = {r for r in everything if r.endswith("=0") or r.endswith("=2")}
+    assert describe_regimes(low, everything, table) == " when onlining.delay_s ≤ 2"
+    all_but_one = everything - {"driver.name=xen, onlining.delay_s=0"}
+    assert (
+        describe_regimes(all_but_one, everything, table)
+        == " except when driver.name = xen and onlining.delay_s = 0"
+    )
+
+
+def test_too_few_replications_are_called_out(tmp_path):
+    root = planted(tmp_path / "tiny", kmalloc_mean=9.0, altmap_mean=0.5, n=3)
+    line = significance_line(analyze(root))
+    assert line.startswith("No difference")
+    assert "With 3 vs 3 runs per comparison" in line and "more replications are needed" in line

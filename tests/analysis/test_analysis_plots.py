@@ -1,0 +1,111 @@
+"""Figures: written as PNG and SVG, non-empty, chosen from what the data has, skipped when it has not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from analysis_synth import planted, realistic
+
+from balloonsim.analysis import plot
+from balloonsim.analysis.pipeline import analyze
+from balloonsim.analysis.plot_timeline import choose_regime, timeline_figure
+from balloonsim.errors import UserError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_pair(png):
+    svg = png.with_suffix(".svg")
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    assert svg.is_file() and b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_full_set_of_figures(finished_dir):
+    index = json.loads((finished_dir / "plots" / "index.json").read_text())
+    kinds = {entry["kind"] for entry in index}
+    assert kinds == {"lines", "policy", "timeline", "memmap"}
+    for entry in index:
+        _check_pair(finished_dir / "plots" / entry["file"])
+        assert entry["title"] and entry["caption"]
+    files = {entry["file"] for entry in index}
+    # driver.name has two text levels: a facet, never an x axis; guest.block_size has one level: no axis.
+    assert "metric_oom_kills_vs_onlining-delay_s.png" in files
+    assert not any("vs_driver" in f or "block_size" in f for f in files)
+    assert "policy_oom_kills_driver-name_x_onlining-delay_s.png" in files
+
+
+def test_timeline_without_events_and_with_parquet_parts(tmp_path):
+    root = realistic(tmp_path / "noevents", seeds=3, with_events=False, ts_as_directory=True)
+    analysis = analyze(root)
+    assert analysis.results.events(["x"]) is None
+    out = timeline_figure(analysis, "oom_kills", choose_regime(analysis, "oom_kills"), root / "plots")
+    assert out is not None
+    png, title, caption = out
+    _check_pair(png)
+    assert "no events file" in caption and title.startswith("Representative runs")
+
+
+def test_missing_metrics_and_time_series_are_skipped(tmp_path):
+    root = planted(tmp_path / "bare")  # no memmap columns, no time series
+    made = plot(root)
+    names = {p.name for p in made}
+    assert "memmap_placement.png" not in names and "timeline.png" not in names
+    assert "policy_overview.png" in names  # one regime, still a best-per-metric overview
+    for png in made:
+        _check_pair(png)
+
+
+def test_metric_and_regime_options(realistic_dir):
+    made = plot(realistic_dir, metrics=["stall_fraction"], regime="driver.name=xen, onlining.delay_s=5")
+    names = {p.name for p in made}
+    assert "metric_stall_fraction_vs_onlining-delay_s.png" in names
+    assert not any("oom_kills" in n for n in names)
+    assert "timeline.png" in names
+    index = json.loads((realistic_dir / "plots" / "index.json").read_text())
+    timeline = next(e for e in index if e["kind"] == "timeline")
+    assert "driver.name=xen, onlining.delay_s=5" in timeline["title"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"metrics": ["nonsense"]}, "--metric nonsense: not a metric"),
+        ({"regime": "ghost=1"}, "'ghost' is not a factor"),
+        ({"regime": "driver.name=xen"}, "matches 4 regimes; also give a value for: onlining.delay_s"),
+        ({"regime": "driver.name=solaris,onlining.delay_s=5"}, "no successful run matches"),
+        ({"regime": "driver.name"}, "is not FACTOR=VALUE"),
+    ],
+)
+def test_bad_options_are_user_errors(finished_dir, kwargs, message):
+    before = sorted(p.name for p in (finished_dir / "plots").iterdir())
+    with pytest.raises(UserError, match=message):
+        plot(finished_dir, **kwargs)
+    assert sorted(p.name for p in (finished_dir / "plots").iterdir()) == before  # nothing touched
+
+
+def test_rerun_removes_only_its_own_old_files(tmp_path):
+    root = planted(tmp_path / "rerun")
+    plots = root / "plots"
+    plots.mkdir()
+    keep = plots / "mine.txt"
+    keep.write_text("user file")
+    plot(root, by="memmap.strategy")
+    (plots / "index.json").write_text(
+        '[{"file": "old_figure.png", "kind": "lines", "title": "", "caption": ""}]'
+    )
+    (plots / "old_figure.png").write_bytes(b"stale")
+    (plots / "old_figure.svg").write_bytes(b"stale")
+    plot(root)
+    assert keep.is_file()
+    assert not (plots / "old_figure.png").exists() and not (plots / "old_figure.svg").exists()
+    assert (plots / "policy_overview.png").is_file()
+
+
+def test_timeline_with_parquet_events_zooms_on_hotplug(tmp_path):
+    root = realistic(tmp_path / "pq", seeds=3, events_as_parquet=True)
+    analysis = analyze(root)
+    assert analysis.results.events(["kma-xen-0-0"])["kind"].eq("add_memory").any()
+    png, _, caption = timeline_figure(analysis, "guest_crashed", "driver.name=xen, onlining.delay_s=10", root)
+    _check_pair(png)
+    assert "from the events file" in caption

@@ -1,0 +1,88 @@
+"""Confidence intervals and the summary table: correct, deterministic, quiet on degenerate samples."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from balloonsim.analysis import analyze
+from balloonsim.analysis.stats import describe, mean_ci, median_ci, wilson_ci
+
+
+def test_t_interval_contains_true_mean():
+    x = np.random.default_rng(3).normal(10.0, 2.0, 50)
+    lo, hi = mean_ci(x)
+    assert lo < 10.0 < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * x.std(ddof=1) / np.sqrt(50), rel=0.05)
+
+
+def test_t_interval_coverage_is_about_95_percent():
+    rng = np.random.default_rng(11)
+    hits = sum(lo < 0 < hi for lo, hi in (mean_ci(rng.normal(0, 1, 12)) for _ in range(400)))
+    assert 0.91 <= hits / 400 <= 0.99
+
+
+def test_wilson_matches_hand_computation():
+    # 0 of 10: upper bound z^2/(n+z^2) = 3.8415/13.8415
+    lo, hi = wilson_ci(0, 10)
+    assert lo == 0.0
+    assert hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_ci(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+
+
+def test_median_bootstrap_is_deterministic_and_sane():
+    x = np.random.default_rng(5).exponential(3.0, 40)
+    first, second = median_ci(x), median_ci(x)
+    assert first == second
+    assert first[0] <= np.median(x) <= first[1]
+
+
+def test_degenerate_samples_are_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        const = describe(np.full(7, 4.0))
+        one = describe(np.array([2.0]))
+        empty = describe(np.array([np.nan, np.nan]))
+    assert const["mean_ci_low"] == const["mean_ci_high"] == 4.0
+    assert const["median_ci_low"] == const["median_ci_high"] == 4.0
+    assert one["n"] == 1 and one["mean"] == 2.0 and np.isnan(one["mean_ci_low"]) and np.isnan(one["std"])
+    assert empty["n"] == 0 and np.isnan(empty["mean"])
+
+
+def test_rate_metric_gets_wilson_interval():
+    out = describe(np.array([0, 0, 1, 0] * 5, dtype=float), rate=True)
+    assert out["is_rate"] and 0 < out["rate_ci_low"] < 0.25 < out["rate_ci_high"] < 0.6
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.lists(hs.floats(-1e6, 1e6), min_size=2, max_size=30))
+def test_intervals_bracket_their_estimates(values):
+    x = np.array(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = describe(x)
+    assert out["mean_ci_low"] <= out["mean"] + 1e-6 * (1 + abs(out["mean"]))
+    assert out["mean"] <= out["mean_ci_high"] + 1e-6 * (1 + abs(out["mean"]))
+    assert out["min"] <= out["median_ci_low"] <= out["median_ci_high"] <= out["max"]
+
+
+def test_summary_csv_is_tidy_and_byte_identical_twice(planted_dir):
+    analyze(planted_dir)
+    first = (planted_dir / "summary.csv").read_bytes()
+    first_comp = (planted_dir / "comparisons.csv").read_bytes()
+    analyze(planted_dir)
+    assert (planted_dir / "summary.csv").read_bytes() == first
+    assert (planted_dir / "comparisons.csv").read_bytes() == first_comp
+    summary = pd.read_csv(planted_dir / "summary.csv")
+    assert set(summary["metric"]) == {"oom_kills", "stall_fraction", "guest_crashed"}
+    row = summary[(summary["memmap.strategy"] == "kmalloc") & (summary["metric"] == "oom_kills")].iloc[0]
+    assert row["n"] == 20
+    assert row["mean_ci_low"] < row["mean"] < row["mean_ci_high"]
+    crashed = summary[summary["metric"] == "guest_crashed"]
+    assert crashed["is_rate"].all() and (crashed["rate_ci_low"] == 0).all()

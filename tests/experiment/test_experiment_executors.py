@@ -1,0 +1,169 @@
+"""Executors: bounded work in flight, a dead worker process, progress and interrupts."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import itertools
+
+import pytest
+from experiment_fakes import dying_run, fake_run
+
+from balloonsim.errors import UserError
+from balloonsim.experiment import load_results, run_experiment
+from balloonsim.experiment.executors import InProcess, LocalProcesses, make_executor
+from balloonsim.experiment.progress import Progress
+from balloonsim.experiment.runner import _drain
+from balloonsim.experiment.spec import experiment_from_dict
+
+
+def make(**doc):
+    doc.setdefault("name", "t")
+    return experiment_from_dict(doc)
+
+
+def test_make_executor():
+    assert isinstance(make_executor(1), InProcess)
+    pool = make_executor(2)
+    try:
+        assert isinstance(pool, LocalProcesses) and pool.slots == 4
+        assert pool.description == "local processes (2 workers)"
+    finally:
+        pool.close()
+    with pytest.raises(UserError, match="must be at least 1"):
+        make_executor(0)
+
+
+class _Deferred(InProcess):
+    """Futures finish one at a time, only when waited on: shows how much the runner keeps in flight."""
+
+    slots = 3
+
+    def __init__(self):
+        self.queue: list[tuple[cf.Future, tuple]] = []
+        self.max_in_flight = 0
+
+    def submit(self, fn, *args):
+        future: cf.Future = cf.Future()
+        self.queue.append((future, (fn, args)))
+        self.max_in_flight = max(self.max_in_flight, sum(not f.done() for f, _ in self.queue))
+        return future
+
+    def wait(self, futures, timeout):
+        future, (fn, args) = next((f, job) for f, job in self.queue if not f.done())
+        future.set_result(fn(*args))
+        return {future}
+
+
+class _Sink:
+    """A store stand-in that just counts."""
+
+    events = None
+
+    def __init__(self):
+        self.added = []
+
+    def add(self, spec, outcome):
+        self.added.append(outcome)
+
+    def seconds_until_due(self):
+        return None
+
+    def due(self):
+        return False
+
+    def flush(self):
+        pass
+
+
+def test_runner_keeps_a_bounded_number_of_runs_in_flight_and_expands_lazily():
+    consumed = itertools.count()
+    exp = make(factors={"a": list(range(50))})
+    from balloonsim.experiment.design import iter_runs
+
+    def todo():
+        for spec in iter_runs(exp):
+            next(consumed)
+            yield spec
+
+    executor, sink = _Deferred(), _Sink()
+
+    class Watch:
+        def advance(self, ok):
+            # when the first result arrives, only the first `slots` specs have been taken from the design
+            if len(sink.added) == 1:
+                assert next(consumed) == 3
+
+    _drain(todo(), sink, executor, fake_run, Watch(), [])
+    assert len(sink.added) == 50 and all(o.ok for o in sink.added)
+    assert executor.max_in_flight == 3
+
+
+@pytest.mark.slow
+def test_a_worker_process_that_dies_fails_its_run_and_the_batch_goes_on(tmp_path):
+    die = [False, False, True, False, False, False]
+    exp = make(factors={"a": list(range(6)), "fake.die": die}, zip=[["a", "fake.die"]])
+    summary = run_experiment(exp, out_dir=tmp_path / "out", jobs=2, run_fn=dying_run)
+    runs = load_results(summary.out_dir)
+    assert len(runs) == 6
+    died = runs[runs["fake.die"]]
+    assert (died["status"] == "failed").all()
+    assert died["error"].str.startswith("BrokenProcessPool").all()
+    assert (runs.loc[~runs["fake.die"], "status"] == "ok").all()  # runs that shared the pool were retried
+    assert summary.failed == 1 and summary.ok == 5
+    again = run_experiment(exp, out_dir=tmp_path / "out", jobs=1, run_fn=fake_run)
+    assert again.ok == 6 and again.failed == 0 and again.ran == 1
+
+
+def test_progress_bar_shows_done_failures_and_eta_on_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    monkeypatch.setattr("sys.stderr", stream)
+    bar = Progress(total=4, done=1, label="exp", quiet=False)
+    bar.advance(ok=True)
+    bar.advance(ok=False)
+    bar.close()
+    text = stream.getvalue()
+    assert "exp:" in text and "3/4" in text and "failed=1" in text and "<" in text  # elapsed<remaining
+
+    quiet = Tty()
+    monkeypatch.setattr("sys.stderr", quiet)
+    Progress(total=4, done=0, label="exp", quiet=True).close()
+    assert quiet.getvalue() == ""
+
+    class Pipe(io.StringIO):
+        def isatty(self):
+            return False
+
+    pipe = Pipe()
+    monkeypatch.setattr("sys.stderr", pipe)
+    Progress(total=4, done=0, label="exp", quiet=False).close()
+    assert pipe.getvalue() == ""
+
+
+def test_keyboard_interrupt_exits_130_and_keeps_finished_runs(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from balloonsim.cli import cli
+    from balloonsim.experiment import worker
+    from balloonsim.experiment.cli import run
+
+    cli.add_command(run)
+    calls = []
+
+    def stop_on_third(config, seed):
+        calls.append(seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fake_run(config, seed)
+
+    monkeypatch.setattr(worker, "simulate_run", stop_on_third)
+    path = tmp_path / "e.toml"
+    path.write_text('name = "e"\n[base]\ndriver.name = "xen"\n[factors]\n"onlining.delay" = [1, 2, 3, 4]\n')
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o"), "--jobs", "1"])
+    assert result.exit_code == 130
+    assert "interrupted; finished runs are kept" in result.stderr
+    assert len(load_results(tmp_path / "o")) == 2

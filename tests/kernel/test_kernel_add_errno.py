@@ -1,0 +1,161 @@
+"""add_memory()'s outcomes (kernel-facts.md section 2) and the rollback on failure."""
+
+import pytest
+from kmodel_helpers import add_backed, diff, fill_user, make_guest, populate, state
+
+from balloonsim.kernel import E2BIG, EEXIST, EINVAL, ENOMEM
+from balloonsim.kernel.extents import Extents
+from balloonsim.units import PAGE_SHIFT, GiB, MiB
+
+
+@pytest.mark.parametrize(("start", "size", "block"), [
+    (4 * GiB + 64 * MiB, 128 * MiB, 128 * MiB),  # start not block aligned
+    (4 * GiB, 192 * MiB, 128 * MiB),  # size not block aligned
+    (4 * GiB, 4096, 128 * MiB),
+    (4 * GiB + 128 * MiB, 1 * GiB, 1 * GiB),  # section aligned but not 1 GiB-block aligned
+    (4 * GiB, 3 * GiB, 2 * GiB),
+    (4 * GiB, 0, 128 * MiB),
+])
+def test_einval_unaligned(start, size, block):
+    g = make_guest(block_size=block)
+    before = state(g)
+    assert g.add_memory(0, start, size) == -EINVAL
+    assert diff(state(g), before) == {}
+    assert g.stats.add_errors == {-EINVAL: 1}
+
+
+def test_einval_node_not_possible():
+    g = make_guest()
+    assert g.add_memory(3, 4 * GiB, 128 * MiB) == -EINVAL
+
+
+def test_einval_512_altmap_multi_block():
+    # 5.12: memmap_on_memory only when the add_memory() range is exactly one memory block (a08a2ae34613)
+    g = make_guest("altmap", kernel="5.12")
+    populate(g, 4 * GiB, 256 * MiB)
+    before = state(g)
+    assert g.add_memory(0, 4 * GiB, 256 * MiB) == -EINVAL
+    assert diff(state(g), before) == {}
+    # without the caller's MHP_MEMMAP_ON_MEMORY there is nothing to check: the ordinary memmap
+    assert g.add_memory(0, 4 * GiB, 256 * MiB, memmap_on_memory=False) == 0
+    assert g.stats.memmap_kmalloc_pages == 1024
+
+
+def test_eexist_overlap_with_boot_memory():
+    g = make_guest(boot=[4 * GiB])  # 0-3 GiB, then 4-5 GiB above the PCI hole
+    before = state(g)
+    for start in (0, 2 * GiB, 4 * GiB, 4 * GiB + 896 * MiB):
+        assert g.add_memory(0, start, 128 * MiB) == -EEXIST
+    assert g.add_memory(0, 2 * GiB + 896 * MiB, 256 * MiB) == -EEXIST  # straddles the end of low memory
+    assert diff(state(g), before) == {}
+    assert add_backed(g, 0, 3 * GiB, 1 * GiB) == 0  # the PCI hole itself is free
+    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0
+
+
+def test_eexist_overlap_with_added_range():
+    g = make_guest()
+    assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
+    before = state(g)
+    assert g.add_memory(0, 4 * GiB + 512 * MiB, 128 * MiB) == -EEXIST  # inside
+    assert g.add_memory(0, 5 * GiB - 128 * MiB, 256 * MiB) == -EEXIST  # overlaps the last block
+    assert g.add_memory(0, 3 * GiB + 896 * MiB, 256 * MiB) == -EEXIST  # overlaps the first block
+    assert g.add_memory(0, 4 * GiB, 1 * GiB) == -EEXIST  # the same range again
+    assert diff(state(g), before) == {}
+    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0  # adjacent is fine
+
+
+def test_e2big_beyond_max_addr():
+    g = make_guest(max_addr=16 * GiB)
+    before = state(g)
+    assert g.add_memory(0, 16 * GiB, 128 * MiB) == -E2BIG
+    assert g.add_memory(0, 15 * GiB, 2 * GiB) == -E2BIG  # crosses the end of the window
+    assert g.add_memory(0, 64 * GiB, 1 * GiB) == -E2BIG
+    assert diff(state(g), before) == {}
+    assert add_backed(g, 0, 16 * GiB - 128 * MiB, 128 * MiB) == 0  # ends exactly at max_addr
+
+
+def test_enomem_kmalloc_when_guest_is_full():
+    g = make_guest("kmalloc")
+    # a first add leaves a partly used slab page, so the second add fails in the memmap, not the metadata
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    populate(g, 5 * GiB, 1 * GiB)
+    fill_user(g, 0)
+    before = state(g)
+    failures = g.alloc.stats.failures
+    assert g.add_memory(0, 5 * GiB, 1 * GiB) == -ENOMEM
+    assert g.alloc.stats.failures > failures
+    assert diff(state(g), before) == {}
+    assert 40 not in g.blocks
+    assert g.stats.add_errors == {-ENOMEM: 1}
+    # the backing is remembered for a later add
+    assert g._prebacked[40] == Extents.span(40 * 32768, 41 * 32768)
+
+
+def test_enomem_rolls_back_page_tables_and_slab():
+    # 2 MiB direct map: a new 1 GiB needs a PMD table; fail in the memmap after tables and slab were taken
+    g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
+    populate(g, 100 * GiB, 1 * GiB)
+    fill_user(g, 0, leave=8)  # enough for the tables and a slab page, not for 2 MiB of memmap
+    before = state(g)
+    assert g.add_memory(0, 100 * GiB, 1 * GiB) == -ENOMEM
+    after = state(g)
+    assert diff(after, before) == {}
+
+
+def test_enomem_rollback_keeps_free_pageblocks():
+    """A failed add gives back exactly what it took: no pageblock is left split."""
+    g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
+    populate(g, 100 * GiB, 1 * GiB)
+    fill_user(g, 0, leave=600)
+    before = g.meminfo()
+    assert g.add_memory(0, 100 * GiB, 1 * GiB) == -ENOMEM
+    assert g.meminfo().free_pmd_blocks == before.free_pmd_blocks
+    assert g.meminfo() == before
+
+
+def test_enomem_subrange_hint_fail_without_usable_hint():
+    g = make_guest("subrange-hint", {"fallback": "fail"})
+    start_pfn = 4 * GiB >> PAGE_SHIFT
+    populate(g, 4 * GiB, 128 * MiB)
+    before = state(g)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == -ENOMEM  # no hint at all
+    assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents()) == -ENOMEM
+    # a backed extent too small for the 512-page memmap once pageblock aligned
+    assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents.span(start_pfn + 1, start_pfn + 1023)) == -ENOMEM
+    # a hint for another block does not help this one
+    other = (8 * GiB) >> PAGE_SHIFT
+    assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents.span(other, other + 32768)) == -ENOMEM
+    assert diff(state(g), before) == {}
+    assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents.span(start_pfn + 1, start_pfn + 1025)) == 0
+    assert g.blocks[32].memmap.in_range == Extents.span(start_pfn + 512, start_pfn + 1024)
+
+
+def test_enomem_subrange_hint_second_block_rolls_back_the_first():
+    g = make_guest("subrange-hint", {"fallback": "fail"})
+    s = 4 * GiB >> PAGE_SHIFT
+    populate(g, 4 * GiB, 256 * MiB)
+    before = state(g)
+    assert g.add_memory(0, 4 * GiB, 256 * MiB, hint=Extents.span(s, s + 32768)) == -ENOMEM
+    assert diff(state(g), before) == {}
+
+
+def test_enomem_chain_subrange_hint_then_kmalloc_falls_back():
+    """A chain whose first link placed some blocks before failing: undone, then the next link runs."""
+    g = make_guest("subrange-hint,kmalloc", {"fallback": "fail"})
+    s = 4 * GiB >> PAGE_SHIFT
+    populate(g, 4 * GiB, 256 * MiB)
+    assert g.add_memory(0, 4 * GiB, 256 * MiB, hint=Extents.span(s, s + 32768)) == 0
+    assert all(g.blocks[b].memmap.kind == "kmalloc" for b in (32, 33))
+    assert all(not g.blocks[b].vmemmap_pfns for b in (32, 33))
+    assert g.stats.memmap_kmalloc_pages == 1024
+    assert g.stats.memmap_in_range_pages == 0
+    assert g.stats.memmap_fallbacks == 2
+
+
+def test_success_counts():
+    g = make_guest()
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    assert g.add_memory(0, 4 * GiB, 256 * MiB) == -EEXIST
+    assert (g.stats.add_calls, g.stats.add_ok, g.stats.add_errors) == (2, 1, {-EEXIST: 1})
+    assert sorted(g.blocks) == [32, 33]
+    assert g.groups == {0: (4 * GiB >> PAGE_SHIFT, 65536)}

@@ -1,0 +1,132 @@
+"""Kernel profiles: what changed between 4.19, 5.12, 6.8 and 6.12 (kernel-facts.md sections 1 and 3)."""
+
+import math
+
+import pytest
+from kmodel_helpers import DIMM_SIZE, DIMM_START, add_backed, dimm_guest, make_guest, online_all, populate
+
+from balloonsim.errors import ConfigError
+from balloonsim.kernel import EINVAL, PROFILES, get_profile, probe_memory_block_size
+from balloonsim.kernel.extents import Extents
+from balloonsim.units import PAGE_SHIFT, GiB, MiB, TiB
+
+
+def test_profiles_known():
+    assert {"4.19", "5.12", "6.8", "6.12"} <= set(PROFILES)
+    with pytest.raises(ConfigError, match="guest.kernel"):
+        get_profile("3.10")
+
+
+def test_419_altmap_falls_back_to_ordinary_memmap():
+    g = dimm_guest("altmap", kernel="4.19")
+    assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
+    assert g.stats.memmap_fallbacks == 80
+    mi = g.meminfo()
+    assert mi.memmap_kmalloc_pages == 40960 and mi.vmemmap_pages == 0
+    assert mi.nr_memmap_pages is None
+    online_all(g)
+    assert g.meminfo().MemTotal_kb - 2023424 == 10_485_760
+
+
+def test_512_single_block_altmap():
+    g = make_guest("altmap", kernel="5.12")
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    s = 4 * GiB >> PAGE_SHIFT
+    assert g.blocks[32].memmap.in_range == Extents.span(s, s + 512)
+    assert g.stats.memmap_fallbacks == 0
+    populate(g, 5 * GiB, 256 * MiB)
+    assert g.add_memory(0, 5 * GiB, 256 * MiB) == -EINVAL
+    # the 10 GiB DIMM: -EINVAL on 5.12 (ACPI would not pass the flag: see the next test)
+    g = dimm_guest("altmap", kernel="5.12")
+    populate(g, DIMM_START, DIMM_SIZE)
+    assert g.add_memory(1, DIMM_START, DIMM_SIZE) == -EINVAL
+
+
+def test_512_multi_block_chain_falls_back():
+    # altmap,kmalloc: the cover letter's option (c); on 5.12 the DIMM gets the ordinary memmap
+    g = dimm_guest("altmap,kmalloc", kernel="5.12")
+    assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
+    assert g.stats.memmap_kmalloc_pages == 40960
+    assert g.stats.memmap_fallbacks == 80
+
+
+@pytest.mark.parametrize("kernel", ["6.8", "6.12"])
+def test_68_splits_per_block(kernel):
+    g = dimm_guest("altmap", kernel=kernel)
+    assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
+    starts = sorted(next(iter(b.memmap.in_range))[0] for b in g.blocks.values())
+    assert starts == [0x100000 + k * 0x8000 for k in range(80)]
+    assert g.stats.memmap_fallbacks == 0
+    assert (g.meminfo().nr_memmap_pages is None) == (kernel == "6.8")
+
+
+def _wmark_min_total(g):
+    return sum(z.wmark_min for z in g.alloc.iter_zones() if z.type.is_kernel and z.managed)
+
+
+def _expected_min_pages(g, cap_kb):
+    lowmem = sum(z.managed for z in g.alloc.iter_zones() if z.type.is_kernel)
+    return max(128, min(math.isqrt(lowmem * 4 * 16), cap_kb)) // 4
+
+
+def test_watermark_small_guest_same_everywhere():
+    mins = {k: _wmark_min_total(make_guest(kernel=k)) for k in ("4.19", "6.12")}
+    assert mins["4.19"] == mins["6.12"]
+    g = make_guest()
+    # min_free_kbytes = sqrt(lowmem_kb * 16): 2 GiB -> ~5.6 MiB
+    assert abs(_wmark_min_total(g) - _expected_min_pages(g, 262144)) <= 2
+
+
+def test_watermark_clamp_419_at_64m():
+    # above 256 GiB of lowmem sqrt(kB*16) exceeds 65536 kB: 4.19 clamps (min_free_kbytes cap before 5.7)
+    g419 = make_guest(kernel="4.19", boot=[300 * GiB], block_size=None, max_addr=512 * GiB)
+    g612 = make_guest(kernel="6.12", boot=[300 * GiB], block_size=None, max_addr=512 * GiB)
+    assert _expected_min_pages(g419, 65536) == 65536 // 4
+    assert 65536 // 4 - 2 <= _wmark_min_total(g419) <= 65536 // 4
+    exp = _expected_min_pages(g612, 262144)
+    assert exp > 65536 // 4
+    assert exp - 2 <= _wmark_min_total(g612) <= exp
+
+
+def test_watermark_clamp_612_at_256m():
+    g = make_guest(kernel="6.12", boot=[5 * TiB], block_size=None, max_addr=8 * TiB)
+    assert 262144 // 4 - 2 <= _wmark_min_total(g) <= 262144 // 4
+
+
+@pytest.mark.parametrize(("boot_end", "hypervisor", "kernel", "expected"), [
+    (2 * GiB, True, "6.12", 128 * MiB),
+    (63 * GiB, True, "6.12", 128 * MiB),
+    (63 * GiB, False, "6.12", 128 * MiB),  # below 64 GiB even bare metal gets 128 MiB
+    (64 * GiB, True, "6.12", 2 * GiB),
+    (96 * GiB, True, "6.12", 2 * GiB),
+    (97 * GiB, True, "6.12", 1 * GiB),
+    (64 * GiB + 128 * MiB, True, "6.12", 128 * MiB),
+    (64 * GiB + 512 * MiB, True, "6.12", 512 * MiB),
+    (97 * GiB, False, "6.12", 2 * GiB),  # bare metal: max block since 2020
+    (97 * GiB, False, "5.12", 2 * GiB),
+    (97 * GiB, False, "4.19", 1 * GiB),  # 4.19 divides boot_mem_end even on bare metal
+    (97 * GiB, True, "4.19", 1 * GiB),
+])
+def test_probe_memory_block_size(boot_end, hypervisor, kernel, expected):
+    assert probe_memory_block_size(boot_end, hypervisor, get_profile(kernel)) == expected
+
+
+@pytest.mark.parametrize(("boot", "hypervisor", "kernel", "expected"), [
+    ([2 * GiB], True, "6.12", 128 * MiB),
+    ([32 * GiB], True, "6.12", 128 * MiB),
+    ([95 * GiB], True, "6.12", 2 * GiB),  # boot memory ends at 96 GiB (3 GiB low + PCI hole + 92 GiB)
+    ([96 * GiB], True, "6.12", 1 * GiB),  # ends at 97 GiB
+    ([96 * GiB], False, "6.12", 2 * GiB),
+    ([96 * GiB], False, "4.19", 1 * GiB),
+    ([48 * GiB, 48 * GiB], True, "6.12", 1 * GiB),
+])
+def test_guest_block_size_probe(boot, hypervisor, kernel, expected):
+    g = make_guest(boot=boot, block_size=None, hypervisor=hypervisor, kernel=kernel, max_addr=256 * GiB)
+    hole = 1 * GiB if sum(boot) > 3 * GiB else 0  # boot RAM skips the 3-4 GiB PCI hole
+    assert g.boot_end_pfn << PAGE_SHIFT == sum(boot) + hole
+    assert g.block_size == expected
+    assert g.block_pages == expected >> PAGE_SHIFT
+
+
+def test_explicit_block_size_wins():
+    assert make_guest(boot=[96 * GiB], block_size=512 * MiB, max_addr=256 * GiB).block_size == 512 * MiB

@@ -1,0 +1,350 @@
+"""Property-based tests: random add/online/offline/remove/populate sequences keep the books balanced.
+
+Conservation, for the whole guest:
+  present == managed + boot memmap + kernel reserved + self-hosted vmemmap of online blocks (kernel
+             accounting) + withheld (fake-offline)
+and per zone: managed == free + pagecache + anon + kernel. Counters never go negative, nothing is
+online before it is added, nothing is removed while online, a crash happens exactly when a memmap is
+written into unbacked memory, and removing everything returns the guest to its boot state.
+"""
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from kmodel_helpers import diff, state
+
+from balloonsim.kernel import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, BlockState, Guest, GuestConfig, GuestCrash
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.guest import ONLINE_TYPES
+from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.memmap import get_strategy
+from balloonsim.units import PAGE_SHIFT, GiB, MiB
+
+BLOCK = 32768  # pages per 128 MiB block
+FIRST, LAST = 32, 96  # hot-add window: 4 GiB .. 12 GiB
+STRATEGIES = [
+    ("kmalloc", {}), ("altmap", {}), ("altmap", {"mode": "force"}), ("altmap-range", {}),
+    ("subrange-hint", {}), ("subrange-hint", {"fallback": "fail"}), ("node-pool", {}),
+    ("node-pool", {"pool_size": "8M"}), ("altmap,kmalloc", {}), ("subrange-hint,kmalloc", {"fallback": "fail"}),
+]
+LAYOUTS = [([2 * GiB], 0), ([1 * GiB, 1 * GiB], 0), ([2 * GiB], 1), ([1 * GiB, 1 * GiB], 1)]
+
+
+def live(self) -> bool:
+    return hasattr(self, "g") and not self.crashed
+
+
+class GuestMachine(RuleBasedStateMachine):
+    @initialize(strat=st.sampled_from(STRATEGIES), kernel=st.sampled_from(["4.19", "5.12", "6.8", "6.12"]),
+                accounting=st.sampled_from(["kernel", "allocated"]), debug_vm=st.booleans(),
+                layout=st.sampled_from(LAYOUTS), page_cache=st.sampled_from([0, 256 * MiB]),
+                movable_node=st.booleans(), first=st.integers(FIRST, LAST - 8), n=st.integers(1, 8),
+                backing=st.sampled_from(["dimm", "dimm", "second-half"]),
+                policy=st.sampled_from(["contig-zones", "auto-movable"]),
+                auto_online=st.sampled_from([None, None, "online", "online_movable"]))
+    def boot(self, strat, kernel, accounting, debug_vm, layout, page_cache, movable_node, first, n, backing, policy,
+             auto_online):
+        name, params = strat
+        boot, extra = layout
+        self.name, self.params = name, params
+        self.nnodes = len(boot) + extra
+        cfg = GuestConfig(boot=list(boot), extra_nodes=extra, max_addr=LAST * BLOCK << PAGE_SHIFT,
+                          block_size=128 * MiB, kernel=kernel, accounting=accounting, debug_vm=debug_vm,
+                          page_cache=page_cache, movable_node=movable_node, online_policy=policy)
+        self.g = Guest(cfg, get_strategy(name, params))
+        self.g.auto_online = auto_online  # auto_online_blocks: onlined at the end of add_memory()
+        assert self.g.set_online_page_callback(self._callback) == 0
+        self.withhold: dict[int, int] = {}  # block id -> quarters withheld at online beyond the unbacked
+        self.backed = Extents()  # what the hypervisor backed, as the test sees it
+        self.added: set[int] = set()
+        self.crashed = False
+        self.touched = False  # workload allocations: boot counters cannot come back exactly
+        self.boot_mi = self.g.meminfo()
+        self.boot_present = {key: z.present for key, z in self.g.alloc.zones.items()}
+        self._add(0, first, n, True, backing)  # start with something added
+
+    def _callback(self, guest, block, span):
+        out = Extents()
+        for s, e in span:
+            for bs, be in block.backed.clip(s, e):
+                out.add(bs, be)
+        q = self.withhold.get(block.id, 0)
+        if q:
+            out = out.clip(block.start_pfn, block.start_pfn + block.nr_pages * (4 - q) // 4)
+        return out
+
+    def _first_unbacked_memmap(self, block) -> int | None:
+        for s, e in block.memmap.in_range:
+            hole = self.backed.first_missing(s, e)
+            if hole is not None:
+                return hole
+        return None
+
+    # ----------------------------------------------------------------------------------- rules ---
+    @precondition(live)
+    @rule(first=st.integers(FIRST, LAST - 1), off=st.sampled_from([0, 1, 100, 511, 512, 513, 16384]),
+          length=st.sampled_from([1, 511, 512, 16384, 32768, 65536, 8 * BLOCK]))
+    def populate(self, first, off, length):
+        self._populate(first, off, length)
+
+    def _populate(self, first, off, length):
+        s = first * BLOCK + off
+        e = min(s + length, LAST * BLOCK)
+        assert self.g.host_populate(s, e) == (e - s) - self.backed.count(s, e)
+        self.backed.add(s, e)
+
+    @precondition(live)
+    @rule(node=st.integers(0, 9), first=st.integers(FIRST, LAST - 1), n=st.integers(1, 8),
+          flag=st.booleans(), backing=st.sampled_from(["dimm", "dimm", "second-half", "as-is"]))
+    def add(self, node, first, n, flag, backing):
+        self._add(node % self.nnodes if node < 9 else self.nnodes, first, n, flag, backing)  # now and then
+        # a node that is not possible
+
+    def _add(self, nid, first, n, flag, backing):
+        g = self.g
+        n = min(n, LAST - first)
+        ids = set(range(first, first + n))
+        start, nr = first * BLOCK, n * BLOCK
+        if backing == "dimm":
+            self._populate(first, 0, nr)
+        elif backing == "second-half":
+            for b in range(first, first + n):
+                self._populate(b, BLOCK // 2, BLOCK // 2)
+        hint = self.backed.clip(start, start + nr)
+        before = state(g)
+        reclaimed = g.alloc.stats.reclaimed_pages
+        try:
+            err = g.add_memory(nid, start << PAGE_SHIFT, nr << PAGE_SHIFT, hint=hint, memmap_on_memory=flag)
+        except GuestCrash as crash:  # page_init_poison() (CONFIG_DEBUG_VM) or auto-online wrote unbacked memory
+            assert g.config.debug_vm or g.auto_online
+            holes = [self._first_unbacked_memmap(g.blocks[b]) for b in sorted(ids)]
+            assert crash.phys_addr >> PAGE_SHIFT == next(h for h in holes if h is not None)
+            self.added |= ids  # the blocks were added before the poisoning
+            self.crashed = True
+            return
+        if nid >= self.nnodes:
+            assert err == -EINVAL
+        elif ids & self.added:
+            assert err == -EEXIST
+        else:
+            assert err in (0, -EINVAL, -ENOMEM)
+        if err == -EINVAL and nid < self.nnodes:  # only 5.12's single-block rule says no
+            assert g.profile.name == "5.12" and self.name == "altmap" and flag and n > 1
+        if err == -ENOMEM:
+            low = sum(max(0, z.free - z.wmark_min) for z in g.alloc.iter_zones() if z.type.is_kernel)
+            assert self.params.get("fallback") == "fail" or low < n * 4 * (512 + 1) + 64
+        if err:
+            assert not (ids - self.added) & set(g.blocks)
+            if g.alloc.stats.reclaimed_pages == reclaimed:
+                assert diff(state(g), before) == {}
+            return
+        self.added |= ids
+        for b in ids:
+            blk = g.blocks[b]
+            assert blk.state is (BlockState.ONLINE if g.auto_online else BlockState.OFFLINE) and blk.nid == nid
+            if g.config.debug_vm:
+                assert self._first_unbacked_memmap(blk) is None
+
+    @precondition(live)
+    @rule(data=st.data(), online_type=st.sampled_from(ONLINE_TYPES), withhold=st.sampled_from([0, 0, 0, 1, 2]),
+          offlinable=st.booleans(), stray=st.integers(FIRST, LAST - 1))
+    def online(self, data, online_type, withhold, offlinable, stray):
+        g = self.g
+        if stray not in g.blocks:  # no block is online before it is added
+            assert g.online_memory_block(stray, online_type) == -EINVAL
+            assert stray not in g.blocks
+        offline = sorted(b for b, blk in g.blocks.items() if blk.state is BlockState.OFFLINE)
+        if not offline:
+            return
+        bid = data.draw(st.sampled_from(offline))
+        block = g.blocks[bid]
+        hole = self._first_unbacked_memmap(block)
+        self.withhold[bid] = withhold
+        block.withheld_offlinable = offlinable  # virtio-mem: fake-offline pages may go on offline
+        try:
+            err = g.online_memory_block(bid, online_type)
+        except GuestCrash as crash:  # memmap_init_range() wrote into unbacked memory
+            assert hole is not None
+            assert crash.phys_addr >> PAGE_SHIFT == hole
+            assert block.state is BlockState.OFFLINE
+            self.crashed = True
+            return
+        assert hole is None
+        assert err == 0
+        assert block.state is BlockState.ONLINE
+        assert g.online_memory_block(bid, online_type) == -EINVAL
+
+    @precondition(live)
+    @rule(data=st.data())
+    def offline(self, data):
+        g = self.g
+        online = sorted(b for b, blk in g.blocks.items() if blk.state is BlockState.ONLINE)
+        if not online:
+            return
+        bid = data.draw(st.sampled_from(online))
+        block = g.blocks[bid]
+        must_fail = (block.unmovable > 0 or (block.withheld and not block.withheld_offlinable)
+                     or any(g.blocks[h].state is BlockState.ONLINE for h in g.hosted_by.get(bid, ()) if h != bid))
+        before = [(z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel) for z in g.alloc.iter_zones()]
+        reclaimed = g.alloc.stats.reclaimed_pages
+        err = g.offline_memory_block(bid)
+        assert err in (0, -EBUSY)
+        if must_fail:
+            assert err == -EBUSY
+        if err:
+            assert block.state is BlockState.ONLINE
+            if g.alloc.stats.reclaimed_pages == reclaimed:
+                assert [(z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel)
+                        for z in g.alloc.iter_zones()] == before
+        else:
+            assert block.state is BlockState.OFFLINE and not block.exposed and block.zone is None
+
+    @precondition(live)
+    @rule(data=st.data(), whole_group=st.sampled_from([True, True, True, False]), first=st.integers(FIRST, LAST - 1),
+          n=st.integers(1, 8), offline_first=st.booleans())
+    def remove(self, data, whole_group, first, n, offline_first):
+        g = self.g
+        if whole_group and g.groups:
+            gs, gn = g.groups[data.draw(st.sampled_from(sorted(g.groups)))]
+            first, n = gs // BLOCK, gn // BLOCK
+        n = min(n, LAST - first)
+        ids = set(range(first, first + n))
+        if offline_first:  # offline what can go, from the top (the first blocks may host the others' memmap)
+            for b in sorted(ids & set(g.blocks), reverse=True):
+                if g.blocks[b].state is BlockState.ONLINE:
+                    assert g.offline_memory_block(b) in (0, -EBUSY)
+        was_online = any(g.blocks[b].state is BlockState.ONLINE for b in ids & set(g.blocks))
+        err = g.remove_memory(first * BLOCK << PAGE_SHIFT, n * BLOCK << PAGE_SHIFT)
+        assert err in (0, -EBUSY, -EINVAL)
+        if not ids <= self.added:
+            assert err == -EINVAL
+        elif was_online:
+            assert err == -EBUSY  # nothing is removed while online
+        if err:
+            assert ids & self.added <= set(g.blocks)
+            return
+        assert not was_online
+        self.added -= ids
+        assert not ids & set(g.blocks)
+        self.backed.remove(first * BLOCK, (first + n) * BLOCK)  # the DIMM/range leaves with its backing
+        for b in ids:
+            self.withhold.pop(b, None)
+
+    @precondition(live)
+    @rule(data=st.data())
+    def fake_online(self, data):
+        """A driver hands the backed withheld pages of a block to the buddy allocator later."""
+        g = self.g
+        cands = sorted(b for b, blk in g.blocks.items() if blk.state is BlockState.ONLINE and blk.withheld)
+        if not cands:
+            return
+        blk = g.blocks[data.draw(st.sampled_from(cands))]
+        before = blk.exposed.total
+        got = sum(g.generic_online_page(blk, s, e) for s, e in blk.backed.clip(blk.start_pfn, blk.end_pfn))
+        assert blk.exposed.total == before + got
+
+    @precondition(live)
+    @rule(data=st.data(), quarter=st.integers(0, 3))
+    def withdraw(self, data, quarter):
+        g = self.g
+        cands = sorted(b for b, blk in g.blocks.items() if blk.state is BlockState.ONLINE)
+        if not cands:
+            return
+        blk = g.blocks[data.draw(st.sampled_from(cands))]
+        s = blk.start_pfn + quarter * BLOCK // 4
+        managed = blk.managed
+        got = g.withdraw_pages(blk, s, s + BLOCK // 4)
+        assert blk.managed == managed - got
+
+    @precondition(live)
+    @rule(nid=st.integers(0, 1), n=st.sampled_from([1000, 50000, 300000]), cache=st.booleans())
+    def workload_alloc(self, nid, n, cache):
+        self.touched = True
+        self.g.alloc.alloc(nid, n, Gfp.USER, partial=True, charge="pagecache" if cache else None)
+
+    @precondition(live)
+    @rule(data=st.data(), cache=st.booleans())
+    def workload_free(self, data, cache):
+        kind = "pagecache" if cache else "anon"
+        zones = [z for z in self.g.alloc.iter_zones() if getattr(z, kind)]
+        if not zones:
+            return
+        self.touched = True
+        z = data.draw(st.sampled_from(zones))
+        self.g.alloc.free(z, max(1, getattr(z, kind) // 2), kind)
+
+    @precondition(lambda self: self.crashed)
+    @rule()
+    def idle(self):
+        """A crashed guest stops: nothing else can happen to it."""
+
+    # ------------------------------------------------------------------------------ invariants ---
+    @invariant()
+    def conserved(self):
+        if not hasattr(self, "g"):
+            return
+        g = self.g
+        for z in g.alloc.iter_zones():
+            assert min(z.present, z.managed, z.free_pmd, z.free_base, z.pagecache, z.anon, z.kernel) >= 0, z
+            assert z.managed == z.free + z.pagecache + z.anon + z.kernel, z
+            assert z.managed <= z.present, z
+        kernel_acct = g.config.accounting == "kernel"
+        online = [b for b in g.blocks.values() if b.state is BlockState.ONLINE]
+        vmemmap_online = sum(b.vmemmap_pfns.total for b in online)
+        withheld = sum(b.withheld for b in online)
+        present = g.alloc.total("present")
+        managed = g.alloc.total("managed")
+        assert present == (managed + g.boot_memmap_pages + g.kernel_reserved_pages
+                           + (vmemmap_online if kernel_acct else 0) + withheld)
+        assert present == g.boot_present + sum(b.nr_pages for b in online)
+        kernel = g.alloc.total("kernel")
+        assert kernel == (g.stats.memmap_kmalloc_pages + g.stats.pagetable_pages + sum(g.slab_pages.values())
+                          + (0 if kernel_acct else vmemmap_online))
+        assert g.stats.memmap_kmalloc_pages == sum(b.memmap.kmalloc_pages for b in g.blocks.values())
+        assert g.stats.memmap_in_range_pages == sum(b.memmap.in_range.total for b in g.blocks.values())
+        assert min(g.stats.memmap_remote_pages, g.stats.pagetable_pages, g.slab_bytes) >= 0
+        assert set(g.blocks) == self.added  # nothing is added, and so nothing is online, behind our back
+        for key, z in g.alloc.zones.items():
+            assert z.present == self.boot_present[key] + sum(b.nr_pages for b in online if b.zone is z), z
+        in_range = sum(b.memmap.in_range.total for b in g.blocks.values())
+        vmemmap = sum(b.vmemmap_pfns.total for b in g.blocks.values())
+        assert vmemmap >= in_range if self.name.startswith("node-pool") else vmemmap == in_range
+        for b in g.blocks.values():
+            assert b.unmovable == sum(x.memmap.kmalloc_pages for x in g.blocks.values()
+                                      if x.memmap.host_block == b.id)
+            for h in b.memmap.host_blocks:
+                assert h in g.blocks and b.id in g.hosted_by[h]
+                assert g.blocks[h].vmemmap_pfns.count(*next(iter(b.memmap.in_range))) > 0
+        for b in g.blocks.values():
+            assert b.backed == self.backed.clip(b.start_pfn, b.end_pfn)
+            assert b.unmovable >= 0
+            if b.state is BlockState.ONLINE:
+                assert b.zone is not None and b.zone.nid == b.nid
+                assert b.exposed.total + b.vmemmap_pfns.total + b.withheld == b.nr_pages
+                assert b.withheld >= 0
+                for s, e in b.exposed:
+                    assert b.backed.covers(s, e)  # the buddy allocator never got an unbacked page
+                    assert b.vmemmap_pfns.count(s, e) == 0
+                assert self._first_unbacked_memmap(b) is None  # the memmap was written: it is backed
+            else:
+                assert not b.exposed and b.zone is None and b.withheld == 0
+        mi = g.meminfo()
+        for k, v in mi.as_dict().items():
+            assert v is None or v >= 0, k
+        assert mi.blocks_online == len(online)
+        if not g.blocks and not self.touched and g.alloc.stats.reclaimed_pages == 0:
+            b = self.boot_mi
+            assert (mi.MemFree_kb, mi.MemTotal_kb, mi.kernel_pages, mi.present_pages, mi.managed_pages) == (
+                b.MemFree_kb, b.MemTotal_kb, b.kernel_pages, b.present_pages, b.managed_pages)
+            assert mi.memmap_kmalloc_pages == mi.memmap_in_range_pages == mi.vmemmap_pages == 0
+            assert g.slab_bytes == 0 and g.stats.pagetable_pages == 0
+
+
+GuestMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
+TestGuestModel = GuestMachine.TestCase
+
+
+def test_einval_e2big_eexist_constants():
+    # the errno values drivers compare against (Hyper-V disables hot-add for good on -EEXIST only)
+    assert (EINVAL, EEXIST, E2BIG, ENOMEM, EBUSY) == (22, 17, 7, 12, 16)

@@ -1,0 +1,173 @@
+"""Offline and hot-remove (kernel-facts.md section 3, "Hot-remove"; section 9, RFC18)."""
+
+import pytest
+from kmodel_helpers import add_backed, fill_user, make_guest, offline_all, online_all
+
+from balloonsim.kernel import EBUSY, EINVAL, BlockState, ZoneType
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.units import PAGE_SHIFT, GiB, MiB
+
+
+def test_remove_online_block_ebusy():
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    assert g.online_memory_block(33) == 0
+    assert g.remove_memory(4 * GiB, 256 * MiB) == -EBUSY
+    assert g.remove_memory(4 * GiB + 128 * MiB, 128 * MiB) == -EBUSY
+    assert sorted(g.blocks) == [32, 33]
+    assert g.remove_memory(4 * GiB, 128 * MiB) == 0  # the offline one can go alone
+    assert g.offline_memory_block(33) == 0
+    assert g.remove_memory(4 * GiB + 128 * MiB, 128 * MiB) == 0
+    assert not g.blocks
+
+
+@pytest.mark.parametrize(("start", "size"), [
+    (4 * GiB + 64 * MiB, 128 * MiB), (4 * GiB, 0), (4 * GiB, 384 * MiB), (8 * GiB, 128 * MiB)])
+def test_remove_einval(start, size):
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    assert g.remove_memory(start, size) == -EINVAL
+    assert sorted(g.blocks) == [32, 33]
+
+
+def test_online_offline_einval():
+    g = make_guest("kmalloc")
+    assert g.online_memory_block(32) == -EINVAL  # not added: nothing is online before it is added
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.offline_memory_block(32) == -EINVAL  # not online
+    assert g.online_memory_block(32, "online_sideways") == -EINVAL
+    assert g.online_memory_block(32) == 0
+    assert g.online_memory_block(32) == -EINVAL  # already online
+
+
+def test_offline_ebusy_when_hosting_kmalloc_memmap():
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.online_memory_block(32, "online_kernel") == 0
+    normal = g.alloc.zones[(0, ZoneType.NORMAL)]
+    kernel_before = normal.kernel
+    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0  # block 40: its memmap lands in block 32
+    b40 = g.blocks[40]
+    assert b40.memmap.host_block == 32
+    assert normal.kernel - kernel_before >= 512  # from block 32's zone, not boot memory
+    assert g.blocks[32].unmovable == 512
+    assert not g.removable(g.blocks[32])
+    assert g.offline_memory_block(32) == -EBUSY
+    assert g.stats.offline_ebusy == 1
+    assert g.blocks[32].state is BlockState.ONLINE
+    assert g.remove_memory(5 * GiB, 128 * MiB) == 0  # frees block 40's memmap
+    assert g.blocks[32].unmovable == 0
+    assert g.offline_memory_block(32) == 0
+
+
+def test_offline_ebusy_with_fake_offline_holes():
+    g = make_guest("kmalloc")
+    s = 4 * GiB >> PAGE_SHIFT
+
+    def withhold_half(guest, block, span):
+        return span.clip(block.start_pfn, block.start_pfn + block.nr_pages // 2)
+
+    assert g.set_online_page_callback(withhold_half) == 0
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.online_memory_block(32) == 0
+    b = g.blocks[32]
+    assert b.exposed == Extents.span(s, s + 16384) and b.withheld == 16384
+    assert g.offline_memory_block(32) == -EBUSY
+    assert not g.removable(b)
+    b.withheld_offlinable = True  # virtio-mem lets fake-offline pages go on offline
+    assert g.offline_memory_block(32) == 0
+    assert g.remove_memory(4 * GiB, 128 * MiB) == 0
+
+
+@pytest.mark.parametrize("strategy", ["kmalloc", "altmap", "altmap-range", "node-pool", "subrange-hint"])
+def test_remove_frees_memmap_exactly(strategy):
+    g = make_guest(strategy)
+    boot = g.meminfo()
+    assert add_backed(g, 0, 4 * GiB, 2 * GiB) == 0
+    online_all(g)
+    offline_all(g)
+    assert g.remove_memory(4 * GiB, 2 * GiB) == 0
+    after = g.meminfo()
+    assert after.MemFree_kb == boot.MemFree_kb
+    assert after.MemTotal_kb == boot.MemTotal_kb
+    assert after.kernel_pages == boot.kernel_pages
+    assert after.nr_memmap_pages == 0
+
+
+def test_offline_migrates_anon_and_drops_cache():
+    g = make_guest("kmalloc", page_cache=256 * MiB)
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    assert g.alloc.alloc(0, 40000, Gfp.USER) == 40000  # Movable first
+    assert movable.anon == 40000
+    assert g.alloc.alloc(0, 10000, Gfp.USER, charge="pagecache") == 10000
+    total_anon = sum(z.anon for z in g.alloc.iter_zones())
+    assert g.offline_memory_block(33) == 0
+    assert g.offline_memory_block(32) == 0  # the anon pages move to boot memory; the cache is dropped
+    assert movable.managed == movable.present == 0
+    assert movable.free == movable.anon == movable.pagecache == 0
+    assert sum(z.anon for z in g.alloc.iter_zones()) == total_anon
+    for z in g.alloc.iter_zones():
+        assert z.managed == z.free + z.pagecache + z.anon + z.kernel
+        assert min(z.free_pmd, z.free_base, z.pagecache, z.anon, z.kernel) >= 0
+
+
+def test_offline_ebusy_when_anon_cannot_move():
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 2 * GiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    fill_user(g, 0)  # hot-added and boot memory full of anon
+    assert movable.anon > 32768
+    before = [(z.managed, z.free_pmd, z.free_base, z.anon) for z in g.alloc.iter_zones()]
+    assert g.offline_memory_block(32) == -EBUSY  # its anon pages have nowhere to go
+    assert [(z.managed, z.free_pmd, z.free_base, z.anon) for z in g.alloc.iter_zones()] == before
+    assert g.stats.offline_ebusy == 1
+
+
+# --------------------------------------------------------------------------- RFC altmap-range ---
+def test_altmap_range_partial_remove_einval():
+    g = make_guest("altmap-range")
+    assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
+    # "you can't remove half of a DIMM": the upper half is -EINVAL; the lower half also hosts the upper
+    # half's memmap, which the model reports first as -EBUSY
+    assert g.remove_memory(4 * GiB + 512 * MiB, 512 * MiB) == -EINVAL
+    assert g.remove_memory(4 * GiB + 896 * MiB, 128 * MiB) == -EINVAL
+    assert g.remove_memory(4 * GiB, 512 * MiB) in (-EINVAL, -EBUSY)
+    assert len(g.blocks) == 8
+    assert g.remove_memory(4 * GiB, 1 * GiB) == 0
+
+
+def test_altmap_range_host_offline_ebusy():
+    g = make_guest("altmap-range")
+    assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
+    online_all(g)
+    assert g.offline_memory_block(32) == -EBUSY  # hosts the memmap of the 7 other online blocks
+    for bid in range(39, 32, -1):
+        assert g.offline_memory_block(bid) == 0
+    assert g.offline_memory_block(32) == 0
+
+
+def test_altmap_range_trace_backwards():
+    g = make_guest("altmap-range", trace=True)
+    assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
+    assert g.trace == ["This has added: ffffea0004000000 - ffffea000403ffc0 (refcount: 8)"]
+    assert g.remove_memory(4 * GiB, 1 * GiB) == 0
+    frees = g.trace[1:]
+    starts = [int(line.split()[2], 16) for line in frees]
+    assert len(frees) == 8
+    assert starts == sorted(starts, reverse=True)
+    assert frees[0] == "vmemmap_free: start/end: ffffea0004e00000 - ffffea0005000000"
+    assert frees[-1] == "vmemmap_free: start/end: ffffea0004000000 - ffffea0004200000"
+
+
+def test_altmap_trace_forwards():
+    """Merged memmap_on_memory: remove_memory_blocks_and_altmaps() walks the blocks ascending."""
+    g = make_guest("altmap", trace=True)
+    assert add_backed(g, 0, 4 * GiB, 512 * MiB) == 0
+    n = len(g.trace)
+    assert g.remove_memory(4 * GiB, 512 * MiB) == 0
+    starts = [int(line.split()[2], 16) for line in g.trace[n:]]
+    assert len(starts) == 4 and starts == sorted(starts)
