@@ -72,7 +72,7 @@ def run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
     cfg = GuestConfig(boot=list(spec.boot), extra_nodes=nnodes - len(spec.boot), max_addr=max_addr,
                       block_size=spec.block_size, kernel=spec.kernel, accounting=spec.accounting,
                       debug_vm=spec.debug_vm, movable_node=spec.movable_node)
-    strategy = get_strategy(spec.strategy, spec.strategy_params, key="strategy")
+    strategy = get_strategy(spec.strategy, spec.strategy_params, key="")
     try:
         guest = Guest(cfg, strategy, trace=trace)
     except ValueError as exc:

@@ -96,7 +96,7 @@ class HvBalloon(Driver):
         self.do_hot_add = True
         self.num_pages_added = 0
         self.num_pages_onlined = 0
-        self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, 2 MiB unit?)
+        self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, in 2 MiB units?)
         self.num_pages_ballooned = 0
         self.next_region_pfn = None
         self.stats = {"hv_hotadd_requests": 0, "hv_hotadd_transient": 0, "hv_pages_covered": 0,
@@ -269,24 +269,18 @@ class HvBalloon(Driver):
         floor = compute_balloon_floor(totalram)
         num = min(num, max(0, avail - floor))
         got = 0
-        unit = PMD_PAGES
-        while got < num:
-            if unit == PMD_PAGES and num - got >= PMD_PAGES:
-                zone = a.alloc_pmd(self.p.node, Gfp.BALLOON)
-                if zone is None:
-                    unit = 1  # a 2 MiB round returned nothing: alloc_unit = 1
-                    self.stats["hv_4k_fallbacks"] += 1
-                    continue
-                self.ballooned.append((zone, PMD_PAGES, True))
-                got += PMD_PAGES
-            else:
-                before = {id(z): z.managed for z in a.iter_zones()}
-                k = a.alloc(self.p.node, num - got, Gfp.BALLOON, partial=True)
-                for z in a.iter_zones():
-                    if before[id(z)] != z.managed:
-                        self.ballooned.append((z, before[id(z)] - z.managed, False))
-                got += k
-                break
+        if num >= PMD_PAGES:  # 2 MiB rounds while they return pages
+            for zone, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON):
+                self.ballooned.append((zone, blocks * PMD_PAGES, True))
+                got += blocks * PMD_PAGES
+        if got < num:
+            if num - got >= PMD_PAGES:
+                self.stats["hv_4k_fallbacks"] += 1  # a 2 MiB round returned nothing: alloc_unit = 1
+            before = {id(z): z.managed for z in a.iter_zones()}
+            got += a.alloc(self.p.node, num - got, Gfp.BALLOON, partial=True)
+            for z in a.iter_zones():
+                if before[id(z)] != z.managed:
+                    self.ballooned.append((z, before[id(z)] - z.managed, False))
         if got:
             self.num_pages_ballooned += got
             self.stats["hv_balloon_up_pages"] += got
@@ -300,7 +294,8 @@ class HvBalloon(Driver):
         while done < num and self.ballooned:
             zone, n, pmd = self.ballooned[-1]
             k = min(n, num - done)
-            self.guest.alloc.free(zone, k, "balloon", pmd=pmd and k == n)
+            # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments
+            self.guest.alloc.free(zone, k, "balloon", pmd=pmd and k % PMD_PAGES == 0)
             if k == n:
                 self.ballooned.pop()
             else:
@@ -315,10 +310,12 @@ class HvBalloon(Driver):
 
     def committed_bytes(self) -> int:
         """post_status()'s num_committed: committed + ballooned + (added - onlined) + floor."""
-        a = self.guest.alloc
-        committed = a.total("anon") + a.total("kernel")
+        committed = managed = 0
+        for z in self.guest.alloc.iter_zones():
+            committed += z.anon + z.kernel
+            managed += z.managed
         pending = max(0, self.num_pages_added - self.num_pages_onlined)
-        floor = compute_balloon_floor(a.total("managed"))
+        floor = compute_balloon_floor(managed)
         return (committed + pending + floor) << PAGE_SHIFT
 
     def metrics(self):

@@ -126,6 +126,8 @@ def load(path: str | Path) -> Results:
     metadata = _read_metadata(meta_path)
     table = _read_runs(runs_path)
     factors = _factors(metadata, table, meta_path, runs_path)
+    for f in factors:
+        table[f] = _table_levels(table[f])
     metrics = _metrics(metadata, table, factors)
     ok = table["status"].astype(str).str.strip().str.lower() == "ok"
     runs = table[ok].copy()
@@ -173,6 +175,28 @@ def _read_runs(path: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     return table
+
+
+def _table_levels(col: pd.Series) -> pd.Series:
+    """A factor whose levels are tables (`driver = [{name = "xen"}, ...]`) is stored as JSON; readers want
+    `xen` and `hyperv request_offset=2M`, so the name comes first and the other keys follow as k=v."""
+    if col.dtype != object:
+        return col
+
+    def label(v):
+        if not isinstance(v, str) or not v.startswith("{"):
+            return v
+        try:
+            d = json.loads(v)
+        except ValueError:
+            return v
+        if not isinstance(d, dict):
+            return v
+        head = [str(d.pop(k)) for k in ("name", "agent", "controller", "strategy") if k in d][:1]
+        rest = [f"{k}={json.dumps(x) if isinstance(x, dict | list) else x}" for k, x in d.items()]
+        return " ".join(head + rest) or v
+
+    return col.map(label)
 
 
 def _factors(metadata: dict, table: pd.DataFrame, meta_path: Path, runs_path: Path) -> list[str]:

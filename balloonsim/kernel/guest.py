@@ -283,11 +283,14 @@ class Guest:
             self.stats.add_ok += 1
         return err
 
+    def mhp_range_allowed(self, start: int, size: int) -> bool:
+        """register_memory_resource() -> mhp_range_allowed(): a non-empty range inside the window."""
+        return size > 0 and start >= 0 and start + size <= self.max_pfn << PAGE_SHIFT
+
     def check_hotplug_memory_range(self, start: int, size: int) -> int:
-        if size <= 0 or start % self.block_size or size % self.block_size:
+        """add_memory_resource(): start and size must be multiples of the memory block size."""
+        if start % self.block_size or size % self.block_size:
             return -EINVAL
-        if start + size > self.max_pfn << PAGE_SHIFT:
-            return -E2BIG
         return 0
 
     def range_is_free(self, start_pfn: int, nr_pages: int) -> bool:
@@ -298,14 +301,17 @@ class Guest:
         return not self.blocks_in(start_pfn, nr_pages)
 
     def _add_memory(self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool) -> int:
+        # the kernel's order: register_memory_resource() (-E2BIG, -EEXIST), then the alignment check
+        if not self.mhp_range_allowed(start, size):
+            return -E2BIG
+        start_pfn, nr_pages = start >> PAGE_SHIFT, -(-size >> PAGE_SHIFT)
+        if not self.range_is_free(start >> PAGE_SHIFT, nr_pages):
+            return -EEXIST  # the "System RAM" resource conflicts
         err = self.check_hotplug_memory_range(start, size)
         if err:
             return err
         if nid not in self.possible_nodes:
             return -EINVAL
-        start_pfn, nr_pages = start >> PAGE_SHIFT, size >> PAGE_SHIFT
-        if not self.range_is_free(start_pfn, nr_pages):
-            return -EEXIST  # register_memory_resource(): the resource conflicts
         group = self._next_group
         blocks = [MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
                   for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)]
@@ -377,7 +383,7 @@ class Guest:
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
-        self.stats.memmap_kmalloc_pages += sign * m.kmalloc_pages
+        self.stats.memmap_kmalloc_pages += sign * (m.kmalloc_pages - m.pte_pages)  # struct pages, not PTE tables
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
         if m.host_block is not None and m.host_block in self.blocks:

@@ -129,14 +129,27 @@ class PageAllocator:
         return got
 
     def kswapd(self, zones: list[Zone]) -> None:
-        """Background reclaim: zones below their low watermark are refilled to high from page cache."""
+        """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
+        their low watermark, kswapd reclaims the node's page cache, from any of its zones, until the
+        deficit to the high watermarks is made up."""
+        deficit: dict[int, int] = {}
         for z in zones:
-            if z.managed and z.free < z.wmark_low and z.pagecache:
-                self.reclaim([z], z.wmark_high - z.free)
+            if z.managed and z.free < z.wmark_low:
+                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - z.free
+        for nid, want in deficit.items():
+            node_zones = sorted((z for z in zones if z.nid == nid and z.pagecache), key=lambda z: -z.pagecache)
+            if node_zones:
+                self.reclaim(node_zones, want)
 
     # -- allocation ------------------------------------------------------------------------------
-    def _fits(self, zones: list[Zone], n: int, use_min: bool) -> int:
-        return sum(max(0, z.free - (z.wmark_min if use_min else z.wmark_low)) for z in zones)
+    @staticmethod
+    def _fits(zones: list[Zone], n: int, use_min: bool) -> int:
+        room = 0
+        for z in zones:
+            r = z.free_pmd * PMD_PAGES + z.free_base - (z.wmark_min if use_min else z.wmark_low)
+            if r > 0:
+                room += r
+        return room
 
     def alloc(self, nid: int, n: int, gfp: Gfp, txn: Transaction | None = None,
               partial: bool = False, charge: str | None = None) -> int:
@@ -150,6 +163,15 @@ class PageAllocator:
         zl = self.zonelist(nid, kernel_only=kernel)
         kind = charge or ("kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else
                           ("balloon" if gfp is Gfp.BALLOON else "anon"))
+        first = zl[0]
+        if first.free - first.wmark_low >= n:  # the fast path: the preferred zone has room above low
+            split = first.take(n)
+            self._charge(first, n, kind)
+            if first.nid != nid:
+                self.stats.remote_pages += n
+            if txn is not None:
+                txn.takes.append(Take(first, n, False, kind, split))
+            return n
         if self._fits(zl, n, use_min=False) < n and gfp is not Gfp.BALLOON:
             self.kswapd(zl)
             if self._fits(zl, n, use_min=True) < n:
@@ -196,6 +218,22 @@ class PageAllocator:
             else:
                 break
         return None
+
+    def alloc_pmds(self, nid: int, count: int, gfp: Gfp) -> list[tuple[Zone, int]]:
+        """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
+        taken zone by zone in zonelist order; returns (zone, blocks) pieces."""
+        kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
+        out: list[tuple[Zone, int]] = []
+        for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
+            if count <= 0:
+                break
+            room = min(z.free_pmd, (z.free - z.wmark_min) // PMD_PAGES, count)
+            if room > 0:
+                z.free_pmd -= room
+                self._charge(z, room * PMD_PAGES, kind)
+                out.append((z, room))
+                count -= room
+        return out
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
         self._charge(zone, -n, kind)

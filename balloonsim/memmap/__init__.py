@@ -41,9 +41,10 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
     """
     params = dict(params or {})
     known = registry()
+    prefix = f"{key}." if key else ""
     names = [n.strip() for n in str(spec).split(",") if n.strip()]
     if not names:
-        raise ConfigError(f"{key}.strategy", "empty memmap strategy")
+        raise ConfigError(f"{prefix}strategy", "empty memmap strategy")
     links: list[MemmapStrategy] = []
     used: set[str] = set()
     for name in names:
@@ -51,7 +52,7 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
         if cls is None:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-            raise ConfigError(f"{key}.strategy", f"unknown memmap strategy {name!r}{hint}")
+            raise ConfigError(f"{prefix}strategy", f"unknown memmap strategy {name!r}{hint}")
         mine = {k: v for k, v in params.items() if k in cls.Params.model_fields}
         used |= set(mine)
         try:
@@ -59,7 +60,7 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"{key}.{loc}", err["msg"]) from None
+            raise ConfigError(f"{prefix}{loc}", err["msg"]) from None
     unknown = sorted(set(params) - used)
     if unknown:
         accepted = sorted({f for n in names for f in known[n].Params.model_fields})
@@ -74,7 +75,7 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
             near = difflib.get_close_matches(unknown[0], everything, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else (
                 f" (its parameters: {', '.join(accepted)})" if accepted else " (it takes no parameters)")
-        raise ConfigError(f"{key}.{unknown[0]}", f"not a parameter of memmap strategy {spec!r}{hint}")
+        raise ConfigError(f"{prefix}{unknown[0]}", f"not a parameter of memmap strategy {spec!r}{hint}")
     return links[0] if len(links) == 1 else Chain(links)
 
 

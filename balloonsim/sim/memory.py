@@ -117,13 +117,13 @@ class UserMemory:
         """File reads fill the page cache up to `limit` pages, only from memory above the high
         watermarks (cache never pushes the guest into reclaim or the OOM killer). Returns pages read."""
         alloc = self.guest.alloc
-        zones = alloc.zonelist(0, kernel_only=False)
-        total = sum(z.pagecache for z in zones)
-        pages = min(pages, limit - total)
-        if pages <= 0:
-            return 0
-        room = sum(max(0, z.free - z.wmark_high) for z in zones)
-        pages = min(pages, room)
+        total = room = 0
+        for z in alloc.zonelist(0, kernel_only=False):
+            total += z.pagecache
+            r = z.free - z.wmark_high
+            if r > 0:
+                room += r
+        pages = min(pages, limit - total, room)
         if pages <= 0:
             return 0
         return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")

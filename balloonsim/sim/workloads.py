@@ -24,6 +24,7 @@ class WorkloadParams(BaseModel):
     task_size: Size = 256 << 20  # demand is met by tasks of this size
     fault_rate: Size = 1 << 30  # bytes per second a task can fault in
     cache_rate: Size = 8 << 20  # file reads per second filling the page cache
+    cache_interval: Duration = 10.0  # the cache grows in steps this far apart (cache_rate x interval each)
     cache_max: Size = 1 << 30  # page cache stops growing here
     restart_delay: Duration = 5.0  # an OOM-killed task restarts after this
 
@@ -55,14 +56,17 @@ class Workload:
         alloc = self.sim.guest.alloc
         tick = self.p.tick
         fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
-        cache_pages = int(self.p.cache_rate * tick) >> PAGE_SHIFT
+        cache_every = max(1, round(self.p.cache_interval / tick))
+        cache_pages = int(self.p.cache_rate * tick * cache_every) >> PAGE_SHIFT
         cache_limit = self.p.cache_max >> PAGE_SHIFT
         cache_idle_gen = kswapd_gen = -1
         user_zones = alloc.zonelist(0, kernel_only=False)
+        n = 0
         while True:
             self.step(env.now, fault_pages)
             # the periodic work below only runs when free memory moved since it last had nothing to do
-            if cache_pages and alloc.gen != cache_idle_gen:
+            n += 1
+            if cache_pages and n % cache_every == 0 and alloc.gen != cache_idle_gen:
                 if not self.mem.read_files(cache_pages, cache_limit):
                     cache_idle_gen = alloc.gen
             if alloc.gen != kswapd_gen:

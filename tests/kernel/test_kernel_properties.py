@@ -122,10 +122,10 @@ class GuestMachine(RuleBasedStateMachine):
             self.added |= ids  # the blocks were added before the poisoning
             self.crashed = True
             return
-        if nid >= self.nnodes:
-            assert err == -EINVAL
-        elif ids & self.added:
+        if ids & self.added:  # register_memory_resource() runs before any other check
             assert err == -EEXIST
+        elif nid >= self.nnodes:
+            assert err == -EINVAL
         else:
             assert err in (0, -EINVAL, -ENOMEM)
         if err == -EINVAL and nid < self.nnodes:  # only 5.12's single-block rule says no
