@@ -12,7 +12,7 @@ from balloonsim.errors import ConfigError
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.memmap import get_strategy
-from balloonsim.units import GiB, PAGE_SHIFT, format_size
+from balloonsim.units import PAGE_SHIFT, GiB, format_size
 
 
 @dataclass
