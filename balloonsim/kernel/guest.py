@@ -243,23 +243,16 @@ class Guest:
             extra -= k
 
     def _free_kernel(self, nid: int, n: int, pmd: bool = False) -> None:
-        """Give kernel pages back to the zones of `nid` that hold kernel data."""
-        for zt in (ZoneType.NORMAL, ZoneType.DMA32, ZoneType.MOVABLE):
-            z = self.alloc.zones[(nid, zt)]
+        """Give kernel pages back to the zones of `nid` that hold kernel data, then (NUMA fallback
+        charged them elsewhere) to any zone that does."""
+        local = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32, ZoneType.MOVABLE)]
+        for z in local + [z for z in self.alloc.iter_zones() if z.nid != nid]:
             k = min(n, z.kernel)
             if k:
                 self.alloc.free(z, k, "kernel", pmd=pmd)
                 n -= k
             if not n:
                 return
-        if n:  # charged elsewhere (NUMA fallback): free from any zone holding kernel pages
-            for z in self.alloc.iter_zones():
-                k = min(n, z.kernel)
-                if k:
-                    self.alloc.free(z, k, "kernel", pmd=pmd)
-                    n -= k
-                if not n:
-                    return
 
     def kernel_host_block(self, nid: int) -> int | None:
         """Where an unmovable allocation on `nid` lands: the most recently onlined kernel-zone block of

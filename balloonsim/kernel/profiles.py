@@ -5,7 +5,7 @@ Each field names the behaviour it switches and where it comes from (shared/kerne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from balloonsim.errors import ConfigError
 
@@ -22,8 +22,6 @@ class KernelProfile:
     # /proc/vmstat nr_memmap_pages: memmap_pages_add() in section_activate() ("mm: report per-page
     # metadata information", 6.11).
     vmstat_nr_memmap: bool
-    # The online-page callback takes (page, order) since 5.x; 4.19 calls it once per 4 KiB page.
-    online_cb_order: bool
     # hv_balloon: pages outside every hot-add region go to generic_online_page in NX; 4.x leaves them
     # unonlined (HV419).
     hv_online_outside_regions: bool
@@ -41,60 +39,25 @@ class KernelProfile:
     auto_online_types: tuple[str, ...]
 
 
-PROFILES: dict[str, KernelProfile] = {
-    "4.19": KernelProfile(
-        name="4.19",
-        memmap_on_memory="none",
-        mhp_silent_fallback=False,
-        vmstat_nr_memmap=False,
-        online_cb_order=False,
-        hv_online_outside_regions=False,
-        xen_max_retry=None,
-        xen_kthread=False,
-        min_free_kbytes_max=65536,
-        bare_metal_max_block=False,
-        auto_online_types=("offline", "online"),
-    ),
-    "5.12": KernelProfile(
-        name="5.12",
-        memmap_on_memory="single-block",
-        mhp_silent_fallback=False,
-        vmstat_nr_memmap=False,
-        online_cb_order=True,
-        hv_online_outside_regions=True,
-        xen_max_retry=4,
-        xen_kthread=False,
-        min_free_kbytes_max=262144,
-        bare_metal_max_block=True,
-        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
-    ),
-    "6.8": KernelProfile(
-        name="6.8",
-        memmap_on_memory="per-block",
-        mhp_silent_fallback=True,
-        vmstat_nr_memmap=False,
-        online_cb_order=True,
-        hv_online_outside_regions=True,
-        xen_max_retry=4,
-        xen_kthread=True,
-        min_free_kbytes_max=262144,
-        bare_metal_max_block=True,
-        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
-    ),
-    "6.12": KernelProfile(
-        name="6.12",
-        memmap_on_memory="per-block",
-        mhp_silent_fallback=True,
-        vmstat_nr_memmap=True,
-        online_cb_order=True,
-        hv_online_outside_regions=True,
-        xen_max_retry=4,
-        xen_kthread=True,
-        min_free_kbytes_max=262144,
-        bare_metal_max_block=True,
-        auto_online_types=("offline", "online", "online_kernel", "online_movable"),
-    ),
-}
+_K419 = KernelProfile(
+    name="4.19",
+    memmap_on_memory="none",
+    mhp_silent_fallback=False,
+    vmstat_nr_memmap=False,
+    hv_online_outside_regions=False,
+    xen_max_retry=None,
+    xen_kthread=False,
+    min_free_kbytes_max=65536,
+    bare_metal_max_block=False,
+    auto_online_types=("offline", "online"),
+)
+# each later profile is the one before it plus what changed
+_K512 = replace(_K419, name="5.12", memmap_on_memory="single-block", hv_online_outside_regions=True, xen_max_retry=4, min_free_kbytes_max=262144,
+                bare_metal_max_block=True, auto_online_types=("offline", "online", "online_kernel", "online_movable"))
+_K68 = replace(_K512, name="6.8", memmap_on_memory="per-block", mhp_silent_fallback=True, xen_kthread=True)
+_K612 = replace(_K68, name="6.12", vmstat_nr_memmap=True)
+
+PROFILES: dict[str, KernelProfile] = {p.name: p for p in (_K419, _K512, _K68, _K612)}
 
 DEFAULT_KERNEL = "6.12"
 

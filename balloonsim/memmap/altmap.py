@@ -53,11 +53,9 @@ class Altmap(MemmapStrategy):
         nr, waste, supports = memmap_on_memory_pages(guest, force and rule == "per-block")
         if rule == "none" or not mhp_flag:
             return self._ordinary(guest, nid, blocks, txn)
-        if rule == "single-block":
-            if len(blocks) != 1 or not supports:
-                return -EINVAL
-        elif not supports:
-            return self._ordinary(guest, nid, blocks, txn)
+        if not supports or (rule == "single-block" and len(blocks) != 1):
+            # 6.6+ fall back to the ordinary memmap; 5.12-6.5 refuse the add
+            return self._ordinary(guest, nid, blocks, txn) if guest.profile.mhp_silent_fallback else -EINVAL
         for b in blocks:
             guest.altmap_memmap(b, b.start_pfn, nr, "altmap")
             guest.stats.altmap_waste_pages += waste
