@@ -12,6 +12,7 @@ _COMMANDS: dict[str, tuple[str, ...]] = {
     "balloonsim.simulate_cli": ("simulate",),
     "balloonsim.experiment.cli": ("run",),
     "balloonsim.analysis.cli": ("analyze", "plot", "report"),
+    "balloonsim.bench_cli": ("bench",),
 }
 
 

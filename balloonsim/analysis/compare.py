@@ -4,7 +4,9 @@ A regime is one combination of every factor except the compared one (`--by`, def
 Test rule: Welch's t when both samples have n >= 8, are not constant, and pass Shapiro-Wilk (p > 0.05);
 Mann-Whitney U (two-sided) otherwise, because simulator metrics are mostly skewed counts with many ties.
 Two constant, identical samples are not tested (p = 1) and stay out of the Holm family: no test could
-reject them.
+reject them. Two constant samples with different values (every run of each level gives the same number, as
+the simulator's deterministic metrics do) are a *deterministic* difference: no test applies (p is empty),
+they stay out of the Holm family, and `deterministic` is true; downstream they count like a significant one.
 Holm's step-down correction runs over the family of all comparisons of one metric (every regime, every pair).
 Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import better_of
 
@@ -70,12 +73,24 @@ def looks_normal(x: np.ndarray) -> bool:
         return bool(st.shapiro(x).pvalue > 0.05)
 
 
+def constant(x: np.ndarray) -> bool:
+    """Every value the same (a deterministic outcome), up to floating-point noise."""
+    return len(x) > 0 and bool(np.all(_same(x, x[0])))
+
+
+def deterministic(a: np.ndarray, b: np.ndarray) -> bool:
+    """Both samples constant (at least MIN_N runs each) and their values differ: a difference without noise."""
+    return len(a) >= MIN_N and len(b) >= MIN_N and constant(a) and constant(b) and not _same(a[0], b[0])
+
+
 def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
     """(test name, statistic, two-sided p) following the module's rule."""
     if len(a) < MIN_N or len(b) < MIN_N:
         return ("too few runs", float("nan"), float("nan"))
-    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
-        return ("identical", float("nan"), 1.0)
+    if constant(a) and constant(b):
+        if _same(a[0], b[0]):
+            return ("identical", float("nan"), 1.0)
+        return ("deterministic", float("nan"), float("nan"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if looks_normal(a) and looks_normal(b):
@@ -87,7 +102,7 @@ def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
 
 def regime_label(row: dict, factors: list[str]) -> str:
     """'driver.name=xen, onlining.delay_s=5' over the factors that vary; 'all runs' when none do."""
-    parts = [f"{f}={_level(row[f])}" for f in factors]
+    parts = [f"{f}={level_text(f, row[f])}" for f in factors]
     return ", ".join(parts) if parts else "all runs"
 
 
@@ -147,11 +162,29 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         identical = idx[table.loc[idx, "test"].to_numpy() == "identical"]
         table.loc[identical, "p_holm"] = 1.0
     table["significant"] = table["p_holm"] < alpha
+    table["deterministic"] = table["test"] == "deterministic"
     table["winner"] = [
-        _winner(r.metric, r.a, r.b, r.mean_a, r.mean_b) if r.significant else ""
+        _winner(r.metric, r.a, r.b, r.mean_a, r.mean_b) if r.significant or r.deterministic else ""
         for r in table.itertuples(index=False)
     ]
     return table[columns]
+
+
+def differs(comp: pd.DataFrame) -> pd.Series:
+    """Rows that show a real difference: significant after Holm, or deterministic."""
+    if comp.empty:
+        return pd.Series(False, index=comp.index, dtype=bool)
+    det = comp["deterministic"] if "deterministic" in comp else pd.Series(False, index=comp.index)
+    return comp["significant"].astype(bool) | det.astype(bool)
+
+
+def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> pd.DataFrame:
+    """The comparison rows of one metric, regime and unordered pair of levels (given by their labels)."""
+    if comp.empty:
+        return comp
+    rows = comp[(comp["metric"] == metric) & (comp["regime"] == regime)]
+    a, b = rows["a"].astype(str), rows["b"].astype(str)
+    return rows[((a == x) & (b == y)) | ((a == y) & (b == x))]
 
 
 def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
@@ -161,8 +194,8 @@ def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
     return {
         "metric": metric,
         "by": by,
-        "a": a,
-        "b": b,
+        "a": level_text(by, a),
+        "b": level_text(by, b),
         "n_a": len(x),
         "n_b": len(y),
         "mean_a": mean_a,
@@ -208,6 +241,7 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "p_holm",
         "family_size",
         "significant",
+        "deterministic",
         "winner",
     ]
 
@@ -223,7 +257,5 @@ def _match(col: pd.Series, level) -> pd.Series:
     return col == level
 
 
-def _level(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _same(x, y) -> bool | np.ndarray:
+    return np.isclose(x, y, rtol=1e-9, atol=0.0)

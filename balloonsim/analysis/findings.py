@@ -1,9 +1,10 @@
 """Findings written from comparisons.csv by rules, never by hand.
 
-A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm in one
-or more regimes, all in the same direction. The regimes are described by the simplest condition on the factors
-that singles out exactly those regimes ("when onlining.delay_s >= 5"), else listed. Findings are ranked by
-effect size (Cliff's delta), then by how many regimes they cover, then by the ratio of means.
+A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm, or
+deterministic (every run of each side identical, the values different), in one or more regimes, all in the
+same direction. The regimes are described by the simplest condition on the factors that singles out exactly
+those regimes ("when onlining.delay_s >= 5"), else listed. Findings are ranked by effect size (Cliff's delta,
+1 for a deterministic difference), then by how many regimes they cover, then by the ratio of means.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.compare import regime_factors, regime_labels
+from balloonsim.analysis.compare import differs, regime_factors, regime_labels
+from balloonsim.analysis.labels import labels_of, level_text
 from balloonsim.analysis.load import DEFAULT_BY
 from balloonsim.analysis.metrics import QUESTIONS, fmt, fmt_pair, info
 from balloonsim.analysis.pipeline import Analysis
@@ -35,6 +37,7 @@ class Finding:
     log_ratio: float
     directional: bool
     confounded: bool = False  # a side's guests crashed, so its other metrics stop early
+    deterministic: bool = False  # every regime of the finding is a deterministic difference (no test)
 
     @property
     def rank_key(self) -> tuple:
@@ -42,19 +45,21 @@ class Finding:
 
 
 def findings(analysis: Analysis) -> list[Finding]:
-    """Every significant, same-direction group of comparisons, best-ranked first."""
+    """Every significant or deterministic, same-direction group of comparisons, best-ranked first."""
     comp = analysis.comparisons
-    if comp.empty or not comp["significant"].any():
+    real = differs(comp)
+    if comp.empty or not real.any():
         return []
     labels = regime_labels(analysis.results, analysis.by)
     table = _regime_table(analysis)
     out = []
-    tested = comp[comp["p"].notna()]
-    for (metric, a, b), group in comp[comp["significant"]].groupby(["metric", "a", "b"], sort=False):
+    # Regimes where the pair got an answer: a test (identical pairs included) or a deterministic difference.
+    decided = comp[comp["p"].notna() | comp["deterministic"].astype(bool)]
+    for (metric, a, b), group in comp[real].groupby(["metric", "a", "b"], sort=False):
         if info(metric).internal:
             continue
         compared = set(
-            tested[(tested["metric"] == metric) & (tested["a"] == a) & (tested["b"] == b)]["regime"]
+            decided[(decided["metric"] == metric) & (decided["a"] == a) & (decided["b"] == b)]["regime"]
         )
         for sign, rows in group.groupby(np.sign(group["diff"]), sort=False):
             if sign == 0:
@@ -88,19 +93,36 @@ def significance_line(analysis: Analysis) -> str:
         return f"`{by}` has a single level among the successful runs, so there is nothing to compare."
     tested = comp[comp["test"].isin(TEST_NAMES)]
     n_sig = int(comp["significant"].sum())
-    n_metrics = comp["metric"].nunique()
-    if n_sig == 0:
+    n_metrics = tested["metric"].nunique()
+    det = comp[comp["deterministic"].astype(bool)]
+    if n_sig == 0 and det.empty:
         return (
             f"No difference between levels of `{by}` is significant after Holm correction "
             f"({len(tested)} tests over {n_metrics} metrics, α = {analysis.alpha:g})." + _power_note(analysis)
         )
-    return (
-        f"{n_sig} of {len(tested)} tests ({n_metrics} metrics) show a difference between levels of `{by}` "
-        f"that is significant after Holm correction (α = {analysis.alpha:g})."
-    )
+    lines = []
+    if not det.empty:
+        n_det_metrics = det["metric"].nunique()
+        lines.append(
+            f"{len(det)} comparison{'s' if len(det) != 1 else ''} ({n_det_metrics} "
+            f"metric{'s' if n_det_metrics != 1 else ''}) show a deterministic difference: every run of each "
+            f"level of `{by}` gives the same value and the values differ, so no test is needed."
+        )
+    if n_sig:
+        lines.append(
+            f"{n_sig} of {len(tested)} tests ({n_metrics} metrics) show a difference between levels of `{by}` "
+            f"that is significant after Holm correction (α = {analysis.alpha:g})."
+        )
+    elif len(tested):
+        lines.append(
+            f"None of the {len(tested)} tests of metrics that vary from run to run ({n_metrics} metrics) is "
+            f"significant after Holm correction (α = {analysis.alpha:g})."
+            + _power_note(analysis, "before such a difference can be significant")
+        )
+    return " ".join(lines)
 
 
-def _power_note(analysis: Analysis) -> str:
+def _power_note(analysis: Analysis, goal: str = "before any difference can be significant") -> str:
     """When the sample sizes make significance impossible, say so: the answer is "run more seeds"."""
     tested = analysis.comparisons[analysis.comparisons["test"].isin(TEST_NAMES)]
     if tested.empty:
@@ -113,7 +135,7 @@ def _power_note(analysis: Analysis) -> str:
     return (
         f" With {n_a} vs {n_b} runs per comparison, even fully separated samples give a Mann-Whitney p of "
         f"{smallest:.2g} at best, and Holm multiplies the smallest p of a metric by up to {family}: more "
-        "replications are needed before any difference can be significant."
+        f"replications are needed {goal}."
     )
 
 
@@ -129,8 +151,9 @@ def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> 
     runs = analysis.results.runs
     by = analysis.by
     in_scope = runs[labels.isin(set(rows["regime"]))]
-    hi = in_scope.loc[in_scope[by].astype(str) == str(higher), metric].dropna()
-    lo = in_scope.loc[in_scope[by].astype(str) == str(lower), metric].dropna()
+    level = labels_of(in_scope[by], by)
+    hi = in_scope.loc[level == str(higher), metric].dropna()
+    lo = in_scope.loc[level == str(lower), metric].dropna()
     mean_hi, mean_lo = float(hi.mean()), float(lo.mean())
     m = info(metric)
     deltas = np.abs(rows["cliffs_delta"].to_numpy(dtype=float))
@@ -144,12 +167,25 @@ def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> 
             amount = f"{fmt(metric, mean_hi - mean_lo)} "
     comparative = m.comparative or {"count": "more", "bytes": "more", "s": "longer"}.get(m.unit, "higher")
     per = " per run" if m.unit == "count" else ""
-    shown_hi, shown_lo = fmt_pair(metric, mean_hi, mean_lo)
     caveat = _crash_caveat(metric, in_scope, by, (higher, lower))
-    text = (
-        f"**{_name(by, higher)}**: {amount}{comparative} {m.label} than **{_name(by, lower)}** "
-        f"({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}{caveat}"
-    )
+    det = rows["deterministic"].astype(bool).to_numpy()
+    lead = f"**{_name(by, higher)}**: {amount}{comparative} {m.label} than **{_name(by, lower)}**"
+    if det.all():
+        # No noise: the values themselves are the finding; per-regime values when they differ by regime.
+        first_is_hi = (rows["a"].astype(str) == str(higher)).to_numpy()
+        hi_values = np.where(first_is_hi, rows["mean_a"], rows["mean_b"])
+        lo_values = np.where(first_is_hi, rows["mean_b"], rows["mean_a"])
+        shown_hi, shown_lo = _span(metric, hi_values, lo_values)
+        sizes = sorted(set(rows["n_a"].astype(int)) | set(rows["n_b"].astype(int)))
+        runs_text = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+        text = (
+            f"{lead} in every run ({shown_hi} vs {shown_lo}{per}){where} — deterministic: all {runs_text} runs "
+            f"of each side give the same value, so no test is needed{caveat}"
+        )
+    else:
+        shown_hi, shown_lo = fmt_pair(metric, mean_hi, mean_lo)
+        text = f"{lead} ({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}"
+        text += caveat
     return Finding(
         metric=metric,
         question=m.question,
@@ -161,12 +197,25 @@ def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> 
         log_ratio=abs(float(np.log(ratio))) if np.isfinite(ratio) and ratio > 0 else 10.0,
         directional=m.better is not None,
         confounded=bool(caveat),
+        deterministic=bool(det.all()),
     )
+
+
+def _span(metric: str, hi: np.ndarray, lo: np.ndarray) -> tuple[str, str]:
+    """'18' or '9–18' for each side: the exact values of a deterministic difference over its regimes."""
+    def one(values: np.ndarray, other: np.ndarray) -> str:
+        low, high = float(np.min(values)), float(np.max(values))
+        if np.isclose(low, high, rtol=1e-9, atol=0):
+            return fmt_pair(metric, high, float(np.max(other)))[0]
+        a, b = fmt_pair(metric, low, high)
+        return f"{a}–{b}"
+
+    return one(hi, lo), one(lo, hi)
 
 
 def _name(by: str, level) -> str:
     """A strategy name speaks for itself; a level of another factor needs its name: 'onlining.delay = 30'."""
-    return str(level) if by == DEFAULT_BY else f"{by} = {_show(level)}"
+    return level_text(by, level) if by == DEFAULT_BY else f"{by} = {level_text(by, level)}"
 
 
 def _crash_caveat(metric: str, runs: pd.DataFrame, by: str, levels: tuple) -> str:
@@ -174,17 +223,24 @@ def _crash_caveat(metric: str, runs: pd.DataFrame, by: str, levels: tuple) -> st
     if metric in ("guest_crashed", "crash_time_s") or "guest_crashed" not in runs:
         return ""
     notes = []
+    shown = labels_of(runs[by], by)
     for level in levels:
-        crashed = runs.loc[runs[by].astype(str) == str(level), "guest_crashed"].dropna()
+        crashed = runs.loc[shown == str(level), "guest_crashed"].dropna()
         if len(crashed) and crashed.mean() > 0:
             notes.append(f"{level} crashed in {crashed.mean() * 100:.0f}% of these runs")
     return f" ({'; '.join(notes)}: measured up to the crash)" if notes else ""
 
 
 def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: str) -> str:
-    """Test, worst Holm p, effect size, and the share of regimes unless the description already says it."""
+    """Test, worst Holm p, effect size, and the share of regimes unless the description already says it.
+
+    Regimes where the difference is deterministic have no p; they are counted after the tested ones."""
     counted = not where.startswith((" when", " except"))
     scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
+    det = rows["deterministic"].astype(bool)
+    if det.any():
+        scope += f"; deterministic (identical runs on each side, no test) in {int(det.sum())} of these regimes"
+    rows = rows[~det]
     tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"])))
     p = float(rows["p_holm"].max())
     if p < 0.001:
@@ -270,22 +326,19 @@ def _condition(factor: str, values: set, all_values: list) -> str:
     if set(all_values) <= values:
         return ""
     if len(values) == 1:
-        return f"{factor} = {_show(next(iter(values)))}"
-    numeric = all(isinstance(v, int | float | np.integer | np.floating) for v in all_values)
+        return f"{factor} = {level_text(factor, next(iter(values)))}"
+    numeric = all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+        for v in all_values
+    )
     if numeric:
         ordered = sorted(all_values)
         k = len(values)
         if set(ordered[-k:]) == values:
-            return f"{factor} ≥ {_show(ordered[-k])}"
+            return f"{factor} ≥ {level_text(factor, ordered[-k])}"
         if set(ordered[:k]) == values:
-            return f"{factor} ≤ {_show(ordered[k - 1])}"
+            return f"{factor} ≤ {level_text(factor, ordered[k - 1])}"
         shown = sorted(values)
     else:
         shown = [v for v in all_values if v in values]
-    return f"{factor} ∈ {{{', '.join(_show(v) for v in shown)}}}"
-
-
-def _show(value) -> str:
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+    return f"{factor} ∈ {{{', '.join(level_text(factor, v) for v in shown)}}}"

@@ -1,6 +1,8 @@
 """Read a results directory (the runner's contract) into one object the analysis steps share.
 
 Everything downstream works on successful runs only; failed runs are kept aside so the report can count them.
+Factor levels that are tables (stored as JSON) or booleans are replaced by their label (labels.py) on reading,
+so summary.csv, comparisons.csv, the report and the figures all spell a level the same way.
 Broken or missing files raise UserError naming the file, because a stack trace helps nobody here.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from balloonsim.analysis.labels import design_levels, design_order, label_column, level_text
 from balloonsim.errors import UserError
 
 DEFAULT_BY = "memmap.strategy"
@@ -34,17 +37,22 @@ class Results:
     factors: list[str]
     metrics: list[str]
     experiment: dict = field(default_factory=dict)
+    design: dict[str, list] = field(default_factory=dict)  # factor -> levels as the experiment lists them
 
     @property
     def name(self) -> str:
         return str(self.metadata.get("experiment") or self.path.name)
 
     def levels(self, factor: str) -> list:
-        """Levels in a stable order: numbers ascending, anything else in order of first appearance."""
+        """Levels in a stable order: numbers ascending, anything else in the experiment's design order (levels
+        the design does not list follow in order of first appearance)."""
         values = self.runs[factor]
         uniq = list(pd.unique(values.dropna()))
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             uniq = sorted(uniq)
+        else:
+            order = design_order(factor, self.design.get(factor))
+            uniq.sort(key=lambda v: order.get(level_text(factor, v), len(order)))
         if values.isna().any():
             uniq.append(np.nan)
         return uniq
@@ -126,8 +134,10 @@ def load(path: str | Path) -> Results:
     metadata = _read_metadata(meta_path)
     table = _read_runs(runs_path)
     factors = _factors(metadata, table, meta_path, runs_path)
+    experiment = _read_experiment(root / "experiment.toml")
+    design = design_levels(_resolved(metadata)) or design_levels(experiment)
     for f in factors:
-        table[f] = _table_levels(table[f])
+        table[f] = label_column(f, table[f], design.get(f))
     metrics = _metrics(metadata, table, factors)
     ok = table["status"].astype(str).str.strip().str.lower() == "ok"
     runs = table[ok].copy()
@@ -146,7 +156,8 @@ def load(path: str | Path) -> Results:
         metadata=metadata,
         factors=factors,
         metrics=metrics,
-        experiment=_read_experiment(root / "experiment.toml"),
+        experiment=experiment,
+        design={f: design[f] for f in factors if f in design},
     )
 
 
@@ -175,28 +186,6 @@ def _read_runs(path: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     return table
-
-
-def _table_levels(col: pd.Series) -> pd.Series:
-    """A factor whose levels are tables (`driver = [{name = "xen"}, ...]`) is stored as JSON; readers want
-    `xen` and `hyperv request_offset=2M`, so the name comes first and the other keys follow as k=v."""
-    if col.dtype != object:
-        return col
-
-    def label(v):
-        if not isinstance(v, str) or not v.startswith("{"):
-            return v
-        try:
-            d = json.loads(v)
-        except ValueError:
-            return v
-        if not isinstance(d, dict):
-            return v
-        head = [str(d.pop(k)) for k in ("name", "agent", "controller", "strategy") if k in d][:1]
-        rest = [f"{k}={json.dumps(x) if isinstance(x, dict | list) else x}" for k, x in d.items()]
-        return " ".join(head + rest) or v
-
-    return col.map(label)
 
 
 def _factors(metadata: dict, table: pd.DataFrame, meta_path: Path, runs_path: Path) -> list[str]:
@@ -236,6 +225,13 @@ def _numeric(col: pd.Series) -> pd.Series:
         return col.astype(float)
     mapped = col.astype(str).str.strip().str.lower().map({"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0})
     return mapped.astype(float)
+
+
+def _resolved(metadata: dict) -> dict:
+    """The experiment as the runner resolved it (with --set overrides), or {} for older metadata."""
+    source = metadata.get("source")
+    resolved = source.get("resolved") if isinstance(source, dict) else None
+    return resolved if isinstance(resolved, dict) else {}
 
 
 def _read_experiment(path: Path) -> dict:

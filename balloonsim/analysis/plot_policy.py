@@ -3,7 +3,8 @@
 Two shapes: a pair of factors for one metric (cells pooled over the other factors), and an overview with one
 row per metric and one column per regime. A strong colour means the best strategy is significantly better than
 the runner-up (Holm-corrected comparison for regimes; Mann-Whitney p < alpha, uncorrected, for pooled cells);
-a pale colour means it is not; grey means a tie.
+a pale colour means it is not; grey means a tie. A deterministic difference (every run of each side identical,
+the values different) counts as significant.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from matplotlib.patches import Patch
 from scipy import stats as st
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.compare import regime_factors, regime_label, regime_labels
+from balloonsim.analysis.compare import deterministic, differs, pair_rows, regime_factors, regime_label, regime_labels
+from balloonsim.analysis.labels import labels_of
 from balloonsim.analysis.metrics import better_of, fmt, info
 
 TIE = "#d9d9d9"
@@ -60,6 +62,8 @@ def best_cell(samples: dict[str, np.ndarray], metric: str, alpha: float, signifi
         return Cell(None, rest, margin, False, "tie: " + ", ".join(tied))
     if significance is not None:
         significant = significance(best, second)
+    elif deterministic(samples[best], samples[second]):
+        significant = True
     else:
         significant = _mann_whitney(samples[best], samples[second]) < alpha
     return Cell(best, second, abs(mean_best - mean_second), significant)
@@ -85,7 +89,7 @@ def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> t
         )
     title = f"Best {by} for {info(metric).label}"
     labels_r = [ps.level_text(rows_f, v) for v in row_levels]
-    labels_c = [ps.level_text(cols_f, v) for v in col_levels]
+    labels_c = [ps.wrap(ps.level_text(cols_f, v)) for v in col_levels]
     grid = [[cells[(r, c)] for c in col_levels] for r in row_levels]
     stem = f"policy_{ps.safe_stem(metric)}_{ps.safe_stem(rows_f)}_x_{ps.safe_stem(cols_f)}"
     png = _draw(
@@ -105,6 +109,7 @@ def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> t
         if pooled
         else f"Holm-corrected p ≥ {analysis.alpha:g}, comparisons.csv"
     )
+    test += ", and not a deterministic difference"
     caption = (
         f"Each cell names the {by} with the best mean {info(metric).label} ({info(metric).better} is "
         f"better) and its margin over the runner-up. Pale: not significantly better than the runner-up "
@@ -130,7 +135,7 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
         columns = [(r, labels == r) for r in regimes]
         named_by = regime_factors(results, by)[1]
         col_title = " / ".join(named_by) if named_by else "all runs"
-        col_names = [_regime_values(r) for r in regimes]
+        col_names = _regime_values(results.runs, labels, regimes, named_by)
 
         def sig_for(metric, regime):
             return _holm_for(comp, metric, regime)
@@ -139,7 +144,7 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
         levels = results.levels(factor)
         columns = [(lv, results.runs[factor] == lv) for lv in levels]
         col_title = f"{factor} (other factors pooled)"
-        col_names = [ps.level_text(factor, lv) for lv in levels]
+        col_names = [ps.wrap(ps.level_text(factor, lv)) for lv in levels]
 
         def sig_for(metric, regime):
             return None
@@ -160,7 +165,8 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
     caption = (
         f"Each cell names the {by} with the best mean and its margin over the runner-up "
         "(in the metric's unit). "
-        "Strong colour: significantly better than the runner-up "
+        "Strong colour: better than the runner-up, deterministically (identical runs on each side) or "
+        "significantly "
         + (
             "after Holm correction (comparisons.csv); "
             if len(regimes) <= MAX_REGIME_COLUMNS
@@ -172,7 +178,7 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
 
 
 def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, title, outdir, stem) -> Path:
-    strategies = [str(s) for s in analysis.results.levels(analysis.by)]
+    strategies = [ps.level_text(analysis.by, s) for s in analysis.results.levels(analysis.by)]
     colour = ps.colours(strategies)
     n_rows, n_cols = len(grid), len(grid[0])
     image = np.ones((n_rows, n_cols, 3))
@@ -210,7 +216,7 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
             ax.spines[side].set_visible(False)
         handles = [Patch(color=colour[s], label=s) for s in strategies]
         handles += [
-            Patch(color=ps.pale(colour[strategies[0]], 0.7), label="pale shade: not significant"),
+            Patch(color=ps.pale(colour[strategies[0]], 0.7), label="pale shade: not significantly better"),
             Patch(color=TIE, label="tie"),
         ]
         if any(cell.note.startswith("†") for row in grid for cell in row):
@@ -238,7 +244,7 @@ def _with_crashes(cell: Cell, part: pd.DataFrame, by: str, metric: str) -> Cell:
     """Mark a winner whose guests crashed: its other metrics stop at the crash, which can flatter it."""
     if cell.best is None or "guest_crashed" not in part or metric in ("guest_crashed", "crash_time_s"):
         return cell
-    rate = part.loc[part[by].astype(str) == cell.best, "guest_crashed"].mean()
+    rate = part.loc[labels_of(part[by], by) == cell.best, "guest_crashed"].mean()
     if rate > 0:
         cell.note = f"† {rate * 100:.0f}% crashed"
     return cell
@@ -250,7 +256,7 @@ def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
         values = group[metric].to_numpy(dtype=float)
         values = values[~np.isnan(values)]
         if len(values):
-            out[str(level)] = values
+            out[ps.level_text(by, level)] = values
     return out
 
 
@@ -269,18 +275,16 @@ def _holm_for(comp: pd.DataFrame, metric: str, regime: str):
 
 
 def _holm_significant(comp: pd.DataFrame, metric: str, regime: str, best: str, second: str) -> bool:
-    if comp.empty:
-        return False
-    rows = comp[(comp["metric"] == metric) & (comp["regime"] == regime)]
-    pair = rows[
-        ((rows["a"].astype(str) == best) & (rows["b"].astype(str) == second))
-        | ((rows["a"].astype(str) == second) & (rows["b"].astype(str) == best))
-    ]
-    return bool(len(pair)) and bool(pair["significant"].astype(bool).iloc[0])
+    """Significant after Holm, or deterministic, in comparisons.csv."""
+    pair = pair_rows(comp, metric, regime, best, second)
+    return bool(len(pair)) and bool(differs(pair).iloc[0])
 
 
-def _regime_values(label: str) -> str:
-    """'driver.name=xen, onlining.delay=5' -> 'xen\n5': the axis label names the factors once."""
-    if label == "all runs":
-        return label
-    return "\n".join(part.split("=", 1)[-1] for part in label.split(", "))
+def _regime_values(runs: pd.DataFrame, labels: pd.Series, regimes: list[str], named_by: list[str]) -> list[str]:
+    """Column names: each regime's levels, one per line ('xen\n5'); the axis label names the factors once."""
+    if not named_by:
+        return ["all runs" for _ in regimes]
+    first: dict[str, dict] = {}
+    for label, row in zip(labels, runs[named_by].to_dict("records"), strict=True):
+        first.setdefault(label, row)
+    return ["\n".join(ps.wrap(ps.level_text(f, first[r][f])) for f in named_by) for r in regimes]

@@ -10,12 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib as mpl
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from balloonsim.units import format_size
+from balloonsim.analysis.labels import level_text, wrap  # noqa: F401  (figures spell levels like the text)
 
 FORMATS = ("png", "svg")
 STYLE = {
@@ -78,19 +77,6 @@ def text_colour(rgb: tuple[float, float, float]) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
 
 
-def level_text(factor: str, value) -> str:
-    """A factor level for tick labels: sizes in bytes as 128M/2G, whole floats without .0."""
-    if isinstance(value, float | np.floating) and np.isnan(value):
-        return "n/a"
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        if _is_size(factor) and float(value).is_integer() and value >= 1 << 20:
-            return format_size(int(value))
-        if float(value).is_integer():
-            return str(int(value))
-        return f"{value:g}"
-    return str(value)
-
-
 TIME_WORDS = ("delay", "duration", "interval", "timeout", "latency", "period")
 
 
@@ -102,10 +88,6 @@ def factor_label(factor: str) -> str:
     if factor.endswith("_fraction"):
         return f"{factor} (fraction)"
     return factor
-
-
-def _is_size(factor: str) -> bool:
-    return "size" in factor or factor.endswith("_bytes")
 
 
 def safe_stem(text: str) -> str:

@@ -17,7 +17,7 @@ from balloonsim.analysis.findings import Finding, by_question, findings, quiet_m
 from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
 from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
-from balloonsim.analysis.plotstyle import level_text
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
 
@@ -92,9 +92,11 @@ def _findings_sections(doc: Document, analysis: Analysis, found: list[Finding]) 
     if found:
         doc.add(
             Para(
-                "Differences significant after Holm correction, strongest first. Means are per run, pooled "
-                "over the regimes named; each line gives the test, the largest Holm-corrected p of the group "
-                "and Cliff's δ (1 = every run of one strategy above every run of the other)."
+                "Differences significant after Holm correction, and deterministic ones (every run of each side "
+                "gives the same value, the values differ: no test is needed), strongest first. Means are per "
+                "run, pooled over the regimes named; each tested line gives the test, the largest "
+                "Holm-corrected p of the group and Cliff's δ (1 = every run of one strategy above every run of "
+                "the other)."
             )
         )
     for question in [*QUESTIONS, None]:
@@ -109,7 +111,9 @@ def _findings_sections(doc: Document, analysis: Analysis, found: list[Finding]) 
         )
         lines = [f.text for f in group[:PER_QUESTION]]
         if len(group) > PER_QUESTION:
-            lines.append(f"{len(group) - PER_QUESTION} more significant differences in comparisons.csv.")
+            lines.append(
+                f"{len(group) - PER_QUESTION} more significant or deterministic differences in comparisons.csv."
+            )
         q_quiet = [info(m).label for m in metrics if m in quiet]
         if q_quiet:
             lines.append(
@@ -140,7 +144,7 @@ def _experiment_table(analysis: Analysis) -> Table:
     configs = f"{n_configs} configuration{'' if n_configs == 1 else 's'}"
     rows.append(["design", f"{_design_name(spec)}: {configs} × {replications} replication{plural}"])
     if isinstance(spec.get("base"), dict) and spec["base"]:
-        rows.append(["base scenario", "; ".join(f"`{k}` = {v}" for k, v in _flatten(spec["base"]))])
+        rows.append(["base scenario", "; ".join(f"`{k}` = {level_text(k, v)}" for k, v in _flatten(spec["base"]))])
     if spec.get("seed") is not None:
         rows.append(["master seed", str(spec["seed"])])
     source = results.metadata.get("source") if isinstance(results.metadata.get("source"), dict) else {}
@@ -148,7 +152,10 @@ def _experiment_table(analysis: Analysis) -> Table:
         rows.append(["overrides (--set)", "; ".join(f"`{o}`" for o in source["overrides"])])
     if analysis.by:
         rows.append(
-            ["compared along", f"`{analysis.by}` ({', '.join(map(str, results.levels(analysis.by)))})"]
+            [
+                "compared along",
+                f"`{analysis.by}` ({', '.join(level_text(analysis.by, v) for v in results.levels(analysis.by))})",
+            ]
         )
     for f in results.factors:
         levels = ", ".join(level_text(f, v) for v in results.levels(f))
@@ -270,7 +277,10 @@ def _method(analysis: Analysis) -> list[str]:
         "(summary.csv).",
         f"Within each regime every pair of levels of `{by}` is compared on every metric (comparisons.csv): "
         f"Welch's t when both samples have at least {NORMAL_MIN_N} runs and pass Shapiro-Wilk (p > 0.05), "
-        "Mann-Whitney U (two-sided) otherwise; two constant, identical samples are not tested.",
+        "Mann-Whitney U (two-sided) otherwise; two constant, identical samples are not tested. Two constant "
+        "samples with different values (every run of each side identical) are a deterministic difference: "
+        'no test applies (test "deterministic", no p, outside the Holm family); the report and the policy '
+        "maps count it like a significant one.",
         "p-values are Holm-corrected over all comparisons of one metric (every regime and pair); "
         "a difference "
         f"is significant when the corrected p < {analysis.alpha:g}. Effect size: Cliff's δ (Hedges' g is in "

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.compare import regime_labels
+from balloonsim.analysis.compare import differs, pair_rows, regime_labels
 from balloonsim.analysis.document import Table
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import fmt, info, is_rate
 from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plot_policy import best_cell
@@ -35,7 +36,7 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     ]
     groups.sort(key=lambda kg: (regime_order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
     for key, group in groups:
-        cells = [str(key[0])] + ([str(key[1])] if by else []) + [str(len(group))]
+        cells = [str(key[0])] + ([level_text(by, key[1])] if by else []) + [str(len(group))]
         for m in metrics:
             values = group[m].to_numpy(dtype=float)
             values = values[~np.isnan(values)]
@@ -68,7 +69,9 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
         part = results.runs[labels == regime]
         cells = [regime]
         for m in metrics:
-            samples = {str(k): g[m].dropna().to_numpy(dtype=float) for k, g in part.groupby(by, sort=False)}
+            samples = {
+                level_text(by, k): g[m].dropna().to_numpy(dtype=float) for k, g in part.groupby(by, sort=False)
+            }
             samples = {k: v for k, v in samples.items() if len(v)}
             cell = best_cell(samples, m, analysis.alpha, lambda best, second: False)
             if cell.best is None:
@@ -79,23 +82,19 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
         rows.append(cells)
     header = ["regime"] + [f"{info(m).label} ({info(m).better} is better)" for m in metrics]
     note = (
-        f"Best mean per regime. **Bold ✓**: significantly better than every other {by} after Holm "
-        "correction; "
-        "plain: best mean, but not significantly better than all others."
+        f"Best mean per regime. **Bold ✓**: better than every other {by}, significantly after Holm "
+        "correction or deterministically (identical runs on each side); "
+        "plain: best mean, but not clearly better than all others."
     )
     return Table(header, rows, note)
 
 
 def _beats_all(comp: pd.DataFrame, metric: str, regime: str, best: str, samples: dict) -> bool:
-    rows = comp[(comp["metric"] == metric) & (comp["regime"] == regime)]
     for other in samples:
         if other == best:
             continue
-        pair = rows[
-            ((rows["a"].astype(str) == best) & (rows["b"].astype(str) == other))
-            | ((rows["a"].astype(str) == other) & (rows["b"].astype(str) == best))
-        ]
-        if pair.empty or not bool(pair["significant"].astype(bool).iloc[0]):
+        pair = pair_rows(comp, metric, regime, best, other)
+        if pair.empty or not bool(differs(pair).iloc[0]):
             return False
         if str(pair["winner"].iloc[0]) != best:
             return False
