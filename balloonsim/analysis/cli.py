@@ -36,10 +36,11 @@ def analyze(directory: Path, by: str | None, alpha: float) -> None:
     result = pipeline.analyze(directory, by=by, alpha=alpha)
     comp = result.comparisons
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
+    n_det = int(comp["deterministic"].sum()) if not comp.empty else 0
     click.echo(f"{directory / pipeline.SUMMARY}: {len(result.summary)} rows")
     click.echo(
         f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
-        f"{n_sig} significant after Holm (alpha {alpha:g})"
+        f"{n_sig} significant after Holm (alpha {alpha:g}), {n_det} deterministic (identical runs on each side)"
     )
 
 
@@ -57,8 +58,8 @@ def analyze(directory: Path, by: str | None, alpha: float) -> None:
     "--regime",
     metavar="F=V[,F=V...]",
     default=None,
-    help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5'; "
-    "default: where the strategies differ most.",
+    help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5' (levels as the report "
+    "spells them, e.g. 'driver=hyperv request_offset=2M'); default: where the strategies differ most.",
 )
 @_ALPHA
 def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float) -> None:

@@ -127,6 +127,17 @@ def regime_labels(results: Results, by: str | None) -> pd.Series:
     )
 
 
+def regime_order(results: Results, by: str | None) -> list[str]:
+    """Every regime label once, in design order (each naming factor's levels as Results.levels gives them)."""
+    _, shown = regime_factors(results, by)
+    labels = regime_labels(results, by)
+    first: dict[str, dict] = {}
+    for label, row in zip(labels, results.runs[shown].to_dict("records"), strict=True):
+        first.setdefault(label, row)
+    ranks = {f: {level_text(f, v): i for i, v in enumerate(results.levels(f))} for f in shown}
+    return sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
+
+
 def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFrame:
     """comparisons.csv: one row per metric, regime and unordered pair of levels of `by`."""
     columns = _columns(results, by)
@@ -153,6 +164,8 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=columns)
+    order = {r: i for i, r in enumerate(regime_order(results, by))}
+    table = table.sort_values("regime", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
     table["p_holm"] = np.nan
     table["family_size"] = 0
     for idx in table.groupby("metric", sort=False).groups.values():

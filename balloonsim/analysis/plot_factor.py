@@ -16,6 +16,7 @@ from balloonsim.analysis.metrics import axis_label, info, is_rate
 from balloonsim.analysis.stats import interval
 
 MAX_FACETS = 4
+MAX_WIDTH = 11.0  # inches of panels before categorical tick labels are slanted rather than wrapped
 
 
 def x_factors(results, by: str) -> list[str]:
@@ -54,7 +55,7 @@ def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
         spread_ok = lo <= 0 or hi / lo <= 20
         if spread_ok:
             return {lv: float(lv) for lv in levels}, [ps.level_text(x, lv) for lv in levels], True
-    return {lv: float(i) for i, lv in enumerate(levels)}, [ps.level_text(x, lv) for lv in levels], False
+    return {lv: float(i) for i, lv in enumerate(levels)}, [ps.wrap(ps.level_text(x, lv), 12) for lv in levels], False
 
 
 def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, str, str] | None:
@@ -73,8 +74,19 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
     if rate:
         scale = 0.01
     m = info(metric)
+    # Categorical axes with many or long labels need room (about 0.07 in per character of a tick's widest line);
+    # when that would make the figure too wide, the labels are written on one slanted line instead.
+    per_tick = max(0.55, 0.07 * max(len(line) for t in ticks for line in t.split("\n")) + 0.15)
+    panel = max(3.9, per_tick * len(ticks) + 0.8) if not numeric else 3.9
+    slant = not numeric and panel * len(facet_levels) > MAX_WIDTH
+    height = 3.9 + 0.16 * max(t.count("\n") for t in ticks)
+    if slant:
+        ticks = [t.replace("\n", " ") for t in ticks]
+        panel = max(3.9, 0.75 * len(ticks) + 0.8)
+        height = 3.9 + 0.04 * max(len(t) for t in ticks)
+    width = max(5.0, panel * len(facet_levels) + 1.6)
     with ps.style():
-        fig = ps.figure(max(5.0, 3.9 * len(facet_levels) + 1.6), 3.9)
+        fig = ps.figure(width, height)
         share = rate or _share_y(runs, metric, facet, facet_levels)
         axes = fig.subplots(1, len(facet_levels), sharey=share, squeeze=False)[0]
         for ax, fl in zip(axes, facet_levels, strict=True):
@@ -83,6 +95,11 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
             ax.set_xticks(
                 sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))]
             )
+            if slant:
+                ax.tick_params(axis="x", labelrotation=30)
+                for label in ax.get_xticklabels():
+                    label.set_horizontalalignment("right")
+                    label.set_rotation_mode("anchor")
             ax.set_xlabel(ps.factor_label(x))
             if facet is not None:
                 ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
@@ -93,7 +110,14 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
         title = f"{m.label[0].upper() + m.label[1:]} against {x}"
-        fig.suptitle(title + (f" ({m.better} is better)" if m.better else ""), fontweight="bold")
+        # The legend sits at the right: centre the title over the panels and wrap it to their width.
+        legend_w = max(len(by), *(len(lab) for lab in labels)) * 0.075 + 0.6
+        full = title + (f" ({m.better} is better)" if m.better else "")
+        fig.suptitle(
+            ps.wrap(full, max(20, int((width - legend_w) * 8.5))),
+            fontweight="bold",
+            x=max(0.3, (width - legend_w) / 2 / width),
+        )
         stem = f"metric_{ps.safe_stem(metric)}_vs_{ps.safe_stem(x)}"
         png = ps.save(fig, outdir, stem)
     pooled = results.other_factors(by, x, facet)
@@ -136,7 +160,7 @@ def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, m
             marker=marker[str(strategy)],
             linewidth=width,
             markersize=4 + 2.5 * (n - 1 - i) / max(n - 1, 1),
-            label=str(strategy),
+            label=ps.level_text(by, strategy),
         )
 
 

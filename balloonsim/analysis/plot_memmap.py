@@ -56,7 +56,7 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
                 data[(fl, s)] = placement(cell)
     peak = max(sum(v for k, v in d.items() if k != "unbacked") for d in data.values()) or 1.0
     scale, unit = byte_scale(peak)
-    labels = ["all runs" if s is None else str(s) for s in strategies]
+    labels = ["all runs" if s is None else ps.wrap(ps.level_text(by, s), 12) for s in strategies]
     with ps.style():
         fig = ps.figure(max(5.5, 1.2 + len(facet_levels) * (0.9 * len(strategies) + 1.2)), 4.4)
         axes = fig.subplots(1, len(facet_levels), sharey=True, squeeze=False)[0]
@@ -87,11 +87,12 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
                     ha="center",
                     fontsize=8,
                 )
-            ax.set_xticks(x, labels, rotation=20 if max(len(s) for s in labels) > 9 else 0)
+            widest = max(len(line) for s in labels for line in s.split("\n"))
+            ax.set_xticks(x, labels, rotation=20 if widest > 9 else 0)
             ax.set_xlabel(by or "")
             ax.grid(axis="x", visible=False)
             if facet is not None:
-                ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
+                ax.set_title(ps.wrap(f"{facet} = {ps.level_text(facet, fl)}", 36))
             ax.set_ylim(0, peak / scale * 1.15)  # room for the totals above the bars
         axes[0].set_ylabel(f"memmap per run ({unit})")
         handles = [Patch(color=c, label=n) for n, c in SEGMENTS]

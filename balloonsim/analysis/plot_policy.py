@@ -21,7 +21,15 @@ from matplotlib.patches import Patch
 from scipy import stats as st
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.compare import deterministic, differs, pair_rows, regime_factors, regime_label, regime_labels
+from balloonsim.analysis.compare import (
+    deterministic,
+    differs,
+    pair_rows,
+    regime_factors,
+    regime_label,
+    regime_labels,
+    regime_order,
+)
 from balloonsim.analysis.labels import labels_of
 from balloonsim.analysis.metrics import better_of, fmt, info
 
@@ -129,7 +137,7 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
     if not metrics:
         return None
     labels = regime_labels(results, by)
-    regimes = list(pd.unique(labels))
+    regimes = regime_order(results, by)
     comp = analysis.comparisons
     if len(regimes) <= MAX_REGIME_COLUMNS:
         columns = [(r, labels == r) for r in regimes]
@@ -192,17 +200,17 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
     longest = max(len(line) for c in col_names for line in c.split("\n"))
     cell_w = max(1.25, longest * 0.075 + 0.4)
     width = min(22.0, 2.2 + cell_w * n_cols + max(len(r) for r in row_names) * 0.07)
-    height = 1.9 + 0.62 * n_rows
+    texts = [[_cell_text(grid[i][j], row_metrics[i]) for j in range(n_cols)] for i in range(n_rows)]
+    lines = max(t.count("\n") + 1 for row in texts for t in row)  # a long tie list needs taller rows
+    height = 1.9 + max(0.62, 0.14 * lines + 0.1) * n_rows
     with ps.style():
         fig = ps.figure(width, height)
         ax = fig.subplots()
         ax.imshow(image, aspect="auto", interpolation="nearest")
         ax.grid(False)
         for i, j in itertools.product(range(n_rows), range(n_cols)):
-            cell = grid[i][j]
-            text = _cell_text(cell, row_metrics[i])
             ax.text(
-                j, i, text, ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j]))
+                j, i, texts[i][j], ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j]))
             )
         ax.set_xticks(range(n_cols), col_names, fontsize=8)
         ax.set_yticks(range(n_rows), row_names)
@@ -223,8 +231,10 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
             handles.append(
                 Patch(color="white", label="†: the winner's guests crashed; measured up to the crash")
             )
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
-        fig.suptitle(title, fontweight="bold")
+        entry = max(len(h.get_label()) for h in handles) * 0.07 + 0.5  # inches per legend column
+        ncols = max(1, min(len(handles), 6, int((width - 0.3) // entry)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+        fig.suptitle(ps.wrap(title, int(width * 9)), fontweight="bold")
         return ps.save(fig, outdir, stem)
 
 
@@ -236,8 +246,8 @@ def _cell_text(cell: Cell, metric: str) -> str:
         return text + (f"\nby {fmt(metric, cell.margin)} vs {cell.runner_up}" if cell.runner_up else "")
     note = f"\n{cell.note}" if cell.note else ""
     if cell.runner_up is None:
-        return f"{cell.best}{note}"
-    return f"{cell.best}\nby {fmt(metric, cell.margin)}\nvs {cell.runner_up}{note}"
+        return f"{ps.wrap(cell.best)}{note}"
+    return f"{ps.wrap(cell.best)}\nby {fmt(metric, cell.margin)}\nvs {ps.wrap(cell.runner_up)}{note}"
 
 
 def _with_crashes(cell: Cell, part: pd.DataFrame, by: str, metric: str) -> Cell:

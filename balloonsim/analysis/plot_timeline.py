@@ -15,7 +15,8 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.compare import regime_labels
+from balloonsim.analysis.compare import differs, regime_labels
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import fmt, info
 from balloonsim.errors import UserError
 from balloonsim.units import GiB
@@ -71,7 +72,7 @@ def choose_regime(analysis, metric: str) -> str:
     labels = regime_labels(analysis.results, analysis.by)
     comp = analysis.comparisons
     if not comp.empty:
-        rows = comp[(comp["metric"] == metric) & comp["significant"].astype(bool)]
+        rows = comp[(comp["metric"] == metric) & differs(comp)]
         if rows.empty:
             rows = comp[(comp["metric"] == metric) & comp["p"].notna()]
         if not rows.empty:
@@ -97,7 +98,7 @@ def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Se
         distance = np.abs(values - median) if not np.isnan(median) else np.zeros(len(part))
         distance = np.where(np.isnan(distance), np.inf, distance)
         row = part.iloc[int(np.argmin(distance))]
-        out.append(("all runs" if level is None else str(level), row, len(part), median))
+        out.append(("all runs" if level is None else level_text(by, level), row, len(part), median))
     return out
 
 
@@ -305,7 +306,11 @@ def _crash_time(row: pd.Series, events: pd.DataFrame | None) -> float | None:
 
 
 def _same(value, text: str) -> bool:
+    """A level given on the command line: its label (`hyperv request_offset=2M`, `true`), or the raw value."""
     if str(value) == text:
+        return True
+    factor_free = level_text("", value)
+    if factor_free == text or factor_free.lower() == text.lower():
         return True
     try:
         return float(value) == float(text)

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from balloonsim.analysis.compare import differs
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
 from balloonsim.analysis.pipeline import Analysis
@@ -89,11 +90,11 @@ def manifest(path: Path) -> list[Plot] | None:
 
 
 def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
-    """The first metric of --metric, else of PRIMARY_ORDER, that differs significantly between strategies;
-    failing that, the first that varies at all."""
+    """The first metric of --metric, else of PRIMARY_ORDER, that differs between strategies (significantly or
+    deterministically); failing that, the first that varies at all."""
     varying = varying_metrics(analysis)
     comp = analysis.comparisons
-    significant = set(comp.loc[comp["significant"].astype(bool), "metric"]) if not comp.empty else set()
+    significant = set(comp.loc[differs(comp), "metric"]) if not comp.empty else set()
     candidates = [*(metrics or []), *([] if metrics else PRIMARY_ORDER)]
     for pool in (significant, set(varying)):
         for m in candidates:

@@ -14,10 +14,10 @@ import pandas as pd
 from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors
 from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from balloonsim.analysis.findings import Finding, by_question, findings, quiet_metrics, significance_line
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
 from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
-from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
 
@@ -111,8 +111,9 @@ def _findings_sections(doc: Document, analysis: Analysis, found: list[Finding]) 
         )
         lines = [f.text for f in group[:PER_QUESTION]]
         if len(group) > PER_QUESTION:
+            more = len(group) - PER_QUESTION
             lines.append(
-                f"{len(group) - PER_QUESTION} more significant or deterministic differences in comparisons.csv."
+                f"{more} more significant or deterministic difference{'s' if more != 1 else ''} in comparisons.csv."
             )
         q_quiet = [info(m).label for m in metrics if m in quiet]
         if q_quiet:

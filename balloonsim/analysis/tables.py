@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.compare import differs, pair_rows, regime_labels
+from balloonsim.analysis.compare import differs, pair_rows, regime_labels, regime_order
 from balloonsim.analysis.document import Table
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import fmt, info, is_rate
@@ -29,12 +29,12 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     keys = ["_regime"] + ([by] if by else [])
     rates = {m: is_rate(m, runs[m]) for m in metrics}
     rows = []
-    regime_order = {r: i for i, r in enumerate(pd.unique(runs["_regime"]))}
+    order = {r: i for i, r in enumerate(regime_order(results, by))}
     level_order = {str(v): i for i, v in enumerate(results.levels(by))} if by else {}
     groups = [
         ((k if isinstance(k, tuple) else (k,)), g) for k, g in runs.groupby(keys, sort=False, dropna=False)
     ]
-    groups.sort(key=lambda kg: (regime_order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
+    groups.sort(key=lambda kg: (order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
     for key, group in groups:
         cells = [str(key[0])] + ([level_text(by, key[1])] if by else []) + [str(len(group))]
         for m in metrics:
@@ -60,7 +60,7 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     if by is None or not metrics or analysis.comparisons.empty:
         return None
     labels = regime_labels(results, by)
-    regimes = list(pd.unique(labels))
+    regimes = regime_order(results, by)
     if len(regimes) > MAX_ROWS:
         return None
     comp = analysis.comparisons
