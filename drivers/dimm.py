@@ -58,7 +58,9 @@ class AcpiDimm(Driver):
             yield self.sim.target_event
 
     def plug(self, size: int):
-        start = self.find_free_range(size, size if size <= (1 << 30) else (1 << 30))
+        # QEMU's device-memory region hands out DIMM addresses aligned to the memory block size here,
+        # as add_memory() requires (check_hotplug_memory_range): 2 GiB blocks need 2 GiB-aligned DIMMs
+        start = self.find_free_range(size, max(self.guest.block_size, min(size, 1 << 30)))
         if start is None:
             self.log("hotadd_request", -1, "no free physical range")
             yield self.sim.target_event

@@ -254,11 +254,20 @@ class Guest:
             if not n:
                 return
 
-    def kernel_host_block(self, nid: int) -> int | None:
-        """Where an unmovable allocation on `nid` lands: the most recently onlined kernel-zone block of
-        the node (the buddy allocator's free lists are LIFO), else boot memory (None)."""
+    def kernel_host_block(self, nid: int, pages: int = PMD_PAGES) -> int | None:
+        """Where an unmovable allocation of `pages` on `nid` lands: a hot-added kernel-zone block (which
+        then cannot be offlined) or boot memory (None). Before 5.10 onlined pages went to the head of the
+        free lists, so the most recently onlined block is used first. Since 5.10 they go to the tail:
+        boot memory's free pages are used first, then the oldest onlined block's."""
         stack = self._lru_kernel_blocks.get(nid)
-        return stack[-1] if stack else None
+        if not stack:
+            return None
+        if not self.profile.online_to_tail:
+            return stack[-1]
+        zones = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32)]
+        usable = sum(z.free - z.wmark_min for z in zones)
+        hot_free_at_most = sum(self.blocks[b].managed for b in stack)
+        return None if usable - hot_free_at_most >= pages else stack[0]
 
     # ------------------------------------------------------------------------- add_memory ---
     def add_memory(self, nid: int, start: int, size: int, hint: Extents | None = None,

@@ -30,6 +30,10 @@ class KernelProfile:
     # Xen balloon worker: a 5.15+ kthread (BP_WAIT polls every 1 s) vs the 4.x workqueue that waits for
     # the MEM_ONLINE notifier.
     xen_kthread: bool
+    # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 5.10, "place fresh
+    # pages right to the tail, primarily relevant for memory onlining"): older free memory is used first.
+    # Before, onlined pages went to the head and were handed out first.
+    online_to_tail: bool
     # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after ("mm: raise min_free_kbytes cap").
     min_free_kbytes_max: int
     # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks since 2020 (D. Jordan); VMs get the
@@ -47,13 +51,14 @@ _K419 = KernelProfile(
     hv_online_outside_regions=False,
     xen_max_retry=None,
     xen_kthread=False,
+    online_to_tail=False,
     min_free_kbytes_max=65536,
     bare_metal_max_block=False,
     auto_online_types=("offline", "online"),
 )
 # each later profile is the one before it plus what changed
 _K512 = replace(_K419, name="5.12", memmap_on_memory="single-block", hv_online_outside_regions=True,
-                xen_max_retry=4, min_free_kbytes_max=262144,
+                xen_max_retry=4, online_to_tail=True, min_free_kbytes_max=262144,
                 bare_metal_max_block=True, auto_online_types=("offline", "online", "online_kernel", "online_movable"))
 _K68 = replace(_K512, name="6.8", memmap_on_memory="per-block", mhp_silent_fallback=True, xen_kthread=True)
 _K612 = replace(_K68, name="6.12", vmstat_nr_memmap=True)

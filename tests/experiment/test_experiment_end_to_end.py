@@ -155,14 +155,14 @@ def test_csv_time_series_and_events(tmp_path):
     assert (out / "experiment.toml").read_text() == SMALL.read_text()
 
 
-# Runs long enough (~0.5 s each) that a one-second commit window never holds the whole remaining batch.
+# Runs long enough (~0.3-1 s each) that a one-second commit window never holds the whole remaining batch.
 CRASH_EXPERIMENT = """\
 name = "crash"
-replications = 3
+replications = 4
 seed = 11
 zip = [["driver.name", "host.controller"]]
 [base]
-duration = "4h"
+duration = "16h"
 sample_interval = "60s"
 onlining.agent = "udev"
 [factors]

@@ -1,7 +1,7 @@
 """1 GiB gigantic-page capacity of hot-added memory (kernel-facts.md sections 1 and 8)."""
 
 import pytest
-from kmodel_helpers import add_backed, make_guest, online_all
+from kmodel_helpers import add_backed, fill_user, make_guest, online_all
 
 from balloonsim.kernel.extents import Extents
 from balloonsim.units import PAGE_SHIFT, PUD_PAGES, GiB, MiB
@@ -79,9 +79,10 @@ def test_withheld_range_does_not_count():
 
 
 def test_unmovable_kmalloc_memmap_breaks_a_range():
-    g = _guest("kmalloc", size=2 * GiB)
+    g = _guest("kmalloc", size=2 * GiB, kernel="4.19")
     assert g.gigantic_pages() == 2
-    # a later add's kmalloc memmap lands in the newest kernel block (LIFO free lists): unmovable
+    # before 5.10 a later add's kmalloc memmap lands in the newest kernel block (onlined pages at the
+    # head of the free lists): unmovable
     assert add_backed(g, 0, 8 * GiB, 128 * MiB) == 0
     assert g.blocks[64].memmap.host_block == 47
     assert g.blocks[47].unmovable == 512
@@ -105,4 +106,18 @@ def test_partial_range_not_counted():
     assert add_backed(g, 0, 4 * GiB, 512 * MiB) == 0
     assert add_backed(g, 0, 4 * GiB + 512 * MiB, 512 * MiB) == 0  # two adds make one aligned GiB
     online_all(g)
+    assert g.gigantic_pages() == 1
+
+
+def test_since_5_10_kmalloc_memmap_prefers_older_free_memory():
+    """FPI_TO_TAIL: onlined pages are used last, so boot memory hosts the next memmap while it has room."""
+    g = _guest("kmalloc", size=2 * GiB)
+    assert add_backed(g, 0, 8 * GiB, 128 * MiB) == 0
+    assert g.blocks[64].memmap.host_block is None
+    assert g.gigantic_pages() == 2
+    # with boot memory's free pages gone, the oldest onlined block hosts it
+    hot = sum(b.managed for b in g.blocks.values())
+    fill_user(g, 0, leave=hot + 100)  # what is left free is (at most) the hot-added blocks' pages
+    assert add_backed(g, 0, 9 * GiB, 128 * MiB) == 0
+    assert g.blocks[72].memmap.host_block == 32
     assert g.gigantic_pages() == 1
