@@ -168,6 +168,11 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
     get_strategy(scenario.memmap.strategy, scenario.memmap.params)
     scenario.section_params()
     _cross_checks(scenario)
+    # the components check what only they can (a driver on a kernel that lacks it, a size that does not
+    # fit the memory block): build the world once, without running it, so such errors come before any run
+    from balloonsim.sim.simulation import Sim
+
+    Sim(scenario, 0)
     return scenario
 
 

@@ -28,6 +28,14 @@ class AcpiDimm(Driver):
     Params = DimmParams
     name = "dimm"
 
+    def __init__(self, sim, params):
+        super().__init__(sim, params)
+        if params.dimm_size % self.guest.block_size:
+            from balloonsim.errors import ConfigError
+
+            raise ConfigError("driver.dimm_size",
+                              f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)")
+
     def start(self) -> None:
         self.dimms: list[tuple[int, int]] = []  # (start, size)
         self.plugged = 0
@@ -40,12 +48,6 @@ class AcpiDimm(Driver):
 
     def run(self):
         size = self.p.dimm_size
-        g = self.guest
-        if size % g.block_size:
-            from balloonsim.errors import ConfigError
-
-            raise ConfigError("driver.dimm_size",
-                              f"must be a multiple of the memory block size ({g.block_size >> 20}M)")
         while True:
             gap = self.sim.target_bytes - self.current_bytes()
             if gap >= size // 2:
