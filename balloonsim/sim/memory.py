@@ -131,12 +131,14 @@ class UserMemory:
     # -- stall -----------------------------------------------------------------------------------
     def account_stall(self, dt: float) -> bool:
         """Was the last `dt` seconds a stall? Direct reclaim or a failed allocation in it says yes."""
-        st = self.guest.alloc.stats
-        stalled = st.direct_reclaim != self._last_reclaim or self.alloc_failures != self._last_fail
-        self._last_reclaim = st.direct_reclaim
+        reclaims = self.guest.alloc.stats.direct_reclaim
+        if reclaims == self._last_reclaim and self.alloc_failures == self._last_fail:
+            if self.psi_avg10:  # decays towards 0; below 1e-9 it is 0
+                self.psi_avg10 = 0.0 if self.psi_avg10 < 1e-9 else self.psi_avg10 * (1 - min(1.0, dt / 10.0))
+            return False
+        self._last_reclaim = reclaims
         self._last_fail = self.alloc_failures
-        if stalled:
-            self.stalled_s += dt
+        self.stalled_s += dt
         decay = min(1.0, dt / 10.0)
-        self.psi_avg10 += decay * ((1.0 if stalled else 0.0) - self.psi_avg10)
-        return stalled
+        self.psi_avg10 += decay * (1.0 - self.psi_avg10)
+        return True

@@ -19,7 +19,7 @@ from balloonsim.scenario import Scenario, load_scenario
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
-from balloonsim.units import PAGE_SHIFT, PAGE_SIZE
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
 
 TIMESERIES_COLUMNS = ["t", "memtotal_bytes", "memfree_bytes", "demand_bytes", "pagecache_bytes", "target_bytes",
                       "blocks_added", "blocks_online", "stalled", "oom_kills"]
@@ -64,6 +64,7 @@ class Sim:
         self.crash: GuestCrash | None = None
         self.crash_time: float | None = None
         self._samples: list[tuple] = []
+        self._zones = list(self.guest.alloc.iter_zones())
         self.memtotal_start = self.guest.alloc.total("managed") << PAGE_SHIFT
         self.memfree_min = self.guest.alloc.total("free") << PAGE_SHIFT
 
@@ -118,11 +119,16 @@ class Sim:
             yield env.timeout(interval)
 
     def _sample(self, stalled: float = 0.0) -> None:
-        a = self.guest.alloc
-        free = a.total("free") << PAGE_SHIFT
-        self.memfree_min = min(self.memfree_min, free)
-        self._samples.append((self.env.now, a.total("managed") << PAGE_SHIFT, free, self.workload.demand_bytes,
-                              a.total("pagecache") << PAGE_SHIFT, self.target_bytes, len(self.guest.blocks),
+        managed = free = cache = 0
+        for z in self._zones:  # one pass over the zones: this runs at every sample
+            managed += z.managed
+            free += z.free_pmd * PMD_PAGES + z.free_base
+            cache += z.pagecache
+        free <<= PAGE_SHIFT
+        if free < self.memfree_min:
+            self.memfree_min = free
+        self._samples.append((self.env.now, managed << PAGE_SHIFT, free, self.workload.demand_bytes,
+                              cache << PAGE_SHIFT, self.target_bytes, len(self.guest.blocks),
                               self.guest.blocks_online, stalled, self.memory.oom_kills))
 
     # -- results -----------------------------------------------------------------------------------
