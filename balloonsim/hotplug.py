@@ -173,7 +173,8 @@ def format_report(report: HotplugReport) -> str:
         vals = [p.meminfo.get(key) for p in report.phases]
         if all(v is None for v in vals):
             continue
-        lines.append((f"{label:24}" + "".join(f"{'-' if v is None else v:>{width}}" for v in vals) + f"  {unit}").rstrip())
+        cells = "".join(f"{'-' if v is None else v:>{width}}" for v in vals)
+        lines.append(f"{label:24}{cells}  {unit}".rstrip())
     lines.append(f"{'gigantic pages (1G)':24}" + "".join(f"{p.gigantic_pages:>{width}}" for p in report.phases))
     lines.append(f"{'removable blocks':24}" + "".join(f"{p.removable_blocks:>{width}}" for p in report.phases))
     if len(report.phases) > 1:
