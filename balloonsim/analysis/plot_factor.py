@@ -91,7 +91,7 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
         axes = fig.subplots(1, len(facet_levels), sharey=share, squeeze=False)[0]
         for ax, fl in zip(axes, facet_levels, strict=True):
             part = runs if facet is None else runs[_eq(runs[facet], fl)]
-            _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker)
+            _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker, numeric)
             ax.set_xticks(
                 sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))]
             )
@@ -127,7 +127,9 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
     return png, title, caption
 
 
-def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker) -> None:
+def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker, numeric=True) -> None:
+    """A numeric factor gets lines with CI bands; a categorical one gets points with CI whiskers, side by side
+    per strategy, since a line between unordered levels would suggest a trend that is not there."""
     n = len(strategies)
     for i, strategy in enumerate(strategies):
         rows = part[_eq(part[by], strategy)]
@@ -150,6 +152,12 @@ def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, m
         xs, means = np.asarray(xs)[order], np.asarray(means)[order]
         lows, highs = np.asarray(lows)[order], np.asarray(highs)[order]
         c = colour[str(strategy)]
+        if not numeric:
+            dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15)
+            yerr = [np.maximum(means - lows, 0), np.maximum(highs - means, 0)]
+            ax.errorbar(xs + dodge, means, yerr=yerr, fmt=marker[str(strategy)],
+                        color=c, markersize=6, capsize=3, linewidth=1.4, label=ps.level_text(by, strategy))
+            continue
         # Later strategies are drawn thinner on top, so identical lines stay visible underneath.
         width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)
         ax.fill_between(xs, lows, highs, color=c, alpha=0.15, linewidth=0)

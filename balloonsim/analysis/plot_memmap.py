@@ -58,7 +58,8 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
     scale, unit = byte_scale(peak)
     labels = ["all runs" if s is None else ps.wrap(ps.level_text(by, s), 12) for s in strategies]
     with ps.style():
-        fig = ps.figure(max(5.5, 1.2 + len(facet_levels) * (0.9 * len(strategies) + 1.2)), 4.4)
+        width = max(5.5, 1.2 + len(facet_levels) * (0.9 * len(strategies) + 1.2))
+        fig = ps.figure(width, 4.4)
         axes = fig.subplots(1, len(facet_levels), sharey=True, squeeze=False)[0]
         for ax, fl in zip(axes, facet_levels, strict=True):
             x = np.arange(len(strategies))
@@ -99,7 +100,8 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
         handles.append(
             Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory")
         )
-        fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+        # four entries fit one row only on a wide figure; otherwise two rows, never clipped at the edges
+        fig.legend(handles=handles, loc="outside lower center", ncols=4 if width >= 10 else 2, frameon=False)
         title = "Where the memmap of hot-added memory lives"
         fig.suptitle(title, fontweight="bold")
         png = ps.save(fig, outdir, "memmap_placement")
