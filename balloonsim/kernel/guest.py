@@ -477,36 +477,35 @@ class Guest:
                 raise crash
 
     # -------------------------------------------------------------------- hypervisor backing ---
-    def host_populate(self, start_pfn: int, end_pfn: int) -> int:
-        """The hypervisor backs [start, end) (populate_physmap, a Hyper-V hot-add range, a DIMM).
-        Returns the pages newly backed. Backing before add_memory() is remembered for the add."""
-        new = 0
+    def _segments(self, start_pfn: int, end_pfn: int):
+        """[start, end) cut at memory block boundaries: (block id, start, end) per piece."""
         pfn = start_pfn
         while pfn < end_pfn:
             bid = pfn // self.block_pages
             seg_end = min(end_pfn, (bid + 1) * self.block_pages)
-            block = self.blocks.get(bid)
-            if block is not None:
-                new += block.backed.add(pfn, seg_end)
-            else:
-                new += self._prebacked.setdefault(bid, Extents()).add(pfn, seg_end)
+            yield bid, pfn, seg_end
             pfn = seg_end
+
+    def host_populate(self, start_pfn: int, end_pfn: int) -> int:
+        """The hypervisor backs [start, end) (populate_physmap, a Hyper-V hot-add range, a DIMM).
+        Returns the pages newly backed. Backing before add_memory() is remembered for the add."""
+        new = 0
+        for bid, s, e in self._segments(start_pfn, end_pfn):
+            block = self.blocks.get(bid)
+            backed = block.backed if block is not None else self._prebacked.setdefault(bid, Extents())
+            new += backed.add(s, e)
         return new
 
     def host_unpopulate(self, start_pfn: int, end_pfn: int) -> int:
         """decrease_reservation / balloon-out: the hypervisor takes the frames back."""
         gone = 0
-        pfn = start_pfn
-        while pfn < end_pfn:
-            bid = pfn // self.block_pages
-            seg_end = min(end_pfn, (bid + 1) * self.block_pages)
+        for bid, s, e in self._segments(start_pfn, end_pfn):
             block = self.blocks.get(bid)
             backed = block.backed if block is not None else self._prebacked.get(bid)
             if backed is not None:
-                gone += backed.remove(pfn, seg_end)
+                gone += backed.remove(s, e)
                 if block is None and not backed:
                     del self._prebacked[bid]
-            pfn = seg_end
         return gone
 
     # ------------------------------------------------------------------------ online_pages ---
