@@ -8,6 +8,7 @@ the allocation is retried, as the page allocator's slow path does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from balloonsim.kernel.page_alloc import Gfp
@@ -46,8 +47,8 @@ class UserMemory:
         self.stalled_s = 0.0
         self._last_reclaim = 0
         self._last_fail = 0
-        self.psi_avg10 = 0.0  # fraction of recent time stalled, 10 s EWMA
-        self._last_psi_t = 0.0
+        self._psi = 0.0  # PSI-like "some avg10" at time _psi_t: a 10 s EWMA of the stalled fraction
+        self._psi_t = 0.0
 
     # -- tasks -----------------------------------------------------------------------------------
     def spawn(self, name: str, want_pages: int, oom_score_adj: int = 0, on_kill=None) -> Task:
@@ -129,16 +130,23 @@ class UserMemory:
         return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")
 
     # -- stall -----------------------------------------------------------------------------------
+    @property
+    def psi_avg10(self) -> float:
+        """The stalled fraction's 10 s moving average now. Between stalls it only decays, so it is computed
+        from the last stall on demand instead of being updated every tick."""
+        if not self._psi:
+            return 0.0
+        return self._psi * math.exp(-(self.sim.env.now - self._psi_t) / 10.0)
+
     def account_stall(self, dt: float) -> bool:
         """Was the last `dt` seconds a stall? Direct reclaim or a failed allocation in it says yes."""
         reclaims = self.guest.alloc.stats.direct_reclaim
         if reclaims == self._last_reclaim and self.alloc_failures == self._last_fail:
-            if self.psi_avg10:  # decays towards 0; below 1e-9 it is 0
-                self.psi_avg10 = 0.0 if self.psi_avg10 < 1e-9 else self.psi_avg10 * (1 - min(1.0, dt / 10.0))
             return False
         self._last_reclaim = reclaims
         self._last_fail = self.alloc_failures
         self.stalled_s += dt
-        decay = min(1.0, dt / 10.0)
-        self.psi_avg10 += decay * (1.0 - self.psi_avg10)
+        weight = 1.0 - math.exp(-dt / 10.0)
+        self._psi = self.psi_avg10 + weight * (1.0 - self.psi_avg10)
+        self._psi_t = self.sim.env.now
         return True

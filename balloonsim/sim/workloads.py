@@ -61,18 +61,25 @@ class Workload:
         cache_limit = self.p.cache_max >> PAGE_SHIFT
         cache_idle_gen = kswapd_gen = -1
         user_zones = alloc.zonelist(0, kernel_only=False)
+        mem = self.mem
+        stats = alloc.stats
+        demand = self.demand
         n = 0
+        # The loop runs every tick, so the common case (demand met, nothing moved) is a few comparisons:
+        # each piece of work below runs only when what it depends on changed since it last had nothing to do.
         while True:
-            self.step(env.now, fault_pages)
-            # the periodic work below only runs when free memory moved since it last had nothing to do
+            now = env.now
+            if not self._settled or demand(now) >> PAGE_SHIFT != self._last_want:
+                self.step(now, fault_pages)
             n += 1
             if cache_pages and n % cache_every == 0 and alloc.gen != cache_idle_gen:
-                if not self.mem.read_files(cache_pages, cache_limit):
+                if not mem.read_files(cache_pages, cache_limit):
                     cache_idle_gen = alloc.gen
             if alloc.gen != kswapd_gen:
                 alloc.kswapd(user_zones)
                 kswapd_gen = alloc.gen
-            self.mem.account_stall(tick)
+            if stats.direct_reclaim != mem._last_reclaim or mem.alloc_failures != mem._last_fail:
+                mem.account_stall(tick)
             yield env.timeout(tick)
 
     def step(self, now: float, fault_pages: int) -> None:
