@@ -50,6 +50,7 @@ def parse_line(line: str) -> list[str]:
 
 
 def fsync_dir(path: Path) -> None:
+    """fsync a directory (or a file: opened read-only, fsync works on either)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

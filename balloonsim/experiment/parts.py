@@ -34,14 +34,6 @@ PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
     """Tables with possibly different columns as one, missing columns null, types widened where needed."""
     return pa.concat_tables(list(tables), promote_options="permissive")
@@ -92,7 +84,7 @@ class PartDataset:
         self._next += 1
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(concat(tables), tmp)
-        _fsync_file(tmp)
+        fsync_dir(tmp)
         os.replace(tmp, path)
         fsync_dir(self.parts_dir)
         return path
@@ -126,7 +118,7 @@ class PartDataset:
             table = pq.read_table(part).filter(keep)
             staged = part.with_name(part.name + ".tmp")
             pq.write_table(table, staged)
-            _fsync_file(staged)
+            fsync_dir(staged)
             os.replace(staged, part)
         if self.parts_dir.is_dir():
             fsync_dir(self.parts_dir)
@@ -145,7 +137,7 @@ class PartDataset:
             self._merge_parquet(parts, tmp)
         else:
             self._merge_csv(parts, tmp)
-        _fsync_file(tmp)
+        fsync_dir(tmp)
         write_atomically(self.journal, [json.dumps({"parts": [p.name for p in parts]})])
         os.replace(tmp, self.final)
         fsync_dir(self.directory)

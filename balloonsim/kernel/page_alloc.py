@@ -165,20 +165,16 @@ class PageAllocator:
                           ("balloon" if gfp is Gfp.BALLOON else "anon"))
         first = zl[0]
         if first.free - first.wmark_low >= n:  # the fast path: the preferred zone has room above low
-            split = first.take(n)
-            self._charge(first, n, kind)
-            if first.nid != nid:
-                self.stats.remote_pages += n
-            if txn is not None:
-                txn.takes.append(Take(first, n, False, kind, split))
+            self._take(first, n, kind, nid, txn)
             return n
-        if self._fits(zl, n, use_min=False) < n and gfp is not Gfp.BALLOON:
-            self.kswapd(zl)
-            if self._fits(zl, n, use_min=True) < n:
-                self.stats.direct_reclaim += 1
-                short = n - self._fits(zl, n, use_min=True)
-                self.reclaim(zl, short)
         avail = self._fits(zl, n, use_min=True)
+        if gfp is not Gfp.BALLOON and self._fits(zl, n, use_min=False) < n:
+            self.kswapd(zl)
+            avail = self._fits(zl, n, use_min=True)
+            if avail < n:
+                self.stats.direct_reclaim += 1
+                self.reclaim(zl, n - avail)
+                avail = self._fits(zl, n, use_min=True)
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
@@ -187,17 +183,20 @@ class PageAllocator:
         for z in zl:
             if not left:
                 break
-            room = max(0, z.free - z.wmark_min)
-            k = min(room, left)
+            k = min(max(0, z.free - z.wmark_min), left)
             if k:
-                split = z.take(k)
-                self._charge(z, k, kind)
-                if z.nid != nid:
-                    self.stats.remote_pages += k
-                if txn is not None:
-                    txn.takes.append(Take(z, k, False, kind, split))
+                self._take(z, k, kind, nid, txn)
                 left -= k
         return want
+
+    def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
+        """k base pages out of z's free lists, charged to `kind`, remembered for a rollback."""
+        split = z.take(k)
+        self._charge(z, k, kind)
+        if z.nid != nid:
+            self.stats.remote_pages += k
+        if txn is not None:
+            txn.takes.append(Take(z, k, False, kind, split))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
         """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks;
