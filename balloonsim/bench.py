@@ -81,10 +81,22 @@ class Plan:
     capacity_rounds: int = 2
 
 
-FULL = Plan(bare_timeouts=200_000, repeats=5, scale_sizes=(16 * GiB, 256 * GiB, 4 * TiB, 16 * TiB),
-            sweep_replications=10, sweep_repeats=3)
-QUICK = Plan(bare_timeouts=100_000, repeats=3, scale_sizes=(16 * GiB, 256 * GiB), sweep_replications=2,
-             sweep_repeats=1, capacity_seconds=1.0, capacity_rounds=1)
+FULL = Plan(
+    bare_timeouts=200_000,
+    repeats=5,
+    scale_sizes=(16 * GiB, 256 * GiB, 4 * TiB, 16 * TiB),
+    sweep_replications=10,
+    sweep_repeats=3,
+)
+QUICK = Plan(
+    bare_timeouts=100_000,
+    repeats=3,
+    scale_sizes=(16 * GiB, 256 * GiB),
+    sweep_replications=2,
+    sweep_repeats=1,
+    capacity_seconds=1.0,
+    capacity_rounds=1,
+)
 
 
 # ------------------------------------------------------------------------------------------ helpers ---
@@ -144,10 +156,17 @@ def machine() -> dict[str, Any]:
 def _git_revision() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}{' (with uncommitted changes)' if dirty else ''}"
@@ -272,12 +291,20 @@ def bare_and_reference(plan: Plan, sections: set[str]) -> dict[str, Any]:
             ref.append(reference_run())
     out: dict[str, Any] = {}
     if bare:
-        out["bare"] = {**_best(bare, "wall_s"), "repeats": len(bare),
-                       "all_events_per_s": [round(r["events_per_s"]) for r in bare]}
+        out["bare"] = {
+            **_best(bare, "wall_s"),
+            "repeats": len(bare),
+            "all_events_per_s": [round(r["events_per_s"]) for r in bare],
+        }
     if ref:
         best = _best(ref, "wall_s")
-        out["reference"] = {**best, "repeats": len(ref), "scenario": REFERENCE_SCENARIO, "seed": REFERENCE_SEED,
-                            "all_events_per_s": [round(r["events_per_s"]) for r in ref]}
+        out["reference"] = {
+            **best,
+            "repeats": len(ref),
+            "scenario": REFERENCE_SCENARIO,
+            "seed": REFERENCE_SEED,
+            "all_events_per_s": [round(r["events_per_s"]) for r in ref],
+        }
         if bare:
             out["reference"]["ratio_to_bare"] = best["events_per_s"] / out["bare"]["events_per_s"]
     return out
@@ -315,8 +342,9 @@ def _timed_hotplug(spec) -> tuple[float, list[str], int | None]:
     return wall, errors, online
 
 
-def scale_point(size: int, strategy: str, block: int = BLOCK, min_total_s: float = 2.0,
-                max_repeats: int = 10) -> dict[str, Any]:
+def scale_point(
+    size: int, strategy: str, block: int = BLOCK, min_total_s: float = 2.0, max_repeats: int = 10
+) -> dict[str, Any]:
     """In this process: hot-add and online `size`; wall time, time per block, and this process's peak RSS.
 
     After a one-block warm-up the full size runs at least twice and until `min_total_s` has passed (at most
@@ -396,8 +424,7 @@ def scale(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
 
 def block_spread(points: list[dict[str, Any]], strategy: str) -> tuple[float | None, str]:
     """max/min marginal time per block over the sizes measured for `strategy`, and the size range."""
-    mine = [p for p in points if p.get("strategy") == strategy and p.get("ok")
-            and p.get("marginal_us_per_block")]
+    mine = [p for p in points if p.get("strategy") == strategy and p.get("ok") and p.get("marginal_us_per_block")]
     if len(mine) < 2:
         return None, ""
     per = [p["marginal_us_per_block"] for p in mine]
@@ -410,8 +437,9 @@ def default_experiment() -> Path:
     return Path(__file__).resolve().parent.parent / "experiments" / "quickstart.toml"
 
 
-def sweep_point(experiment: str | Path, jobs: int, dask: str | None, replications: int,
-                out_dir: str | Path) -> dict[str, Any]:
+def sweep_point(
+    experiment: str | Path, jobs: int, dask: str | None, replications: int, out_dir: str | Path
+) -> dict[str, Any]:
     """In this process: run the experiment (like `balloonsim run X --jobs N [--dask local] --no-report -q
     --set replications=R --out DIR`); wall time (executor start and stop included), runs/s, peak RSS."""
     from balloonsim.experiment import run_experiment
@@ -419,8 +447,9 @@ def sweep_point(experiment: str | Path, jobs: int, dask: str | None, replication
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     watch = CpuWatch()
     started = time.perf_counter()
-    summary = run_experiment(experiment, out_dir=out_dir, jobs=jobs, dask=dask,
-                             overrides=[f"replications={replications}"], quiet=True)
+    summary = run_experiment(
+        experiment, out_dir=out_dir, jobs=jobs, dask=dask, overrides=[f"replications={replications}"], quiet=True
+    )
     wall = time.perf_counter() - started
     run_s = 0.0
     try:
@@ -454,8 +483,16 @@ def sweep_in_subprocess(experiment: str | Path, jobs: int, dask: str | None, rep
     """`sweep_point` in a fresh subprocess writing into a fresh temporary directory (removed afterwards)."""
     tmp = tempfile.mkdtemp(prefix="balloonsim-bench-")
     try:
-        out = _run_child({"task": "sweep", "experiment": str(experiment), "jobs": jobs, "dask": dask,
-                          "replications": replications, "out": str(Path(tmp) / "out")})
+        out = _run_child(
+            {
+                "task": "sweep",
+                "experiment": str(experiment),
+                "jobs": jobs,
+                "dask": dask,
+                "replications": replications,
+                "out": str(Path(tmp) / "out"),
+            }
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out.setdefault("mode", f"dask {dask}" if dask else f"jobs {jobs}")
@@ -480,8 +517,12 @@ def parallel_capacity(seconds: float, rounds: int = 2) -> dict[str, Any]:
 
     def together(n: int) -> list[float]:
         start_at = time.time() + 2.0  # after every child has imported
-        cmd = [sys.executable, "-m", "balloonsim.bench",
-               json.dumps({"task": "spin", "seconds": seconds, "start_at": start_at})]
+        cmd = [
+            sys.executable,
+            "-m",
+            "balloonsim.bench",
+            json.dumps({"task": "spin", "seconds": seconds, "start_at": start_at}),
+        ]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
         rates = []
         for proc in procs:
@@ -497,9 +538,13 @@ def parallel_capacity(seconds: float, rounds: int = 2) -> dict[str, Any]:
             two.append(together(2))
     except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError) as exc:
         return {"error": str(exc)}
-    return {"alone_events_per_s": max(alone), "two_events_per_s": max(two, key=sum),
-            "all_alone": [round(a) for a in alone], "all_two": [[round(x) for x in t] for t in two],
-            "capacity": max(sum(t) for t in two) / max(alone)}
+    return {
+        "alone_events_per_s": max(alone),
+        "two_events_per_s": max(two, key=sum),
+        "all_alone": [round(a) for a in alone],
+        "all_two": [[round(x) for x in t] for t in two],
+        "capacity": max(sum(t) for t in two) / max(alone),
+    }
 
 
 SWEEP_MODES: tuple[tuple[int, str | None], ...] = ((1, None), (2, None), (2, "local"))
@@ -521,8 +566,9 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
     modes = {}
     for mode, runs in tries.items():
         good = [r for r in runs if "error" not in r]
-        modes[mode] = {**_best(good, "wall_s"), "all_runs_per_s": [round(r["runs_per_s"], 2) for r in good]} \
-            if good else runs[-1]
+        modes[mode] = (
+            {**_best(good, "wall_s"), "all_runs_per_s": [round(r["runs_per_s"], 2) for r in good]} if good else runs[-1]
+        )
     out: dict[str, Any] = {"experiment": str(experiment), "parallel_capacity": capacity, "modes": modes}
     j1, j2, dk = modes.get("jobs 1", {}), modes.get("jobs 2", {}), modes.get("dask local", {})
     if "runs_per_s" in j1 and "runs_per_s" in j2:
@@ -552,27 +598,46 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     ref = results.get("reference", {})
     if "reference" in results:
-        add("reference events/s / bare SimPy events/s", ref.get("ratio_to_bare"), ">=", TARGET_REFERENCE_RATIO,
-            "" if "ratio_to_bare" in ref else "needs bare too")
+        add(
+            "reference events/s / bare SimPy events/s",
+            ref.get("ratio_to_bare"),
+            ">=",
+            TARGET_REFERENCE_RATIO,
+            "" if "ratio_to_bare" in ref else "needs bare too",
+        )
     if "scale" in results:
         points = results["scale"]["points"]
         for strategy in SCALE_STRATEGIES:
             spread, span = block_spread(points, strategy)
             full = span == "16G..16T"
-            add(f"time per block max/min, {strategy} {span}".rstrip(), spread, "<=", TARGET_BLOCK_SPREAD,
-                "" if full else "partial range (16 TiB not run)")
+            add(
+                f"time per block max/min, {strategy} {span}".rstrip(),
+                spread,
+                "<=",
+                TARGET_BLOCK_SPREAD,
+                "" if full else "partial range (16 TiB not run)",
+            )
         for strategy in SCALE_STRATEGIES:
             p16 = next((p for p in points if p.get("strategy") == strategy and p.get("size") == 16 * TiB), None)
-            add(f"peak RSS MiB at 16 TiB, {strategy}", p16.get("peak_rss_mib") if p16 else None, "<=",
-                TARGET_RSS_16T_MIB, "" if p16 else "16 TiB not run")
+            add(
+                f"peak RSS MiB at 16 TiB, {strategy}",
+                p16.get("peak_rss_mib") if p16 else None,
+                "<=",
+                TARGET_RSS_16T_MIB,
+                "" if p16 else "16 TiB not run",
+            )
     sw = results.get("sweeps")
     if sw is not None:
         runs = sw.get("modes", {}).get("jobs 1", {}).get("runs") or 0
         small = f"{runs} runs only: start-up weighs heavily" if 0 < runs < 100 else ""
         add("--jobs 2 runs/s / --jobs 1 runs/s", sw.get("speedup_jobs2"), ">=", TARGET_SPEEDUP_2, small)
         add("--dask local wall over --jobs 2, %", sw.get("dask_overhead_pct"), "<=", TARGET_DASK_OVERHEAD_PCT, small)
-        add(f"runner peak RSS, {sw.get('growth_factor', '?')}x runs / 1x", sw.get("runner_rss_growth"), "<=",
-            TARGET_RSS_GROWTH)
+        add(
+            f"runner peak RSS, {sw.get('growth_factor', '?')}x runs / 1x",
+            sw.get("runner_rss_growth"),
+            "<=",
+            TARGET_RSS_GROWTH,
+        )
     return out
 
 
@@ -586,9 +651,14 @@ def parse_only(only: Iterable[str] | None) -> set[str]:
     return names or set(SECTIONS)
 
 
-def measure(quick: bool = False, only: Iterable[str] | None = None, experiment: str | Path | None = None,
-            progress: Callable[[str], None] | None = None, plan: Plan | None = None,
-            wait_quiet_s: float = 0.0) -> dict[str, Any]:
+def measure(
+    quick: bool = False,
+    only: Iterable[str] | None = None,
+    experiment: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    plan: Plan | None = None,
+    wait_quiet_s: float = 0.0,
+) -> dict[str, Any]:
     """Run the chosen sections; a JSON-ready dict with machine, results and targets.
 
     `wait_quiet_s` > 0: before each section, wait up to that long for other processes to leave the CPUs
@@ -604,8 +674,12 @@ def measure(quick: bool = False, only: Iterable[str] | None = None, experiment: 
             quiet_at_start[section] = wait_quiet(wait_quiet_s)
 
     started = time.perf_counter()
-    out: dict[str, Any] = {"quick": quick, "sections": [s for s in SECTIONS if s in sections],
-                           "machine": machine(), "load_before": _load()}
+    out: dict[str, Any] = {
+        "quick": quick,
+        "sections": [s for s in SECTIONS if s in sections],
+        "machine": machine(),
+        "load_before": _load(),
+    }
     results: dict[str, Any] = {}
     host: dict[str, Any] = {}
     whole = CpuWatch()
@@ -659,8 +733,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     right = [i > 0 for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right,
-                                                                                    strict=True)) + " |"
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True))
+            + " |"
+        )
 
     sep = "|" + "|".join("-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, right, strict=True)) + "|"
     return [line(header), sep, *(line(r) for r in rows)]
@@ -685,15 +762,25 @@ def format_table(result: dict[str, Any]) -> str:
         rows = []
         if "bare" in res:
             b = res["bare"]
-            rows.append(["1. bare SimPy: timeout events/s", _num(b["events_per_s"]),
-                         f"best of {b['repeats']}, {b['events']:,} events"])
+            rows.append(
+                [
+                    "1. bare SimPy: timeout events/s",
+                    _num(b["events_per_s"]),
+                    f"best of {b['repeats']}, {b['events']:,} events",
+                ]
+            )
         if "reference" in res:
             r = res["reference"]
             note = f"best of {r['repeats']}, {r['simpy_events']:,} events in {r['wall_s'] * 1e3:.1f} ms"
             rows.append(["2. reference: SimPy events/s", _num(r["events_per_s"]), note])
             rows.append(["2. reference / bare SimPy", _num(r.get("ratio_to_bare"), ".3f"), ""])
-            rows.append(["2. reference: simulated s / wall s", _num(r["sim_s_per_wall_s"]),
-                         f"{r['sim_s']:.0f} s simulated; construction {r['construct_s'] * 1e3:.1f} ms (excluded)"])
+            rows.append(
+                [
+                    "2. reference: simulated s / wall s",
+                    _num(r["sim_s_per_wall_s"]),
+                    f"{r['sim_s']:.0f} s simulated; construction {r['construct_s'] * 1e3:.1f} ms (excluded)",
+                ]
+            )
         lines += _table(["measure", "value", "notes"], rows) + [""]
     if "scale" in res:
         rows = []
@@ -701,14 +788,36 @@ def format_table(result: dict[str, Any]) -> str:
             if "error" in p:
                 rows.append([_size(p["size"]), p["strategy"], "-", "-", "-", "-", "-", "-", "-", p["error"]])
                 continue
-            rows.append([_size(p["size"]), p["strategy"], _size(p["boot"]), _num(p["blocks"]),
-                         _num(p["wall_s"], ".3f"), _num(p["us_per_block"], ".1f"),
-                         _num(p["marginal_us_per_block"], ".1f"), _num(p["peak_rss_mib"], ".0f"),
-                         _num(p.get("others_cores"), ".2f"),
-                         "ok" if p["ok"] else "; ".join(p["errors"]) or "not all online"])
+            rows.append(
+                [
+                    _size(p["size"]),
+                    p["strategy"],
+                    _size(p["boot"]),
+                    _num(p["blocks"]),
+                    _num(p["wall_s"], ".3f"),
+                    _num(p["us_per_block"], ".1f"),
+                    _num(p["marginal_us_per_block"], ".1f"),
+                    _num(p["peak_rss_mib"], ".0f"),
+                    _num(p.get("others_cores"), ".2f"),
+                    "ok" if p["ok"] else "; ".join(p["errors"]) or "not all online",
+                ]
+            )
         lines += ["3. scale: hot-add + online in 128 MiB blocks, one subprocess per row", ""]
-        lines += _table(["size", "strategy", "boot", "blocks", "wall s", "us/block", "marginal us/block",
-                         "peak RSS MiB", "others' cores", "result"], rows) + [""]
+        lines += _table(
+            [
+                "size",
+                "strategy",
+                "boot",
+                "blocks",
+                "wall s",
+                "us/block",
+                "marginal us/block",
+                "peak RSS MiB",
+                "others' cores",
+                "result",
+            ],
+            rows,
+        ) + [""]
     if "sweeps" in res:
         sw = res["sweeps"]
         if "skipped" in sw:
@@ -719,30 +828,67 @@ def format_table(result: dict[str, Any]) -> str:
                 if "error" in p:
                     rows.append([p["mode"], "-", "-", "-", "-", "-", "-", "-", "-", "-", p["error"]])
                     continue
-                rows.append([p["mode"], _num(p["runs"]), _num(p["wall_s"], ".2f"), _num(p["batch_s"], ".2f"),
-                             _num(p["runs_per_s"], ".1f"),
-                             _num(p["run_s"] / p["runs"] * 1e3 if p.get("runs") else None, ".1f"),
-                             _num(p.get("worker_busy"), ".0%"),
-                             _num(p.get("runner_cpu_s"), ".1f"), _num(p["runner_peak_rss_mib"], ".0f"),
-                             _num(p.get("others_cores"), ".2f"),
-                             f"{p['failed']} failed; {p['executor']}"])
-            lines += [f"4. sweeps: {Path(sw['experiment']).name}, fresh temp dir each, quiet, no report "
-                      "(wall includes executor start/stop; batch is the runner's own timer)", ""]
-            lines += _table(["mode", "runs", "wall s", "batch s", "runs/s", "ms/run", "workers busy", "runner CPU s",
-                             "runner RSS MiB", "others' cores", "notes"], rows)
-            lines += ["", f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
-                      f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
-                      f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
-                      f"{_num(sw.get('runner_rss_growth'), '.3f')}x"]
+                rows.append(
+                    [
+                        p["mode"],
+                        _num(p["runs"]),
+                        _num(p["wall_s"], ".2f"),
+                        _num(p["batch_s"], ".2f"),
+                        _num(p["runs_per_s"], ".1f"),
+                        _num(p["run_s"] / p["runs"] * 1e3 if p.get("runs") else None, ".1f"),
+                        _num(p.get("worker_busy"), ".0%"),
+                        _num(p.get("runner_cpu_s"), ".1f"),
+                        _num(p["runner_peak_rss_mib"], ".0f"),
+                        _num(p.get("others_cores"), ".2f"),
+                        f"{p['failed']} failed; {p['executor']}",
+                    ]
+                )
+            lines += [
+                f"4. sweeps: {Path(sw['experiment']).name}, fresh temp dir each, quiet, no report "
+                "(wall includes executor start/stop; batch is the runner's own timer)",
+                "",
+            ]
+            lines += _table(
+                [
+                    "mode",
+                    "runs",
+                    "wall s",
+                    "batch s",
+                    "runs/s",
+                    "ms/run",
+                    "workers busy",
+                    "runner CPU s",
+                    "runner RSS MiB",
+                    "others' cores",
+                    "notes",
+                ],
+                rows,
+            )
+            lines += [
+                "",
+                f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
+                f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
+                f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
+                f"{_num(sw.get('runner_rss_growth'), '.3f')}x",
+            ]
             cap = sw.get("parallel_capacity", {})
             if "capacity" in cap:
-                lines += [f"parallel capacity now: two bare-SimPy processes together get {cap['capacity']:.2f}x "
-                          f"one alone ({_num(cap['alone_events_per_s'])} events/s alone; 2.00 = two idle cores)"]
+                lines += [
+                    f"parallel capacity now: two bare-SimPy processes together get {cap['capacity']:.2f}x "
+                    f"one alone ({_num(cap['alone_events_per_s'])} events/s alone; 2.00 = two idle cores)"
+                ]
             lines += [""]
     if result.get("targets"):
-        rows = [[t["target"], _num(t["value"], ".3g"), f"{t['op']} {t['needed']:g}",
-                 "n/a" if t["met"] is None else ("met" if t["met"] else "NOT MET"), t["note"]]
-                for t in result["targets"]]
+        rows = [
+            [
+                t["target"],
+                _num(t["value"], ".3g"),
+                f"{t['op']} {t['needed']:g}",
+                "n/a" if t["met"] is None else ("met" if t["met"] else "NOT MET"),
+                t["note"],
+            ]
+            for t in result["targets"]
+        ]
         lines += ["targets (issue 6)", ""] + _table(["target", "measured", "needed", "met", "notes"], rows)
     return "\n".join(lines).rstrip() + "\n"
 

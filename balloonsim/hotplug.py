@@ -55,8 +55,15 @@ class HotplugReport:
         return {
             "block_size": self.block_size,
             "calls": [{"call": c, "ret": r, "errno": errname(r)} for c, r in self.calls],
-            "phases": [{"phase": p.name, "gigantic_pages": p.gigantic_pages,
-                        "removable_blocks": p.removable_blocks, **p.meminfo} for p in self.phases],
+            "phases": [
+                {
+                    "phase": p.name,
+                    "gigantic_pages": p.gigantic_pages,
+                    "removable_blocks": p.removable_blocks,
+                    **p.meminfo,
+                }
+                for p in self.phases
+            ],
             "trace": self.trace,
             "crash": self.crash,
         }
@@ -82,9 +89,16 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
     nnodes = max(len(spec.boot), spec.node + 1)
     end = spec.at + spec.size
     max_addr = spec.max_addr or max(64 * GiB, -(-end // GiB) * GiB)
-    cfg = GuestConfig(boot=list(spec.boot), extra_nodes=nnodes - len(spec.boot), max_addr=max_addr,
-                      block_size=spec.block_size, kernel=spec.kernel, accounting=spec.accounting,
-                      debug_vm=spec.debug_vm, movable_node=spec.movable_node)
+    cfg = GuestConfig(
+        boot=list(spec.boot),
+        extra_nodes=nnodes - len(spec.boot),
+        max_addr=max_addr,
+        block_size=spec.block_size,
+        kernel=spec.kernel,
+        accounting=spec.accounting,
+        debug_vm=spec.debug_vm,
+        movable_node=spec.movable_node,
+    )
     strategy = get_strategy(spec.strategy, spec.strategy_params, key="")
     try:
         guest = Guest(cfg, strategy, trace=trace)

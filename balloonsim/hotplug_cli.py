@@ -25,24 +25,57 @@ def _size(option: str, text: str) -> int:
 @click.option("--at", "at", default="4G", show_default=True, help="Physical start address.")
 @click.option("--node", default=0, show_default=True, type=int, help="NUMA node of the new memory.")
 @click.option("--block-size", default=None, help="Memory block size (default: probe_memory_block_size()).")
-@click.option("--strategy", default="kmalloc", show_default=True,
-              help="Memmap strategy: kmalloc, altmap, altmap-range, subrange-hint, node-pool or a chain "
-                   "such as altmap,kmalloc.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Strategy parameter, e.g. mode=force, fallback=fail, pool_size=64M.")
-@click.option("--online", default="online", show_default=True,
-              type=click.Choice(["online", "online_kernel", "online_movable", "none"]))
+@click.option(
+    "--strategy",
+    default="kmalloc",
+    show_default=True,
+    help="Memmap strategy: kmalloc, altmap, altmap-range, subrange-hint, node-pool or a chain such as altmap,kmalloc.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Strategy parameter, e.g. mode=force, fallback=fail, pool_size=64M.",
+)
+@click.option(
+    "--online",
+    default="online",
+    show_default=True,
+    type=click.Choice(["online", "online_kernel", "online_movable", "none"]),
+)
 @click.option("--remove", is_flag=True, help="Offline and hot-remove the range afterwards.")
 @click.option("--kernel", default=DEFAULT_KERNEL, show_default=True, type=click.Choice(list(PROFILES)))
-@click.option("--accounting", default="kernel", show_default=True, type=click.Choice(["kernel", "allocated"]),
-              help="How self-hosted vmemmap shows in MemTotal.")
+@click.option(
+    "--accounting",
+    default="kernel",
+    show_default=True,
+    type=click.Choice(["kernel", "allocated"]),
+    help="How self-hosted vmemmap shows in MemTotal.",
+)
 @click.option("--debug-vm", is_flag=True, help="CONFIG_DEBUG_VM: the memmap is poisoned (written) at add.")
 @click.option("--movable-node", is_flag=True, help="movable_node: 'online' picks ZONE_MOVABLE.")
 @click.option("--max-addr", default=None, help="End of the hotpluggable window (default: fits the range).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--trace", is_flag=True, help="Print the vmemmap populate/free operations.")
-def hotplug(boot, size, at, node, block_size, strategy, params, online, remove, kernel, accounting, debug_vm,
-            movable_node, max_addr, as_json, trace) -> None:
+def hotplug(
+    boot,
+    size,
+    at,
+    node,
+    block_size,
+    strategy,
+    params,
+    online,
+    remove,
+    kernel,
+    accounting,
+    debug_vm,
+    movable_node,
+    max_addr,
+    as_json,
+    trace,
+) -> None:
     """Hot-add a fully backed range (like an ACPI DIMM) and print meminfo per phase."""
     strategy_params = {}
     for item in params:

@@ -99,8 +99,9 @@ def pydantic_error(exc: ValidationError, prefix: str, model: type[BaseModel] | N
     if err["type"] == "extra_forbidden":
         fields = list(model.model_fields) if model is not None else []
         close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
-        msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else
-                               (f" (known: {', '.join(fields)})" if fields else ""))
+        msg = "unknown key" + (
+            f" (did you mean {close[0]!r}?)" if close else (f" (known: {', '.join(fields)})" if fields else "")
+        )
     elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return ConfigError(path, msg)

@@ -56,8 +56,10 @@ class GuestSection(_Strict):
         v = str(v)
         if v not in PROFILES:
             close = difflib.get_close_matches(v, PROFILES, n=1)
-            raise ValueError(f"unknown kernel profile {v!r}" + (f" (did you mean {close[0]!r}?)" if close else
-                                                                  f" (known: {', '.join(PROFILES)})"))
+            raise ValueError(
+                f"unknown kernel profile {v!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(PROFILES)})")
+            )
         return v
 
     @field_validator("block_size")
@@ -140,8 +142,14 @@ class Scenario(_Strict):
         }
 
 
-SECTIONS = {"guest": GuestSection, "memmap": MemmapSection, "driver": DriverSection, "onlining": OnliningSection,
-            "workload": WorkloadSection, "host": HostSection}
+SECTIONS = {
+    "guest": GuestSection,
+    "memmap": MemmapSection,
+    "driver": DriverSection,
+    "onlining": OnliningSection,
+    "workload": WorkloadSection,
+    "host": HostSection,
+}
 
 
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:

@@ -27,10 +27,19 @@ def _set(config: dict, dotted: str, raw: str) -> None:
 
 
 @click.command()
-@click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A scenario TOML file (the keys of one run).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a key, e.g. --set memmap.strategy=altmap --set guest.boot=8G.")
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A scenario TOML file (the keys of one run).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key, e.g. --set memmap.strategy=altmap --set guest.boot=8G.",
+)
 @click.option("--driver", help="driver.name: xen, hyperv, virtio-mem, dimm.")
 @click.option("--strategy", help="memmap.strategy, e.g. kmalloc, altmap, subrange-hint, altmap,kmalloc.")
 @click.option("--onlining", help="onlining.agent: auto, udev, starving-agent, offline.")
@@ -41,8 +50,20 @@ def _set(config: dict, dotted: str, raw: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
 @click.option("--timeseries", type=click.Path(dir_okay=False, path_type=Path), help="Write the time series CSV.")
 @click.option("--events", type=click.Path(dir_okay=False, path_type=Path), help="Write the events CSV.")
-def simulate(scenario_file, overrides, driver, strategy, onlining, workload, controller, duration, seed, as_json,
-             timeseries, events) -> None:
+def simulate(
+    scenario_file,
+    overrides,
+    driver,
+    strategy,
+    onlining,
+    workload,
+    controller,
+    duration,
+    seed,
+    as_json,
+    timeseries,
+    events,
+) -> None:
     """Run one simulated guest and print its metrics."""
     from balloonsim.scenario import load_scenario
     from balloonsim.sim.simulation import simulate as run
@@ -55,8 +76,14 @@ def simulate(scenario_file, overrides, driver, strategy, onlining, workload, con
             raise UserError(f"{scenario_file}: no such file") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{scenario_file}: {exc}") from None
-    for key, value in (("driver.name", driver), ("memmap.strategy", strategy), ("onlining.agent", onlining),
-                       ("workload.name", workload), ("host.controller", controller), ("duration", duration)):
+    for key, value in (
+        ("driver.name", driver),
+        ("memmap.strategy", strategy),
+        ("onlining.agent", onlining),
+        ("workload.name", workload),
+        ("host.controller", controller),
+        ("duration", duration),
+    ):
         if value is not None:
             _set(config, key, json.dumps(value))
     for item in overrides:
@@ -72,8 +99,9 @@ def simulate(scenario_file, overrides, driver, strategy, onlining, workload, con
         result.events.to_csv(events, index=False)
     m = result.metrics
     if as_json:
-        click.echo(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()},
-                              indent=2))
+        click.echo(
+            json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}, indent=2)
+        )
         return
     width = max(len(k) for k in m)
     for k, v in m.items():

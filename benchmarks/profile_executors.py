@@ -49,17 +49,26 @@ def measure(jobs: int, dask: str | None, tasks: int) -> dict[str, float]:
     cpu = time.process_time() - cpu
     ex.close()
     t4 = time.perf_counter()
-    return {"create_s": t1 - t0, "first_round_trip_s": t2 - t1, "ms_per_task": (t3 - t2) / tasks * 1e3,
-            "close_s": t4 - t3, "fixed_s": (t1 - t0) + (t2 - t1) + (t4 - t3),
-            "runner_cpu_ms_per_task": cpu / tasks * 1e3}
+    return {
+        "create_s": t1 - t0,
+        "first_round_trip_s": t2 - t1,
+        "ms_per_task": (t3 - t2) / tasks * 1e3,
+        "close_s": t4 - t3,
+        "fixed_s": (t1 - t0) + (t2 - t1) + (t4 - t3),
+        "runner_cpu_ms_per_task": cpu / tasks * 1e3,
+    }
 
 
 def worker_import_s() -> float:
     """A fresh interpreter importing what execute_run and the reference simulation need."""
-    code = ("import time; t = time.perf_counter(); from balloonsim.experiment.worker import execute_run; "
-            "from balloonsim import simulate; print(time.perf_counter() - t)")
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-                  .stdout.strip()) for _ in range(3)]
+    code = (
+        "import time; t = time.perf_counter(); from balloonsim.experiment.worker import execute_run; "
+        "from balloonsim import simulate; print(time.perf_counter() - t)"
+    )
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+        for _ in range(3)
+    ]
     return min(runs)
 
 
@@ -69,13 +78,20 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     print(f"worker import (fresh interpreter, best of 3): {worker_import_s():.2f} s")
-    print(f"{'executor':14} {'create s':>9} {'1st trip s':>11} {'close s':>8} {'fixed s':>8} {'ms/task':>8} "
-          f"{'runner CPU ms/task':>19}")
-    for label, jobs, dask in (("jobs 1", 1, None), (f"jobs {args.jobs}", args.jobs, None),
-                              ("dask local", args.jobs, "local")):
+    print(
+        f"{'executor':14} {'create s':>9} {'1st trip s':>11} {'close s':>8} {'fixed s':>8} {'ms/task':>8} "
+        f"{'runner CPU ms/task':>19}"
+    )
+    for label, jobs, dask in (
+        ("jobs 1", 1, None),
+        (f"jobs {args.jobs}", args.jobs, None),
+        ("dask local", args.jobs, "local"),
+    ):
         m = measure(jobs, dask, args.tasks)
-        print(f"{label:14} {m['create_s']:9.2f} {m['first_round_trip_s']:11.2f} {m['close_s']:8.2f} "
-              f"{m['fixed_s']:8.2f} {m['ms_per_task']:8.2f} {m['runner_cpu_ms_per_task']:19.2f}")
+        print(
+            f"{label:14} {m['create_s']:9.2f} {m['first_round_trip_s']:11.2f} {m['close_s']:8.2f} "
+            f"{m['fixed_s']:8.2f} {m['ms_per_task']:8.2f} {m['runner_cpu_ms_per_task']:19.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,18 @@ def _timed(gen, acc: list[float]):
 
 # Methods timed inclusively with --functions: (path from the Sim to the object, method name).
 FUNCTIONS = [
-    ("workload", "step"), ("workload", "demand"), ("memory", "allocate"), ("memory", "exit"),
-    ("memory", "read_files"), ("memory", "account_stall"), ("guest.alloc", "kswapd"), ("guest.alloc", "alloc"),
-    ("guest.alloc", "total"), ("", "_sample"), ("", "set_target"), ("driver", "committed_bytes"),
+    ("workload", "step"),
+    ("workload", "demand"),
+    ("memory", "allocate"),
+    ("memory", "exit"),
+    ("memory", "read_files"),
+    ("memory", "account_stall"),
+    ("guest.alloc", "kswapd"),
+    ("guest.alloc", "alloc"),
+    ("guest.alloc", "total"),
+    ("", "_sample"),
+    ("", "set_target"),
+    ("driver", "committed_bytes"),
 ]
 
 
@@ -160,16 +169,26 @@ def breakdown(runs: int) -> dict[str, Any]:
         walls.append(time.perf_counter() - t)
     per_resume = wrapper_cost()
     bare = max(bare_simpy(200_000)["events_per_s"] for _ in range(3))
-    procs = {name: {"ms_per_run": (a[0] / runs) * 1e3, "resumes_per_run": a[1] / runs,
-                    "us_per_resume": a[0] / a[1] * 1e6} for name, a in acc.items()}
+    procs = {
+        name: {"ms_per_run": (a[0] / runs) * 1e3, "resumes_per_run": a[1] / runs, "us_per_resume": a[0] / a[1] * 1e6}
+        for name, a in acc.items()
+    }
     model = sum(a[0] for a in acc.values()) / runs
     instrumented = sum(walls) / runs
     resumes = sum(a[1] for a in acc.values()) / runs
     simpy_ms = (instrumented - model - resumes * per_resume) * 1e3
-    return {"events": events, "plain_ms": min(plain) * 1e3, "plain_mean_ms": sum(plain) / runs * 1e3,
-            "instrumented_ms": instrumented * 1e3, "model_ms": model * 1e3, "simpy_ms": simpy_ms,
-            "wrapper_us": per_resume * 1e6, "bare_events_per_s": bare,
-            "bare_ms_for_these_events": events / bare * 1e3, "processes": procs}
+    return {
+        "events": events,
+        "plain_ms": min(plain) * 1e3,
+        "plain_mean_ms": sum(plain) / runs * 1e3,
+        "instrumented_ms": instrumented * 1e3,
+        "model_ms": model * 1e3,
+        "simpy_ms": simpy_ms,
+        "wrapper_us": per_resume * 1e6,
+        "bare_events_per_s": bare,
+        "bare_ms_for_these_events": events / bare * 1e3,
+        "processes": procs,
+    }
 
 
 def main() -> None:
@@ -180,18 +199,26 @@ def main() -> None:
     args = ap.parse_args()
     b = breakdown(args.runs)
     target_ms = b["events"] / (0.35 * b["bare_events_per_s"]) * 1e3
-    print(f"reference scenario: {b['events']:,} SimPy events per run; Sim.run best {b['plain_ms']:.2f} ms, "
-          f"mean {b['plain_mean_ms']:.2f} ms ({b['events'] / b['plain_ms'] * 1e3:,.0f} events/s)")
-    print(f"bare SimPy: {b['bare_events_per_s']:,.0f} events/s -> these events alone "
-          f"{b['bare_ms_for_these_events']:.2f} ms; the 0.35 target allows {target_ms:.2f} ms per run")
-    print(f"instrumented mean {b['instrumented_ms']:.2f} ms = model code {b['model_ms']:.2f} ms + SimPy and callbacks "
-          f"{b['simpy_ms']:.2f} ms (+ wrapper {b['wrapper_us']:.2f} us x resumes, taken out)")
+    print(
+        f"reference scenario: {b['events']:,} SimPy events per run; Sim.run best {b['plain_ms']:.2f} ms, "
+        f"mean {b['plain_mean_ms']:.2f} ms ({b['events'] / b['plain_ms'] * 1e3:,.0f} events/s)"
+    )
+    print(
+        f"bare SimPy: {b['bare_events_per_s']:,.0f} events/s -> these events alone "
+        f"{b['bare_ms_for_these_events']:.2f} ms; the 0.35 target allows {target_ms:.2f} ms per run"
+    )
+    print(
+        f"instrumented mean {b['instrumented_ms']:.2f} ms = model code {b['model_ms']:.2f} ms + SimPy and callbacks "
+        f"{b['simpy_ms']:.2f} ms (+ wrapper {b['wrapper_us']:.2f} us x resumes, taken out)"
+    )
     print()
     print(f"{'process':40} {'resumes/run':>12} {'ms/run':>8} {'us/resume':>10} {'share of run':>13}")
     total = b["model_ms"] + b["simpy_ms"]
     for name, p in sorted(b["processes"].items(), key=lambda kv: -kv[1]["ms_per_run"]):
-        print(f"{name:40} {p['resumes_per_run']:12.0f} {p['ms_per_run']:8.2f} {p['us_per_resume']:10.2f} "
-              f"{p['ms_per_run'] / total:13.1%}")
+        print(
+            f"{name:40} {p['resumes_per_run']:12.0f} {p['ms_per_run']:8.2f} {p['us_per_resume']:10.2f} "
+            f"{p['ms_per_run'] / total:13.1%}"
+        )
     print(f"{'SimPy event loop (the rest)':40} {'':12} {b['simpy_ms']:8.2f} {'':10} {b['simpy_ms'] / total:13.1%}")
     if args.functions:
         sc = load_scenario(REFERENCE_SCENARIO)
@@ -202,13 +229,17 @@ def main() -> None:
             sim.run()
         wrap = call_wrapper_cost()
         print()
-        print(f"functions, inclusive (callees included), wrapper cost {wrap * 1e6:.2f} us per timed call taken out "
-              "(its own and its timed callees')")
+        print(
+            f"functions, inclusive (callees included), wrapper cost {wrap * 1e6:.2f} us per timed call taken out "
+            "(its own and its timed callees')"
+        )
         print(f"{'function':40} {'calls/run':>12} {'ms/run':>8} {'us/call':>10} {'share of run':>13}")
         for name, (secs, calls, nested) in sorted(acc.items(), key=lambda kv: kv[1][2] * wrap - kv[1][0]):
             own = max(0.0, secs - (calls + nested) * wrap) / args.runs
-            print(f"{name:40} {calls / args.runs:12.0f} {own * 1e3:8.2f} {own / calls * args.runs * 1e6:10.2f} "
-                  f"{own * 1e3 / b['plain_mean_ms']:13.1%}")
+            print(
+                f"{name:40} {calls / args.runs:12.0f} {own * 1e3:8.2f} {own / calls * args.runs * 1e6:10.2f} "
+                f"{own * 1e3 / b['plain_mean_ms']:13.1%}"
+            )
     if args.cprofile:
         sc = load_scenario(REFERENCE_SCENARIO)
         prof = cProfile.Profile()

@@ -52,9 +52,15 @@ def child(size: int, strategy: str, gc_on: bool) -> dict:
     else:
         gc.disable()
     p = scale_point(size, strategy)  # gen-2 collections come from the full-size runs (one-block runs make few objects)
-    return {"marginal_us_per_block": p["marginal_us_per_block"], "wall_s": p["wall_s"], "repeats": p["repeats"],
-            "gen2_per_run": stats["collections"] / p["repeats"], "gen2_s_per_run": stats["gc_s"] / p["repeats"],
-            "gen2_us_per_block": stats["gc_s"] / p["repeats"] / p["blocks"] * 1e6, "peak_rss_mib": p["peak_rss_mib"]}
+    return {
+        "marginal_us_per_block": p["marginal_us_per_block"],
+        "wall_s": p["wall_s"],
+        "repeats": p["repeats"],
+        "gen2_per_run": stats["collections"] / p["repeats"],
+        "gen2_s_per_run": stats["gc_s"] / p["repeats"],
+        "gen2_us_per_block": stats["gc_s"] / p["repeats"] / p["blocks"] * 1e6,
+        "peak_rss_mib": p["peak_rss_mib"],
+    }
 
 
 def per_block_objects(strategy: str, size: int = 64 * GiB) -> dict:
@@ -88,9 +94,13 @@ def per_block_objects(strategy: str, size: int = 64 * GiB) -> dict:
     n = size // BLOCK
     diff = {k: (after[k] - before[k]) / n for k in after if (after[k] - before[k]) / n >= 0.5}
     lines = snap1.compare_to(snap0, "lineno")
-    return {"blocks": n, "tracked_per_block": sum((after - before).values()) / n, "by_type": diff,
-            "bytes_per_block": sum(st.size_diff for st in lines) / n,
-            "top_lines": [(str(st.traceback[0]), st.size_diff / n) for st in lines[:8]]}
+    return {
+        "blocks": n,
+        "tracked_per_block": sum((after - before).values()) / n,
+        "by_type": diff,
+        "bytes_per_block": sum(st.size_diff for st in lines) / n,
+        "top_lines": [(str(st.traceback[0]), st.size_diff / n) for st in lines[:8]],
+    }
 
 
 def main() -> None:
@@ -103,21 +113,31 @@ def main() -> None:
         size, strategy, gc_on = args.child
         print(json.dumps(child(int(size), strategy, gc_on == "on")))
         return
-    print(f"{'size':>6} {'GC on us/block':>15} {'GC off us/block':>16} {'gen-2 GCs/run':>14} "
-          f"{'gen-2 us/block':>15} {'peak RSS MiB':>13}")
+    print(
+        f"{'size':>6} {'GC on us/block':>15} {'GC off us/block':>16} {'gen-2 GCs/run':>14} "
+        f"{'gen-2 us/block':>15} {'peak RSS MiB':>13}"
+    )
     for text in args.sizes.split(","):
         size = parse_size(text)
         res = {}
         for mode in ("on", "off"):
-            out = subprocess.run([sys.executable, __file__, "--child", str(size), args.strategy, mode],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(size), args.strategy, mode],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             res[mode] = json.loads(out.strip().splitlines()[-1])
         on, off = res["on"], res["off"]
-        print(f"{text:>6} {on['marginal_us_per_block']:15.1f} {off['marginal_us_per_block']:16.1f} "
-              f"{on['gen2_per_run']:14.1f} {on['gen2_us_per_block']:15.1f} {on['peak_rss_mib']:13.0f}")
+        print(
+            f"{text:>6} {on['marginal_us_per_block']:15.1f} {off['marginal_us_per_block']:16.1f} "
+            f"{on['gen2_per_run']:14.1f} {on['gen2_us_per_block']:15.1f} {on['peak_rss_mib']:13.0f}"
+        )
     obj = per_block_objects(args.strategy)
-    print(f"\nper block left behind ({args.strategy}, {obj['blocks']} blocks): {obj['tracked_per_block']:.1f} "
-          f"GC-tracked objects, {obj['bytes_per_block']:.0f} traced bytes")
+    print(
+        f"\nper block left behind ({args.strategy}, {obj['blocks']} blocks): {obj['tracked_per_block']:.1f} "
+        f"GC-tracked objects, {obj['bytes_per_block']:.0f} traced bytes"
+    )
     print("  by type: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(obj["by_type"].items(), key=lambda kv: -kv[1])))
     for where, nbytes in obj["top_lines"]:
         print(f"  {nbytes:7.0f} B/block  {where}")

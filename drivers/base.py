@@ -32,8 +32,11 @@ class Driver:
         if params.node not in self.guest.possible_nodes:
             from balloonsim.errors import ConfigError
 
-            raise ConfigError("driver.node", f"node {params.node} does not exist "
-                              f"(the guest has {len(self.guest.possible_nodes)}; add guest.extra_nodes)")
+            raise ConfigError(
+                "driver.node",
+                f"node {params.node} does not exist "
+                f"(the guest has {len(self.guest.possible_nodes)}; add guest.extra_nodes)",
+            )
 
     def start(self) -> None:
         raise NotImplementedError

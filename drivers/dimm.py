@@ -33,8 +33,9 @@ class AcpiDimm(Driver):
         if params.dimm_size % self.guest.block_size:
             from balloonsim.errors import ConfigError
 
-            raise ConfigError("driver.dimm_size",
-                              f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)")
+            raise ConfigError(
+                "driver.dimm_size", f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)"
+            )
 
     def start(self) -> None:
         self.dimms: list[tuple[int, int]] = []  # (start, size)
@@ -106,5 +107,8 @@ class AcpiDimm(Driver):
         return True
 
     def metrics(self):
-        return {"dimms_plugged": self.plugged, "dimm_unplug_ebusy": self.unplug_ebusy,
-                "dimm_host_refused": self.host_refused}
+        return {
+            "dimms_plugged": self.plugged,
+            "dimm_unplug_ebusy": self.unplug_ebusy,
+            "dimm_host_refused": self.host_refused,
+        }

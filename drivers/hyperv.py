@@ -99,9 +99,15 @@ class HvBalloon(Driver):
         self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, in 2 MiB units?)
         self.num_pages_ballooned = 0
         self.next_region_pfn = None
-        self.stats = {"hv_hotadd_requests": 0, "hv_hotadd_transient": 0, "hv_pages_covered": 0,
-                      "hv_ol_timeouts": 0, "hv_balloon_up_pages": 0, "hv_balloon_down_pages": 0,
-                      "hv_4k_fallbacks": 0}
+        self.stats = {
+            "hv_hotadd_requests": 0,
+            "hv_hotadd_transient": 0,
+            "hv_pages_covered": 0,
+            "hv_ol_timeouts": 0,
+            "hv_balloon_up_pages": 0,
+            "hv_balloon_down_pages": 0,
+            "hv_4k_fallbacks": 0,
+        }
         self.ol_event = self.env.event()
         if g.set_online_page_callback(self.hv_online_page):
             raise RuntimeError("another driver holds the online-page callback")

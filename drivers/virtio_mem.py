@@ -106,8 +106,9 @@ def _is_pow2(v: int) -> bool:
 
 
 class VirtioMemParams(DriverParams):
-    region_start: Size | None = Field(None, description="device region start (default: the first free memory-block"
-                                                         "-aligned address above boot memory)")
+    region_start: Size | None = Field(
+        None, description="device region start (default: the first free memory-block-aligned address above boot memory)"
+    )
     region_size: Size = Field(32 * GiB, description="device region size: a multiple of the memory block size")
     device_block_size: Size = Field(2 * MiB, description="the device's plug granularity (a power of two)")
     force_bbm: bool = Field(False, description="module parameter force_bbm: Big Block Mode even when SBM fits")
@@ -170,8 +171,9 @@ class VirtioMem(Driver):
             if addr is None:
                 raise ConfigError("driver.region_start", "no free memory block above boot memory below guest.max_addr")
         elif any(addr >> PAGE_SHIFT < e and (addr + p.region_size) >> PAGE_SHIFT > s for _, s, e in g.boot_ranges):
-            raise ConfigError("driver.region_start",
-                              f"the region {addr:#x}+{p.region_size >> 20}M overlaps boot memory")
+            raise ConfigError(
+                "driver.region_start", f"the region {addr:#x}+{p.region_size >> 20}M overlaps boot memory"
+            )
         self.addr = addr
         self.region_end = addr + p.region_size
         limit = min(self.region_end, g.max_pfn << PAGE_SHIFT)  # mhp_get_pluggable_range()
@@ -195,8 +197,11 @@ class VirtioMem(Driver):
             bb = max(p.device_block_size, bsize)
             if p.bbm_block_size is not None:
                 if p.bbm_block_size < bb:
-                    raise ConfigError("driver.bbm_block_size", f"too small: at least {bb >> 20}M "
-                                      "(the kernel warns 'bbm_block_size is too small' and ignores it)")
+                    raise ConfigError(
+                        "driver.bbm_block_size",
+                        f"too small: at least {bb >> 20}M "
+                        "(the kernel warns 'bbm_block_size is too small' and ignores it)",
+                    )
                 bb = p.bbm_block_size
             self.bb_size = bb
             self.bb_pages = bb >> PAGE_SHIFT
@@ -215,8 +220,13 @@ class VirtioMem(Driver):
         self._pending = False
         self._wake = None
         self._cfg_event = None  # the target event seen at the last config refresh (None: changed)
-        self.stats = {"plug_failures": 0, "unplug_failures": 0, "add_failures": 0, "retry_timer_fires": 0,
-                      "fake_offline_pages": 0}
+        self.stats = {
+            "plug_failures": 0,
+            "unplug_failures": 0,
+            "add_failures": 0,
+            "retry_timer_fires": 0,
+            "fake_offline_pages": 0,
+        }
         if g.set_online_page_callback(self.online_page_cb):
             raise ConfigError("driver.name", "another driver holds the online-page callback (-EINVAL)")
         g.notifiers.append(self.memory_notifier)
@@ -469,8 +479,11 @@ class VirtioMem(Driver):
 
     def sbm_unplug_sb(self, mb: int, sb: int, count: int):
         s, e = self._sb_range(mb, sb, count)
-        return (yield from self._unplug(s, e, mb, f"subblocks {sb}-{sb + count - 1}",
-                                        before=lambda: self._set_sbs(mb, sb, count, False)))
+        return (
+            yield from self._unplug(
+                s, e, mb, f"subblocks {sb}-{sb + count - 1}", before=lambda: self._set_sbs(mb, sb, count, False)
+            )
+        )
 
     def sbm_plug_and_add_mb(self, mb: int, nb_sb: int):
         """virtio_mem_sbm_plug_and_add_mb(): plug the first subblocks, then add the block."""

@@ -56,8 +56,13 @@ class XenBalloon(Driver):
         self.schedule_delay = 1.0
         self.retry_count = 1
         self.max_retry = self.p.max_retry_count or g.profile.xen_max_retry
-        self.stats = {"xen_populate_batches": 0, "xen_populate_short": 0, "xen_hotplug_segments": 0,
-                      "xen_cancelled": 0, "xen_decrease_pages": 0}
+        self.stats = {
+            "xen_populate_batches": 0,
+            "xen_populate_short": 0,
+            "xen_hotplug_segments": 0,
+            "xen_cancelled": 0,
+            "xen_decrease_pages": 0,
+        }
         self.online_event = self.env.event()
         ret = g.set_online_page_callback(self.xen_online_page)
         if ret:

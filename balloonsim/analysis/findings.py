@@ -62,9 +62,7 @@ def findings(analysis: Analysis) -> list[Finding]:
     for (metric, a, b), group in comp[real].groupby(["metric", "a", "b"], sort=False):
         if info(metric).internal:
             continue
-        compared = set(
-            decided[(decided["metric"] == metric) & (decided["a"] == a) & (decided["b"] == b)]["regime"]
-        )
+        compared = set(decided[(decided["metric"] == metric) & (decided["a"] == a) & (decided["b"] == b)]["regime"])
         for sign, rows in group.groupby(np.sign(group["diff"]), sort=False):
             if sign == 0:
                 continue
@@ -267,9 +265,7 @@ def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: 
         ptext = "Holm p < 0.001"
     else:
         ptext = f"Holm p {'≤' if len(rows) > 1 else '='} {p:.2g}"
-    delta = (
-        f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
-    )
+    delta = f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
     return f"{tests}, {ptext}, {delta}{scope}"
 
 
@@ -365,8 +361,7 @@ def _condition(factor: str, values: set, all_values: list) -> str:
     if len(values) == 1:
         return f"{factor} = {level_text(factor, next(iter(values)))}"
     numeric = all(
-        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
-        for v in all_values
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_) for v in all_values
     )
     if numeric:
         ordered = sorted(all_values)

@@ -104,8 +104,7 @@ class Results:
         if by is not None:
             if by not in self.factors:
                 raise UserError(
-                    f"{self.path / 'runs.csv'}: --by {by!r} is not a factor; factors are "
-                    + ", ".join(self.factors)
+                    f"{self.path / 'runs.csv'}: --by {by!r} is not a factor; factors are " + ", ".join(self.factors)
                 )
             return by
         if DEFAULT_BY in self.varying_factors:
@@ -194,9 +193,7 @@ def _factors(metadata: dict, table: pd.DataFrame, meta_path: Path, runs_path: Pa
         raise UserError(f"{meta_path}: 'factors' must be a list of column names")
     absent = [f for f in factors if f not in table.columns]
     if absent:
-        raise UserError(
-            f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing"
-        )
+        raise UserError(f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing")
     return list(factors)
 
 

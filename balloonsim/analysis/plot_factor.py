@@ -38,17 +38,13 @@ def choose_facet(results, by: str, x: str) -> str | None:
     options = [f for f in options if len(results.levels(f)) <= MAX_FACETS]
     if not options:
         return None
-    return min(
-        options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f]))
-    )
+    return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
 
 
 def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
     """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
     levels = results.levels(x)
-    numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(
-        results.runs[x]
-    )
+    numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
     numeric = numeric and not any(pd.isna(v) for v in levels)
     if numeric and len(levels) > 1:
         lo, hi = float(min(levels)), float(max(levels))
@@ -92,9 +88,7 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
         for ax, fl in zip(axes, facet_levels, strict=True):
             part = runs if facet is None else runs[_eq(runs[facet], fl)]
             _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker, numeric)
-            ax.set_xticks(
-                sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))]
-            )
+            ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
             if slant:
                 ax.tick_params(axis="x", labelrotation=30)
                 for label in ax.get_xticklabels():
@@ -155,8 +149,17 @@ def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, m
         if not numeric:
             dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15)
             yerr = [np.maximum(means - lows, 0), np.maximum(highs - means, 0)]
-            ax.errorbar(xs + dodge, means, yerr=yerr, fmt=marker[str(strategy)],
-                        color=c, markersize=6, capsize=3, linewidth=1.4, label=ps.level_text(by, strategy))
+            ax.errorbar(
+                xs + dodge,
+                means,
+                yerr=yerr,
+                fmt=marker[str(strategy)],
+                color=c,
+                markersize=6,
+                capsize=3,
+                linewidth=1.4,
+                label=ps.level_text(by, strategy),
+            )
             continue
         # Later strategies are drawn thinner on top, so identical lines stay visible underneath.
         width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)

@@ -97,9 +97,7 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
             ax.set_ylim(0, peak / scale * 1.15)  # room for the totals above the bars
         axes[0].set_ylabel(f"memmap per run ({unit})")
         handles = [Patch(color=c, label=n) for n, c in SEGMENTS]
-        handles.append(
-            Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory")
-        )
+        handles.append(Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory"))
         # four entries fit one row only on a wide figure; otherwise two rows, never clipped at the edges
         fig.legend(handles=handles, loc="outside lower center", ncols=4 if width >= 10 else 2, frameon=False)
         title = "Where the memmap of hot-added memory lives"

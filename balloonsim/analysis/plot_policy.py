@@ -59,9 +59,7 @@ def best_cell(samples: dict[str, np.ndarray], metric: str, alpha: float, signifi
         return Cell(order[0] if order else None, None, float("nan"), False, "" if order else "no data")
     best, second = order[0], order[1]
     mean_best, mean_second = float(np.mean(samples[best])), float(np.mean(samples[second]))
-    if better_of(metric, mean_best, mean_second) == 0 or np.isclose(
-        mean_best, mean_second, rtol=1e-9, atol=0
-    ):
+    if better_of(metric, mean_best, mean_second) == 0 or np.isclose(mean_best, mean_second, rtol=1e-9, atol=0):
         tied = [k for k in order if np.isclose(float(np.mean(samples[k])), mean_best, rtol=1e-9, atol=0)]
         if len(tied) == len(order):
             return Cell(None, None, 0.0, False, "all equal")
@@ -167,9 +165,7 @@ def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str,
         grid.append(row)
     row_names = [info(m).label for m in metrics]
     title = f"Best {by} per metric and regime"
-    png = _draw(
-        analysis, grid, row_names, col_names, metrics, "", col_title, title, outdir, "policy_overview"
-    )
+    png = _draw(analysis, grid, row_names, col_names, metrics, "", col_title, title, outdir, "policy_overview")
     caption = (
         f"Each cell names the {by} with the best mean and its margin over the runner-up "
         "(in the metric's unit). "
@@ -209,9 +205,7 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
         ax.imshow(image, aspect="auto", interpolation="nearest")
         ax.grid(False)
         for i, j in itertools.product(range(n_rows), range(n_cols)):
-            ax.text(
-                j, i, texts[i][j], ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j]))
-            )
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=8, color=ps.text_colour(tuple(image[i, j])))
         ax.set_xticks(range(n_cols), col_names, fontsize=8)
         ax.set_yticks(range(n_rows), row_names)
         ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
@@ -228,9 +222,7 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, ylabel, xlabel, tit
             Patch(color=TIE, label="tie"),
         ]
         if any(cell.note.startswith("†") for row in grid for cell in row):
-            handles.append(
-                Patch(color="white", label="†: the winner's guests crashed; measured up to the crash")
-            )
+            handles.append(Patch(color="white", label="†: the winner's guests crashed; measured up to the crash"))
         entry = max(len(h.get_label()) for h in handles) * 0.07 + 0.5  # inches per legend column
         ncols = max(1, min(len(handles), 6, int((width - 0.3) // entry)))
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)

@@ -61,8 +61,7 @@ def parse_regime(results, by: str | None, text: str) -> str:
         raise UserError(f"--regime {text!r}: no successful run matches")
     if len(found) > 1:
         raise UserError(
-            f"--regime {text!r} matches {len(found)} regimes; also give a value for: "
-            + _missing(results, by, text)
+            f"--regime {text!r} matches {len(found)} regimes; also give a value for: " + _missing(results, by, text)
         )
     return found[0]
 
@@ -77,9 +76,7 @@ def choose_regime(analysis, metric: str) -> str:
             rows = comp[(comp["metric"] == metric) & comp["p"].notna()]
         if not rows.empty:
             rows = rows.assign(abs_delta=rows["cliffs_delta"].abs(), abs_diff=rows["diff"].abs())
-            return str(
-                rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0]
-            )
+            return str(rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0])
     return str(labels.iloc[0])
 
 
@@ -121,9 +118,7 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
         rid = str(row["run_id"])
         run_events = None if events is None else events[events["run_id"] == rid]
         run_ts = ts[ts["run_id"] == rid]
-        runs.append(
-            (strategy, row, n, median, run_ts, _event_times(run_ts, run_events), _crash_time(row, run_events))
-        )
+        runs.append((strategy, row, n, median, run_ts, _event_times(run_ts, run_events), _crash_time(row, run_events)))
     series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
     rows_used = [r for r in EVENT_ROWS if any(len(r_[5].get(r[0], ())) for r_ in runs)]
     zoom = _zoom_window(runs, float(ts["t"].min()), float(ts["t"].max()))
@@ -162,9 +157,7 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
             grid[2 * k, 0].set_ylabel("GiB")
         for ax in grid[-1, :]:
             ax.set_xlabel("simulated time (s)")
-        handles = [
-            Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series
-        ]
+        handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
         if "stalled" in ts.columns:
             handles.append(Line2D([], [], color="#d62728", alpha=0.25, linewidth=8, label="stalled"))
         if any(r[6] is not None for r in runs):
@@ -173,11 +166,7 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
         title = f"Representative runs: {regime}"
         fig.suptitle(title, fontweight="bold")
         png = ps.save(fig, outdir, "timeline")
-    source = (
-        "events file"
-        if events is not None
-        else "blocks_added/blocks_online/oom_kills counters (no events file)"
-    )
+    source = "events file" if events is not None else "blocks_added/blocks_online/oom_kills counters (no events file)"
     caption = (
         f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose "
         f"{info(metric).label} is closest to the median of its runs. Lines in GiB; the strip under a panel "
@@ -265,11 +254,7 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
     out: dict[str, np.ndarray] = {}
     if events is not None and not events.empty and "kind" in events:
         kind = events["kind"].astype(str)
-        detail = (
-            events["detail"].fillna("").astype(str)
-            if "detail" in events
-            else pd.Series("", index=events.index)
-        )
+        detail = events["detail"].fillna("").astype(str) if "detail" in events else pd.Series("", index=events.index)
         failed = detail.map(lambda d: bool(FAILED.search(d)))
         t = events["t"].to_numpy(dtype=float)
         out["hot-add request"] = t[(kind == "hotadd_request").to_numpy()]

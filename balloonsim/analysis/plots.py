@@ -37,15 +37,12 @@ class Plot:
     caption: str
 
 
-def check_options(
-    results: Results, by: str | None, metrics: list[str] | None, regime: str | None
-) -> str | None:
+def check_options(results: Results, by: str | None, metrics: list[str] | None, regime: str | None) -> str | None:
     """Reject unknown --metric names and a --regime that does not name one regime; returns its label."""
     unknown = [m for m in metrics or [] if m not in results.metrics]
     if unknown:
         raise UserError(
-            f"--metric {', '.join(unknown)}: not a metric of this experiment; metrics are "
-            + ", ".join(results.metrics)
+            f"--metric {', '.join(unknown)}: not a metric of this experiment; metrics are " + ", ".join(results.metrics)
         )
     return parse_regime(results, by, regime) if regime else None
 

@@ -242,9 +242,7 @@ def _flatten(table: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 def _duration(started, finished) -> str:
     try:
-        seconds = (
-            datetime.fromisoformat(str(finished)) - datetime.fromisoformat(str(started))
-        ).total_seconds()
+        seconds = (datetime.fromisoformat(str(finished)) - datetime.fromisoformat(str(started))).total_seconds()
     except (TypeError, ValueError):
         return ""
     return f" ({seconds / 60:.1f} min)" if seconds >= 120 else f" ({seconds:.0f} s)"
@@ -252,11 +250,7 @@ def _duration(started, finished) -> str:
 
 def _failures(analysis: Analysis) -> list:
     failed = analysis.results.failed
-    errors = (
-        failed["error"].fillna("(no message)").astype(str)
-        if "error" in failed
-        else pd.Series(["?"] * len(failed))
-    )
+    errors = failed["error"].fillna("(no message)").astype(str) if "error" in failed else pd.Series(["?"] * len(failed))
     counts = errors.str.split("\n").str[0].str.slice(0, 160).value_counts()
     rows = [[str(n), f"`{msg}`"] for msg, n in counts.head(10).items()]
     return [

@@ -31,9 +31,7 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     rows = []
     order = {r: i for i, r in enumerate(regime_order(results, by))}
     level_order = {str(v): i for i, v in enumerate(results.levels(by))} if by else {}
-    groups = [
-        ((k if isinstance(k, tuple) else (k,)), g) for k, g in runs.groupby(keys, sort=False, dropna=False)
-    ]
+    groups = [((k if isinstance(k, tuple) else (k,)), g) for k, g in runs.groupby(keys, sort=False, dropna=False)]
     groups.sort(key=lambda kg: (order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
     for key, group in groups:
         cells = [str(key[0])] + ([level_text(by, key[1])] if by else []) + [str(len(group))]
@@ -69,9 +67,7 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
         part = results.runs[labels == regime]
         cells = [regime]
         for m in metrics:
-            samples = {
-                level_text(by, k): g[m].dropna().to_numpy(dtype=float) for k, g in part.groupby(by, sort=False)
-            }
+            samples = {level_text(by, k): g[m].dropna().to_numpy(dtype=float) for k, g in part.groupby(by, sort=False)}
             samples = {k: v for k, v in samples.items() if len(v)}
             cell = best_cell(samples, m, analysis.alpha, lambda best, second: False)
             if cell.best is None:

@@ -17,19 +17,11 @@ from balloonsim.experiment.worker import error_text
 
 @click.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="Results directory [results/<name>]."
-)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results directory [results/<name>].")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
-@click.option(
-    "--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786."
-)
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G."
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Print the design size and first runs; run nothing, write nothing."
-)
+@click.option("--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G.")
+@click.option("--dry-run", is_flag=True, help="Print the design size and first runs; run nothing, write nothing.")
 @click.option("--force", is_flag=True, help="Replace results of a different experiment in the directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--events", is_flag=True, help="Also keep every run's event log.")
@@ -78,9 +70,7 @@ def run(
             timeseries=timeseries,
         )
     except KeyboardInterrupt:
-        click.echo(
-            "balloonsim: interrupted; finished runs are kept, rerun the same command to resume", err=True
-        )
+        click.echo("balloonsim: interrupted; finished runs are kept, rerun the same command to resume", err=True)
         ctx.exit(130)
     click.echo(summary.text())
     code = 1 if summary.failed else 0

@@ -26,9 +26,7 @@ def format_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return (
-            repr(value)
-            if math.isfinite(value)
-            else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+            repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
         )
     if isinstance(value, int):
         return str(value)
@@ -84,9 +82,7 @@ def write_atomically(path: Path, lines: Iterator[str] | Sequence[str]) -> None:
     fsync_dir(path.parent)
 
 
-def recover(
-    path: Path, key: str, keep: Callable[[dict[str, str]], bool]
-) -> tuple[list[str] | None, set[str]]:
+def recover(path: Path, key: str, keep: Callable[[dict[str, str]], bool]) -> tuple[list[str] | None, set[str]]:
     """Rewrite `path` with its header and, per `key` value, only the last whole row that `keep` accepts.
 
     Returns the header (None when the file has none) and the set of kept keys.

@@ -89,9 +89,7 @@ class LocalProcesses(Executor):
         self.slots = 2 * jobs
         self.description = f"local processes ({jobs} workers)"
         self._pool = self._new_pool()
-        self._pool_of: weakref.WeakKeyDictionary[cf.Future, cf.ProcessPoolExecutor] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._pool_of: weakref.WeakKeyDictionary[cf.Future, cf.ProcessPoolExecutor] = weakref.WeakKeyDictionary()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_worker_context())
@@ -162,9 +160,7 @@ class DaskExecutor(Executor):
             if jobs is not None:
                 raise UserError("--jobs does not apply to an existing Dask scheduler; its workers decide")
             if not _DASK_ADDRESS.match(address):
-                raise UserError(
-                    f"--dask {address!r}: expected 'local' or a scheduler address like tcp://host:8786"
-                )
+                raise UserError(f"--dask {address!r}: expected 'local' or a scheduler address like tcp://host:8786")
             try:
                 self._client = distributed.Client(address, timeout="10s")
             except (OSError, TimeoutError) as exc:

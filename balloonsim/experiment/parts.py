@@ -42,9 +42,7 @@ def concat(tables: Iterable[pa.Table]) -> pa.Table:
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with exactly `schema`'s columns, in order, nulls where it has none."""
     columns = [
-        table.column(f.name).cast(f.type)
-        if f.name in table.column_names
-        else pa.nulls(table.num_rows, f.type)
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
@@ -167,9 +165,7 @@ class PartDataset:
             columns += [name for name in schema.names if name not in columns]
         padding = "," * (len(columns) - len(old_header or []))
         target = pa.unify_schemas(schemas, promote_options="permissive")
-        target = pa.schema(
-            [target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns]
-        )
+        target = pa.schema([target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns])
         with open(tmp, "wb") as handle:
             handle.write(format_line(columns).encode())
             if old_header is not None:

@@ -25,9 +25,7 @@ def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
     full = 1
     for axis in design_axes(exp):
         full *= len(exp.factors[axis[0]])
-    lines = [
-        f"experiment {exp.name}: {points} design points x {exp.replications} replications = {total} runs"
-    ]
+    lines = [f"experiment {exp.name}: {points} design points x {exp.replications} replications = {total} runs"]
     if full != points:
         lines[0] += f" ({full - points} of {full} design points excluded)"
     if exp.factors:

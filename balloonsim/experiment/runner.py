@@ -99,9 +99,7 @@ def run_experiment(
     (default: only when the real simulator is used).  Bad input raises UserError/ConfigError before anything
     is written.
     """
-    exp = resolve_experiment(
-        source, overrides, check_runs=run_fn is None if check_runs is None else check_runs
-    )
+    exp = resolve_experiment(source, overrides, check_runs=run_fn is None if check_runs is None else check_runs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(exp)
     options = StoreOptions(timeseries=timeseries, events=events)
     check_target(out, exp, options, force)

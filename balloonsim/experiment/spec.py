@@ -21,9 +21,7 @@ from balloonsim.experiment.keypaths import canonical_json, digest, join, suggest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Keys of a run configuration that an experiment must not set per run: the runner owns them.
-RESERVED_RUN_KEYS = {
-    "seed": "each run's seed derives from the experiment's master `seed`; use `replications`"
-}
+RESERVED_RUN_KEYS = {"seed": "each run's seed derives from the experiment's master `seed`; use `replications`"}
 # runs.csv columns the runner writes before the factor columns.
 RESULT_COLUMNS = ("run_id", "index", "replicate", "seed", "status", "error")
 
@@ -63,9 +61,7 @@ class Experiment(BaseModel):
 
     @property
     def source_sha256(self) -> str | None:
-        return (
-            hashlib.sha256(self._source_text.encode()).hexdigest() if self._source_text is not None else None
-        )
+        return hashlib.sha256(self._source_text.encode()).hexdigest() if self._source_text is not None else None
 
     @property
     def design_sha256(self) -> str:
@@ -119,9 +115,7 @@ def flatten_factors(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             items = [(path, value)]
         for name, levels in items:
             if name in out:
-                raise ConfigError(
-                    join("factors", name), "factor given twice (once as a dotted key, once nested)"
-                )
+                raise ConfigError(join("factors", name), "factor given twice (once as a dotted key, once nested)")
             out[name] = levels
     return out
 
@@ -138,17 +132,13 @@ def flatten_exclusion(entry: dict[str, Any], factors: dict[str, Any], where: str
             elif isinstance(value, dict) and any(name.startswith(path + ".") for name in factors):
                 walk(value, path)
             else:
-                raise ConfigError(
-                    join(where, path), f"not a factor of this experiment{suggest(path, factors)}"
-                )
+                raise ConfigError(join(where, path), f"not a factor of this experiment{suggest(path, factors)}")
 
     walk(entry, "")
     return out
 
 
-def load_experiment(
-    path: str | Path, overrides: Iterable[str] = (), *, check_runs: bool = True
-) -> Experiment:
+def load_experiment(path: str | Path, overrides: Iterable[str] = (), *, check_runs: bool = True) -> Experiment:
     """Read, override and validate an experiment file; every run configuration is checked up front.
 
     Raises `UserError`/`ConfigError` (exit code 2) naming the file line or key path.
@@ -210,9 +200,7 @@ def _config_error(exc: ValidationError) -> ConfigError:
     elif kind == "missing":
         message = "required key is missing"
     elif kind == "string_pattern_mismatch" and loc == ("name",):
-        message = (
-            f"{value!r} is not a usable name: use letters, digits, '.', '_' and '-' (it names a directory)"
-        )
+        message = f"{value!r} is not a usable name: use letters, digits, '.', '_' and '-' (it names a directory)"
     else:
         text = first["msg"]
         message = f"{text[0].lower()}{text[1:]} (got {_show(value)})"
@@ -271,9 +259,7 @@ def _check_zip(exp: Experiment) -> None:
                 "zip",
                 'zip groups are for design = "full"; design = "zip" already varies all factors together',
             )
-        _check_equal_lengths(
-            exp, list(exp.factors), "factors", 'design = "zip" varies all factors together, so'
-        )
+        _check_equal_lengths(exp, list(exp.factors), "factors", 'design = "zip" varies all factors together, so')
         return
     seen: dict[str, int] = {}
     for g, group in enumerate(exp.zip):
@@ -322,12 +308,8 @@ def _check_distinct(exp: Experiment, axis: list[str], axis_index: int) -> None:
         if key in seen:
             if len(axis) == 1:
                 where = join("factors", axis[0], i)
-                raise ConfigError(
-                    where, f"duplicate level {_show(exp.factors[axis[0]][i])} (same as [{seen[key]}])"
-                )
-            raise ConfigError(
-                "zip", f"levels [{seen[key]}] and [{i}] of {', '.join(axis)} are the same combination"
-            )
+                raise ConfigError(where, f"duplicate level {_show(exp.factors[axis[0]][i])} (same as [{seen[key]}])")
+            raise ConfigError("zip", f"levels [{seen[key]}] and [{i}] of {', '.join(axis)} are the same combination")
         seen[key] = i
 
 
@@ -338,15 +320,12 @@ def _check_exclusions(exp: Experiment) -> None:
             raise ConfigError(where, "empty table would exclude every run")
         for name, level in entry.items():
             if name not in exp.factors:
-                raise ConfigError(
-                    join(where, name), f"not a factor of this experiment{suggest(name, exp.factors)}"
-                )
+                raise ConfigError(join(where, name), f"not a factor of this experiment{suggest(name, exp.factors)}")
             levels = exp.factors[name]
             if canonical_json(level) not in {canonical_json(x) for x in levels}:
                 shown = [str(x) for x in levels]
                 hint = suggest(str(level), shown) if isinstance(level, str) else ""
                 raise ConfigError(
                     join(where, name),
-                    f"{_show(level)} is not a level of this factor "
-                    f"(levels: {', '.join(map(_show, levels))}){hint}",
+                    f"{_show(level)} is not a level of this factor (levels: {', '.join(map(_show, levels))}){hint}",
                 )

@@ -211,9 +211,7 @@ class ResultStore:
         self._timing = CsvLog(self.directory / TIMING, TIMING_COLUMNS)
         fixed = set(FIXED_COLUMNS + factor_columns)
         for column in columns[len(FIXED_COLUMNS) + len(factor_columns) :]:
-            name = (
-                column[len("metric.") :] if column.startswith("metric.") and column[7:] in fixed else column
-            )
+            name = column[len("metric.") :] if column.startswith("metric.") and column[7:] in fixed else column
             self._metric_columns[name] = column
 
     def _write_experiment_copy(self) -> None:
@@ -228,9 +226,7 @@ class ResultStore:
     def _start_metadata(self, previous: dict[str, Any] | None, executor: str) -> None:
         exp = self.experiment
         sessions = list(previous.get("sessions", [])) if previous else []
-        sessions.append(
-            {"started_at": provenance.now(), "ended_at": None, "status": "running", "executor": executor}
-        )
+        sessions.append({"started_at": provenance.now(), "ended_at": None, "status": "running", "executor": executor})
         self._schemas = [list(schema) for schema in (previous or {}).get("metric_schemas", [])]
         self._metadata = {
             "format": RESULTS_FORMAT,
@@ -258,9 +254,7 @@ class ResultStore:
         self._save_metadata()
 
     def _save_metadata(self) -> None:
-        write_atomically(
-            self.directory / METADATA, [json.dumps(self._metadata, indent=2, default=str) + "\n"]
-        )
+        write_atomically(self.directory / METADATA, [json.dumps(self._metadata, indent=2, default=str) + "\n"])
 
     # ---- adding runs --------------------------------------------------------------------------------------
 
@@ -379,9 +373,7 @@ def _lock(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise UserError(
-            f"{directory} is being written by another balloonsim run; wait for it or use --out"
-        ) from None
+        raise UserError(f"{directory} is being written by another balloonsim run; wait for it or use --out") from None
     return fd
 
 

@@ -42,9 +42,7 @@ def validate_runs(exp: Experiment, load: ScenarioLoader | None = None) -> int:
             raise locate(join(*first["loc"]), first["msg"], point, exp) from None
         rid = run_id(point.config, 0)
         if rid in ids:
-            raise ConfigError(
-                "factors", f"design points {ids[rid]} and {point.index} have the same configuration"
-            )
+            raise ConfigError("factors", f"design points {ids[rid]} and {point.index} have the same configuration")
         ids[rid] = point.index
     if count == 0:
         raise ConfigError("exclude", "excludes every run; the design is empty")

@@ -9,7 +9,24 @@ from balloonsim.kernel.profiles import PROFILES, KernelProfile, get_profile
 from balloonsim.kernel.zone import Zone, ZoneType
 
 __all__ = [
-    "BlockState", "E2BIG", "EBUSY", "EEXIST", "EINVAL", "ENOMEM", "Extents", "Guest", "GuestConfig",
-    "GuestCrash", "KernelProfile", "Memmap", "Meminfo", "MemoryBlock", "PROFILES", "Zone", "ZoneType",
-    "errname", "get_profile", "probe_memory_block_size",
+    "BlockState",
+    "E2BIG",
+    "EBUSY",
+    "EEXIST",
+    "EINVAL",
+    "ENOMEM",
+    "Extents",
+    "Guest",
+    "GuestConfig",
+    "GuestCrash",
+    "KernelProfile",
+    "Memmap",
+    "Meminfo",
+    "MemoryBlock",
+    "PROFILES",
+    "Zone",
+    "ZoneType",
+    "errname",
+    "get_profile",
+    "probe_memory_block_size",
 ]

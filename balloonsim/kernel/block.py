@@ -38,8 +38,20 @@ class MemoryBlock:
     """One memory block: the unit of onlining, offlining and removal."""
 
     __slots__ = (
-        "id", "start_pfn", "nr_pages", "nid", "state", "zone", "backed", "exposed", "vmemmap_pfns",
-        "memmap", "unmovable", "group", "withheld_offlinable", "online_type",
+        "id",
+        "start_pfn",
+        "nr_pages",
+        "nid",
+        "state",
+        "zone",
+        "backed",
+        "exposed",
+        "vmemmap_pfns",
+        "memmap",
+        "unmovable",
+        "group",
+        "withheld_offlinable",
+        "online_type",
     )
 
     def __init__(self, block_id: int, start_pfn: int, nr_pages: int, nid: int, group: int):
@@ -87,6 +99,8 @@ class MemoryBlock:
         return self.zone is not None and self.zone.type is not ZoneType.MOVABLE
 
     def __repr__(self) -> str:
-        return (f"MemoryBlock(memory{self.id} node{self.nid} {self.state.value} "
-                f"zone={self.zone.type.value if self.zone else None} backed={self.backed.total} "
-                f"exposed={self.exposed.total} vmemmap={self.vmemmap_pfns.total})")
+        return (
+            f"MemoryBlock(memory{self.id} node{self.nid} {self.state.value} "
+            f"zone={self.zone.type.value if self.zone else None} backed={self.backed.total} "
+            f"exposed={self.exposed.total} vmemmap={self.vmemmap_pfns.total})"
+        )

@@ -119,8 +119,7 @@ class Guest:
         self._prebacked: dict[int, Extents] = {}  # block id -> backing that predates add_memory()
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
         self._layout_boot()
-        bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor,
-                                                         self.profile)
+        bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor, self.profile)
         self.block_size = bz
         self.block_pages = bz >> PAGE_SHIFT
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
@@ -134,8 +133,7 @@ class Guest:
     def _layout_boot(self) -> None:
         cfg = self.config
         nnodes = len(cfg.boot) + cfg.extra_nodes
-        distances = {(a, b): 10 if a == b else cfg.node_distance_remote
-                     for a in range(nnodes) for b in range(nnodes)}
+        distances = {(a, b): 10 if a == b else cfg.node_distance_remote for a in range(nnodes) for b in range(nnodes)}
         zones = {(nid, zt): Zone(nid, zt) for nid in range(nnodes) for zt in ZoneType}
         self.alloc = PageAllocator(zones, distances)
         self.online_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}
@@ -270,8 +268,9 @@ class Guest:
         return None if usable - hot_free_at_most >= pages else stack[0]
 
     # ------------------------------------------------------------------------- add_memory ---
-    def add_memory(self, nid: int, start: int, size: int, hint: Extents | None = None,
-                   memmap_on_memory: bool = True) -> int:
+    def add_memory(
+        self, nid: int, start: int, size: int, hint: Extents | None = None, memmap_on_memory: bool = True
+    ) -> int:
         """add_memory(nid, start, size): 0 or a negative errno; nothing stays added on failure.
 
         `hint` (pfns) is the usable-subrange hint: the part the driver knows is backed. It is only
@@ -315,8 +314,10 @@ class Guest:
         if nid not in self.possible_nodes:
             return -EINVAL
         group = self._next_group
-        blocks = [MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
-                  for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)]
+        blocks = [
+            MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
+            for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)
+        ]
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
             b.backed = self._prebacked.pop(b.id, Extents())
         txn = Transaction()
@@ -358,8 +359,16 @@ class Guest:
                     self.auto_online_hook(b.id, ret)
         return 0
 
-    def _undo_add(self, txn: Transaction, start_pfn: int, nr_pages: int, blocks: list[MemoryBlock],
-                  slab: int, roots: set[int] | None = None, slab_pages: dict[int, int] | None = None) -> None:
+    def _undo_add(
+        self,
+        txn: Transaction,
+        start_pfn: int,
+        nr_pages: int,
+        blocks: list[MemoryBlock],
+        slab: int,
+        roots: set[int] | None = None,
+        slab_pages: dict[int, int] | None = None,
+    ) -> None:
         for b in blocks:
             if b.backed:
                 self._prebacked[b.id] = b.backed
@@ -435,8 +444,9 @@ class Guest:
         block.memmap = m
         return 0
 
-    def altmap_memmap(self, block: MemoryBlock, base_pfn: int, nr: int, kind: str,
-                      host: MemoryBlock | None = None) -> None:
+    def altmap_memmap(
+        self, block: MemoryBlock, base_pfn: int, nr: int, kind: str, host: MemoryBlock | None = None
+    ) -> None:
         """Carve `nr` vmemmap pages at `base_pfn` from hot-added memory (altmap_alloc_block_buf)."""
         host = host or block
         m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
@@ -449,8 +459,10 @@ class Guest:
             for sec in range(block.start_pfn, block.end_pfn, step):
                 va0 = pfn_to_page_addr(sec, self.sp)
                 va1 = pfn_to_page_addr(sec + step, self.sp)
-                self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD altmap pfn "
-                            f"{base_pfn + (sec - block.start_pfn) * self.sp // PAGE_SIZE:#x}")
+                self._trace(
+                    f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD altmap pfn "
+                    f"{base_pfn + (sec - block.start_pfn) * self.sp // PAGE_SIZE:#x}"
+                )
 
     def write_memmap(self, block: MemoryBlock, what: str) -> None:
         """memmap_init_range()/page_init_poison(): every struct page of `block` is written; the pages
@@ -471,8 +483,9 @@ class Guest:
             if hole is not None:
                 # backing page `hole` holds the struct pages of pfns starting here
                 described = block.start_pfn + (hole - s) * (PAGE_SIZE // self.sp)
-                crash = GuestCrash(hole << PAGE_SHIFT, pfn_to_page_addr(described, self.sp),
-                                   f"{what} of memory{block.id}")
+                crash = GuestCrash(
+                    hole << PAGE_SHIFT, pfn_to_page_addr(described, self.sp), f"{what} of memory{block.id}"
+                )
                 self.crashed = crash
                 raise crash
 
@@ -584,8 +597,11 @@ class Guest:
             raise ValueError(f"memory{block.id} is not online")
         hole = block.backed.first_missing(start, end)
         if hole is not None:
-            crash = GuestCrash(hole << PAGE_SHIFT, pfn_to_page_addr(hole, self.sp),
-                               f"buddy allocator used unbacked page of memory{block.id}")
+            crash = GuestCrash(
+                hole << PAGE_SHIFT,
+                pfn_to_page_addr(hole, self.sp),
+                f"buddy allocator used unbacked page of memory{block.id}",
+            )
             self.crashed = crash
             raise crash
         new = Extents.span(start, end)
@@ -631,8 +647,7 @@ class Guest:
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             self.stats.offline_ebusy += 1
             return -EBUSY
-        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ())
-               if h != block.id):
+        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ()) if h != block.id):
             self.stats.offline_ebusy += 1
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
@@ -706,8 +721,9 @@ class Guest:
             del self.blocks[b.id]
         freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
         if freed_tables:
-            self._free_kernel(blocks[0].nid if self.node_has_memory(blocks[0].nid) else min(self.online_nodes),
-                              freed_tables)
+            self._free_kernel(
+                blocks[0].nid if self.node_has_memory(blocks[0].nid) else min(self.online_nodes), freed_tables
+            )
             self.stats.pagetable_pages -= freed_tables
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, 0)  # section roots stay
         self.uncharge_slab(meta)

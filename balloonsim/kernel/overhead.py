@@ -29,7 +29,6 @@ SECTION_ROOT_BYTES = 4096
 RESOURCE_BYTES = 256
 
 
-
 @dataclass
 class PageTables:
     """Page-table pages by the region each maps; a count per region says when a table can go."""
@@ -91,5 +90,9 @@ class PageTables:
 
 
 def metadata_bytes(nr_blocks: int, nr_sections: int, new_roots: int) -> int:
-    return (nr_blocks * MEMORY_BLOCK_BYTES + nr_sections * SECTION_USAGE_BYTES + new_roots * SECTION_ROOT_BYTES
-            + RESOURCE_BYTES)
+    return (
+        nr_blocks * MEMORY_BLOCK_BYTES
+        + nr_sections * SECTION_USAGE_BYTES
+        + new_roots * SECTION_ROOT_BYTES
+        + RESOURCE_BYTES
+    )

@@ -75,8 +75,9 @@ class PageAllocator:
         self._zonelists.clear()
 
     def nodes_by_distance(self, nid: int) -> list[int]:
-        return sorted(self._nids, key=lambda other: (self.distances.get((nid, other), 10 if nid == other
-                                                                        else 20), other))
+        return sorted(
+            self._nids, key=lambda other: (self.distances.get((nid, other), 10 if nid == other else 20), other)
+        )
 
     def zonelist(self, nid: int, kernel_only: bool) -> list[Zone]:
         """Node order: every allowed zone of the nearest node first (build_zonelists, node order)."""
@@ -151,8 +152,15 @@ class PageAllocator:
                 room += r
         return room
 
-    def alloc(self, nid: int, n: int, gfp: Gfp, txn: Transaction | None = None,
-              partial: bool = False, charge: str | None = None) -> int:
+    def alloc(
+        self,
+        nid: int,
+        n: int,
+        gfp: Gfp,
+        txn: Transaction | None = None,
+        partial: bool = False,
+        charge: str | None = None,
+    ) -> int:
         """Allocate n base pages near `nid`; returns pages allocated (all-or-nothing unless partial).
 
         `charge` overrides the counter the pages are charged to (e.g. "pagecache" for file reads).
@@ -161,8 +169,9 @@ class PageAllocator:
             return 0
         kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL, Gfp.BALLOON)  # GFP_HIGHUSER has no __GFP_MOVABLE
         zl = self.zonelist(nid, kernel_only=kernel)
-        kind = charge or ("kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else
-                          ("balloon" if gfp is Gfp.BALLOON else "anon"))
+        kind = charge or (
+            "kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else ("balloon" if gfp is Gfp.BALLOON else "anon")
+        )
         first = zl[0]
         if first.free - first.wmark_low >= n:  # the fast path: the preferred zone has room above low
             self._take(first, n, kind, nid, txn)

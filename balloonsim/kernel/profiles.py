@@ -57,9 +57,17 @@ _K419 = KernelProfile(
     auto_online_types=("offline", "online"),
 )
 # each later profile is the one before it plus what changed
-_K512 = replace(_K419, name="5.12", memmap_on_memory="single-block", hv_online_outside_regions=True,
-                xen_max_retry=4, online_to_tail=True, min_free_kbytes_max=262144,
-                bare_metal_max_block=True, auto_online_types=("offline", "online", "online_kernel", "online_movable"))
+_K512 = replace(
+    _K419,
+    name="5.12",
+    memmap_on_memory="single-block",
+    hv_online_outside_regions=True,
+    xen_max_retry=4,
+    online_to_tail=True,
+    min_free_kbytes_max=262144,
+    bare_metal_max_block=True,
+    auto_online_types=("offline", "online", "online_kernel", "online_movable"),
+)
 _K68 = replace(_K512, name="6.8", memmap_on_memory="per-block", mhp_silent_fallback=True, xen_kthread=True)
 _K612 = replace(_K68, name="6.12", vmstat_nr_memmap=True)
 

@@ -26,8 +26,20 @@ class ZoneType(StrEnum):
 
 class Zone:
     __slots__ = (
-        "nid", "type", "present", "managed", "free_pmd", "free_base", "pagecache", "anon", "kernel",
-        "wmark_min", "wmark_low", "wmark_high", "span_start", "span_end",
+        "nid",
+        "type",
+        "present",
+        "managed",
+        "free_pmd",
+        "free_base",
+        "pagecache",
+        "anon",
+        "kernel",
+        "wmark_min",
+        "wmark_low",
+        "wmark_high",
+        "span_start",
+        "span_end",
     )
 
     def __init__(self, nid: int, ztype: ZoneType):
@@ -103,5 +115,4 @@ class Zone:
         return start < self.span_end and end > self.span_start
 
     def __repr__(self) -> str:
-        return (f"Zone(node{self.nid} {self.type.value} present={self.present} managed={self.managed} "
-                f"free={self.free})")
+        return f"Zone(node{self.nid} {self.type.value} present={self.present} managed={self.managed} free={self.free})"

@@ -73,8 +73,11 @@ def get_strategy(spec: str, params: dict | None = None, key: str = "memmap") -> 
         else:
             everything = sorted({f for cls in known.values() for f in cls.Params.model_fields})
             near = difflib.get_close_matches(unknown[0], everything, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else (
-                f" (its parameters: {', '.join(accepted)})" if accepted else " (it takes no parameters)")
+            hint = (
+                f" (did you mean {near[0]!r}?)"
+                if near
+                else (f" (its parameters: {', '.join(accepted)})" if accepted else " (it takes no parameters)")
+            )
         raise ConfigError(f"{prefix}{unknown[0]}", f"not a parameter of memmap strategy {spec!r}{hint}")
     return links[0] if len(links) == 1 else Chain(links)
 

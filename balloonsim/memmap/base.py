@@ -32,8 +32,9 @@ class MemmapStrategy:
     def __init__(self, **params):
         self.params = self.Params(**params)
 
-    def place(self, guest: Guest, nid: int, blocks: list[MemoryBlock], hint: Extents | None,
-              mhp_flag: bool, txn: Transaction) -> int:
+    def place(
+        self, guest: Guest, nid: int, blocks: list[MemoryBlock], hint: Extents | None, mhp_flag: bool, txn: Transaction
+    ) -> int:
         raise NotImplementedError
 
     def check_remove(self, guest: Guest, blocks: list[MemoryBlock]) -> int:

@@ -30,8 +30,9 @@ class Dist(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self):
-        need = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("median",),
-                "uniform": ("low", "high")}[self.dist]
+        need = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("median",), "uniform": ("low", "high")}[
+            self.dist
+        ]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"{self.dist} needs {', '.join(missing)}")

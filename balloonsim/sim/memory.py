@@ -53,8 +53,7 @@ class UserMemory:
     # -- tasks -----------------------------------------------------------------------------------
     def spawn(self, name: str, want_pages: int, oom_score_adj: int = 0, on_kill=None) -> Task:
         self._next_id += 1
-        task = Task(self._next_id, name, want_pages, self.sim.env.now, oom_score_adj=oom_score_adj,
-                    on_kill=on_kill)
+        task = Task(self._next_id, name, want_pages, self.sim.env.now, oom_score_adj=oom_score_adj, on_kill=on_kill)
         self.tasks[task.id] = task
         return task
 
@@ -104,8 +103,10 @@ class UserMemory:
         """Freed anonymous memory goes back to the zones holding anon pages, Movable first."""
         if pages <= 0:
             return
-        zones = sorted((z for z in self.guest.alloc.iter_zones() if z.anon),
-                       key=lambda z: (z.type is not ZoneType.MOVABLE, -z.anon))
+        zones = sorted(
+            (z for z in self.guest.alloc.iter_zones() if z.anon),
+            key=lambda z: (z.type is not ZoneType.MOVABLE, -z.anon),
+        )
         for z in zones:
             k = min(pages, z.anon)
             self.guest.alloc.free(z, k, "anon")

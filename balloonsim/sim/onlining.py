@@ -59,11 +59,14 @@ class AutoOnline(OnliningAgent):
         guest = self.sim.guest
         allowed = guest.profile.auto_online_types
         if self.p.online_type not in allowed:
-            raise ConfigError("onlining.online_type", f"kernel {guest.profile.name} auto-onlines only with "
-                              f"{', '.join(t for t in allowed if t != 'offline')}")
+            raise ConfigError(
+                "onlining.online_type",
+                f"kernel {guest.profile.name} auto-onlines only with {', '.join(t for t in allowed if t != 'offline')}",
+            )
         guest.auto_online = self.p.online_type
         guest.auto_online_hook = lambda bid, ret: self.sim.events.log(
-            self.sim.env.now, "online", bid, errname(ret) if ret else f"auto {self.p.online_type}")
+            self.sim.env.now, "online", bid, errname(ret) if ret else f"auto {self.p.online_type}"
+        )
 
 
 class UdevParams(AgentParams):

@@ -21,8 +21,18 @@ from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
 
-TIMESERIES_COLUMNS = ["t", "memtotal_bytes", "memfree_bytes", "demand_bytes", "pagecache_bytes", "target_bytes",
-                      "blocks_added", "blocks_online", "stalled", "oom_kills"]
+TIMESERIES_COLUMNS = [
+    "t",
+    "memtotal_bytes",
+    "memfree_bytes",
+    "demand_bytes",
+    "pagecache_bytes",
+    "target_bytes",
+    "blocks_added",
+    "blocks_online",
+    "stalled",
+    "oom_kills",
+]
 
 
 @dataclass
@@ -41,11 +51,22 @@ class Sim:
         self.env = simpy.Environment()
         self.events = EventLog(sc.record_events)
         g = sc.guest
-        cfg = GuestConfig(boot=list(g.boot), extra_nodes=g.extra_nodes, max_addr=g.max_addr, block_size=g.block_size,
-                          kernel=g.kernel, hypervisor=g.hypervisor, movable_node=g.movable_node, debug_vm=g.debug_vm,
-                          accounting=g.accounting, direct_gbpages=g.direct_gbpages, kernel_reserved=g.kernel_reserved,
-                          page_cache=g.page_cache, online_policy=g.online_policy,
-                          auto_movable_ratio=g.auto_movable_ratio)
+        cfg = GuestConfig(
+            boot=list(g.boot),
+            extra_nodes=g.extra_nodes,
+            max_addr=g.max_addr,
+            block_size=g.block_size,
+            kernel=g.kernel,
+            hypervisor=g.hypervisor,
+            movable_node=g.movable_node,
+            debug_vm=g.debug_vm,
+            accounting=g.accounting,
+            direct_gbpages=g.direct_gbpages,
+            kernel_reserved=g.kernel_reserved,
+            page_cache=g.page_cache,
+            online_policy=g.online_policy,
+            auto_movable_ratio=g.auto_movable_ratio,
+        )
         self.guest = Guest(cfg, get_strategy(sc.memmap.strategy, sc.memmap.params))
         params = sc.section_params()
         self.host = HostMemory(params["host"].memory >> PAGE_SHIFT)
@@ -127,9 +148,20 @@ class Sim:
         free <<= PAGE_SHIFT
         if free < self.memfree_min:
             self.memfree_min = free
-        self._samples.append((self.env.now, managed << PAGE_SHIFT, free, self.workload.demand_bytes,
-                              cache << PAGE_SHIFT, self.target_bytes, len(self.guest.blocks),
-                              self.guest.blocks_online, stalled, self.memory.oom_kills))
+        self._samples.append(
+            (
+                self.env.now,
+                managed << PAGE_SHIFT,
+                free,
+                self.workload.demand_bytes,
+                cache << PAGE_SHIFT,
+                self.target_bytes,
+                len(self.guest.blocks),
+                self.guest.blocks_online,
+                stalled,
+                self.memory.oom_kills,
+            )
+        )
 
     # -- results -----------------------------------------------------------------------------------
     def result(self) -> RunResult:
@@ -144,8 +176,9 @@ class Sim:
             usable += b.exposed.total
             if b.memmap is not None and b.unbacked:
                 unbacked_memmap += b.memmap.pages * b.unbacked // b.nr_pages
-        delays = [self.block_usable_at[b] - self.block_added_at[b] for b in self.block_usable_at
-                  if b in self.block_added_at]
+        delays = [
+            self.block_usable_at[b] - self.block_added_at[b] for b in self.block_usable_at if b in self.block_added_at
+        ]
         p50, p95 = (float(np.percentile(delays, 50)), float(np.percentile(delays, 95))) if delays else (np.nan, np.nan)
         removable = sum(1 for b in g.blocks.values() if g.removable(b))
         errs = st.add_errors

@@ -99,9 +99,7 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def planted(
-    root: Path, kmalloc_mean: float = 5.0, altmap_mean: float = 1.0, n: int = 20, seed: int = 1
-) -> Path:
+def planted(root: Path, kmalloc_mean: float = 5.0, altmap_mean: float = 1.0, n: int = 20, seed: int = 1) -> Path:
     """Two strategies, one regime; oom_kills Poisson with the given means; stall_fraction equal in law.
 
     Each metric has its own random stream (seeded) so the equal pair does not change when the planted
@@ -156,9 +154,7 @@ def realistic(
         for rep in range(seeds):
             run_id = f"{strategy[:3]}-{driver}-{delay}-{rep}"
             row, ts, ev = _one_run(rng, run_id, strategy, driver, delay)
-            row.update(
-                {"run_id": run_id, "index": index, "replicate": rep, "seed": int(rng.integers(1 << 31))}
-            )
+            row.update({"run_id": run_id, "index": index, "replicate": rep, "seed": int(rng.integers(1 << 31))})
             rows.append(row)
             series.append(ts)
             events.append(ev)
@@ -186,9 +182,7 @@ def _one_run(rng: np.random.Generator, run_id: str, strategy: str, driver: str, 
     requests = 8
     enomem = int(rng.binomial(requests, min(0.08 * delay, 0.9))) if strategy == "kmalloc" else 0
     ok = requests - enomem
-    lam = {"kmalloc": 0.3 + 0.6 * delay, "altmap": 0.3 + 0.08 * delay, "subrange-hint": 0.3 + 0.1 * delay}[
-        strategy
-    ]
+    lam = {"kmalloc": 0.3 + 0.6 * delay, "altmap": 0.3 + 0.08 * delay, "subrange-hint": 0.3 + 0.1 * delay}[strategy]
     oom = int(rng.poisson(lam * (sim_time / 120)))
     memmap = ok * MEMMAP_PER_BLOCK
     kmalloc = {"kmalloc": memmap, "altmap": 0, "subrange-hint": memmap // 8}[strategy]
@@ -206,9 +200,7 @@ def _one_run(rng: np.random.Generator, run_id: str, strategy: str, driver: str, 
         "onlining.delay_s": delay,
         "oom_kills": oom,
         "stall_fraction": float(
-            np.clip(
-                0.02 + 0.015 * delay * (1.6 if strategy == "kmalloc" else 0.5) + rng.normal(0, 0.01), 0, 1
-            )
+            np.clip(0.02 + 0.015 * delay * (1.6 if strategy == "kmalloc" else 0.5) + rng.normal(0, 0.01), 0, 1)
         ),
         "hotadd_requests": requests,
         "hotadd_ok": ok,

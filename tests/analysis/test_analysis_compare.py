@@ -36,9 +36,7 @@ def test_holm_properties(p):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    hs.lists(hs.integers(0, 6), min_size=1, max_size=15), hs.lists(hs.integers(0, 6), min_size=1, max_size=15)
-)
+@given(hs.lists(hs.integers(0, 6), min_size=1, max_size=15), hs.lists(hs.integers(0, 6), min_size=1, max_size=15))
 def test_cliffs_delta_matches_definition(a, b):
     a, b = np.array(a, float), np.array(b, float)
     brute = np.sign(a[:, None] - b[None, :]).mean()

@@ -62,9 +62,7 @@ def test_zipped_factors_are_one_axis(tmp_path):
     assert results.aliases == {"host.controller": "driver.name"}
     assert results.independent_factors == ["memmap.strategy", "driver.name", "onlining.delay"]
     comp = analyze(root).comparisons
-    assert set(comp["regime"]) == {
-        f"driver.name={d}, onlining.delay={x}" for d in ("hyperv", "xen") for x in (0, 30)
-    }
+    assert set(comp["regime"]) == {f"driver.name={d}, onlining.delay={x}" for d in ("hyperv", "xen") for x in (0, 30)}
     finish(root)
     plots = {p.name for p in (root / "plots").glob("*.png")}
     assert not any("host-controller" in p for p in plots)  # no axis or map along an alias

@@ -78,10 +78,7 @@ def test_describe_regimes_variants():
     low = {r for r in everything if r.endswith("=0") or r.endswith("=2")}
     assert describe_regimes(low, everything, table) == " when onlining.delay_s ≤ 2"
     all_but_one = everything - {"driver.name=xen, onlining.delay_s=0"}
-    assert (
-        describe_regimes(all_but_one, everything, table)
-        == " except when driver.name = xen and onlining.delay_s = 0"
-    )
+    assert describe_regimes(all_but_one, everything, table) == " except when driver.name = xen and onlining.delay_s = 0"
 
 
 def test_too_few_replications_are_called_out(tmp_path):

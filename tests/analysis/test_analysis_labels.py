@@ -25,7 +25,7 @@ HYPERV = "hyperv request_offset=2M"
         ("driver", '{"populate_memmap_first":false,"name":"xen"}', "xen populate_memmap_first=false"),
         ("driver", {"name": "dimm", "dimm_size": 1 << 30}, "dimm dimm_size=1G"),
         ("driver", {"node": 1, "opts": {"a": 1, "b": True}}, "node=1 opts={a=1 b=true}"),
-        ("host.steps", "[[30,\"3G\"],[300,\"5G\"]]", "[[30, 3G], [300, 5G]]"),
+        ("host.steps", '[[30,"3G"],[300,"5G"]]', "[[30, 3G], [300, 5G]]"),
         ("guest.movable_node", True, "true"),
         ("guest.block_size", 128 << 20, "128M"),
         ("onlining.delay", 5.0, "5"),

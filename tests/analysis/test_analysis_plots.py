@@ -91,9 +91,7 @@ def test_rerun_removes_only_its_own_old_files(tmp_path):
     keep = plots / "mine.txt"
     keep.write_text("user file")
     plot(root, by="memmap.strategy")
-    (plots / "index.json").write_text(
-        '[{"file": "old_figure.png", "kind": "lines", "title": "", "caption": ""}]'
-    )
+    (plots / "index.json").write_text('[{"file": "old_figure.png", "kind": "lines", "title": "", "caption": ""}]')
     (plots / "old_figure.png").write_bytes(b"stale")
     (plots / "old_figure.svg").write_bytes(b"stale")
     plot(root)

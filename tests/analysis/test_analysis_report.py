@@ -53,9 +53,7 @@ def test_report_says_plainly_when_nothing_differs(tmp_path):
     md_path, html_path = report(root)
     md = md_path.read_text()
     assert "No difference between levels of `memmap.strategy` is significant after Holm correction" in md
-    assert (
-        "No significant difference between any two levels of `memmap.strategy` in any regime: OOM kills" in md
-    )
+    assert "No significant difference between any two levels of `memmap.strategy` in any regime: OOM kills" in md
     assert html_path.read_text().count("data:image/png;base64,") >= 1
 
 

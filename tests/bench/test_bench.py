@@ -66,12 +66,15 @@ def test_kmalloc_gets_enough_boot_memory_and_a_free_range():
 
 
 def test_targets_from_partial_results():
-    pts = [{"strategy": "altmap", "size": s, "ok": True, "marginal_us_per_block": us, "peak_rss_mib": rss}
-           for s, us, rss in ((16 * GiB, 30.0, 31.0), (16 * TiB, 33.0, 290.0))]
-    results = {"reference": {"ratio_to_bare": 0.5},
-               "scale": {"points": pts},
-               "sweeps": {"speedup_jobs2": 1.5, "dask_overhead_pct": 10.0, "runner_rss_growth": 1.0,
-                          "growth_factor": 4}}
+    pts = [
+        {"strategy": "altmap", "size": s, "ok": True, "marginal_us_per_block": us, "peak_rss_mib": rss}
+        for s, us, rss in ((16 * GiB, 30.0, 31.0), (16 * TiB, 33.0, 290.0))
+    ]
+    results = {
+        "reference": {"ratio_to_bare": 0.5},
+        "scale": {"points": pts},
+        "sweeps": {"speedup_jobs2": 1.5, "dask_overhead_pct": 10.0, "runner_rss_growth": 1.0, "growth_factor": 4},
+    }
     targets = {t["target"]: t for t in bench.evaluate_targets(results)}
     assert targets["reference events/s / bare SimPy events/s"]["met"] is True
     assert targets["time per block max/min, altmap 16G..16T"]["met"] is True

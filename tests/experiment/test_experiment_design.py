@@ -90,9 +90,7 @@ def test_exclusions_drop_matching_runs_and_keep_indices_and_seeds():
 
 
 def test_exclusion_with_nested_keys():
-    exp = make(
-        factors={"memmap.strategy": ["kmalloc", "altmap"]}, exclude=[{"memmap": {"strategy": "altmap"}}]
-    )
+    exp = make(factors={"memmap.strategy": ["kmalloc", "altmap"]}, exclude=[{"memmap": {"strategy": "altmap"}}])
     assert [p.factors["memmap.strategy"] for p in iter_points(exp)] == ["kmalloc"]
 
 
@@ -123,9 +121,7 @@ def test_seeds_do_not_depend_on_replications_or_master_changes_them():
     two = {(r.index, r.replicate): r.seed for r in iter_runs(make(factors={"x": [1, 2]}, replications=2))}
     five = {(r.index, r.replicate): r.seed for r in iter_runs(make(factors={"x": [1, 2]}, replications=5))}
     assert all(five[k] == v for k, v in two.items())
-    other = {
-        (r.index, r.replicate): r.seed for r in iter_runs(make(factors={"x": [1, 2]}, replications=2, seed=1))
-    }
+    other = {(r.index, r.replicate): r.seed for r in iter_runs(make(factors={"x": [1, 2]}, replications=2, seed=1))}
     assert other != two
 
 

@@ -82,17 +82,12 @@ def test_jobs_1_jobs_2_and_dask_write_identical_runs_csv(tmp_path):
     assert sorted(runs["run_id"]) == expected and (runs["status"] == "ok").all()
     assert {"oom_kills", "stall_fraction", "guest_crashed"} <= set(runs.columns)
 
-    series = {
-        name: load_timeseries(out).sort_values(["run_id", "t"], ignore_index=True)
-        for name, out in outs.items()
-    }
+    series = {name: load_timeseries(out).sort_values(["run_id", "t"], ignore_index=True) for name, out in outs.items()}
     pd.testing.assert_frame_equal(series["jobs1"], series["jobs2"])
     pd.testing.assert_frame_equal(series["jobs1"], series["dask"])
     assert sorted(series["jobs1"]["run_id"].unique()) == expected
 
-    executors = {
-        name: json.loads((out / "metadata.json").read_text())["executor"] for name, out in outs.items()
-    }
+    executors = {name: json.loads((out / "metadata.json").read_text())["executor"] for name, out in outs.items()}
     assert executors == {
         "jobs1": "in-process (1 worker)",
         "jobs2": "local processes (2 workers)",
@@ -206,9 +201,7 @@ def test_sigkill_of_the_whole_batch_then_resume_keeps_every_run_exactly_once(tmp
         )
         try:
             wait_until(
-                lambda proc=proc, threshold=threshold: (
-                    data_rows(runs_csv) >= threshold or proc.poll() is not None
-                ),
+                lambda proc=proc, threshold=threshold: data_rows(runs_csv) >= threshold or proc.poll() is not None,
                 120,
                 "rows",
             )
@@ -220,9 +213,7 @@ def test_sigkill_of_the_whole_batch_then_resume_keeps_every_run_exactly_once(tmp
             log.close()
         assert proc.returncode == -signal.SIGKILL
 
-    done = subprocess.run(
-        command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
+    done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"crash: {total} runs: {total} ok" in done.stdout
 

@@ -148,9 +148,7 @@ class _Strict:
 
 
 def test_validation_blames_the_factor_level():
-    exp = experiment_from_dict(
-        {"name": "t", "factors": {"memmap.strategy": ["kmalloc", "altmap", "altmapp"]}}
-    )
+    exp = experiment_from_dict({"name": "t", "factors": {"memmap.strategy": ["kmalloc", "altmap", "altmapp"]}})
     with pytest.raises(ConfigError) as info:
         validate_runs(exp, _Strict())
     assert str(info.value) == "factors.memmap.strategy[2]: unknown memmap strategy 'altmapp'"
@@ -170,9 +168,7 @@ def test_validation_blames_the_base_with_run_context():
 
 
 def test_validation_of_a_table_level_keeps_the_inner_path():
-    exp = experiment_from_dict(
-        {"name": "t", "factors": {"driver": [{"name": "hyperv"}, {"name": "xen", "p": 2}]}}
-    )
+    exp = experiment_from_dict({"name": "t", "factors": {"driver": [{"name": "hyperv"}, {"name": "xen", "p": 2}]}})
     with pytest.raises(ConfigError) as info:
         validate_runs(exp, _Strict())
     assert str(info.value) == "factors.driver[1].p: unknown key for xen"

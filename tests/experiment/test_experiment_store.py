@@ -44,9 +44,7 @@ def run(exp, out, **kw):
 
 
 def test_format_line_is_one_line_per_row():
-    assert (
-        format_line(["a", 1, 0.1, True, None, {"b": 1, "a": [1]}]) == 'a,1,0.1,true,,"{""a"":[1],""b"":1}"\n'
-    )
+    assert format_line(["a", 1, 0.1, True, None, {"b": 1, "a": [1]}]) == 'a,1,0.1,true,,"{""a"":[1],""b"":1}"\n'
     assert format_line(["two\nlines", "x,y"]) == 'two lines,"x,y"\n'
     assert format_line([float("nan"), float("inf"), 1e-300]) == "nan,inf,1e-300\n"
 
@@ -321,9 +319,7 @@ def test_interrupted_batch_keeps_finished_runs_and_readers_see_them_once(tmp_pat
     assert meta["status"] == "interrupted"
     assert (out / "timeseries.parts").is_dir()  # not merged: the next run will
     assert len(load_results(out)) == 2
-    assert load_timeseries(out).groupby("run_id").size().to_dict() == {
-        rid: 5 for rid in load_results(out)["run_id"]
-    }
+    assert load_timeseries(out).groupby("run_id").size().to_dict() == {rid: 5 for rid in load_results(out)["run_id"]}
     assert run(exp, out).skipped == 2
     assert not (out / "timeseries.parts").exists()
 
@@ -338,9 +334,7 @@ def test_metric_columns_that_vary_get_a_canonical_order(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("run_id,index,replicate,seed,status,error,z,a\nx,1,0,1,ok,,1,\ny,0,0,2,ok,,,2\n")
     canonicalize_columns(path, 6, [["z"], ["a"]])
-    assert (
-        path.read_text() == "run_id,index,replicate,seed,status,error,a,z\nx,1,0,1,ok,,,1\ny,0,0,2,ok,,2,\n"
-    )
+    assert path.read_text() == "run_id,index,replicate,seed,status,error,a,z\nx,1,0,1,ok,,,1\ny,0,0,2,ok,,2,\n"
 
 
 def test_metric_order_does_not_depend_on_completion_order():

@@ -66,18 +66,29 @@ def state(g: Guest) -> dict:
     pt = g.pagetables
     return {
         "meminfo": g.meminfo().as_dict(),
-        "zones": {(z.nid, z.type.value): (z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel)
-                  for z in g.alloc.iter_zones()},
-        "pagetables": ({k: v for k, v in pt.direct_pmd.items() if v}, {k: v for k, v in pt.direct_pud.items() if v},
-                       {k: v for k, v in pt.vmemmap_pmd.items() if v}, {k: v for k, v in pt.vmemmap_pud.items() if v},
-                       frozenset(pt.section_roots)),
+        "zones": {
+            (z.nid, z.type.value): (z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel)
+            for z in g.alloc.iter_zones()
+        },
+        "pagetables": (
+            {k: v for k, v in pt.direct_pmd.items() if v},
+            {k: v for k, v in pt.direct_pud.items() if v},
+            {k: v for k, v in pt.vmemmap_pmd.items() if v},
+            {k: v for k, v in pt.vmemmap_pud.items() if v},
+            frozenset(pt.section_roots),
+        ),
         "slab": (g.slab_bytes, {k: v for k, v in g.slab_pages.items() if v}),
         "blocks": sorted(g.blocks),
         "groups": dict(g.groups),
         "hosted_by": {k: set(v) for k, v in g.hosted_by.items()},
         "online_nodes": set(g.online_nodes),
-        "memmap_stats": (g.stats.memmap_kmalloc_pages, g.stats.memmap_remote_pages, g.stats.memmap_in_range_pages,
-                         g.stats.pagetable_pages, g.stats.metadata_bytes),
+        "memmap_stats": (
+            g.stats.memmap_kmalloc_pages,
+            g.stats.memmap_remote_pages,
+            g.stats.memmap_in_range_pages,
+            g.stats.pagetable_pages,
+            g.stats.metadata_bytes,
+        ),
     }
 
 

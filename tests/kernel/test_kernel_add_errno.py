@@ -8,13 +8,16 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
 
 
-@pytest.mark.parametrize(("start", "size", "block"), [
-    (4 * GiB + 64 * MiB, 128 * MiB, 128 * MiB),  # start not block aligned
-    (4 * GiB, 192 * MiB, 128 * MiB),  # size not block aligned
-    (4 * GiB, 4096, 128 * MiB),
-    (4 * GiB + 128 * MiB, 1 * GiB, 1 * GiB),  # section aligned but not 1 GiB-block aligned
-    (4 * GiB, 3 * GiB, 2 * GiB),
-])
+@pytest.mark.parametrize(
+    ("start", "size", "block"),
+    [
+        (4 * GiB + 64 * MiB, 128 * MiB, 128 * MiB),  # start not block aligned
+        (4 * GiB, 192 * MiB, 128 * MiB),  # size not block aligned
+        (4 * GiB, 4096, 128 * MiB),
+        (4 * GiB + 128 * MiB, 1 * GiB, 1 * GiB),  # section aligned but not 1 GiB-block aligned
+        (4 * GiB, 3 * GiB, 2 * GiB),
+    ],
+)
 def test_einval_unaligned(start, size, block):
     g = make_guest(block_size=block)
     before = state(g)

@@ -70,8 +70,9 @@ def test_withheld_range_does_not_count():
     g = make_guest("kmalloc")
     s = 4 * GiB >> PAGE_SHIFT
     g.host_populate(s, s + 2 * PUD_PAGES - 1)  # the last page of the second GiB is not backed
-    g.set_online_page_callback(lambda guest, b, span: Extents(
-        [(x, y) for s0, e0 in span for x, y in b.backed.clip(s0, e0)]))
+    g.set_online_page_callback(
+        lambda guest, b, span: Extents([(x, y) for s0, e0 in span for x, y in b.backed.clip(s0, e0)])
+    )
     assert g.add_memory(0, 4 * GiB, 2 * GiB) == 0
     online_all(g)
     assert g.blocks[47].withheld == 1

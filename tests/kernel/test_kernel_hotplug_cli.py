@@ -34,14 +34,16 @@ def test_seed_trace(run):
     assert "This has added: ffffea0004000000 - ffffea000427ffc0 (refcount: 80)" in lines
     assert sum("ffffea0004000000 - ffffea000427ffc0 (refcount: 80)" in line for line in lines) == 1
     frees = [line for line in lines if line.startswith("vmemmap_free:")]
-    expected = [f"vmemmap_free: start/end: {0xFFFFEA0004000000 + k * 0x200000:x} - "
-                f"{0xFFFFEA0004000000 + (k + 1) * 0x200000:x}" for k in reversed(range(80))]
+    expected = [
+        f"vmemmap_free: start/end: {0xFFFFEA0004000000 + k * 0x200000:x} - {0xFFFFEA0004000000 + (k + 1) * 0x200000:x}"
+        for k in reversed(range(80))
+    ]
     assert frees == expected
     assert frees[0] == "vmemmap_free: start/end: ffffea000de00000 - ffffea000e000000"
     assert frees[-1] == "vmemmap_free: start/end: ffffea0004000000 - ffffea0004200000"
     # the 80 lines are consecutive, after the add line
     first = lines.index(frees[0])
-    assert lines[first:first + 80] == expected
+    assert lines[first : first + 80] == expected
     assert lines.index("This has added: ffffea0004000000 - ffffea000427ffc0 (refcount: 80)") < first
 
 
@@ -81,8 +83,9 @@ def test_bad_size(run):
     assert "Traceback" not in r.output
 
 
-@pytest.mark.parametrize(("name", "suggestion"), [("altmapp", "altmap"), ("kmaloc", "kmalloc"),
-                                                  ("kmalloc,nodepool", "node-pool")])
+@pytest.mark.parametrize(
+    ("name", "suggestion"), [("altmapp", "altmap"), ("kmaloc", "kmalloc"), ("kmalloc,nodepool", "node-pool")]
+)
 def test_unknown_strategy(run, name, suggestion):
     r = run("--strategy", name)
     assert r.exit_code == 2
@@ -92,8 +95,15 @@ def test_unknown_strategy(run, name, suggestion):
     assert f"did you mean {suggestion!r}" in msg
 
 
-@pytest.mark.parametrize(("args", "key"), [(["--block-size", "100M"], "block-size"), (["--at", "4Gx"], "at"),
-                                           (["--boot", "2G,zz"], "boot"), (["--param", "mode"], "param")])
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--block-size", "100M"], "block-size"),
+        (["--at", "4Gx"], "at"),
+        (["--boot", "2G,zz"], "boot"),
+        (["--param", "mode"], "param"),
+    ],
+)
 def test_other_user_errors(run, args, key):
     r = run(*args)
     assert r.exit_code == 2
@@ -109,9 +119,28 @@ def test_run_hotplug_api():
 def test_16t_altmap_completes():
     """131072 blocks of 128 MiB: cost grows with blocks, not bytes."""
     proc = subprocess.run(
-        [sys.executable, "-m", "balloonsim.cli", "hotplug", "--boot", "2G", "--size", "16T", "--at", "4G",
-         "--block-size", "128M", "--strategy", "altmap", "--json"],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "balloonsim.cli",
+            "hotplug",
+            "--boot",
+            "2G",
+            "--size",
+            "16T",
+            "--at",
+            "4G",
+            "--block-size",
+            "128M",
+            "--strategy",
+            "altmap",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     phases = {p["phase"]: p for p in doc["phases"]}

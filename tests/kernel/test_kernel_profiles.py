@@ -93,33 +93,39 @@ def test_watermark_clamp_612_at_256m():
     assert 262144 // 4 - 2 <= _wmark_min_total(g) <= 262144 // 4
 
 
-@pytest.mark.parametrize(("boot_end", "hypervisor", "kernel", "expected"), [
-    (2 * GiB, True, "6.12", 128 * MiB),
-    (63 * GiB, True, "6.12", 128 * MiB),
-    (63 * GiB, False, "6.12", 128 * MiB),  # below 64 GiB even bare metal gets 128 MiB
-    (64 * GiB, True, "6.12", 2 * GiB),
-    (96 * GiB, True, "6.12", 2 * GiB),
-    (97 * GiB, True, "6.12", 1 * GiB),
-    (64 * GiB + 128 * MiB, True, "6.12", 128 * MiB),
-    (64 * GiB + 512 * MiB, True, "6.12", 512 * MiB),
-    (97 * GiB, False, "6.12", 2 * GiB),  # bare metal: max block since 2020
-    (97 * GiB, False, "5.12", 2 * GiB),
-    (97 * GiB, False, "4.19", 1 * GiB),  # 4.19 divides boot_mem_end even on bare metal
-    (97 * GiB, True, "4.19", 1 * GiB),
-])
+@pytest.mark.parametrize(
+    ("boot_end", "hypervisor", "kernel", "expected"),
+    [
+        (2 * GiB, True, "6.12", 128 * MiB),
+        (63 * GiB, True, "6.12", 128 * MiB),
+        (63 * GiB, False, "6.12", 128 * MiB),  # below 64 GiB even bare metal gets 128 MiB
+        (64 * GiB, True, "6.12", 2 * GiB),
+        (96 * GiB, True, "6.12", 2 * GiB),
+        (97 * GiB, True, "6.12", 1 * GiB),
+        (64 * GiB + 128 * MiB, True, "6.12", 128 * MiB),
+        (64 * GiB + 512 * MiB, True, "6.12", 512 * MiB),
+        (97 * GiB, False, "6.12", 2 * GiB),  # bare metal: max block since 2020
+        (97 * GiB, False, "5.12", 2 * GiB),
+        (97 * GiB, False, "4.19", 1 * GiB),  # 4.19 divides boot_mem_end even on bare metal
+        (97 * GiB, True, "4.19", 1 * GiB),
+    ],
+)
 def test_probe_memory_block_size(boot_end, hypervisor, kernel, expected):
     assert probe_memory_block_size(boot_end, hypervisor, get_profile(kernel)) == expected
 
 
-@pytest.mark.parametrize(("boot", "hypervisor", "kernel", "expected"), [
-    ([2 * GiB], True, "6.12", 128 * MiB),
-    ([32 * GiB], True, "6.12", 128 * MiB),
-    ([95 * GiB], True, "6.12", 2 * GiB),  # boot memory ends at 96 GiB (3 GiB low + PCI hole + 92 GiB)
-    ([96 * GiB], True, "6.12", 1 * GiB),  # ends at 97 GiB
-    ([96 * GiB], False, "6.12", 2 * GiB),
-    ([96 * GiB], False, "4.19", 1 * GiB),
-    ([48 * GiB, 48 * GiB], True, "6.12", 1 * GiB),
-])
+@pytest.mark.parametrize(
+    ("boot", "hypervisor", "kernel", "expected"),
+    [
+        ([2 * GiB], True, "6.12", 128 * MiB),
+        ([32 * GiB], True, "6.12", 128 * MiB),
+        ([95 * GiB], True, "6.12", 2 * GiB),  # boot memory ends at 96 GiB (3 GiB low + PCI hole + 92 GiB)
+        ([96 * GiB], True, "6.12", 1 * GiB),  # ends at 97 GiB
+        ([96 * GiB], False, "6.12", 2 * GiB),
+        ([96 * GiB], False, "4.19", 1 * GiB),
+        ([48 * GiB, 48 * GiB], True, "6.12", 1 * GiB),
+    ],
+)
 def test_guest_block_size_probe(boot, hypervisor, kernel, expected):
     g = make_guest(boot=boot, block_size=None, hypervisor=hypervisor, kernel=kernel, max_addr=256 * GiB)
     hole = 1 * GiB if sum(boot) > 3 * GiB else 0  # boot RAM skips the 3-4 GiB PCI hole

@@ -23,9 +23,16 @@ from balloonsim.units import PAGE_SHIFT, GiB, MiB
 BLOCK = 32768  # pages per 128 MiB block
 FIRST, LAST = 32, 96  # hot-add window: 4 GiB .. 12 GiB
 STRATEGIES = [
-    ("kmalloc", {}), ("altmap", {}), ("altmap", {"mode": "force"}), ("altmap-range", {}),
-    ("subrange-hint", {}), ("subrange-hint", {"fallback": "fail"}), ("node-pool", {}),
-    ("node-pool", {"pool_size": "8M"}), ("altmap,kmalloc", {}), ("subrange-hint,kmalloc", {"fallback": "fail"}),
+    ("kmalloc", {}),
+    ("altmap", {}),
+    ("altmap", {"mode": "force"}),
+    ("altmap-range", {}),
+    ("subrange-hint", {}),
+    ("subrange-hint", {"fallback": "fail"}),
+    ("node-pool", {}),
+    ("node-pool", {"pool_size": "8M"}),
+    ("altmap,kmalloc", {}),
+    ("subrange-hint,kmalloc", {"fallback": "fail"}),
 ]
 LAYOUTS = [([2 * GiB], 0), ([1 * GiB, 1 * GiB], 0), ([2 * GiB], 1), ([1 * GiB, 1 * GiB], 1)]
 
@@ -35,22 +42,51 @@ def live(self) -> bool:
 
 
 class GuestMachine(RuleBasedStateMachine):
-    @initialize(strat=st.sampled_from(STRATEGIES), kernel=st.sampled_from(["4.19", "5.12", "6.8", "6.12"]),
-                accounting=st.sampled_from(["kernel", "allocated"]), debug_vm=st.booleans(),
-                layout=st.sampled_from(LAYOUTS), page_cache=st.sampled_from([0, 256 * MiB]),
-                movable_node=st.booleans(), first=st.integers(FIRST, LAST - 8), n=st.integers(1, 8),
-                backing=st.sampled_from(["dimm", "dimm", "second-half"]),
-                policy=st.sampled_from(["contig-zones", "auto-movable"]),
-                auto_online=st.sampled_from([None, None, "online", "online_movable"]))
-    def boot(self, strat, kernel, accounting, debug_vm, layout, page_cache, movable_node, first, n, backing, policy,
-             auto_online):
+    @initialize(
+        strat=st.sampled_from(STRATEGIES),
+        kernel=st.sampled_from(["4.19", "5.12", "6.8", "6.12"]),
+        accounting=st.sampled_from(["kernel", "allocated"]),
+        debug_vm=st.booleans(),
+        layout=st.sampled_from(LAYOUTS),
+        page_cache=st.sampled_from([0, 256 * MiB]),
+        movable_node=st.booleans(),
+        first=st.integers(FIRST, LAST - 8),
+        n=st.integers(1, 8),
+        backing=st.sampled_from(["dimm", "dimm", "second-half"]),
+        policy=st.sampled_from(["contig-zones", "auto-movable"]),
+        auto_online=st.sampled_from([None, None, "online", "online_movable"]),
+    )
+    def boot(
+        self,
+        strat,
+        kernel,
+        accounting,
+        debug_vm,
+        layout,
+        page_cache,
+        movable_node,
+        first,
+        n,
+        backing,
+        policy,
+        auto_online,
+    ):
         name, params = strat
         boot, extra = layout
         self.name, self.params = name, params
         self.nnodes = len(boot) + extra
-        cfg = GuestConfig(boot=list(boot), extra_nodes=extra, max_addr=LAST * BLOCK << PAGE_SHIFT,
-                          block_size=128 * MiB, kernel=kernel, accounting=accounting, debug_vm=debug_vm,
-                          page_cache=page_cache, movable_node=movable_node, online_policy=policy)
+        cfg = GuestConfig(
+            boot=list(boot),
+            extra_nodes=extra,
+            max_addr=LAST * BLOCK << PAGE_SHIFT,
+            block_size=128 * MiB,
+            kernel=kernel,
+            accounting=accounting,
+            debug_vm=debug_vm,
+            page_cache=page_cache,
+            movable_node=movable_node,
+            online_policy=policy,
+        )
         self.g = Guest(cfg, get_strategy(name, params))
         self.g.auto_online = auto_online  # auto_online_blocks: onlined at the end of add_memory()
         assert self.g.set_online_page_callback(self._callback) == 0
@@ -82,8 +118,11 @@ class GuestMachine(RuleBasedStateMachine):
 
     # ----------------------------------------------------------------------------------- rules ---
     @precondition(live)
-    @rule(first=st.integers(FIRST, LAST - 1), off=st.sampled_from([0, 1, 100, 511, 512, 513, 16384]),
-          length=st.sampled_from([1, 511, 512, 16384, 32768, 65536, 8 * BLOCK]))
+    @rule(
+        first=st.integers(FIRST, LAST - 1),
+        off=st.sampled_from([0, 1, 100, 511, 512, 513, 16384]),
+        length=st.sampled_from([1, 511, 512, 16384, 32768, 65536, 8 * BLOCK]),
+    )
     def populate(self, first, off, length):
         self._populate(first, off, length)
 
@@ -94,8 +133,13 @@ class GuestMachine(RuleBasedStateMachine):
         self.backed.add(s, e)
 
     @precondition(live)
-    @rule(node=st.integers(0, 9), first=st.integers(FIRST, LAST - 1), n=st.integers(1, 8),
-          flag=st.booleans(), backing=st.sampled_from(["dimm", "dimm", "second-half", "as-is"]))
+    @rule(
+        node=st.integers(0, 9),
+        first=st.integers(FIRST, LAST - 1),
+        n=st.integers(1, 8),
+        flag=st.booleans(),
+        backing=st.sampled_from(["dimm", "dimm", "second-half", "as-is"]),
+    )
     def add(self, node, first, n, flag, backing):
         self._add(node % self.nnodes if node < 9 else self.nnodes, first, n, flag, backing)  # now and then
         # a node that is not possible
@@ -146,8 +190,13 @@ class GuestMachine(RuleBasedStateMachine):
                 assert self._first_unbacked_memmap(blk) is None
 
     @precondition(live)
-    @rule(data=st.data(), online_type=st.sampled_from(ONLINE_TYPES), withhold=st.sampled_from([0, 0, 0, 1, 2]),
-          offlinable=st.booleans(), stray=st.integers(FIRST, LAST - 1))
+    @rule(
+        data=st.data(),
+        online_type=st.sampled_from(ONLINE_TYPES),
+        withhold=st.sampled_from([0, 0, 0, 1, 2]),
+        offlinable=st.booleans(),
+        stray=st.integers(FIRST, LAST - 1),
+    )
     def online(self, data, online_type, withhold, offlinable, stray):
         g = self.g
         if stray not in g.blocks:  # no block is online before it is added
@@ -183,8 +232,11 @@ class GuestMachine(RuleBasedStateMachine):
             return
         bid = data.draw(st.sampled_from(online))
         block = g.blocks[bid]
-        must_fail = (block.unmovable > 0 or (block.withheld and not block.withheld_offlinable)
-                     or any(g.blocks[h].state is BlockState.ONLINE for h in g.hosted_by.get(bid, ()) if h != bid))
+        must_fail = (
+            block.unmovable > 0
+            or (block.withheld and not block.withheld_offlinable)
+            or any(g.blocks[h].state is BlockState.ONLINE for h in g.hosted_by.get(bid, ()) if h != bid)
+        )
         before = [(z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel) for z in g.alloc.iter_zones()]
         reclaimed = g.alloc.stats.reclaimed_pages
         err = g.offline_memory_block(bid)
@@ -194,14 +246,20 @@ class GuestMachine(RuleBasedStateMachine):
         if err:
             assert block.state is BlockState.ONLINE
             if g.alloc.stats.reclaimed_pages == reclaimed:
-                assert [(z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel)
-                        for z in g.alloc.iter_zones()] == before
+                assert [
+                    (z.present, z.managed, z.free, z.pagecache, z.anon, z.kernel) for z in g.alloc.iter_zones()
+                ] == before
         else:
             assert block.state is BlockState.OFFLINE and not block.exposed and block.zone is None
 
     @precondition(live)
-    @rule(data=st.data(), whole_group=st.sampled_from([True, True, True, False]), first=st.integers(FIRST, LAST - 1),
-          n=st.integers(1, 8), offline_first=st.booleans())
+    @rule(
+        data=st.data(),
+        whole_group=st.sampled_from([True, True, True, False]),
+        first=st.integers(FIRST, LAST - 1),
+        n=st.integers(1, 8),
+        offline_first=st.booleans(),
+    )
     def remove(self, data, whole_group, first, n, offline_first):
         g = self.g
         if whole_group and g.groups:
@@ -294,12 +352,17 @@ class GuestMachine(RuleBasedStateMachine):
         withheld = sum(b.withheld for b in online)
         present = g.alloc.total("present")
         managed = g.alloc.total("managed")
-        assert present == (managed + g.boot_memmap_pages + g.kernel_reserved_pages
-                           + (vmemmap_online if kernel_acct else 0) + withheld)
+        assert present == (
+            managed + g.boot_memmap_pages + g.kernel_reserved_pages + (vmemmap_online if kernel_acct else 0) + withheld
+        )
         assert present == g.boot_present + sum(b.nr_pages for b in online)
         kernel = g.alloc.total("kernel")
-        assert kernel == (g.stats.memmap_kmalloc_pages + g.stats.pagetable_pages + sum(g.slab_pages.values())
-                          + (0 if kernel_acct else vmemmap_online))
+        assert kernel == (
+            g.stats.memmap_kmalloc_pages
+            + g.stats.pagetable_pages
+            + sum(g.slab_pages.values())
+            + (0 if kernel_acct else vmemmap_online)
+        )
         assert g.stats.memmap_kmalloc_pages == sum(b.memmap.kmalloc_pages for b in g.blocks.values())
         assert g.stats.memmap_in_range_pages == sum(b.memmap.in_range.total for b in g.blocks.values())
         assert min(g.stats.memmap_remote_pages, g.stats.pagetable_pages, g.slab_bytes) >= 0
@@ -310,8 +373,7 @@ class GuestMachine(RuleBasedStateMachine):
         vmemmap = sum(b.vmemmap_pfns.total for b in g.blocks.values())
         assert vmemmap >= in_range if self.name.startswith("node-pool") else vmemmap == in_range
         for b in g.blocks.values():
-            assert b.unmovable == sum(x.memmap.kmalloc_pages for x in g.blocks.values()
-                                      if x.memmap.host_block == b.id)
+            assert b.unmovable == sum(x.memmap.kmalloc_pages for x in g.blocks.values() if x.memmap.host_block == b.id)
             for h in b.memmap.host_blocks:
                 assert h in g.blocks and b.id in g.hosted_by[h]
                 assert g.blocks[h].vmemmap_pfns.count(*next(iter(b.memmap.in_range))) > 0
@@ -335,13 +397,19 @@ class GuestMachine(RuleBasedStateMachine):
         if not g.blocks and not self.touched and g.alloc.stats.reclaimed_pages == 0:
             b = self.boot_mi
             assert (mi.MemFree_kb, mi.MemTotal_kb, mi.kernel_pages, mi.present_pages, mi.managed_pages) == (
-                b.MemFree_kb, b.MemTotal_kb, b.kernel_pages, b.present_pages, b.managed_pages)
+                b.MemFree_kb,
+                b.MemTotal_kb,
+                b.kernel_pages,
+                b.present_pages,
+                b.managed_pages,
+            )
             assert mi.memmap_kmalloc_pages == mi.memmap_in_range_pages == mi.vmemmap_pages == 0
             assert g.slab_bytes == 0 and g.stats.pagetable_pages == 0
 
 
-GuestMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
-                                          suppress_health_check=[HealthCheck.too_slow])
+GuestMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestGuestModel = GuestMachine.TestCase
 
 

@@ -22,8 +22,9 @@ def test_remove_online_block_ebusy():
     assert not g.blocks
 
 
-@pytest.mark.parametrize(("start", "size"), [
-    (4 * GiB + 64 * MiB, 128 * MiB), (4 * GiB, 0), (4 * GiB, 384 * MiB), (8 * GiB, 128 * MiB)])
+@pytest.mark.parametrize(
+    ("start", "size"), [(4 * GiB + 64 * MiB, 128 * MiB), (4 * GiB, 0), (4 * GiB, 384 * MiB), (8 * GiB, 128 * MiB)]
+)
 def test_remove_einval(start, size):
     g = make_guest("kmalloc")
     assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0

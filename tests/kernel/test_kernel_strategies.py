@@ -179,13 +179,16 @@ def test_altmap_dimm_accounting():
     assert onlined.MemFree_kb - boot.MemFree_kb == ALTMAP_MEMTOTAL_KB - kb(overhead_pages(g))
 
 
-@pytest.mark.parametrize(("strategy", "deltas_kb"), [
-    ("kmalloc", [131072] * 8),
-    ("altmap", [129024] * 8),
-    ("subrange-hint", [129024] * 8),
-    # the RFC: the first block hosts the memmap of all 8 blocks (16 MiB), the others are whole
-    ("altmap-range", [131072 - 8 * 2048] + [131072] * 7),
-])
+@pytest.mark.parametrize(
+    ("strategy", "deltas_kb"),
+    [
+        ("kmalloc", [131072] * 8),
+        ("altmap", [129024] * 8),
+        ("subrange-hint", [129024] * 8),
+        # the RFC: the first block hosts the memmap of all 8 blocks (16 MiB), the others are whole
+        ("altmap-range", [131072 - 8 * 2048] + [131072] * 7),
+    ],
+)
 def test_per_128m_block_memtotal(strategy, deltas_kb):
     g = make_guest(strategy)
     populate(g, 4 * GiB, 1 * GiB)
@@ -342,8 +345,9 @@ def test_accounting_allocated_does_not_change_kmalloc():
     assert g.meminfo().MemTotal_kb - 2023424 == KMALLOC_MEMTOTAL_KB
 
 
-@pytest.mark.parametrize("strategy", ["kmalloc", "altmap", "altmap-range", "subrange-hint", "node-pool",
-                                      "altmap,kmalloc"])
+@pytest.mark.parametrize(
+    "strategy", ["kmalloc", "altmap", "altmap-range", "subrange-hint", "node-pool", "altmap,kmalloc"]
+)
 @pytest.mark.parametrize("accounting", ["kernel", "allocated"])
 def test_add_online_offline_remove_returns_to_boot(strategy, accounting):
     g = make_guest(strategy, boot=[2 * GiB], accounting=accounting, direct_gbpages=False)
@@ -357,7 +361,11 @@ def test_add_online_offline_remove_returns_to_boot(strategy, accounting):
     assert g.remove_memory(s, 3 * GiB) == 0
     end = g.meminfo()
     assert (end.MemFree_kb, end.MemTotal_kb, end.kernel_pages, end.present_pages) == (
-        boot.MemFree_kb, boot.MemTotal_kb, boot.kernel_pages, boot.present_pages)
+        boot.MemFree_kb,
+        boot.MemTotal_kb,
+        boot.kernel_pages,
+        boot.present_pages,
+    )
     assert end.memmap_kmalloc_pages == end.memmap_in_range_pages == end.vmemmap_pages == 0
     assert g.stats.pagetable_pages == 0 and g.slab_bytes == 0
     assert not g.blocks and not g.hosted_by and not g.groups

@@ -22,22 +22,25 @@ from balloonsim.units import (
 )
 
 
-@pytest.mark.parametrize(("text", "nbytes"), [
-    ("128M", 128 * MiB),
-    ("10G", 10 * GiB),
-    ("0x100000000", 4 * GiB),
-    ("0X280000000", 10 * GiB),
-    ("2GiB", 2 * GiB),
-    ("2gib", 2 * GiB),
-    ("512MB", 512 * MiB),
-    ("16T", 16 * TiB),
-    ("4096", 4096),
-    (" 1G ", GiB),
-    ("1.5G", 3 * GiB // 2),
-    ("4K", 4096),
-    (4096, 4096),
-    (0, 0),
-])
+@pytest.mark.parametrize(
+    ("text", "nbytes"),
+    [
+        ("128M", 128 * MiB),
+        ("10G", 10 * GiB),
+        ("0x100000000", 4 * GiB),
+        ("0X280000000", 10 * GiB),
+        ("2GiB", 2 * GiB),
+        ("2gib", 2 * GiB),
+        ("512MB", 512 * MiB),
+        ("16T", 16 * TiB),
+        ("4096", 4096),
+        (" 1G ", GiB),
+        ("1.5G", 3 * GiB // 2),
+        ("4K", 4096),
+        (4096, 4096),
+        (0, 0),
+    ],
+)
 def test_parse_size(text, nbytes):
     assert parse_size(text) == nbytes
 

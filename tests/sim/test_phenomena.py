@@ -11,16 +11,25 @@ SEEDS = range(4)
 
 def pressure_run(strategy: str, seed: int):
     """A 2 GiB Hyper-V guest under bursts, memory offered by the buffer controller, udev onlining late."""
-    return simulate({
-        "duration": "15m",
-        "guest": {"boot": "2G"},
-        "driver": {"name": "hyperv"},
-        "onlining": {"agent": "udev", "delay": {"dist": "uniform", "low": 60, "high": 120}},
-        "workload": {"name": "bursts", "base": "1200M", "burst": "2G", "fault_rate": "512M",
-                     "on": {"dist": "exponential", "mean": 120}, "off": {"dist": "exponential", "mean": 60}},
-        "host": {"controller": "hyperv-buffer", "buffer_percent": 10},
-        "memmap": {"strategy": strategy},
-    }, seed=seed).metrics
+    return simulate(
+        {
+            "duration": "15m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "hyperv"},
+            "onlining": {"agent": "udev", "delay": {"dist": "uniform", "low": 60, "high": 120}},
+            "workload": {
+                "name": "bursts",
+                "base": "1200M",
+                "burst": "2G",
+                "fault_rate": "512M",
+                "on": {"dist": "exponential", "mean": 120},
+                "off": {"dist": "exponential", "mean": 60},
+            },
+            "host": {"controller": "hyperv-buffer", "buffer_percent": 10},
+            "memmap": {"strategy": strategy},
+        },
+        seed=seed,
+    ).metrics
 
 
 def test_late_onlining_kmalloc_enomem_and_more_oom_kills():
@@ -35,15 +44,18 @@ def test_late_onlining_kmalloc_enomem_and_more_oom_kills():
 
 
 def hyperv_partial(strategy: str, offset: str = "64M", seed: int = 1):
-    return simulate({
-        "duration": "10m",
-        "guest": {"boot": "2G"},
-        "driver": {"name": "hyperv", "request_offset": offset},
-        "onlining": {"agent": "udev", "delay": 2},
-        "workload": {"name": "ramp", "start_size": "512M", "end_size": "3G", "ramp_time": 300},
-        "host": {"controller": "hyperv-buffer"},
-        "memmap": {"strategy": strategy},
-    }, seed=seed)
+    return simulate(
+        {
+            "duration": "10m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "hyperv", "request_offset": offset},
+            "onlining": {"agent": "udev", "delay": 2},
+            "workload": {"name": "ramp", "start_size": "512M", "end_size": "3G", "ramp_time": 300},
+            "host": {"controller": "hyperv-buffer"},
+            "memmap": {"strategy": strategy},
+        },
+        seed=seed,
+    )
 
 
 def test_hyperv_backed_part_not_at_start_altmap_crashes():
@@ -70,15 +82,18 @@ def test_hyperv_backed_part_at_start_altmap_survives():
 
 
 def xen_run(strategy: str, **driver):
-    return simulate({
-        "duration": "10m",
-        "guest": {"boot": "2G"},
-        "driver": {"name": "xen", **driver},
-        "onlining": {"agent": "udev", "delay": 2},
-        "workload": {"name": "ramp", "start_size": "512M", "end_size": "3G", "ramp_time": 300},
-        "host": {"controller": "schedule", "steps": [[10, "2200M"], [60, "4G"]]},
-        "memmap": {"strategy": strategy},
-    }, seed=3).metrics
+    return simulate(
+        {
+            "duration": "10m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "xen", **driver},
+            "onlining": {"agent": "udev", "delay": 2},
+            "workload": {"name": "ramp", "start_size": "512M", "end_size": "3G", "ramp_time": 300},
+            "host": {"controller": "schedule", "steps": [[10, "2200M"], [60, "4G"]]},
+            "memmap": {"strategy": strategy},
+        },
+        seed=3,
+    ).metrics
 
 
 def test_xen_unpopulated_range_altmap_crashes_kmalloc_works():
@@ -96,39 +111,48 @@ def test_xen_populating_the_memmap_first_makes_the_hint_work():
 
 
 def dimm_run(strategy: str):
-    return simulate({
-        "duration": "2m", "sample_interval": "1s",
-        "guest": {"boot": "2G"},
-        "driver": {"name": "dimm", "dimm_size": "1G", "plug_delay": 1},
-        "onlining": {"agent": "offline"},
-        "workload": {"name": "idle", "cache_rate": 0},
-        "host": {"controller": "static", "target": "3G", "at": 30},
-        "memmap": {"strategy": strategy},
-    }, seed=0)
+    return simulate(
+        {
+            "duration": "2m",
+            "sample_interval": "1s",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "dimm", "dimm_size": "1G", "plug_delay": 1},
+            "onlining": {"agent": "offline"},
+            "workload": {"name": "idle", "cache_rate": 0},
+            "host": {"controller": "static", "target": "3G", "at": 30},
+            "memmap": {"strategy": strategy},
+        },
+        seed=0,
+    )
 
 
 def test_acpi_dimm_altmap_works_and_costs_no_memfree_at_add():
     alt, kma = dimm_run("altmap"), dimm_run("kmalloc")
     for r in (alt, kma):
         assert r.metrics["hotadd_ok"] == 1 and not r.metrics["guest_crashed"]
+
     def drop(r):
         ts = r.timeseries
         return int(ts[ts.t < 30].memfree_bytes.iloc[-1] - ts.memfree_bytes.iloc[-1])
+
     assert drop(alt) < 64 << 10  # metadata only (a few slab pages)
     assert drop(kma) >= 16 << 20  # 1 GiB needs 16 MiB of struct pages
     assert alt.metrics["memmap_bytes_in_range"] == 16 << 20
 
 
 def test_nobody_onlines_memtotal_never_grows():
-    r = simulate({
-        "duration": "15m",
-        "guest": {"boot": "2G"},
-        "driver": {"name": "hyperv"},
-        "onlining": {"agent": "offline"},
-        "workload": {"name": "bursts", "base": "1G", "burst": "3G"},
-        "host": {"controller": "hyperv-buffer", "buffer_percent": 50},
-        "memmap": {"strategy": "kmalloc"},
-    }, seed=2)
+    r = simulate(
+        {
+            "duration": "15m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "hyperv"},
+            "onlining": {"agent": "offline"},
+            "workload": {"name": "bursts", "base": "1G", "burst": "3G"},
+            "host": {"controller": "hyperv-buffer", "buffer_percent": 50},
+            "memmap": {"strategy": "kmalloc"},
+        },
+        seed=2,
+    )
     m, ts = r.metrics, r.timeseries
     assert m["hotadd_ok"] > 0  # the host offered and the guest added
     assert ts.memtotal_bytes.max() == m["memtotal_start_bytes"]
@@ -136,15 +160,18 @@ def test_nobody_onlines_memtotal_never_grows():
 
 
 def test_movable_node_memoryless_new_node_kmalloc_memmap_all_remote():
-    m = simulate({
-        "duration": "5m",
-        "guest": {"boot": "4G", "extra_nodes": 1, "movable_node": True},
-        "driver": {"name": "dimm", "node": 1, "dimm_size": "2G"},
-        "onlining": {"agent": "udev", "delay": 1},
-        "workload": {"name": "idle"},
-        "host": {"controller": "static", "target": "6G", "at": 10},
-        "memmap": {"strategy": "kmalloc"},
-    }, seed=0).metrics
+    m = simulate(
+        {
+            "duration": "5m",
+            "guest": {"boot": "4G", "extra_nodes": 1, "movable_node": True},
+            "driver": {"name": "dimm", "node": 1, "dimm_size": "2G"},
+            "onlining": {"agent": "udev", "delay": 1},
+            "workload": {"name": "idle"},
+            "host": {"controller": "static", "target": "6G", "at": 10},
+            "memmap": {"strategy": "kmalloc"},
+        },
+        seed=0,
+    ).metrics
     assert m["memmap_bytes_kmalloc"] == 32 << 20
     assert m["memmap_bytes_remote"] == m["memmap_bytes_kmalloc"]
     assert m["gigantic_pages_end"] == 0  # online to ZONE_MOVABLE: no gigantic pages there

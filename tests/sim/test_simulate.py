@@ -10,11 +10,28 @@ from balloonsim.scenario import load_scenario
 from balloonsim.sim.simulation import TIMESERIES_COLUMNS, simulate
 
 REQUIRED_METRICS = [
-    "oom_kills", "stall_fraction", "hotadd_requests", "hotadd_ok", "hotadd_enomem", "hotadd_einval",
-    "guest_crashed", "crash_time_s", "memmap_bytes_kmalloc", "memmap_bytes_in_range", "memmap_bytes_remote",
-    "memmap_bytes_unbacked", "usable_bytes_added", "time_to_usable_p50_s", "time_to_usable_p95_s",
-    "memtotal_start_bytes", "memtotal_end_bytes", "gigantic_pages_end", "blocks_removable_end",
-    "base_page_fallbacks", "events", "sim_time_s",
+    "oom_kills",
+    "stall_fraction",
+    "hotadd_requests",
+    "hotadd_ok",
+    "hotadd_enomem",
+    "hotadd_einval",
+    "guest_crashed",
+    "crash_time_s",
+    "memmap_bytes_kmalloc",
+    "memmap_bytes_in_range",
+    "memmap_bytes_remote",
+    "memmap_bytes_unbacked",
+    "usable_bytes_added",
+    "time_to_usable_p50_s",
+    "time_to_usable_p95_s",
+    "memtotal_start_bytes",
+    "memtotal_end_bytes",
+    "gigantic_pages_end",
+    "blocks_removable_end",
+    "base_page_fallbacks",
+    "events",
+    "sim_time_s",
 ]
 
 BASE = {
@@ -58,23 +75,33 @@ def test_auto_online_is_immediate():
 
 
 def test_starving_agent_is_oom_killed_and_restarts():
-    r = simulate({
-        "duration": "15m", "guest": {"boot": "2G"}, "driver": {"name": "hyperv"},
-        "onlining": {"agent": "starving-agent", "rss": "900M"},
-        "workload": {"name": "constant", "size": "1500M", "task_size": "128M"},
-        "host": {"controller": "hyperv-buffer"},
-    }, seed=1)
+    r = simulate(
+        {
+            "duration": "15m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "hyperv"},
+            "onlining": {"agent": "starving-agent", "rss": "900M"},
+            "workload": {"name": "constant", "size": "1500M", "task_size": "128M"},
+            "host": {"controller": "hyperv-buffer"},
+        },
+        seed=1,
+    )
     assert (r.events.kind == "agent_killed").any()
     assert r.metrics["oom_kills"] > 0
 
 
 def test_oom_killer_kills_largest_and_counts_lost_work():
-    m = simulate({
-        "duration": "5m", "guest": {"boot": "2G"}, "driver": {"name": "hyperv", "balloon": False},
-        "onlining": {"agent": "offline"},
-        "workload": {"name": "constant", "size": "3G"},
-        "host": {"controller": "static", "target": "2G"},
-    }, seed=1).metrics
+    m = simulate(
+        {
+            "duration": "5m",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "hyperv", "balloon": False},
+            "onlining": {"agent": "offline"},
+            "workload": {"name": "constant", "size": "3G"},
+            "host": {"controller": "static", "target": "2G"},
+        },
+        seed=1,
+    ).metrics
     assert m["oom_kills"] > 0 and m["oom_lost_work_s"] > 0
     assert m["stall_fraction"] > 0
 
@@ -89,11 +116,14 @@ def test_trace_workload(tmp_path):
     assert ts.demand_bytes[150.0] == 256 << 20
 
 
-@pytest.mark.parametrize("body, line, fragment", [
-    ("time,bytes\n0,1G\n10,zz\n", 3, "bad size"),
-    ("0,1G\n10\n", 2, "expected 2 columns"),
-    ("0,1G\n10,2G\n5,1G\n", 3, "goes backwards"),
-])
+@pytest.mark.parametrize(
+    "body, line, fragment",
+    [
+        ("time,bytes\n0,1G\n10,zz\n", 3, "bad size"),
+        ("0,1G\n10\n", 2, "expected 2 columns"),
+        ("0,1G\n10,2G\n5,1G\n", 3, "goes backwards"),
+    ],
+)
 def test_broken_trace_names_the_line(tmp_path, body, line, fragment):
     path = tmp_path / "bad.csv"
     path.write_text(body)
@@ -102,16 +132,20 @@ def test_broken_trace_names_the_line(tmp_path, body, line, fragment):
     assert exc.value.line == line and fragment in str(exc.value)
 
 
-@pytest.mark.parametrize("controller", [
-    {"controller": "static", "target": "3G"},
-    {"controller": "schedule", "steps": [[10, "3G"], [200, "2500M"]]},
-    {"controller": "hyperv-buffer", "buffer_percent": 30},
-    {"controller": "mom"},
-    {"controller": "pi-psi"},
-])
+@pytest.mark.parametrize(
+    "controller",
+    [
+        {"controller": "static", "target": "3G"},
+        {"controller": "schedule", "steps": [[10, "3G"], [200, "2500M"]]},
+        {"controller": "hyperv-buffer", "buffer_percent": 30},
+        {"controller": "mom"},
+        {"controller": "pi-psi"},
+    ],
+)
 def test_every_controller_moves_the_target(controller):
-    r = simulate({**BASE, "workload": {"name": "ramp", "end_size": "2500M", "ramp_time": 120},
-                  "host": controller}, seed=2)
+    r = simulate(
+        {**BASE, "workload": {"name": "ramp", "end_size": "2500M", "ramp_time": 120}, "host": controller}, seed=2
+    )
     assert r.timeseries.target_bytes.nunique() > 1
     assert r.metrics["hotadd_ok"] > 0
 
@@ -127,27 +161,41 @@ def test_every_workload_creates_demand(workload):
 
 def test_xen_retries_cancel_after_four_failures_on_new_kernels_only():
     def run(kernel):
-        return simulate({
-            "duration": "5m", "guest": {"boot": "2G", "kernel": kernel}, "driver": {"name": "xen"},
-            "onlining": {"agent": "auto"}, "workload": {"name": "idle"},
-            "host": {"controller": "static", "target": "3G", "memory": "512M"},
-        }, seed=0).metrics
+        return simulate(
+            {
+                "duration": "5m",
+                "guest": {"boot": "2G", "kernel": kernel},
+                "driver": {"name": "xen"},
+                "onlining": {"agent": "auto"},
+                "workload": {"name": "idle"},
+                "host": {"controller": "static", "target": "3G", "memory": "512M"},
+            },
+            seed=0,
+        ).metrics
+
     new, old = run("6.12"), run("4.19")
     assert new["host_populate_short"] > 0
     assert new["xen_cancelled"] > 0
     assert old["xen_cancelled"] == 0 and old["xen_populate_batches"] > new["xen_populate_batches"]
 
 
-@pytest.mark.parametrize("config, path, fragment", [
-    ({"driver": {"name": "hyperv", "request_ofset": "1M"}}, "driver.request_ofset", "did you mean 'request_offset'"),
-    ({"driver": {"name": "xenn"}}, "driver.name", "did you mean 'xen'"),
-    ({"onlining": {"agent": "udev", "delay": {"dist": "gamma"}}}, "onlining.delay.dist", ""),
-    ({"workload": {"name": "bursts", "base": "1X"}}, "workload.base", "not a size"),
-    ({"host": {"controller": "schedule", "steps": [[5]]}}, "host", "steps[0]"),
-    ({"guest": {"block_size": "192M"}}, "guest.block_size", "power of two"),
-    ({"guest": {"max_addr": "1G"}}, "guest.max_addr", "must exceed"),
-    ({"duration": "-5s"}, "duration", ""),
-])
+@pytest.mark.parametrize(
+    "config, path, fragment",
+    [
+        (
+            {"driver": {"name": "hyperv", "request_ofset": "1M"}},
+            "driver.request_ofset",
+            "did you mean 'request_offset'",
+        ),
+        ({"driver": {"name": "xenn"}}, "driver.name", "did you mean 'xen'"),
+        ({"onlining": {"agent": "udev", "delay": {"dist": "gamma"}}}, "onlining.delay.dist", ""),
+        ({"workload": {"name": "bursts", "base": "1X"}}, "workload.base", "not a size"),
+        ({"host": {"controller": "schedule", "steps": [[5]]}}, "host", "steps[0]"),
+        ({"guest": {"block_size": "192M"}}, "guest.block_size", "power of two"),
+        ({"guest": {"max_addr": "1G"}}, "guest.max_addr", "must exceed"),
+        ({"duration": "-5s"}, "duration", ""),
+    ],
+)
 def test_bad_scenarios_name_the_key(config, path, fragment):
     with pytest.raises(ConfigError) as exc:
         load_scenario(config)

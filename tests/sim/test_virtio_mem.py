@@ -69,6 +69,7 @@ def memtotal_delta(m: dict) -> int:
 
 # -- Sub Block Mode ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("extra", [1092 * MiB, 1090 * MiB])
 def test_sbm_plugs_requested_size_within_a_subblock(extra):
     sim = run(scenario([(10, extra)]))
@@ -129,6 +130,7 @@ def test_target_change_during_a_plug_request_is_picked_up():
 
 # -- memmap placement ------------------------------------------------------------------------------------
 
+
 def test_altmap_memmap_sits_in_the_first_subblock_which_is_plugged_first():
     sim = run(scenario([(10, 300 * MiB)], memmap={"strategy": "altmap"}, onlining={"agent": "udev"}))
     m = sim.result().metrics
@@ -157,8 +159,9 @@ def test_altmap_with_2g_blocks_crashes_when_one_subblock_is_plugged():
 
 def test_add_memory_enomem_unplugs_and_arms_the_doubling_retry_timer():
     # the subrange hint (the plugged 4 MiB) cannot hold a 2 GiB block's memmap and the strategy may not fall back
-    sim = run(scenario([(10, 4 * MiB)], guest={"block_size": "2G"},
-                       memmap={"strategy": "subrange-hint", "fallback": "fail"}))
+    sim = run(
+        scenario([(10, 4 * MiB)], guest={"block_size": "2G"}, memmap={"strategy": "subrange-hint", "fallback": "fail"})
+    )
     res = sim.result()
     m = res.metrics
     assert m["hotadd_ok"] == 0 and m["hotadd_enomem"] == m["virtio_mem_add_failures"] == 4
@@ -172,8 +175,12 @@ def test_add_memory_enomem_unplugs_and_arms_the_doubling_retry_timer():
 
 def test_einval_from_add_memory_marks_the_device_broken():
     # 5.12 memmap_on_memory needs a single-block add; a 512 MiB big block is four: -EINVAL
-    sc = scenario([(10, GiB), (200, 2 * GiB)], guest={"kernel": "5.12"}, memmap={"strategy": "altmap"},
-                  driver={"force_bbm": True, "bbm_block_size": "512M"})
+    sc = scenario(
+        [(10, GiB), (200, 2 * GiB)],
+        guest={"kernel": "5.12"},
+        memmap={"strategy": "altmap"},
+        driver={"force_bbm": True, "bbm_block_size": "512M"},
+    )
     res = simulate(sc, seed=1)
     assert res.metrics["virtio_mem_broken"] and res.metrics["hotadd_einval"] == 1
     assert res.metrics["virtio_mem_plugged_bytes"] == 0
@@ -181,6 +188,7 @@ def test_einval_from_add_memory_marks_the_device_broken():
 
 
 # -- Big Block Mode --------------------------------------------------------------------------------------
+
 
 def test_force_bbm_plugs_and_adds_whole_big_blocks():
     sim = run(scenario([(10, 300 * MiB)], driver={"force_bbm": True}))
@@ -195,8 +203,9 @@ def test_force_bbm_plugs_and_adds_whole_big_blocks():
 
 
 def test_bbm_block_size_sets_add_granularity_and_threshold():
-    sim = run(scenario([(10, 4 * GiB)], driver={"force_bbm": True, "bbm_block_size": "1G"},
-                       onlining={"agent": "offline"}))
+    sim = run(
+        scenario([(10, 4 * GiB)], driver={"force_bbm": True, "bbm_block_size": "1G"}, onlining={"agent": "offline"})
+    )
     ev = sim.result().events
     adds = ev[ev.kind == "add_memory"]
     assert all(d.endswith("+1024M 0") for d in adds.detail)
@@ -206,8 +215,13 @@ def test_bbm_block_size_sets_add_granularity_and_threshold():
 
 
 def test_bbm_unplug_offlines_and_removes_big_blocks():
-    sim = run(scenario([(10, GiB), (300, 256 * MiB)], driver={"force_bbm": True, "bbm_block_size": "256M"},
-                       memmap={"strategy": "altmap"}))
+    sim = run(
+        scenario(
+            [(10, GiB), (300, 256 * MiB)],
+            driver={"force_bbm": True, "bbm_block_size": "256M"},
+            memmap={"strategy": "altmap"},
+        )
+    )
     m = sim.result().metrics
     assert m["virtio_mem_plugged_bytes"] == 256 * MiB and len(sim.guest.blocks) == 2
     assert memtotal_delta(m) == 256 * MiB - 2 * 2 * MiB
@@ -215,6 +229,7 @@ def test_bbm_unplug_offlines_and_removes_big_blocks():
 
 
 # -- the offline threshold ---------------------------------------------------------------------------------
+
 
 def test_offline_threshold_when_nobody_onlines():
     sim = run(scenario([(10, 8 * GiB)], onlining={"agent": "offline"}))
@@ -240,11 +255,13 @@ def test_onlining_reopens_the_threshold():
 
 # -- unplug ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("strategy", ["kmalloc", "altmap"])
 @pytest.mark.parametrize("agent", ["auto", "offline"])
 def test_target_decrease_unplugs(strategy, agent):
-    sim = run(scenario([(10, GiB + 64 * MiB), (300, 200 * MiB)], memmap={"strategy": strategy},
-                       onlining={"agent": agent}))
+    sim = run(
+        scenario([(10, GiB + 64 * MiB), (300, 200 * MiB)], memmap={"strategy": strategy}, onlining={"agent": agent})
+    )
     m = sim.result().metrics
     assert m["virtio_mem_plugged_bytes"] == m["virtio_mem_requested_bytes"] == 200 * MiB
     assert m["blocks_added_end"] == 2
@@ -278,6 +295,7 @@ def test_unplug_online_off_leaves_online_blocks_alone():
 
 # -- the host ----------------------------------------------------------------------------------------------
 
+
 def test_host_short_of_memory_refuses_plugs_and_retries():
     sim = run(scenario([(10, 2 * GiB)], host={"memory": "700M"}))
     m = sim.result().metrics
@@ -288,6 +306,7 @@ def test_host_short_of_memory_refuses_plugs_and_retries():
 
 # -- setup, errors, determinism ----------------------------------------------------------------------------
 
+
 def test_online_page_callback_is_exclusive():
     sim = Sim(load_scenario(scenario([(10, GiB)])), 1)
     assert sim.guest.set_online_page_callback(lambda g, b, span: span) == 0
@@ -295,14 +314,17 @@ def test_online_page_callback_is_exclusive():
         sim.run()
 
 
-@pytest.mark.parametrize(("driver", "guest", "path"), [
-    ({"region_size": "200M"}, {}, "driver.region_size"),
-    ({"device_block_size": "3M"}, {}, "driver.device_block_size"),
-    ({"force_bbm": True, "bbm_block_size": "64M"}, {}, "driver.bbm_block_size"),
-    ({"region_start": "2G"}, {}, "driver.region_start"),
-    ({"retry_min": "400s"}, {}, "driver"),
-    ({}, {"kernel": "4.19"}, "guest.kernel"),
-])
+@pytest.mark.parametrize(
+    ("driver", "guest", "path"),
+    [
+        ({"region_size": "200M"}, {}, "driver.region_size"),
+        ({"device_block_size": "3M"}, {}, "driver.device_block_size"),
+        ({"force_bbm": True, "bbm_block_size": "64M"}, {}, "driver.bbm_block_size"),
+        ({"region_start": "2G"}, {}, "driver.region_start"),
+        ({"retry_min": "400s"}, {}, "driver"),
+        ({}, {"kernel": "4.19"}, "guest.kernel"),
+    ],
+)
 def test_bad_configuration_names_the_key(driver, guest, path):
     with pytest.raises(ConfigError) as err:
         simulate(scenario([(10, GiB)], driver=driver, guest=guest), seed=1)
@@ -318,9 +340,13 @@ def test_region_start_and_size_bound_the_device():
 
 
 def test_same_seed_same_metrics():
-    sc = scenario([(10, GiB)], duration="12m", onlining={"agent": "udev"},
-                  workload={"name": "tasks", "arrival_rate": 0.1},
-                  host={"controller": "hyperv-buffer"})
+    sc = scenario(
+        [(10, GiB)],
+        duration="12m",
+        onlining={"agent": "udev"},
+        workload={"name": "tasks", "arrival_rate": 0.1},
+        host={"controller": "hyperv-buffer"},
+    )
     sc["host"].pop("steps")
     a, b = simulate(sc, seed=5), simulate(sc, seed=5)
     assert a.metrics == pytest.approx(b.metrics, nan_ok=True)
