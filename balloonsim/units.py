@@ -29,6 +29,22 @@ MAX_MEMORY_BLOCK_SIZE = 2 << 30  # MAX_BLOCK_SIZE in arch/x86/mm/init_64.c
 MEM_SIZE_FOR_LARGE_BLOCK = 64 << 30
 VMEMMAP_START = 0xFFFFEA0000000000  # __VMEMMAP_BASE, 4-level paging, no KASLR
 
+
+def div_round_up(n: int, d: int) -> int:
+    """DIV_ROUND_UP(n, d): whole units of d needed to hold n."""
+    return -(-n // d)
+
+
+def align_up(x: int, a: int) -> int:
+    """ALIGN(x, a) for any positive a (the kernel's needs a power of two; the arithmetic does not)."""
+    return -(-x // a) * a
+
+
+def align_down(x: int, a: int) -> int:
+    """ALIGN_DOWN(x, a)."""
+    return x - x % a
+
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
