@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, Memmap, MemoryBlock
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
@@ -116,12 +117,12 @@ class Guest:
         self._lru_kernel_blocks: dict[int, list[int]] = {}  # node -> online kernel-zone hot-added blocks
         self.slab_bytes = 0
         self.slab_pages: dict[int, int] = {}  # node -> pages backing the slab (kmalloc metadata)
-        self._prebacked: dict[int, Extents] = {}  # block id -> backing that predates add_memory()
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
         self._layout_boot()
         bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor, self.profile)
         self.block_size = bz
         self.block_pages = bz >> PAGE_SHIFT
+        self.backing = Backing(self.blocks, self.block_pages)  # the hypervisor's view: which pfns are backed
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
         if strategy is None:
             from balloonsim.memmap import get_strategy
@@ -319,7 +320,7 @@ class Guest:
             for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)
         ]
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
-            b.backed = self._prebacked.pop(b.id, Extents())
+            self.backing.claim(b)
         txn = Transaction()
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
@@ -370,8 +371,7 @@ class Guest:
         slab_pages: dict[int, int] | None = None,
     ) -> None:
         for b in blocks:
-            if b.backed:
-                self._prebacked[b.id] = b.backed
+            self.backing.unclaim(b)
         self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
         if roots is not None:  # the mem_section roots this call created go with their (uncharged) slab
             self.pagetables.section_roots = roots
@@ -471,15 +471,7 @@ class Guest:
         if m is None or not m.in_range:
             return
         for s, e in m.in_range:
-            host = self.block_of_pfn(s)
-            hole = host.backed.first_missing(s, e) if host is not None else None
-            if hole is None and host is not None and e > host.end_pfn:  # spans several blocks
-                pfn = s
-                while pfn < e and hole is None:
-                    hb = self.block_of_pfn(pfn)
-                    seg_end = min(e, hb.end_pfn)
-                    hole = hb.backed.first_missing(pfn, seg_end)
-                    pfn = seg_end
+            hole = self.backing.first_missing(s, e)
             if hole is not None:
                 # backing page `hole` holds the struct pages of pfns starting here
                 described = block.start_pfn + (hole - s) * (PAGE_SIZE // self.sp)
@@ -488,38 +480,6 @@ class Guest:
                 )
                 self.crashed = crash
                 raise crash
-
-    # -------------------------------------------------------------------- hypervisor backing ---
-    def _segments(self, start_pfn: int, end_pfn: int):
-        """[start, end) cut at memory block boundaries: (block id, start, end) per piece."""
-        pfn = start_pfn
-        while pfn < end_pfn:
-            bid = pfn // self.block_pages
-            seg_end = min(end_pfn, (bid + 1) * self.block_pages)
-            yield bid, pfn, seg_end
-            pfn = seg_end
-
-    def host_populate(self, start_pfn: int, end_pfn: int) -> int:
-        """The hypervisor backs [start, end) (populate_physmap, a Hyper-V hot-add range, a DIMM).
-        Returns the pages newly backed. Backing before add_memory() is remembered for the add."""
-        new = 0
-        for bid, s, e in self._segments(start_pfn, end_pfn):
-            block = self.blocks.get(bid)
-            backed = block.backed if block is not None else self._prebacked.setdefault(bid, Extents())
-            new += backed.add(s, e)
-        return new
-
-    def host_unpopulate(self, start_pfn: int, end_pfn: int) -> int:
-        """decrease_reservation / balloon-out: the hypervisor takes the frames back."""
-        gone = 0
-        for bid, s, e in self._segments(start_pfn, end_pfn):
-            block = self.blocks.get(bid)
-            backed = block.backed if block is not None else self._prebacked.get(bid)
-            if backed is not None:
-                gone += backed.remove(s, e)
-                if block is None and not backed:
-                    del self._prebacked[bid]
-        return gone
 
     # ------------------------------------------------------------------------ online_pages ---
     def set_online_page_callback(self, cb: OnlinePageCallback) -> int:

@@ -273,7 +273,7 @@ def test_subrange_hint_places_at_backed_start():
     g = make_guest("subrange-hint")
     s = 4 * GiB >> PAGE_SHIFT
     half = s + 16384
-    g.host_populate(half, s + 32768)
+    g.backing.populate(half, s + 32768)
     assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents.span(half, s + 32768)) == 0
     b = g.blocks[32]
     assert b.memmap.in_range == Extents.span(half, half + 512)
