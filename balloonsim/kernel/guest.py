@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from balloonsim.kernel.backing import Backing
-from balloonsim.kernel.block import BlockState, Memmap, MemoryBlock
+from balloonsim.kernel.block import BlockState, MemoryBlock
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.overhead import PageTables, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
 from balloonsim.kernel.profiles import KernelProfile, get_profile
+from balloonsim.kernel.stats import GuestStats
+from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import (
     MAX_MEMORY_BLOCK_SIZE,
@@ -75,29 +77,10 @@ class GuestConfig:
     node_distance_remote: int = 20
 
 
-@dataclass
-class GuestStats:
-    """Counters the simulation turns into metrics."""
-
-    add_calls: int = 0
-    add_ok: int = 0
-    add_errors: dict[int, int] = field(default_factory=dict)
-    base_page_fallbacks: int = 0  # sections whose vmemmap fell back to 4 KiB pages
-    memmap_fallbacks: int = 0  # altmap requested but the ordinary memmap was used
-    altmap_waste_pages: int = 0  # force mode: pageblock rounding of the memmap
-    memmap_kmalloc_pages: int = 0  # currently allocated via the kmalloc path
-    memmap_remote_pages: int = 0
-    memmap_in_range_pages: int = 0
-    pagetable_pages: int = 0
-    metadata_bytes: int = 0
-    onlined_blocks: int = 0
-    offline_ebusy: int = 0
-
-
 class Guest:
     """A Linux x86_64 guest's physical memory, memory blocks, zones and nodes."""
 
-    def __init__(self, config: GuestConfig | None = None, strategy=None, trace: bool = False):
+    def __init__(self, config: GuestConfig | None = None, strategy: MemmapPlacement | None = None, trace: bool = False):
         self.config = cfg = config or GuestConfig()
         self.profile: KernelProfile = get_profile(cfg.kernel)
         self.sp = cfg.struct_page_size
@@ -124,11 +107,11 @@ class Guest:
         self.block_pages = bz >> PAGE_SHIFT
         self.backing = Backing(self.blocks, self.block_pages)  # the hypervisor's view: which pfns are backed
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
-        if strategy is None:
-            from balloonsim.memmap import get_strategy
-
-            strategy = get_strategy("kmalloc")
-        self.strategy = strategy
+        # where add_memory() puts the memmap; without a strategy, the ordinary memmap as every kernel does
+        self.strategy: MemmapPlacement = strategy if strategy is not None else OrdinaryMemmap()
+        self.vmemmap = SparseVmemmap(
+            self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.kernel_host_block, self.trace
+        )
 
     # ----------------------------------------------------------------------------------- boot ---
     def _layout_boot(self) -> None:
@@ -205,7 +188,7 @@ class Guest:
 
     def memmap_pages_for(self, nr_pages: int) -> int:
         """Pages of struct page describing nr_pages (PFN_UP(nr * sizeof(struct page)))."""
-        return -(-nr_pages * self.sp // PAGE_SIZE)
+        return self.vmemmap.memmap_pages(nr_pages)
 
     def block_of_pfn(self, pfn: int) -> MemoryBlock | None:
         return self.blocks.get(pfn // self.block_pages)
@@ -334,10 +317,13 @@ class Guest:
         if not ok:
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
             return -ENOMEM
-        err = self.strategy.place(self, nid, blocks, hint, mhp_flag, txn)
+        vm = self.vmemmap.hotadd(blocks, txn)
+        err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
+            self.vmemmap.abort(vm)
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before, slab_pages=slab_before)
             return err
+        self.vmemmap.commit(vm)
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
         self.stats.pagetable_pages += new_tables
@@ -407,62 +393,6 @@ class Guest:
                 hosted.discard(b.id)
                 if not hosted:
                     del self.hosted_by[host]
-
-    # ------------------------------------------------------------------ memmap placement API ---
-    def kmalloc_memmap(self, nid: int, block: MemoryBlock, txn: Transaction, kind: str = "kmalloc") -> int:
-        """vmemmap_populate() without an altmap: a 2 MiB block per section from online memory, node
-        `nid` first; 4 KiB base pages plus a PTE table when no 2 MiB block is left; -ENOMEM when even
-        base pages fail. Never OOM-kills (__GFP_RETRY_MAYFAIL)."""
-        per_section = self.memmap_pages_for(PAGES_PER_SECTION)
-        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
-        m.host_block = self.kernel_host_block(nid)
-        for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
-            va0 = pfn_to_page_addr(sec, self.sp)
-            va1 = pfn_to_page_addr(sec + PAGES_PER_SECTION, self.sp)
-            if per_section == PMD_PAGES:
-                zone = self.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
-                if zone is not None:
-                    m.pieces.append((zone, PMD_PAGES, True))
-                    if zone.nid != nid:
-                        m.remote_pages += PMD_PAGES
-                    self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
-                    continue
-            # vmemmap_populate_basepages(): per-page allocations plus the PTE table
-            need = per_section + 1
-            before = len(txn.takes)
-            got = self.alloc.alloc(nid, need, Gfp.VMEMMAP, txn)
-            if got < need:
-                return -ENOMEM
-            for t in txn.takes[before:]:
-                m.pieces.append((t.zone, t.pages, False))
-                if t.zone.nid != nid:
-                    m.remote_pages += t.pages
-            m.pte_pages += 1
-            m.base_fallback_sections += 1
-            self.stats.base_page_fallbacks += 1
-            self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} base pages node {nid}")
-        block.memmap = m
-        return 0
-
-    def altmap_memmap(
-        self, block: MemoryBlock, base_pfn: int, nr: int, kind: str, host: MemoryBlock | None = None
-    ) -> None:
-        """Carve `nr` vmemmap pages at `base_pfn` from hot-added memory (altmap_alloc_block_buf)."""
-        host = host or block
-        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
-        m.in_range = Extents.span(base_pfn, base_pfn + nr)
-        m.host_blocks = (host.id,)
-        host.vmemmap_pfns.add(base_pfn, base_pfn + nr)
-        block.memmap = m
-        if kind != "altmap-range":
-            step = PMD_PAGES * PAGE_SIZE // self.sp
-            for sec in range(block.start_pfn, block.end_pfn, step):
-                va0 = pfn_to_page_addr(sec, self.sp)
-                va1 = pfn_to_page_addr(sec + step, self.sp)
-                self._trace(
-                    f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD altmap pfn "
-                    f"{base_pfn + (sec - block.start_pfn) * self.sp // PAGE_SIZE:#x}"
-                )
 
     def write_memmap(self, block: MemoryBlock, what: str) -> None:
         """memmap_init_range()/page_init_poison(): every struct page of `block` is written; the pages
@@ -671,13 +601,13 @@ class Guest:
                 return -EBUSY
         if any(b.unmovable for b in blocks):
             return -EBUSY
-        err = self.strategy.check_remove(self, blocks)
+        err = self.vmemmap.check_remove(blocks)
         if err:
             return err
-        self.strategy.release(self, blocks)
         for b in blocks:
             self._account_memmap(b, -1)
-            self._release_kmalloc(b)
+        self.vmemmap.vmemmap_free(blocks)
+        for b in blocks:
             del self.blocks[b.id]
         freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
         if freed_tables:
@@ -693,12 +623,6 @@ class Guest:
             if all(i not in self.blocks for i in range(gs // self.block_pages, (gs + gn) // self.block_pages)):
                 del self.groups[gid]
         return 0
-
-    def _release_kmalloc(self, b: MemoryBlock) -> None:
-        m = b.memmap
-        for zone, n, pmd in m.pieces:
-            self.alloc.free(zone, n, "kernel", pmd=pmd)
-        m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
 
     # ----------------------------------------------------------------------------- views ---
     def gigantic_pages(self) -> int:
