@@ -14,6 +14,7 @@ from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, MemoryBlock
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.overhead import PageTables, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
 from balloonsim.kernel.profiles import KernelProfile, get_profile
@@ -649,7 +650,5 @@ class Guest:
         hosted = self.hosted_by.get(block.id)
         return not hosted or hosted <= {block.id}
 
-    def meminfo(self):
-        from balloonsim.kernel.meminfo import read_meminfo
-
+    def meminfo(self) -> Meminfo:
         return read_meminfo(self)
