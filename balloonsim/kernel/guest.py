@@ -354,30 +354,17 @@ class Guest:
         nr_pages: int,
         blocks: list[MemoryBlock],
         slab: int,
-        roots: set[int] | None = None,
-        slab_pages: dict[int, int] | None = None,
+        roots: set[int],
+        slab_pages: dict[int, int],
     ) -> None:
+        """A failed add_memory() leaves nothing: tables, the slab it charged and the roots it made."""
         for b in blocks:
             self.backing.unclaim(b)
         self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
-        if roots is not None:  # the mem_section roots this call created go with their (uncharged) slab
-            self.pagetables.section_roots = roots
-        if slab:
-            self.slab_bytes -= slab
+        self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
+        self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
-        if slab_pages is not None:  # the slab pages this call took were on its node, not the highest one
-            self.slab_pages = slab_pages
-        else:
-            self._resync_slab_pages()
-
-    def _resync_slab_pages(self) -> None:
-        want = -(-self.slab_bytes // PAGE_SIZE)
-        have = sum(self.slab_pages.values())
-        if have > want:
-            for nid in sorted(self.slab_pages, reverse=True):
-                k = min(have - want, self.slab_pages[nid])
-                self.slab_pages[nid] -= k
-                have -= k
+        self.slab_pages = slab_pages  # the slab pages this call took were on its node, not the highest one
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
@@ -472,7 +459,6 @@ class Guest:
             self.generic_online_page(block, s, e)
         if zone.type.is_kernel:
             self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
-        self.stats.onlined_blocks += 1
         self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()

@@ -20,5 +20,4 @@ class GuestStats:
     memmap_in_range_pages: int = 0
     pagetable_pages: int = 0
     metadata_bytes: int = 0
-    onlined_blocks: int = 0
     offline_ebusy: int = 0
