@@ -33,6 +33,7 @@ from balloonsim.units import (
     STRUCT_PAGE_SIZE,
     GiB,
     MiB,
+    div_round_up,
     pfn_to_page_addr,
 )
 
@@ -160,7 +161,7 @@ class Guest:
                 continue
             z = self.alloc.zones[(nid, zt)]
             n = hi - lo
-            memmap = -(-n * self.sp // PAGE_SIZE)
+            memmap = div_round_up(n * self.sp, PAGE_SIZE)
             z.present += n
             z.managed += n - memmap
             z.give(n - memmap, contiguous=True)
@@ -205,7 +206,7 @@ class Guest:
     def charge_slab(self, nid: int, nbytes: int, txn: Transaction | None) -> bool:
         """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
         self.slab_bytes += nbytes
-        need = -(-self.slab_bytes // PAGE_SIZE) - sum(self.slab_pages.values())
+        need = div_round_up(self.slab_bytes, PAGE_SIZE) - sum(self.slab_pages.values())
         if need > 0:
             got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
             if got < need:
@@ -216,7 +217,7 @@ class Guest:
 
     def uncharge_slab(self, nbytes: int) -> None:
         self.slab_bytes -= nbytes
-        extra = sum(self.slab_pages.values()) - -(-self.slab_bytes // PAGE_SIZE)
+        extra = sum(self.slab_pages.values()) - div_round_up(self.slab_bytes, PAGE_SIZE)
         for nid in sorted(self.slab_pages, reverse=True):
             if extra <= 0:
                 break
@@ -290,7 +291,7 @@ class Guest:
         # the kernel's order: register_memory_resource() (-E2BIG, -EEXIST), then the alignment check
         if not self.mhp_range_allowed(start, size):
             return -E2BIG
-        start_pfn, nr_pages = start >> PAGE_SHIFT, -(-size >> PAGE_SHIFT)
+        start_pfn, nr_pages = start >> PAGE_SHIFT, div_round_up(size, PAGE_SIZE)
         if not self.range_is_free(start >> PAGE_SHIFT, nr_pages):
             return -EEXIST  # the "System RAM" resource conflicts
         err = self.check_hotplug_memory_range(start, size)
