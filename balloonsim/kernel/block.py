@@ -127,6 +127,13 @@ class MemoryBlock:
         return self.nr_pages - self.backed.total
 
     @property
+    def online_zone(self) -> Zone:
+        """The zone an online block's pages are in; an offline block has none."""
+        if self.zone is None:
+            raise ValueError(f"memory{self.id} is not online")
+        return self.zone
+
+    @property
     def is_kernel_zone(self) -> bool:
         return self.zone is not None and self.zone.type is not ZoneType.MOVABLE
 

@@ -369,6 +369,7 @@ class Guest:
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
+        assert m is not None, "add_memory() gives every block it registers a memmap"
         self.stats.memmap_kmalloc_pages += sign * (m.kmalloc_pages - m.pte_pages)  # struct pages, not PTE tables
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
@@ -492,7 +493,7 @@ class Guest:
             block.exposed.add(s, e)
             n += e - s
         if n:
-            zone = block.zone
+            zone = block.online_zone
             zone.managed += n
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
@@ -506,7 +507,7 @@ class Guest:
         a known range, virtio-mem unplug): they must be free. Returns pages withdrawn."""
         exposed = block.exposed.clip(start, end)
         n = exposed.total
-        zone = block.zone
+        zone = block.online_zone
         if n > zone.free:
             return 0
         for s, e in exposed:
@@ -521,7 +522,7 @@ class Guest:
         block = self.blocks.get(block_id)
         if block is None or block.state is not BlockState.ONLINE:
             return -EINVAL
-        zone = block.zone
+        zone = block.online_zone
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             self.stats.offline_ebusy += 1
             return -EBUSY

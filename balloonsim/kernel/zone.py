@@ -110,7 +110,7 @@ class Zone:
 
     def intersects(self, start: int, end: int) -> bool:
         """zone_intersects(): the range overlaps the zone's span."""
-        if self.span_start is None or self.present == 0:
+        if self.span_start is None or self.span_end is None or self.present == 0:
             return False
         return start < self.span_end and end > self.span_start
 

@@ -47,6 +47,7 @@ def memmap_on_memory_pages(block_pages: int, struct_page_size: int, force: bool)
 class Altmap(MemmapStrategy):
     name = "altmap"
     Params = AltmapParams
+    params: AltmapParams
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         rule = vm.profile.memmap_on_memory

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -28,8 +29,8 @@ class NodePoolParams(BaseModel):
 
     @field_validator("pool_size", mode="before")
     @classmethod
-    def _size(cls, v: object) -> int:
-        return parse_size(v)  # type: ignore[arg-type]  # pydantic hands over whatever the user wrote
+    def _size(cls, v: str | int | float) -> int:
+        return parse_size(v)
 
 
 @dataclass
@@ -49,8 +50,9 @@ class Pool:
 class NodePool(MemmapStrategy):
     name = "node-pool"
     Params = NodePoolParams
+    params: NodePoolParams
 
-    def __init__(self, **params: object):
+    def __init__(self, **params: Any):
         super().__init__(**params)
         self.pools: dict[int, list[Pool]] = {}  # node -> its pools, oldest first
 

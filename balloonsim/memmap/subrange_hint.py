@@ -29,6 +29,7 @@ class SubrangeHintParams(BaseModel):
 class SubrangeHint(MemmapStrategy):
     name = "subrange-hint"
     Params = SubrangeHintParams
+    params: SubrangeHintParams
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         nr_aligned = align_up(vm.memmap_pages_per_block, PAGEBLOCK_PAGES)
