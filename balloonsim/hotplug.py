@@ -112,7 +112,7 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
 
     phase("boot")
     start_pfn, end_pfn = spec.at >> PAGE_SHIFT, end >> PAGE_SHIFT
-    guest.host_populate(start_pfn, end_pfn)  # a DIMM: the whole range is backed before the add
+    guest.backing.populate(start_pfn, end_pfn)  # a DIMM: the whole range is backed before the add
     try:
         ret = guest.add_memory(spec.node, spec.at, spec.size, hint=Extents.span(start_pfn, end_pfn))
         report.calls.append((f"add_memory(nid={spec.node}, start={spec.at:#x}, size={spec.size:#x})", ret))

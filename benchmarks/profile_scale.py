@@ -83,7 +83,7 @@ def per_block_objects(strategy: str, size: int = 64 * GiB) -> dict:
     tracemalloc.start(1)
     snap0 = tracemalloc.take_snapshot()
     s, e = spec.at >> PAGE_SHIFT, (spec.at + size) >> PAGE_SHIFT
-    guest.host_populate(s, e)
+    guest.backing.populate(s, e)
     assert guest.add_memory(0, spec.at, size, hint=Extents.span(s, e)) == 0
     for bid in sorted(guest.blocks):
         guest.online_memory_block(bid, "online")

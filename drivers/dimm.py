@@ -79,7 +79,7 @@ class AcpiDimm(Driver):
         self.log("hotadd_request", -1, f"dimm {start:#x}+{size >> 20}M")
         yield self.env.timeout(self.p.plug_delay)
         first = start >> PAGE_SHIFT
-        self.guest.host_populate(first, first + pages)
+        self.guest.backing.populate(first, first + pages)
         self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
         ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages))
         if ret:

@@ -187,10 +187,10 @@ class HvBalloon(Driver):
         pfn_cnt = got
         self.stats["hv_hotadd_requests"] += 1
         self.log("hotadd_request", pg_start // self.chunk, f"pfn {pg_start:#x} +{pfn_cnt} pages")
-        self.guest.host_populate(pg_start, pg_start + pfn_cnt)
+        self.guest.backing.populate(pg_start, pg_start + pfn_cnt)
         added = yield from self.process_hot_add(pg_start, pfn_cnt)
         if added < pfn_cnt:  # the host takes back what the guest did not accept
-            self.guest.host_unpopulate(pg_start + added, pg_start + pfn_cnt)
+            self.guest.backing.unpopulate(pg_start + added, pg_start + pfn_cnt)
             self.sim.host.release(pfn_cnt - added)
         self.num_pages_added += added
         self.stats["hv_pages_covered"] += added

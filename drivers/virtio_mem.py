@@ -42,7 +42,7 @@ callback). What is modelled, with the kernel function it follows:
   (virtio_mem_bbm_unplug_request): three passes over added big blocks from the top (fully offline, then
   movable-only, then any), each bbm_safe_unplug'ed: mark FAKE_OFFLINE, fake-offline all online memory,
   offline and remove, then unplug; -EBUSY rolls back and moves on.
-- The host side: a plug request is QEMU populating the range (HostMemory.populate + Guest.host_populate);
+- The host side: a plug request is QEMU populating the range (HostMemory.populate + Guest.backing.populate);
   when the host cannot back it, the device answers BUSY (-ETXTBSY). Unplug gives the frames back.
 
 Where the model goes beyond the kernel (virtio-mem never passes MHP_MEMMAP_ON_MEMORY, kernel-facts section
@@ -364,7 +364,7 @@ class VirtioMem(Driver):
             self.stats["plug_failures"] += 1
             self.log("populate", block_id, f"plug {what} refused: host out of memory (-ETXTBSY)")
             return -ETXTBSY
-        self.guest.host_populate(start, end)
+        self.guest.backing.populate(start, end)
         self.plugged_size += pages << PAGE_SHIFT
         self.log("populate", block_id, f"plug {what} ({pages >> 8}M)")
         return 0
@@ -384,16 +384,7 @@ class VirtioMem(Driver):
         return 0
 
     def _unback(self, start: int, end: int) -> None:
-        g = self.guest
-        g.host_unpopulate(start, end)
-        # backing recorded for a block whose add_memory() failed is not reached by host_unpopulate()
-        bp = g.block_pages
-        for bid in range(start // bp, (end - 1) // bp + 1):
-            pre = g._prebacked.get(bid)
-            if bid not in g.blocks and pre is not None:
-                pre.remove(start, end)
-                if not pre:
-                    del g._prebacked[bid]
+        self.guest.backing.unpopulate(start, end)  # also the backing of a block whose add_memory() failed
 
     def _add(self, bid: int, start: int, size: int, hint: Extents) -> int:
         """virtio_mem_add_memory(): counts toward offline_size before the call (it may online at once)."""

@@ -167,7 +167,7 @@ class XenBalloon(Driver):
         if ret:
             self.log("balloon", -1, f"Cannot add additional memory ({ret})")
             if memmap_pages:
-                g.host_unpopulate(first, first + nr)
+                g.backing.unpopulate(first, first + nr)
                 self.sim.host.release(memmap_pages)
                 self.current_pages -= memmap_pages
             return BP_ECANCELED
@@ -187,12 +187,12 @@ class XenBalloon(Driver):
             if got < per_block:
                 self.sim.host.release(got)
                 for s, e in hint:
-                    g.host_unpopulate(s, e)
+                    g.backing.unpopulate(s, e)
                 self.sim.host.release(total)
                 self.current_pages -= total
                 self.stats["xen_populate_short"] += 1
                 return None, 0
-            g.host_populate(bstart, bstart + per_block)
+            g.backing.populate(bstart, bstart + per_block)
             hint.add(bstart, bstart + per_block)
             total += per_block
             self.current_pages += per_block
@@ -217,7 +217,7 @@ class XenBalloon(Driver):
                 ext: Extents = top[2]
                 for s, e in reversed(list(ext)):
                     k = min(left, e - s)
-                    g.host_populate(e - k, e)
+                    g.backing.populate(e - k, e)
                     g.generic_online_page(block, e - k, e)
                     ext.remove(e - k, e)
                     left -= k

@@ -14,20 +14,50 @@ class BlockState(StrEnum):
     ONLINE = "online"
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
+class VmemAltmap:
+    """struct vmem_altmap (include/linux/memremap.h): pfns of hot-added memory set aside for struct pages.
+
+    [base_pfn, base_pfn + free) is reserved when the altmap is made. altmap_alloc_block_buf() hands out
+    pages from base_pfn + alloc and vmem_altmap_free() gives them back (alloc -= nr). `refcount` counts the
+    sections whose memmap was carved here. With `refcounted` (the 2018 RFC: vmem_altmap::flush_alloc_pfns =
+    mark_vmemmap_pages) each of those sections holds a reference on the first vmemmap page, and hot-remove
+    defers vmemmap_free() until the last reference goes, then frees backwards, "because the beginning of
+    memory is used for the pagetables".
+    """
+
+    base_pfn: int
+    free: int
+    refcounted: bool = False
+    alloc: int = 0
+    refcount: int = 0
+    freed: bool = False  # kfree(altmap): the range that held it was removed (or its add undone)
+
+    @property
+    def end_pfn(self) -> int:
+        """First pfn past the reserved pages."""
+        return self.base_pfn + self.free
+
+
+@dataclass(slots=True)
 class Memmap:
     """Where the struct pages of one memory block live (its sections' vmemmap backing)."""
 
     pages: int  # struct-page pages describing the block (nr_pages * 64 / 4096)
-    kind: str  # "kmalloc" | "altmap" | "altmap-range" | "subrange-hint" | "node-pool"
-    # kmalloc path: (zone, pages, pmd?) pieces in online memory, so hot-remove can give them back
+    altmap: VmemAltmap | None = None  # None: the ordinary memmap, from online memory
+    # ordinary memmap: (zone, pages, pmd?) pieces in online memory, so hot-remove can give them back
     pieces: list[tuple[Zone, int, bool]] = field(default_factory=list)
-    remote_pages: int = 0  # kmalloc pages not on the block's node
+    remote_pages: int = 0  # ordinary memmap pages not on the block's node
     pte_pages: int = 0  # page-table pages for base-page (4 KiB) vmemmap fallback
     base_fallback_sections: int = 0
-    host_block: int | None = None  # kmalloc: hot-added block the pieces were attributed to (None: boot)
+    host_block: int | None = None  # ordinary: hot-added block the pieces were attributed to (None: boot)
     in_range: Extents = field(default_factory=Extents)  # pfns of hot-added memory holding the memmap
     host_blocks: tuple[int, ...] = ()  # blocks whose pfns are in `in_range`
+
+    @property
+    def kind(self) -> str:
+        """ "kmalloc" (vmemmap_populate() without an altmap) or "altmap" (carved from hot-added memory)."""
+        return "kmalloc" if self.altmap is None else "altmap"
 
     @property
     def kmalloc_pages(self) -> int:
@@ -52,6 +82,7 @@ class MemoryBlock:
         "group",
         "withheld_offlinable",
         "online_type",
+        "altmaps",
     )
 
     def __init__(self, block_id: int, start_pfn: int, nr_pages: int, nid: int, group: int):
@@ -69,6 +100,7 @@ class MemoryBlock:
         self.group = group  # the add_memory() call that added it
         self.withheld_offlinable = False  # virtio-mem lets its fake-offline pages go on offline
         self.online_type: str | None = None
+        self.altmaps: tuple[VmemAltmap, ...] = ()  # altmaps reserving pfns of this block (mem->altmap)
 
     @property
     def end_pfn(self) -> int:
@@ -93,6 +125,13 @@ class MemoryBlock:
     @property
     def unbacked(self) -> int:
         return self.nr_pages - self.backed.total
+
+    @property
+    def online_zone(self) -> Zone:
+        """The zone an online block's pages are in; an offline block has none."""
+        if self.zone is None:
+            raise ValueError(f"memory{self.id} is not online")
+        return self.zone
 
     @property
     def is_kernel_zone(self) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 
+from balloonsim.units import align_up
+
 
 class Extents:
     """A set of integers stored as merged half-open intervals."""
@@ -145,7 +147,7 @@ class Extents:
         """How many naturally aligned `unit`-sized chunks lie wholly inside the set."""
         n = 0
         for s, e in self:
-            first = -(-s // unit) * unit
+            first = align_up(s, unit)
             last = (e // unit) * unit
             if last > first:
                 n += (last - first) // unit

@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from balloonsim.kernel.block import BlockState, Memmap, MemoryBlock
+from balloonsim.kernel.backing import Backing
+from balloonsim.kernel.block import BlockState, MemoryBlock
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.overhead import PageTables, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
 from balloonsim.kernel.profiles import KernelProfile, get_profile
+from balloonsim.kernel.stats import GuestStats
+from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import (
     MAX_MEMORY_BLOCK_SIZE,
@@ -29,6 +33,7 @@ from balloonsim.units import (
     STRUCT_PAGE_SIZE,
     GiB,
     MiB,
+    div_round_up,
     pfn_to_page_addr,
 )
 
@@ -74,29 +79,10 @@ class GuestConfig:
     node_distance_remote: int = 20
 
 
-@dataclass
-class GuestStats:
-    """Counters the simulation turns into metrics."""
-
-    add_calls: int = 0
-    add_ok: int = 0
-    add_errors: dict[int, int] = field(default_factory=dict)
-    base_page_fallbacks: int = 0  # sections whose vmemmap fell back to 4 KiB pages
-    memmap_fallbacks: int = 0  # altmap requested but the ordinary memmap was used
-    altmap_waste_pages: int = 0  # force mode: pageblock rounding of the memmap
-    memmap_kmalloc_pages: int = 0  # currently allocated via the kmalloc path
-    memmap_remote_pages: int = 0
-    memmap_in_range_pages: int = 0
-    pagetable_pages: int = 0
-    metadata_bytes: int = 0
-    onlined_blocks: int = 0
-    offline_ebusy: int = 0
-
-
 class Guest:
     """A Linux x86_64 guest's physical memory, memory blocks, zones and nodes."""
 
-    def __init__(self, config: GuestConfig | None = None, strategy=None, trace: bool = False):
+    def __init__(self, config: GuestConfig | None = None, strategy: MemmapPlacement | None = None, trace: bool = False):
         self.config = cfg = config or GuestConfig()
         self.profile: KernelProfile = get_profile(cfg.kernel)
         self.sp = cfg.struct_page_size
@@ -116,18 +102,18 @@ class Guest:
         self._lru_kernel_blocks: dict[int, list[int]] = {}  # node -> online kernel-zone hot-added blocks
         self.slab_bytes = 0
         self.slab_pages: dict[int, int] = {}  # node -> pages backing the slab (kmalloc metadata)
-        self._prebacked: dict[int, Extents] = {}  # block id -> backing that predates add_memory()
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
         self._layout_boot()
         bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor, self.profile)
         self.block_size = bz
         self.block_pages = bz >> PAGE_SHIFT
+        self.backing = Backing(self.blocks, self.block_pages)  # the hypervisor's view: which pfns are backed
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
-        if strategy is None:
-            from balloonsim.memmap import get_strategy
-
-            strategy = get_strategy("kmalloc")
-        self.strategy = strategy
+        # where add_memory() puts the memmap; without a strategy, the ordinary memmap as every kernel does
+        self.strategy: MemmapPlacement = strategy if strategy is not None else OrdinaryMemmap()
+        self.vmemmap = SparseVmemmap(
+            self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.kernel_host_block, self.trace
+        )
 
     # ----------------------------------------------------------------------------------- boot ---
     def _layout_boot(self) -> None:
@@ -175,7 +161,7 @@ class Guest:
                 continue
             z = self.alloc.zones[(nid, zt)]
             n = hi - lo
-            memmap = -(-n * self.sp // PAGE_SIZE)
+            memmap = div_round_up(n * self.sp, PAGE_SIZE)
             z.present += n
             z.managed += n - memmap
             z.give(n - memmap, contiguous=True)
@@ -204,7 +190,7 @@ class Guest:
 
     def memmap_pages_for(self, nr_pages: int) -> int:
         """Pages of struct page describing nr_pages (PFN_UP(nr * sizeof(struct page)))."""
-        return -(-nr_pages * self.sp // PAGE_SIZE)
+        return self.vmemmap.memmap_pages(nr_pages)
 
     def block_of_pfn(self, pfn: int) -> MemoryBlock | None:
         return self.blocks.get(pfn // self.block_pages)
@@ -220,7 +206,7 @@ class Guest:
     def charge_slab(self, nid: int, nbytes: int, txn: Transaction | None) -> bool:
         """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
         self.slab_bytes += nbytes
-        need = -(-self.slab_bytes // PAGE_SIZE) - sum(self.slab_pages.values())
+        need = div_round_up(self.slab_bytes, PAGE_SIZE) - sum(self.slab_pages.values())
         if need > 0:
             got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
             if got < need:
@@ -231,7 +217,7 @@ class Guest:
 
     def uncharge_slab(self, nbytes: int) -> None:
         self.slab_bytes -= nbytes
-        extra = sum(self.slab_pages.values()) - -(-self.slab_bytes // PAGE_SIZE)
+        extra = sum(self.slab_pages.values()) - div_round_up(self.slab_bytes, PAGE_SIZE)
         for nid in sorted(self.slab_pages, reverse=True):
             if extra <= 0:
                 break
@@ -305,7 +291,7 @@ class Guest:
         # the kernel's order: register_memory_resource() (-E2BIG, -EEXIST), then the alignment check
         if not self.mhp_range_allowed(start, size):
             return -E2BIG
-        start_pfn, nr_pages = start >> PAGE_SHIFT, -(-size >> PAGE_SHIFT)
+        start_pfn, nr_pages = start >> PAGE_SHIFT, div_round_up(size, PAGE_SIZE)
         if not self.range_is_free(start >> PAGE_SHIFT, nr_pages):
             return -EEXIST  # the "System RAM" resource conflicts
         err = self.check_hotplug_memory_range(start, size)
@@ -319,7 +305,7 @@ class Guest:
             for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)
         ]
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
-            b.backed = self._prebacked.pop(b.id, Extents())
+            self.backing.claim(b)
         txn = Transaction()
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
@@ -333,10 +319,13 @@ class Guest:
         if not ok:
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
             return -ENOMEM
-        err = self.strategy.place(self, nid, blocks, hint, mhp_flag, txn)
+        vm = self.vmemmap.hotadd(blocks, txn)
+        err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
+            self.vmemmap.abort(vm)
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before, slab_pages=slab_before)
             return err
+        self.vmemmap.commit(vm)
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
         self.stats.pagetable_pages += new_tables
@@ -366,34 +355,21 @@ class Guest:
         nr_pages: int,
         blocks: list[MemoryBlock],
         slab: int,
-        roots: set[int] | None = None,
-        slab_pages: dict[int, int] | None = None,
+        roots: set[int],
+        slab_pages: dict[int, int],
     ) -> None:
+        """A failed add_memory() leaves nothing: tables, the slab it charged and the roots it made."""
         for b in blocks:
-            if b.backed:
-                self._prebacked[b.id] = b.backed
+            self.backing.unclaim(b)
         self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
-        if roots is not None:  # the mem_section roots this call created go with their (uncharged) slab
-            self.pagetables.section_roots = roots
-        if slab:
-            self.slab_bytes -= slab
+        self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
+        self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
-        if slab_pages is not None:  # the slab pages this call took were on its node, not the highest one
-            self.slab_pages = slab_pages
-        else:
-            self._resync_slab_pages()
-
-    def _resync_slab_pages(self) -> None:
-        want = -(-self.slab_bytes // PAGE_SIZE)
-        have = sum(self.slab_pages.values())
-        if have > want:
-            for nid in sorted(self.slab_pages, reverse=True):
-                k = min(have - want, self.slab_pages[nid])
-                self.slab_pages[nid] -= k
-                have -= k
+        self.slab_pages = slab_pages  # the slab pages this call took were on its node, not the highest one
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
+        assert m is not None, "add_memory() gives every block it registers a memmap"
         self.stats.memmap_kmalloc_pages += sign * (m.kmalloc_pages - m.pte_pages)  # struct pages, not PTE tables
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
@@ -408,62 +384,6 @@ class Guest:
                 if not hosted:
                     del self.hosted_by[host]
 
-    # ------------------------------------------------------------------ memmap placement API ---
-    def kmalloc_memmap(self, nid: int, block: MemoryBlock, txn: Transaction, kind: str = "kmalloc") -> int:
-        """vmemmap_populate() without an altmap: a 2 MiB block per section from online memory, node
-        `nid` first; 4 KiB base pages plus a PTE table when no 2 MiB block is left; -ENOMEM when even
-        base pages fail. Never OOM-kills (__GFP_RETRY_MAYFAIL)."""
-        per_section = self.memmap_pages_for(PAGES_PER_SECTION)
-        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
-        m.host_block = self.kernel_host_block(nid)
-        for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
-            va0 = pfn_to_page_addr(sec, self.sp)
-            va1 = pfn_to_page_addr(sec + PAGES_PER_SECTION, self.sp)
-            if per_section == PMD_PAGES:
-                zone = self.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
-                if zone is not None:
-                    m.pieces.append((zone, PMD_PAGES, True))
-                    if zone.nid != nid:
-                        m.remote_pages += PMD_PAGES
-                    self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
-                    continue
-            # vmemmap_populate_basepages(): per-page allocations plus the PTE table
-            need = per_section + 1
-            before = len(txn.takes)
-            got = self.alloc.alloc(nid, need, Gfp.VMEMMAP, txn)
-            if got < need:
-                return -ENOMEM
-            for t in txn.takes[before:]:
-                m.pieces.append((t.zone, t.pages, False))
-                if t.zone.nid != nid:
-                    m.remote_pages += t.pages
-            m.pte_pages += 1
-            m.base_fallback_sections += 1
-            self.stats.base_page_fallbacks += 1
-            self._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} base pages node {nid}")
-        block.memmap = m
-        return 0
-
-    def altmap_memmap(
-        self, block: MemoryBlock, base_pfn: int, nr: int, kind: str, host: MemoryBlock | None = None
-    ) -> None:
-        """Carve `nr` vmemmap pages at `base_pfn` from hot-added memory (altmap_alloc_block_buf)."""
-        host = host or block
-        m = Memmap(pages=self.memmap_pages_for(block.nr_pages), kind=kind)
-        m.in_range = Extents.span(base_pfn, base_pfn + nr)
-        m.host_blocks = (host.id,)
-        host.vmemmap_pfns.add(base_pfn, base_pfn + nr)
-        block.memmap = m
-        if kind != "altmap-range":
-            step = PMD_PAGES * PAGE_SIZE // self.sp
-            for sec in range(block.start_pfn, block.end_pfn, step):
-                va0 = pfn_to_page_addr(sec, self.sp)
-                va1 = pfn_to_page_addr(sec + step, self.sp)
-                self._trace(
-                    f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD altmap pfn "
-                    f"{base_pfn + (sec - block.start_pfn) * self.sp // PAGE_SIZE:#x}"
-                )
-
     def write_memmap(self, block: MemoryBlock, what: str) -> None:
         """memmap_init_range()/page_init_poison(): every struct page of `block` is written; the pages
         backing them must be backed by the hypervisor or the guest dies."""
@@ -471,15 +391,7 @@ class Guest:
         if m is None or not m.in_range:
             return
         for s, e in m.in_range:
-            host = self.block_of_pfn(s)
-            hole = host.backed.first_missing(s, e) if host is not None else None
-            if hole is None and host is not None and e > host.end_pfn:  # spans several blocks
-                pfn = s
-                while pfn < e and hole is None:
-                    hb = self.block_of_pfn(pfn)
-                    seg_end = min(e, hb.end_pfn)
-                    hole = hb.backed.first_missing(pfn, seg_end)
-                    pfn = seg_end
+            hole = self.backing.first_missing(s, e)
             if hole is not None:
                 # backing page `hole` holds the struct pages of pfns starting here
                 described = block.start_pfn + (hole - s) * (PAGE_SIZE // self.sp)
@@ -488,38 +400,6 @@ class Guest:
                 )
                 self.crashed = crash
                 raise crash
-
-    # -------------------------------------------------------------------- hypervisor backing ---
-    def _segments(self, start_pfn: int, end_pfn: int):
-        """[start, end) cut at memory block boundaries: (block id, start, end) per piece."""
-        pfn = start_pfn
-        while pfn < end_pfn:
-            bid = pfn // self.block_pages
-            seg_end = min(end_pfn, (bid + 1) * self.block_pages)
-            yield bid, pfn, seg_end
-            pfn = seg_end
-
-    def host_populate(self, start_pfn: int, end_pfn: int) -> int:
-        """The hypervisor backs [start, end) (populate_physmap, a Hyper-V hot-add range, a DIMM).
-        Returns the pages newly backed. Backing before add_memory() is remembered for the add."""
-        new = 0
-        for bid, s, e in self._segments(start_pfn, end_pfn):
-            block = self.blocks.get(bid)
-            backed = block.backed if block is not None else self._prebacked.setdefault(bid, Extents())
-            new += backed.add(s, e)
-        return new
-
-    def host_unpopulate(self, start_pfn: int, end_pfn: int) -> int:
-        """decrease_reservation / balloon-out: the hypervisor takes the frames back."""
-        gone = 0
-        for bid, s, e in self._segments(start_pfn, end_pfn):
-            block = self.blocks.get(bid)
-            backed = block.backed if block is not None else self._prebacked.get(bid)
-            if backed is not None:
-                gone += backed.remove(s, e)
-                if block is None and not backed:
-                    del self._prebacked[bid]
-        return gone
 
     # ------------------------------------------------------------------------ online_pages ---
     def set_online_page_callback(self, cb: OnlinePageCallback) -> int:
@@ -581,7 +461,6 @@ class Guest:
             self.generic_online_page(block, s, e)
         if zone.type.is_kernel:
             self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
-        self.stats.onlined_blocks += 1
         self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()
@@ -614,7 +493,7 @@ class Guest:
             block.exposed.add(s, e)
             n += e - s
         if n:
-            zone = block.zone
+            zone = block.online_zone
             zone.managed += n
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
@@ -628,7 +507,7 @@ class Guest:
         a known range, virtio-mem unplug): they must be free. Returns pages withdrawn."""
         exposed = block.exposed.clip(start, end)
         n = exposed.total
-        zone = block.zone
+        zone = block.online_zone
         if n > zone.free:
             return 0
         for s, e in exposed:
@@ -643,7 +522,7 @@ class Guest:
         block = self.blocks.get(block_id)
         if block is None or block.state is not BlockState.ONLINE:
             return -EINVAL
-        zone = block.zone
+        zone = block.online_zone
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             self.stats.offline_ebusy += 1
             return -EBUSY
@@ -711,13 +590,13 @@ class Guest:
                 return -EBUSY
         if any(b.unmovable for b in blocks):
             return -EBUSY
-        err = self.strategy.check_remove(self, blocks)
+        err = self.vmemmap.check_remove(blocks)
         if err:
             return err
-        self.strategy.release(self, blocks)
         for b in blocks:
             self._account_memmap(b, -1)
-            self._release_kmalloc(b)
+        self.vmemmap.vmemmap_free(blocks)
+        for b in blocks:
             del self.blocks[b.id]
         freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
         if freed_tables:
@@ -733,12 +612,6 @@ class Guest:
             if all(i not in self.blocks for i in range(gs // self.block_pages, (gs + gn) // self.block_pages)):
                 del self.groups[gid]
         return 0
-
-    def _release_kmalloc(self, b: MemoryBlock) -> None:
-        m = b.memmap
-        for zone, n, pmd in m.pieces:
-            self.alloc.free(zone, n, "kernel", pmd=pmd)
-        m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
 
     # ----------------------------------------------------------------------------- views ---
     def gigantic_pages(self) -> int:
@@ -765,7 +638,5 @@ class Guest:
         hosted = self.hosted_by.get(block.id)
         return not hosted or hosted <= {block.id}
 
-    def meminfo(self):
-        from balloonsim.kernel.meminfo import read_meminfo
-
+    def meminfo(self) -> Meminfo:
         return read_meminfo(self)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.block import BlockState, MemoryBlock
+from balloonsim.kernel.page_alloc import PageAllocator
+from balloonsim.kernel.profiles import KernelProfile
+from balloonsim.kernel.stats import GuestStats
 from balloonsim.units import PAGE_SIZE
-
-if TYPE_CHECKING:
-    from balloonsim.kernel.guest import Guest
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,27 @@ class Meminfo:
     blocks_online: int
     free_pmd_blocks: int  # free 2 MiB pageblocks
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def read_meminfo(guest: Guest, ballooned_pages: int = 0) -> Meminfo:
+class MemorySource(Protocol):
+    """What /proc/meminfo reads: the zones' counters, the memory blocks and the kernel's own counters
+    (a Guest; a protocol so that this module needs nothing from guest.py)."""
+
+    @property
+    def alloc(self) -> PageAllocator: ...
+    @property
+    def blocks(self) -> Mapping[int, MemoryBlock]: ...
+    @property
+    def stats(self) -> GuestStats: ...
+    @property
+    def profile(self) -> KernelProfile: ...
+    @property
+    def boot_memmap_pages(self) -> int: ...
+
+
+def read_meminfo(guest: MemorySource, ballooned_pages: int = 0) -> Meminfo:
     a = guest.alloc
     managed = free = present = pagecache = anon = kernel = free_pmd = wlow = 0
     for z in a.iter_zones():

@@ -68,12 +68,6 @@ class PageAllocator:
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
 
     # -- zonelists -------------------------------------------------------------------------------
-    def add_node(self, nid: int) -> None:
-        for zt in ZoneType:
-            self.zones.setdefault((nid, zt), Zone(nid, zt))
-        self._nids = sorted({n for n, _ in self.zones})
-        self._zonelists.clear()
-
     def nodes_by_distance(self, nid: int) -> list[int]:
         return sorted(
             self._nids, key=lambda other: (self.distances.get((nid, other), 10 if nid == other else 20), other)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from balloonsim.units import PMD_PAGES
+from balloonsim.units import PMD_PAGES, div_round_up
 
 
 class ZoneType(StrEnum):
@@ -73,7 +73,7 @@ class Zone:
         rest = n - from_base
         split = 0
         if rest:
-            split = -(-rest // PMD_PAGES)
+            split = div_round_up(rest, PMD_PAGES)
             self.free_pmd -= split
             self.free_base += split * PMD_PAGES - rest
         return split
@@ -110,7 +110,7 @@ class Zone:
 
     def intersects(self, start: int, end: int) -> bool:
         """zone_intersects(): the range overlaps the zone's span."""
-        if self.span_start is None or self.present == 0:
+        if self.span_start is None or self.span_end is None or self.present == 0:
             return False
         return start < self.span_end and end > self.span_start
 

@@ -12,13 +12,16 @@ The memmap sits in the first pages of each block: they must be backed when the m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from balloonsim.kernel.errno import EINVAL
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.vmemmap import BlockView, Vmemmap
 from balloonsim.memmap.base import MemmapStrategy
-from balloonsim.units import PAGE_SIZE, PAGEBLOCK_PAGES, PMD_SIZE
+from balloonsim.units import PAGE_SIZE, PAGEBLOCK_PAGES, PMD_SIZE, align_up, div_round_up
 
 
 class AltmapParams(BaseModel):
@@ -26,18 +29,16 @@ class AltmapParams(BaseModel):
     mode: Literal["Y", "force"] = "Y"
 
 
-def memmap_on_memory_pages(guest, force: bool) -> tuple[int, int, bool]:
-    """(memmap pages per block, wasted pages, mhp_supports_memmap_on_memory())."""
-    vmemmap_size = guest.block_pages * guest.sp
-    nr = -(-vmemmap_size // PAGE_SIZE)
-    if force:
-        aligned = -(-nr // PAGEBLOCK_PAGES) * PAGEBLOCK_PAGES
-    else:
-        aligned = nr
+def memmap_on_memory_pages(block_pages: int, struct_page_size: int, force: bool) -> tuple[int, int, bool]:
+    """memory_block_memmap_on_memory_pages() and its checks: (memmap pages per block, wasted pages,
+    mhp_supports_memmap_on_memory())."""
+    vmemmap_size = block_pages * struct_page_size
+    nr = div_round_up(vmemmap_size, PAGE_SIZE)
+    aligned = align_up(nr, PAGEBLOCK_PAGES) if force else nr
     supports = (
         vmemmap_size % PAGE_SIZE == 0
         and aligned % PAGEBLOCK_PAGES == 0
-        and aligned != guest.block_pages
+        and aligned != block_pages
         and vmemmap_size % PMD_SIZE == 0  # arch_supports_memmap_on_memory() default
     )
     return aligned, aligned - nr, supports
@@ -46,26 +47,25 @@ def memmap_on_memory_pages(guest, force: bool) -> tuple[int, int, bool]:
 class Altmap(MemmapStrategy):
     name = "altmap"
     Params = AltmapParams
+    params: AltmapParams
 
-    def place(self, guest, nid, blocks, hint, mhp_flag, txn) -> int:
-        rule = guest.profile.memmap_on_memory
+    def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
+        rule = vm.profile.memmap_on_memory
         force = self.params.mode == "force"
-        nr, waste, supports = memmap_on_memory_pages(guest, force and rule == "per-block")
+        nr, waste, supports = memmap_on_memory_pages(vm.block_pages, vm.struct_page_size, force and rule == "per-block")
         if rule == "none" or not mhp_flag:
-            return self._ordinary(guest, nid, blocks, txn)
+            return self._ordinary(vm, blocks)
         if not supports or (rule == "single-block" and len(blocks) != 1):
             # 6.6+ fall back to the ordinary memmap; 5.12-6.5 refuse the add
-            return self._ordinary(guest, nid, blocks, txn) if guest.profile.mhp_silent_fallback else -EINVAL
-        for b in blocks:
-            guest.altmap_memmap(b, b.start_pfn, nr, "altmap")
-            guest.stats.altmap_waste_pages += waste
-        return 0
-
-    @staticmethod
-    def _ordinary(guest, nid, blocks, txn) -> int:
-        guest.stats.memmap_fallbacks += len(blocks)
-        for b in blocks:
-            err = guest.kmalloc_memmap(nid, b, txn)
+            return self._ordinary(vm, blocks) if vm.profile.mhp_silent_fallback else -EINVAL
+        for b in blocks:  # create_altmaps_and_memory_blocks(): one altmap per block, at its start
+            altmap = vm.vmem_altmap(b.start_pfn, nr, waste=waste)
+            err = vm.vmemmap_populate(b, altmap, nr_pages=nr)
             if err:
                 return err
         return 0
+
+    @staticmethod
+    def _ordinary(vm: Vmemmap, blocks: Sequence[BlockView]) -> int:
+        vm.memmap_fallback(blocks)
+        return vm.populate_ordinary(blocks)

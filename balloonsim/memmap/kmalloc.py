@@ -7,15 +7,15 @@ every kernel does when memmap_on_memory is off, and what Xen, Hyper-V and virtio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.vmemmap import BlockView, Vmemmap
 from balloonsim.memmap.base import MemmapStrategy
 
 
 class Kmalloc(MemmapStrategy):
     name = "kmalloc"
 
-    def place(self, guest, nid, blocks, hint, mhp_flag, txn) -> int:
-        for b in blocks:
-            err = guest.kmalloc_memmap(nid, b, txn)
-            if err:
-                return err
-        return 0
+    def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
+        return vm.populate_ordinary(blocks)

@@ -4,18 +4,22 @@
 on the same NUMA node". The first block added on a node reserves a pool of `pool_size` bytes at its
 start (its own memmap first); later blocks on that node take a memmap slot from the pool, so they
 keep no memmap of their own and can hold gigantic pages. When the pool is full, the next block
-hosts a new pool. A pool's host block cannot be removed while it holds another block's memmap.
+hosts a new pool. A pool's host block cannot be removed while it holds another block's memmap; a slot
+whose block is removed is free again, and a pool goes with its host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
-from balloonsim.memmap.base import MemmapStrategy, trace_free_sections
+from balloonsim.kernel.vmemmap import BlockView, VmemAltmap, Vmemmap
+from balloonsim.memmap.base import MemmapStrategy
 from balloonsim.units import PAGE_SHIFT, parse_size
 
 
@@ -25,55 +29,46 @@ class NodePoolParams(BaseModel):
 
     @field_validator("pool_size", mode="before")
     @classmethod
-    def _size(cls, v):
+    def _size(cls, v: str | int | float) -> int:
         return parse_size(v)
 
 
 @dataclass
 class Pool:
     host: int  # block id
-    free_slots: list[int] = field(default_factory=list)  # pfns of free memmap slots, lowest first
+    slots: list[VmemAltmap]  # one altmap per memmap slot, lowest pfn first, all in the host block
+
+    @property
+    def freed(self) -> bool:
+        return self.slots[0].freed  # the pool went with its host
+
+    def free_slot(self) -> VmemAltmap | None:
+        """The lowest slot no block's memmap holds (a removed block's slot is free again)."""
+        return next((a for a in self.slots if a.alloc == 0), None)
 
 
 class NodePool(MemmapStrategy):
     name = "node-pool"
     Params = NodePoolParams
+    params: NodePoolParams
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any):
         super().__init__(**params)
-        self.pools: dict[int, list[Pool]] = {}
+        self.pools: dict[int, list[Pool]] = {}  # node -> its pools, oldest first
 
-    def place(self, guest, nid, blocks, hint, mhp_flag, txn) -> int:
-        nr = guest.memmap_pages_for(guest.block_pages)
+    def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
+        nr = vm.memmap_pages_per_block
         slots = (self.params.pool_size >> PAGE_SHIFT) // nr
-        if slots < 1 or slots * nr >= guest.block_pages:
+        if slots < 1 or slots * nr >= vm.block_pages:
             return -EINVAL
-        by_id = {b.id: b for b in blocks}
-        created: list[Pool] = []
+        pools = self.pools[nid] = [p for p in self.pools.get(nid, []) if not p.freed]
         for b in blocks:
-            pool = next((p for p in self.pools.get(nid, []) + created if p.free_slots), None)
-            if pool is None:
-                pool = Pool(host=b.id, free_slots=[b.start_pfn + k * nr for k in range(slots)])
-                b.vmemmap_pfns.add(b.start_pfn, b.start_pfn + slots * nr)  # the whole pool is reserved
-                created.append(pool)
-            slot = pool.free_slots.pop(0)
-            host = by_id.get(pool.host) or guest.blocks[pool.host]
-            guest.altmap_memmap(b, slot, 0, "node-pool")
-            b.memmap.in_range = Extents.span(slot, slot + nr)
-            b.memmap.host_blocks = (host.id,)
-        self.pools.setdefault(nid, []).extend(created)
+            slot = next((s for p in pools if (s := p.free_slot()) is not None), None)
+            if slot is None:  # a new pool at the start of this block: the whole pool is reserved
+                pool = Pool(b.id, [vm.vmem_altmap(b.start_pfn + k * nr, nr) for k in range(slots)])
+                pools.append(pool)
+                slot = pool.slots[0]
+            err = vm.vmemmap_populate(b, slot)
+            if err:
+                return err
         return 0
-
-    def release(self, guest, blocks) -> None:
-        """Slots of removed blocks go back to pools that stay; pools hosted by removed blocks go."""
-        removing = {b.id for b in blocks}
-        for b in blocks:
-            trace_free_sections(guest, b.start_pfn, b.end_pfn, backwards=False)
-            host_id = b.memmap.host_blocks[0]
-            if host_id in removing:
-                continue
-            pool = next(p for p in self.pools[b.nid] if p.host == host_id)
-            pool.free_slots.append(next(iter(b.memmap.in_range))[0])
-            pool.free_slots.sort()
-        for nid, pools in self.pools.items():
-            self.pools[nid] = [p for p in pools if p.host not in removing]

@@ -9,13 +9,16 @@ block that can hold it; when none can, `fallback` decides: the ordinary memmap (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from balloonsim.kernel.errno import ENOMEM
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.vmemmap import BlockView, Vmemmap
 from balloonsim.memmap.base import MemmapStrategy
-from balloonsim.units import PAGEBLOCK_PAGES
+from balloonsim.units import PAGEBLOCK_PAGES, align_up
 
 
 class SubrangeHintParams(BaseModel):
@@ -26,27 +29,27 @@ class SubrangeHintParams(BaseModel):
 class SubrangeHint(MemmapStrategy):
     name = "subrange-hint"
     Params = SubrangeHintParams
+    params: SubrangeHintParams
 
-    def place(self, guest, nid, blocks, hint, mhp_flag, txn) -> int:
-        nr = guest.memmap_pages_for(guest.block_pages)
-        nr_aligned = -(-nr // PAGEBLOCK_PAGES) * PAGEBLOCK_PAGES
+    def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
+        nr_aligned = align_up(vm.memmap_pages_per_block, PAGEBLOCK_PAGES)
         for b in blocks:
             base = self._slot(hint, b.start_pfn, b.end_pfn, nr_aligned) if hint is not None else None
             if base is not None:
-                guest.altmap_memmap(b, base, nr_aligned, "subrange-hint")
-                continue
-            if self.params.fallback == "fail":
+                err = vm.vmemmap_populate(b, vm.vmem_altmap(base, nr_aligned), nr_pages=nr_aligned)
+            elif self.params.fallback == "fail":
                 return -ENOMEM
-            guest.stats.memmap_fallbacks += 1
-            err = guest.kmalloc_memmap(nid, b, txn)
+            else:
+                vm.memmap_fallback([b])
+                err = vm.populate_ordinary([b])
             if err:
                 return err
         return 0
 
     @staticmethod
-    def _slot(hint, start: int, end: int, nr: int) -> int | None:
+    def _slot(hint: Extents, start: int, end: int, nr: int) -> int | None:
         for s, e in hint.clip(start, end):
-            base = -(-s // PAGEBLOCK_PAGES) * PAGEBLOCK_PAGES
+            base = align_up(s, PAGEBLOCK_PAGES)
             if base + nr <= e and base + nr < end:
                 return base
         return None

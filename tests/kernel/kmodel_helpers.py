@@ -25,7 +25,7 @@ def dimm_guest(strategy: str, params: dict | None = None, **cfg) -> Guest:
 
 
 def populate(g: Guest, start: int, size: int) -> None:
-    g.host_populate(start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT)
+    g.backing.populate(start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT)
 
 
 def add_backed(g: Guest, nid: int, start: int, size: int, **kw) -> int:

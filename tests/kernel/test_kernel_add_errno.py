@@ -96,7 +96,7 @@ def test_enomem_kmalloc_when_guest_is_full():
     assert 40 not in g.blocks
     assert g.stats.add_errors == {-ENOMEM: 1}
     # the backing is remembered for a later add
-    assert g._prebacked[40] == Extents.span(40 * 32768, 41 * 32768)
+    assert g.backing.pending(40) == Extents.span(40 * 32768, 41 * 32768)
 
 
 def test_enomem_rolls_back_page_tables_and_slab():

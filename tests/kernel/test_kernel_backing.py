@@ -23,7 +23,7 @@ def backed_only(guest, block, span):
 
 def second_half_guest(strategy, params=None, **cfg):
     g = make_guest(strategy, params, **cfg)
-    assert g.host_populate(HALF, END) == 16384
+    assert g.backing.populate(HALF, END) == 16384
     return g
 
 
@@ -46,8 +46,8 @@ def test_altmap_crashes_at_online(strategy):
 
 def test_altmap_crash_address_inside_memmap():
     g = make_guest("altmap")
-    g.host_populate(S, S + 100)  # the first 100 pages of the memmap are backed, then a hole
-    g.host_populate(HALF, END)
+    g.backing.populate(S, S + 100)  # the first 100 pages of the memmap are backed, then a hole
+    g.backing.populate(HALF, END)
     g.set_online_page_callback(backed_only)
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
     with pytest.raises(GuestCrash) as exc:
@@ -68,8 +68,8 @@ def test_altmap_debug_vm_crashes_at_add():
 
 def test_altmap_fully_backed_memmap_does_not_crash():
     g = make_guest("altmap", debug_vm=True)
-    g.host_populate(S, S + 512)  # exactly the memmap
-    g.host_populate(HALF, END)
+    g.backing.populate(S, S + 512)  # exactly the memmap
+    g.backing.populate(HALF, END)
     g.set_online_page_callback(backed_only)
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
     assert g.online_memory_block(32) == 0
@@ -132,7 +132,7 @@ def test_subrange_hint_with_wrong_hint_crashes():
 def test_altmap_range_crash_in_host_block():
     """RFC: block 33's memmap lives in block 32; an unbacked block 32 kills onlining block 33."""
     g = make_guest("altmap-range")
-    g.host_populate(S + 32768, S + 65536)  # block 33 fully backed, block 32 not at all
+    g.backing.populate(S + 32768, S + 65536)  # block 33 fully backed, block 32 not at all
     g.set_online_page_callback(backed_only)
     assert g.add_memory(0, 4 * GiB, 256 * MiB) == 0
     with pytest.raises(GuestCrash) as exc:
@@ -147,7 +147,7 @@ def test_fake_online_later_and_withdraw():
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
     assert g.online_memory_block(32) == 0
     b = g.blocks[32]
-    g.host_populate(S, HALF)  # the host backs the rest; the driver fake-onlines it
+    g.backing.populate(S, HALF)  # the host backs the rest; the driver fake-onlines it
     total = g.meminfo().MemTotal_kb
     assert g.generic_online_page(b, S, HALF) == 16384
     assert g.generic_online_page(b, S, HALF) == 0  # already exposed
@@ -158,3 +158,35 @@ def test_fake_online_later_and_withdraw():
     assert g.meminfo().MemTotal_kb - total == (16384 - 1024) * 4
     g.restore_online_page_callback(backed_only)
     assert g.online_page_callback is None
+
+
+# ------------------------------------------------------------------------- the hypervisor's view ---
+def test_backing_before_add_moves_to_the_block_and_back_on_failure():
+    """Backing done before add_memory() (a DIMM, Xen's memmap share) belongs to the range, not to a block:
+    the add hands it to the block, a failed add hands it back, and unpopulate reaches it either way."""
+    g = make_guest("kmalloc")
+    assert g.backing.populate(S, S + 100) == 100
+    assert g.backing.pending(32) == Extents.span(S, S + 100)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
+    assert g.blocks[32].backed == Extents.span(S, S + 100) and g.backing.pending_blocks == []
+    assert g.backing.populate(S, S + 200) == 100  # already backed pages are not counted twice
+    assert g.backing.unpopulate(S + 50, S + 60) == 10
+    assert g.blocks[32].backed == Extents([(S, S + 50), (S + 60, S + 200)])
+    # an add that fails after registering the range's blocks keeps their backing with the range
+    g = make_guest("subrange-hint", {"fallback": "fail"})
+    assert g.backing.populate(S, S + 100) == 100
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == -12  # no hint: no place for the memmap
+    assert 32 not in g.blocks and g.backing.pending(32) == Extents.span(S, S + 100)
+    assert g.backing.unpopulate(S, END) == 100
+    assert g.backing.pending_blocks == []
+
+
+def test_backing_first_missing_crosses_blocks():
+    """A write over a range that spans blocks meets the first hole wherever it is (write_memmap)."""
+    g = make_guest("kmalloc")
+    g.backing.populate(S, END + 10)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0  # block 33 stays unadded: its backing is pending
+    assert g.backing.first_missing(S, END + 10) is None
+    assert g.backing.first_missing(S, END + 11) == END + 10
+    g.backing.unpopulate(HALF, HALF + 1)
+    assert g.backing.first_missing(S, END + 10) == HALF

@@ -69,7 +69,7 @@ def test_node_pool_loses_only_pool_hosts():
 def test_withheld_range_does_not_count():
     g = make_guest("kmalloc")
     s = 4 * GiB >> PAGE_SHIFT
-    g.host_populate(s, s + 2 * PUD_PAGES - 1)  # the last page of the second GiB is not backed
+    g.backing.populate(s, s + 2 * PUD_PAGES - 1)  # the last page of the second GiB is not backed
     g.set_online_page_callback(
         lambda guest, b, span: Extents([(x, y) for s0, e0 in span for x, y in b.backed.clip(s0, e0)])
     )

@@ -129,7 +129,7 @@ class GuestMachine(RuleBasedStateMachine):
     def _populate(self, first, off, length):
         s = first * BLOCK + off
         e = min(s + length, LAST * BLOCK)
-        assert self.g.host_populate(s, e) == (e - s) - self.backed.count(s, e)
+        assert self.g.backing.populate(s, e) == (e - s) - self.backed.count(s, e)
         self.backed.add(s, e)
 
     @precondition(live)

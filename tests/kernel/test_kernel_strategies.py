@@ -273,7 +273,7 @@ def test_subrange_hint_places_at_backed_start():
     g = make_guest("subrange-hint")
     s = 4 * GiB >> PAGE_SHIFT
     half = s + 16384
-    g.host_populate(half, s + 32768)
+    g.backing.populate(half, s + 32768)
     assert g.add_memory(0, 4 * GiB, 128 * MiB, hint=Extents.span(half, s + 32768)) == 0
     b = g.blocks[32]
     assert b.memmap.in_range == Extents.span(half, half + 512)
@@ -395,3 +395,21 @@ def test_new_section_root_stays_after_remove():
     # a second add in the same 32 GiB does not allocate the root again
     assert add_backed(g, 0, 64 * GiB, 1 * GiB) == 0
     assert g.stats.metadata_bytes == 4096 + 8 * 1024 + 8 * 64 + 256  # the old root + this add
+
+
+def test_node_pool_free_slot_stays_in_the_pool():
+    """A removed block's slot goes back to the pool, which keeps it reserved (vmem_altmap_free() only
+    gives the pages back to the altmap): the host never hands it to the buddy allocator, and the next
+    block on the node takes it."""
+    g = make_guest("node-pool")
+    assert add_backed(g, 0, 4 * GiB, 384 * MiB) == 0  # block 32 hosts the pool; 33 and 34 take slots 1, 2
+    s = 4 * GiB >> PAGE_SHIFT
+    pool = Extents.span(s, s + 16 * 512)
+    assert g.blocks[32].vmemmap_pfns == pool
+    assert g.remove_memory(4 * GiB + 128 * MiB, 128 * MiB) == 0
+    assert g.blocks[32].vmemmap_pfns == pool and g.hosted_by[32] == {32, 34}
+    assert g.online_memory_block(32) == 0
+    assert g.blocks[32].managed == 32768 - 16 * 512
+    assert add_backed(g, 0, 4 * GiB + 128 * MiB, 128 * MiB) == 0
+    assert g.blocks[33].memmap.in_range == Extents.span(s + 512, s + 1024)
+    assert g.blocks[32].vmemmap_pfns == pool and g.hosted_by[32] == {32, 33, 34}

@@ -170,7 +170,7 @@ def test_add_memory_enomem_unplugs_and_arms_the_doubling_retry_timer():
     failed = res.events[res.events.detail == "adding memory failed: -12"]
     assert list(failed.t.round(2)) == [10.01, 60.03, 160.05, 360.07]  # 50 s, then 100, 200 (then 300 cap)
     assert m["virtio_mem_retry_timer_fires"] == 3
-    assert not sim.guest._prebacked  # no stale backing left behind for the never-added block
+    assert not sim.guest.backing.pending_blocks  # no stale backing left behind for the never-added block
 
 
 def test_einval_from_add_memory_marks_the_device_broken():
