@@ -225,7 +225,8 @@ def test_no_cycle_through_analysis_experiment_cli_or_bench() -> None:
 
 
 # Cycles left in this tree, none of them through the modules above: kernel.guest <-> kernel.meminfo and the
-# memmap strategies (which see the Guest), and scenario <-> sim.simulation. The kernel/memmap and sim/scenario reworks remove them; then this marker goes.
+# memmap strategies (which see the Guest), and scenario <-> sim.simulation. The kernel/memmap and sim/scenario
+# reworks (other branches) remove them; remove this marker when they are merged.
 @pytest.mark.xfail(strict=True, reason="kernel <-> memmap and scenario <-> sim cycles remain in this tree")
 def test_no_import_cycle_anywhere() -> None:
     graph = import_graph()

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from balloonsim.errors import UserError
+from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.plan import describe_plan
 from balloonsim.experiment.runner import default_out_dir, run_experiment
-from balloonsim.experiment.spec import load_experiment
 from balloonsim.experiment.worker import error_text
 
 
