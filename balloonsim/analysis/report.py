@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from balloonsim.analysis.findings import Finding, by_question, findings, quiet_metrics, significance_line
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
-from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
