@@ -49,7 +49,8 @@ def bench(
     Measures and prints; asserts nothing about time.  The goals are ratios of figures measured side by side
     (see benchmarks/README.md).
     """
-    from balloonsim.bench import format_table, measure  # the measurements import SimPy and the simulator
+    from balloonsim.bench.suite import measure  # the measurements import SimPy and the simulator
+    from balloonsim.bench.tables import format_table
 
     try:
         parse_only(only)

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from balloonsim import bench
-from balloonsim.bench import goals, scale
+from balloonsim.bench import goals, plan, scale
+from balloonsim.bench.tables import format_table
 from balloonsim.bench_cli import bench as bench_cmd
 from balloonsim.commands import all_commands
 from balloonsim.units import GiB, TiB
@@ -33,7 +33,7 @@ def test_quick_bare_and_reference_json():
     assert goal["value"] == ref["ratio_to_bare"] and goal["reached"] in (True, False)
     for key in ("cpu", "cores", "python", "simpy", "date"):
         assert out["machine"][key]
-    text = bench.format_table(out)
+    text = format_table(out)
     assert "reference / bare SimPy" in text and "goals" in text
 
 
@@ -88,5 +88,5 @@ def test_goals_from_partial_results():
 
 
 def test_parse_only():
-    assert bench.parse_only(None) == set(bench.SECTIONS)
-    assert bench.parse_only(["bare,reference", "scale"]) == {"bare", "reference", "scale"}
+    assert plan.parse_only(None) == set(plan.SECTIONS)
+    assert plan.parse_only(["bare,reference", "scale"]) == {"bare", "reference", "scale"}
