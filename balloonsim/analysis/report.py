@@ -22,7 +22,9 @@ from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
 
 PER_QUESTION = 8
-METRIC_ORDER = {name: i for i, name in enumerate(TABLE)}  # the metric table's order: most telling first
+# The metric table's order, most telling first; a driver's own counters have no place in it (they rank by the
+# strength of their findings, after the simulation's metrics).
+METRIC_ORDER = {name: i for i, name in enumerate(TABLE) if TABLE[name].driver is None}
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
 
