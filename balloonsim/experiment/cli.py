@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
 import click
@@ -80,12 +78,9 @@ def run(
 
 
 def _report(out_dir: Path) -> int:
-    """Analysis, plots and report via `balloonsim.analysis.finish`, when that package provides it."""
-    if importlib.util.find_spec("balloonsim.analysis") is None:
-        return 0
-    finish = getattr(importlib.import_module("balloonsim.analysis"), "finish", None)
-    if finish is None:
-        return 0
+    """Analysis, plots and report (`balloonsim.analysis.finish`); 1 if they fail, the results kept."""
+    from balloonsim.analysis import finish  # pandas, scipy, matplotlib: only once the runs are done
+
     try:
         finish(out_dir)
     except UserError:
