@@ -10,15 +10,13 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from balloonsim.bench.child import run_child
 from balloonsim.bench.machine import CpuWatch, peak_rss_mib
 from balloonsim.bench.plan import Plan
+from balloonsim.hotplug import HotplugSpec, run_hotplug
 from balloonsim.units import GiB, MiB, align_up, format_size
-
-if TYPE_CHECKING:
-    from balloonsim.hotplug import HotplugSpec
 
 BLOCK = 128 * MiB
 SCALE_STRATEGIES = ("altmap", "kmalloc")
@@ -36,8 +34,6 @@ def scale_boot(size: int, strategy: str) -> int:
 
 def scale_spec(size: int, strategy: str, block: int = BLOCK) -> HotplugSpec:
     """The HotplugSpec of one scale point: the range starts at the first GiB above boot memory."""
-    from balloonsim.hotplug import HotplugSpec
-
     boot = scale_boot(size, strategy)
     boot_end = boot if boot <= LOWMEM_LIMIT else boot - LOWMEM_LIMIT + 4 * GiB
     at = max(4 * GiB, align_up(boot_end, GiB))
@@ -46,8 +42,6 @@ def scale_spec(size: int, strategy: str, block: int = BLOCK) -> HotplugSpec:
 
 def _timed_hotplug(spec: HotplugSpec) -> tuple[float, list[str], int | None]:
     """Wall time of run_hotplug(spec), its failures, and the blocks online at the end (the report is dropped)."""
-    from balloonsim.hotplug import run_hotplug
-
     started = time.perf_counter()
     report = run_hotplug(spec)
     wall = time.perf_counter() - started

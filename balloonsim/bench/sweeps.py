@@ -34,7 +34,7 @@ def sweep_point(
 ) -> dict[str, Any]:
     """In this process: run the experiment (like `balloonsim run X --jobs N [--dask local] --no-report -q
     --set replications=R --out DIR`); wall time (executor start and stop included), runs/s, peak RSS."""
-    from balloonsim.experiment import run_experiment
+    from balloonsim.experiment import run_experiment  # pandas and pyarrow: only in the sweep's own process
 
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     watch = CpuWatch()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -90,3 +92,17 @@ def test_goals_from_partial_results():
 def test_parse_only():
     assert plan.parse_only(None) == set(plan.SECTIONS)
     assert plan.parse_only(["bare,reference", "scale"]) == {"bare", "reference", "scale"}
+
+
+def test_a_scale_child_loads_only_the_kernel_model():
+    """Its peak RSS is reported as the hot-add's: the simulator, pandas and numpy would add ~80 MiB to it."""
+    code = (
+        "import json, sys\n"
+        "from balloonsim.bench.__main__ import _child\n"
+        "_child({'task': 'scale', 'size': 1 << 30, 'strategy': 'altmap', 'block': 128 << 20})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert "balloonsim.kernel.guest" in modules
+    assert not {"numpy", "pandas", "pyarrow", "balloonsim.sim.simulation", "balloonsim.experiment"} & modules
