@@ -6,7 +6,7 @@ import json
 
 import click
 
-from balloonsim.bench import SECTIONS, format_table, measure, parse_only
+from balloonsim.bench.plan import SECTIONS, parse_only
 from balloonsim.errors import UserError
 
 
@@ -46,8 +46,12 @@ def bench(
 ) -> None:
     """Benchmarks: bare SimPy's event rate, the reference scenario against it, hot-add scale, sweeps.
 
-    Measures and prints; asserts nothing about time.  Targets are evaluated as ratios (see benchmarks/).
+    Measures and prints; asserts nothing about time.  The goals are ratios of figures measured side by side
+    (see benchmarks/README.md).
     """
+    from balloonsim.bench.suite import measure  # the measurements import SimPy and the simulator
+    from balloonsim.bench.tables import format_table
+
     try:
         parse_only(only)
     except ValueError as exc:

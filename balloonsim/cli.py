@@ -1,6 +1,7 @@
 """`balloonsim` command line: thin; parses, calls the library, prints.
 
-Each area registers its commands from its own module so that this file stays small.
+The commands are defined next to the library code they drive and listed in `balloonsim.commands`; the group
+imports a command's module only when that command is run (or asked for its own help).
 """
 
 from __future__ import annotations
@@ -9,11 +10,33 @@ import sys
 
 import click
 
+from balloonsim.commands import COMMANDS
 from balloonsim.errors import UserError
 
 
 class _Group(click.Group):
-    """Turns UserError into one clear line on stderr and exit status 2."""
+    """Turns UserError into one clear line on stderr and exit status 2; loads commands on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(COMMANDS[cmd_name].load(), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the help of a command not yet loaded taken from the table."""
+        names = self.list_commands(ctx)
+        rows = []
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name].short_help)
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -29,15 +52,7 @@ def cli() -> None:
     """Simulate where the memmap of hot-added memory should come from."""
 
 
-def _register() -> None:
-    from balloonsim import commands
-
-    for command in commands.all_commands():
-        cli.add_command(command)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _register()
     cli.main(args=argv, prog_name="balloonsim", standalone_mode=True)
 
 

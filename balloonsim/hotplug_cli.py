@@ -9,7 +9,7 @@ import click
 from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
-from balloonsim.units import parse_size
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, parse_size
 
 
 def _size(option: str, text: str) -> int:
@@ -59,25 +59,25 @@ def _size(option: str, text: str) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--trace", is_flag=True, help="Print the vmemmap populate/free operations.")
 def hotplug(
-    boot,
-    size,
-    at,
-    node,
-    block_size,
-    strategy,
-    params,
-    online,
-    remove,
-    kernel,
-    accounting,
-    debug_vm,
-    movable_node,
-    max_addr,
-    as_json,
-    trace,
+    boot: str,
+    size: str,
+    at: str,
+    node: int,
+    block_size: str | None,
+    strategy: str,
+    params: tuple[str, ...],
+    online: str,
+    remove: bool,
+    kernel: str,
+    accounting: str,
+    debug_vm: bool,
+    movable_node: bool,
+    max_addr: str | None,
+    as_json: bool,
+    trace: bool,
 ) -> None:
     """Hot-add a fully backed range (like an ACPI DIMM) and print meminfo per phase."""
-    strategy_params = {}
+    strategy_params: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep:
@@ -110,8 +110,6 @@ def hotplug(
 
 
 def _check_block_size(spec: HotplugSpec) -> None:
-    from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE
-
     bz = spec.block_size
     if bz is not None and (bz < SECTION_SIZE or bz > MAX_MEMORY_BLOCK_SIZE or bz & (bz - 1)):
         raise ConfigError("block-size", "must be a power of two from 128M to 2G")

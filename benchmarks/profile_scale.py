@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from collections import Counter
 
-from balloonsim.bench import BLOCK, scale_point
+from balloonsim.bench.scale import BLOCK, scale_point
 from balloonsim.units import GiB, parse_size
 
 
@@ -65,7 +65,7 @@ def child(size: int, strategy: str, gc_on: bool) -> dict:
 
 def per_block_objects(strategy: str, size: int = 64 * GiB) -> dict:
     """GC-tracked objects and traced bytes per block left by one hot-add + online, by type / source line."""
-    from balloonsim.bench import scale_spec
+    from balloonsim.bench.scale import scale_spec
     from balloonsim.hotplug import run_hotplug
 
     spec = scale_spec(size, strategy)

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from balloonsim.bench import format_table, measure
+from balloonsim.bench.suite import measure
+from balloonsim.bench.tables import format_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from balloonsim.cli import _register, cli
+from balloonsim.cli import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -26,7 +26,6 @@ def test_readme_hotplug_example_matches_the_cli():
     text = README.read_text()
     m = re.search(r"```console\n\$ balloonsim (hotplug [^\n]*)\n(.*?)```", text, re.S)
     command, shown = m.group(1), m.group(2)
-    _register()
     result = CliRunner().invoke(cli, shlex.split(command))
     assert result.exit_code == 0, result.output
     assert result.output.strip() == shown.strip()

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from balloonsim.analysis.compare import differs, regime_factors, regime_labels, regime_order
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.labels import labels_of, level_text
 from balloonsim.analysis.load import DEFAULT_BY
 from balloonsim.analysis.metrics import QUESTIONS, fmt, fmt_pair, info
-from balloonsim.analysis.pipeline import Analysis
 
 TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
 

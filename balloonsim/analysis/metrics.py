@@ -1,7 +1,8 @@
 """What each metric means to a reader: label, unit, which direction is better, the thread question it answers.
 
 The one place that says what "best" is, so the policy map, the findings and the tables never disagree.
-Metrics not listed here still work: their unit is guessed from the name and no direction is assumed.
+Every metric the simulator and the built-in drivers produce is listed (a test runs each driver to check);
+a plugin's metrics not listed here still work: their unit is guessed from the name and no direction is assumed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from balloonsim.units import GiB, KiB, MiB
 class Metric:
     name: str
     label: str  # noun phrase that reads after "more"/"higher": "OOM kills", "crash rate"
-    unit: str  # count | fraction | rate | bytes | s
+    unit: str  # count | fraction | rate | bytes | s | text (a label: kept in runs.csv, not analysed)
     better: str | None  # "lower", "higher", or None when neither is better
     question: str | None = None  # key into QUESTIONS
     internal: bool = False  # bookkeeping of the simulator itself: kept in the CSVs, never a finding
     comparative: str = ""  # word for "larger" in sentences; default by unit (more, longer, higher)
+    driver: str | None = None  # the driver whose metrics() reports it; None: the simulation's own
 
 
 # The questions of the 2018 LKML thread (RFC "allocate memmap from hotadded memory") the metrics answer.
@@ -81,6 +83,41 @@ _TABLE = (
     Metric("sim_time_s", "simulated time", "s", None),
     Metric("events", "events logged", "count", None, internal=True),
     Metric("simpy_events", "SimPy events", "count", None, internal=True),
+    # What each driver did, in its own terms (drivers/*.py metrics()). The metrics above carry the verdicts;
+    # these explain them, so none has a direction. Page counts are 4 KiB pages.
+    Metric("xen_populate_batches", "Xen populate batches", "count", None, driver="xen"),
+    Metric("xen_populate_short", "Xen populates the host filled short", "count", None, driver="xen"),
+    Metric("xen_hotplug_segments", "Xen hot-plugged segments", "count", None, driver="xen"),
+    Metric("xen_cancelled", "Xen balloon rounds ended BP_ECANCELED", "count", None, driver="xen"),
+    Metric("xen_decrease_pages", "pages the Xen balloon took from the guest", "count", None, driver="xen"),
+    Metric("xen_balloon_pages_end", "pages in the Xen balloon at end", "count", None, driver="xen"),
+    Metric("xen_current_pages_end", "Xen current_pages at end", "count", None, driver="xen"),
+    Metric("hv_hotadd_requests", "Hyper-V hot-add requests", "count", None, driver="hyperv"),
+    Metric("hv_hotadd_transient", "Hyper-V hot-add requests that added nothing", "count", None, driver="hyperv"),
+    Metric("hv_pages_covered", "pages covered by Hyper-V hot-adds", "count", None, driver="hyperv"),
+    Metric("hv_ol_timeouts", "Hyper-V waits for onlining that timed out", "count", None, driver="hyperv"),
+    Metric("hv_balloon_up_pages", "pages Hyper-V ballooned up", "count", None, driver="hyperv"),
+    Metric("hv_balloon_down_pages", "pages Hyper-V ballooned down", "count", None, driver="hyperv"),
+    Metric("hv_4k_fallbacks", "Hyper-V balloon-up fallbacks to 4 KiB pages", "count", None, driver="hyperv"),
+    Metric("hv_fake_offline_pages_end", "fake-offline Hyper-V pages at end", "count", None, driver="hyperv"),
+    Metric("hv_ballooned_pages_end", "pages in the Hyper-V balloon at end", "count", None, driver="hyperv"),
+    Metric("virtio_mem_mode", "virtio-mem mode (sbm or bbm)", "text", None, driver="virtio-mem"),
+    Metric("virtio_mem_plugged_bytes", "memory virtio-mem plugged", "bytes", None, driver="virtio-mem"),
+    Metric("virtio_mem_requested_bytes", "memory the host requested of virtio-mem", "bytes", None, driver="virtio-mem"),
+    Metric(
+        "virtio_mem_offline_bytes_end", "virtio-mem memory added but offline at end", "bytes", None, driver="virtio-mem"
+    ),
+    Metric("virtio_mem_plug_failures", "virtio-mem plug requests the host refused", "count", None, driver="virtio-mem"),
+    Metric(
+        "virtio_mem_unplug_failures", "virtio-mem unplug passes that ended -EBUSY", "count", None, driver="virtio-mem"
+    ),
+    Metric("virtio_mem_add_failures", "virtio-mem add_memory() failures", "count", None, driver="virtio-mem"),
+    Metric("virtio_mem_retry_timer_fires", "virtio-mem retry timer expiries", "count", None, driver="virtio-mem"),
+    Metric("virtio_mem_fake_offline_pages", "pages virtio-mem withheld at online", "count", None, driver="virtio-mem"),
+    Metric("virtio_mem_broken", "rate of broken virtio-mem devices", "rate", None, driver="virtio-mem"),
+    Metric("dimms_plugged", "DIMMs plugged", "count", None, driver="dimm"),
+    Metric("dimm_unplug_ebusy", "DIMM unplugs refused with -EBUSY", "count", None, driver="dimm"),
+    Metric("dimm_host_refused", "DIMM plugs the host refused", "count", None, driver="dimm"),
 )
 TABLE: dict[str, Metric] = {m.name: m for m in _TABLE}
 

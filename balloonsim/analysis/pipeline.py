@@ -6,28 +6,15 @@ figures, the report and the CSVs next to them never disagree, whatever ran befor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from balloonsim.analysis.compare import ALPHA, compare
-from balloonsim.analysis.load import Results, load
+from balloonsim.analysis.core import Analysis
+from balloonsim.analysis.load import load
 from balloonsim.analysis.stats import summarize
 
 SUMMARY = "summary.csv"
 COMPARISONS = "comparisons.csv"
-
-
-@dataclass
-class Analysis:
-    """Loaded results plus the two tables every later step reads."""
-
-    results: Results
-    by: str | None
-    summary: pd.DataFrame
-    comparisons: pd.DataFrame
-    alpha: float = ALPHA
 
 
 def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA) -> Analysis:
@@ -49,7 +36,7 @@ def plot(
     alpha: float = ALPHA,
 ) -> list[Path]:
     """Figures into DIR/plots/ (PNG and SVG); returns the PNG paths. Analyzes first, so numbers agree."""
-    from balloonsim.analysis.plots import check_options, make_plots
+    from balloonsim.analysis.plots import check_options, make_plots  # matplotlib: only when drawing
 
     results = load(path)
     check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
@@ -63,7 +50,7 @@ def report(
 
     keep_plots uses the figures already in DIR/plots/ (say from `plot --metric ...`) instead of redrawing.
     """
-    from balloonsim.analysis.plots import make_plots, manifest
+    from balloonsim.analysis.plots import make_plots, manifest  # matplotlib: only when drawing
     from balloonsim.analysis.report import write_report
 
     analysis = analyze(path, by, alpha)

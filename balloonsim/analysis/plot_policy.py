@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
-from scipy import stats as st
 
 from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.best import Cell, Significance, best_cell
 from balloonsim.analysis.compare import (
-    deterministic,
     differs,
     pair_rows,
     regime_factors,
@@ -30,52 +27,14 @@ from balloonsim.analysis.compare import (
     regime_labels,
     regime_order,
 )
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.labels import labels_of
-from balloonsim.analysis.metrics import better_of, fmt, info
+from balloonsim.analysis.metrics import fmt, info
 
 TIE = "#d9d9d9"
 
 
-@dataclass
-class Cell:
-    best: str | None  # None: tie or no data
-    runner_up: str | None
-    margin: float  # |mean(best) - mean(runner-up)|, metric units
-    significant: bool
-    note: str = ""
-
-
-def rank(samples: dict[str, np.ndarray], metric: str) -> list[str]:
-    """Strategies from best to worst mean, by the metric's direction."""
-    means = {k: float(np.mean(v)) for k, v in samples.items() if len(v)}
-    sign = 1.0 if info(metric).better == "lower" else -1.0
-    return sorted(means, key=lambda k: sign * means[k])
-
-
-def best_cell(samples: dict[str, np.ndarray], metric: str, alpha: float, significance=None) -> Cell:
-    """The best strategy of one cell; `significance(best, runner_up)` overrides the Mann-Whitney test."""
-    order = rank(samples, metric)
-    if len(order) < 2:
-        return Cell(order[0] if order else None, None, float("nan"), False, "" if order else "no data")
-    best, second = order[0], order[1]
-    mean_best, mean_second = float(np.mean(samples[best])), float(np.mean(samples[second]))
-    if better_of(metric, mean_best, mean_second) == 0 or np.isclose(mean_best, mean_second, rtol=1e-9, atol=0):
-        tied = [k for k in order if np.isclose(float(np.mean(samples[k])), mean_best, rtol=1e-9, atol=0)]
-        if len(tied) == len(order):
-            return Cell(None, None, 0.0, False, "all equal")
-        rest = order[len(tied)]  # the best of the others: how far the tied leaders are ahead
-        margin = abs(mean_best - float(np.mean(samples[rest])))
-        return Cell(None, rest, margin, False, "tie: " + ", ".join(tied))
-    if significance is not None:
-        significant = significance(best, second)
-    elif deterministic(samples[best], samples[second]):
-        significant = True
-    else:
-        significant = _mann_whitney(samples[best], samples[second]) < alpha
-    return Cell(best, second, abs(mean_best - mean_second), significant)
-
-
-def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> tuple[Path, str, str] | None:
+def pair_map(analysis: Analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> tuple[Path, str, str] | None:
     """Best strategy per (rows_f, cols_f) cell for `metric`, pooled over the other factors."""
     results, by = analysis.results, analysis.by
     runs = results.runs
@@ -128,7 +87,7 @@ def pair_map(analysis, metric: str, rows_f: str, cols_f: str, outdir: Path) -> t
 MAX_REGIME_COLUMNS = 12
 
 
-def overview_map(analysis, metrics: list[str], outdir: Path) -> tuple[Path, str, str] | None:
+def overview_map(analysis: Analysis, metrics: list[str], outdir: Path) -> tuple[Path, str, str] | None:
     """One row per metric, one column per regime (or per level of one factor when regimes are too many)."""
     results, by = analysis.results, analysis.by
     metrics = [m for m in metrics if info(m).better is not None and m in results.runs]
@@ -262,17 +221,7 @@ def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
-        return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def _holm_for(comp: pd.DataFrame, metric: str, regime: str):
+def _holm_for(comp: pd.DataFrame, metric: str, regime: str) -> Significance:
     return lambda best, second: _holm_significant(comp, metric, regime, best, second)
 
 

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from balloonsim.analysis.compare import differs
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
-from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plot_factor import factor_figure, x_factors
 from balloonsim.analysis.plot_memmap import memmap_figure
 from balloonsim.analysis.plot_policy import overview_map, pair_map

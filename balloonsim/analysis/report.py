@@ -12,17 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from balloonsim.analysis.findings import Finding, by_question, findings, quiet_metrics, significance_line
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
-from balloonsim.analysis.pipeline import Analysis
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
 
 PER_QUESTION = 8
-METRIC_ORDER = {name: i for i, name in enumerate(TABLE)}  # the metric table's order: most telling first
+# The metric table's order, most telling first; a driver's own counters have no place in it (they rank by the
+# strength of their findings, after the simulation's metrics).
+METRIC_ORDER = {name: i for i, name in enumerate(TABLE) if TABLE[name].driver is None}
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
 

@@ -54,7 +54,11 @@ def mean_ci(x: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
 def median_ci(
     x: np.ndarray, level: float = LEVEL, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRAP_RESAMPLES
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median (BCa breaks down on the ties counts have)."""
+    """Percentile-bootstrap interval of the median (BCa breaks down on the ties counts have).
+
+    Every bootstrap median lies within the sample's range, so the interval does too; scipy's percentile
+    interpolation can round one ulp past it, which is clipped away.
+    """
     x = _clean(x)
     if len(x) < 2:
         return (float("nan"), float("nan"))
@@ -71,7 +75,11 @@ def median_ci(
             vectorized=True,
             rng=np.random.default_rng(seed),
         )
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    low, high = float(x.min()), float(x.max())
+    return (
+        min(max(float(res.confidence_interval.low), low), high),
+        min(max(float(res.confidence_interval.high), low), high),
+    )
 
 
 def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from balloonsim.analysis.best import best_cell
 from balloonsim.analysis.compare import differs, pair_rows, regime_labels, regime_order
+from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Table
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import fmt, info, is_rate
-from balloonsim.analysis.pipeline import Analysis
-from balloonsim.analysis.plot_policy import best_cell
 from balloonsim.analysis.stats import interval
 
 MAX_ROWS = 60

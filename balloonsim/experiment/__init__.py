@@ -6,9 +6,10 @@ runs = load_results(summary.out_dir)
 """
 
 from balloonsim.experiment.design import RunSpec, iter_runs
+from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.results import load_events, load_results, load_timeseries
 from balloonsim.experiment.runner import BatchSummary, run_experiment
-from balloonsim.experiment.spec import Experiment, experiment_from_dict, load_experiment
+from balloonsim.experiment.spec import Experiment, experiment_from_dict
 
 __all__ = [
     "BatchSummary",

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
 import click
 
 from balloonsim.errors import UserError
+from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.plan import describe_plan
 from balloonsim.experiment.runner import default_out_dir, run_experiment
-from balloonsim.experiment.spec import load_experiment
 from balloonsim.experiment.worker import error_text
 
 
@@ -80,12 +78,9 @@ def run(
 
 
 def _report(out_dir: Path) -> int:
-    """Analysis, plots and report via `balloonsim.analysis.finish`, when that package provides it."""
-    if importlib.util.find_spec("balloonsim.analysis") is None:
-        return 0
-    finish = getattr(importlib.import_module("balloonsim.analysis"), "finish", None)
-    if finish is None:
-        return 0
+    """Analysis, plots and report (`balloonsim.analysis.finish`); 1 if they fail, the results kept."""
+    from balloonsim.analysis import finish  # pandas, scipy, matplotlib: only once the runs are done
+
     try:
         finish(out_dir)
     except UserError:

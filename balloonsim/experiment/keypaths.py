@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -40,16 +40,6 @@ def set_path(table: dict[str, Any], path: str, value: Any) -> None:
             raise TypeError(f"{'.'.join(keys[: i + 1])} is a value, not a table")
         node = child
     node[keys[-1]] = value
-
-
-def get_path(table: Mapping[str, Any], path: str) -> Any:
-    """The value at `a.b.c`; KeyError if any part is missing."""
-    node: Any = table
-    for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            raise KeyError(path)
-        node = node[key]
-    return node
 
 
 def canonical_json(value: Any) -> str:

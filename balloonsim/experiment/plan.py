@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 from balloonsim.experiment.csvlog import format_cell
 from balloonsim.experiment.design import count_points, iter_runs
 from balloonsim.experiment.spec import Experiment, design_axes
-from balloonsim.experiment.store import check_target, ok_run_ids, read_metadata
+from balloonsim.experiment.store import StoreOptions, check_target, ok_run_ids, read_metadata
 
 MAX_CELL = 24
 
@@ -57,7 +58,5 @@ def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _recorded_options(meta: dict):
-    from balloonsim.experiment.store import StoreOptions
-
+def _recorded_options(meta: dict[str, Any]) -> StoreOptions:
     return StoreOptions(**meta.get("options", {}))

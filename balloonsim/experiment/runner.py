@@ -15,8 +15,9 @@ from typing import Any
 
 from balloonsim.experiment.design import RunSpec, count_points, iter_runs
 from balloonsim.experiment.executors import Executor, make_executor
+from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.overrides import apply_overrides
-from balloonsim.experiment.spec import Experiment, experiment_from_dict, load_experiment
+from balloonsim.experiment.spec import Experiment, experiment_from_dict
 from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target
 from balloonsim.experiment.validation import validate_runs
 from balloonsim.experiment.worker import RunFn, RunOutcome, error_text, execute_run

@@ -1,22 +1,20 @@
-"""Experiment files: a TOML document -> a validated `Experiment`.
+"""The experiment document -> a validated `Experiment`, and the rules of its structure.
 
-Everything that can be checked without running is checked here (and in `validation`), before any output
-directory exists, so a typo costs a second rather than a night of runs.  Errors are `ConfigError`s whose path
-names the key as the user wrote it, e.g. `factors.memmap.strategy[2]` or `zip[0]`.
+Everything about the document's shape is checked here (each run's configuration is checked in `validation`,
+and `loader` reads the file and does both), before any output directory exists, so a typo costs a second
+rather than a night of runs.  Errors are `ConfigError`s whose path names the key as the user wrote it, e.g.
+`factors.memmap.strategy[2]` or `zip[0]`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import tomllib
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from balloonsim.errors import ConfigError, UserError
+from balloonsim.errors import ConfigError
 from balloonsim.experiment.keypaths import canonical_json, digest, join, suggest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -136,52 +134,6 @@ def flatten_exclusion(entry: dict[str, Any], factors: dict[str, Any], where: str
 
     walk(entry, "")
     return out
-
-
-def load_experiment(path: str | Path, overrides: Iterable[str] = (), *, check_runs: bool = True) -> Experiment:
-    """Read, override and validate an experiment file; every run configuration is checked up front.
-
-    Raises `UserError`/`ConfigError` (exit code 2) naming the file line or key path.
-    """
-    from balloonsim.experiment.overrides import apply_overrides
-    from balloonsim.experiment.validation import validate_runs
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such experiment file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}:{_error_line(str(exc), text)}: not valid TOML: {exc}") from None
-    overrides = tuple(overrides)
-    doc, set_paths = apply_overrides(doc, overrides)
-    try:
-        experiment = experiment_from_dict(
-            doc, default_name=path.stem, source_text=text, source_path=str(path), overrides=overrides
-        )
-        if check_runs:
-            validate_runs(experiment)
-    except ConfigError as exc:
-        raise _blame_override(exc, set_paths) from None
-    return experiment
-
-
-def _error_line(message: str, text: str) -> int:
-    """The line tomllib complains about (its message has it, or says the document ended early)."""
-    found = re.search(r"at line (\d+)", message)
-    return int(found.group(1)) if found else max(1, text.count("\n") + (not text.endswith("\n")))
-
-
-def _blame_override(exc: ConfigError, set_paths: dict[str, str]) -> ConfigError:
-    """Point at the `--set` that introduced a bad value, since it is not in the file."""
-    for prefix, text in set_paths.items():
-        if exc.path == prefix or exc.path.startswith((prefix + ".", prefix + "[")):
-            return ConfigError(exc.path, f"{exc.message} (from --set {text})")
-    return exc
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

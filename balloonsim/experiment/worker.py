@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,12 +71,18 @@ def error_text(exc: BaseException) -> str:
 
 
 def worker_name() -> str:
-    try:
-        from distributed import get_worker
+    """The Dask worker's address inside a Dask worker, else host:pid.
 
-        return get_worker().address
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
+    A Dask worker has `distributed` loaded already; importing it anywhere else to ask would cost a local
+    worker (or the runner under `--jobs 1`) a second of imports on its first run.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            return distributed.get_worker().address
+        except ValueError:  # loaded, but this is not a Dask worker
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _metrics(metrics: Any) -> dict[str, int | float | bool | str | None]:

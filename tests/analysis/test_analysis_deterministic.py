@@ -8,9 +8,10 @@ import pytest
 from analysis_synth import deterministic, planted
 
 from balloonsim.analysis import analyze, finish
+from balloonsim.analysis.best import best_cell
 from balloonsim.analysis.compare import differs, pair_test
 from balloonsim.analysis.findings import findings, significance_line
-from balloonsim.analysis.plot_policy import _holm_significant, best_cell
+from balloonsim.analysis.plot_policy import _holm_significant
 from balloonsim.analysis.tables import best_table
 
 

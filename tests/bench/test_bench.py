@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
-from balloonsim import bench
+from balloonsim.bench import goals, plan, scale
+from balloonsim.bench.tables import format_table
 from balloonsim.bench_cli import bench as bench_cmd
 from balloonsim.commands import all_commands
 from balloonsim.units import GiB, TiB
@@ -28,12 +31,12 @@ def test_quick_bare_and_reference_json():
     assert ref["events_per_s"] > 0 and ref["simpy_events"] > 0 and ref["sim_s_per_wall_s"] > 0
     assert ref["sim_s"] == 3600 and not ref["crashed"]
     assert 0 < ref["ratio_to_bare"] < 2
-    (target,) = out["targets"]
-    assert target["value"] == ref["ratio_to_bare"] and target["met"] in (True, False)
+    (goal,) = out["goals"]
+    assert goal["value"] == ref["ratio_to_bare"] and goal["reached"] in (True, False)
     for key in ("cpu", "cores", "python", "simpy", "date"):
         assert out["machine"][key]
-    text = bench.format_table(out)
-    assert "reference / bare SimPy" in text and "targets" in text
+    text = format_table(out)
+    assert "reference / bare SimPy" in text and "goals" in text
 
 
 def test_table_output_without_json():
@@ -49,7 +52,7 @@ def test_unknown_section_is_a_user_error():
 
 
 def test_scale_point_in_a_subprocess_reports_its_own_rss():
-    p = bench.scale_in_subprocess(1 * GiB, "altmap")
+    p = scale.scale_in_subprocess(1 * GiB, "altmap")
     assert "error" not in p, p
     assert p["ok"] and p["blocks"] == 8 and p["blocks_online"] == 8
     assert p["peak_rss_mib"] > 0 and p["peak_rss_mib"] >= p["rss_before_mib"] > 0
@@ -58,14 +61,14 @@ def test_scale_point_in_a_subprocess_reports_its_own_rss():
 
 def test_kmalloc_gets_enough_boot_memory_and_a_free_range():
     for size in (16 * GiB, 4 * TiB, 16 * TiB):
-        spec = bench.scale_spec(size, "kmalloc")
+        spec = scale.scale_spec(size, "kmalloc")
         assert spec.boot[0] >= size // 64 + 2 * GiB
         boot_end = spec.boot[0] + GiB if spec.boot[0] > 3 * GiB else spec.boot[0]
-        assert spec.at >= boot_end and spec.at % bench.BLOCK == 0
-    assert bench.scale_spec(16 * TiB, "altmap").boot == [2 * GiB]
+        assert spec.at >= boot_end and spec.at % scale.BLOCK == 0
+    assert scale.scale_spec(16 * TiB, "altmap").boot == [2 * GiB]
 
 
-def test_targets_from_partial_results():
+def test_goals_from_partial_results():
     pts = [
         {"strategy": "altmap", "size": s, "ok": True, "marginal_us_per_block": us, "peak_rss_mib": rss}
         for s, us, rss in ((16 * GiB, 30.0, 31.0), (16 * TiB, 33.0, 290.0))
@@ -75,17 +78,31 @@ def test_targets_from_partial_results():
         "scale": {"points": pts},
         "sweeps": {"speedup_jobs2": 1.5, "dask_overhead_pct": 10.0, "runner_rss_growth": 1.0, "growth_factor": 4},
     }
-    targets = {t["target"]: t for t in bench.evaluate_targets(results)}
-    assert targets["reference events/s / bare SimPy events/s"]["met"] is True
-    assert targets["time per block max/min, altmap 16G..16T"]["met"] is True
-    assert targets["time per block max/min, kmalloc"]["met"] is None  # not measured
-    assert targets["peak RSS MiB at 16 TiB, altmap"]["met"] is True
-    assert targets["peak RSS MiB at 16 TiB, kmalloc"]["met"] is None
-    assert targets["--jobs 2 runs/s / --jobs 1 runs/s"]["met"] is False
-    assert targets["--dask local wall over --jobs 2, %"]["met"] is True
-    assert targets["runner peak RSS, 4x runs / 1x"]["met"] is True
+    found = {g["measure"]: g["reached"] for g in goals.evaluate_goals(results)}
+    assert found["reference events/s / bare SimPy events/s"] is True
+    assert found["time per block max/min, altmap 16G..16T"] is True
+    assert found["time per block max/min, kmalloc"] is None  # not measured
+    assert found["peak RSS MiB at 16 TiB, altmap"] is True
+    assert found["peak RSS MiB at 16 TiB, kmalloc"] is None
+    assert found["--jobs 2 runs/s / --jobs 1 runs/s"] is False
+    assert found["--dask local wall over --jobs 2, %"] is True
+    assert found["runner peak RSS, 4x runs / 1x"] is True
 
 
 def test_parse_only():
-    assert bench.parse_only(None) == set(bench.SECTIONS)
-    assert bench.parse_only(["bare,reference", "scale"]) == {"bare", "reference", "scale"}
+    assert plan.parse_only(None) == set(plan.SECTIONS)
+    assert plan.parse_only(["bare,reference", "scale"]) == {"bare", "reference", "scale"}
+
+
+def test_a_scale_child_loads_only_the_kernel_model():
+    """Its peak RSS is reported as the hot-add's: the simulator, pandas and numpy would add ~80 MiB to it."""
+    code = (
+        "import json, sys\n"
+        "from balloonsim.bench.__main__ import _child\n"
+        "_child({'task': 'scale', 'size': 1 << 30, 'strategy': 'altmap', 'block': 128 << 20})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert "balloonsim.kernel.guest" in modules
+    assert not {"numpy", "pandas", "pyarrow", "balloonsim.sim.simulation", "balloonsim.experiment"} & modules

@@ -70,3 +70,12 @@ def dying_run(config: dict[str, Any], seed: int) -> FakeResult:
 
         os._exit(3)
     return fake_run(config, seed)
+
+
+def modules_run(config: dict[str, Any], seed: int) -> FakeResult:
+    """`fake_run` plus whether the worker that ran it had Dask's `distributed` (or `dask`) imported by then."""
+    import sys
+
+    result = fake_run(config, seed)
+    result.metrics["distributed_loaded"] = "distributed" in sys.modules or "dask" in sys.modules
+    return result

@@ -17,11 +17,8 @@ from experiment_support import DATA, REPO, balloonsim_command, subprocess_env
 
 from balloonsim.cli import cli
 from balloonsim.experiment import load_events, load_experiment, load_results, load_timeseries
-from balloonsim.experiment.cli import run as run_command
 from balloonsim.experiment.csvlog import complete_lines
 from balloonsim.experiment.design import iter_runs
-
-cli.add_command(run_command)  # what balloonsim.cli.main() registers, without importing every other command
 
 SMALL = DATA / "small.toml"
 

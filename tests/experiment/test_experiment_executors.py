@@ -149,9 +149,7 @@ def test_keyboard_interrupt_exits_130_and_keeps_finished_runs(tmp_path, monkeypa
 
     from balloonsim.cli import cli
     from balloonsim.experiment import worker
-    from balloonsim.experiment.cli import run
 
-    cli.add_command(run)
     calls = []
 
     def stop_on_third(config, seed):

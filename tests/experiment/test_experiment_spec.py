@@ -9,8 +9,9 @@ import pytest
 from balloonsim.errors import ConfigError, UserError
 from balloonsim.experiment import tomlwrite
 from balloonsim.experiment.design import iter_points
+from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.overrides import apply_overrides, parse_value
-from balloonsim.experiment.spec import experiment_from_dict, load_experiment
+from balloonsim.experiment.spec import experiment_from_dict
 from balloonsim.experiment.validation import validate_runs
 
 

@@ -14,7 +14,6 @@ from balloonsim.units import GiB, TiB
 
 @pytest.fixture(scope="module")
 def run():
-    cli_mod._register()
     runner = CliRunner()
 
     def invoke(*args):

@@ -1,0 +1,71 @@
+"""The tool's speed and scale goals, checked against whatever a run measured.
+
+Each goal is a ratio of figures measured side by side (or a memory figure), so it holds on a noisy host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from balloonsim.bench.scale import SCALE_STRATEGIES, block_spread
+from balloonsim.units import TiB
+
+GOAL_REFERENCE_RATIO = 0.35  # reference events/s over bare SimPy's: the model costs at most ~2x SimPy's dispatch
+GOAL_BLOCK_SPREAD = 1.25  # max/min time per block, 16 GiB .. 16 TiB: hot-add cost linear in the size
+GOAL_RSS_16T_MIB = 300.0  # peak RSS of the 16 TiB hot-add: a laptop can model the largest guests
+GOAL_SPEEDUP_2 = 1.8  # --jobs 2 over --jobs 1: sweeps use a second core
+GOAL_DASK_OVERHEAD_PCT = 15.0  # --dask local against local processes: Dask costs little when used
+GOAL_RSS_GROWTH = 1.10  # runner peak RSS, 4x the runs over 1x: memory flat in the batch size (under 10% growth)
+
+
+def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal that what was measured can speak to: what, measured value, goal, reached (None: not measured)."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, op: str, goal: float, note: str = "") -> None:
+        reached = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out.append({"measure": name, "value": value, "op": op, "goal": goal, "reached": reached, "note": note})
+
+    ref = results.get("reference", {})
+    if "reference" in results:
+        add(
+            "reference events/s / bare SimPy events/s",
+            ref.get("ratio_to_bare"),
+            ">=",
+            GOAL_REFERENCE_RATIO,
+            "" if "ratio_to_bare" in ref else "needs bare too",
+        )
+    if "scale" in results:
+        points = results["scale"]["points"]
+        for strategy in SCALE_STRATEGIES:
+            spread, span = block_spread(points, strategy)
+            full = span == "16G..16T"
+            add(
+                f"time per block max/min, {strategy} {span}".rstrip(),
+                spread,
+                "<=",
+                GOAL_BLOCK_SPREAD,
+                "" if full else "partial range (16 TiB not run)",
+            )
+        for strategy in SCALE_STRATEGIES:
+            p16 = next((p for p in points if p.get("strategy") == strategy and p.get("size") == 16 * TiB), None)
+            add(
+                f"peak RSS MiB at 16 TiB, {strategy}",
+                p16.get("peak_rss_mib") if p16 else None,
+                "<=",
+                GOAL_RSS_16T_MIB,
+                "" if p16 else "16 TiB not run",
+            )
+    sw = results.get("sweeps")
+    if sw is not None:
+        runs = sw.get("modes", {}).get("jobs 1", {}).get("runs") or 0
+        small = f"{runs} runs only: start-up weighs heavily" if 0 < runs < 100 else ""
+        add("--jobs 2 runs/s / --jobs 1 runs/s", sw.get("speedup_jobs2"), ">=", GOAL_SPEEDUP_2, small)
+        add("--dask local wall over --jobs 2, %", sw.get("dask_overhead_pct"), "<=", GOAL_DASK_OVERHEAD_PCT, small)
+        add(
+            f"runner peak RSS, {sw.get('growth_factor', '?')}x runs / 1x",
+            sw.get("runner_rss_growth"),
+            "<=",
+            GOAL_RSS_GROWTH,
+        )
+    return out

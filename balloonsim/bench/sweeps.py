@@ -1,0 +1,181 @@
+"""Sweep throughput: an experiment run with `--jobs 1`, `--jobs 2` and `--dask local`, and the runner's memory.
+
+Each mode runs in a fresh subprocess into a fresh directory, the modes interleaved and the best of each kept.
+Beside them, the machine's parallel capacity at that time: what two bare-SimPy processes get together against
+one alone, the ceiling of any `--jobs 2` speedup measured in the same minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from balloonsim.bench.child import run_child
+from balloonsim.bench.event_rate import bare_simpy
+from balloonsim.bench.machine import REPOSITORY, CpuWatch, best_run, children_peak_rss_mib, peak_rss_mib
+from balloonsim.bench.plan import Plan
+
+
+def default_experiment() -> Path:
+    return REPOSITORY / "experiments" / "quickstart.toml"
+
+
+def sweep_point(
+    experiment: str | Path, jobs: int, dask: str | None, replications: int, out_dir: str | Path
+) -> dict[str, Any]:
+    """In this process: run the experiment (like `balloonsim run X --jobs N [--dask local] --no-report -q
+    --set replications=R --out DIR`); wall time (executor start and stop included), runs/s, peak RSS."""
+    from balloonsim.experiment import run_experiment  # pandas and pyarrow: only in the sweep's own process
+
+    me0 = resource.getrusage(resource.RUSAGE_SELF)
+    watch = CpuWatch()
+    started = time.perf_counter()
+    summary = run_experiment(
+        experiment, out_dir=out_dir, jobs=jobs, dask=dask, overrides=[f"replications={replications}"], quiet=True
+    )
+    wall = time.perf_counter() - started
+    run_s = 0.0
+    try:
+        with open(Path(out_dir) / "timing.csv", newline="") as fh:
+            run_s = sum(float(row["wall_time_s"]) for row in csv.DictReader(fh))
+    except (OSError, KeyError, ValueError):
+        pass
+    workers = 1 if jobs == 1 and not dask else jobs
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "mode": f"dask {dask}" if dask else f"jobs {jobs}",
+        "executor": summary.executor,
+        "replications": replications,
+        "runs": summary.ran,
+        "ok": summary.ok,
+        "failed": summary.failed,
+        "wall_s": wall,
+        "batch_s": summary.wall_time_s,
+        "runs_per_s": summary.ran / wall,
+        "run_s": run_s,  # the runs' own wall times (timing.csv), summed
+        "worker_busy": run_s / (workers * wall),  # share of the workers' wall time spent inside runs
+        "runner_cpu_s": me.ru_utime + me.ru_stime - me0.ru_utime - me0.ru_stime,
+        "workers_cpu_s": kids.ru_utime + kids.ru_stime,
+        "others_cores": watch.result().get("others_cores"),  # other processes on the machine meanwhile
+        "runner_peak_rss_mib": peak_rss_mib(),
+        "largest_child_peak_rss_mib": children_peak_rss_mib(),
+    }
+
+
+def sweep_in_subprocess(experiment: str | Path, jobs: int, dask: str | None, replications: int) -> dict[str, Any]:
+    """`sweep_point` in a fresh subprocess writing into a fresh temporary directory (removed afterwards)."""
+    tmp = tempfile.mkdtemp(prefix="balloonsim-bench-")
+    try:
+        out = run_child(
+            {
+                "task": "sweep",
+                "experiment": str(experiment),
+                "jobs": jobs,
+                "dask": dask,
+                "replications": replications,
+                "out": str(Path(tmp) / "out"),
+            }
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out.setdefault("mode", f"dask {dask}" if dask else f"jobs {jobs}")
+    return out
+
+
+def spin_bare(seconds: float, start_at: float) -> dict[str, Any]:
+    """In this process: from wall-clock `start_at`, bare SimPy batches of 50,000 timeouts for `seconds`."""
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.perf_counter()
+    events = 0
+    while time.perf_counter() - started < seconds:
+        events += bare_simpy(50_000)["events"]
+    return {"events_per_s": events / (time.perf_counter() - started)}
+
+
+def parallel_capacity(seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """What two processes get from this machine right now: bare SimPy alone, then two at once, `rounds` times.
+
+    `capacity` = (best sum of the two rates) / (best rate alone): 2.0 on two idle cores; the ceiling for any
+    `--jobs 2` speedup measured at the same time."""
+
+    def together(n: int) -> list[float]:
+        start_at = time.time() + 2.0  # after every child has imported
+        cmd = [
+            sys.executable,
+            "-m",
+            "balloonsim.bench",
+            json.dumps({"task": "spin", "seconds": seconds, "start_at": start_at}),
+        ]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        rates = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=60 + seconds)
+            rates.append(json.loads(out.strip().splitlines()[-1])["events_per_s"])
+        return rates
+
+    alone: list[float] = []
+    two: list[list[float]] = []
+    try:
+        for _ in range(rounds):
+            alone += together(1)
+            two.append(together(2))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError) as exc:
+        return {"error": str(exc)}
+    return {
+        "alone_events_per_s": max(alone),
+        "two_events_per_s": max(two, key=sum),
+        "all_alone": [round(a) for a in alone],
+        "all_two": [[round(x) for x in t] for t in two],
+        "capacity": max(sum(t) for t in two) / max(alone),
+    }
+
+
+SWEEP_MODES: tuple[tuple[int, str | None], ...] = ((1, None), (2, None), (2, "local"))
+
+
+def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path | None = None) -> dict[str, Any]:
+    """Each mode `sweep_repeats` times, interleaved, best kept; then the runner's RSS at `growth` x the runs."""
+    experiment = Path(experiment) if experiment else default_experiment()
+    if not experiment.exists():
+        return {"skipped": f"{experiment} not found"}
+    progress("sweeps: parallel capacity of this machine (bare SimPy, 1 then 2 processes)")
+    capacity = parallel_capacity(plan.capacity_seconds, plan.capacity_rounds)
+    tries: dict[str, list[dict[str, Any]]] = {}
+    for rep in range(plan.sweep_repeats):
+        for jobs, dask in SWEEP_MODES:
+            mode = f"dask {dask}" if dask else f"jobs {jobs}"
+            progress(f"sweeps: {mode} ({rep + 1}/{plan.sweep_repeats})")
+            tries.setdefault(mode, []).append(sweep_in_subprocess(experiment, jobs, dask, plan.sweep_replications))
+    modes = {}
+    for mode, runs in tries.items():
+        good = [r for r in runs if "error" not in r]
+        modes[mode] = (
+            {**best_run(good, "wall_s"), "all_runs_per_s": [round(r["runs_per_s"], 2) for r in good]}
+            if good
+            else runs[-1]
+        )
+    out: dict[str, Any] = {"experiment": str(experiment), "parallel_capacity": capacity, "modes": modes}
+    j1, j2, dk = modes.get("jobs 1", {}), modes.get("jobs 2", {}), modes.get("dask local", {})
+    if "runs_per_s" in j1 and "runs_per_s" in j2:
+        out["speedup_jobs2"] = j2["runs_per_s"] / j1["runs_per_s"]
+    if "wall_s" in j2 and "wall_s" in dk:
+        out["dask_overhead_pct"] = (dk["wall_s"] / j2["wall_s"] - 1) * 100
+        out["dask_batch_overhead_pct"] = (dk["batch_s"] / j2["batch_s"] - 1) * 100
+    bigger = plan.sweep_replications * plan.growth
+    progress(f"sweeps: jobs 2, {plan.growth}x the runs")
+    big = sweep_in_subprocess(experiment, 2, None, bigger)
+    out["growth"] = big
+    out["growth_factor"] = plan.growth
+    small_rss = [r["runner_peak_rss_mib"] for r in tries.get("jobs 2", []) if "runner_peak_rss_mib" in r]
+    if small_rss and "runner_peak_rss_mib" in big:
+        out["runner_rss_growth"] = big["runner_peak_rss_mib"] / max(small_rss)
+    return out

@@ -1,0 +1,184 @@
+"""A benchmark result as Markdown tables: readable in a terminal, pasteable into benchmarks/README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from balloonsim.units import format_size
+
+
+def _num(x: Any, fmt: str = ",.0f") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int | float):
+        return format(x, fmt)
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    right = [i > 0 for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True))
+            + " |"
+        )
+
+    sep = "|" + "|".join("-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, right, strict=True)) + "|"
+    return [line(header), sep, *(line(r) for r in rows)]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The measurements and goals as Markdown tables (readable in a terminal, pasteable into a README)."""
+    m = result["machine"]
+    res = result["results"]
+    host = result.get("host_cpu", {})
+    others = ", ".join(f"{k} {v['others_cores']:.2f}" for k, v in host.items() if "others_cores" in v)
+    lines = [
+        f"balloonsim bench{' --quick' if result.get('quick') else ''}: {m['cpu']}, {m['cores']} cores, "
+        f"{m.get('memory_gib')} GiB, "
+        f"Python {m['python']}, simpy {m['simpy']}, {m['date']}, git {m.get('git')}, "
+        f"{result.get('bench_wall_s', 0):.0f} s",
+        f"host: cores busy with other processes on average: {others or 'unknown'}; "
+        f"load average {result.get('load_before')} -> {result.get('load_after')}",
+        "",
+    ]
+    if "bare" in res or "reference" in res:
+        rows = []
+        if "bare" in res:
+            b = res["bare"]
+            rows.append(
+                [
+                    "1. bare SimPy: timeout events/s",
+                    _num(b["events_per_s"]),
+                    f"best of {b['repeats']}, {b['events']:,} events",
+                ]
+            )
+        if "reference" in res:
+            r = res["reference"]
+            note = f"best of {r['repeats']}, {r['simpy_events']:,} events in {r['wall_s'] * 1e3:.1f} ms"
+            rows.append(["2. reference: SimPy events/s", _num(r["events_per_s"]), note])
+            rows.append(["2. reference / bare SimPy", _num(r.get("ratio_to_bare"), ".3f"), ""])
+            rows.append(
+                [
+                    "2. reference: simulated s / wall s",
+                    _num(r["sim_s_per_wall_s"]),
+                    f"{r['sim_s']:.0f} s simulated; construction {r['construct_s'] * 1e3:.1f} ms (excluded)",
+                ]
+            )
+        lines += _table(["measure", "value", "notes"], rows) + [""]
+    if "scale" in res:
+        rows = []
+        for p in res["scale"]["points"]:
+            if "error" in p:
+                rows.append([format_size(p["size"]), p["strategy"], "-", "-", "-", "-", "-", "-", "-", p["error"]])
+                continue
+            rows.append(
+                [
+                    format_size(p["size"]),
+                    p["strategy"],
+                    format_size(p["boot"]),
+                    _num(p["blocks"]),
+                    _num(p["wall_s"], ".3f"),
+                    _num(p["us_per_block"], ".1f"),
+                    _num(p["marginal_us_per_block"], ".1f"),
+                    _num(p["peak_rss_mib"], ".0f"),
+                    _num(p.get("others_cores"), ".2f"),
+                    "ok" if p["ok"] else "; ".join(p["errors"]) or "not all online",
+                ]
+            )
+        lines += ["3. scale: hot-add + online in 128 MiB blocks, one subprocess per row", ""]
+        lines += _table(
+            [
+                "size",
+                "strategy",
+                "boot",
+                "blocks",
+                "wall s",
+                "us/block",
+                "marginal us/block",
+                "peak RSS MiB",
+                "others' cores",
+                "result",
+            ],
+            rows,
+        ) + [""]
+    if "sweeps" in res:
+        sw = res["sweeps"]
+        if "skipped" in sw:
+            lines += [f"4. sweeps: skipped ({sw['skipped']})", ""]
+        else:
+            rows = []
+            for p in [*sw["modes"].values(), sw["growth"]]:
+                if "error" in p:
+                    rows.append([p["mode"], "-", "-", "-", "-", "-", "-", "-", "-", "-", p["error"]])
+                    continue
+                rows.append(
+                    [
+                        p["mode"],
+                        _num(p["runs"]),
+                        _num(p["wall_s"], ".2f"),
+                        _num(p["batch_s"], ".2f"),
+                        _num(p["runs_per_s"], ".1f"),
+                        _num(p["run_s"] / p["runs"] * 1e3 if p.get("runs") else None, ".1f"),
+                        _num(p.get("worker_busy"), ".0%"),
+                        _num(p.get("runner_cpu_s"), ".1f"),
+                        _num(p["runner_peak_rss_mib"], ".0f"),
+                        _num(p.get("others_cores"), ".2f"),
+                        f"{p['failed']} failed; {p['executor']}",
+                    ]
+                )
+            lines += [
+                f"4. sweeps: {Path(sw['experiment']).name}, fresh temp dir each, quiet, no report "
+                "(wall includes executor start/stop; batch is the runner's own timer)",
+                "",
+            ]
+            lines += _table(
+                [
+                    "mode",
+                    "runs",
+                    "wall s",
+                    "batch s",
+                    "runs/s",
+                    "ms/run",
+                    "workers busy",
+                    "runner CPU s",
+                    "runner RSS MiB",
+                    "others' cores",
+                    "notes",
+                ],
+                rows,
+            )
+            lines += [
+                "",
+                f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
+                f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
+                f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
+                f"{_num(sw.get('runner_rss_growth'), '.3f')}x",
+            ]
+            cap = sw.get("parallel_capacity", {})
+            if "capacity" in cap:
+                lines += [
+                    f"parallel capacity now: two bare-SimPy processes together get {cap['capacity']:.2f}x "
+                    f"one alone ({_num(cap['alone_events_per_s'])} events/s alone; 2.00 = two idle cores)"
+                ]
+            lines += [""]
+    if result.get("goals"):
+        rows = [
+            [
+                g["measure"],
+                _num(g["value"], ".3g"),
+                f"{g['op']} {g['goal']:g}",
+                "not measured" if g["reached"] is None else ("yes" if g["reached"] else "no"),
+                g["note"],
+            ]
+            for g in result["goals"]
+        ]
+        lines += ["goals (ratios of figures measured side by side, so that they hold on a busy host)", ""]
+        lines += _table(["measure", "measured", "goal", "reached", "notes"], rows)
+    return "\n".join(lines).rstrip() + "\n"

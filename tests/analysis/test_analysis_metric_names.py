@@ -1,0 +1,45 @@
+"""The metrics the simulation produces and the ones the analysis describes are the same set.
+
+A metric missing from analysis/metrics.py reaches the report as its raw name with a guessed unit; a described
+metric nothing produces is a stale entry (a renamed metric the report would silently stop discussing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from balloonsim import simulate
+from balloonsim.analysis.metrics import TABLE
+from balloonsim.plugins import names
+
+DRIVERS = names("balloonsim.drivers")
+
+
+@pytest.fixture(scope="module")
+def produced() -> dict[str, set[str]]:
+    """Metric names of a short real run with each registered driver (defaults otherwise)."""
+    return {driver: set(simulate({"duration": "5m", "driver": {"name": driver}}, seed=1).metrics) for driver in DRIVERS}
+
+
+def test_every_driver_was_run(produced):
+    assert {"xen", "hyperv", "virtio-mem", "dimm"} <= set(produced)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_every_produced_metric_is_described(produced, driver):
+    assert sorted(produced[driver] - set(TABLE)) == []
+
+
+def test_every_described_metric_is_produced(produced):
+    assert sorted(set(TABLE) - set().union(*produced.values())) == []
+
+
+def test_a_driver_metric_is_described_as_that_driver_s(produced):
+    """The simulation's own metrics come with every driver; a driver's own only with that driver."""
+    common = set.intersection(*produced.values())
+    for name, metric in TABLE.items():
+        expected = {driver for driver, found in produced.items() if name in found}
+        if name in common:
+            assert metric.driver is None, name
+        else:
+            assert expected == {metric.driver}, name

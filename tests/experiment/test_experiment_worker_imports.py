@@ -1,0 +1,59 @@
+"""Workers import Dask only under `--dask`: a local worker that imported `distributed` would pay about a second.
+
+The fake run reports whether its worker process had `distributed` loaded. With more runs than workers, some
+worker runs a second time after recording the first (which names the worker), so a lazy import there shows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from experiment_support import subprocess_env
+
+HERE = Path(__file__).resolve().parent
+
+# A fresh runner process (the test process may have imported Dask for other tests): run the batch with the
+# given executor, then say whether the runner itself loaded distributed.
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {here!r})
+    from experiment_fakes import modules_run
+    from balloonsim.experiment import experiment_from_dict, run_experiment
+    exp = experiment_from_dict({{"name": "w", "factors": {{"fake.k": [1, 2, 3]}}, "replications": 2}})
+    summary = run_experiment(exp, out_dir={out!r}, jobs={jobs}, dask={dask!r}, run_fn=modules_run)
+    print(json.dumps({{"ok": summary.ok, "runner": "distributed" in sys.modules}}))
+    """
+)
+
+
+def _batch(tmp_path: Path, jobs: int, dask: str | None) -> tuple[dict, pd.DataFrame]:
+    out = tmp_path / "out"
+    code = DRIVER.format(here=str(HERE), out=str(out), jobs=jobs, dask=dask)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), pd.read_csv(out / "runs.csv")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_local_workers_and_runner_do_not_import_dask(tmp_path, jobs):
+    said, runs = _batch(tmp_path, jobs, None)
+    assert said["ok"] == 6 and len(runs) == 6
+    assert not runs["distributed_loaded"].any()
+    assert said["runner"] is False
+
+
+@pytest.mark.slow
+def test_dask_workers_have_it(tmp_path):
+    """The control: under --dask the same probe sees distributed, so the check above can fail."""
+    said, runs = _batch(tmp_path, 2, "local")
+    assert said["ok"] == 6 and runs["distributed_loaded"].all()
+    assert said["runner"] is True
