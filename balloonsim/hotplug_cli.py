@@ -9,6 +9,7 @@ import click
 from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.simulate_cli import PluginOption
 from balloonsim.units import parse_size
 
 
@@ -29,7 +30,10 @@ def _size(option: str, text: str) -> int:
     "--strategy",
     default="kmalloc",
     show_default=True,
-    help="Memmap strategy: kmalloc, altmap, altmap-range, subrange-hint, node-pool or a chain such as altmap,kmalloc.",
+    cls=PluginOption,
+    kind="balloonsim.memmap",
+    label="Memmap strategy",
+    example=" or a chain such as altmap,kmalloc",
 )
 @click.option(
     "--param",

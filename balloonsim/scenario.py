@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from balloonsim import registry
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
-from balloonsim.plugins import pydantic_error, validate_params
 from balloonsim.types import Duration, Size
 from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, GiB
 
@@ -134,12 +134,16 @@ class Scenario(_Strict):
 
     def section_params(self):
         """Validated parameter models of every plugin, keyed by section."""
-        return {
-            "driver": validate_params("balloonsim.drivers", self.driver.name, self.driver.params),
-            "onlining": validate_params("balloonsim.onlining", self.onlining.agent, self.onlining.params),
-            "workload": validate_params("balloonsim.workloads", self.workload.name, self.workload.params),
-            "host": validate_params("balloonsim.controllers", self.host.controller, self.host.params),
-        }
+        out = {}
+        for kind, section in (
+            (registry.DRIVERS, self.driver),
+            (registry.ONLINING, self.onlining),
+            (registry.WORKLOADS, self.workload),
+            (registry.CONTROLLERS, self.host),
+        ):
+            cls = registry.get_class(kind, getattr(section, kind.key))
+            out[kind.section] = registry.validate_params(kind, cls, section.params)
+        return out
 
 
 SECTIONS = {
@@ -162,15 +166,7 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
         try:
             scenario = Scenario.model_validate(config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            section = str(err["loc"][0]) if err["loc"] else ""
-            model = SECTIONS.get(section) if len(err["loc"]) > 1 else Scenario
-            prefix = ""
-            if model is not Scenario and model is not None:
-                exc_loc = err["loc"][1:]
-                sub = ValidationError.from_exception_data(exc.title, [{**_raw(err), "loc": exc_loc}])
-                raise pydantic_error(sub, section, model) from None
-            raise pydantic_error(exc, prefix, Scenario) from None
+            raise ConfigError.from_validation(exc, "", Scenario) from None
     from balloonsim.memmap import get_strategy
 
     get_strategy(scenario.memmap.strategy, scenario.memmap.params)
@@ -182,13 +178,6 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
 
     Sim(scenario, 0)
     return scenario
-
-
-def _raw(err: dict) -> dict:
-    out = {"type": err["type"], "input": err.get("input")}
-    if "ctx" in err:
-        out["ctx"] = err["ctx"]
-    return out
 
 
 def _cross_checks(s: Scenario) -> None:

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from balloonsim import registry
 from balloonsim.kernel import Guest, GuestConfig, GuestCrash
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
 from balloonsim.memmap import get_strategy
-from balloonsim.plugins import get_class
 from balloonsim.scenario import Scenario, load_scenario
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
@@ -78,10 +78,10 @@ class Sim:
         self.driver = None
         self.guest.uevent = self._uevent
         self.guest.expose_hook = self._exposed
-        self.onlining = get_class("balloonsim.onlining", sc.onlining.agent)(self, params["onlining"])
-        self.workload = get_class("balloonsim.workloads", sc.workload.name)(self, params["workload"])
-        self.controller = get_class("balloonsim.controllers", sc.host.controller)(self, params["host"])
-        self.driver = get_class("balloonsim.drivers", sc.driver.name)(self, params["driver"])
+        self.onlining = registry.get_class(registry.ONLINING, sc.onlining.agent)(self, params["onlining"])
+        self.workload = registry.get_class(registry.WORKLOADS, sc.workload.name)(self, params["workload"])
+        self.controller = registry.get_class(registry.CONTROLLERS, sc.host.controller)(self, params["host"])
+        self.driver = registry.get_class(registry.DRIVERS, sc.driver.name)(self, params["driver"])
         self.crash: GuestCrash | None = None
         self.crash_time: float | None = None
         self._samples: list[tuple] = []
