@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.extents import Extents
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
-from drivers.base import Driver, DriverParams
 
 
 class DimmParams(DriverParams):

@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB
-from drivers.base import Driver, DriverParams
 
 
 class HvParams(DriverParams):

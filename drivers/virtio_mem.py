@@ -71,6 +71,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from balloonsim.drivers.base import Driver, DriverParams
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EBUSY, ENOMEM, errname
@@ -78,7 +79,6 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.zone import ZoneType
 from balloonsim.types import Duration, Size
 from balloonsim.units import MAX_ORDER_PAGES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_PAGES, GiB, MiB
-from drivers.base import Driver, DriverParams
 
 EAGAIN = 11
 ETXTBSY = 26

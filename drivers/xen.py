@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.types import Duration
 from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE
-from drivers.base import Driver, DriverParams
 
 BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = "BP_DONE", "BP_WAIT", "BP_EAGAIN", "BP_ECANCELED"
 
