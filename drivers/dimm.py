@@ -12,8 +12,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from balloonsim.drivers.base import Driver, DriverParams
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.extents import Extents
+from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
 
@@ -27,21 +29,20 @@ class DimmParams(DriverParams):
 class AcpiDimm(Driver):
     Params = DimmParams
     name = "dimm"
+    p: DimmParams
 
-    def __init__(self, sim, params):
+    def __init__(self, sim: World, params: DimmParams) -> None:
         super().__init__(sim, params)
         if params.dimm_size % self.guest.block_size:
-            from balloonsim.errors import ConfigError
-
             raise ConfigError(
                 "driver.dimm_size", f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)"
             )
-
-    def start(self) -> None:
         self.dimms: list[tuple[int, int]] = []  # (start, size)
         self.plugged = 0
         self.unplug_ebusy = 0
         self.host_refused = 0
+
+    def start(self) -> None:
         self.env.process(self.run())
 
     def current_bytes(self) -> int:

@@ -36,6 +36,7 @@ from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB
 
@@ -88,8 +89,10 @@ class HotaddState:
 class HvBalloon(Driver):
     Params = HvParams
     name = "hyperv"
+    p: HvParams
 
-    def start(self) -> None:
+    def __init__(self, sim: World, params: HvParams) -> None:
+        super().__init__(sim, params)
         g = self.guest
         self.chunk = g.block_pages  # ha_pages_in_chunk = memory_block_size_bytes() / PAGE_SIZE
         self.regions: list[HotaddState] = []
@@ -109,9 +112,10 @@ class HvBalloon(Driver):
             "hv_4k_fallbacks": 0,
         }
         self.ol_event = self.env.event()
-        if g.set_online_page_callback(self.hv_online_page):
-            raise RuntimeError("another driver holds the online-page callback")
+        self.claim_online_page_callback(self.hv_online_page)
         g.notifiers.append(self._memory_notify)
+
+    def start(self) -> None:
         self.env.process(self.host())
 
     # -- kernel callbacks ------------------------------------------------------------------------

@@ -77,6 +77,7 @@ from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EBUSY, ENOMEM, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.zone import ZoneType
+from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import MAX_ORDER_PAGES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_PAGES, GiB, MiB
 
@@ -155,11 +156,14 @@ class VirtioMemParams(DriverParams):
 class VirtioMem(Driver):
     Params = VirtioMemParams
     name = "virtio-mem"
+    p: VirtioMemParams
 
     # -- probe -------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def __init__(self, sim: World, params: VirtioMemParams) -> None:
+        """virtio_mem_probe() -> virtio_mem_init(): the mode, the geometry, the hooks; refuses what it cannot drive."""
+        super().__init__(sim, params)
         g = self.guest
-        p = self.p
+        p = params
         if g.profile.name == "4.19":
             raise ConfigError("guest.kernel", "virtio-mem needs kernel 5.8 or later (profile 4.19 has none)")
         bsize = g.block_size
@@ -227,9 +231,10 @@ class VirtioMem(Driver):
             "retry_timer_fires": 0,
             "fake_offline_pages": 0,
         }
-        if g.set_online_page_callback(self.online_page_cb):
-            raise ConfigError("driver.name", "another driver holds the online-page callback (-EINVAL)")
+        self.claim_online_page_callback(self.online_page_cb)
         g.notifiers.append(self.memory_notifier)
+
+    def start(self) -> None:
         self.env.process(self.run())
 
     # -- kernel hooks ------------------------------------------------------------------------------

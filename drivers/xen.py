@@ -29,6 +29,7 @@ from pydantic import Field
 from balloonsim.drivers.base import Driver, DriverParams
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.plugin import World
 from balloonsim.types import Duration
 from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE
 
@@ -47,8 +48,10 @@ class XenParams(DriverParams):
 class XenBalloon(Driver):
     Params = XenParams
     name = "xen"
+    p: XenParams
 
-    def start(self) -> None:
+    def __init__(self, sim: World, params: XenParams) -> None:
+        super().__init__(sim, params)
         g = self.guest
         self.current_pages = g.boot_present  # get_num_physpages() at init
         self.hotplugged_pages = 0  # added address space not yet in the balloon list
@@ -64,10 +67,10 @@ class XenBalloon(Driver):
             "xen_decrease_pages": 0,
         }
         self.online_event = self.env.event()
-        ret = g.set_online_page_callback(self.xen_online_page)
-        if ret:
-            raise RuntimeError("another driver holds the online-page callback")
+        self.claim_online_page_callback(self.xen_online_page)
         g.notifiers.append(self._memory_notify)
+
+    def start(self) -> None:
         self.env.process(self.balloon_thread())
 
     # -- callbacks from the kernel model ---------------------------------------------------------

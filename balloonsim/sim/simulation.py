@@ -218,7 +218,8 @@ class Sim:
             "simpy_events": _scheduled_events(self.env),
             "sim_time_s": sim_time,
         }
-        out.update(self.driver.metrics())
+        for component in (self.onlining, self.workload, self.controller, self.driver):
+            out.update(component.metrics())
         return out
 
 
