@@ -14,13 +14,16 @@ A scenario is a nested table (TOML in files, dicts in Python):
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from balloonsim import registry
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.memmap import Link, resolve
+from balloonsim.registry import Kind
 from balloonsim.types import Duration, Size
 from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, GiB
 
@@ -89,28 +92,62 @@ class MemmapSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class _Plugin(BaseModel):
+class _PluginSection(BaseModel):
+    """A table naming a plugin (by `kind.key`); every other key is that plugin's parameter."""
+
     model_config = ConfigDict(extra="allow")
+    kind: ClassVar[Kind]
+
+    @property
+    def plugin(self) -> str:
+        return getattr(self, self.kind.key)
 
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    def resolve(self) -> Component:
+        cls = registry.get_class(self.kind, self.plugin)
+        return Component(cls, registry.validate_params(self.kind, cls, self.params))
 
-class DriverSection(_Plugin):
+
+class DriverSection(_PluginSection):
+    kind = registry.DRIVERS
     name: str = "hyperv"
 
 
-class OnliningSection(_Plugin):
+class OnliningSection(_PluginSection):
+    kind = registry.ONLINING
     agent: str = "udev"
 
 
-class WorkloadSection(_Plugin):
+class WorkloadSection(_PluginSection):
+    kind = registry.WORKLOADS
     name: str = "bursts"
 
 
-class HostSection(_Plugin):
+class HostSection(_PluginSection):
+    kind = registry.CONTROLLERS
     controller: str = "hyperv-buffer"
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin class and its validated parameters: what the world constructs the component from."""
+
+    cls: type  # a balloonsim.plugin.Plugin subclass, constructed as cls(world, params)
+    params: BaseModel
+
+
+@dataclass(frozen=True)
+class Components:
+    """Everything a scenario names from the registry, resolved and validated."""
+
+    memmap: list[Link]
+    onlining: Component
+    workload: Component
+    host: Component
+    driver: Component
 
 
 class Scenario(_Strict):
@@ -124,6 +161,7 @@ class Scenario(_Strict):
     onlining: OnliningSection = Field(default_factory=OnliningSection)
     workload: WorkloadSection = Field(default_factory=WorkloadSection)
     host: HostSection = Field(default_factory=HostSection)
+    _components: Components | None = PrivateAttr(default=None)
 
     @field_validator("duration", "sample_interval")
     @classmethod
@@ -132,32 +170,26 @@ class Scenario(_Strict):
             raise ValueError("must be positive")
         return v
 
-    def section_params(self):
-        """Validated parameter models of every plugin, keyed by section."""
-        out = {}
-        for kind, section in (
-            (registry.DRIVERS, self.driver),
-            (registry.ONLINING, self.onlining),
-            (registry.WORKLOADS, self.workload),
-            (registry.CONTROLLERS, self.host),
-        ):
-            cls = registry.get_class(kind, getattr(section, kind.key))
-            out[kind.section] = registry.validate_params(kind, cls, section.params)
-        return out
-
-
-SECTIONS = {
-    "guest": GuestSection,
-    "memmap": MemmapSection,
-    "driver": DriverSection,
-    "onlining": OnliningSection,
-    "workload": WorkloadSection,
-    "host": HostSection,
-}
+    def components(self) -> Components:
+        """The strategy links and the components' classes with their validated parameters. Resolved once per
+        Scenario object and kept: a Scenario is not meant to be edited after loading."""
+        if self._components is None:
+            self._components = Components(
+                memmap=resolve(self.memmap.strategy, self.memmap.params),
+                onlining=self.onlining.resolve(),
+                workload=self.workload.resolve(),
+                host=self.host.resolve(),
+                driver=self.driver.resolve(),
+            )
+        return self._components
 
 
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
-    """Validate a run configuration completely (plugins and strategies included) or raise ConfigError."""
+    """Validate a run's tables: keys, types, sizes, plugin names and their parameters (ConfigError otherwise).
+
+    What needs the built guest (a driver's region against the memory block size, say) is checked when the
+    world is built: balloonsim.sim.world.check_run does both.
+    """
     if isinstance(config, Scenario):
         scenario = config
     else:
@@ -167,16 +199,8 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
             scenario = Scenario.model_validate(config)
         except ValidationError as exc:
             raise ConfigError.from_validation(exc, "", Scenario) from None
-    from balloonsim.memmap import get_strategy
-
-    get_strategy(scenario.memmap.strategy, scenario.memmap.params)
-    scenario.section_params()
+    scenario.components()
     _cross_checks(scenario)
-    # the components check what only they can (a driver on a kernel that lacks it, a size that does not
-    # fit the memory block): build the world once, without running it, so such errors come before any run
-    from balloonsim.sim.simulation import Sim
-
-    Sim(scenario, 0)
     return scenario
 
 

@@ -21,9 +21,9 @@ ScenarioLoader = Callable[[dict[str, Any]], Any]
 
 
 def default_loader() -> ScenarioLoader:
-    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.world import check_run
 
-    return load_scenario
+    return check_run
 
 
 def validate_runs(exp: Experiment, load: ScenarioLoader | None = None) -> int:

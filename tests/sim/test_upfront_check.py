@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from balloonsim import registry, simulate
+from balloonsim.errors import ConfigError
+from balloonsim.sim import world
+from balloonsim.sim.world import build_world, check_run
+
 BAD_LEVELS = [
     (
         # 100M is a multiple of the 2M device block (Params accepts it) but not of the 128M memory block, which
@@ -50,3 +55,49 @@ def test_bad_level_exits_2_before_anything_is_written(tmp_path, factor, expected
     assert proc.stdout == ""
     assert proc.stderr.strip() == f"balloonsim: error: {expected}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+@pytest.mark.parametrize(
+    ("config", "path", "fragment"),
+    [
+        ({"driver": {"name": "virtio-mem", "region_size": "100M"}}, "driver.region_size", "memory block size"),
+        ({"driver": {"name": "virtio-mem", "region_start": "1G"}}, "driver.region_start", "overlaps boot memory"),
+        ({"driver": {"name": "virtio-mem"}, "guest": {"kernel": "4.19"}}, "guest.kernel", "5.8 or later"),
+        (
+            {"driver": {"name": "virtio-mem", "force_bbm": True, "bbm_block_size": "64M"}},
+            "driver.bbm_block_size",
+            "too small",
+        ),
+        ({"driver": {"name": "dimm", "dimm_size": "192M"}}, "driver.dimm_size", "memory block size"),
+        ({"driver": {"name": "xen", "node": 1}}, "driver.node", "does not exist"),
+        (
+            {"onlining": {"agent": "auto", "online_type": "online_movable"}, "guest": {"kernel": "4.19"}},
+            "onlining.online_type",
+            "auto-onlines only with online",
+        ),
+    ],
+)
+def test_every_component_check_is_made_by_check_run(config, path, fragment):
+    guest = {"boot": "2G", **config.pop("guest", {})}
+    with pytest.raises(ConfigError) as err:
+        check_run({"duration": "1m", "workload": {"name": "idle"}, "guest": guest, **config})
+    assert err.value.path == path
+    assert fragment in err.value.message
+
+
+def test_check_run_builds_without_running():
+    """The check constructs the world (so the driver's region is placed) but schedules nothing."""
+    sc = check_run({"duration": "1m", "guest": {"boot": "2G"}, "driver": {"name": "virtio-mem"}})
+    assert sc.driver.name == "virtio-mem"
+    sim = build_world(sc, 0)
+    assert sim.env.now == 0 and sim.env.peek() == float("inf")
+
+
+def test_simulate_validates_and_builds_once(monkeypatch):
+    guests, params = [], []
+    real_guest, real_validate = world.Guest, registry.validate_params
+    monkeypatch.setattr(world, "Guest", lambda *a, **kw: guests.append(a) or real_guest(*a, **kw))
+    monkeypatch.setattr(registry, "validate_params", lambda *a: params.append(a[0]) or real_validate(*a))
+    simulate({"duration": "1m", "guest": {"boot": "2G"}, "workload": {"name": "idle"}}, seed=0)
+    assert len(guests) == 1
+    assert sorted(kind.section for kind in params) == ["driver", "host", "onlining", "workload"]
