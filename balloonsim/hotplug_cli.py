@@ -10,7 +10,7 @@ from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
 from balloonsim.simulate_cli import PluginOption
-from balloonsim.units import parse_size
+from balloonsim.units import format_size, parse_size
 
 
 def _size(option: str, text: str) -> int:
@@ -21,9 +21,19 @@ def _size(option: str, text: str) -> int:
 
 
 @click.command()
-@click.option("--boot", default="2G", show_default=True, help="Boot memory; per node with commas: 2G,2G.")
+@click.option(
+    "--boot",
+    default=",".join(format_size(b) for b in HotplugSpec().boot),
+    show_default=True,
+    help="Boot memory; per node with commas: 2G,2G.",
+)
 @click.option("--size", default="1G", show_default=True, help="Size of the hot-added range.")
-@click.option("--at", "at", default="4G", show_default=True, help="Physical start address.")
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    help="Physical start address (default: the first memory block above boot memory and 4G).",
+)
 @click.option("--node", default=0, show_default=True, type=int, help="NUMA node of the new memory.")
 @click.option("--block-size", default=None, help="Memory block size (default: probe_memory_block_size()).")
 @click.option(
@@ -90,7 +100,7 @@ def hotplug(
     spec = HotplugSpec(
         boot=[_size("boot", b) for b in boot.split(",")],
         size=_size("size", size),
-        at=_size("at", at),
+        at=_size("at", at) if at is not None else None,
         node=node,
         block_size=_size("block-size", block_size) if block_size else None,
         strategy=strategy,

@@ -21,11 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from balloonsim import registry
 from balloonsim.errors import ConfigError
-from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.kernel.guest import GuestConfig
+from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import Link, resolve
 from balloonsim.registry import Kind
 from balloonsim.types import Duration, Size
-from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, GiB
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE
+
+_GUEST = GuestConfig()  # the defaults
 
 
 class _Strict(BaseModel):
@@ -33,20 +36,41 @@ class _Strict(BaseModel):
 
 
 class GuestSection(_Strict):
-    kernel: str = DEFAULT_KERNEL
-    boot: list[Size] = Field(default_factory=lambda: [4 * GiB], description="boot memory per NUMA node")
-    extra_nodes: int = Field(0, ge=0, le=64, description="possible nodes without boot memory")
-    max_addr: Size = 64 * GiB
-    block_size: Size | None = None
-    hypervisor: bool = True
-    movable_node: bool = False
-    debug_vm: bool = False
-    accounting: Literal["kernel", "allocated"] = "kernel"
-    direct_gbpages: bool = True
-    kernel_reserved: Size = 40 << 20
-    page_cache: Size = 0
-    online_policy: Literal["contig-zones", "auto-movable"] = "contig-zones"
-    auto_movable_ratio: int = Field(301, ge=0)
+    """The [guest] table: what the guest boots with. Its defaults are the kernel model's (GuestConfig)."""
+
+    kernel: str = _GUEST.kernel
+    boot: list[Size] = Field(default_factory=lambda: list(_GUEST.boot), description="boot memory per NUMA node")
+    extra_nodes: int = Field(_GUEST.extra_nodes, ge=0, le=64, description="possible nodes without boot memory")
+    max_addr: Size = _GUEST.max_addr
+    block_size: Size | None = _GUEST.block_size
+    hypervisor: bool = _GUEST.hypervisor
+    movable_node: bool = _GUEST.movable_node
+    debug_vm: bool = _GUEST.debug_vm
+    accounting: Literal["kernel", "allocated"] = _GUEST.accounting  # type: ignore[assignment]
+    direct_gbpages: bool = _GUEST.direct_gbpages
+    kernel_reserved: Size = _GUEST.kernel_reserved
+    page_cache: Size = _GUEST.page_cache
+    online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
+    auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+
+    def config(self) -> GuestConfig:
+        """The kernel model's configuration of this guest: the one place a scenario becomes a GuestConfig."""
+        return GuestConfig(
+            boot=list(self.boot),
+            extra_nodes=self.extra_nodes,
+            max_addr=self.max_addr,
+            block_size=self.block_size,
+            kernel=self.kernel,
+            hypervisor=self.hypervisor,
+            movable_node=self.movable_node,
+            debug_vm=self.debug_vm,
+            accounting=self.accounting,
+            direct_gbpages=self.direct_gbpages,
+            kernel_reserved=self.kernel_reserved,
+            page_cache=self.page_cache,
+            online_policy=self.online_policy,
+            auto_movable_ratio=self.auto_movable_ratio,
+        )
 
     @field_validator("boot", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ import pandas as pd
 import simpy
 
 from balloonsim import memmap
-from balloonsim.kernel import Guest, GuestConfig, GuestCrash
+from balloonsim.kernel import Guest, GuestCrash
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
 from balloonsim.plugin import Plugin
@@ -51,23 +51,7 @@ class Sim:
         self.events = EventLog(sc.record_events)
         g = sc.guest
         parts = sc.components()
-        cfg = GuestConfig(
-            boot=list(g.boot),
-            extra_nodes=g.extra_nodes,
-            max_addr=g.max_addr,
-            block_size=g.block_size,
-            kernel=g.kernel,
-            hypervisor=g.hypervisor,
-            movable_node=g.movable_node,
-            debug_vm=g.debug_vm,
-            accounting=g.accounting,
-            direct_gbpages=g.direct_gbpages,
-            kernel_reserved=g.kernel_reserved,
-            page_cache=g.page_cache,
-            online_policy=g.online_policy,
-            auto_movable_ratio=g.auto_movable_ratio,
-        )
-        self.guest = Guest(cfg, memmap.build(parts.memmap))
+        self.guest = Guest(g.config(), memmap.build(parts.memmap))
         self.host = HostMemory(parts.host.params.memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
         self.target_bytes = self._logged_target = sum(g.boot)
