@@ -56,10 +56,10 @@ def check_consistent(sim: Sim) -> None:
         backed += b.backed.total
         for s, e in b.exposed:
             assert b.backed.covers(s, e), b
-        if drv.in_sbm:
+        if drv.mode.name == "sbm":
             want = Extents()
-            for sb in drv._plugged_sbs(b.id):
-                want.add(*drv._sb_range(b.id, sb, 1))
+            for sb in drv.mode.plugged_sbs(b.id):
+                want.add(*drv.mode.sb_range(b.id, sb, 1))
             assert b.backed == want, b
     assert backed << PAGE_SHIFT == drv.plugged_size
 
