@@ -101,7 +101,6 @@ class HvBalloon(Driver):
         self.num_pages_onlined = 0
         self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, in 2 MiB units?)
         self.num_pages_ballooned = 0
-        self.next_region_pfn = None
         self.stats = {
             "hv_hotadd_requests": 0,
             "hv_hotadd_transient": 0,

@@ -289,23 +289,11 @@ class VirtioMem(Driver):
         if before is not None:
             before()
         yield self.env.timeout(self.p.plug_latency)
-        self._unback(start, end)
+        self.guest.host_unpopulate(start, end)  # also drops backing recorded before a failed add_memory()
         self.sim.host.release(end - start)
         self.plugged_size -= (end - start) << PAGE_SHIFT
         self.log("unplug", block_id, f"unplug {what} ({(end - start) >> 8}M)")
         return 0
-
-    def _unback(self, start: int, end: int) -> None:
-        g = self.guest
-        g.host_unpopulate(start, end)
-        # backing recorded for a block whose add_memory() failed is not reached by host_unpopulate()
-        bp = g.block_pages
-        for bid in range(start // bp, (end - 1) // bp + 1):
-            pre = g._prebacked.get(bid)
-            if bid not in g.blocks and pre is not None:
-                pre.remove(start, end)
-                if not pre:
-                    del g._prebacked[bid]
 
     def add_memory(self, bid: int, start: int, size: int, hint: Extents) -> int:
         """virtio_mem_add_memory(): counts toward offline_size before the call (it may online at once)."""
