@@ -6,7 +6,8 @@ kernel hooks it uses (the online-page callback, the memory notifier); `start()` 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +16,16 @@ from balloonsim.kernel.errno import errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.plugin import Plugin, World
 from balloonsim.units import PAGE_SHIFT, GiB, align_up
+
+if TYPE_CHECKING:
+    import simpy
+
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.guest import Guest
+
+# a driver's SimPy process (or a step of one) that returns R
+Process = Generator["simpy.Event", Any, Any]
+OnlinePageCallback = Callable[["Guest", "MemoryBlock", Extents], Extents]
 
 
 class DriverParams(BaseModel):
@@ -41,7 +52,7 @@ class Driver(Plugin):
                 f"(the guest has {len(self.guest.possible_nodes)}; add guest.extra_nodes)",
             )
 
-    def claim_online_page_callback(self, cb) -> None:
+    def claim_online_page_callback(self, cb: OnlinePageCallback) -> None:
         """set_online_page_callback(): one driver at a time replaces generic_online_page (-EINVAL otherwise)."""
         if self.guest.set_online_page_callback(cb):
             raise ConfigError("driver.name", "another driver holds the online-page callback (-EINVAL)")

@@ -9,9 +9,11 @@ offlined and the range removed; a block that cannot be offlined (-EBUSY) fails t
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
-from balloonsim.drivers.base import Driver, DriverParams
+from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.extents import Extents
@@ -48,7 +50,7 @@ class AcpiDimm(Driver):
     def current_bytes(self) -> int:
         return sum(self.sim.scenario.guest.boot) + sum(size for _, size in self.dimms)
 
-    def run(self):
+    def run(self) -> Process:
         size = self.p.dimm_size
         while True:
             gap = self.sim.target_bytes - self.current_bytes()
@@ -61,7 +63,7 @@ class AcpiDimm(Driver):
                 continue
             yield self.sim.target_event
 
-    def plug(self, size: int):
+    def plug(self, size: int) -> Process:
         # QEMU's device-memory region hands out DIMM addresses aligned to the memory block size here,
         # as add_memory() requires (check_hotplug_memory_range): 2 GiB blocks need 2 GiB-aligned DIMMs
         start = self.find_free_range(size, max(self.guest.block_size, min(size, 1 << 30)))
@@ -107,7 +109,7 @@ class AcpiDimm(Driver):
         self.log("remove_memory", blocks[0].id, f"{start:#x}+{size >> 20}M")
         return True
 
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         return {
             "dimms_plugged": self.plugged,
             "dimm_unplug_ebusy": self.unplug_ebusy,

@@ -71,15 +71,15 @@ class Bbm(Mode):
     def _bb_first_block(self, bb: int) -> int:
         return bb * self.bb_pages // self.guest.block_pages
 
-    def bbm_plug_bb(self, bb: int):
+    def bbm_plug_bb(self, bb: int) -> Request:
         s, e = self._bb_range(bb)
         return (yield from self.dev.send_plug_request(s, e, self._bb_first_block(bb), f"big block {bb}"))
 
-    def bbm_unplug_bb(self, bb: int):
+    def bbm_unplug_bb(self, bb: int) -> Request:
         s, e = self._bb_range(bb)
         return (yield from self.dev.send_unplug_request(s, e, self._bb_first_block(bb), f"big block {bb}"))
 
-    def bbm_plug_and_add_bb(self, bb: int):
+    def bbm_plug_and_add_bb(self, bb: int) -> Request:
         rc = yield from self.bbm_plug_bb(bb)
         if rc:
             return rc
@@ -94,7 +94,7 @@ class Bbm(Mode):
             b.withheld_offlinable = True
         return 0
 
-    def plug_request(self, diff: int):
+    def plug_request(self, diff: int) -> Request:
         nb_bb = diff // self.bb_size
         if not nb_bb:
             return 0
@@ -122,18 +122,18 @@ class Bbm(Mode):
             nb_bb -= 1
         return 0
 
-    def _bb_blocks(self, bb: int):
+    def _bb_blocks(self, bb: int) -> list[MemoryBlock]:
         s, _ = self._bb_range(bb)
         return self.guest.blocks_in(s, self.bb_pages)
 
-    def bbm_offline_remove_and_unplug_bb(self, bb: int):
+    def bbm_offline_remove_and_unplug_bb(self, bb: int) -> Request:
         """virtio_mem_bbm_offline_remove_and_unplug_bb() with bbm_safe_unplug."""
         g = self.guest
         blocks = self._bb_blocks(bb)
         self.bb_state[bb] = BB_FAKE_OFFLINE
-        faked = []
+        faked: list[MemoryBlock] = []
 
-        def rollback():
+        def rollback() -> int:
             for b in faked:
                 g.generic_online_page(b, b.start_pfn, b.end_pfn)  # virtio_mem_fake_online()
             self.bb_state[bb] = BB_ADDED
@@ -145,10 +145,11 @@ class Bbm(Mode):
             if not g.removable(b) or not self.dev.fake_offline(b, b.start_pfn, b.end_pfn):
                 return rollback()
             faked.append(b)
-        offlined = []
+        offlined: list[tuple[MemoryBlock, str]] = []
         for b in blocks:  # offline_and_remove_memory()
             if b.state is BlockState.ONLINE:
                 online_type = b.online_type
+                assert online_type is not None  # an online block was onlined with a type
                 ret = g.offline_memory_block(b.id)
                 if ret:
                     for ob, t in offlined:
@@ -168,7 +169,7 @@ class Bbm(Mode):
         self.bb_state[bb] = BB_PLUGGED if rc else BB_UNUSED
         return rc
 
-    def unplug_request(self, diff: int):
+    def unplug_request(self, diff: int) -> Request:
         nb_bb = diff // self.bb_size
         if not nb_bb:
             return 0
@@ -180,7 +181,7 @@ class Bbm(Mode):
                 online = [b for b in blocks if b.state is BlockState.ONLINE]
                 if i == 0 and online:
                     continue
-                if i == 1 and any(b.zone.type is not ZoneType.MOVABLE for b in online):
+                if i == 1 and any(b.zone is None or b.zone.type is not ZoneType.MOVABLE for b in online):
                     continue
                 rc = yield from self.bbm_offline_remove_and_unplug_bb(bb)
                 if rc == -EBUSY:

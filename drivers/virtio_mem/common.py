@@ -19,6 +19,8 @@ _MORE_ERRNAMES = {-EAGAIN: "-EAGAIN", -ETXTBSY: "-ETXTBSY", -ENOSPC: "-ENOSPC"}
 
 # A device request: a SimPy process step returning 0 or a negative errno
 Request = Generator[Any, Any, int]
+# an SBM step over one memory block: (0 or a negative errno, subblocks still to do)
+Step = Generator[Any, Any, tuple[int, int]]
 
 
 def err(rc: int) -> str:

@@ -26,12 +26,15 @@ What is modelled, with the kernel function it follows (kernel-facts.md section 7
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import simpy
 from pydantic import Field, field_validator, model_validator
 
-from balloonsim.drivers.base import Driver, DriverParams
+from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.drivers.virtio_mem.bbm import Bbm
-from balloonsim.drivers.virtio_mem.common import EAGAIN, ENOSPC, ETXTBSY, err
+from balloonsim.drivers.virtio_mem.common import EAGAIN, ENOSPC, ETXTBSY, Request, err
 from balloonsim.drivers.virtio_mem.sbm import Sbm
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.errno import EBUSY, ENOMEM
@@ -39,6 +42,10 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import MAX_ORDER_PAGES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_PAGES, GiB, MiB
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.guest import Guest
 
 VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD = 1 * GiB
 SB_MIN_SIZE = max(MAX_ORDER_PAGES, PAGEBLOCK_PAGES) * PAGE_SIZE  # 4 MiB on x86_64
@@ -63,27 +70,27 @@ class VirtioMemParams(DriverParams):
 
     @field_validator("device_block_size")
     @classmethod
-    def _dbs(cls, v):
+    def _dbs(cls, v: int) -> int:
         if v < PAGE_SIZE or not _is_pow2(v):
             raise ValueError("must be a power of two of at least 4K")
         return v
 
     @field_validator("bbm_block_size")
     @classmethod
-    def _bbs(cls, v):
+    def _bbs(cls, v: int | None) -> int | None:
         if v is not None and not _is_pow2(v):
             raise ValueError("must be a power of two (the kernel warns 'bbm_block_size is not a power of 2')")
         return v
 
     @field_validator("plug_latency")
     @classmethod
-    def _latency(cls, v):
+    def _latency(cls, v: float) -> float:
         if v < 0:
             raise ValueError("must not be negative")
         return v
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> VirtioMemParams:
         if self.retry_min <= 0:
             raise ValueError("retry_min: must be positive")
         if self.retry_max < self.retry_min:
@@ -157,11 +164,11 @@ class VirtioMem(Driver):
         self.env.process(self.run())
 
     # -- kernel hooks ----------------------------------------------------------------------------
-    def _ours(self, block) -> bool:
+    def _ours(self, block: MemoryBlock) -> bool:
         s, e = self.region_pfns
         return s <= block.start_pfn and block.end_pfn <= e
 
-    def online_page_cb(self, guest, block, span: Extents) -> Extents:
+    def online_page_cb(self, guest: Guest, block: MemoryBlock, span: Extents) -> Extents:
         """virtio_mem_online_page_cb(): plugged memory to the buddy, the rest kept fake-offline."""
         if not self._ours(block):
             return span  # not virtio-mem memory (a DIMM): generic_online_page
@@ -173,7 +180,7 @@ class VirtioMem(Driver):
             self.log("fake_offline", block.id, f"{kept} pages ({kept >> 8}M) of unplugged memory kept fake-offline")
         return expose
 
-    def memory_notifier(self, event: str, block) -> None:
+    def memory_notifier(self, event: str, block: MemoryBlock) -> None:
         """virtio_mem_memory_notifier_cb(): offline_size bookkeeping and wakeups."""
         if not self._ours(block):
             return
@@ -200,7 +207,7 @@ class VirtioMem(Driver):
             self._wake.succeed()
 
     # -- the worker ------------------------------------------------------------------------------
-    def run(self):
+    def run(self) -> Process:
         env = self.env
         while True:
             if self.broken:
@@ -235,7 +242,7 @@ class VirtioMem(Driver):
                 self.stats["retry_timer_fires"] += 1
                 self.retry_s = min(self.retry_s * 2, self.p.retry_max)
 
-    def run_wq(self):
+    def run_wq(self) -> Request:
         """virtio_mem_run_wq() up to the result switch; -EAGAIN starts over (config changed)."""
         while True:
             if self.config_changed():
@@ -264,7 +271,7 @@ class VirtioMem(Driver):
             self.log("hotadd_request", -1, f"requested_size {req >> 20}M (plugged {self.plugged_size >> 20}M)")
 
     # -- device requests -------------------------------------------------------------------------
-    def send_plug_request(self, start: int, end: int, block_id: int, what: str):
+    def send_plug_request(self, start: int, end: int, block_id: int, what: str) -> Request:
         """virtio_mem_send_plug_request(): the host backs [start, end) or answers BUSY."""
         if self.config_changed():
             return -EAGAIN
@@ -281,7 +288,9 @@ class VirtioMem(Driver):
         self.log("populate", block_id, f"plug {what} ({pages >> 8}M)")
         return 0
 
-    def send_unplug_request(self, start: int, end: int, block_id: int, what: str, before=None):
+    def send_unplug_request(
+        self, start: int, end: int, block_id: int, what: str, before: Callable[[], None] | None = None
+    ) -> Request:
         """virtio_mem_send_unplug_request(): the host takes the frames back. `before` runs when the request
         is sent (the state change the hotplug_mutex keeps consistent)."""
         if self.config_changed():
@@ -310,11 +319,12 @@ class VirtioMem(Driver):
         self.retry()  # "We might have freed up memory we can now unplug, retry immediately"
 
     # -- fake-offline (alloc_contig_range) / fake-online -----------------------------------------
-    def fake_offline(self, block, start: int, end: int) -> bool:
+    def fake_offline(self, block: MemoryBlock, start: int, end: int) -> bool:
         n = block.exposed.count(start, end)
         if not n:
             return True
         zone = block.zone
+        assert zone is not None  # pages are exposed: the block is online, in a zone
         short = n + zone.wmark_min - zone.free
         if short > 0:
             self.guest.alloc.reclaim([zone], short)
@@ -323,7 +333,7 @@ class VirtioMem(Driver):
         return self.guest.withdraw_pages(block, start, end) == n
 
     # -- results ---------------------------------------------------------------------------------
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         s = self.stats
         return {
             "virtio_mem_mode": self.mode.name,

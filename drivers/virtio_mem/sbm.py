@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from balloonsim.drivers.virtio_mem.common import ENOSPC, Device, Mode, Request, err
+from balloonsim.drivers.virtio_mem.common import ENOSPC, Device, Mode, Request, Step, err
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EBUSY
 from balloonsim.kernel.extents import Extents
@@ -101,17 +101,17 @@ class Sbm(Mode):
         full = bits == self.full_mask
         block = self.guest.blocks[mb]
         if block.state is BlockState.ONLINE:
-            movable = block.zone.type is ZoneType.MOVABLE
+            movable = block.zone is not None and block.zone.type is ZoneType.MOVABLE
             return (MOVABLE if movable else KERNEL) if full else (MOVABLE_PARTIAL if movable else KERNEL_PARTIAL)
         return OFFLINE if full else OFFLINE_PARTIAL
 
-    def _vmemmap_sbs(self, block) -> set[int]:
+    def _vmemmap_sbs(self, block: MemoryBlock) -> set[int]:
         out: set[int] = set()
         for s, e in block.vmemmap_pfns:
             out.update(range((s - block.start_pfn) // self.sb_pages, (e - 1 - block.start_pfn) // self.sb_pages + 1))
         return out
 
-    def _pinned_sbs(self, block) -> set[int]:
+    def _pinned_sbs(self, block: MemoryBlock) -> set[int]:
         """Subblocks alloc_contig_range() cannot take: vmemmap pages, and unmovable kernel data attributed to
         the block (placed in its lowest plugged subblocks)."""
         pins = self._vmemmap_sbs(block)
@@ -125,14 +125,14 @@ class Sbm(Mode):
         return pins
 
     # -- plug ------------------------------------------------------------------------------------
-    def sbm_plug_sb(self, mb: int, sb: int, count: int):
+    def sbm_plug_sb(self, mb: int, sb: int, count: int) -> Request:
         s, e = self.sb_range(mb, sb, count)
         rc = yield from self.dev.send_plug_request(s, e, mb, f"subblocks {sb}-{sb + count - 1}")
         if not rc:
             self._set_sbs(mb, sb, count, True)
         return rc
 
-    def sbm_unplug_sb(self, mb: int, sb: int, count: int):
+    def sbm_unplug_sb(self, mb: int, sb: int, count: int) -> Request:
         s, e = self.sb_range(mb, sb, count)
         return (
             yield from self.dev.send_unplug_request(
@@ -140,7 +140,7 @@ class Sbm(Mode):
             )
         )
 
-    def sbm_plug_and_add_mb(self, mb: int, nb_sb: int):
+    def sbm_plug_and_add_mb(self, mb: int, nb_sb: int) -> Step:
         """virtio_mem_sbm_plug_and_add_mb(): plug the first subblocks, then add the block."""
         count = min(nb_sb, self.sbs_per_mb)
         rc = yield from self.sbm_plug_sb(mb, 0, count)
@@ -156,7 +156,7 @@ class Sbm(Mode):
         self.guest.blocks[mb].withheld_offlinable = True
         return 0, nb_sb - count
 
-    def sbm_plug_any_sb(self, mb: int, nb_sb: int):
+    def sbm_plug_any_sb(self, mb: int, nb_sb: int) -> Step:
         """virtio_mem_sbm_plug_any_sb(): plug the lowest unplugged subblocks of an added block."""
         g = self.guest
         while nb_sb:
@@ -177,7 +177,7 @@ class Sbm(Mode):
                 g.generic_online_page(block, s, e)
         return 0, nb_sb
 
-    def plug_request(self, diff: int):
+    def plug_request(self, diff: int) -> Request:
         nb_sb = diff // self.sb_size
         if not nb_sb:
             return 0
@@ -210,7 +210,7 @@ class Sbm(Mode):
         return 0
 
     # -- unplug ----------------------------------------------------------------------------------
-    def sbm_unplug_any_sb_raw(self, mb: int, nb_sb: int, pins: set[int]):
+    def sbm_unplug_any_sb_raw(self, mb: int, nb_sb: int, pins: set[int]) -> Step:
         """Runs of plugged subblocks from the top, skipping pinned ones, of an offline or not-added block.
         Stops if the block was onlined meanwhile (the kernel's hotplug_mutex would have held that back)."""
         sb = self.sbs_per_mb - 1
@@ -233,7 +233,7 @@ class Sbm(Mode):
             sb -= 1
         return 0, nb_sb
 
-    def sbm_unplug_sb_online(self, mb: int, sb: int, count: int):
+    def sbm_unplug_sb_online(self, mb: int, sb: int, count: int) -> Request:
         """virtio_mem_sbm_unplug_sb_online(): fake-offline, then unplug (fake-online again on failure)."""
         g = self.guest
         block = g.blocks[mb]
@@ -247,7 +247,7 @@ class Sbm(Mode):
             g.generic_online_page(block, s, e)
         return rc
 
-    def sbm_unplug_any_sb_online(self, mb: int, nb_sb: int):
+    def sbm_unplug_any_sb_online(self, mb: int, nb_sb: int) -> Step:
         n = self.sbs_per_mb
         done = False
         if nb_sb >= n and self.sb_bits.get(mb, 0) == self.full_mask:  # the whole block in one shot
@@ -272,14 +272,14 @@ class Sbm(Mode):
                 sb -= 1
         return (yield from self.sbm_finish_mb(mb, nb_sb))
 
-    def sbm_unplug_any_sb_offline(self, mb: int, nb_sb: int):
+    def sbm_unplug_any_sb_offline(self, mb: int, nb_sb: int) -> Step:
         block = self.guest.blocks[mb]
         rc, nb_sb = yield from self.sbm_unplug_any_sb_raw(mb, nb_sb, self._pinned_sbs(block))
         if rc:
             return rc, nb_sb
         return (yield from self.sbm_finish_mb(mb, nb_sb))
 
-    def sbm_finish_mb(self, mb: int, nb_sb: int):
+    def sbm_finish_mb(self, mb: int, nb_sb: int) -> Step:
         """A block with no unpinned plugged subblock left: offline (if online) and remove it; subblocks that
         hold only its own memmap go with it, unplugged right after the removal."""
         g = self.guest
@@ -316,7 +316,7 @@ class Sbm(Mode):
                 self.pending_unplug.add(mb)
         return 0, nb_sb
 
-    def unplug_request(self, diff: int):
+    def unplug_request(self, diff: int) -> Request:
         nb_sb = diff // self.sb_size
         if not nb_sb:
             return 0
