@@ -135,7 +135,7 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
         raise ConfigError("boot", str(exc)) from None
     at = spec.at if spec.at is not None else first_free(guest)
     end = at + spec.size
-    report = HotplugReport(spec, guest.block_size, [], [], guest.trace if trace else [])
+    report = HotplugReport(spec, guest.block_size, [], [], guest.trace if guest.trace is not None else [])
 
     def phase(name: str) -> None:
         removable = sum(1 for b in guest.blocks.values() if guest.removable(b))

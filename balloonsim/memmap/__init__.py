@@ -34,7 +34,7 @@ def resolve(spec: str, params: dict[str, Any] | None = None, key: str = "memmap"
     used: set[str] = set()
     for name in names:
         try:
-            cls = _registry.get_class(MEMMAP, name)
+            cls: type[MemmapStrategy] = _registry.get_class(MEMMAP, name)
         except ConfigError as exc:
             raise ConfigError(f"{prefix}strategy", exc.message) from None
         mine = {k: v for k, v in params.items() if k in cls.Params.model_fields}

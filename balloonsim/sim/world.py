@@ -9,7 +9,7 @@ constructed (balloonsim.plugin) is refused before any run starts.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,13 @@ from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
 from balloonsim.sim.result import TIMESERIES_COLUMNS, RunResult
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
+
+if TYPE_CHECKING:
+    from balloonsim.drivers.base import Driver
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.sim.controllers import Controller, ControllerParams
+    from balloonsim.sim.onlining import OnliningAgent
+    from balloonsim.sim.workloads import Workload
 
 
 def build_world(scenario: Scenario, seed: int) -> Sim:
@@ -52,20 +59,22 @@ class Sim:
         g = sc.guest
         parts = sc.components()
         self.guest = Guest(g.config(), memmap.build(parts.memmap))
-        self.host = HostMemory(parts.host.params.memory >> PAGE_SHIFT)
+        self.host = HostMemory(cast("ControllerParams", parts.host.params).memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
         self.target_bytes = self._logged_target = sum(g.boot)
         self.target_event = self.env.event()
         self.block_added_at: dict[int, float] = {}
         self.block_usable_at: dict[int, float] = {}
-        self.driver: Plugin | None = None
+        self.driver: Driver | None = None  # None while the components before it are built
         self.guest.uevent = self._uevent
         self.guest.expose_hook = self._exposed
         # in this order: each component may look at the ones before it (a controller at the driver)
-        self.onlining: Plugin = parts.onlining.cls(self, parts.onlining.params)
-        self.workload: Plugin = parts.workload.cls(self, parts.workload.params)
-        self.controller: Plugin = parts.host.cls(self, parts.host.params)
-        self.driver = parts.driver.cls(self, parts.driver.params)
+        self.onlining: OnliningAgent = parts.onlining.cls(self, parts.onlining.params)
+        self.workload: Workload = parts.workload.cls(self, parts.workload.params)
+        self.controller: Controller = parts.host.cls(self, parts.host.params)
+        driver: Driver = parts.driver.cls(self, parts.driver.params)
+        self.driver = driver
+        self.components: tuple[Plugin, ...] = (self.onlining, self.workload, self.controller, driver)
         self.crash: GuestCrash | None = None
         self.crash_time: float | None = None
         self._samples: list[tuple] = []
@@ -91,17 +100,16 @@ class Sim:
         self.block_added_at[block_id] = self.env.now
         self.onlining.block_added(block_id)
 
-    def _exposed(self, block, n: int) -> None:
+    def _exposed(self, block: MemoryBlock, n: int) -> None:
         if block.id not in self.block_usable_at:
             self.block_usable_at[block.id] = self.env.now
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> None:
         env = self.env
-        self.onlining.start()
-        self.driver.start()
-        self.controller.start()
-        self.workload.start()
+        onlining, workload, controller, driver = self.components
+        for component in (onlining, driver, controller, workload):  # agents hear uevents before drivers add
+            component.start()
         env.process(self._recorder())
         try:
             env.run(until=self.scenario.duration)
@@ -202,7 +210,7 @@ class Sim:
             "simpy_events": _scheduled_events(self.env),
             "sim_time_s": sim_time,
         }
-        for component in (self.onlining, self.workload, self.controller, self.driver):
+        for component in self.components:
             out.update(component.metrics())
         return out
 
