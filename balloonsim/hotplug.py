@@ -9,29 +9,70 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from balloonsim.errors import ConfigError
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, GiB, format_size
+from balloonsim.scenario import GuestSection
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, PAGE_SHIFT, GiB, align_up, format_size
+
+_GUEST = GuestConfig()  # the guest defaults
 
 
 @dataclass
 class HotplugSpec:
-    boot: list[int] = field(default_factory=lambda: [2 * GiB])
+    """One scripted hot-add. The guest's fields default to balloonsim's guest defaults (GuestConfig)."""
+
+    boot: list[int] = field(default_factory=lambda: list(_GUEST.boot))
     size: int = 1 * GiB
-    at: int = 4 * GiB
+    at: int | None = None  # None: the first free memory block above boot memory and 4 GiB (see first_free)
     node: int = 0
-    block_size: int | None = None
+    block_size: int | None = _GUEST.block_size
     strategy: str = "kmalloc"
     strategy_params: dict = field(default_factory=dict)
     online: str = "online"  # online | online_kernel | online_movable | none
     remove: bool = False
-    kernel: str = "6.12"
-    accounting: str = "kernel"
-    debug_vm: bool = False
-    movable_node: bool = False
-    max_addr: int | None = None
+    kernel: str = _GUEST.kernel
+    accounting: str = _GUEST.accounting
+    debug_vm: bool = _GUEST.debug_vm
+    movable_node: bool = _GUEST.movable_node
+    max_addr: int | None = None  # None: the default window, grown to hold the range
+
+    def guest(self) -> GuestSection:
+        """The guest as a scenario's [guest] table would give it, so it becomes a GuestConfig the one way."""
+        nnodes = max(len(self.boot), self.node + 1)
+        if self.max_addr is not None:
+            max_addr = self.max_addr
+        else:
+            # the default `at` lies at most the PCI hole above the boot memory, on a memory block boundary
+            at = self.at if self.at is not None else align_up(_hole_end(sum(self.boot)), MAX_MEMORY_BLOCK_SIZE)
+            max_addr = max(_GUEST.max_addr, align_up(at + self.size, GiB))
+        try:
+            return GuestSection(
+                boot=list(self.boot),
+                extra_nodes=nnodes - len(self.boot),
+                max_addr=max_addr,
+                block_size=self.block_size,
+                kernel=self.kernel,
+                accounting=self.accounting,
+                debug_vm=self.debug_vm,
+                movable_node=self.movable_node,
+            )
+        except ValidationError as exc:
+            raise ConfigError.from_validation(exc, "", GuestSection) from None
+
+
+def _hole_end(boot: int) -> int:
+    """Where boot RAM ends, at least 4 GiB: RAM past lowmem_limit continues at 4 GiB (the PCI hole)."""
+    return 4 * GiB + max(0, boot - _GUEST.lowmem_limit)
+
+
+def first_free(guest: Guest) -> int:
+    """Where a hot-added range goes by default: the first memory block above boot memory and 4 GiB, as the
+    drivers' allocate_resource() picks it (balloonsim.drivers.base.Driver.find_free_range)."""
+    return align_up(max(guest.boot_end_pfn << PAGE_SHIFT, 4 * GiB), guest.block_size)
 
 
 @dataclass
@@ -86,36 +127,26 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
         raise ConfigError("online", f"unknown online type {spec.online!r}")
     if spec.size <= 0:
         raise ConfigError("size", "must be positive")
-    nnodes = max(len(spec.boot), spec.node + 1)
-    end = spec.at + spec.size
-    max_addr = spec.max_addr or max(64 * GiB, -(-end // GiB) * GiB)
-    cfg = GuestConfig(
-        boot=list(spec.boot),
-        extra_nodes=nnodes - len(spec.boot),
-        max_addr=max_addr,
-        block_size=spec.block_size,
-        kernel=spec.kernel,
-        accounting=spec.accounting,
-        debug_vm=spec.debug_vm,
-        movable_node=spec.movable_node,
-    )
+    cfg = spec.guest().config()
     strategy = get_strategy(spec.strategy, spec.strategy_params, key="")
     try:
         guest = Guest(cfg, strategy, trace=trace)
     except ValueError as exc:
         raise ConfigError("boot", str(exc)) from None
-    report = HotplugReport(spec, guest.block_size, [], [], guest.trace if trace else [])
+    at = spec.at if spec.at is not None else first_free(guest)
+    end = at + spec.size
+    report = HotplugReport(spec, guest.block_size, [], [], guest.trace if guest.trace is not None else [])
 
     def phase(name: str) -> None:
         removable = sum(1 for b in guest.blocks.values() if guest.removable(b))
         report.phases.append(Phase(name, guest.meminfo().as_dict(), guest.gigantic_pages(), removable))
 
     phase("boot")
-    start_pfn, end_pfn = spec.at >> PAGE_SHIFT, end >> PAGE_SHIFT
+    start_pfn, end_pfn = at >> PAGE_SHIFT, end >> PAGE_SHIFT
     guest.backing.populate(start_pfn, end_pfn)  # a DIMM: the whole range is backed before the add
     try:
-        ret = guest.add_memory(spec.node, spec.at, spec.size, hint=Extents.span(start_pfn, end_pfn))
-        report.calls.append((f"add_memory(nid={spec.node}, start={spec.at:#x}, size={spec.size:#x})", ret))
+        ret = guest.add_memory(spec.node, at, spec.size, hint=Extents.span(start_pfn, end_pfn))
+        report.calls.append((f"add_memory(nid={spec.node}, start={at:#x}, size={spec.size:#x})", ret))
         if ret:
             return report
         phase("added")
@@ -132,8 +163,8 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
                 phase("offlined")
                 if failed:
                     return report
-            ret = guest.remove_memory(spec.at, spec.size)
-            report.calls.append((f"remove_memory(start={spec.at:#x}, size={spec.size:#x})", ret))
+            ret = guest.remove_memory(at, spec.size)
+            report.calls.append((f"remove_memory(start={at:#x}, size={spec.size:#x})", ret))
             if not ret:
                 phase("removed")
     except GuestCrash as crash:

@@ -6,10 +6,11 @@ import json
 
 import click
 
+from balloonsim.cli_options import PluginOption
 from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
-from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, parse_size
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, format_size, parse_size
 
 
 def _size(option: str, text: str) -> int:
@@ -20,16 +21,29 @@ def _size(option: str, text: str) -> int:
 
 
 @click.command()
-@click.option("--boot", default="2G", show_default=True, help="Boot memory; per node with commas: 2G,2G.")
+@click.option(
+    "--boot",
+    default=",".join(format_size(b) for b in HotplugSpec().boot),
+    show_default=True,
+    help="Boot memory; per node with commas: 2G,2G.",
+)
 @click.option("--size", default="1G", show_default=True, help="Size of the hot-added range.")
-@click.option("--at", "at", default="4G", show_default=True, help="Physical start address.")
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    help="Physical start address (default: the first memory block above boot memory and 4G).",
+)
 @click.option("--node", default=0, show_default=True, type=int, help="NUMA node of the new memory.")
 @click.option("--block-size", default=None, help="Memory block size (default: probe_memory_block_size()).")
 @click.option(
     "--strategy",
     default="kmalloc",
     show_default=True,
-    help="Memmap strategy: kmalloc, altmap, altmap-range, subrange-hint, node-pool or a chain such as altmap,kmalloc.",
+    cls=PluginOption,
+    kind="balloonsim.memmap",
+    label="Memmap strategy",
+    example=" or a chain such as altmap,kmalloc",
 )
 @click.option(
     "--param",
@@ -86,7 +100,7 @@ def hotplug(
     spec = HotplugSpec(
         boot=[_size("boot", b) for b in boot.split(",")],
         size=_size("size", size),
-        at=_size("at", at),
+        at=_size("at", at) if at is not None else None,
         node=node,
         block_size=_size("block-size", block_size) if block_size else None,
         strategy=strategy,

@@ -14,15 +14,21 @@ A scenario is a nested table (TOML in files, dicts in Python):
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from balloonsim import registry
 from balloonsim.errors import ConfigError
-from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
-from balloonsim.plugins import pydantic_error, validate_params
+from balloonsim.kernel.guest import GuestConfig
+from balloonsim.kernel.profiles import PROFILES
+from balloonsim.memmap import Link, resolve
+from balloonsim.registry import Kind
 from balloonsim.types import Duration, Size
-from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, GiB
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE
+
+_GUEST = GuestConfig()  # the defaults
 
 
 class _Strict(BaseModel):
@@ -30,20 +36,41 @@ class _Strict(BaseModel):
 
 
 class GuestSection(_Strict):
-    kernel: str = DEFAULT_KERNEL
-    boot: list[Size] = Field(default_factory=lambda: [4 * GiB], description="boot memory per NUMA node")
-    extra_nodes: int = Field(0, ge=0, le=64, description="possible nodes without boot memory")
-    max_addr: Size = 64 * GiB
-    block_size: Size | None = None
-    hypervisor: bool = True
-    movable_node: bool = False
-    debug_vm: bool = False
-    accounting: Literal["kernel", "allocated"] = "kernel"
-    direct_gbpages: bool = True
-    kernel_reserved: Size = 40 << 20
-    page_cache: Size = 0
-    online_policy: Literal["contig-zones", "auto-movable"] = "contig-zones"
-    auto_movable_ratio: int = Field(301, ge=0)
+    """The [guest] table: what the guest boots with. Its defaults are the kernel model's (GuestConfig)."""
+
+    kernel: str = _GUEST.kernel
+    boot: list[Size] = Field(default_factory=lambda: list(_GUEST.boot), description="boot memory per NUMA node")
+    extra_nodes: int = Field(_GUEST.extra_nodes, ge=0, le=64, description="possible nodes without boot memory")
+    max_addr: Size = _GUEST.max_addr
+    block_size: Size | None = _GUEST.block_size
+    hypervisor: bool = _GUEST.hypervisor
+    movable_node: bool = _GUEST.movable_node
+    debug_vm: bool = _GUEST.debug_vm
+    accounting: Literal["kernel", "allocated"] = _GUEST.accounting  # type: ignore[assignment]
+    direct_gbpages: bool = _GUEST.direct_gbpages
+    kernel_reserved: Size = _GUEST.kernel_reserved
+    page_cache: Size = _GUEST.page_cache
+    online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
+    auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+
+    def config(self) -> GuestConfig:
+        """The kernel model's configuration of this guest: the one place a scenario becomes a GuestConfig."""
+        return GuestConfig(
+            boot=list(self.boot),
+            extra_nodes=self.extra_nodes,
+            max_addr=self.max_addr,
+            block_size=self.block_size,
+            kernel=self.kernel,
+            hypervisor=self.hypervisor,
+            movable_node=self.movable_node,
+            debug_vm=self.debug_vm,
+            accounting=self.accounting,
+            direct_gbpages=self.direct_gbpages,
+            kernel_reserved=self.kernel_reserved,
+            page_cache=self.page_cache,
+            online_policy=self.online_policy,
+            auto_movable_ratio=self.auto_movable_ratio,
+        )
 
     @field_validator("boot", mode="before")
     @classmethod
@@ -89,28 +116,62 @@ class MemmapSection(BaseModel):
         return dict(self.model_extra or {})
 
 
-class _Plugin(BaseModel):
+class _PluginSection(BaseModel):
+    """A table naming a plugin (by `kind.key`); every other key is that plugin's parameter."""
+
     model_config = ConfigDict(extra="allow")
+    kind: ClassVar[Kind]
+
+    @property
+    def plugin(self) -> str:
+        return getattr(self, self.kind.key)
 
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    def resolve(self) -> Component:
+        cls = registry.get_class(self.kind, self.plugin)
+        return Component(cls, registry.validate_params(self.kind, cls, self.params))
 
-class DriverSection(_Plugin):
+
+class DriverSection(_PluginSection):
+    kind = registry.DRIVERS
     name: str = "hyperv"
 
 
-class OnliningSection(_Plugin):
+class OnliningSection(_PluginSection):
+    kind = registry.ONLINING
     agent: str = "udev"
 
 
-class WorkloadSection(_Plugin):
+class WorkloadSection(_PluginSection):
+    kind = registry.WORKLOADS
     name: str = "bursts"
 
 
-class HostSection(_Plugin):
+class HostSection(_PluginSection):
+    kind = registry.CONTROLLERS
     controller: str = "hyperv-buffer"
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin class and its validated parameters: what the world constructs the component from."""
+
+    cls: type  # a balloonsim.plugin.Plugin subclass, constructed as cls(world, params)
+    params: BaseModel
+
+
+@dataclass(frozen=True)
+class Components:
+    """Everything a scenario names from the registry, resolved and validated."""
+
+    memmap: list[Link]
+    onlining: Component
+    workload: Component
+    host: Component
+    driver: Component
 
 
 class Scenario(_Strict):
@@ -124,6 +185,7 @@ class Scenario(_Strict):
     onlining: OnliningSection = Field(default_factory=OnliningSection)
     workload: WorkloadSection = Field(default_factory=WorkloadSection)
     host: HostSection = Field(default_factory=HostSection)
+    _components: Components | None = PrivateAttr(default=None)
 
     @field_validator("duration", "sample_interval")
     @classmethod
@@ -132,28 +194,26 @@ class Scenario(_Strict):
             raise ValueError("must be positive")
         return v
 
-    def section_params(self):
-        """Validated parameter models of every plugin, keyed by section."""
-        return {
-            "driver": validate_params("balloonsim.drivers", self.driver.name, self.driver.params),
-            "onlining": validate_params("balloonsim.onlining", self.onlining.agent, self.onlining.params),
-            "workload": validate_params("balloonsim.workloads", self.workload.name, self.workload.params),
-            "host": validate_params("balloonsim.controllers", self.host.controller, self.host.params),
-        }
-
-
-SECTIONS = {
-    "guest": GuestSection,
-    "memmap": MemmapSection,
-    "driver": DriverSection,
-    "onlining": OnliningSection,
-    "workload": WorkloadSection,
-    "host": HostSection,
-}
+    def components(self) -> Components:
+        """The strategy links and the components' classes with their validated parameters. Resolved once per
+        Scenario object and kept: a Scenario is not meant to be edited after loading."""
+        if self._components is None:
+            self._components = Components(
+                memmap=resolve(self.memmap.strategy, self.memmap.params),
+                onlining=self.onlining.resolve(),
+                workload=self.workload.resolve(),
+                host=self.host.resolve(),
+                driver=self.driver.resolve(),
+            )
+        return self._components
 
 
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
-    """Validate a run configuration completely (plugins and strategies included) or raise ConfigError."""
+    """Validate a run's tables: keys, types, sizes, plugin names and their parameters (ConfigError otherwise).
+
+    What needs the built guest (a driver's region against the memory block size, say) is checked when the
+    world is built: balloonsim.sim.world.check_run does both.
+    """
     if isinstance(config, Scenario):
         scenario = config
     else:
@@ -162,33 +222,10 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
         try:
             scenario = Scenario.model_validate(config)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            section = str(err["loc"][0]) if err["loc"] else ""
-            model = SECTIONS.get(section) if len(err["loc"]) > 1 else Scenario
-            prefix = ""
-            if model is not Scenario and model is not None:
-                exc_loc = err["loc"][1:]
-                sub = ValidationError.from_exception_data(exc.title, [{**_raw(err), "loc": exc_loc}])
-                raise pydantic_error(sub, section, model) from None
-            raise pydantic_error(exc, prefix, Scenario) from None
-    from balloonsim.memmap import get_strategy
-
-    get_strategy(scenario.memmap.strategy, scenario.memmap.params)
-    scenario.section_params()
+            raise ConfigError.from_validation(exc, "", Scenario) from None
+    scenario.components()
     _cross_checks(scenario)
-    # the components check what only they can (a driver on a kernel that lacks it, a size that does not
-    # fit the memory block): build the world once, without running it, so such errors come before any run
-    from balloonsim.sim.simulation import Sim
-
-    Sim(scenario, 0)
     return scenario
-
-
-def _raw(err: dict) -> dict:
-    out = {"type": err["type"], "input": err.get("input")}
-    if "ctx" in err:
-        out["ctx"] = err["ctx"]
-    return out
 
 
 def _cross_checks(s: Scenario) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from balloonsim.cli_options import PluginOption
 from balloonsim.errors import ConfigError, UserError
 
 
@@ -40,11 +41,11 @@ def _set(config: dict, dotted: str, raw: str) -> None:
     metavar="KEY=VALUE",
     help="Override a key, e.g. --set memmap.strategy=altmap --set guest.boot=8G.",
 )
-@click.option("--driver", help="driver.name: xen, hyperv, virtio-mem, dimm.")
-@click.option("--strategy", help="memmap.strategy, e.g. kmalloc, altmap, subrange-hint, altmap,kmalloc.")
-@click.option("--onlining", help="onlining.agent: auto, udev, starving-agent, offline.")
-@click.option("--workload", help="workload.name: constant, ramp, bursts, tasks, trace, idle.")
-@click.option("--controller", help="host.controller: static, schedule, hyperv-buffer, mom, pi-psi.")
+@click.option("--driver", cls=PluginOption, kind="balloonsim.drivers")
+@click.option("--strategy", cls=PluginOption, kind="balloonsim.memmap", example=" or a chain such as altmap,kmalloc")
+@click.option("--onlining", cls=PluginOption, kind="balloonsim.onlining")
+@click.option("--workload", cls=PluginOption, kind="balloonsim.workloads")
+@click.option("--controller", cls=PluginOption, kind="balloonsim.controllers")
 @click.option("--duration", help="Simulated time, e.g. 30m.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the scenario's, else 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")

@@ -23,7 +23,7 @@ import simpy
 from balloonsim.bench.event_rate import REFERENCE_SCENARIO, REFERENCE_SEED, bare_simpy
 from balloonsim.bench.goals import GOAL_REFERENCE_RATIO
 from balloonsim.scenario import load_scenario
-from balloonsim.sim.simulation import Sim, _scheduled_events
+from balloonsim.sim.world import Sim, _scheduled_events
 
 
 def _timed(gen, acc: list[float]):

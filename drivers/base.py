@@ -1,14 +1,31 @@
-"""What every driver shares: hot-add bookkeeping, finding free physical space, and events."""
+"""What every driver shares: hot-add bookkeeping, finding free physical space, and events.
+
+A driver is a plugin (balloonsim.plugin): its constructor checks what it needs of the guest and claims the
+kernel hooks it uses (the online-page callback, the memory notifier); `start()` starts its SimPy process.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.errno import errname
 from balloonsim.kernel.extents import Extents
-from balloonsim.units import PAGE_SHIFT, GiB
+from balloonsim.plugin import Plugin, World
+from balloonsim.units import PAGE_SHIFT, GiB, align_up
+
+if TYPE_CHECKING:
+    import simpy
+
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.guest import Guest
+
+# a driver's SimPy process (or a step of one) that returns R
+Process = Generator["simpy.Event", Any, Any]
+OnlinePageCallback = Callable[["Guest", "MemoryBlock", Extents], Extents]
 
 
 class DriverParams(BaseModel):
@@ -17,32 +34,28 @@ class DriverParams(BaseModel):
     memmap_on_memory: bool = Field(True, description="pass MHP_MEMMAP_ON_MEMORY (what the study asks)")
 
 
-class Driver:
-    """Base class. Subclasses implement `start()` and may add `metrics()`."""
+class Driver(Plugin):
+    """Base class. Subclasses check and set up in `__init__`, start their process in `start()`."""
 
-    Params = DriverParams
-    name = ""
+    Params: ClassVar[type[BaseModel]] = DriverParams
+    p: DriverParams
 
-    def __init__(self, sim, params):
-        self.sim = sim
+    def __init__(self, sim: World, params: DriverParams) -> None:
+        super().__init__(sim, params)
         self.env = sim.env
         self.guest = sim.guest
-        self.p = params
         self.rng = sim.rng(f"driver:{self.name}")
         if params.node not in self.guest.possible_nodes:
-            from balloonsim.errors import ConfigError
-
             raise ConfigError(
                 "driver.node",
                 f"node {params.node} does not exist "
                 f"(the guest has {len(self.guest.possible_nodes)}; add guest.extra_nodes)",
             )
 
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def metrics(self) -> dict[str, Any]:
-        return {}
+    def claim_online_page_callback(self, cb: OnlinePageCallback) -> None:
+        """set_online_page_callback(): one driver at a time replaces generic_online_page (-EINVAL otherwise)."""
+        if self.guest.set_online_page_callback(cb):
+            raise ConfigError("driver.name", "another driver holds the online-page callback (-EINVAL)")
 
     def committed_bytes(self) -> int:
         a = self.guest.alloc
@@ -67,7 +80,7 @@ class Driver:
         """allocate_resource(): the lowest free, aligned gap above boot memory in the window."""
         g = self.guest
         pos = max(g.boot_end_pfn << PAGE_SHIFT, 4 * GiB)
-        pos = -(-pos // align) * align
+        pos = align_up(pos, align)
         limit = g.max_pfn << PAGE_SHIFT
         bsize = g.block_size
         while pos + size <= limit:
@@ -76,5 +89,5 @@ class Driver:
             busy = [i for i in range(first, last + 1) if i in g.blocks]
             if not busy:
                 return pos
-            pos = -(-((busy[-1] + 1) * bsize) // align) * align
+            pos = align_up((busy[-1] + 1) * bsize, align)
         return None

@@ -9,13 +9,17 @@ offlined and the range removed; a block that cannot be offlined (-EBUSY) fails t
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams, Process
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.extents import Extents
+from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
-from drivers.base import Driver, DriverParams
 
 
 class DimmParams(DriverParams):
@@ -27,27 +31,26 @@ class DimmParams(DriverParams):
 class AcpiDimm(Driver):
     Params = DimmParams
     name = "dimm"
+    p: DimmParams
 
-    def __init__(self, sim, params):
+    def __init__(self, sim: World, params: DimmParams) -> None:
         super().__init__(sim, params)
         if params.dimm_size % self.guest.block_size:
-            from balloonsim.errors import ConfigError
-
             raise ConfigError(
                 "driver.dimm_size", f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)"
             )
-
-    def start(self) -> None:
         self.dimms: list[tuple[int, int]] = []  # (start, size)
         self.plugged = 0
         self.unplug_ebusy = 0
         self.host_refused = 0
+
+    def start(self) -> None:
         self.env.process(self.run())
 
     def current_bytes(self) -> int:
         return sum(self.sim.scenario.guest.boot) + sum(size for _, size in self.dimms)
 
-    def run(self):
+    def run(self) -> Process:
         size = self.p.dimm_size
         while True:
             gap = self.sim.target_bytes - self.current_bytes()
@@ -60,7 +63,7 @@ class AcpiDimm(Driver):
                 continue
             yield self.sim.target_event
 
-    def plug(self, size: int):
+    def plug(self, size: int) -> Process:
         # QEMU's device-memory region hands out DIMM addresses aligned to the memory block size here,
         # as add_memory() requires (check_hotplug_memory_range): 2 GiB blocks need 2 GiB-aligned DIMMs
         start = self.find_free_range(size, max(self.guest.block_size, min(size, 1 << 30)))
@@ -106,7 +109,7 @@ class AcpiDimm(Driver):
         self.log("remove_memory", blocks[0].id, f"{start:#x}+{size >> 20}M")
         return True
 
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         return {
             "dimms_plugged": self.plugged,
             "dimm_unplug_ebusy": self.unplug_ebusy,

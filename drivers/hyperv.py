@@ -28,16 +28,23 @@ chunk need not be at its start.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.zone import Zone
+from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB
-from drivers.base import Driver, DriverParams
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.guest import Guest
 
 
 class HvParams(DriverParams):
@@ -88,17 +95,18 @@ class HotaddState:
 class HvBalloon(Driver):
     Params = HvParams
     name = "hyperv"
+    p: HvParams
 
-    def start(self) -> None:
+    def __init__(self, sim: World, params: HvParams) -> None:
+        super().__init__(sim, params)
         g = self.guest
         self.chunk = g.block_pages  # ha_pages_in_chunk = memory_block_size_bytes() / PAGE_SIZE
         self.regions: list[HotaddState] = []
         self.do_hot_add = True
         self.num_pages_added = 0
         self.num_pages_onlined = 0
-        self.ballooned: list[tuple[object, int, bool]] = []  # (zone, pages, in 2 MiB units?)
+        self.ballooned: list[tuple[Zone, int, bool]] = []  # (zone, pages, in 2 MiB units?)
         self.num_pages_ballooned = 0
-        self.next_region_pfn = None
         self.stats = {
             "hv_hotadd_requests": 0,
             "hv_hotadd_transient": 0,
@@ -109,13 +117,14 @@ class HvBalloon(Driver):
             "hv_4k_fallbacks": 0,
         }
         self.ol_event = self.env.event()
-        if g.set_online_page_callback(self.hv_online_page):
-            raise RuntimeError("another driver holds the online-page callback")
+        self.claim_online_page_callback(self.hv_online_page)
         g.notifiers.append(self._memory_notify)
+
+    def start(self) -> None:
         self.env.process(self.host())
 
     # -- kernel callbacks ------------------------------------------------------------------------
-    def hv_online_page(self, guest, block, span: Extents) -> Extents:
+    def hv_online_page(self, guest: Guest, block: MemoryBlock, span: Extents) -> Extents:
         expose = Extents()
         outside = span.copy()
         for r in self.regions:
@@ -133,7 +142,7 @@ class HvBalloon(Driver):
             self.log("fake_offline", block.id, f"{withheld} pages")
         return expose
 
-    def _memory_notify(self, event: str, block) -> None:
+    def _memory_notify(self, event: str, block: MemoryBlock) -> None:
         if event == "MEM_ONLINE" and not self.ol_event.triggered:
             self.ol_event.succeed()
 
@@ -142,7 +151,7 @@ class HvBalloon(Driver):
         """What the host thinks the guest has: boot memory, covered hot-add, minus the balloon."""
         return self.guest.boot_present + self.num_pages_added - self.num_pages_ballooned
 
-    def host(self):
+    def host(self) -> Process:
         env = self.env
         gran = self.p.request_granularity >> PAGE_SHIFT
         while True:
@@ -171,9 +180,11 @@ class HvBalloon(Driver):
             last = self.regions[-1]
             return last.covered_end_pfn  # the host continues where it stopped
         start = self.find_free_range(g.block_size, g.block_size)
+        if start is None:  # no free memory block left: a request there could only fail (-E2BIG)
+            return g.max_pfn
         return (start >> PAGE_SHIFT) + (self.p.request_offset >> PAGE_SHIFT)
 
-    def hot_add_request(self, pfn_cnt: int):
+    def hot_add_request(self, pfn_cnt: int) -> Process:
         """DM_MEM_HOT_ADD_REQUEST with pg_start/pfn_cnt; the host backs exactly those pages."""
         pg_start = self._new_request_start()
         if pg_start + pfn_cnt > self.guest.max_pfn:
@@ -197,7 +208,7 @@ class HvBalloon(Driver):
         return added > 0
 
     # -- hv_balloon guest side -------------------------------------------------------------------
-    def process_hot_add(self, pg_start: int, pfn_cnt: int):
+    def process_hot_add(self, pg_start: int, pfn_cnt: int) -> Process:
         for r in self.regions:
             if r.start_pfn <= pg_start < r.end_pfn + self.chunk and pg_start >= r.covered_end_pfn:
                 # pfn_covered(): a gap if the request skips pages, the region grows by chunks
@@ -213,7 +224,7 @@ class HvBalloon(Driver):
         self.regions.append(r)
         return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
 
-    def handle_pg_range(self, r: HotaddState, start: int, pfn_cnt: int):
+    def handle_pg_range(self, r: HotaddState, start: int, pfn_cnt: int) -> Process:
         done = 0
         g = self.guest
         while pfn_cnt:
@@ -223,6 +234,7 @@ class HvBalloon(Driver):
                 pfn = start
                 while pfn < start + pgs:
                     b = g.block_of_pfn(pfn)
+                    assert b is not None  # below ha_end_pfn: added
                     seg = min(start + pgs, b.end_pfn)
                     if b.state is BlockState.ONLINE:
                         for s, e in r.backed(pfn, seg):
@@ -238,7 +250,7 @@ class HvBalloon(Driver):
             break
         return done
 
-    def hv_mem_hot_add(self, r: HotaddState, pfn_cnt: int):
+    def hv_mem_hot_add(self, r: HotaddState, pfn_cnt: int) -> Process:
         g = self.guest
         env = self.env
         added = 0
@@ -324,6 +336,6 @@ class HvBalloon(Driver):
         floor = compute_balloon_floor(managed)
         return (committed + pending + floor) << PAGE_SHIFT
 
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         withheld = sum(b.withheld for b in self.guest.blocks.values())
         return {**self.stats, "hv_fake_offline_pages_end": withheld, "hv_ballooned_pages_end": self.num_pages_ballooned}

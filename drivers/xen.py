@@ -24,13 +24,20 @@ the new segment before add_memory() and pass it as the usable subrange hint.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 
+from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.plugin import World
 from balloonsim.types import Duration
 from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE
-from drivers.base import Driver, DriverParams
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.guest import Guest
 
 BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = "BP_DONE", "BP_WAIT", "BP_EAGAIN", "BP_ECANCELED"
 
@@ -47,8 +54,10 @@ class XenParams(DriverParams):
 class XenBalloon(Driver):
     Params = XenParams
     name = "xen"
+    p: XenParams
 
-    def start(self) -> None:
+    def __init__(self, sim: World, params: XenParams) -> None:
+        super().__init__(sim, params)
         g = self.guest
         self.current_pages = g.boot_present  # get_num_physpages() at init
         self.hotplugged_pages = 0  # added address space not yet in the balloon list
@@ -64,14 +73,14 @@ class XenBalloon(Driver):
             "xen_decrease_pages": 0,
         }
         self.online_event = self.env.event()
-        ret = g.set_online_page_callback(self.xen_online_page)
-        if ret:
-            raise RuntimeError("another driver holds the online-page callback")
+        self.claim_online_page_callback(self.xen_online_page)
         g.notifiers.append(self._memory_notify)
+
+    def start(self) -> None:
         self.env.process(self.balloon_thread())
 
     # -- callbacks from the kernel model ---------------------------------------------------------
-    def xen_online_page(self, guest, block, span: Extents) -> Extents:
+    def xen_online_page(self, guest: Guest, block: MemoryBlock, span: Extents) -> Extents:
         """Every onlined page goes onto the ballooned list; none reaches the buddy allocator."""
         pages = span.total
         self.hotplugged_pages -= pages
@@ -79,7 +88,7 @@ class XenBalloon(Driver):
         self.log("fake_offline", block.id, f"{pages} pages to the balloon list")
         return Extents()
 
-    def _memory_notify(self, event: str, block) -> None:
+    def _memory_notify(self, event: str, block: MemoryBlock) -> None:
         if event == "MEM_ONLINE" and not self.online_event.triggered:
             self.online_event.succeed()
 
@@ -88,7 +97,7 @@ class XenBalloon(Driver):
     def balloon_pages(self) -> int:
         return sum(e[2].total if e[0] == "block" else e[1] for e in self.balloon)
 
-    def balloon_thread(self):
+    def balloon_thread(self) -> Process:
         env = self.env
         while True:
             credit = self.target_pages - self.current_pages
@@ -112,7 +121,7 @@ class XenBalloon(Driver):
                 continue
             yield from self.wait(state)
 
-    def wait(self, state: str):
+    def wait(self, state: str) -> Process:
         env = self.env
         target = self.sim.target_event
         if state == BP_EAGAIN:
@@ -160,9 +169,10 @@ class XenBalloon(Driver):
         hint = Extents()  # nothing of the new segment is populated (INVALID_P2M_ENTRY)
         memmap_pages = 0
         if self.p.populate_memmap_first:
-            hint, memmap_pages = self._populate_memmap_share(first, nr)
-            if hint is None:
+            share, memmap_pages = self._populate_memmap_share(first, nr)
+            if share is None:
                 return BP_EAGAIN
+            hint = share
         ret = self.hot_add(self.p.node, start, size, hint)
         if ret:
             self.log("balloon", -1, f"Cannot add additional memory ({ret})")
@@ -273,5 +283,5 @@ class XenBalloon(Driver):
     def committed_bytes(self) -> int:
         return super().committed_bytes()
 
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         return {**self.stats, "xen_balloon_pages_end": self.balloon_pages, "xen_current_pages_end": self.current_pages}

@@ -69,7 +69,9 @@ def test_hotplug_imports_the_kernel_model_only():
         "balloonsim.units",
         "balloonsim.types",
         "balloonsim.errors",
-        "balloonsim.plugins",  # the registry strategies are found in
+        "balloonsim.registry",  # the registry strategies are found in
+        "balloonsim.scenario",  # the guest section: one guest configuration for scenarios and hotplug
+        "balloonsim.cli_options",
         "balloonsim.cli",
         "balloonsim.commands",
     )

@@ -14,8 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 # (folder, the package name its modules have when installed)
 SOURCES = ((ROOT / "balloonsim", "balloonsim"), (ROOT / "drivers", "balloonsim.drivers"))
@@ -173,25 +171,6 @@ def describe(cycle: list[str], graph: dict[str, list[Edge]]) -> str:
     return " -> ".join(cycle) + "\n" + "\n".join(steps) + more
 
 
-# The modules this branch's areas own: the analysis, experiments, the CLI, the benchmark and the shared leaves.
-PERIPHERY = (
-    "balloonsim",
-    "balloonsim.analysis",
-    "balloonsim.experiment",
-    "balloonsim.bench",
-    "balloonsim.bench_cli",
-    "balloonsim.cli",
-    "balloonsim.commands",
-    "balloonsim.hotplug_cli",
-    "balloonsim.errors",
-    "balloonsim.types",
-)
-
-
-def _in_periphery(module: str) -> bool:
-    return any(module == p or (p != "balloonsim" and module.startswith(p + ".")) for p in PERIPHERY)
-
-
 def test_the_graph_sees_function_level_and_type_checking_imports(tmp_path: Path) -> None:
     """The checker would be blind to hidden cycles if it only read top-level imports."""
     text = (
@@ -218,16 +197,6 @@ def test_cycle_finder_names_a_planted_cycle() -> None:
     assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
 
 
-def test_no_cycle_through_analysis_experiment_cli_or_bench() -> None:
-    graph = import_graph()
-    touching = [c for c in cycles(graph) if any(_in_periphery(m) for m in c)]
-    assert not touching, "import cycles:\n" + "\n".join(describe(c, graph) for c in touching)
-
-
-# Cycles left in this tree, none of them through the modules above: kernel.guest <-> kernel.meminfo and the
-# memmap strategies (which see the Guest), and scenario <-> sim.simulation. The kernel/memmap and sim/scenario
-# reworks (other branches) remove them; remove this marker when they are merged.
-@pytest.mark.xfail(strict=True, reason="kernel <-> memmap and scenario <-> sim cycles remain in this tree")
 def test_no_import_cycle_anywhere() -> None:
     graph = import_graph()
     found = cycles(graph)

@@ -17,7 +17,7 @@ import simpy
 from balloonsim.bench.machine import best_run
 from balloonsim.bench.plan import Plan
 from balloonsim.scenario import load_scenario
-from balloonsim.sim.simulation import Sim, _scheduled_events
+from balloonsim.sim.world import Sim, _scheduled_events
 
 REFERENCE_SCENARIO: dict[str, Any] = {
     "duration": "1h",

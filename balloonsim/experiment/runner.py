@@ -96,7 +96,7 @@ def run_experiment(
     """Run (or resume) an experiment into `out_dir` (default `results/<name>`).
 
     `run_fn(config, seed) -> RunResult` replaces `balloonsim.simulate` (it must be importable by workers);
-    run configurations are validated with `balloonsim.scenario.load_scenario` unless `check_runs` is False
+    run configurations are validated with `balloonsim.sim.world.check_run` unless `check_runs` is False
     (default: only when the real simulator is used).  Bad input raises UserError/ConfigError before anything
     is written.
     """

@@ -1,8 +1,8 @@
 """Check every run configuration of a design with the single-run validator before anything runs.
 
-`load_scenario` knows what a valid run is (sizes, strategy and driver names, parameters); this module only
-runs it over each design point and re-addresses its error to where the user wrote the bad value: the factor
-level (`factors.memmap.strategy[2]`) or the base (`base.guest.boot`).
+`check_run` (balloonsim.sim.world) knows what a valid run is (sizes, strategy and driver names, parameters);
+this module only runs it over each design point and re-addresses its error to where the user wrote the bad
+value: the factor level (`factors.memmap.strategy[2]`) or the base (`base.guest.boot`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ ScenarioLoader = Callable[[dict[str, Any]], Any]
 
 
 def default_loader() -> ScenarioLoader:
-    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.world import check_run
 
-    return load_scenario
+    return check_run
 
 
 def validate_runs(exp: Experiment, load: ScenarioLoader | None = None) -> int:

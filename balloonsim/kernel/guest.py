@@ -17,7 +17,7 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.overhead import PageTables, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
-from balloonsim.kernel.profiles import KernelProfile, get_profile
+from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
 from balloonsim.kernel.stats import GuestStats
 from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
@@ -58,13 +58,14 @@ def probe_memory_block_size(boot_mem_end: int, hypervisor: bool, profile: Kernel
 
 @dataclass
 class GuestConfig:
-    """What the guest boots with. Sizes in bytes."""
+    """What the guest boots with. Sizes in bytes. These defaults are balloonsim's only guest defaults: a
+    scenario's [guest] table (balloonsim.scenario.GuestSection) and `balloonsim hotplug` take theirs from here."""
 
-    boot: list[int] = field(default_factory=lambda: [2 * GiB])  # boot memory per NUMA node
+    boot: list[int] = field(default_factory=lambda: [4 * GiB])  # boot memory per NUMA node
     extra_nodes: int = 0  # possible nodes without boot memory (hotplug may bring them online)
     max_addr: int = 64 * GiB  # end of the hotpluggable physical window
     block_size: int | None = None  # None: probe_memory_block_size()
-    kernel: str = "6.12"
+    kernel: str = DEFAULT_KERNEL
     hypervisor: bool = True
     movable_node: bool = False
     debug_vm: bool = False  # CONFIG_DEBUG_VM: page_init_poison() writes the memmap at add time

@@ -1,5 +1,2 @@
-"""One simulated guest on SimPy: drivers, onlining, workloads, OOM killer, host controllers."""
-
-from balloonsim.sim.simulation import RunResult, Sim, simulate
-
-__all__ = ["RunResult", "Sim", "simulate"]
+"""One simulated guest on SimPy: the world (world.py), its components (onlining, workloads, controllers, user
+memory and the OOM killer) and `simulate()` (simulation.py)."""

@@ -8,8 +8,11 @@ requested_size, an ACPI DIMM plug.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from balloonsim.plugin import Plugin, World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
 
@@ -21,12 +24,14 @@ class ControllerParams(BaseModel):
     minimum: Size = 512 << 20
 
 
-class Controller:
-    Params = ControllerParams
+class Controller(Plugin):
+    """Base: `run()` is the host's process moving the target; `clamp` keeps it within [minimum, maximum]."""
 
-    def __init__(self, sim, params):
-        self.sim = sim
-        self.p = params
+    Params: ClassVar[type[BaseModel]] = ControllerParams
+    p: ControllerParams
+
+    def __init__(self, sim: World, params: ControllerParams) -> None:
+        super().__init__(sim, params)
         self.maximum = params.maximum or sim.scenario.guest.max_addr
 
     def clamp(self, nbytes: float) -> int:
@@ -52,6 +57,7 @@ class Static(Controller):
     """One target, set once at `at` seconds."""
 
     Params = StaticParams
+    p: StaticParams
 
     def run(self):
         yield self.sim.env.timeout(self.p.at)
@@ -82,6 +88,7 @@ class Schedule(Controller):
     """A Xen-style target schedule: xenstore memory/target written at given times."""
 
     Params = ScheduleParams
+    p: ScheduleParams
 
     def run(self):
         env = self.sim.env
@@ -102,6 +109,7 @@ class HyperVBuffer(Controller):
     """Hyper-V dynamic memory: target = committed x (1 + buffer%), within [minimum, maximum]."""
 
     Params = HyperVBufferParams
+    p: HyperVBufferParams
 
     def run(self):
         env = self.sim.env
@@ -130,6 +138,7 @@ class MomRules(Controller):
     shrink by 5% while the host is under pressure and the guest has room."""
 
     Params = MomParams
+    p: MomParams
 
     def run(self):
         env = self.sim.env
@@ -161,6 +170,7 @@ class PiPsi(Controller):
     """A PI controller on the guest's PSI-like stall measure."""
 
     Params = PiPsiParams
+    p: PiPsiParams
 
     def run(self):
         env = self.sim.env

@@ -48,13 +48,3 @@ class Dist(BaseModel):
         if self.dist == "lognormal":
             return float(self.median * math.exp(self.sigma * rng.standard_normal()))
         return float(rng.uniform(self.low, self.high))
-
-    @property
-    def mean_value(self) -> float:
-        if self.dist == "fixed":
-            return float(self.value)
-        if self.dist == "exponential":
-            return float(self.mean)
-        if self.dist == "lognormal":
-            return float(self.median * math.exp(self.sigma**2 / 2))
-        return (self.low + self.high) / 2

@@ -64,10 +64,6 @@ class UserMemory:
             task.rss = 0
             self.tasks.pop(task.id, None)
 
-    @property
-    def anon_pages(self) -> int:
-        return sum(t.rss for t in self.tasks.values())
-
     def allocate(self, task: Task, pages: int) -> int:
         """Fault in `pages` for `task`; OOM-kills as needed. Returns pages obtained (0 if it died)."""
         if pages <= 0 or not task.alive:

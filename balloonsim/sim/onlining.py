@@ -11,13 +11,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.errno import errname
+from balloonsim.plugin import Plugin, World
 from balloonsim.sim.distributions import Dist
+from balloonsim.sim.memory import Task
 from balloonsim.types import Duration, Size
 
 OnlineType = Literal["online", "online_kernel", "online_movable"]
@@ -28,16 +30,15 @@ class AgentParams(BaseModel):
     online_type: OnlineType = "online"
 
 
-class OnliningAgent:
-    Params = AgentParams
+class OnliningAgent(Plugin):
+    """Base class: `block_added` hears each new block's uevent; `start()` runs before the drivers'."""
 
-    def __init__(self, sim, params):
-        self.sim = sim
-        self.p = params
+    Params: ClassVar[type[BaseModel]] = AgentParams
+    p: AgentParams
+
+    def __init__(self, sim: World, params: AgentParams) -> None:
+        super().__init__(sim, params)
         self.rng = sim.rng("onlining")
-
-    def start(self) -> None:
-        """Called before the drivers start."""
 
     def block_added(self, block_id: int) -> None:
         """The uevent of a new memory block (KOBJ_ADD)."""
@@ -55,15 +56,16 @@ class OnliningAgent:
 class AutoOnline(OnliningAgent):
     """The kernel onlines every added block inside add_memory()."""
 
-    def start(self) -> None:
-        guest = self.sim.guest
+    def __init__(self, sim: World, params: AgentParams) -> None:
+        super().__init__(sim, params)
+        guest = sim.guest
         allowed = guest.profile.auto_online_types
-        if self.p.online_type not in allowed:
+        if params.online_type not in allowed:
             raise ConfigError(
                 "onlining.online_type",
                 f"kernel {guest.profile.name} auto-onlines only with {', '.join(t for t in allowed if t != 'offline')}",
             )
-        guest.auto_online = self.p.online_type
+        guest.auto_online = params.online_type
         guest.auto_online_hook = lambda bid, ret: self.sim.events.log(
             self.sim.env.now, "online", bid, errname(ret) if ret else f"auto {self.p.online_type}"
         )
@@ -77,6 +79,7 @@ class Udev(OnliningAgent):
     """A udev rule onlines each block after a random delay."""
 
     Params = UdevParams
+    p: UdevParams
 
     def block_added(self, block_id: int) -> None:
         self.sim.env.process(self._later(block_id, self.p.delay.sample(self.rng)))
@@ -98,12 +101,17 @@ class StarvingAgent(OnliningAgent):
     """A userspace onlining daemon that slows down under pressure and can be OOM-killed."""
 
     Params = StarvingAgentParams
+    p: StarvingAgentParams
+
+    def __init__(self, sim: World, params: StarvingAgentParams) -> None:
+        super().__init__(sim, params)
+        self.queue: list[int] = []
+        self.task: Task | None = None
+        self.wakeup = sim.env.event()
+        self.kills = 0
 
     def start(self) -> None:
-        self.queue: list[int] = []
-        self.task = None
-        self.wakeup = self.sim.env.event()
-        self.kills = 0
+        """The daemon starts: its task faults in its memory, then it waits for uevents."""
         self._spawn()
         self.sim.env.process(self.run())
 

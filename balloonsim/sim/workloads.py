@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from balloonsim.errors import TraceError
+from balloonsim.plugin import Plugin, World
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
@@ -29,14 +31,14 @@ class WorkloadParams(BaseModel):
     restart_delay: Duration = 5.0  # an OOM-killed task restarts after this
 
 
-class Workload:
+class Workload(Plugin):
     """Base: keep the tasks' RSS at demand(t), fault in at `fault_rate`, read files."""
 
-    Params = WorkloadParams
+    Params: ClassVar[type[BaseModel]] = WorkloadParams
+    p: WorkloadParams
 
-    def __init__(self, sim, params: WorkloadParams):
-        self.sim = sim
-        self.p = params
+    def __init__(self, sim: World, params: WorkloadParams) -> None:
+        super().__init__(sim, params)
         self.mem = sim.memory
         self.rng = sim.rng("workload")
         self.demand_bytes = 0
@@ -129,6 +131,7 @@ class Idle(Workload):
     """No demand: the guest only reads files."""
 
     Params = IdleParams
+    p: IdleParams
 
     def demand(self, t: float) -> int:
         return 0
@@ -140,6 +143,7 @@ class ConstantParams(WorkloadParams):
 
 class Constant(Workload):
     Params = ConstantParams
+    p: ConstantParams
 
     def demand(self, t: float) -> int:
         return self.p.size
@@ -156,6 +160,7 @@ class Ramp(Workload):
     """Linear growth from start_size to end_size over ramp_time, then flat."""
 
     Params = RampParams
+    p: RampParams
 
     def demand(self, t: float) -> int:
         p = self.p
@@ -174,8 +179,9 @@ class Bursts(Workload):
     """On/off: `base` always, `base + burst` during bursts of random length."""
 
     Params = BurstsParams
+    p: BurstsParams
 
-    def __init__(self, sim, params):
+    def __init__(self, sim: World, params: WorkloadParams) -> None:
         super().__init__(sim, params)
         self._on = False
         self._switch = self.p.off.sample(self.rng)
@@ -199,8 +205,9 @@ class RandomTasks(Workload):
     """Tasks arrive (Poisson) with random sizes and lifetimes; a killed task may restart."""
 
     Params = RandomTasksParams
+    p: RandomTasksParams
 
-    def __init__(self, sim, params):
+    def __init__(self, sim: World, params: WorkloadParams) -> None:
         super().__init__(sim, params)
         self._ends: dict[int, float] = {}
         self._next_arrival = float(self.rng.exponential(1 / self.p.arrival_rate))
@@ -286,8 +293,9 @@ class TraceReplay(Workload):
     """Piecewise-constant demand from a CSV trace."""
 
     Params = TraceParams
+    p: TraceParams
 
-    def __init__(self, sim, params):
+    def __init__(self, sim: World, params: WorkloadParams) -> None:
         super().__init__(sim, params)
         self.points = load_trace(self.p.path)
         self._i = 0

@@ -10,9 +10,10 @@ import pytest
 
 from balloonsim import simulate
 from balloonsim.analysis.metrics import TABLE
-from balloonsim.plugins import names
+from balloonsim.registry import DRIVERS as DRIVER_KIND
+from balloonsim.registry import names
 
-DRIVERS = names("balloonsim.drivers")
+DRIVERS = names(DRIVER_KIND)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ DIMM_PAGES = DIMM_SIZE >> PAGE_SHIFT  # 2,621,440
 
 
 def make_guest(strategy: str = "kmalloc", params: dict | None = None, trace: bool = False, **cfg) -> Guest:
+    cfg.setdefault("boot", [2 * GiB])  # the RFC's qemu example guest; GuestConfig's default is 4 GiB
     cfg.setdefault("block_size", 128 * MiB)
     return Guest(GuestConfig(**cfg), get_strategy(strategy, params), trace=trace)
 

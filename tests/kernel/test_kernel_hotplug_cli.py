@@ -27,7 +27,20 @@ def _err(result) -> str:
 
 
 def test_seed_trace(run):
-    r = run("--size", "10G", "--at", "4G", "--node", "1", "--strategy", "altmap-range", "--remove", "--trace")
+    r = run(
+        "--boot",
+        "2G",
+        "--size",
+        "10G",
+        "--at",
+        "4G",
+        "--node",
+        "1",
+        "--strategy",
+        "altmap-range",
+        "--remove",
+        "--trace",
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert "This has added: ffffea0004000000 - ffffea000427ffc0 (refcount: 80)" in lines
@@ -47,7 +60,7 @@ def test_seed_trace(run):
 
 
 def test_json_phases_dimm(run):
-    r = run("--size", "10G", "--at", "4G", "--node", "1", "--strategy", "kmalloc", "--remove", "--json")
+    r = run("--boot", "2G", "--size", "10G", "--at", "4G", "--node", "1", "--strategy", "kmalloc", "--remove", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     phases = {p["phase"]: p for p in doc["phases"]}

@@ -11,6 +11,7 @@ import pytest
 
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.simulation import Sim, simulate
@@ -55,10 +56,10 @@ def check_consistent(sim: Sim) -> None:
         backed += b.backed.total
         for s, e in b.exposed:
             assert b.backed.covers(s, e), b
-        if drv.in_sbm:
+        if drv.mode.name == "sbm":
             want = Extents()
-            for sb in drv._plugged_sbs(b.id):
-                want.add(*drv._sb_range(b.id, sb, 1))
+            for sb in drv.mode.plugged_sbs(b.id):
+                want.add(*drv.mode.sb_range(b.id, sb, 1))
             assert b.backed == want, b
     assert backed << PAGE_SHIFT == drv.plugged_size
 
@@ -308,10 +309,13 @@ def test_host_short_of_memory_refuses_plugs_and_retries():
 
 
 def test_online_page_callback_is_exclusive():
+    """The driver claims the callback when it is built; a second claimant gets -EINVAL, a second driver a
+    ConfigError (set_online_page_callback(), mm/memory_hotplug.c)."""
     sim = Sim(load_scenario(scenario([(10, GiB)])), 1)
-    assert sim.guest.set_online_page_callback(lambda g, b, span: span) == 0
+    assert sim.guest.online_page_callback == sim.driver.online_page_cb
+    assert sim.guest.set_online_page_callback(lambda g, b, span: span) == -EINVAL
     with pytest.raises(ConfigError, match="online-page callback"):
-        sim.run()
+        type(sim.driver)(sim, sim.driver.p)
 
 
 @pytest.mark.parametrize(

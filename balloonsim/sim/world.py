@@ -1,0 +1,220 @@
+"""One run's world: the SimPy environment, the guest, the host, user memory and the components, built from a
+scenario and checked, not yet running.
+
+`build_world` is the one way a world is made: `simulate()` builds one and runs it; `check_run`, the up-front
+check of an experiment, builds each run's world and drops it, so that whatever a component refuses when it is
+constructed (balloonsim.plugin) is refused before any run starts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from balloonsim import memmap
+from balloonsim.kernel import Guest, GuestCrash
+from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
+from balloonsim.plugin import Plugin
+from balloonsim.scenario import Scenario, load_scenario
+from balloonsim.sim.eventlog import EventLog
+from balloonsim.sim.host import HostMemory
+from balloonsim.sim.memory import UserMemory
+from balloonsim.sim.result import TIMESERIES_COLUMNS, RunResult
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
+
+if TYPE_CHECKING:
+    from balloonsim.drivers.base import Driver
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.sim.controllers import Controller, ControllerParams
+    from balloonsim.sim.onlining import OnliningAgent
+    from balloonsim.sim.workloads import Workload
+
+
+def build_world(scenario: Scenario, seed: int) -> Sim:
+    """Every part of one run, constructed (and so checked) in order, with nothing started."""
+    return Sim(scenario, seed)
+
+
+def check_run(config: dict[str, Any] | Scenario) -> Scenario:
+    """Validate one run completely before anything runs: its tables and plugin parameters, then everything
+    its components check when they are built. The world is built once, not run, and dropped."""
+    scenario = load_scenario(config)
+    build_world(scenario, 0)
+    return scenario
+
+
+class Sim:
+    """Everything one guest's processes share: the environment, the guest, the host, the logs."""
+
+    def __init__(self, scenario: Scenario, seed: int):
+        self.scenario = sc = scenario
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.events = EventLog(sc.record_events)
+        g = sc.guest
+        parts = sc.components()
+        self.guest = Guest(g.config(), memmap.build(parts.memmap))
+        self.host = HostMemory(cast("ControllerParams", parts.host.params).memory >> PAGE_SHIFT)
+        self.memory = UserMemory(self)
+        self.target_bytes = self._logged_target = sum(g.boot)
+        self.target_event = self.env.event()
+        self.block_added_at: dict[int, float] = {}
+        self.block_usable_at: dict[int, float] = {}
+        self.driver: Driver | None = None  # None while the components before it are built
+        self.guest.uevent = self._uevent
+        self.guest.expose_hook = self._exposed
+        # in this order: each component may look at the ones before it (a controller at the driver)
+        self.onlining: OnliningAgent = parts.onlining.cls(self, parts.onlining.params)
+        self.workload: Workload = parts.workload.cls(self, parts.workload.params)
+        self.controller: Controller = parts.host.cls(self, parts.host.params)
+        driver: Driver = parts.driver.cls(self, parts.driver.params)
+        self.driver = driver
+        self.components: tuple[Plugin, ...] = (self.onlining, self.workload, self.controller, driver)
+        self.crash: GuestCrash | None = None
+        self.crash_time: float | None = None
+        self._samples: list[tuple] = []
+        self._zones = list(self.guest.alloc.iter_zones())
+        self.memtotal_start = self.guest.alloc.total("managed") << PAGE_SHIFT
+        self.memfree_min = self.guest.alloc.total("free") << PAGE_SHIFT
+
+    # -- shared services ---------------------------------------------------------------------------
+    def rng(self, name: str) -> np.random.Generator:
+        """An independent stream per component, so adding one component does not shift another's draws."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def set_target(self, nbytes: int) -> None:
+        if nbytes != self.target_bytes:
+            self.target_bytes = nbytes
+            if abs(nbytes - self._logged_target) * 64 >= self._logged_target:  # log moves of 1/64 or more
+                self._logged_target = nbytes
+                self.events.log(self.env.now, "target", -1, f"{nbytes >> 20}M")
+            ev, self.target_event = self.target_event, self.env.event()
+            ev.succeed()
+
+    def _uevent(self, block_id: int) -> None:
+        self.block_added_at[block_id] = self.env.now
+        self.onlining.block_added(block_id)
+
+    def _exposed(self, block: MemoryBlock, n: int) -> None:
+        if block.id not in self.block_usable_at:
+            self.block_usable_at[block.id] = self.env.now
+
+    # -- running -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        env = self.env
+        onlining, workload, controller, driver = self.components
+        for component in (onlining, driver, controller, workload):  # agents hear uevents before drivers add
+            component.start()
+        env.process(self._recorder())
+        try:
+            env.run(until=self.scenario.duration)
+        except GuestCrash as crash:
+            self.crash = crash
+            self.crash_time = env.now
+            self.events.log(env.now, "crash", -1, str(crash))
+            if self._samples and self._samples[-1][0] == env.now:
+                self._samples.pop()  # the crash sample replaces one taken at the same instant
+            self._sample()
+
+    def _recorder(self):
+        interval = self.scenario.sample_interval
+        env = self.env
+        last_stall = 0.0
+        while True:
+            stalled = self.memory.stalled_s
+            self._sample(min(1.0, (stalled - last_stall) / interval))
+            last_stall = stalled
+            yield env.timeout(interval)
+
+    def _sample(self, stalled: float = 0.0) -> None:
+        managed = free = cache = 0
+        for z in self._zones:  # one pass over the zones: this runs at every sample
+            managed += z.managed
+            free += z.free_pmd * PMD_PAGES + z.free_base
+            cache += z.pagecache
+        free <<= PAGE_SHIFT
+        if free < self.memfree_min:
+            self.memfree_min = free
+        self._samples.append(
+            (
+                self.env.now,
+                managed << PAGE_SHIFT,
+                free,
+                self.workload.demand_bytes,
+                cache << PAGE_SHIFT,
+                self.target_bytes,
+                len(self.guest.blocks),
+                self.guest.blocks_online,
+                stalled,
+                self.memory.oom_kills,
+            )
+        )
+
+    # -- results -----------------------------------------------------------------------------------
+    def result(self) -> RunResult:
+        return RunResult(self.metrics(), pd.DataFrame(self._samples, columns=TIMESERIES_COLUMNS), self.events.frame())
+
+    def metrics(self) -> dict[str, Any]:
+        g = self.guest
+        st = g.stats
+        sim_time = self.crash_time if self.crash_time is not None else self.scenario.duration
+        usable = unbacked_memmap = 0
+        for b in g.blocks.values():
+            usable += b.exposed.total
+            if b.memmap is not None and b.unbacked:
+                unbacked_memmap += b.memmap.pages * b.unbacked // b.nr_pages
+        delays = [
+            self.block_usable_at[b] - self.block_added_at[b] for b in self.block_usable_at if b in self.block_added_at
+        ]
+        p50, p95 = (float(np.percentile(delays, 50)), float(np.percentile(delays, 95))) if delays else (np.nan, np.nan)
+        removable = sum(1 for b in g.blocks.values() if g.removable(b))
+        errs = st.add_errors
+        other_err = sum(n for e, n in errs.items() if e not in (-ENOMEM, -EINVAL, -EEXIST))
+        memtotal_end = g.alloc.total("managed") << PAGE_SHIFT
+        out: dict[str, Any] = {
+            "oom_kills": self.memory.oom_kills,
+            "oom_lost_work_s": round(self.memory.oom_lost_work_s, 6),
+            "stall_fraction": round(self.memory.stalled_s / sim_time, 6) if sim_time else 0.0,
+            "hotadd_requests": st.add_calls,
+            "hotadd_ok": st.add_ok,
+            "hotadd_enomem": errs.get(-ENOMEM, 0),
+            "hotadd_einval": errs.get(-EINVAL, 0),
+            "hotadd_eexist": errs.get(-EEXIST, 0),
+            "hotadd_other_errors": other_err,
+            "guest_crashed": self.crash is not None,
+            "crash_time_s": self.crash_time if self.crash_time is not None else np.nan,
+            "memmap_bytes_kmalloc": st.memmap_kmalloc_pages * PAGE_SIZE,
+            "memmap_bytes_in_range": st.memmap_in_range_pages * PAGE_SIZE,
+            "memmap_bytes_remote": st.memmap_remote_pages * PAGE_SIZE,
+            "memmap_bytes_unbacked": unbacked_memmap * PAGE_SIZE,
+            "memmap_fallbacks": st.memmap_fallbacks,
+            "usable_bytes_added": usable * PAGE_SIZE,
+            "time_to_usable_p50_s": p50,
+            "time_to_usable_p95_s": p95,
+            "memtotal_start_bytes": self.memtotal_start,
+            "memtotal_end_bytes": memtotal_end,
+            "memfree_min_bytes": self.memfree_min,
+            "target_end_bytes": self.target_bytes,
+            "gigantic_pages_end": g.gigantic_pages(),
+            "blocks_added_end": len(g.blocks),
+            "blocks_online_end": sum(1 for b in g.blocks.values() if b.state is BlockState.ONLINE),
+            "blocks_removable_end": removable,
+            "base_page_fallbacks": st.base_page_fallbacks,
+            "host_populate_short": self.host.short,
+            "events": sum(self.events.counts.values()),
+            "simpy_events": _scheduled_events(self.env),
+            "sim_time_s": sim_time,
+        }
+        for component in self.components:
+            out.update(component.metrics())
+        return out
+
+
+def _scheduled_events(env: simpy.Environment) -> int:
+    """Events SimPy has scheduled so far (its event id counter); read once, at the end."""
+    return next(env._eid)  # noqa: SLF001 - the cheapest exact count; simpy exposes no public one
