@@ -1,7 +1,7 @@
 """x86_64 constants and size/time parsing: the one source of truth for every number.
 
 Sizes are bytes internally and pages (4 KiB) in the kernel model; kB only where
-/proc/meminfo shows kB. Sources: shared/kernel-facts.md section 1.
+/proc/meminfo shows kB. Sources: docs/kernel-facts.md section 1.
 """
 
 from __future__ import annotations

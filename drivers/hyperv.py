@@ -40,7 +40,7 @@ from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.kernel.zone import Zone
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
-from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB
+from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB, align_up
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
@@ -160,7 +160,7 @@ class HvBalloon(Driver):
                 self.balloon_down(min(want, self.num_pages_ballooned))
                 continue
             if want >= self.p.min_request >> PAGE_SHIFT and self.do_hot_add:
-                n = min(-(-want // gran) * gran, self.p.max_request >> PAGE_SHIFT)
+                n = min(align_up(want, gran), self.p.max_request >> PAGE_SHIFT)
                 n = min(n, self.sim.host.free_pages)
                 if n > 0:
                     done = yield from self.hot_add_request(n)
@@ -219,7 +219,7 @@ class HvBalloon(Driver):
                     r.end_pfn += self.chunk
                 return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
         rg_start = pg_start // self.chunk * self.chunk
-        rg_end = -(-(pg_start + pfn_cnt) // self.chunk) * self.chunk
+        rg_end = align_up(pg_start + pfn_cnt, self.chunk)
         r = HotaddState(rg_start, rg_end, rg_start, pg_start, pg_start)
         self.regions.append(r)
         return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))

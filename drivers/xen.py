@@ -33,7 +33,7 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.plugin import World
 from balloonsim.types import Duration
-from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE
+from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE, align_up
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
@@ -158,7 +158,7 @@ class XenBalloon(Driver):
     # -- growing ---------------------------------------------------------------------------------
     def reserve_additional_memory(self, credit: int) -> str:
         g = self.guest
-        nr = -(-credit // PAGES_PER_SECTION) * PAGES_PER_SECTION  # round_up(credit, PAGES_PER_SECTION)
+        nr = align_up(credit, PAGES_PER_SECTION)  # round_up(credit, PAGES_PER_SECTION)
         size = nr << PAGE_SHIFT
         start = self.find_free_range(size, SECTION_SIZE)
         self.log("hotadd_request", -1, f"credit {credit} pages -> {size >> 20}M")
@@ -189,7 +189,7 @@ class XenBalloon(Driver):
         """Back the first memmap-sized part of every block of the new segment before the add."""
         g = self.guest
         per_block = g.memmap_pages_for(g.block_pages)
-        per_block = -(-per_block // 512) * 512
+        per_block = align_up(per_block, 512)
         hint = Extents()
         total = 0
         for bstart in range(first, first + nr, g.block_pages):

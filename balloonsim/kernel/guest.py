@@ -2,7 +2,7 @@
 
 No SimPy here: drivers and the simulation call this API; `balloonsim hotplug` drives it directly.
 Every count is in 4 KiB pages and every range in page frame numbers; sources are in
-shared/kernel-facts.md and in the docstrings below.
+docs/kernel-facts.md and in the docstrings below.
 """
 
 from __future__ import annotations

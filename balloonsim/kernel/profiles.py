@@ -1,6 +1,6 @@
 """Kernel releases whose memory-hotplug semantics differ.
 
-Each field names the behaviour it switches and where it comes from (shared/kernel-facts.md).
+Each field names the behaviour it switches and where it comes from (docs/kernel-facts.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.simulation import Sim, simulate
-from balloonsim.units import PAGE_SHIFT, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, GiB, MiB, div_round_up
 
 BOOT = 4 * GiB  # boot RAM 0-3G and 4G-5G (PCI hole): the device region starts at 5G, memory40
 SB = 4 * MiB
@@ -79,7 +79,7 @@ def test_sbm_plugs_requested_size_within_a_subblock(extra):
     assert m["virtio_mem_requested_bytes"] == extra  # a multiple of the 2M device block
     plugged = m["virtio_mem_plugged_bytes"]
     assert 0 <= extra - plugged < SB and plugged % SB == 0
-    assert m["hotadd_ok"] == -(-plugged // BLOCK)  # one add_memory() per memory block
+    assert m["hotadd_ok"] == div_round_up(plugged, BLOCK)  # one add_memory() per memory block
     assert not m["guest_crashed"]
     # kmalloc memmap: MemTotal grows by exactly what was plugged; the memmap came out of boot memory
     assert memtotal_delta(m) == plugged
