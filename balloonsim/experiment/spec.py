@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from balloonsim.errors import ConfigError
+from balloonsim.errors import ConfigError, show, validation_message
 from balloonsim.experiment.keypaths import canonical_json, digest, join, suggest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -154,16 +154,14 @@ def _config_error(exc: ValidationError) -> ConfigError:
     elif kind == "string_pattern_mismatch" and loc == ("name",):
         message = f"{value!r} is not a usable name: use letters, digits, '.', '_' and '-' (it names a directory)"
     else:
-        text = first["msg"]
-        message = f"{text[0].lower()}{text[1:]} (got {_show(value)})"
+        message = validation_message(first)
     if len(errors) > 1:
         message += f" [and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}]"
     return ConfigError(path, message)
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value)
 
 
 def _check_structure(exp: Experiment) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from balloonsim.errors import ConfigError
+from balloonsim.errors import ConfigError, written_path
 from balloonsim.experiment.design import DesignPoint, iter_points, run_id
 from balloonsim.experiment.keypaths import join
 from balloonsim.experiment.spec import Experiment
@@ -68,16 +68,4 @@ def locate(path: str, message: str, point: DesignPoint, exp: Experiment) -> Conf
 
 def as_written(path: str, config: dict[str, Any]) -> str:
     """`guest.boot.1` -> `guest.boot[1]`; the index is dropped when the user wrote one value, not a list."""
-    out: list[str] = []
-    node: Any = config
-    for part in path.split(".") if path else []:
-        if part.isdigit() and not isinstance(node, dict):
-            if isinstance(node, list) and int(part) < len(node):
-                out[-1] += f"[{part}]"
-                node = node[int(part)]
-            else:
-                node = None
-            continue
-        out.append(part)
-        node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(out)
+    return written_path(path, config)
