@@ -138,7 +138,7 @@ def format_size(nbytes: int) -> str:
     """Shortest exact binary form: 128M, 10G, 1536K; bytes otherwise."""
     if nbytes == 0:
         return "0"
-    for suffix, scale in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
+    for suffix, scale in (("P", 1 << 50), ("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
         if nbytes % scale == 0:
             return f"{nbytes // scale}{suffix}"
     return str(nbytes)

@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 # numpy's ziggurat samplers draw their tails as r - log1p(-u) with u a 53-bit uniform, so the largest values
 # they can return are r + 36.74 / r = 13.7 for the standard normal (r 3.654) and 7.70 + 36.74 = 44.4 for the
 # standard exponential. Every draw is bounded with these, so a parameter that could overflow a float or
