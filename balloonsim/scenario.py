@@ -244,6 +244,41 @@ class Scenario(_Strict):
         return self._components
 
 
+def plain(value: Any) -> Any:
+    """A validated value as plain data: sizes in bytes, durations in seconds, models as tables (their fields read
+    directly, because a Size field serialises back to text)."""
+    if isinstance(value, BaseModel):
+        out = {name: plain(getattr(value, name)) for name in type(value).model_fields}
+        out.update({k: plain(v) for k, v in (value.model_extra or {}).items()})
+        return out
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def normalized(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as the model reads it: every key, with one spelling per value (`2G` and `2GiB` are both
+    2147483648, `altmap,,kmalloc` is `altmap,kmalloc`). Two configurations that normalise alike run alike."""
+    parts = scenario.components()
+    out = {name: plain(getattr(scenario, name)) for name in ("seed", "duration", "sample_interval", "record_events")}
+    out["guest"] = plain(scenario.guest)
+    strategy: dict[str, Any] = {"strategy": ",".join(cls.name for cls, _ in parts.memmap)}
+    for cls, params in parts.memmap:
+        strategy.update(plain(cls.Params.model_validate(params)))
+    out["memmap"] = strategy
+    for section, component in (
+        ("driver", parts.driver),
+        ("onlining", parts.onlining),
+        ("workload", parts.workload),
+        ("host", parts.host),
+    ):
+        table = getattr(scenario, section)
+        out[section] = {table.kind.key: table.plugin, **plain(component.params)}
+    return out
+
+
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
     """Validate a run's tables: keys, types, sizes, plugin names and their parameters (ConfigError otherwise).
 

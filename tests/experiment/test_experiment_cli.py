@@ -106,7 +106,7 @@ def test_dry_run_prints_the_design_and_writes_nothing(tmp_path, monkeypatch):
     assert "results: results/small" in text
     assert "... 8 more runs" in text
     table = text.split("\n\n", 1)[1].splitlines()
-    assert table[0].split() == ["#", "run_id", "index", "rep", "seed", "memmap.strategy", "onlining.delay"]
+    assert table[0].split() == ["#", "run_id", "point", "rep", "seed", "memmap.strategy", "onlining.delay"]
     assert table[1].split()[2:] == ["0", "0", table[1].split()[4], "kmalloc", "0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.toml"]
 
