@@ -13,11 +13,10 @@ from experiment_fakes import CALLS, counting_run, fake_run, flaky_run
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import load_results, load_timeseries, run_experiment
-from balloonsim.experiment.csvlog import CsvLog, format_line, recover
+from balloonsim.experiment.csvlog import CsvLog, format_line, recover, rewrite_rows
 from balloonsim.experiment.design import iter_runs
 from balloonsim.experiment.parts import PartDataset
 from balloonsim.experiment.spec import experiment_from_dict
-from balloonsim.experiment.csvlog import rewrite_rows
 from balloonsim.experiment.store import (
     ResultStore,
     StoreOptions,
