@@ -63,7 +63,7 @@ def run(
     \b
     Examples:
       balloonsim run experiments/pressure.toml --dry-run
-      balloonsim run experiments/pressure.toml --jobs 1 --set replications=3 --out /tmp/p
+      balloonsim run experiments/quickstart.toml --dry-run --set replications=3 --out /tmp/q
     """
     if dry_run:
         exp = load_experiment(experiment, overrides)
