@@ -245,6 +245,7 @@ class CsvLog:
         if not names:
             return
         os.close(self._fd)
+        self._fd = -1  # an interrupt below must not leave a closed descriptor to close again
         padding = "," * len(names)
         new_header = format_line(self.columns + names)
 
@@ -254,9 +255,11 @@ class CsvLog:
                 if number:
                     yield line[:-1] + padding + "\n"
 
-        write_atomically(self.path, widened())
-        self.columns += names
-        self._fd = open_fd(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_atomically(self.path, widened())
+            self.columns += names
+        finally:
+            self._fd = open_fd(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self) -> None:
         if self._fd >= 0:
