@@ -94,6 +94,9 @@ def validation_message(err: dict[str, Any]) -> str:
         return f"expected {_TABLE_HINTS[ctx['class_name']]}{got}"
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}{got}"
+    if kind in ("string_too_long", "string_too_short"):
+        bound = ctx.get("max_length", ctx.get("min_length"))
+        return f"must be at {'most' if kind == 'string_too_long' else 'least'} {bound} characters{got}"
     if kind in ("too_long", "too_short"):
         return f"{err['msg'][len('Input should ') :] if err['msg'].startswith('Input should ') else err['msg']}{got}"
     msg = str(err["msg"])

@@ -15,7 +15,7 @@ from balloonsim.experiment.worker import error_text
 
 @click.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results directory [results/<name>].")
+@click.option("--out", type=click.Path(path_type=Path), help="Results directory [results/<name>].")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
 @click.option("--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G.")

@@ -173,6 +173,8 @@ def _reason(exc: OSError) -> str:
         return "a loop of symbolic links"
     if exc.errno == errno.ENAMETOOLONG:
         return "a name is too long"
+    if exc.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a directory"
     return exc.strerror or str(exc)
 
 
