@@ -306,3 +306,41 @@ def test_progress_lines_off_a_terminal():
     quiet = io.StringIO()
     Progress(10, 0, "p", quiet=True, stream=quiet, every_s=0.0).advance(True)
     assert quiet.getvalue() == ""
+
+
+# ---- the data --------------------------------------------------------------------------------------------
+
+
+def test_partial_backing_runs_csv_has_numeric_table_keys_and_readable_labels(tmp_path):
+    from balloonsim.analysis.labels import level_text
+    from balloonsim.experiment import load_experiment
+
+    exp = load_experiment(REPO / "experiments" / "partial-backing.toml", ["replications=1"])
+    out = tmp_path / "pb"
+    run_experiment(exp, out_dir=out, jobs=1, run_fn=fake_run)
+    header = (out / "runs.csv").read_text().splitlines()[0].split(",")
+    assert "index" not in header
+    columns = ["driver", "driver.name", "driver.request_offset", "driver.populate_memmap_first"]
+    assert header[5:10] == ["memmap.strategy", *columns]
+    runs = pd.read_csv(out / "runs.csv")
+    assert pd.api.types.is_numeric_dtype(runs["driver.request_offset"])
+    assert sorted(runs["driver.request_offset"].dropna().unique()) == [0, 2 << 20, 16 << 20, 64 << 20, 120 << 20]
+    assert set(runs["driver"]) == {level_text("driver", level) for level in exp.factors["driver"]}
+    assert "hyperv request_offset=2M" in set(runs["driver"])
+    assert list(runs["run_id"]) == [spec.run_id for spec in iter_runs(exp)]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["factors"] == ["memmap.strategy", "driver"] and meta["factor_columns"]["driver"] == columns
+    assert meta["metrics"] == ["score", "blocks", "oom", "label"]
+
+    series = load_timeseries(out).merge(runs[["run_id", "memmap.strategy", *columns]], on="run_id")
+    assert len(series) == 5 * len(runs) and series["driver.name"].notna().all()
+
+
+def test_sizes_are_stored_as_numbers(tmp_path):
+    exp = experiment_from_dict({"name": "g", "factors": {"guest.block_size": ["128M", "2G"]}})
+    from balloonsim.experiment.validation import validate_runs
+
+    validate_runs(exp)
+    out = tmp_path / "g"
+    run_experiment(exp, out_dir=out, jobs=1, run_fn=fake_run, check_runs=False)
+    assert pd.read_csv(out / "runs.csv")["guest.block_size"].tolist() == [128 << 20, 2 << 30]
