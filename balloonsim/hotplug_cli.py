@@ -9,8 +9,34 @@ import click
 from balloonsim.cli_options import PluginOption
 from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
+from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
-from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE, format_size, parse_size
+from balloonsim.units import (
+    MAX_MEMORY_BLOCK_SIZE,
+    MAX_NUMNODES,
+    MAX_PHYSMEM_BITS,
+    MAX_PHYSMEM_BITS_LA57,
+    SECTION_SIZE,
+    format_size,
+    parse_size,
+)
+
+# What add_memory() and remove_memory() returning an errno means here, in words (mm/memory_hotplug.c, 6.12:
+# check_hotplug_memory_range(), register_memory_resource(), add_memory_resource(); try_remove_memory()).
+ERRNO_WORDS = {
+    -EEXIST: "the range overlaps memory the guest already has (boot memory or an earlier add): choose another "
+    "--at, or leave it out for the first free block",
+    -EINVAL: "the range is not aligned to the memory block size (start and size must be multiples of it, "
+    "see --block-size), or is empty",
+    -E2BIG: f"the range ends beyond the physical address space (MAX_PHYSMEM_BITS {MAX_PHYSMEM_BITS}: "
+    f"{format_size(1 << MAX_PHYSMEM_BITS)} with 4-level paging)",
+    -ENOMEM: "the guest has too little free memory for the memmap and page tables of the range (with kmalloc "
+    "they come from online memory): a smaller --size, more --boot, or an altmap strategy",
+    -EBUSY: "a block cannot be offlined: it holds unmovable pages (the memmap or kernel data)",
+}
+# The largest range this command models: the 5-level-paging address space; beyond 4-level the kernel's own
+# check answers (-E2BIG).
+MAX_END = 1 << MAX_PHYSMEM_BITS_LA57
 
 
 def _size(option: str, text: str) -> int:
@@ -34,7 +60,13 @@ def _size(option: str, text: str) -> int:
     default=None,
     help="Physical start address (default: the first memory block above boot memory and 4G).",
 )
-@click.option("--node", default=0, show_default=True, type=int, help="NUMA node of the new memory.")
+@click.option(
+    "--node",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, MAX_NUMNODES - 1),
+    help=f"NUMA node of the new memory (below MAX_NUMNODES, {MAX_NUMNODES}).",
+)
 @click.option("--block-size", default=None, help="Memory block size (default: probe_memory_block_size()).")
 @click.option(
     "--strategy",
@@ -90,19 +122,36 @@ def hotplug(
     as_json: bool,
     trace: bool,
 ) -> None:
-    """Hot-add a fully backed range (like an ACPI DIMM) and print meminfo per phase."""
+    """Hot-add a fully backed range (like an ACPI DIMM) and print meminfo per phase.
+
+    \b
+    Examples:
+      balloonsim hotplug --boot 2G --size 1G --at 4G --strategy altmap
+      balloonsim hotplug --boot 4G --size 10G --node 1 --strategy altmap-range --remove --trace
+    """
     strategy_params: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError("param", f"expected KEY=VALUE, got {item!r}")
+            raise ConfigError("--param", f"expected KEY=VALUE, got {item!r}")
         strategy_params[key.strip()] = value.strip()
+    nbytes = _size("--size", size)
+    start = _size("--at", at) if at is not None else None
+    if nbytes == 0:
+        raise ConfigError("--size", "must not be 0")
+    if (start or 0) + nbytes > MAX_END:
+        where = "--at" if start else "--size"
+        raise ConfigError(
+            where,
+            f"the range would end at {(start or 0) + nbytes:#x}, beyond x86_64's largest physical address space "
+            f"({MAX_END:#x}, MAX_PHYSMEM_BITS {MAX_PHYSMEM_BITS_LA57} with 5-level paging)",
+        )
     spec = HotplugSpec(
-        boot=[_size("boot", b) for b in boot.split(",")],
-        size=_size("size", size),
-        at=_size("at", at) if at is not None else None,
+        boot=[_size("--boot", b) for b in boot.split(",")],
+        size=nbytes,
+        at=start,
         node=node,
-        block_size=_size("block-size", block_size) if block_size else None,
+        block_size=_size("--block-size", block_size) if block_size else None,
         strategy=strategy,
         strategy_params=strategy_params,
         online=online,
@@ -111,14 +160,22 @@ def hotplug(
         accounting=accounting,
         debug_vm=debug_vm,
         movable_node=movable_node,
-        max_addr=_size("max-addr", max_addr) if max_addr else None,
+        max_addr=_size("--max-addr", max_addr) if max_addr else None,
     )
     _check_block_size(spec)
-    report = run_hotplug(spec, trace=trace)
+    try:
+        report = run_hotplug(spec, trace=trace)
+    except ConfigError as exc:  # the guest, checked as a scenario's: name the option, not the table key
+        option = {"guest.boot": "--boot", "guest.max_addr": "--max-addr", "guest.extra_nodes": "--node"}
+        path = exc.path.split("[")[0]
+        raise ConfigError(option.get(path, exc.path), exc.message) from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(format_report(report))
+        for call, ret in report.calls:
+            if ret in ERRNO_WORDS:
+                click.echo(f"\n{call.split('(')[0]}: {ERRNO_WORDS[ret]}")
     if report.crash or any(ret for _, ret in report.calls):
         raise SystemExit(1)
 
@@ -126,4 +183,4 @@ def hotplug(
 def _check_block_size(spec: HotplugSpec) -> None:
     bz = spec.block_size
     if bz is not None and (bz < SECTION_SIZE or bz > MAX_MEMORY_BLOCK_SIZE or bz & (bz - 1)):
-        raise ConfigError("block-size", "must be a power of two from 128M to 2G")
+        raise ConfigError("--block-size", "must be a power of two from 128M to 2G")

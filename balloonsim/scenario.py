@@ -14,19 +14,24 @@ A scenario is a nested table (TOML in files, dicts in Python):
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from balloonsim import registry
-from balloonsim.errors import ConfigError
+from balloonsim.errors import ConfigError, written_path
 from balloonsim.kernel.guest import GuestConfig
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import Link, resolve
 from balloonsim.registry import Kind
 from balloonsim.types import Duration, Size
-from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, SECTION_SIZE
+from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, MAX_NUMNODES, SECTION_SIZE, format_size
+
+# The recorder keeps every sample of a run in memory: duration / sample_interval is bounded so a typo
+# (`sample_interval = 1e-6`) is refused up front instead of filling the machine.
+MAX_SAMPLES_PER_RUN = 1_000_000
 
 _GUEST = GuestConfig()  # the defaults
 
@@ -40,7 +45,9 @@ class GuestSection(_Strict):
 
     kernel: str = _GUEST.kernel
     boot: list[Size] = Field(default_factory=lambda: list(_GUEST.boot), description="boot memory per NUMA node")
-    extra_nodes: int = Field(_GUEST.extra_nodes, ge=0, le=64, description="possible nodes without boot memory")
+    extra_nodes: int = Field(
+        _GUEST.extra_nodes, ge=0, le=MAX_NUMNODES - 1, description="possible nodes without boot memory"
+    )
     max_addr: Size = _GUEST.max_addr
     block_size: Size | None = _GUEST.block_size
     hypervisor: bool = _GUEST.hypervisor
@@ -52,6 +59,27 @@ class GuestSection(_Strict):
     page_cache: Size = _GUEST.page_cache
     online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
     auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        """Rules between the guest's keys. Raised as ConfigError (pydantic passes it through unwrapped) so the
+        message names the key to change, not the table."""
+        g = self
+        if len(g.boot) + g.extra_nodes > MAX_NUMNODES:
+            raise ConfigError(
+                "guest.extra_nodes",
+                f"{len(g.boot)} boot nodes + {g.extra_nodes} extra nodes exceed MAX_NUMNODES "
+                f"({MAX_NUMNODES}, NODES_SHIFT 10)",
+            )
+        if not g.boot or sum(g.boot) == 0:
+            raise ConfigError("guest.boot", "the guest needs boot memory")
+        for i, size in enumerate(g.boot):
+            if size % (2 << 20):
+                where = f"guest.boot[{i}]" if len(g.boot) > 1 else "guest.boot"
+                raise ConfigError(where, f"{format_size(size)}: each node's boot memory must be a multiple of 2M")
+        if g.max_addr % SECTION_SIZE:
+            raise ConfigError("guest.max_addr", "must be a multiple of 128M")
+        return self
 
     def config(self) -> GuestConfig:
         """The kernel model's configuration of this guest: the one place a scenario becomes a GuestConfig."""
@@ -96,16 +124,6 @@ class GuestSection(_Strict):
             raise ValueError("memory block size must be a power of two from 128M to 2G")
         return v
 
-    @model_validator(mode="after")
-    def _sizes(self):
-        if not self.boot or sum(self.boot) == 0:
-            raise ValueError("boot: the guest needs boot memory")
-        if any(b % (2 << 20) for b in self.boot):
-            raise ValueError("boot: each node's boot memory must be a multiple of 2M")
-        if self.max_addr % SECTION_SIZE:
-            raise ValueError("max_addr: must be a multiple of 128M")
-        return self
-
 
 class MemmapSection(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -132,7 +150,25 @@ class _PluginSection(BaseModel):
 
     def resolve(self) -> Component:
         cls = registry.get_class(self.kind, self.plugin)
-        return Component(cls, registry.validate_params(self.kind, cls, self.params))
+        params = registry.validate_params(self.kind, cls, self.params)
+        _check_finite(params, self.kind.section)
+        return Component(cls, params)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Every number a component was given is finite: an `inf` rate or `nan` delay would hang a run or make it
+    meaningless, and pydantic accepts both for a float field."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _check_finite(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(path, f"{value} is not a finite number")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
 
 
 class DriverSection(_PluginSection):
@@ -175,7 +211,7 @@ class Components:
 
 
 class Scenario(_Strict):
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=1 << 64)
     duration: Duration = 3600.0
     sample_interval: Duration = 5.0
     record_events: bool = True
@@ -208,6 +244,41 @@ class Scenario(_Strict):
         return self._components
 
 
+def plain(value: Any) -> Any:
+    """A validated value as plain data: sizes in bytes, durations in seconds, models as tables (their fields read
+    directly, because a Size field serialises back to text)."""
+    if isinstance(value, BaseModel):
+        out = {name: plain(getattr(value, name)) for name in type(value).model_fields}
+        out.update({k: plain(v) for k, v in (value.model_extra or {}).items()})
+        return out
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def normalized(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as the model reads it: every key, with one spelling per value (`2G` and `2GiB` are both
+    2147483648, `altmap,,kmalloc` is `altmap,kmalloc`). Two configurations that normalise alike run alike."""
+    parts = scenario.components()
+    out = {name: plain(getattr(scenario, name)) for name in ("seed", "duration", "sample_interval", "record_events")}
+    out["guest"] = plain(scenario.guest)
+    strategy: dict[str, Any] = {"strategy": ",".join(cls.name for cls, _ in parts.memmap)}
+    for cls, params in parts.memmap:
+        strategy.update(plain(cls.Params.model_validate(params)))
+    out["memmap"] = strategy
+    for section, component in (
+        ("driver", parts.driver),
+        ("onlining", parts.onlining),
+        ("workload", parts.workload),
+        ("host", parts.host),
+    ):
+        table = getattr(scenario, section)
+        out[section] = {table.kind.key: table.plugin, **plain(component.params)}
+    return out
+
+
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
     """Validate a run's tables: keys, types, sizes, plugin names and their parameters (ConfigError otherwise).
 
@@ -222,13 +293,22 @@ def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:
         try:
             scenario = Scenario.model_validate(config)
         except ValidationError as exc:
-            raise ConfigError.from_validation(exc, "", Scenario) from None
-    scenario.components()
+            error = ConfigError.from_validation(exc, "", Scenario)
+            raise ConfigError(written_path(error.path, config), error.message) from None
     _cross_checks(scenario)
+    scenario.components()
     return scenario
 
 
 def _cross_checks(s: Scenario) -> None:
+    """Rules between keys, each reported at the key to change."""
+    samples = s.duration / s.sample_interval
+    if samples > MAX_SAMPLES_PER_RUN:
+        raise ConfigError(
+            "sample_interval",
+            f"{s.sample_interval:g} s over a duration of {s.duration:g} s is {samples:.3g} samples; "
+            f"at most {MAX_SAMPLES_PER_RUN:,} per run",
+        )
     boot_end = sum(s.guest.boot)
     if s.guest.max_addr <= boot_end:
         raise ConfigError("guest.max_addr", f"must exceed the boot memory ({boot_end >> 20}M): nothing to hot-add")

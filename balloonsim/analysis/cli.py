@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from balloonsim.analysis import pipeline
+from balloonsim.experiment.store import check_not_running
 
 _DIR = click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 _BY = click.option(
@@ -33,6 +34,7 @@ _ALPHA = click.option(
 @_ALPHA
 def analyze(directory: Path, by: str | None, alpha: float) -> None:
     """Write DIR/summary.csv and DIR/comparisons.csv from DIR/runs.csv."""
+    check_not_running(directory)
     result = pipeline.analyze(directory, by=by, alpha=alpha)
     comp = result.comparisons
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
@@ -64,6 +66,7 @@ def analyze(directory: Path, by: str | None, alpha: float) -> None:
 @_ALPHA
 def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float) -> None:
     """Draw PNG and SVG figures into DIR/plots/."""
+    check_not_running(directory)
     made = pipeline.plot(directory, by=by, metrics=list(metrics) or None, regime=regime, alpha=alpha)
     for path in made:
         click.echo(str(path))
@@ -82,6 +85,7 @@ def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str 
 )
 def report(directory: Path, by: str | None, alpha: float, keep_plots: bool) -> None:
     """Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included)."""
+    check_not_running(directory)
     md, page = pipeline.report(directory, by=by, alpha=alpha, keep_plots=keep_plots)
     click.echo(str(md))
     click.echo(str(page))

@@ -15,7 +15,7 @@ from balloonsim.experiment.worker import error_text
 
 @click.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Results directory [results/<name>].")
+@click.option("--out", type=click.Path(path_type=Path), help="Results directory [results/<name>].")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
 @click.option("--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G.")
@@ -31,6 +31,12 @@ from balloonsim.experiment.worker import error_text
     help="Format of the time series (and events) file.",
 )
 @click.option("--no-report", is_flag=True, help="Do not run the analysis and report afterwards.")
+@click.option(
+    "--report",
+    "redraw",
+    is_flag=True,
+    help="Redraw the analysis and report even when every run was done already (otherwise nothing is written).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -45,11 +51,19 @@ def run(
     events: bool,
     timeseries: str,
     no_report: bool,
+    redraw: bool,
 ) -> None:
     """Run every combination of an experiment's factors, replicated; resume if interrupted.
 
     Results go to results/<name>/: runs.csv, timing.csv, time series, metadata.json. Rerunning skips finished
-    runs and retries failed ones. Exit status: 0 all ok, 1 some runs failed, 2 bad input.
+    runs and retries failed ones; raising replications or adding levels runs only the new runs; rerunning a
+    finished experiment changes nothing (add --report to redraw the report). Exit status: 0 all ok, 1 some
+    runs failed, 2 bad input.
+
+    \b
+    Examples:
+      balloonsim run experiments/pressure.toml --dry-run
+      balloonsim run experiments/quickstart.toml --dry-run --set replications=3 --out /tmp/q
     """
     if dry_run:
         exp = load_experiment(experiment, overrides)
@@ -72,8 +86,14 @@ def run(
         ctx.exit(130)
     click.echo(summary.text())
     code = 1 if summary.failed else 0
-    if not no_report and summary.ok:
+    report = summary.out_dir / "REPORT.md"
+    if not no_report and summary.ok and (redraw or not summary.unchanged):
+        click.echo("analysis: summary, comparisons, figures and report ...", err=True)
         code = max(code, _report(summary.out_dir))
+        if code <= 1 and report.exists():
+            click.echo(f"report: {report}")
+    elif summary.unchanged and report.exists():
+        click.echo(f"report: {report} (unchanged; --report redraws it)")
     ctx.exit(code)
 
 

@@ -4,18 +4,66 @@ Rows are appended as complete `\\n`-terminated lines in a single `write` followe
 contains a line break, so after a crash the file is a header, whole rows, and at most one torn last line.
 `recover` drops the torn line, keeps the last wanted row per key and rewrites the file atomically (temporary
 file + `os.replace`), so readers never see a half-written file either.
+
+Nothing here follows a symbolic link: files are opened with O_NOFOLLOW and temporary files are created with a
+fresh name (O_CREAT|O_EXCL, `tempfile.mkstemp`), so a link planted in a results directory cannot redirect a
+write elsewhere; `os.replace` replaces a link itself, never its target.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from balloonsim.errors import UserError
+
+TMP_SUFFIX = ".tmp"
+
+
+def open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open that never follows a symbolic link at `path` (a link there is bad input, reported as such)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(
+                f"{path} is a symbolic link; balloonsim does not follow links in a results directory"
+            ) from None
+        raise
+
+
+def open_text(path: Path) -> IO[str]:
+    """A regular file opened for reading, without following a link."""
+    return os.fdopen(open_fd(path, os.O_RDONLY), encoding="utf-8", newline="")
+
+
+def new_temporary(path: Path) -> tuple[int, Path]:
+    """A fresh file beside `path` (`<name>.<random>.tmp`, created O_EXCL, mode 0644): whatever lies at a fixed
+    temporary name, link or file, is never written through."""
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, 0o644)
+    return fd, Path(name)
+
+
+def remove_temporaries(directory: Path, names: Iterable[str]) -> None:
+    """Delete what an interrupted writer left: `<name>.*.tmp` (and the old fixed `<name>.tmp`) for each name; a
+    link is removed itself, never followed."""
+    names = list(names)
+    wanted = tuple(f"{name}." if not name.endswith(".") else name for name in names)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(wanted) and entry.name.endswith(TMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def format_cell(value: Any) -> str:
@@ -58,7 +106,7 @@ def fsync_dir(path: Path) -> None:
 
 def complete_lines(path: Path) -> Iterator[str]:
     """The file's whole lines; a torn last line (no `\\n`) is left out."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open_text(path) as handle:
         for line in handle:
             if line.endswith("\n"):
                 yield line
@@ -70,16 +118,67 @@ def read_header(path: Path) -> list[str] | None:
     return None
 
 
+def recover_header(path: Path) -> list[str] | None:
+    """The header, None for a missing file (a link or an unreadable file is reported)."""
+    return read_header(path) if os.path.lexists(path) else None
+
+
 def write_atomically(path: Path, lines: Iterator[str] | Sequence[str]) -> None:
     """Replace `path` with `lines` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        for line in lines:
-            handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    fd, tmp = new_temporary(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            for line in lines:
+                handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
+
+
+def rewrite_rows(path: Path, columns: Sequence[str], order: Iterable[str], key: str = "run_id") -> None:
+    """Rewrite a CSV file with `columns` (cells moved by column name, empty where new) and its rows in `order`
+    of `key` (rows not named there follow in file order), atomically.
+
+    Only the byte offset of each row is held in memory, never the rows, so it works for files of any length.
+    """
+    header = read_header(path)
+    if header is None:
+        return
+    key_at = header.index(key)
+    take = [header.index(c) if c in header else None for c in columns]
+    offsets: dict[str, int] = {}
+    with open(open_fd(path, os.O_RDONLY), "rb") as handle:
+        handle.readline()
+        while True:
+            offset = handle.tell()
+            raw = handle.readline()
+            if not raw.endswith(b"\n"):
+                break
+            cells = parse_line(raw.decode("utf-8"))
+            if len(cells) == len(header):
+                offsets[cells[key_at]] = offset
+
+    def lines() -> Iterator[str]:
+        yield format_line(columns)
+        with open(open_fd(path, os.O_RDONLY), "rb") as handle:
+
+            def row_at(offset: int) -> str:
+                handle.seek(offset)
+                cells = parse_line(handle.readline().decode("utf-8"))
+                return format_line(["" if i is None else cells[i] for i in take])
+
+            for rid in order:
+                offset = offsets.pop(rid, None)
+                if offset is not None:
+                    yield row_at(offset)
+            for offset in sorted(offsets.values()):
+                yield row_at(offset)
+
+    write_atomically(path, lines())
 
 
 def recover(path: Path, key: str, keep: Callable[[dict[str, str]], bool]) -> tuple[list[str] | None, set[str]]:
@@ -87,7 +186,7 @@ def recover(path: Path, key: str, keep: Callable[[dict[str, str]], bool]) -> tup
 
     Returns the header (None when the file has none) and the set of kept keys.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         return None, set()
     header = read_header(path)
     if header is None:
@@ -123,7 +222,7 @@ class CsvLog:
         existing = read_header(path) if path.exists() else None
         if existing is not None and existing != self.columns:
             raise ValueError(f"{path}: header {existing} differs from {self.columns}")
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         if existing is None:
             os.ftruncate(self._fd, 0)
             self._write(format_line(self.columns))
@@ -146,6 +245,7 @@ class CsvLog:
         if not names:
             return
         os.close(self._fd)
+        self._fd = -1  # an interrupt below must not leave a closed descriptor to close again
         padding = "," * len(names)
         new_header = format_line(self.columns + names)
 
@@ -155,9 +255,11 @@ class CsvLog:
                 if number:
                     yield line[:-1] + padding + "\n"
 
-        write_atomically(self.path, widened())
-        self.columns += names
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_atomically(self.path, widened())
+            self.columns += names
+        finally:
+            self._fd = open_fd(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self) -> None:
         if self._fd >= 0:

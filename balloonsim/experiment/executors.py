@@ -8,10 +8,12 @@ in flight: enough to keep every worker busy, few enough that memory stays flat f
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
 import re
+import signal
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -74,6 +76,21 @@ class InProcess(Executor):
         return set(futures)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the kernel sends SIGKILL to this worker when the runner dies (prctl
+    PR_SET_PDEATHSIG), so killing only the runner leaves no worker behind; a runner already gone means exit."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: workers still end with the pool
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def _worker_context() -> multiprocessing.context.BaseContext:
     """spawn: each worker a fresh interpreter and a direct child of the runner (so its CPU and exit are the
     runner's to account for). A preloaded forkserver was tried: it saved the workers' imports but measured no
@@ -92,7 +109,7 @@ class LocalProcesses(Executor):
         self._pool_of: weakref.WeakKeyDictionary[cf.Future, cf.ProcessPoolExecutor] = weakref.WeakKeyDictionary()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_worker_context())
+        return _pool(self.workers)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         future = self._pool.submit(fn, *args)
@@ -119,7 +136,7 @@ class LocalProcesses(Executor):
         try:
             for args in calls:
                 if pool is None:
-                    pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=_worker_context())
+                    pool = _pool(1)
                 try:
                     yield pool.submit(fn, *args).result()
                 except Exception as exc:  # noqa: BLE001 - handed to the caller, like a future's exception
@@ -135,8 +152,20 @@ class LocalProcesses(Executor):
         self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
+def _pool(workers: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=_worker_context(), initializer=die_with_parent, initargs=(os.getpid(),)
+    )
+
+
 class DaskExecutor(Executor):
-    """`--dask local` (a LocalCluster of N single-threaded worker processes) or `--dask tcp://host:8786`."""
+    """`--dask local` or `--dask tcp://host:8786`.
+
+    `local` is an in-process LocalCluster (worker threads, the `inproc://` transport): nothing listens on a
+    network port, there is no dashboard, and the workers end with the runner. A LocalCluster of processes
+    listens on TCP without authentication, which lets any local user run code as this one. Threads share the
+    interpreter lock, so `local` checks the Dask path rather than speeding it up: use `--jobs` on one machine.
+    """
 
     def __init__(self, address: str, jobs: int | None):
         try:
@@ -147,15 +176,9 @@ class DaskExecutor(Executor):
         self._cluster = None
         if address == "local":
             workers = jobs or os.cpu_count() or 1
-            self._cluster = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            self._cluster = _in_process_cluster(distributed, workers)
             self._client = distributed.Client(self._cluster)
-            self.description = f"dask LocalCluster ({workers} worker processes)"
+            self.description = f"dask LocalCluster in-process ({workers} worker threads)"
         else:
             if jobs is not None:
                 raise UserError("--jobs does not apply to an existing Dask scheduler; its workers decide")
@@ -189,6 +212,32 @@ class DaskExecutor(Executor):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _in_process_cluster(distributed: Any, workers: int) -> Any:
+    """A scheduler and `workers` single-threaded workers in this process, talking over `inproc://`, with no
+    HTTP server: Dask's Scheduler and Worker always start one (health, metrics, API routes) even without a
+    dashboard, so theirs is made and never bound to a port."""
+    from distributed.http.routing import RoutingApplication
+    from tornado.httpserver import HTTPServer
+
+    class NoHttp:
+        def start_http_server(self, routes: Any, dashboard_address: Any, default_port: int = 0, **_: Any) -> None:
+            self.http_application = RoutingApplication(routes)
+            self.http_server = HTTPServer(self.http_application)
+
+    class Scheduler(NoHttp, distributed.Scheduler):
+        pass
+
+    class Worker(NoHttp, distributed.Worker):
+        pass
+
+    return distributed.SpecCluster(
+        scheduler={"cls": Scheduler, "options": {"protocol": "inproc://", "dashboard": False}},
+        workers={i: {"cls": Worker, "options": {"nthreads": 1, "dashboard": False}} for i in range(workers)},
+        silence_logs=logging.ERROR,
+        asynchronous=False,
+    )
 
 
 def make_executor(jobs: int | None = None, dask: str | None = None) -> Executor:

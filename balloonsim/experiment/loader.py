@@ -6,7 +6,9 @@ composes them, so none of those needs to import another to load a file.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,16 +25,13 @@ def load_experiment(path: str | Path, overrides: Iterable[str] = (), *, check_ru
     Raises `UserError`/`ConfigError` (exit code 2) naming the file line or key path.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such experiment file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_toml_text(path, "experiment file")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}:{_error_line(str(exc), text)}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML: nested too deeply") from None
     overrides = tuple(overrides)
     doc, set_paths = apply_overrides(doc, overrides)
     try:
@@ -44,6 +43,38 @@ def load_experiment(path: str | Path, overrides: Iterable[str] = (), *, check_ru
     except ConfigError as exc:
         raise _blame_override(exc, set_paths) from None
     return experiment
+
+
+MAX_FILE_BYTES = 16 << 20
+
+
+def read_toml_text(path: Path, what: str) -> str:
+    """The text of a TOML file the user named: a regular file (a FIFO or device would block or never end),
+    readable, UTF-8, of sane size; UserError naming the file otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path}: not a regular file; the {what} must be one")
+        if st.st_size > MAX_FILE_BYTES:
+            raise UserError(f"{path}: {st.st_size} bytes is too large for a {what} (at most {MAX_FILE_BYTES})")
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
 
 
 def _error_line(message: str, text: str) -> int:

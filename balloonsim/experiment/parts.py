@@ -1,25 +1,32 @@
 """Per-run tables (time series, events) staged as immutable Parquet parts, merged into one file at the end.
 
 A Parquet file cannot be appended to after a crash (its footer would be missing), so while a batch runs each
-flush writes a new part `<name>.parts/part-NNNNNN.parquet` (temporary name, fsync, rename: a part is whole or
-absent).  Parts are written *before* the rows of their runs are committed to runs.csv, so a committed run
-always has its table; on resume, parts are filtered to committed runs, which drops the tables of runs that
-will be retried.  `finalize` merges the previous final file (if any) and the parts into `<name>.parquet` or
-`<name>.csv` under a small journal, so a crash during the merge never loses or duplicates a run:
+flush writes a new part `<name>.parts/part-NNNNNN.parquet` (fresh temporary file, fsync, rename: a part is
+whole or absent).  Parts are written *before* the rows of their runs are committed to runs.csv, so a committed
+run always has its table; on resume, parts are filtered to committed runs, which drops the tables of runs that
+will be retried, and `row_counts` lets the store check that every committed run's rows are all there.
+`finalize` merges the previous final file (if any) and the parts into `<name>.parquet` or `<name>.csv` under a
+small journal, so a crash during the merge never loses or duplicates a run:
 
-1. write `<final>.tmp`;  2. write the journal `<name>.merge.json` naming the parts merged;
-3. `os.replace` the final file;  4. delete those parts;  5. delete the journal.
+1. write a fresh temporary file;  2. write the journal `<name>.merge.json` naming it and the parts merged;
+3. `os.replace` it onto the final file;  4. delete those parts;  5. delete the journal.
 
-Recovery: journal and `.tmp` both present -> the merge did not happen (drop both); journal alone -> it did
-(delete the parts it names).  Readers therefore see each run exactly once: in the final file, or during a
-batch through `iter_tables(committed)`, which filters parts to committed runs.
+Recovery: journal and its temporary file both present -> the merge did not happen (drop both); journal alone
+-> it did (delete the parts it names).  Readers therefore see each run exactly once: in the final file, or
+during a batch through `iter_tables(committed)`, which filters parts to committed runs.
+
+No link is followed: a `<name>.parts` or final file that is a symbolic link is refused, parts that are not
+regular files are ignored, and temporary files get fresh names.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -28,7 +35,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from balloonsim.experiment.csvlog import complete_lines, format_line, fsync_dir, parse_line, write_atomically
+from balloonsim.errors import UserError
+from balloonsim.experiment.csvlog import (
+    complete_lines,
+    format_line,
+    fsync_dir,
+    new_temporary,
+    open_fd,
+    open_text,
+    parse_line,
+    remove_temporaries,
+    write_atomically,
+)
 
 PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
@@ -48,6 +66,36 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _refuse_link(path: Path) -> None:
+    if _is_link(path):
+        raise UserError(f"{path} is a symbolic link; balloonsim does not follow links in a results directory")
+
+
+def _write_parquet(table: pa.Table, path: Path) -> Path:
+    """Write `table` to a fresh temporary file beside `path`, durably; returns its name."""
+    fd, tmp = new_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+class CorruptPart(Exception):
+    """A staged part that cannot be read (a disk or filesystem fault): its runs must be run again."""
+
+
 class PartDataset:
     """One kind of per-run table of a result directory, e.g. `timeseries` written as Parquet or CSV."""
 
@@ -60,14 +108,20 @@ class PartDataset:
         self.final = directory / f"{name}.{fmt}"
         self.parts_dir = directory / f"{name}.parts"
         self.journal = directory / f"{name}.merge.json"
-        self._next = None
+        self._next: int | None = None
 
     # ---- writing during a batch -------------------------------------------------------------------------
 
     def parts(self) -> list[Path]:
+        """The staged parts: regular files named part-NNNNNN.parquet (anything else is not ours)."""
+        _refuse_link(self.parts_dir)
         if not self.parts_dir.is_dir():
             return []
-        return sorted(p for p in self.parts_dir.iterdir() if PART_RE.match(p.name))
+        found = []
+        for entry in os.scandir(self.parts_dir):
+            if PART_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                found.append(Path(entry.path))
+        return sorted(found)
 
     def write_part(self, tables: list[pa.Table]) -> Path | None:
         """Durably write one part holding `tables` (one or more runs); None when there is nothing to write."""
@@ -75,51 +129,107 @@ class PartDataset:
         if not tables:
             return None
         if self._next is None:
-            self.parts_dir.mkdir(parents=True, exist_ok=True)
-            numbers = [int(PART_RE.match(p.name).group(1)) for p in self.parts()]
+            _refuse_link(self.parts_dir)
+            self.parts_dir.mkdir(exist_ok=True)
+            numbers = [int(PART_RE.match(p.name).group(1)) for p in self.parts()]  # type: ignore[union-attr]
             self._next = max(numbers, default=-1) + 1
         path = self.parts_dir / f"part-{self._next:06d}.parquet"
         self._next += 1
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(concat(tables), tmp)
-        fsync_dir(tmp)
+        tmp = _write_parquet(concat(tables), path)
         os.replace(tmp, path)
         fsync_dir(self.parts_dir)
         return path
 
     # ---- recovery ------------------------------------------------------------------------------------------
 
-    def recover(self, committed: set[str]) -> None:
-        """Undo what a crash left half done; keep only the tables of committed runs."""
-        tmp = self.final.with_name(self.final.name + ".tmp")
-        if self.journal.exists():
-            if tmp.exists():
-                tmp.unlink()
+    def recover_merge(self) -> None:
+        """Finish or undo a merge a crash interrupted; remove temporary files."""
+        _refuse_link(self.final)
+        if os.path.lexists(self.journal):
+            try:
+                with open_text(self.journal) as handle:
+                    journal = json.load(handle)
+                merged, tmp = list(journal["parts"]), journal.get("tmp", self.final.name + ".tmp")
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                raise UserError(f"{self.journal}: unreadable ({exc}); use --force to start over") from None
+            if os.path.lexists(self.directory / Path(str(tmp)).name):
+                pass  # the merge did not happen: the temporary file goes below, the parts stay
             else:
-                merged = json.loads(self.journal.read_text())["parts"]
                 for name in merged:
-                    (self.parts_dir / name).unlink(missing_ok=True)
+                    (self.parts_dir / Path(name).name).unlink(missing_ok=True)
             self.journal.unlink()
-        elif tmp.exists():
-            tmp.unlink()
-        if self.parts_dir.is_dir():
-            for stale in self.parts_dir.glob("*.tmp"):
-                stale.unlink()
+        remove_temporaries(self.directory, [self.final.name])
+        if self.parts_dir.is_dir() and not _is_link(self.parts_dir):
+            for entry in os.scandir(self.parts_dir):
+                if entry.name.endswith(".tmp"):
+                    os.unlink(entry.path)
+
+    def row_counts(self) -> collections.Counter[str]:
+        """Rows per run id in the final file and the parts. A part that cannot be read is deleted (its runs
+        are then incomplete and run again); an unreadable final file is an error."""
+        counts: collections.Counter[str] = collections.Counter()
+        if os.path.lexists(self.final):
+            try:
+                counts.update(self._ids(self.final, final=True))
+            except CorruptPart as exc:
+                raise UserError(f"{self.final}: cannot be read ({exc}); use --force to start over") from None
         for part in self.parts():
-            ids = pq.read_table(part, columns=["run_id"]).column("run_id")
-            keep = pc.is_in(ids, value_set=pa.array(sorted(committed), pa.string()))
+            try:
+                counts.update(self._ids(part))
+            except CorruptPart:
+                part.unlink()
+        return counts
+
+    def _ids(self, path: Path, final: bool = False) -> list[str]:
+        try:
+            if final and self.format == "csv":
+                table = pacsv.read_csv(
+                    path, convert_options=pacsv.ConvertOptions(include_columns=["run_id"], column_types=_ID_TYPES)
+                )
+            else:
+                table = pq.read_table(path, columns=["run_id"])
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise CorruptPart(str(exc).strip()[:200]) from None
+        return [str(v) for v in table.column("run_id").to_pylist()]
+
+    def recover(self, committed: set[str]) -> None:
+        """Keep only the tables of committed runs, in the parts and the final file."""
+        ids = pa.array(sorted(committed), pa.string())
+        for part in self.parts():
+            keep = pc.is_in(pq.read_table(part, columns=["run_id"]).column("run_id"), value_set=ids)
             if pc.all(keep).as_py():
                 continue
             if not pc.any(keep).as_py():
                 part.unlink()
                 continue
-            table = pq.read_table(part).filter(keep)
-            staged = part.with_name(part.name + ".tmp")
-            pq.write_table(table, staged)
-            fsync_dir(staged)
-            os.replace(staged, part)
+            tmp = _write_parquet(pq.read_table(part).filter(keep), part)
+            os.replace(tmp, part)
         if self.parts_dir.is_dir():
             fsync_dir(self.parts_dir)
+        if os.path.lexists(self.final) and set(self._ids(self.final, final=True)) - committed:
+            self._filter_final(committed)
+
+    def _filter_final(self, committed: set[str]) -> None:
+        """Drop the rows of runs no longer committed from the final file (rare: a run found incomplete)."""
+        ids = pa.array(sorted(committed), pa.string())
+        if self.format == "parquet":
+            table = pq.read_table(self.final)
+            tmp = _write_parquet(table.filter(pc.is_in(table.column("run_id"), value_set=ids)), self.final)
+            os.replace(tmp, self.final)
+        else:
+            header = None
+
+            def kept() -> Iterator[str]:
+                nonlocal header
+                for number, line in enumerate(complete_lines(self.final)):
+                    if number == 0:
+                        header = parse_line(line)
+                        yield line
+                    elif parse_line(line)[header.index("run_id")] in committed:  # type: ignore[union-attr]
+                        yield line
+
+            write_atomically(self.final, kept())
+        fsync_dir(self.directory)
 
     # ---- the final file ------------------------------------------------------------------------------------
 
@@ -128,33 +238,42 @@ class PartDataset:
         parts = self.parts()
         if not parts:
             if self.parts_dir.is_dir():
-                self.parts_dir.rmdir()
+                with contextlib.suppress(OSError):
+                    self.parts_dir.rmdir()
             return
-        tmp = self.final.with_name(self.final.name + ".tmp")
-        if self.format == "parquet":
-            self._merge_parquet(parts, tmp)
-        else:
-            self._merge_csv(parts, tmp)
-        fsync_dir(tmp)
-        write_atomically(self.journal, [json.dumps({"parts": [p.name for p in parts]})])
+        _refuse_link(self.final)
+        fd, tmp = new_temporary(self.final)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if self.format == "parquet":
+                    self._merge_parquet(parts, handle)
+                else:
+                    self._merge_csv(parts, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            write_atomically(self.journal, [json.dumps({"parts": [p.name for p in parts], "tmp": tmp.name})])
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, self.final)
         fsync_dir(self.directory)
         for part in parts:
             part.unlink()
-        if not any(self.parts_dir.iterdir()):
+        with contextlib.suppress(OSError):
             self.parts_dir.rmdir()
         self.journal.unlink()
+        fsync_dir(self.directory)
 
-    def _merge_parquet(self, parts: list[Path], tmp: Path) -> None:
+    def _merge_parquet(self, parts: list[Path], handle) -> None:
         sources = ([self.final] if self.final.exists() else []) + parts
         schema = pa.unify_schemas([pq.read_schema(p) for p in sources], promote_options="permissive")
         schema = schema.remove_metadata()
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with pq.ParquetWriter(handle, schema) as writer:
             for source in sources:
                 for batch in pq.ParquetFile(source).iter_batches():
                     writer.write_table(conform(pa.Table.from_batches([batch]), schema))
 
-    def _merge_csv(self, parts: list[Path], tmp: Path) -> None:
+    def _merge_csv(self, parts: list[Path], handle) -> None:
         old_header = None
         if self.final.exists():
             first = next(complete_lines(self.final), None)
@@ -166,16 +285,15 @@ class PartDataset:
         padding = "," * (len(columns) - len(old_header or []))
         target = pa.unify_schemas(schemas, promote_options="permissive")
         target = pa.schema([target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns])
-        with open(tmp, "wb") as handle:
-            handle.write(format_line(columns).encode())
-            if old_header is not None:
-                for number, line in enumerate(complete_lines(self.final)):
-                    if number:
-                        handle.write((line[:-1] + padding + "\n").encode())
-            options = pacsv.WriteOptions(include_header=False)
-            for part in parts:
-                for batch in pq.ParquetFile(part).iter_batches():
-                    pacsv.write_csv(conform(pa.Table.from_batches([batch]), target), handle, options)
+        handle.write(format_line(columns).encode())
+        if old_header is not None:
+            for number, line in enumerate(complete_lines(self.final)):
+                if number:
+                    handle.write((line[:-1] + padding + "\n").encode())
+        options = pacsv.WriteOptions(include_header=False)
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches():
+                pacsv.write_csv(conform(pa.Table.from_batches([batch]), target), handle, options)
 
     # ---- reading -------------------------------------------------------------------------------------------
 
@@ -184,13 +302,13 @@ class PartDataset:
 
     def iter_tables(self, committed: set[str] | None = None) -> Iterator[pa.Table]:
         """The final file and parts as Arrow tables, filtered to `committed` runs when given."""
-        if self.final.exists():
+        tables: list[pa.Table] = []
+        if self.final.exists() and not _is_link(self.final):
             if self.format == "parquet":
-                tables = [pq.read_table(self.final)]
+                tables.append(pq.read_table(self.final))
             else:
-                tables = [pacsv.read_csv(self.final, convert_options=_csv_strings_for_ids())]
-        else:
-            tables = []
+                with open(open_fd(self.final, os.O_RDONLY), "rb") as handle:
+                    tables.append(pacsv.read_csv(handle, convert_options=_csv_strings_for_ids()))
         tables += [pq.read_table(p) for p in self.parts()]
         for table in tables:
             if committed is not None:
@@ -198,21 +316,11 @@ class PartDataset:
             yield table
 
 
+_ID_TYPES = {"run_id": pa.string()}
+
+
 def _csv_strings_for_ids() -> pacsv.ConvertOptions:
-    return pacsv.ConvertOptions(column_types={"run_id": pa.string()})
+    return pacsv.ConvertOptions(column_types=_ID_TYPES)
 
 
-def remove_all(directory: Path, name: str) -> None:
-    """Delete every file of dataset `name` in `directory` (for --force)."""
-    for fmt in FORMATS:
-        for suffix in ("", ".tmp"):
-            (directory / f"{name}.{fmt}{suffix}").unlink(missing_ok=True)
-    (directory / f"{name}.merge.json").unlink(missing_ok=True)
-    parts = directory / f"{name}.parts"
-    if parts.is_dir():
-        for p in parts.iterdir():
-            p.unlink()
-        parts.rmdir()
-
-
-__all__ = ["PartDataset", "concat", "conform", "remove_all", "write_atomically"]
+__all__ = ["CorruptPart", "PartDataset", "concat", "conform", "write_atomically"]

@@ -36,18 +36,22 @@ def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
         lines.append(f"factors: {shown}; design {exp.design}{detail}")
     lines.append(f"results: {out_dir}")
     meta = read_metadata(out_dir)
+    basis = None
     if meta is not None:
         try:
-            check_target(out_dir, exp, _recorded_options(meta), force=False)
+            target = check_target(out_dir, exp, _recorded_options(meta), force=False)
             done = len(ok_run_ids(out_dir))
+            basis = target.basis
+            if target.grown:
+                lines.append("  the experiment extends the one there (more replications or levels)")
             lines.append(f"  {done} runs already done there; {total - done} would run")
         except Exception as exc:  # noqa: BLE001 - a refusal is information here, not an error
             lines.append(f"  would be refused: {exc}")
-    header = ["#", "run_id", "index", "rep", "seed", *exp.factors]
+    header = ["#", "run_id", "point", "rep", "seed", *exp.factors]
     rows = [
         [str(n), spec.run_id, str(spec.index), str(spec.replicate), str(spec.seed)]
         + [_cell(spec.factors[name]) for name in exp.factors]
-        for n, spec in enumerate(itertools.islice(iter_runs(exp), limit))
+        for n, spec in enumerate(itertools.islice(iter_runs(exp, basis), limit))
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines.append("")

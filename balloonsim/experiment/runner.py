@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balloonsim.experiment.design import RunSpec, count_points, iter_runs
+from balloonsim.experiment.design import RunSpec, count_points
 from balloonsim.experiment.executors import Executor, make_executor
 from balloonsim.experiment.loader import load_experiment
 from balloonsim.experiment.overrides import apply_overrides
 from balloonsim.experiment.spec import Experiment, experiment_from_dict
-from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target
+from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target, finished
 from balloonsim.experiment.validation import validate_runs
 from balloonsim.experiment.worker import RunFn, RunOutcome, error_text, execute_run
 
@@ -40,17 +40,23 @@ class BatchSummary:
     executor: str
     status: str
     errors: list[tuple[str, str]] = field(default_factory=list)
+    unchanged: bool = False  # everything was done already: nothing ran, nothing was written
+    repaired: int = 0  # runs recorded ok but found incomplete on disk, run again
 
     @property
     def pending(self) -> int:
         return self.total - self.ok - self.failed
 
     def text(self) -> str:
+        if self.unchanged:
+            return f"{self.experiment}: all {self.total} runs are done already in {self.out_dir}; nothing changed"
         lines = [
             f"{self.experiment}: {self.total} runs: {self.ok} ok ({self.skipped} done before), "
             f"{self.failed} failed, {self.pending} not run; {self.ran} ran in {self.wall_time_s:.1f} s "
             f"on {self.executor} -> {self.out_dir}"
         ]
+        if self.repaired:
+            lines.append(f"  {self.repaired} runs recorded before were incomplete on disk and ran again")
         for rid, error in self.errors:
             lines.append(f"  failed {rid}: {error}")
         if self.failed > len(self.errors):
@@ -103,8 +109,10 @@ def run_experiment(
     exp = resolve_experiment(source, overrides, check_runs=run_fn is None if check_runs is None else check_runs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(exp)
     options = StoreOptions(timeseries=timeseries, events=events)
-    check_target(out, exp, options, force)
     total = count_points(exp) * exp.replications
+    if not force and finished(out, exp, options):
+        return BatchSummary(exp.name, out, total, total, 0, total, 0, 0.0, "", "complete", unchanged=True)
+    check_target(out, exp, options, force)
     with make_executor(jobs, dask) as executor:
         store = ResultStore.open(out, exp, options, force=force, executor=executor.description, policy=flush)
         return _run_batch(exp, store, executor, total, run_fn, quiet)
@@ -116,7 +124,7 @@ def _run_batch(
     from balloonsim.experiment.progress import Progress
 
     skipped = len(store.done)
-    todo = (spec for spec in iter_runs(exp) if spec.run_id not in store.done)
+    todo = (spec for spec in store.iter_runs() if spec.run_id not in store.done)
     progress = Progress(total, skipped, exp.name, quiet)
     errors: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -145,6 +153,7 @@ def _run_batch(
         executor=executor.description,
         status=status,
         errors=errors,
+        repaired=store.repaired,
     )
 
 

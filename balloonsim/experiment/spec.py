@@ -14,14 +14,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from balloonsim.errors import ConfigError
+from balloonsim.errors import ConfigError, show, validation_message
 from balloonsim.experiment.keypaths import canonical_json, digest, join, suggest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # Keys of a run configuration that an experiment must not set per run: the runner owns them.
 RESERVED_RUN_KEYS = {"seed": "each run's seed derives from the experiment's master `seed`; use `replications`"}
 # runs.csv columns the runner writes before the factor columns.
-RESULT_COLUMNS = ("run_id", "index", "replicate", "seed", "status", "error")
+RESULT_COLUMNS = ("run_id", "replicate", "seed", "status", "error")
+# The name becomes a directory: one path component, well below NAME_MAX (255) with room for suffixes.
+MAX_NAME_LENGTH = 100
 
 
 class Experiment(BaseModel):
@@ -29,7 +31,7 @@ class Experiment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
     factors: dict[str, list[Any]] = Field(default_factory=dict)
@@ -42,6 +44,7 @@ class Experiment(BaseModel):
     _source_text: str | None = PrivateAttr(None)
     _source_path: str | None = PrivateAttr(None)
     _overrides: tuple[str, ...] = PrivateAttr(())
+    _normalized: dict[str, list[Any]] | None = PrivateAttr(None)
 
     @property
     def source_text(self) -> str | None:
@@ -56,6 +59,11 @@ class Experiment(BaseModel):
     def overrides(self) -> tuple[str, ...]:
         """The `--set key=value` texts applied on top of the file."""
         return self._overrides
+
+    @property
+    def normalized_levels(self) -> dict[str, list[Any]] | None:
+        """Per factor, each level as the model reads it (sizes in bytes...), once the runs were validated."""
+        return self._normalized
 
     @property
     def source_sha256(self) -> str | None:
@@ -154,16 +162,14 @@ def _config_error(exc: ValidationError) -> ConfigError:
     elif kind == "string_pattern_mismatch" and loc == ("name",):
         message = f"{value!r} is not a usable name: use letters, digits, '.', '_' and '-' (it names a directory)"
     else:
-        text = first["msg"]
-        message = f"{text[0].lower()}{text[1:]} (got {_show(value)})"
+        message = validation_message(first)
     if len(errors) > 1:
         message += f" [and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}]"
     return ConfigError(path, message)
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value)
 
 
 def _check_structure(exp: Experiment) -> None:

@@ -8,11 +8,20 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# numpy's ziggurat samplers draw their tails as r - log1p(-u) with u a 53-bit uniform, so the largest values
+# they can return are r + 36.74 / r = 13.7 for the standard normal (r 3.654) and 7.70 + 36.74 = 44.4 for the
+# standard exponential. Every draw is bounded with these, so a parameter that could overflow a float or
+# stall a run (lognormal sigma = 1000) is refused up front.
+Z_MAX = 14.0
+EXP_MAX = 45.0
+# Delays and sizes beyond this are a typo, not a model: 1e15 is 31 million years in seconds, 888 TiB in bytes.
+MAX_DRAW = 1e15
+
 
 class Dist(BaseModel):
     """A non-negative random variable: fixed, exponential, lognormal or uniform."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     dist: Literal["fixed", "exponential", "lognormal", "uniform"] = "fixed"
     value: float | None = Field(None, ge=0)  # fixed
     mean: float | None = Field(None, ge=0)  # exponential
@@ -38,7 +47,24 @@ class Dist(BaseModel):
             raise ValueError(f"{self.dist} needs {', '.join(missing)}")
         if self.dist == "uniform" and self.high < self.low:
             raise ValueError("uniform: high < low")
+        largest = self.largest_draw()
+        if not largest <= MAX_DRAW:
+            raise ValueError(
+                f"{self.dist} with these parameters can draw {largest:.3g}, more than {MAX_DRAW:g}"
+                + (": lower sigma" if self.dist == "lognormal" else "")
+            )
         return self
+
+    def largest_draw(self) -> float:
+        """An upper bound of every value `sample` can return (inf when it could overflow)."""
+        if self.dist == "fixed":
+            return float(self.value)
+        if self.dist == "exponential":
+            return float(self.mean) * EXP_MAX
+        if self.dist == "lognormal":
+            exponent = math.log(self.median) + self.sigma * Z_MAX
+            return math.exp(exponent) if exponent < 709 else math.inf
+        return float(self.high)
 
     def sample(self, rng: np.random.Generator) -> float:
         if self.dist == "fixed":

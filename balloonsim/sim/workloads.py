@@ -13,11 +13,17 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from balloonsim.errors import TraceError
+from balloonsim.errors import ConfigError, TraceError
 from balloonsim.plugin import Plugin, World
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
-from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
+from balloonsim.units import PAGE_SHIFT, format_size, parse_duration, parse_size
+
+# Bounds that keep a run finite in time and memory whatever is typed: the loop runs once per tick, and demand
+# is met by tasks of `task_size` (a `1P` typo for `1G` would otherwise mean four million tasks per tick).
+MAX_TICKS_PER_RUN = 10_000_000
+MAX_TASKS = 65_536
+DEMAND_KEYS = ("size", "start_size", "end_size", "base", "burst")
 
 
 class WorkloadParams(BaseModel):
@@ -46,6 +52,31 @@ class Workload(Plugin):
         self._blocked_until = 0.0
         self._last_want = -1
         self._settled = False  # demand met and every task faulted in: nothing to do until demand moves
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Refuse a tick or a demand that would make the run endless or absurd, naming the key."""
+        ticks = self.sim.scenario.duration / self.p.tick
+        if ticks > MAX_TICKS_PER_RUN:
+            raise ConfigError(
+                "workload.tick",
+                f"{self.p.tick:g} s over a duration of {self.sim.scenario.duration:g} s is {ticks:.3g} steps; "
+                f"at most {MAX_TICKS_PER_RUN:,} per run",
+            )
+        limit = self.sim.guest.max_pfn << PAGE_SHIFT
+        for key in DEMAND_KEYS:
+            value = getattr(self.p, key, None)
+            if isinstance(value, int) and value > limit:
+                raise ConfigError(
+                    f"workload.{key}",
+                    f"{format_size(value)} is more than the guest can ever hold (guest.max_addr {format_size(limit)})",
+                )
+            if isinstance(value, int) and value // max(self.p.task_size, 1) > MAX_TASKS:
+                raise ConfigError(
+                    "workload.task_size",
+                    f"{format_size(self.p.task_size)} tasks would need more than {MAX_TASKS:,} of them for "
+                    f"workload.{key} = {format_size(value)}",
+                )
 
     def demand(self, t: float) -> int:
         raise NotImplementedError
@@ -198,7 +229,7 @@ class RandomTasksParams(WorkloadParams):
     size: Dist = Field(default_factory=lambda: Dist(dist="lognormal", median=512 << 20, sigma=0.8))
     lifetime: Dist = Field(default_factory=lambda: Dist(dist="exponential", mean=300))
     restart: bool = True
-    max_tasks: int = Field(64, ge=1)
+    max_tasks: int = Field(64, ge=1, le=MAX_TASKS)
 
 
 class RandomTasks(Workload):
@@ -265,28 +296,37 @@ class TraceParams(WorkloadParams):
 def load_trace(path: str) -> list[tuple[float, int]]:
     """CSV rows `time,bytes` (header optional; sizes may be `2G`); times must not decrease."""
     points: list[tuple[float, int]] = []
-    with open(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().startswith("#"):
-                continue
-            if lineno == 1 and row[0].strip().lower() in ("time", "t", "time_s"):
-                continue
-            if len(row) != 2:
-                raise TraceError(path, lineno, f"expected 2 columns (time, bytes), got {len(row)}")
-            try:
-                t = parse_duration(row[0].strip())
-            except ValueError as exc:
-                raise TraceError(path, lineno, f"bad time {row[0]!r}: {exc}") from None
-            try:
-                b = parse_size(row[1].strip())
-            except ValueError as exc:
-                raise TraceError(path, lineno, f"bad size {row[1]!r}: {exc}") from None
-            if points and t < points[-1][0]:
-                raise TraceError(path, lineno, f"time {t} goes backwards (previous {points[-1][0]})")
-            points.append((t, b))
+    lineno = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), start=1):
+                _trace_row(path, lineno, row, points)
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise TraceError(path, lineno + 1, f"cannot read: {exc}") from None
     if not points:
         raise TraceError(path, 1, "no data rows")
     return points
+
+
+def _trace_row(path: str, lineno: int, row: list[str], points: list[tuple[float, int]]) -> None:
+    """Check one row of a trace and append its point."""
+    if not row or row[0].strip().startswith("#"):
+        return
+    if lineno == 1 and row[0].strip().lower() in ("time", "t", "time_s"):
+        return
+    if len(row) != 2:
+        raise TraceError(path, lineno, f"expected 2 columns (time, bytes), got {len(row)}")
+    try:
+        t = parse_duration(row[0].strip())
+    except ValueError as exc:
+        raise TraceError(path, lineno, f"bad time {row[0]!r}: {exc}") from None
+    try:
+        b = parse_size(row[1].strip())
+    except ValueError as exc:
+        raise TraceError(path, lineno, f"bad size {row[1]!r}: {exc}") from None
+    if points and t < points[-1][0]:
+        raise TraceError(path, lineno, f"time {t} goes backwards (previous {points[-1][0]})")
+    points.append((t, b))
 
 
 class TraceReplay(Workload):
@@ -298,6 +338,13 @@ class TraceReplay(Workload):
     def __init__(self, sim: World, params: WorkloadParams) -> None:
         super().__init__(sim, params)
         self.points = load_trace(self.p.path)
+        peak = max(b for _, b in self.points)
+        if peak > self.sim.guest.max_pfn << PAGE_SHIFT:
+            raise ConfigError(
+                "workload.path",
+                f"{self.p.path}: demand {format_size(peak)} is more than the guest can ever hold "
+                f"(guest.max_addr {format_size(self.sim.guest.max_pfn << PAGE_SHIFT)})",
+            )
         self._i = 0
         self._period = self.points[-1][0] or 1.0
 

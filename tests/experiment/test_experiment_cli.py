@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from click.testing import CliRunner
 from experiment_fakes import fake_run, flaky_run
 
 from balloonsim.cli import cli
+from balloonsim.errors import UserError
 from balloonsim.experiment import worker
 from balloonsim.experiment.cli import run as run_command
 
@@ -29,13 +33,30 @@ def header(path: Path, key: str) -> list[str]:
     return [line[len(prefix) :] for line in path.read_text().splitlines() if line.startswith(prefix)]
 
 
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: bad input must be refused up front, in well under this."""
+
+    def expired(signum, frame):
+        raise AssertionError(f"still running after {seconds} s: bad input must be refused, not run")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_experiment_is_rejected_with_its_message(path, tmp_path, monkeypatch):
     (expected,) = header(path, "expect")
     args = [arg for line in header(path, "args") for arg in shlex.split(line)]
     monkeypatch.chdir(tmp_path)  # the default results/<name> would land here
     out = tmp_path / "out"
-    result = invoke(str(path), "--out", str(out), *args)
+    with deadline(30):
+        result = invoke(str(path), "--out", str(out), *args)
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -106,7 +127,7 @@ def test_dry_run_prints_the_design_and_writes_nothing(tmp_path, monkeypatch):
     assert "results: results/small" in text
     assert "... 8 more runs" in text
     table = text.split("\n\n", 1)[1].splitlines()
-    assert table[0].split() == ["#", "run_id", "index", "rep", "seed", "memmap.strategy", "onlining.delay"]
+    assert table[0].split() == ["#", "run_id", "point", "rep", "seed", "memmap.strategy", "onlining.delay"]
     assert table[1].split()[2:] == ["0", "0", table[1].split()[4], "kmalloc", "0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.toml"]
 
@@ -170,3 +191,68 @@ def test_refuses_a_different_experiment_with_exit_2(tmp_path, monkeypatch):
     assert "holds results of a different experiment" in refused.stderr
     forced = invoke(str(path), "--out", str(out), "--jobs", "1", "--no-report", "--force")
     assert forced.exit_code == 0
+
+
+def _refused(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("balloonsim: error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def test_experiment_file_must_be_a_regular_readable_utf8_file(tmp_path):
+    fifo = tmp_path / "exp.toml"
+    os.mkfifo(fifo)
+    with deadline(10):  # reading a FIFO would block for ever
+        _refused(invoke(str(fifo), "--out", str(tmp_path / "o")), "not a regular file")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'name = "caf\xe9"\n')
+    _refused(invoke(str(latin), "--out", str(tmp_path / "o")), "not UTF-8 text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml", "latin.toml"]
+
+
+def test_results_paths_that_cannot_be_a_directory_are_refused_in_words(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('name = "g"\n[base]\ndriver.name = "xen"\n')
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cases = {
+        str(afile / "below"): "a part of the path is a file, not a directory",
+        str(afile): "exists and is not a directory",
+        str(tmp_path / "dangling"): "a symbolic link that leads nowhere",
+        str(tmp_path / "loop"): "a symbolic link that leads nowhere (or into a loop)",
+        str(tmp_path / ("x" * 300)): "a name is too long",
+    }
+    for out, fragment in cases.items():
+        with deadline(30):
+            _refused(invoke(str(good), "--out", out, "--jobs", "1"), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only directory")
+def test_a_read_only_parent_is_refused(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('name = "g"\n[base]\ndriver.name = "xen"\n')
+    parent = tmp_path / "ro"
+    parent.mkdir(mode=0o555)
+    _refused(invoke(str(good), "--out", str(parent / "out")), "is not writable")
+
+
+def test_analyze_refuses_a_batch_that_is_still_running(tmp_path):
+    import fcntl
+
+    from balloonsim.experiment.store import check_not_running
+
+    (tmp_path / ".lock").touch()
+    fd = os.open(tmp_path / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(UserError, match="still being written"):
+            check_not_running(tmp_path)
+    finally:
+        os.close(fd)
+    check_not_running(tmp_path)

@@ -163,8 +163,8 @@ def test_expansion_properties(sizes, replications, master):
             "factors.status: cannot be a factor: 'status' is a column of runs.csv",
         ),
         ({"replicatons": 2}, "replicatons: unknown key 'replicatons' (did you mean 'replications'?)"),
-        ({"replications": 0}, "replications: input should be greater than or equal to 1"),
-        ({"replications": "2"}, "replications: input should be a valid integer (got '2')"),
+        ({"replications": 0}, "replications: must be at least 1 (got 0)"),
+        ({"replications": "2"}, "replications: expected a whole number (got '2')"),
     ],
 )
 def test_structural_errors_name_the_key(doc, fragment):

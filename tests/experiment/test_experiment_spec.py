@@ -107,7 +107,7 @@ def test_overrides(tmp_path):
         ("replications", "expected KEY=VALUE"),
         (
             "replications=two",
-            "replications: input should be a valid integer (got 'two') (from --set replications=two)",
+            "replications: expected a whole number (got 'two') (from --set replications=two)",
         ),
         ("base.duration.x=1", "--set base.duration.x: base.duration is a value, not a table"),
     ],

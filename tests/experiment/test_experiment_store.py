@@ -13,14 +13,13 @@ from experiment_fakes import CALLS, counting_run, fake_run, flaky_run
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import load_results, load_timeseries, run_experiment
-from balloonsim.experiment.csvlog import CsvLog, format_line, recover
+from balloonsim.experiment.csvlog import CsvLog, format_line, recover, rewrite_rows
 from balloonsim.experiment.design import iter_runs
 from balloonsim.experiment.parts import PartDataset
 from balloonsim.experiment.spec import experiment_from_dict
 from balloonsim.experiment.store import (
     ResultStore,
     StoreOptions,
-    canonicalize_columns,
     metric_order,
     ok_run_ids,
 )
@@ -102,7 +101,6 @@ def test_batch_writes_every_file(tmp_path):
     runs = load_results(out)
     assert list(runs.columns) == [
         "run_id",
-        "index",
         "replicate",
         "seed",
         "status",
@@ -128,7 +126,8 @@ def test_batch_writes_every_file(tmp_path):
     assert meta["environment"]["packages"]["pandas"] == pd.__version__
     assert meta["executor"] == "in-process (1 worker)"
     timing = pd.read_csv(out / "timing.csv")
-    assert list(timing.columns) == ["run_id", "wall_time_s", "worker"] and len(timing) == 6
+    assert list(timing.columns) == ["run_id", "wall_time_s", "worker", "timeseries_rows", "events_rows"]
+    assert len(timing) == 6 and (timing["timeseries_rows"] == 5).all() and (timing["events_rows"] == 2).all()
 
 
 def test_failed_runs_are_recorded_and_retried_on_resume(tmp_path):
@@ -226,6 +225,7 @@ def test_parts_of_uncommitted_runs_are_dropped_on_recover(tmp_path):
     data.write_part([_table("a"), _table("b")])
     data.write_part([_table("c")])
     (data.parts_dir / "part-000002.parquet.tmp").write_bytes(b"torn")
+    data.recover_merge()
     data.recover({"a", "x"})
     assert [p.name for p in data.parts()] == ["part-000000.parquet"]
     assert not list(data.parts_dir.glob("*.tmp"))
@@ -265,6 +265,7 @@ def test_crash_during_finalize_never_loses_or_duplicates(tmp_path, stage):
         pq.write_table(pa.concat_tables([_table("a"), _table("b")]), tmp_path / "timeseries.parquet")
         data.journal.write_text(json.dumps({"parts": [part.name]}))
     data = PartDataset(tmp_path, "timeseries")
+    data.recover_merge()
     data.recover({"a", "b"})
     data.finalize()
     counts = pd.read_parquet(tmp_path / "timeseries.parquet").groupby("run_id").size().to_dict()
@@ -283,8 +284,9 @@ def test_store_resume_after_crash_between_part_and_rows(tmp_path):
     store.flush()
     for spec in specs[2:4]:
         store.add(spec, execute_run(spec, fake_run))
-    store.timeseries.write_part(store._pending.timeseries)  # the crash comes right after the part
-    store._timing.append(store._pending.timing)
+    entries = store._pending.entries
+    store.timeseries.write_part([e.timeseries for e in entries])  # the crash comes right after the part
+    store._timing.append([e.timing for e in entries])
     with open(out / "runs.csv", "a") as handle:
         handle.write(specs[2].run_id + ",0,0,12")  # and a torn row
     os.close(store._lock)  # the process dies: its lock goes with it
@@ -329,12 +331,12 @@ def test_metric_columns_that_vary_get_a_canonical_order(tmp_path):
     out = tmp_path / "out"
     run(exp, out)
     header = (out / "runs.csv").read_text().splitlines()[0].split(",")
-    assert header[6:] == ["fake.extra_metric", "score", "blocks", "oom", "label", "extra"]
+    assert header[5:] == ["fake.extra_metric", "score", "blocks", "oom", "label", "extra"]
 
     path = tmp_path / "r.csv"
-    path.write_text("run_id,index,replicate,seed,status,error,z,a\nx,1,0,1,ok,,1,\ny,0,0,2,ok,,,2\n")
-    canonicalize_columns(path, 6, [["z"], ["a"]])
-    assert path.read_text() == "run_id,index,replicate,seed,status,error,a,z\nx,1,0,1,ok,,,1\ny,0,0,2,ok,,2,\n"
+    path.write_text("run_id,replicate,seed,status,error,z,a\nx,0,1,ok,,1,\ny,0,2,ok,,,2\n")
+    rewrite_rows(path, ["run_id", "replicate", "seed", "status", "error", "a", "z"], ["y", "x"])
+    assert path.read_text() == "run_id,replicate,seed,status,error,a,z\ny,0,2,ok,,2,\nx,0,1,ok,,,1\n"
 
 
 def test_metric_order_does_not_depend_on_completion_order():
@@ -354,7 +356,7 @@ def test_metric_named_like_a_fixed_column_is_prefixed(tmp_path):
         return result
 
     summary = run(exp, tmp_path / "out", run_fn=clash)
-    assert list(load_results(summary.out_dir).columns)[6:] == ["a", "metric.seed", "metric.a", "ok"]
+    assert list(load_results(summary.out_dir).columns)[5:] == ["a", "metric.seed", "metric.a", "ok"]
 
 
 def test_a_second_writer_is_refused_while_a_batch_holds_the_directory(tmp_path):

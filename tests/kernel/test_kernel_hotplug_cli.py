@@ -119,7 +119,7 @@ def test_unknown_strategy(run, name, suggestion):
 def test_other_user_errors(run, args, key):
     r = run(*args)
     assert r.exit_code == 2
-    assert f"error: {key}" in _err(r)
+    assert f"error: --{key}: " in _err(r)  # named as the user typed it
 
 
 def test_run_hotplug_api():
