@@ -55,7 +55,7 @@ FUNCTIONS = [
     ("memory", "allocate"),
     ("memory", "exit"),
     ("memory", "read_files"),
-    ("memory", "account_stall"),
+    ("memory", "account"),
     ("guest.alloc", "kswapd"),
     ("guest.alloc", "alloc"),
     ("guest.alloc", "total"),

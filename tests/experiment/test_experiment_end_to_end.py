@@ -77,7 +77,7 @@ def test_jobs_1_jobs_2_and_dask_write_identical_runs_csv(tmp_path):
     expected = sorted(spec.run_id for spec in iter_runs(load_experiment(SMALL)))
     runs = load_results(outs["jobs1"])
     assert sorted(runs["run_id"]) == expected and (runs["status"] == "ok").all()
-    assert {"oom_kills", "stall_fraction", "guest_crashed"} <= set(runs.columns)
+    assert {"oom_kills", "psi_some_fraction", "guest_crashed"} <= set(runs.columns)
 
     series = {name: load_timeseries(out).sort_values(["run_id", "t"], ignore_index=True) for name, out in outs.items()}
     pd.testing.assert_frame_equal(series["jobs1"], series["jobs2"])
