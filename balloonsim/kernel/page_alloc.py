@@ -233,7 +233,7 @@ class PageAllocator:
         if deficit and self.on_pressure is not None:
             hook, self.on_pressure = self.on_pressure, None
             hook()
-        swap = self.swap.free > 0
+        swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
         for nid, want in deficit.items():
             node_zones = sorted(
                 (z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))), key=lambda z: -z.pagecache

@@ -72,7 +72,10 @@ class SwapDevice:
 
     def writable(self, pages: int) -> int:
         """How many of `pages` can be swapped out now: free slots and the device's budget allow."""
-        return max(0, min(pages, self.free, int(self.budget)))
+        n = min(pages, self.free)
+        if self.clock is not None:
+            n = min(n, int(self.budget))
+        return max(0, n)
 
     def write(self, pages: int) -> None:
         """`pages` anon pages go to free slots (writable() said they may)."""

@@ -39,10 +39,7 @@ class Task:
     oom_score_adj: int = 0  # -1000: never killed (like systemd-udevd)
     on_kill: Callable[[Task], None] | None = None  # for owners that restart it
     busy: bool = True  # always runnable (a worker); False: sleeps (an agent): touches nothing, not in PSI
-    reclaim_s: float = 0.0  # direct reclaim time charged since the last tick
-    wait_s: float = 0.0  # swap-in wait charged since the last tick
-    debt_reclaim: float = 0.0  # stall time beyond the last tick, carried into the next
-    debt_wait: float = 0.0
+    wait_s: float = 0.0  # swap-in wait in the current tick
     # the rest of the tick is a stall: "reclaim" when an allocation found nothing to reclaim and nobody to kill (it
     # loops in the allocator), "wait" when it waits for swap writeback (reclaim_throttle())
     blocked: str | None = None
@@ -98,7 +95,7 @@ class UserMemory:
         self._rate_t = 0.0
         self._kswapd_seen = 0  # pswpout_kswapd at the last account()
         self._direct_seen = 0
-        self._direct_claimed = 0  # direct-reclaim writes charged to tasks since the last account()
+        self._direct_claimed = 0  # direct-reclaim writes by tasks (not kernel threads) since the last account()
         self._kswapd_debt = 0.0
         self.swap.clock = lambda: sim.env.now  # the device's bandwidth holds in simulated time
 
@@ -165,13 +162,11 @@ class UserMemory:
                 self.pending = True
                 break
             no_progress_loops = 0  # the OOM killer made progress: the slow path starts over
-        written = alloc.stats.pswpout_direct - direct0
         if not task.alive:
             return 0
-        if written:
-            task.reclaim_s += written * self.swap.page_time
-            self._direct_claimed += written
-            self.pending = True
+        # pageout() only queues the writes: the reclaimer waits for none of them unless throttled (above), and
+        # their transfer time is the device's, which the readers share; kswapd is not charged for them either
+        self._direct_claimed += alloc.stats.pswpout_direct - direct0
         return got
 
     def out_of_memory(self) -> Task | None:
@@ -278,25 +273,17 @@ class UserMemory:
         rate = 0.0
         left = False
         for t in busy:
-            run = t.debt_reclaim + t.reclaim_s
-            wait = t.debt_wait + t.wait_s
-            t.reclaim_s = t.wait_s = 0.0
             if t.blocked:
                 fr, fw = (1.0, 0.0) if t.blocked == "reclaim" else (0.0, 1.0)
-                t.debt_reclaim = t.debt_wait = 0.0
                 t.blocked = None
-            elif run + wait > dt:
-                scale = dt / (run + wait)
-                fr, fw = run * scale / dt, wait * scale / dt
-                t.debt_reclaim, t.debt_wait = run * (1 - scale), wait * (1 - scale)
             else:
-                fr, fw = run / dt, wait / dt
-                t.debt_reclaim = t.debt_wait = 0.0
+                fr, fw = 0.0, min(1.0, t.wait_s / dt)
+            t.wait_s = 0.0
             t.stalled = fr + fw
             rate += 1.0 - t.stalled
             if t.stalled:
                 states.append((fr, fw))
-            if t.swapped or t.debt_reclaim or t.debt_wait:
+            if t.swapped:
                 left = True
         if states or kswapd:
             idle = [(0.0, 0.0)] * (len(busy) - len(states))
@@ -317,9 +304,9 @@ class UserMemory:
         c = swap.read_time
         plan = []
         for t in tasks:
-            avail = dt - (t.debt_reclaim + t.debt_wait + t.reclaim_s + t.wait_s)
-            if avail <= 0 or t.blocked:
+            if t.blocked:
                 continue
+            avail = dt
             k = touch_pages * t.swapped / (t.rss + t.swapped)
             plan.append((t, avail, k))
         if not plan:

@@ -124,6 +124,11 @@ class PsiGroup:
         self._last_ns = 0  # group->avg_last_update
         self._quiet = True  # averages all 0 and every stall folded into them: idle periods change nothing
 
+    @property
+    def idle(self) -> bool:
+        """Nothing has ever stalled, or everything has decayed: advancing would change nothing that shows."""
+        return self._quiet and not (self.rates[0] or self.rates[1])
+
     def set_rates(self, now: float, some: float, full: float) -> None:
         """From `now` on, SOME and FULL hold for these fractions of the time."""
         if (some, full) != self.rates:

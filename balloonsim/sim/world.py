@@ -24,15 +24,17 @@ from balloonsim.scenario import Scenario, load_scenario
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
-from balloonsim.sim.psi import FIXED_1
+from balloonsim.sim.psi import FIXED_1, PsiGroup
 from balloonsim.sim.result import TIMESERIES_COLUMNS, RunResult
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
 
 _PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
+_NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
 
 if TYPE_CHECKING:
     from balloonsim.drivers.base import Driver
     from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.swap import SwapDevice
     from balloonsim.sim.controllers import Controller, ControllerParams
     from balloonsim.sim.onlining import OnliningAgent
     from balloonsim.sim.workloads import Workload
@@ -132,7 +134,8 @@ class Sim:
         psi = self.memory.psi
         last_some = 0.0
         while True:
-            psi.advance(env.now)
+            if not psi.idle:
+                psi.advance(env.now)
             some = psi.total[0]
             self._sample(min(1.0, (some - last_some) / interval))
             last_some = some
@@ -162,14 +165,21 @@ class Sim:
                 self.guest.blocks_online,
                 stalled,
                 self.memory.oom_kills,
-                psi.avg[0][0] / _PSI_PCT,
-                psi.avg[0][1] / _PSI_PCT,
-                psi.avg[1][0] / _PSI_PCT,
-                psi.avg[1][1] / _PSI_PCT,
-                swap.used << PAGE_SHIFT,
-                swap.pswpin,
-                swap.pswpout,
+                *(_NO_PRESSURE if psi.idle and not swap.pswpout else self._pressure_now(psi, swap)),
             )
+        )
+
+    @staticmethod
+    def _pressure_now(psi: PsiGroup, swap: SwapDevice) -> tuple[float, float, float, float, int, int, int]:
+        some, full = psi.avg
+        return (
+            some[0] / _PSI_PCT,
+            some[1] / _PSI_PCT,
+            full[0] / _PSI_PCT,
+            full[1] / _PSI_PCT,
+            swap.used << PAGE_SHIFT,
+            swap.pswpin,
+            swap.pswpout,
         )
 
     # -- results -----------------------------------------------------------------------------------
