@@ -62,7 +62,7 @@ _TABLE = (
     Metric("swap_out_pages", "pages swapped out", "count", "lower", "pressure"),
     Metric("swap_in_pages", "pages swapped in", "count", "lower", "pressure"),
     # task-seconds the workload's running tasks spent not stalled on memory: lower when tasks thrash, are killed
-    # or never start
+    # for good or never start (what a kill throws away of a task's past is oom_lost_work_s, not subtracted here)
     Metric("work_done_s", "work done", "s", "higher", "pressure", comparative="more"),
     # seconds from the first time free memory fell below a low watermark (kswapd woke) to the first hot-added
     # memory usable after it; the rest of the run when none became usable; NaN when memory never ran short
