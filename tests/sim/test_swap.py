@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from balloonsim.errors import ConfigError
 from balloonsim.kernel import Guest, GuestConfig
 from balloonsim.kernel.page_alloc import MAX_RECLAIM_RETRIES, Gfp
 from balloonsim.kernel.vmscan import LruCost, ScanBalance, get_scan_count, scan_fractions
@@ -245,3 +246,24 @@ def test_a_kernel_without_psi_reports_none():
         }
     ).metrics
     assert m["psi_some_fraction"] != m["psi_some_fraction"] and m["swap_out_pages"] > 0
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("guest.swappiness", 201),
+        ("guest.swap_bandwidth", 0),
+        ("guest.swap_latency", float("inf")),
+        ("guest.swap", "-1G"),
+        ("guest.vcpus", 0),
+        ("workload.restart", "sometimes"),
+        ("workload.start_limit_burst", 0),
+        ("workload.touch_rate", 0),
+    ],
+)
+def test_bad_swap_and_restart_settings_are_refused_naming_the_key(key, value):
+    section, name = key.split(".")
+    scenario = {**TIGHT, "workload": {"name": "constant"}}
+    scenario[section] = {**scenario.get(section, {}), name: value}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_scenario(scenario)
