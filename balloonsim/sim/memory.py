@@ -11,9 +11,11 @@ While swap writeback is what holds reclaim back, the task waits instead (reclaim
 Reclaimed anon pages leave their owners' RSS for swap entries (`_unmap`, the rmap walk). A running task touches
 its memory at a steady rate; every touch of a swapped-out page is a major fault that waits for the device
 (`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a memory stall.
-Direct reclaim stalls the allocating task for the swap writes it issues; kswapd's writes stall kswapd. Once per
-tick (`account()`), these stall times become each task's stalled fraction of the tick, the PSI rates
-(balloonsim.sim.psi) and the rate at which the tasks do work.
+Direct reclaim only queues its swap writes (pageout()): the allocating task stalls when writeback throttles it
+(the device has no bandwidth left this tick) or when it loops with nothing to reclaim and nobody to kill; kswapd
+is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these stalls
+become each task's stalled fraction of the tick, the PSI rates (balloonsim.sim.psi) and the rate at which the
+tasks do work.
 """
 
 from __future__ import annotations
