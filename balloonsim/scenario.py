@@ -59,6 +59,11 @@ class GuestSection(_Strict):
     page_cache: Size = _GUEST.page_cache
     online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
     auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+    swap: Size = Field(_GUEST.swap, description="swap device size (0: no swap)")
+    swappiness: int = Field(_GUEST.swappiness, ge=0, le=200, description="vm.swappiness")
+    swap_bandwidth: Size = Field(_GUEST.swap_bandwidth, gt=0, description="swap device bytes per second")
+    swap_latency: Duration = Field(_GUEST.swap_latency, ge=0, le=1, description="seconds per synchronous read")
+    vcpus: int = Field(_GUEST.vcpus, ge=1, le=1024, description="CPUs (PSI's nr_cpus)")
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -98,6 +103,11 @@ class GuestSection(_Strict):
             page_cache=self.page_cache,
             online_policy=self.online_policy,
             auto_movable_ratio=self.auto_movable_ratio,
+            swap=self.swap,
+            swappiness=self.swappiness,
+            swap_bandwidth=self.swap_bandwidth,
+            swap_latency=self.swap_latency,
+            vcpus=self.vcpus,
         )
 
     @field_validator("boot", mode="before")

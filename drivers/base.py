@@ -59,7 +59,7 @@ class Driver(Plugin):
 
     def committed_bytes(self) -> int:
         a = self.guest.alloc
-        return (a.total("anon") + a.total("kernel")) << PAGE_SHIFT
+        return (a.total("anon") + a.swap.used + a.total("kernel")) << PAGE_SHIFT  # swapped-out anon is committed
 
     @property
     def target_pages(self) -> int:

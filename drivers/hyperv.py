@@ -328,8 +328,10 @@ class HvBalloon(Driver):
 
     def committed_bytes(self) -> int:
         """post_status()'s num_committed: committed + ballooned + (added - onlined) + floor."""
-        committed = managed = 0
-        for z in self.guest.alloc.iter_zones():
+        alloc = self.guest.alloc
+        committed = alloc.swap.used  # vm_memory_committed() counts anon memory on swap too: it is still committed
+        managed = 0
+        for z in alloc.iter_zones():
             committed += z.anon + z.kernel
             managed += z.managed
         pending = max(0, self.num_pages_added - self.num_pages_onlined)

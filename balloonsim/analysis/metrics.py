@@ -51,7 +51,26 @@ QUESTION_TITLES: dict[str, str] = {
 _TABLE = (
     Metric("oom_kills", "OOM kills", "count", "lower", "pressure"),
     Metric("oom_lost_work_s", "work lost to OOM kills", "s", "lower", "pressure"),
-    Metric("stall_fraction", "stall fraction", "fraction", "lower", "pressure"),
+    # PSI memory (/proc/pressure/memory, kernel/sched/psi.c): the fraction of the run in which at least one running
+    # task was stalled on memory (direct reclaim, kswapd, swap-in of its working set, waiting for swap writeback)
+    # (SOME), and in which no running task was productive (FULL); NaN on kernels without PSI (4.19)
+    Metric("psi_some_fraction", "time with a task stalled on memory (PSI some)", "fraction", "lower", "pressure"),
+    Metric("psi_full_fraction", "time with no task productive (PSI full)", "fraction", "lower", "pressure"),
+    # the highest PSI some avg10 of the run (the kernel's 10 s running average, updated every 2 s), as a fraction
+    Metric("psi_some_avg10_peak", "peak PSI some avg10", "fraction", "lower", "pressure"),
+    # /proc/vmstat pswpout and pswpin over the run, 4 KiB pages
+    Metric("swap_out_pages", "pages swapped out", "count", "lower", "pressure"),
+    Metric("swap_in_pages", "pages swapped in", "count", "lower", "pressure"),
+    # task-seconds the workload's running tasks spent not stalled on memory: lower when tasks thrash, are killed
+    # for good or never start (what a kill throws away of a task's past is oom_lost_work_s, not subtracted here)
+    Metric("work_done_s", "work done", "s", "higher", "pressure", comparative="more"),
+    # seconds from the first time free memory fell below a low watermark (kswapd woke) to the first hot-added
+    # memory usable after it; the rest of the run when none became usable; NaN when memory never ran short
+    Metric("pressure_to_usable_s", "time from memory pressure to usable hot-added memory", "s", "lower", "pressure"),
+    # OOM-killed workload tasks restarted (restart policy "delay" or "systemd")
+    Metric("task_restarts", "restarts of OOM-killed tasks", "count", None),
+    # the workload's systemd unit hit its start limit (StartLimitBurst within StartLimitIntervalSec) and stopped
+    Metric("workload_failed", "rate of workloads stopped by the restart limit", "rate", "lower"),
     Metric("hotadd_enomem", "hot-adds failed with -ENOMEM", "count", "lower", "pressure"),
     Metric("memfree_min_bytes", "minimum MemFree", "bytes", "higher", "pressure", comparative="higher"),
     Metric("time_to_usable_p50_s", "median time to usable", "s", "lower", "pressure"),
@@ -125,7 +144,7 @@ TABLE: dict[str, Metric] = {m.name: m for m in _TABLE}
 PRIMARY_ORDER = (
     "oom_kills",
     "guest_crashed",
-    "stall_fraction",
+    "psi_some_fraction",
     "hotadd_enomem",
     "memmap_bytes_unbacked",
     "gigantic_pages_end",

@@ -1,25 +1,33 @@
 """The buddy allocator seen through counters: zonelists, watermarks, reclaim, NUMA fallback.
 
 What an allocation may do depends on its gfp class, as in the kernel:
-- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, reclaims
-  page cache, never invokes the OOM killer, may fail.
+- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, reclaims,
+  never invokes the OOM killer, may fail.
 - `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
   does not OOM-kill for the few pages of metadata.
-- `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first; failure is where the OOM killer acts.
+- `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first. The caller (balloonsim.sim.memory) runs the slow
+  path's loop: direct reclaim while should_reclaim_retry() allows, then the OOM killer.
 - `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
   movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
   watermark, partial success allowed.
+
+Reclaim frees page cache and, with a swap device, writes anonymous pages to swap, split by get_scan_count()
+(balloonsim.kernel.vmscan); kswapd does it in the background from the low to the high watermark.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from balloonsim.kernel.swap import SwapDevice
+from balloonsim.kernel.vmscan import DEF_PRIORITY, LruCost, ScanBalance, get_scan_count
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import PMD_PAGES
+
+MAX_RECLAIM_RETRIES = 16  # mm/internal.h (mm/page_alloc.c before 5.x): no-progress rounds before the OOM killer
 
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
@@ -49,6 +57,8 @@ class AllocStats:
     reclaimed_pages: int = 0
     failures: int = 0
     remote_pages: int = 0
+    pswpout_kswapd: int = 0  # anon pages kswapd wrote to swap
+    pswpout_direct: int = 0  # anon pages direct reclaim wrote to swap
 
 
 @dataclass
@@ -66,6 +76,15 @@ class PageAllocator:
         self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
+        self.swap = SwapDevice()  # no swap unless the guest configures one
+        self.swappiness = 60  # vm.swappiness
+        self.lru_cost = LruCost()
+        self.refaults_anon = 0  # WORKINGSET_ACTIVATE_ANON
+        self._refaults_seen = 0  # its snapshot at the last reclaim pass (snapshot_refaults())
+        # try_to_unmap() of reclaimed anon pages: the owner of the user memory learns how many went to swap
+        self.rmap: Callable[[int], None] | None = None
+        # called once, the first time kswapd finds a node below its low watermark
+        self.on_pressure: Callable[[], None] | None = None
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -108,8 +127,56 @@ class PageAllocator:
             z.wmark_high = zmin + 2 * delta
 
     # -- reclaim ---------------------------------------------------------------------------------
-    def reclaim(self, zones: list[Zone], want: int) -> int:
-        """Shrink page cache of `zones` (nearest first) by up to `want` pages; fragments come back."""
+    def reclaim(self, zones: list[Zone], want: int, kswapd: bool = False) -> int:
+        """Reclaim up to `want` pages from `zones` (nearest first): page cache, and anonymous memory to swap when
+        get_scan_count() says so (balloonsim.kernel.vmscan). Returns the pages freed (did_some_progress).
+
+        Page cache comes back as fragments. Anon pages go to swap slots and their owners learn it through `rmap`
+        (try_to_unmap() replacing the PTE with a swap entry); both kinds of page come back scattered."""
+        swap = self.swap
+        if swap.slots == 0:  # no swap: get_scan_count() is SCAN_FILE, whatever else holds
+            got = self._shrink_file(zones, want)
+            self.stats.reclaimed_pages += got
+            return got
+        got = 0
+        while got < want:
+            anon = file = free = high = 0
+            for z in zones:
+                anon += z.anon
+                file += z.pagecache
+                free += z.free
+                high += z.wmark_high
+            balance, share = get_scan_count(
+                anon=anon,
+                file=file,
+                free=free,
+                high_wmark=high,
+                swap_free=swap.free,
+                swappiness=self.swappiness,
+                cost=self.lru_cost,
+                anon_refaulted=self._refaults_seen != self.refaults_anon,
+            )
+            self._refaults_seen = self.refaults_anon  # snapshot_refaults() at the end of a pass
+            rest = want - got
+            if balance is ScanBalance.FILE:
+                # cache_trim_mode holds while file >> DEF_PRIORITY: trim down to that, then balance again
+                limit = file - (1 << DEF_PRIORITY) + 1 if anon and swap.free > 0 else file
+                n = self._shrink_file(zones, min(rest, max(limit, 0)))
+                got += n
+                if not n or limit >= rest or not (anon and swap.free > 0):
+                    break
+                continue
+            n_anon = round(rest * share)
+            n_file = self._shrink_file(zones, rest - n_anon)
+            n_anon = self._shrink_anon(zones, rest - n_file, kswapd)
+            if n_anon < rest - n_file:  # swap or anon ran out: what is left comes from the file list
+                n_file += self._shrink_file(zones, rest - n_file - n_anon)
+            got += n_file + n_anon
+            break
+        self.stats.reclaimed_pages += got
+        return got
+
+    def _shrink_file(self, zones: list[Zone], want: int) -> int:
         got = 0
         for z in zones:
             if got >= want:
@@ -120,21 +187,78 @@ class PageAllocator:
                 z.pagecache -= n
                 z.give(n, contiguous=False)
                 got += n
-        self.stats.reclaimed_pages += got
         return got
+
+    def _shrink_anon(self, zones: list[Zone], want: int, kswapd: bool) -> int:
+        """pageout() of anon pages: each takes a swap slot; the owners' page tables get swap entries (rmap)."""
+        want = self.swap.writable(want)
+        got = 0
+        for z in zones:
+            if got >= want:
+                break
+            n = min(z.anon, want - got)
+            if n:
+                self.gen += 1
+                z.anon -= n
+                z.give(n, contiguous=False)
+                got += n
+        if got:
+            self.swap.write(got)
+            if kswapd:
+                self.stats.pswpout_kswapd += got
+            else:
+                self.stats.pswpout_direct += got
+            self.lru_cost.note(False, got, 0, self._lru_size())
+            if self.rmap is not None:
+                self.rmap(got)
+        return got
+
+    def _lru_size(self) -> int:
+        return sum(z.anon + z.pagecache for z in self.zones.values())
+
+    def note_refault(self, pages: int) -> None:
+        """Anon pages came back from swap: workingset_refault() activates them and lru_note_cost_refault()
+        charges the anon list (mm/workingset.c, mm/swap.c)."""
+        self.refaults_anon += pages
+        self.lru_cost.note(False, pages, 0, self._lru_size())
 
     def kswapd(self, zones: list[Zone]) -> None:
         """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
-        their low watermark, kswapd reclaims the node's page cache, from any of its zones, until the
-        deficit to the high watermarks is made up."""
+        their low watermark, kswapd reclaims the node's page cache (and anon, with swap), from any of its
+        zones, until the deficit to the high watermarks is made up."""
         deficit: dict[int, int] = {}
         for z in zones:
             if z.managed and z.free < z.wmark_low:
                 deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - z.free
+        if deficit and self.on_pressure is not None:
+            hook, self.on_pressure = self.on_pressure, None
+            hook()
+        swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
         for nid, want in deficit.items():
-            node_zones = sorted((z for z in zones if z.nid == nid and z.pagecache), key=lambda z: -z.pagecache)
+            node_zones = sorted(
+                (z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))), key=lambda z: -z.pagecache
+            )
             if node_zones:
-                self.reclaim(node_zones, want)
+                self.reclaim(node_zones, want, kswapd=True)
+
+    def reclaim_throttled(self, zl: list[Zone]) -> bool:
+        """Anon could be swapped out but the device is busy writing: reclaim waits for writeback
+        (reclaim_throttle(), VMSCAN_THROTTLE_WRITEBACK) and should_reclaim_retry() keeps retrying, as the
+        reclaimable estimate still counts the anon pages: no OOM kill, the allocating task stalls."""
+        swap = self.swap
+        return swap.free > 0 and swap.budget < 1 and any(z.anon for z in zl)
+
+    def zone_reclaimable_pages(self, z: Zone) -> int:
+        """mm/vmscan.c zone_reclaimable_pages(): the file LRU, plus the anon LRU while swap has a free slot."""
+        return z.pagecache + (z.anon if self.swap.free > 0 else 0)
+
+    def should_reclaim_retry(self, zl: list[Zone], no_progress_loops: int) -> bool:
+        """mm/page_alloc.c should_reclaim_retry() for an order-0 allocation: give up after MAX_RECLAIM_RETRIES
+        rounds in a row without progress, or when no zone could meet its min watermark even if every
+        reclaimable page were freed; otherwise the slow path loops (direct reclaim again)."""
+        if no_progress_loops > MAX_RECLAIM_RETRIES:
+            return False
+        return any(z.managed and self.zone_reclaimable_pages(z) + z.free > z.wmark_min for z in zl)
 
     # -- allocation ------------------------------------------------------------------------------
     @staticmethod

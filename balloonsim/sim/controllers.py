@@ -45,7 +45,7 @@ class Controller(Plugin):
 
     def used_bytes(self) -> int:
         a = self.sim.guest.alloc
-        return (a.total("anon") + a.total("kernel")) << PAGE_SHIFT
+        return (a.total("anon") + a.swap.used + a.total("kernel")) << PAGE_SHIFT  # swapped-out anon is committed
 
 
 class StaticParams(ControllerParams):

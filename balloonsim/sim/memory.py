@@ -1,18 +1,32 @@
-"""User memory of the guest: tasks, page cache, the OOM killer, and the stall (PSI-like) measure.
+"""User memory of the guest: tasks, their swapped-out memory, page cache, the OOM killer, and what tasks feel of
+memory pressure (stall time, PSI, work done).
 
-Allocations go through the kernel model's page allocator (GFP_HIGHUSER_MOVABLE: every zone, page cache
-reclaimed first). When an allocation still cannot be met, out_of_memory() kills the task with the
-largest RSS (plus oom_score_adj), frees it, counts the kill and the work lost (the victim's age), and
-the allocation is retried, as the page allocator's slow path does.
+Allocations go through the kernel model's page allocator (GFP_HIGHUSER_MOVABLE: every zone). When the free lists
+cannot meet one, `allocate()` runs the slow path's loop as __alloc_pages_slowpath() does for order 0: direct
+reclaim (page cache, and anon to swap by get_scan_count()) as long as it makes progress, and the OOM killer only
+when should_reclaim_retry() gives up: after MAX_RECLAIM_RETRIES rounds without progress, or at once when even
+reclaiming everything reclaimable (anon only while swap has room) could not lift a zone over its min watermark.
+While swap writeback is what holds reclaim back, the task waits instead (reclaim_throttle()).
+
+Reclaimed anon pages leave their owners' RSS for swap entries (`_unmap`, the rmap walk). A running task touches
+its memory at a steady rate; every touch of a swapped-out page is a major fault that waits for the device
+(`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a memory stall.
+Direct reclaim only queues its swap writes (pageout()): the allocating task stalls when writeback throttles it
+(the device has no bandwidth left this tick) or when it loops with nothing to reclaim and nobody to kill; kswapd
+is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these stalls
+become each task's stalled fraction of the tick, the PSI rates (balloonsim.sim.psi) and the rate at which the
+tasks do work.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.kernel.zone import ZoneType
+from balloonsim.sim.psi import PsiGroup, stall_rates
+from balloonsim.units import PTRS_PER_TABLE, div_round_up
 
 
 @dataclass(eq=False)
@@ -21,40 +35,87 @@ class Task:
     name: str
     want: int  # pages it means to hold
     started: float
-    rss: int = 0
+    rss: int = 0  # MM_ANONPAGES: resident
+    swapped: int = 0  # MM_SWAPENTS: on swap
     alive: bool = True
     oom_score_adj: int = 0  # -1000: never killed (like systemd-udevd)
-    on_kill: object = None  # callable(task) for owners that restart it
+    on_kill: Callable[[Task], None] | None = None  # for owners that restart it
+    busy: bool = True  # always runnable (a worker); False: sleeps (an agent): touches nothing, not in PSI
+    wait_s: float = 0.0  # swap-in wait in the current tick
+    # the rest of the tick is a stall: "reclaim" when an allocation found nothing to reclaim and nobody to kill (it
+    # loops in the allocator), "wait" when it waits for swap writeback (reclaim_throttle())
+    blocked: str | None = None
+    stalled: float = 0.0  # fraction of the current tick spent stalled on memory
 
     @property
-    def badness(self) -> int:
+    def pgtables(self) -> int:
+        """mm_pgtables_bytes() / PAGE_SIZE: PTE pages for what it maps (resident or swapped), plus PMD pages."""
+        mapped = self.rss + self.swapped
+        ptes = div_round_up(mapped, PTRS_PER_TABLE)
+        return ptes + div_round_up(ptes, PTRS_PER_TABLE)
+
+    def badness(self, totalpages: int) -> int | None:
+        """oom_badness() (mm/oom_kill.c, 4.19-6.18): None for an unkillable task (LONG_MIN)."""
         if self.oom_score_adj <= -1000:
-            return -1
-        return self.rss + self.oom_score_adj * max(self.rss, 1) // 1000
+            return None
+        points = self.rss + self.swapped + self.pgtables
+        return points + self.oom_score_adj * (totalpages // 1000)
+
+
+def _version(name: str) -> tuple[int, ...]:
+    """A kernel profile's release as a tuple ("6.12" -> (6, 12)); what PSI does depends on it."""
+    try:
+        return tuple(int(x) for x in name.split(".")[:2])
+    except ValueError:
+        return (99, 0)
 
 
 class UserMemory:
-    """Tasks' anonymous memory and page cache, on top of the guest's page allocator."""
+    """Tasks' anonymous memory, swap and page cache, on top of the guest's page allocator."""
 
     def __init__(self, sim):
         self.sim = sim
         self.guest = sim.guest
+        alloc = self.guest.alloc
+        self.swap = alloc.swap
+        alloc.rmap = self._unmap
+        alloc.on_pressure = self._pressure_began
         self.tasks: dict[int, Task] = {}
         self._next_id = 0
         self.oom_kills = 0
         self.oom_lost_work_s = 0.0
         self.alloc_failures = 0
-        self.stalled_s = 0.0
-        self._last_reclaim = 0
-        self._last_fail = 0
-        self._psi = 0.0  # PSI-like "some avg10" at time _psi_t: a 10 s EWMA of the stalled fraction
-        self._psi_t = 0.0
+        self.cpus = self.guest.config.vcpus
+        release = _version(self.guest.profile.name)
+        self.psi_supported = release >= (4, 20)  # eb414681d5a0, "psi: pressure stall information", 4.20
+        self.psi_full_counts_reclaimers = release >= (5, 17)  # cb0e52b77487
+        self.psi = PsiGroup()
+        self.pressure_start: float | None = None  # kswapd first found free memory below the low watermark
+        self.pending = False  # stall time, swapped memory of running tasks or non-zero rates: account() has work
+        self.work_done_s = 0.0  # task-seconds not stalled on memory
+        self._rate = 0.0  # productive tasks now: sum over running tasks of (1 - stalled)
+        self._rate_t = 0.0
+        self._kswapd_seen = 0  # pswpout_kswapd at the last account()
+        self._direct_seen = 0
+        self._direct_claimed = 0  # direct-reclaim writes by tasks (not kernel threads) since the last account()
+        self._kswapd_debt = 0.0
+        self.swap.clock = lambda: sim.env.now  # the device's bandwidth holds in simulated time
 
     # -- tasks -----------------------------------------------------------------------------------
-    def spawn(self, name: str, want_pages: int, oom_score_adj: int = 0, on_kill=None) -> Task:
+    def spawn(
+        self,
+        name: str,
+        want_pages: int,
+        oom_score_adj: int = 0,
+        on_kill: Callable[[Task], None] | None = None,
+        busy: bool = True,
+    ) -> Task:
         self._next_id += 1
-        task = Task(self._next_id, name, want_pages, self.sim.env.now, oom_score_adj=oom_score_adj, on_kill=on_kill)
+        now = self.sim.env.now
+        task = Task(self._next_id, name, want_pages, now, oom_score_adj=oom_score_adj, on_kill=on_kill, busy=busy)
         self.tasks[task.id] = task
+        if busy:
+            self._set_rate(now, self._rate + 1.0)
         return task
 
     def exit(self, task: Task) -> None:
@@ -62,30 +123,70 @@ class UserMemory:
             task.alive = False
             self._free_anon(task.rss)
             task.rss = 0
+            if task.swapped:
+                self.swap.release(task.swapped)  # zap_pte_range() frees the swap entries
+                task.swapped = 0
             self.tasks.pop(task.id, None)
+            if task.busy:
+                self._set_rate(self.sim.env.now, self._rate - (1.0 - task.stalled))
 
     def allocate(self, task: Task, pages: int) -> int:
-        """Fault in `pages` for `task`; OOM-kills as needed. Returns pages obtained (0 if it died)."""
+        """Fault in `pages` for `task` (page by page, as order-0 faults are): direct reclaim while it makes
+        progress, the OOM killer when it cannot. Returns the pages obtained."""
         if pages <= 0 or not task.alive:
             return 0
         alloc = self.guest.alloc
-        while True:
-            if alloc.alloc(0, pages, Gfp.USER):
-                task.rss += pages
-                return pages
+        direct0 = alloc.stats.pswpout_direct
+        got = 0
+        no_progress_loops = 0
+        while task.alive:
+            n = alloc.alloc(0, pages - got, Gfp.USER, partial=True)
+            task.rss += n
+            got += n
+            if got == pages:
+                break
+            zl = alloc.zonelist(0, kernel_only=False)
+            alloc.stats.direct_reclaim += 1
+            if alloc.reclaim(zl, pages - got):
+                no_progress_loops = 0
+                continue
+            no_progress_loops += 1
+            if alloc.reclaim_throttled(zl):  # swap writeback is the bottleneck: wait for it, as the kernel does
+                task.blocked = "wait"
+                self.pending = True
+                break
+            if alloc.should_reclaim_retry(zl, no_progress_loops):
+                continue
             self.alloc_failures += 1
             victim = self.out_of_memory()
-            if victim is None:
-                return 0  # nothing left to kill: the task waits (stalls)
-            if victim is task or not task.alive:
-                return 0
+            if victim is None:  # nothing left to kill: the task loops in the allocator
+                task.blocked = "reclaim"
+                self.pending = True
+                break
+            no_progress_loops = 0  # the OOM killer made progress: the slow path starts over
+        if not task.alive:
+            return 0
+        # pageout() only queues the writes: the reclaimer waits for none of them unless throttled (above), and
+        # their transfer time is the device's, which the readers share; kswapd is not charged for them either
+        self._direct_claimed += alloc.stats.pswpout_direct - direct0
+        return got
 
     def out_of_memory(self) -> Task | None:
-        """select_bad_process(): the largest badness; ties go to the youngest."""
-        victims = [t for t in self.tasks.values() if t.alive and t.badness >= 0 and t.rss > 0]
-        if not victims:
+        """select_bad_process() and oom_kill_process(): the highest oom_badness() dies, ties to the youngest."""
+        totalpages = self.guest.alloc.total("managed") + self.swap.slots  # constrained_alloc(): RAM + swap
+        best: Task | None = None
+        best_points = 0
+        for t in self.tasks.values():
+            if not (t.rss or t.swapped):
+                continue
+            points = t.badness(totalpages)
+            if points is None:
+                continue
+            if best is None or points >= best_points:  # oom_evaluate_task(): later tasks win ties
+                best, best_points = t, points
+        if best is None:
             return None
-        victim = max(victims, key=lambda t: (t.badness, t.started, t.id))
+        victim = best
         now = self.sim.env.now
         self.oom_kills += 1
         self.oom_lost_work_s += now - victim.started
@@ -110,6 +211,31 @@ class UserMemory:
             if not pages:
                 return
 
+    def _unmap(self, pages: int) -> None:
+        """try_to_unmap() of `pages` reclaimed anon pages. The LRU holds every task's pages and a working set is
+        touched evenly, so the tasks lose pages in proportion to what they have resident."""
+        owners = [t for t in self.tasks.values() if t.rss]
+        total = sum(t.rss for t in owners)
+        if pages > total:
+            raise RuntimeError(f"reclaimed {pages} anon pages but tasks hold {total}")
+        left = pages
+        for t in owners:
+            k = pages * t.rss // total
+            t.rss -= k
+            t.swapped += k
+            left -= k
+        while left:
+            for t in owners:
+                if left and t.rss:
+                    t.rss -= 1
+                    t.swapped += 1
+                    left -= 1
+        self.pending = True
+
+    def _pressure_began(self) -> None:
+        if self.pressure_start is None:
+            self.pressure_start = self.sim.env.now
+
     # -- page cache --------------------------------------------------------------------------------
     def read_files(self, pages: int, limit: int) -> int:
         """File reads fill the page cache up to `limit` pages, only from memory above the high
@@ -126,24 +252,124 @@ class UserMemory:
             return 0
         return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")
 
-    # -- stall -----------------------------------------------------------------------------------
+    # -- what the tasks feel -------------------------------------------------------------------------
+    def account(self, now: float, dt: float, touch_pages: float) -> None:
+        """The tick [now, now + dt): running tasks fault their swapped-out pages back in (touching memory at
+        `touch_pages` per second of running), then every stall charged becomes a stalled fraction of the tick, the
+        PSI rates and the rate of work. Called only while `pending`: a guest without pressure pays nothing here."""
+        alloc = self.guest.alloc
+        swap = self.swap
+        swap.burst = dt
+        busy = [t for t in self.tasks.values() if t.busy]
+        if swap.used:
+            self._refault([t for t in busy if t.swapped], dt, touch_pages)
+        st = alloc.stats
+        # kswapd, and direct reclaim in kernel threads (drivers' allocations), stall as one reclaimer
+        kernel_writes = st.pswpout_kswapd - self._kswapd_seen + st.pswpout_direct - self._direct_seen
+        kernel_writes -= self._direct_claimed
+        self._kswapd_seen, self._direct_seen, self._direct_claimed = st.pswpout_kswapd, st.pswpout_direct, 0
+        ktime = self._kswapd_debt + kernel_writes * swap.page_time
+        kswapd = min(1.0, ktime / dt)
+        self._kswapd_debt = ktime - kswapd * dt
+        states: list[tuple[float, float]] = []
+        rate = 0.0
+        left = False
+        for t in busy:
+            if t.blocked:
+                fr, fw = (1.0, 0.0) if t.blocked == "reclaim" else (0.0, 1.0)
+                t.blocked = None
+            else:
+                fr, fw = 0.0, min(1.0, t.wait_s / dt)
+            t.wait_s = 0.0
+            t.stalled = fr + fw
+            rate += 1.0 - t.stalled
+            if t.stalled:
+                states.append((fr, fw))
+            if t.swapped:
+                left = True
+        if states or kswapd:
+            idle = [(0.0, 0.0)] * (len(busy) - len(states))
+            some, full = stall_rates(states + idle, kswapd, self.cpus, self.psi_full_counts_reclaimers)
+        else:
+            some = full = 0.0
+        self.psi.set_rates(now, some, full)
+        self._set_rate(now, rate)
+        self.pending = left or bool(self._kswapd_debt) or bool(some or full)
+
+    def _refault(self, tasks: list[Task], dt: float, touch_pages: float) -> int:
+        """do_swap_page() for the tick: a task running R seconds touches touch_pages * R pages, of which the
+        swapped share misses and waits for a read (the device latency plus the transfer); so it runs
+        R = avail / (1 + k c) with k = touch_pages * swapped / mapped. Reads are synchronous per task, and all
+        tasks share the device's bandwidth: when they would read more than it transfers in the tick, each read
+        waits longer (c grows) until they fit. Returns the pages read."""
+        swap = self.swap
+        c = swap.read_time
+        plan = []
+        for t in tasks:
+            if t.blocked:
+                continue
+            avail = dt
+            k = touch_pages * t.swapped / (t.rss + t.swapped)
+            plan.append((t, avail, k))
+        if not plan:
+            return 0
+
+        def wanted(cost: float) -> float:
+            return sum(min(t.swapped, k * avail / (1 + k * cost)) for t, avail, k in plan)
+
+        # the device's transfers this tick: the reads, and a write for each read that finds no free page and no
+        # page cache to drop (memory is full: reclaim swaps another page out to make room)
+        budget = swap.budget
+        room = 0
+        for z in self.guest.alloc.zonelist(0, kernel_only=False):
+            room += max(0, z.free - z.wmark_min) + z.pagecache
+        capacity = budget if budget <= room else (budget + room) / 2
+        if capacity < 1:  # the device has no room this tick: every fault waits behind it the whole time
+            for t, avail, _ in plan:
+                t.wait_s += avail
+            return 0
+        if wanted(c) > capacity:  # the device is the bottleneck: find the per-read wait that fits
+            lo, hi = c, c * 2
+            while wanted(hi) > capacity:  # wanted(x) < capacity once x > sum(avail) / capacity
+                lo, hi = hi, hi * 2
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                if wanted(mid) > capacity:
+                    lo = mid
+                else:
+                    hi = mid
+            c = hi
+        alloc = self.guest.alloc
+        reads = 0
+        for t, avail, k in plan:
+            m = min(float(t.swapped), k * avail / (1 + k * c))
+            n = min(t.swapped, round(m))
+            if not n or not t.alive:
+                continue
+            got = self.allocate(t, n)
+            if not got or not t.alive:
+                continue
+            t.swapped -= got  # allocate() counted them resident
+            swap.read(got)
+            alloc.note_refault(got)
+            t.wait_s += got * c
+            reads += got
+        return reads
+
+    def _set_rate(self, now: float, rate: float) -> None:
+        if now > self._rate_t:
+            self.work_done_s += self._rate * (now - self._rate_t)
+            self._rate_t = now
+        self._rate = max(0.0, rate)
+
+    def finish(self, now: float) -> None:
+        """Integrate the work done and PSI up to the end of the run."""
+        self._set_rate(now, self._rate)
+        self.psi.advance(now)
+
+    # -- PSI, as /proc/pressure/memory shows it ------------------------------------------------------
     @property
     def psi_avg10(self) -> float:
-        """The stalled fraction's 10 s moving average now. Between stalls it only decays, so it is computed
-        from the last stall on demand instead of being updated every tick."""
-        if not self._psi:
-            return 0.0
-        return self._psi * math.exp(-(self.sim.env.now - self._psi_t) / 10.0)
-
-    def account_stall(self, dt: float) -> bool:
-        """Was the last `dt` seconds a stall? Direct reclaim or a failed allocation in it says yes."""
-        reclaims = self.guest.alloc.stats.direct_reclaim
-        if reclaims == self._last_reclaim and self.alloc_failures == self._last_fail:
-            return False
-        self._last_reclaim = reclaims
-        self._last_fail = self.alloc_failures
-        self.stalled_s += dt
-        weight = 1.0 - math.exp(-dt / 10.0)
-        self._psi = self.psi_avg10 + weight * (1.0 - self.psi_avg10)
-        self._psi_t = self.sim.env.now
-        return True
+        """SOME avg10 now, as a fraction (what a PSI-driven agent or controller reads)."""
+        self.psi.advance(self.sim.env.now)
+        return self.psi.avg10()

@@ -117,7 +117,9 @@ class StarvingAgent(OnliningAgent):
 
     def _spawn(self) -> None:
         mem = self.sim.memory
-        self.task = mem.spawn("onlining-agent", self.p.rss >> 12, self.p.oom_score_adj, on_kill=self._killed)
+        self.task = mem.spawn(
+            "onlining-agent", self.p.rss >> 12, self.p.oom_score_adj, on_kill=self._killed, busy=False
+        )  # a daemon that sleeps until a uevent: not a running task for PSI
         mem.allocate(self.task, self.p.rss >> 12)
 
     def _killed(self, task) -> None:

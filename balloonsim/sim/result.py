@@ -16,8 +16,15 @@ TIMESERIES_COLUMNS = [
     "target_bytes",
     "blocks_added",
     "blocks_online",
-    "stalled",
+    "stalled",  # fraction of the sample interval in PSI memory SOME
     "oom_kills",
+    "psi_some_avg10",  # /proc/pressure/memory averages at the sample, as fractions
+    "psi_some_avg60",
+    "psi_full_avg10",
+    "psi_full_avg60",
+    "swap_used_bytes",
+    "swap_in_pages",  # pswpin so far
+    "swap_out_pages",  # pswpout so far
 ]
 
 

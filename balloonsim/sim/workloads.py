@@ -1,15 +1,24 @@
-"""Workloads that drive the guest into reclaim and the OOM killer.
+"""Workloads that drive the guest into reclaim, swap and the OOM killer.
 
 A workload is a demand curve (bytes of anonymous memory wanted over time) met by tasks that fault
 memory in at a bounded rate, plus file reads that fill the page cache. `tasks` has its own tasks
 with random sizes and lifetimes; `trace` replays a CSV of (time, bytes).
+
+Its tasks are always running and touch their memory at `touch_rate`: a task with memory on swap faults it
+back and runs slower (balloonsim.sim.memory). An OOM-killed task comes back per `restart`:
+- `never`: it stays dead, and the part of the demand it served is lost for the rest of the run;
+- `delay`: after `restart_delay`, always;
+- `systemd`: Restart=on-failure with RestartSec=`restart_delay` and the unit's start rate limit: a start that
+  would be the StartLimitBurst+1-th within StartLimitIntervalSec is refused (start-limit-hit), the unit fails,
+  its remaining processes are killed (KillMode=control-group) and it is not started again (systemd.unit(5):
+  "services which are started more often than 5 times within 10s are not permitted to start any more times").
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,7 +26,7 @@ from balloonsim.errors import ConfigError, TraceError
 from balloonsim.plugin import Plugin, World
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
-from balloonsim.units import PAGE_SHIFT, format_size, parse_duration, parse_size
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, format_size, parse_duration, parse_size
 
 # Bounds that keep a run finite in time and memory whatever is typed: the loop runs once per tick, and demand
 # is met by tasks of `task_size` (a `1P` typo for `1G` would otherwise mean four million tasks per tick).
@@ -34,7 +43,19 @@ class WorkloadParams(BaseModel):
     cache_rate: Size = 8 << 20  # file reads per second filling the page cache
     cache_interval: Duration = 10.0  # the cache grows in steps this far apart (cache_rate x interval each)
     cache_max: Size = 1 << 30  # page cache stops growing here
-    restart_delay: Duration = 5.0  # an OOM-killed task restarts after this
+    restart_delay: Duration = 5.0  # an OOM-killed task restarts after this (systemd's RestartSec)
+    restart: Literal["never", "delay", "systemd"] = "delay"
+    start_limit_interval: Duration = Field(10.0, gt=0, le=86400)  # systemd StartLimitIntervalSec (default 10 s)
+    start_limit_burst: int = Field(5, ge=1, le=10_000)  # systemd StartLimitBurst (default 5)
+    touch_rate: Size | None = Field(None, gt=0)  # bytes a running task touches per second (default: fault_rate)
+
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _restart_bool(cls, v):
+        """`restart = true/false` (the older spelling) means `delay` / `never`."""
+        if isinstance(v, bool):
+            return "delay" if v else "never"
+        return v
 
 
 class Workload(Plugin):
@@ -52,6 +73,10 @@ class Workload(Plugin):
         self._blocked_until = 0.0
         self._last_want = -1
         self._settled = False  # demand met and every task faulted in: nothing to do until demand moves
+        self._dead = 0  # pages of demand whose tasks were killed for good (restart = "never")
+        self._failed = False  # the systemd unit hit its start limit: nothing runs any more
+        self._starts: list[float] = [0.0]  # start times within the rate-limit interval (the unit starts at 0)
+        self.restarts = 0
         self._check_bounds()
 
     def _check_bounds(self) -> None:
@@ -89,13 +114,13 @@ class Workload(Plugin):
         alloc = self.sim.guest.alloc
         tick = self.p.tick
         fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
+        touch_pages = (self.p.touch_rate or self.p.fault_rate) / PAGE_SIZE  # per second of running
         cache_every = max(1, round(self.p.cache_interval / tick))
         cache_pages = int(self.p.cache_rate * tick * cache_every) >> PAGE_SHIFT
         cache_limit = self.p.cache_max >> PAGE_SHIFT
         cache_idle_gen = kswapd_gen = -1
         user_zones = alloc.zonelist(0, kernel_only=False)
         mem = self.mem
-        stats = alloc.stats
         demand = self.demand
         n = 0
         # The loop runs every tick, so the common case (demand met, nothing moved) is a few comparisons:
@@ -111,8 +136,8 @@ class Workload(Plugin):
             if alloc.gen != kswapd_gen:
                 alloc.kswapd(user_zones)
                 kswapd_gen = alloc.gen
-            if stats.direct_reclaim != mem._last_reclaim or mem.alloc_failures != mem._last_fail:
-                mem.account_stall(tick)
+            if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
+                mem.account(now, tick, touch_pages)
             yield env.timeout(tick)
 
     def step(self, now: float, fault_pages: int) -> None:
@@ -121,6 +146,7 @@ class Workload(Plugin):
             return
         self._last_want = want
         self.demand_bytes = want << PAGE_SHIFT
+        want = 0 if self._failed else max(0, want - self._dead)
         self.tasks = [t for t in self.tasks if t.alive]
         have = sum(t.want for t in self.tasks)
         task_pages = max(1, self.p.task_size >> PAGE_SHIFT)
@@ -137,7 +163,7 @@ class Workload(Plugin):
         budget = fault_pages
         pending = False
         for t in self.tasks:
-            need = t.want - t.rss
+            need = t.want - t.rss - t.swapped  # what it never touched yet (swapped pages come back by refault)
             if need <= 0:
                 continue
             if budget <= 0:
@@ -145,13 +171,38 @@ class Workload(Plugin):
                 break
             got = self.mem.allocate(t, min(need, budget))
             budget -= got if got else budget
-            if t.rss < t.want:
+            if t.rss + t.swapped < t.want:
                 pending = True
         self._settled = not pending and not blocked and have == want
 
     def _killed(self, task) -> None:
-        self._blocked_until = self.sim.env.now + self.p.restart_delay
         self._settled = False
+        policy = self.p.restart
+        if policy == "never":
+            self._dead += task.want
+            return
+        at = self.sim.env.now + self.p.restart_delay
+        if policy == "systemd" and not self._may_start(at):
+            return
+        self.restarts += 1
+        self._blocked_until = at
+
+    def _may_start(self, at: float) -> bool:
+        """systemd's start rate limit (StartLimitIntervalSec, StartLimitBurst), checked for a start at `at`.
+        When it refuses, the unit fails: its processes are killed and it never starts again."""
+        self._starts = [t for t in self._starts if t > at - self.p.start_limit_interval]
+        if len(self._starts) < self.p.start_limit_burst:
+            self._starts.append(at)
+            return True
+        self._failed = True
+        self.sim.events.log(self.sim.env.now, "unit_failed", -1, "start-limit-hit")
+        for t in list(self.tasks):
+            self.mem.exit(t)
+        self.tasks = []
+        return False
+
+    def metrics(self) -> dict:
+        return {"task_restarts": self.restarts, "workload_failed": self._failed}
 
 
 class IdleParams(WorkloadParams):
@@ -228,7 +279,6 @@ class RandomTasksParams(WorkloadParams):
     arrival_rate: float = Field(0.05, gt=0)  # tasks per second (Poisson)
     size: Dist = Field(default_factory=lambda: Dist(dist="lognormal", median=512 << 20, sigma=0.8))
     lifetime: Dist = Field(default_factory=lambda: Dist(dist="exponential", mean=300))
-    restart: bool = True
     max_tasks: int = Field(64, ge=1, le=MAX_TASKS)
 
 
@@ -252,6 +302,9 @@ class RandomTasks(Workload):
         for task in [t for t in self.tasks if t.alive and self._ends.get(t.id, 1e300) <= now]:
             self.mem.exit(task)
         self.tasks = [t for t in self.tasks if t.alive]
+        if self._failed:
+            self.demand_bytes = 0
+            return
         while self._next_arrival <= now and len(self.tasks) < p.max_tasks:
             size = max(1, int(p.size.sample(self.rng)) >> PAGE_SHIFT)
             self._start(now, size, p.lifetime.sample(self.rng))
@@ -262,7 +315,7 @@ class RandomTasks(Workload):
         self.demand_bytes = self.demand(now)
         budget = fault_pages
         for t in self.tasks:
-            need = t.want - t.rss
+            need = t.want - t.rss - t.swapped  # what it never touched yet (swapped pages come back by refault)
             if budget <= 0:
                 break
             if need > 0:
@@ -276,8 +329,13 @@ class RandomTasks(Workload):
 
     def _task_killed(self, task) -> None:
         left = self._ends.pop(task.id, self.sim.env.now) - task.started
-        if self.p.restart:
-            self._restarts.append((self.sim.env.now + self.p.restart_delay, task.want, max(left, self.p.tick)))
+        if self.p.restart == "never":
+            return
+        at = self.sim.env.now + self.p.restart_delay
+        if self.p.restart == "systemd" and not self._may_start(at):
+            return
+        self.restarts += 1
+        self._restarts.append((at, task.want, max(left, self.p.tick)))
 
 
 class TraceParams(WorkloadParams):

@@ -24,12 +24,17 @@ from balloonsim.scenario import Scenario, load_scenario
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
+from balloonsim.sim.psi import FIXED_1, PsiGroup
 from balloonsim.sim.result import TIMESERIES_COLUMNS, RunResult
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
+
+_PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
+_NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
 
 if TYPE_CHECKING:
     from balloonsim.drivers.base import Driver
     from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.swap import SwapDevice
     from balloonsim.sim.controllers import Controller, ControllerParams
     from balloonsim.sim.onlining import OnliningAgent
     from balloonsim.sim.workloads import Workload
@@ -119,25 +124,33 @@ class Sim:
             self.events.log(env.now, "crash", -1, str(crash))
             if self._samples and self._samples[-1][0] == env.now:
                 self._samples.pop()  # the crash sample replaces one taken at the same instant
+            self.memory.psi.advance(env.now)
             self._sample()
+        self.memory.finish(env.now)
 
     def _recorder(self):
         interval = self.scenario.sample_interval
         env = self.env
-        last_stall = 0.0
+        psi = self.memory.psi
+        last_some = 0.0
         while True:
-            stalled = self.memory.stalled_s
-            self._sample(min(1.0, (stalled - last_stall) / interval))
-            last_stall = stalled
+            if not psi.idle:
+                psi.advance(env.now)
+            some = psi.total[0]
+            self._sample(min(1.0, (some - last_some) / interval))
+            last_some = some
             yield env.timeout(interval)
 
     def _sample(self, stalled: float = 0.0) -> None:
+        """One row of the time series; `stalled` is the fraction of the last interval in PSI memory SOME."""
         managed = free = cache = 0
         for z in self._zones:  # one pass over the zones: this runs at every sample
             managed += z.managed
             free += z.free_pmd * PMD_PAGES + z.free_base
             cache += z.pagecache
         free <<= PAGE_SHIFT
+        psi = self.memory.psi
+        swap = self.memory.swap
         if free < self.memfree_min:
             self.memfree_min = free
         self._samples.append(
@@ -152,7 +165,21 @@ class Sim:
                 self.guest.blocks_online,
                 stalled,
                 self.memory.oom_kills,
+                *(_NO_PRESSURE if psi.idle and not swap.pswpout else self._pressure_now(psi, swap)),
             )
+        )
+
+    @staticmethod
+    def _pressure_now(psi: PsiGroup, swap: SwapDevice) -> tuple[float, float, float, float, int, int, int]:
+        some, full = psi.avg
+        return (
+            some[0] / _PSI_PCT,
+            some[1] / _PSI_PCT,
+            full[0] / _PSI_PCT,
+            full[1] / _PSI_PCT,
+            swap.used << PAGE_SHIFT,
+            swap.pswpin,
+            swap.pswpout,
         )
 
     # -- results -----------------------------------------------------------------------------------
@@ -179,7 +206,7 @@ class Sim:
         out: dict[str, Any] = {
             "oom_kills": self.memory.oom_kills,
             "oom_lost_work_s": round(self.memory.oom_lost_work_s, 6),
-            "stall_fraction": round(self.memory.stalled_s / sim_time, 6) if sim_time else 0.0,
+            **self._pressure_metrics(sim_time),
             "hotadd_requests": st.add_calls,
             "hotadd_ok": st.add_ok,
             "hotadd_enomem": errs.get(-ENOMEM, 0),
@@ -213,6 +240,34 @@ class Sim:
         for component in self.components:
             out.update(component.metrics())
         return out
+
+    def _pressure_metrics(self, sim_time: float) -> dict[str, Any]:
+        """What the tasks felt: PSI memory over the run, swap traffic, work done, and how long after memory first
+        ran short hot-added memory became usable."""
+        mem = self.memory
+        psi = mem.psi
+        nan = float("nan")
+        supported = mem.psi_supported and sim_time > 0
+        start = mem.pressure_start
+        if start is None:
+            to_usable = nan
+        else:
+            usable = _first_after(list(self.block_usable_at.values()), start)
+            to_usable = (usable if usable is not None else sim_time) - start
+        return {
+            "psi_some_fraction": round(psi.total[0] / sim_time, 6) if supported else nan,
+            "psi_full_fraction": round(psi.total[1] / sim_time, 6) if supported else nan,
+            "psi_some_avg10_peak": round(psi.peak10(0), 4) if supported else nan,
+            "swap_out_pages": mem.swap.pswpout,
+            "swap_in_pages": mem.swap.pswpin,
+            "work_done_s": round(mem.work_done_s, 3),
+            "pressure_to_usable_s": round(to_usable, 6),
+        }
+
+
+def _first_after(times: list[float], start: float) -> float | None:
+    later = [t for t in times if t >= start]
+    return min(later) if later else None
 
 
 def _scheduled_events(env: simpy.Environment) -> int:

@@ -78,7 +78,7 @@ def test_jobs_1_jobs_2_and_dask_write_identical_runs_csv(tmp_path):
     expected = sorted(in_order)
     runs = load_results(outs["jobs1"])
     assert list(runs["run_id"]) == in_order and (runs["status"] == "ok").all()
-    assert {"oom_kills", "stall_fraction", "guest_crashed"} <= set(runs.columns)
+    assert {"oom_kills", "psi_some_fraction", "guest_crashed"} <= set(runs.columns)
 
     series = {name: load_timeseries(out).sort_values(["run_id", "t"], ignore_index=True) for name, out in outs.items()}
     pd.testing.assert_frame_equal(series["jobs1"], series["jobs2"])

@@ -37,6 +37,11 @@ def test_every_guest_key_reaches_the_kernel_config():
         page_cache="1G",
         online_policy="auto-movable",
         auto_movable_ratio=100,
+        swap="1G",
+        swappiness=100,
+        swap_bandwidth="500M",
+        swap_latency="1ms",
+        vcpus=4,
     )
     cfg = section.config()
     for name in GuestSection.model_fields:

@@ -1,0 +1,190 @@
+"""Pressure stall information for memory, as kernel/sched/psi.c defines and averages it.
+
+A task is in a memory stall between psi_memstall_enter() and psi_memstall_leave(): in direct reclaim and direct
+compaction, in kswapd's balance_pgdat(), and while it waits for a swapped-out page of its working set to be read
+back (swap_readpage() `if (workingset)`, 5.10+). SOME is the time at least one non-idle task is stalled; FULL the
+time no non-idle task is productive. With several CPUs the kernel weights the per-CPU states by non-idle time,
+which psi.c's header writes as
+
+    threads = min(nr_nonidle_tasks, nr_cpus)
+       SOME = min(nr_delayed_tasks / threads, 1)
+       FULL = (threads - min(nr_productive_tasks, threads)) / threads
+
+"For memory, productive means a running task that isn't a reclaimer" (5.17+, cb0e52b77487: PSI_MEM_FULL is
+`tasks[NR_MEMSTALL] && tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING]`); before 5.17 a running reclaimer still
+counted as productive (`tasks[NR_MEMSTALL] && !tasks[NR_RUNNING]`).
+
+The simulation knows, per interval, what fraction of it each task spent reclaiming (running) and waiting for
+swap-in (sleeping), not the exact instants. `stall_rates` takes the tasks' states as independent over the
+interval and returns the expected SOME and FULL fractions of the formulas above. `PsiGroup` integrates those
+piecewise-constant rates into the cumulative totals and runs the kernel's running averages at its own 2 s
+clock, lazily: it is advanced only when something reads it or the rates change, so an interval of any length
+with constant rates costs one step (and a quiet one with decayed averages none at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# kernel/sched/psi.c and include/linux/sched/loadavg.h (identical from 4.20 to 6.18)
+FSHIFT = 11
+FIXED_1 = 1 << FSHIFT
+EXP_10s = 1677  # 1/exp(2s/10s) as fixed-point
+EXP_60s = 1981  # 1/exp(2s/60s)
+EXP_300s = 2034  # 1/exp(2s/300s)
+HZ = 250  # CONFIG_HZ: the x86 Kconfig default (kernel/Kconfig.hz "default HZ_250")
+PSI_FREQ_NS = (2 * HZ + 1) * (1_000_000_000 // HZ)  # PSI_FREQ = 2*HZ+1 jiffies: 2.004 s
+_EXPS = (EXP_10s, EXP_60s, EXP_300s)
+
+
+def calc_load(load: int, exp: int, active: int) -> int:
+    """a1 = a0 * e + a * (1 - e), in fixed point, rounding up while rising."""
+    newload = load * exp + active * (FIXED_1 - exp)
+    if active >= load:
+        newload += FIXED_1 - 1
+    return newload // FIXED_1
+
+
+def fixed_power_int(x: int, frac_bits: int, n: int) -> int:
+    """x^n in fixed point with frac_bits fractional bits (kernel/sched/loadavg.c)."""
+    result = 1 << frac_bits
+    half = 1 << (frac_bits - 1)
+    while n:
+        if n & 1:
+            result = (result * x + half) >> frac_bits
+        n >>= 1
+        if not n:
+            break
+        x = (x * x + half) >> frac_bits
+    return result
+
+
+def calc_load_n(load: int, exp: int, active: int, n: int) -> int:
+    """n periods of calc_load() with the same input, as psi's calc_avgs() decays missed periods."""
+    return calc_load(load, fixed_power_int(exp, FSHIFT, n), active)
+
+
+def _poisson_binomial(ps: Sequence[float]) -> list[float]:
+    """P(exactly k of independent events with probabilities ps happen), k = 0..len(ps)."""
+    dist = [1.0]
+    for p in ps:
+        if p <= 0.0:
+            continue
+        q = 1.0 - p
+        nxt = [0.0] * (len(dist) + 1)
+        for k, v in enumerate(dist):
+            nxt[k] += v * q
+            nxt[k + 1] += v * p
+        dist = nxt
+    return dist
+
+
+def stall_rates(
+    tasks: Sequence[tuple[float, float]], kswapd: float, cpus: int, full_counts_reclaimers: bool
+) -> tuple[float, float]:
+    """Expected SOME and FULL fractions of an interval.
+
+    `tasks`: one (reclaiming, waiting) pair of fractions per non-idle task (their sum at most 1); `kswapd`: the
+    fraction of the interval kswapd was reclaiming (it is non-idle only then)."""
+    n = len(tasks)
+    if not n and kswapd <= 0.0:
+        return 0.0, 0.0
+    delayed = _poisson_binomial([min(1.0, r + w) for r, w in tasks])
+    if full_counts_reclaimers:
+        unproductive = delayed  # a reclaimer that runs is not productive
+    else:
+        unproductive = _poisson_binomial([w for _, w in tasks])  # only sleeping stalls stop progress
+    some = full = 0.0
+    for k_on, p_k in ((1, kswapd), (0, 1.0 - kswapd)):
+        if p_k <= 0.0:
+            continue
+        threads = min(n + k_on, cpus)
+        if threads == 0:
+            continue
+        s = sum(p * min((d + k_on) / threads, 1.0) for d, p in enumerate(delayed))
+        # productive: the workers that neither wait nor (5.17+) reclaim; before 5.17 running kswapd counts too
+        running = 0 if full_counts_reclaimers else k_on
+        f = sum(p * (threads - min(n - u + running, threads)) for u, p in enumerate(unproductive)) / threads
+        some += p_k * s
+        full += p_k * f
+    return min(some, 1.0), min(full, 1.0)
+
+
+class PsiGroup:
+    """/proc/pressure/memory: cumulative SOME/FULL stall time and the avg10/avg60/avg300 running averages."""
+
+    def __init__(self) -> None:
+        self.t = 0.0  # the totals are integrated up to this time (s)
+        self.rates = (0.0, 0.0)  # SOME and FULL fractions holding since self.t
+        self.total = [0.0, 0.0]  # seconds in SOME, FULL
+        self.avg = [[0, 0, 0], [0, 0, 0]]  # fixed-point percent (pct * FIXED_1), per state
+        self.peak_avg10 = [0, 0]
+        self._avg_total_ns = [0, 0]  # group->avg_total: stall time already folded into the averages
+        self._next_ns = PSI_FREQ_NS  # group->avg_next_update
+        self._last_ns = 0  # group->avg_last_update
+        self._quiet = True  # averages all 0 and every stall folded into them: idle periods change nothing
+
+    @property
+    def idle(self) -> bool:
+        """Nothing has ever stalled, or everything has decayed: advancing would change nothing that shows."""
+        return self._quiet and not (self.rates[0] or self.rates[1])
+
+    def set_rates(self, now: float, some: float, full: float) -> None:
+        """From `now` on, SOME and FULL hold for these fractions of the time."""
+        if (some, full) != self.rates:
+            self.advance(now)
+            self.rates = (some, full)
+
+    def advance(self, now: float) -> None:
+        """Integrate the totals to `now` and run every 2 s averaging that fell due (psi_avgs_work)."""
+        now_ns = round(now * 1e9)
+        while self._next_ns <= now_ns:
+            if self._quiet and self.rates == (0.0, 0.0):
+                # nothing stalls, nothing is pending, the averages are 0: every period up to now is the same no-op
+                # (calc_load(0, e, 0) == 0), so the clock jumps
+                skipped = (now_ns - self._next_ns) // PSI_FREQ_NS + 1
+                self._last_ns = self._next_ns + (skipped - 1) * PSI_FREQ_NS
+                self._next_ns += skipped * PSI_FREQ_NS
+                break
+            self._integrate(self._next_ns / 1e9)
+            self._update(self._next_ns)
+        self._integrate(now)
+
+    def _integrate(self, t: float) -> None:
+        dt = t - self.t
+        if dt > 0:
+            some, full = self.rates
+            if some:
+                self.total[0] += some * dt
+            if full:
+                self.total[1] += full * dt
+            self.t = t
+
+    def _update(self, now_ns: int) -> None:
+        """update_averages() run exactly at its period boundary (no missed periods: the guest is never idle)."""
+        period = now_ns - self._last_ns
+        self._last_ns = now_ns
+        self._next_ns += PSI_FREQ_NS
+        for s in (0, 1):
+            total_ns = round(self.total[s] * 1e9)
+            sample = min(total_ns - self._avg_total_ns[s], period)
+            self._avg_total_ns[s] += sample
+            pct = sample * 100 // period * FIXED_1
+            avg = self.avg[s]
+            for i, exp in enumerate(_EXPS):
+                avg[i] = calc_load(avg[i], exp, pct)
+            if avg[0] > self.peak_avg10[s]:
+                self.peak_avg10[s] = avg[0]
+        self._quiet = not (any(self.avg[0]) or any(self.avg[1])) and all(
+            round(self.total[s] * 1e9) == self._avg_total_ns[s] for s in (0, 1)
+        )
+
+    # -- what /proc/pressure/memory shows, as fractions ------------------------------------------------------
+    def avg10(self, state: int = 0) -> float:
+        return self.avg[state][0] / (100 * FIXED_1)
+
+    def avg60(self, state: int = 0) -> float:
+        return self.avg[state][1] / (100 * FIXED_1)
+
+    def peak10(self, state: int = 0) -> float:
+        return self.peak_avg10[state] / (100 * FIXED_1)

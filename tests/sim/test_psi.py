@@ -1,0 +1,123 @@
+"""PSI memory as kernel/sched/psi.c defines it: SOME and FULL on small hand-computed cases, and the running
+averages' fixed-point decay (calc_load() with EXP_10s = 1677 every PSI_FREQ = 2*HZ+1 jiffies)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from balloonsim.sim.psi import FIXED_1, PSI_FREQ_NS, EXP_10s, PsiGroup, calc_load_n, stall_rates
+
+PERIOD = PSI_FREQ_NS / 1e9  # 2.004 s at HZ=250
+
+
+def test_one_cpu_one_task_waiting_half_the_time_is_half_some_and_half_full():
+    # the task is the only non-idle one: while it waits nobody is productive
+    assert stall_rates([(0.0, 0.5)], 0.0, 1, True) == pytest.approx((0.5, 0.5))
+
+
+def test_one_cpu_two_independent_tasks_each_waiting_half_the_time():
+    # SOME: P(at least one waits) = 1 - 0.5 * 0.5; FULL: P(both wait) = 0.25
+    assert stall_rates([(0.0, 0.5), (0.0, 0.5)], 0.0, 1, True) == pytest.approx((0.75, 0.25))
+
+
+def test_psi_header_example_one_of_four_tasks_delayed_on_four_cpus():
+    """psi.c: "For the 1 out of 4 memory-delayed tasks, this yields: threads = min(4, 4), SOME = min(1 / 4, 1) =
+    25%, FULL = (4 - min(3, 4)) / 4 = 25%"."""
+    tasks = [(0.0, 1.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
+    assert stall_rates(tasks, 0.0, 4, True) == pytest.approx((0.25, 0.25))
+
+
+def test_more_delayed_tasks_than_cpus_saturate_some():
+    """threads = min(nr_nonidle, nr_cpus): 3 of 8 tasks delayed on 2 CPUs is SOME = min(3/2, 1) = 100%, and FULL =
+    (2 - min(5, 2)) / 2 = 0: five productive tasks still fill both CPUs."""
+    tasks = [(0.0, 1.0)] * 3 + [(0.0, 0.0)] * 5
+    assert stall_rates(tasks, 0.0, 2, True) == pytest.approx((1.0, 0.0))
+
+
+def test_kswapd_reclaiming_alone_counts_full_since_5_17_only():
+    """kswapd is in a memstall while balance_pgdat() runs. Alone on a CPU it is SOME; it is FULL since 5.17
+    (tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING], cb0e52b77487) and not before (a running task was productive)."""
+    assert stall_rates([], 0.1, 2, True) == pytest.approx((0.1, 0.1))
+    assert stall_rates([], 0.1, 2, False) == pytest.approx((0.1, 0.0))
+
+
+def test_a_direct_reclaimer_is_unproductive_since_5_17_a_swap_in_waiter_always():
+    assert stall_rates([(0.5, 0.0)], 0.0, 1, True) == pytest.approx((0.5, 0.5))
+    assert stall_rates([(0.5, 0.0)], 0.0, 1, False) == pytest.approx((0.5, 0.0))
+    assert stall_rates([(0.0, 0.5)], 0.0, 1, False) == pytest.approx((0.5, 0.5))
+
+
+def test_nothing_stalled_is_no_pressure():
+    assert stall_rates([(0.0, 0.0)] * 3, 0.0, 2, True) == (0.0, 0.0)
+    assert stall_rates([], 0.0, 2, True) == (0.0, 0.0)
+
+
+def _kernel_avg10(pcts: list[int]) -> list[int]:
+    """The recurrence written out: avg = (avg * e + pct * FIXED_1 * (FIXED_1 - e) [+ FIXED_1 - 1 rising]) / FIXED_1."""
+    out, avg = [], 0
+    for pct in pcts:
+        active = pct * FIXED_1
+        new = avg * EXP_10s + active * (FIXED_1 - EXP_10s)
+        if active >= avg:
+            new += FIXED_1 - 1
+        avg = new // FIXED_1
+        out.append(avg)
+    return out
+
+
+def test_avg10_on_a_step_follows_the_kernel_recurrence():
+    """Full SOME for 5 periods, then none: avg10 at each 2 s update is the kernel's fixed-point recurrence, and
+    approaches 1 - e^(-t/10) while rising."""
+    psi = PsiGroup()
+    psi.set_rates(0.0, 1.0, 0.0)
+    seen = []
+    for n in range(1, 6):
+        psi.advance(n * PERIOD + 1e-6)
+        seen.append(psi.avg[0][0])
+    psi.set_rates(5 * PERIOD + 1e-6, 0.0, 0.0)
+    for n in range(6, 16):
+        psi.advance(n * PERIOD + 1e-6)
+        seen.append(psi.avg[0][0])
+    expected = _kernel_avg10([100] * 5 + [0] * 10)
+    assert seen == expected
+    assert expected[0] == 37100  # 18.11 %: the first 2 s sample of a full stall
+    assert psi.avg10() == pytest.approx(expected[-1] / (100 * FIXED_1))
+    assert expected[4] / (100 * FIXED_1) == pytest.approx(1 - math.exp(-1.0), abs=0.005)  # 10 s in: 63 %
+    assert psi.peak10() == pytest.approx(expected[4] / (100 * FIXED_1))
+
+
+def test_missed_periods_decay_like_calc_load_n():
+    """calc_avgs() fills in zeroes for missed periods with calc_load_n(avg, EXP_10s, 0, n)."""
+    avg = 150_000
+    assert calc_load_n(avg, EXP_10s, 0, 1) == avg * EXP_10s // FIXED_1
+    assert calc_load_n(avg, EXP_10s, 0, 5) == pytest.approx(avg * (EXP_10s / FIXED_1) ** 5, rel=0.01)
+
+
+def test_one_long_advance_equals_many_short_ones():
+    a, b = PsiGroup(), PsiGroup()
+    for g in (a, b):
+        g.set_rates(0.0, 0.4, 0.1)
+        g.set_rates(7.3, 0.0, 0.0)
+        g.set_rates(20.0, 1.0, 1.0)
+        g.set_rates(21.0, 0.0, 0.0)
+    a.advance(500.0)
+    t = 21.0
+    while t < 500.0:
+        t = min(500.0, t + 0.7)
+        b.advance(t)
+    assert a.avg == b.avg and a.total == pytest.approx(b.total)
+    assert a.total[0] == pytest.approx(0.4 * 7.3 + 1.0)
+    assert a.total[1] == pytest.approx(0.1 * 7.3 + 1.0)
+
+
+def test_an_idle_stretch_jumps_the_clock_and_keeps_the_period_grid():
+    psi = PsiGroup()
+    psi.advance(10_000.0)
+    assert psi.avg == [[0, 0, 0], [0, 0, 0]]
+    psi.set_rates(10_000.0, 1.0, 0.0)
+    psi.advance(10_000.0 + 3 * PERIOD)
+    assert psi.avg[0][0] > 0
+    # the updates stay on the PSI_FREQ grid from boot, as group->avg_next_update does
+    assert psi._next_ns % PSI_FREQ_NS == 0  # noqa: SLF001

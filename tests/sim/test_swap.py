@@ -1,0 +1,269 @@
+"""Swap as the kernel does it: what reclaim takes (get_scan_count()), when the OOM killer fires
+(should_reclaim_retry()), where swapped pages go (conservation), what tasks feel (refaults, work done), oom_badness()
+and the restart policies of OOM-killed tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from balloonsim.errors import ConfigError
+from balloonsim.kernel import Guest, GuestConfig
+from balloonsim.kernel.page_alloc import MAX_RECLAIM_RETRIES, Gfp
+from balloonsim.kernel.vmscan import LruCost, ScanBalance, get_scan_count, scan_fractions
+from balloonsim.scenario import load_scenario
+from balloonsim.sim.memory import Task
+from balloonsim.sim.simulation import simulate
+from balloonsim.sim.world import Sim
+from balloonsim.units import GiB, MiB
+
+# a 2 GiB guest that holds on to its memory (no balloon, no hot-add) under a constant demand
+TIGHT = {
+    "duration": "10m",
+    "guest": {"boot": "2G"},
+    "driver": {"name": "hyperv", "balloon": False},
+    "onlining": {"agent": "offline"},
+    "host": {"controller": "static", "target": "2G"},
+}
+
+
+def _scan(cost: LruCost | None = None, anon_refaulted: bool = False, **kw):
+    args = dict(anon=100_000, file=100, free=1000, high_wmark=5000, swap_free=10**6, swappiness=60)
+    args.update(kw)
+    return get_scan_count(cost=cost or LruCost(), anon_refaulted=anon_refaulted, **args)
+
+
+# -- get_scan_count() (mm/vmscan.c, 5.9-6.18) -----------------------------------------------------------------------
+def test_no_free_swap_scans_file_only():
+    """ "If we have no swap space, do not bother scanning anon pages.\""""
+    assert _scan(swap_free=0) == (ScanBalance.FILE, 0.0)
+
+
+def test_plenty_of_file_is_trimmed_first():
+    """cache_trim_mode: inactive file >> DEF_PRIORITY (4096 pages) that does not refault goes first."""
+    assert _scan(file=4096)[0] is ScanBalance.FILE
+
+
+def test_tiny_file_scans_anon_even_at_swappiness_0():
+    """file + free <= the high watermarks: SCAN_ANON ("Global reclaim will swap to prevent OOM even with no
+    swappiness"), unless anon pages are refaulting (DEACTIVATE_ANON)."""
+    assert _scan(swappiness=0) == (ScanBalance.ANON, 1.0)
+    assert _scan(anon_refaulted=True)[0] is ScanBalance.FRACT
+
+
+def test_scan_fract_weighs_swappiness_against_relative_cost():
+    """Equal (no) costs at swappiness 60: ap:fp = 60:140, each list scanned in proportion to its size too."""
+    assert scan_fractions(60, LruCost()) == (60, 140)
+    assert scan_fractions(200, LruCost())[1] == 0 and scan_fractions(0, LruCost())[0] == 0
+    balance, share = _scan(file=3000, free=10_000, anon=3000)
+    assert balance is ScanBalance.FRACT and share == pytest.approx(60 / 200)
+    # anon that costs IO to reclaim (swap-outs, refaults) tips the balance towards file
+    costly = LruCost(anon=10_000)
+    assert _scan(file=3000, free=10_000, anon=3000, cost=costly)[1] < share
+
+
+def test_lru_cost_decays_below_a_quarter_of_the_lru():
+    cost = LruCost()
+    cost.note(False, 1000, 0, lrusize=40_000)  # 32,000 > 10,000: halved until under
+    assert cost.anon + cost.file <= 10_000 and cost.anon > 0
+
+
+# -- the slow path's OOM decision (mm/page_alloc.c should_reclaim_retry(), 4.7-6.18) ---------------------------------
+def _full_guest(swap: int) -> Guest:
+    guest = Guest(GuestConfig(boot=[1 * GiB], swap=swap))
+    a = guest.alloc
+    a.alloc(0, a.total("free"), Gfp.USER, partial=True)  # anon up to the min watermarks
+    return guest
+
+
+def test_reclaimable_counts_anon_only_while_swap_has_room():
+    """zone_reclaimable_pages(): file, plus anon `if (get_nr_swap_pages() > 0)`."""
+    for swap, counts_anon in ((0, False), (256 * MiB, True)):
+        guest = _full_guest(swap)
+        a = guest.alloc
+        zl = a.zonelist(0, kernel_only=False)
+        assert sum(a.zone_reclaimable_pages(z) for z in zl) == (a.total("anon") if counts_anon else 0)
+        assert a.should_reclaim_retry(zl, 1) is counts_anon
+        assert not a.should_reclaim_retry(zl, MAX_RECLAIM_RETRIES + 1)
+
+
+def test_reclaim_swaps_anon_out_only_with_a_free_slot():
+    guest = _full_guest(64 * MiB)
+    a = guest.alloc
+    zl = a.zonelist(0, kernel_only=False)
+    slots = a.swap.slots
+    got = a.reclaim(zl, slots + 1000)
+    assert got == slots and a.swap.used == slots and a.swap.free == 0
+    assert a.reclaim(zl, 10) == 0  # swap full, no page cache: no progress
+    assert a.stats.pswpout_direct == slots
+
+
+# -- whole runs ------------------------------------------------------------------------------------------------------
+def _run_with_monitor(scenario, seed=1, every=5.0):
+    """Run a scenario, checking the swap and RSS invariants every `every` seconds; returns the Sim."""
+    sim = Sim(load_scenario(scenario), seed)
+    env, mem, alloc = sim.env, sim.memory, sim.guest.alloc
+    broken: list[str] = []
+
+    def monitor():
+        while True:
+            swap = mem.swap
+            if swap.pswpout != swap.pswpin + swap.used + swap.freed:
+                broken.append(f"t={env.now}: out {swap.pswpout} != in {swap.pswpin} + used {swap.used} + freed")
+            if sum(t.swapped for t in mem.tasks.values()) != swap.used:
+                broken.append(f"t={env.now}: swap entries of live tasks != slots used")
+            if sum(t.rss for t in mem.tasks.values()) != alloc.total("anon"):
+                broken.append(f"t={env.now}: task RSS != anon pages in the zones")
+            yield env.timeout(every)
+
+    env.process(monitor())
+    sim.run()
+    assert not broken, broken[:3]
+    return sim
+
+
+def test_swap_conservation_out_equals_in_plus_on_swap_plus_freed_by_exit():
+    """pswpout = pswpin + slots in use + slots freed when their task exited, at every instant; every slot in use
+    is a live task's swap entry and every resident anon page a task's."""
+    sim = _run_with_monitor(
+        {
+            **TIGHT,
+            "guest": {"boot": "2G", "swap": "1G"},
+            "workload": {"name": "tasks", "arrival_rate": 0.2, "lifetime": {"dist": "exponential", "mean": 60}},
+        }
+    )
+    swap = sim.memory.swap
+    assert swap.pswpout > 10_000 and swap.pswpin > 10_000 and swap.freed > 0  # all three flows happened
+    assert swap.pswpout == swap.pswpin + swap.used + swap.freed
+
+
+def test_no_oom_kill_while_swap_has_room_and_reclaim_progresses():
+    """3 GiB of demand in 2 GiB of RAM and 2 GiB of swap: the guest thrashes instead of killing."""
+    m = simulate({**TIGHT, "guest": {"boot": "2G", "swap": "2G"}, "workload": {"name": "constant", "size": "3G"}}, 1)
+    assert m.metrics["oom_kills"] == 0
+    assert m.metrics["swap_out_pages"] > 100_000 and m.metrics["psi_some_fraction"] > 0.5
+
+
+def test_the_oom_killer_fires_only_once_swap_is_full():
+    sim = Sim(
+        load_scenario(
+            {**TIGHT, "guest": {"boot": "2G", "swap": "256M"}, "workload": {"name": "constant", "size": "3G"}}
+        ),
+        1,
+    )
+    mem = sim.memory
+    free_at_kill: list[int] = []
+    original = mem.out_of_memory
+
+    def recorded():
+        free_at_kill.append(mem.swap.free)
+        return original()
+
+    mem.out_of_memory = recorded  # type: ignore[method-assign]
+    sim.run()
+    assert free_at_kill and set(free_at_kill) == {0}
+
+
+def test_without_swap_the_same_demand_kills():
+    m = simulate({**TIGHT, "workload": {"name": "constant", "size": "3G"}}, 1).metrics
+    assert m["oom_kills"] > 0 and m["swap_out_pages"] == 0
+
+
+def test_swapped_out_tasks_run_slower():
+    """The same demand with and without enough RAM: the tasks that refault from swap do less work, and the
+    stall shows as PSI."""
+    roomy = simulate({**TIGHT, "guest": {"boot": "4G", "swap": "2G"}, "workload": {"name": "constant", "size": "3G"}})
+    tight = simulate({**TIGHT, "guest": {"boot": "2G", "swap": "2G"}, "workload": {"name": "constant", "size": "3G"}})
+    # with room, reclaim still swaps a little while the tasks fault in (SCAN_FRACT takes anon too), then nothing
+    assert roomy.metrics["swap_in_pages"] < 0.01 * tight.metrics["swap_in_pages"]
+    assert roomy.metrics["psi_some_fraction"] < 0.01
+    assert tight.metrics["work_done_s"] < 0.1 * roomy.metrics["work_done_s"]
+    assert tight.timeseries.psi_some_avg10.max() > 0.9
+
+
+def test_a_slower_disk_thrashes_harder():
+    scenario = {**TIGHT, "workload": {"name": "constant", "size": "3G"}}
+    fast = simulate({**scenario, "guest": {"boot": "2G", "swap": "2G"}}).metrics
+    slow = simulate({**scenario, "guest": {"boot": "2G", "swap": "2G", "swap_bandwidth": "16M"}}).metrics
+    assert slow["swap_in_pages"] < fast["swap_in_pages"] and slow["work_done_s"] < fast["work_done_s"]
+
+
+def test_oom_badness_counts_swap_entries_page_tables_and_scales_adj_by_ram_plus_swap():
+    """oom_badness(): rss + MM_SWAPENTS + mm_pgtables_bytes / PAGE_SIZE + oom_score_adj * (totalpages / 1000)."""
+    t = Task(1, "t", want=0, started=0.0, rss=512 * 512, swapped=512 * 512, oom_score_adj=100)
+    ptes = 2 * 512  # one PTE page per 512 mapped pages, resident or swapped
+    assert t.pgtables == ptes + 2  # and a PMD page per 512 PTE pages
+    assert t.badness(2_000_000) == 2 * 512 * 512 + ptes + 2 + 100 * 2000
+    assert Task(2, "udevd", 0, 0.0, rss=10, oom_score_adj=-1000).badness(10**6) is None
+
+
+def test_the_oom_killer_picks_swapped_memory_too_and_ties_go_to_the_youngest():
+    sim = Sim(load_scenario({**TIGHT, "workload": {"name": "idle"}}), 1)
+    mem = sim.memory
+    a = mem.spawn("resident", 100)
+    b = mem.spawn("swapped", 100)
+    c = mem.spawn("twin", 100)
+    a.rss, b.swapped, c.rss = 1000, 1500, 1000
+    assert mem.out_of_memory() is b
+    assert mem.out_of_memory() is c  # a and c tie: the later one in the task list
+
+
+def _killing(restart: dict, seed=1):
+    """A 3 GiB demand in a 2 GiB guest without swap: the OOM killer strikes again and again."""
+    return simulate({**TIGHT, "workload": {"name": "constant", "size": "3G", **restart}}, seed).metrics
+
+
+def test_restart_never_leaves_the_killed_task_dead():
+    m = _killing({"restart": "never"})
+    assert m["oom_kills"] >= 1 and m["task_restarts"] == 0
+    assert m["work_done_s"] < _killing({"restart": "delay"})["work_done_s"] + 600  # at most one task-run more
+
+
+def test_restart_delay_restarts_every_killed_task():
+    m = _killing({"restart": "delay", "restart_delay": 5})
+    assert m["task_restarts"] == m["oom_kills"] > 5 and not m["workload_failed"]
+
+
+def test_systemd_start_limit_stops_the_unit():
+    """Restart=on-failure with StartLimitBurst=3 in StartLimitIntervalSec=60: the fourth start within a minute is
+    refused, the unit fails, its processes are killed and nothing runs any more."""
+    m = _killing({"restart": "systemd", "restart_delay": 1, "start_limit_interval": 60, "start_limit_burst": 3})
+    assert m["workload_failed"] and m["task_restarts"] <= 2
+    assert m["work_done_s"] < 0.5 * _killing({"restart": "delay"})["work_done_s"]
+
+
+def test_restart_accepts_the_older_boolean():
+    sc = load_scenario({**TIGHT, "workload": {"name": "tasks", "restart": False}})
+    assert sc.components().workload.params.restart == "never"
+
+
+def test_a_kernel_without_psi_reports_none():
+    """/proc/pressure exists from 4.20 on (eb414681d5a0): a 4.19 guest's PSI metrics are NaN, its swap counts."""
+    m = simulate(
+        {
+            **TIGHT,
+            "guest": {"boot": "2G", "swap": "2G", "kernel": "4.19"},
+            "workload": {"name": "constant", "size": "3G"},
+        }
+    ).metrics
+    assert m["psi_some_fraction"] != m["psi_some_fraction"] and m["swap_out_pages"] > 0
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("guest.swappiness", 201),
+        ("guest.swap_bandwidth", 0),
+        ("guest.swap_latency", float("inf")),
+        ("guest.swap", "-1G"),
+        ("guest.vcpus", 0),
+        ("workload.restart", "sometimes"),
+        ("workload.start_limit_burst", 0),
+        ("workload.touch_rate", 0),
+    ],
+)
+def test_bad_swap_and_restart_settings_are_refused_naming_the_key(key, value):
+    section, name = key.split(".")
+    scenario = {**TIGHT, "workload": {"name": "constant"}}
+    scenario[section] = {**scenario.get(section, {}), name: value}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_scenario(scenario)
