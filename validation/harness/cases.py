@@ -5,8 +5,8 @@ list of steps. The same steps, with what the real kernel answered, go into the r
 replays them from there (balloonsim/validate/model.py), so nothing about a case lives in two places.
 
 Steps:
-  idle        MemTotal/MemFree/MemAvailable sampled `samples` times, `interval_s` apart, nothing else running:
-              the noise that MemFree tolerances are made of
+  idle        the full snapshot taken `samples` times, `interval_s` apart, nothing else running; its
+              /proc/meminfo and /proc/zoneinfo are kept: the noise the MemFree tolerances are made of
   snap        a full snapshot named `phase` (meminfo, vmstat, zoneinfo, every memory block, block size)
   dimm_add    QMP object-add memory-backend-ram + device_add pc-dimm (`size_mib`, `node`); the guest waits
               for the new blocks to appear and the block list to settle

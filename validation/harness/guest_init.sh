@@ -35,15 +35,12 @@ blocks() {
 snap() {
 	echo "@@S meminfo"; cat /proc/meminfo
 	echo "@@S vmstat"; grep -E '^(nr_free_pages|nr_memmap|nr_zone_|nr_slab|nr_page_table|nr_kernel_stack)' /proc/vmstat
-	echo "@@S zoneinfo"; grep -E '^Node|^ +(pages free|spanned|present|managed|start_pfn)' /proc/zoneinfo
+	echo "@@S zoneinfo"; grep -E '^Node|^ +(pages free|spanned|present|managed|start_pfn|count:)' /proc/zoneinfo
 	echo "@@S blocks"; blocks
 	echo "@@S block_size_bytes"; cat $MEM/block_size_bytes
 	echo "@@S auto_online_blocks"; cat $MEM/auto_online_blocks
 	echo "@@S uptime"; cat /proc/uptime
 }
-
-# MemTotal/MemFree/MemAvailable only, for the idle-noise samples.
-meminfo3() { grep -E '^(MemTotal|MemFree|MemAvailable):' /proc/meminfo; }
 
 # wr VALUE FILE...: write VALUE to each file (a separate process each, killed after 120 s: offline_pages()
 # retries migration until a fatal signal). Prints "<file> <exit status> <error message>" per file.
@@ -53,6 +50,16 @@ wr() {
 	for f in "$@"; do
 		e=$(timeout -s KILL 120 sh -c 'echo "$1" > "$2"' - "$v" "$f" 2>&1)
 		echo "$f $? ${e##*: }"
+	done
+}
+
+# wrblocks VALUE FILE FIRST LAST: wr VALUE into FILE of every existing block FIRST..LAST, lowest first (a short
+# command line whatever the number of blocks: the control port's line must fit the tty's 4 KiB buffer)
+wrblocks() {
+	local v f i
+	v=$1; f=$2
+	for i in $(seq "$3" "$4"); do
+		[ -e "$MEM/memory$i" ] && wr "$v" "$MEM/memory$i/$f"
 	done
 }
 

@@ -36,7 +36,9 @@ class KernelSource:
 
 KERNELS = (
     KernelSource("6.1", r"linux-image-6\.1\.0-\d+-amd64", "Debian 12 (bookworm, bookworm-security)"),
-    KernelSource("6.12", r"linux-image-6\.12\.\d+\+deb12(\.\d+)?-amd64", "bookworm-backports"),
+    KernelSource(
+        "6.12", r"linux-image-6\.12\.\d+\+deb12(\.\d+)?-amd64", "Debian 12 (bookworm-backports, bookworm-security)"
+    ),
     KernelSource("6.18", r"linux-image-6\.18\.\d+\+deb13(\.\d+)?-amd64", "trixie-backports"),
 )
 
@@ -74,11 +76,15 @@ def ensure_host_tools(log=print) -> None:
 
 
 def _host_mirrors() -> tuple[str, str | None]:
-    """(Debian mirror URI, security mirror URI) from the host's apt sources (deb822 or one-line)."""
     texts = []
     for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         if p.is_file() and (p.suffix in (".list", ".sources") or p.name == "sources.list"):
             texts.append(p.read_text(errors="replace"))
+    return mirrors_from_sources(texts)
+
+
+def mirrors_from_sources(texts: list[str]) -> tuple[str, str | None]:
+    """(Debian mirror URI, security mirror URI) from apt source files, deb822 or one-line style."""
     pairs: list[tuple[str, str]] = []  # (uri, suite)
     for text in texts:
         for stanza in re.split(r"\n\s*\n", text):

@@ -49,13 +49,6 @@ class Runner:
                 return d["data"]["memaddr"]
         raise RuntimeError(f"virtio-mem device {dev} not found by query-memory-devices")
 
-    def blocks_of(self, dev: str) -> list[int]:
-        addr, size = self.devices[dev]
-        first, end = addr // self.block_size, (addr + size) // self.block_size
-        _, out = self.sh("ls /sys/devices/system/memory")
-        present = {int(m) for m in re.findall(r"memory(\d+)", out)}
-        return [b for b in range(first, end) if b in present]
-
     def nblocks(self) -> int:
         return int(self.sh("nblocks")[1])
 
@@ -63,11 +56,13 @@ class Runner:
         return getattr(self, "do_" + st["do"])(st)
 
     def do_idle(self, st: dict) -> dict:
+        """The same full snapshot as a phase's, repeated on the idle guest; its meminfo and zoneinfo are kept."""
         samples = []
         for i in range(st["samples"]):
             if i:
                 time.sleep(st["interval_s"])
-            samples.append(self.sh("meminfo3")[1])
+            raw = self.do_snap(st)["raw"]
+            samples.append({"meminfo": raw["meminfo"], "zoneinfo": raw["zoneinfo"]})
         return {"samples": samples}
 
     def do_snap(self, st: dict) -> dict:
@@ -104,9 +99,9 @@ class Runner:
         }
 
     def do_write(self, st: dict) -> dict:
-        blocks = self.blocks_of(st["dev"])
-        paths = " ".join(f"{MEM}/memory{b}/{st['file']}" for b in blocks)
-        _, out = self.sh(f"wr {st['value']} {paths}" if blocks else "true")
+        addr, size = self.devices[st["dev"]]
+        first, last = addr // self.block_size, (addr + size) // self.block_size - 1
+        _, out = self.sh(f"wrblocks {st['value']} {st['file']} {first} {last}")
         writes = []
         for line in out.splitlines():
             path, status, *msg = line.split(" ", 2)
@@ -118,23 +113,31 @@ class Runner:
         return {"output": self.sh(f"activity {st['seconds']}")[1]}
 
     def do_dimm_del(self, st: dict) -> dict:
+        """device_del is an ACPI eject request: the guest offlines every block and removes the range, then QEMU
+        emits DEVICE_DELETED; or the guest refuses and reports it with _OST (ACPI_DEVICE_OST, source 3 = eject,
+        status 0x84 = in progress, anything else but 0 = failed)."""
         dev = st["dev"]
         t0 = time.monotonic()
         self.g.qmp.command("device_del", id=dev)
-        ev = self.g.qmp.wait_event(
-            lambda e: e["event"] == "DEVICE_DELETED" and e.get("data", {}).get("device") == dev,
-            timeout=st.get("timeout_s", 60),
-        )
-        ost = [e for e in self.g.qmp.events if e["event"] == "ACPI_DEVICE_OST"]
+
+        def final(e: dict) -> bool:
+            data = e.get("data", {})
+            if e["event"] == "DEVICE_DELETED":
+                return data.get("device") == dev
+            info = data.get("info", {})
+            return e["event"] == "ACPI_DEVICE_OST" and info.get("source") == 3 and info.get("status") not in (0, 0x84)
+
+        ev = self.g.qmp.wait_event(final, timeout=st.get("timeout_s", 120))
+        events = [*self.g.qmp.events, *([ev] if ev else [])]
         self.g.qmp.events.clear()
-        deleted = ev is not None
+        deleted = ev is not None and ev["event"] == "DEVICE_DELETED"
         if deleted:
             self.g.qmp.command("object-del", id=f"{dev}-mem")
         _, stable = self.sh("waitstable 2 60")
         return {
             "deleted": deleted,
             "host_s": round(time.monotonic() - t0, 3),
-            "ost": [e["data"]["info"] for e in ost],
+            "ost": [e["data"]["info"] for e in events if e["event"] == "ACPI_DEVICE_OST"],
             "stable": stable,
         }
 
@@ -154,7 +157,7 @@ class Runner:
                 break
             time.sleep(0.25)
         _, stable = self.sh("waitstable 2 60")
-        return {"size": size, "requested": want, "history": history, "stable": stable}
+        return {"addr": self.devices[dev][0], "size": size, "requested": want, "history": history, "stable": stable}
 
 
 def _qemu_version() -> str:
