@@ -13,6 +13,7 @@ _COMMANDS: dict[str, tuple[str, ...]] = {
     "balloonsim.experiment.cli": ("run",),
     "balloonsim.analysis.cli": ("analyze", "plot", "report"),
     "balloonsim.bench_cli": ("bench",),
+    "balloonsim.validate.cli": ("validate",),
 }
 
 
