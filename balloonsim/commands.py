@@ -54,6 +54,11 @@ COMMANDS: dict[str, CommandRef] = {
         "bench",
         "Benchmarks: bare SimPy's event rate, the reference scenario against it, hot-add scale, sweeps.",
     ),
+    "validate": CommandRef(
+        "balloonsim.validate.cli",
+        "validate",
+        "Compare the model with real Linux kernels, recorded under QEMU (validation/README.md).",
+    ),
 }
 
 

@@ -1,0 +1,196 @@
+"""The model against a recording, quantity by quantity.
+
+What the model can claim are the changes hot-plug causes, so every number is a change since the "boot"
+snapshot: MemTotal, MemFree, MemAvailable, nr_memmap_pages, and each zone's spanned/present/managed pages.
+Absolute values are compared only where the model is configured from the same source as the kernel: the
+memory block size the model probes from the boot memory (against block_size_bytes) and nr_memmap_boot_pages
+(the boot memory's memmap, from QEMU's -m). States and zones of the hot-added memory blocks, the errno of every
+sysfs write, whether a device_del removed the DIMM and the plugged size of virtio-mem are compared as text.
+
+Tolerances: exact, except MemFree and MemAvailable, which may differ by the noise measured on the same guest
+(max - min over the idle snapshots of its recording).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from balloonsim.units import MiB
+from balloonsim.validate.known import Known
+from balloonsim.validate.model import ModelRun, replay
+from balloonsim.validate.parse import Recording, free_with_pcp_kb, write_errno
+
+EXACT = "exact"
+
+
+@dataclass
+class Row:
+    case: str
+    kernel: str
+    quantity: str
+    real: int | str
+    model: int | str
+    tolerance: str
+    agree: bool
+    known: str | None = None  # the reason, when a listed known disagreement covers the row
+    known_index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.agree or self.known is not None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.case,
+            "kernel": self.kernel,
+            "quantity": self.quantity,
+            "real": self.real,
+            "model": self.model,
+            "tolerance": self.tolerance,
+            "agree": self.agree,
+            "known": self.known,
+        }
+
+
+FREE_WITH_PCP = "free+pcp"
+
+
+def idle_noise(rec: Recording, key: str) -> int:
+    """max - min of a meminfo field (or free+pcp) over the recording's idle snapshots."""
+    if key == FREE_WITH_PCP:
+        values = [free_with_pcp_kb(zones) for _, zones in rec.idle]
+    else:
+        values = [m[key] for m, _ in rec.idle if key in m]
+    return max(values) - min(values) if values else 0
+
+
+def runs(ids: dict[int, str]) -> str:
+    """{32: "a", 33: "a", 35: "b"} -> "32-33 a, 35 b"."""
+    out: list[str] = []
+    start = prev = None
+    val = None
+    for i, v in sorted(ids.items()):
+        if start is not None and i == prev + 1 and v == val:
+            prev = i
+            continue
+        if start is not None:
+            out.append(f"{start}{'' if start == prev else f'-{prev}'} {val}")
+        start = prev = i
+        val = v
+    if start is not None:
+        out.append(f"{start}{'' if start == prev else f'-{prev}'} {val}")
+    return ", ".join(out) or "none"
+
+
+def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
+    run = run or replay(rec)
+    rows: list[Row] = []
+
+    def row(quantity: str, real, model, tol: int | None = None) -> None:
+        if tol is None:
+            agree, tolerance = real == model, EXACT
+        else:
+            agree = isinstance(real, int) and isinstance(model, int) and abs(real - model) <= tol
+            tolerance = f"±{tol}"
+        rows.append(Row(rec.case, rec.kernel, quantity, real, model, tolerance, agree))
+
+    boot = rec.snapshots["boot"]
+    mboot = run.snapshots["boot"]
+    multi_node = bool(rec.data["machine"].get("numa_mem_mib"))
+    row("memory block size (probed) (bytes)", boot.block_size, run.probed_block_size)
+    if "nr_memmap_boot_pages" in boot.vmstat:
+        row("boot nr_memmap_boot_pages", boot.vmstat["nr_memmap_boot_pages"], mboot.vmstat["nr_memmap_boot_pages"])
+    noise = {k: idle_noise(rec, k) for k in ("MemFree", "MemAvailable", FREE_WITH_PCP)}
+
+    for i, st in enumerate(rec.steps):
+        do = st["do"]
+        if do == "snap" and st["phase"] != "boot":
+            p = st["phase"]
+            real, model = rec.snapshots[p], run.snapshots[p]
+            for key in ("MemTotal", "MemFree", "MemAvailable"):
+                row(
+                    f"{p}: Δ{key} (kB)",
+                    real.meminfo[key] - boot.meminfo[key],
+                    model.meminfo[key] - mboot.meminfo[key],
+                    noise.get(key),
+                )
+            # the model has no per-cpu lists: its free pages are the kernel's free pages wherever they are cached
+            row(
+                f"{p}: Δfree incl. per-cpu lists (kB)",
+                free_with_pcp_kb(real.zones) - free_with_pcp_kb(boot.zones),
+                model.meminfo["MemFree"] - mboot.meminfo["MemFree"],
+                noise[FREE_WITH_PCP],
+            )
+            if "nr_memmap_pages" in real.vmstat:
+                m0, m1 = mboot.vmstat["nr_memmap_pages"], model.vmstat["nr_memmap_pages"]
+                row(
+                    f"{p}: Δnr_memmap_pages",
+                    real.vmstat["nr_memmap_pages"] - boot.vmstat["nr_memmap_pages"],
+                    m1 - m0 if m0 is not None and m1 is not None else "n/a",
+                )
+            for nid, zone in sorted(set(real.zones) | set(boot.zones) | set(model.zones)):
+                rz, rb = real.zones.get((nid, zone)), boot.zones.get((nid, zone))
+                mz, mb = model.zones.get((nid, zone), (0, 0, 0)), mboot.zones.get((nid, zone), (0, 0, 0))
+                for k, name in enumerate(("spanned", "present", "managed")):
+                    r = (getattr(rz, name) if rz else 0) - (getattr(rb, name) if rb else 0)
+                    m = mz[k] - mb[k]
+                    if r or m:
+                        row(f"{p}: node{nid} {zone} Δ{name}", r, m)
+            added = {b: s for b, s in real.blocks.items() if b not in boot.blocks}
+            row(
+                f"{p}: hot-added blocks",
+                runs({b: _block_text(s.state, s.zone, s.node, multi_node) for b, s in added.items()}),
+                runs(
+                    {b: _block_text(state, zone, node, multi_node) for b, (state, zone, node) in model.blocks.items()}
+                ),
+            )
+        elif do == "dimm_add":
+            size = st["size_mib"] * MiB
+            nxt = _next_snapshot(rec, i)
+            appeared = sum(1 for b in nxt.blocks if b not in boot.blocks) if nxt else 0
+            real = "0" if appeared * boot.block_size >= size else f"{appeared} blocks appeared"
+            row(f"add_memory {st['dev']} ({st['size_mib']}M, node {st['node']})", real, run.outcomes.get(i, "not run"))
+        elif do == "write":
+            real = {w["block"]: write_errno(w["status"], w["message"]) for w in st["result"]["writes"]}
+            row(f"write {st['value']} > {st['file']} (step {i})", runs(real), runs(run.outcomes.get(i, {})))
+        elif do == "dimm_del":
+            real = "removed" if st["result"]["deleted"] else "refused"
+            m = run.outcomes.get(i)
+            row(f"device_del {st['dev']} (step {i})", real, "not run" if m is None else "removed" if m else "refused")
+        elif do == "vmem_resize":
+            row(
+                f"virtio-mem {st['dev']} to {st['size_mib']}M: plugged (MiB)",
+                st["result"]["size"] // MiB,
+                run.outcomes[i] // MiB if i in run.outcomes else "not run",
+            )
+    if run.crash:
+        rows.append(Row(rec.case, rec.kernel, "model crashed", "no", run.crash, EXACT, False))
+    return rows
+
+
+def _next_snapshot(rec: Recording, i: int):
+    for st in rec.steps[i + 1 :]:
+        if st["do"] == "snap":
+            return rec.snapshots[st["phase"]]
+    return None
+
+
+def _block_text(state: str, zone: str | None, node: int | None, multi_node: bool) -> str:
+    text = f"{state}/{zone}" if state == "online" and zone else state
+    return f"{text}@node{node}" if multi_node and node is not None else text
+
+
+def apply_known(rows: list[Row], known: list[Known]) -> None:
+    for r in rows:
+        if r.agree:
+            continue
+        for k in known:
+            if k.covers(r.case, r.kernel, r.quantity, r.real, r.model):
+                r.known, r.known_index = k.reason, k.index
+                break
+
+
+def stale_known(rows: list[Row], known: list[Known]) -> list[Known]:
+    """Entries that cover no disagreeing row any more: the model agrees now, the entry should go."""
+    used = {r.known_index for r in rows if r.known is not None}
+    return [k for k in known if k.index not in used]

@@ -1,0 +1,304 @@
+"""The model's side of a recording: the same steps replayed on balloonsim's kernel model.
+
+Everything here talks to the kernel model through its top-level API (Guest: add_memory, online_memory_block,
+offline_memory_block, remove_memory, withdraw_pages, meminfo(), the zones in guest.alloc), so that a change
+inside balloonsim.kernel needs no change here. The guest is configured from the recording only: boot memory
+per node from QEMU's -m / -numa, the kernel profile from the release, the memory block size from
+block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node from the kernel command line.
+
+What the drivers do is reproduced from their kernel source at the level of the calls they make:
+- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, then one
+  add_memory() with MHP_MEMMAP_ON_MEMORY, as balloonsim's drivers/dimm.py passes it.
+- device_del of a pc-dimm is an ACPI eject (drivers/acpi/scan.c acpi_scan_try_to_offline()): every block of
+  the device is offlined, lowest first; failures are retried once, and if one still fails the blocks this
+  call offlined are onlined again (acpi_bus_online(), MMOP_ONLINE) and the eject is refused. Otherwise
+  acpi_memory_device_remove() -> __remove_memory().
+- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c, 5.19+: 2 MiB subblocks): plugging fills
+  partially plugged blocks, then adds new ones (plugged subblocks first, add_memory_driver_managed() without
+  MHP_MEMMAP_ON_MEMORY, onlined by the core's auto-online with the driver's online-page callback exposing
+  only plugged subblocks); unplugging (virtio_mem_sbm_unplug_request()) goes through online blocks from the
+  highest, partially plugged ones first, a whole block in one shot when it can, else subblock by subblock
+  from the top (fake-offline: Guest.withdraw_pages()); a block left with nothing plugged is offlined and
+  removed (offline_and_remove_memory()).
+Ordinary activity in the guest (the `activity` step) has no counterpart in the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
+from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.profiles import PROFILES
+from balloonsim.memmap import get_strategy
+from balloonsim.units import PAGE_SHIFT, PAGEBLOCK_PAGES, MiB, div_round_up
+from balloonsim.validate.parse import Recording
+
+ONLINE_VALUES = ("online", "online_kernel", "online_movable")
+VIRTIO_MEM_DEVICE_BLOCK = 2 * MiB  # QEMU's default for a memory-backend-ram (the guest logs it)
+
+
+def profile_for(release: str) -> str:
+    """The newest kernel profile not newer than `release` ("6.1" -> "5.12")."""
+
+    def ver(s: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", s)[:2])
+
+    fits = [p for p in PROFILES if ver(p) <= ver(release)]
+    if not fits:
+        raise ValueError(f"no kernel profile for release {release}")
+    return max(fits, key=ver)
+
+
+@dataclass
+class ModelSnapshot:
+    meminfo: dict[str, int]  # MemTotal, MemFree, MemAvailable (kB)
+    vmstat: dict[str, int | None]  # nr_memmap_pages, nr_memmap_boot_pages (None: the release has none)
+    zones: dict[tuple[int, str], tuple[int, int, int]]  # (node, zone) -> (spanned, present, managed)
+    blocks: dict[int, tuple[str, str | None, int]]  # block id -> (state, zone of an online block, node)
+
+
+@dataclass
+class ModelRun:
+    profile: str
+    probed_block_size: int
+    block_size: int
+    snapshots: dict[str, ModelSnapshot] = field(default_factory=dict)
+    outcomes: dict[int, object] = field(default_factory=dict)  # step index -> what the step returned
+    crash: str | None = None
+
+
+def _snapshot(guest: Guest) -> ModelSnapshot:
+    mi = guest.meminfo()
+    zones = {}
+    for (nid, zt), z in guest.alloc.zones.items():
+        spanned = z.span_end - z.span_start if z.span_start is not None else 0
+        zones[(nid, zt.value)] = (spanned, z.present, z.managed)
+    blocks = {
+        b.id: (b.state.value, b.zone.type.value if b.state is BlockState.ONLINE and b.zone else None, b.nid)
+        for b in guest.blocks.values()
+    }
+    return ModelSnapshot(
+        meminfo={"MemTotal": mi.MemTotal_kb, "MemFree": mi.MemFree_kb, "MemAvailable": mi.MemAvailable_kb},
+        vmstat={"nr_memmap_pages": mi.nr_memmap_pages, "nr_memmap_boot_pages": mi.nr_memmap_boot_pages},
+        zones=zones,
+        blocks=dict(sorted(blocks.items())),
+    )
+
+
+def guest_config(rec: Recording, block_size: int | None) -> GuestConfig:
+    m = rec.data["machine"]
+    boot = [mib * MiB for mib in m["numa_mem_mib"]] if m.get("numa_mem_mib") else [m["boot_mem_mib"] * MiB]
+    cmd = rec.cmdline
+    cpu_flags = rec.data["provenance"].get("cpu_flags", [])
+    return GuestConfig(
+        boot=boot,
+        max_addr=4 * 1024 * MiB + m["maxmem_gib"] * 1024 * MiB,  # QEMU's device memory starts at 4 GiB
+        block_size=block_size,
+        kernel=profile_for(rec.kernel),
+        movable_node="movable_node" in cmd,
+        direct_gbpages="pdpe1gb" in cpu_flags,
+    )
+
+
+def new_guest(rec: Recording, block_size: int | None) -> Guest:
+    mmom = rec.cmdline.get("memory_hotplug.memmap_on_memory", "0") in ("1", "y", "Y", "on", "force")
+    guest = Guest(guest_config(rec, block_size), get_strategy("altmap" if mmom else "kmalloc", key=""))
+    state = rec.cmdline.get("memhp_default_state", "offline")
+    guest.auto_online = state if state in ONLINE_VALUES else None
+    return guest
+
+
+class VirtioMemSbm:
+    """What virtio-mem in Sub Block Mode asks of the kernel when its requested size changes."""
+
+    def __init__(self, guest: Guest, addr: int, size: int, nid: int):
+        self.g = guest
+        self.nid = nid
+        self.sb_pages = max(PAGEBLOCK_PAGES, VIRTIO_MEM_DEVICE_BLOCK >> PAGE_SHIFT)  # 5.19+: pageblock minimum
+        self.per_mb = guest.block_pages // self.sb_pages
+        self.first_mb = div_round_up(addr, guest.block_size)
+        self.end_mb = (addr + size) // guest.block_size
+        self.plugged: dict[int, set[int]] = {}  # memory block -> plugged subblocks
+        guest.set_online_page_callback(self.online_page_cb)
+
+    def _ours(self, block) -> bool:
+        return self.first_mb <= block.id < self.end_mb
+
+    def online_page_cb(self, guest: Guest, block, span: Extents) -> Extents:
+        """virtio_mem_online_page_cb(): plugged subblocks to the buddy, the rest stays fake-offline."""
+        if not self._ours(block):
+            return span
+        block.withheld_offlinable = True  # virtio_mem_notify_going_offline() lets fake-offline pages go
+        expose = Extents()
+        for sb in self.plugged.get(block.id, ()):
+            s = block.start_pfn + sb * self.sb_pages
+            expose.add(s, s + self.sb_pages)
+        out = Extents()
+        for s, e in expose:
+            for cs, ce in span.clip(s, e):
+                out.add(cs, ce)
+        return out
+
+    def size(self) -> int:
+        return sum(len(v) for v in self.plugged.values()) * self.sb_pages << PAGE_SHIFT
+
+    def resize(self, requested: int) -> int:
+        diff = (requested - self.size()) // (self.sb_pages << PAGE_SHIFT)
+        if diff > 0:
+            self._plug(diff)
+        elif diff < 0:
+            self._unplug(-diff)
+        return self.size()
+
+    def _sb_range(self, mb: int, sb: int, n: int) -> tuple[int, int]:
+        s = mb * self.g.block_pages + sb * self.sb_pages
+        return s, s + n * self.sb_pages
+
+    def _plug(self, n: int) -> None:
+        g = self.g
+        # virtio_mem_sbm_plug_request(): partially plugged blocks first (virtio_mem_sbm_plug_any_sb)
+        for mb in sorted(self.plugged):
+            free = [sb for sb in range(self.per_mb) if sb not in self.plugged[mb]]
+            for sb in free[:n]:
+                s, e = self._sb_range(mb, sb, 1)
+                g.backing.populate(s, e)
+                self.plugged[mb].add(sb)
+                block = g.blocks[mb]
+                if block.state is BlockState.ONLINE:
+                    g.generic_online_page(block, s, e)  # virtio_mem_fake_online()
+                n -= 1
+            if not n:
+                return
+        # then new blocks: plug the first subblocks, add the block (virtio_mem_sbm_plug_and_add_mb)
+        for mb in range(self.first_mb, self.end_mb):
+            if not n:
+                return
+            if mb in self.plugged:
+                continue
+            k = min(n, self.per_mb)
+            s, e = self._sb_range(mb, 0, k)
+            g.backing.populate(s, e)
+            self.plugged[mb] = set(range(k))
+            ret = g.add_memory(
+                self.nid, mb * g.block_size, g.block_size, hint=Extents.span(s, e), memmap_on_memory=False
+            )
+            if ret:
+                del self.plugged[mb]
+                g.backing.unpopulate(s, e)
+                return
+            n -= k
+
+    def _state_rank(self, mb: int) -> int:
+        """Position of the block's state in virtio_mem_sbm_unplug_request()'s mb_states[]."""
+        block = self.g.blocks[mb]
+        partial = len(self.plugged[mb]) < self.per_mb
+        if block.state is not BlockState.ONLINE:
+            return 0 if partial else 1
+        movable = not block.is_kernel_zone
+        return (2 if movable else 3) if partial else (4 if movable else 5)
+
+    def _unplug(self, n: int) -> None:
+        g = self.g
+        order = sorted(self.plugged, key=lambda mb: (self._state_rank(mb), -mb))
+        for mb in order:
+            if not n:
+                return
+            block = g.blocks[mb]
+            plugged = self.plugged[mb]
+            online = block.state is BlockState.ONLINE
+            if online and n >= self.per_mb and len(plugged) == self.per_mb:
+                s, e = self._sb_range(mb, 0, self.per_mb)
+                if self._fake_offline(block, s, e):
+                    plugged.clear()
+                    n -= self.per_mb
+            for sb in sorted(plugged, reverse=True):
+                if not n:
+                    break
+                s, e = self._sb_range(mb, sb, 1)
+                if online and not self._fake_offline(block, s, e):
+                    continue  # -EBUSY: try the next subblock
+                plugged.discard(sb)
+                g.backing.unpopulate(s, e)
+                n -= 1
+            if not plugged:  # virtio_mem_sbm_try_remove_unplugged_mb(): offline_and_remove_memory()
+                if online and g.offline_memory_block(mb):
+                    continue
+                g.remove_memory(mb * g.block_size, g.block_size)
+                del self.plugged[mb]
+
+    def _fake_offline(self, block, s: int, e: int) -> bool:
+        """virtio_mem_fake_offline(): alloc_contig_range() over the exposed pages of [s, e)."""
+        exposed = block.exposed.clip(s, e).total
+        return self.g.withdraw_pages(block, s, e) == exposed
+
+
+def _errno(ret: int) -> str:
+    return "0" if ret == 0 else errname(ret).lstrip("-")
+
+
+def replay(rec: Recording) -> ModelRun:
+    """Run the recording's steps on the model; one ModelSnapshot per recorded phase."""
+    real_bs = rec.snapshots["boot"].block_size
+    probed = new_guest(rec, None).block_size  # probe_memory_block_size() from the boot layout
+    guest = new_guest(rec, real_bs)
+    run = ModelRun(guest.profile.name, probed, guest.block_size)
+    devices: dict[str, tuple[int, int]] = {}
+    vmem: dict[str, VirtioMemSbm] = {}
+    vm = rec.data["machine"].get("virtio_mem")
+    if vm:
+        addr = next(st["result"]["addr"] for st in rec.steps if st["do"] == "vmem_resize")
+        vmem[vm["id"]] = VirtioMemSbm(guest, addr, vm["size_mib"] * MiB, vm.get("node", 0))
+    try:
+        for i, st in enumerate(rec.steps):
+            do = st["do"]
+            if do == "snap":
+                run.snapshots[st["phase"]] = _snapshot(guest)
+            elif do == "dimm_add":
+                addr, size = st["result"]["addr"], st["size_mib"] * MiB
+                devices[st["dev"]] = (addr, size)
+                s, e = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
+                guest.backing.populate(s, e)
+                run.outcomes[i] = _errno(guest.add_memory(st["node"], addr, size, hint=Extents.span(s, e)))
+            elif do == "write":
+                run.outcomes[i] = {
+                    w["block"]: _write(guest, w["block"], st["file"], st["value"]) for w in st["result"]["writes"]
+                }
+            elif do == "dimm_del":
+                run.outcomes[i] = _acpi_eject(guest, *devices[st["dev"]])
+            elif do == "vmem_resize":
+                run.outcomes[i] = vmem[st["dev"]].resize(st["size_mib"] * MiB)
+            # "idle" and "activity" change nothing the model holds
+    except GuestCrash as crash:
+        run.crash = str(crash)
+    return run
+
+
+def _write(guest: Guest, bid: int, file: str, value: str) -> str:
+    """echo VALUE > /sys/devices/system/memory/memoryN/FILE."""
+    if bid not in guest.blocks:
+        return "ENOENT"
+    if file != "state":
+        return "EINVAL"
+    if value in ONLINE_VALUES:
+        return _errno(guest.online_memory_block(bid, value))
+    if value == "offline":
+        return _errno(guest.offline_memory_block(bid))
+    return "EINVAL"
+
+
+def _acpi_eject(guest: Guest, addr: int, size: int) -> bool:
+    """acpi_scan_try_to_offline() then __remove_memory(); True when the device went away."""
+    blocks = guest.blocks_in(addr >> PAGE_SHIFT, size >> PAGE_SHIFT)
+    put_online = []
+    failed = []
+    for b in blocks:  # first pass: every block, failures noted
+        if b.state is BlockState.ONLINE:
+            (failed if guest.offline_memory_block(b.id) else put_online).append(b)
+    for b in failed:  # second pass: stop at the first failure
+        if guest.offline_memory_block(b.id):
+            for p in put_online:
+                guest.online_memory_block(p.id, "online")  # acpi_bus_online(): MMOP_ONLINE
+            return False
+    return guest.remove_memory(addr, size) == 0

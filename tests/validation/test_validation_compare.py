@@ -1,0 +1,110 @@
+"""The model against the committed recordings of real kernels: every quantity agrees within its tolerance or
+is a listed known disagreement, and every listed disagreement still happens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from validation_support import KNOWN
+
+from balloonsim.cli import _register, cli
+from balloonsim.validate.compare import apply_known, compare, runs, stale_known
+from balloonsim.validate.known import load_known
+
+
+@pytest.fixture(scope="module")
+def rows(recordings):
+    out = []
+    for rec in recordings:
+        out += compare(rec)
+    apply_known(out, load_known(KNOWN))
+    return out
+
+
+def test_recordings_cover_the_cases(recordings):
+    cases = {r.case for r in recordings}
+    kernels = {r.kernel for r in recordings}
+    assert len(cases) >= 16
+    assert {"6.1", "6.12"} <= kernels
+    for rec in recordings:
+        prov = rec.data["provenance"]
+        assert prov["recorded_by"] == "balloonsim validate --record"
+        assert prov["uname_r"].startswith(rec.kernel + "."), rec.path.name
+        assert rec.path.name == f"{rec.case}--{rec.kernel}.json"
+        for key in ("kernel_cmdline", "qemu_version", "qemu_argv", "date"):
+            assert prov[key], (rec.path.name, key)
+
+
+def test_every_quantity_agrees_or_is_a_known_disagreement(rows):
+    failing = [
+        f"{r.case} {r.kernel} {r.quantity}: real {r.real}, model {r.model} ({r.tolerance})" for r in rows if not r.ok
+    ]
+    assert not failing, "\n".join(failing[:40])
+
+
+def test_every_known_disagreement_still_happens(rows):
+    """When the model gets fixed, its entry in known-disagreements.toml must go (the table would hide nothing,
+    but a stale reason misleads)."""
+    stale = stale_known(rows, load_known(KNOWN))
+    assert not stale, [f"{k.quantity} ({k.case}, {k.kernel}): {k.reason[:60]}" for k in stale]
+
+
+def test_exact_quantities_that_agree_today(rows):
+    """A few facts both sides already share, so that a regression in them fails here by name."""
+    by = {(r.case, r.kernel, r.quantity): r for r in rows}
+    for kernel in ("6.1", "6.12"):
+        r = by[("dimm-1G-movable", kernel, "onlined: ΔMemTotal (kB)")]
+        assert r.real == r.model == 1048576
+        r = by[("dimm-1G-movable", kernel, "onlined: hot-added blocks")]
+        assert r.real == r.model == "32-39 online/Movable"
+    r = by[("dimm-128M-movable-mmom", "6.12", "onlined: ΔMemTotal (kB)")]
+    assert r.real == r.model == 129024  # memmap_on_memory: 126 MiB of the 128 MiB block are managed
+
+
+def test_runs():
+    assert runs({32: "0", 33: "0", 34: "EBUSY", 36: "0"}) == "32-33 0, 34 EBUSY, 36 0"
+    assert runs({}) == "none"
+
+
+def test_cli_json_and_exit_status():
+    _register()
+    res = CliRunner().invoke(cli, ["validate", "--json", "--kernel", "6.12", "dimm-1G-movable"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["cases"]
+    assert set(doc["cases"][0]) >= {"name", "kernel", "quantity", "real", "model", "tolerance", "agree"}
+    assert {c["name"] for c in doc["cases"]} == {"dimm-1G-movable"}
+
+
+def test_cli_table_summary():
+    _register()
+    res = CliRunner().invoke(cli, ["validate", "--disagreements"])
+    assert res.exit_code == 0, res.output
+    assert "known disagreements (validation/known-disagreements.toml):" in res.output
+    assert res.output.rstrip().splitlines()[-1].endswith(" 0 disagree")
+
+
+def test_cli_bad_input(tmp_path):
+    _register()
+    res = CliRunner().invoke(cli, ["validate", "--recorded", str(tmp_path)])
+    assert res.exit_code == 2
+    assert (
+        res.output.strip()
+        == f"balloonsim: error: no recordings in {tmp_path} (record with: balloonsim validate --record)"
+    )
+    res = CliRunner().invoke(cli, ["validate", "no-such-case"])
+    assert res.exit_code == 2 and "no recording of case 'no-such-case'" in res.output
+    (tmp_path / "k.toml").write_text('[[disagreement]]\nquantity = "x"\n')
+    res = CliRunner().invoke(cli, ["validate", "--known", str(tmp_path / "k.toml")])
+    assert res.exit_code == 2 and "k.toml: disagreement[0]: needs 'quantity' and 'reason'" in res.output
+
+
+def test_cli_fails_on_an_unlisted_disagreement(tmp_path):
+    _register()
+    empty = tmp_path / "none.toml"
+    empty.write_text("")
+    res = CliRunner().invoke(cli, ["validate", "--known", str(empty), "--disagreements"])
+    assert res.exit_code == 1
+    assert " NO" in res.output

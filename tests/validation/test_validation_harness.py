@@ -1,0 +1,55 @@
+"""The harness's pure parts (no QEMU): apt sources, module dependencies, QEMU's command line, the cases."""
+
+from __future__ import annotations
+
+import pytest
+import validation_support  # noqa: F401  (puts the harness on sys.path)
+
+from validation.harness.cases import all_cases, get_cases
+from validation.harness.packages import mirrors_from_sources, module_closure
+from validation.harness.qemu import MachineSpec, qemu_argv
+
+
+def test_mirrors_from_deb822_and_one_line_sources():
+    deb822 = (
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n"
+    )
+    assert mirrors_from_sources([deb822]) == ("http://mirror.example/debian", "http://mirror.example/debian-security")
+    one_line = "deb [arch=amd64] http://m.example/debian/ trixie main\n"
+    assert mirrors_from_sources([one_line]) == ("http://m.example/debian", None)
+    with pytest.raises(RuntimeError, match="no Debian mirror"):
+        mirrors_from_sources(["deb https://packages.example/apt cloud-sdk main\n"])
+
+
+def test_module_closure_loads_dependencies_first(tmp_path):
+    mods = tmp_path / "kernel" / "drivers"
+    mods.mkdir(parents=True)
+    (mods / "virtio_mem.ko").write_bytes(b"\x7fELF...\x00license=GPL\x00depends=virtio,virtio_ring\x00")
+    (mods / "virtio.ko").write_bytes(b"\x7fELF\x00depends=virtio_ring\x00")
+    (mods / "virtio_ring.ko").write_bytes(b"\x7fELF\x00depends=\x00")
+    order = [name for name, _ in module_closure(tmp_path, ["virtio_mem", "virtio_pci"])]
+    assert order == ["virtio_ring", "virtio", "virtio_mem"]  # virtio_pci: built in (no .ko)
+
+
+def test_qemu_argv_numa_and_virtio_mem():
+    spec = MachineSpec(numa_mem_mib=[2048, 0], virtio_mem={"id": "vm0", "size_mib": 4096, "node": 1})
+    argv = qemu_argv(spec, "vmlinuz", "initrd", "/w")
+    joined = " ".join(argv)
+    assert "-accel tcg" in joined and "-cpu max,la57=off" in joined
+    assert "node,nodeid=0,cpus=0-0,memdev=ram0" in joined and "node,nodeid=1,cpus=1-1" in joined
+    assert "virtio-mem-pci,id=vm0,memdev=vm0-mem,node=1,requested-size=0" in joined
+
+
+def test_cases():
+    cases = all_cases()
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)) >= 16
+    for c in cases:
+        assert c.steps[0]["do"] == "idle" and c.steps[1] == {"do": "snap", "phase": "boot"}
+        assert any(t.startswith("memory_hotplug.memmap_on_memory=") for t in c.machine.cmdline)
+        assert any(t.startswith("memhp_default_state=") for t in c.machine.cmdline)
+        phases = [s["phase"] for s in c.steps if s["do"] == "snap"]
+        assert len(phases) == len(set(phases))
+    with pytest.raises(KeyError, match="unknown case 'nope'"):
+        get_cases(["nope"])

@@ -1,0 +1,156 @@
+"""The validation cases: what each guest boots with and the steps the host and the guest take.
+
+A case is data: the machine (boot memory, NUMA nodes, a virtio-mem device), the kernel command line, and a
+list of steps. The same steps, with what the real kernel answered, go into the recording, and the model
+replays them from there (balloonsim/validate/model.py), so nothing about a case lives in two places.
+
+Steps:
+  idle        the full snapshot taken `samples` times, `interval_s` apart, nothing else running; its
+              /proc/meminfo and /proc/zoneinfo are kept: the noise the MemFree tolerances are made of
+  snap        a full snapshot named `phase` (meminfo, vmstat, zoneinfo, every memory block, block size)
+  dimm_add    QMP object-add memory-backend-ram + device_add pc-dimm (`size_mib`, `node`); the guest waits
+              for the new blocks to appear and the block list to settle
+  write       `value` into `file` of every memory block of device `dev`, lowest block first
+  activity    `seconds` of ordinary shell activity (fork, exec, /proc and /sys walks, tmpfs files)
+  dimm_del    QMP device_del (an ACPI eject: the guest offlines and removes the DIMM or refuses)
+  vmem_resize QMP qom-set requested-size of virtio-mem device `dev`; waits until the plugged size stops moving
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .qemu import MachineSpec
+
+IDLE = {"do": "idle", "samples": 6, "interval_s": 1}
+
+
+@dataclass
+class Case:
+    name: str
+    what: str
+    machine: MachineSpec
+    steps: list[dict] = field(default_factory=list)
+
+
+def _cmdline(memmap_on_memory: bool, default_state: str, movable_node: bool = False) -> list[str]:
+    out = [f"memhp_default_state={default_state}", f"memory_hotplug.memmap_on_memory={int(memmap_on_memory)}"]
+    return out + (["movable_node"] if movable_node else [])
+
+
+def _dimm_case(size_mib: int, online: str, mmom: bool) -> Case:
+    size = f"{size_mib // 1024}G" if size_mib >= 1024 else f"{size_mib}M"
+    zone = "movable" if online == "online_movable" else "kernel"
+    steps = [
+        IDLE,
+        {"do": "snap", "phase": "boot"},
+        {"do": "dimm_add", "dev": "dimm0", "size_mib": size_mib, "node": 0},
+        {"do": "snap", "phase": "added"},
+        {"do": "write", "dev": "dimm0", "file": "state", "value": online},
+        {"do": "snap", "phase": "onlined"},
+    ]
+    if online == "online_kernel":
+        steps += [{"do": "activity", "seconds": 5}, {"do": "snap", "phase": "active"}]
+    steps += [
+        {"do": "write", "dev": "dimm0", "file": "state", "value": "offline"},
+        {"do": "snap", "phase": "offlined"},
+        {"do": "dimm_del", "dev": "dimm0"},
+        {"do": "snap", "phase": "removed"},
+    ]
+    return Case(
+        name=f"dimm-{size}-{zone}{'-mmom' if mmom else ''}",
+        what=f"pc-dimm of {size}, {online}, offline, device_del; memmap_on_memory={'on' if mmom else 'off'}",
+        machine=MachineSpec(cmdline=_cmdline(mmom, "offline")),
+        steps=steps,
+    )
+
+
+def _virtio_mem_case(online: str) -> Case:
+    zone = "movable" if online == "online_movable" else "kernel"
+    steps = [IDLE, {"do": "snap", "phase": "boot"}]
+    for mib, phase in ((1024, "plugged-1G"), (300, "plugged-300M"), (0, "plugged-0")):
+        steps += [{"do": "vmem_resize", "dev": "vm0", "size_mib": mib}, {"do": "snap", "phase": phase}]
+    return Case(
+        name=f"virtio-mem-{zone}",
+        what=f"virtio-mem (4G region) plugged to 1G, 300M (a partly plugged block), 0; auto-onlined {online}",
+        machine=MachineSpec(cmdline=_cmdline(False, online), virtio_mem={"id": "vm0", "size_mib": 4096, "node": 0}),
+        steps=steps,
+    )
+
+
+def _auto_online_case(state: str, mmom: bool) -> Case:
+    return Case(
+        name=f"auto-online-{state.replace('_', '-')}{'-mmom' if mmom else ''}",
+        what=f"memhp_default_state={state}: a 1G pc-dimm onlined inside add_memory(); how long until the guest "
+        "sees every block online; then offline and device_del",
+        machine=MachineSpec(cmdline=_cmdline(mmom, state)),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
+            {"do": "snap", "phase": "added"},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "offline"},
+            {"do": "snap", "phase": "offlined"},
+            {"do": "dimm_del", "dev": "dimm0"},
+            {"do": "snap", "phase": "removed"},
+        ],
+    )
+
+
+def _numa_case(movable_node: bool) -> Case:
+    steps = [
+        IDLE,
+        {"do": "snap", "phase": "boot"},
+        {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 1},
+        {"do": "snap", "phase": "added"},
+    ]
+    if not movable_node:
+        steps += [
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "online"},
+            {"do": "snap", "phase": "onlined"},
+        ]
+    steps += [
+        {"do": "write", "dev": "dimm0", "file": "state", "value": "offline"},
+        {"do": "snap", "phase": "offlined"},
+        {"do": "dimm_del", "dev": "dimm0"},
+        {"do": "snap", "phase": "removed"},
+    ]
+    if movable_node:
+        return Case(
+            name="numa-node1-movable-node",
+            what="two NUMA nodes, node 1 without boot memory, movable_node, memhp_default_state=online: a 1G "
+            "pc-dimm on node 1 (onlined by the kernel's policy), offline, device_del",
+            machine=MachineSpec(numa_mem_mib=[2048, 0], cmdline=_cmdline(False, "online", movable_node=True)),
+            steps=steps,
+        )
+    return Case(
+        name="numa-node1",
+        what="two NUMA nodes of 1G each: a 1G pc-dimm on node 1, 'online' (the kernel picks the zone), offline, "
+        "device_del",
+        machine=MachineSpec(numa_mem_mib=[1024, 1024], cmdline=_cmdline(False, "offline")),
+        steps=steps,
+    )
+
+
+def all_cases() -> list[Case]:
+    cases = [
+        _dimm_case(size, online, mmom)
+        for size in (128, 1024, 10240)
+        for online in ("online_movable", "online_kernel")
+        for mmom in (False, True)
+    ]
+    cases += [_virtio_mem_case("online_movable"), _virtio_mem_case("online_kernel")]
+    cases += [_auto_online_case("online", False), _auto_online_case("online_movable", True)]
+    cases += [_numa_case(False), _numa_case(True)]
+    return cases
+
+
+def get_cases(names: list[str] | None) -> list[Case]:
+    cases = all_cases()
+    if not names:
+        return cases
+    by_name = {c.name: c for c in cases}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise KeyError(f"unknown case {unknown[0]!r} (known: {', '.join(by_name)})")
+    return [by_name[n] for n in names]

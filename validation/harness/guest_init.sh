@@ -1,0 +1,135 @@
+#!/bin/busybox sh
+# The guest side of a validation case: PID 1 of a busybox initramfs.
+#
+# It reads one shell command per line from the control port (/dev/ttyS1), runs it, and frames what it prints
+# between "@@B <n>" and "@@E <n> <status>" lines on the same port. The host (validation/harness/qemu.py) sends
+# the commands; the functions below are what it calls. Everything printed is raw text from /proc and /sys, so
+# the recording holds what the kernel said, not our reading of it.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+MEM=/sys/devices/system/memory
+
+# modules the harness put in /modules, in dependency order (modules.order)
+if [ -f /modules/order ]; then
+	while read -r m; do insmod "/modules/$m" || echo "insmod $m failed" > /dev/ttyS0; done < /modules/order
+fi
+
+# One "memoryN <state> <node> <valid_zones...>" line per memory block.
+blocks() {
+	local d n l s z
+	for d in $MEM/memory*; do
+		n=
+		for l in "$d"/node*; do [ -e "$l" ] && n=${l##*/}; done
+		read -r s < "$d/state"
+		read -r z < "$d/valid_zones" 2>/dev/null || z=?
+		echo "${d##*/} $s ${n:-node?} $z"
+	done
+}
+
+# Everything a phase records, as sections the host splits on "@@S <name>".
+snap() {
+	echo "@@S meminfo"; cat /proc/meminfo
+	echo "@@S vmstat"; grep -E '^(nr_free_pages|nr_memmap|nr_zone_|nr_slab|nr_page_table|nr_kernel_stack)' /proc/vmstat
+	echo "@@S zoneinfo"; grep -E '^Node|^ +(pages free|spanned|present|managed|start_pfn|count:)' /proc/zoneinfo
+	echo "@@S blocks"; blocks
+	echo "@@S block_size_bytes"; cat $MEM/block_size_bytes
+	echo "@@S auto_online_blocks"; cat $MEM/auto_online_blocks
+	echo "@@S uptime"; cat /proc/uptime
+}
+
+# wr VALUE FILE...: write VALUE to each file (a separate process each, killed after 120 s: offline_pages()
+# retries migration until a fatal signal). Prints "<file> <exit status> <error message>" per file.
+wr() {
+	local v f e
+	v=$1; shift
+	for f in "$@"; do
+		e=$(timeout -s KILL 120 sh -c 'echo "$1" > "$2"' - "$v" "$f" 2>&1)
+		echo "$f $? ${e##*: }"
+	done
+}
+
+# wrblocks VALUE FILE FIRST LAST: wr VALUE into FILE of every existing block FIRST..LAST, lowest first (a short
+# command line whatever the number of blocks: the control port's line must fit the tty's 4 KiB buffer)
+wrblocks() {
+	local v f i
+	v=$1; f=$2
+	for i in $(seq "$3" "$4"); do
+		[ -e "$MEM/memory$i" ] && wr "$v" "$MEM/memory$i/$f"
+	done
+}
+
+# count of memory blocks
+nblocks() { set -- $MEM/memory*; echo $#; }
+
+# waitblocks N TIMEOUT: until there are N memory blocks (or TIMEOUT seconds pass); then prints the wait in
+# centiseconds and how many polls saw a block of the new set offline (auto-onlining happens inside
+# add_memory(), so a poll can only catch a block between device_register() and online_pages()).
+waitblocks() {
+	local want limit t0 polls have now
+	want=$1; limit=$(( $2 * 100 ))
+	t0=$(cut -d' ' -f1 /proc/uptime | tr -d .)
+	polls=0
+	while :; do
+		polls=$((polls + 1))
+		set -- $MEM/memory*
+		have=$#
+		now=$(cut -d' ' -f1 /proc/uptime | tr -d .)
+		if [ "$have" = "$want" ]; then
+			echo "blocks $have waited_cs $((now - t0)) polls $polls"
+			return 0
+		fi
+		[ $((now - t0)) -ge "$limit" ] && { echo "blocks $have waited_cs $((now - t0)) polls $polls timeout"; return 1; }
+		usleep 20000
+	done
+}
+
+# waitstable SECONDS TIMEOUT: until the block list (ids and states) has not changed for SECONDS.
+waitstable() {
+	local quiet limit t0 last since cur now
+	quiet=$(( $1 * 100 )); limit=$(( $2 * 100 ))
+	t0=$(cut -d' ' -f1 /proc/uptime | tr -d .)
+	last=; since=$t0
+	while :; do
+		cur=$(cat $MEM/memory*/state | tr '\n' ' ')$(nblocks)
+		now=$(cut -d' ' -f1 /proc/uptime | tr -d .)
+		[ "$cur" != "$last" ] && { last=$cur; since=$now; }
+		if [ $((now - since)) -ge "$quiet" ]; then echo "stable after_cs $((now - t0)) blocks $(nblocks)"; return 0; fi
+		[ $((now - t0)) -ge "$limit" ] && { echo "unstable after_cs $((now - t0)) blocks $(nblocks) timeout"; return 1; }
+		usleep 100000
+	done
+}
+
+# activity SECONDS: what a shell does anyway: fork, exec, walk /proc and /sys (dentries, inodes: slab),
+# page cache in tmpfs, anonymous memory in short-lived processes.
+activity() {
+	local end i
+	end=$(( $(cut -d' ' -f1 /proc/uptime | tr -d .) + $1 * 100 ))
+	i=0
+	while [ "$(cut -d' ' -f1 /proc/uptime | tr -d .)" -lt "$end" ]; do
+		i=$((i + 1))
+		find /sys /proc/sys > /dev/null 2>&1
+		cat /proc/[0-9]*/status > /dev/null 2>&1
+		dd if=/dev/zero of=/tmp/f$((i % 4)) bs=1M count=8 2> /dev/null
+		( x=$(seq 1 2000); : ) &
+		wait
+	done
+	rm -f /tmp/f*
+	echo "activity rounds $i"
+}
+
+stty -F /dev/ttyS1 raw -echo 115200
+exec 3< /dev/ttyS1 4> /dev/ttyS1
+echo "@@READY $(uname -r)" >&4
+while read -r line <&3; do
+	set -- $line
+	cmdno=$1; shift
+	echo "@@B $cmdno" >&4
+	eval "$*" >&4 2>&1
+	echo "@@E $cmdno $?" >&4
+done
+poweroff -f
