@@ -57,7 +57,7 @@ COMMANDS: dict[str, CommandRef] = {
     "validate": CommandRef(
         "balloonsim.validate.cli",
         "validate",
-        "Compare the model with real Linux kernels, recorded under QEMU (validation/README.md).",
+        "Compare the model with real Linux kernels recorded under QEMU.",
     ),
 }
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from validation_support import KNOWN
 
-from balloonsim.cli import _register, cli
+from balloonsim.cli import cli
 from balloonsim.validate.compare import apply_known, compare, runs, stale_known
 from balloonsim.validate.known import load_known
 
@@ -69,7 +69,6 @@ def test_runs():
 
 
 def test_cli_json_and_exit_status():
-    _register()
     res = CliRunner().invoke(cli, ["validate", "--json", "--kernel", "6.12", "dimm-1G-movable"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
@@ -79,7 +78,6 @@ def test_cli_json_and_exit_status():
 
 
 def test_cli_table_summary():
-    _register()
     res = CliRunner().invoke(cli, ["validate", "--disagreements"])
     assert res.exit_code == 0, res.output
     assert "known disagreements (validation/known-disagreements.toml):" in res.output
@@ -87,7 +85,6 @@ def test_cli_table_summary():
 
 
 def test_cli_bad_input(tmp_path):
-    _register()
     res = CliRunner().invoke(cli, ["validate", "--recorded", str(tmp_path)])
     assert res.exit_code == 2
     assert (
@@ -102,7 +99,6 @@ def test_cli_bad_input(tmp_path):
 
 
 def test_cli_fails_on_an_unlisted_disagreement(tmp_path):
-    _register()
     empty = tmp_path / "none.toml"
     empty.write_text("")
     res = CliRunner().invoke(cli, ["validate", "--known", str(empty), "--disagreements"])
