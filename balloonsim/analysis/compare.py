@@ -8,7 +8,12 @@ reject them. Two constant samples with different values (every run of each level
 the simulator's deterministic metrics do) are a *deterministic* difference: no test applies (p is empty),
 they stay out of the Holm family, and `deterministic` is true; downstream they count like a significant one.
 Holm's step-down correction runs over the family of all comparisons of one metric (every regime, every pair).
-Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside.
+Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside,
+and the difference of means with its 95% interval (Welch; Newcombe's hybrid score interval for a 0/1 outcome).
+Survival first: the runs are Results.runs, where a dead guest's non-survival metrics are blank, so n_a/n_b count
+the runs used and runs_a/runs_b every run of the side; a side whose guests all died is a row with test
+"no survivors" and no winner. A comparison that only restates a strategy's definition (kmalloc's kmalloc'd
+memmap) is marked `tautology`: it stays in the table, never in the findings.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import pandas as pd
 from scipy import stats as st
 
 from balloonsim.analysis.labels import level_text
-from balloonsim.analysis.load import Results
-from balloonsim.analysis.metrics import better_of
+from balloonsim.analysis.load import DEFAULT_BY, Results
+from balloonsim.analysis.metrics import better_of, info, is_rate, tautology
 
 ALPHA = 0.05
+LEVEL = 0.95
+NO_SURVIVORS = "no survivors"
 NORMAL_MIN_N = 8
 MIN_N = 2
 
@@ -145,25 +152,37 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         return pd.DataFrame(columns=columns)
     factors, shown = regime_factors(results, by)
     levels = results.levels(by)
+    alive = results.alive
+    definitional = by == DEFAULT_BY
     rows = []
     grouped = results.runs.groupby(factors, dropna=False, sort=False) if factors else [((), results.runs)]
     for key, regime in grouped:
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(factors, key, strict=True))
         label = regime_label(where, shown)
-        samples = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
+        sides = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
+        values = {lvl: {m: _values(part[m]) for m in results.metrics} for lvl, part in sides.items()}
+        survivors = {lvl: int(alive.loc[part.index].sum()) for lvl, part in sides.items()}
         for a, b in itertools.combinations(levels, 2):
-            if samples[a].empty or samples[b].empty:
+            if sides[a].empty or sides[b].empty:
                 continue
+            counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
             for metric in results.metrics:
-                x = _values(samples[a][metric])
-                y = _values(samples[b][metric])
+                x, y = values[a][metric], values[b][metric]
+                head = {**where, "regime": label}
+                if not info(metric).survival and (survivors[a] == 0 or survivors[b] == 0):
+                    if len(x) or len(y) or (survivors[a] == survivors[b] == 0 and info(metric).driver is None):
+                        rows.append({**head, **_dead_row(metric, by, a, b, x, y, survivors[a], survivors[b]), **counts})
+                    continue
                 if len(x) == 0 or len(y) == 0:
                     continue
-                rows.append({**where, "regime": label, **_row(metric, by, a, b, x, y)})
+                row = {**head, **_row(metric, by, a, b, x, y), **counts}
+                row["tautology"] = definitional and tautology(metric, row["a"], row["b"])
+                rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=columns)
+    table["tautology"] = table["tautology"].fillna(False).astype(bool)
     order = {r: i for i, r in enumerate(regime_order(results, by))}
     table = table.sort_values("regime", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
     table["p_holm"] = np.nan
@@ -183,6 +202,23 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
     return table[columns]
 
 
+def _dead_row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray, alive_a: int, alive_b: int) -> dict:
+    """A pair of which one side (or both) has no surviving guest: nothing to compare, no winner. n_a/n_b are
+    the survivors (0 names the dead side); the other side's mean is kept."""
+    return {
+        "metric": metric,
+        "by": by,
+        "a": level_text(by, a),
+        "b": level_text(by, b),
+        "n_a": alive_a,
+        "n_b": alive_b,
+        "mean_a": float(x.mean()) if len(x) else float("nan"),
+        "mean_b": float(y.mean()) if len(y) else float("nan"),
+        "test": NO_SURVIVORS,
+        "tautology": False,
+    }
+
+
 def differs(comp: pd.DataFrame) -> pd.Series:
     """Rows that show a real difference: significant after Holm, or deterministic."""
     if comp.empty:
@@ -200,9 +236,51 @@ def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> p
     return rows[((a == x) & (b == y)) | ((a == y) & (b == x))]
 
 
+def diff_interval(metric: str, x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Interval of mean(x) - mean(y): Newcombe's hybrid score interval for 0/1 outcomes (sane at 0 % and
+    100 %), Welch's otherwise; exact for two constant samples, NaN below two runs a side."""
+    if len(x) < 1 or len(y) < 1:
+        return (float("nan"), float("nan"))
+    diff = float(x.mean() - y.mean())
+    if constant(x) and constant(y) and len(x) >= MIN_N and len(y) >= MIN_N and not is_rate(metric, x):
+        return (diff, diff)
+    if is_rate(metric, np.concatenate([x, y])):
+        return _newcombe(float(x.sum()), len(x), float(y.sum()), len(y), level)
+    if len(x) < MIN_N or len(y) < MIN_N:
+        return (float("nan"), float("nan"))
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return (diff, diff)
+    dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(st.t.ppf(0.5 + level / 2, dof)) * se
+    return (diff - half, diff + half)
+
+
+def _newcombe(sa: float, na: int, sb: float, nb: int, level: float) -> tuple[float, float]:
+    """Newcombe (1998) method 10: the difference of two proportions from their Wilson intervals."""
+    pa, pb = sa / na, sb / nb
+    la, ua = _wilson(sa, na, level)
+    lb, ub = _wilson(sb, nb, level)
+    d = pa - pb
+    low = d - np.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
+    high = d + np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
+    return (float(max(-1.0, low)), float(min(1.0, high)))
+
+
+def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
+    z = float(st.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
     test, stat, p = pair_test(x, y)
     mean_a, mean_b = float(x.mean()), float(y.mean())
+    low, high = diff_interval(metric, x, y)
     ratio_ok = mean_b > 0 and x.min() >= 0 and y.min() >= 0
     return {
         "metric": metric,
@@ -216,6 +294,8 @@ def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
         "median_a": float(np.median(x)),
         "median_b": float(np.median(y)),
         "diff": mean_a - mean_b,
+        "diff_ci_low": low,
+        "diff_ci_high": high,
         "ratio": mean_a / mean_b if ratio_ok else float("nan"),
         "cliffs_delta": cliffs_delta(x, y),
         "hedges_g": hedges_g(x, y),
@@ -240,11 +320,15 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "b",
         "n_a",
         "n_b",
+        "runs_a",
+        "runs_b",
         "mean_a",
         "mean_b",
         "median_a",
         "median_b",
         "diff",
+        "diff_ci_low",
+        "diff_ci_high",
         "ratio",
         "cliffs_delta",
         "hedges_g",
@@ -255,6 +339,7 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "family_size",
         "significant",
         "deterministic",
+        "tautology",
         "winner",
     ]
 
