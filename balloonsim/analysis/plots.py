@@ -2,7 +2,9 @@
 
 What is drawn depends on the data: a factor with one level is never an axis, a metric that is constant is not
 plotted against anything, and figures whose columns are missing are skipped with a note instead of failing.
-plots/index.json lists each figure with its title and caption, and lets a rerun remove only its own old files.
+plots/index.json lists each figure with its title and caption and the options it was drawn with; it lets a rerun
+remove only its own old files, and `report` reuse figures that are newer than the data instead of redrawing.
+Each figure is drawn once, as PNG; SVG copies only on request.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def check_options(results: Results, by: str | None, metrics: list[str] | None, r
     return parse_regime(results, by, regime) if regime else None
 
 
-def make_plots(analysis: Analysis, metrics: list[str] | None = None, regime: str | None = None) -> list[Path]:
+def make_plots(
+    analysis: Analysis, metrics: list[str] | None = None, regime: str | None = None, svg: bool = False
+) -> list[Path]:
     """Draw every applicable figure; returns the PNG paths written."""
     results = analysis.results
     outdir = results.path / PLOTS
@@ -60,30 +64,59 @@ def make_plots(analysis: Analysis, metrics: list[str] | None = None, regime: str
     axes = results.other_factors(by)
     if by is not None:
         for metric, x in itertools.product(chosen, x_factors(results, by)):
-            _add(made, "lines", factor_figure(analysis, metric, x, outdir))
+            _add(made, "lines", factor_figure(analysis, metric, x, outdir, svg))
         overview = metrics or [m for m in line_metrics(analysis, limit=12)]
-        _add(made, "policy", overview_map(analysis, overview, outdir))
+        _add(made, "policy", overview_map(analysis, overview, outdir, svg))
         for metric in [m for m in metrics if info(m).better] if metrics else [primary]:
             for rows_f, cols_f in list(itertools.combinations(axes, 2))[:MAX_PAIRS]:
-                _add(made, "policy", pair_map(analysis, metric, rows_f, cols_f, outdir))
+                _add(made, "policy", pair_map(analysis, metric, rows_f, cols_f, outdir, svg))
     if primary is not None:
         where = regime_label or choose_regime(analysis, primary)
-        _add(made, "timeline", timeline_figure(analysis, primary, where, outdir))
-    _add(made, "memmap", memmap_figure(analysis, outdir))
+        _add(made, "timeline", timeline_figure(analysis, primary, where, outdir, svg))
+    _add(made, "memmap", memmap_figure(analysis, outdir, svg))
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / INDEX).write_text(json.dumps([asdict(p) for p in made], indent=2) + "\n")
+    options = {"by": analysis.by, "alpha": analysis.alpha, "metrics": metrics, "regime": regime, "svg": svg}
+    index = {"options": options, "figures": [asdict(p) for p in made]}
+    (outdir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return [outdir / p.file for p in made]
 
 
 def manifest(path: Path) -> list[Plot] | None:
     """The figures of the last `plot` run, or None when there was none."""
-    index = Path(path) / PLOTS / INDEX
-    if not index.is_file():
-        return None
+    entries = _index(path).get("figures")
     try:
-        return [Plot(**entry) for entry in json.loads(index.read_text())]
-    except (json.JSONDecodeError, TypeError):
+        return [Plot(**entry) for entry in entries] if isinstance(entries, list) else None
+    except TypeError:
         return None
+
+
+def current(path: Path, by: str | None, alpha: float, svg: bool = False) -> bool:
+    """The figures in DIR/plots/ can be reused: drawn with these options, all present, none older than the
+    data they show (runs.csv, the time series, the events, metadata.json)."""
+    root = Path(path)
+    index = _index(root)
+    options = index.get("options") or {}
+    figures = manifest(root)
+    if not figures or options.get("by") != by or options.get("alpha") != alpha or (svg and not options.get("svg")):
+        return False
+    files = [root / PLOTS / p.file for p in figures]
+    if not all(f.is_file() for f in files):
+        return False
+    data = [root / name for name in ("runs.csv", "metadata.json")]
+    data += [p for p in root.iterdir() if p.name.startswith(("timeseries.", "events."))]
+    newest = max((p.stat().st_mtime for p in data if p.exists()), default=0.0)
+    return min(f.stat().st_mtime for f in files) >= newest
+
+
+def _index(path: Path) -> dict:
+    index = Path(path) / PLOTS / INDEX
+    try:
+        data = json.loads(index.read_text()) if index.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if isinstance(data, list):  # the manifest before options were recorded
+        return {"figures": data}
+    return data if isinstance(data, dict) else {}
 
 
 def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
@@ -92,7 +125,7 @@ def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str 
     varying = varying_metrics(analysis)
     comp = analysis.comparisons
     significant = set(comp.loc[differs(comp), "metric"]) if not comp.empty else set()
-    candidates = [*(metrics or []), *([] if metrics else PRIMARY_ORDER)]
+    candidates = [*(metrics or []), *([] if metrics else [*analysis.results.primary, *PRIMARY_ORDER])]
     for pool in (significant, set(varying)):
         for m in candidates:
             if m in pool:
@@ -110,7 +143,7 @@ def varying_metrics(analysis: Analysis) -> list[str]:
 def line_metrics(analysis: Analysis, limit: int = MAX_LINE_METRICS) -> list[str]:
     """Metrics worth a plot against each factor: varying, with a direction, primary ones first."""
     varying = set(varying_metrics(analysis))
-    ordered = [m for m in PRIMARY_ORDER if m in varying]
+    ordered = [m for m in dict.fromkeys([*analysis.results.primary, *PRIMARY_ORDER]) if m in varying]
     ordered += [m for m in TABLE if m in varying and m not in ordered and TABLE[m].better]
     return ordered[:limit]
 
