@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from balloonsim.analysis.findings import from_comparisons, no_survivors, quiet_text
+from balloonsim.analysis.findings import Finding, from_comparisons, no_survivors, quiet_text
 from balloonsim.analysis.metrics import PRIMARY_ORDER, info
 
 ANSWER = "Answer"  # the report's first section
@@ -23,17 +23,20 @@ PER_PRIMARY = 2  # findings per primary metric (one per pair of levels, stronges
 MATERIAL = math.log(1.25)  # another metric enters the answer only with a difference of 25 % or more
 
 
-def answer(comp: pd.DataFrame, by: str | None, primary: list[str] | tuple[str, ...]) -> list[str]:
-    """The answer's sentences, most relevant first."""
+def answer(
+    comp: pd.DataFrame, by: str | None, primary: list[str] | tuple[str, ...], found: list[Finding] | None = None
+) -> list[str]:
+    """The answer's sentences, most relevant first (`found`: the table's findings, when already made)."""
     if comp.empty or by is None:
         return []
-    found = from_comparisons(comp, by)
+    found = from_comparisons(comp, by) if found is None else found
     compared = set(comp["metric"])
     primary = [m for m in primary if m in compared] or _default_primary(found, compared)
     out: list[str] = []
     dead = no_survivors(comp, by)
     for metric in primary:
-        own = [f for f in found if f.metric == metric]
+        # the widest difference first (best against worst), then the others the metric's findings rank
+        own = sorted((f for f in found if f.metric == metric), key=lambda f: (-round(f.delta, 2), -f.pooled_diff))
         if own:
             out += [f.text for f in own[:PER_PRIMARY]]
         elif text := quiet_text(comp, metric, by):

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+from scipy import special
 
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
@@ -34,6 +34,14 @@ LEVEL = 0.95
 NO_SURVIVORS = "no survivors"
 NORMAL_MIN_N = 8
 MIN_N = 2
+
+
+def _tests():
+    """scipy.stats, imported when a test runs: reading a finished analysis (the report, the index) never needs
+    it, and it costs more to import than the rest of the analysis of a small study."""
+    from scipy import stats
+
+    return stats
 
 
 def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
@@ -54,7 +62,9 @@ def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
     """P(a > b) - P(a < b) from ranks (O(n log n)), in [-1, 1]; 0 means fully overlapping."""
     if len(a) == 0 or len(b) == 0:
         return float("nan")
-    ranks = st.rankdata(np.concatenate([a, b]))
+    from scipy.stats import rankdata  # scipy.stats: only when comparing (see _tests)
+
+    ranks = rankdata(np.concatenate([a, b]))
     u_a = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
     return float(2 * u_a / (len(a) * len(b)) - 1)
 
@@ -77,7 +87,7 @@ def looks_normal(x: np.ndarray) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bool(st.shapiro(x).pvalue > 0.05)
+        return bool(_tests().shapiro(x).pvalue > 0.05)
 
 
 def constant(x: np.ndarray) -> bool:
@@ -101,9 +111,9 @@ def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if looks_normal(a) and looks_normal(b):
-            res = st.ttest_ind(a, b, equal_var=False)
+            res = _tests().ttest_ind(a, b, equal_var=False)
             return ("welch-t", float(res.statistic), float(res.pvalue))
-        res = st.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+        res = _tests().mannwhitneyu(a, b, alternative="two-sided", method="auto")
         return ("mann-whitney-u", float(res.statistic), float(res.pvalue))
 
 
@@ -193,6 +203,7 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         table.loc[idx, "family_size"] = int(p.notna().sum())
         identical = idx[table.loc[idx, "test"].to_numpy() == "identical"]
         table.loc[identical, "p_holm"] = 1.0
+    table["alpha"] = alpha
     table["significant"] = table["p_holm"] < alpha
     table["deterministic"] = table["test"] == "deterministic"
     table["winner"] = [
@@ -227,6 +238,25 @@ def differs(comp: pd.DataFrame) -> pd.Series:
     return comp["significant"].astype(bool) | det.astype(bool)
 
 
+_INDEX: dict[int, tuple[pd.DataFrame, dict]] = {}
+
+
+def differs_index(comp: pd.DataFrame) -> dict[tuple, bool]:
+    """(metric, regime, frozenset({a, b})) -> a real difference, built once per comparisons table (maps and
+    tables ask thousands of times)."""
+    cached = _INDEX.get(id(comp))
+    if cached is not None and cached[0] is comp:
+        return cached[1]
+    index: dict[tuple, bool] = {}
+    if not comp.empty:
+        real = differs(comp).to_numpy()
+        for m, r, a, b, d in zip(comp["metric"], comp["regime"], comp["a"], comp["b"], real, strict=True):
+            index[(m, r, frozenset((str(a), str(b))))] = bool(d)
+    _INDEX.clear()
+    _INDEX[id(comp)] = (comp, index)
+    return index
+
+
 def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> pd.DataFrame:
     """The comparison rows of one metric, regime and unordered pair of levels (given by their labels)."""
     if comp.empty:
@@ -253,7 +283,7 @@ def diff_interval(metric: str, x: np.ndarray, y: np.ndarray, level: float = LEVE
     if se == 0:
         return (diff, diff)
     dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
-    half = float(st.t.ppf(0.5 + level / 2, dof)) * se
+    half = float(special.stdtrit(dof, 0.5 + level / 2)) * se
     return (diff - half, diff + half)
 
 
@@ -269,7 +299,7 @@ def _newcombe(sa: float, na: int, sb: float, nb: int, level: float) -> tuple[flo
 
 
 def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
-    z = float(st.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -310,6 +340,11 @@ def _winner(metric: str, a, b, mean_a: float, mean_b: float) -> str:
     return "" if side == 0 else str(a if side < 0 else b)
 
 
+def comparison_columns(results: Results, by: str | None) -> list[str]:
+    """The columns of comparisons.csv for these results, in order."""
+    return _columns(results, by)
+
+
 def _columns(results: Results, by: str | None) -> list[str]:
     return [
         *regime_factors(results, by)[0],
@@ -337,6 +372,7 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "p",
         "p_holm",
         "family_size",
+        "alpha",
         "significant",
         "deterministic",
         "tautology",

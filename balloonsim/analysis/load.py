@@ -202,6 +202,14 @@ def load(path: str | Path) -> Results:
     return results
 
 
+def data_mtime(root: Path) -> float:
+    """When the data of a results directory last changed: runs.csv, metadata.json, experiment.toml, the time
+    series, the events. CSVs and figures older than this are stale."""
+    data = [root / name for name in ("runs.csv", "metadata.json", "experiment.toml")]
+    data += [p for p in root.iterdir() if p.name.startswith(("timeseries.", "events."))]
+    return max((p.stat().st_mtime for p in data if p.exists()), default=0.0)
+
+
 def _survivors_only(raw: pd.DataFrame, metrics: list[str], alive: pd.Series) -> pd.DataFrame:
     """The runs with every non-survival metric of a dead guest blanked."""
     if alive.all():

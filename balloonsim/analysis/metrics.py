@@ -640,7 +640,8 @@ def axis_label(name: str, max_abs: float = 0.0) -> tuple[str, float]:
     if m.unit == "rate":
         return f"{m.label} (%)", 0.01
     if m.unit == "fraction":
-        return f"{m.label} (fraction of time)", 1.0
+        of_time = any(word in name for word in ("stall", "psi"))  # shares of the run's time
+        return f"{m.label} ({'fraction of time' if of_time else 'fraction'})", 1.0
     return f"{m.label} (per run)", 1.0
 
 

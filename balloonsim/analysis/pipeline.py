@@ -1,10 +1,11 @@
 """The three steps (analyze, plot, report) and `finish`, which the runner calls at the end of a batch.
 
-Each step can run alone. plot and report analyze again (about a second) and rewrite the CSVs, so the figures,
-the report and the CSVs next to them never disagree, whatever ran before. report reuses the figures in plots/
-when they were drawn with the same options after the data last changed, and draws them otherwise (or when
-asked to). Each phase says what it wrote on the `progress` callback (one line each: summary, comparisons,
-plots, report); the last line names REPORT.md.
+Each step can run alone. analyze always computes and writes the CSVs. plot and report reuse summary.csv and
+comparisons.csv when they are newer than the data and were made with the same --by and --alpha, and analyze
+again otherwise, so the figures, the report and the CSVs next to them never disagree, whatever ran before.
+report likewise reuses the figures in plots/ when they are current, and draws them otherwise (or when asked
+to). Each phase says what it did on the `progress` callback (one line each: summary, comparisons, plots,
+report); the last line names REPORT.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from balloonsim.analysis.compare import ALPHA, compare
 from balloonsim.analysis.core import Analysis
-from balloonsim.analysis.load import load
+from balloonsim.analysis.load import data_mtime, load
 from balloonsim.analysis.metrics import describe
 from balloonsim.analysis.stats import summarize
 
@@ -62,6 +63,49 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progr
     return Analysis(results, by, summary, comparisons, alpha)
 
 
+def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress) -> Analysis:
+    """The analysis in the CSVs when they are current, else a fresh one (written)."""
+    start = time.perf_counter()
+    results = load(path)
+    resolved = results.resolve_by(by)
+    comparisons = _current_comparisons(results, resolved, alpha)
+    if comparisons is None:
+        return analyze(path, by, alpha, progress)
+    import pandas as pd
+
+    summary = pd.read_csv(results.path / SUMMARY)
+    progress(
+        f"analysis: {results.path / SUMMARY} and {METRICS} current (newer than the data): reused "
+        f"[{time.perf_counter() - start:.1f} s]"
+    )
+    progress(
+        f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {resolved}): reused"
+    )
+    return Analysis(results, resolved, summary, comparisons, alpha)
+
+
+def _current_comparisons(results, by: str | None, alpha: float):
+    """comparisons.csv read back when it, summary.csv and metrics.csv are newer than every data file and were
+    made along `by` at `alpha` in today's layout; None otherwise."""
+    import pandas as pd
+
+    from balloonsim.analysis.compare import comparison_columns
+    from balloonsim.analysis.findings import read_text_columns
+
+    root = results.path
+    made = [root / SUMMARY, root / COMPARISONS, root / METRICS]
+    if not all(p.is_file() for p in made):
+        return None
+    if min(p.stat().st_mtime for p in made) < data_mtime(root):
+        return None
+    comp = read_text_columns(pd.read_csv(root / COMPARISONS))
+    if list(comp.columns) != comparison_columns(results, by) or comp.empty:
+        return None
+    if not (comp["by"] == str(by)).all() or not (comp["alpha"] == alpha).all():
+        return None
+    return comp
+
+
 def plot(
     path: str | Path,
     by: str | None = None,
@@ -77,7 +121,7 @@ def plot(
 
     results = load(path)
     check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
-    return _draw(analyze(path, by, alpha, progress), metrics, regime, svg, progress)
+    return _draw(_analysis(path, by, alpha, progress), metrics, regime, svg, progress)
 
 
 def _draw(analysis: Analysis, metrics, regime, svg: bool, progress: Progress) -> list[Path]:
@@ -108,7 +152,7 @@ def report(
     from balloonsim.analysis.plots import current, manifest
     from balloonsim.analysis.report import write_report
 
-    analysis = analyze(path, by, alpha, progress)
+    analysis = _analysis(path, by, alpha, progress)
     root = analysis.results.path
     have = manifest(root) is not None
     if redraw or not have or not (keep_plots or current(root, analysis.by, analysis.alpha, svg)):

@@ -22,6 +22,7 @@ from balloonsim.analysis import plotstyle as ps
 from balloonsim.analysis.best import Significance, Verdict, dominance
 from balloonsim.analysis.compare import (
     differs,
+    differs_index,
     pair_rows,
     regime_factors,
     regime_label,
@@ -225,30 +226,8 @@ def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
 
 def _holm_for(comp: pd.DataFrame, metric: str, regime: str) -> Significance:
     """Pairwise rule of one regime's cell: significant after Holm, or deterministic, in comparisons.csv."""
-    index = _differs_index(comp)
+    index = differs_index(comp)
     return lambda best, second: index.get((metric, regime, frozenset((best, second))), False)
-
-
-_INDEX: dict[int, tuple[pd.DataFrame, dict]] = {}
-
-
-def _differs_index(comp: pd.DataFrame) -> dict:
-    """(metric, regime, {a, b}) -> differs, built once per comparisons table (a map asks thousands of times)."""
-    cached = _INDEX.get(id(comp))
-    if cached is not None and cached[0] is comp:
-        return cached[1]
-    real = differs(comp).to_numpy() if not comp.empty else []
-    index = (
-        {
-            (m, r, frozenset((str(a), str(b)))): bool(d)
-            for m, r, a, b, d in zip(comp["metric"], comp["regime"], comp["a"], comp["b"], real, strict=True)
-        }
-        if not comp.empty
-        else {}
-    )
-    _INDEX.clear()
-    _INDEX[id(comp)] = (comp, index)
-    return index
 
 
 def _holm_significant(comp: pd.DataFrame, metric: str, regime: str, best: str, second: str) -> bool:

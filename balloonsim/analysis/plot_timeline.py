@@ -28,7 +28,7 @@ from balloonsim.units import GiB
 # column, legend label, colour, line style, width. Neutral colours: strategies own the palette, red the crash.
 SERIES = (
     ("memtotal_bytes", "MemTotal", "#000000", "-", 2.0),
-    ("memfree_bytes", "MemFree", "#4d4d4d", "-", 1.2),
+    ("memfree_bytes", "MemFree", "#00796b", "-", 1.3),
     ("demand_bytes", "demand", "#7a5195", "--", 1.3),
     ("target_bytes", "host target", "#999999", ":", 1.8),
     ("pagecache_bytes", "page cache", "#b3b3b3", "-.", 1.0),
@@ -170,7 +170,7 @@ def timeline_figure(
             ax.set_xlabel("simulated time (s)")
         handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
         if zoom and any(c == "memfree_bytes" for c, *_ in series):
-            handles.append(Patch(color="#4d4d4d", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
+            handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
         if "stalled" in ts.columns:
             handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
         if any(r[6] is not None for r in runs):

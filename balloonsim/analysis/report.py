@@ -70,7 +70,7 @@ def build(analysis: Analysis) -> Document:
     doc.add(Heading(1, ANSWER))
     if results.question:
         doc.add(Para(f"{QUESTION}{results.question}"))
-    sentences = answer(comp, analysis.by, results.primary)
+    sentences = answer(comp, analysis.by, results.primary, found)
     doc.add(Bullets(sentences) if sentences else Para(significance_text(comp, analysis.by, analysis.alpha)))
     doc.add(Heading(1, "The experiment"), _experiment_table(analysis))
     survival = _survival_table(analysis)

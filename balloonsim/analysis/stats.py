@@ -3,7 +3,9 @@
 Seeds and replicates of one configuration are pooled. Means get a t-interval, medians a percentile bootstrap
 (deterministic: a fixed seed per call, so the same data gives the same bytes), 0/1 outcomes a Wilson interval.
 `runs` counts a cell's runs, `n` the ones used: a dead guest's non-survival metrics are blank (load.py).
-Degenerate samples (n < 2, constant) get exact or NaN intervals instead of warnings.
+Degenerate samples (n < 2, constant) get exact or NaN intervals instead of warnings. Quantiles come from
+scipy.special (what scipy.stats' t.ppf and norm.ppf call): scipy.stats alone costs more to import than a
+small study's whole summary.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+from scipy import special
 
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import is_rate
@@ -48,7 +50,7 @@ def mean_ci(x: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
         return (float("nan"), float("nan"))
     mean = float(x.mean())
     sem = float(x.std(ddof=1)) / np.sqrt(n)
-    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * sem
+    half = float(special.stdtrit(n - 1, 0.5 + level / 2)) * sem
     return (mean - half, mean + half)
 
 
@@ -76,7 +78,7 @@ def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, fl
     """Wilson score interval of a proportion: sane at 0 and 1, unlike the normal approximation."""
     if n <= 0:
         return (float("nan"), float("nan"))
-    z = float(st.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from balloonsim.analysis.best import dominance
-from balloonsim.analysis.compare import differs, pair_rows, regime_labels, regime_order
+from balloonsim.analysis.compare import differs_index, regime_labels, regime_order
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Table
 from balloonsim.analysis.labels import level_text
@@ -110,11 +110,8 @@ def _verdict_text(verdict) -> str:
 
 
 def _holm(comp: pd.DataFrame, metric: str, regime: str):
-    def significant(a: str, b: str) -> bool:
-        pair = pair_rows(comp, metric, regime, a, b)
-        return bool(len(pair)) and bool(differs(pair).iloc[0])
-
-    return significant
+    index = differs_index(comp)
+    return lambda a, b: index.get((metric, regime, frozenset((a, b))), False)
 
 
 def _mean_ci(metric: str, values: np.ndarray, rate: bool) -> str:
