@@ -106,7 +106,7 @@ def _describe(directory: Path | None) -> None:
     "--regime",
     metavar="F=V[,F=V...]",
     default=None,
-    help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5' (levels as the report "
+    help="Regime of the timeline plot, e.g. 'onlining.delay=30' (results/pressure) (levels as the report "
     "spells them, e.g. 'driver=hyperv request_offset=2M'); default: where the strategies differ most.",
 )
 @_ALPHA
