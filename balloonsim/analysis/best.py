@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class Verdict:
     dead: list[str]  # levels without a surviving run in this cell (not ranked)
     beats_all: bool = False  # every top level beats every level outside the top
     equal: bool = False  # every level's mean is the same (as opposed to differences no test confirms)
+    bottom: list[str] = field(default_factory=list)  # the worst level and those with the very same mean
 
 
 def dominance(
@@ -127,4 +128,5 @@ def dominance(
     det = deterministic(samples[best], samples[worst])
     rest = [k for k in order if k not in top]
     beats_all = all(real(t, r) for t in top for r in rest)
-    return Verdict(top, worst, margin, float(min(1.0, relative)), True, det, dead, beats_all)
+    bottom = [k for k in rest if np.isclose(means[k], means[worst], rtol=1e-9, atol=0)]
+    return Verdict(top, worst, margin, float(min(1.0, relative)), True, det, dead, beats_all, bottom=bottom)

@@ -113,7 +113,7 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path, svg: bool = False
         ticks = [t.replace("\n", " ") for t in ticks]
         panel = max(3.9, 0.75 * len(ticks) + 0.8)
         height = 3.9 + 0.04 * max(len(t) for t in ticks)
-    width = min(ps.MAX_WIDTH_IN, max(5.0, panel * len(facet_levels) + 1.8))
+    width = min(ps.MAX_WIDTH_IN, max(7.0, panel * len(facet_levels) + 2.6))  # the legend needs ~2.5 in
     dead_seen = False
     with ps.style():
         fig = ps.figure(width, height)
@@ -140,7 +140,7 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path, svg: bool = False
             if rate:
                 ax.set_ylim(-4, 104)
         for ax in axes if not share else axes[:1]:
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ps.wrap(ylabel, int(height * 9)))  # a long label must not run off the panel
         handles, labels = axes[0].get_legend_handles_labels()
         seen = dict(zip(labels, handles, strict=True))
         handles = [seen[n] for n in names if n in seen]
@@ -204,13 +204,14 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
     xs_a, means_a = np.asarray(xs, dtype=float), np.asarray(means, dtype=float)
     lows_a, highs_a = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
     c = style["colour"]
+    positions = sorted({p for p, _ in points})
+    span = float(np.diff(positions).min()) if len(positions) > 1 else 1.0
+    dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15) * span
     if lines:
         width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)  # later levels thinner on top: identical lines stay visible
         ax.fill_between(xs_a, lows_a, highs_a, color=c, alpha=0.15, linewidth=0)
         ax.plot(xs_a, means_a, color=c, marker=style["marker"], linewidth=width, markersize=5, label=style["label"])
     else:
-        span = np.diff(sorted(set(xs_a))).min() if len(set(xs_a)) > 1 else 1.0
-        dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15) * span
         ax.errorbar(
             xs_a + dodge,
             means_a,
@@ -223,12 +224,12 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
             linewidth=1.4,
             label=style["label"],
         )
-    for xpos in dead:
+    for xpos in dead:  # at the foot of the axis, in the level's colour and place
         ax.plot(
-            [xpos],
+            [xpos + dodge],
             [0.03],
             marker="x",
-            color=ps.CRASH,
+            color=c,
             markersize=7,
             linestyle="none",
             transform=ax.get_xaxis_transform(),
@@ -248,7 +249,7 @@ def _legend_notes(rate: bool, lines: bool, deterministic: bool, dead: bool) -> l
             )
         )
     if dead:
-        notes.append((Line2D([], [], color=ps.CRASH, marker="x", linestyle="none"), "no surviving run"))
+        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "× at the foot: no surviving run"))
     return notes
 
 

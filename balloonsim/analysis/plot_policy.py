@@ -119,7 +119,7 @@ def _caption(analysis: Analysis, what: str, test: str) -> str:
     by = analysis.by
     return (
         f"Each cell names the {by} levels no other level beats on {what} (several: tied for best, drawn as "
-        f"stripes), the worst level they beat, and the margin of the best mean over the worst. The stronger the "
+        f"stripes), the worst levels they beat, and the margin of the best mean over the worst. The stronger the "
         f"colour, the larger that margin relative to the values (for a rate: in points). Black frame: the "
         f"difference is deterministic (every run of both sides identical). Grey: no level beats another ({test}; "
         "a deterministic difference always counts). †: levels whose guests all died in that cell, not ranked."
@@ -211,7 +211,8 @@ def _cell_text(cell: Verdict, metric: str) -> str:
         return ("all equal" if cell.equal else "no clear\ndifference") + dead
     names = " = ".join(cell.top)
     verb = "beats" if len(cell.top) == 1 else "beat"
-    return f"{ps.wrap(names, 20)}\n{verb} {ps.wrap(str(cell.worst), 20)}\nby {fmt(metric, cell.margin)}{dead}"
+    worst = ", ".join(cell.bottom or [str(cell.worst)])
+    return f"{ps.wrap(names, 20)}\n{verb} {ps.wrap(worst, 24)}\nby {fmt(metric, cell.margin)}{dead}"
 
 
 def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:

@@ -40,6 +40,7 @@ EVENT_ROWS = (
     ("add_memory failed", "#d62728", "x"),
     ("populate", "#7f7f7f", "."),
     ("online", "#333333", "^"),
+    ("offline/remove", "#333333", "d"),
     ("fake-offline", "#7f7f7f", "s"),
     ("OOM kill", "#d62728", "X"),
     ("onlining agent killed", "#d62728", "P"),
@@ -226,7 +227,7 @@ def _overview_panel(ax, run_ts: pd.DataFrame, series, zoom: tuple[float, float])
     ax.set_ylim(bottom=0)
 
 
-ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online")
+ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online", "offline/remove")
 
 
 def _zoom_window(runs, t_min: float, t_max: float) -> tuple[float, float] | None:
@@ -312,6 +313,7 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
         out["add_memory failed"] = t[((kind == "add_memory") & failed).to_numpy()]
         out["populate"] = t[(kind == "populate").to_numpy()]
         out["online"] = t[((kind == "online") & ~failed).to_numpy()]
+        out["offline/remove"] = t[kind.isin(["offline", "remove_memory", "unplug"]).to_numpy()]
         out["fake-offline"] = t[(kind == "fake_offline").to_numpy()]
         out["OOM kill"] = t[(kind == "oom_kill").to_numpy()]
         out["onlining agent killed"] = t[(kind == "agent_killed").to_numpy()]
@@ -325,6 +327,9 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
         if col in run_ts.columns:
             steps = np.diff(run_ts[col].fillna(0).to_numpy(dtype=float), prepend=0.0)
             out[label] = t[steps > 0]
+    if "blocks_added" in run_ts.columns:  # fewer blocks than before: some were offlined and removed
+        steps = np.diff(run_ts["blocks_added"].fillna(0).to_numpy(dtype=float), prepend=0.0)
+        out["offline/remove"] = t[steps < 0]
     return out
 
 

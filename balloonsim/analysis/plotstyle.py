@@ -37,6 +37,7 @@ STYLE = {
     "axes.spines.right": False,
     "svg.hashsalt": "balloonsim",  # stable SVG ids: same data, same bytes
     "figure.constrained_layout.use": True,
+    "figure.constrained_layout.w_pad": 0.1,  # inches: room for text the layout measures a hair narrower
 }
 STRATEGY_COLOURS = {
     "kmalloc": "#1f77b4",
