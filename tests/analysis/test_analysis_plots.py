@@ -142,3 +142,36 @@ def test_report_reuses_current_figures_and_redraws_stale_ones(tmp_path):
     again = overview.stat().st_mtime_ns
     report(root, alpha=0.01)  # other options: other figures
     assert overview.stat().st_mtime_ns > again
+
+
+def test_a_strategy_has_one_colour_everywhere():
+    from balloonsim.analysis.plotstyle import CRASH, colours
+
+    one = colours(["kmalloc", "altmap", "subrange-hint"])
+    two = colours(["altmap,kmalloc", "subrange-hint", "altmap", "node-pool", "kmalloc"])
+    assert all(one[s] == two[s] for s in one)  # by name, not by place in the study
+    assert len(set(two.values())) == len(two) and CRASH not in two.values()
+    what_if = colours(["altmap-nohint"])["altmap-nohint"]
+    assert what_if == colours(["kmalloc", "altmap-nohint"])["altmap-nohint"]  # an unknown name: stable too
+    assert colours([0, 5, 30], "onlining.delay") == colours([0, 5, 30], "onlining.delay")
+
+
+def test_memory_series_are_all_steps(tmp_path):
+    """MemFree is sampled like MemTotal and drawn like it, so it can never show above it between samples."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from balloonsim.analysis.plot_timeline import SERIES, _memory_panel
+
+    run = pd.DataFrame({"t": [0.0, 10.0, 20.0], "memtotal_bytes": [4, 6, 6], "memfree_bytes": [3, 5, 1]}) * 1.0
+    ax = Figure().subplots()
+    _memory_panel(ax, run, [s for s in SERIES if s[0] in run])
+    assert [line.get_drawstyle() for line in ax.get_lines()] == ["steps-post", "steps-post"]
+
+
+def test_outcomes_are_points_with_wilson_intervals(finished_dir):
+    index = json.loads((finished_dir / "plots" / "index.json").read_text())["figures"]
+    crash = next(e for e in index if e["file"] == "metric_guest_crashed_vs_onlining-delay_s.png")
+    assert "points with 95% bars (Wilson interval)" in crash["caption"]
+    oom = next(e for e in index if e["file"] == "metric_oom_kills_vs_onlining-delay_s.png")
+    assert "lines with a shaded 95% band" in oom["caption"] and "surviving of" in oom["caption"]
