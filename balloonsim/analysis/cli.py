@@ -63,7 +63,8 @@ def analyze(directory: Path | None, by: str | None, alpha: float, describe: bool
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
     n_det = int(comp["deterministic"].sum()) if not comp.empty else 0
     click.echo(f"{directory / pipeline.SUMMARY}: {len(result.summary)} rows")
-    click.echo(f"{directory / pipeline.METRICS}: {len(result.results.columns)} metrics described")
+    described = set(result.results.columns) | set(result.results.metrics)  # runs.csv's columns and derived ones
+    click.echo(f"{directory / pipeline.METRICS}: {len(described)} metrics described")
     click.echo(
         f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
         f"{n_sig} significant after Holm (alpha {alpha:g}), {n_det} deterministic (identical runs on each side)"
