@@ -41,13 +41,20 @@ COMMANDS: dict[str, CommandRef] = {
         "Run every combination of an experiment's factors, replicated; resume if interrupted.",
     ),
     "analyze": CommandRef(
-        "balloonsim.analysis.cli", "analyze", "Write DIR/summary.csv and DIR/comparisons.csv from DIR/runs.csv."
+        "balloonsim.analysis.cli",
+        "analyze",
+        "Write DIR/summary.csv, comparisons.csv and metrics.csv from DIR/runs.csv.",
     ),
-    "plot": CommandRef("balloonsim.analysis.cli", "plot", "Draw PNG and SVG figures into DIR/plots/."),
+    "plot": CommandRef("balloonsim.analysis.cli", "plot", "Draw the figures into DIR/plots/ (PNG; SVG with --svg)."),
     "report": CommandRef(
         "balloonsim.analysis.cli",
         "report",
         "Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included).",
+    ),
+    "index": CommandRef(
+        "balloonsim.analysis.cli",
+        "index",
+        "Write DIR/README.md: each study's question and the answer of its REPORT.md (default DIR: results).",
     ),
     "bench": CommandRef(
         "balloonsim.bench_cli",

@@ -1,4 +1,5 @@
-"""The best strategy of one cell (a set of samples per strategy) and whether it beats the runner-up.
+"""Who wins one cell (a set of samples per strategy): the best strategy and whether it beats the runner-up
+(`best_cell`), and the dominance view (`dominance`): the levels no other beats, the worst, and the margin.
 
 Shared by the policy maps and the report's tables, so neither reads the other. The winner is the best mean by
 the metric's direction; equal means are a tie. A deterministic difference (every run of each side identical,
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as st
 
 from balloonsim.analysis.compare import deterministic
 from balloonsim.analysis.metrics import better_of, info
@@ -72,4 +72,61 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        from scipy.stats import mannwhitneyu  # only for pooled cells, which tables and maps rarely need
+
+        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+@dataclass
+class Verdict:
+    """One cell by dominance: which levels are best together, what they beat, and by how much."""
+
+    top: list[str]  # levels no other level beats, best mean first; empty without data
+    worst: str | None  # the worst mean (None when nothing differs)
+    margin: float  # |mean(best) - mean(worst)|, metric units
+    relative: float  # the margin against the larger magnitude (a rate's margin as is), in [0, 1]
+    differs: bool  # the best beats the worst, significantly or deterministically
+    deterministic: bool  # ... and every run of both is identical
+    dead: list[str]  # levels without a surviving run in this cell (not ranked)
+    beats_all: bool = False  # every top level beats every level outside the top
+    equal: bool = False  # every level's mean is the same (as opposed to differences no test confirms)
+    bottom: list[str] = field(default_factory=list)  # the worst level and those with the very same mean
+
+
+def dominance(
+    samples: dict[str, np.ndarray],
+    metric: str,
+    alpha: float,
+    significance: Significance | None = None,
+    dead: list[str] | None = None,
+) -> Verdict:
+    """Rank the levels of one cell; `significance(a, b)` overrides the pairwise rule (uncorrected Mann-Whitney
+    or a deterministic difference). Levels tied with the best (no real difference) share the top."""
+    dead = list(dead or [])
+    order = rank(samples, metric)
+    if len(order) < 2:
+        return Verdict(order, None, 0.0, 0.0, False, False, dead)
+    means = {k: float(np.mean(samples[k])) for k in order}
+
+    def real(a: str, b: str) -> bool:
+        if np.isclose(means[a], means[b], rtol=1e-9, atol=0) or better_of(metric, means[a], means[b]) == 0:
+            return False
+        if significance is not None:
+            return significance(a, b)
+        if deterministic(samples[a], samples[b]):
+            return True
+        return _mann_whitney(samples[a], samples[b]) < alpha
+
+    best, worst = order[0], order[-1]
+    if not real(best, worst):
+        equal = bool(np.isclose(means[best], means[worst], rtol=1e-9, atol=0))
+        return Verdict(order, None, 0.0, 0.0, False, False, dead, equal=equal)
+    top = [k for k in order if k == best or not real(best, k)]
+    margin = abs(means[best] - means[worst])
+    scale = max(abs(means[best]), abs(means[worst]))
+    relative = margin if info(metric).unit == "rate" else (margin / scale if scale else 0.0)
+    det = deterministic(samples[best], samples[worst])
+    rest = [k for k in order if k not in top]
+    beats_all = all(real(t, r) for t in top for r in rest)
+    bottom = [k for k in rest if np.isclose(means[k], means[worst], rtol=1e-9, atol=0)]
+    return Verdict(top, worst, margin, float(min(1.0, relative)), True, det, dead, beats_all, bottom=bottom)

@@ -1,10 +1,12 @@
-"""`balloonsim analyze|plot|report DIR`: thin click wrappers over balloonsim.analysis.pipeline.
+"""`balloonsim analyze|plot|report DIR` and `balloonsim index DIR`: thin click wrappers over the analysis.
 
-Registered by balloonsim/commands.py as "balloonsim.analysis.cli": ("analyze", "plot", "report").
+Registered by balloonsim/commands.py as "balloonsim.analysis.cli": ("analyze", "plot", "report", "index").
+Progress goes to stderr, one line per phase; what was written goes to stdout, REPORT.md last.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import click
@@ -26,24 +28,71 @@ _ALPHA = click.option(
     show_default=True,
     help="Significance level applied to Holm-corrected p-values.",
 )
+_SVG = click.option("--svg", is_flag=True, help="Also write each figure as SVG (PNG only by default).")
+_QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+
+
+def _progress(quiet: bool) -> pipeline.Progress:
+    return pipeline.quiet if quiet else pipeline.stderr
 
 
 @click.command("analyze")
-@_DIR
+@click.argument("directory", metavar="[DIR]", required=False, type=click.Path(path_type=Path))
 @_BY
 @_ALPHA
-def analyze(directory: Path, by: str | None, alpha: float) -> None:
-    """Write DIR/summary.csv and DIR/comparisons.csv from DIR/runs.csv."""
+@click.option(
+    "--describe",
+    is_flag=True,
+    help="Print what each metric measures (DIR/metrics.csv; without DIR, every metric balloonsim knows).",
+)
+@_QUIET
+def analyze(directory: Path | None, by: str | None, alpha: float, describe: bool, quiet: bool) -> None:
+    """Write DIR/summary.csv, comparisons.csv and metrics.csv from DIR/runs.csv.
+
+    \b
+    Examples:
+      balloonsim analyze results/pressure
+      balloonsim analyze --describe results/pressure
+    """
+    if describe:
+        _describe(directory)
+        return
+    if directory is None:
+        raise click.UsageError("missing DIR (a results directory; or --describe to list the metrics)")
     check_not_running(directory)
-    result = pipeline.analyze(directory, by=by, alpha=alpha)
+    result = pipeline.analyze(directory, by=by, alpha=alpha, progress=_progress(quiet))
     comp = result.comparisons
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
     n_det = int(comp["deterministic"].sum()) if not comp.empty else 0
     click.echo(f"{directory / pipeline.SUMMARY}: {len(result.summary)} rows")
+    described = set(result.results.columns) | set(result.results.metrics)  # runs.csv's columns and derived ones
+    click.echo(f"{directory / pipeline.METRICS}: {len(described)} metrics described")
     click.echo(
         f"{directory / pipeline.COMPARISONS}: {len(comp)} comparisons along {result.by}, "
         f"{n_sig} significant after Holm (alpha {alpha:g}), {n_det} deterministic (identical runs on each side)"
     )
+
+
+def _describe(directory: Path | None) -> None:
+    import pandas as pd
+
+    from balloonsim.analysis.load import load
+    from balloonsim.analysis.metrics import describe
+
+    if directory is None:
+        table = describe()
+        source = "every metric balloonsim describes"
+    elif (directory / pipeline.METRICS).is_file():
+        table = pd.read_csv(directory / pipeline.METRICS, keep_default_na=False)
+        source = str(directory / pipeline.METRICS)
+    else:
+        results = load(directory)
+        table = describe([*results.columns, *[m for m in results.metrics if m not in results.columns]])
+        source = f"the metric columns of {directory / 'runs.csv'}"
+    click.echo(f"{len(table)} metrics ({source}):")
+    for row in table.itertuples(index=False):
+        click.echo(f"\n{row.name}  [{row.unit}; {row.direction}; {row.producer}]")
+        click.echo(textwrap.fill(str(row.definition), 100, initial_indent="    ", subsequent_indent="    "))
 
 
 @click.command("plot")
@@ -60,14 +109,20 @@ def analyze(directory: Path, by: str | None, alpha: float) -> None:
     "--regime",
     metavar="F=V[,F=V...]",
     default=None,
-    help="Regime of the timeline plot, e.g. 'driver.name=xen,onlining.delay_s=5' (levels as the report "
+    help="Regime of the timeline plot, e.g. 'onlining.delay=30' (results/pressure) (levels as the report "
     "spells them, e.g. 'driver=hyperv request_offset=2M'); default: where the strategies differ most.",
 )
 @_ALPHA
-def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float) -> None:
-    """Draw PNG and SVG figures into DIR/plots/."""
+@_SVG
+@_QUIET
+def plot(
+    directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float, svg: bool, quiet: bool
+) -> None:
+    """Draw the figures into DIR/plots/ (PNG; SVG with --svg)."""
     check_not_running(directory)
-    made = pipeline.plot(directory, by=by, metrics=list(metrics) or None, regime=regime, alpha=alpha)
+    made = pipeline.plot(
+        directory, by=by, metrics=list(metrics) or None, regime=regime, alpha=alpha, svg=svg, progress=_progress(quiet)
+    )
     for path in made:
         click.echo(str(path))
     if not made:
@@ -81,11 +136,34 @@ def plot(directory: Path, by: str | None, metrics: tuple[str, ...], regime: str 
 @click.option(
     "--keep-plots",
     is_flag=True,
-    help="Embed the figures already in DIR/plots/ (e.g. from `plot --metric`) instead of redrawing them.",
+    help="Embed the figures already in DIR/plots/ (e.g. from `plot --metric`) even if the data is newer.",
 )
-def report(directory: Path, by: str | None, alpha: float, keep_plots: bool) -> None:
+@click.option("--redraw", is_flag=True, help="Draw the figures again even when those in DIR/plots/ are current.")
+@_SVG
+@_QUIET
+def report(
+    directory: Path, by: str | None, alpha: float, keep_plots: bool, redraw: bool, svg: bool, quiet: bool
+) -> None:
     """Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included)."""
+    if keep_plots and redraw:
+        raise click.UsageError("--keep-plots and --redraw contradict each other; give one")
     check_not_running(directory)
-    md, page = pipeline.report(directory, by=by, alpha=alpha, keep_plots=keep_plots)
-    click.echo(str(md))
+    md, page = pipeline.report(
+        directory, by=by, alpha=alpha, keep_plots=keep_plots, redraw=redraw, svg=svg, progress=_progress(quiet)
+    )
     click.echo(str(page))
+    click.echo(str(md))
+
+
+@click.command("index")
+@click.argument("directory", metavar="[DIR]", default="results", type=click.Path(path_type=Path))
+def index(directory: Path) -> None:
+    """Write DIR/README.md: each study's question and the answer of its REPORT.md (default DIR: results).
+
+    \b
+    Example:
+      balloonsim index results/
+    """
+    from balloonsim.analysis.index import write_index
+
+    click.echo(str(write_index(directory)))

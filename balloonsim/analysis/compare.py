@@ -8,7 +8,12 @@ reject them. Two constant samples with different values (every run of each level
 the simulator's deterministic metrics do) are a *deterministic* difference: no test applies (p is empty),
 they stay out of the Holm family, and `deterministic` is true; downstream they count like a significant one.
 Holm's step-down correction runs over the family of all comparisons of one metric (every regime, every pair).
-Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside.
+Effect size: Cliff's delta, P(a > b) - P(a < b), robust to the skew and ties; Hedges' g is given alongside,
+and the difference of means with its 95% interval (Welch; Newcombe's hybrid score interval for a 0/1 outcome).
+Survival first: the runs are Results.runs, where a dead guest's non-survival metrics are blank, so n_a/n_b count
+the runs used and runs_a/runs_b every run of the side; a side whose guests all died is a row with test
+"no survivors" and no winner. A comparison that only restates a strategy's definition (kmalloc's kmalloc'd
+memmap) is marked `tautology`: it stays in the table, never in the findings.
 """
 
 from __future__ import annotations
@@ -18,15 +23,25 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+from scipy import special
 
 from balloonsim.analysis.labels import level_text
-from balloonsim.analysis.load import Results
-from balloonsim.analysis.metrics import better_of
+from balloonsim.analysis.load import DEFAULT_BY, Results
+from balloonsim.analysis.metrics import better_of, info, is_rate, tautology
 
 ALPHA = 0.05
+LEVEL = 0.95
+NO_SURVIVORS = "no survivors"
 NORMAL_MIN_N = 8
 MIN_N = 2
+
+
+def _tests():
+    """scipy.stats, imported when a test runs: reading a finished analysis (the report, the index) never needs
+    it, and it costs more to import than the rest of the analysis of a small study."""
+    from scipy import stats
+
+    return stats
 
 
 def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
@@ -47,7 +62,9 @@ def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
     """P(a > b) - P(a < b) from ranks (O(n log n)), in [-1, 1]; 0 means fully overlapping."""
     if len(a) == 0 or len(b) == 0:
         return float("nan")
-    ranks = st.rankdata(np.concatenate([a, b]))
+    from scipy.stats import rankdata  # scipy.stats: only when comparing (see _tests)
+
+    ranks = rankdata(np.concatenate([a, b]))
     u_a = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
     return float(2 * u_a / (len(a) * len(b)) - 1)
 
@@ -70,7 +87,7 @@ def looks_normal(x: np.ndarray) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bool(st.shapiro(x).pvalue > 0.05)
+        return bool(_tests().shapiro(x).pvalue > 0.05)
 
 
 def constant(x: np.ndarray) -> bool:
@@ -94,9 +111,9 @@ def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if looks_normal(a) and looks_normal(b):
-            res = st.ttest_ind(a, b, equal_var=False)
+            res = _tests().ttest_ind(a, b, equal_var=False)
             return ("welch-t", float(res.statistic), float(res.pvalue))
-        res = st.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+        res = _tests().mannwhitneyu(a, b, alternative="two-sided", method="auto")
         return ("mann-whitney-u", float(res.statistic), float(res.pvalue))
 
 
@@ -145,25 +162,37 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         return pd.DataFrame(columns=columns)
     factors, shown = regime_factors(results, by)
     levels = results.levels(by)
+    alive = results.alive
+    definitional = by == DEFAULT_BY
     rows = []
     grouped = results.runs.groupby(factors, dropna=False, sort=False) if factors else [((), results.runs)]
     for key, regime in grouped:
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(factors, key, strict=True))
         label = regime_label(where, shown)
-        samples = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
+        sides = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
+        values = {lvl: {m: _values(part[m]) for m in results.metrics} for lvl, part in sides.items()}
+        survivors = {lvl: int(alive.loc[part.index].sum()) for lvl, part in sides.items()}
         for a, b in itertools.combinations(levels, 2):
-            if samples[a].empty or samples[b].empty:
+            if sides[a].empty or sides[b].empty:
                 continue
+            counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
             for metric in results.metrics:
-                x = _values(samples[a][metric])
-                y = _values(samples[b][metric])
+                x, y = values[a][metric], values[b][metric]
+                head = {**where, "regime": label}
+                if not info(metric).survival and (survivors[a] == 0 or survivors[b] == 0):
+                    if len(x) or len(y) or (survivors[a] == survivors[b] == 0 and info(metric).driver is None):
+                        rows.append({**head, **_dead_row(metric, by, a, b, x, y, survivors[a], survivors[b]), **counts})
+                    continue
                 if len(x) == 0 or len(y) == 0:
                     continue
-                rows.append({**where, "regime": label, **_row(metric, by, a, b, x, y)})
+                row = {**head, **_row(metric, by, a, b, x, y), **counts}
+                row["tautology"] = definitional and tautology(metric, row["a"], row["b"])
+                rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=columns)
+    table["tautology"] = table["tautology"].fillna(False).astype(bool)
     order = {r: i for i, r in enumerate(regime_order(results, by))}
     table = table.sort_values("regime", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
     table["p_holm"] = np.nan
@@ -174,6 +203,7 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         table.loc[idx, "family_size"] = int(p.notna().sum())
         identical = idx[table.loc[idx, "test"].to_numpy() == "identical"]
         table.loc[identical, "p_holm"] = 1.0
+    table["alpha"] = alpha
     table["significant"] = table["p_holm"] < alpha
     table["deterministic"] = table["test"] == "deterministic"
     table["winner"] = [
@@ -183,12 +213,48 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
     return table[columns]
 
 
+def _dead_row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray, alive_a: int, alive_b: int) -> dict:
+    """A pair of which one side (or both) has no surviving guest: nothing to compare, no winner. n_a/n_b are
+    the survivors (0 names the dead side); the other side's mean is kept."""
+    return {
+        "metric": metric,
+        "by": by,
+        "a": level_text(by, a),
+        "b": level_text(by, b),
+        "n_a": alive_a,
+        "n_b": alive_b,
+        "mean_a": float(x.mean()) if len(x) else float("nan"),
+        "mean_b": float(y.mean()) if len(y) else float("nan"),
+        "test": NO_SURVIVORS,
+        "tautology": False,
+    }
+
+
 def differs(comp: pd.DataFrame) -> pd.Series:
     """Rows that show a real difference: significant after Holm, or deterministic."""
     if comp.empty:
         return pd.Series(False, index=comp.index, dtype=bool)
     det = comp["deterministic"] if "deterministic" in comp else pd.Series(False, index=comp.index)
     return comp["significant"].astype(bool) | det.astype(bool)
+
+
+_INDEX: dict[int, tuple[pd.DataFrame, dict]] = {}
+
+
+def differs_index(comp: pd.DataFrame) -> dict[tuple, bool]:
+    """(metric, regime, frozenset({a, b})) -> a real difference, built once per comparisons table (maps and
+    tables ask thousands of times)."""
+    cached = _INDEX.get(id(comp))
+    if cached is not None and cached[0] is comp:
+        return cached[1]
+    index: dict[tuple, bool] = {}
+    if not comp.empty:
+        real = differs(comp).to_numpy()
+        for m, r, a, b, d in zip(comp["metric"], comp["regime"], comp["a"], comp["b"], real, strict=True):
+            index[(m, r, frozenset((str(a), str(b))))] = bool(d)
+    _INDEX.clear()
+    _INDEX[id(comp)] = (comp, index)
+    return index
 
 
 def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> pd.DataFrame:
@@ -200,9 +266,51 @@ def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> p
     return rows[((a == x) & (b == y)) | ((a == y) & (b == x))]
 
 
+def diff_interval(metric: str, x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Interval of mean(x) - mean(y): Newcombe's hybrid score interval for 0/1 outcomes (sane at 0 % and
+    100 %), Welch's otherwise; exact for two constant samples, NaN below two runs a side."""
+    if len(x) < 1 or len(y) < 1:
+        return (float("nan"), float("nan"))
+    diff = float(x.mean() - y.mean())
+    if constant(x) and constant(y) and len(x) >= MIN_N and len(y) >= MIN_N and not is_rate(metric, x):
+        return (diff, diff)
+    if is_rate(metric, np.concatenate([x, y])):
+        return _newcombe(float(x.sum()), len(x), float(y.sum()), len(y), level)
+    if len(x) < MIN_N or len(y) < MIN_N:
+        return (float("nan"), float("nan"))
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return (diff, diff)
+    dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(special.stdtrit(dof, 0.5 + level / 2)) * se
+    return (diff - half, diff + half)
+
+
+def _newcombe(sa: float, na: int, sb: float, nb: int, level: float) -> tuple[float, float]:
+    """Newcombe (1998) method 10: the difference of two proportions from their Wilson intervals."""
+    pa, pb = sa / na, sb / nb
+    la, ua = _wilson(sa, na, level)
+    lb, ub = _wilson(sb, nb, level)
+    d = pa - pb
+    low = d - np.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
+    high = d + np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
+    return (float(max(-1.0, low)), float(min(1.0, high)))
+
+
+def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
+    z = float(special.ndtri(0.5 + level / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
     test, stat, p = pair_test(x, y)
     mean_a, mean_b = float(x.mean()), float(y.mean())
+    low, high = diff_interval(metric, x, y)
     ratio_ok = mean_b > 0 and x.min() >= 0 and y.min() >= 0
     return {
         "metric": metric,
@@ -216,6 +324,8 @@ def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
         "median_a": float(np.median(x)),
         "median_b": float(np.median(y)),
         "diff": mean_a - mean_b,
+        "diff_ci_low": low,
+        "diff_ci_high": high,
         "ratio": mean_a / mean_b if ratio_ok else float("nan"),
         "cliffs_delta": cliffs_delta(x, y),
         "hedges_g": hedges_g(x, y),
@@ -230,6 +340,11 @@ def _winner(metric: str, a, b, mean_a: float, mean_b: float) -> str:
     return "" if side == 0 else str(a if side < 0 else b)
 
 
+def comparison_columns(results: Results, by: str | None) -> list[str]:
+    """The columns of comparisons.csv for these results, in order."""
+    return _columns(results, by)
+
+
 def _columns(results: Results, by: str | None) -> list[str]:
     return [
         *regime_factors(results, by)[0],
@@ -240,11 +355,15 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "b",
         "n_a",
         "n_b",
+        "runs_a",
+        "runs_b",
         "mean_a",
         "mean_b",
         "median_a",
         "median_b",
         "diff",
+        "diff_ci_low",
+        "diff_ci_high",
         "ratio",
         "cliffs_delta",
         "hedges_g",
@@ -253,8 +372,10 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "p",
         "p_holm",
         "family_size",
+        "alpha",
         "significant",
         "deterministic",
+        "tautology",
         "winner",
     ]
 

@@ -1,43 +1,67 @@
-"""Findings written from comparisons.csv by rules, never by hand.
+"""Findings written from comparisons.csv by rules, never by hand, and from nothing else.
 
-A finding is one (metric, higher strategy, lower strategy) whose difference is significant after Holm, or
+A finding is one (metric, higher level, lower level) whose difference is significant after Holm, or
 deterministic (every run of each side identical, the values different), in one or more regimes, all in the
-same direction. The regimes are described by the simplest condition on the factors that singles out exactly
-those regimes ("when onlining.delay_s >= 5"), else listed. Findings are ranked by effect size (Cliff's delta,
-1 for a deterministic difference), then by how many regimes they cover, then by the ratio of means.
+same direction. Its sentence gives the pooled means, the difference with its 95% interval, Cliff's δ, the
+largest Holm-corrected p (or "deterministic: in every run") and the runs used per side. The regimes are
+described by the simplest condition on the factors that singles out exactly those regimes ("when
+onlining.delay ≥ 30"), else listed; factors that do not vary never appear. Comparisons that restate a
+strategy's definition (`tautology`) and pairs with a side whose guests all died (`no survivors`) are no
+findings; the latter get a sentence of their own. Because every number comes from the table, the sentences
+can be regenerated from comparisons.csv alone (a test does).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.compare import differs, regime_factors, regime_labels, regime_order
+from balloonsim.analysis.compare import NO_SURVIVORS, differs
 from balloonsim.analysis.core import Analysis
-from balloonsim.analysis.labels import labels_of, level_text
+from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY
-from balloonsim.analysis.metrics import QUESTIONS, fmt, fmt_pair, info
+from balloonsim.analysis.metrics import fmt, fmt_pair, info
 
 TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
+TEXT_COLUMNS = ("regime", "metric", "by", "a", "b", "test", "winner")
 
 
 @dataclass
 class Finding:
+    """One difference in one direction, in the regimes where it holds; `text` is its sentence. Findings whose
+    numbers are the same word for word (kmalloc and subrange-hint both never crash where altmap always does)
+    are merged into one sentence naming every level on each side."""
+
     metric: str
-    question: str | None
+    topic: str | None
     higher: str
     lower: str
-    text: str
+    head: str  # '1.3× more OOM kills than'
+    tail: str  # ' (102 vs 78.4 per run) when ... — ...; n = 12 vs 12 runs.'
+    by: str
     delta: float  # |Cliff's delta|, median over the regimes
     regimes: int
     log_ratio: float
     directional: bool
-    confounded: bool = False  # a side's guests crashed, so its other metrics stop early
     deterministic: bool = False  # every regime of the finding is a deterministic difference (no test)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    pooled_diff: float = 0.0  # |pooled mean of the higher side - of the lower side|
+    highers: list[str] = field(default_factory=list)
+    lowers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.highers = self.highers or [self.higher]
+        self.lowers = self.lowers or [self.lower]
+
+    @property
+    def text(self) -> str:
+        highers = _and([f"**{_name(self.by, h)}**" for h in self.highers])
+        lowers = _and([f"**{_name(self.by, lo)}**" for lo in self.lowers])
+        return f"{highers}: {self.head} {lowers}{self.tail}"
 
     @property
     def rank_key(self) -> tuple:
@@ -47,60 +71,118 @@ class Finding:
         fully separated significant ones."""
         return (not self.directional, -round(self.delta, 2), -round(self.log_ratio, 1), -self.regimes)
 
+    @property
+    def better(self) -> str | None:
+        """The level the metric's direction prefers, None for a metric without one."""
+        direction = info(self.metric).better
+        return None if direction is None else (self.lower if direction == "lower" else self.higher)
+
 
 def findings(analysis: Analysis) -> list[Finding]:
     """Every significant or deterministic, same-direction group of comparisons, best-ranked first."""
-    comp = analysis.comparisons
-    real = differs(comp)
-    if comp.empty or not real.any():
+    return from_comparisons(analysis.comparisons, analysis.by)
+
+
+def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
+    """The findings of a comparisons table (as `compare` makes it or as read back from comparisons.csv)."""
+    if comp.empty or by is None:
         return []
-    labels = regime_labels(analysis.results, analysis.by)
-    table = _regime_table(analysis)
-    out = []
-    # Regimes where the pair got an answer: a test (identical pairs included) or a deterministic difference.
+    comp = _usable(comp)
+    real = differs(comp)
+    if not real.any():
+        return []
+    table = regime_table(comp)
     decided = comp[comp["p"].notna() | comp["deterministic"].astype(bool)]
+    compared_by = {k: set(g["regime"]) for k, g in decided.groupby(["metric", "a", "b"], sort=False)}
+    out = []
     for (metric, a, b), group in comp[real].groupby(["metric", "a", "b"], sort=False):
-        if info(metric).internal:
-            continue
-        compared = set(decided[(decided["metric"] == metric) & (decided["a"] == a) & (decided["b"] == b)]["regime"])
-        for sign, rows in group.groupby(np.sign(group["diff"]), sort=False):
+        compared = compared_by.get((metric, a, b), set())
+        for sign, rows in group.groupby(np.sign(group["diff"].to_numpy(dtype=float)), sort=False):
             if sign == 0:
                 continue
             higher, lower = (a, b) if sign > 0 else (b, a)
-            out.append(_finding(analysis, labels, table, metric, higher, lower, rows, compared))
-    return sorted(out, key=lambda f: f.rank_key)
+            out.append(_finding(by, table, metric, higher, lower, rows, compared))
+    return merge(sorted(out, key=lambda f: f.rank_key))
 
 
-def quiet_metrics(analysis: Analysis, found: list[Finding]) -> tuple[list[str], dict[str, float]]:
-    """(metrics compared without any significant difference, metrics identical in every run -> value)."""
-    runs = analysis.results.runs
-    constant = {}
-    for m in analysis.results.metrics:
-        values = runs[m].dropna()
-        if len(values) and values.nunique() == 1:
-            constant[m] = float(values.iloc[0])
-    with_finding = {f.metric for f in found}
-    compared = analysis.comparisons["metric"].unique() if not analysis.comparisons.empty else []
-    quiet = [m for m in compared if m not in with_finding and m not in constant and not info(m).internal]
-    return quiet, constant
+def merge(found: list[Finding]) -> list[Finding]:
+    """Merge findings whose sentences differ only in the levels named: first the lower sides of one higher
+    level, then the higher sides of one group of lower levels. The first (best-ranked) keeps its place."""
+    for side in ("lowers", "highers"):
+        kept: list[Finding] = []
+        index: dict[tuple, Finding] = {}
+        for f in found:
+            other = tuple(f.highers) if side == "lowers" else tuple(f.lowers)
+            key = (f.metric, other, f.head, f.tail)
+            if key in index:
+                getattr(index[key], side).extend(getattr(f, side))
+            else:
+                index[key] = f
+                kept.append(f)
+        found = kept
+    return found
+
+
+def _usable(comp: pd.DataFrame) -> pd.DataFrame:
+    """Rows that can make a finding: no tautologies, no internal metrics, no pairs without survivors."""
+    keep = comp["test"].astype(str) != NO_SURVIVORS
+    if "tautology" in comp:
+        keep &= ~comp["tautology"].fillna(False).astype(bool)
+    keep &= ~comp["metric"].map(lambda m: info(m).internal)
+    return comp[keep]
+
+
+def no_survivors(comp: pd.DataFrame, by: str | None) -> list[str]:
+    """One sentence per level whose guests all died in some regimes: its other metrics are not compared there."""
+    if comp.empty or by is None:
+        return []
+    dead = comp[comp["test"].astype(str) == NO_SURVIVORS]
+    if dead.empty:
+        return []
+    table = regime_table(comp)
+    every = list(table.index)
+    out = []
+    levels: dict[str, set[str]] = {}
+    runs: dict[str, set[int]] = {}
+    for row in dead.itertuples(index=False):
+        for side, n, total in ((row.a, row.n_a, row.runs_a), (row.b, row.n_b, row.runs_b)):
+            if int(n) == 0:
+                levels.setdefault(str(side), set()).add(row.regime)
+                runs.setdefault(str(side), set()).add(int(total))
+    groups: dict[tuple, list[str]] = {}
+    for level, regimes in levels.items():
+        groups.setdefault((frozenset(regimes), tuple(sorted(runs[level]))), []).append(level)
+    for (regimes, counts), names in groups.items():
+        where = describe_regimes(set(regimes), set(every), table)
+        count = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        scope = "any regime" if not where else ("these regimes" if len(regimes) > 1 else "this regime")
+        whose = "its" if len(names) == 1 else "their"
+        out.append(
+            f"{_and([f'**{_name(by, n)}**' for n in names])}: no guest survived{where or ' in any regime'} "
+            f"(all {count} runs of each regime died), so {whose} other metrics are not compared in {scope}: no "
+            "survivors, no winner."
+        )
+    return out
 
 
 def significance_line(analysis: Analysis) -> str:
     """One sentence on how many comparisons are significant, or plainly that none are."""
-    comp = analysis.comparisons
-    by = analysis.by
+    return significance_text(analysis.comparisons, analysis.by, analysis.alpha)
+
+
+def significance_text(comp: pd.DataFrame, by: str | None, alpha: float) -> str:
     if by is None:
         return "No factor varies, so there is nothing to compare."
     if comp.empty:
         return f"`{by}` has a single level among the successful runs, so there is nothing to compare."
     tested = comp[comp["test"].isin(TEST_NAMES)]
-    n_sig = int(comp["significant"].sum())
+    n_sig = int(comp["significant"].astype(bool).sum())
     n_metrics = tested["metric"].nunique()
     det = comp[comp["deterministic"].astype(bool)]
     if n_sig == 0 and det.empty:
         return (
             f"No difference between levels of `{by}` is significant after Holm correction "
-            f"({len(tested)} tests over {n_metrics} metrics, α = {analysis.alpha:g})." + _power_note(analysis)
+            f"({len(tested)} tests over {n_metrics} metrics, α = {alpha:g})." + _power_note(comp, alpha)
         )
     lines = []
     if not det.empty:
@@ -114,27 +196,27 @@ def significance_line(analysis: Analysis) -> str:
     if n_sig:
         lines.append(
             f"{n_sig} of {len(tested)} tests ({n_metrics} metrics) show a difference between levels of `{by}` "
-            f"that is significant after Holm correction (α = {analysis.alpha:g})."
+            f"that is significant after Holm correction (α = {alpha:g})."
         )
     elif len(tested):
         lines.append(
             f"None of the {len(tested)} tests of metrics that vary from run to run ({n_metrics} "
             f"metric{'s' if n_metrics != 1 else ''}) is "
-            f"significant after Holm correction (α = {analysis.alpha:g})."
-            + _power_note(analysis, "before such a difference can be significant")
+            f"significant after Holm correction (α = {alpha:g})."
+            + _power_note(comp, alpha, "before such a difference can be significant")
         )
     return " ".join(lines)
 
 
-def _power_note(analysis: Analysis, goal: str = "before any difference can be significant") -> str:
+def _power_note(comp: pd.DataFrame, alpha: float, goal: str = "before any difference can be significant") -> str:
     """When the sample sizes make significance impossible, say so: the answer is "run more seeds"."""
-    tested = analysis.comparisons[analysis.comparisons["test"].isin(TEST_NAMES)]
+    tested = comp[comp["test"].isin(TEST_NAMES)]
     if tested.empty:
         return ""
     n_a, n_b = int(tested["n_a"].median()), int(tested["n_b"].median())
     smallest = 2 / math.comb(n_a + n_b, n_a)  # exact two-sided Mann-Whitney p of two fully separated samples
     family = int(tested["family_size"].max())
-    if smallest * family <= analysis.alpha:
+    if smallest * family <= alpha:
         return ""
     return (
         f" With {n_a} vs {n_b} runs per comparison, even fully separated samples give a Mann-Whitney p of "
@@ -143,67 +225,171 @@ def _power_note(analysis: Analysis, goal: str = "before any difference can be si
     )
 
 
-def by_question(found: list[Finding]) -> dict[str | None, list[Finding]]:
-    """Findings grouped by the thread question of their metric, in the order of QUESTIONS, None last."""
-    groups: dict[str | None, list[Finding]] = {q: [] for q in [*QUESTIONS, None]}
-    for f in found:
-        groups[f.question if f.question in QUESTIONS else None].append(f)
-    return {q: fs for q, fs in groups.items() if fs}
+def quiet_text(comp: pd.DataFrame, metric: str, by: str) -> str:
+    """What a compared metric without any finding shows: identical everywhere (and its value), or no
+    significant difference (and the smallest corrected p). Empty when the metric was not compared."""
+    rows = comp[(comp["metric"] == metric) & (comp["test"].astype(str) != NO_SURVIVORS)]
+    if "tautology" in rows:
+        rows = rows[~rows["tautology"].astype(bool)]
+    if rows.empty:
+        return ""
+    label = info(metric).label
+    label = label[0].upper() + label[1:]
+    value = _constant(rows)
+    if value is not None:
+        return f"{label}: {fmt(metric, value)} in every run of every {_noun(by)}."
+    tested = rows[rows["p_holm"].notna() & (rows["test"] != "identical")]
+    if tested.empty:
+        return f"{label}: no difference between any two levels of `{by}` in any regime."
+    best = float(tested["p_holm"].min())
+    return (
+        f"{label}: no difference between any two levels of `{by}` is significant after Holm correction "
+        f"({len(tested)} test{'s' if len(tested) != 1 else ''}, smallest Holm p = {best:.2g})."
+    )
 
 
-def _finding(analysis, labels, table, metric, higher, lower, rows, compared) -> Finding:
-    runs = analysis.results.runs
-    by = analysis.by
-    in_scope = runs[labels.isin(set(rows["regime"]))]
-    level = labels_of(in_scope[by], by)
-    hi = in_scope.loc[level == str(higher), metric].dropna()
-    lo = in_scope.loc[level == str(lower), metric].dropna()
-    mean_hi, mean_lo = float(hi.mean()), float(lo.mean())
+def constant_metrics(comp: pd.DataFrame) -> dict[str, float]:
+    """Metrics identical in every compared run (every row 'identical', one value): metric -> value."""
+    out = {}
+    usable = comp[comp["test"].astype(str) != NO_SURVIVORS]
+    for metric, rows in usable.groupby("metric", sort=False):
+        value = _constant(rows)
+        if value is not None:
+            out[str(metric)] = value
+    return out
+
+
+def _constant(rows: pd.DataFrame) -> float | None:
+    """The one value every compared run had (each pair identical, or a single run with that value), else None."""
+    values = np.concatenate([rows["mean_a"].to_numpy(dtype=float), rows["mean_b"].to_numpy(dtype=float)])
+    values = values[~np.isnan(values)]
+    if not len(values) or not rows["test"].isin(["identical", "too few runs"]).all():
+        return None
+    return float(values[0]) if np.allclose(values, values[0], rtol=1e-9, atol=0) else None
+
+
+def _noun(by: str) -> str:
+    return "strategy" if by == DEFAULT_BY else f"level of `{by}`"
+
+
+def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataFrame, compared: set) -> Finding:
     m = info(metric)
+    first_is_hi = (rows["a"].astype(str) == str(higher)).to_numpy()
+    hi_mean = np.where(first_is_hi, rows["mean_a"], rows["mean_b"]).astype(float)
+    lo_mean = np.where(first_is_hi, rows["mean_b"], rows["mean_a"]).astype(float)
+    hi_n = np.where(first_is_hi, rows["n_a"], rows["n_b"]).astype(int)
+    lo_n = np.where(first_is_hi, rows["n_b"], rows["n_a"]).astype(int)
+    hi_runs = np.where(first_is_hi, rows["runs_a"], rows["runs_b"]).astype(int) if "runs_a" in rows else hi_n
+    lo_runs = np.where(first_is_hi, rows["runs_b"], rows["runs_a"]).astype(int) if "runs_a" in rows else lo_n
+    sign = np.where(first_is_hi, 1.0, -1.0)
+    diff = rows["diff"].to_numpy(dtype=float) * sign
+    low = np.where(first_is_hi, rows["diff_ci_low"], -rows["diff_ci_high"]).astype(float)
+    high = np.where(first_is_hi, rows["diff_ci_high"], -rows["diff_ci_low"]).astype(float)
+    pooled_hi = float(np.sum(hi_mean * hi_n) / np.sum(hi_n))
+    pooled_lo = float(np.sum(lo_mean * lo_n) / np.sum(lo_n))
     deltas = np.abs(rows["cliffs_delta"].to_numpy(dtype=float))
-    ratio = mean_hi / mean_lo if mean_lo > 0 and min(hi.min(), lo.min()) >= 0 else float("nan")
+    ratio = pooled_hi / pooled_lo if pooled_lo > 0 and min(hi_mean.min(), lo_mean.min()) >= 0 else float("nan")
     where = describe_regimes(set(rows["regime"]), compared, table)
     amount = ""
-    if m.unit in ("count", "bytes", "s") and np.isfinite(ratio):
+    if m.unit in ("count", "pages", "bytes", "s") and np.isfinite(ratio):
         if ratio >= 1.1:
             amount = f"{ratio:.1f}× " if ratio < 10 else f"{ratio:.0f}× "
         else:
-            amount = f"{fmt(metric, mean_hi - mean_lo)} "
-    comparative = m.comparative or {"count": "more", "bytes": "more", "s": "longer"}.get(m.unit, "higher")
-    per = " per run" if m.unit == "count" else ""
-    caveat = _crash_caveat(metric, in_scope, by, (higher, lower))
+            amount = f"{fmt(metric, pooled_hi - pooled_lo)} "
+    comparative = m.comparative or {"count": "more", "pages": "more", "bytes": "more", "s": "longer"}.get(
+        m.unit, "higher"
+    )
+    per = " per run" if m.unit in ("count", "pages") else ""
     det = rows["deterministic"].astype(bool).to_numpy()
-    lead = f"**{_name(by, higher)}**: {amount}{comparative} {m.label} than **{_name(by, lower)}**"
+    head = f"{amount}{comparative} {m.label} than"
+    runs_text = _runs_text(hi_n, lo_n, hi_runs, lo_runs, len(rows))
     if det.all():
-        # No noise: the values themselves are the finding; per-regime values when they differ by regime.
-        first_is_hi = (rows["a"].astype(str) == str(higher)).to_numpy()
-        hi_values = np.where(first_is_hi, rows["mean_a"], rows["mean_b"])
-        lo_values = np.where(first_is_hi, rows["mean_b"], rows["mean_a"])
-        values = _values_text(metric, hi_values, lo_values, mean_hi, mean_lo)
-        sizes = sorted(set(rows["n_a"].astype(int)) | set(rows["n_b"].astype(int)))
-        runs_text = f"all {sizes[0]}–{sizes[-1]} runs" if len(sizes) > 1 else f"all {sizes[0]} runs"
-        runs_text = "both runs" if sizes == [2] else runs_text
-        text = (
-            f"{lead} in every run ({values}{per}){where} — deterministic: {runs_text} of each side "
-            f"give the same value, so no test is needed{caveat}"
-        )
+        values = _values_text(metric, hi_mean, lo_mean, pooled_hi, pooled_lo)
+        tail = f" in every run ({values}{per}){where} — deterministic: in every run; {runs_text}."
     else:
-        shown_hi, shown_lo = fmt_pair(metric, mean_hi, mean_lo)
-        text = f"{lead} ({shown_hi} vs {shown_lo}{per}){where} — {_stats_text(rows, len(compared), deltas, where)}"
-        text += caveat
+        shown_hi, shown_lo = fmt_pair(metric, pooled_hi, pooled_lo)
+        stats = _stats_text(metric, rows, det, diff, low, high, deltas, len(compared), where)
+        tail = f" ({shown_hi} vs {shown_lo}{per}){where} — {stats}; {runs_text}."
     return Finding(
-        metric=metric,
-        question=m.question,
+        metric=str(metric),
+        topic=m.topic,
         higher=str(higher),
         lower=str(lower),
-        text=text,
+        head=head,
+        tail=tail,
+        by=by,
         delta=float(np.median(deltas)),
         regimes=len(rows),
         log_ratio=abs(float(np.log(ratio))) if np.isfinite(ratio) and ratio > 0 else 10.0,
         directional=m.better is not None,
-        confounded=bool(caveat),
         deterministic=bool(det.all()),
+        rows=rows,
+        pooled_diff=abs(pooled_hi - pooled_lo),
     )
+
+
+def _runs_text(hi_n, lo_n, hi_runs, lo_runs, regimes: int) -> str:
+    """'n = 12 vs 12 runs', per regime when several; survivors shown as '4 of 10 (survivors)'."""
+
+    def side(n, total) -> str:
+        n_text = _span(n)
+        if (n < total).any():
+            return f"{n_text} of {_span(total)} (survivors)"
+        return n_text
+
+    per = " per regime" if regimes > 1 else ""
+    return f"n = {side(hi_n, hi_runs)} vs {side(lo_n, lo_runs)} runs{per}"
+
+
+def _span(values) -> str:
+    lo, hi = int(np.min(values)), int(np.max(values))
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def _stats_text(metric, rows, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
+    """Difference and interval, Cliff's δ, the test(s), the largest Holm p; the share of regimes unless the
+    description already says it, and how many regimes were deterministic."""
+    tested = ~det
+    order = np.argsort(diff[tested], kind="stable")
+    d, lo, hi = diff[tested][order], low[tested][order], high[tested][order]
+    first = f"{_signed(metric, d[0])} ({_interval(metric, lo[0], hi[0])})"
+    if len(d) > 1 and not np.isclose(d[0], d[-1], rtol=1e-9, atol=0):
+        last = f"{_signed(metric, d[-1])} ({_interval(metric, lo[-1], hi[-1])})"
+        difference = f"difference {first} to {last} per regime"
+    else:
+        difference = f"difference {first}"
+    tested_deltas = deltas[tested]
+    if len(tested_deltas) > 1 and not np.isclose(tested_deltas.min(), tested_deltas.max()):
+        delta = f"Cliff's δ {tested_deltas.min():.2f}–{tested_deltas.max():.2f}"
+    else:
+        delta = f"Cliff's δ {tested_deltas.max():.2f}"
+    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"][tested])))
+    p = float(rows["p_holm"][tested].max())
+    ptext = "Holm p < 0.001" if p < 0.001 else f"Holm p {'≤' if tested.sum() > 1 else '='} {p:.2g}"
+    counted = not where.startswith((" when", " except"))
+    scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
+    if det.any():
+        scope += f"; deterministic (identical runs on each side) in {int(det.sum())} of these regimes"
+    return f"{difference}, {delta}, {tests}, {ptext}{scope}"
+
+
+def _interval(metric: str, low: float, high: float) -> str:
+    """'95% CI +12 to +76 points', '95% CI +278 KiB to +951 KiB'."""
+    if info(metric).unit == "rate":
+        return f"95% CI {_signed(metric, low).removesuffix(' points')} to {_signed(metric, high)}"
+    return f"95% CI {_signed(metric, low)} to {_signed(metric, high)}"
+
+
+def _signed(metric: str, value: float) -> str:
+    """A difference in the metric's unit with its sign: +5.8, -2 MiB, +60 points (a rate's difference)."""
+    if np.isnan(value):
+        return "–"
+    if info(metric).unit == "rate":
+        return f"{value * 100:+.0f} points"
+    if value == 0:
+        return "0"
+    text = fmt(metric, abs(value))
+    return ("+" if value > 0 else "−") + text
 
 
 def _values_text(metric: str, hi: np.ndarray, lo: np.ndarray, mean_hi: float, mean_lo: float) -> str:
@@ -231,55 +417,48 @@ def _close(x: float, y: float) -> bool:
     return bool(np.isclose(x, y, rtol=1e-9, atol=0))
 
 
+def _and(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _name(by: str, level) -> str:
     """A strategy name speaks for itself; a level of another factor needs its name: 'onlining.delay = 30'."""
     return level_text(by, level) if by == DEFAULT_BY else f"{by} = {level_text(by, level)}"
 
 
-def _crash_caveat(metric: str, runs: pd.DataFrame, by: str, levels: tuple) -> str:
-    """A strategy whose guests crashed is measured only up to the crash: say so next to its other numbers."""
-    if metric in ("guest_crashed", "crash_time_s") or "guest_crashed" not in runs:
-        return ""
-    notes = []
-    shown = labels_of(runs[by], by)
-    for level in levels:
-        crashed = runs.loc[shown == str(level), "guest_crashed"].dropna()
-        if len(crashed) and crashed.mean() > 0:
-            notes.append(f"{level} crashed in {crashed.mean() * 100:.0f}% of these runs")
-    return f" ({'; '.join(notes)}: measured up to the crash)" if notes else ""
+def regime_table(comp: pd.DataFrame) -> pd.DataFrame:
+    """Regime label -> the values of the factors that name regimes, one row per regime in the table's (design)
+    order; attrs["levels"] holds each factor's levels in that order, for conditions that list levels.
 
-
-def _stats_text(rows: pd.DataFrame, n_compared: int, deltas: np.ndarray, where: str) -> str:
-    """Test, worst Holm p, effect size, and the share of regimes unless the description already says it.
-
-    Regimes where the difference is deterministic have no p; they are counted after the tested ones."""
-    counted = not where.startswith((" when", " except"))
-    scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
-    det = rows["deterministic"].astype(bool)
-    if det.any():
-        scope += f"; deterministic (identical runs on each side, no test) in {int(det.sum())} of these regimes"
-    rows = rows[~det]
-    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"])))
-    p = float(rows["p_holm"].max())
-    if p < 0.001:
-        ptext = "Holm p < 0.001"
-    else:
-        ptext = f"Holm p {'≤' if len(rows) > 1 else '='} {p:.2g}"
-    delta = f"median |Cliff's δ| = {np.median(deltas):.2f}" if len(rows) > 1 else f"|Cliff's δ| = {deltas[0]:.2f}"
-    return f"{tests}, {ptext}, {delta}{scope}"
-
-
-def _regime_table(analysis: Analysis) -> pd.DataFrame:
-    """Regime label -> the values of the varying regime factors (one row per regime), in design order;
-    attrs["levels"] holds each factor's levels in design order, for conditions that list levels."""
-    results = analysis.results
-    _, shown = regime_factors(results, analysis.by)
-    labels = regime_labels(results, analysis.by)
-    table = results.runs[shown].copy()
-    table["regime"] = labels
-    table = table.drop_duplicates("regime").set_index("regime").loc[regime_order(results, analysis.by)]
-    table.attrs["levels"] = {f: results.levels(f) for f in shown}
+    The regime factors are comparisons.csv's columns before `regime`; those that never vary, or vary one to one
+    with an earlier one (a zip), name nothing."""
+    factors = list(comp.columns[: list(comp.columns).index("regime")])
+    table = comp.drop_duplicates("regime").set_index("regime")[factors]
+    text = table.astype(str)
+    shown: list[str] = []
+    for f in factors:
+        if table[f].nunique(dropna=False) > 1 and not any(_one_to_one(text[s], text[f]) for s in shown):
+            shown.append(f)
+    table = table[shown].copy()
+    table.attrs["levels"] = {f: _ordered(table[f]) for f in shown}
     return table
+
+
+def _one_to_one(a: pd.Series, b: pd.Series) -> bool:
+    pairs = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+    return pairs["a"].is_unique and pairs["b"].is_unique
+
+
+def _ordered(col: pd.Series) -> list:
+    values = list(pd.unique(col))
+    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+    return sorted(values) if numeric else values
+
+
+def read_text_columns(comp: pd.DataFrame) -> pd.DataFrame:
+    """comparisons.csv as read back: text columns as text ('true' stays a label, not a boolean)."""
+    return comp.astype({c: str for c in TEXT_COLUMNS if c in comp}).replace({"winner": {"nan": ""}})
 
 
 def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame) -> str:
@@ -290,12 +469,31 @@ def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame
     an exception ("except when ..."); a condition most of whose regimes are selected ("in 5 of the 6 regimes
     with ..."); else a short list in design order.
     """
+    sub = table.loc[[r for r in table.index if r in compared]]
+    sub.attrs = dict(table.attrs)
+    # Factors the compared regimes share but the experiment varies (say only hyperv's guests survived) bound
+    # every statement: "when driver.name = hyperv and ...", never a silent "when onlining.delay = 0".
+    shared = [f for f in sub.columns if sub[f].nunique(dropna=False) == 1 and table[f].nunique(dropna=False) > 1]
+    context = " and ".join(f"{f} = {level_text(f, sub[f].iloc[0])}" for f in shared) if len(sub) else ""
+    sub = sub[[f for f in sub.columns if f not in shared]]
+    sub.attrs = {"levels": {f: v for f, v in table.attrs.get("levels", {}).items() if f not in shared}}
+    text = _describe(selected, compared, sub)
+    if not context:
+        return text
+    if text.startswith(" when "):
+        return f" when {context} and {text[6:]}"
+    if text.startswith(" except when "):
+        return f" when {context}, except when {text[13:]}"
+    if text in ("", " in both regimes") or text.startswith(" in all "):
+        return f" when {context}" + ("" if not text else f" ({text.strip()})")
+    return f" when {context},{text}"
+
+
+def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
     if selected >= compared:
         if len(compared) < 2:
             return ""
         return " in both regimes" if len(compared) == 2 else f" in all {len(compared)} regimes"
-    sub = table.loc[[r for r in table.index if r in compared]]
-    sub.attrs = dict(table.attrs)
     exact = _exact_condition(selected, sub)
     excluded = set(sub.index) - selected
     exception = _exact_condition(excluded, sub) if 0 < len(excluded) < len(selected) else ""

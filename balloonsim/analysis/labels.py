@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balloonsim.units import format_size
+from balloonsim.units import format_size, parse_size
 
 # Keys that name a table level; the first one present is written bare, in front of the k=v pairs.
 HEAD_KEYS = ("name", "agent", "controller", "strategy")
@@ -147,6 +147,22 @@ def _isna(value: Any) -> bool:
     return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
 
 
+# Scenario keys that hold sizes (runs.csv stores sizes as bytes; readers see 128M).
+SIZE_WORDS = ("size", "_bytes", "offset", "boot", "addr")
+
+
 def _is_size(factor: str) -> bool:
     last = factor.rsplit(".", 1)[-1]
-    return "size" in last or last.endswith("_bytes")
+    return any(word in last for word in SIZE_WORDS)
+
+
+def same_level(design_value: Any, value: Any) -> bool:
+    """A level as the experiment spells it (`"2M"`, `true`) and as runs.csv holds it (2097152, "True")."""
+    if isinstance(design_value, bool) or isinstance(value, bool | np.bool_):
+        return str(design_value).lower() == str(value).lower()
+    if str(design_value) == str(value):
+        return True
+    try:
+        return parse_size(design_value) == parse_size(value)
+    except (TypeError, ValueError):
+        return False

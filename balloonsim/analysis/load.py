@@ -1,8 +1,13 @@
 """Read a results directory (the runner's contract) into one object the analysis steps share.
 
 Everything downstream works on successful runs only; failed runs are kept aside so the report can count them.
-Factor levels that are tables (stored as JSON) or booleans are replaced by their label (labels.py) on reading,
-so summary.csv, comparisons.csv, the report and the figures all spell a level the same way.
+Survival first: a guest that died (a survival metric such as guest_crashed is 1) counts in the survival
+metrics, but its other metrics are blanked in `Results.runs` (they stop at the death and would flatter or
+punish it); `Results.raw` keeps them for the time lines.
+Factor levels that are tables are read whichever way runs.csv holds them: as canonical JSON in one column, as a
+readable label column, or expanded into one column per key (`driver.name`, `driver.request_offset` in bytes);
+each becomes one factor column holding the level's label (labels.py), so summary.csv, comparisons.csv, the
+report and the figures all spell a level the same way. Booleans are labelled too; numbers stay numbers.
 Broken or missing files raise UserError naming the file, because a stack trace helps nobody here.
 """
 
@@ -17,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.labels import design_levels, design_order, label_column, level_text
+from balloonsim.analysis.labels import design_levels, design_order, label_column, level_text, same_level
+from balloonsim.analysis.metrics import info
 from balloonsim.errors import UserError
 
 DEFAULT_BY = "memmap.strategy"
 # Columns of runs.csv that are neither factors nor metrics.
 RESERVED = ("run_id", "index", "replicate", "seed", "status", "error")
 REQUIRED = ("run_id", "status")
+# Metrics the analysis computes from others: name -> (numerator, denominator).
+DERIVED = {"blocks_removable_fraction": ("blocks_removable_end", "blocks_added_end")}
 
 
 @dataclass
@@ -31,17 +39,39 @@ class Results:
     """One results directory: successful runs, failed runs, metadata, and where the time series live."""
 
     path: Path
-    runs: pd.DataFrame
+    runs: pd.DataFrame  # successful runs; a dead guest's non-survival metrics blanked (NaN)
     failed: pd.DataFrame
     metadata: dict
     factors: list[str]
-    metrics: list[str]
+    metrics: list[str]  # numeric metric columns (derived ones included): what is analysed
     experiment: dict = field(default_factory=dict)
     design: dict[str, list] = field(default_factory=dict)  # factor -> levels as the experiment lists them
+    raw: pd.DataFrame | None = None  # successful runs as measured, dead guests' metrics included
+    columns: list[str] = field(default_factory=list)  # every metric column of runs.csv, text ones included
 
     @property
     def name(self) -> str:
         return str(self.metadata.get("experiment") or self.path.name)
+
+    @property
+    def question(self) -> str:
+        return str(_spec_value(self, "question") or "").strip()
+
+    @property
+    def primary(self) -> list[str]:
+        """The experiment's primary metrics that these runs have (checked at load)."""
+        value = _spec_value(self, "primary")
+        return [m for m in value if m in self.metrics] if isinstance(value, list) else []
+
+    @cached_property
+    def alive(self) -> pd.Series:
+        """Per successful run: did the guest survive (no survival metric is 1)?"""
+        table = self.raw if self.raw is not None else self.runs
+        dead = pd.Series(False, index=table.index)
+        for m in self.metrics:
+            if info(m).survival and info(m).unit == "rate":  # guest_crashed; crash_time_s only says when
+                dead |= table[m].fillna(0) > 0
+        return ~dead
 
     def levels(self, factor: str) -> list:
         """Levels in a stable order: numbers ascending, anything else in the experiment's design order (levels
@@ -132,32 +162,147 @@ def load(path: str | Path) -> Results:
     meta_path = root / "metadata.json"
     metadata = _read_metadata(meta_path)
     table = _read_runs(runs_path)
-    factors = _factors(metadata, table, meta_path, runs_path)
     experiment = _read_experiment(root / "experiment.toml")
     design = design_levels(_resolved(metadata)) or design_levels(experiment)
+    factors, parts = _table_factors(table, _listed_factors(metadata, meta_path), design)
+    _check_factors(factors, table, meta_path, runs_path)
     for f in factors:
         table[f] = label_column(f, table[f], design.get(f))
-    metrics = _metrics(metadata, table, factors)
+    columns = _metric_columns(metadata, table, factors, parts)
+    metrics = [m for m in columns if _is_numeric(table[m])]
     ok = table["status"].astype(str).str.strip().str.lower() == "ok"
-    runs = table[ok].copy()
-    if runs.empty:
+    raw = table[ok].copy()
+    if raw.empty:
         first = table["error"].dropna().astype(str).head(1).tolist() if "error" in table else []
         hint = f"; first error: {first[0]}" if first else ""
         raise UserError(f"{runs_path}: no successful runs ({len(table)} rows, none with status ok){hint}")
     for m in metrics:
-        runs[m] = _numeric(runs[m])
-    if "index" in runs:
-        runs = runs.sort_values("index", kind="stable")
-    return Results(
+        raw[m] = _numeric(raw[m])
+    for name, (num, den) in DERIVED.items():
+        if num in metrics and den in metrics and name not in raw:
+            raw[name] = raw[num] / raw[den].where(raw[den] > 0)
+            metrics.insert(metrics.index(num) + 1, name)
+    if "index" in raw:
+        raw = raw.sort_values("index", kind="stable")
+    raw = raw.reset_index(drop=True)
+    results = Results(
         path=root,
-        runs=runs.reset_index(drop=True),
+        runs=raw,
         failed=table[~ok].reset_index(drop=True),
         metadata=metadata,
         factors=factors,
         metrics=metrics,
         experiment=experiment,
         design={f: design[f] for f in factors if f in design},
+        raw=raw,
+        columns=columns,
     )
+    results.runs = _survivors_only(raw, metrics, results.alive)
+    _check_primary(results)
+    return results
+
+
+def data_mtime(root: Path) -> float:
+    """When the data of a results directory last changed: runs.csv, metadata.json, experiment.toml, the time
+    series, the events. CSVs and figures older than this are stale."""
+    data = [root / name for name in ("runs.csv", "metadata.json", "experiment.toml")]
+    data += [p for p in root.iterdir() if p.name.startswith(("timeseries.", "events."))]
+    return max((p.stat().st_mtime for p in data if p.exists()), default=0.0)
+
+
+def _survivors_only(raw: pd.DataFrame, metrics: list[str], alive: pd.Series) -> pd.DataFrame:
+    """The runs with every non-survival metric of a dead guest blanked."""
+    if alive.all():
+        return raw
+    runs = raw.copy()
+    dead = ~alive.to_numpy()
+    for m in metrics:
+        if not info(m).survival:
+            runs.loc[dead, m] = np.nan
+    return runs
+
+
+def _spec_value(results: Results, key: str):
+    """A key of the experiment as run (metadata's resolved copy), else of the experiment.toml beside it."""
+    resolved = _resolved(results.metadata)
+    return resolved[key] if key in resolved else results.experiment.get(key)
+
+
+def _check_primary(results: Results) -> None:
+    value = _spec_value(results, "primary")
+    if value is None:
+        return
+    where = results.path / ("metadata.json" if "primary" in _resolved(results.metadata) else "experiment.toml")
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise UserError(f"{where}: primary must be a list of metric names")
+    unknown = [m for m in value if m not in results.metrics]
+    if unknown:
+        raise UserError(
+            f"{where}: primary: {', '.join(repr(m) for m in unknown)} "
+            f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} of these runs; metrics are "
+            + ", ".join(results.metrics)
+        )
+
+
+def _listed_factors(metadata: dict, meta_path: Path) -> list[str]:
+    factors = metadata.get("factors", [])
+    if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
+        raise UserError(f"{meta_path}: 'factors' must be a list of column names")
+    return list(factors)
+
+
+def _table_factors(table: pd.DataFrame, listed: list[str], design: dict[str, list]) -> tuple[list[str], set[str]]:
+    """(factor columns, columns that are keys of a table-valued factor).
+
+    A table-valued factor (a level is a table, `driver = [{name = "hyperv", ...}]`) is one factor however
+    runs.csv spells it: its own column (JSON or a label) is used as is; without one, the label column is
+    built here from the expanded `driver.<key>` columns, matching each row to the design's level.
+    """
+    factors: list[str] = []
+    parts: set[str] = set()
+    tables = [f for f, levels in design.items() if any(isinstance(v, dict) for v in levels)]
+    for f in listed:
+        owner = next((t for t in tables if f.startswith(t + ".")), None)
+        name = owner or f
+        if name not in factors:
+            factors.append(name)
+    for t in tables:
+        keys = [c for c in table.columns if c.startswith(t + ".")]
+        parts.update(keys)
+        if t not in factors and (t in table.columns or keys):
+            factors.append(t)
+        if t not in table.columns and keys:
+            table[t] = _labels_from_keys(t, table[keys], design[t])
+    return factors, parts
+
+
+def _labels_from_keys(factor: str, keys: pd.DataFrame, design: list) -> pd.Series:
+    """The design level of each row of expanded key columns, as its label (JSON order as a fallback)."""
+    prefix = len(factor) + 1
+    out = []
+    cache: dict[tuple, str] = {}
+    for row in keys.itertuples(index=False):
+        values = {c[prefix:]: v for c, v in zip(keys.columns, row, strict=True) if not _missing(v)}
+        key = tuple(sorted((k, str(v)) for k, v in values.items()))
+        if key not in cache:
+            match = next((d for d in design if isinstance(d, dict) and _matches(d, values)), None)
+            cache[key] = level_text(factor, match if match is not None else values)
+        out.append(cache[key])
+    return pd.Series(out, index=keys.index, dtype=object)
+
+
+def _matches(level: dict, values: dict) -> bool:
+    return set(level) == set(values) and all(same_level(level[k], values[k]) for k in level)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+
+
+def _check_factors(factors: list[str], table: pd.DataFrame, meta_path: Path, runs_path: Path) -> None:
+    absent = [f for f in factors if f not in table.columns]
+    if absent:
+        raise UserError(f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing")
 
 
 def _read_metadata(path: Path) -> dict:
@@ -187,24 +332,15 @@ def _read_runs(path: Path) -> pd.DataFrame:
     return table
 
 
-def _factors(metadata: dict, table: pd.DataFrame, meta_path: Path, runs_path: Path) -> list[str]:
-    factors = metadata.get("factors", [])
-    if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
-        raise UserError(f"{meta_path}: 'factors' must be a list of column names")
-    absent = [f for f in factors if f not in table.columns]
-    if absent:
-        raise UserError(f"{runs_path}: factor column(s) {', '.join(absent)} listed in {meta_path.name} are missing")
-    return list(factors)
-
-
-def _metrics(metadata: dict, table: pd.DataFrame, factors: list[str]) -> list[str]:
-    """Numeric columns listed as metrics; without a list, every numeric column that is not a factor."""
+def _metric_columns(metadata: dict, table: pd.DataFrame, factors: list[str], parts: set[str]) -> list[str]:
+    """Columns listed as metrics (every column that is no factor, key of one, or bookkeeping, without a
+    list), text ones included: what metrics.csv describes."""
     listed = metadata.get("metrics")
     if isinstance(listed, list):
         candidates = [m for m in listed if isinstance(m, str) and m in table.columns]
     else:
-        candidates = [c for c in table.columns if c not in RESERVED and c not in factors]
-    return [m for m in candidates if m not in factors and _is_numeric(table[m])]
+        candidates = [c for c in table.columns if c not in RESERVED]
+    return [m for m in candidates if m not in factors and m not in parts and m not in RESERVED]
 
 
 def _is_numeric(col: pd.Series) -> bool:

@@ -1,31 +1,109 @@
 """The three steps (analyze, plot, report) and `finish`, which the runner calls at the end of a batch.
 
-Each step can run alone. plot and report always analyze again (a few seconds) and rewrite the CSVs, so the
-figures, the report and the CSVs next to them never disagree, whatever ran before.
+Each step can run alone. analyze always computes and writes the CSVs. plot and report reuse summary.csv and
+comparisons.csv when they are newer than the data and were made with the same --by and --alpha, and analyze
+again otherwise, so the figures, the report and the CSVs next to them never disagree, whatever ran before.
+report likewise reuses the figures in plots/ when they are current, and draws them otherwise (or when asked
+to). Each phase says what it did on the `progress` callback (one line each: summary, comparisons, plots,
+report); the last line names REPORT.md.
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from balloonsim.analysis.compare import ALPHA, compare
 from balloonsim.analysis.core import Analysis
-from balloonsim.analysis.load import load
+from balloonsim.analysis.load import data_mtime, load
+from balloonsim.analysis.metrics import describe
 from balloonsim.analysis.stats import summarize
 
 SUMMARY = "summary.csv"
 COMPARISONS = "comparisons.csv"
+METRICS = "metrics.csv"
+
+Progress = Callable[[str], None]
 
 
-def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA) -> Analysis:
-    """Write DIR/summary.csv and DIR/comparisons.csv."""
+def stderr(line: str) -> None:
+    """The default progress: one line on stderr, flushed (a pipe or a log file sees it at once)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def quiet(line: str) -> None:
+    """No progress lines."""
+
+
+def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progress: Progress = quiet) -> Analysis:
+    """Write DIR/summary.csv, DIR/metrics.csv and DIR/comparisons.csv."""
+    start = time.perf_counter()
     results = load(path)
     by = results.resolve_by(by)
     summary = summarize(results)
-    comparisons = compare(results, by, alpha)
     summary.to_csv(results.path / SUMMARY, index=False)
+    describe([*results.columns, *[m for m in results.metrics if m not in results.columns]]).to_csv(
+        results.path / METRICS, index=False
+    )
+    progress(
+        f"analysis: {results.path / SUMMARY} ({len(summary)} rows) and {METRICS} "
+        f"({len(results.runs)} runs, {int(results.alive.sum())} survived) [{time.perf_counter() - start:.1f} s]"
+    )
+    start = time.perf_counter()
+    comparisons = compare(results, by, alpha)
     comparisons.to_csv(results.path / COMPARISONS, index=False)
+    n_sig = int(comparisons["significant"].sum()) if not comparisons.empty else 0
+    n_det = int(comparisons["deterministic"].sum()) if not comparisons.empty else 0
+    progress(
+        f"analysis: {results.path / COMPARISONS} ({len(comparisons)} comparisons along {by}: {n_sig} significant "
+        f"after Holm, {n_det} deterministic) [{time.perf_counter() - start:.1f} s]"
+    )
     return Analysis(results, by, summary, comparisons, alpha)
+
+
+def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress) -> Analysis:
+    """The analysis in the CSVs when they are current, else a fresh one (written)."""
+    start = time.perf_counter()
+    results = load(path)
+    resolved = results.resolve_by(by)
+    comparisons = _current_comparisons(results, resolved, alpha)
+    if comparisons is None:
+        return analyze(path, by, alpha, progress)
+    import pandas as pd
+
+    summary = pd.read_csv(results.path / SUMMARY)
+    progress(
+        f"analysis: {results.path / SUMMARY} and {METRICS} current (newer than the data): reused "
+        f"[{time.perf_counter() - start:.1f} s]"
+    )
+    progress(
+        f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {resolved}): reused"
+    )
+    return Analysis(results, resolved, summary, comparisons, alpha)
+
+
+def _current_comparisons(results, by: str | None, alpha: float):
+    """comparisons.csv read back when it, summary.csv and metrics.csv are newer than every data file and were
+    made along `by` at `alpha` in today's layout; None otherwise."""
+    import pandas as pd
+
+    from balloonsim.analysis.compare import comparison_columns
+    from balloonsim.analysis.findings import read_text_columns
+
+    root = results.path
+    made = [root / SUMMARY, root / COMPARISONS, root / METRICS]
+    if not all(p.is_file() for p in made):
+        return None
+    if min(p.stat().st_mtime for p in made) < data_mtime(root):
+        return None
+    comp = read_text_columns(pd.read_csv(root / COMPARISONS))
+    if list(comp.columns) != comparison_columns(results, by) or comp.empty:
+        return None
+    if not (comp["by"] == str(by)).all() or not (comp["alpha"] == alpha).all():
+        return None
+    return comp
 
 
 def plot(
@@ -34,31 +112,58 @@ def plot(
     metrics: list[str] | None = None,
     regime: str | None = None,
     alpha: float = ALPHA,
+    svg: bool = False,
+    progress: Progress = quiet,
 ) -> list[Path]:
-    """Figures into DIR/plots/ (PNG and SVG); returns the PNG paths. Analyzes first, so numbers agree."""
-    from balloonsim.analysis.plots import check_options, make_plots  # matplotlib: only when drawing
+    """Figures into DIR/plots/ (PNG; SVG too with svg=True); returns the PNG paths. Analyzes first, so numbers
+    agree."""
+    from balloonsim.analysis.plots import check_options  # matplotlib: only when drawing
 
     results = load(path)
     check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
-    return make_plots(analyze(path, by, alpha), metrics=metrics, regime=regime)
+    return _draw(_analysis(path, by, alpha, progress), metrics, regime, svg, progress)
+
+
+def _draw(analysis: Analysis, metrics, regime, svg: bool, progress: Progress) -> list[Path]:
+    from balloonsim.analysis.plots import make_plots
+
+    start = time.perf_counter()
+    made = make_plots(analysis, metrics=metrics, regime=regime, svg=svg)
+    progress(
+        f"analysis: {analysis.results.path / 'plots'} ({len(made)} figures drawn) [{time.perf_counter() - start:.1f} s]"
+    )
+    return made
 
 
 def report(
-    path: str | Path, by: str | None = None, alpha: float = ALPHA, keep_plots: bool = False
+    path: str | Path,
+    by: str | None = None,
+    alpha: float = ALPHA,
+    keep_plots: bool = False,
+    redraw: bool = False,
+    svg: bool = False,
+    progress: Progress = quiet,
 ) -> tuple[Path, Path]:
     """DIR/REPORT.md and DIR/report.html, after the analysis and the figures.
 
-    keep_plots uses the figures already in DIR/plots/ (say from `plot --metric ...`) instead of redrawing.
+    The figures in DIR/plots/ are reused when they are current (same options, newer than the data); keep_plots
+    reuses whatever is there (say from `plot --metric ...`), redraw draws them again regardless.
     """
-    from balloonsim.analysis.plots import make_plots, manifest  # matplotlib: only when drawing
+    from balloonsim.analysis.plots import current, manifest
     from balloonsim.analysis.report import write_report
 
-    analysis = analyze(path, by, alpha)
-    if not keep_plots or manifest(analysis.results.path) is None:
-        make_plots(analysis)
-    return write_report(analysis)
+    analysis = _analysis(path, by, alpha, progress)
+    root = analysis.results.path
+    have = manifest(root) is not None
+    if redraw or not have or not (keep_plots or current(root, analysis.by, analysis.alpha, svg)):
+        _draw(analysis, None, None, svg, progress)
+    else:
+        progress(f"analysis: {root / 'plots'} ({len(manifest(root) or [])} figures reused: newer than the data)")
+    md, page = write_report(analysis)
+    progress(f"analysis: report written, {page.name} beside it: {md}")
+    return md, page
 
 
-def finish(path: str | Path, by: str | None = None) -> tuple[Path, Path]:
+def finish(path: str | Path, by: str | None = None, progress: Progress = stderr) -> tuple[Path, Path]:
     """analyze, plot and report in order: what `balloonsim run` does at the end unless --no-report."""
-    return report(path, by)
+    return report(path, by, progress=progress)

@@ -1,4 +1,4 @@
-"""A metric against one factor, one line per strategy with its 95% CI band, faceted by a small factor.
+"""A metric against one factor, per strategy with its 95% interval, faceted by a small factor.
 
 This is the "how does the answer change with the regime" view: e.g. OOM kills against the onlining delay,
 one panel per driver. Factors neither on the x axis nor faceted are pooled (and the caption says so).
@@ -6,12 +6,16 @@ one panel per driver. Factors neither on the x axis nor faceted are pooled (and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
+from balloonsim.analysis.labels import labels_of
 from balloonsim.analysis.metrics import axis_label, info, is_rate
 from balloonsim.analysis.stats import interval
 
@@ -41,11 +45,19 @@ def choose_facet(results, by: str, x: str) -> str | None:
     return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
 
 
+ID_WORDS = ("node", "nid", "_id", "index")  # numeric factors that name things: categories, never a line
+
+
+def is_identifier(factor: str) -> bool:
+    last = factor.rsplit(".", 1)[-1]
+    return any(last == w or last.endswith(w) for w in ID_WORDS)
+
+
 def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
     """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
     levels = results.levels(x)
     numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
-    numeric = numeric and not any(pd.isna(v) for v in levels)
+    numeric = numeric and not any(pd.isna(v) for v in levels) and not is_identifier(x)
     if numeric and len(levels) > 1:
         lo, hi = float(min(levels)), float(max(levels))
         spread_ok = lo <= 0 or hi / lo <= 20
@@ -54,8 +66,22 @@ def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
     return {lv: float(i) for i, lv in enumerate(levels)}, [ps.wrap(ps.level_text(x, lv), 12) for lv in levels], False
 
 
-def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, str, str] | None:
-    """Draw and save one figure; returns (png, title, caption) or None when there is nothing to draw."""
+@dataclass
+class Cell:
+    """One point of the figure: the values used (survivors), and how many runs there were."""
+
+    values: np.ndarray
+    runs: int
+    alive: int
+
+
+def factor_figure(analysis, metric: str, x: str, outdir: Path, svg: bool = False) -> tuple[Path, str, str] | None:
+    """Draw and save one figure; returns (png, title, caption) or None when there is nothing to draw.
+
+    Lines with a shaded confidence band only for a noisy metric against a numeric factor; a 0/1 outcome (Wilson
+    interval) or a deterministic metric (every run of a point identical) is drawn as points, dodged per level,
+    so a 0 %/100 % result never becomes a blended band. A point whose guests all died is marked, not drawn.
+    """
     results, by = analysis.results, analysis.by
     runs = results.runs
     if metric not in runs or runs[metric].dropna().empty:
@@ -63,15 +89,22 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
     facet = choose_facet(results, by, x)
     facet_levels = results.levels(facet) if facet else [None]
     strategies = results.levels(by)
-    colour, marker = ps.colours(strategies), ps.markers(strategies)
+    names = [ps.level_text(by, s) for s in strategies]
+    colour, marker = ps.colours(names, by), ps.markers(names, by)
     pos, ticks, numeric = x_positions(results, x)
     rate = is_rate(metric, runs[metric])
+    cells = _cells(results, metric, by, x, facet, strategies, facet_levels)
+    filled = [c.values for c in cells.values() if len(c.values)]
+    # Every point's runs identical: no interval to draw. A 0/1 outcome keeps its Wilson interval regardless (0 of
+    # 10 crashed is not 0 of 1000).
+    deterministic = (
+        not rate and bool(filled) and all(np.all(v == v[0]) for v in filled) and any(len(v) > 1 for v in filled)
+    )
+    lines = numeric and not rate and not deterministic
     ylabel, scale = axis_label(metric, float(np.nanmax(np.abs(runs[metric].to_numpy(dtype=float)))))
     if rate:
         scale = 0.01
     m = info(metric)
-    # Categorical axes with many or long labels need room (about 0.07 in per character of a tick's widest line);
-    # when that would make the figure too wide, the labels are written on one slanted line instead.
     per_tick = max(0.55, 0.07 * max(len(line) for t in ticks for line in t.split("\n")) + 0.15)
     panel = max(3.9, per_tick * len(ticks) + 0.8) if not numeric else 3.9
     slant = not numeric and panel * len(facet_levels) > MAX_WIDTH
@@ -80,14 +113,19 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
         ticks = [t.replace("\n", " ") for t in ticks]
         panel = max(3.9, 0.75 * len(ticks) + 0.8)
         height = 3.9 + 0.04 * max(len(t) for t in ticks)
-    width = max(5.0, panel * len(facet_levels) + 1.6)
+    width = min(ps.MAX_WIDTH_IN, max(7.0, panel * len(facet_levels) + 2.6))  # the legend needs ~2.5 in
+    dead_seen = False
     with ps.style():
         fig = ps.figure(width, height)
         share = rate or _share_y(runs, metric, facet, facet_levels)
         axes = fig.subplots(1, len(facet_levels), sharey=share, squeeze=False)[0]
         for ax, fl in zip(axes, facet_levels, strict=True):
-            part = runs if facet is None else runs[_eq(runs[facet], fl)]
-            _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker, numeric)
+            for i, (strategy, name) in enumerate(zip(strategies, names, strict=True)):
+                points = [
+                    (pos[lv], cells[(fl, strategy, lv)]) for lv in results.levels(x) if (fl, strategy, lv) in cells
+                ]
+                style = {"colour": colour[name], "marker": marker[name], "label": name}
+                dead_seen |= _draw_level(ax, points, i, len(strategies), scale, rate, lines, deterministic, style)
             ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
             if slant:
                 ax.tick_params(axis="x", labelrotation=30)
@@ -98,13 +136,20 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
             if facet is not None:
                 ax.set_title(f"{facet} = {ps.level_text(facet, fl)}")
             if not numeric:
-                ax.set_xlim(-0.4, len(pos) - 0.6)
+                ax.set_xlim(-0.5, len(pos) - 0.5)
+            if rate:
+                ax.set_ylim(-4, 104)
         for ax in axes if not share else axes[:1]:
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ps.wrap(ylabel, int(height * 9)))  # a long label must not run off the panel
         handles, labels = axes[0].get_legend_handles_labels()
+        seen = dict(zip(labels, handles, strict=True))
+        handles = [seen[n] for n in names if n in seen]
+        labels = [n for n in names if n in seen]
+        extra = _legend_notes(rate, lines, deterministic, dead_seen)
+        handles += [h for h, _ in extra]
+        labels += [t for _, t in extra]
         fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
         title = f"{m.label[0].upper() + m.label[1:]} against {x}"
-        # The legend sits at the right: centre the title over the panels and wrap it to their width.
         legend_w = max(len(by), *(len(lab) for lab in labels)) * 0.075 + 0.6
         full = title + (f" ({m.better} is better)" if m.better else "")
         fig.suptitle(
@@ -113,66 +158,113 @@ def factor_figure(analysis, metric: str, x: str, outdir: Path) -> tuple[Path, st
             x=max(0.3, (width - legend_w) / 2 / width),
         )
         stem = f"metric_{ps.safe_stem(metric)}_vs_{ps.safe_stem(x)}"
-        png = ps.save(fig, outdir, stem)
+        png = ps.save(fig, outdir, stem, svg)
     pooled = results.other_factors(by, x, facet)
-    band = "Wilson interval" if rate else "t-interval"
-    caption = f"Mean per {by} with a 95% confidence band ({band}), {len(runs)} runs"
-    caption += f"; pooled over {', '.join(pooled)}." if pooled else "."
+    interval_name = "Wilson interval" if rate else "t-interval of the mean"
+    shape = "lines with a shaded 95% band" if lines else "points with 95% bars"
+    if deterministic:
+        shape = "points (every run of a point identical: no interval)"
+    caption = f"Mean per {by}: {shape}" + ("" if deterministic else f" ({interval_name})") + ". "
+    caption += _runs_used(results, metric, by, names) + ("" if not pooled else f" Pooled over {', '.join(pooled)}.")
     return png, title, caption
 
 
-def _draw_lines(ax, part, metric, by, x, strategies, pos, scale, rate, colour, marker, numeric=True) -> None:
-    """A numeric factor gets lines with CI bands; a categorical one gets points with CI whiskers, side by side
-    per strategy, since a line between unordered levels would suggest a trend that is not there."""
-    n = len(strategies)
-    for i, strategy in enumerate(strategies):
-        rows = part[_eq(part[by], strategy)]
-        if rows.empty:
+def _cells(results, metric, by, x, facet, strategies, facet_levels) -> dict:
+    """(facet level, strategy, x level) -> Cell, from one groupby."""
+    runs = results.runs
+    keys = [k for k in (facet, by, x) if k is not None]
+    frame = runs[keys + [metric]].assign(_alive=results.alive.to_numpy())
+    out = {}
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        fl = key[0] if facet is not None else None
+        strategy, level = key[-2], key[-1]
+        values = group[metric].to_numpy(dtype=float)
+        out[(fl, strategy, level)] = Cell(values[~np.isnan(values)], len(group), int(group["_alive"].sum()))
+    return out
+
+
+def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, style) -> bool:
+    """One level's points (or line); returns whether it marked a point without survivors."""
+    xs, means, lows, highs, dead = [], [], [], [], []
+    for xpos, cell in sorted(points, key=lambda p: p[0]):
+        if cell.alive == 0 and not rate:
+            dead.append(xpos)
             continue
-        xs, means, lows, highs = [], [], [], []
-        for level, group in rows.groupby(x, sort=False, dropna=False):
-            values = group[metric].to_numpy(dtype=float)
-            values = values[~np.isnan(values)]
-            if len(values) == 0 or level not in pos:
-                continue
-            lo, hi = interval(values, rate)
-            if values.min() >= 0:  # a band below zero for a count or a size would be nonsense
-                lo = max(lo, 0.0)
-            xs.append(pos[level])
-            means.append(values.mean() / scale)
-            lows.append((lo if not np.isnan(lo) else values.mean()) / scale)
-            highs.append((hi if not np.isnan(hi) else values.mean()) / scale)
-        order = np.argsort(xs)
-        xs, means = np.asarray(xs)[order], np.asarray(means)[order]
-        lows, highs = np.asarray(lows)[order], np.asarray(highs)[order]
-        c = colour[str(strategy)]
-        if not numeric:
-            dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15)
-            yerr = [np.maximum(means - lows, 0), np.maximum(highs - means, 0)]
-            ax.errorbar(
-                xs + dodge,
-                means,
-                yerr=yerr,
-                fmt=marker[str(strategy)],
-                color=c,
-                markersize=6,
-                capsize=3,
-                linewidth=1.4,
-                label=ps.level_text(by, strategy),
-            )
+        if len(cell.values) == 0:
             continue
-        # Later strategies are drawn thinner on top, so identical lines stay visible underneath.
-        width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)
-        ax.fill_between(xs, lows, highs, color=c, alpha=0.15, linewidth=0)
-        ax.plot(
-            xs,
-            means,
+        mean = float(cell.values.mean())
+        lo, hi = (mean, mean) if deterministic else interval(cell.values, rate)
+        if cell.values.min() >= 0 and not np.isnan(lo):
+            lo = max(lo, 0.0)  # an interval below zero for a count or a size would be nonsense
+        xs.append(xpos)
+        means.append(mean / scale)
+        lows.append((mean if np.isnan(lo) else lo) / scale)
+        highs.append((mean if np.isnan(hi) else hi) / scale)
+    xs_a, means_a = np.asarray(xs, dtype=float), np.asarray(means, dtype=float)
+    lows_a, highs_a = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+    c = style["colour"]
+    positions = sorted({p for p, _ in points})
+    span = float(np.diff(positions).min()) if len(positions) > 1 else 1.0
+    dodge = (i - (n - 1) / 2) * min(0.6 / max(n, 1), 0.15) * span
+    if lines:
+        width = 1.5 + 1.6 * (n - 1 - i) / max(n - 1, 1)  # later levels thinner on top: identical lines stay visible
+        ax.fill_between(xs_a, lows_a, highs_a, color=c, alpha=0.15, linewidth=0)
+        ax.plot(xs_a, means_a, color=c, marker=style["marker"], linewidth=width, markersize=5, label=style["label"])
+    else:
+        ax.errorbar(
+            xs_a + dodge,
+            means_a,
+            yerr=[np.maximum(means_a - lows_a, 0), np.maximum(highs_a - means_a, 0)],
+            fmt=style["marker"],
+            linestyle="none",
             color=c,
-            marker=marker[str(strategy)],
-            linewidth=width,
-            markersize=4 + 2.5 * (n - 1 - i) / max(n - 1, 1),
-            label=ps.level_text(by, strategy),
+            markersize=6,
+            capsize=0 if deterministic else 3,
+            linewidth=1.4,
+            label=style["label"],
         )
+    for xpos in dead:  # at the foot of the axis, in the level's colour and place
+        ax.plot(
+            [xpos + dodge],
+            [0.03],
+            marker="x",
+            color=c,
+            markersize=7,
+            linestyle="none",
+            transform=ax.get_xaxis_transform(),
+        )
+    return bool(dead)
+
+
+def _legend_notes(rate: bool, lines: bool, deterministic: bool, dead: bool) -> list:
+    notes = []
+    if lines:
+        notes.append((Patch(color="#888888", alpha=0.3), "shaded: 95% CI of the mean"))
+    elif not deterministic:
+        notes.append(
+            (
+                Line2D([], [], color="#444444", marker="|", linestyle="none", markersize=10),
+                "bar: 95% " + ("Wilson interval" if rate else "CI of the mean"),
+            )
+        )
+    if dead:
+        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "× at the foot: no surviving run"))
+    return notes
+
+
+def _runs_used(results, metric: str, by: str, names: list[str]) -> str:
+    """'n = 180 runs' or, with deaths, 'n = 150 surviving of 180 runs (altmap: 30 of 60)'."""
+    if info(metric).survival or results.alive.all():
+        return f"n = {len(results.runs)} runs."
+    shown = labels_of(results.runs[by], by)
+    parts = []
+    for name in names:
+        mask = (shown == name).to_numpy()
+        alive = int(results.alive[mask].sum())
+        if alive < mask.sum():
+            parts.append(f"{name}: {alive} of {int(mask.sum())}")
+    return f"n = {int(results.alive.sum())} surviving of {len(results.runs)} runs ({'; '.join(parts)})."
 
 
 def _share_y(runs: pd.DataFrame, metric: str, facet: str | None, levels: list) -> bool:

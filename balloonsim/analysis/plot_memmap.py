@@ -18,10 +18,12 @@ from balloonsim.analysis.metrics import byte_scale, fmt
 from balloonsim.analysis.plot_factor import choose_facet
 
 COLUMNS = ("memmap_bytes_kmalloc", "memmap_bytes_remote", "memmap_bytes_in_range", "memmap_bytes_unbacked")
+# Placement colours borrow the strategy whose definition the placement is (kmalloc's blue, altmap's orange), so a
+# colour means one thing across figures; the remote share is kmalloc's blue, paler and cross-hatched.
 SEGMENTS = (
-    ("kmalloc, local node", "#1f77b4"),
-    ("kmalloc, remote node", "#ff7f0e"),
-    ("in the added range", "#2ca02c"),
+    ("kmalloc, local node", ps.colour_of("kmalloc"), ""),
+    ("kmalloc, remote node", ps.pale(ps.colour_of("kmalloc"), 0.55), "xx"),
+    ("in the added range", ps.colour_of("altmap"), ""),
 )
 
 
@@ -37,7 +39,7 @@ def placement(part: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
+def memmap_figure(analysis, outdir: Path, svg: bool = False) -> tuple[Path, str, str] | None:
     """None when the runs carry no memmap columns or every value is zero."""
     results, by = analysis.results, analysis.by
     runs = results.runs
@@ -52,8 +54,11 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
         part = runs if facet is None else runs[runs[facet] == fl]
         for s in strategies:
             cell = part if s is None else part[part[by] == s]
-            if not cell.empty:
-                data[(fl, s)] = placement(cell)
+            alive = cell[analysis.results.alive.loc[cell.index]]
+            if not alive.empty:  # a dead guest's memmap stops where it died: survivors only
+                data[(fl, s)] = placement(alive)
+    if not data:
+        return None
     peak = max(sum(v for k, v in d.items() if k != "unbacked") for d in data.values()) or 1.0
     scale, unit = byte_scale(peak)
     labels = ["all runs" if s is None else ps.wrap(ps.level_text(by, s), 12) for s in strategies]
@@ -64,9 +69,9 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
         for ax, fl in zip(axes, facet_levels, strict=True):
             x = np.arange(len(strategies))
             bottom = np.zeros(len(strategies))
-            for name, colour in SEGMENTS:
+            for name, colour, hatch in SEGMENTS:
                 heights = np.array([data.get((fl, s), {}).get(name, 0.0) for s in strategies]) / scale
-                ax.bar(x, heights, bottom=bottom, color=colour, width=0.65, label=name)
+                ax.bar(x, heights, bottom=bottom, color=colour, hatch=hatch, edgecolor="white", width=0.65, label=name)
                 bottom += heights
             unbacked = np.array([data.get((fl, s), {}).get("unbacked", 0.0) for s in strategies]) / scale
             ax.bar(
@@ -79,9 +84,9 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
                 linewidth=0.8,
                 label="of which for never-backed memory",
             )
-            for xi, total in zip(x, bottom, strict=True):
+            for xi, total, s in zip(x, bottom, strategies, strict=True):
                 ax.annotate(
-                    fmt("memmap_bytes_kmalloc", total * scale),
+                    fmt("memmap_bytes_kmalloc", total * scale) if (fl, s) in data else "† no survivors",
                     (xi, total),
                     xytext=(0, 3),
                     textcoords="offset points",
@@ -96,17 +101,20 @@ def memmap_figure(analysis, outdir: Path) -> tuple[Path, str, str] | None:
                 ax.set_title(ps.wrap(f"{facet} = {ps.level_text(facet, fl)}", 36))
             ax.set_ylim(0, peak / scale * 1.15)  # room for the totals above the bars
         axes[0].set_ylabel(f"memmap per run ({unit})")
-        handles = [Patch(color=c, label=n) for n, c in SEGMENTS]
+        handles = [Patch(facecolor=c, hatch=h, edgecolor="white", label=n) for n, c, h in SEGMENTS]
         handles.append(Patch(fill=False, hatch="///", edgecolor="#333333", label="of which for never-backed memory"))
         # four entries fit one row only on a wide figure; otherwise two rows, never clipped at the edges
         fig.legend(handles=handles, loc="outside lower center", ncols=4 if width >= 10 else 2, frameon=False)
         title = "Where the memmap of hot-added memory lives"
         fig.suptitle(title, fontweight="bold")
-        png = ps.save(fig, outdir, "memmap_placement")
+        png = ps.save(fig, outdir, "memmap_placement", svg)
     pooled = results.other_factors(by, facet)
     caption = (
         "Mean memmap bytes per run by placement: kmalloc'd from online memory on the local or a remote node, "
         "or carved from the added range itself; the hatched part describes memory the driver never backed."
     )
     caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
+    results = analysis.results
+    if not results.alive.all():
+        caption += f" Surviving runs only: {int(results.alive.sum())} of {len(results.runs)}."
     return png, title, caption

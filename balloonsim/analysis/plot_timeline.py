@@ -3,6 +3,9 @@
 The representative run is the one whose primary metric is closest to its strategy's median in that regime, so
 the picture is typical rather than the luckiest or unluckiest seed. Without an events file, hot-add and online
 markers are derived from the blocks_added/blocks_online counters and the crash from crash_time_s.
+Every series is a sample of a value at an instant, so all are drawn the same way, as steps held until the next
+sample: MemFree can never show above MemTotal. A long run (hours of bursts) is shown where its hot-plug happens,
+with the whole run beside it as a band of each window's lowest and highest MemFree, so it stays readable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
 from balloonsim.analysis.compare import differs, regime_labels
@@ -21,25 +25,29 @@ from balloonsim.analysis.metrics import fmt, info
 from balloonsim.errors import UserError
 from balloonsim.units import GiB
 
-# column, legend label, colour, line style, width
+# column, legend label, colour, line style, width. Neutral colours: strategies own the palette, red the crash.
 SERIES = (
-    ("memtotal_bytes", "MemTotal", "#1f1f1f", "-", 2.0),
-    ("memfree_bytes", "MemFree", "#2ca02c", "-", 1.4),
-    ("demand_bytes", "demand", "#d62728", "--", 1.4),
-    ("target_bytes", "host target", "#9467bd", ":", 1.8),
-    ("pagecache_bytes", "page cache", "#8c8c8c", "-.", 1.0),
+    ("memtotal_bytes", "MemTotal", "#000000", "-", 2.0),
+    ("memfree_bytes", "MemFree", "#00796b", "-", 1.3),
+    ("demand_bytes", "demand", "#7a5195", "--", 1.3),
+    ("target_bytes", "host target", "#999999", ":", 1.8),
+    ("pagecache_bytes", "page cache", "#b3b3b3", "-.", 1.0),
 )
 # strip row label, colour, marker
 EVENT_ROWS = (
     ("hot-add request", "#7f7f7f", "|"),
-    ("add_memory ok", "#1f77b4", "v"),
-    ("add_memory failed", "#ff7f0e", "x"),
-    ("populate", "#17becf", "."),
-    ("online", "#2ca02c", "^"),
-    ("fake-offline", "#bcbd22", "s"),
+    ("add_memory ok", "#333333", "v"),
+    ("add_memory failed", "#d62728", "x"),
+    ("populate", "#7f7f7f", "."),
+    ("online", "#333333", "^"),
+    ("offline/remove", "#333333", "d"),
+    ("fake-offline", "#7f7f7f", "s"),
     ("OOM kill", "#d62728", "X"),
-    ("onlining agent killed", "#8c564b", "P"),
+    ("onlining agent killed", "#d62728", "P"),
 )
+OVERVIEW_BINS = 240
+LONG_RUN_S = 3600.0  # runs longer than this are shown through a window
+WINDOW_S = 1800.0
 # add_memory/online details end in the errno name ("0" or "-ENOMEM"); some failures are worded instead.
 FAILED = re.compile(r"-E[A-Z0-9]+\b|no free|fail|error|refused|out of memory", re.IGNORECASE)
 
@@ -99,11 +107,14 @@ def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Se
     return out
 
 
-def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[Path, str, str] | None:
-    """One panel (memory lines) and one event strip per strategy; None when there is no time series.
+def timeline_figure(
+    analysis, metric: str, regime: str, outdir: Path, svg: bool = False
+) -> tuple[Path, str, str] | None:
+    """One panel (memory steps) and one event strip per strategy; None when there is no time series.
 
-    When the hot-plug activity (requests, add_memory, online, crash) fits in a short window of a long run, a
-    second column zooms into that window, where the strategies actually differ.
+    When the hot-plug activity (requests, add_memory, online, crash) fits in a short window of a long run, the
+    panels show that window, and a narrower column beside them the whole run (MemTotal, and MemFree as the band
+    between its lowest and highest value in each of OVERVIEW_BINS windows).
     """
     if not analysis.results.has_timeseries():
         return None
@@ -121,15 +132,17 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
         runs.append((strategy, row, n, median, run_ts, _event_times(run_ts, run_events), _crash_time(row, run_events)))
     series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
     rows_used = [r for r in EVENT_ROWS if any(len(r_[5].get(r[0], ())) for r_ in runs)]
-    zoom = _zoom_window(runs, float(ts["t"].min()), float(ts["t"].max()))
+    t_min, t_max = float(ts["t"].min()), float(ts["t"].max())
+    zoom = _zoom_window(runs, t_min, t_max)
+    rate = info(metric).unit == "rate"
     with ps.style():
-        fig = ps.figure(12.5 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
+        fig = ps.figure(13.0 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
         ratios = [v for _ in runs for v in (3.0, 0.35 + 0.22 * len(rows_used))]
         grid = fig.subplots(
             2 * len(runs),
             2 if zoom else 1,
             squeeze=False,
-            gridspec_kw={"height_ratios": ratios, **({"width_ratios": [2, 1]} if zoom else {})},
+            gridspec_kw={"height_ratios": ratios, **({"width_ratios": [5, 2]} if zoom else {})},
         )
         for col in range(grid.shape[1]):
             for ax in grid[1:, col]:
@@ -140,39 +153,41 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
         for k, (strategy, row, n, median, run_ts, times, crash) in enumerate(runs):
             for col in range(grid.shape[1]):
                 main, strip = grid[2 * k, col], grid[2 * k + 1, col]
-                _memory_panel(main, run_ts, series)
-                _event_strip(strip, times, rows_used, labels=col == 0)
+                if col == 0:
+                    _memory_panel(main, run_ts, series)
+                    _event_strip(strip, times, rows_used, labels=True)
+                else:
+                    _overview_panel(main, run_ts, series, zoom)
+                    _event_strip(strip, times, rows_used, labels=False)
                 if crash is not None:
                     _crash_marker(main, strip, crash)
-                if col == 1:
-                    main.set_xlim(*zoom)
-                    main.set_title(f"zoom: {zoom[0]:.0f}–{zoom[1]:.0f} s", loc="left")
                 main.tick_params(labelbottom=False)
-            value = fmt(metric, float(row[metric])) if metric in row and pd.notna(row[metric]) else "–"
-            grid[2 * k, 0].set_title(
-                f"{strategy}: run {row['run_id']}, {info(metric).label} = {value} "
-                f"(median of {n} run{'s' if n != 1 else ''}: {fmt(metric, median)})",
-                loc="left",
-            )
+            if zoom:
+                grid[2 * k, 0].set_xlim(*zoom)
+                grid[2 * k, 1].set_title(f"whole run: 0–{t_max:.0f} s", loc="left")
+            grid[2 * k, 0].set_title(_run_title(strategy, row, n, median, metric, rate, crash), loc="left")
             grid[2 * k, 0].set_ylabel("GiB")
         for ax in grid[-1, :]:
             ax.set_xlabel("simulated time (s)")
         handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
+        if zoom and any(c == "memfree_bytes" for c, *_ in series):
+            handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
         if "stalled" in ts.columns:
-            handles.append(Line2D([], [], color="#d62728", alpha=0.25, linewidth=8, label="stalled"))
+            handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
         if any(r[6] is not None for r in runs):
-            handles.append(Line2D([], [], color="#d62728", linewidth=2, label="crash"))
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+            handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
         title = f"Representative runs: {regime}"
         fig.suptitle(title, fontweight="bold")
-        png = ps.save(fig, outdir, "timeline")
+        png = ps.save(fig, outdir, "timeline", svg)
     source = "events file" if events is not None else "blocks_added/blocks_online/oom_kills counters (no events file)"
     caption = (
         f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose "
-        f"{info(metric).label} is closest to the median of its runs. Lines in GiB; the strip under a panel "
-        f"marks events from the {source}; shading marks time spent stalled"
+        f"{info(metric).label} is closest to the median of its runs. Values in GiB, each held until the next "
+        f"sample; the strip under a panel marks events from the {source}; shading marks time spent stalled"
         + (
-            f"; the right column zooms into {zoom[0]:.0f}–{zoom[1]:.0f} s, where the hot-plug events are."
+            f". The left column shows {zoom[0]:.0f}–{zoom[1]:.0f} s, where the hot-plug events are; the right "
+            "column the whole run."
             if zoom
             else "."
         )
@@ -180,7 +195,39 @@ def timeline_figure(analysis, metric: str, regime: str, outdir: Path) -> tuple[P
     return png, title, caption
 
 
-ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online")
+def _run_title(strategy: str, row, n: int, median: float, metric: str, rate: bool, crash: float | None) -> str:
+    if rate:
+        share = f"{median * 100:.0f}% of {n} runs" if np.isfinite(median) else f"{n} runs"
+        fate = f"crashed at {crash:.0f} s" if crash is not None else "survived"
+        return f"{strategy}: run {row['run_id']} {fate} ({info(metric).label}: {share})"
+    value = fmt(metric, float(row[metric])) if metric in row and pd.notna(row[metric]) else "–"
+    return (
+        f"{strategy}: run {row['run_id']}, {info(metric).label} = {value} "
+        f"(median of {n} run{'s' if n != 1 else ''}: {fmt(metric, median)})"
+    )
+
+
+def _overview_panel(ax, run_ts: pd.DataFrame, series, zoom: tuple[float, float]) -> None:
+    """The whole run at a glance: MemTotal as steps, MemFree as its range per window, the zoomed span shaded."""
+    t = run_ts["t"].to_numpy(dtype=float)
+    if len(t) == 0:
+        return
+    edges = np.linspace(t.min(), t.max(), OVERVIEW_BINS + 1)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, OVERVIEW_BINS - 1)
+    for col, _label, colour, style, width in series:
+        values = run_ts[col].to_numpy(dtype=float) / GiB
+        if col == "memfree_bytes":
+            frame = pd.DataFrame({"bin": which, "v": values}).groupby("bin")["v"].agg(["min", "max"])
+            x = edges[frame.index.to_numpy()]
+            ax.fill_between(x, frame["min"], frame["max"], step="post", color=colour, alpha=0.3, linewidth=0)
+            ax.plot(x, frame["min"], color=colour, linewidth=0.8, drawstyle="steps-post")
+        elif col == "memtotal_bytes":
+            ax.plot(t, values, color=colour, linestyle=style, linewidth=width, drawstyle="steps-post")
+    ax.axvspan(*zoom, color="#ffd54f", alpha=0.25, linewidth=0)
+    ax.set_ylim(bottom=0)
+
+
+ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online", "offline/remove")
 
 
 def _zoom_window(runs, t_min: float, t_max: float) -> tuple[float, float] | None:
@@ -193,19 +240,23 @@ def _zoom_window(runs, t_min: float, t_max: float) -> tuple[float, float] | None
     lo, hi = min(times), max(times)
     pad = max(0.1 * (hi - lo), 0.02 * duration)
     lo, hi = max(t_min, lo - pad), min(t_max, hi + pad)
-    return (lo, hi) if hi - lo < duration / 3 else None
+    if hi - lo < duration / 3:
+        return (lo, hi)
+    if duration > LONG_RUN_S:  # hot-plug all through a long run: its beginning, readable, beside the whole
+        return (lo, min(t_max, lo + max(WINDOW_S, duration / 6)))
+    return None
 
 
 def _crash_marker(main, strip, crash: float) -> None:
     for ax in (main, strip):
-        ax.axvline(crash, color="#d62728", linewidth=2)
+        ax.axvline(crash, color=ps.CRASH, linewidth=2)
     main.annotate(
         "crash",
         xy=(crash, 1.0),
         xycoords=("data", "axes fraction"),
         xytext=(3, -12),
         textcoords="offset points",
-        color="#d62728",
+        color=ps.CRASH,
         fontweight="bold",
     )
 
@@ -220,7 +271,7 @@ def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:
             linestyle=style,
             linewidth=width,
             label=label,
-            drawstyle="steps-post" if col == "memtotal_bytes" else "default",
+            drawstyle="steps-post",
         )
     if "stalled" in run_ts.columns:
         stalled = run_ts["stalled"].fillna(0).to_numpy(dtype=float) > 0
@@ -230,7 +281,7 @@ def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:
             1,
             where=stalled,
             transform=ax.get_xaxis_transform(),
-            color="#d62728",
+            color=ps.CRASH,
             alpha=0.12,
             step="post",
             linewidth=0,
@@ -262,6 +313,7 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
         out["add_memory failed"] = t[((kind == "add_memory") & failed).to_numpy()]
         out["populate"] = t[(kind == "populate").to_numpy()]
         out["online"] = t[((kind == "online") & ~failed).to_numpy()]
+        out["offline/remove"] = t[kind.isin(["offline", "remove_memory", "unplug"]).to_numpy()]
         out["fake-offline"] = t[(kind == "fake_offline").to_numpy()]
         out["OOM kill"] = t[(kind == "oom_kill").to_numpy()]
         out["onlining agent killed"] = t[(kind == "agent_killed").to_numpy()]
@@ -275,6 +327,9 @@ def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str,
         if col in run_ts.columns:
             steps = np.diff(run_ts[col].fillna(0).to_numpy(dtype=float), prepend=0.0)
             out[label] = t[steps > 0]
+    if "blocks_added" in run_ts.columns:  # fewer blocks than before: some were offlined and removed
+        steps = np.diff(run_ts["blocks_added"].fillna(0).to_numpy(dtype=float), prepend=0.0)
+        out["offline/remove"] = t[steps < 0]
     return out
 
 

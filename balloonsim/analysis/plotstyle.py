@@ -1,11 +1,16 @@
-"""Shared look of every figure: Agg-only figures, one colour and marker per strategy, saving PNG and SVG.
+"""Shared look of every figure: Agg-only figures, one colour and marker per strategy, saving PNG (SVG on request).
 
 Figures are built with matplotlib.figure.Figure and the Agg canvas, never pyplot, so plotting neither needs a
 display nor touches the caller's pyplot state, and figures are freed when they go out of scope.
+A strategy has one colour in every figure of every study: the colour is keyed by its name (a fixed table for
+the built-in strategies and chains, a stable hash of the name for any other), never by its position in a
+study. Red is kept for crashes and grey for "no difference", so no strategy gets either. Figures are drawn at
+100 dpi and at most 16 inches (1600 px) wide.
 """
 
 from __future__ import annotations
 
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +22,8 @@ from matplotlib.figure import Figure
 from balloonsim.analysis.labels import level_text, wrap  # noqa: F401  (figures spell levels like the text)
 
 FORMATS = ("png", "svg")
+DPI = 100
+MAX_WIDTH_IN = 16.0
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 10.5,
@@ -30,9 +37,25 @@ STYLE = {
     "axes.spines.right": False,
     "svg.hashsalt": "balloonsim",  # stable SVG ids: same data, same bytes
     "figure.constrained_layout.use": True,
+    "figure.constrained_layout.w_pad": 0.1,  # inches: room for text the layout measures a hair narrower
 }
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+STRATEGY_COLOURS = {
+    "kmalloc": "#1f77b4",
+    "altmap": "#ff7f0e",
+    "subrange-hint": "#2ca02c",
+    "altmap-range": "#9467bd",
+    "node-pool": "#8c564b",
+    "altmap,kmalloc": "#e377c2",
+    "altmap-range,kmalloc": "#bcbd22",
+    "subrange-hint,kmalloc": "#17becf",
+}
+# Colours for strategies the table does not know (what-if variants, other chains), chosen by a hash of the name.
+EXTRA = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1")
+# Levels of a factor other than the strategy, by position (no red, no grey).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+STRATEGY_FACTOR = "memmap.strategy"
+CRASH = "#d62728"
 
 
 @contextmanager
@@ -47,21 +70,42 @@ def figure(width: float, height: float) -> Figure:
     return fig
 
 
-def save(fig: Figure, outdir: Path, stem: str) -> Path:
-    """Write stem.png and stem.svg; returns the PNG path."""
+def save(fig: Figure, outdir: Path, stem: str, svg: bool = False) -> Path:
+    """Write stem.png (and stem.svg when asked); returns the PNG path."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for ext in FORMATS:
-        meta = {"Date": None} if ext == "svg" else {"Software": None}
-        fig.savefig(outdir / f"{stem}.{ext}", dpi=130, metadata=meta)
+    width = fig.get_figwidth()
+    if width > MAX_WIDTH_IN:  # a figure that grew with its labels is scaled down, never cut
+        fig.set_size_inches(MAX_WIDTH_IN, fig.get_figheight() * MAX_WIDTH_IN / width)
+    fig.savefig(outdir / f"{stem}.png", dpi=DPI, metadata={"Software": None})
+    if svg:
+        fig.savefig(outdir / f"{stem}.svg", dpi=DPI, metadata={"Date": None})
     return outdir / f"{stem}.png"
 
 
-def colours(levels: list) -> dict[str, str]:
-    """Strategy -> colour, by level order, so a strategy has one colour in every figure."""
+def colour_of(level: str, factor: str | None = STRATEGY_FACTOR) -> str:
+    """A strategy's colour in every figure of every study."""
+    name = str(level)
+    if name in STRATEGY_COLOURS:
+        return STRATEGY_COLOURS[name]
+    return EXTRA[zlib.crc32(name.encode()) % len(EXTRA)]
+
+
+def colours(levels: list, factor: str | None = STRATEGY_FACTOR) -> dict[str, str]:
+    """Level label -> colour: by name for strategies, by position for any other factor."""
+    if factor == STRATEGY_FACTOR:
+        return {str(level): colour_of(str(level)) for level in levels}
     return {str(level): PALETTE[i % len(PALETTE)] for i, level in enumerate(levels)}
 
 
-def markers(levels: list) -> dict[str, str]:
+def markers(levels: list, factor: str | None = STRATEGY_FACTOR) -> dict[str, str]:
+    if factor == STRATEGY_FACTOR:
+        names = list(STRATEGY_COLOURS)
+        return {
+            str(level): MARKERS[
+                (names.index(str(level)) if str(level) in names else zlib.crc32(str(level).encode())) % len(MARKERS)
+            ]
+            for level in levels
+        }
     return {str(level): MARKERS[i % len(MARKERS)] for i, level in enumerate(levels)}
 
 

@@ -1,7 +1,8 @@
-"""REPORT.md and report.html: the experiment, the findings by thread question, the tables and the figures.
+"""REPORT.md and report.html: the answer to the experiment's question, survival, findings, tables, figures.
 
-Every sentence about results comes from findings.py (rules over comparisons.csv) or from the data; the only
-fixed prose is the method section and the questions themselves.
+Every sentence about results comes from findings.py and answer.py (rules over comparisons.csv, read back from
+the file just written, so a reader can regenerate them) or from the data; the only fixed prose is the method
+section and the question itself.
 """
 
 from __future__ import annotations
@@ -11,22 +12,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors
+from balloonsim.analysis.answer import ANSWER, QUESTION, answer
+from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors, regime_labels, regime_order
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
-from balloonsim.analysis.findings import Finding, by_question, findings, quiet_metrics, significance_line
+from balloonsim.analysis.findings import (
+    Finding,
+    constant_metrics,
+    from_comparisons,
+    quiet_text,
+    read_text_columns,
+    significance_text,
+)
 from balloonsim.analysis.labels import level_text
-from balloonsim.analysis.metrics import QUESTION_TITLES, QUESTIONS, TABLE, fmt, info
+from balloonsim.analysis.metrics import TABLE, TOPICS, fmt, info
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
 
-PER_QUESTION = 8
+PER_TOPIC = 8
 # The metric table's order, most telling first; a driver's own counters have no place in it (they rank by the
 # strength of their findings, after the simulation's metrics).
 METRIC_ORDER = {name: i for i, name in enumerate(TABLE) if TABLE[name].driver is None}
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
+COMPARISONS = "comparisons.csv"
 
 
 def write_report(analysis: Analysis) -> tuple[Path, Path]:
@@ -38,20 +48,35 @@ def write_report(analysis: Analysis) -> tuple[Path, Path]:
     return md, page
 
 
+def read_comparisons(root: Path) -> pd.DataFrame:
+    """comparisons.csv as a reader gets it: what the sentences are made from."""
+    path = Path(root) / COMPARISONS
+    return read_text_columns(pd.read_csv(path)) if path.is_file() else pd.DataFrame()
+
+
+def answer_of(analysis: Analysis) -> list[str]:
+    """The answer's sentences, from comparisons.csv as written."""
+    return answer(read_comparisons(analysis.results.path), analysis.by, analysis.results.primary)
+
+
 def build(analysis: Analysis) -> Document:
     results = analysis.results
-    found = findings(analysis)
-    subject = "memmap placement" if analysis.by == "memmap.strategy" else f"`{analysis.by}`"
-    doc = Document(f"{results.name}: which {subject}, and how sure are we" if analysis.by else results.name)
+    comp = read_comparisons(results.path)
+    found = from_comparisons(comp, analysis.by)
+    doc = Document(results.name)
     description = str(results.metadata.get("description") or "").strip()
     if description:
         doc.add(Para(f"*{description}*" if "*" not in description else description))
-    doc.add(Heading(1, "At a glance"), Para(significance_line(analysis)))
-    key = _key_findings(found)
-    if key:
-        doc.add(Bullets(key))
+    doc.add(Heading(1, ANSWER))
+    if results.question:
+        doc.add(Para(f"{QUESTION}{results.question}"))
+    sentences = answer(comp, analysis.by, results.primary, found)
+    doc.add(Bullets(sentences) if sentences else Para(significance_text(comp, analysis.by, analysis.alpha)))
     doc.add(Heading(1, "The experiment"), _experiment_table(analysis))
-    _findings_sections(doc, analysis, found)
+    survival = _survival_table(analysis)
+    if survival is not None:
+        doc.add(Heading(1, "Survival"), *survival)
+    _findings_sections(doc, analysis, comp, found)
     metrics = line_metrics(analysis)
     best = best_table(analysis, metrics[:5])
     if best is not None:
@@ -71,69 +96,96 @@ def build(analysis: Analysis) -> Document:
     return doc
 
 
-def _key_findings(found: list[Finding]) -> list[str]:
-    """One finding per thread question, so the summary covers every question answered: the most telling
-    metric's strongest finding, preferring one not confounded by crashes."""
-    out = []
-    for question, group in by_question(found).items():
-        directional = [f for f in group if f.directional]
-        if question is not None and directional:
-            first = min(
-                directional,
-                key=lambda f: (f.confounded, METRIC_ORDER.get(f.metric, len(METRIC_ORDER)), f.rank_key),
-            )
-            out.append(f"*{QUESTION_TITLES[question]}*: {first.text}")
-    return out
+def _survival_table(analysis: Analysis) -> list | None:
+    """Deaths per regime and level, on every run: the first thing a reader must know before any other number."""
+    results, by = analysis.results, analysis.by
+    raw = results.raw if results.raw is not None else results.runs
+    deaths = [m for m in results.metrics if info(m).survival and info(m).unit == "rate"]
+    if not deaths or not any(raw[m].fillna(0).gt(0).any() for m in deaths):
+        return None
+    labels = regime_labels(results, by)
+    levels = results.levels(by) if by else [None]
+    rows = []
+    for regime in regime_order(results, by):
+        part = raw[labels == regime]
+        cells = [regime]
+        for level in levels:
+            group = part if level is None else part[part[by] == level]
+            dead = results.alive.loc[group.index].eq(False).sum()
+            cells.append(f"{dead} of {len(group)}" if len(group) else "–")
+        rows.append(cells)
+    header = ["regime"] + ([level_text(by, v) for v in levels] if by else ["runs"])
+    names = ", ".join(info(m).label for m in deaths)
+    note = (
+        f"Guests that died ({names}) per regime, of all runs. Every other metric is analysed on the surviving runs "
+        "only (n in comparisons.csv and the tables counts them); where a level has no survivors, its other "
+        "metrics are not compared."
+    )
+    if all(r[0] == "all runs" for r in rows):
+        header, rows = header[1:], [r[1:] for r in rows]
+    return [Table(header, rows, note)]
 
 
-def _findings_sections(doc: Document, analysis: Analysis, found: list[Finding]) -> None:
-    results = analysis.results
-    grouped = by_question(found)
-    quiet, constant = quiet_metrics(analysis, found)
-    doc.add(Heading(1, "Findings"))
+def _findings_sections(doc: Document, analysis: Analysis, comp: pd.DataFrame, found: list[Finding]) -> None:
+    results, by = analysis.results, analysis.by
+    primary = results.primary
+    doc.add(Heading(1, "Findings"), Para(significance_text(comp, by, analysis.alpha)))
     if found:
         doc.add(
             Para(
                 "Differences significant after Holm correction, and deterministic ones (every run of each side "
-                "gives the same value, the values differ: no test is needed), strongest first. Means are per "
-                "run, pooled over the regimes named; each tested line gives the test, the largest "
-                "Holm-corrected p of the group and Cliff's δ (1 = every run of one strategy above every run of "
-                "the other)."
+                "gives the same value, the values differ: no test is needed), primary metrics first, then "
+                "strongest first. Means are per run, pooled over the regimes named; each tested line gives the "
+                "difference of means with its 95% interval, Cliff's δ (1 = every run of one side above every run "
+                "of the other), the test and the largest Holm-corrected p; n counts the runs used per side."
             )
         )
-    for question in [*QUESTIONS, None]:
-        metrics = [m for m in results.metrics if info(m).question == question]
-        if question not in QUESTIONS:
-            metrics = [m for m in results.metrics if info(m).question not in QUESTIONS]
-        if not metrics:
+
+    def order(f: Finding) -> tuple:
+        rank = primary.index(f.metric) if f.metric in primary else len(primary)
+        return (rank, METRIC_ORDER.get(f.metric, len(METRIC_ORDER)), f.rank_key)
+
+    topics = [info(m).topic for m in primary] + list(TOPICS) + [None]
+    for topic in dict.fromkeys(topics):
+        group = sorted([f for f in found if (f.topic if f.topic in TOPICS else None) == topic], key=order)
+        if not group:
             continue
-        group = sorted(
-            grouped.get(question, []),
-            key=lambda f: (METRIC_ORDER.get(f.metric, len(METRIC_ORDER)), f.rank_key),
-        )
-        lines = [f.text for f in group[:PER_QUESTION]]
-        if len(group) > PER_QUESTION:
-            more = len(group) - PER_QUESTION
+        lines = [f.text for f in group[:PER_TOPIC]]
+        if len(group) > PER_TOPIC:
+            more = len(group) - PER_TOPIC
             lines.append(
                 f"{more} more significant or deterministic difference{'s' if more != 1 else ''} in comparisons.csv."
             )
-        q_quiet = [info(m).label for m in metrics if m in quiet]
-        if q_quiet:
-            lines.append(
-                f"No significant difference between any two levels of `{analysis.by}` in any regime: "
-                + ", ".join(q_quiet)
-                + "."
-            )
-        q_const = [f"{info(m).label} = {fmt(m, constant[m])}" for m in metrics if m in constant]
-        if q_const:
-            lines.append("Identical in every run: " + "; ".join(q_const) + ".")
-        if not lines:
+        doc.add(Heading(2, TOPICS.get(topic, "Other metrics") if topic else "Other metrics"), Bullets(lines))
+    quiet = _quiet_lines(comp, by, found)
+    if quiet:
+        doc.add(Heading(2, "Metrics without a finding"), Bullets(quiet))
+
+
+def _quiet_lines(comp: pd.DataFrame, by: str | None, found: list[Finding]) -> list[str]:
+    if comp.empty or by is None:
+        return []
+    with_finding = {f.metric for f in found}
+    constant = constant_metrics(comp)
+    lines = []
+    for metric in dict.fromkeys(comp["metric"]):
+        if metric in with_finding or metric in constant or info(metric).internal:
             continue
-        title = QUESTION_TITLES.get(question, "Other metrics") if question else "Other metrics"
-        doc.add(Heading(2, title))
-        if question:
-            doc.add(Para(QUESTIONS[question]))
-        doc.add(Bullets(lines))
+        if text := quiet_text(comp, metric, by):
+            lines.append(text)
+    shown = [f"{info(m).label} = {fmt(m, v)}" for m, v in constant.items() if not info(m).internal]
+    if shown:
+        lines.append("Identical in every run: " + "; ".join(shown) + ".")
+    if "tautology" in comp:
+        taut = comp[comp["tautology"].astype(bool) & comp["metric"].map(lambda m: m not in with_finding)]
+        names = [info(m).label for m in dict.fromkeys(taut["metric"])]
+        if names:
+            lines.append(
+                "Not findings, because a strategy's definition fixes them (kmalloc puts its memmap in online memory, "
+                "altmap in the added range): " + ", ".join(names) + "; the comparisons are in comparisons.csv "
+                "(column tautology)."
+            )
+    return lines
 
 
 def _experiment_table(analysis: Analysis) -> Table:
@@ -160,6 +212,8 @@ def _experiment_table(analysis: Analysis) -> Table:
                 f"`{analysis.by}` ({', '.join(level_text(analysis.by, v) for v in results.levels(analysis.by))})",
             ]
         )
+    if results.primary:
+        rows.append(["primary metrics", ", ".join(f"`{m}` ({info(m).label})" for m in results.primary)])
     for f in results.factors:
         levels = ", ".join(level_text(f, v) for v in results.levels(f))
         kind = "factor" if f in results.varying_factors else "fixed"
@@ -282,7 +336,13 @@ def _method(analysis: Analysis) -> list[str]:
         "a difference "
         f"is significant when the corrected p < {analysis.alpha:g}. Effect size: Cliff's δ (Hedges' g is in "
         "comparisons.csv).",
+        "Survival first: a guest's death (crash rate) is analysed on every run; every other metric only on the "
+        "runs whose guest survived, so a guest that died early neither flatters nor punishes its strategy. n "
+        'counts the runs used; a pair with a side without survivors is not compared (test "no survivors").',
+        "Differences of means have Welch 95% intervals (Newcombe's hybrid score interval for 0/1 outcomes). "
+        "A comparison that restates a strategy's definition (kmalloc's kmalloc'd memmap) is kept in "
+        "comparisons.csv (tautology) but is never a finding.",
         "The representative run of a strategy is the run whose primary metric is closest to the median of "
-        'its regime; a policy map names the strategy with the best mean, "best" following the metric\'s '
-        "direction.",
+        "its regime; a policy map colours a cell by the levels no other beats and shades it by the margin of the "
+        'best over the worst, "best" following the metric\'s direction.',
     ]

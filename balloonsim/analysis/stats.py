@@ -2,17 +2,19 @@
 
 Seeds and replicates of one configuration are pooled. Means get a t-interval, medians a percentile bootstrap
 (deterministic: a fixed seed per call, so the same data gives the same bytes), 0/1 outcomes a Wilson interval.
-Degenerate samples (n < 2, constant) get exact or NaN intervals instead of warnings.
+`runs` counts a cell's runs, `n` the ones used: a dead guest's non-survival metrics are blank (load.py).
+Degenerate samples (n < 2, constant) get exact or NaN intervals instead of warnings. Quantiles come from
+scipy.special (what scipy.stats' t.ppf and norm.ppf call): scipy.stats alone costs more to import than a
+small study's whole summary.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+from scipy import special
 
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import is_rate
@@ -23,6 +25,7 @@ BOOTSTRAP_RESAMPLES = 2000
 
 SUMMARY_COLUMNS = (
     "metric",
+    "runs",
     "n",
     "mean",
     "std",
@@ -47,7 +50,7 @@ def mean_ci(x: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
         return (float("nan"), float("nan"))
     mean = float(x.mean())
     sem = float(x.std(ddof=1)) / np.sqrt(n)
-    half = float(st.t.ppf(0.5 + level / 2, n - 1)) * sem
+    half = float(special.stdtrit(n - 1, 0.5 + level / 2)) * sem
     return (mean - half, mean + half)
 
 
@@ -56,37 +59,26 @@ def median_ci(
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval of the median (BCa breaks down on the ties counts have).
 
-    Every bootstrap median lies within the sample's range, so the interval does too; scipy's percentile
-    interpolation can round one ulp past it, which is clipped away.
+    All resamples are drawn and their medians taken in one numpy call (a fixed seed per call: same data,
+    same bytes). Every bootstrap median lies within the sample's range, so the interval does too.
     """
     x = _clean(x)
     if len(x) < 2:
         return (float("nan"), float("nan"))
     if np.all(x == x[0]):
         return (float(x[0]), float(x[0]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = st.bootstrap(
-            (x,),
-            np.median,
-            n_resamples=n_resamples,
-            confidence_level=level,
-            method="percentile",
-            vectorized=True,
-            rng=np.random.default_rng(seed),
-        )
-    low, high = float(x.min()), float(x.max())
-    return (
-        min(max(float(res.confidence_interval.low), low), high),
-        min(max(float(res.confidence_interval.high), low), high),
-    )
+    rng = np.random.default_rng(seed)
+    medians = np.median(x[rng.integers(0, len(x), size=(n_resamples, len(x)))], axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.clip(np.percentile(medians, [tail, 100 - tail]), x.min(), x.max())  # interpolation's last ulp
+    return (float(low), float(high))
 
 
 def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Wilson score interval of a proportion: sane at 0 and 1, unlike the normal approximation."""
     if n <= 0:
         return (float("nan"), float("nan"))
-    z = float(st.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -101,7 +93,7 @@ def describe(x: np.ndarray, rate: bool = False) -> dict[str, float]:
     out: dict[str, float] = {"n": n}
     if n == 0:
         nan = float("nan")
-        out.update({k: nan for k in SUMMARY_COLUMNS if k not in ("metric", "n", "is_rate")})
+        out.update({k: nan for k in SUMMARY_COLUMNS if k not in ("metric", "runs", "n", "is_rate")})
         out["is_rate"] = rate
         return out
     out["mean"] = float(x.mean())
@@ -137,6 +129,7 @@ def group_summary(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str
         for m in metrics:
             row = dict(zip(keys, key, strict=True))
             row["metric"] = m
+            row["runs"] = len(group)  # n: the runs whose value was used (a dead guest's are blank)
             row.update(describe(group[m].to_numpy(dtype=float), rates[m]))
             rows.append(row)
     return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])

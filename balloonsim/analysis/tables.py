@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.best import best_cell
-from balloonsim.analysis.compare import differs, pair_rows, regime_labels, regime_order
+from balloonsim.analysis.best import dominance
+from balloonsim.analysis.compare import differs_index, regime_labels, regime_order
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Table
 from balloonsim.analysis.labels import level_text
@@ -35,13 +35,21 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     groups.sort(key=lambda kg: (order[kg[0][0]], level_order.get(str(kg[0][-1]), 0) if by else 0))
     for key, group in groups:
         cells = [str(key[0])] + ([level_text(by, key[1])] if by else []) + [str(len(group))]
+        alive = int(results.alive.loc[group.index].sum())
         for m in metrics:
             values = group[m].to_numpy(dtype=float)
             values = values[~np.isnan(values)]
-            cells.append(_mean_ci(m, values, rates[m]))
+            if len(values) == 0 and alive == 0 and not info(m).survival:
+                cells.append("† no survivors")
+                continue
+            cell = _mean_ci(m, values, rates[m])
+            cells.append(cell if len(values) in (0, len(group)) else f"{cell} [n = {len(values)}]")
         rows.append(cells)
     header = ["regime"] + ([by] if by else []) + ["runs"] + [_header(m) for m in metrics]
-    note = "Mean per run with its 95% confidence interval (t-interval; Wilson for rates)."
+    note = (
+        "Mean per run with its 95% confidence interval (t-interval; Wilson for rates), over the runs whose guest "
+        "survived; [n = …] when fewer runs than the row's were used."
+    )
     if len(rows) > MAX_ROWS:
         note += f" First {MAX_ROWS} of {len(rows)} rows; every combination is in summary.csv."
         rows = rows[:MAX_ROWS]
@@ -51,8 +59,8 @@ def summary_table(analysis: Analysis, metrics: list[str]) -> Table | None:
 
 
 def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
-    """Rows: regimes; cells: the best strategy on each metric, marked when it beats every other after
-    Holm."""
+    """Rows: regimes; cells: the levels no other level beats on each metric (several: tied for best), marked
+    when they beat every other level after Holm (or deterministically)."""
     results, by = analysis.results, analysis.by
     metrics = [m for m in metrics if info(m).better]
     if by is None or not metrics or analysis.comparisons.empty:
@@ -64,37 +72,46 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
     comp = analysis.comparisons
     rows = []
     for regime in regimes:
-        part = results.runs[labels == regime]
+        mask = (labels == regime).to_numpy()
+        part = results.runs[mask]
+        alive = results.alive[mask]
         cells = [regime]
         for m in metrics:
-            samples = {level_text(by, k): g[m].dropna().to_numpy(dtype=float) for k, g in part.groupby(by, sort=False)}
-            samples = {k: v for k, v in samples.items() if len(v)}
-            cell = best_cell(samples, m, analysis.alpha, lambda best, second: False)
-            if cell.best is None:
-                cells.append(cell.note or "–")
-            else:
-                beats_all = _beats_all(comp, m, regime, cell.best, samples)
-                cells.append(f"**{cell.best}** ✓" if beats_all else cell.best)
+            samples = {}
+            dead = []
+            for k, g in part.groupby(by, sort=False):
+                values = g[m].dropna().to_numpy(dtype=float)
+                if len(values):
+                    samples[level_text(by, k)] = values
+                elif not info(m).survival and not alive.loc[g.index].any():
+                    dead.append(level_text(by, k))
+            verdict = dominance(samples, m, analysis.alpha, _holm(comp, m, regime), dead)
+            cells.append(_verdict_text(verdict))
         rows.append(cells)
     header = ["regime"] + [f"{info(m).label} ({info(m).better} is better)" for m in metrics]
     note = (
-        f"Best mean per regime. **Bold ✓**: better than every other {by}, significantly after Holm "
-        "correction or deterministically (identical runs on each side); "
-        "plain: best mean, but not clearly better than all others."
+        f"The {by} levels no other level beats (several: tied for best). **Bold ✓**: better than every other "
+        f"{by}, significantly after Holm correction or deterministically (identical runs on each side); plain: "
+        "best, but not clearly better than every other; †: no surviving run, not ranked."
     )
     return Table(header, rows, note)
 
 
-def _beats_all(comp: pd.DataFrame, metric: str, regime: str, best: str, samples: dict) -> bool:
-    for other in samples:
-        if other == best:
-            continue
-        pair = pair_rows(comp, metric, regime, best, other)
-        if pair.empty or not bool(differs(pair).iloc[0]):
-            return False
-        if str(pair["winner"].iloc[0]) != best:
-            return False
-    return True
+def _verdict_text(verdict) -> str:
+    dead = f" († {', '.join(verdict.dead)})" if verdict.dead else ""
+    if not verdict.top:
+        return ("no survivors" if verdict.dead else "–") + dead
+    if not verdict.differs:
+        if len(verdict.top) == 1:
+            return verdict.top[0] + dead
+        return ("all equal" if verdict.equal else "no clear difference") + dead
+    names = " = ".join(verdict.top)
+    return (f"**{names}** ✓" if verdict.beats_all else names) + dead
+
+
+def _holm(comp: pd.DataFrame, metric: str, regime: str):
+    index = differs_index(comp)
+    return lambda a, b: index.get((metric, regime, frozenset((a, b))), False)
 
 
 def _mean_ci(metric: str, values: np.ndarray, rate: bool) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -18,6 +18,11 @@ from balloonsim.errors import ConfigError, show, validation_message
 from balloonsim.experiment.keypaths import canonical_json, digest, join, suggest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+METRIC_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Keys that describe the experiment to its reader (the report answers `question`, leading with the `primary`
+# metrics) without changing a run: they stay out of the design digest, so adding them to a finished
+# experiment neither refuses nor reruns its directory.
+DESCRIPTIVE_KEYS = {"description", "question", "primary"}
 # Keys of a run configuration that an experiment must not set per run: the runner owns them.
 RESERVED_RUN_KEYS = {"seed": "each run's seed derives from the experiment's master `seed`; use `replications`"}
 # runs.csv columns the runner writes before the factor columns.
@@ -33,6 +38,8 @@ class Experiment(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     description: str = ""
+    question: str = ""
+    primary: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(default_factory=list)
     base: dict[str, Any] = Field(default_factory=dict)
     factors: dict[str, list[Any]] = Field(default_factory=dict)
     replications: int = Field(1, ge=1)
@@ -71,8 +78,8 @@ class Experiment(BaseModel):
 
     @property
     def design_sha256(self) -> str:
-        """Identity of what would be run: same digest -> same runs, ids and seeds (the description aside)."""
-        return digest(self.model_dump(mode="json", exclude={"description"}))
+        """Identity of what would be run: same digest -> same runs, ids and seeds (descriptive keys aside)."""
+        return digest(self.model_dump(mode="json", exclude=DESCRIPTIVE_KEYS))
 
 
 def experiment_from_dict(
@@ -161,6 +168,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
         message = "required key is missing"
     elif kind == "string_pattern_mismatch" and loc == ("name",):
         message = f"{value!r} is not a usable name: use letters, digits, '.', '_' and '-' (it names a directory)"
+    elif kind == "string_pattern_mismatch" and loc[0] == "primary":
+        message = f"{value!r} is not a metric name (a column of runs.csv, e.g. 'oom_kills')"
     else:
         message = validation_message(first)
     if len(errors) > 1:
@@ -192,6 +201,7 @@ def _check_structure(exp: Experiment) -> None:
             if other != name and name.startswith(other + "."):
                 raise ConfigError(where, f"overlaps factor {other!r}, which already sets the whole table")
         _check_settable(exp.base, name)
+    _check_primary(exp)
     _check_zip(exp)
     for i, axis in enumerate(design_axes(exp)):
         _check_distinct(exp, axis, i)
@@ -208,6 +218,15 @@ def _check_settable(base: dict[str, Any], name: str) -> None:
         if not isinstance(node, dict):
             where = join("base", ".".join(parts[: depth + 1]))
             raise ConfigError(where, f"is a value, but factor {name!r} sets a key inside it")
+
+
+def _check_primary(exp: Experiment) -> None:
+    """Primary metrics are named once each; whether runs produce them is known only once they ran."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(exp.primary):
+        if name in seen:
+            raise ConfigError(join("primary", i), f"{name!r} is already primary[{seen[name]}]")
+        seen[name] = i
 
 
 def _check_zip(exp: Experiment) -> None:

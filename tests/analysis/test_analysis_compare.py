@@ -8,9 +8,10 @@ import pytest
 from analysis_synth import write_results
 from hypothesis import given, settings
 from hypothesis import strategies as hs
+from scipy import stats as st
 
 from balloonsim.analysis import analyze
-from balloonsim.analysis.compare import cliffs_delta, hedges_g, holm, pair_test
+from balloonsim.analysis.compare import cliffs_delta, diff_interval, hedges_g, holm, pair_test
 
 
 def test_holm_matches_hand_computation():
@@ -107,3 +108,18 @@ def test_by_option_and_single_level(tmp_path, planted_dir):
         "memmap.strategy=kmalloc",
         "memmap.strategy=altmap",
     }
+
+
+def test_difference_intervals():
+    """Newcombe (1998), method 10, example (a): 56/70 vs 48/80 -> 0.175 (0.0524, 0.3339); Welch otherwise."""
+    a = np.r_[np.ones(56), np.zeros(14)]
+    b = np.r_[np.ones(48), np.zeros(32)]
+    low, high = diff_interval("guest_crashed", a, b)
+    assert (low, high) == (pytest.approx(0.0524, abs=5e-4), pytest.approx(0.3339, abs=5e-4))
+    low, high = diff_interval("guest_crashed", np.ones(10), np.zeros(10))  # 100 % vs 0 %: still an interval
+    assert 0.6 < low < 1.0 and high == 1.0
+    assert diff_interval("gigantic_pages_end", np.full(3, 18.0), np.zeros(3)) == (18.0, 18.0)  # deterministic
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(5, 1, 40), rng.normal(3, 2, 30)
+    expected = st.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+    assert diff_interval("oom_kills", x, y) == (pytest.approx(expected.low), pytest.approx(expected.high))

@@ -82,7 +82,7 @@ def test_no_json_anywhere_in_the_outputs(tmp_path):
     comp = pd.read_csv(root / "comparisons.csv")
     assert set(comp["driver"]) == {XEN_FIRST, HYPERV, "xen"}
     assert set(comp["regime"].str.split(", ").str[0]) == {f"driver={d}" for d in (XEN_FIRST, HYPERV, "xen")}
-    titles = " ".join(e["title"] + e["caption"] for e in json.loads(index))
+    titles = " ".join(e["title"] + e["caption"] for e in json.loads(index)["figures"])
     assert "populate_memmap_first=True" not in titles
 
 

@@ -1,13 +1,16 @@
-"""Figures: written as PNG and SVG, non-empty, chosen from what the data has, skipped when it has not."""
+"""Figures: PNG (SVG on request), at most 1600 px wide, chosen from what the data has, skipped when it has not,
+drawn once: `report` reuses current figures."""
 
 from __future__ import annotations
 
 import json
+import os
+import struct
 
 import pytest
 from analysis_synth import planted, realistic
 
-from balloonsim.analysis import plot
+from balloonsim.analysis import plot, report
 from balloonsim.analysis.pipeline import analyze
 from balloonsim.analysis.plot_timeline import choose_regime, timeline_figure
 from balloonsim.errors import UserError
@@ -15,14 +18,21 @@ from balloonsim.errors import UserError
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _check_pair(png):
-    svg = png.with_suffix(".svg")
+def _png_width(png) -> int:
+    return struct.unpack(">I", png.read_bytes()[16:20])[0]
+
+
+def _check_pair(png, svg: bool = False):
+    """A real PNG no wider than 1600 px; its SVG exactly when asked for."""
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
-    assert svg.is_file() and b"<svg" in svg.read_bytes()[:2000]
+    assert _png_width(png) <= 1600
+    assert png.with_suffix(".svg").is_file() == svg
+    if svg:
+        assert b"<svg" in png.with_suffix(".svg").read_bytes()[:2000]
 
 
 def test_full_set_of_figures(finished_dir):
-    index = json.loads((finished_dir / "plots" / "index.json").read_text())
+    index = json.loads((finished_dir / "plots" / "index.json").read_text())["figures"]
     kinds = {entry["kind"] for entry in index}
     assert kinds == {"lines", "policy", "timeline", "memmap"}
     for entry in index:
@@ -32,7 +42,7 @@ def test_full_set_of_figures(finished_dir):
     # driver.name has two text levels: a facet, never an x axis; guest.block_size has one level: no axis.
     assert "metric_oom_kills_vs_onlining-delay_s.png" in files
     assert not any("vs_driver" in f or "block_size" in f for f in files)
-    assert "policy_oom_kills_driver-name_x_onlining-delay_s.png" in files
+    assert "policy_guest_crashed_driver-name_x_onlining-delay_s.png" in files  # the primary metric's map
 
 
 def test_timeline_without_events_and_with_parquet_parts(tmp_path):
@@ -62,7 +72,7 @@ def test_metric_and_regime_options(realistic_dir):
     assert "metric_stall_fraction_vs_onlining-delay_s.png" in names
     assert not any("oom_kills" in n for n in names)
     assert "timeline.png" in names
-    index = json.loads((realistic_dir / "plots" / "index.json").read_text())
+    index = json.loads((realistic_dir / "plots" / "index.json").read_text())["figures"]
     timeline = next(e for e in index if e["kind"] == "timeline")
     assert "driver.name=xen, onlining.delay_s=5" in timeline["title"]
 
@@ -107,3 +117,61 @@ def test_timeline_with_parquet_events_zooms_on_hotplug(tmp_path):
     png, _, caption = timeline_figure(analysis, "guest_crashed", "driver.name=xen, onlining.delay_s=10", root)
     _check_pair(png)
     assert "from the events file" in caption
+
+
+def test_svg_only_on_request(tmp_path):
+    root = planted(tmp_path / "svg")
+    for png in plot(root, svg=True):
+        _check_pair(png, svg=True)
+
+
+def test_report_reuses_current_figures_and_redraws_stale_ones(tmp_path):
+    root = planted(tmp_path / "reuse")
+    report(root)
+    overview = root / "plots" / "policy_overview.png"
+    drawn = overview.stat().st_mtime_ns
+    report(root)
+    assert overview.stat().st_mtime_ns == drawn  # current: reused, not drawn again
+    report(root, redraw=True)
+    assert overview.stat().st_mtime_ns > drawn
+    redrawn = overview.stat().st_mtime_ns
+    later = redrawn / 1e9 + 5
+    os.utime(root / "runs.csv", (later, later))  # the data changed after the figures
+    report(root)
+    assert overview.stat().st_mtime_ns > redrawn
+    again = overview.stat().st_mtime_ns
+    report(root, alpha=0.01)  # other options: other figures
+    assert overview.stat().st_mtime_ns > again
+
+
+def test_a_strategy_has_one_colour_everywhere():
+    from balloonsim.analysis.plotstyle import CRASH, colours
+
+    one = colours(["kmalloc", "altmap", "subrange-hint"])
+    two = colours(["altmap,kmalloc", "subrange-hint", "altmap", "node-pool", "kmalloc"])
+    assert all(one[s] == two[s] for s in one)  # by name, not by place in the study
+    assert len(set(two.values())) == len(two) and CRASH not in two.values()
+    what_if = colours(["altmap-nohint"])["altmap-nohint"]
+    assert what_if == colours(["kmalloc", "altmap-nohint"])["altmap-nohint"]  # an unknown name: stable too
+    assert colours([0, 5, 30], "onlining.delay") == colours([0, 5, 30], "onlining.delay")
+
+
+def test_memory_series_are_all_steps(tmp_path):
+    """MemFree is sampled like MemTotal and drawn like it, so it can never show above it between samples."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from balloonsim.analysis.plot_timeline import SERIES, _memory_panel
+
+    run = pd.DataFrame({"t": [0.0, 10.0, 20.0], "memtotal_bytes": [4, 6, 6], "memfree_bytes": [3, 5, 1]}) * 1.0
+    ax = Figure().subplots()
+    _memory_panel(ax, run, [s for s in SERIES if s[0] in run])
+    assert [line.get_drawstyle() for line in ax.get_lines()] == ["steps-post", "steps-post"]
+
+
+def test_outcomes_are_points_with_wilson_intervals(finished_dir):
+    index = json.loads((finished_dir / "plots" / "index.json").read_text())["figures"]
+    crash = next(e for e in index if e["file"] == "metric_guest_crashed_vs_onlining-delay_s.png")
+    assert "points with 95% bars (Wilson interval)" in crash["caption"]
+    oom = next(e for e in index if e["file"] == "metric_oom_kills_vs_onlining-delay_s.png")
+    assert "lines with a shaded 95% band" in oom["caption"] and "surviving of" in oom["caption"]

@@ -13,7 +13,7 @@ from balloonsim.analysis import finish, report
 def test_report_files_and_embedded_images(finished_dir):
     md = (finished_dir / "REPORT.md").read_text()
     page = (finished_dir / "report.html").read_text()
-    for heading in ("## At a glance", "## The experiment", "## Findings", "## Figures", "## Method"):
+    for heading in ("## Answer", "## The experiment", "## Survival", "## Findings", "## Figures", "## Method"):
         assert heading in md
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == md.count("![") >= 4
@@ -27,14 +27,18 @@ def test_report_files_and_embedded_images(finished_dir):
 
 def test_report_findings_follow_the_planted_truth(finished_dir):
     md = (finished_dir / "REPORT.md").read_text()
-    glance = md.split("## The experiment")[0]
-    # synthetic truth: kmalloc's OOM kills grow with the onlining delay; altmap crashes on partial backing
-    assert re.search(r"\*\*kmalloc\*\*: [\d.]+× more OOM kills than \*\*(altmap|subrange-hint)\*\*", glance)
-    assert re.search(r"\*\*altmap\*\*: higher crash rate than \*\*(kmalloc|subrange-hint)\*\*", glance)
-    assert "Identical in every run: hot-adds failed with -EINVAL = 0" in md
-    # altmap's crashed guests stop early: its other numbers carry the caveat, and it never heads a question
-    assert "altmap crashed in" in md and "measured up to the crash" in md
-    assert "measured up to the crash" not in glance.split("*Partial backing*")[0]
+    answer = md.split("## The experiment")[0]
+    # synthetic truth: altmap crashes on partial backing; kmalloc's -ENOMEM and OOM kills grow with the delay
+    assert re.search(r"- \*\*altmap\*\*: higher crash rate than \*\*(kmalloc|subrange-hint)\*\*", answer)
+    assert re.search(r"\*\*kmalloc\*\*: more hot-adds failed with -ENOMEM than \*\*altmap\*\*", answer)
+    assert re.search(r"\*\*kmalloc\*\*: [\d.]+× more OOM kills than \*\*(altmap|subrange-hint)\*\*", md)
+    assert "hot-adds failed with -EINVAL = 0" in md
+    # survival first: where no altmap guest survived, its other metrics are not compared; elsewhere n counts
+    # the survivors
+    assert "- **altmap**: no guest survived when driver.name = xen" in answer
+    assert "of 10 (survivors)" in md
+    survival = md.split("## Survival")[1].split("## Findings")[0]
+    assert "| driver.name=xen, onlining.delay_s=2 | 0 of 10 | 10 of 10 | 0 of 10 |" in survival
 
 
 def test_report_changes_with_the_data(tmp_path):
@@ -53,7 +57,7 @@ def test_report_says_plainly_when_nothing_differs(tmp_path):
     md_path, html_path = report(root)
     md = md_path.read_text()
     assert "No difference between levels of `memmap.strategy` is significant after Holm correction" in md
-    assert "No significant difference between any two levels of `memmap.strategy` in any regime: OOM kills" in md
+    assert "OOM kills: no difference between any two levels of `memmap.strategy` is significant after Holm" in md
     assert html_path.read_text().count("data:image/png;base64,") >= 1
 
 
