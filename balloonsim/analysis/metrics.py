@@ -33,6 +33,7 @@ class Metric:
     defined_by: tuple[str, ...] = ()
     survival: bool = False  # 1 when the guest died: analysed on every run; a dead guest's other metrics are not
     derived: str = ""  # computed by the analysis from other columns (the formula), not by the simulation
+    retired: bool = False  # in results of an older balloonsim only: described for them, no longer produced
 
     @property
     def producer(self) -> str:
@@ -140,6 +141,7 @@ _TABLE = (
         "pressure",
         "Results of balloonsim before PSI: share of the simulated time in which the workload stalled on memory "
         "(a one-second tick with direct reclaim or a failed allocation). Newer runs report psi_some_fraction.",
+        retired=True,
     ),
     Metric(
         "psi_some_fraction",
@@ -618,7 +620,6 @@ PRIMARY_ORDER = (
     "oom_kills",
     "psi_some_fraction",
     "work_done_s",
-    "stall_fraction",
     "memmap_bytes_unbacked",
     "gigantic_pages_end",
     "memmap_bytes_remote",

@@ -69,7 +69,8 @@ def _table(rows, known_order: list[int]) -> str:
 def validate(cases, record, kernels, as_json, disagreements, recorded, known_path) -> None:
     """Compare the model with real Linux kernels recorded under QEMU.
 
-    The recordings and how they are made: validation/README.md. Exit status 0 when every quantity agrees within its tolerance or is a listed known disagreement.
+    The recordings and how they are made: validation/README.md. Exit status 0 when every quantity agrees within
+    its tolerance or is a listed known disagreement.
     """
     from balloonsim.validate.compare import apply_known, compare
     from balloonsim.validate.known import load_known

@@ -31,10 +31,10 @@ def test_they_do_not_change_the_design_digest():
 @pytest.mark.parametrize(
     ("doc", "where", "message"),
     [
-        ({"primary": "oom_kills"}, "primary", "valid list"),
+        ({"primary": "oom_kills"}, "primary", "expected a list"),
         ({"primary": ["oom kills"]}, "primary[0]", "'oom kills' is not a metric name"),
         ({"primary": ["oom_kills", "oom_kills"]}, "primary[1]", "'oom_kills' is already primary[0]"),
-        ({"question": 3}, "question", "valid string"),
+        ({"question": 3}, "question", "expected a string"),
     ],
 )
 def test_bad_values_name_the_key(doc, where, message):
