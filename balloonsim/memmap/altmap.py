@@ -1,11 +1,15 @@
-"""`altmap`: memmap_on_memory as merged, with each kernel profile's rules.
+"""`altmap`: memmap_on_memory as merged (memory_hotplug.memmap_on_memory=Y), with each kernel profile's rules.
 
-- 4.19: the feature does not exist; the ordinary memmap is used (counted as a fallback).
-- 5.12-6.7 ("single-block"): only when the add_memory() range is exactly one memory block and
-  vmemmap_size is PMD aligned and the rest pageblock aligned; otherwise -EINVAL (a08a2ae34613).
-- 6.8+ ("per-block"): one vmem_altmap per memory block (6b8f0798b85a); when
-  mhp_supports_memmap_on_memory() fails, a silent fallback to the ordinary memmap (6.6+).
-- `mode = "force"`: memory_block_memmap_on_memory_pages() rounds the memmap up to whole pageblocks and
+- 4.19, 5.12: the feature does not exist (a08a2ae34613 reached Linus in 5.13); the ordinary memmap is used
+  (counted as a fallback).
+- 5.13-6.5 (profile 6.1, "single-block"): only when the add_memory() range is exactly one memory block and
+  vmemmap_size is PMD aligned and the rest pageblock aligned (mhp_supports_memmap_on_memory(size)); a caller
+  that passes MHP_MEMMAP_ON_MEMORY for any other range gets -EINVAL from add_memory_resource(). The ACPI DIMM
+  driver never does: it passes the flag only when the check holds (4a3e5de9c4ec).
+- 6.6-6.7 (profile 6.6): the same check, but add_memory_resource() falls back silently to the ordinary memmap
+  (e3c2bfdd33a3), and `mode = "force"` exists (2d1f649c7c08).
+- 6.8+ ("per-block"): one vmem_altmap per memory block (create_altmaps_and_memory_blocks(), 6b8f0798b85a).
+- `mode = "force"` (6.6+): memory_block_memmap_on_memory_pages() rounds the memmap up to whole pageblocks and
   the remainder is wasted ("Memory hotplug will waste %ld pages in each memory block").
 The memmap sits in the first pages of each block: they must be backed when the memmap is written.
 """
@@ -52,7 +56,9 @@ class Altmap(MemmapStrategy):
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         rule = vm.profile.memmap_on_memory
         force = self.params.mode == "force"
-        nr, waste, supports = memmap_on_memory_pages(vm.block_pages, vm.struct_page_size, force and rule == "per-block")
+        nr, waste, supports = memmap_on_memory_pages(
+            vm.block_pages, vm.struct_page_size, force and vm.profile.memmap_force
+        )
         if rule == "none" or not mhp_flag:
             return self._ordinary(vm, blocks)
         if not supports or (rule == "single-block" and len(blocks) != 1):

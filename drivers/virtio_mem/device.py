@@ -113,8 +113,10 @@ class VirtioMem(Driver):
         super().__init__(sim, params)
         g = self.guest
         p = params
-        if g.profile.name == "4.19":
-            raise ConfigError("guest.kernel", "virtio-mem needs kernel 5.8 or later (profile 4.19 has none)")
+        if not g.profile.virtio_mem:
+            raise ConfigError(
+                "guest.kernel", f"virtio-mem needs kernel 5.8 or later (profile {g.profile.name} has none)"
+            )
         bsize = g.block_size
         if p.region_size % bsize:
             raise ConfigError("driver.region_size", f"must be a multiple of the memory block size ({bsize >> 20}M)")

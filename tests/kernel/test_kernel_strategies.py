@@ -244,8 +244,8 @@ def test_altmap_odd_struct_page_falls_back(mode):
     assert g.stats.memmap_fallbacks == 1
     assert g.blocks[32].vmemmap_pfns.total == 0
     assert g.stats.altmap_waste_pages == 0
-    # 5.12 returned -EINVAL instead
-    g = make_guest("altmap", {"mode": mode}, struct_page_size=80, kernel="5.12")
+    # 5.13-6.5 returned -EINVAL instead (add_memory_resource(), before e3c2bfdd33a3)
+    g = make_guest("altmap", {"mode": mode}, struct_page_size=80, kernel="6.1")
     populate(g, 4 * GiB, 128 * MiB)
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == -22
 
@@ -258,7 +258,8 @@ def test_altmap_without_caller_flag_is_ordinary():
 
 
 def test_nr_memmap_pages_only_on_612():
-    for kernel, expected in (("4.19", None), ("5.12", None), ("6.8", None), ("6.12", 4096)):
+    # 15995a352474 "mm: report per-page metadata information" (6.11)
+    for kernel, expected in (("4.19", None), ("6.1", None), ("6.8", None), ("6.12", 4096), ("6.18", 4096)):
         g = make_guest("kmalloc", kernel=kernel)
         assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
         mi = g.meminfo()
