@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+EINTR = 4
 EBUSY = 16
 EEXIST = 17
 EINVAL = 22
 ENOMEM = 12
 E2BIG = 7
 
-NAMES = {0: "0", -EBUSY: "-EBUSY", -EEXIST: "-EEXIST", -EINVAL: "-EINVAL", -ENOMEM: "-ENOMEM", -E2BIG: "-E2BIG"}
+NAMES = {
+    0: "0",
+    -EINTR: "-EINTR",
+    -EBUSY: "-EBUSY",
+    -EEXIST: "-EEXIST",
+    -EINVAL: "-EINVAL",
+    -ENOMEM: "-ENOMEM",
+    -E2BIG: "-E2BIG",
+}
 
 
 def errname(err: int) -> str:

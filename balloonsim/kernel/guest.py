@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, MemoryBlock
-from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
+from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
-from balloonsim.kernel.overhead import PageTables, metadata_bytes
-from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
+from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
+from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
 from balloonsim.kernel.stats import GuestStats
+from balloonsim.kernel.unmovable import UnmovablePlacement
 from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import (
@@ -100,9 +101,10 @@ class Guest:
         self.blocks: dict[int, MemoryBlock] = {}
         self._next_group = 0
         self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
-        self._lru_kernel_blocks: dict[int, list[int]] = {}  # node -> online kernel-zone hot-added blocks
         self.slab_bytes = 0
-        self.slab_pages: dict[int, int] = {}  # node -> pages backing the slab (kmalloc metadata)
+        self.slab: list[Take] = []  # the pages backing the slab (kmalloc'ed metadata), oldest first
+        self.slab_total = 0  # their pages
+        self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
         self._layout_boot()
         bz = cfg.block_size or probe_memory_block_size(self.boot_end_pfn << PAGE_SHIFT, cfg.hypervisor, self.profile)
@@ -112,9 +114,7 @@ class Guest:
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
         # where add_memory() puts the memmap; without a strategy, the ordinary memmap as every kernel does
         self.strategy: MemmapPlacement = strategy if strategy is not None else OrdinaryMemmap()
-        self.vmemmap = SparseVmemmap(
-            self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.kernel_host_block, self.trace
-        )
+        self.vmemmap = SparseVmemmap(self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.trace)
 
     # ----------------------------------------------------------------------------------- boot ---
     def _layout_boot(self) -> None:
@@ -123,6 +123,8 @@ class Guest:
         distances = {(a, b): 10 if a == b else cfg.node_distance_remote for a in range(nnodes) for b in range(nnodes)}
         zones = {(nid, zt): Zone(nid, zt) for nid in range(nnodes) for zt in ZoneType}
         self.alloc = PageAllocator(zones, distances)
+        cpu_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}  # CPUs live on the boot nodes
+        self.placement = UnmovablePlacement(self.alloc, self.profile.online_to_tail, cpu_nodes)
         self.online_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}
         self.possible_nodes = set(range(nnodes))
         self.pagetables = PageTables(direct_gbpages=cfg.direct_gbpages)
@@ -204,55 +206,40 @@ class Guest:
     def node_has_memory(self, nid: int) -> bool:
         return any(self.alloc.zones[(nid, zt)].managed for zt in ZoneType)
 
-    def charge_slab(self, nid: int, nbytes: int, txn: Transaction | None) -> bool:
+    @property
+    def slab_pages(self) -> dict[int, int]:
+        """Pages backing the slab, per node."""
+        out: dict[int, int] = {}
+        for t in self.slab:
+            out[t.zone.nid] = out.get(t.zone.nid, 0) + t.pages
+        return out
+
+    def charge_slab(self, nid: int, nbytes: int, txn: Transaction) -> bool:
         """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
         self.slab_bytes += nbytes
-        need = div_round_up(self.slab_bytes, PAGE_SIZE) - sum(self.slab_pages.values())
+        need = div_round_up(self.slab_bytes, PAGE_SIZE) - self.slab_total
         if need > 0:
+            before = len(txn.takes)
             got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
             if got < need:
                 self.slab_bytes -= nbytes
                 return False
-            self.slab_pages[nid] = self.slab_pages.get(nid, 0) + need
+            self.slab.extend(txn.takes[before:])
+            self.slab_total += need
         return True
 
     def uncharge_slab(self, nbytes: int) -> None:
+        """kfree(): slab pages go back, newest first, to the zone (and block) each came from."""
         self.slab_bytes -= nbytes
-        extra = sum(self.slab_pages.values()) - div_round_up(self.slab_bytes, PAGE_SIZE)
-        for nid in sorted(self.slab_pages, reverse=True):
-            if extra <= 0:
-                break
-            k = min(extra, self.slab_pages[nid])
-            self._free_kernel(nid, k)
-            self.slab_pages[nid] -= k
+        extra = self.slab_total - div_round_up(self.slab_bytes, PAGE_SIZE)
+        while extra > 0 and self.slab:
+            t = self.slab[-1]
+            k = min(extra, t.pages)
+            self.alloc.release(t, k)
+            if not t.pages:
+                self.slab.pop()
             extra -= k
-
-    def _free_kernel(self, nid: int, n: int, pmd: bool = False) -> None:
-        """Give kernel pages back to the zones of `nid` that hold kernel data, then (NUMA fallback
-        charged them elsewhere) to any zone that does."""
-        local = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32, ZoneType.MOVABLE)]
-        for z in local + [z for z in self.alloc.iter_zones() if z.nid != nid]:
-            k = min(n, z.kernel)
-            if k:
-                self.alloc.free(z, k, "kernel", pmd=pmd)
-                n -= k
-            if not n:
-                return
-
-    def kernel_host_block(self, nid: int, pages: int = PMD_PAGES) -> int | None:
-        """Where an unmovable allocation of `pages` on `nid` lands: a hot-added kernel-zone block (which
-        then cannot be offlined) or boot memory (None). Before 5.10 onlined pages went to the head of the
-        free lists, so the most recently onlined block is used first. Since 5.10 they go to the tail:
-        boot memory's free pages are used first, then the oldest onlined block's."""
-        stack = self._lru_kernel_blocks.get(nid)
-        if not stack:
-            return None
-        if not self.profile.online_to_tail:
-            return stack[-1]
-        zones = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32)]
-        usable = sum(z.free - z.wmark_min for z in zones)
-        hot_free_at_most = sum(self.blocks[b].managed for b in stack)
-        return None if usable - hot_free_at_most >= pages else stack[0]
+            self.slab_total -= k
 
     # ------------------------------------------------------------------------- add_memory ---
     def add_memory(
@@ -311,11 +298,16 @@ class Guest:
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
         roots_before = set(self.pagetables.section_roots)
-        slab_before = dict(self.slab_pages)
+        slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
-        ok = self.alloc.alloc(table_nid, new_tables, Gfp.KERNEL, txn) == new_tables
+        ok = True
+        for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
+            if self.alloc.alloc(table_nid, 1, Gfp.KERNEL, txn) != 1:
+                ok = False
+                break
+            self.table_pages[key] = txn.takes[-1]
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
@@ -329,7 +321,7 @@ class Guest:
         self.vmemmap.commit(vm)
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
-        self.stats.pagetable_pages += new_tables
+        self.stats.pagetable_pages += len(new_tables)
         self.stats.metadata_bytes += meta
         for b in blocks:
             self.blocks[b.id] = b
@@ -357,16 +349,18 @@ class Guest:
         blocks: list[MemoryBlock],
         slab: int,
         roots: set[int],
-        slab_pages: dict[int, int],
+        slab_pages: tuple[int, int],
     ) -> None:
         """A failed add_memory() leaves nothing: tables, the slab it charged and the roots it made."""
         for b in blocks:
             self.backing.unclaim(b)
-        self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
+        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):
+            self.table_pages.pop(key, None)
         self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
         self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
-        self.slab_pages = slab_pages  # the slab pages this call took were on its node, not the highest one
+        del self.slab[slab_pages[0] :]  # the slab pages this call took
+        self.slab_total = slab_pages[1]
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
@@ -374,8 +368,6 @@ class Guest:
         self.stats.memmap_kmalloc_pages += sign * (m.kmalloc_pages - m.pte_pages)  # struct pages, not PTE tables
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
-        if m.host_block is not None and m.host_block in self.blocks:
-            self.blocks[m.host_block].unmovable += sign * m.kmalloc_pages
         for host in m.host_blocks:
             hosted = self.hosted_by.setdefault(host, set())
             if sign > 0:
@@ -458,19 +450,21 @@ class Guest:
         span = block.online_span
         cb = self.online_page_callback
         expose = cb(self, block, span) if cb is not None else span
-        for s, e in expose:
-            self.generic_online_page(block, s, e)
         if zone.type.is_kernel:
-            self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
+            self.placement.enter(zone, block)
+        for s, e in expose:
+            self.generic_online_page(block, s, e, settle=False)
         self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)  # init_per_zone_wmark_min()
+        if zone.type.is_kernel:  # the kernel's next unmovable allocations may land here from now on
+            self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_ONLINE", block)
         return 0
 
-    def generic_online_page(self, block: MemoryBlock, start: int, end: int) -> int:
+    def generic_online_page(self, block: MemoryBlock, start: int, end: int, settle: bool = True) -> int:
         """Hand [start, end) of an online block to the buddy allocator (generic_online_page, or a
         driver fake-onlining pages later). The pages will be written: they must be backed."""
         if block.state is not BlockState.ONLINE:
@@ -499,6 +493,10 @@ class Guest:
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
+            if zone.type.is_kernel:
+                self.placement.exposed(zone, n)
+                if settle:
+                    self.placement.refresh(zone)
             if self.expose_hook is not None:
                 self.expose_hook(block, n)
         return n
@@ -515,11 +513,23 @@ class Guest:
             block.exposed.remove(s, e)
         zone.take(n)
         zone.managed -= n
+        if zone.type.is_kernel and n:
+            self.placement.exposed(zone, -n)
+            self.placement.refresh(zone)
         return n
 
     # ----------------------------------------------------------------------- offline/remove ---
     def offline_memory_block(self, block_id: int) -> int:
-        """memory_block_offline() -> offline_pages(): -EBUSY when unmovable data or holes remain."""
+        """memory_block_offline() -> offline_pages() (mm/memory_hotplug.c, 4.15+):
+        - -EBUSY when the range cannot be isolated: unmovable kernel data in it (start_isolate_page_range() ->
+          has_unmovable_pages(), "failure to isolate range"), fake-offline pages a driver still holds
+          (scan_movable_pages(): "unmovable page"), or the memmap of another online block;
+        - otherwise the movable pages are migrated (do_migrate_range()) and the loop retries "forever" while
+          migration finds no room: there is no timeout since 72b39cfc4d75/ecde0f3e7f9e (4.15); only a signal ends
+          it ("signal backoff"). The model has no time inside a call: when reclaim cannot make room for the
+          migration it returns -EINTR, the caller's timeout (`timeout $TIMEOUT offline_block`, as the admin
+          guide suggests) having signalled the writer.
+        """
         block = self.blocks.get(block_id)
         if block is None or block.state is not BlockState.ONLINE:
             return -EINVAL
@@ -531,32 +541,29 @@ class Guest:
             self.stats.offline_ebusy += 1
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
+        at = self.placement.leave(zone, block) if zone.type.is_kernel else -1  # isolated from here on
         # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
         share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
-        share_anon = zone.anon * m // zone.managed if zone.managed else 0
         # the block's m pages leave the zone: its dropped cache is freed first, so the free pool pays what it
-        # can and the rest is anon that migrates to other zones
-        need = m
+        # can and the rest is anon that migrates to other memory (alloc_migration_target(): reclaim, no OOM)
         zone.pagecache -= share_pc
         zone.give(share_pc, contiguous=False)
-        from_zone = min(need, max(0, zone.free))
-        moved = need - from_zone
-        if moved > share_anon:
+        from_zone = min(m, max(0, zone.free))
+        moved = m - from_zone
+        if moved > zone.anon:  # more in use than anything movable: nothing to migrate will ever make room
             zone.pagecache += share_pc
             zone.take(share_pc)
-            self.stats.offline_ebusy += 1
-            return -EBUSY
+            return self._offline_interrupted(zone, block, at)
         split = zone.take(from_zone)  # before migrating, so that the migration targets lie outside the block
         if moved:
             zone.anon -= moved
             got = self.alloc.alloc(block.nid, moved, Gfp.USER)
-            if got < moved:
+            if got < moved:  # offline_pages() would retry until a signal
                 zone.anon += moved
                 zone.untake(from_zone, split)
                 zone.pagecache += share_pc
                 zone.take(share_pc)
-                self.stats.offline_ebusy += 1
-                return -EBUSY
+                return self._offline_interrupted(zone, block, at)
         zone.managed -= m
         zone.present -= block.nr_pages
         vmemmap_here = block.vmemmap_pfns.total
@@ -567,13 +574,20 @@ class Guest:
         block.state = BlockState.OFFLINE
         self.blocks_online -= 1
         block.zone = None
-        stack = self._lru_kernel_blocks.get(block.nid)
-        if stack and block.id in stack:
-            stack.remove(block.id)
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        if zone.type.is_kernel:
+            self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_OFFLINE", block)
         return 0
+
+    def _offline_interrupted(self, zone: Zone, block: MemoryBlock, at: int) -> int:
+        """offline_pages() gave up on a signal: undo_isolate_page_range(), MEM_CANCEL_OFFLINE, -EINTR."""
+        if at >= 0:
+            self.placement.back(zone, block, at)
+            self.placement.refresh(zone)
+        self.stats.offline_eintr += 1
+        return -EINTR
 
     def remove_memory(self, start: int, size: int) -> int:
         """try_remove_memory(): every block offline, else -EBUSY; frees the memmap and metadata."""
@@ -599,12 +613,9 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
-        freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
-        if freed_tables:
-            self._free_kernel(
-                blocks[0].nid if self.node_has_memory(blocks[0].nid) else min(self.online_nodes), freed_tables
-            )
-            self.stats.pagetable_pages -= freed_tables
+        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
+            self.alloc.release(self.table_pages.pop(key))
+            self.stats.pagetable_pages -= 1
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, 0)  # section roots stay
         self.uncharge_slab(meta)
         self.stats.metadata_bytes -= meta

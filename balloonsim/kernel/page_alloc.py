@@ -5,6 +5,9 @@ What an allocation may do depends on its gfp class, as in the kernel:
   page cache, never invokes the OOM killer, may fail.
 - `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
   does not OOM-kill for the few pages of metadata.
+Unmovable allocations (VMEMMAP, KERNEL) also say which hot-added memory block they landed in (`landing`, set
+by the guest: balloonsim.kernel.unmovable), and every piece is remembered (`Take`) so that it is given back
+to the zone, and the block, it came from.
 - `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first; failure is where the OOM killer acts.
 - `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
   movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
@@ -14,11 +17,11 @@ What an allocation may do depends on its gfp class, as in the kernel:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from balloonsim.kernel.zone import Zone, ZoneType
+from balloonsim.kernel.zone import HotBlock, Zone, ZoneType
 from balloonsim.units import PMD_PAGES
 
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
@@ -32,15 +35,17 @@ class Gfp(StrEnum):
     BALLOON = "balloon"
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Take:
-    """One piece of an allocation: so that a failed add_memory() can hand it all back."""
+    """One piece of an allocation: where it came from, so that it goes back there (and a failed add_memory()
+    can hand it all back)."""
 
     zone: Zone
     pages: int
     pmd: bool
     kind: str  # counter it was charged to: "kernel" | "anon" | "balloon"
     split: int = 0  # pageblocks the take split, so that a rollback merges them again
+    block: HotBlock | None = None  # unmovable pages that landed in a hot-added block (None: boot memory)
 
 
 @dataclass
@@ -66,6 +71,11 @@ class PageAllocator:
         self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
+        # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
+        # land in" (None: boot memory), asked only of zones that have hot-added blocks online
+        self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
+        # called when an allocation takes a zone's free pages down to its kernel_watch
+        self.watch_hit: Callable[[Zone], None] = lambda zone: None
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -194,12 +204,15 @@ class PageAllocator:
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
         """k base pages out of z's free lists, charged to `kind`, remembered for a rollback."""
+        block = self.landing(z, k) if kind == "kernel" and z.hot else None
         split = z.take(k)
+        if block is not None:
+            block.unmovable += k
         self._charge(z, k, kind)
         if z.nid != nid:
             self.stats.remote_pages += k
         if txn is not None:
-            txn.takes.append(Take(z, k, False, kind, split))
+            txn.takes.append(Take(z, k, False, kind, split, block))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
         """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks;
@@ -209,10 +222,13 @@ class PageAllocator:
         for attempt in (0, 1):
             for z in zl:
                 if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+                    block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
                     z.free_pmd -= 1
+                    if block is not None:
+                        block.unmovable += PMD_PAGES
                     self._charge(z, PMD_PAGES, kind)
                     if txn is not None:
-                        txn.takes.append(Take(z, PMD_PAGES, True, kind))
+                        txn.takes.append(Take(z, PMD_PAGES, True, kind, block=block))
                     return z
             if attempt == 0 and gfp is Gfp.VMEMMAP:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
                 self.stats.direct_reclaim += 1
@@ -244,8 +260,18 @@ class PageAllocator:
         else:
             zone.give(n, contiguous=kind == "anon")
 
+    def release(self, take: Take, n: int | None = None) -> None:
+        """Free `n` pages (default: all) of an earlier allocation to the zone, and the block, they came from."""
+        n = take.pages if n is None else n
+        if take.block is not None:
+            take.block.unmovable -= n
+        self.free(take.zone, n, take.kind, pmd=take.pmd and n % PMD_PAGES == 0)
+        take.pages -= n
+
     def rollback(self, txn: Transaction) -> None:
         for t in reversed(txn.takes):
+            if t.block is not None:
+                t.block.unmovable -= t.pages
             if t.pmd:
                 self.free(t.zone, t.pages, t.kind, pmd=True)
             else:  # undo exactly: the pageblocks the allocation split are whole again
@@ -255,6 +281,8 @@ class PageAllocator:
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
         self.gen += 1
+        if n > 0 and zone.kernel_watch >= 0 and zone.free <= zone.kernel_watch:
+            self.watch_hit(zone)
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":

@@ -15,7 +15,7 @@ and at hot-remove vmemmap_free() in the order try_remove_memory() walks the sect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from balloonsim.kernel.block import Memmap, MemoryBlock, VmemAltmap
@@ -76,7 +76,6 @@ class SparseVmemmap:
         profile: KernelProfile,
         block_pages: int,
         struct_page_size: int,
-        kernel_host_block: Callable[[int], int | None],
         trace: list[str] | None,
     ):
         self.alloc = alloc
@@ -84,7 +83,6 @@ class SparseVmemmap:
         self.profile = profile
         self.block_pages = block_pages
         self.sp = struct_page_size
-        self.kernel_host_block = kernel_host_block  # where an unmovable allocation on a node lands
         self.trace = trace
 
     def memmap_pages(self, nr_pages: int) -> int:
@@ -153,8 +151,8 @@ class SparseVmemmap:
             elif tracing:
                 for sec in sections:
                     self._trace_free(sec)
-            for zone, n, pmd in m.pieces:
-                self.alloc.free(zone, n, "kernel", pmd=pmd)
+            for take in m.pieces:  # free_pagetable(): back to the zone, and the block, each piece came from
+                self.alloc.release(take)
             m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
         for b in blocks:
             for altmap in b.altmaps:
@@ -300,7 +298,6 @@ class Vmemmap:
         nid = block.nid
         per_section = sparse.memmap_pages(PAGES_PER_SECTION)
         m = Memmap(pages=sparse.memmap_pages(block.nr_pages))
-        m.host_block = sparse.kernel_host_block(nid)
         txn = self._txn
         for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
             va0 = pfn_to_page_addr(sec, sparse.sp)
@@ -308,7 +305,7 @@ class Vmemmap:
             if per_section == PMD_PAGES:
                 zone = sparse.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
                 if zone is not None:
-                    m.pieces.append((zone, PMD_PAGES, True))
+                    m.pieces.append(txn.takes[-1])
                     if zone.nid != nid:
                         m.remote_pages += PMD_PAGES
                     sparse._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
@@ -320,7 +317,7 @@ class Vmemmap:
             if got < need:
                 return -ENOMEM
             for t in txn.takes[before:]:
-                m.pieces.append((t.zone, t.pages, False))
+                m.pieces.append(t)
                 if t.zone.nid != nid:
                     m.remote_pages += t.pages
             m.pte_pages += 1

@@ -9,8 +9,22 @@ pageblocks, page-cache reclaim returns fragments.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Protocol
 
 from balloonsim.units import PMD_PAGES, div_round_up
+
+
+class HotBlock(Protocol):
+    """What a zone (and an allocation that landed in it) knows of a hot-added memory block online there: a
+    balloonsim.kernel.block.MemoryBlock, seen without importing it."""
+
+    unmovable: int  # unmovable kernel pages that landed in it
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def managed(self) -> int: ...
 
 
 class ZoneType(StrEnum):
@@ -40,6 +54,9 @@ class Zone:
         "wmark_high",
         "span_start",
         "span_end",
+        "hot",
+        "hot_managed",
+        "kernel_watch",
     )
 
     def __init__(self, nid: int, ztype: ZoneType):
@@ -57,6 +74,13 @@ class Zone:
         self.wmark_high = 0
         self.span_start: int | None = None
         self.span_end: int | None = None
+        # hot-added blocks online in this zone, in onlining order, and their pages in the buddy allocator:
+        # where an unmovable allocation lands inside the zone (balloonsim.kernel.unmovable)
+        self.hot: list[HotBlock] = []
+        self.hot_managed = 0
+        # free pages at or below which the kernel's next unmovable allocation lands in a hot-added block that
+        # holds none yet (-1: no such block): the page allocator calls back when an allocation crosses it
+        self.kernel_watch = -1
 
     @property
     def free(self) -> int:

@@ -113,7 +113,7 @@ def test_kmalloc_base_page_fallback():
         assert m.base_fallback_sections == 1
         assert m.pte_pages == 1
         assert m.kmalloc_pages == PMD_PAGES + 1  # 512 base pages plus their PTE table
-        assert all(not pmd for _, _, pmd in m.pieces)
+        assert all(not t.pmd for t in m.pieces)
     assert g.stats.base_page_fallbacks == 2
     assert g.stats.memmap_kmalloc_pages == 2 * PMD_PAGES  # nr_memmap_pages: struct pages, not PTE tables
     assert z.free == free_before - 2 * (PMD_PAGES + 1) - overhead_pages(g)
@@ -215,10 +215,11 @@ def test_altmap_range_first_blocks_host_everything():
 
 
 def test_altmap_2g_blocks():
-    g = make_guest("altmap", boot=[2 * GiB], block_size=2 * GiB)
+    # 4 GiB boot: ZONE_NORMAL has boot memory, where the kernel's own unmovable allocations land
+    g = make_guest("altmap", boot=[4 * GiB], block_size=2 * GiB)
     boot = g.meminfo()
-    assert add_backed(g, 0, 4 * GiB, 4 * GiB) == 0
-    assert sorted(g.blocks) == [2, 3]
+    assert add_backed(g, 0, 8 * GiB, 4 * GiB) == 0
+    assert sorted(g.blocks) == [4, 5]
     for b in g.blocks.values():
         assert b.memmap.in_range.total == 8192  # 32 MiB = 16 PMDs
         assert b.vmemmap_pfns == Extents.span(b.start_pfn, b.start_pfn + 8192)
@@ -325,7 +326,7 @@ def test_accounting_allocated(strategy):
     ga = dimm_guest(strategy, accounting="allocated")
     for g in (gk, ga):
         assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
-        online_all(g)
+        online_all(g, "online_movable")  # a kernel zone would keep its first block (the kernel's own pages)
     boot_total = 2023424
     mk, ma = gk.meminfo(), ga.meminfo()
     assert mk.MemTotal_kb - boot_total == ALTMAP_MEMTOTAL_KB
@@ -351,9 +352,10 @@ def test_accounting_allocated_does_not_change_kmalloc():
 )
 @pytest.mark.parametrize("accounting", ["kernel", "allocated"])
 def test_add_online_offline_remove_returns_to_boot(strategy, accounting):
-    g = make_guest(strategy, boot=[2 * GiB], accounting=accounting, direct_gbpages=False)
+    # 4 GiB boot: the kernel's own unmovable allocations land in boot memory's ZONE_NORMAL, not in the range
+    g = make_guest(strategy, boot=[4 * GiB], accounting=accounting, direct_gbpages=False, max_addr=64 * GiB)
     boot = g.meminfo()
-    s = 4 * GiB
+    s = 8 * GiB
     populate(g, s, 3 * GiB)
     assert g.add_memory(0, s, 3 * GiB, hint=Extents.span(s >> PAGE_SHIFT, (s + 3 * GiB) >> PAGE_SHIFT)) == 0
     assert g.stats.pagetable_pages > 0
