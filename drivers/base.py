@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
+    from balloonsim.kernel.memory_group import MemoryGroup
 
 # a driver's SimPy process (or a step of one) that returns R
 Process = Generator["simpy.Event", Any, Any]
@@ -68,9 +69,9 @@ class Driver(Plugin):
     def log(self, kind: str, block: int = -1, detail: str = "") -> None:
         self.sim.events.log(self.env.now, kind, block, detail)
 
-    def hot_add(self, nid: int, start: int, size: int, hint: Extents | None) -> int:
+    def hot_add(self, nid: int, start: int, size: int, hint: Extents | None, group: MemoryGroup | None = None) -> int:
         """add_memory() with an event per call; the result is the kernel's return value."""
-        ret = self.guest.add_memory(nid, start, size, hint=hint, memmap_on_memory=self.p.memmap_on_memory)
+        ret = self.guest.add_memory(nid, start, size, hint=hint, memmap_on_memory=self.p.memmap_on_memory, group=group)
         first = start >> PAGE_SHIFT
         bid = first // self.guest.block_pages
         self.log("add_memory", bid, f"{start:#x}+{size >> 20}M {errname(ret)}")

@@ -84,7 +84,11 @@ class AcpiDimm(Driver):
         first = start >> PAGE_SHIFT
         self.guest.backing.populate(first, first + pages)
         self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
-        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages))
+        # acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), so the
+        # auto-movable policy decides for the whole DIMM
+        g = self.guest
+        group = g.register_memory_group(self.p.node, max_pages=pages) if g.profile.auto_movable else None
+        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages), group)
         if ret:
             self.sim.host.release(pages)
             yield self.env.timeout(self.p.plug_delay)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.memory_group import MemoryGroup
 from balloonsim.kernel.zone import Zone, ZoneType
 
 if TYPE_CHECKING:
@@ -92,9 +93,18 @@ class MemoryBlock:
         "withheld_offlinable",
         "online_type",
         "altmaps",
+        "memory_group",
     )
 
-    def __init__(self, block_id: int, start_pfn: int, nr_pages: int, nid: int, group: int):
+    def __init__(
+        self,
+        block_id: int,
+        start_pfn: int,
+        nr_pages: int,
+        nid: int,
+        group: int,
+        memory_group: MemoryGroup | None = None,
+    ):
         self.id = block_id
         self.start_pfn = start_pfn
         self.nr_pages = nr_pages
@@ -110,6 +120,7 @@ class MemoryBlock:
         self.withheld_offlinable = False  # virtio-mem lets its fake-offline pages go on offline
         self.online_type: str | None = None
         self.altmaps: tuple[VmemAltmap, ...] = ()  # altmaps reserving pfns of this block (mem->altmap)
+        self.memory_group = memory_group  # the driver's memory group (a DIMM, a virtio-mem device), 5.15+
 
     @property
     def end_pfn(self) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, MemoryBlock
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM, GuestCrash
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
+from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
 from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
@@ -76,8 +78,9 @@ class GuestConfig:
     lowmem_limit: int = 3 * GiB  # boot RAM below 4 GiB stops here (the PCI hole)
     kernel_reserved: int = 40 * MiB  # kernel image, boot-time reservations: present, never managed
     page_cache: int = 0  # page cache at boot (reclaimable)
-    online_policy: str = "contig-zones"  # or "auto-movable"
+    online_policy: str = "contig-zones"  # or "auto-movable" (memory_hotplug.online_policy, 5.15+)
     auto_movable_ratio: int = 301  # memory_hotplug.auto_movable_ratio (%)
+    auto_movable_numa_aware: bool = True  # memory_hotplug.auto_movable_numa_aware
     node_distance_remote: int = 20
 
 
@@ -87,6 +90,11 @@ class Guest:
     def __init__(self, config: GuestConfig | None = None, strategy: MemmapPlacement | None = None, trace: bool = False):
         self.config = cfg = config or GuestConfig()
         self.profile: KernelProfile = get_profile(cfg.kernel)
+        if cfg.online_policy == "auto-movable" and not self.profile.auto_movable:
+            raise ConfigError(
+                "guest.online_policy",
+                f"auto-movable needs kernel 5.15 or later (e83a437faa62); profile {cfg.kernel} has only contig-zones",
+            )
         self.sp = cfg.struct_page_size
         self.trace: list[str] | None = [] if trace else None
         self.stats = GuestStats()
@@ -101,6 +109,7 @@ class Guest:
         self.blocks: dict[int, MemoryBlock] = {}
         self._next_group = 0
         self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
+        self.memory_groups: list[MemoryGroup] = []  # memory_group_register_static()/_dynamic(), 5.15+
         self.slab_bytes = 0
         self.slab: list[Take] = []  # the pages backing the slab (kmalloc'ed metadata), oldest first
         self.slab_total = 0  # their pages
@@ -166,6 +175,7 @@ class Guest:
             n = hi - lo
             memmap = div_round_up(n * self.sp, PAGE_SIZE)
             z.present += n
+            z.boot_present += n
             z.managed += n - memmap
             z.give(n - memmap, contiguous=True)
             z.extend_span(lo, hi)
@@ -242,16 +252,30 @@ class Guest:
             self.slab_total -= k
 
     # ------------------------------------------------------------------------- add_memory ---
+    def register_memory_group(self, nid: int, *, max_pages: int = 0, unit_pages: int = 0) -> MemoryGroup:
+        """memory_group_register_static(nid, max_pages) (an ACPI DIMM) or memory_group_register_dynamic(nid,
+        unit_pages) (a virtio-mem device): the unit the auto-movable policy decides for (5.15+)."""
+        group = MemoryGroup(nid, dynamic=bool(unit_pages), max_pages=max_pages, unit_pages=unit_pages)
+        self.memory_groups.append(group)
+        return group
+
     def add_memory(
-        self, nid: int, start: int, size: int, hint: Extents | None = None, memmap_on_memory: bool = True
+        self,
+        nid: int,
+        start: int,
+        size: int,
+        hint: Extents | None = None,
+        memmap_on_memory: bool = True,
+        group: MemoryGroup | None = None,
     ) -> int:
         """add_memory(nid, start, size): 0 or a negative errno; nothing stays added on failure.
 
         `hint` (pfns) is the usable-subrange hint: the part the driver knows is backed. It is only
-        used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY.
+        used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY, `group` its
+        memory group (MHP_NID_IS_MGID).
         """
         self.stats.add_calls += 1
-        err = self._add_memory(nid, start, size, hint, memmap_on_memory)
+        err = self._add_memory(nid, start, size, hint, memmap_on_memory, group)
         if err:
             self.stats.add_errors[err] = self.stats.add_errors.get(err, 0) + 1
         else:
@@ -275,7 +299,9 @@ class Guest:
                 return False
         return not self.blocks_in(start_pfn, nr_pages)
 
-    def _add_memory(self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool) -> int:
+    def _add_memory(
+        self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool, mgroup: MemoryGroup | None
+    ) -> int:
         # the kernel's order: register_memory_resource() (-E2BIG, -EEXIST), then the alignment check
         if not self.mhp_range_allowed(start, size):
             return -E2BIG
@@ -289,7 +315,7 @@ class Guest:
             return -EINVAL
         group = self._next_group
         blocks = [
-            MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
+            MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group, mgroup)
             for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)
         ]
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
@@ -409,24 +435,52 @@ class Guest:
     def zone_for_online(self, block: MemoryBlock, online_type: str) -> Zone:
         """zone_for_pfn_range(): online_kernel, online_movable, or online under the policy."""
         nid = block.nid
-        normal = self.alloc.zones[(nid, ZoneType.NORMAL)]
+        kernel = self._default_kernel_zone(nid, block)
         movable = self.alloc.zones[(nid, ZoneType.MOVABLE)]
         if online_type == "online_kernel":
-            return normal
+            return kernel
         if online_type == "online_movable":
             return movable
-        if self.config.online_policy == "auto-movable":
-            kernel_pages = sum(z.present for z in self.alloc.iter_zones() if z.type.is_kernel)
-            movable_pages = sum(z.present for z in self.alloc.iter_zones() if not z.type.is_kernel)
-            if (movable_pages + block.nr_pages) * 100 <= kernel_pages * self.config.auto_movable_ratio:
-                return movable
-            return normal
+        cfg = self.config
+        if cfg.online_policy == "auto-movable":  # 5.15+ (checked at boot)
+            group = block.memory_group
+            sections: list[tuple[int, bool]] = []
+            if group is not None and group.dynamic and group.unit_pages != block.nr_pages:
+                sections = self._online_sections(group.unit_pages, block.start_pfn)
+            movable_ok = auto_movable_wants_movable(
+                self.alloc.iter_zones(),
+                self.memory_groups,
+                group,
+                nid,
+                block.start_pfn,
+                block.nr_pages,
+                sections,
+                cfg.auto_movable_ratio,
+                cfg.auto_movable_numa_aware,
+            )
+            return movable if movable_ok else kernel
+        # default_zone_for_pfn() (contig-zones): inherit the zone the range touches, else movable_node decides
         s, e = block.start_pfn, block.end_pfn
-        in_kernel = normal.intersects(s, e) or self.alloc.zones[(nid, ZoneType.DMA32)].intersects(s, e)
+        in_kernel = kernel.intersects(s, e)
         in_movable = movable.intersects(s, e)
         if in_kernel != in_movable:
-            return normal if in_kernel else movable
-        return movable if self.config.movable_node else normal
+            return kernel if in_kernel else movable
+        return movable if cfg.movable_node else kernel
+
+    def _default_kernel_zone(self, nid: int, block: MemoryBlock) -> Zone:
+        """default_kernel_zone_for_pfn(): a lower kernel zone the range intersects, else ZONE_NORMAL."""
+        dma32 = self.alloc.zones[(nid, ZoneType.DMA32)]
+        return dma32 if dma32.intersects(block.start_pfn, block.end_pfn) else self.alloc.zones[(nid, ZoneType.NORMAL)]
+
+    def _online_sections(self, unit_pages: int, pfn: int) -> list[tuple[int, bool]]:
+        """(section pfn, in a kernel zone) for the online sections of the unit around `pfn`."""
+        first = pfn - pfn % unit_pages
+        out = []
+        for bid in range(first // self.block_pages, (first + unit_pages) // self.block_pages):
+            b = self.blocks.get(bid)
+            if b is not None and b.state is BlockState.ONLINE:
+                out += [(sec, b.is_kernel_zone) for sec in range(b.start_pfn, b.end_pfn, PAGES_PER_SECTION)]
+        return out
 
     def online_memory_block(self, block_id: int, online_type: str = "online") -> int:
         """memory_block_online() -> online_pages(). 0 or -errno; raises GuestCrash."""
@@ -442,6 +496,8 @@ class Guest:
         block.zone = zone
         block.online_type = online_type
         zone.present += block.nr_pages
+        if block.memory_group is not None:
+            block.memory_group.adjust_present(zone, block.nr_pages)
         zone.extend_span(block.start_pfn, block.end_pfn)
         vmemmap_here = block.vmemmap_pfns.total
         if self.config.accounting == "allocated" and vmemmap_here:
@@ -566,6 +622,8 @@ class Guest:
                 return self._offline_interrupted(zone, block, at)
         zone.managed -= m
         zone.present -= block.nr_pages
+        if block.memory_group is not None:
+            block.memory_group.adjust_present(zone, -block.nr_pages)
         vmemmap_here = block.vmemmap_pfns.total
         if self.config.accounting == "allocated" and vmemmap_here:
             zone.managed -= vmemmap_here

@@ -54,6 +54,7 @@ class Zone:
         "wmark_high",
         "span_start",
         "span_end",
+        "boot_present",
         "hot",
         "hot_managed",
         "kernel_watch",
@@ -63,6 +64,7 @@ class Zone:
         self.nid = nid
         self.type = ztype
         self.present = 0  # pages present (spanned and not holes), incl. self-hosted vmemmap
+        self.boot_present = 0  # of which boot memory's (present_early_pages)
         self.managed = 0  # pages handed to the buddy allocator (MemTotal)
         self.free_pmd = 0  # free, naturally aligned 2 MiB pageblocks
         self.free_base = 0  # free pages not forming a whole free pageblock

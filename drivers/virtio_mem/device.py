@@ -143,6 +143,12 @@ class VirtioMem(Driver):
             self.mode = Bbm(self, g, p, addr, limit)
             self.offline_threshold = max(2 * self.mode.bb_size, self.offline_threshold)
 
+        # virtio_mem_init_hotplug(): one dynamic memory group per device (ffaa6ce835ea, 5.15+), its unit a memory
+        # block in SBM and a big block in BBM
+        unit = bsize if isinstance(self.mode, Sbm) else self.mode.bb_size
+        self.memory_group = (
+            g.register_memory_group(p.node, unit_pages=unit >> PAGE_SHIFT) if g.profile.auto_movable else None
+        )
         self.plugged_size = 0
         self.requested_size = 0
         self.offline_size = 0
@@ -309,7 +315,7 @@ class VirtioMem(Driver):
     def add_memory(self, bid: int, start: int, size: int, hint: Extents) -> int:
         """virtio_mem_add_memory(): counts toward offline_size before the call (it may online at once)."""
         self.offline_size += size
-        ret = self.hot_add(self.p.node, start, size, hint)
+        ret = self.hot_add(self.p.node, start, size, hint, self.memory_group)
         if ret:
             self.offline_size -= size
             self.stats["add_failures"] += 1

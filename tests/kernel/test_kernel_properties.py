@@ -18,6 +18,7 @@ from balloonsim.kernel.errno import EINTR
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.guest import ONLINE_TYPES
 from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
 
@@ -76,6 +77,8 @@ class GuestMachine(RuleBasedStateMachine):
         boot, extra = layout
         self.name, self.params = name, params
         self.nnodes = len(boot) + extra
+        if not PROFILES[kernel].auto_movable:  # online_policy exists from 5.15 (a config error before)
+            policy = "contig-zones"
         cfg = GuestConfig(
             boot=list(boot),
             extra_nodes=extra,
