@@ -96,6 +96,7 @@ class HvBalloon(Driver):
     Params = HvParams
     name = "hyperv"
     p: HvParams
+    kernel_passes_mhp_flag = False  # add_memory(nid, PFN_PHYS(start_pfn), HA_BYTES_IN_CHUNK, MHP_MERGE_RESOURCE)
 
     def __init__(self, sim: World, params: HvParams) -> None:
         super().__init__(sim, params)

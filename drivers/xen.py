@@ -55,6 +55,13 @@ class XenBalloon(Driver):
     Params = XenParams
     name = "xen"
     p: XenParams
+    kernel_passes_mhp_flag = False  # add_memory_resource(nid, res, MHP_MERGE_RESOURCE)
+
+    def what_if(self, strategy: object) -> list[str]:
+        out = super().what_if(strategy)
+        if self.p.populate_memmap_first:
+            out.append("driver xen populates the memmap's share before add_memory() (proposed 2018, never merged)")
+        return out
 
     def __init__(self, sim: World, params: XenParams) -> None:
         super().__init__(sim, params)

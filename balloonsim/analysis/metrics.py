@@ -81,6 +81,7 @@ _TABLE = (
     Metric("target_end_bytes", "host target at end", "bytes", None, comparative="higher"),
     Metric("host_populate_short", "short host populations", "count", None),
     Metric("sim_time_s", "simulated time", "s", None),
+    Metric("what_if", "what departs from the kernel (empty: nothing)", "text", None),
     Metric("events", "events logged", "count", None, internal=True),
     Metric("simpy_events", "SimPy events", "count", None, internal=True),
     # What each driver did, in its own terms (drivers/*.py metrics()). The metrics above carry the verdicts;

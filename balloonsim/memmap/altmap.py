@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.vmemmap import BlockView, Vmemmap
+from balloonsim.kernel.vmemmap import BlockView, Vmemmap, memmap_on_memory_pages
 from balloonsim.memmap.base import MemmapStrategy
-from balloonsim.units import PAGE_SIZE, PAGEBLOCK_PAGES, PMD_SIZE, align_up, div_round_up
 
 
 class AltmapParams(BaseModel):
@@ -33,23 +32,10 @@ class AltmapParams(BaseModel):
     mode: Literal["Y", "force"] = "Y"
 
 
-def memmap_on_memory_pages(block_pages: int, struct_page_size: int, force: bool) -> tuple[int, int, bool]:
-    """memory_block_memmap_on_memory_pages() and its checks: (memmap pages per block, wasted pages,
-    mhp_supports_memmap_on_memory())."""
-    vmemmap_size = block_pages * struct_page_size
-    nr = div_round_up(vmemmap_size, PAGE_SIZE)
-    aligned = align_up(nr, PAGEBLOCK_PAGES) if force else nr
-    supports = (
-        vmemmap_size % PAGE_SIZE == 0
-        and aligned % PAGEBLOCK_PAGES == 0
-        and aligned != block_pages
-        and vmemmap_size % PMD_SIZE == 0  # arch_supports_memmap_on_memory() default
-    )
-    return aligned, aligned - nr, supports
-
-
 class Altmap(MemmapStrategy):
     name = "altmap"
+    what_if = ""  # memory_hotplug.memmap_on_memory=Y; whether the driver passes the flag is the driver's part
+    uses_mhp_flag = True
     Params = AltmapParams
     params: AltmapParams
 

@@ -173,6 +173,10 @@ class Sim:
         ]
         p50, p95 = (float(np.percentile(delays, 50)), float(np.percentile(delays, 95))) if delays else (np.nan, np.nan)
         removable = sum(1 for b in g.blocks.values() if g.removable(b))
+        strategy = g.strategy
+        departures = g.what_if() + getattr(strategy, "departures", lambda profile: [])(g.profile)
+        if self.driver is not None:
+            departures += self.driver.what_if(strategy)
         errs = st.add_errors
         other_err = sum(n for e, n in errs.items() if e not in (-ENOMEM, -EINVAL, -EEXIST))
         memtotal_end = g.alloc.total("managed") << PAGE_SHIFT
@@ -212,6 +216,9 @@ class Sim:
         }
         for component in self.components:
             out.update(component.metrics())
+        # which parts of the run no kernel does (a memmap strategy never merged, a flag a driver never passes...):
+        # empty when the run is the kernel's own behaviour
+        out["what_if"] = "; ".join(departures)
         return out
 
 

@@ -106,6 +106,7 @@ class VirtioMem(Driver):
     Params = VirtioMemParams
     name = "virtio-mem"
     p: VirtioMemParams
+    kernel_passes_mhp_flag = False  # MHP_MERGE_RESOURCE | MHP_NID_IS_MGID, never MHP_MEMMAP_ON_MEMORY
 
     # -- probe -------------------------------------------------------------------------------------
     def __init__(self, sim: World, params: VirtioMemParams) -> None:
