@@ -26,6 +26,9 @@ from balloonsim.units import PMD_PAGES
 
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+# sysctl_lowmem_reserve_ratio (mm/page_alloc.c): [ZONE_DMA32] = 256, [ZONE_NORMAL] = 32, [ZONE_MOVABLE] = 0
+_LOWMEM_RESERVE_RATIO = {ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
+_ZONE_ORDER = (ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
 
 
 class Gfp(StrEnum):
@@ -69,6 +72,7 @@ class PageAllocator:
         self.distances = distances
         self.stats = AllocStats()
         self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
+        self.totalreserve = 0  # totalreserve_pages: what si_mem_available() never counts as available
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
@@ -116,6 +120,20 @@ class PageAllocator:
             z.wmark_min = zmin
             z.wmark_low = zmin + delta
             z.wmark_high = zmin + 2 * delta
+        self.totalreserve = self._totalreserve()
+
+    def _totalreserve(self) -> int:
+        """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): per zone, its high watermark plus
+        the largest lowmem_reserve it keeps against allocations for higher zones (the managed pages of the
+        zones above it up to that one, divided by its sysctl_lowmem_reserve_ratio), at most its managed pages."""
+        total = 0
+        for nid in self._nids:
+            zones = [self.zones[(nid, zt)] for zt in _ZONE_ORDER]
+            for i, z in enumerate(zones):
+                ratio = _LOWMEM_RESERVE_RATIO[z.type]
+                reserve = sum(h.managed for h in zones[i + 1 :]) // ratio if ratio and z.managed else 0
+                total += min(z.managed, z.wmark_high + reserve)
+        return total
 
     # -- reclaim ---------------------------------------------------------------------------------
     def reclaim(self, zones: list[Zone], want: int) -> int:
@@ -237,10 +255,10 @@ class PageAllocator:
                 break
         return None
 
-    def alloc_pmds(self, nid: int, count: int, gfp: Gfp) -> list[tuple[Zone, int]]:
+    def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
         """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
         taken zone by zone in zonelist order; returns (zone, blocks) pieces."""
-        kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
+        kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         out: list[tuple[Zone, int]] = []
         for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
             if count <= 0:
@@ -292,6 +310,9 @@ class PageAllocator:
         elif kind == "balloon":
             # ballooned pages leave the allocator: adjust_managed_page_count(-n)
             zone.managed -= n
+        elif kind == "balloon_managed":
+            # ballooned pages a driver keeps managed (hv_balloon before 5.11): they look allocated
+            zone.kernel += n
         else:  # pragma: no cover
             raise ValueError(kind)
 

@@ -53,9 +53,6 @@ class KernelProfile:
     # hv_balloon alloc_balloon_pages()/free_balloon_pages() call adjust_managed_page_count(), so ballooning moves
     # MemTotal (d1df458cbfdb, 5.11); before, ballooned pages stay managed (they look allocated).
     hv_balloon_adjusts_managed: bool
-    # hv_mem_hot_add() waits for MEM_ONLINE after every add_memory(), auto-online or not ("hv_balloon: don't
-    # check for memhp_auto_online manually", D. Hildenbrand, 2020-03, 5.7); 4.19 waits only without auto-online.
-    hv_wait_always: bool
     # virtio-mem exists (drivers/virtio/virtio_mem.c, 5.8).
     virtio_mem: bool
     # virtio_mem_init_hotplug(): the smallest subblock. max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) pages
@@ -100,7 +97,6 @@ _K419 = KernelProfile(
     hv_online_outside_regions=False,
     hv_chunk_is_block=False,
     hv_balloon_adjusts_managed=False,
-    hv_wait_always=False,
     virtio_mem=False,
     virtio_mem_sb_min=4 * MiB,
     xen_max_retry=None,
@@ -118,14 +114,6 @@ _K512 = _next(
     Change("online_to_tail", True, "7fef431be9c9", "5.10", "onlined pages go to the tail of the free lists"),
     Change("hv_balloon_adjusts_managed", True, "d1df458cbfdb", "5.11", "hv_balloon ballooning changes MemTotal"),
     Change("virtio_mem", True, "5f1f79bbc9e2", "5.8", "the virtio-mem driver exists", verified=False),
-    Change(
-        "hv_wait_always",
-        True,
-        "hv_balloon: don't check for memhp_auto_online manually (D. Hildenbrand)",
-        "5.7",
-        "hv_balloon waits for MEM_ONLINE after each add_memory() even with auto-online",
-        verified=False,
-    ),
     Change(
         "auto_online_types",
         ("offline", "online", "online_kernel", "online_movable"),

@@ -416,3 +416,22 @@ def test_node_pool_free_slot_stays_in_the_pool():
     assert add_backed(g, 0, 4 * GiB + 128 * MiB, 128 * MiB) == 0
     assert g.blocks[33].memmap.in_range == Extents.span(s + 512, s + 1024)
     assert g.blocks[32].vmemmap_pfns == pool and g.hosted_by[32] == {32, 33, 34}
+
+
+# ------------------------------------------------------------------------------- MemAvailable ---
+def test_mem_available_subtracts_totalreserve():
+    """si_mem_available(): free - totalreserve_pages (calculate_totalreserve_pages(): per zone the high watermark
+    plus its largest lowmem_reserve, sysctl_lowmem_reserve_ratio DMA32 256, Normal 32), plus page cache minus
+    min(pagecache / 2, the low watermarks)."""
+    g = make_guest(boot=[4 * GiB], page_cache=256 * MiB)  # DMA32 3 GiB, Normal 1 GiB
+    dma32, normal = g.alloc.zones[(0, ZoneType.DMA32)], g.alloc.zones[(0, ZoneType.NORMAL)]
+    reserve = min(dma32.managed, dma32.wmark_high + normal.managed // 256) + normal.wmark_high
+    assert g.alloc.totalreserve == reserve
+    mi = g.meminfo()
+    free, cache = mi.free_pages, mi.Cached_kb // 4
+    wlow = dma32.wmark_low + normal.wmark_low
+    assert mi.MemAvailable_kb // 4 == free - reserve + cache - min(cache // 2, wlow)
+    # hot-added memory online in Normal raises DMA32's reserve against Normal allocations
+    assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
+    online_all(g, "online_kernel")
+    assert g.alloc.totalreserve > reserve
