@@ -41,14 +41,13 @@ from balloonsim.kernel.errno import EBUSY, ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
-from balloonsim.units import MAX_ORDER_PAGES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_PAGES, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
 
 VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD = 1 * GiB
-SB_MIN_SIZE = max(MAX_ORDER_PAGES, PAGEBLOCK_PAGES) * PAGE_SIZE  # 4 MiB on x86_64
 
 
 def _is_pow2(v: int) -> bool:
@@ -135,7 +134,9 @@ class VirtioMem(Driver):
         limit = min(self.region_end, g.max_pfn << PAGE_SHIFT)  # mhp_get_pluggable_range()
         self.region_pfns = (addr >> PAGE_SHIFT, self.region_end >> PAGE_SHIFT)
 
-        sb_size = max(p.device_block_size, SB_MIN_SIZE)
+        # virtio_mem_init_hotplug(): sb_size = max(pageblock_nr_pages * PAGE_SIZE, device_block_size) since
+        # 448b8ec3bf11 (5.19), max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) * PAGE_SIZE (4 MiB) before
+        sb_size = max(p.device_block_size, g.profile.virtio_mem_sb_min)
         self.offline_threshold = max(2 * bsize, VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD)
         self.mode: Sbm | Bbm
         if sb_size < bsize and not p.force_bbm:
