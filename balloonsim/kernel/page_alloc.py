@@ -1,8 +1,8 @@
 """The buddy allocator seen through counters: zonelists, watermarks, reclaim, NUMA fallback.
 
 What an allocation may do depends on its gfp class, as in the kernel:
-- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, reclaims
-  page cache, never invokes the OOM killer, may fail.
+- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, compacts
+  and reclaims page cache, never invokes the OOM killer, may fail.
 - `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
   does not OOM-kill for the few pages of metadata.
 Unmovable allocations (VMEMMAP, KERNEL) also say which hot-added memory block they landed in (`landing`, set
@@ -57,6 +57,8 @@ class AllocStats:
     reclaimed_pages: int = 0
     failures: int = 0
     remote_pages: int = 0
+    compact_stall: int = 0  # direct compactions (/proc/vmstat compact_stall)
+    compact_success: int = 0
 
 
 @dataclass
@@ -233,27 +235,57 @@ class PageAllocator:
             txn.takes.append(Take(z, k, False, kind, split, block))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
-        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks;
-        None when no free pageblock is left. Only __GFP_RETRY_MAYFAIL callers reclaim and retry."""
+        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks; None when
+        no free pageblock can be had.
+
+        Only __GFP_RETRY_MAYFAIL callers (VMEMMAP) go on, as __alloc_pages_slowpath() does for a costly order
+        (4.19-6.x): direct compaction first ("costly_order" -> __alloc_pages_direct_compact()), then direct
+        reclaim and compaction again (should_compact_retry()); no OOM kill (__alloc_pages_may_oom(): "The OOM
+        killer will not help higher order allocs"). Only then does vmemmap_populate() fall back to base pages.
+        """
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
-        for attempt in (0, 1):
-            for z in zl:
-                if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
-                    block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
-                    z.free_pmd -= 1
-                    if block is not None:
-                        block.unmovable += PMD_PAGES
-                    self._charge(z, PMD_PAGES, kind)
-                    if txn is not None:
-                        txn.takes.append(Take(z, PMD_PAGES, True, kind, block=block))
-                    return z
-            if attempt == 0 and gfp is Gfp.VMEMMAP:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
-                self.stats.direct_reclaim += 1
-                self.reclaim(zl, 4 * PMD_PAGES)
-            else:
-                break
+        z = self._take_pmd(zl, kind, txn)
+        if z is not None or gfp is not Gfp.VMEMMAP:
+            return z
+        if self.compact(zl):
+            return self._take_pmd(zl, kind, txn)
+        self.stats.direct_reclaim += 1
+        self.reclaim(zl, 4 * PMD_PAGES)
+        z = self._take_pmd(zl, kind, txn)
+        if z is None and self.compact(zl):
+            z = self._take_pmd(zl, kind, txn)
+        return z
+
+    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None) -> Zone | None:
+        """A free pageblock from the first zone of `zl` that has one above its min watermark."""
+        for z in zl:
+            if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+                block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
+                z.free_pmd -= 1
+                if block is not None:
+                    block.unmovable += PMD_PAGES
+                self._charge(z, PMD_PAGES, kind)
+                if txn is not None:
+                    txn.takes.append(Take(z, PMD_PAGES, True, kind, block=block))
+                return z
         return None
+
+    def compact(self, zl: list[Zone]) -> bool:
+        """Direct compaction for one order-9 block: the first zone where compaction_suitable() holds (free
+        pages at least the low watermark plus compact_gap(9) = 2 << 9, for a costly order) and whose scattered
+        free pages sit among movable pages (anon, page cache) migrates a pageblock's worth of them into the
+        fragments: a whole free pageblock. Fragments among unmovable pages only cannot be compacted."""
+        self.stats.compact_stall += 1
+        for z in zl:
+            suitable = z.free - 2 * PMD_PAGES >= z.wmark_low
+            if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
+                z.free_base -= PMD_PAGES
+                z.free_pmd += 1
+                self.gen += 1
+                self.stats.compact_success += 1
+                return True
+        return False
 
     def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
         """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),

@@ -435,3 +435,23 @@ def test_mem_available_subtracts_totalreserve():
     assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
     online_all(g, "online_kernel")
     assert g.alloc.totalreserve > reserve
+
+
+def test_vmemmap_block_compacts_before_falling_back_to_base_pages():
+    """vmemmap_alloc_block(PMD_SIZE): order 9 with __GFP_RETRY_MAYFAIL is a costly order, so
+    __alloc_pages_slowpath() runs direct compaction before reclaim, and vmemmap_populate_hugepages() falls back
+    to base pages only when even that fails. Free fragments among page cache (movable) are compacted into a
+    pageblock; fragments among unmovable pages are not (test_kmalloc_base_page_fallback)."""
+    g = make_guest("kmalloc", boot=[1 * GiB])
+    z = g.alloc.zones[(0, ZoneType.DMA32)]
+    for zone in g.alloc.iter_zones():
+        zone.wmark_min = zone.wmark_low = zone.wmark_high = 0
+    assert g.alloc.alloc(0, z.free, Gfp.USER, charge="pagecache") > 0
+    g.alloc.reclaim([z], 1800)  # page-cache reclaim leaves scattered free pages
+    assert z.free_pmd == 0 and 1024 + 512 <= z.free_base < 2048
+    stall = g.alloc.stats.compact_stall
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    m = g.blocks[32].memmap
+    assert m.base_fallback_sections == 0 and g.stats.base_page_fallbacks == 0
+    assert [t.pmd for t in m.pieces] == [True]
+    assert g.alloc.stats.compact_stall == stall + 1 and g.alloc.stats.compact_success == 1
