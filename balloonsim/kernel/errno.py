@@ -36,3 +36,10 @@ class GuestCrash(Exception):
 
     def __str__(self) -> str:
         return f"{self.what}: write to unbacked memory at {self.phys_addr:#x} (vaddr {self.vaddr:#x})"
+
+
+class KernelOops(GuestCrash):
+    """The guest dies of a kernel bug rather than of unbacked memory (args stay (0, 0, what) for SimPy)."""
+
+    def __str__(self) -> str:
+        return self.what

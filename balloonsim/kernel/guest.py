@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, MemoryBlock
-from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM, GuestCrash
+from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM, GuestCrash, KernelOops
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
@@ -104,6 +104,9 @@ class Guest:
         self.auto_online_hook: Callable[[int, int], None] | None = None
         self.uevent: Callable[[int], None] | None = None  # KOBJ_ADD of a new memory block device
         self.expose_hook: Callable[[MemoryBlock, int], None] | None = None  # pages reached the buddy
+        # the OOM killer, for a GFP_KERNEL allocation reclaim could not satisfy: True if it freed something (the
+        # allocation is retried), False if there was nothing to kill; None: no user memory to kill (-ENOMEM)
+        self.out_of_memory: Callable[[], bool] | None = None
         self.blocks_online = 0
         self.notifiers: list[Notifier] = []
         self.blocks: dict[int, MemoryBlock] = {}
@@ -225,12 +228,17 @@ class Guest:
         return out
 
     def charge_slab(self, nid: int, nbytes: int, txn: Transaction) -> bool:
-        """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
+        """kzalloc(GFP_KERNEL) metadata: slab pages grow when the byte total crosses a page. An order-0 GFP_KERNEL
+        allocation does not fail while the OOM killer can free something: __alloc_pages_slowpath() retries
+        "as long as the OOM killer is making progress" (__alloc_pages_may_oom(): order <= 3, no
+        __GFP_RETRY_MAYFAIL, highest zone ZONE_NORMAL)."""
         self.slab_bytes += nbytes
         need = div_round_up(self.slab_bytes, PAGE_SIZE) - self.slab_total
         if need > 0:
             before = len(txn.takes)
             got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
+            while got < need and self.out_of_memory is not None and self.out_of_memory():
+                got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
             if got < need:
                 self.slab_bytes -= nbytes
                 return False
@@ -330,7 +338,7 @@ class Guest:
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = True
         for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
-            if self.alloc.alloc(table_nid, 1, Gfp.KERNEL, txn) != 1:
+            if not self._alloc_table(key, table_nid, txn):
                 ok = False
                 break
             self.table_pages[key] = txn.takes[-1]
@@ -366,6 +374,26 @@ class Guest:
                 if self.auto_online_hook is not None:
                     self.auto_online_hook(b.id, ret)
         return 0
+
+    def _alloc_table(self, key: TableKey, nid: int, txn: Transaction) -> bool:
+        """A page-table page for a hot-add. The vmemmap's come from vmemmap_alloc_block_zero(PAGE_SIZE, node)
+        (GFP_KERNEL|__GFP_RETRY_MAYFAIL: reclaim, no OOM). The direct map's come from x86 alloc_low_pages(),
+        which after boot is __get_free_pages(GFP_ATOMIC | __GFP_ZERO): no reclaim, and phys_pud_init() and
+        phys_pmd_init() do not check for NULL, so a failure is a NULL dereference (E. Sharnoff's 2025 report
+        from 6.12 virtio-mem hotplug); whether a fix reached 6.18 is UNVERIFIED."""
+        if key[0].startswith("direct"):
+            if self.alloc.alloc_atomic(nid, 1, txn) == 1:
+                return True
+            if self.profile.direct_map_atomic:
+                self.crashed = KernelOops(
+                    0,
+                    0,
+                    "BUG: kernel NULL pointer dereference in phys_pud_init(): "
+                    "alloc_low_pages() (GFP_ATOMIC) failed for a hot-add's direct map",
+                )
+                raise self.crashed
+            return False
+        return self.alloc.alloc(nid, 1, Gfp.VMEMMAP, txn) == 1
 
     def _undo_add(
         self,

@@ -3,8 +3,10 @@
 What an allocation may do depends on its gfp class, as in the kernel:
 - `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, compacts
   and reclaims page cache, never invokes the OOM killer, may fail.
-- `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
-  does not OOM-kill for the few pages of metadata.
+- `KERNEL` (GFP_KERNEL: slab metadata): kernel zones, reclaims, may fail here; the caller (the guest's
+  hot-add path) then invokes the OOM killer and retries, as the slow path does for an order <= 3.
+- GFP_ATOMIC (`alloc_atomic`, x86 alloc_low_pages() for the direct map's tables after boot): kernel zones, no
+  reclaim, may dip below the min watermark.
 Unmovable allocations (VMEMMAP, KERNEL) also say which hot-added memory block they landed in (`landing`, set
 by the guest: balloonsim.kernel.unmovable), and every piece is remembered (`Take`) so that it is given back
 to the zone, and the block, it came from.
@@ -221,6 +223,25 @@ class PageAllocator:
                 self._take(z, k, kind, nid, txn)
                 left -= k
         return want
+
+    def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
+        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing; it may use free pages below
+        the min watermark (ALLOC_HARDER, ALLOC_MIN_RESERVE in 6.x: the model lets it go down to half of min;
+        the exact depth per release is UNVERIFIED)."""
+        zl = self.zonelist(nid, kernel_only=True)
+        room = [(z, max(0, z.free - (z.wmark_min - z.wmark_min // 2))) for z in zl]
+        if sum(r for _, r in room) < n:
+            self.stats.failures += 1
+            return 0
+        left = n
+        for z, r in room:
+            k = min(r, left)
+            if k:
+                self._take(z, k, "kernel", nid, txn)
+                left -= k
+            if not left:
+                break
+        return n
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
         """k base pages out of z's free lists, charged to `kind`, remembered for a rollback."""

@@ -61,6 +61,8 @@ class Sim:
         self.guest = Guest(g.config(), memmap.build(parts.memmap))
         self.host = HostMemory(cast("ControllerParams", parts.host.params).memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
+        # small GFP_KERNEL allocations of the hot-add path invoke the OOM killer rather than fail
+        self.guest.out_of_memory = lambda: self.memory.out_of_memory() is not None
         self.target_bytes = self._logged_target = sum(g.boot)
         self.target_event = self.env.event()
         self.block_added_at: dict[int, float] = {}

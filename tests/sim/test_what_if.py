@@ -60,3 +60,15 @@ def test_strategies_never_merged_are_what_ifs(strategy):
 def test_design_and_accounting_what_ifs():
     m = _run({"name": "xen", "populate_memmap_first": True}, accounting="allocated")
     assert "populates the memmap's share" in m["what_if"] and "guest.accounting allocated" in m["what_if"]
+
+
+def test_hot_add_metadata_reaches_the_sims_oom_killer():
+    """The world wires the guest's GFP_KERNEL OOM path to the simulation's OOM killer (UserMemory)."""
+    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.simulation import Sim
+
+    sim = Sim(load_scenario({"duration": "1m", "driver": {"name": "dimm"}, "workload": {"name": "idle"}}), 1)
+    task = sim.memory.spawn("victim", 1000)
+    assert sim.memory.allocate(task, 1000) == 1000
+    assert sim.guest.out_of_memory() is True and sim.memory.oom_kills == 1
+    assert sim.guest.out_of_memory() is False  # nothing left to kill
