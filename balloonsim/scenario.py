@@ -48,10 +48,12 @@ class GuestSection(_Strict):
     debug_vm: bool = _GUEST.debug_vm
     accounting: Literal["kernel", "allocated"] = _GUEST.accounting  # type: ignore[assignment]
     direct_gbpages: bool = _GUEST.direct_gbpages
+    la57: bool = _GUEST.la57
     kernel_reserved: Size = _GUEST.kernel_reserved
     page_cache: Size = _GUEST.page_cache
     online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
     auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+    auto_movable_numa_aware: bool = _GUEST.auto_movable_numa_aware
 
     def config(self) -> GuestConfig:
         """The kernel model's configuration of this guest: the one place a scenario becomes a GuestConfig."""
@@ -66,10 +68,12 @@ class GuestSection(_Strict):
             debug_vm=self.debug_vm,
             accounting=self.accounting,
             direct_gbpages=self.direct_gbpages,
+            la57=self.la57,
             kernel_reserved=self.kernel_reserved,
             page_cache=self.page_cache,
             online_policy=self.online_policy,
             auto_movable_ratio=self.auto_movable_ratio,
+            auto_movable_numa_aware=self.auto_movable_numa_aware,
         )
 
     @field_validator("boot", mode="before")

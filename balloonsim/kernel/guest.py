@@ -74,6 +74,7 @@ class GuestConfig:
     debug_vm: bool = False  # CONFIG_DEBUG_VM: page_init_poison() writes the memmap at add time
     accounting: str = "kernel"  # self-hosted vmemmap: "kernel" (not managed) | "allocated"
     direct_gbpages: bool = True
+    la57: bool = False  # 5-level paging: MAX_PHYSMEM_BITS 52 instead of 46
     struct_page_size: int = STRUCT_PAGE_SIZE
     lowmem_limit: int = 3 * GiB  # boot RAM below 4 GiB stops here (the PCI hole)
     kernel_reserved: int = 40 * MiB  # kernel image, boot-time reservations: present, never managed
@@ -290,9 +291,20 @@ class Guest:
             self.stats.add_ok += 1
         return err
 
+    @property
+    def max_physmem_bits(self) -> int:
+        """MAX_PHYSMEM_BITS on x86_64: 46 with 4-level paging, 52 with 5-level (la57)."""
+        return 52 if self.config.la57 else 46
+
     def mhp_range_allowed(self, start: int, size: int) -> bool:
-        """register_memory_resource() -> mhp_range_allowed(): a non-empty range inside the window."""
-        return size > 0 and start >= 0 and start + size <= self.max_pfn << PAGE_SHIFT
+        """register_memory_resource() -> mhp_range_allowed(start, size, true): a non-empty range inside
+        mhp_get_pluggable_range(), whose end is min(arch_get_mappable_range().end, (1 << MAX_PHYSMEM_BITS) - 1)
+        (x86 keeps the generic arch_get_mappable_range(): all of it); else -E2BIG ("Hotplug memory [...]
+        exceeds maximum addressable range"). Also inside the guest's hot-pluggable window (max_addr: the
+        address space the platform offers, e.g. QEMU's maxmem)."""
+        end = start + size
+        max_phys = (1 << self.max_physmem_bits) - 1
+        return 0 <= start < end and end - 1 <= max_phys and end <= self.max_pfn << PAGE_SHIFT
 
     def check_hotplug_memory_range(self, start: int, size: int) -> int:
         """add_memory_resource(): start and size must be multiples of the memory block size."""

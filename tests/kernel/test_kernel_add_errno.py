@@ -227,3 +227,15 @@ def test_direct_map_tables_are_gfp_atomic_and_unchecked():
     with pytest.raises(KernelOops, match="phys_pud_init"):
         g.add_memory(0, 5 * GiB, 128 * MiB)
     assert g.crashed is not None
+
+
+@pytest.mark.parametrize(("la57", "ok"), [(False, False), (True, True)])
+def test_e2big_beyond_max_physmem_bits(la57, ok):
+    """mhp_range_allowed() (5.11+; check_hotplug_memory_addressable() before, UNVERIFIED for 4.19): the range
+    must end below 1 << MAX_PHYSMEM_BITS, 46 bits with 4-level paging, 52 with 5-level."""
+    g = make_guest(max_addr=128 * 1024 * GiB, la57=la57)
+    start = 64 * 1024 * GiB  # 1 << 46
+    populate(g, start, 128 * MiB)
+    assert g.add_memory(0, start, 128 * MiB) == (0 if ok else -E2BIG)
+    populate(g, start - 128 * MiB, 128 * MiB)
+    assert g.add_memory(0, start - 128 * MiB, 128 * MiB) == 0  # the last block below 64 TiB

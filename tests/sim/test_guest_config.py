@@ -33,10 +33,12 @@ def test_every_guest_key_reaches_the_kernel_config():
         debug_vm=True,
         accounting="allocated",
         direct_gbpages=False,
+        la57=True,
         kernel_reserved="64M",
         page_cache="1G",
         online_policy="auto-movable",
         auto_movable_ratio=100,
+        auto_movable_numa_aware=False,
     )
     cfg = section.config()
     for name in GuestSection.model_fields:
