@@ -82,8 +82,6 @@ class PageAllocator:
         # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
         # land in" (None: boot memory), asked only of zones that have hot-added blocks online
         self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
-        # called when an allocation takes a zone's free pages down to its kernel_watch
-        self.watch_hit: Callable[[Zone], None] = lambda zone: None
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -352,8 +350,6 @@ class PageAllocator:
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
         self.gen += 1
-        if n > 0 and zone.kernel_watch >= 0 and zone.free <= zone.kernel_watch:
-            self.watch_hit(zone)
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":

@@ -21,15 +21,17 @@ F > sum(M), and otherwise the next page comes from the first block whose running
 
 Background: a running guest allocates unmovable memory all the time (slab objects on any file access, page
 tables and kernel stacks on every fork and exec, socket buffers), from its CPUs' nodes (the model puts CPUs on
-the nodes with boot memory; a node without CPUs gets the background only by zonelist fallback). The first
-unmovable page that lands in a fresh MIGRATE_MOVABLE pageblock steals the pageblock (__rmqueue_fallback()),
-and one such page makes the block's offline_pages() fail with -EBUSY (has_unmovable_pages() in
-start_isolate_page_range()). No rate is in the source; the model takes the limit: whenever a hot-added block
-becomes where a CPU node's next unmovable allocation lands (the first zone of the node's zonelist above its
-low watermark, and in it the block the free-list order gives: it is onlined into a zone with no free boot
-memory left, or allocations use up what came before it), the background puts one page there. A real Debian
-6.1/6.12 guest (2 GiB boot, a DIMM onlined online_kernel) could not offline the DIMM's first block after
-seconds of ordinary activity (validation/recorded/dimm-*-kernel--6.*.json); with online_movable it could.
+the nodes with boot memory). Those allocations take free pages of the zone's MIGRATE_UNMOVABLE pageblocks first;
+a zone made of freshly onlined memory has none, so the first one steals a movable pageblock
+(__rmqueue_fallback()) where the zone's next page lands, and that one page makes the block's offline_pages()
+fail with -EBUSY (has_unmovable_pages() in start_isolate_page_range()). A real Debian 6.1/6.12 guest (2 GiB
+boot, so no ZONE_NORMAL until a DIMM is onlined there) could not offline the DIMM's first block after seconds of
+ordinary activity, onlined online_kernel or online, while with online_movable it could
+(validation/recorded/dimm-*--6.*.json, numa-node1--6.1.json). No rate is in the source, so the model takes the
+smallest footprint that explains that: the first steal in a zone without unmovable pageblocks (at the online
+that makes such a zone the first choice of a CPU node); further background allocations fill the pageblocks
+already stolen (or boot memory's). The hot-add path's own allocations (memmaps, page tables, slab) land where
+`landing` says, wherever that is.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ class UnmovablePlacement:
         self.cpu_nodes = sorted(cpu_nodes)  # where the kernel's own allocations start
         self.background: list[Take] = []  # the background's pages, one per block it pinned
         alloc.landing = self.landing
-        alloc.watch_hit = self.refresh
 
     @property
     def background_pages(self) -> int:
@@ -104,16 +105,17 @@ class UnmovablePlacement:
 
     # -- the background --------------------------------------------------------------------------------------
     def refresh(self, zone: Zone) -> None:
-        """The background allocates where the zone's next unmovable page lands; then the next free level at
-        which that moves into a block that holds no unmovable page yet."""
-        zone.kernel_watch = -1  # before allocating: the page below must not call back here
-        block = self.landing(zone, 1) if self._first_choice(zone) else None
-        if block is not None and not block.unmovable and zone.free:
+        """The kernel's first unmovable allocation in a zone without MIGRATE_UNMOVABLE pageblocks (no boot memory,
+        no hot-added block holding unmovable pages) steals a pageblock where the zone's next page lands, if a CPU
+        node's allocations start in this zone. Later ones fill the pageblocks already stolen (rate-free)."""
+        if zone.boot_present or any(b.unmovable for b in zone.hot) or not self._first_choice(zone):
+            return
+        block = self.landing(zone, 1)
+        if block is not None and zone.free:
             split = zone.take(1)
             block.unmovable += 1
             self.alloc._charge(zone, 1, "kernel")  # noqa: SLF001 - the allocator's own bookkeeping of a take
             self.background.append(Take(zone, 1, False, "kernel", split, block))
-        zone.kernel_watch = self._next_watch(zone) if self.to_tail else self._next_watch_head(zone)
 
     def _first_choice(self, zone: Zone) -> bool:
         """Is `zone` where a CPU node's GFP_KERNEL allocations go first (the fast path: the first zone of its
@@ -125,26 +127,3 @@ class UnmovablePlacement:
                         return True
                     break
         return False
-
-    @staticmethod
-    def _next_watch_head(zone: Zone) -> int:
-        """Before 5.10: the newest block with free pages is reached when boot memory's free pages are gone."""
-        newest = next((b for b in reversed(zone.hot) if b.managed), None)
-        if newest is None or newest.unmovable or zone.free <= zone.hot_managed:
-            return -1
-        return zone.hot_managed
-
-    @staticmethod
-    def _next_watch(zone: Zone) -> int:
-        """The free level at which the landing point reaches the first block after it with no unmovable page:
-        block i is reached when free <= the managed pages of blocks i, i+1, ... (the boot part and the blocks
-        before it used up)."""
-        free = zone.free
-        suffix = zone.hot_managed
-        watch = -1
-        for b in zone.hot:  # suffix = managed pages of this block and the ones after it
-            if suffix < free and b.managed and not b.unmovable:
-                watch = suffix
-                break
-            suffix -= b.managed
-        return watch

@@ -57,7 +57,6 @@ class Zone:
         "boot_present",
         "hot",
         "hot_managed",
-        "kernel_watch",
     )
 
     def __init__(self, nid: int, ztype: ZoneType):
@@ -80,9 +79,6 @@ class Zone:
         # where an unmovable allocation lands inside the zone (balloonsim.kernel.unmovable)
         self.hot: list[HotBlock] = []
         self.hot_managed = 0
-        # free pages at or below which the kernel's next unmovable allocation lands in a hot-added block that
-        # holds none yet (-1: no such block): the page allocator calls back when an allocation crosses it
-        self.kernel_watch = -1
 
     @property
     def free(self) -> int:

@@ -134,7 +134,7 @@ def test_since_5_10_kmalloc_memmap_prefers_older_free_memory():
     # order), boot memory's part used up, then the block onlined first
     normal = g.alloc.zones[(0, ZoneType.NORMAL)]
     assert g.alloc.alloc(0, normal.free - normal.hot_managed + 100, Gfp.USER) > 0
-    assert g.blocks[FIRST].unmovable == 1  # the kernel's background reached it as soon as that happened
+    assert g.blocks[FIRST].unmovable == 0  # boot memory's unmovable pageblocks serve the kernel's small ones
     assert add_backed(g, 0, 13 * GiB, 128 * MiB) == 0
     assert g.blocks[104].memmap.landed_in == {FIRST}
     assert g.gigantic_pages() == 1
