@@ -108,7 +108,7 @@ class UnmovablePlacement:
         """The kernel's first unmovable allocation in a zone without MIGRATE_UNMOVABLE pageblocks (no boot memory,
         no hot-added block holding unmovable pages) steals a pageblock where the zone's next page lands, if a CPU
         node's allocations start in this zone. Later ones fill the pageblocks already stolen (rate-free)."""
-        if zone.boot_present or any(b.unmovable for b in zone.hot) or not self._first_choice(zone):
+        if zone.boot_present or not self._first_choice(zone) or any(b.unmovable for b in zone.hot):
             return
         block = self.landing(zone, 1)
         if block is not None and zone.free:
