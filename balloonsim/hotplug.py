@@ -1,7 +1,10 @@
-"""A scripted, deterministic hot-add / online / offline / remove of one fully backed range.
+"""A scripted, deterministic hot-add / online / offline / remove of one fully backed range, as an ACPI DIMM.
 
-What `balloonsim hotplug` prints: the guest's /proc/meminfo at each phase, the kernel's return
-values, and (with trace) the vmemmap populate and free operations.
+The add is what drivers/acpi/acpi_memhotplug.c does: one static memory group per DIMM (5.15+), and
+MHP_MEMMAP_ON_MEMORY as acpi_memory_enable_device() passes it in the guest's release. What `balloonsim
+hotplug` prints: the guest's /proc/meminfo at each phase, the kernel's return values, a note when the memmap
+strategy asked for could not apply and what the kernel did instead, a what-if line for what no kernel does,
+and (with trace) the vmemmap populate and free operations.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pydantic import ValidationError
 from balloonsim.errors import ConfigError
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
-from balloonsim.memmap import get_strategy
+from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
+from balloonsim.memmap import MemmapStrategy, get_strategy
 from balloonsim.scenario import GuestSection
 from balloonsim.units import MAX_MEMORY_BLOCK_SIZE, PAGE_SHIFT, GiB, align_up, format_size
 
@@ -91,11 +95,15 @@ class HotplugReport:
     phases: list[Phase]
     trace: list[str]
     crash: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the kernel did instead of what was asked
+    what_if: list[str] = field(default_factory=list)  # what no kernel does
 
     def as_dict(self) -> dict:
         return {
             "block_size": self.block_size,
             "calls": [{"call": c, "ret": r, "errno": errname(r)} for c, r in self.calls],
+            "notes": self.notes,
+            "what_if": "; ".join(self.what_if),
             "phases": [
                 {
                     "phase": p.name,
@@ -136,6 +144,7 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
     at = spec.at if spec.at is not None else first_free(guest)
     end = at + spec.size
     report = HotplugReport(spec, guest.block_size, [], [], guest.trace if guest.trace is not None else [])
+    report.what_if = guest.what_if() + strategy.departures(guest.profile)
 
     def phase(name: str) -> None:
         removable = sum(1 for b in guest.blocks.values() if guest.removable(b))
@@ -144,11 +153,17 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
     phase("boot")
     start_pfn, end_pfn = at >> PAGE_SHIFT, end >> PAGE_SHIFT
     guest.backing.populate(start_pfn, end_pfn)  # a DIMM: the whole range is backed before the add
+    nr_pages = end_pfn - start_pfn
+    flag = acpi_memmap_on_memory_flag(guest.profile, nr_pages, guest.block_pages, guest.sp)
+    group = guest.register_memory_group(spec.node, max_pages=nr_pages) if guest.profile.auto_movable else None
     try:
-        ret = guest.add_memory(spec.node, at, spec.size, hint=Extents.span(start_pfn, end_pfn))
+        ret = guest.add_memory(
+            spec.node, at, spec.size, hint=Extents.span(start_pfn, end_pfn), memmap_on_memory=flag, group=group
+        )
         report.calls.append((f"add_memory(nid={spec.node}, start={at:#x}, size={spec.size:#x})", ret))
         if ret:
             return report
+        report.notes += _memmap_notes(guest, strategy, flag)
         phase("added")
         if spec.online != "none":
             failed = _each_block(guest, report, "online", lambda b: guest.online_memory_block(b, spec.online))
@@ -171,6 +186,26 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
         report.crash = str(crash)
         phase("crashed")
     return report
+
+
+def _memmap_notes(guest: Guest, strategy: MemmapStrategy, flag: bool) -> list[str]:
+    """Why memmap_on_memory, asked for, gave the ordinary memmap: what the kernel did instead."""
+    if not strategy.uses_mhp_flag or not guest.stats.memmap_fallbacks:
+        return []
+    p = guest.profile
+    if p.memmap_on_memory == "none":
+        why = f"kernel {p.name} has no memory_hotplug.memmap_on_memory (a08a2ae34613, 5.13)"
+    elif not flag:
+        why = (
+            "acpi_memory_enable_device() passes MHP_MEMMAP_ON_MEMORY only for a DIMM of exactly one memory block "
+            "(5.13-6.5, 4a3e5de9c4ec)"
+        )
+    elif p.memmap_on_memory == "single-block":
+        why = "mhp_supports_memmap_on_memory() needs the range to be one memory block before 6.8 (6b8f0798b85a)"
+    else:
+        why = "mhp_supports_memmap_on_memory() fails: the vmemmap of a block does not span whole PMDs"
+    blocks = guest.stats.memmap_fallbacks
+    return [f"memmap: {strategy.name} asked, but {why}: the ordinary memmap from online memory for {blocks} block(s)"]
 
 
 def _each_block(guest: Guest, report: HotplugReport, verb: str, fn, ids=None) -> bool:
@@ -208,6 +243,9 @@ def format_report(report: HotplugReport) -> str:
         f"{format_size(report.block_size)}, strategy {s.strategy}, accounting {s.accounting}",
     ]
     lines += [f"{call} = {ret}" + (f" ({errname(ret)})" if ret else "") for call, ret in report.calls]
+    lines += report.notes
+    if report.what_if:
+        lines.append("what-if: " + "; ".join(report.what_if))
     if report.crash:
         lines.append(f"GUEST CRASHED: {report.crash}")
     names = [p.name for p in report.phases]

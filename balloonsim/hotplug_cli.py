@@ -10,7 +10,7 @@ from balloonsim.cli_options import PluginOption
 from balloonsim.errors import ConfigError
 from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM
-from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES
+from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES, describe_profiles
 from balloonsim.units import (
     MAX_MEMORY_BLOCK_SIZE,
     MAX_NUMNODES,
@@ -37,6 +37,13 @@ ERRNO_WORDS = {
 # The largest range this command models: the 5-level-paging address space; beyond 4-level the kernel's own
 # check answers (-E2BIG).
 MAX_END = 1 << MAX_PHYSMEM_BITS_LA57
+
+
+def _list_kernels(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(describe_profiles())
+    ctx.exit()
 
 
 def _size(option: str, text: str) -> int:
@@ -92,6 +99,14 @@ def _size(option: str, text: str) -> int:
 )
 @click.option("--remove", is_flag=True, help="Offline and hot-remove the range afterwards.")
 @click.option("--kernel", default=DEFAULT_KERNEL, show_default=True, type=click.Choice(list(PROFILES)))
+@click.option(
+    "--list-kernels",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_kernels,
+    help="Print what differs between the kernel profiles (with commits and releases) and exit.",
+)
 @click.option(
     "--accounting",
     default="kernel",

@@ -55,10 +55,12 @@ class GuestSection(_Strict):
     debug_vm: bool = _GUEST.debug_vm
     accounting: Literal["kernel", "allocated"] = _GUEST.accounting  # type: ignore[assignment]
     direct_gbpages: bool = _GUEST.direct_gbpages
+    la57: bool = _GUEST.la57
     kernel_reserved: Size = _GUEST.kernel_reserved
     page_cache: Size = _GUEST.page_cache
     online_policy: Literal["contig-zones", "auto-movable"] = _GUEST.online_policy  # type: ignore[assignment]
     auto_movable_ratio: int = Field(_GUEST.auto_movable_ratio, ge=0)
+    auto_movable_numa_aware: bool = _GUEST.auto_movable_numa_aware
     swap: Size = Field(_GUEST.swap, description="swap device size (0: no swap)")
     swappiness: int = Field(_GUEST.swappiness, ge=0, le=200, description="vm.swappiness")
     swap_bandwidth: Size = Field(_GUEST.swap_bandwidth, gt=0, description="swap device bytes per second")
@@ -99,6 +101,7 @@ class GuestSection(_Strict):
             debug_vm=self.debug_vm,
             accounting=self.accounting,
             direct_gbpages=self.direct_gbpages,
+            la57=self.la57,
             kernel_reserved=self.kernel_reserved,
             page_cache=self.page_cache,
             online_policy=self.online_policy,
@@ -108,6 +111,7 @@ class GuestSection(_Strict):
             swap_bandwidth=self.swap_bandwidth,
             swap_latency=self.swap_latency,
             vcpus=self.vcpus,
+            auto_movable_numa_aware=self.auto_movable_numa_aware,
         )
 
     @field_validator("boot", mode="before")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
+    from balloonsim.kernel.memory_group import MemoryGroup
 
 # a driver's SimPy process (or a step of one) that returns R
 Process = Generator["simpy.Event", Any, Any]
@@ -31,7 +32,12 @@ OnlinePageCallback = Callable[["Guest", "MemoryBlock", Extents], Extents]
 class DriverParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     node: int = Field(0, ge=0, description="NUMA node of hot-added memory (memory_add_physaddr_to_nid)")
-    memmap_on_memory: bool = Field(True, description="pass MHP_MEMMAP_ON_MEMORY (what the study asks)")
+    memmap_on_memory: bool | None = Field(
+        None,
+        description="MHP_MEMMAP_ON_MEMORY to add_memory(). Default: an ACPI DIMM passes what"
+        " acpi_memory_enable_device() passes in the guest's release; a balloon driver (whose kernel code never"
+        " passes it) passes it, so that a memmap_on_memory strategy applies: a what-if, labelled in `what_if`",
+    )
 
 
 class Driver(Plugin):
@@ -39,6 +45,9 @@ class Driver(Plugin):
 
     Params: ClassVar[type[BaseModel]] = DriverParams
     p: DriverParams
+    # what this driver's kernel code passes as MHP_MEMMAP_ON_MEMORY: False for Xen, Hyper-V and virtio-mem (no
+    # release passes it: kernel-facts.md section 3); None for a driver with no kernel counterpart
+    kernel_passes_mhp_flag: ClassVar[bool | None] = None
 
     def __init__(self, sim: World, params: DriverParams) -> None:
         super().__init__(sim, params)
@@ -68,9 +77,24 @@ class Driver(Plugin):
     def log(self, kind: str, block: int = -1, detail: str = "") -> None:
         self.sim.events.log(self.env.now, kind, block, detail)
 
-    def hot_add(self, nid: int, start: int, size: int, hint: Extents | None) -> int:
+    def mhp_flag(self, nr_pages: int) -> bool:
+        """The MHP_MEMMAP_ON_MEMORY this driver passes for an add of `nr_pages`."""
+        return True if self.p.memmap_on_memory is None else self.p.memmap_on_memory
+
+    def what_if(self, strategy: object) -> list[str]:
+        """What this driver does that its kernel code never does, with this memmap strategy (empty: nothing)."""
+        if (
+            getattr(strategy, "uses_mhp_flag", False)
+            and self.kernel_passes_mhp_flag is False
+            and self.mhp_flag(self.guest.block_pages)
+        ):
+            return [f"driver {self.name} passes MHP_MEMMAP_ON_MEMORY (no release of its kernel code does)"]
+        return []
+
+    def hot_add(self, nid: int, start: int, size: int, hint: Extents | None, group: MemoryGroup | None = None) -> int:
         """add_memory() with an event per call; the result is the kernel's return value."""
-        ret = self.guest.add_memory(nid, start, size, hint=hint, memmap_on_memory=self.p.memmap_on_memory)
+        flag = self.mhp_flag(size >> PAGE_SHIFT)
+        ret = self.guest.add_memory(nid, start, size, hint=hint, memmap_on_memory=flag, group=group)
         first = start >> PAGE_SHIFT
         bid = first // self.guest.block_pages
         self.log("add_memory", bid, f"{start:#x}+{size >> 20}M {errname(ret)}")

@@ -2,9 +2,12 @@
 
 The host (QEMU `object_add memory-backend-ram` + `device_add pc-dimm`) backs the DIMM before the
 guest sees it, so every page is usable at add time: the only driver for which the kernel chooses
-memmap_on_memory (acpi_memory_enable_device passes MHP_MEMMAP_ON_MEMORY, conditionally since 5.12,
-unconditionally since 6.8). One add_memory() call per DIMM. Unplug is an ACPI eject: every block is
-offlined and the range removed; a block that cannot be offlined (-EBUSY) fails the eject.
+memmap_on_memory. acpi_memory_enable_device() passes MHP_MEMMAP_ON_MEMORY never before 5.13, in 5.13-6.5 only
+for a DIMM of exactly one memory block (4a3e5de9c4ec: a larger DIMM gets the ordinary memmap, never -EINVAL),
+and always from 6.6 (e3c2bfdd33a3); `memmap_on_memory` overrides that (a what-if). One add_memory() call per
+DIMM, in one static memory group (2a1578397a16, 5.15+). Unplug is an ACPI eject: every block is offlined and
+the range removed; a block with unmovable pages (-EBUSY) fails the eject, one whose pages cannot migrate yet
+keeps it waiting (offline_pages() retries).
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from pydantic import Field
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EINTR, errname
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
+
+OFFLINE_RETRY = 1.0  # s between the model's looks at an offline that waits for room to migrate
 
 
 class DimmParams(DriverParams):
@@ -32,6 +39,26 @@ class AcpiDimm(Driver):
     Params = DimmParams
     name = "dimm"
     p: DimmParams
+
+    def kernel_mhp_flag(self, nr_pages: int) -> bool:
+        """acpi_memory_enable_device() in the guest's release (balloonsim.kernel.vmemmap)."""
+        g = self.guest
+        return acpi_memmap_on_memory_flag(g.profile, nr_pages, g.block_pages, g.sp)
+
+    def mhp_flag(self, nr_pages: int) -> bool:
+        p = self.p.memmap_on_memory
+        return self.kernel_mhp_flag(nr_pages) if p is None else p
+
+    def what_if(self, strategy: object) -> list[str]:
+        if not getattr(strategy, "uses_mhp_flag", False):
+            return []
+        pages = self.p.dimm_size >> PAGE_SHIFT
+        kernel, ours = self.kernel_mhp_flag(pages), self.mhp_flag(pages)
+        if ours == kernel:
+            return []
+        verb = "forces" if ours else "withholds"
+        release = self.guest.profile.name
+        return [f"driver dimm {verb} MHP_MEMMAP_ON_MEMORY (acpi_memory_enable_device() in {release} would not)"]
 
     def __init__(self, sim: World, params: DimmParams) -> None:
         super().__init__(sim, params)
@@ -58,7 +85,8 @@ class AcpiDimm(Driver):
                 yield from self.plug(size)
                 continue
             if self.p.unplug and gap <= -size and self.dimms:
-                if not self.eject(*self.dimms[-1]):
+                ejected = yield from self.eject(*self.dimms[-1])
+                if not ejected:
                     yield self.sim.target_event
                 continue
             yield self.sim.target_event
@@ -84,7 +112,11 @@ class AcpiDimm(Driver):
         first = start >> PAGE_SHIFT
         self.guest.backing.populate(first, first + pages)
         self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
-        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages))
+        # acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), so the
+        # auto-movable policy decides for the whole DIMM
+        g = self.guest
+        group = g.register_memory_group(self.p.node, max_pages=pages) if g.profile.auto_movable else None
+        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages), group)
         if ret:
             self.sim.host.release(pages)
             yield self.env.timeout(self.p.plug_delay)
@@ -93,14 +125,26 @@ class AcpiDimm(Driver):
         self.dimms.append((start, size))
         self.plugged += 1
 
-    def eject(self, start: int, size: int) -> bool:
+    def eject(self, start: int, size: int) -> Process:
+        """acpi_scan_hot_remove(): offline every block (device_offline() -> offline_pages()), then remove. The
+        offline runs in a kernel worker, which no signal interrupts: when migration finds no room,
+        offline_pages() keeps retrying until it does (the model looks again every OFFLINE_RETRY seconds)."""
         g = self.guest
         blocks = g.blocks_in(start >> PAGE_SHIFT, size >> PAGE_SHIFT)
         for b in reversed(blocks):
-            if b.state is BlockState.ONLINE and g.offline_memory_block(b.id):
-                self.unplug_ebusy += 1
-                self.log("offline", b.id, "-EBUSY")
-                return False
+            waited = False
+            while b.state is BlockState.ONLINE:
+                ret = g.offline_memory_block(b.id)
+                if ret == -EINTR:
+                    if not waited:
+                        self.log("offline", b.id, "migration finds no room: offline_pages() retries")
+                        waited = True
+                    yield self.env.timeout(OFFLINE_RETRY)
+                    continue
+                if ret:
+                    self.unplug_ebusy += 1
+                    self.log("offline", b.id, errname(ret))
+                    return False
         if g.remove_memory(start, size):
             self.unplug_ebusy += 1
             return False

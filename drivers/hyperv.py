@@ -2,26 +2,38 @@
 
 Sources: kernel-facts.md section 6 ([NX] 6.19-rc5, [HV419] 4.15-4.19).
 Guest side:
-- DM_MEM_HOT_ADD_REQUEST: with no region given, rg_start = ALIGN_DOWN(pg_start, chunk) and
-  rg_sz = ALIGN(pfn_cnt, chunk); process_hot_add() extends a covering region (pfn_covered(), which
-  may leave a gap) or creates one, then handle_pg_range(): pages inside the already-added part
-  advance covered_end_pfn and are onlined at once if their block is online (hv_bring_pgs_online);
-  the rest is hot-added one memory-block-sized chunk at a time (hv_mem_hot_add): add_memory(), then
-  wait up to 5 s for MEM_ONLINE and go on regardless.
+- The hot-add chunk: HA_CHUNK = 128 MiB before 6.10; memory_block_size_bytes() from 8852ebf1948d (6.10).
+  With a fixed 128 MiB chunk and larger memory blocks every add_memory() fails -EINVAL
+  (check_hotplug_memory_range()), which is transient: the host retries, forever.
+- DM_MEM_HOT_ADD_REQUEST (hot_add_req()): with no region given, rg_start = ALIGN_DOWN(pg_start, chunk) and
+  rg_sz = ALIGN(pfn_cnt, chunk), measured from the rounded-down start, so a request that starts into its
+  chunk gets a region ending before the request does. process_hot_add() goes to an existing region if
+  pg_start lies in [start_pfn, end_pfn) (pfn_covered(): a gap if the request skips pages, end_pfn grows by
+  whole chunks for what reaches past it), else creates {start = ha_end = rg_start, covered_start =
+  covered_end = pg_start, end = rg_start + rg_sz}. handle_pg_range(): pages inside the already-added part
+  advance covered_end_pfn and are onlined at once if their block is online (hv_bring_pgs_online); the
+  rest is hot-added one chunk at a time (hv_mem_hot_add): ha_end_pfn += chunk, covered_end_pfn +=
+  min(remaining, chunk) (from pg_start, so it can run past ha_end_pfn), add_memory(), then wait up to 5 s
+  for MEM_ONLINE or MEM_CANCEL_ONLINE and go on regardless.
 - add_memory() failure rolls back ha_end_pfn/covered_end_pfn and stops; -EEXIST disables hot-add.
   The response's page_count is the growth of covered_end_pfn; result 0 (nothing added) is
   transient and the host retries later.
 - hv_online_page(): only pages in [covered_start, covered_end) and in no gap reach the buddy
-  allocator; the rest stay fake-offline until a later request covers them. Pages outside every
-  region go to generic_online_page (NX) or are not onlined (4.x).
+  allocator; the rest stay fake-offline until a later request covers them (the first pages of a region's
+  first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3)
+  and are not onlined before. MEM_OFFLINE takes the backed pages of the range off num_pages_onlined
+  (hv_page_offline_check()).
 - Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
-  gets nothing, never below compute_balloon_floor(); balloon down frees the pages back.
+  gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
+  back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
+  stay managed and look allocated.
 - post_status every second after the first 45 (pressure_report_delay): num_committed =
   vm_memory_committed + ballooned + (added - onlined) + floor; the host's buffer controller reads it.
 Host side (the part of Hyper-V the guest answers to): compares the controller's target with what the
 guest has, unballoons first, then sends hot-add requests of `request_granularity`-rounded page
 counts; the first page of a new region sits `request_offset` into its chunk, so the backed part of a
-chunk need not be at its start.
+chunk need not be at its start. The host continues where the guest's coverage stopped (where the real host
+puts the next request is UNVERIFIED).
 `pass_hint` lets hv_mem_hot_add() pass the covered range to add_memory() (the review's design).
 """
 
@@ -36,15 +48,19 @@ from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.meminfo import mem_available
+from balloonsim.kernel.page_alloc import Gfp, Transaction
 from balloonsim.kernel.zone import Zone
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
-from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB, align_up
+from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB, align_down, align_up
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
+
+
+HA_CHUNK = 32 * 1024  # pages: "We hot add in multiples of 128M chunks" (before 8852ebf1948d, 6.10)
 
 
 class HvParams(DriverParams):
@@ -96,16 +112,20 @@ class HvBalloon(Driver):
     Params = HvParams
     name = "hyperv"
     p: HvParams
+    kernel_passes_mhp_flag = False  # add_memory(nid, PFN_PHYS(start_pfn), HA_BYTES_IN_CHUNK, MHP_MERGE_RESOURCE)
 
     def __init__(self, sim: World, params: HvParams) -> None:
         super().__init__(sim, params)
         g = self.guest
-        self.chunk = g.block_pages  # ha_pages_in_chunk = memory_block_size_bytes() / PAGE_SIZE
+        # ha_pages_in_chunk = memory_block_size_bytes() / PAGE_SIZE from 6.10; HA_CHUNK before
+        self.chunk = g.block_pages if g.profile.hv_chunk_is_block else HA_CHUNK
         self.regions: list[HotaddState] = []
         self.do_hot_add = True
         self.num_pages_added = 0
         self.num_pages_onlined = 0
         self.ballooned: list[tuple[Zone, int, bool]] = []  # (zone, pages, in 2 MiB units?)
+        # adjust_managed_page_count() on ballooning from 5.11 (d1df458cbfdb); before, the pages stay managed
+        self.balloon_kind = "balloon" if g.profile.hv_balloon_adjusts_managed else "balloon_managed"
         self.num_pages_ballooned = 0
         self.stats = {
             "hv_hotadd_requests": 0,
@@ -143,8 +163,14 @@ class HvBalloon(Driver):
         return expose
 
     def _memory_notify(self, event: str, block: MemoryBlock) -> None:
-        if event == "MEM_ONLINE" and not self.ol_event.triggered:
+        """hv_memory_notifier(): MEM_ONLINE and MEM_CANCEL_ONLINE end hv_mem_hot_add()'s wait; MEM_OFFLINE takes
+        the backed pages of the range in hot-add regions off num_pages_onlined (hv_page_offline_check()),
+        clamped at 0 (with a WARN)."""
+        if event in ("MEM_ONLINE", "MEM_CANCEL_ONLINE") and not self.ol_event.triggered:
             self.ol_event.succeed()
+        elif event == "MEM_OFFLINE":
+            gone = sum(r.backed(block.start_pfn, block.end_pfn).total for r in self.regions)
+            self.num_pages_onlined = max(0, self.num_pages_onlined - gone)
 
     # -- the host --------------------------------------------------------------------------------
     def guest_pages(self) -> int:
@@ -209,96 +235,104 @@ class HvBalloon(Driver):
 
     # -- hv_balloon guest side -------------------------------------------------------------------
     def process_hot_add(self, pg_start: int, pfn_cnt: int) -> Process:
-        for r in self.regions:
-            if r.start_pfn <= pg_start < r.end_pfn + self.chunk and pg_start >= r.covered_end_pfn:
-                # pfn_covered(): a gap if the request skips pages, the region grows by chunks
-                if pg_start > r.covered_end_pfn:
-                    r.gaps.add(r.covered_end_pfn, pg_start)
-                    r.covered_end_pfn = pg_start
-                while pg_start + pfn_cnt > r.end_pfn:
-                    r.end_pfn += self.chunk
-                return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
-        rg_start = pg_start // self.chunk * self.chunk
-        rg_end = align_up(pg_start + pfn_cnt, self.chunk)
-        r = HotaddState(rg_start, rg_end, rg_start, pg_start, pg_start)
-        self.regions.append(r)
-        return (yield from self.handle_pg_range(r, pg_start, pfn_cnt))
+        """hot_add_req() with no host-specified region, then process_hot_add(): the region, then the pages."""
+        if not self.pfn_covered(pg_start, pfn_cnt):
+            rg_start = align_down(pg_start, self.chunk)
+            rg_sz = align_up(pfn_cnt, self.chunk)  # from the rounded-down start, not from the request's end
+            self.regions.append(HotaddState(rg_start, rg_start + rg_sz, rg_start, pg_start, pg_start))
+        return (yield from self.handle_pg_range(pg_start, pfn_cnt))
 
-    def handle_pg_range(self, r: HotaddState, start: int, pfn_cnt: int) -> Process:
-        done = 0
+    def pfn_covered(self, start_pfn: int, pfn_cnt: int) -> bool:
+        """pfn_covered(): a region holding start_pfn takes the request: a gap if it skips pages, and end_pfn
+        grows by whole chunks for what reaches past it."""
+        for r in self.regions:
+            if start_pfn < r.start_pfn or start_pfn >= r.end_pfn:
+                continue
+            if r.covered_end_pfn != start_pfn:
+                r.gaps.add(r.covered_end_pfn, start_pfn)
+                r.covered_end_pfn = start_pfn
+            if start_pfn + pfn_cnt > r.end_pfn:
+                r.end_pfn += align_up(start_pfn + pfn_cnt - r.end_pfn, self.chunk)
+            return True
+        return False
+
+    def handle_pg_range(self, start: int, pfn_cnt: int) -> Process:
+        """handle_pg_range(): returns covered_end_pfn's growth, the response's page_count."""
         g = self.guest
-        while pfn_cnt:
-            if start < r.ha_end_pfn:  # already added: just cover, online now if the block is online
+        for r in self.regions:
+            if start < r.start_pfn or start >= r.end_pfn:
+                continue
+            old_covered = r.covered_end_pfn
+            if start < r.ha_end_pfn:  # already added: cover, and online now if the block is online
                 pgs = min(r.ha_end_pfn - start, pfn_cnt)
-                r.covered_end_pfn = start + pgs
+                r.covered_end_pfn += pgs
+                pfn_cnt -= pgs
                 pfn = start
                 while pfn < start + pgs:
                     b = g.block_of_pfn(pfn)
                     assert b is not None  # below ha_end_pfn: added
                     seg = min(start + pgs, b.end_pfn)
-                    if b.state is BlockState.ONLINE:
+                    if b.state is BlockState.ONLINE:  # hv_bring_pgs_online()
                         for s, e in r.backed(pfn, seg):
                             self.num_pages_onlined += g.generic_online_page(b, s, e)
                     pfn = seg
-                start += pgs
-                pfn_cnt -= pgs
-                done += pgs
-                continue
-            if r.ha_end_pfn < r.end_pfn:
-                added = yield from self.hv_mem_hot_add(r, pfn_cnt)
-                done += added
-            break
-        return done
+            if r.ha_end_pfn < r.end_pfn and pfn_cnt > 0:
+                size = r.end_pfn - r.ha_end_pfn
+                if pfn_cnt <= size:
+                    size = align_up(pfn_cnt, self.chunk)
+                else:
+                    pfn_cnt = size
+                yield from self.hv_mem_hot_add(r, size, pfn_cnt)
+            return r.covered_end_pfn - old_covered
+        return 0
 
-    def hv_mem_hot_add(self, r: HotaddState, pfn_cnt: int) -> Process:
+    def hv_mem_hot_add(self, r: HotaddState, size: int, pfn_cnt: int) -> Process:
+        """hv_mem_hot_add(): size / chunk add_memory() calls from ha_end_pfn; covered_end_pfn advances by what
+        of the request each chunk takes."""
         g = self.guest
         env = self.env
-        added = 0
-        while pfn_cnt and r.ha_end_pfn < r.end_pfn:
+        total = pfn_cnt
+        for _ in range(size // self.chunk):
             chunk_start = r.ha_end_pfn
-            processed = min(pfn_cnt, chunk_start + self.chunk - r.covered_end_pfn)
             r.ha_end_pfn += self.chunk
-            old_covered = r.covered_end_pfn
+            processed = min(total, self.chunk)
+            total -= processed
             r.covered_end_pfn += processed
             hint = r.backed(chunk_start, chunk_start + self.chunk) if self.p.pass_hint else None
             self.ol_event = env.event() if self.ol_event.triggered else self.ol_event
             ret = self.hot_add(self.p.node, chunk_start << PAGE_SHIFT, self.chunk << PAGE_SHIFT, hint)
             if ret:
                 r.ha_end_pfn -= self.chunk
-                r.covered_end_pfn = old_covered
+                r.covered_end_pfn -= processed
                 if ret == -EEXIST:
                     self.do_hot_add = False
                 break
-            pfn_cnt -= processed
-            added += processed
-            block = g.blocks[chunk_start // self.chunk]
+            block = g.blocks[chunk_start // g.block_pages]
             if block.state is not BlockState.ONLINE:
                 timeout = env.timeout(self.p.ol_wait)
                 yield env.any_of([self.ol_event, timeout])
                 if block.state is not BlockState.ONLINE:
                     self.stats["hv_ol_timeouts"] += 1
-        return added
 
     # -- ballooning ------------------------------------------------------------------------------
     def balloon_up(self, num: int) -> int:
+        """balloon_up(): avail_pages = si_mem_available(), floor = compute_balloon_floor(); never below it."""
         a = self.guest.alloc
+        kind = self.balloon_kind
         totalram = a.total("managed")
-        avail = sum(max(0, z.free - z.wmark_low) + z.pagecache // 2 for z in a.iter_zones())
         floor = compute_balloon_floor(totalram)
-        num = min(num, max(0, avail - floor))
+        num = min(num, max(0, mem_available(a) - floor))
         got = 0
         if num >= PMD_PAGES:  # 2 MiB rounds while they return pages
-            for zone, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON):
+            for zone, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON, charge=kind):
                 self.ballooned.append((zone, blocks * PMD_PAGES, True))
                 got += blocks * PMD_PAGES
         if got < num:
             if num - got >= PMD_PAGES:
                 self.stats["hv_4k_fallbacks"] += 1  # a 2 MiB round returned nothing: alloc_unit = 1
-            before = {id(z): z.managed for z in a.iter_zones()}
-            got += a.alloc(self.p.node, num - got, Gfp.BALLOON, partial=True)
-            for z in a.iter_zones():
-                if before[id(z)] != z.managed:
-                    self.ballooned.append((z, before[id(z)] - z.managed, False))
+            txn = Transaction()
+            got += a.alloc(self.p.node, num - got, Gfp.BALLOON, txn, partial=True, charge=kind)
+            self.ballooned += [(t.zone, t.pages, False) for t in txn.takes]
         if got:
             self.num_pages_ballooned += got
             self.stats["hv_balloon_up_pages"] += got
@@ -313,7 +347,7 @@ class HvBalloon(Driver):
             zone, n, pmd = self.ballooned[-1]
             k = min(n, num - done)
             # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments
-            self.guest.alloc.free(zone, k, "balloon", pmd=pmd and k % PMD_PAGES == 0)
+            self.guest.alloc.free(zone, k, self.balloon_kind, pmd=pmd and k % PMD_PAGES == 0)
             if k == n:
                 self.ballooned.pop()
             else:
@@ -334,6 +368,8 @@ class HvBalloon(Driver):
         for z in alloc.iter_zones():
             committed += z.anon + z.kernel
             managed += z.managed
+        if self.balloon_kind == "balloon_managed":  # before 5.11 ballooned pages look allocated: not committed
+            committed -= self.num_pages_ballooned
         pending = max(0, self.num_pages_added - self.num_pages_onlined)
         floor = compute_balloon_floor(managed)
         return (committed + pending + floor) << PAGE_SHIFT

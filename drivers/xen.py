@@ -5,10 +5,12 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
 - credit > 0 with ballooned pages: increase_reservation() populates at most 512 pages per call
   (frame_list = PAGE_SIZE / sizeof(xen_pfn_t)); XENMEM_populate_physmap may come back short; the
   populated pages go to the buddy allocator (free_reserved_page). rc <= 0 is BP_EAGAIN.
-- credit > 0 with an empty balloon: reserve_additional_memory() hot-adds round_up(credit,
-  PAGES_PER_SECTION) at the first free section-aligned gap (allocate_resource), marks it all
-  INVALID_P2M_ENTRY (unpopulated) and returns BP_WAIT; -errno gives "Cannot add additional memory"
-  and BP_ECANCELED.
+- credit > 0 with an empty balloon: reserve_additional_memory() computes its own credit, target_pages -
+  total_pages, where total_pages counts every hot-added section, onlined or not: it returns BP_WAIT ("Already
+  hotplugged enough pages? Wait for them to be onlined.") only when that is <= 0, and otherwise hot-adds
+  round_up(credit, PAGES_PER_SECTION) more, even while earlier sections are still offline, at the first free
+  section-aligned gap (allocate_resource), marks it all INVALID_P2M_ENTRY (unpopulated) and returns BP_WAIT;
+  -errno gives "Cannot add additional memory" and BP_ECANCELED.
 - xen_online_page() appends every onlined page to the ballooned list (PageOffline) instead of
   freeing it: nothing of the new range is touched until populate_physmap backs it. The list is
   LIFO (balloon_append puts lowmem at the head), so the highest pfns come back first.
@@ -55,6 +57,13 @@ class XenBalloon(Driver):
     Params = XenParams
     name = "xen"
     p: XenParams
+    kernel_passes_mhp_flag = False  # add_memory_resource(nid, res, MHP_MERGE_RESOURCE)
+
+    def what_if(self, strategy: object) -> list[str]:
+        out = super().what_if(strategy)
+        if self.p.populate_memmap_first:
+            out.append("driver xen populates the memmap's share before add_memory() (proposed 2018, never merged)")
+        return out
 
     def __init__(self, sim: World, params: XenParams) -> None:
         super().__init__(sim, params)
@@ -103,13 +112,11 @@ class XenBalloon(Driver):
             credit = self.target_pages - self.current_pages
             state = BP_DONE
             if credit > 0:
-                if self.balloon:
+                if self.balloon:  # balloon_is_inflated()
                     state = self.increase_reservation(min(credit, self.p.batch_pages))
                     yield env.timeout(self.p.hypercall_time)
-                elif self.hotplugged_pages > 0:
-                    state = BP_WAIT  # "Already hotplugged enough pages? Wait for them to be onlined"
                 elif self.p.hotplug_unpopulated:
-                    state = self.reserve_additional_memory(credit)
+                    state = self.reserve_additional_memory()
                 else:
                     state = BP_ECANCELED
             elif credit < 0:
@@ -156,8 +163,16 @@ class XenBalloon(Driver):
         return BP_EAGAIN
 
     # -- growing ---------------------------------------------------------------------------------
-    def reserve_additional_memory(self, credit: int) -> str:
+    @property
+    def total_pages(self) -> int:
+        """balloon_stats.total_pages: populated pages, the ballooned list and hot-added pages not onlined yet."""
+        return self.current_pages + self.balloon_pages + self.hotplugged_pages
+
+    def reserve_additional_memory(self) -> str:
         g = self.guest
+        credit = self.target_pages - self.total_pages
+        if credit <= 0:
+            return BP_WAIT  # "Already hotplugged enough pages?  Wait for them to be onlined."
         nr = align_up(credit, PAGES_PER_SECTION)  # round_up(credit, PAGES_PER_SECTION)
         size = nr << PAGE_SHIFT
         start = self.find_free_range(size, SECTION_SIZE)

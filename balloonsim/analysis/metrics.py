@@ -390,6 +390,16 @@ _TABLE = (
         definition="Requests to the host to back guest memory that got less than asked (host out of memory).",
     ),
     Metric(
+        "what_if",
+        "what departs from the kernel",
+        "text",
+        None,
+        None,
+        "Which part of the run no Linux kernel does (a memmap strategy that was never merged, a balloon driver "
+        "passing MHP_MEMMAP_ON_MEMORY, which no Xen, Hyper-V or virtio-mem code does); empty when the run is the "
+        "kernel's own behaviour.",
+    ),
+    Metric(
         "sim_time_s",
         "simulated time",
         "s",

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.memory_group import MemoryGroup
 from balloonsim.kernel.zone import Zone, ZoneType
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.page_alloc import Take
 
 
 class BlockState(StrEnum):
@@ -45,12 +50,12 @@ class Memmap:
 
     pages: int  # struct-page pages describing the block (nr_pages * 64 / 4096)
     altmap: VmemAltmap | None = None  # None: the ordinary memmap, from online memory
-    # ordinary memmap: (zone, pages, pmd?) pieces in online memory, so hot-remove can give them back
-    pieces: list[tuple[Zone, int, bool]] = field(default_factory=list)
+    # ordinary memmap: the pieces taken from online memory (zone, pages, 2 MiB or not, the hot-added block they
+    # landed in), so hot-remove gives each back where it came from
+    pieces: list[Take] = field(default_factory=list)
     remote_pages: int = 0  # ordinary memmap pages not on the block's node
     pte_pages: int = 0  # page-table pages for base-page (4 KiB) vmemmap fallback
     base_fallback_sections: int = 0
-    host_block: int | None = None  # ordinary: hot-added block the pieces were attributed to (None: boot)
     in_range: Extents = field(default_factory=Extents)  # pfns of hot-added memory holding the memmap
     host_blocks: tuple[int, ...] = ()  # blocks whose pfns are in `in_range`
 
@@ -61,7 +66,12 @@ class Memmap:
 
     @property
     def kmalloc_pages(self) -> int:
-        return sum(p for _, p, _ in self.pieces)
+        return sum(t.pages for t in self.pieces)
+
+    @property
+    def landed_in(self) -> set[int]:
+        """Hot-added blocks holding pieces of this ordinary memmap (unmovable there)."""
+        return {t.block.id for t in self.pieces if t.block is not None}
 
 
 class MemoryBlock:
@@ -83,9 +93,18 @@ class MemoryBlock:
         "withheld_offlinable",
         "online_type",
         "altmaps",
+        "memory_group",
     )
 
-    def __init__(self, block_id: int, start_pfn: int, nr_pages: int, nid: int, group: int):
+    def __init__(
+        self,
+        block_id: int,
+        start_pfn: int,
+        nr_pages: int,
+        nid: int,
+        group: int,
+        memory_group: MemoryGroup | None = None,
+    ):
         self.id = block_id
         self.start_pfn = start_pfn
         self.nr_pages = nr_pages
@@ -96,11 +115,12 @@ class MemoryBlock:
         self.exposed = Extents()  # given to the buddy allocator (managed)
         self.vmemmap_pfns = Extents()  # pfns of this block that hold memmap (own or others')
         self.memmap: Memmap | None = None
-        self.unmovable = 0  # pages of other blocks' kmalloc memmap / kernel data attributed here
+        self.unmovable = 0  # unmovable kernel pages that landed here: memmaps, page tables, slab, the background
         self.group = group  # the add_memory() call that added it
         self.withheld_offlinable = False  # virtio-mem lets its fake-offline pages go on offline
         self.online_type: str | None = None
         self.altmaps: tuple[VmemAltmap, ...] = ()  # altmaps reserving pfns of this block (mem->altmap)
+        self.memory_group = memory_group  # the driver's memory group (a DIMM, a virtio-mem device), 5.15+
 
     @property
     def end_pfn(self) -> int:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+EINTR = 4
 EBUSY = 16
 EEXIST = 17
 EINVAL = 22
 ENOMEM = 12
 E2BIG = 7
 
-NAMES = {0: "0", -EBUSY: "-EBUSY", -EEXIST: "-EEXIST", -EINVAL: "-EINVAL", -ENOMEM: "-ENOMEM", -E2BIG: "-E2BIG"}
+NAMES = {
+    0: "0",
+    -EINTR: "-EINTR",
+    -EBUSY: "-EBUSY",
+    -EEXIST: "-EEXIST",
+    -EINVAL: "-EINVAL",
+    -ENOMEM: "-ENOMEM",
+    -E2BIG: "-E2BIG",
+}
 
 
 def errname(err: int) -> str:
@@ -27,3 +36,10 @@ class GuestCrash(Exception):
 
     def __str__(self) -> str:
         return f"{self.what}: write to unbacked memory at {self.phys_addr:#x} (vaddr {self.vaddr:#x})"
+
+
+class KernelOops(GuestCrash):
+    """The guest dies of a kernel bug rather than of unbacked memory (args stay (0, 0, what) for SimPy)."""
+
+    def __str__(self) -> str:
+        return self.what

@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.backing import Backing
 from balloonsim.kernel.block import BlockState, MemoryBlock
-from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, GuestCrash
+from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM, GuestCrash, KernelOops
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
-from balloonsim.kernel.overhead import PageTables, metadata_bytes
-from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
+from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
+from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
+from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
 from balloonsim.kernel.stats import GuestStats
 from balloonsim.kernel.swap import SwapDevice
+from balloonsim.kernel.unmovable import UnmovablePlacement
 from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import (
@@ -72,12 +75,14 @@ class GuestConfig:
     debug_vm: bool = False  # CONFIG_DEBUG_VM: page_init_poison() writes the memmap at add time
     accounting: str = "kernel"  # self-hosted vmemmap: "kernel" (not managed) | "allocated"
     direct_gbpages: bool = True
+    la57: bool = False  # 5-level paging: MAX_PHYSMEM_BITS 52 instead of 46
     struct_page_size: int = STRUCT_PAGE_SIZE
     lowmem_limit: int = 3 * GiB  # boot RAM below 4 GiB stops here (the PCI hole)
     kernel_reserved: int = 40 * MiB  # kernel image, boot-time reservations: present, never managed
     page_cache: int = 0  # page cache at boot (reclaimable)
-    online_policy: str = "contig-zones"  # or "auto-movable"
+    online_policy: str = "contig-zones"  # or "auto-movable" (memory_hotplug.online_policy, 5.15+)
     auto_movable_ratio: int = 301  # memory_hotplug.auto_movable_ratio (%)
+    auto_movable_numa_aware: bool = True  # memory_hotplug.auto_movable_numa_aware
     node_distance_remote: int = 20
     # swap (balloonsim.kernel.swap): a device of `swap` bytes (0: none), vm.swappiness, and the virtual disk's
     # speed: QEMU virtio-blk on host NVMe reads 4 KiB at queue depth 1 in ~100 us (10.5k IOPS, QEMU commit
@@ -95,6 +100,11 @@ class Guest:
     def __init__(self, config: GuestConfig | None = None, strategy: MemmapPlacement | None = None, trace: bool = False):
         self.config = cfg = config or GuestConfig()
         self.profile: KernelProfile = get_profile(cfg.kernel)
+        if cfg.online_policy == "auto-movable" and not self.profile.auto_movable:
+            raise ConfigError(
+                "guest.online_policy",
+                f"auto-movable needs kernel 5.15 or later (e83a437faa62); profile {cfg.kernel} has only contig-zones",
+            )
         self.sp = cfg.struct_page_size
         self.trace: list[str] | None = [] if trace else None
         self.stats = GuestStats()
@@ -104,14 +114,19 @@ class Guest:
         self.auto_online_hook: Callable[[int, int], None] | None = None
         self.uevent: Callable[[int], None] | None = None  # KOBJ_ADD of a new memory block device
         self.expose_hook: Callable[[MemoryBlock, int], None] | None = None  # pages reached the buddy
+        # the OOM killer, for a GFP_KERNEL allocation reclaim could not satisfy: True if it freed something (the
+        # allocation is retried), False if there was nothing to kill; None: no user memory to kill (-ENOMEM)
+        self.out_of_memory: Callable[[], bool] | None = None
         self.blocks_online = 0
         self.notifiers: list[Notifier] = []
         self.blocks: dict[int, MemoryBlock] = {}
         self._next_group = 0
         self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
-        self._lru_kernel_blocks: dict[int, list[int]] = {}  # node -> online kernel-zone hot-added blocks
+        self.memory_groups: list[MemoryGroup] = []  # memory_group_register_static()/_dynamic(), 5.15+
         self.slab_bytes = 0
-        self.slab_pages: dict[int, int] = {}  # node -> pages backing the slab (kmalloc metadata)
+        self.slab: list[Take] = []  # the pages backing the slab (kmalloc'ed metadata), oldest first
+        self.slab_total = 0  # their pages
+        self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
         self._layout_boot()
         self.alloc.swap = SwapDevice(cfg.swap >> PAGE_SHIFT, cfg.swap_bandwidth, cfg.swap_latency)
@@ -123,9 +138,7 @@ class Guest:
         self.max_pfn = cfg.max_addr >> PAGE_SHIFT
         # where add_memory() puts the memmap; without a strategy, the ordinary memmap as every kernel does
         self.strategy: MemmapPlacement = strategy if strategy is not None else OrdinaryMemmap()
-        self.vmemmap = SparseVmemmap(
-            self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.kernel_host_block, self.trace
-        )
+        self.vmemmap = SparseVmemmap(self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.trace)
 
     # ----------------------------------------------------------------------------------- boot ---
     def _layout_boot(self) -> None:
@@ -134,6 +147,8 @@ class Guest:
         distances = {(a, b): 10 if a == b else cfg.node_distance_remote for a in range(nnodes) for b in range(nnodes)}
         zones = {(nid, zt): Zone(nid, zt) for nid in range(nnodes) for zt in ZoneType}
         self.alloc = PageAllocator(zones, distances)
+        cpu_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}  # CPUs live on the boot nodes
+        self.placement = UnmovablePlacement(self.alloc, self.profile.online_to_tail, cpu_nodes)
         self.online_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}
         self.possible_nodes = set(range(nnodes))
         self.pagetables = PageTables(direct_gbpages=cfg.direct_gbpages)
@@ -175,6 +190,7 @@ class Guest:
             n = hi - lo
             memmap = div_round_up(n * self.sp, PAGE_SIZE)
             z.present += n
+            z.boot_present += n
             z.managed += n - memmap
             z.give(n - memmap, contiguous=True)
             z.extend_span(lo, hi)
@@ -215,76 +231,91 @@ class Guest:
     def node_has_memory(self, nid: int) -> bool:
         return any(self.alloc.zones[(nid, zt)].managed for zt in ZoneType)
 
-    def charge_slab(self, nid: int, nbytes: int, txn: Transaction | None) -> bool:
-        """kzalloc'ed metadata: slab pages grow when the byte total crosses a page."""
+    @property
+    def slab_pages(self) -> dict[int, int]:
+        """Pages backing the slab, per node."""
+        out: dict[int, int] = {}
+        for t in self.slab:
+            out[t.zone.nid] = out.get(t.zone.nid, 0) + t.pages
+        return out
+
+    def charge_slab(self, nid: int, nbytes: int, txn: Transaction) -> bool:
+        """kzalloc(GFP_KERNEL) metadata: slab pages grow when the byte total crosses a page. An order-0 GFP_KERNEL
+        allocation does not fail while the OOM killer can free something: __alloc_pages_slowpath() retries
+        "as long as the OOM killer is making progress" (__alloc_pages_may_oom(): order <= 3, no
+        __GFP_RETRY_MAYFAIL, highest zone ZONE_NORMAL)."""
         self.slab_bytes += nbytes
-        need = div_round_up(self.slab_bytes, PAGE_SIZE) - sum(self.slab_pages.values())
+        need = div_round_up(self.slab_bytes, PAGE_SIZE) - self.slab_total
         if need > 0:
+            before = len(txn.takes)
             got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
+            while got < need and self.out_of_memory is not None and self.out_of_memory():
+                got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
             if got < need:
                 self.slab_bytes -= nbytes
                 return False
-            self.slab_pages[nid] = self.slab_pages.get(nid, 0) + need
+            self.slab.extend(txn.takes[before:])
+            self.slab_total += need
         return True
 
     def uncharge_slab(self, nbytes: int) -> None:
+        """kfree(): slab pages go back, newest first, to the zone (and block) each came from."""
         self.slab_bytes -= nbytes
-        extra = sum(self.slab_pages.values()) - div_round_up(self.slab_bytes, PAGE_SIZE)
-        for nid in sorted(self.slab_pages, reverse=True):
-            if extra <= 0:
-                break
-            k = min(extra, self.slab_pages[nid])
-            self._free_kernel(nid, k)
-            self.slab_pages[nid] -= k
+        extra = self.slab_total - div_round_up(self.slab_bytes, PAGE_SIZE)
+        while extra > 0 and self.slab:
+            t = self.slab[-1]
+            k = min(extra, t.pages)
+            self.alloc.release(t, k)
+            if not t.pages:
+                self.slab.pop()
             extra -= k
-
-    def _free_kernel(self, nid: int, n: int, pmd: bool = False) -> None:
-        """Give kernel pages back to the zones of `nid` that hold kernel data, then (NUMA fallback
-        charged them elsewhere) to any zone that does."""
-        local = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32, ZoneType.MOVABLE)]
-        for z in local + [z for z in self.alloc.iter_zones() if z.nid != nid]:
-            k = min(n, z.kernel)
-            if k:
-                self.alloc.free(z, k, "kernel", pmd=pmd)
-                n -= k
-            if not n:
-                return
-
-    def kernel_host_block(self, nid: int, pages: int = PMD_PAGES) -> int | None:
-        """Where an unmovable allocation of `pages` on `nid` lands: a hot-added kernel-zone block (which
-        then cannot be offlined) or boot memory (None). Before 5.10 onlined pages went to the head of the
-        free lists, so the most recently onlined block is used first. Since 5.10 they go to the tail:
-        boot memory's free pages are used first, then the oldest onlined block's."""
-        stack = self._lru_kernel_blocks.get(nid)
-        if not stack:
-            return None
-        if not self.profile.online_to_tail:
-            return stack[-1]
-        zones = [self.alloc.zones[(nid, zt)] for zt in (ZoneType.NORMAL, ZoneType.DMA32)]
-        usable = sum(z.free - z.wmark_min for z in zones)
-        hot_free_at_most = sum(self.blocks[b].managed for b in stack)
-        return None if usable - hot_free_at_most >= pages else stack[0]
+            self.slab_total -= k
 
     # ------------------------------------------------------------------------- add_memory ---
+    def register_memory_group(self, nid: int, *, max_pages: int = 0, unit_pages: int = 0) -> MemoryGroup:
+        """memory_group_register_static(nid, max_pages) (an ACPI DIMM) or memory_group_register_dynamic(nid,
+        unit_pages) (a virtio-mem device): the unit the auto-movable policy decides for (5.15+)."""
+        group = MemoryGroup(nid, dynamic=bool(unit_pages), max_pages=max_pages, unit_pages=unit_pages)
+        self.memory_groups.append(group)
+        return group
+
     def add_memory(
-        self, nid: int, start: int, size: int, hint: Extents | None = None, memmap_on_memory: bool = True
+        self,
+        nid: int,
+        start: int,
+        size: int,
+        hint: Extents | None = None,
+        memmap_on_memory: bool = True,
+        group: MemoryGroup | None = None,
     ) -> int:
         """add_memory(nid, start, size): 0 or a negative errno; nothing stays added on failure.
 
         `hint` (pfns) is the usable-subrange hint: the part the driver knows is backed. It is only
-        used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY.
+        used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY, `group` its
+        memory group (MHP_NID_IS_MGID).
         """
         self.stats.add_calls += 1
-        err = self._add_memory(nid, start, size, hint, memmap_on_memory)
+        err = self._add_memory(nid, start, size, hint, memmap_on_memory, group)
         if err:
             self.stats.add_errors[err] = self.stats.add_errors.get(err, 0) + 1
         else:
             self.stats.add_ok += 1
         return err
 
+    @property
+    def max_physmem_bits(self) -> int:
+        """MAX_PHYSMEM_BITS on x86_64: 46 with 4-level paging, 52 with 5-level (la57)."""
+        return 52 if self.config.la57 else 46
+
     def mhp_range_allowed(self, start: int, size: int) -> bool:
-        """register_memory_resource() -> mhp_range_allowed(): a non-empty range inside the window."""
-        return size > 0 and start >= 0 and start + size <= self.max_pfn << PAGE_SHIFT
+        """register_memory_resource() -> mhp_range_allowed(start, size, true): a non-empty range inside
+        mhp_get_pluggable_range(), whose end is min(arch_get_mappable_range().end, (1 << MAX_PHYSMEM_BITS) - 1)
+        (x86 keeps the generic arch_get_mappable_range(): all of it); else -E2BIG ("Hotplug memory [...]
+        exceeds maximum addressable range"). Also inside the guest's hot-pluggable window (max_addr: the
+        address space the platform offers, e.g. QEMU's maxmem)."""
+        end = start + size
+        max_phys = (1 << self.max_physmem_bits) - 1
+        return 0 <= start < end and end - 1 <= max_phys and end <= self.max_pfn << PAGE_SHIFT
 
     def check_hotplug_memory_range(self, start: int, size: int) -> int:
         """add_memory_resource(): start and size must be multiples of the memory block size."""
@@ -299,7 +330,9 @@ class Guest:
                 return False
         return not self.blocks_in(start_pfn, nr_pages)
 
-    def _add_memory(self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool) -> int:
+    def _add_memory(
+        self, nid: int, start: int, size: int, hint: Extents | None, mhp_flag: bool, mgroup: MemoryGroup | None
+    ) -> int:
         # the kernel's order: register_memory_resource() (-E2BIG, -EEXIST), then the alignment check
         if not self.mhp_range_allowed(start, size):
             return -E2BIG
@@ -313,7 +346,7 @@ class Guest:
             return -EINVAL
         group = self._next_group
         blocks = [
-            MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group)
+            MemoryBlock(i, i * self.block_pages, self.block_pages, nid, group, mgroup)
             for i in range(start_pfn // self.block_pages, (start_pfn + nr_pages) // self.block_pages)
         ]
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
@@ -322,11 +355,16 @@ class Guest:
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
         roots_before = set(self.pagetables.section_roots)
-        slab_before = dict(self.slab_pages)
+        slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
-        ok = self.alloc.alloc(table_nid, new_tables, Gfp.KERNEL, txn) == new_tables
+        ok = True
+        for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
+            if not self._alloc_table(key, table_nid, txn):
+                ok = False
+                break
+            self.table_pages[key] = txn.takes[-1]
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
@@ -340,7 +378,7 @@ class Guest:
         self.vmemmap.commit(vm)
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)
-        self.stats.pagetable_pages += new_tables
+        self.stats.pagetable_pages += len(new_tables)
         self.stats.metadata_bytes += meta
         for b in blocks:
             self.blocks[b.id] = b
@@ -360,6 +398,26 @@ class Guest:
                     self.auto_online_hook(b.id, ret)
         return 0
 
+    def _alloc_table(self, key: TableKey, nid: int, txn: Transaction) -> bool:
+        """A page-table page for a hot-add. The vmemmap's come from vmemmap_alloc_block_zero(PAGE_SIZE, node)
+        (GFP_KERNEL|__GFP_RETRY_MAYFAIL: reclaim, no OOM). The direct map's come from x86 alloc_low_pages(),
+        which after boot is __get_free_pages(GFP_ATOMIC | __GFP_ZERO): no reclaim, and phys_pud_init() and
+        phys_pmd_init() do not check for NULL, so a failure is a NULL dereference (E. Sharnoff's 2025 report
+        from 6.12 virtio-mem hotplug); whether a fix reached 6.18 is UNVERIFIED."""
+        if key[0].startswith("direct"):
+            if self.alloc.alloc_atomic(nid, 1, txn) == 1:
+                return True
+            if self.profile.direct_map_atomic:
+                self.crashed = KernelOops(
+                    0,
+                    0,
+                    "BUG: kernel NULL pointer dereference in phys_pud_init(): "
+                    "alloc_low_pages() (GFP_ATOMIC) failed for a hot-add's direct map",
+                )
+                raise self.crashed
+            return False
+        return self.alloc.alloc(nid, 1, Gfp.VMEMMAP, txn) == 1
+
     def _undo_add(
         self,
         txn: Transaction,
@@ -368,16 +426,18 @@ class Guest:
         blocks: list[MemoryBlock],
         slab: int,
         roots: set[int],
-        slab_pages: dict[int, int],
+        slab_pages: tuple[int, int],
     ) -> None:
         """A failed add_memory() leaves nothing: tables, the slab it charged and the roots it made."""
         for b in blocks:
             self.backing.unclaim(b)
-        self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
+        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):
+            self.table_pages.pop(key, None)
         self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
         self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
-        self.slab_pages = slab_pages  # the slab pages this call took were on its node, not the highest one
+        del self.slab[slab_pages[0] :]  # the slab pages this call took
+        self.slab_total = slab_pages[1]
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap
@@ -385,8 +445,6 @@ class Guest:
         self.stats.memmap_kmalloc_pages += sign * (m.kmalloc_pages - m.pte_pages)  # struct pages, not PTE tables
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
-        if m.host_block is not None and m.host_block in self.blocks:
-            self.blocks[m.host_block].unmovable += sign * m.kmalloc_pages
         for host in m.host_blocks:
             hosted = self.hosted_by.setdefault(host, set())
             if sign > 0:
@@ -428,24 +486,52 @@ class Guest:
     def zone_for_online(self, block: MemoryBlock, online_type: str) -> Zone:
         """zone_for_pfn_range(): online_kernel, online_movable, or online under the policy."""
         nid = block.nid
-        normal = self.alloc.zones[(nid, ZoneType.NORMAL)]
+        kernel = self._default_kernel_zone(nid, block)
         movable = self.alloc.zones[(nid, ZoneType.MOVABLE)]
         if online_type == "online_kernel":
-            return normal
+            return kernel
         if online_type == "online_movable":
             return movable
-        if self.config.online_policy == "auto-movable":
-            kernel_pages = sum(z.present for z in self.alloc.iter_zones() if z.type.is_kernel)
-            movable_pages = sum(z.present for z in self.alloc.iter_zones() if not z.type.is_kernel)
-            if (movable_pages + block.nr_pages) * 100 <= kernel_pages * self.config.auto_movable_ratio:
-                return movable
-            return normal
+        cfg = self.config
+        if cfg.online_policy == "auto-movable":  # 5.15+ (checked at boot)
+            group = block.memory_group
+            sections: list[tuple[int, bool]] = []
+            if group is not None and group.dynamic and group.unit_pages != block.nr_pages:
+                sections = self._online_sections(group.unit_pages, block.start_pfn)
+            movable_ok = auto_movable_wants_movable(
+                self.alloc.iter_zones(),
+                self.memory_groups,
+                group,
+                nid,
+                block.start_pfn,
+                block.nr_pages,
+                sections,
+                cfg.auto_movable_ratio,
+                cfg.auto_movable_numa_aware,
+            )
+            return movable if movable_ok else kernel
+        # default_zone_for_pfn() (contig-zones): inherit the zone the range touches, else movable_node decides
         s, e = block.start_pfn, block.end_pfn
-        in_kernel = normal.intersects(s, e) or self.alloc.zones[(nid, ZoneType.DMA32)].intersects(s, e)
+        in_kernel = kernel.intersects(s, e)
         in_movable = movable.intersects(s, e)
         if in_kernel != in_movable:
-            return normal if in_kernel else movable
-        return movable if self.config.movable_node else normal
+            return kernel if in_kernel else movable
+        return movable if cfg.movable_node else kernel
+
+    def _default_kernel_zone(self, nid: int, block: MemoryBlock) -> Zone:
+        """default_kernel_zone_for_pfn(): a lower kernel zone the range intersects, else ZONE_NORMAL."""
+        dma32 = self.alloc.zones[(nid, ZoneType.DMA32)]
+        return dma32 if dma32.intersects(block.start_pfn, block.end_pfn) else self.alloc.zones[(nid, ZoneType.NORMAL)]
+
+    def _online_sections(self, unit_pages: int, pfn: int) -> list[tuple[int, bool]]:
+        """(section pfn, in a kernel zone) for the online sections of the unit around `pfn`."""
+        first = pfn - pfn % unit_pages
+        out = []
+        for bid in range(first // self.block_pages, (first + unit_pages) // self.block_pages):
+            b = self.blocks.get(bid)
+            if b is not None and b.state is BlockState.ONLINE:
+                out += [(sec, b.is_kernel_zone) for sec in range(b.start_pfn, b.end_pfn, PAGES_PER_SECTION)]
+        return out
 
     def online_memory_block(self, block_id: int, online_type: str = "online") -> int:
         """memory_block_online() -> online_pages(). 0 or -errno; raises GuestCrash."""
@@ -461,6 +547,8 @@ class Guest:
         block.zone = zone
         block.online_type = online_type
         zone.present += block.nr_pages
+        if block.memory_group is not None:
+            block.memory_group.adjust_present(zone, block.nr_pages)
         zone.extend_span(block.start_pfn, block.end_pfn)
         vmemmap_here = block.vmemmap_pfns.total
         if self.config.accounting == "allocated" and vmemmap_here:
@@ -469,19 +557,21 @@ class Guest:
         span = block.online_span
         cb = self.online_page_callback
         expose = cb(self, block, span) if cb is not None else span
-        for s, e in expose:
-            self.generic_online_page(block, s, e)
         if zone.type.is_kernel:
-            self._lru_kernel_blocks.setdefault(block.nid, []).append(block.id)
+            self.placement.enter(zone, block)
+        for s, e in expose:
+            self.generic_online_page(block, s, e, settle=False)
         self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)  # init_per_zone_wmark_min()
+        if zone.type.is_kernel:  # the kernel's next unmovable allocations may land here from now on
+            self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_ONLINE", block)
         return 0
 
-    def generic_online_page(self, block: MemoryBlock, start: int, end: int) -> int:
+    def generic_online_page(self, block: MemoryBlock, start: int, end: int, settle: bool = True) -> int:
         """Hand [start, end) of an online block to the buddy allocator (generic_online_page, or a
         driver fake-onlining pages later). The pages will be written: they must be backed."""
         if block.state is not BlockState.ONLINE:
@@ -510,6 +600,10 @@ class Guest:
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
+            if zone.type.is_kernel:
+                self.placement.exposed(zone, n)
+                if settle:
+                    self.placement.refresh(zone)
             if self.expose_hook is not None:
                 self.expose_hook(block, n)
         return n
@@ -526,11 +620,23 @@ class Guest:
             block.exposed.remove(s, e)
         zone.take(n)
         zone.managed -= n
+        if zone.type.is_kernel and n:
+            self.placement.exposed(zone, -n)
+            self.placement.refresh(zone)
         return n
 
     # ----------------------------------------------------------------------- offline/remove ---
     def offline_memory_block(self, block_id: int) -> int:
-        """memory_block_offline() -> offline_pages(): -EBUSY when unmovable data or holes remain."""
+        """memory_block_offline() -> offline_pages() (mm/memory_hotplug.c, 4.15+):
+        - -EBUSY when the range cannot be isolated: unmovable kernel data in it (start_isolate_page_range() ->
+          has_unmovable_pages(), "failure to isolate range"), fake-offline pages a driver still holds
+          (scan_movable_pages(): "unmovable page"), or the memmap of another online block;
+        - otherwise the movable pages are migrated (do_migrate_range()) and the loop retries "forever" while
+          migration finds no room: there is no timeout since 72b39cfc4d75/ecde0f3e7f9e (4.15); only a signal ends
+          it ("signal backoff"). The model has no time inside a call: when reclaim cannot make room for the
+          migration it returns -EINTR, the caller's timeout (`timeout $TIMEOUT offline_block`, as the admin
+          guide suggests) having signalled the writer.
+        """
         block = self.blocks.get(block_id)
         if block is None or block.state is not BlockState.ONLINE:
             return -EINVAL
@@ -542,34 +648,33 @@ class Guest:
             self.stats.offline_ebusy += 1
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
+        at = self.placement.leave(zone, block) if zone.type.is_kernel else -1  # isolated from here on
         # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
         share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
-        share_anon = zone.anon * m // zone.managed if zone.managed else 0
         # the block's m pages leave the zone: its dropped cache is freed first, so the free pool pays what it
-        # can and the rest is anon that migrates to other zones
-        need = m
+        # can and the rest is anon that migrates to other memory (alloc_migration_target(): reclaim, no OOM)
         zone.pagecache -= share_pc
         zone.give(share_pc, contiguous=False)
-        from_zone = min(need, max(0, zone.free))
-        moved = need - from_zone
-        if moved > share_anon:
+        from_zone = min(m, max(0, zone.free))
+        moved = m - from_zone
+        if moved > zone.anon:  # more in use than anything movable: nothing to migrate will ever make room
             zone.pagecache += share_pc
             zone.take(share_pc)
-            self.stats.offline_ebusy += 1
-            return -EBUSY
+            return self._offline_interrupted(zone, block, at)
         split = zone.take(from_zone)  # before migrating, so that the migration targets lie outside the block
         if moved:
             zone.anon -= moved
             got = self.alloc.alloc(block.nid, moved, Gfp.USER)
-            if got < moved:
+            if got < moved:  # offline_pages() would retry until a signal
                 zone.anon += moved
                 zone.untake(from_zone, split)
                 zone.pagecache += share_pc
                 zone.take(share_pc)
-                self.stats.offline_ebusy += 1
-                return -EBUSY
+                return self._offline_interrupted(zone, block, at)
         zone.managed -= m
         zone.present -= block.nr_pages
+        if block.memory_group is not None:
+            block.memory_group.adjust_present(zone, -block.nr_pages)
         vmemmap_here = block.vmemmap_pfns.total
         if self.config.accounting == "allocated" and vmemmap_here:
             zone.managed -= vmemmap_here
@@ -578,13 +683,20 @@ class Guest:
         block.state = BlockState.OFFLINE
         self.blocks_online -= 1
         block.zone = None
-        stack = self._lru_kernel_blocks.get(block.nid)
-        if stack and block.id in stack:
-            stack.remove(block.id)
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        if zone.type.is_kernel:
+            self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_OFFLINE", block)
         return 0
+
+    def _offline_interrupted(self, zone: Zone, block: MemoryBlock, at: int) -> int:
+        """offline_pages() gave up on a signal: undo_isolate_page_range(), MEM_CANCEL_OFFLINE, -EINTR."""
+        if at >= 0:
+            self.placement.back(zone, block, at)
+            self.placement.refresh(zone)
+        self.stats.offline_eintr += 1
+        return -EINTR
 
     def remove_memory(self, start: int, size: int) -> int:
         """try_remove_memory(): every block offline, else -EBUSY; frees the memmap and metadata."""
@@ -610,12 +722,9 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
-        freed_tables = self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp)
-        if freed_tables:
-            self._free_kernel(
-                blocks[0].nid if self.node_has_memory(blocks[0].nid) else min(self.online_nodes), freed_tables
-            )
-            self.stats.pagetable_pages -= freed_tables
+        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
+            self.alloc.release(self.table_pages.pop(key))
+            self.stats.pagetable_pages -= 1
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, 0)  # section roots stay
         self.uncharge_slab(meta)
         self.stats.metadata_bytes -= meta
@@ -652,3 +761,11 @@ class Guest:
 
     def meminfo(self) -> Meminfo:
         return read_meminfo(self)
+
+    def what_if(self) -> list[str]:
+        """What of this guest's configuration no kernel release has."""
+        if self.config.accounting == "allocated":
+            return [
+                "guest.accounting allocated: self-hosted vmemmap shown as allocated (proposed 2025, merge UNVERIFIED)"
+            ]
+        return []

@@ -57,6 +57,23 @@ class MemorySource(Protocol):
     def boot_memmap_pages(self) -> int: ...
 
 
+def si_mem_available(free: int, totalreserve: int, pagecache: int, wmark_low: int) -> int:
+    """si_mem_available() (mm/show_mem.c; mm/page_alloc.c before 6.2): free pages above totalreserve_pages (high
+    watermarks plus lowmem reserves), plus the page cache minus the smaller of half of it and the low watermarks
+    (the model has no reclaimable slab)."""
+    return max(0, free - totalreserve + pagecache - min(pagecache // 2, wmark_low))
+
+
+def mem_available(alloc: PageAllocator) -> int:
+    """MemAvailable, in pages, straight from the zones."""
+    free = pagecache = wlow = 0
+    for z in alloc.iter_zones():
+        free += z.free
+        pagecache += z.pagecache
+        wlow += z.wmark_low
+    return si_mem_available(free, alloc.totalreserve, pagecache, wlow)
+
+
 def read_meminfo(guest: MemorySource, ballooned_pages: int = 0) -> Meminfo:
     a = guest.alloc
     managed = free = present = pagecache = anon = kernel = free_pmd = wlow = 0
@@ -75,8 +92,7 @@ def read_meminfo(guest: MemorySource, ballooned_pages: int = 0) -> Meminfo:
         if b.state is BlockState.ONLINE:
             online += 1
             withheld += b.withheld
-    # si_mem_available(): free above the reserves, plus the reclaimable half of page cache
-    available = max(0, free - wlow + pagecache - min(pagecache // 2, wlow))
+    available = si_mem_available(free, guest.alloc.totalreserve, pagecache, wlow)
     kb = PAGE_SIZE // 1024
     memmap_kmalloc = guest.stats.memmap_kmalloc_pages
     memmap_in_range = guest.stats.memmap_in_range_pages

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from balloonsim.units import PAGES_PER_SECTION, PUD_PAGES, GiB
 
+TableKey = tuple[str, int]  # (the table's level and kind, the region it maps)
+
 MEMORY_BLOCK_BYTES = 1024
 SECTION_USAGE_BYTES = 64
 SECTION_ROOT_SECTIONS = 256
@@ -40,16 +42,16 @@ class PageTables:
     vmemmap_pud: Counter = field(default_factory=Counter)  # 32 TiB phys region (512 GiB of VA) -> sections
     section_roots: set[int] = field(default_factory=set)
 
-    def map_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> int:
-        """Account mapping [start, start+nr) in the direct map and vmemmap; returns new table pages."""
-        new = 0
+    def map_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
+        """Account mapping [start, start+nr) in the direct map and vmemmap; returns the tables it creates."""
+        new: list[TableKey] = []
         for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
             new += self._ref(self._regions(sec_pfn, struct_page_size), +1)
         return new
 
-    def unmap_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> int:
-        """Returns how many table pages became empty and were freed."""
-        freed = 0
+    def unmap_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
+        """Returns the tables that became empty and were freed."""
+        freed: list[TableKey] = []
         for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
             freed += self._ref(self._regions(sec_pfn, struct_page_size), -1)
         return freed
@@ -61,26 +63,29 @@ class PageTables:
         self.section_roots |= new
         return len(new)
 
-    def _regions(self, pfn: int, struct_page_size: int) -> list[tuple[Counter, int]]:
+    def _regions(self, pfn: int, struct_page_size: int) -> list[tuple[str, Counter, int]]:
         va_off = pfn * struct_page_size  # offset into the vmemmap
-        out = [(self.vmemmap_pmd, va_off // GiB), (self.vmemmap_pud, va_off // (512 * GiB))]
+        out = [
+            ("vmemmap_pmd", self.vmemmap_pmd, va_off // GiB),
+            ("vmemmap_pud", self.vmemmap_pud, va_off // (512 * GiB)),
+        ]
         if self.direct_gbpages:
-            out.append((self.direct_pud, pfn // (512 * PUD_PAGES)))
+            out.append(("direct_pud", self.direct_pud, pfn // (512 * PUD_PAGES)))
         else:
-            out.append((self.direct_pmd, pfn // PUD_PAGES))
+            out.append(("direct_pmd", self.direct_pmd, pfn // PUD_PAGES))
         return out
 
     @staticmethod
-    def _ref(regions: list[tuple[Counter, int]], delta: int) -> int:
-        changed = 0
-        for counter, key in regions:
+    def _ref(regions: list[tuple[str, Counter, int]], delta: int) -> list[TableKey]:
+        changed: list[TableKey] = []
+        for name, counter, key in regions:
             before = counter[key]
             counter[key] = before + delta
             if delta > 0 and before == 0:
-                changed += 1
+                changed.append((name, key))
             elif delta < 0 and counter[key] == 0:
                 del counter[key]
-                changed += 1
+                changed.append((name, key))
         return changed
 
     def mark_boot(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> None:

@@ -1,10 +1,15 @@
 """The buddy allocator seen through counters: zonelists, watermarks, reclaim, NUMA fallback.
 
 What an allocation may do depends on its gfp class, as in the kernel:
-- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, reclaims,
-  never invokes the OOM killer, may fail.
-- `KERNEL` (GFP_KERNEL: slab metadata, page tables): kernel zones, reclaims, may fail here; the model
-  does not OOM-kill for the few pages of metadata.
+- `VMEMMAP` (GFP_KERNEL|__GFP_RETRY_MAYFAIL|__GFP_NOWARN, vmemmap_alloc_block): kernel zones, compacts
+  and reclaims (page cache, and anon to swap when the guest has swap), never invokes the OOM killer, may fail.
+- `KERNEL` (GFP_KERNEL: slab metadata): kernel zones, reclaims, may fail here; the caller (the guest's
+  hot-add path) then invokes the OOM killer and retries, as the slow path does for an order <= 3.
+- GFP_ATOMIC (`alloc_atomic`, x86 alloc_low_pages() for the direct map's tables after boot): kernel zones, no
+  reclaim, may dip below the min watermark.
+Unmovable allocations (VMEMMAP, KERNEL) also say which hot-added memory block they landed in (`landing`, set
+by the guest: balloonsim.kernel.unmovable), and every piece is remembered (`Take`) so that it is given back
+to the zone, and the block, it came from.
 - `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first. The caller (balloonsim.sim.memory) runs the slow
   path's loop: direct reclaim while should_reclaim_retry() allows, then the OOM killer.
 - `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
@@ -24,13 +29,16 @@ from enum import StrEnum
 
 from balloonsim.kernel.swap import SwapDevice
 from balloonsim.kernel.vmscan import DEF_PRIORITY, LruCost, ScanBalance, get_scan_count
-from balloonsim.kernel.zone import Zone, ZoneType
+from balloonsim.kernel.zone import HotBlock, Zone, ZoneType
 from balloonsim.units import PMD_PAGES
 
 MAX_RECLAIM_RETRIES = 16  # mm/internal.h (mm/page_alloc.c before 5.x): no-progress rounds before the OOM killer
 
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+# sysctl_lowmem_reserve_ratio (mm/page_alloc.c): [ZONE_DMA32] = 256, [ZONE_NORMAL] = 32, [ZONE_MOVABLE] = 0
+_LOWMEM_RESERVE_RATIO = {ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
+_ZONE_ORDER = (ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
 
 
 class Gfp(StrEnum):
@@ -40,15 +48,17 @@ class Gfp(StrEnum):
     BALLOON = "balloon"
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Take:
-    """One piece of an allocation: so that a failed add_memory() can hand it all back."""
+    """One piece of an allocation: where it came from, so that it goes back there (and a failed add_memory()
+    can hand it all back)."""
 
     zone: Zone
     pages: int
     pmd: bool
     kind: str  # counter it was charged to: "kernel" | "anon" | "balloon"
     split: int = 0  # pageblocks the take split, so that a rollback merges them again
+    block: HotBlock | None = None  # unmovable pages that landed in a hot-added block (None: boot memory)
 
 
 @dataclass
@@ -59,6 +69,8 @@ class AllocStats:
     remote_pages: int = 0
     pswpout_kswapd: int = 0  # anon pages kswapd wrote to swap
     pswpout_direct: int = 0  # anon pages direct reclaim wrote to swap
+    compact_stall: int = 0  # direct compactions (/proc/vmstat compact_stall)
+    compact_success: int = 0
 
 
 @dataclass
@@ -74,6 +86,7 @@ class PageAllocator:
         self.distances = distances
         self.stats = AllocStats()
         self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
+        self.totalreserve = 0  # totalreserve_pages: what si_mem_available() never counts as available
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -85,6 +98,9 @@ class PageAllocator:
         self.rmap: Callable[[int], None] | None = None
         # called once, the first time kswapd finds a node below its low watermark
         self.on_pressure: Callable[[], None] | None = None
+        # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
+        # land in" (None: boot memory), asked only of zones that have hot-added blocks online
+        self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -125,6 +141,20 @@ class PageAllocator:
             z.wmark_min = zmin
             z.wmark_low = zmin + delta
             z.wmark_high = zmin + 2 * delta
+        self.totalreserve = self._totalreserve()
+
+    def _totalreserve(self) -> int:
+        """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): per zone, its high watermark plus
+        the largest lowmem_reserve it keeps against allocations for higher zones (the managed pages of the
+        zones above it up to that one, divided by its sysctl_lowmem_reserve_ratio), at most its managed pages."""
+        total = 0
+        for nid in self._nids:
+            zones = [self.zones[(nid, zt)] for zt in _ZONE_ORDER]
+            for i, z in enumerate(zones):
+                ratio = _LOWMEM_RESERVE_RATIO[z.type]
+                reserve = sum(h.managed for h in zones[i + 1 :]) // ratio if ratio and z.managed else 0
+                total += min(z.managed, z.wmark_high + reserve)
+        return total
 
     # -- reclaim ---------------------------------------------------------------------------------
     def reclaim(self, zones: list[Zone], want: int, kswapd: bool = False) -> int:
@@ -316,39 +346,94 @@ class PageAllocator:
                 left -= k
         return want
 
+    def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
+        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing; it may use free pages below
+        the min watermark (ALLOC_HARDER, ALLOC_MIN_RESERVE in 6.x: the model lets it go down to half of min;
+        the exact depth per release is UNVERIFIED)."""
+        zl = self.zonelist(nid, kernel_only=True)
+        room = [(z, max(0, z.free - (z.wmark_min - z.wmark_min // 2))) for z in zl]
+        if sum(r for _, r in room) < n:
+            self.stats.failures += 1
+            return 0
+        left = n
+        for z, r in room:
+            k = min(r, left)
+            if k:
+                self._take(z, k, "kernel", nid, txn)
+                left -= k
+            if not left:
+                break
+        return n
+
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
         """k base pages out of z's free lists, charged to `kind`, remembered for a rollback."""
+        block = self.landing(z, k) if kind == "kernel" and z.hot else None
         split = z.take(k)
+        if block is not None:
+            block.unmovable += k
         self._charge(z, k, kind)
         if z.nid != nid:
             self.stats.remote_pages += k
         if txn is not None:
-            txn.takes.append(Take(z, k, False, kind, split))
+            txn.takes.append(Take(z, k, False, kind, split, block))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
-        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks;
-        None when no free pageblock is left. Only __GFP_RETRY_MAYFAIL callers reclaim and retry."""
+        """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks; None when
+        no free pageblock can be had.
+
+        Only __GFP_RETRY_MAYFAIL callers (VMEMMAP) go on, as __alloc_pages_slowpath() does for a costly order
+        (4.19-6.x): direct compaction first ("costly_order" -> __alloc_pages_direct_compact()), then direct
+        reclaim and compaction again (should_compact_retry()); no OOM kill (__alloc_pages_may_oom(): "The OOM
+        killer will not help higher order allocs"). Only then does vmemmap_populate() fall back to base pages.
+        """
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
-        for attempt in (0, 1):
-            for z in zl:
-                if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
-                    z.free_pmd -= 1
-                    self._charge(z, PMD_PAGES, kind)
-                    if txn is not None:
-                        txn.takes.append(Take(z, PMD_PAGES, True, kind))
-                    return z
-            if attempt == 0 and gfp is Gfp.VMEMMAP:  # __GFP_RETRY_MAYFAIL: reclaim, then one more pass
-                self.stats.direct_reclaim += 1
-                self.reclaim(zl, 4 * PMD_PAGES)
-            else:
-                break
+        z = self._take_pmd(zl, kind, txn)
+        if z is not None or gfp is not Gfp.VMEMMAP:
+            return z
+        if self.compact(zl):
+            return self._take_pmd(zl, kind, txn)
+        self.stats.direct_reclaim += 1
+        self.reclaim(zl, 4 * PMD_PAGES)
+        z = self._take_pmd(zl, kind, txn)
+        if z is None and self.compact(zl):
+            z = self._take_pmd(zl, kind, txn)
+        return z
+
+    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None) -> Zone | None:
+        """A free pageblock from the first zone of `zl` that has one above its min watermark."""
+        for z in zl:
+            if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+                block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
+                z.free_pmd -= 1
+                if block is not None:
+                    block.unmovable += PMD_PAGES
+                self._charge(z, PMD_PAGES, kind)
+                if txn is not None:
+                    txn.takes.append(Take(z, PMD_PAGES, True, kind, block=block))
+                return z
         return None
 
-    def alloc_pmds(self, nid: int, count: int, gfp: Gfp) -> list[tuple[Zone, int]]:
+    def compact(self, zl: list[Zone]) -> bool:
+        """Direct compaction for one order-9 block: the first zone where compaction_suitable() holds (free
+        pages at least the low watermark plus compact_gap(9) = 2 << 9, for a costly order) and whose scattered
+        free pages sit among movable pages (anon, page cache) migrates a pageblock's worth of them into the
+        fragments: a whole free pageblock. Fragments among unmovable pages only cannot be compacted."""
+        self.stats.compact_stall += 1
+        for z in zl:
+            suitable = z.free - 2 * PMD_PAGES >= z.wmark_low
+            if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
+                z.free_base -= PMD_PAGES
+                z.free_pmd += 1
+                self.gen += 1
+                self.stats.compact_success += 1
+                return True
+        return False
+
+    def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
         """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
         taken zone by zone in zonelist order; returns (zone, blocks) pieces."""
-        kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
+        kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         out: list[tuple[Zone, int]] = []
         for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
             if count <= 0:
@@ -368,8 +453,18 @@ class PageAllocator:
         else:
             zone.give(n, contiguous=kind == "anon")
 
+    def release(self, take: Take, n: int | None = None) -> None:
+        """Free `n` pages (default: all) of an earlier allocation to the zone, and the block, they came from."""
+        n = take.pages if n is None else n
+        if take.block is not None:
+            take.block.unmovable -= n
+        self.free(take.zone, n, take.kind, pmd=take.pmd and n % PMD_PAGES == 0)
+        take.pages -= n
+
     def rollback(self, txn: Transaction) -> None:
         for t in reversed(txn.takes):
+            if t.block is not None:
+                t.block.unmovable -= t.pages
             if t.pmd:
                 self.free(t.zone, t.pages, t.kind, pmd=True)
             else:  # undo exactly: the pageblocks the allocation split are whole again
@@ -388,6 +483,9 @@ class PageAllocator:
         elif kind == "balloon":
             # ballooned pages leave the allocator: adjust_managed_page_count(-n)
             zone.managed -= n
+        elif kind == "balloon_managed":
+            # ballooned pages a driver keeps managed (hv_balloon before 5.11): they look allocated
+            zone.kernel += n
         else:  # pragma: no cover
             raise ValueError(kind)
 

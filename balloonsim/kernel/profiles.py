@@ -1,79 +1,187 @@
-"""Kernel releases whose memory-hotplug semantics differ.
+"""Kernel releases whose memory-hotplug semantics differ, each written as its differences from the one before.
 
-Each field names the behaviour it switches and where it comes from (docs/kernel-facts.md).
+A profile is the release before it plus a list of `Change`s, each naming the field it sets, the upstream commit
+and the first release that has it (docs/kernel-facts.md section 11 has the table; `balloonsim hotplug
+--list-kernels` prints it). `verified=False` marks a change whose commit or release was not confirmed in source.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from balloonsim.errors import ConfigError
+from balloonsim.units import MiB
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference from the previous profile: what it sets, and where the kernel got it."""
+
+    field: str
+    value: Any
+    commit: str  # upstream (Linus tree) commit id(s), or a description where no id is known
+    release: str  # first release with it
+    what: str  # the behaviour, in one line
+    verified: bool = True  # False: the commit or the release was not confirmed in source
 
 
 @dataclass(frozen=True)
 class KernelProfile:
     name: str
-    # memmap_on_memory: "none" before 5.12; "single-block" 5.12-6.7 (the whole add_memory() range must be
-    # exactly one memory block, a08a2ae34613); "per-block" since 6.8 (one altmap per block, 6b8f0798b85a).
+    # memmap_on_memory: "none" before 5.13; "single-block" 5.13-6.7 (the add_memory() range must be exactly
+    # one memory block: mhp_supports_memmap_on_memory(size), a08a2ae34613); "per-block" since 6.8 (one altmap
+    # per block, create_altmaps_and_memory_blocks(), 6b8f0798b85a).
     memmap_on_memory: str
-    # 5.12-6.5 return -EINVAL when MHP_MEMMAP_ON_MEMORY was passed but the checks fail; 6.6+ fall back
-    # silently to the ordinary memmap (A. Kumar's 6.6 series).
+    # add_memory_resource() with MHP_MEMMAP_ON_MEMORY on a range that does not qualify: -EINVAL in 5.13-6.5,
+    # the ordinary memmap from 6.6 ("fallback to not using altmap", e3c2bfdd33a3).
     mhp_silent_fallback: bool
-    # /proc/vmstat nr_memmap_pages: memmap_pages_add() in section_activate() ("mm: report per-page
-    # metadata information", 6.11).
+    # memory_hotplug.memmap_on_memory=force (memory_block_memmap_on_memory_pages() rounds the memmap up to
+    # whole pageblocks, 2d1f649c7c08, 6.6).
+    memmap_force: bool
+    # acpi_memory_enable_device(): when the ACPI DIMM driver passes MHP_MEMMAP_ON_MEMORY. "never" before 5.13,
+    # "if-supported" 5.13-6.5 (only if mhp_supports_memmap_on_memory(info->length), 4a3e5de9c4ec), "always"
+    # from 6.6 (e3c2bfdd33a3).
+    acpi_memmap_flag: str
+    # /proc/vmstat nr_memmap_pages: memmap_pages_add() in section_activate() (15995a352474, 6.11).
     vmstat_nr_memmap: bool
-    # hv_balloon: pages outside every hot-add region go to generic_online_page in NX; 4.x leaves them
-    # unonlined (HV419).
+    # hv_online_page(): pages in no hot-add region go to generic_online_page() (1da602ec36a3, 6.14); before,
+    # they are not onlined at all.
     hv_online_outside_regions: bool
+    # hv_balloon hot-add chunk: memory_block_size_bytes() (8852ebf1948d, 6.10); before, HA_CHUNK = 128 MiB.
+    hv_chunk_is_block: bool
+    # hv_balloon alloc_balloon_pages()/free_balloon_pages() call adjust_managed_page_count(), so ballooning moves
+    # MemTotal (d1df458cbfdb, 5.11); before, ballooned pages stay managed (they look allocated).
+    hv_balloon_adjusts_managed: bool
+    # virtio-mem exists (drivers/virtio/virtio_mem.c, 5.8).
+    virtio_mem: bool
+    # virtio_mem_init_hotplug(): the smallest subblock. max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) pages
+    # (4 MiB) before 5.19; pageblock_nr_pages (2 MiB) since 448b8ec3bf11 (5.19).
+    virtio_mem_sb_min: int
     # Xen balloon max_retry_count: RETRY_UNLIMITED until the CVE-2019-17351 fix, then 4 (XEN515).
     xen_max_retry: int | None
-    # Xen balloon worker: a 5.15+ kthread (BP_WAIT polls every 1 s) vs the 4.x workqueue that waits for
-    # the MEM_ONLINE notifier.
+    # Xen balloon worker: the 5.15+ kthread (BP_WAIT polls every 1 s, 8480ed9c2bbd) vs the workqueue that waits
+    # for the MEM_ONLINE notifier.
     xen_kthread: bool
-    # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 5.10, "place fresh
-    # pages right to the tail, primarily relevant for memory onlining"): older free memory is used first.
-    # Before, onlined pages went to the head and were handed out first.
+    # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 7fef431be9c9, 5.10):
+    # older free memory is used first. Before, onlined pages went to the head and were handed out first.
     online_to_tail: bool
-    # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after ("mm: raise min_free_kbytes cap").
+    # memory_hotplug.online_policy=auto-movable and memory groups (e83a437faa62, 028fc57a1c36, 5.15).
+    auto_movable: bool
+    # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after.
     min_free_kbytes_max: int
-    # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks since 2020 (D. Jordan); VMs get the
-    # largest power of two <= 2 GiB dividing the boot memory end when it is >= 64 GiB.
+    # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks (D. Jordan, 2020); VMs get the largest power
+    # of two <= 2 GiB dividing the boot memory end when it is >= 64 GiB.
     bare_metal_max_block: bool
     # Online types accepted by /sys/devices/system/memory/auto_online_blocks (4.19: online|offline).
     auto_online_types: tuple[str, ...]
+    # x86 alloc_low_pages() after boot: __get_free_pages(GFP_ATOMIC | __GFP_ZERO) for the direct map's tables of
+    # hot-added memory, unchecked by phys_pud_init() & co. (a failure is a NULL dereference).
+    direct_map_atomic: bool
+    # what differs from the profile before this one
+    changes: tuple[Change, ...] = field(default=(), compare=False)
+
+
+def _next(base: KernelProfile, name: str, *changes: Change) -> KernelProfile:
+    """The release after `base`: `base` with `changes` applied."""
+    return replace(base, name=name, changes=changes, **{c.field: c.value for c in changes})
 
 
 _K419 = KernelProfile(
     name="4.19",
     memmap_on_memory="none",
     mhp_silent_fallback=False,
+    memmap_force=False,
+    acpi_memmap_flag="never",
     vmstat_nr_memmap=False,
     hv_online_outside_regions=False,
+    hv_chunk_is_block=False,
+    hv_balloon_adjusts_managed=False,
+    virtio_mem=False,
+    virtio_mem_sb_min=4 * MiB,
     xen_max_retry=None,
     xen_kthread=False,
     online_to_tail=False,
+    auto_movable=False,
     min_free_kbytes_max=65536,
     bare_metal_max_block=False,
     auto_online_types=("offline", "online"),
+    direct_map_atomic=True,
 )
-# each later profile is the one before it plus what changed
-_K512 = replace(
+_K512 = _next(
     _K419,
-    name="5.12",
-    memmap_on_memory="single-block",
-    hv_online_outside_regions=True,
-    xen_max_retry=4,
-    online_to_tail=True,
-    min_free_kbytes_max=262144,
-    bare_metal_max_block=True,
-    auto_online_types=("offline", "online", "online_kernel", "online_movable"),
+    "5.12",
+    Change("online_to_tail", True, "7fef431be9c9", "5.10", "onlined pages go to the tail of the free lists"),
+    Change("hv_balloon_adjusts_managed", True, "d1df458cbfdb", "5.11", "hv_balloon ballooning changes MemTotal"),
+    Change("virtio_mem", True, "5f1f79bbc9e2", "5.8", "the virtio-mem driver exists", verified=False),
+    Change(
+        "auto_online_types",
+        ("offline", "online", "online_kernel", "online_movable"),
+        "mm/memory_hotplug: convert memhp_auto_online to store an online_type (D. Hildenbrand)",
+        "5.7",
+        "auto_online_blocks accepts online_kernel and online_movable",
+        verified=False,
+    ),
+    Change(
+        "xen_max_retry", 4, "CVE-2019-17351 fix", "5.4", "Xen balloon gives up after 4 failed rounds", verified=False
+    ),
+    Change("min_free_kbytes_max", 262144, "J. Savitz, 2020", "5.7", "min_free_kbytes clamp 256 MiB", verified=False),
+    Change("bare_metal_max_block", True, "D. Jordan, 2020", "5.8", "2 GiB blocks on bare metal", verified=False),
 )
-_K68 = replace(_K512, name="6.8", memmap_on_memory="per-block", mhp_silent_fallback=True, xen_kthread=True)
-_K612 = replace(_K68, name="6.12", vmstat_nr_memmap=True)
+_K61 = _next(
+    _K512,
+    "6.1",
+    Change("memmap_on_memory", "single-block", "a08a2ae34613", "5.13", "memmap_on_memory for one-block ranges"),
+    Change(
+        "acpi_memmap_flag",
+        "if-supported",
+        "4a3e5de9c4ec",
+        "5.13",
+        "ACPI passes MHP_MEMMAP_ON_MEMORY for a DIMM of exactly one memory block",
+    ),
+    Change("auto_movable", True, "e83a437faa62, 028fc57a1c36", "5.15", "online_policy=auto-movable, memory groups"),
+    Change("xen_kthread", True, "8480ed9c2bbd", "5.15", "Xen balloon kthread, BP_WAIT polls every second"),
+    Change("virtio_mem_sb_min", 2 * MiB, "448b8ec3bf11", "5.19", "virtio-mem subblocks of one pageblock (2 MiB)"),
+)
+_K66 = _next(
+    _K61,
+    "6.6",
+    Change("mhp_silent_fallback", True, "e3c2bfdd33a3", "6.6", "add_memory() falls back to the ordinary memmap"),
+    Change("acpi_memmap_flag", "always", "e3c2bfdd33a3", "6.6", "ACPI always passes MHP_MEMMAP_ON_MEMORY"),
+    Change("memmap_force", True, "2d1f649c7c08", "6.6", "memory_hotplug.memmap_on_memory=force"),
+)
+_K68 = _next(
+    _K66,
+    "6.8",
+    Change("memmap_on_memory", "per-block", "6b8f0798b85a", "6.8", "memmap_on_memory split per memory block"),
+)
+_K612 = _next(
+    _K68,
+    "6.12",
+    Change("hv_chunk_is_block", True, "8852ebf1948d", "6.10", "hv_balloon hot-adds memory-block-sized chunks"),
+    Change("vmstat_nr_memmap", True, "15995a352474", "6.11", "/proc/vmstat nr_memmap_pages"),
+)
+_K618 = _next(
+    _K612,
+    "6.18",
+    Change(
+        "hv_online_outside_regions",
+        True,
+        "1da602ec36a3",
+        "6.14",
+        "hv_balloon onlines pages outside its regions with generic_online_page()",
+    ),
+)
 
-PROFILES: dict[str, KernelProfile] = {p.name: p for p in (_K419, _K512, _K68, _K612)}
+PROFILES: dict[str, KernelProfile] = {p.name: p for p in (_K419, _K512, _K61, _K66, _K68, _K612, _K618)}
 
 DEFAULT_KERNEL = "6.12"
+
+# Profile fields that are still UNVERIFIED in source for the releases they are set on.
+UNVERIFIED_FIELDS = {
+    # the E. Sharnoff series (2025) moving the direct map's tables to GFP_KERNEL: merge not found
+    "direct_map_atomic": "6.18",
+}
 
 
 def get_profile(name: str) -> KernelProfile:
@@ -82,3 +190,27 @@ def get_profile(name: str) -> KernelProfile:
     except KeyError:
         known = ", ".join(PROFILES)
         raise ConfigError("guest.kernel", f"unknown kernel profile {name!r} (known: {known})") from None
+
+
+def describe_profiles() -> str:
+    """What differs between the profiles, oldest first: one line per change, with its commit and release."""
+    lines: list[str] = []
+    for p in PROFILES.values():
+        if not p.changes:
+            lines.append(f"{p.name}: the base profile")
+            continue
+        lines.append(f"{p.name}: {list(PROFILES)[list(PROFILES).index(p.name) - 1]} plus")
+        for c in p.changes:
+            mark = "" if c.verified else " (UNVERIFIED)"
+            lines.append(f"  {c.what} [{c.field}={_show(c.value)}; {c.commit}, {c.release}{mark}]")
+    for name, since in UNVERIFIED_FIELDS.items():
+        lines.append(f"UNVERIFIED from {since} on: {name}={_show(getattr(PROFILES[since], name))} is carried over")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "|".join(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= MiB and value % MiB == 0:
+        return f"{value // MiB}M"
+    return str(value)

@@ -21,3 +21,4 @@ class GuestStats:
     pagetable_pages: int = 0
     metadata_bytes: int = 0
     offline_ebusy: int = 0
+    offline_eintr: int = 0  # offline_pages() kept retrying the migration until the caller gave up

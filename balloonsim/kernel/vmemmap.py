@@ -15,7 +15,7 @@ and at hot-remove vmemmap_free() in the order try_remove_memory() walks the sect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from balloonsim.kernel.block import Memmap, MemoryBlock, VmemAltmap
@@ -24,9 +24,68 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
 from balloonsim.kernel.profiles import KernelProfile
 from balloonsim.kernel.stats import GuestStats
-from balloonsim.units import PAGE_SIZE, PAGES_PER_SECTION, PMD_PAGES, div_round_up, pfn_to_page_addr
+from balloonsim.units import (
+    PAGE_SIZE,
+    PAGEBLOCK_PAGES,
+    PAGES_PER_SECTION,
+    PMD_PAGES,
+    PMD_SIZE,
+    align_up,
+    div_round_up,
+    pfn_to_page_addr,
+)
 
-__all__ = ["BlockView", "MemmapPlacement", "OrdinaryMemmap", "Savepoint", "SparseVmemmap", "Vmemmap", "VmemAltmap"]
+__all__ = [
+    "BlockView",
+    "KernelProfile",
+    "MemmapPlacement",
+    "OrdinaryMemmap",
+    "Savepoint",
+    "SparseVmemmap",
+    "Vmemmap",
+    "VmemAltmap",
+    "acpi_memmap_on_memory_flag",
+    "memmap_on_memory_pages",
+    "mhp_supports_memmap_on_memory",
+]
+
+
+def memmap_on_memory_pages(block_pages: int, struct_page_size: int, force: bool) -> tuple[int, int, bool]:
+    """memory_block_memmap_on_memory_pages() and its checks: (memmap pages per block, wasted pages, the block
+    qualifies: vmemmap_size page aligned, the memmap pageblock aligned and not the whole block, and x86's
+    arch_supports_memmap_on_memory(): the vmemmap spans whole PMDs)."""
+    vmemmap_size = block_pages * struct_page_size
+    nr = div_round_up(vmemmap_size, PAGE_SIZE)
+    aligned = align_up(nr, PAGEBLOCK_PAGES) if force else nr
+    supports = (
+        vmemmap_size % PAGE_SIZE == 0
+        and aligned % PAGEBLOCK_PAGES == 0
+        and aligned != block_pages
+        and vmemmap_size % PMD_SIZE == 0  # arch_supports_memmap_on_memory() default
+    )
+    return aligned, aligned - nr, supports
+
+
+def mhp_supports_memmap_on_memory(profile: KernelProfile, nr_pages: int, block_pages: int, sp: int) -> bool:
+    """mhp_supports_memmap_on_memory(size) with memory_hotplug.memmap_on_memory=Y: absent before 5.13; 5.13-6.7
+    also require the range to be exactly one memory block (`size == memory_block_size_bytes()`); 6.8 splits a
+    larger range per block (6b8f0798b85a), so any whole number of blocks qualifies."""
+    if profile.memmap_on_memory == "none":
+        return False
+    ok = memmap_on_memory_pages(block_pages, sp, force=False)[2]
+    return ok and (nr_pages == block_pages or profile.memmap_on_memory == "per-block")
+
+
+def acpi_memmap_on_memory_flag(profile: KernelProfile, nr_pages: int, block_pages: int, sp: int) -> bool:
+    """acpi_memory_enable_device() (drivers/acpi/acpi_memhotplug.c): does the ACPI DIMM driver pass
+    MHP_MEMMAP_ON_MEMORY for a DIMM of `nr_pages`? Never before 5.13; 5.13-6.5 only
+    `if (mhp_supports_memmap_on_memory(info->length))` (4a3e5de9c4ec), so a DIMM of more than one block gets
+    the ordinary memmap and never -EINVAL; from 6.6 always, add_memory() deciding (e3c2bfdd33a3)."""
+    if profile.acpi_memmap_flag == "always":
+        return True
+    if profile.acpi_memmap_flag == "if-supported":
+        return mhp_supports_memmap_on_memory(profile, nr_pages, block_pages, sp)
+    return False
 
 
 class Savepoint(NamedTuple):
@@ -76,7 +135,6 @@ class SparseVmemmap:
         profile: KernelProfile,
         block_pages: int,
         struct_page_size: int,
-        kernel_host_block: Callable[[int], int | None],
         trace: list[str] | None,
     ):
         self.alloc = alloc
@@ -84,7 +142,6 @@ class SparseVmemmap:
         self.profile = profile
         self.block_pages = block_pages
         self.sp = struct_page_size
-        self.kernel_host_block = kernel_host_block  # where an unmovable allocation on a node lands
         self.trace = trace
 
     def memmap_pages(self, nr_pages: int) -> int:
@@ -153,8 +210,8 @@ class SparseVmemmap:
             elif tracing:
                 for sec in sections:
                     self._trace_free(sec)
-            for zone, n, pmd in m.pieces:
-                self.alloc.free(zone, n, "kernel", pmd=pmd)
+            for take in m.pieces:  # free_pagetable(): back to the zone, and the block, each piece came from
+                self.alloc.release(take)
             m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
         for b in blocks:
             for altmap in b.altmaps:
@@ -300,7 +357,6 @@ class Vmemmap:
         nid = block.nid
         per_section = sparse.memmap_pages(PAGES_PER_SECTION)
         m = Memmap(pages=sparse.memmap_pages(block.nr_pages))
-        m.host_block = sparse.kernel_host_block(nid)
         txn = self._txn
         for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
             va0 = pfn_to_page_addr(sec, sparse.sp)
@@ -308,7 +364,7 @@ class Vmemmap:
             if per_section == PMD_PAGES:
                 zone = sparse.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
                 if zone is not None:
-                    m.pieces.append((zone, PMD_PAGES, True))
+                    m.pieces.append(txn.takes[-1])
                     if zone.nid != nid:
                         m.remote_pages += PMD_PAGES
                     sparse._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
@@ -320,7 +376,7 @@ class Vmemmap:
             if got < need:
                 return -ENOMEM
             for t in txn.takes[before:]:
-                m.pieces.append((t.zone, t.pages, False))
+                m.pieces.append(t)
                 if t.zone.nid != nid:
                     m.remote_pages += t.pages
             m.pte_pages += 1

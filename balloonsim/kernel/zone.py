@@ -9,8 +9,22 @@ pageblocks, page-cache reclaim returns fragments.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Protocol
 
 from balloonsim.units import PMD_PAGES, div_round_up
+
+
+class HotBlock(Protocol):
+    """What a zone (and an allocation that landed in it) knows of a hot-added memory block online there: a
+    balloonsim.kernel.block.MemoryBlock, seen without importing it."""
+
+    unmovable: int  # unmovable kernel pages that landed in it
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def managed(self) -> int: ...
 
 
 class ZoneType(StrEnum):
@@ -40,12 +54,16 @@ class Zone:
         "wmark_high",
         "span_start",
         "span_end",
+        "boot_present",
+        "hot",
+        "hot_managed",
     )
 
     def __init__(self, nid: int, ztype: ZoneType):
         self.nid = nid
         self.type = ztype
         self.present = 0  # pages present (spanned and not holes), incl. self-hosted vmemmap
+        self.boot_present = 0  # of which boot memory's (present_early_pages)
         self.managed = 0  # pages handed to the buddy allocator (MemTotal)
         self.free_pmd = 0  # free, naturally aligned 2 MiB pageblocks
         self.free_base = 0  # free pages not forming a whole free pageblock
@@ -57,6 +75,10 @@ class Zone:
         self.wmark_high = 0
         self.span_start: int | None = None
         self.span_end: int | None = None
+        # hot-added blocks online in this zone, in onlining order, and their pages in the buddy allocator:
+        # where an unmovable allocation lands inside the zone (balloonsim.kernel.unmovable)
+        self.hot: list[HotBlock] = []
+        self.hot_managed = 0
 
     @property
     def free(self) -> int:

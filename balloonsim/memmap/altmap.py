@@ -1,11 +1,15 @@
-"""`altmap`: memmap_on_memory as merged, with each kernel profile's rules.
+"""`altmap`: memmap_on_memory as merged (memory_hotplug.memmap_on_memory=Y), with each kernel profile's rules.
 
-- 4.19: the feature does not exist; the ordinary memmap is used (counted as a fallback).
-- 5.12-6.7 ("single-block"): only when the add_memory() range is exactly one memory block and
-  vmemmap_size is PMD aligned and the rest pageblock aligned; otherwise -EINVAL (a08a2ae34613).
-- 6.8+ ("per-block"): one vmem_altmap per memory block (6b8f0798b85a); when
-  mhp_supports_memmap_on_memory() fails, a silent fallback to the ordinary memmap (6.6+).
-- `mode = "force"`: memory_block_memmap_on_memory_pages() rounds the memmap up to whole pageblocks and
+- 4.19, 5.12: the feature does not exist (a08a2ae34613 reached Linus in 5.13); the ordinary memmap is used
+  (counted as a fallback).
+- 5.13-6.5 (profile 6.1, "single-block"): only when the add_memory() range is exactly one memory block and
+  vmemmap_size is PMD aligned and the rest pageblock aligned (mhp_supports_memmap_on_memory(size)); a caller
+  that passes MHP_MEMMAP_ON_MEMORY for any other range gets -EINVAL from add_memory_resource(). The ACPI DIMM
+  driver never does: it passes the flag only when the check holds (4a3e5de9c4ec).
+- 6.6-6.7 (profile 6.6): the same check, but add_memory_resource() falls back silently to the ordinary memmap
+  (e3c2bfdd33a3), and `mode = "force"` exists (2d1f649c7c08).
+- 6.8+ ("per-block"): one vmem_altmap per memory block (create_altmaps_and_memory_blocks(), 6b8f0798b85a).
+- `mode = "force"` (6.6+): memory_block_memmap_on_memory_pages() rounds the memmap up to whole pageblocks and
   the remainder is wasted ("Memory hotplug will waste %ld pages in each memory block").
 The memmap sits in the first pages of each block: they must be backed when the memmap is written.
 """
@@ -19,9 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.vmemmap import BlockView, Vmemmap
+from balloonsim.kernel.vmemmap import BlockView, Vmemmap, memmap_on_memory_pages
 from balloonsim.memmap.base import MemmapStrategy
-from balloonsim.units import PAGE_SIZE, PAGEBLOCK_PAGES, PMD_SIZE, align_up, div_round_up
 
 
 class AltmapParams(BaseModel):
@@ -29,30 +32,19 @@ class AltmapParams(BaseModel):
     mode: Literal["Y", "force"] = "Y"
 
 
-def memmap_on_memory_pages(block_pages: int, struct_page_size: int, force: bool) -> tuple[int, int, bool]:
-    """memory_block_memmap_on_memory_pages() and its checks: (memmap pages per block, wasted pages,
-    mhp_supports_memmap_on_memory())."""
-    vmemmap_size = block_pages * struct_page_size
-    nr = div_round_up(vmemmap_size, PAGE_SIZE)
-    aligned = align_up(nr, PAGEBLOCK_PAGES) if force else nr
-    supports = (
-        vmemmap_size % PAGE_SIZE == 0
-        and aligned % PAGEBLOCK_PAGES == 0
-        and aligned != block_pages
-        and vmemmap_size % PMD_SIZE == 0  # arch_supports_memmap_on_memory() default
-    )
-    return aligned, aligned - nr, supports
-
-
 class Altmap(MemmapStrategy):
     name = "altmap"
+    what_if = ""  # memory_hotplug.memmap_on_memory=Y; whether the driver passes the flag is the driver's part
+    uses_mhp_flag = True
     Params = AltmapParams
     params: AltmapParams
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         rule = vm.profile.memmap_on_memory
         force = self.params.mode == "force"
-        nr, waste, supports = memmap_on_memory_pages(vm.block_pages, vm.struct_page_size, force and rule == "per-block")
+        nr, waste, supports = memmap_on_memory_pages(
+            vm.block_pages, vm.struct_page_size, force and vm.profile.memmap_force
+        )
         if rule == "none" or not mhp_flag:
             return self._ordinary(vm, blocks)
         if not supports or (rule == "single-block" and len(blocks) != 1):

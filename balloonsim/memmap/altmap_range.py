@@ -19,6 +19,7 @@ from balloonsim.memmap.base import MemmapStrategy
 
 class AltmapRange(MemmapStrategy):
     name = "altmap-range"
+    what_if = "one altmap per add_memory() range, the 2018 RFC (never merged)"
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         start = blocks[0].start_pfn

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.vmemmap import BlockView, Vmemmap
+from balloonsim.kernel.vmemmap import BlockView, KernelProfile, Vmemmap
 
 
 class NoParams(BaseModel):
@@ -30,12 +30,23 @@ class MemmapStrategy:
 
     name: str = ""  # the registry name (a chain names itself after its links)
     Params: ClassVar[type[BaseModel]] = NoParams
+    # How far it is from the kernel: "" for what a kernel does (the ordinary memmap, memmap_on_memory as
+    # merged), else why it is a what-if; None (a plugin's strategy): not a kernel strategy.
+    what_if: ClassVar[str | None] = None
+    # Whether the caller's MHP_MEMMAP_ON_MEMORY decides anything (memmap_on_memory as merged does)
+    uses_mhp_flag: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         raise NotImplementedError
+
+    def departures(self, profile: KernelProfile) -> list[str]:
+        """What about this placement no kernel of `profile` does (empty: the kernel's own)."""
+        if self.what_if is None:
+            return [f"memmap {self.name}: not a kernel strategy"]
+        return [f"memmap {self.name}: {self.what_if}"] if self.what_if else []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"

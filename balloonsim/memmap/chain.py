@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.vmemmap import BlockView, Vmemmap
+from balloonsim.kernel.vmemmap import BlockView, KernelProfile, Vmemmap
 from balloonsim.memmap.base import MemmapStrategy, NoParams
 
 
@@ -20,6 +20,18 @@ class Chain(MemmapStrategy):
         self.links = links
         self.name = ",".join(s.name for s in links)
         self.params = NoParams()
+
+    @property
+    def uses_mhp_flag(self) -> bool:  # type: ignore[override]
+        return any(link.uses_mhp_flag for link in self.links)
+
+    def departures(self, profile: KernelProfile) -> list[str]:
+        """The links' own, and the fallback itself where the kernel has none: add_memory() falls back from
+        memmap_on_memory to the ordinary memmap only from 6.6 (e3c2bfdd33a3); 5.13-6.5 return -EINVAL."""
+        out = [d for link in self.links for d in link.departures(profile)]
+        if not out and profile.memmap_on_memory != "none" and not profile.mhp_silent_fallback:
+            out.append(f"memmap {self.name}: a fallback after -EINVAL (the kernel falls back itself from 6.6)")
+        return out
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         err = 0

@@ -16,6 +16,7 @@ from balloonsim.memmap.base import MemmapStrategy
 
 class Kmalloc(MemmapStrategy):
     name = "kmalloc"
+    what_if = ""
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         return vm.populate_ordinary(blocks)

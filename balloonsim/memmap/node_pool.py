@@ -49,6 +49,7 @@ class Pool:
 
 class NodePool(MemmapStrategy):
     name = "node-pool"
+    what_if = "a per-node pool of memmaps, the cover letter's option (b) (never implemented)"
     Params = NodePoolParams
     params: NodePoolParams
 

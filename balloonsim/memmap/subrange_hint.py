@@ -28,6 +28,7 @@ class SubrangeHintParams(BaseModel):
 
 class SubrangeHint(MemmapStrategy):
     name = "subrange-hint"
+    what_if = "the usable-subrange hint to add_memory() (proposed 2018, never merged)"
     Params = SubrangeHintParams
     params: SubrangeHintParams
 

@@ -66,6 +66,8 @@ class Sim:
         self.guest = Guest(g.config(), memmap.build(parts.memmap))
         self.host = HostMemory(cast("ControllerParams", parts.host.params).memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
+        # small GFP_KERNEL allocations of the hot-add path invoke the OOM killer rather than fail
+        self.guest.out_of_memory = lambda: self.memory.out_of_memory() is not None
         self.target_bytes = self._logged_target = sum(g.boot)
         self.target_event = self.env.event()
         self.block_added_at: dict[int, float] = {}
@@ -200,6 +202,10 @@ class Sim:
         ]
         p50, p95 = (float(np.percentile(delays, 50)), float(np.percentile(delays, 95))) if delays else (np.nan, np.nan)
         removable = sum(1 for b in g.blocks.values() if g.removable(b))
+        strategy = g.strategy
+        departures = g.what_if() + getattr(strategy, "departures", lambda profile: [])(g.profile)
+        if self.driver is not None:
+            departures += self.driver.what_if(strategy)
         errs = st.add_errors
         other_err = sum(n for e, n in errs.items() if e not in (-ENOMEM, -EINVAL, -EEXIST))
         memtotal_end = g.alloc.total("managed") << PAGE_SHIFT
@@ -239,6 +245,9 @@ class Sim:
         }
         for component in self.components:
             out.update(component.metrics())
+        # which parts of the run no kernel does (a memmap strategy never merged, a flag a driver never passes...):
+        # empty when the run is the kernel's own behaviour
+        out["what_if"] = "; ".join(departures)
         return out
 
     def _pressure_metrics(self, sim_time: float) -> dict[str, Any]:

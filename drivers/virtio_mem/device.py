@@ -41,14 +41,13 @@ from balloonsim.kernel.errno import EBUSY, ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
-from balloonsim.units import MAX_ORDER_PAGES, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_PAGES, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
 
 VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD = 1 * GiB
-SB_MIN_SIZE = max(MAX_ORDER_PAGES, PAGEBLOCK_PAGES) * PAGE_SIZE  # 4 MiB on x86_64
 
 
 def _is_pow2(v: int) -> bool:
@@ -106,6 +105,7 @@ class VirtioMem(Driver):
     Params = VirtioMemParams
     name = "virtio-mem"
     p: VirtioMemParams
+    kernel_passes_mhp_flag = False  # MHP_MERGE_RESOURCE | MHP_NID_IS_MGID, never MHP_MEMMAP_ON_MEMORY
 
     # -- probe -------------------------------------------------------------------------------------
     def __init__(self, sim: World, params: VirtioMemParams) -> None:
@@ -113,8 +113,10 @@ class VirtioMem(Driver):
         super().__init__(sim, params)
         g = self.guest
         p = params
-        if g.profile.name == "4.19":
-            raise ConfigError("guest.kernel", "virtio-mem needs kernel 5.8 or later (profile 4.19 has none)")
+        if not g.profile.virtio_mem:
+            raise ConfigError(
+                "guest.kernel", f"virtio-mem needs kernel 5.8 or later (profile {g.profile.name} has none)"
+            )
         bsize = g.block_size
         if p.region_size % bsize:
             raise ConfigError("driver.region_size", f"must be a multiple of the memory block size ({bsize >> 20}M)")
@@ -132,7 +134,9 @@ class VirtioMem(Driver):
         limit = min(self.region_end, g.max_pfn << PAGE_SHIFT)  # mhp_get_pluggable_range()
         self.region_pfns = (addr >> PAGE_SHIFT, self.region_end >> PAGE_SHIFT)
 
-        sb_size = max(p.device_block_size, SB_MIN_SIZE)
+        # virtio_mem_init_hotplug(): sb_size = max(pageblock_nr_pages * PAGE_SIZE, device_block_size) since
+        # 448b8ec3bf11 (5.19), max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) * PAGE_SIZE (4 MiB) before
+        sb_size = max(p.device_block_size, g.profile.virtio_mem_sb_min)
         self.offline_threshold = max(2 * bsize, VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD)
         self.mode: Sbm | Bbm
         if sb_size < bsize and not p.force_bbm:
@@ -141,6 +145,12 @@ class VirtioMem(Driver):
             self.mode = Bbm(self, g, p, addr, limit)
             self.offline_threshold = max(2 * self.mode.bb_size, self.offline_threshold)
 
+        # virtio_mem_init_hotplug(): one dynamic memory group per device (ffaa6ce835ea, 5.15+), its unit a memory
+        # block in SBM and a big block in BBM
+        unit = bsize if isinstance(self.mode, Sbm) else self.mode.bb_size
+        self.memory_group = (
+            g.register_memory_group(p.node, unit_pages=unit >> PAGE_SHIFT) if g.profile.auto_movable else None
+        )
         self.plugged_size = 0
         self.requested_size = 0
         self.offline_size = 0
@@ -307,7 +317,7 @@ class VirtioMem(Driver):
     def add_memory(self, bid: int, start: int, size: int, hint: Extents) -> int:
         """virtio_mem_add_memory(): counts toward offline_size before the call (it may online at once)."""
         self.offline_size += size
-        ret = self.hot_add(self.p.node, start, size, hint)
+        ret = self.hot_add(self.p.node, start, size, hint, self.memory_group)
         if ret:
             self.offline_size -= size
             self.stats["add_failures"] += 1

@@ -1,9 +1,10 @@
 """virtio-mem Sub Block Mode: each memory block is cut into subblocks plugged and unplugged one by one.
 
 Sources: kernel-facts.md section 7 ([VM510], [VM515]). What is modelled, with the kernel function it follows:
-- Geometry (virtio_mem_init): sb_size = max(device_block_size, max(MAX_ORDER_NR_PAGES, pageblock_nr_pages)
-  * PAGE_SIZE = 4 MiB); the first block is the region start rounded up to a memory block, the last usable one
-  ends at min(region end, the guest's max_addr).
+- Geometry (virtio_mem_init_hotplug): sb_size = max(device_block_size, pageblock_nr_pages * PAGE_SIZE = 2 MiB)
+  since 448b8ec3bf11 (5.19); max(device_block_size, max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) * PAGE_SIZE =
+  4 MiB) before (profile field virtio_mem_sb_min). The first block is the region start rounded up to a memory
+  block, the last usable one ends at min(region end, the guest's max_addr).
 - Plug (virtio_mem_sbm_plug_request): fill partially plugged blocks first (online kernel, online movable,
   then offline ones; plugged subblocks of an online block are fake-onlined with generic_online_page), then
   reuse unused blocks, then prepare new ones; each new block is plugged first (subblocks 0..count-1 in one

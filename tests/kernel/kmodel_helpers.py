@@ -48,8 +48,9 @@ def offline_all(g: Guest) -> None:
 
 
 def overhead_pages(g: Guest) -> int:
-    """Page-table and slab pages add_memory() took from online memory whatever the strategy."""
-    return g.stats.pagetable_pages + sum(g.slab_pages.values())
+    """Page-table and slab pages add_memory() took from online memory whatever the strategy, and the page the
+    kernel's background put in a block it pinned (balloonsim.kernel.unmovable)."""
+    return g.stats.pagetable_pages + sum(g.slab_pages.values()) + g.placement.background_pages
 
 
 def fill_user(g: Guest, nid: int = 0, leave: int = 0) -> int:

@@ -4,7 +4,9 @@ import pytest
 from kmodel_helpers import add_backed, diff, fill_user, make_guest, populate, state
 
 from balloonsim.kernel import E2BIG, EEXIST, EINVAL, ENOMEM
+from balloonsim.kernel.errno import KernelOops
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
 
 
@@ -38,8 +40,9 @@ def test_einval_node_not_possible():
 
 
 def test_einval_512_altmap_multi_block():
-    # 5.12: memmap_on_memory only when the add_memory() range is exactly one memory block (a08a2ae34613)
-    g = make_guest("altmap", kernel="5.12")
+    # 5.13-6.5: memmap_on_memory only when the add_memory() range is exactly one memory block (a08a2ae34613);
+    # a caller that passes the flag anyway gets -EINVAL from add_memory_resource()
+    g = make_guest("altmap", kernel="6.1")
     populate(g, 4 * GiB, 256 * MiB)
     before = state(g)
     assert g.add_memory(0, 4 * GiB, 256 * MiB) == -EINVAL
@@ -167,3 +170,72 @@ def test_success_counts():
     assert (g.stats.add_calls, g.stats.add_ok, g.stats.add_errors) == (2, 1, {-EEXIST: 1})
     assert sorted(g.blocks) == [32, 33]
     assert g.groups == {0: (4 * GiB >> PAGE_SHIFT, 65536)}
+
+
+# ----------------------------------------------- allocation classes of the hot-add path's own pages ---
+def _full(g, leave=0):
+    """User memory takes everything above the min watermarks, but `leave` pages."""
+    for z in g.alloc.iter_zones():
+        room = z.free - z.wmark_min - leave
+        if room > 0:
+            g.alloc.alloc(z.nid, room, Gfp.USER)
+    return sum(z.anon for z in g.alloc.iter_zones())
+
+
+def _oom_killer(g) -> list[int]:
+    """An OOM killer that frees the largest zone's anon pages; returns the list of kills."""
+    kills: list[int] = []
+
+    def oom():
+        z = max(g.alloc.iter_zones(), key=lambda z: z.anon)
+        if not z.anon:
+            return False
+        kills.append(z.anon)
+        g.alloc.free(z, z.anon // 8, "anon")  # a victim's memory goes back
+        return True
+
+    g.out_of_memory = oom
+    return kills
+
+
+def test_metadata_invokes_the_oom_killer_instead_of_failing():
+    """kzalloc(GFP_KERNEL) of the hot-add path (section usage, memory block devices): order 0, no
+    __GFP_RETRY_MAYFAIL, so __alloc_pages_may_oom() kills and the slow path retries "as long as the OOM killer
+    is making progress"; -ENOMEM only when there is nothing left to kill."""
+    g = make_guest("altmap", direct_gbpages=True)
+    _full(g)
+    populate(g, 4 * GiB, 128 * MiB)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == -ENOMEM  # no OOM killer attached: nothing to kill
+    kills = _oom_killer(g)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
+    assert len(kills) == 1
+
+
+def test_direct_map_tables_are_gfp_atomic_and_unchecked():
+    """x86 alloc_low_pages() after boot: __get_free_pages(GFP_ATOMIC | __GFP_ZERO), no reclaim, the callers
+    (phys_pud_init()) do not check for NULL: an allocation failure is a NULL dereference, not -ENOMEM
+    (E. Sharnoff, 2025, virtio-mem hotplug on 6.12). GFP_ATOMIC may use part of the min reserve."""
+    g = make_guest("altmap", direct_gbpages=False)  # a PMD table per new GiB of direct map
+    _full(g)
+    _oom_killer(g)
+    populate(g, 4 * GiB, 128 * MiB)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0  # the min reserve still holds a page for GFP_ATOMIC
+    for z in g.alloc.iter_zones():  # now nothing at all is free
+        if z.free:
+            g.alloc.alloc_atomic(z.nid, z.free - (z.wmark_min - z.wmark_min // 2))
+    populate(g, 5 * GiB, 128 * MiB)
+    with pytest.raises(KernelOops, match="phys_pud_init"):
+        g.add_memory(0, 5 * GiB, 128 * MiB)
+    assert g.crashed is not None
+
+
+@pytest.mark.parametrize(("la57", "ok"), [(False, False), (True, True)])
+def test_e2big_beyond_max_physmem_bits(la57, ok):
+    """mhp_range_allowed() (5.11+; check_hotplug_memory_addressable() before, UNVERIFIED for 4.19): the range
+    must end below 1 << MAX_PHYSMEM_BITS, 46 bits with 4-level paging, 52 with 5-level."""
+    g = make_guest(max_addr=128 * 1024 * GiB, la57=la57)
+    start = 64 * 1024 * GiB  # 1 << 46
+    populate(g, start, 128 * MiB)
+    assert g.add_memory(0, start, 128 * MiB) == (0 if ok else -E2BIG)
+    populate(g, start - 128 * MiB, 128 * MiB)
+    assert g.add_memory(0, start - 128 * MiB, 128 * MiB) == 0  # the last block below 64 TiB

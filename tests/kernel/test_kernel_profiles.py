@@ -1,20 +1,82 @@
-"""Kernel profiles: what changed between 4.19, 5.12, 6.8 and 6.12 (kernel-facts.md sections 1 and 3)."""
+"""Kernel profiles: what changed between 4.19, 5.12, 6.1, 6.6, 6.8, 6.12 and 6.18 (kernel-facts.md sections 1, 3
+and 11; profiles.py cites each commit)."""
 
 import math
 
 import pytest
+from click.testing import CliRunner
 from kmodel_helpers import DIMM_SIZE, DIMM_START, add_backed, dimm_guest, make_guest, online_all, populate
 
+from balloonsim.cli import cli
 from balloonsim.errors import ConfigError
 from balloonsim.kernel import EINVAL, PROFILES, get_profile, probe_memory_block_size
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.profiles import describe_profiles
 from balloonsim.units import PAGE_SHIFT, GiB, MiB, TiB
 
 
 def test_profiles_known():
-    assert {"4.19", "5.12", "6.8", "6.12"} <= set(PROFILES)
+    assert list(PROFILES) == ["4.19", "5.12", "6.1", "6.6", "6.8", "6.12", "6.18"]
     with pytest.raises(ConfigError, match="guest.kernel"):
         get_profile("3.10")
+
+
+def test_each_profile_is_the_one_before_plus_its_changes():
+    names = list(PROFILES)
+    for before, after in zip(names, names[1:], strict=False):
+        a, b = PROFILES[before], PROFILES[after]
+        assert b.changes, after
+        changed = {c.field for c in b.changes}
+        for f in a.__dataclass_fields__:
+            if f in ("name", "changes"):
+                continue
+            if f in changed:
+                assert getattr(b, f) == next(c.value for c in b.changes if c.field == f)
+            else:
+                assert getattr(b, f) == getattr(a, f), (after, f)
+        for c in b.changes:
+            assert c.commit and c.release and c.what
+
+
+def test_release_boundaries_from_the_source():
+    p = PROFILES
+    # memmap_on_memory reached Linus in 5.13 (a08a2ae34613, merged 2021-05-05 after v5.12): 5.12 has none
+    assert p["5.12"].memmap_on_memory == "none" and p["6.1"].memmap_on_memory == "single-block"
+    # ACPI passes the flag only for a one-block DIMM 5.13-6.5 (4a3e5de9c4ec), always from 6.6 (e3c2bfdd33a3)
+    assert [p[k].acpi_memmap_flag for k in ("5.12", "6.1", "6.6", "6.18")] == [
+        "never",
+        "if-supported",
+        "always",
+        "always",
+    ]
+    # the split per block is 6.8 (6b8f0798b85a); force mode 6.6 (2d1f649c7c08)
+    assert p["6.6"].memmap_on_memory == "single-block" and p["6.8"].memmap_on_memory == "per-block"
+    assert not p["6.1"].memmap_force and p["6.6"].memmap_force
+    # hv_balloon: the chunk is the memory block from 6.10 (8852ebf1948d); pages outside regions from 6.14
+    assert not p["6.8"].hv_chunk_is_block and p["6.12"].hv_chunk_is_block
+    assert not p["6.12"].hv_online_outside_regions and p["6.18"].hv_online_outside_regions
+    assert not p["4.19"].hv_balloon_adjusts_managed and p["5.12"].hv_balloon_adjusts_managed  # d1df458cbfdb, 5.11
+    # virtio-mem subblocks of a pageblock since 5.19 (448b8ec3bf11)
+    assert p["5.12"].virtio_mem_sb_min == 4 * MiB and p["6.1"].virtio_mem_sb_min == 2 * MiB
+    # auto-movable and the Xen kthread are 5.15
+    assert not p["5.12"].auto_movable and p["6.1"].auto_movable
+    assert not p["5.12"].xen_kthread and p["6.1"].xen_kthread
+    assert not p["6.8"].vmstat_nr_memmap and p["6.12"].vmstat_nr_memmap  # 15995a352474, 6.11
+
+
+def test_list_kernels_prints_the_differences():
+    text = describe_profiles()
+    for commit in ("a08a2ae34613", "e3c2bfdd33a3", "6b8f0798b85a", "8852ebf1948d", "1da602ec36a3", "448b8ec3bf11"):
+        assert commit in text
+    res = CliRunner().invoke(cli, ["hotplug", "--list-kernels"])
+    assert res.exit_code == 0 and res.output.strip() == text
+    assert "6.6: 6.1 plus" in res.output and "UNVERIFIED" in res.output
+
+
+@pytest.mark.parametrize("kernel", list(PROFILES))
+def test_kernel_accepted_by_hotplug(kernel):
+    res = CliRunner().invoke(cli, ["hotplug", "--kernel", kernel, "--size", "128M", "--json"])
+    assert res.exit_code == 0, res.output
 
 
 def test_419_altmap_falls_back_to_ordinary_memmap():
@@ -28,29 +90,46 @@ def test_419_altmap_falls_back_to_ordinary_memmap():
     assert g.meminfo().MemTotal_kb - 2023424 == 10_485_760
 
 
-def test_512_single_block_altmap():
+def test_512_has_no_memmap_on_memory():
+    # a08a2ae34613 is in 5.13: on 5.12 even a one-block range gets the ordinary memmap
     g = make_guest("altmap", kernel="5.12")
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.blocks[32].memmap.altmap is None and g.stats.memmap_fallbacks == 1
+
+
+def test_61_single_block_altmap():
+    g = make_guest("altmap", kernel="6.1")
     assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
     s = 4 * GiB >> PAGE_SHIFT
     assert g.blocks[32].memmap.in_range == Extents.span(s, s + 512)
     assert g.stats.memmap_fallbacks == 0
     populate(g, 5 * GiB, 256 * MiB)
-    assert g.add_memory(0, 5 * GiB, 256 * MiB) == -EINVAL
-    # the 10 GiB DIMM: -EINVAL on 5.12 (ACPI would not pass the flag: see the next test)
-    g = dimm_guest("altmap", kernel="5.12")
+    assert g.add_memory(0, 5 * GiB, 256 * MiB) == -EINVAL  # a caller forcing the flag
+    # the 10 GiB DIMM with the flag forced: -EINVAL on 5.13-6.5
+    g = dimm_guest("altmap", kernel="6.1")
     populate(g, DIMM_START, DIMM_SIZE)
     assert g.add_memory(1, DIMM_START, DIMM_SIZE) == -EINVAL
 
 
-def test_512_multi_block_chain_falls_back():
-    # altmap,kmalloc: the cover letter's option (c); on 5.12 the DIMM gets the ordinary memmap
-    g = dimm_guest("altmap,kmalloc", kernel="5.12")
+def test_66_single_block_falls_back_silently():
+    # e3c2bfdd33a3: the range does not qualify, add_memory() uses the ordinary memmap instead of -EINVAL
+    g = dimm_guest("altmap", kernel="6.6")
+    assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
+    assert g.stats.memmap_kmalloc_pages == 40960 and g.stats.memmap_fallbacks == 80
+    g = make_guest("altmap", kernel="6.6")
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.blocks[32].memmap.altmap is not None
+
+
+def test_61_multi_block_chain_falls_back():
+    # altmap,kmalloc: the cover letter's option (c); on 6.1 the DIMM gets the ordinary memmap
+    g = dimm_guest("altmap,kmalloc", kernel="6.1")
     assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
     assert g.stats.memmap_kmalloc_pages == 40960
     assert g.stats.memmap_fallbacks == 80
 
 
-@pytest.mark.parametrize("kernel", ["6.8", "6.12"])
+@pytest.mark.parametrize("kernel", ["6.8", "6.12", "6.18"])
 def test_68_splits_per_block(kernel):
     g = dimm_guest("altmap", kernel=kernel)
     assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
@@ -106,6 +185,7 @@ def test_watermark_clamp_612_at_256m():
         (64 * GiB + 512 * MiB, True, "6.12", 512 * MiB),
         (97 * GiB, False, "6.12", 2 * GiB),  # bare metal: max block since 2020
         (97 * GiB, False, "5.12", 2 * GiB),
+        (97 * GiB, False, "6.1", 2 * GiB),
         (97 * GiB, False, "4.19", 1 * GiB),  # 4.19 divides boot_mem_end even on bare metal
         (97 * GiB, True, "4.19", 1 * GiB),
     ],

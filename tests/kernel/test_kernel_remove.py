@@ -4,6 +4,7 @@ import pytest
 from kmodel_helpers import add_backed, fill_user, make_guest, offline_all, online_all
 
 from balloonsim.kernel import EBUSY, EINVAL, BlockState, ZoneType
+from balloonsim.kernel.errno import EINTR
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
@@ -12,7 +13,7 @@ from balloonsim.units import PAGE_SHIFT, GiB, MiB
 def test_remove_online_block_ebusy():
     g = make_guest("kmalloc")
     assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    assert g.online_memory_block(33) == 0
+    assert g.online_memory_block(33, "online_movable") == 0
     assert g.remove_memory(4 * GiB, 256 * MiB) == -EBUSY
     assert g.remove_memory(4 * GiB + 128 * MiB, 128 * MiB) == -EBUSY
     assert sorted(g.blocks) == [32, 33]
@@ -43,23 +44,26 @@ def test_online_offline_einval():
 
 
 def test_offline_ebusy_when_hosting_kmalloc_memmap():
-    g = make_guest("kmalloc", kernel="4.19")  # onlined pages at the head of the free lists
-    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
-    assert g.online_memory_block(32, "online_kernel") == 0
+    # 4.19: onlined pages at the head of the free lists, so a 2 MiB vmemmap block steals a pageblock of the
+    # newest onlined block; 4 GiB boot: the kernel's small allocations stay in boot memory's ZONE_NORMAL
+    g = make_guest("kmalloc", kernel="4.19", boot=[4 * GiB])
+    assert add_backed(g, 0, 8 * GiB, 128 * MiB) == 0
+    assert g.online_memory_block(64, "online_kernel") == 0
+    assert g.blocks[64].unmovable == 0
     normal = g.alloc.zones[(0, ZoneType.NORMAL)]
     kernel_before = normal.kernel
-    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0  # block 40: its memmap lands in block 32
-    b40 = g.blocks[40]
-    assert b40.memmap.host_block == 32
-    assert normal.kernel - kernel_before >= 512  # from block 32's zone, not boot memory
-    assert g.blocks[32].unmovable == 512
-    assert not g.removable(g.blocks[32])
-    assert g.offline_memory_block(32) == -EBUSY
+    assert add_backed(g, 0, 9 * GiB, 128 * MiB) == 0  # block 72: its memmap lands in block 64
+    b72 = g.blocks[72]
+    assert b72.memmap.landed_in == {64}
+    assert normal.kernel - kernel_before >= 512  # from block 64's zone
+    assert g.blocks[64].unmovable == 512
+    assert not g.removable(g.blocks[64])
+    assert g.offline_memory_block(64) == -EBUSY
     assert g.stats.offline_ebusy == 1
-    assert g.blocks[32].state is BlockState.ONLINE
-    assert g.remove_memory(5 * GiB, 128 * MiB) == 0  # frees block 40's memmap
-    assert g.blocks[32].unmovable == 0
-    assert g.offline_memory_block(32) == 0
+    assert g.blocks[64].state is BlockState.ONLINE
+    assert g.remove_memory(9 * GiB, 128 * MiB) == 0  # frees block 72's memmap, from block 64
+    assert g.blocks[64].unmovable == 0
+    assert g.offline_memory_block(64) == 0
 
 
 def test_offline_ebusy_with_fake_offline_holes():
@@ -71,7 +75,7 @@ def test_offline_ebusy_with_fake_offline_holes():
 
     assert g.set_online_page_callback(withhold_half) == 0
     assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
-    assert g.online_memory_block(32) == 0
+    assert g.online_memory_block(32, "online_movable") == 0
     b = g.blocks[32]
     assert b.exposed == Extents.span(s, s + 16384) and b.withheld == 16384
     assert g.offline_memory_block(32) == -EBUSY
@@ -83,12 +87,12 @@ def test_offline_ebusy_with_fake_offline_holes():
 
 @pytest.mark.parametrize("strategy", ["kmalloc", "altmap", "altmap-range", "node-pool", "subrange-hint"])
 def test_remove_frees_memmap_exactly(strategy):
-    g = make_guest(strategy)
+    g = make_guest(strategy, boot=[4 * GiB])
     boot = g.meminfo()
-    assert add_backed(g, 0, 4 * GiB, 2 * GiB) == 0
+    assert add_backed(g, 0, 8 * GiB, 2 * GiB) == 0
     online_all(g)
     offline_all(g)
-    assert g.remove_memory(4 * GiB, 2 * GiB) == 0
+    assert g.remove_memory(8 * GiB, 2 * GiB) == 0
     after = g.meminfo()
     assert after.MemFree_kb == boot.MemFree_kb
     assert after.MemTotal_kb == boot.MemTotal_kb
@@ -115,7 +119,9 @@ def test_offline_migrates_anon_and_drops_cache():
         assert min(z.free_pmd, z.free_base, z.pagecache, z.anon, z.kernel) >= 0
 
 
-def test_offline_ebusy_when_anon_cannot_move():
+def test_offline_retries_until_a_signal_when_anon_cannot_move():
+    """offline_pages() (mm/memory_hotplug.c, 4.15+, 72b39cfc4d75): -EBUSY comes only from unmovable pages; a
+    migration that finds no room is retried until a signal ends it (-EINTR, "signal backoff")."""
     g = make_guest("kmalloc")
     assert add_backed(g, 0, 4 * GiB, 2 * GiB) == 0
     online_all(g, "online_movable")
@@ -123,9 +129,12 @@ def test_offline_ebusy_when_anon_cannot_move():
     fill_user(g, 0)  # hot-added and boot memory full of anon
     assert movable.anon > 32768
     before = [(z.managed, z.free_pmd, z.free_base, z.anon) for z in g.alloc.iter_zones()]
-    assert g.offline_memory_block(32) == -EBUSY  # its anon pages have nowhere to go
+    assert g.offline_memory_block(32) == -EINTR  # its anon pages have nowhere to go: not -EBUSY
     assert [(z.managed, z.free_pmd, z.free_base, z.anon) for z in g.alloc.iter_zones()] == before
-    assert g.stats.offline_ebusy == 1
+    assert g.stats.offline_eintr == 1 and g.stats.offline_ebusy == 0
+    assert g.removable(g.blocks[32])  # nothing unmovable: it would go once memory is freed
+    g.alloc.free(movable, 40000, "anon")  # the workload frees memory: the retry succeeds
+    assert g.offline_memory_block(32) == 0
 
 
 # --------------------------------------------------------------------------- RFC altmap-range ---
@@ -144,7 +153,7 @@ def test_altmap_range_partial_remove_einval():
 def test_altmap_range_host_offline_ebusy():
     g = make_guest("altmap-range")
     assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
-    online_all(g)
+    online_all(g, "online_movable")
     assert g.offline_memory_block(32) == -EBUSY  # hosts the memmap of the 7 other online blocks
     for bid in range(39, 32, -1):
         assert g.offline_memory_block(bid) == 0
@@ -172,3 +181,54 @@ def test_altmap_trace_forwards():
     assert g.remove_memory(4 * GiB, 512 * MiB) == 0
     starts = [int(line.split()[2], 16) for line in g.trace[n:]]
     assert len(starts) == 4 and starts == sorted(starts)
+
+
+# ---------------------------------------------------- where unmovable kernel allocations land ---
+def test_kernel_pages_go_back_to_the_zone_they_came_from():
+    """Page tables and slab freed at hot-remove go back where they were allocated, not to the first local zone
+    holding kernel pages (that took NORMAL's self-hosted vmemmap pages and left Zone.kernel at -1)."""
+    g = make_guest("altmap-range", accounting="allocated", direct_gbpages=False)
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0  # its direct-map table comes from DMA32 (no NORMAL yet)
+    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0
+    assert g.online_memory_block(40, "online_movable") == 0
+    assert g.remove_memory(4 * GiB, 128 * MiB) == 0
+    assert g.offline_memory_block(40) == 0
+    for z in g.alloc.iter_zones():
+        assert z.kernel >= 0 and z.managed == z.free + z.pagecache + z.anon + z.kernel, z
+    g = make_guest("altmap-range", accounting="allocated", direct_gbpages=False)
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert add_backed(g, 0, 5 * GiB, 128 * MiB) == 0
+    assert g.online_memory_block(40) == 0  # ZONE_NORMAL: the kernel's own allocations pin it
+    assert g.remove_memory(4 * GiB, 128 * MiB) == 0
+    assert g.offline_memory_block(40) == -EBUSY
+    assert all(z.kernel >= 0 for z in g.alloc.iter_zones())
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_online_kernel_dimm_first_block_stays(kernel):
+    """Recorded on Debian 6.1 and 6.12 under QEMU (validation/recorded/dimm-1G-kernel--6.*.json): 2 GiB boot (no
+    ZONE_NORMAL), a 1 GiB DIMM at 4 GiB onlined online_kernel, seconds of shell activity: offlining memory32
+    fails with EBUSY, memory33..39 go, and MemTotal stays one block above boot. The first block onlined
+    creates ZONE_NORMAL, where every unmovable allocation starts (build_zonerefs_node()); the kernel's own
+    allocations land in its pages."""
+    g = make_guest("kmalloc", kernel=kernel)
+    boot = g.meminfo().MemTotal_kb
+    assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
+    online_all(g, "online_kernel")
+    results = {bid: g.offline_memory_block(bid) for bid in range(32, 40)}
+    assert results == {32: -EBUSY, **{bid: 0 for bid in range(33, 40)}}
+    assert g.meminfo().MemTotal_kb - boot == 131072
+    assert g.remove_memory(4 * GiB, 1 * GiB) == -EBUSY
+
+
+@pytest.mark.parametrize("online_type", ["online_movable", "online_kernel"])
+def test_online_kernel_with_boot_zone_normal_and_online_movable_remove(online_type):
+    """online_movable: ZONE_MOVABLE never takes unmovable allocations, removal always works (recorded,
+    dimm-*-movable--6.*.json). A guest whose boot memory reaches above 4 GiB has a ZONE_NORMAL with free
+    boot pages, which the kernel uses before freshly onlined ones (FPI_TO_TAIL, 5.10): removable too."""
+    g = make_guest("kmalloc", boot=[2 * GiB] if online_type == "online_movable" else [4 * GiB])
+    at = 4 * GiB if online_type == "online_movable" else 8 * GiB
+    assert add_backed(g, 0, at, 1 * GiB) == 0
+    online_all(g, online_type)
+    offline_all(g)
+    assert g.remove_memory(at, 1 * GiB) == 0

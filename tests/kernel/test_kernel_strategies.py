@@ -113,7 +113,7 @@ def test_kmalloc_base_page_fallback():
         assert m.base_fallback_sections == 1
         assert m.pte_pages == 1
         assert m.kmalloc_pages == PMD_PAGES + 1  # 512 base pages plus their PTE table
-        assert all(not pmd for _, _, pmd in m.pieces)
+        assert all(not t.pmd for t in m.pieces)
     assert g.stats.base_page_fallbacks == 2
     assert g.stats.memmap_kmalloc_pages == 2 * PMD_PAGES  # nr_memmap_pages: struct pages, not PTE tables
     assert z.free == free_before - 2 * (PMD_PAGES + 1) - overhead_pages(g)
@@ -215,10 +215,11 @@ def test_altmap_range_first_blocks_host_everything():
 
 
 def test_altmap_2g_blocks():
-    g = make_guest("altmap", boot=[2 * GiB], block_size=2 * GiB)
+    # 4 GiB boot: ZONE_NORMAL has boot memory, where the kernel's own unmovable allocations land
+    g = make_guest("altmap", boot=[4 * GiB], block_size=2 * GiB)
     boot = g.meminfo()
-    assert add_backed(g, 0, 4 * GiB, 4 * GiB) == 0
-    assert sorted(g.blocks) == [2, 3]
+    assert add_backed(g, 0, 8 * GiB, 4 * GiB) == 0
+    assert sorted(g.blocks) == [4, 5]
     for b in g.blocks.values():
         assert b.memmap.in_range.total == 8192  # 32 MiB = 16 PMDs
         assert b.vmemmap_pfns == Extents.span(b.start_pfn, b.start_pfn + 8192)
@@ -244,8 +245,8 @@ def test_altmap_odd_struct_page_falls_back(mode):
     assert g.stats.memmap_fallbacks == 1
     assert g.blocks[32].vmemmap_pfns.total == 0
     assert g.stats.altmap_waste_pages == 0
-    # 5.12 returned -EINVAL instead
-    g = make_guest("altmap", {"mode": mode}, struct_page_size=80, kernel="5.12")
+    # 5.13-6.5 returned -EINVAL instead (add_memory_resource(), before e3c2bfdd33a3)
+    g = make_guest("altmap", {"mode": mode}, struct_page_size=80, kernel="6.1")
     populate(g, 4 * GiB, 128 * MiB)
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == -22
 
@@ -258,7 +259,8 @@ def test_altmap_without_caller_flag_is_ordinary():
 
 
 def test_nr_memmap_pages_only_on_612():
-    for kernel, expected in (("4.19", None), ("5.12", None), ("6.8", None), ("6.12", 4096)):
+    # 15995a352474 "mm: report per-page metadata information" (6.11)
+    for kernel, expected in (("4.19", None), ("6.1", None), ("6.8", None), ("6.12", 4096), ("6.18", 4096)):
         g = make_guest("kmalloc", kernel=kernel)
         assert add_backed(g, 0, 4 * GiB, 1 * GiB) == 0
         mi = g.meminfo()
@@ -324,7 +326,7 @@ def test_accounting_allocated(strategy):
     ga = dimm_guest(strategy, accounting="allocated")
     for g in (gk, ga):
         assert add_backed(g, 1, DIMM_START, DIMM_SIZE) == 0
-        online_all(g)
+        online_all(g, "online_movable")  # a kernel zone would keep its first block (the kernel's own pages)
     boot_total = 2023424
     mk, ma = gk.meminfo(), ga.meminfo()
     assert mk.MemTotal_kb - boot_total == ALTMAP_MEMTOTAL_KB
@@ -350,9 +352,10 @@ def test_accounting_allocated_does_not_change_kmalloc():
 )
 @pytest.mark.parametrize("accounting", ["kernel", "allocated"])
 def test_add_online_offline_remove_returns_to_boot(strategy, accounting):
-    g = make_guest(strategy, boot=[2 * GiB], accounting=accounting, direct_gbpages=False)
+    # 4 GiB boot: the kernel's own unmovable allocations land in boot memory's ZONE_NORMAL, not in the range
+    g = make_guest(strategy, boot=[4 * GiB], accounting=accounting, direct_gbpages=False, max_addr=64 * GiB)
     boot = g.meminfo()
-    s = 4 * GiB
+    s = 8 * GiB
     populate(g, s, 3 * GiB)
     assert g.add_memory(0, s, 3 * GiB, hint=Extents.span(s >> PAGE_SHIFT, (s + 3 * GiB) >> PAGE_SHIFT)) == 0
     assert g.stats.pagetable_pages > 0
@@ -413,3 +416,42 @@ def test_node_pool_free_slot_stays_in_the_pool():
     assert add_backed(g, 0, 4 * GiB + 128 * MiB, 128 * MiB) == 0
     assert g.blocks[33].memmap.in_range == Extents.span(s + 512, s + 1024)
     assert g.blocks[32].vmemmap_pfns == pool and g.hosted_by[32] == {32, 33, 34}
+
+
+# ------------------------------------------------------------------------------- MemAvailable ---
+def test_mem_available_subtracts_totalreserve():
+    """si_mem_available(): free - totalreserve_pages (calculate_totalreserve_pages(): per zone the high watermark
+    plus its largest lowmem_reserve, sysctl_lowmem_reserve_ratio DMA32 256, Normal 32), plus page cache minus
+    min(pagecache / 2, the low watermarks)."""
+    g = make_guest(boot=[4 * GiB], page_cache=256 * MiB)  # DMA32 3 GiB, Normal 1 GiB
+    dma32, normal = g.alloc.zones[(0, ZoneType.DMA32)], g.alloc.zones[(0, ZoneType.NORMAL)]
+    reserve = min(dma32.managed, dma32.wmark_high + normal.managed // 256) + normal.wmark_high
+    assert g.alloc.totalreserve == reserve
+    mi = g.meminfo()
+    free, cache = mi.free_pages, mi.Cached_kb // 4
+    wlow = dma32.wmark_low + normal.wmark_low
+    assert mi.MemAvailable_kb // 4 == free - reserve + cache - min(cache // 2, wlow)
+    # hot-added memory online in Normal raises DMA32's reserve against Normal allocations
+    assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
+    online_all(g, "online_kernel")
+    assert g.alloc.totalreserve > reserve
+
+
+def test_vmemmap_block_compacts_before_falling_back_to_base_pages():
+    """vmemmap_alloc_block(PMD_SIZE): order 9 with __GFP_RETRY_MAYFAIL is a costly order, so
+    __alloc_pages_slowpath() runs direct compaction before reclaim, and vmemmap_populate_hugepages() falls back
+    to base pages only when even that fails. Free fragments among page cache (movable) are compacted into a
+    pageblock; fragments among unmovable pages are not (test_kmalloc_base_page_fallback)."""
+    g = make_guest("kmalloc", boot=[1 * GiB])
+    z = g.alloc.zones[(0, ZoneType.DMA32)]
+    for zone in g.alloc.iter_zones():
+        zone.wmark_min = zone.wmark_low = zone.wmark_high = 0
+    assert g.alloc.alloc(0, z.free, Gfp.USER, charge="pagecache") > 0
+    g.alloc.reclaim([z], 1800)  # page-cache reclaim leaves scattered free pages
+    assert z.free_pmd == 0 and 1024 + 512 <= z.free_base < 2048
+    stall = g.alloc.stats.compact_stall
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    m = g.blocks[32].memmap
+    assert m.base_fallback_sections == 0 and g.stats.base_page_fallbacks == 0
+    assert [t.pmd for t in m.pieces] == [True]
+    assert g.alloc.stats.compact_stall == stall + 1 and g.alloc.stats.compact_success == 1

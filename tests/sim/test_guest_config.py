@@ -33,6 +33,7 @@ def test_every_guest_key_reaches_the_kernel_config():
         debug_vm=True,
         accounting="allocated",
         direct_gbpages=False,
+        la57=True,
         kernel_reserved="64M",
         page_cache="1G",
         online_policy="auto-movable",
@@ -42,6 +43,7 @@ def test_every_guest_key_reaches_the_kernel_config():
         swap_bandwidth="500M",
         swap_latency="1ms",
         vcpus=4,
+        auto_movable_numa_aware=False,
     )
     cfg = section.config()
     for name in GuestSection.model_fields:

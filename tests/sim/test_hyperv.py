@@ -1,0 +1,130 @@
+"""hv_balloon (drivers/hv/hv_balloon.c): region sizing, the hot-add chunk per release, the memory notifier, and
+ballooning's effect on MemTotal per release. Each test states the kernel's code it follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from balloonsim.kernel.block import BlockState
+from balloonsim.scenario import load_scenario
+from balloonsim.sim.simulation import Sim, simulate
+from balloonsim.units import PAGE_SHIFT, GiB, MiB
+
+CHUNK = 32768  # 128 MiB in pages
+
+
+def _sim(kernel: str = "6.12", offset: str = "0", **guest) -> Sim:
+    sc = {
+        "duration": "1h",
+        "guest": {"boot": "2G", "kernel": kernel, **guest},
+        "driver": {"name": "hyperv", "request_offset": offset, "balloon": True},
+        "workload": {"name": "idle"},
+        "onlining": {"agent": "auto"},
+        "host": {"controller": "schedule", "steps": [[3000, "2G"]]},  # the host stays quiet: the test drives
+    }
+    return Sim(load_scenario(sc), 1)
+
+
+def _request(sim: Sim, pages: int) -> None:
+    sim.env.process(sim.driver.hot_add_request(pages))
+    sim.env.run(until=sim.env.now + 30)
+
+
+def test_region_from_the_rounded_down_start_ends_before_the_request():
+    """hot_add_req(): rg_start = ALIGN_DOWN(pg_start, chunk), rg_sz = ALIGN(pfn_cnt, chunk); hv_mem_hot_add()
+    advances covered_end_pfn by min(remaining, chunk) from pg_start: a 128 MiB request 64 MiB into its chunk
+    adds one chunk, reports all 32768 pages accepted, and its last 64 MiB lie in no added block."""
+    sim = _sim(offset="64M")
+    drv, g = sim.driver, sim.guest
+    _request(sim, CHUNK)
+    (r,) = drv.regions
+    pg_start = r.covered_start_pfn
+    assert pg_start - r.start_pfn == CHUNK // 2
+    assert r.end_pfn - r.start_pfn == CHUNK and r.ha_end_pfn == r.end_pfn
+    assert r.covered_end_pfn == pg_start + CHUNK > r.ha_end_pfn  # covered past what was added
+    assert g.stats.add_calls == 1 and drv.num_pages_added == CHUNK  # page_count: all of it
+    (b,) = g.blocks.values()
+    assert b.withheld == CHUNK // 2  # the first 64 MiB of the chunk: not covered, fake-offline
+    # the host goes on after the request: a new region at the next chunk, whose first 64 MiB (backed by the
+    # host in the first request) stay fake-offline too
+    _request(sim, CHUNK)
+    assert len(drv.regions) == 2
+    b2 = g.blocks[b.id + 1]
+    assert b2.backed.total == CHUNK  # 64 MiB from each request
+    assert b2.withheld == CHUNK // 2
+    assert drv.num_pages_added == 2 * CHUNK and drv.num_pages_onlined == CHUNK  # the host counts 256 MiB
+
+
+def test_request_into_an_existing_region_extends_it_by_whole_chunks():
+    """pfn_covered(): pg_start inside [start_pfn, end_pfn) joins the region; a gap if it skips pages; end_pfn
+    grows by ALIGN(residual, chunk)."""
+    sim = _sim()
+    drv = sim.driver
+    _request(sim, CHUNK // 2)
+    (r,) = drv.regions
+    assert drv.pfn_covered(r.start_pfn + CHUNK // 2 + 100, CHUNK)
+    assert r.gaps.total == 100
+    assert r.end_pfn - r.start_pfn == 2 * CHUNK
+
+
+@pytest.mark.parametrize(("kernel", "ok"), [("6.8", False), ("6.12", True)])
+def test_chunk_is_128m_before_6_10(kernel, ok):
+    """HA_CHUNK was 128 MiB until 8852ebf1948d (6.10): with 256 MiB memory blocks every add_memory() of a chunk
+    fails check_hotplug_memory_range() with -EINVAL, a transient failure the host retries forever."""
+    m = simulate(
+        {
+            "duration": "10m",
+            "guest": {"boot": "2G", "kernel": kernel, "block_size": "256M"},
+            "driver": {"name": "hyperv"},
+            "workload": {"name": "idle"},
+            "onlining": {"agent": "auto"},
+            "host": {"controller": "schedule", "steps": [[10, "3G"]]},
+        },
+        1,
+    ).metrics
+    if ok:
+        assert m["hotadd_ok"] > 0 and m["hotadd_einval"] == 0
+    else:
+        assert m["hotadd_ok"] == 0 and m["hotadd_einval"] > 1 and m["hv_hotadd_transient"] > 1
+
+
+def test_mem_offline_and_cancel_online_notifications():
+    """hv_memory_notifier(): MEM_ONLINE and MEM_CANCEL_ONLINE complete the wait; MEM_OFFLINE takes the range's
+    backed pages (hv_page_offline_check()) off num_pages_onlined, clamped at 0."""
+    sim = _sim()
+    drv, g = sim.driver, sim.guest
+    _request(sim, CHUNK)
+    (b,) = g.blocks.values()
+    assert b.state is BlockState.ONLINE and drv.num_pages_onlined == CHUNK
+    drv.ol_event = sim.env.event()
+    drv._memory_notify("MEM_CANCEL_ONLINE", b)
+    assert drv.ol_event.triggered
+    drv._memory_notify("MEM_OFFLINE", b)
+    assert drv.num_pages_onlined == 0
+    drv._memory_notify("MEM_OFFLINE", b)
+    assert drv.num_pages_onlined == 0  # never below 0
+
+
+@pytest.mark.parametrize(("kernel", "moves"), [("4.19", False), ("5.12", True), ("6.12", True)])
+def test_ballooning_moves_memtotal_from_5_11(kernel, moves):
+    """alloc_balloon_pages()/free_balloon_pages() adjust_managed_page_count() from d1df458cbfdb (5.11)."""
+    sim = _sim(kernel, boot="8G")
+    drv, a = sim.driver, sim.guest.alloc
+    total, free = a.total("managed"), a.total("free")
+    got = drv.balloon_up(512 * MiB >> PAGE_SHIFT)
+    assert got == 512 * MiB >> PAGE_SHIFT
+    assert a.total("free") == free - got
+    assert a.total("managed") == (total - got if moves else total)
+    drv.balloon_down(got)
+    assert (a.total("managed"), a.total("free")) == (total, free)
+
+
+def test_balloon_up_keeps_mem_available_above_the_floor():
+    """balloon_up(): avail_pages = si_mem_available(); it never balloons below compute_balloon_floor()."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+    from balloonsim.kernel.meminfo import mem_available
+
+    sim = _sim(boot="4G")
+    drv, a = sim.driver, sim.guest.alloc
+    drv.balloon_up(8 * GiB >> PAGE_SHIFT)
+    assert mem_available(a) >= compute_balloon_floor(a.total("managed") + drv.num_pages_ballooned) - 512
