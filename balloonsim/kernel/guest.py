@@ -241,16 +241,14 @@ class Guest:
 
     def charge_slab(self, nid: int, nbytes: int, txn: Transaction) -> bool:
         """kzalloc(GFP_KERNEL) metadata: slab pages grow when the byte total crosses a page. An order-0 GFP_KERNEL
-        allocation does not fail while the OOM killer can free something: __alloc_pages_slowpath() retries
-        "as long as the OOM killer is making progress" (__alloc_pages_may_oom(): order <= 3, no
-        __GFP_RETRY_MAYFAIL, highest zone ZONE_NORMAL)."""
+        allocation reclaims while that makes progress and does not fail while the OOM killer can free something:
+        __alloc_pages_slowpath() retries "as long as the OOM killer is making progress" (__alloc_pages_may_oom():
+        order <= 3, no __GFP_RETRY_MAYFAIL, highest zone ZONE_NORMAL)."""
         self.slab_bytes += nbytes
         need = div_round_up(self.slab_bytes, PAGE_SIZE) - self.slab_total
         if need > 0:
             before = len(txn.takes)
-            got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
-            while got < need and self.out_of_memory is not None and self.out_of_memory():
-                got = self.alloc.alloc(nid, need, Gfp.KERNEL, txn)
+            got = self.alloc.alloc_slowpath(nid, need, Gfp.KERNEL, txn, oom=self.out_of_memory)
             if got < need:
                 self.slab_bytes -= nbytes
                 return False

@@ -33,6 +33,9 @@ from balloonsim.kernel.zone import HotBlock, Zone, ZoneType
 from balloonsim.units import PMD_PAGES
 
 MAX_RECLAIM_RETRIES = 16  # mm/internal.h (mm/page_alloc.c before 5.x): no-progress rounds before the OOM killer
+# a bound on the slow path's rounds in the model (each frees something or counts toward MAX_RECLAIM_RETRIES; the
+# bound only guards against a reclaim that frees pages the allocation can never use)
+_SLOWPATH_LOOPS = 4096
 
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
@@ -157,9 +160,13 @@ class PageAllocator:
         return total
 
     # -- reclaim ---------------------------------------------------------------------------------
-    def reclaim(self, zones: list[Zone], want: int, kswapd: bool = False) -> int:
+    def reclaim(self, zones: list[Zone], want: int, kswapd: bool = False, wait_writeback: bool = False) -> int:
         """Reclaim up to `want` pages from `zones` (nearest first): page cache, and anonymous memory to swap when
         get_scan_count() says so (balloonsim.kernel.vmscan). Returns the pages freed (did_some_progress).
+
+        `wait_writeback`: the reclaimer sleeps until its pages are written (reclaim_throttle()) rather than
+        leaving them to a later pass: the kernel's own allocations on the hot-add path, which have no task
+        to stall in the model (the kernel model has no clock), take them now and leave the device behind.
 
         Page cache comes back as fragments. Anon pages go to swap slots and their owners learn it through `rmap`
         (try_to_unmap() replacing the PTE with a swap entry); both kinds of page come back scattered."""
@@ -198,7 +205,7 @@ class PageAllocator:
                 continue
             n_anon = round(rest * share)
             n_file = self._shrink_file(zones, rest - n_anon)
-            n_anon = self._shrink_anon(zones, rest - n_file, kswapd)
+            n_anon = self._shrink_anon(zones, rest - n_file, kswapd, wait_writeback)
             if n_anon < rest - n_file:  # swap or anon ran out: what is left comes from the file list
                 n_file += self._shrink_file(zones, rest - n_file - n_anon)
             got += n_file + n_anon
@@ -219,9 +226,9 @@ class PageAllocator:
                 got += n
         return got
 
-    def _shrink_anon(self, zones: list[Zone], want: int, kswapd: bool) -> int:
+    def _shrink_anon(self, zones: list[Zone], want: int, kswapd: bool, wait: bool = False) -> int:
         """pageout() of anon pages: each takes a swap slot; the owners' page tables get swap entries (rmap)."""
-        want = self.swap.writable(want)
+        want = self.swap.writable(want, wait=wait)
         got = 0
         for z in zones:
             if got >= want:
@@ -394,11 +401,42 @@ class PageAllocator:
         if self.compact(zl):
             return self._take_pmd(zl, kind, txn)
         self.stats.direct_reclaim += 1
-        self.reclaim(zl, 4 * PMD_PAGES)
+        self.reclaim(zl, 4 * PMD_PAGES, wait_writeback=True)
         z = self._take_pmd(zl, kind, txn)
         if z is None and self.compact(zl):
             z = self._take_pmd(zl, kind, txn)
         return z
+
+    def alloc_slowpath(
+        self, nid: int, n: int, gfp: Gfp, txn: Transaction | None = None, oom: Callable[[], bool] | None = None
+    ) -> int:
+        """The kernel's own small allocations (order 0) through __alloc_pages_slowpath(): direct reclaim (waiting
+        for writeback) while it makes progress or should_reclaim_retry() still sees reclaimable pages; then
+        GFP_KERNEL calls the OOM killer (`oom`, True when it freed something) and starts over, as an order <= 3
+        allocation without __GFP_RETRY_MAYFAIL does (__alloc_pages_may_oom()); __GFP_RETRY_MAYFAIL (VMEMMAP)
+        fails instead. All or nothing: returns n or 0."""
+        got = self.alloc(nid, n, gfp, txn)
+        if got:
+            return got
+        zl = self.zonelist(nid, kernel_only=True)
+        no_progress_loops = 0
+        for _ in range(_SLOWPATH_LOOPS):
+            progress = self.reclaim(zl, n, wait_writeback=True)
+            got = self.alloc(nid, n, gfp, txn)
+            if got:
+                return got
+            if progress:
+                no_progress_loops = 0
+                continue
+            no_progress_loops += 1
+            if self.should_reclaim_retry(zl, no_progress_loops):
+                continue
+            if gfp is Gfp.KERNEL and oom is not None and oom():
+                no_progress_loops = 0
+                continue
+            break
+        self.stats.failures += 1
+        return 0
 
     def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None) -> Zone | None:
         """A free pageblock from the first zone of `zl` that has one above its min watermark."""

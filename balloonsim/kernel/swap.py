@@ -70,10 +70,12 @@ class SwapDevice:
         """Seconds one synchronous swap-in of a page waits on an idle device."""
         return self.latency + self.page_time
 
-    def writable(self, pages: int) -> int:
-        """How many of `pages` can be swapped out now: free slots and the device's budget allow."""
+    def writable(self, pages: int, wait: bool = False) -> int:
+        """How many of `pages` can be swapped out now: free slots and the device's budget allow. A writer that
+        `wait`s for its writeback is bounded by the free slots only; its transfer still spends the budget, so
+        later writers wait for the device to catch up."""
         n = min(pages, self.free)
-        if self.clock is not None:
+        if self.clock is not None and not wait:
             n = min(n, int(self.budget))
         return max(0, n)
 

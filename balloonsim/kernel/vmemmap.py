@@ -372,7 +372,7 @@ class Vmemmap:
             # vmemmap_populate_basepages(): per-page allocations plus the PTE table
             need = per_section + 1
             before = len(txn.takes)
-            got = sparse.alloc.alloc(nid, need, Gfp.VMEMMAP, txn)
+            got = sparse.alloc.alloc_slowpath(nid, need, Gfp.VMEMMAP, txn)  # __GFP_RETRY_MAYFAIL: no OOM kill
             if got < need:
                 return -ENOMEM
             for t in txn.takes[before:]:

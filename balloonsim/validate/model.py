@@ -40,7 +40,7 @@ VIRTIO_MEM_DEVICE_BLOCK = 2 * MiB  # QEMU's default for a memory-backend-ram (th
 
 
 def profile_for(release: str) -> str:
-    """The newest kernel profile not newer than `release` ("6.1" -> "5.12")."""
+    """The newest kernel profile not newer than `release` ("6.5" -> "6.1")."""
 
     def ver(s: str) -> tuple[int, ...]:
         return tuple(int(x) for x in re.findall(r"\d+", s)[:2])

@@ -9,9 +9,10 @@ from balloonsim.validate.model import VirtioMemSbm, _acpi_eject, profile_for
 
 
 def test_profile_for_release():
-    assert profile_for("6.1") == "5.12"  # memmap_on_memory single-block, no nr_memmap_pages
+    assert profile_for("6.1") == "6.1"  # memmap_on_memory single-block, no nr_memmap_pages
     assert profile_for("6.12") == "6.12"
-    assert profile_for("6.18") == "6.12"
+    assert profile_for("6.18") == "6.18"
+    assert profile_for("6.14") == "6.12"
 
 
 def _guest(**kw) -> Guest:
