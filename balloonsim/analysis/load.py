@@ -128,8 +128,8 @@ class Results:
     def resolve_by(self, by: str | None) -> str | None:
         """The factor strategies are compared along.
 
-        An explicit --by must exist; the default falls back to the first varying factor so that `finish`
-        still produces a report for experiments that do not vary the memmap strategy.
+        An explicit --by must exist; else the experiment's `compare` key, else the memmap strategy, else the
+        first varying factor, so that `finish` still produces a report for experiments that do not vary it.
         """
         if by is not None:
             if by not in self.factors:
@@ -137,6 +137,9 @@ class Results:
                     f"{self.path / 'runs.csv'}: --by {by!r} is not a factor; factors are " + ", ".join(self.factors)
                 )
             return by
+        stated = _spec_value(self, "compare")
+        if isinstance(stated, str) and stated in self.varying_factors:
+            return stated
         if DEFAULT_BY in self.varying_factors:
             return DEFAULT_BY
         return self.varying_factors[0] if self.varying_factors else None

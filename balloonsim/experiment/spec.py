@@ -22,7 +22,7 @@ METRIC_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Keys that describe the experiment to its reader (the report answers `question`, leading with the `primary`
 # metrics) without changing a run: they stay out of the design digest, so adding them to a finished
 # experiment neither refuses nor reruns its directory.
-DESCRIPTIVE_KEYS = {"description", "question", "primary"}
+DESCRIPTIVE_KEYS = {"description", "question", "primary", "compare"}
 # Keys of a run configuration that an experiment must not set per run: the runner owns them.
 RESERVED_RUN_KEYS = {"seed": "each run's seed derives from the experiment's master `seed`; use `replications`"}
 # runs.csv columns the runner writes before the factor columns.
@@ -40,6 +40,9 @@ class Experiment(BaseModel):
     description: str = ""
     question: str = ""
     primary: list[Annotated[str, Field(pattern=METRIC_PATTERN)]] = Field(default_factory=list)
+    # the factor whose levels the report compares within each combination of the others (default: the memmap
+    # strategy when it varies)
+    compare: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
     factors: dict[str, list[Any]] = Field(default_factory=dict)
     replications: int = Field(1, ge=1)
@@ -202,6 +205,9 @@ def _check_structure(exp: Experiment) -> None:
                 raise ConfigError(where, f"overlaps factor {other!r}, which already sets the whole table")
         _check_settable(exp.base, name)
     _check_primary(exp)
+    if exp.compare and exp.compare not in exp.factors:
+        known = ", ".join(exp.factors) or "none"
+        raise ConfigError("compare", f"{exp.compare!r} is not a factor of this experiment (factors: {known})")
     _check_zip(exp)
     for i, axis in enumerate(design_axes(exp)):
         _check_distinct(exp, axis, i)

@@ -23,7 +23,7 @@ def test_question_and_primary_are_read():
 def test_they_do_not_change_the_design_digest():
     """A finished directory stays the same experiment when its file gains a question: nothing reruns."""
     plain = experiment_from_dict(BASE)
-    asked = experiment_from_dict({**BASE, "question": "Which?", "primary": ["oom_kills"]})
+    asked = experiment_from_dict({**BASE, "question": "Which?", "primary": ["oom_kills"], "compare": "memmap.strategy"})
     assert plain.design_sha256 == asked.design_sha256
     assert experiment_from_dict({**BASE, "replications": 2}).design_sha256 != plain.design_sha256
 
@@ -35,6 +35,7 @@ def test_they_do_not_change_the_design_digest():
         ({"primary": ["oom kills"]}, "primary[0]", "'oom kills' is not a metric name"),
         ({"primary": ["oom_kills", "oom_kills"]}, "primary[1]", "'oom_kills' is already primary[0]"),
         ({"question": 3}, "question", "expected a string"),
+        ({"compare": "onlining.agent"}, "compare", "'onlining.agent' is not a factor of this experiment"),
     ],
 )
 def test_bad_values_name_the_key(doc, where, message):
