@@ -120,6 +120,8 @@ class Guest:
         self.blocks_online = 0
         self.notifiers: list[Notifier] = []
         self.blocks: dict[int, MemoryBlock] = {}
+        # first_free_block(): for each block id asked from, every block from there to the value is added
+        self._free_from: dict[int, int] = {}
         self._next_group = 0
         self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
         self.memory_groups: list[MemoryGroup] = []  # memory_group_register_static()/_dynamic(), 5.15+
@@ -227,6 +229,18 @@ class Guest:
         first = start_pfn // self.block_pages
         last = (start_pfn + nr_pages - 1) // self.block_pages
         return [self.blocks[i] for i in range(first, last + 1) if i in self.blocks]
+
+    def first_free_block(self, first: int) -> int:
+        """The lowest block id at or above `first` that no add_memory() holds. Drivers search for free space from
+        the same place (the first block above boot memory), so the answer is remembered per `first`: adds only
+        move it up, and remove_memory() moves it back down to what it frees. A guest filled one block at a time
+        is walked once, not once per add."""
+        bid = self._free_from.get(first, first)
+        blocks = self.blocks
+        while bid in blocks:
+            bid += 1
+        self._free_from[first] = bid
+        return bid
 
     def node_has_memory(self, nid: int) -> bool:
         return any(self.alloc.zones[(nid, zt)].managed for zt in ZoneType)
@@ -720,6 +734,10 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
+        lowest, highest = blocks[0].id, blocks[-1].id
+        for first, bid in self._free_from.items():  # first_free_block(): the freed blocks come first again
+            if highest >= first and max(first, lowest) < bid:
+                self._free_from[first] = max(first, lowest)
         for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
             self.alloc.release(self.table_pages.pop(key))
             self.stats.pagetable_pages -= 1
