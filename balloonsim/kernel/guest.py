@@ -613,7 +613,7 @@ class Guest:
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
             if zone.type.is_kernel:
-                self.placement.exposed(zone, n)
+                self.placement.exposed(zone, block, n)
                 if settle:
                     self.placement.refresh(zone)
             if self.expose_hook is not None:
@@ -633,7 +633,7 @@ class Guest:
         zone.take(n)
         zone.managed -= n
         if zone.type.is_kernel and n:
-            self.placement.exposed(zone, -n)
+            self.placement.exposed(zone, block, -n)
             self.placement.refresh(zone)
         return n
 
