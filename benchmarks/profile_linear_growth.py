@@ -85,7 +85,11 @@ def one_at_a_time(blocks: int, strategy: str, boot: int, whole: bool = False) ->
 
 def child(args: argparse.Namespace) -> None:
     blocks, strategy, boot, whole = args.child
-    wall = one_at_a_time(int(blocks), strategy, int(boot), whole == "whole")
+    try:
+        wall = one_at_a_time(int(blocks), strategy, int(boot), whole == "whole")
+    except AssertionError:  # a call failed: -ENOMEM when the boot memory cannot hold the memmap
+        print(json.dumps({"wall_s": None}))
+        return
     print(json.dumps({"wall_s": wall}))
 
 
@@ -94,7 +98,7 @@ def run_point(python: str, blocks: int, strategy: str, boot: int, whole: bool, t
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout).stdout
     except subprocess.TimeoutExpired:
-        return None
+        return float("inf")
     return json.loads(out.strip().splitlines()[-1])["wall_s"]
 
 
@@ -126,7 +130,7 @@ def main() -> None:
         return
     pythons = {"this": sys.executable} | ({"other": args.other} if args.other else {})
     modes = [False, True] if args.whole else [False]
-    best: dict[tuple, float | None] = {}
+    best: dict[tuple, float | None] = {}  # None: a call failed; inf: timed out
     for _ in range(args.repeats):
         for strategy in strategies:
             boot = parse_size(args.boot) if args.boot else boot_for(max(counts), strategy)
@@ -134,13 +138,11 @@ def main() -> None:
                 for n in counts:
                     for label, python in pythons.items():  # alternating, so load hits both alike
                         key = (label, strategy, whole, n)
-                        if key in best and best[key] is None:
-                            continue  # it timed out once: do not wait again
+                        if key in best and best[key] in (None, float("inf")):
+                            continue  # it failed or timed out once: do not wait again
                         wall = run_point(python, n, strategy, boot, whole, args.timeout)
-                        old = best.get(key)
-                        best[key] = wall if old is None or (wall is not None and wall < old) else old
-                        if wall is None:
-                            best[key] = None
+                        old = best.get(key, float("inf"))
+                        best[key] = wall if wall is None or old is None or wall < old else old
     print(f"{'checkout':>8} {'strategy':>8} {'add':>6} {'blocks':>7} {'wall s':>9} {'us/block':>9} {'vs first':>9}")
     for label in pythons:
         for strategy in strategies:
@@ -149,10 +151,12 @@ def main() -> None:
                 for n in counts:
                     wall = best.get((label, strategy, whole, n))
                     mode = "range" if whole else "each"
-                    if wall is None:
-                        print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {'>' + str(args.timeout):>9}")
+                    if wall is None or wall == float("inf"):
+                        why = "failed" if wall is None else f">{args.timeout:.0f}s"
+                        print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {why:>9}")
                         continue
-                    ratio = f"{wall / n / (base / counts[0]):9.2f}" if base else f"{'-':>9}"
+                    ok = base is not None and base != float("inf")
+                    ratio = f"{wall / n / (base / counts[0]):9.2f}" if ok else f"{'-':>9}"
                     print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {wall:9.3f} {wall / n * 1e6:9.1f} {ratio}")
 
 

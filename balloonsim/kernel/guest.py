@@ -366,10 +366,9 @@ class Guest:
         txn = Transaction()
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
-        roots_before = set(self.pagetables.section_roots)
         slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
-        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
+        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, len(new_roots))
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = True
         for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
@@ -379,13 +378,13 @@ class Guest:
             self.table_pages[key] = txn.takes[-1]
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=new_roots, slab_pages=slab_before)
             return -ENOMEM
         vm = self.vmemmap.hotadd(blocks, txn)
         err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
             self.vmemmap.abort(vm)
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before, slab_pages=slab_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=new_roots, slab_pages=slab_before)
             return err
         self.vmemmap.commit(vm)
         self._next_group += 1
@@ -445,7 +444,7 @@ class Guest:
             self.backing.unclaim(b)
         for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):
             self.table_pages.pop(key, None)
-        self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
+        self.pagetables.section_roots -= roots  # the mem_section roots this call created go with their slab
         self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
         del self.slab[slab_pages[0] :]  # the slab pages this call took
