@@ -129,7 +129,8 @@ class Guest:
         self.slab: list[Take] = []  # the pages backing the slab (kmalloc'ed metadata), oldest first
         self.slab_total = 0  # their pages
         self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
-        self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
+        # block id -> the other blocks whose memmap lives in it (a block's own memmap in it ties it to nothing)
+        self.hosted_by: dict[int, set[int]] = {}
         self._layout_boot()
         self.alloc.swap = SwapDevice(cfg.swap >> PAGE_SHIFT, cfg.swap_bandwidth, cfg.swap_latency)
         self.alloc.swappiness = cfg.swappiness
@@ -457,6 +458,8 @@ class Guest:
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
         for host in m.host_blocks:
+            if host == b.id:
+                continue
             hosted = self.hosted_by.setdefault(host, set())
             if sign > 0:
                 hosted.add(b.id)
@@ -655,7 +658,7 @@ class Guest:
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             self.stats.offline_ebusy += 1
             return -EBUSY
-        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ()) if h != block.id):
+        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ())):
             self.stats.offline_ebusy += 1
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
@@ -771,8 +774,7 @@ class Guest:
         """Could offline_pages() + remove_memory() take this block now (migration aside)?"""
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             return False
-        hosted = self.hosted_by.get(block.id)
-        return not hosted or hosted <= {block.id}
+        return not self.hosted_by.get(block.id)
 
     def meminfo(self) -> Meminfo:
         return read_meminfo(self)

@@ -353,7 +353,8 @@ class GuestMachine(RuleBasedStateMachine):
     def running_sums_match_a_recount(self):
         """What the guest keeps to add one block at a time in O(1) equals what it would find by walking everything:
         each kernel zone's online blocks in onlining order with their managed pages (and where the next unmovable
-        page lands, as the walk over them finds it), and the first free block above boot memory."""
+        page lands, as the walk over them finds it), the blocks holding another block's memmap, and the first
+        free block above boot memory."""
         if not hasattr(self, "g"):
             return
         g = self.g
@@ -367,6 +368,12 @@ class GuestMachine(RuleBasedStateMachine):
             assert z.hot_managed == z.hot.total == sum(b.managed for b in walk)
             for pages in (1, 512):
                 assert g.placement.landing(z, pages) is walk_landing(g, z, walk, pages)
+        hosted: dict[int, set[int]] = {}  # blocks whose memmap lives in another block
+        for b in g.blocks.values():
+            for h in b.memmap.host_blocks:
+                if h != b.id:
+                    hosted.setdefault(h, set()).add(b.id)
+        assert g.hosted_by == hosted
         for first in (FIRST, FIRST + 3, LAST - 1):
             free = next((b for b in range(first, LAST + 1) if b not in g.blocks), None)
             assert g.first_free_block(first) == free
@@ -419,7 +426,7 @@ class GuestMachine(RuleBasedStateMachine):
             if b.unmovable:
                 assert b.state is BlockState.ONLINE and b.is_kernel_zone  # nothing lands in Movable
             for h in b.memmap.host_blocks:
-                assert h in g.blocks and b.id in g.hosted_by[h]
+                assert h in g.blocks and (h == b.id or b.id in g.hosted_by[h])
                 assert g.blocks[h].vmemmap_pfns.count(*next(iter(b.memmap.in_range))) > 0
         for b in g.blocks.values():
             assert b.backed == self.backed.clip(b.start_pfn, b.end_pfn)
