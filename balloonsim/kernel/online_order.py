@@ -43,7 +43,12 @@ class OnlineOrder(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         """The items in onlining order."""
-        return (item for item in self._items if item is not None)
+        self.first()  # past the holes at the front, once: blocks offlined oldest first are not walked again
+        items = self._items
+        for pos in range(self._head, len(items)):
+            item = items[pos]
+            if item is not None:
+                yield item
 
     def __contains__(self, item: T) -> bool:
         return item.id in self._at
