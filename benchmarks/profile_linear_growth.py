@@ -1,20 +1,24 @@
 """Does adding memory one block at a time, as balloon drivers do, cost the same per block at any size?
 
     .venv/bin/python benchmarks/profile_linear_growth.py [--blocks 512,8192] [--strategies kmalloc,altmap]
+    .venv/bin/python benchmarks/profile_linear_growth.py --blocks 512,8192,131072 --boot 2G --whole
     .venv/bin/python benchmarks/profile_linear_growth.py --blocks 8192 --strategies kmalloc --cprofile 20
     .venv/bin/python benchmarks/profile_linear_growth.py --other /path/to/other/.venv/bin/python
 
 A driver (hv_balloon, virtio-mem, the Xen balloon) finds a free range above boot memory (allocate_resource(),
 balloonsim.drivers.base.Driver.find_free_range), calls add_memory() for one 128 MiB block, and onlines it; then
-the next. Each (strategy, blocks) point does that N times in a fresh guest and reports the wall time per block;
-the ratio of the per-block cost at the largest N to that at the smallest is what should stay near 1 (a cost that
-grows with N makes the whole add quadratic). `--whole` also times one add_memory() of the whole range (then
-each block onlined), the `balloonsim hotplug` path.
+the next. Each (strategy, blocks) point does that N times in a fresh guest, in a fresh process (after a warm-up
+of a few blocks in another guest, so that first-call costs are not counted), and reports the wall time per block.
+Two ratios say whether the cost grows with N:
+- *vs first*: the per-block cost at N over that at the smallest N (each the best of `--repeats` rounds);
+- *tail/head*: within one run, the time of the last `HEAD` adds over that of the first `HEAD` (best of the
+  rounds): the same process and nearly the same moment, so less exposed to a shared host's load.
+`--whole` also times one add_memory() of the whole range (then each block onlined), the `balloonsim hotplug` path.
 
 The guest boots with what the kmalloc memmap of the largest range needs (1/64 of it from online memory, as
-balloonsim.bench.scale.scale_boot gives it), the same boot for every N so that only N changes. `--other PYTHON`
-runs the same points with another checkout's interpreter, alternating round by round (best of `--repeats`), so
-that load on a shared host hits both alike; both print side by side.
+balloonsim.bench.scale.scale_boot gives it), the same boot for every N so that only N changes; with `--boot 2G`
+kmalloc's memmap lands in the blocks added before. `--other PYTHON` runs the same points with another checkout's
+interpreter, alternating point by point, so that load on a shared host hits both alike; both print side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import cProfile
 import gc
 import json
+import math
 import pstats
 import subprocess
 import sys
@@ -33,6 +38,8 @@ from balloonsim.units import GiB, MiB, align_up, parse_size
 
 BLOCK = 128 * MiB
 LOWMEM_LIMIT = 3 * GiB
+HEAD = 512  # blocks timed at the start and at the end of a one-at-a-time run
+FAILED = {"wall_s": None}  # a call failed: -ENOMEM when the boot memory cannot hold the memmap
 
 
 def boot_for(blocks: int, strategy: str) -> int:
@@ -43,8 +50,9 @@ def boot_for(blocks: int, strategy: str) -> int:
     return align_up(size // 64 + size // 512 + 2 * GiB, GiB)
 
 
-def one_at_a_time(blocks: int, strategy: str, boot: int, whole: bool = False) -> float:
-    """Wall seconds to add and online `blocks` blocks (one add_memory() each, or one for all with `whole`)."""
+def add_blocks(blocks: int, strategy: str, boot: int, whole: bool = False) -> dict:
+    """Add and online `blocks` blocks (one add_memory() each, or one for all with `whole`): wall seconds, and for
+    one at a time those of the first and the last HEAD blocks."""
     from balloonsim.drivers.base import Driver
     from balloonsim.kernel import Guest, GuestConfig
     from balloonsim.kernel.extents import Extents
@@ -56,6 +64,8 @@ def one_at_a_time(blocks: int, strategy: str, boot: int, whole: bool = False) ->
     cfg = GuestConfig(boot=[boot], max_addr=first + blocks * BLOCK, block_size=BLOCK)
     guest = Guest(cfg, get_strategy(strategy, {}, key=""))
     driver = SimpleNamespace(guest=guest)  # find_free_range() reads only the driver's guest
+    head = min(HEAD, blocks)
+    marks: list[float] = []
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()  # as run_hotplug does: the cyclic collector would rescan the growing heap
@@ -64,42 +74,49 @@ def one_at_a_time(blocks: int, strategy: str, boot: int, whole: bool = False) ->
         if whole:
             s, e = first >> PAGE_SHIFT, (first + blocks * BLOCK) >> PAGE_SHIFT
             guest.backing.populate(s, e)
-            assert guest.add_memory(0, first, blocks * BLOCK, hint=Extents.span(s, e)) == 0
+            if guest.add_memory(0, first, blocks * BLOCK, hint=Extents.span(s, e)):
+                return FAILED
             for bid in sorted(guest.blocks):
-                assert guest.online_memory_block(bid, "online") == 0
+                if guest.online_memory_block(bid, "online"):
+                    return FAILED
         else:
-            for _ in range(blocks):
+            for i in range(blocks):
+                if i in (head, blocks - head):
+                    marks.append(time.perf_counter())
                 start = Driver.find_free_range(driver, BLOCK, BLOCK)  # type: ignore[arg-type]
-                assert start is not None
+                if start is None:
+                    return FAILED
                 s, e = start >> PAGE_SHIFT, (start + BLOCK) >> PAGE_SHIFT
                 guest.backing.populate(s, e)
-                assert guest.add_memory(0, start, BLOCK, hint=Extents.span(s, e)) == 0
-                assert guest.online_memory_block(s // guest.block_pages, "online") == 0
-        wall = time.perf_counter() - started
+                if guest.add_memory(0, start, BLOCK, hint=Extents.span(s, e)):
+                    return FAILED
+                if guest.online_memory_block(s // guest.block_pages, "online"):
+                    return FAILED
+        ended = time.perf_counter()
     finally:
         if enabled:
             gc.enable()
-    assert guest.blocks_online == blocks
-    return wall
+    out = {"wall_s": ended - started}
+    if not whole:
+        head_end = marks[0] if blocks > head else ended
+        tail_start = marks[-1] if blocks > head else started
+        out |= {"head_s": head_end - started, "tail_s": ended - tail_start}
+    return out
 
 
 def child(args: argparse.Namespace) -> None:
     blocks, strategy, boot, whole = args.child
-    try:
-        wall = one_at_a_time(int(blocks), strategy, int(boot), whole == "whole")
-    except AssertionError:  # a call failed: -ENOMEM when the boot memory cannot hold the memmap
-        print(json.dumps({"wall_s": None}))
-        return
-    print(json.dumps({"wall_s": wall}))
+    add_blocks(8, strategy, int(boot), whole == "whole")  # warm-up: first calls, lazy imports
+    print(json.dumps(add_blocks(int(blocks), strategy, int(boot), whole == "whole")))
 
 
-def run_point(python: str, blocks: int, strategy: str, boot: int, whole: bool, timeout: float) -> float | None:
+def run_point(python: str, blocks: int, strategy: str, boot: int, whole: bool, timeout: float) -> dict:
     cmd = [python, __file__, "--child", str(blocks), strategy, str(boot), "whole" if whole else "each"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout).stdout
     except subprocess.TimeoutExpired:
-        return float("inf")
-    return json.loads(out.strip().splitlines()[-1])["wall_s"]
+        return {"wall_s": math.inf}
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -123,14 +140,15 @@ def main() -> None:
     strategies = args.strategies.split(",")
     if args.cprofile:
         blocks, strategy = counts[-1], strategies[0]
-        prof = cProfile.Profile()
         boot = parse_size(args.boot) if args.boot else boot_for(blocks, strategy)
-        prof.runcall(one_at_a_time, blocks, strategy, boot, args.whole)
+        add_blocks(8, strategy, boot, args.whole)
+        prof = cProfile.Profile()
+        prof.runcall(add_blocks, blocks, strategy, boot, args.whole)
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
         return
     pythons = {"this": sys.executable} | ({"other": args.other} if args.other else {})
     modes = [False, True] if args.whole else [False]
-    best: dict[tuple, float | None] = {}  # None: a call failed; inf: timed out
+    best: dict[tuple, dict] = {}  # per point: the best of each figure ("wall_s" None: a call failed)
     for _ in range(args.repeats):
         for strategy in strategies:
             boot = parse_size(args.boot) if args.boot else boot_for(max(counts), strategy)
@@ -138,26 +156,33 @@ def main() -> None:
                 for n in counts:
                     for label, python in pythons.items():  # alternating, so load hits both alike
                         key = (label, strategy, whole, n)
-                        if key in best and best[key] in (None, float("inf")):
+                        old = best.get(key)
+                        if old is not None and old["wall_s"] in (None, math.inf):
                             continue  # it failed or timed out once: do not wait again
-                        wall = run_point(python, n, strategy, boot, whole, args.timeout)
-                        old = best.get(key, float("inf"))
-                        best[key] = wall if wall is None or old is None or wall < old else old
-    print(f"{'checkout':>8} {'strategy':>8} {'add':>6} {'blocks':>7} {'wall s':>9} {'us/block':>9} {'vs first':>9}")
+                        new = run_point(python, n, strategy, boot, whole, args.timeout)
+                        if old is None or new["wall_s"] in (None, math.inf):
+                            best[key] = new
+                        else:
+                            best[key] = {k: min(v, new[k]) for k, v in old.items()}
+    print(
+        f"{'checkout':>8} {'strategy':>8} {'add':>6} {'blocks':>7} {'wall s':>9} {'us/block':>9} {'vs first':>9}"
+        f" {'tail/head':>9}"
+    )
     for label in pythons:
         for strategy in strategies:
             for whole in modes:
-                base = best.get((label, strategy, whole, counts[0]))
+                base = best[(label, strategy, whole, counts[0])]["wall_s"]
                 for n in counts:
-                    wall = best.get((label, strategy, whole, n))
+                    point = best[(label, strategy, whole, n)]
+                    wall = point["wall_s"]
                     mode = "range" if whole else "each"
-                    if wall is None or wall == float("inf"):
+                    if wall is None or wall == math.inf:
                         why = "failed" if wall is None else f">{args.timeout:.0f}s"
                         print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {why:>9}")
                         continue
-                    ok = base is not None and base != float("inf")
-                    ratio = f"{wall / n / (base / counts[0]):9.2f}" if ok else f"{'-':>9}"
-                    print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {wall:9.3f} {wall / n * 1e6:9.1f} {ratio}")
+                    ratio = f"{wall / n / (base / counts[0]):9.2f}" if base not in (None, math.inf) else f"{'-':>9}"
+                    tail = f"{point['tail_s'] / point['head_s']:9.2f}" if "tail_s" in point else f"{'-':>9}"
+                    print(f"{label:>8} {strategy:>8} {mode:>6} {n:>7} {wall:9.3f} {wall / n * 1e6:9.1f} {ratio} {tail}")
 
 
 if __name__ == "__main__":
