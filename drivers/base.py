@@ -102,16 +102,24 @@ class Driver(Plugin):
 
     def find_free_range(self, size: int, align: int) -> int | None:
         """allocate_resource(): the lowest free, aligned gap above boot memory in the window."""
-        g = self.guest
-        pos = max(g.boot_end_pfn << PAGE_SHIFT, 4 * GiB)
-        pos = align_up(pos, align)
-        limit = g.max_pfn << PAGE_SHIFT
-        bsize = g.block_size
-        while pos + size <= limit:
-            first = pos // bsize
-            last = (pos + size - 1) // bsize
-            busy = [i for i in range(first, last + 1) if i in g.blocks]
-            if not busy:
-                return pos
-            pos = align_up((busy[-1] + 1) * bsize, align)
-        return None
+        return find_free_range(self.guest, size, align)
+
+
+def find_free_range(guest: Guest, size: int, align: int) -> int | None:
+    """allocate_resource() for a hot-add of `size` bytes: the lowest free, `align`-aligned gap above boot memory
+    (and 4 GiB) in the guest's hot-pluggable window, None when there is none.
+
+    The search starts at the guest's first free block (Guest.first_free_block()): every block below it is added,
+    so no gap starts lower, and a guest grown one block at a time is not rescanned from the bottom on every add."""
+    pos = align_up(max(guest.boot_end_pfn << PAGE_SHIFT, 4 * GiB), align)
+    limit = guest.max_pfn << PAGE_SHIFT
+    bsize = guest.block_size
+    pos = align_up(max(pos, guest.first_free_block(pos // bsize) * bsize), align)
+    while pos + size <= limit:
+        first = pos // bsize
+        last = (pos + size - 1) // bsize
+        busy = [i for i in range(first, last + 1) if i in guest.blocks]
+        if not busy:
+            return pos
+        pos = align_up((busy[-1] + 1) * bsize, align)
+    return None

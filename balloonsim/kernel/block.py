@@ -51,8 +51,8 @@ class Memmap:
     pages: int  # struct-page pages describing the block (nr_pages * 64 / 4096)
     altmap: VmemAltmap | None = None  # None: the ordinary memmap, from online memory
     # ordinary memmap: the pieces taken from online memory (zone, pages, 2 MiB or not, the hot-added block they
-    # landed in), so hot-remove gives each back where it came from
-    pieces: list[Take] = field(default_factory=list)
+    # landed in), so hot-remove gives each back where it came from (a tuple: an altmap's memmap has none)
+    pieces: tuple[Take, ...] = ()
     remote_pages: int = 0  # ordinary memmap pages not on the block's node
     pte_pages: int = 0  # page-table pages for base-page (4 KiB) vmemmap fallback
     base_fallback_sections: int = 0

@@ -120,6 +120,8 @@ class Guest:
         self.blocks_online = 0
         self.notifiers: list[Notifier] = []
         self.blocks: dict[int, MemoryBlock] = {}
+        # first_free_block(): for each block id asked from, every block from there to the value is added
+        self._free_from: dict[int, int] = {}
         self._next_group = 0
         self.groups: dict[int, tuple[int, int]] = {}  # add_memory() call -> (start_pfn, nr_pages)
         self.memory_groups: list[MemoryGroup] = []  # memory_group_register_static()/_dynamic(), 5.15+
@@ -127,7 +129,8 @@ class Guest:
         self.slab: list[Take] = []  # the pages backing the slab (kmalloc'ed metadata), oldest first
         self.slab_total = 0  # their pages
         self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
-        self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
+        # block id -> the other blocks whose memmap lives in it (a block's own memmap in it ties it to nothing)
+        self.hosted_by: dict[int, set[int]] = {}
         self._layout_boot()
         self.alloc.swap = SwapDevice(cfg.swap >> PAGE_SHIFT, cfg.swap_bandwidth, cfg.swap_latency)
         self.alloc.swappiness = cfg.swappiness
@@ -227,6 +230,18 @@ class Guest:
         first = start_pfn // self.block_pages
         last = (start_pfn + nr_pages - 1) // self.block_pages
         return [self.blocks[i] for i in range(first, last + 1) if i in self.blocks]
+
+    def first_free_block(self, first: int) -> int:
+        """The lowest block id at or above `first` that no add_memory() holds. Drivers search for free space from
+        the same place (the first block above boot memory), so the answer is remembered per `first`: adds only
+        move it up, and remove_memory() moves it back down to what it frees. A guest filled one block at a time
+        is walked once, not once per add."""
+        bid = self._free_from.get(first, first)
+        blocks = self.blocks
+        while bid in blocks:
+            bid += 1
+        self._free_from[first] = bid
+        return bid
 
     def node_has_memory(self, nid: int) -> bool:
         return any(self.alloc.zones[(nid, zt)].managed for zt in ZoneType)
@@ -352,10 +367,9 @@ class Guest:
         txn = Transaction()
         # arch_add_memory(): direct map, then per section the usage map and the vmemmap
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
-        roots_before = set(self.pagetables.section_roots)
         slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
-        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, new_roots)
+        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, len(new_roots))
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = True
         for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
@@ -365,13 +379,13 @@ class Guest:
             self.table_pages[key] = txn.takes[-1]
         ok = ok and self.charge_slab(table_nid, meta, txn)
         if not ok:
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=roots_before, slab_pages=slab_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=new_roots, slab_pages=slab_before)
             return -ENOMEM
         vm = self.vmemmap.hotadd(blocks, txn)
         err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
             self.vmemmap.abort(vm)
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=roots_before, slab_pages=slab_before)
+            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=new_roots, slab_pages=slab_before)
             return err
         self.vmemmap.commit(vm)
         self._next_group += 1
@@ -431,7 +445,7 @@ class Guest:
             self.backing.unclaim(b)
         for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):
             self.table_pages.pop(key, None)
-        self.pagetables.section_roots = roots  # the mem_section roots this call created go with their slab
+        self.pagetables.section_roots -= roots  # the mem_section roots this call created go with their slab
         self.slab_bytes -= slab
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
         del self.slab[slab_pages[0] :]  # the slab pages this call took
@@ -444,6 +458,8 @@ class Guest:
         self.stats.memmap_remote_pages += sign * m.remote_pages
         self.stats.memmap_in_range_pages += sign * m.in_range.total
         for host in m.host_blocks:
+            if host == b.id:
+                continue
             hosted = self.hosted_by.setdefault(host, set())
             if sign > 0:
                 hosted.add(b.id)
@@ -599,7 +615,7 @@ class Guest:
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
             if zone.type.is_kernel:
-                self.placement.exposed(zone, n)
+                self.placement.exposed(zone, block, n)
                 if settle:
                     self.placement.refresh(zone)
             if self.expose_hook is not None:
@@ -619,7 +635,7 @@ class Guest:
         zone.take(n)
         zone.managed -= n
         if zone.type.is_kernel and n:
-            self.placement.exposed(zone, -n)
+            self.placement.exposed(zone, block, -n)
             self.placement.refresh(zone)
         return n
 
@@ -642,7 +658,7 @@ class Guest:
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             self.stats.offline_ebusy += 1
             return -EBUSY
-        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ()) if h != block.id):
+        if any(self.blocks[h].state is BlockState.ONLINE for h in self.hosted_by.get(block.id, ())):
             self.stats.offline_ebusy += 1
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
@@ -720,6 +736,10 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
+        lowest, highest = blocks[0].id, blocks[-1].id
+        for first, bid in self._free_from.items():  # first_free_block(): the freed blocks come first again
+            if highest >= first and max(first, lowest) < bid:
+                self._free_from[first] = max(first, lowest)
         for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
             self.alloc.release(self.table_pages.pop(key))
             self.stats.pagetable_pages -= 1
@@ -754,8 +774,7 @@ class Guest:
         """Could offline_pages() + remove_memory() take this block now (migration aside)?"""
         if block.unmovable or (block.withheld and not block.withheld_offlinable):
             return False
-        hosted = self.hosted_by.get(block.id)
-        return not hosted or hosted <= {block.id}
+        return not self.hosted_by.get(block.id)
 
     def meminfo(self) -> Meminfo:
         return read_meminfo(self)

@@ -56,12 +56,13 @@ class PageTables:
             freed += self._ref(self._regions(sec_pfn, struct_page_size), -1)
         return freed
 
-    def new_section_roots(self, start_pfn: int, nr_pages: int) -> int:
+    def new_section_roots(self, start_pfn: int, nr_pages: int) -> set[int]:
+        """The mem_section roots [start, start+nr) needs that do not exist yet; they exist from now on."""
         first = start_pfn // PAGES_PER_SECTION // SECTION_ROOT_SECTIONS
         last = (start_pfn + nr_pages - 1) // PAGES_PER_SECTION // SECTION_ROOT_SECTIONS
         new = {r for r in range(first, last + 1)} - self.section_roots
         self.section_roots |= new
-        return len(new)
+        return new
 
     def _regions(self, pfn: int, struct_page_size: int) -> list[tuple[str, Counter, int]]:
         va_off = pfn * struct_page_size  # offset into the vmemmap

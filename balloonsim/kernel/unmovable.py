@@ -67,40 +67,37 @@ class UnmovablePlacement:
             if boot_free >= pages:
                 return None
         if not self.to_tail:  # head of the free lists: the newest onlined block that has free pages
-            return next((b for b in reversed(hot) if b.managed), None)
+            return hot.last_with_pages()
         used = zone.hot_managed - free  # pages of the hot-added blocks already in use, oldest block first
-        seen = 0
-        for b in hot:
-            seen += b.managed
-            if seen > used:
-                return b
-        return None  # nothing free in the zone: the allocation falls back to the next zone
+        return hot.first_above(used)  # None: nothing free in the zone, the allocation falls back to the next zone
 
     # -- the zone's hot-added blocks -------------------------------------------------------------------------
     # The guest tells: a block entering or leaving a kernel zone (online_pages()/offline_pages()), and pages of
     # such a block joining or leaving the buddy allocator; it then calls refresh() once the zone is settled.
     @staticmethod
     def enter(zone: Zone, block: HotBlock) -> None:
-        zone.hot.append(block)
-        zone.hot_managed += block.managed
+        managed = block.managed
+        zone.hot.append(block, managed)
+        zone.hot_managed += managed
 
     @staticmethod
     def leave(zone: Zone, block: HotBlock) -> int:
         """The block's range is isolated (start_isolate_page_range()): nothing lands there any more. Returns
         its place in the zone's order, for undo_isolate_page_range()."""
-        at = zone.hot.index(block)
-        del zone.hot[at]
-        zone.hot_managed -= block.managed
-        return at
+        zone.hot_managed -= zone.hot.pages(block)
+        return zone.hot.remove(block)
 
     @staticmethod
     def back(zone: Zone, block: HotBlock, at: int) -> None:
         """undo_isolate_page_range(): the offline failed, the block is where it was."""
-        zone.hot.insert(at, block)
-        zone.hot_managed += block.managed
+        managed = block.managed
+        zone.hot.restore(block, at, managed)
+        zone.hot_managed += managed
 
     @staticmethod
-    def exposed(zone: Zone, n: int) -> None:
+    def exposed(zone: Zone, block: HotBlock, n: int) -> None:
+        """`n` pages of `block` joined (or, negative, left) the buddy allocator."""
+        zone.hot.add(block, n)
         zone.hot_managed += n
 
     # -- the background --------------------------------------------------------------------------------------

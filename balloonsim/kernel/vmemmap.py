@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 from balloonsim.kernel.block import Memmap, MemoryBlock, VmemAltmap
 from balloonsim.kernel.errno import EINVAL, ENOMEM
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Transaction
+from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
 from balloonsim.kernel.profiles import KernelProfile
 from balloonsim.kernel.stats import GuestStats
 from balloonsim.units import (
@@ -212,7 +212,7 @@ class SparseVmemmap:
                     self._trace_free(sec)
             for take in m.pieces:  # free_pagetable(): back to the zone, and the block, each piece came from
                 self.alloc.release(take)
-            m.pieces = []  # the PTE tables of base-page fallbacks were pieces too
+            m.pieces = ()  # the PTE tables of base-page fallbacks were pieces too
         for b in blocks:
             for altmap in b.altmaps:
                 altmap.freed = True  # kfree(altmap): its pfns left with the range
@@ -357,6 +357,7 @@ class Vmemmap:
         nid = block.nid
         per_section = sparse.memmap_pages(PAGES_PER_SECTION)
         m = Memmap(pages=sparse.memmap_pages(block.nr_pages))
+        pieces: list[Take] = []
         txn = self._txn
         for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
             va0 = pfn_to_page_addr(sec, sparse.sp)
@@ -364,7 +365,7 @@ class Vmemmap:
             if per_section == PMD_PAGES:
                 zone = sparse.alloc.alloc_pmd(nid, Gfp.VMEMMAP, txn)
                 if zone is not None:
-                    m.pieces.append(txn.takes[-1])
+                    pieces.append(txn.takes[-1])
                     if zone.nid != nid:
                         m.remote_pages += PMD_PAGES
                     sparse._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} PMD node {zone.nid}")
@@ -376,13 +377,14 @@ class Vmemmap:
             if got < need:
                 return -ENOMEM
             for t in txn.takes[before:]:
-                m.pieces.append(t)
+                pieces.append(t)
                 if t.zone.nid != nid:
                     m.remote_pages += t.pages
             m.pte_pages += 1
             m.base_fallback_sections += 1
             sparse.stats.base_page_fallbacks += 1
             sparse._trace(f"vmemmap_populate: start/end: {va0:x} - {va1:x} base pages node {nid}")
+        m.pieces = tuple(pieces)
         block.memmap = m
         self._log.append((block, 0))
         return 0

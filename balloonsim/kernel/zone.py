@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
+from balloonsim.kernel.online_order import OnlineOrder
 from balloonsim.units import PMD_PAGES, div_round_up
 
 
@@ -77,7 +78,7 @@ class Zone:
         self.span_end: int | None = None
         # hot-added blocks online in this zone, in onlining order, and their pages in the buddy allocator:
         # where an unmovable allocation lands inside the zone (balloonsim.kernel.unmovable)
-        self.hot: list[HotBlock] = []
+        self.hot: OnlineOrder[HotBlock] = OnlineOrder()
         self.hot_managed = 0
 
     @property

@@ -93,6 +93,8 @@ class GuestMachine(RuleBasedStateMachine):
         )
         self.g = Guest(cfg, get_strategy(name, params))
         self.g.auto_online = auto_online  # auto_online_blocks: onlined at the end of add_memory()
+        self.online_order: list[int] = []  # block ids in onlining order, from the memory notifier
+        self.g.notifiers.append(self._notified)
         assert self.g.set_online_page_callback(self._callback) == 0
         self.withhold: dict[int, int] = {}  # block id -> quarters withheld at online beyond the unbacked
         self.backed = Extents()  # what the hypervisor backed, as the test sees it
@@ -112,6 +114,12 @@ class GuestMachine(RuleBasedStateMachine):
         if q:
             out = out.clip(block.start_pfn, block.start_pfn + block.nr_pages * (4 - q) // 4)
         return out
+
+    def _notified(self, action, block):
+        if action == "MEM_ONLINE":
+            self.online_order.append(block.id)
+        elif action == "MEM_OFFLINE":
+            self.online_order.remove(block.id)
 
     def _first_unbacked_memmap(self, block) -> int | None:
         for s, e in block.memmap.in_range:
@@ -342,6 +350,35 @@ class GuestMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------------------ invariants ---
     @invariant()
+    def running_sums_match_a_recount(self):
+        """What the guest keeps to add one block at a time in O(1) equals what it would find by walking everything:
+        each kernel zone's online blocks in onlining order with their managed pages (and where the next unmovable
+        page lands, as the walk over them finds it), the blocks holding another block's memmap, and the first
+        free block above boot memory."""
+        if not hasattr(self, "g"):
+            return
+        g = self.g
+        for z in g.alloc.iter_zones():
+            walk = [g.blocks[b] for b in self.online_order if b in g.blocks and g.blocks[b].zone is z]
+            if not z.type.is_kernel:
+                assert not z.hot
+                continue
+            assert [b.id for b in z.hot] == [b.id for b in walk]
+            assert [z.hot.pages(b) for b in walk] == [b.managed for b in walk]
+            assert z.hot_managed == z.hot.total == sum(b.managed for b in walk)
+            for pages in (1, 512):
+                assert g.placement.landing(z, pages) is walk_landing(g, z, walk, pages)
+        hosted: dict[int, set[int]] = {}  # blocks whose memmap lives in another block
+        for b in g.blocks.values():
+            for h in b.memmap.host_blocks:
+                if h != b.id:
+                    hosted.setdefault(h, set()).add(b.id)
+        assert g.hosted_by == hosted
+        for first in (FIRST, FIRST + 3, LAST - 1):
+            free = next((b for b in range(first, LAST + 1) if b not in g.blocks), None)
+            assert g.first_free_block(first) == free
+
+    @invariant()
     def conserved(self):
         if not hasattr(self, "g"):
             return
@@ -389,7 +426,7 @@ class GuestMachine(RuleBasedStateMachine):
             if b.unmovable:
                 assert b.state is BlockState.ONLINE and b.is_kernel_zone  # nothing lands in Movable
             for h in b.memmap.host_blocks:
-                assert h in g.blocks and b.id in g.hosted_by[h]
+                assert h in g.blocks and (h == b.id or b.id in g.hosted_by[h])
                 assert g.blocks[h].vmemmap_pfns.count(*next(iter(b.memmap.in_range))) > 0
         for b in g.blocks.values():
             assert b.backed == self.backed.clip(b.start_pfn, b.end_pfn)
@@ -425,6 +462,25 @@ GuestMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestGuestModel = GuestMachine.TestCase
+
+
+def walk_landing(g, zone, blocks, pages):
+    """UnmovablePlacement.landing() as a walk over the zone's online blocks in onlining order."""
+    if not blocks:
+        return None
+    free = zone.free
+    hot_managed = sum(b.managed for b in blocks)
+    to_tail = g.profile.online_to_tail
+    if (to_tail or pages < 512) and free - hot_managed >= pages:
+        return None
+    if not to_tail:
+        return next((b for b in reversed(blocks) if b.managed), None)
+    used, seen = hot_managed - free, 0
+    for b in blocks:
+        seen += b.managed
+        if seen > used:
+            return b
+    return None
 
 
 def test_einval_e2big_eexist_constants():
