@@ -5,9 +5,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import io
 import itertools
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from experiment_fakes import dying_run, fake_run
+from experiment_support import subprocess_env
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import load_results, run_experiment
@@ -250,3 +257,41 @@ def test_a_chunk_that_fails_outside_its_runs_is_split_and_only_the_fatal_run_fai
 class _NoProgress:
     def advance(self, ok):
         pass
+
+
+KILLED_RUNNER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {here!r})
+    from experiment_fakes import fake_run
+    from balloonsim.experiment import experiment_from_dict, run_experiment
+    exp = experiment_from_dict({{"name": "k", "base": {{"fake": {{"sleep": 0.3}}}}, "factors": {{"fake.k": [1, 2]}},
+                                "replications": 40}})
+    run_experiment(exp, out_dir={out!r}, jobs=2, run_fn=fake_run)
+    """
+)
+
+
+@pytest.mark.slow
+def test_killing_only_the_runner_ends_its_worker_processes_and_their_forkserver(tmp_path):
+    import psutil
+
+    code = KILLED_RUNNER.format(here=str(Path(__file__).parent), out=str(tmp_path / "out"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=subprocess_env())
+    runner = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out" / "runs.csv").exists() or len(runner.children(recursive=True)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "the batch did not get going"
+            time.sleep(0.1)
+        family = runner.children(recursive=True)  # the forkserver, its two workers, the resource tracker
+        runner.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+    finally:
+        for p in runner.children(recursive=True) if proc.poll() is None else []:
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
