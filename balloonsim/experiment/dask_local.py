@@ -12,16 +12,20 @@ run as this one) and serves HTTP (a dashboard, or at least health, metrics and a
 - the workers are processes (so runs use every core, unlike threads under one interpreter lock), and each one
   exits when the runner dies: Dask holds a pipe from the runner to each, and a closed pipe ends the process.
 
-The cluster starts in a background thread, so its start-up (each worker imports Dask, about a second) overlaps
-the runner's validation of the experiment; the first submission waits for it.
+The workers are forked from a forkserver that has imported Dask and the simulator once; the runner starts it
+before importing Dask itself, so both imports (about a second each) run side by side. The cluster then starts
+in a background thread, overlapping the runner's validation of the experiment; the first submission waits
+for it.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 from typing import Any
 
+import dask
 import distributed
 from distributed.http.routing import RoutingApplication
 from tornado.httpserver import HTTPServer
@@ -29,6 +33,7 @@ from tornado.httpserver import HTTPServer
 from balloonsim.errors import UserError
 
 HOST = "127.0.0.1"
+FORKSERVER = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 class NoHttp:
@@ -88,19 +93,23 @@ class SecureLocalCluster:
                     "silence_logs": logging.ERROR,
                 },
             }
-            self._cluster = distributed.SpecCluster(
-                scheduler={
-                    "cls": QuietScheduler,
-                    "options": {"protocol": "tls://", "host": HOST, "security": self.security, "dashboard": False},
-                },
-                workers=dict.fromkeys(range(self.workers), worker),
-                security=self.security,
-                silence_logs=logging.ERROR,
-                asynchronous=False,
-            )
+            with dask.config.set({"distributed.worker.multiprocessing-method": FORKSERVER}):
+                self._cluster = self._spec_cluster(worker)
             self._client = distributed.Client(self._cluster, security=self.security)
         except BaseException as exc:  # noqa: BLE001 - raised in the runner's thread by `client()`
             self._error = exc
+
+    def _spec_cluster(self, worker: dict[str, Any]) -> Any:
+        return distributed.SpecCluster(
+            scheduler={
+                "cls": QuietScheduler,
+                "options": {"protocol": "tls://", "host": HOST, "security": self.security, "dashboard": False},
+            },
+            workers=dict.fromkeys(range(self.workers), worker),
+            security=self.security,
+            silence_logs=logging.ERROR,
+            asynchronous=False,
+        )
 
     def client(self) -> Any:
         """The client, once the cluster is up (starting it now if `start` was not called)."""

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from balloonsim.errors import UserError
@@ -142,8 +142,13 @@ def start_worker(runner_pid: int, modules: tuple[str, ...]) -> None:
     preload(modules)
 
 
-def _ready() -> int:
-    return os.getpid()
+def start_forkserver(modules: Sequence[str]) -> None:
+    """Start the forkserver now, importing `modules` (if none is running yet), without waiting for it."""
+    context = worker_context(tuple(modules))
+    if context.get_start_method() == "forkserver":
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
 
 
 def worker_context(modules: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
@@ -180,9 +185,9 @@ class LocalProcesses(Executor):
         return _pool(self.workers, self._preload)
 
     def start(self) -> None:
-        """Spawn every worker now (the pool would spawn them one by one on demand): one trivial call each."""
-        for _ in range(self.workers):
-            self._pool.submit(_ready)
+        """Start the forkserver now: it imports the simulator while the runner validates the experiment, and
+        the workers are forked from it, ready, at the first submission (which would wait for it)."""
+        start_forkserver(("balloonsim.experiment.worker", *self._preload))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         try:
@@ -252,6 +257,8 @@ class DaskExecutor(Executor):
     """
 
     def __init__(self, address: str, jobs: int | None, preload: tuple[str, ...] = ()):
+        if address == "local":
+            start_forkserver(("distributed", "balloonsim.experiment.dask_local", *preload))
         try:
             import distributed
         except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
