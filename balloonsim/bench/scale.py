@@ -184,6 +184,8 @@ def cli_hotplug_argv(size: int, strategy: str) -> list[str]:
         format_size(size),
         "--at",
         hex(spec.at or 0),
+        "--block-size",
+        format_size(BLOCK),
         "--strategy",
         strategy,
     ]

@@ -17,7 +17,12 @@ from balloonsim.experiment.worker import error_text
 @click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Results directory [results/<name>].")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
-@click.option("--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786.")
+@click.option(
+    "--dask",
+    metavar="ADDR|local",
+    help="Run on Dask: 'local' starts worker processes reachable only by this run (TLS on 127.0.0.1), "
+    "or a scheduler's address, e.g. tcp://host:8786.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G.")
 @click.option("--dry-run", is_flag=True, help="Print the design size and first runs; run nothing, write nothing.")
 @click.option("--force", is_flag=True, help="Replace results of a different experiment in the directory.")
