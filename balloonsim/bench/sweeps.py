@@ -52,8 +52,14 @@ def sweep_point(
         pass
     workers = 1 if jobs == 1 and not dask else jobs
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # workers forked from a forkserver (or Dask's) are not this process's children: they report their own CPU
-    workers_cpu = summary.workers_cpu_s if summary.workers_cpu_s is not None else kids.ru_utime + kids.ru_stime
+    # workers forked from a forkserver (or Dask's) are not this process's children: they report their own CPU,
+    # and what rusage did not see of it is ours, not other processes'
+    kids_cpu = kids.ru_utime + kids.ru_stime
+    workers_cpu = summary.workers_cpu_s if summary.workers_cpu_s is not None else kids_cpu
+    host = watch.result()
+    others = host.get("others_cores")
+    if others is not None and host["wall_s"] > 0:
+        others = max(0.0, others - max(0.0, workers_cpu - kids_cpu) / host["wall_s"])
     return {
         "mode": f"dask {dask}" if dask else f"jobs {jobs}",
         "executor": summary.executor,
@@ -68,7 +74,7 @@ def sweep_point(
         "worker_busy": run_s / (workers * wall),  # share of the workers' wall time spent inside runs
         "runner_cpu_s": me.ru_utime + me.ru_stime - me0.ru_utime - me0.ru_stime,
         "workers_cpu_s": workers_cpu,
-        "others_cores": watch.result().get("others_cores"),  # other processes on the machine meanwhile
+        "others_cores": others,  # other processes on the machine meanwhile
         "runner_peak_rss_mib": peak_rss_mib(),
         "largest_child_peak_rss_mib": children_peak_rss_mib(),
     }

@@ -7,10 +7,6 @@ from pathlib import Path
 import click
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.loader import load_experiment
-from balloonsim.experiment.plan import describe_plan
-from balloonsim.experiment.runner import default_out_dir, run_experiment
-from balloonsim.experiment.worker import error_text
 
 
 @click.command("run")
@@ -70,7 +66,14 @@ def run(
       balloonsim run experiments/pressure.toml --dry-run
       balloonsim run experiments/quickstart.toml --dry-run --set replications=3 --out /tmp/q
     """
+    # the runner and its libraries (pydantic, numpy, pyarrow) load only once there is something to run:
+    # `balloonsim run --help` costs click and this module
+    from balloonsim.experiment.runner import default_out_dir, run_experiment
+
     if dry_run:
+        from balloonsim.experiment.loader import load_experiment
+        from balloonsim.experiment.plan import describe_plan
+
         exp = load_experiment(experiment, overrides)
         click.echo(describe_plan(exp, out or default_out_dir(exp)))
         return
@@ -105,6 +108,7 @@ def run(
 def _report(out_dir: Path) -> int:
     """Analysis, plots and report (`balloonsim.analysis.finish`); 1 if they fail, the results kept."""
     from balloonsim.analysis import finish  # pandas, scipy, matplotlib: only once the runs are done
+    from balloonsim.experiment.worker import error_text
 
     try:
         finish(out_dir)
