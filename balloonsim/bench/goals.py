@@ -97,13 +97,10 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         small = f"{runs} runs only: start-up weighs heavily" if 0 < runs < 100 else ""
         add("--jobs 2 runs/s / --jobs 1 runs/s", sw.get("speedup_jobs2"), ">=", GOAL_SPEEDUP_2, small)
         cap = sw.get("parallel_capacity", {}).get("capacity")
-        add(
-            "  the same, scaled to two idle cores by the parallel capacity",
-            sw.get("speedup_jobs2_per_capacity"),
-            ">=",
-            GOAL_SPEEDUP_2,
-            f"capacity {cap:.2f} of 2.00" if cap else "",
-        )
+        if cap is not None and cap < GOAL_SPEEDUP_2:
+            out[-1]["note"] = (out[-1]["note"] + "; " if out[-1]["note"] else "") + (
+                f"the machine gave two processes at most {cap:.2f}x one meanwhile"
+            )
         add("--dask local wall over --jobs 2, %", sw.get("dask_overhead_pct"), "<=", GOAL_DASK_OVERHEAD_PCT, small)
         add(
             f"runner peak RSS, {sw.get('growth_factor', '?')}x runs / 1x",

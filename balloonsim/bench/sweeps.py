@@ -190,10 +190,12 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
     j1, j2, dk = modes.get("jobs 1", {}), modes.get("jobs 2", {}), modes.get("dask local", {})
     if "runs_per_s" in j1 and "runs_per_s" in j2:
         out["speedup_jobs2"] = j2["runs_per_s"] / j1["runs_per_s"]
-        normalised = [r["speedup_jobs2"] * 2 / r["capacity"] for r in rounds if "speedup_jobs2" in r and r["capacity"]]
-        if normalised:
-            # each round's speedup scaled to two idle cores by what the machine gave two processes in that round
-            out["speedup_jobs2_per_capacity"] = statistics.median(normalised)
+        # the CPU the whole batch took (runner and workers) with two worker processes over in one process: what
+        # parallelism costs in work, whatever the machine's load did to the wall times
+        cpu1 = j1.get("runner_cpu_s", 0.0) + j1.get("workers_cpu_s", 0.0)
+        cpu2 = j2.get("runner_cpu_s", 0.0) + j2.get("workers_cpu_s", 0.0)
+        if cpu1 > 0:
+            out["cpu_jobs2_over_jobs1"] = cpu2 / cpu1
     if "wall_s" in j2 and "wall_s" in dk:
         out["dask_overhead_pct"] = (dk["wall_s"] / j2["wall_s"] - 1) * 100
         out["dask_batch_overhead_pct"] = (dk["batch_s"] / j2["batch_s"] - 1) * 100

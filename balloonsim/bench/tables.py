@@ -209,7 +209,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
                 f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
                 f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
-                f"{_num(sw.get('runner_rss_growth'), '.3f')}x",
+                f"{_num(sw.get('runner_rss_growth'), '.3f')}x; CPU of the whole batch (runner and workers), "
+                f"jobs 2 / jobs 1: {_num(sw.get('cpu_jobs2_over_jobs1'), '.3f')}",
             ]
             cap = sw.get("parallel_capacity", {})
             if "capacity" in cap:
