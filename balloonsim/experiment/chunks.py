@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from balloonsim.units import div_round_up
 
-TARGET_S = 0.3  # of work per chunk: long next to a hand-over (~1-5 ms), short next to a batch
+TARGET_S = 0.5  # of work (wall) per chunk: long next to a hand-over (~1-5 ms), short next to a batch
 MAX_RUNS = 256  # per chunk, whatever the run time: bounds what one chunk holds in memory
 WINDOW = 64  # recent run times the size follows (a median: a slow first run or an outlier does not steer it)
 
