@@ -187,7 +187,7 @@ class LocalProcesses(Executor):
     def start(self) -> None:
         """Start the forkserver now: it imports the simulator while the runner validates the experiment, and
         the workers are forked from it, ready, at the first submission (which would wait for it)."""
-        start_forkserver(("balloonsim.experiment.worker", *self._preload))
+        start_forkserver(self._preload)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         try:
@@ -258,6 +258,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, address: str, jobs: int | None, preload: tuple[str, ...] = ()):
         if address == "local":
+            # the workers' forkserver imports Dask side by side with the runner's own import below
             start_forkserver(("distributed", "balloonsim.experiment.dask_local", *preload))
         try:
             import distributed
