@@ -25,6 +25,7 @@ from typing import Any
 from balloonsim.errors import UserError
 from balloonsim.experiment.worker import preload
 
+RECOUNT_S = 5.0  # how often the runner asks an existing Dask scheduler how many worker threads it has
 _DASK_ADDRESS = re.compile(r"^([a-z]+://)?[^\s:/]+(:\d+)?$")
 
 
@@ -265,15 +266,14 @@ class DaskExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
             raise UserError(f"--dask needs dask[distributed] installed ({exc})") from None
         self._distributed = distributed
-        self._local = None
-        self._client = None
+        self._local: Any = None
+        self._client: Any = None
+        self._threads, self._counted_at = 0, 0.0
         if address == "local":
             from balloonsim.experiment.dask_local import SecureLocalCluster
 
             workers = jobs or os.cpu_count() or 1
             self._local = SecureLocalCluster(workers, preload)
-            self.workers = workers
-            self.slots = 2 * workers
             self.description = f"dask LocalCluster ({workers} worker processes, TLS on 127.0.0.1)"
             return
         if jobs is not None:
@@ -284,10 +284,27 @@ class DaskExecutor(Executor):
             self._client = distributed.Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
-        threads = sum(self._client.nthreads().values())
-        self.workers = max(threads, 1)
-        self.slots = max(2 * threads, 2)
+        threads = self._count_threads()
         self.description = f"dask scheduler {address} ({threads} worker threads at start)"
+
+    def _count_threads(self) -> int:
+        """The scheduler's worker threads now; a cluster's workers come and go (a job queue starts them late,
+        adaptive scaling adds and retires them), so an existing scheduler is asked again every few seconds."""
+        threads = sum(self._client.nthreads().values())
+        self._threads, self._counted_at = threads, time.monotonic()
+        return threads
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        if self._local is not None:
+            return self._local.workers
+        if time.monotonic() - self._counted_at > RECOUNT_S:
+            self._count_threads()
+        return max(self._threads, 1)
+
+    @property
+    def slots(self) -> int:  # type: ignore[override]
+        return 2 * self.workers
 
     def start(self) -> None:
         if self._local is not None:

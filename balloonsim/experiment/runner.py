@@ -216,6 +216,7 @@ def _drain(
     retry: deque[RunSpec] = deque()
     in_flight: dict[Any, list[RunSpec]] = {}
     while True:
+        sizer.workers = max(1, executor.workers)  # a Dask cluster's workers may come and go
         while len(in_flight) < executor.slots:
             if retry:
                 chunk = [retry.popleft()]

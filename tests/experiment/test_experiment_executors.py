@@ -295,3 +295,23 @@ def test_killing_only_the_runner_ends_its_worker_processes_and_their_forkserver(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_existing_dask_scheduler_is_asked_again_how_many_workers_it_has(monkeypatch):
+    """A job queue starts workers after the batch has connected: the chunks in flight follow them."""
+    from balloonsim.experiment import executors
+    from balloonsim.experiment.executors import DaskExecutor
+
+    sizes = [0]
+
+    class Client:
+        def nthreads(self):
+            return {f"tcp://w{i}": 1 for i in range(sizes[0])}
+
+    ex = object.__new__(DaskExecutor)
+    ex._client, ex._local = Client(), None
+    assert ex._count_threads() == 0
+    sizes[0] = 64
+    assert (ex.workers, ex.slots) == (1, 2)  # asked a moment ago: not asked again
+    monkeypatch.setattr(executors, "RECOUNT_S", 0.0)
+    assert (ex.workers, ex.slots) == (64, 128)
