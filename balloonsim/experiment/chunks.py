@@ -2,8 +2,9 @@
 
 Each hand-over costs the same whatever it carries (a round trip through a pipe or Dask's scheduler, a future,
 a wake-up of the runner), so runs that take milliseconds are handed over in chunks. A chunk aims at
-`target_s` of work, from the run times measured so far: the first chunks hold one run each, and the size
-follows the observed time per run. Near the end chunks shrink again, so that the workers finish together rather
+`target_s` of work, from the run times measured so far (the CPU time each run took in its worker, which other
+processes on a shared host do not inflate as they do wall time): the first chunks hold one run each, and the
+size follows the observed time per run. Near the end chunks shrink again, so that the workers finish together rather
 than one of them running a long last chunk alone. A chunk's runs are still committed one by one as the chunk
 comes back; an interrupted batch loses at most the chunks in flight (a few times `target_s` per worker).
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 
 from balloonsim.units import div_round_up
 
-TARGET_S = 0.5  # of work (wall) per chunk: long next to a hand-over (~1-5 ms), short next to a batch
+TARGET_S = 0.5  # of work (CPU) per chunk: long next to a hand-over (~1-5 ms), short next to a batch
 MAX_RUNS = 256  # per chunk, whatever the run time: bounds what one chunk holds in memory
 WINDOW = 64  # recent run times the size follows (a median: a slow first run or an outlier does not steer it)
 

@@ -33,6 +33,14 @@ from tornado.httpserver import HTTPServer
 from balloonsim.errors import UserError
 
 HOST = "127.0.0.1"
+# What Dask's workers do beside the runs, set for ours (the worker processes inherit it): the statistical
+# profiler samples the running thread's stack every 10 ms and the event loop wakes every 20 ms to time itself,
+# and every sample takes the interpreter lock from a run of pure-Python simulation.
+QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 FORKSERVER = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
@@ -93,7 +101,7 @@ class SecureLocalCluster:
                     "silence_logs": logging.ERROR,
                 },
             }
-            with dask.config.set({"distributed.worker.multiprocessing-method": FORKSERVER}):
+            with dask.config.set({"distributed.worker.multiprocessing-method": FORKSERVER, **QUIET_WORKERS}):
                 self._cluster = self._spec_cluster(worker)
             self._client = distributed.Client(self._cluster, security=self.security)
         except BaseException as exc:  # noqa: BLE001 - raised in the runner's thread by `client()`

@@ -245,7 +245,7 @@ def _drain(
                 continue
             if cpu is not None:
                 cpu.record(result)
-            sizer.observe(outcome.wall_time_s for outcome in result.outcomes)
+            sizer.observe(outcome.cpu_time_s or outcome.wall_time_s for outcome in result.outcomes)
             for spec, outcome in zip(chunk, result.outcomes, strict=True):
                 _record(spec, outcome, store, progress, errors)
         calls = [(spec, run_fn, events) for spec in suspects]

@@ -44,6 +44,7 @@ class RunOutcome:
     events: Any = None
     wall_time_s: float = 0.0
     worker: str = ""
+    cpu_time_s: float = 0.0  # the worker process's CPU time during the run: what sizes the chunks
 
 
 @dataclass
@@ -80,7 +81,7 @@ def execute_chunk(specs: Sequence[RunSpec], run_fn: RunFn | None = None, events:
 def execute_run(spec: RunSpec, run_fn: RunFn | None = None, events: bool = False) -> RunOutcome:
     """Run one spec; never raises for a failing run (KeyboardInterrupt and the like still propagate)."""
     run_fn = run_fn or simulate_run
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         result = run_fn(spec.config, spec.seed)
         outcome = RunOutcome(
@@ -93,6 +94,7 @@ def execute_run(spec: RunSpec, run_fn: RunFn | None = None, events: bool = False
     except Exception as exc:  # noqa: BLE001 - a failing run is data, recorded and reported
         outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(exc))
     outcome.wall_time_s = time.perf_counter() - started
+    outcome.cpu_time_s = time.process_time() - cpu
     outcome.worker = worker_name()
     return outcome
 
