@@ -17,6 +17,14 @@ def _child(task: dict[str, Any]) -> dict[str, Any]:
         from balloonsim.bench.scale import scale_point
 
         return scale_point(task["size"], task["strategy"], task["block"])
+    if kind == "blocks":
+        from balloonsim.bench.scale import blocks_point
+
+        return blocks_point(task["size"], task["strategy"], budget_s=task["budget_s"])
+    if kind == "cli_rss":
+        from balloonsim.bench.scale import cli_peak_rss
+
+        return cli_peak_rss(task["size"], task["strategy"])
     if kind == "spin":
         from balloonsim.bench.sweeps import spin_bare  # imports the simulator before the spin's clock starts
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from balloonsim.bench.scale import SCALE_STRATEGIES, block_spread
-from balloonsim.units import TiB
+from balloonsim.units import GiB, TiB
 
 GOAL_REFERENCE_RATIO = 0.35  # reference events/s over bare SimPy's: the model costs at most ~2x SimPy's dispatch
+GOAL_SIM_SECONDS_RATIO = 0.25  # reference simulated s per wall s over bare SimPy events/s: what users feel
+GOAL_ONE_AT_A_TIME = 1.5  # per-block cost adding 8,192 blocks one at a time over adding 512: linear growth
+GOAL_CLI_RSS_16T_MIB = 300.0  # `balloonsim hotplug` of 16 TiB as a command, imports included
 GOAL_BLOCK_SPREAD = 1.25  # max/min time per block, 16 GiB .. 16 TiB: hot-add cost linear in the size
 GOAL_RSS_16T_MIB = 300.0  # peak RSS of the 16 TiB hot-add: a laptop can model the largest guests
 GOAL_SPEEDUP_2 = 1.8  # --jobs 2 over --jobs 1: sweeps use a second core
@@ -27,7 +30,16 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"measure": name, "value": value, "op": op, "goal": goal, "reached": reached, "note": note})
 
     ref = results.get("reference", {})
+    bare = results.get("bare", {})
     if "reference" in results:
+        sim_ratio = ref["sim_s_per_wall_s"] / bare["events_per_s"] if bare.get("events_per_s") else None
+        add(
+            "reference simulated s per wall s / bare SimPy events/s",
+            sim_ratio,
+            ">=",
+            GOAL_SIM_SECONDS_RATIO,
+            "" if sim_ratio is not None else "needs bare too",
+        )
         add(
             "reference events/s / bare SimPy events/s",
             ref.get("ratio_to_bare"),
@@ -56,11 +68,39 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 GOAL_RSS_16T_MIB,
                 "" if p16 else "16 TiB not run",
             )
+        per = {
+            (p.get("strategy"), p.get("size")): p.get("us_per_block")
+            for p in results["scale"].get("one_at_a_time", [])
+            if p.get("ok")
+        }
+        for strategy in SCALE_STRATEGIES:
+            small, large = per.get((strategy, 64 * GiB)), per.get((strategy, 1 * TiB))
+            add(
+                f"one block at a time, us/block 1 TiB (8,192 blocks) / 64 GiB (512), {strategy}",
+                large / small if small and large else None,
+                "<=",
+                GOAL_ONE_AT_A_TIME,
+                "" if small and large else "not both finished within the budget",
+            )
+        for point in results["scale"].get("cli", []):
+            if point.get("size") == 16 * TiB:
+                add(
+                    f"balloonsim hotplug 16 TiB peak RSS MiB, {point['strategy']}",
+                    point.get("peak_rss_mib") if point.get("exit") == 0 else None,
+                    "<=",
+                    GOAL_CLI_RSS_16T_MIB,
+                    "" if point.get("exit") == 0 else f"exit {point.get('exit')}",
+                )
     sw = results.get("sweeps")
     if sw is not None:
         runs = sw.get("modes", {}).get("jobs 1", {}).get("runs") or 0
         small = f"{runs} runs only: start-up weighs heavily" if 0 < runs < 100 else ""
         add("--jobs 2 runs/s / --jobs 1 runs/s", sw.get("speedup_jobs2"), ">=", GOAL_SPEEDUP_2, small)
+        cap = sw.get("parallel_capacity", {}).get("capacity")
+        if cap is not None and cap < GOAL_SPEEDUP_2:
+            out[-1]["note"] = (out[-1]["note"] + "; " if out[-1]["note"] else "") + (
+                f"the machine gave two processes at most {cap:.2f}x one meanwhile"
+            )
         add("--dask local wall over --jobs 2, %", sw.get("dask_overhead_pct"), "<=", GOAL_DASK_OVERHEAD_PCT, small)
         add(
             f"runner peak RSS, {sw.get('growth_factor', '?')}x runs / 1x",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from balloonsim.units import GiB, TiB
 
-SECTIONS = ("bare", "reference", "scale", "sweeps")
+SECTIONS = ("bare", "reference", "scale", "sweeps", "startup")
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,16 @@ class Plan:
     growth: int = 4  # the larger batch for the runner-RSS measurement has this many times the runs
     capacity_seconds: float = 2.0  # bare SimPy spin, alone and two at once
     capacity_rounds: int = 2
+    block_sizes: tuple[int, ...] = (16 * GiB, 64 * GiB, 1 * TiB, 16 * TiB)  # added one block at a time
+    block_budget_s: float = 60.0  # per size and strategy: a cost that grows with the blocks stops here
+    cli_size: int = 16 * TiB  # `balloonsim hotplug` through the command line, for its peak RSS
+    startup_repeats: int = 10
 
 
 FULL = Plan(
     bare_timeouts=200_000,
     repeats=5,
-    scale_sizes=(16 * GiB, 256 * GiB, 4 * TiB, 16 * TiB),
+    scale_sizes=(16 * GiB, 1 * TiB, 16 * TiB),
     sweep_replications=10,
     sweep_repeats=3,
 )
@@ -39,6 +43,10 @@ QUICK = Plan(
     sweep_repeats=1,
     capacity_seconds=1.0,
     capacity_rounds=1,
+    block_sizes=(16 * GiB, 256 * GiB),
+    block_budget_s=10.0,
+    cli_size=256 * GiB,
+    startup_repeats=3,
 )
 
 

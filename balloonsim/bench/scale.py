@@ -1,22 +1,30 @@
-"""Hot-add scale: `balloonsim hotplug`'s path for 16 GiB .. 16 TiB in 128 MiB blocks, altmap and kmalloc.
+"""Hot-add scale: 16 GiB .. 16 TiB in 128 MiB blocks, altmap and kmalloc, added two ways.
 
-Each (size, strategy) runs in a fresh subprocess so its peak RSS is its own; the time per block is measured at
-the margin (the guest's boot and one block taken out), which is what should stay flat as the size grows.
+`range`: `balloonsim hotplug`'s path, one add_memory() of the whole range, then each block onlined. `blocks`:
+as balloon drivers add memory, one add_memory() per block followed by its online, so any cost that grows with
+the blocks already there shows as a growing time per block. Each (size, strategy, mode) runs in a fresh
+subprocess so its peak RSS is its own; `range` measures the time per block at the margin (the guest's boot and
+one block taken out); `blocks` runs under a time budget and reports how far it got and what the last blocks
+cost. `cli_peak_rss` runs `balloonsim hotplug` itself and reports the command's peak RSS.
 """
 
 from __future__ import annotations
 
 import gc
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from balloonsim.bench.child import run_child
 from balloonsim.bench.machine import CpuWatch, peak_rss_mib
 from balloonsim.bench.plan import Plan
 from balloonsim.hotplug import HotplugSpec, run_hotplug
-from balloonsim.units import GiB, MiB, align_up, format_size
+from balloonsim.units import PAGE_SHIFT, GiB, MiB, align_up, format_size
 
 BLOCK = 128 * MiB
 SCALE_STRATEGIES = ("altmap", "kmalloc")
@@ -107,13 +115,120 @@ def scale_in_subprocess(size: int, strategy: str, block: int = BLOCK) -> dict[st
     return out
 
 
+def blocks_point(size: int, strategy: str, block: int = BLOCK, budget_s: float = 60.0) -> dict[str, Any]:
+    """In this process: hot-add `size` one block at a time (add_memory of one block, then its online), as
+    balloon drivers do, for at most `budget_s`; time per block overall and over the last tenth of the blocks
+    added, and this process's peak RSS."""
+    from balloonsim.kernel import Guest
+    from balloonsim.kernel.extents import Extents
+    from balloonsim.memmap import get_strategy
+
+    spec = scale_spec(size, strategy, block)
+    guest = Guest(spec.guest().config(), get_strategy(strategy, {}, key=""))
+    guest.backing.populate(spec.at >> PAGE_SHIFT, (spec.at + size) >> PAGE_SHIFT)
+    blocks = size // block
+    errors: list[str] = []
+    stamps: list[float] = []
+    enabled = gc.isenabled()
+    gc.disable()  # as run_hotplug: no cyclic collections over the growing heap during the script
+    started = time.perf_counter()
+    try:
+        for i in range(blocks):
+            addr = spec.at + i * block
+            span = Extents.span(addr >> PAGE_SHIFT, (addr + block) >> PAGE_SHIFT)
+            ret = guest.add_memory(0, addr, block, hint=span) or guest.online_memory_block(addr // guest.block_size)
+            stamps.append(time.perf_counter())
+            if ret:
+                errors.append(f"block {i}: {ret}")
+                break
+            if stamps[-1] - started > budget_s:
+                break
+    finally:
+        if enabled:
+            gc.enable()
+    done = len(stamps) - len(errors)
+    tail = max(1, done // 10)
+    tail_s = stamps[done - 1] - stamps[done - 1 - tail] if done > tail else (stamps[-1] - started if stamps else 0)
+    return {
+        "mode": "blocks",
+        "size": size,
+        "strategy": strategy,
+        "boot": spec.boot[0],
+        "blocks": blocks,
+        "blocks_done": done,
+        "ok": not errors and done == blocks,
+        "errors": errors,
+        "budget_s": budget_s,
+        "wall_s": stamps[-1] - started if stamps else 0.0,
+        "us_per_block": (stamps[-1] - started) / len(stamps) * 1e6 if stamps else None,
+        "last_tenth_us_per_block": tail_s / tail * 1e6 if done > 1 else None,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def blocks_in_subprocess(size: int, strategy: str, budget_s: float) -> dict[str, Any]:
+    out = run_child({"task": "blocks", "size": size, "strategy": strategy, "budget_s": budget_s})
+    out.setdefault("size", size)
+    out.setdefault("strategy", strategy)
+    out.setdefault("mode", "blocks")
+    return out
+
+
+def cli_hotplug_argv(size: int, strategy: str) -> list[str]:
+    spec = scale_spec(size, strategy)
+    return [
+        "hotplug",
+        "--boot",
+        format_size(spec.boot[0]),
+        "--size",
+        format_size(size),
+        "--at",
+        hex(spec.at or 0),
+        "--block-size",
+        format_size(BLOCK),
+        "--strategy",
+        strategy,
+    ]
+
+
+def cli_peak_rss(size: int, strategy: str) -> dict[str, Any]:
+    """In this process: run `balloonsim hotplug` for `size` as a command and report its wall time and peak RSS
+    (this process's only child, so RUSAGE_CHILDREN's maximum is the command's)."""
+    exe = Path(sys.executable).parent / "balloonsim"
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "balloonsim.cli"]
+    command = [*argv, *cli_hotplug_argv(size, strategy)]
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "size": size,
+        "strategy": strategy,
+        "command": "balloonsim " + " ".join(command[len(argv) :]),
+        "exit": proc.returncode,
+        "wall_s": wall,
+        "peak_rss_mib": rss,
+    }
+
+
 def scale(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     points = []
     for size in plan.scale_sizes:
         for strategy in SCALE_STRATEGIES:
-            progress(f"scale: {format_size(size)} {strategy}")
+            progress(f"scale: {format_size(size)} {strategy}, one range")
             points.append(scale_in_subprocess(size, strategy))
-    return {"block": BLOCK, "points": points}
+    one_by_one = []
+    for size in plan.block_sizes:
+        for strategy in SCALE_STRATEGIES:
+            progress(
+                f"scale: {format_size(size)} {strategy}, one block at a time (at most {plan.block_budget_s:.0f} s)"
+            )
+            one_by_one.append(blocks_in_subprocess(size, strategy, plan.block_budget_s))
+    cli = []
+    for strategy in SCALE_STRATEGIES:
+        progress(f"scale: balloonsim hotplug {format_size(plan.cli_size)} {strategy} (peak RSS of the command)")
+        cli.append(run_child({"task": "cli_rss", "size": plan.cli_size, "strategy": strategy}))
+    return {"block": BLOCK, "points": points, "one_at_a_time": one_by_one, "cli": cli}
 
 
 def block_spread(points: list[dict[str, Any]], strategy: str) -> tuple[float | None, str]:

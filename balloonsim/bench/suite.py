@@ -12,6 +12,7 @@ from balloonsim.bench.goals import evaluate_goals
 from balloonsim.bench.machine import CpuWatch, load_average, machine, wait_quiet
 from balloonsim.bench.plan import FULL, QUICK, SECTIONS, Plan, parse_only
 from balloonsim.bench.scale import scale
+from balloonsim.bench.startup import startup
 from balloonsim.bench.sweeps import sweeps
 
 
@@ -63,6 +64,12 @@ def measure(
         watch = CpuWatch()
         results["sweeps"] = sweeps(plan, progress, experiment)
         host["sweeps"] = watch.result()
+    if "startup" in sections:
+        settle("startup")
+        progress("startup: balloonsim commands against `import click`")
+        watch = CpuWatch()
+        results["startup"] = startup(plan.startup_repeats)
+        host["startup"] = watch.result()
     host["all"] = whole.result()
     if quiet_at_start:
         out["others_cores_at_section_start"] = quiet_at_start

@@ -11,6 +11,7 @@ import csv
 import json
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,14 @@ def sweep_point(
         pass
     workers = 1 if jobs == 1 and not dask else jobs
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # workers forked from a forkserver (or Dask's) are not this process's children: they report their own CPU,
+    # and what rusage did not see of it is ours, not other processes'
+    kids_cpu = kids.ru_utime + kids.ru_stime
+    workers_cpu = summary.workers_cpu_s if summary.workers_cpu_s is not None else kids_cpu
+    host = watch.result()
+    others = host.get("others_cores")
+    if others is not None and host["wall_s"] > 0:
+        others = max(0.0, others - max(0.0, workers_cpu - kids_cpu) / host["wall_s"])
     return {
         "mode": f"dask {dask}" if dask else f"jobs {jobs}",
         "executor": summary.executor,
@@ -64,8 +73,8 @@ def sweep_point(
         "run_s": run_s,  # the runs' own wall times (timing.csv), summed
         "worker_busy": run_s / (workers * wall),  # share of the workers' wall time spent inside runs
         "runner_cpu_s": me.ru_utime + me.ru_stime - me0.ru_utime - me0.ru_stime,
-        "workers_cpu_s": kids.ru_utime + kids.ru_stime,
-        "others_cores": watch.result().get("others_cores"),  # other processes on the machine meanwhile
+        "workers_cpu_s": workers_cpu,
+        "others_cores": others,  # other processes on the machine meanwhile
         "runner_peak_rss_mib": peak_rss_mib(),
         "largest_child_peak_rss_mib": children_peak_rss_mib(),
     }
@@ -143,18 +152,29 @@ SWEEP_MODES: tuple[tuple[int, str | None], ...] = ((1, None), (2, None), (2, "lo
 
 
 def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path | None = None) -> dict[str, Any]:
-    """Each mode `sweep_repeats` times, interleaved, best kept; then the runner's RSS at `growth` x the runs."""
+    """Rounds of: the machine's parallel capacity, then each mode; best of each mode kept, and each round's
+    ratios (measured minutes apart from the other rounds', seconds apart within one); then the runner's RSS at
+    `growth` x the runs."""
     experiment = Path(experiment) if experiment else default_experiment()
     if not experiment.exists():
         return {"skipped": f"{experiment} not found"}
-    progress("sweeps: parallel capacity of this machine (bare SimPy, 1 then 2 processes)")
-    capacity = parallel_capacity(plan.capacity_seconds, plan.capacity_rounds)
     tries: dict[str, list[dict[str, Any]]] = {}
+    rounds: list[dict[str, Any]] = []
     for rep in range(plan.sweep_repeats):
+        progress(f"sweeps: parallel capacity of this machine now (bare SimPy, 1 then 2 processes) ({rep + 1})")
+        capacity = parallel_capacity(plan.capacity_seconds, plan.capacity_rounds)
+        this: dict[str, Any] = {"capacity": capacity.get("capacity")}
         for jobs, dask in SWEEP_MODES:
             mode = f"dask {dask}" if dask else f"jobs {jobs}"
             progress(f"sweeps: {mode} ({rep + 1}/{plan.sweep_repeats})")
-            tries.setdefault(mode, []).append(sweep_in_subprocess(experiment, jobs, dask, plan.sweep_replications))
+            point = sweep_in_subprocess(experiment, jobs, dask, plan.sweep_replications)
+            tries.setdefault(mode, []).append(point)
+            this[mode] = point.get("wall_s")
+        if this.get("jobs 1") and this.get("jobs 2"):
+            this["speedup_jobs2"] = this["jobs 1"] / this["jobs 2"]
+        if this.get("jobs 2") and this.get("dask local"):
+            this["dask_overhead_pct"] = (this["dask local"] / this["jobs 2"] - 1) * 100
+        rounds.append(this)
     modes = {}
     for mode, runs in tries.items():
         good = [r for r in runs if "error" not in r]
@@ -163,13 +183,25 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
             if good
             else runs[-1]
         )
-    out: dict[str, Any] = {"experiment": str(experiment), "parallel_capacity": capacity, "modes": modes}
+    capacities = [r["capacity"] for r in rounds if r.get("capacity")]
+    out: dict[str, Any] = {"experiment": str(experiment), "rounds": rounds, "modes": modes}
+    if capacities:
+        out["parallel_capacity"] = {"capacity": max(capacities), "all": [round(c, 2) for c in capacities]}
     j1, j2, dk = modes.get("jobs 1", {}), modes.get("jobs 2", {}), modes.get("dask local", {})
     if "runs_per_s" in j1 and "runs_per_s" in j2:
         out["speedup_jobs2"] = j2["runs_per_s"] / j1["runs_per_s"]
+        # the CPU the whole batch took (runner and workers) with two worker processes over in one process: what
+        # parallelism costs in work, whatever the machine's load did to the wall times
+        cpu1 = j1.get("runner_cpu_s", 0.0) + j1.get("workers_cpu_s", 0.0)
+        cpu2 = j2.get("runner_cpu_s", 0.0) + j2.get("workers_cpu_s", 0.0)
+        if cpu1 > 0:
+            out["cpu_jobs2_over_jobs1"] = cpu2 / cpu1
     if "wall_s" in j2 and "wall_s" in dk:
         out["dask_overhead_pct"] = (dk["wall_s"] / j2["wall_s"] - 1) * 100
         out["dask_batch_overhead_pct"] = (dk["batch_s"] / j2["batch_s"] - 1) * 100
+        per_round = [r["dask_overhead_pct"] for r in rounds if "dask_overhead_pct" in r]
+        if per_round:
+            out["dask_overhead_pct_median_round"] = statistics.median(per_round)
     bigger = plan.sweep_replications * plan.growth
     progress(f"sweeps: jobs 2, {plan.growth}x the runs")
     big = sweep_in_subprocess(experiment, 2, None, bigger)

@@ -63,7 +63,7 @@ def format_table(result: dict[str, Any]) -> str:
             r = res["reference"]
             note = f"best of {r['repeats']}, {r['simpy_events']:,} events in {r['wall_s'] * 1e3:.1f} ms"
             rows.append(["2. reference: SimPy events/s", _num(r["events_per_s"]), note])
-            rows.append(["2. reference / bare SimPy", _num(r.get("ratio_to_bare"), ".3f"), ""])
+            rows.append(["2. reference / bare SimPy", _num(r.get("ratio_to_bare"), ".3f"), "events/s over events/s"])
             rows.append(
                 [
                     "2. reference: simulated s / wall s",
@@ -71,6 +71,14 @@ def format_table(result: dict[str, Any]) -> str:
                     f"{r['sim_s']:.0f} s simulated; construction {r['construct_s'] * 1e3:.1f} ms (excluded)",
                 ]
             )
+            if "bare" in res:
+                rows.append(
+                    [
+                        "2. simulated s per wall s / bare SimPy events/s",
+                        _num(r["sim_s_per_wall_s"] / res["bare"]["events_per_s"], ".3f"),
+                        "what users feel, against SimPy's own limit",
+                    ]
+                )
         lines += _table(["measure", "value", "notes"], rows) + [""]
     if "scale" in res:
         rows = []
@@ -92,7 +100,7 @@ def format_table(result: dict[str, Any]) -> str:
                     "ok" if p["ok"] else "; ".join(p["errors"]) or "not all online",
                 ]
             )
-        lines += ["3. scale: hot-add + online in 128 MiB blocks, one subprocess per row", ""]
+        lines += ["3. scale: hot-add of one range + online in 128 MiB blocks, one subprocess per row", ""]
         lines += _table(
             [
                 "size",
@@ -108,6 +116,48 @@ def format_table(result: dict[str, Any]) -> str:
             ],
             rows,
         ) + [""]
+        one = res["scale"].get("one_at_a_time", [])
+        if one:
+            rows = []
+            for p in one:
+                if "error" in p:
+                    rows.append([format_size(p["size"]), p["strategy"], "-", "-", "-", "-", "-", p["error"]])
+                    continue
+                stopped = f"stopped at the {p['budget_s']:.0f} s budget"
+                outcome = "ok" if p["ok"] else ("; ".join(p["errors"]) or stopped)
+                rows.append(
+                    [
+                        format_size(p["size"]),
+                        p["strategy"],
+                        f"{p['blocks_done']:,}/{p['blocks']:,}",
+                        _num(p["wall_s"], ".2f"),
+                        _num(p["us_per_block"], ".1f"),
+                        _num(p["last_tenth_us_per_block"], ".1f"),
+                        _num(p["peak_rss_mib"], ".0f"),
+                        outcome,
+                    ]
+                )
+            lines += ["3b. scale: one add_memory() + online per 128 MiB block, as drivers add memory", ""]
+            header = ["size", "strategy", "blocks", "wall s", "us/block", "last tenth us/block", "peak RSS MiB"]
+            lines += _table([*header, "result"], rows) + [""]
+        cli = res["scale"].get("cli", [])
+        if cli:
+            rows = [
+                [
+                    p.get("command", format_size(p.get("size", 0))),
+                    _num(p.get("wall_s"), ".2f"),
+                    _num(p.get("peak_rss_mib"), ".0f"),
+                    str(p.get("exit", p.get("error", "-"))),
+                ]
+                for p in cli
+            ]
+            lines += ["3c. scale: the command itself (imports included)", ""]
+            lines += _table(["command", "wall s", "peak RSS MiB", "exit"], rows) + [""]
+    if "startup" in res:
+        st = res["startup"]
+        rows = [[name, _num(v["ms"], ".0f"), _num(v["x_import_click"], ".2f")] for name, v in st["commands"].items()]
+        lines += [f"5. CLI start-up: fresh processes, alternating, best of {st['repeats']}", ""]
+        lines += _table(["command", "ms", "x import click"], rows) + [""]
     if "sweeps" in res:
         sw = res["sweeps"]
         if "skipped" in sw:
@@ -159,13 +209,20 @@ def format_table(result: dict[str, Any]) -> str:
                 f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
                 f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
                 f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
-                f"{_num(sw.get('runner_rss_growth'), '.3f')}x",
+                f"{_num(sw.get('runner_rss_growth'), '.3f')}x; CPU of the whole batch (runner and workers), "
+                f"jobs 2 / jobs 1: {_num(sw.get('cpu_jobs2_over_jobs1'), '.3f')}",
             ]
             cap = sw.get("parallel_capacity", {})
             if "capacity" in cap:
                 lines += [
-                    f"parallel capacity now: two bare-SimPy processes together get {cap['capacity']:.2f}x "
-                    f"one alone ({_num(cap['alone_events_per_s'])} events/s alone; 2.00 = two idle cores)"
+                    f"parallel capacity (two bare-SimPy processes together over one alone; 2.00 = two idle cores), "
+                    f"measured before each round: {', '.join(f'{c:.2f}' for c in cap['all'])}"
+                ]
+            for i, r in enumerate(sw.get("rounds", []), 1):
+                dask_pct = _num(r.get("dask_overhead_pct"), "+.0f")
+                lines += [
+                    f"round {i}: capacity {_num(r.get('capacity'), '.2f')}, jobs 2 / jobs 1 "
+                    f"{_num(r.get('speedup_jobs2'), '.2f')}x, dask over jobs 2 {dask_pct}%"
                 ]
             lines += [""]
     if result.get("goals"):

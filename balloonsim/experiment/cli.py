@@ -7,17 +7,18 @@ from pathlib import Path
 import click
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.loader import load_experiment
-from balloonsim.experiment.plan import describe_plan
-from balloonsim.experiment.runner import default_out_dir, run_experiment
-from balloonsim.experiment.worker import error_text
 
 
 @click.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Results directory [results/<name>].")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes [number of cores].")
-@click.option("--dask", metavar="ADDR|local", help="Run on Dask: 'local' starts a LocalCluster, or tcp://host:8786.")
+@click.option(
+    "--dask",
+    metavar="ADDR|local",
+    help="Run on Dask: 'local' starts worker processes reachable only by this run (TLS on 127.0.0.1), "
+    "or a scheduler's address, e.g. tcp://host:8786.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. base.guest.boot=8G.")
 @click.option("--dry-run", is_flag=True, help="Print the design size and first runs; run nothing, write nothing.")
 @click.option("--force", is_flag=True, help="Replace results of a different experiment in the directory.")
@@ -65,7 +66,14 @@ def run(
       balloonsim run experiments/pressure.toml --dry-run
       balloonsim run experiments/quickstart.toml --dry-run --set replications=3 --out /tmp/q
     """
+    # the runner and its libraries (pydantic, numpy, pyarrow) load only once there is something to run:
+    # `balloonsim run --help` costs click and this module
+    from balloonsim.experiment.runner import default_out_dir, run_experiment
+
     if dry_run:
+        from balloonsim.experiment.loader import load_experiment
+        from balloonsim.experiment.plan import describe_plan
+
         exp = load_experiment(experiment, overrides)
         click.echo(describe_plan(exp, out or default_out_dir(exp)))
         return
@@ -100,6 +108,7 @@ def run(
 def _report(out_dir: Path) -> int:
     """Analysis, plots and report (`balloonsim.analysis.finish`); 1 if they fail, the results kept."""
     from balloonsim.analysis import finish  # pandas, scipy, matplotlib: only once the runs are done
+    from balloonsim.experiment.worker import error_text
 
     try:
         finish(out_dir)

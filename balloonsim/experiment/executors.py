@@ -1,25 +1,31 @@
 """Where runs execute: the main process (`--jobs 1`), local processes (`--jobs N`), or Dask (`--dask`).
 
-All three offer the same small interface, so the runner has one code path: submit a run, wait for whichever
-finishes first (with a timeout, so it can flush on time), take its result.  `slots` says how many runs to keep
-in flight: enough to keep every worker busy, few enough that memory stays flat for designs of any size.
+All three offer the same small interface, so the runner has one code path: submit a chunk of runs, wait for
+whichever finishes first (with a timeout, so it can flush on time), take its result.  `slots` says how many
+chunks to keep in flight: enough to keep every worker busy, few enough that memory stays flat for designs of
+any size.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
-import logging
 import multiprocessing
 import os
 import re
+import select
 import signal
+import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from balloonsim.errors import UserError
+from balloonsim.experiment.worker import preload
 
+RECOUNT_S = 5.0  # how often the runner asks an existing Dask scheduler how many worker threads it has
 _DASK_ADDRESS = re.compile(r"^([a-z]+://)?[^\s:/]+(:\d+)?$")
 
 
@@ -28,7 +34,11 @@ class Executor:
 
     description = ""
     workers = 1
-    slots = 1
+    slots = 1  # chunks in flight: one running and one queued per worker
+    chunked = True  # hand runs over in chunks (see chunks.py); False where a hand-over costs nothing
+
+    def start(self) -> None:
+        """Begin starting the workers now, without waiting for them (their start-up overlaps the runner's)."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
@@ -41,7 +51,7 @@ class Executor:
         return future.result()
 
     def after_failure(self, future: Any, exc: BaseException) -> bool:
-        """`future` failed outside the run function; True if its run should be retried alone (`run_alone`)."""
+        """`future` failed outside the run function; True if its runs should be retried alone (`run_alone`)."""
         return False
 
     def run_alone(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> Iterator[Any]:
@@ -51,6 +61,9 @@ class Executor:
                 yield fn(*args)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, like a future's exception
                 yield exc
+
+    def release(self) -> None:
+        """Nothing more will be submitted: let the workers begin to exit while the runner finishes its files."""
 
     def close(self, cancel: bool = False) -> None:
         """Release the workers; `cancel` drops queued work instead of waiting for it."""
@@ -66,6 +79,7 @@ class InProcess(Executor):
     """`--jobs 1`: each run executes in the main process when submitted (easy to debug and profile)."""
 
     description = "in-process (1 worker)"
+    chunked = False  # nothing to save, and an interrupt keeps every run finished before it
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         future: cf.Future = cf.Future()
@@ -79,40 +93,110 @@ class InProcess(Executor):
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: the kernel sends SIGKILL to this worker when the runner dies (prctl
-    PR_SET_PDEATHSIG), so killing only the runner leaves no worker behind; a runner already gone means exit."""
+def die_with_runner(runner_pid: int) -> None:
+    """End this worker as soon as the runner (`runner_pid`) ends, however it ends, so that killing only the
+    runner leaves no worker behind.
+
+    A worker forked from the forkserver is the forkserver's child, and the forkserver lives as long as any of
+    its children holds its pipe, so neither the parent-death signal nor a closed queue would end it: a daemon
+    thread waits on a pidfd of the runner (Linux 5.3; a once-a-second check elsewhere) and exits the process.
+    The parent-death signal is armed as well, for a worker whose parent is the runner itself."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the thread below still ends the worker
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: workers still end with the pool
-        return
-    if os.getppid() != parent_pid:
-        os._exit(1)
+        pidfd = os.pidfd_open(runner_pid)
+    except (OSError, AttributeError):
+        pidfd = None
+        if not _alive(runner_pid):
+            os._exit(1)
+    threading.Thread(
+        target=_exit_when_gone, args=(runner_pid, pidfd), name="balloonsim-runner-watch", daemon=True
+    ).start()
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """spawn: each worker a fresh interpreter and a direct child of the runner (so its CPU and exit are the
-    runner's to account for). A preloaded forkserver was tried: it saved the workers' imports but measured no
-    better on the quickstart (1.61-1.64x vs 1.60x) and hid the workers' CPU from the runner's rusage."""
-    return multiprocessing.get_context("spawn")
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_when_gone(pid: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        select.select([pidfd], [], [])  # readable once the process has exited
+    else:
+        while _alive(pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def start_worker(runner_pid: int, modules: tuple[str, ...]) -> None:
+    """A local worker's initializer: die with the runner, then import what the runs need (already there when
+    the worker was forked from a preloaded forkserver)."""
+    die_with_runner(runner_pid)
+    preload(modules)
+
+
+def start_forkserver(modules: Sequence[str]) -> None:
+    """Start the forkserver now, importing `modules` (if none is running yet), without waiting for it."""
+    context = worker_context(tuple(modules))
+    if context.get_start_method() == "forkserver":
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
+
+
+def worker_context(modules: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+    """Workers forked from a forkserver that has imported `modules` once (where there is one, i.e. Linux),
+    else spawned.
+
+    A spawned worker is a fresh interpreter that imports the simulator itself: about 0.3 s of CPU each, which
+    on two cores comes out of the runs. The forkserver (a child of the runner, started when the first worker
+    is) imports it once and forks each worker ready to run, in milliseconds; it forks from a process that has
+    only imported modules, never from the runner with its threads and open files. The workers are then the
+    forkserver's children, so the runner's rusage does not see their CPU: each chunk reports its worker's
+    (ChunkResult.process_cpu_s), and each worker watches the runner itself (`die_with_runner`). The preload is
+    fixed when the forkserver starts (once per runner process)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["balloonsim.experiment.worker", *modules])
+    return context
 
 
 class LocalProcesses(Executor):
-    """`--jobs N`: a pool of N fresh Python processes (spawned, so no state leaks from the parent)."""
+    """`--jobs N`: a pool of N worker processes (forked from a clean forkserver, so no state leaks from the
+    runner)."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, preload: tuple[str, ...] = ()):
         self.workers = jobs
         self.slots = 2 * jobs
         self.description = f"local processes ({jobs} workers)"
+        self._preload = preload
         self._pool = self._new_pool()
         self._pool_of: weakref.WeakKeyDictionary[cf.Future, cf.ProcessPoolExecutor] = weakref.WeakKeyDictionary()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return _pool(self.workers)
+        return _pool(self.workers, self._preload)
+
+    def start(self) -> None:
+        """Start the forkserver now: it imports the simulator while the runner validates the experiment, and
+        the workers are forked from it, ready, at the first submission (which would wait for it)."""
+        start_forkserver(self._preload)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
-        future = self._pool.submit(fn, *args)
+        try:
+            future = self._pool.submit(fn, *args)
+        except cf.process.BrokenProcessPool:  # a worker died before the runner saw its futures fail
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            future = self._pool.submit(fn, *args)
         self._pool_of[future] = self._pool
         return future
 
@@ -121,8 +205,8 @@ class LocalProcesses(Executor):
         return done
 
     def after_failure(self, future: Any, exc: BaseException) -> bool:
-        """A worker that died takes the pool and every run in it down: start a new pool (once) and have each
-        of those runs retried alone, so only the run that kills its process is recorded as failed."""
+        """A worker that died takes the pool and every chunk in it down: start a new pool (once) and have each
+        of their runs retried alone, so only the run that kills its process is recorded as failed."""
         if not isinstance(exc, cf.process.BrokenProcessPool):
             return False
         if self._pool_of.get(future) is self._pool:
@@ -136,7 +220,7 @@ class LocalProcesses(Executor):
         try:
             for args in calls:
                 if pool is None:
-                    pool = _pool(1)
+                    pool = _pool(1, self._preload)
                 try:
                     yield pool.submit(fn, *args).result()
                 except Exception as exc:  # noqa: BLE001 - handed to the caller, like a future's exception
@@ -148,55 +232,93 @@ class LocalProcesses(Executor):
             if pool is not None:
                 pool.shutdown(wait=True)
 
+    def release(self) -> None:
+        self._pool.shutdown(wait=False)
+
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
-def _pool(workers: int) -> cf.ProcessPoolExecutor:
+def _pool(workers: int, modules: tuple[str, ...] = ()) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=_worker_context(), initializer=die_with_parent, initargs=(os.getpid(),)
+        max_workers=workers,
+        mp_context=worker_context(modules),
+        initializer=start_worker,
+        initargs=(os.getpid(), modules),
     )
 
 
 class DaskExecutor(Executor):
-    """`--dask local` or `--dask tcp://host:8786`.
+    """`--dask local` or `--dask tls://host:8786` (or tcp://).
 
-    `local` is an in-process LocalCluster (worker threads, the `inproc://` transport): nothing listens on a
-    network port, there is no dashboard, and the workers end with the runner. A LocalCluster of processes
-    listens on TCP without authentication, which lets any local user run code as this one. Threads share the
-    interpreter lock, so `local` checks the Dask path rather than speeding it up: use `--jobs` on one machine.
+    `local` starts a cluster of worker processes on this machine that only this runner can use: every listener
+    is bound to 127.0.0.1 and speaks TLS with a key made for this batch and held in memory (a connection
+    without it is refused), nothing serves HTTP (no dashboard), and the workers exit when the runner dies
+    (dask_local.py). The cluster starts in the background while the runner validates the experiment.
     """
 
-    def __init__(self, address: str, jobs: int | None):
+    def __init__(self, address: str, jobs: int | None, preload: tuple[str, ...] = ()):
+        if address == "local":
+            # the workers' forkserver imports Dask side by side with the runner's own import below
+            start_forkserver(("distributed", "balloonsim.experiment.dask_local", *preload))
         try:
             import distributed
         except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
             raise UserError(f"--dask needs dask[distributed] installed ({exc})") from None
         self._distributed = distributed
-        self._cluster = None
+        self._local: Any = None
+        self._client: Any = None
+        self._threads, self._counted_at = 0, 0.0
         if address == "local":
+            from balloonsim.experiment.dask_local import SecureLocalCluster
+
             workers = jobs or os.cpu_count() or 1
-            self._cluster = _in_process_cluster(distributed, workers)
-            self._client = distributed.Client(self._cluster)
-            self.description = f"dask LocalCluster in-process ({workers} worker threads)"
-        else:
-            if jobs is not None:
-                raise UserError("--jobs does not apply to an existing Dask scheduler; its workers decide")
-            if not _DASK_ADDRESS.match(address):
-                raise UserError(f"--dask {address!r}: expected 'local' or a scheduler address like tcp://host:8786")
-            try:
-                self._client = distributed.Client(address, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
-            self.description = f"dask scheduler {address}"
+            self._local = SecureLocalCluster(workers, preload)
+            self.description = f"dask LocalCluster ({workers} worker processes, TLS on 127.0.0.1)"
+            return
+        if jobs is not None:
+            raise UserError("--jobs does not apply to an existing Dask scheduler; its workers decide")
+        if not _DASK_ADDRESS.match(address):
+            raise UserError(f"--dask {address!r}: expected 'local' or a scheduler address like tcp://host:8786")
+        try:
+            self._client = distributed.Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
+        threads = self._count_threads()
+        self.description = f"dask scheduler {address} ({threads} worker threads at start)"
+
+    def _count_threads(self) -> int:
+        """The scheduler's worker threads now; a cluster's workers come and go (a job queue starts them late,
+        adaptive scaling adds and retires them), so an existing scheduler is asked again every few seconds."""
         threads = sum(self._client.nthreads().values())
-        self.workers = max(threads, 1)
-        self.slots = max(2 * threads, 2)
-        if self._cluster is None:
-            self.description += f" ({threads} worker threads at start)"
+        self._threads, self._counted_at = threads, time.monotonic()
+        return threads
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        if self._local is not None:
+            return self._local.workers
+        if time.monotonic() - self._counted_at > RECOUNT_S:
+            self._count_threads()
+        return max(self._threads, 1)
+
+    @property
+    def slots(self) -> int:  # type: ignore[override]
+        return 2 * self.workers
+
+    def start(self) -> None:
+        if self._local is not None:
+            self._local.start()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            assert self._local is not None
+            self._client = self._local.client()
+        return self._client
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._client.submit(fn, *args, pure=False)
+        return self.client.submit(fn, *args, pure=False)
 
     def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
         futures = list(futures)
@@ -209,42 +331,18 @@ class DaskExecutor(Executor):
         return {f for f in futures if f.done()}
 
     def close(self, cancel: bool = False) -> None:
-        self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        if self._local is not None:
+            self._local.close()
+        elif self._client is not None:
+            self._client.close()
 
 
-def _in_process_cluster(distributed: Any, workers: int) -> Any:
-    """A scheduler and `workers` single-threaded workers in this process, talking over `inproc://`, with no
-    HTTP server: Dask's Scheduler and Worker always start one (health, metrics, API routes) even without a
-    dashboard, so theirs is made and never bound to a port."""
-    from distributed.http.routing import RoutingApplication
-    from tornado.httpserver import HTTPServer
-
-    class NoHttp:
-        def start_http_server(self, routes: Any, dashboard_address: Any, default_port: int = 0, **_: Any) -> None:
-            self.http_application = RoutingApplication(routes)
-            self.http_server = HTTPServer(self.http_application)
-
-    class Scheduler(NoHttp, distributed.Scheduler):
-        pass
-
-    class Worker(NoHttp, distributed.Worker):
-        pass
-
-    return distributed.SpecCluster(
-        scheduler={"cls": Scheduler, "options": {"protocol": "inproc://", "dashboard": False}},
-        workers={i: {"cls": Worker, "options": {"nthreads": 1, "dashboard": False}} for i in range(workers)},
-        silence_logs=logging.ERROR,
-        asynchronous=False,
-    )
-
-
-def make_executor(jobs: int | None = None, dask: str | None = None) -> Executor:
-    """The executor for `--jobs` / `--dask`; `jobs` defaults to the number of cores."""
+def make_executor(jobs: int | None = None, dask: str | None = None, preload: tuple[str, ...] = ()) -> Executor:
+    """The executor for `--jobs` / `--dask`; `jobs` defaults to the number of cores. Workers import the modules
+    in `preload` when they start."""
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
     if dask:
-        return DaskExecutor(dask, jobs)
+        return DaskExecutor(dask, jobs, preload)
     jobs = jobs or os.cpu_count() or 1
-    return InProcess() if jobs == 1 else LocalProcesses(jobs)
+    return InProcess() if jobs == 1 else LocalProcesses(jobs, preload)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from balloonsim.errors import ConfigError, UserError
-from balloonsim.experiment.overrides import apply_overrides
+from balloonsim.experiment.overrides import apply_overrides, parse_override
 from balloonsim.experiment.spec import Experiment, experiment_from_dict
 from balloonsim.experiment.validation import validate_runs
 
@@ -38,11 +38,21 @@ def load_experiment(path: str | Path, overrides: Iterable[str] = (), *, check_ru
         experiment = experiment_from_dict(
             doc, default_name=path.stem, source_text=text, source_path=str(path), overrides=overrides
         )
-        if check_runs:
-            validate_runs(experiment)
     except ConfigError as exc:
         raise _blame_override(exc, set_paths) from None
+    if check_runs:
+        check_experiment_runs(experiment)
     return experiment
+
+
+def check_experiment_runs(experiment: Experiment) -> None:
+    """Validate every run of a loaded experiment (`validate_runs`), blaming a bad value on the `--set` that
+    brought it in; apart from `load_experiment` so that a runner can start its workers in between."""
+    set_paths = {parse_override(text)[0]: text for text in experiment.overrides}
+    try:
+        validate_runs(experiment)
+    except ConfigError as exc:
+        raise _blame_override(exc, set_paths) from None
 
 
 MAX_FILE_BYTES = 16 << 20

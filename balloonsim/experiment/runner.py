@@ -1,26 +1,36 @@
-"""The batch runner: validate, skip what is done, keep the workers busy, commit runs as they finish.
+"""The batch runner: start the workers, validate, skip what is done, keep the workers busy with chunks of runs,
+commit runs as they come back.
 
-Only a bounded number of runs is in flight and finished runs are committed within about a second, so memory
-stays flat however large the design, and an interrupted batch loses at most the runs that were executing.
+Only a bounded number of chunks is in flight and finished runs are committed within about a second, so memory
+stays flat however large the design, and an interrupted batch loses at most the chunks that were executing.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from balloonsim.experiment.chunks import ChunkSizer
 from balloonsim.experiment.design import RunSpec, count_points
 from balloonsim.experiment.executors import Executor, make_executor
-from balloonsim.experiment.loader import load_experiment
+from balloonsim.experiment.loader import check_experiment_runs, load_experiment
 from balloonsim.experiment.overrides import apply_overrides
 from balloonsim.experiment.spec import Experiment, experiment_from_dict
 from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target, finished
-from balloonsim.experiment.validation import validate_runs
-from balloonsim.experiment.worker import RunFn, RunOutcome, error_text, execute_run
+from balloonsim.experiment.worker import (
+    SIMULATOR_MODULES,
+    ChunkResult,
+    RunFn,
+    RunOutcome,
+    error_text,
+    execute_chunk,
+    execute_run,
+)
 
 MAX_ERRORS_KEPT = 10
 
@@ -42,6 +52,7 @@ class BatchSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     unchanged: bool = False  # everything was done already: nothing ran, nothing was written
     repaired: int = 0  # runs recorded ok but found incomplete on disk, run again
+    workers_cpu_s: float | None = None  # CPU time of the worker processes (None: the runs ran in this process)
 
     @property
     def pending(self) -> int:
@@ -81,7 +92,7 @@ def resolve_experiment(
         doc, _ = apply_overrides(exp.model_dump(mode="python"), overrides)
         exp = experiment_from_dict(doc, source_text=None, overrides=[*exp.overrides, *overrides])
     if check_runs:
-        validate_runs(exp)
+        check_experiment_runs(exp)
     return exp
 
 
@@ -104,16 +115,22 @@ def run_experiment(
     `run_fn(config, seed) -> RunResult` replaces `balloonsim.simulate` (it must be importable by workers);
     run configurations are validated with `balloonsim.sim.world.check_run` unless `check_runs` is False
     (default: only when the real simulator is used).  Bad input raises UserError/ConfigError before anything
-    is written.
+    is written.  The workers start first, so that their start-up overlaps the validation.
     """
-    exp = resolve_experiment(source, overrides, check_runs=run_fn is None if check_runs is None else check_runs)
+    check = run_fn is None if check_runs is None else check_runs
+    exp = resolve_experiment(source, overrides, check_runs=False)
     out = Path(out_dir) if out_dir is not None else default_out_dir(exp)
     options = StoreOptions(timeseries=timeseries, events=events)
     total = count_points(exp) * exp.replications
     if not force and finished(out, exp, options):
+        if check:
+            check_experiment_runs(exp)
         return BatchSummary(exp.name, out, total, total, 0, total, 0, 0.0, "", "complete", unchanged=True)
-    check_target(out, exp, options, force)
-    with make_executor(jobs, dask) as executor:
+    with make_executor(jobs, dask, preload=SIMULATOR_MODULES if run_fn is None else ()) as executor:
+        executor.start()
+        if check:
+            check_experiment_runs(exp)
+        check_target(out, exp, options, force)
         store = ResultStore.open(out, exp, options, force=force, executor=executor.description, policy=flush)
         return _run_batch(exp, store, executor, total, run_fn, quiet)
 
@@ -129,9 +146,12 @@ def _run_batch(
     errors: list[tuple[str, str]] = []
     started = time.perf_counter()
     status = "interrupted"
+    sizer = ChunkSizer(executor.workers, chunked=executor.chunked)
+    cpu = WorkerCpu()
     try:
-        _drain(todo, store, executor, run_fn, progress, errors)
+        _drain(todo, store, executor, run_fn, progress, errors, sizer, total - skipped, cpu)
         status = "complete" if store.failed_count == 0 else "incomplete"
+        executor.release()  # the workers exit while the files are finished
     finally:
         progress.close()
         counts = {
@@ -154,7 +174,23 @@ def _run_batch(
         status=status,
         errors=errors,
         repaired=store.repaired,
+        workers_cpu_s=cpu.total if executor.chunked else None,
     )
+
+
+class WorkerCpu:
+    """The CPU time each worker process had used by its last chunk, summed: the workers' CPU whoever started
+    them (a pool, Dask's nannies, another machine), which the runner's own rusage cannot see."""
+
+    def __init__(self) -> None:
+        self._by_worker: dict[str, float] = {}
+
+    def record(self, chunk: ChunkResult) -> None:
+        self._by_worker[chunk.worker] = max(self._by_worker.get(chunk.worker, 0.0), chunk.process_cpu_s)
+
+    @property
+    def total(self) -> float:
+        return sum(self._by_worker.values())
 
 
 def _drain(
@@ -164,32 +200,59 @@ def _drain(
     run_fn: RunFn | None,
     progress: Any,
     errors: list[tuple[str, str]],
+    sizer: ChunkSizer | None = None,
+    remaining: int = 0,
+    cpu: WorkerCpu | None = None,
 ) -> None:
-    """Keep `executor.slots` runs in flight; commit each as it finishes."""
+    """Keep `executor.slots` chunks in flight, sized by `sizer`; commit each run as its chunk comes back.
+
+    A chunk that fails outside the run function (its worker died) is split: with local processes each of its
+    runs is retried alone in a fresh process (`run_alone`), elsewhere each goes back in the queue as a chunk of
+    one, and only a chunk of one that fails again is recorded as failed.
+    """
     events = store.events is not None
+    sizer = sizer or ChunkSizer(executor.workers, chunked=executor.chunked)
     todo = iter(todo)
-    in_flight: dict[Any, RunSpec] = {}
+    retry: deque[RunSpec] = deque()
+    in_flight: dict[Any, list[RunSpec]] = {}
     while True:
-        for spec in itertools.islice(todo, max(0, executor.slots - len(in_flight))):
-            in_flight[executor.submit(execute_run, spec, run_fn, events)] = spec
+        sizer.workers = max(1, executor.workers)  # a Dask cluster's workers may come and go
+        while len(in_flight) < executor.slots:
+            if retry:
+                chunk = [retry.popleft()]
+            else:
+                chunk = list(itertools.islice(todo, sizer.next_size(remaining)))
+                remaining = max(0, remaining - len(chunk))
+                if not chunk:
+                    break
+            in_flight[executor.submit(execute_chunk, chunk, run_fn, events)] = chunk
         if not in_flight:
             break
         suspects: list[RunSpec] = []
         for future in executor.wait(in_flight, timeout=store.seconds_until_due()):
-            spec = in_flight.pop(future)
+            chunk = in_flight.pop(future)
             try:
-                outcome: RunOutcome = executor.result(future)
+                result: ChunkResult = executor.result(future)
             except Exception as exc:  # noqa: BLE001 - the worker itself failed; record it, go on
                 if executor.after_failure(future, exc):
-                    suspects.append(spec)
-                    continue
-                outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(exc))
-            _record(spec, outcome, store, progress, errors)
+                    suspects.extend(chunk)
+                elif len(chunk) > 1:
+                    retry.extend(chunk)
+                else:
+                    _record(
+                        chunk[0], RunOutcome(chunk[0].run_id, ok=False, error=error_text(exc)), store, progress, errors
+                    )
+                continue
+            if cpu is not None:
+                cpu.record(result)
+            sizer.observe(outcome.cpu_time_s or outcome.wall_time_s for outcome in result.outcomes)
+            for spec, outcome in zip(chunk, result.outcomes, strict=True):
+                _record(spec, outcome, store, progress, errors)
         calls = [(spec, run_fn, events) for spec in suspects]
-        for spec, result in zip(suspects, executor.run_alone(execute_run, calls), strict=True):
-            if isinstance(result, Exception):  # it died alone: this run is the one that kills its worker
-                result = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(result))
-            _record(spec, result, store, progress, errors)
+        for spec, outcome in zip(suspects, executor.run_alone(execute_run, calls), strict=True):
+            if isinstance(outcome, Exception):  # it died alone: this run is the one that kills its worker
+                outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(outcome))
+            _record(spec, outcome, store, progress, errors)
         if store.due():
             store.flush()
     store.flush()

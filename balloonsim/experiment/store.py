@@ -37,6 +37,7 @@ from typing import Any
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import provenance, tomlwrite
+from balloonsim.experiment.columns import to_arrow
 from balloonsim.experiment.csvlog import (
     CsvLog,
     complete_lines,
@@ -500,8 +501,8 @@ class ResultStore:
         row.update(factor_cells(self.experiment, spec.factors, spec.level_index))
         schema = [self._metric_column(name) for name in outcome.metrics]
         row.update(zip(schema, outcome.metrics.values(), strict=True))
-        ts = outcome.timeseries if outcome.ok else None
-        ev = outcome.events if outcome.ok and self.events is not None else None
+        ts = to_arrow(spec.run_id, outcome.timeseries) if outcome.ok else None
+        ev = to_arrow(spec.run_id, outcome.events) if outcome.ok and self.events is not None else None
         timing = {
             "run_id": spec.run_id,
             "wall_time_s": round(outcome.wall_time_s, 6),

@@ -1,7 +1,10 @@
 """What runs inside a worker (a local process, a Dask worker, or the main process with `--jobs 1`).
 
-A run that raises becomes a failed outcome with a one-line error rather than an exception, so one bad run
-never stops the batch.  Tables become Arrow here, in the worker, so the main process only writes them.
+Workers are handed chunks of runs (`execute_chunk`) and send back one outcome per run. A run that raises becomes
+a failed outcome with a one-line error rather than an exception, so one bad run never stops the batch.
+
+A worker stays lean: it imports the simulator and numpy, not pandas or pyarrow. The simulation's rows travel
+back as `Columns` and the runner, which writes the Parquet files, makes Arrow tables of them.
 """
 
 from __future__ import annotations
@@ -10,56 +13,88 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
-from balloonsim.experiment.design import RunSpec
+from balloonsim.experiment.columns import Columns
+
+if TYPE_CHECKING:
+    from balloonsim.experiment.design import RunSpec
 
 RunFn = Callable[[dict[str, Any], int], Any]
 MAX_ERROR_CHARS = 500
+# What a worker imports before its first run when it runs the real simulator (so that the first run's time,
+# which sizes the chunks, is a run's and not the imports').
+SIMULATOR_MODULES = ("balloonsim.sim.simulation",)
 
 
 @dataclass
 class RunOutcome:
-    """The result of one run as the store records it."""
+    """The result of one run as the store records it. `timeseries` and `events` are `Columns` (from the
+    simulator) or DataFrames (from a run function that returns them); the runner makes Arrow tables of both."""
 
     run_id: str
     ok: bool
     error: str = ""
     metrics: dict[str, int | float | bool | str | None] = field(default_factory=dict)
-    timeseries: pa.Table | None = None
-    events: pa.Table | None = None
+    timeseries: Any = None
+    events: Any = None
     wall_time_s: float = 0.0
     worker: str = ""
+    cpu_time_s: float = 0.0  # the worker process's CPU time during the run: what sizes the chunks
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's outcomes, in the order of its runs, and the CPU time its worker process had used by the end
+    (how the runner accounts for workers it did not start itself, e.g. Dask's or a forkserver's)."""
+
+    outcomes: list[RunOutcome]
+    worker: str
+    process_cpu_s: float
 
 
 def simulate_run(config: dict[str, Any], seed: int) -> Any:
-    """The default run function: one real simulation."""
-    from balloonsim import simulate
+    """The default run function: one real simulation, its tables as the rows recorded (no DataFrames)."""
+    from balloonsim.sim.simulation import simulate_rows
 
-    return simulate(config, seed=seed)
+    return simulate_rows(config, seed=seed)
+
+
+def preload(modules: Sequence[str]) -> None:
+    """Import `modules` now (a worker's start-up), so that its first run does not pay for them."""
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+
+
+def execute_chunk(specs: Sequence[RunSpec], run_fn: RunFn | None = None, events: bool = False) -> ChunkResult:
+    """Run each spec in turn; never raises for a failing run (KeyboardInterrupt and the like still propagate)."""
+    outcomes = [execute_run(spec, run_fn, events) for spec in specs]
+    return ChunkResult(outcomes, worker_name(), time.process_time())
 
 
 def execute_run(spec: RunSpec, run_fn: RunFn | None = None, events: bool = False) -> RunOutcome:
     """Run one spec; never raises for a failing run (KeyboardInterrupt and the like still propagate)."""
     run_fn = run_fn or simulate_run
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         result = run_fn(spec.config, spec.seed)
         outcome = RunOutcome(
             run_id=spec.run_id,
             ok=True,
             metrics=_metrics(result.metrics),
-            timeseries=_table(spec.run_id, getattr(result, "timeseries", None)),
-            events=_table(spec.run_id, getattr(result, "events", None)) if events else None,
+            timeseries=_table(result, "timeseries"),
+            events=_table(result, "events") if events else None,
         )
     except Exception as exc:  # noqa: BLE001 - a failing run is data, recorded and reported
         outcome = RunOutcome(run_id=spec.run_id, ok=False, error=error_text(exc))
     outcome.wall_time_s = time.perf_counter() - started
+    outcome.cpu_time_s = time.process_time() - cpu
     outcome.worker = worker_name()
     return outcome
 
@@ -99,11 +134,15 @@ def _metrics(metrics: Any) -> dict[str, int | float | bool | str | None]:
     return out
 
 
-def _table(rid: str, frame: Any) -> pa.Table | None:
-    """A DataFrame as an Arrow table with a leading `run_id` column; None when there is nothing to keep."""
-    if frame is None or len(frame.columns) == 0:
+_COLUMNS_OF = {"timeseries": "timeseries_columns", "events": "event_columns"}  # RunRows' column names
+
+
+def _table(result: Any, name: str) -> Any:
+    """The result's `name` table as it should travel: rows (the simulator's `RunRows`) become `Columns`, a
+    DataFrame goes as it is; None when there is nothing to keep."""
+    data = getattr(result, name, None)
+    if data is None:
         return None
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    if table.num_rows == 0:
-        return None
-    return table.add_column(0, "run_id", pa.array([rid] * table.num_rows, pa.string()))
+    if isinstance(data, list):
+        return Columns.from_rows(getattr(result, _COLUMNS_OF[name]), data)
+    return data if len(data.columns) and len(data) else None

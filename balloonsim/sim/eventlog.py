@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["t", "kind", "block", "detail"]
 
@@ -23,4 +26,12 @@ class EventLog:
             self.rows.append((t, kind, block, detail))
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=COLUMNS).astype({"t": "float64", "block": "int64"})
+        return events_frame(self.rows)
+
+
+def events_frame(rows: list[tuple[float, str, int, str]]) -> pd.DataFrame:
+    """The rows as a DataFrame; pandas is imported here only, so that a run that hands back plain rows (an
+    experiment's worker) never loads it."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"t": "float64", "block": "int64"})

@@ -12,7 +12,6 @@ import zlib
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from balloonsim import memmap
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from balloonsim.kernel.swap import SwapDevice
     from balloonsim.sim.controllers import Controller, ControllerParams
     from balloonsim.sim.onlining import OnliningAgent
+    from balloonsim.sim.result import RunRows
     from balloonsim.sim.workloads import Workload
 
 
@@ -186,7 +186,14 @@ class Sim:
 
     # -- results -----------------------------------------------------------------------------------
     def result(self) -> RunResult:
-        return RunResult(self.metrics(), pd.DataFrame(self._samples, columns=TIMESERIES_COLUMNS), self.events.frame())
+        return self.rows().frames()
+
+    def rows(self) -> RunRows:
+        """The results as recorded, without building DataFrames (pandas is not even imported)."""
+        from balloonsim.sim.eventlog import COLUMNS as EVENT_COLUMNS
+        from balloonsim.sim.result import RunRows
+
+        return RunRows(self.metrics(), TIMESERIES_COLUMNS, self._samples, EVENT_COLUMNS, self.events.rows)
 
     def metrics(self) -> dict[str, Any]:
         g = self.guest

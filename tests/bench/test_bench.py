@@ -31,12 +31,14 @@ def test_quick_bare_and_reference_json():
     assert ref["events_per_s"] > 0 and ref["simpy_events"] > 0 and ref["sim_s_per_wall_s"] > 0
     assert ref["sim_s"] == 3600 and not ref["crashed"]
     assert 0 < ref["ratio_to_bare"] < 2
-    (goal,) = out["goals"]
-    assert goal["value"] == ref["ratio_to_bare"] and goal["reached"] in (True, False)
+    sim_goal, events_goal = out["goals"]
+    assert sim_goal["value"] == ref["sim_s_per_wall_s"] / bare["events_per_s"] and sim_goal["reached"] in (True, False)
+    assert events_goal["value"] == ref["ratio_to_bare"] and events_goal["reached"] in (True, False)
     for key in ("cpu", "cores", "python", "simpy", "date"):
         assert out["machine"][key]
     text = format_table(out)
-    assert "reference / bare SimPy" in text and "goals" in text
+    assert "reference / bare SimPy" in text and "simulated s per wall s / bare SimPy events/s" in text
+    assert "goals" in text
 
 
 def test_table_output_without_json():
@@ -73,13 +75,31 @@ def test_goals_from_partial_results():
         {"strategy": "altmap", "size": s, "ok": True, "marginal_us_per_block": us, "peak_rss_mib": rss}
         for s, us, rss in ((16 * GiB, 30.0, 31.0), (16 * TiB, 33.0, 290.0))
     ]
+    one = [
+        {"strategy": "kmalloc", "size": s, "ok": True, "us_per_block": us}
+        for s, us in ((64 * GiB, 40.0), (1 * TiB, 3000.0))
+    ] + [{"strategy": "altmap", "size": 64 * GiB, "ok": True, "us_per_block": 30.0}]
+    cli = [{"strategy": "altmap", "size": 16 * TiB, "exit": 0, "peak_rss_mib": 280.0}]
     results = {
-        "reference": {"ratio_to_bare": 0.5},
-        "scale": {"points": pts},
-        "sweeps": {"speedup_jobs2": 1.5, "dask_overhead_pct": 10.0, "runner_rss_growth": 1.0, "growth_factor": 4},
+        "bare": {"events_per_s": 1e6},
+        "reference": {"ratio_to_bare": 0.5, "sim_s_per_wall_s": 1e5},
+        "scale": {"points": pts, "one_at_a_time": one, "cli": cli},
+        "sweeps": {
+            "speedup_jobs2": 1.5,
+            "parallel_capacity": {"capacity": 1.6},
+            "dask_overhead_pct": 10.0,
+            "runner_rss_growth": 1.0,
+            "growth_factor": 4,
+        },
     }
     found = {g["measure"]: g["reached"] for g in goals.evaluate_goals(results)}
     assert found["reference events/s / bare SimPy events/s"] is True
+    assert found["reference simulated s per wall s / bare SimPy events/s"] is False  # 0.1
+    assert found["one block at a time, us/block 1 TiB (8,192 blocks) / 64 GiB (512), kmalloc"] is False
+    assert found["one block at a time, us/block 1 TiB (8,192 blocks) / 64 GiB (512), altmap"] is None
+    assert found["balloonsim hotplug 16 TiB peak RSS MiB, altmap"] is True
+    speedup = next(g for g in goals.evaluate_goals(results) if g["measure"].startswith("--jobs 2"))
+    assert "at most 1.60x one meanwhile" in speedup["note"]
     assert found["time per block max/min, altmap 16G..16T"] is True
     assert found["time per block max/min, kmalloc"] is None  # not measured
     assert found["peak RSS MiB at 16 TiB, altmap"] is True
@@ -106,3 +126,28 @@ def test_a_scale_child_loads_only_the_kernel_model():
     modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert "balloonsim.kernel.guest" in modules
     assert not {"numpy", "pandas", "pyarrow", "balloonsim.sim.simulation", "balloonsim.experiment"} & modules
+
+
+def test_one_block_at_a_time_cli_rss_and_startup_are_measured():
+    p = scale.blocks_in_subprocess(1 * GiB, "kmalloc", budget_s=30)
+    assert "error" not in p, p
+    assert p["ok"] and p["blocks_done"] == p["blocks"] == 8
+    assert p["us_per_block"] > 0 and p["last_tenth_us_per_block"] > 0 and p["peak_rss_mib"] > 0
+    stopped = scale.blocks_point(1 * GiB, "altmap", budget_s=0.0)  # the budget ends it after one block
+    assert stopped["blocks_done"] == 1 and not stopped["ok"] and not stopped["errors"]
+
+    cli = scale.cli_peak_rss(1 * GiB, "altmap")
+    assert cli["exit"] == 0 and cli["peak_rss_mib"] > 10 and cli["command"].startswith("balloonsim hotplug --boot")
+
+    from balloonsim.bench.startup import BASELINE, startup
+
+    st = startup(1)
+    assert st["commands"][BASELINE]["x_import_click"] == 1.0
+    assert all(v["ms"] > 0 for v in st["commands"].values()) and "balloonsim --version" in st["commands"]
+    out = {
+        "machine": {"cpu": "x", "cores": 2, "python": "3", "simpy": "4", "date": "now"},
+        "results": {"startup": st, "scale": {"points": [], "one_at_a_time": [p, stopped], "cli": [cli]}},
+    }
+    text = format_table(out)
+    assert "one add_memory() + online per 128 MiB block" in text and "stopped at the 0 s budget" in text
+    assert "CLI start-up" in text and "the command itself" in text

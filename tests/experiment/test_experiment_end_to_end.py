@@ -89,10 +89,10 @@ def test_jobs_1_jobs_2_and_dask_write_identical_runs_csv(tmp_path):
     assert executors == {
         "jobs1": "in-process (1 worker)",
         "jobs2": "local processes (2 workers)",
-        "dask": "dask LocalCluster in-process (2 worker threads)",
+        "dask": "dask LocalCluster (2 worker processes, TLS on 127.0.0.1)",
     }
     dask_workers = set(pd.read_csv(outs["dask"] / "timing.csv")["worker"])
-    assert all(worker.startswith("inproc://") for worker in dask_workers)
+    assert dask_workers and all(worker.startswith("tls://127.0.0.1:") for worker in dask_workers)
 
 
 @pytest.mark.slow

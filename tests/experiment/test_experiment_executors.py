@@ -5,12 +5,20 @@ from __future__ import annotations
 import concurrent.futures as cf
 import io
 import itertools
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from experiment_fakes import dying_run, fake_run
+from experiment_support import subprocess_env
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import load_results, run_experiment
+from balloonsim.experiment.chunks import ChunkSizer
 from balloonsim.experiment.executors import InProcess, LocalProcesses, make_executor
 from balloonsim.experiment.progress import Progress
 from balloonsim.experiment.runner import _drain
@@ -76,7 +84,7 @@ class _Sink:
         pass
 
 
-def test_runner_keeps_a_bounded_number_of_runs_in_flight_and_expands_lazily():
+def test_runner_keeps_a_bounded_number_of_chunks_in_flight_and_expands_lazily():
     consumed = itertools.count()
     exp = make(factors={"a": list(range(50))})
     from balloonsim.experiment.design import iter_runs
@@ -165,3 +173,145 @@ def test_keyboard_interrupt_exits_130_and_keeps_finished_runs(tmp_path, monkeypa
     assert result.exit_code == 130
     assert "interrupted; finished runs are kept" in result.stderr
     assert len(load_results(tmp_path / "o")) == 2
+
+
+# ---- chunks ---------------------------------------------------------------------------------------------
+
+
+def test_chunk_sizes_start_at_one_follow_the_run_time_and_shrink_at_the_end():
+    sizer = ChunkSizer(workers=2, target_s=0.3)
+    assert sizer.next_size(remaining=1000) == 1  # nothing measured yet
+    sizer.observe([0.05] * 9 + [2.0])  # a slow first run does not steer the size (median)
+    assert sizer.per_run_s == 0.05
+    assert sizer.next_size(remaining=1000) == 6  # 0.3 s of 50 ms runs
+    assert sizer.next_size(remaining=12) == 3  # the tail: a quarter of what is left for two workers
+    assert sizer.next_size(remaining=1) == 1
+    sizer.observe([1e-5] * 64)
+    assert sizer.next_size(remaining=10**6) == 256  # bounded however fast the runs
+    sizer.observe([5.0] * 64)
+    assert sizer.next_size(remaining=10**6) == 1  # slow runs go one by one
+    assert ChunkSizer(workers=2, chunked=False).next_size(remaining=100) == 1
+
+
+class _Chunked(_Deferred):
+    """A deferred executor that takes chunks, like local processes and Dask do."""
+
+    chunked = True
+    workers = 2
+    slots = 4
+
+    def __init__(self):
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def submit(self, fn, *args):
+        self.sizes.append(len(args[0]))
+        return super().submit(fn, *args)
+
+
+def test_the_runner_hands_out_chunks_and_records_every_run_once_in_order_of_return():
+    exp = make(factors={"a": list(range(200))})
+    from balloonsim.experiment.design import iter_runs
+
+    executor, sink = _Chunked(), _Sink()
+    _drain(iter_runs(exp), sink, executor, fake_run, _NoProgress(), [], ChunkSizer(2, target_s=0.3), 200)
+    assert sorted(o.run_id for o in sink.added) == sorted(s.run_id for s in iter_runs(exp))
+    assert executor.sizes[:4] == [1, 1, 1, 1] and max(executor.sizes) > 10  # fake runs take microseconds
+    assert sum(executor.sizes) == 200 and executor.sizes[-1] < max(executor.sizes)  # smaller again at the end
+
+
+class _FailingChunks(_Chunked):
+    """Chunks of several runs fail as a lost Dask worker would fail them; chunks of one run fine, except the run
+    that is fatal to its worker."""
+
+    def __init__(self, fatal: str):
+        super().__init__()
+        self.fatal = fatal
+
+    def wait(self, futures, timeout):
+        future, (fn, args) = next((f, job) for f, job in self.queue if not f.done())
+        specs = args[0]
+        if len(specs) > 1 or specs[0].run_id == self.fatal:
+            future.set_exception(RuntimeError("worker lost"))
+        else:
+            future.set_result(fn(*args))
+        return {future}
+
+
+def test_a_chunk_that_fails_outside_its_runs_is_split_and_only_the_fatal_run_fails():
+    exp = make(factors={"a": list(range(40))})
+    from balloonsim.experiment.design import iter_runs
+
+    specs = list(iter_runs(exp))
+    executor, sink = _FailingChunks(fatal=specs[25].run_id), _Sink()
+    sizer = ChunkSizer(2, target_s=0.3)
+    sizer.observe([0.01] * 10)  # chunks of several runs from the start
+    errors: list = []
+    _drain(iter(specs), sink, executor, fake_run, _NoProgress(), errors, sizer, 40)
+    assert sorted(o.run_id for o in sink.added) == sorted(s.run_id for s in specs)
+    failed = [o for o in sink.added if not o.ok]
+    assert [o.run_id for o in failed] == [specs[25].run_id] and "worker lost" in failed[0].error
+    assert errors == [(specs[25].run_id, "RuntimeError: worker lost")]
+
+
+class _NoProgress:
+    def advance(self, ok):
+        pass
+
+
+KILLED_RUNNER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {here!r})
+    from experiment_fakes import fake_run
+    from balloonsim.experiment import experiment_from_dict, run_experiment
+    exp = experiment_from_dict({{"name": "k", "base": {{"fake": {{"sleep": 0.3}}}}, "factors": {{"fake.k": [1, 2]}},
+                                "replications": 40}})
+    run_experiment(exp, out_dir={out!r}, jobs=2, run_fn=fake_run)
+    """
+)
+
+
+@pytest.mark.slow
+def test_killing_only_the_runner_ends_its_worker_processes_and_their_forkserver(tmp_path):
+    import psutil
+
+    code = KILLED_RUNNER.format(here=str(Path(__file__).parent), out=str(tmp_path / "out"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=subprocess_env())
+    runner = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out" / "runs.csv").exists() or len(runner.children(recursive=True)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "the batch did not get going"
+            time.sleep(0.1)
+        family = runner.children(recursive=True)  # the forkserver, its two workers, the resource tracker
+        runner.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+    finally:
+        for p in runner.children(recursive=True) if proc.poll() is None else []:
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_an_existing_dask_scheduler_is_asked_again_how_many_workers_it_has(monkeypatch):
+    """A job queue starts workers after the batch has connected: the chunks in flight follow them."""
+    from balloonsim.experiment import executors
+    from balloonsim.experiment.executors import DaskExecutor
+
+    sizes = [0]
+
+    class Client:
+        def nthreads(self):
+            return {f"tcp://w{i}": 1 for i in range(sizes[0])}
+
+    ex = object.__new__(DaskExecutor)
+    ex._client, ex._local = Client(), None
+    assert ex._count_threads() == 0
+    sizes[0] = 64
+    assert (ex.workers, ex.slots) == (1, 2)  # asked a moment ago: not asked again
+    monkeypatch.setattr(executors, "RECOUNT_S", 0.0)
+    assert (ex.workers, ex.slots) == (64, 128)

@@ -52,7 +52,7 @@ DRIVER = textwrap.dedent(
 
         setattr(target, name, wrapped)
     exp = experiment_from_dict({doc!r})
-    run_experiment(exp, out_dir={out!r}, jobs=1, run_fn=fake_run, events=True, flush=FlushPolicy(max_runs=3))
+    run_experiment(exp, out_dir={out!r}, jobs={jobs}, run_fn=fake_run, events=True, flush=FlushPolicy(max_runs=3))
     """
 )
 
@@ -70,24 +70,32 @@ KILL_POINTS = [
 ]
 
 
-def _run_driver(out: Path, hook: str = "", count: int = 0, sig: int = 0) -> subprocess.CompletedProcess:
-    code = DRIVER.format(here=str(HERE), hook=hook, count=count, sig=sig, doc=DOC, out=str(out))
+# With worker processes, runs come back in chunks of several: the same points, each run still committed once.
+CHUNKED_KILL_POINTS = [("store:factor_cells", 7), ("parts:_write_parquet", 2), ("csvlog:fsync_dir", 4)]
+
+
+def _run_driver(out: Path, hook: str = "", count: int = 0, sig: int = 0, jobs: int = 1) -> subprocess.CompletedProcess:
+    code = DRIVER.format(here=str(HERE), hook=hook, count=count, sig=sig, doc=DOC, out=str(out), jobs=jobs)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120
     )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-@pytest.mark.parametrize(("hook", "count"), KILL_POINTS, ids=[f"{h}#{c}" for h, c in KILL_POINTS])
-def test_a_signal_at_any_step_then_resume_keeps_every_run_once_with_all_its_parts(tmp_path, hook, count, sig):
+@pytest.mark.parametrize(
+    ("hook", "count", "jobs"),
+    [(h, c, 1) for h, c in KILL_POINTS] + [(h, c, 2) for h, c in CHUNKED_KILL_POINTS],
+    ids=[f"{h}#{c}" for h, c in KILL_POINTS] + [f"{h}#{c}-jobs2" for h, c in CHUNKED_KILL_POINTS],
+)
+def test_a_signal_at_any_step_then_resume_keeps_every_run_once_with_all_its_parts(tmp_path, hook, count, jobs, sig):
     out = tmp_path / "out"
-    first = _run_driver(out, hook, count, sig)
+    first = _run_driver(out, hook, count, sig, jobs)
     if sig == signal.SIGKILL:
         assert first.returncode in (-signal.SIGKILL, 0), first.stderr
     else:
         assert first.returncode in (-signal.SIGINT, 0), first.stderr  # an uncaught KeyboardInterrupt: -SIGINT
         assert first.returncode == 0 or "KeyboardInterrupt" in first.stderr
-    second = _run_driver(out)
+    second = _run_driver(out, jobs=jobs)
     assert second.returncode == 0, second.stderr
 
     expected = [spec.run_id for spec in iter_runs(experiment_from_dict(DOC))]

@@ -1,6 +1,7 @@
-"""Workers import Dask only under `--dask`: a local worker that imported `distributed` would pay about a second.
+"""Workers stay lean: Dask only under `--dask` (a local worker that imported `distributed` would pay about a
+second), and no pandas or pyarrow at all when they run the real simulator (they send plain columns back).
 
-The fake run reports whether its worker process had `distributed` loaded. With more runs than workers, some
+The probe runs report which libraries their worker process had loaded. With more runs than workers, some
 worker runs a second time after recording the first (which names the worker), so a lazy import there shows.
 """
 
@@ -24,18 +25,23 @@ DRIVER = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {here!r})
-    from experiment_fakes import modules_run
+    from {module} import {function}
     from balloonsim.experiment import experiment_from_dict, run_experiment
-    exp = experiment_from_dict({{"name": "w", "factors": {{"fake.k": [1, 2, 3]}}, "replications": 2}})
-    summary = run_experiment(exp, out_dir={out!r}, jobs={jobs}, dask={dask!r}, run_fn=modules_run)
+    exp = experiment_from_dict({doc!r})
+    summary = run_experiment(exp, out_dir={out!r}, jobs={jobs}, dask={dask!r}, run_fn={function}, check_runs=False)
     print(json.dumps({{"ok": summary.ok, "runner": "distributed" in sys.modules}}))
     """
 )
+FAKE = {"name": "w", "factors": {"fake.k": [1, 2, 3]}, "replications": 2}
+REAL = {"name": "r", "base": {"duration": "10min"}, "factors": {"onlining.delay": [0, 5, 30]}, "replications": 2}
 
 
-def _batch(tmp_path: Path, jobs: int, dask: str | None) -> tuple[dict, pd.DataFrame]:
+def _batch(
+    tmp_path: Path, jobs: int, dask: str | None, probe: tuple[str, str] = ("experiment_fakes", "modules_run"), doc=FAKE
+) -> tuple[dict, pd.DataFrame]:
     out = tmp_path / "out"
-    code = DRIVER.format(here=str(HERE), out=str(out), jobs=jobs, dask=dask)
+    module, function = probe
+    code = DRIVER.format(here=str(HERE), out=str(out), jobs=jobs, dask=dask, module=module, function=function, doc=doc)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=300, check=False
     )
@@ -57,3 +63,12 @@ def test_dask_workers_have_it(tmp_path):
     said, runs = _batch(tmp_path, 2, "local")
     assert said["ok"] == 6 and runs["distributed_loaded"].all()
     assert said["runner"] is True
+
+
+def test_local_workers_running_the_simulator_load_neither_pandas_nor_pyarrow(tmp_path):
+    said, runs = _batch(tmp_path, 2, None, ("lean_probe", "probe_run"), REAL)
+    assert said["ok"] == 6 and (runs["status"] == "ok").all()
+    for name in ("pandas", "pyarrow", "scipy", "matplotlib", "distributed"):
+        assert not runs[f"{name}_loaded"].any(), name
+    series = pd.read_parquet(tmp_path / "out" / "timeseries.parquet")
+    assert set(series["run_id"]) == set(runs["run_id"])  # the runner made the tables the workers did not
