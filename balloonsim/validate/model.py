@@ -7,13 +7,16 @@ per node from QEMU's -m / -numa, the kernel profile from the release, the memory
 block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node from the kernel command line.
 
 What the drivers do is reproduced from their kernel source at the level of the calls they make:
-- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, then one
-  add_memory() with MHP_MEMMAP_ON_MEMORY, as balloonsim's drivers/dimm.py passes it.
+- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, a static memory
+  group is registered for the DIMM (5.15+), then one add_memory() with MHP_MEMMAP_ON_MEMORY when the release's
+  driver passes it (balloonsim.kernel.vmemmap.acpi_memmap_on_memory_flag(), the rule drivers/dimm.py follows:
+  5.13-6.5 only for a one-block DIMM, always from 6.6).
 - device_del of a pc-dimm is an ACPI eject (drivers/acpi/scan.c acpi_scan_try_to_offline()): every block of
   the device is offlined, lowest first; failures are retried once, and if one still fails the blocks this
   call offlined are onlined again (acpi_bus_online(), MMOP_ONLINE) and the eject is refused. Otherwise
   acpi_memory_device_remove() -> __remove_memory().
-- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c, 5.19+: 2 MiB subblocks): plugging fills
+- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c; the profile's subblock size, 2 MiB on 5.19+; one
+  dynamic memory group per device, its unit a memory block, 5.15+): plugging fills
   partially plugged blocks, then adds new ones (plugged subblocks first, add_memory_driver_managed() without
   MHP_MEMMAP_ON_MEMORY, onlined by the core's auto-online with the driver's online-page callback exposing
   only plugged subblocks); unplugging (virtio_mem_sbm_unplug_request()) goes through online blocks from the
@@ -31,8 +34,9 @@ from dataclasses import dataclass, field
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
+from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, PAGEBLOCK_PAGES, MiB, div_round_up
+from balloonsim.units import PAGE_SHIFT, MiB, div_round_up
 from balloonsim.validate.parse import Recording
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
@@ -116,12 +120,17 @@ class VirtioMemSbm:
     def __init__(self, guest: Guest, addr: int, size: int, nid: int):
         self.g = guest
         self.nid = nid
-        self.sb_pages = max(PAGEBLOCK_PAGES, VIRTIO_MEM_DEVICE_BLOCK >> PAGE_SHIFT)  # 5.19+: pageblock minimum
+        # virtio_mem_init_hotplug(): max(pageblock (5.19+) or MAX_ORDER (before) pages, the device block size)
+        self.sb_pages = max(guest.profile.virtio_mem_sb_min, VIRTIO_MEM_DEVICE_BLOCK) >> PAGE_SHIFT
         self.per_mb = guest.block_pages // self.sb_pages
         self.first_mb = div_round_up(addr, guest.block_size)
         self.end_mb = (addr + size) // guest.block_size
         self.plugged: dict[int, set[int]] = {}  # memory block -> plugged subblocks
         guest.set_online_page_callback(self.online_page_cb)
+        # virtio_mem_init_hotplug(): memory_group_register_dynamic(nid, memory_block_size_bytes()) in SBM (5.15+)
+        self.group = (
+            guest.register_memory_group(nid, unit_pages=guest.block_pages) if guest.profile.auto_movable else None
+        )
 
     def _ours(self, block) -> bool:
         return self.first_mb <= block.id < self.end_mb
@@ -182,7 +191,12 @@ class VirtioMemSbm:
             g.backing.populate(s, e)
             self.plugged[mb] = set(range(k))
             ret = g.add_memory(
-                self.nid, mb * g.block_size, g.block_size, hint=Extents.span(s, e), memmap_on_memory=False
+                self.nid,
+                mb * g.block_size,
+                g.block_size,
+                hint=Extents.span(s, e),
+                memmap_on_memory=False,
+                group=self.group,
             )
             if ret:
                 del self.plugged[mb]
@@ -260,7 +274,7 @@ def replay(rec: Recording) -> ModelRun:
                 devices[st["dev"]] = (addr, size)
                 s, e = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
                 guest.backing.populate(s, e)
-                run.outcomes[i] = _errno(guest.add_memory(st["node"], addr, size, hint=Extents.span(s, e)))
+                run.outcomes[i] = _errno(_acpi_add(guest, st["node"], addr, size))
             elif do == "write":
                 run.outcomes[i] = {
                     w["block"]: _write(guest, w["block"], st["file"], st["value"]) for w in st["result"]["writes"]
@@ -286,6 +300,16 @@ def _write(guest: Guest, bid: int, file: str, value: str) -> str:
     if value == "offline":
         return _errno(guest.offline_memory_block(bid))
     return "EINVAL"
+
+
+def _acpi_add(guest: Guest, nid: int, addr: int, size: int) -> int:
+    """acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), then add_memory()
+    with MHP_MEMMAP_ON_MEMORY where the release's driver passes it."""
+    pages = size >> PAGE_SHIFT
+    group = guest.register_memory_group(nid, max_pages=pages) if guest.profile.auto_movable else None
+    flag = acpi_memmap_on_memory_flag(guest.profile, pages, guest.block_pages, guest.sp)
+    s = addr >> PAGE_SHIFT
+    return guest.add_memory(nid, addr, size, hint=Extents.span(s, s + pages), memmap_on_memory=flag, group=group)
 
 
 def _acpi_eject(guest: Guest, addr: int, size: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from balloonsim.kernel import BlockState, Guest, GuestConfig
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import VirtioMemSbm, _acpi_eject, profile_for
+from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, profile_for
 
 
 def test_profile_for_release():
@@ -48,3 +48,21 @@ def test_virtio_mem_partial_block():
     assert vm.plugged[34] == set(range(22))
     assert vm.resize(0) == 0
     assert not g.blocks
+
+
+def test_acpi_add_passes_the_flag_as_the_release_does():
+    """acpi_memory_enable_device() (drivers/acpi/acpi_memhotplug.c): on 5.13-6.5 MHP_MEMMAP_ON_MEMORY only for a
+    DIMM of exactly one memory block (4a3e5de9c4ec), so a 1 GiB DIMM on 6.1 with memmap_on_memory=1 is added with
+    the ordinary memmap, not refused; on 6.8+ each block gets its own altmap (6b8f0798b85a). One static memory
+    group per DIMM (2a1578397a16, 5.15+)."""
+    for kernel, self_hosted in (("6.1", False), ("6.12", True)):
+        g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel=kernel), get_strategy("altmap", key=""))
+        g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
+        assert _acpi_add(g, 0, 4 * GiB, 1 * GiB) == 0
+        assert len(g.blocks) == 8
+        assert all(bool(b.vmemmap_pfns) is self_hosted for b in g.blocks.values())
+        assert len(g.memory_groups) == 1 and g.memory_groups[0].max_pages == 1 * GiB >> 12
+    g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel="6.1"), get_strategy("altmap", key=""))
+    g.backing.populate(4 * GiB >> 12, 4 * GiB + 128 * MiB >> 12)
+    assert _acpi_add(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.blocks[32].vmemmap_pfns  # one block: memmap_on_memory
