@@ -128,6 +128,7 @@ class Guest:
         self.slab_total = 0  # their pages
         self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
         self.hosted_by: dict[int, set[int]] = {}  # block id -> blocks whose memmap lives in it
+        self.zone_link: dict[int, Zone] = {}  # before 5.5: offline block -> the zone its struct pages link to
         self._layout_boot()
         self.alloc.swap = SwapDevice(cfg.swap >> PAGE_SHIFT, cfg.swap_bandwidth, cfg.swap_latency)
         self.alloc.swappiness = cfg.swappiness
@@ -541,6 +542,7 @@ class Guest:
         zone = self.zone_for_online(block, online_type)
         self.write_memmap(block, "memmap_init_range")  # move_pfn_range_to_zone()
         was_empty = zone.managed == 0
+        self.zone_link.pop(block_id, None)  # move_pfn_range_to_zone() links the struct pages anew
         block.state = BlockState.ONLINE
         block.zone = zone
         block.online_type = online_type
@@ -681,12 +683,30 @@ class Guest:
         block.state = BlockState.OFFLINE
         self.blocks_online -= 1
         block.zone = None
+        if self.profile.shrink_zone_on_offline:
+            zone.shrink_span(block.start_pfn, block.end_pfn, self._zone_ranges(zone))
+        else:  # the struct pages keep their zone link until __remove_pages() -> __remove_zone()
+            self.zone_link[block.id] = zone
         self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
         if zone.type.is_kernel:
             self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_OFFLINE", block)
         return 0
+
+    def _zone_ranges(self, zone: Zone) -> list[tuple[int, int]]:
+        """The pfn ranges shrink_zone_span() finds in `zone`: its boot memory and its online hot-added blocks
+        (5.5+: pfn_to_online_page()); before 5.5 also the offline blocks whose struct pages still link to it."""
+        four_g = (4 * GiB) >> PAGE_SHIFT
+        lo, hi = (0, four_g) if zone.type is ZoneType.DMA32 else (four_g, self.max_pfn)
+        out = [
+            (max(s, lo), min(e, hi))
+            for nid, s, e in self.boot_ranges
+            if nid == zone.nid and zone.type is not ZoneType.MOVABLE and max(s, lo) < min(e, hi)
+        ]
+        out += [(b.start_pfn, b.end_pfn) for b in self.blocks.values() if b.zone is zone]
+        out += [(b.start_pfn, b.end_pfn) for bid, b in self.blocks.items() if self.zone_link.get(bid) is zone]
+        return out
 
     def _offline_interrupted(self, zone: Zone, block: MemoryBlock, at: int) -> int:
         """offline_pages() gave up on a signal: undo_isolate_page_range(), MEM_CANCEL_OFFLINE, -EINTR."""
@@ -720,6 +740,9 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
+            linked = self.zone_link.pop(b.id, None)
+            if linked is not None:  # before 5.5: __remove_pages() -> __remove_zone() -> shrink_zone_span()
+                linked.shrink_span(b.start_pfn, b.end_pfn, self._zone_ranges(linked))
         for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
             self.alloc.release(self.table_pages.pop(key))
             self.stats.pagetable_pages -= 1

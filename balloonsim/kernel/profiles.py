@@ -66,6 +66,10 @@ class KernelProfile:
     # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 7fef431be9c9, 5.10):
     # older free memory is used first. Before, onlined pages went to the head and were handed out first.
     online_to_tail: bool
+    # shrink_zone_span() runs when memory is offlined (offline_pages() -> remove_pfn_range_from_zone(),
+    # d33695b16a9f, 5.5); before, when it is removed (__remove_pages() -> __remove_zone()), for the zone its
+    # struct pages still link to.
+    shrink_zone_on_offline: bool
     # memory_hotplug.online_policy=auto-movable and memory groups (e83a437faa62, 028fc57a1c36, 5.15).
     auto_movable: bool
     # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after.
@@ -102,6 +106,7 @@ _K419 = KernelProfile(
     xen_max_retry=None,
     xen_kthread=False,
     online_to_tail=False,
+    shrink_zone_on_offline=False,
     auto_movable=False,
     min_free_kbytes_max=65536,
     bare_metal_max_block=False,
@@ -112,6 +117,7 @@ _K512 = _next(
     _K419,
     "5.12",
     Change("online_to_tail", True, "7fef431be9c9", "5.10", "onlined pages go to the tail of the free lists"),
+    Change("shrink_zone_on_offline", True, "d33695b16a9f", "5.5", "zone spans shrink when memory is offlined"),
     Change("hv_balloon_adjusts_managed", True, "d1df458cbfdb", "5.11", "hv_balloon ballooning changes MemTotal"),
     Change("virtio_mem", True, "5f1f79bbc9e2", "5.8", "the virtio-mem driver exists", verified=False),
     Change(

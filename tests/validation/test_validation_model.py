@@ -21,7 +21,9 @@ def _guest(**kw) -> Guest:
 
 def test_acpi_eject_refused_puts_blocks_back_online():
     """acpi_scan_try_to_offline(): a block that cannot be offlined fails the eject, and the blocks the eject
-    offlined are onlined again (acpi_bus_online)."""
+    offlined are onlined again (acpi_bus_online() -> memory_subsys_online(): MMOP_ONLINE). Their offline shrank
+    ZONE_MOVABLE to the block that stayed (shrink_zone_span()), so default_zone_for_pfn() finds no zone they
+    intersect and they come back in ZONE_NORMAL."""
     g = _guest()
     g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
     assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
@@ -30,7 +32,16 @@ def test_acpi_eject_refused_puts_blocks_back_online():
     g.blocks[35].unmovable = 1
     assert _acpi_eject(g, 4 * GiB, 1 * GiB) is False
     assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
-    g.blocks[35].unmovable = 0
+    zones = {bid: b.zone.type.value for bid, b in g.blocks.items()}
+    assert zones == {bid: "Movable" if bid == 35 else "Normal" for bid in range(32, 40)}
+
+
+def test_acpi_eject_removes_a_dimm_that_offlines():
+    g = _guest()
+    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
+    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
+    for b in sorted(g.blocks):
+        assert g.online_memory_block(b, "online_movable") == 0
     assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
     assert not g.blocks
 
