@@ -74,6 +74,13 @@ class KernelProfile:
     auto_movable: bool
     # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after.
     min_free_kbytes_max: int
+    # init_per_zone_wmark_min() calls khugepaged_min_free_kbytes_update(), so memory hot-plug keeps khugepaged's
+    # raised min_free_kbytes (bd3400ea173f, 5.10); before, the recomputation from lowmem alone replaced it.
+    khugepaged_after_hotplug: bool
+    # __setup_per_zone_wmarks(): ZONE_MOVABLE's min watermark capped like highmem's and left out of the lowmem
+    # total ("mm/page_alloc: fix min_free_kbytes calculation regarding ZONE_MOVABLE", liuq, 2023, 6.6); before,
+    # ZONE_MOVABLE takes its share of min_free_kbytes like a lowmem zone.
+    movable_min_capped: bool
     # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks (D. Jordan, 2020); VMs get the largest power
     # of two <= 2 GiB dividing the boot memory end when it is >= 64 GiB.
     bare_metal_max_block: bool
@@ -109,6 +116,8 @@ _K419 = KernelProfile(
     shrink_zone_on_offline=False,
     auto_movable=False,
     min_free_kbytes_max=65536,
+    khugepaged_after_hotplug=False,
+    movable_min_capped=False,
     bare_metal_max_block=False,
     auto_online_types=("offline", "online"),
     direct_map_atomic=True,
@@ -132,6 +141,13 @@ _K512 = _next(
         "xen_max_retry", 4, "CVE-2019-17351 fix", "5.4", "Xen balloon gives up after 4 failed rounds", verified=False
     ),
     Change("min_free_kbytes_max", 262144, "J. Savitz, 2020", "5.7", "min_free_kbytes clamp 256 MiB", verified=False),
+    Change(
+        "khugepaged_after_hotplug",
+        True,
+        "bd3400ea173f",
+        "5.10",
+        "memory hot-plug keeps khugepaged's raised min_free_kbytes",
+    ),
     Change("bare_metal_max_block", True, "D. Jordan, 2020", "5.8", "2 GiB blocks on bare metal", verified=False),
 )
 _K61 = _next(
@@ -155,6 +171,14 @@ _K66 = _next(
     Change("mhp_silent_fallback", True, "e3c2bfdd33a3", "6.6", "add_memory() falls back to the ordinary memmap"),
     Change("acpi_memmap_flag", "always", "e3c2bfdd33a3", "6.6", "ACPI always passes MHP_MEMMAP_ON_MEMORY"),
     Change("memmap_force", True, "2d1f649c7c08", "6.6", "memory_hotplug.memmap_on_memory=force"),
+    Change(
+        "movable_min_capped",
+        True,
+        "mm/page_alloc: fix min_free_kbytes calculation regarding ZONE_MOVABLE (liuq, 2023)",
+        "6.6",
+        "ZONE_MOVABLE's min watermark is capped like highmem's (Debian 6.1.192 has not, 6.12 has it)",
+        verified=False,
+    ),
 )
 _K68 = _next(
     _K66,

@@ -28,6 +28,7 @@ class HotBlock(Protocol):
 
 
 class ZoneType(StrEnum):
+    DMA = "DMA"  # the first 16 MiB (MAX_DMA_PFN), CONFIG_ZONE_DMA as every distribution kernel has it
     DMA32 = "DMA32"
     NORMAL = "Normal"
     MOVABLE = "Movable"

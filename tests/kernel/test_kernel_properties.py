@@ -179,7 +179,7 @@ class GuestMachine(RuleBasedStateMachine):
         if err == -EINVAL and nid < self.nnodes:  # only 5.13-6.5's single-block rule says no
             assert g.profile.name == "6.1" and self.name == "altmap" and flag and n > 1
         if err == -ENOMEM:
-            low = sum(max(0, z.free - z.wmark_min) for z in g.alloc.iter_zones() if z.type.is_kernel)
+            low = sum(max(0, z.free - z.wmark_min) for z in g.alloc.zonelist(nid, kernel_only=True))
             assert self.params.get("fallback") == "fail" or low < n * 4 * (512 + 1) + 64
         if err:
             assert not (ids - self.added) & set(g.blocks)
@@ -357,7 +357,12 @@ class GuestMachine(RuleBasedStateMachine):
         present = g.alloc.total("present")
         managed = g.alloc.total("managed")
         assert present == (
-            managed + g.boot_memmap_pages + g.kernel_reserved_pages + (vmemmap_online if kernel_acct else 0) + withheld
+            managed
+            + g.boot_memmap_pages
+            + g.kernel_reserved_pages
+            + g.low_reserved_pages
+            + (vmemmap_online if kernel_acct else 0)
+            + withheld
         )
         assert present == g.boot_present + sum(b.nr_pages for b in online)
         kernel = g.alloc.total("kernel")
