@@ -36,7 +36,7 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, MiB, div_round_up
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB, div_round_up
 from balloonsim.validate.parse import Recording
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
@@ -91,11 +91,14 @@ def _snapshot(guest: Guest) -> ModelSnapshot:
     )
 
 
-def guest_config(rec: Recording, block_size: int | None) -> GuestConfig:
+def guest_config(rec: Recording, block_size: int | None, kernel_reserved: int | None = None) -> GuestConfig:
+    """`kernel_reserved` (bytes): what the kernel kept of boot memory besides its memmap (image, initramfs,
+    memblock allocations), which depends on the distribution's build; None: GuestConfig's default."""
     m = rec.data["machine"]
     boot = [mib * MiB for mib in m["numa_mem_mib"]] if m.get("numa_mem_mib") else [m["boot_mem_mib"] * MiB]
     cmd = rec.cmdline
     cpu_flags = rec.data["provenance"].get("cpu_flags", [])
+    extra = {} if kernel_reserved is None else {"kernel_reserved": kernel_reserved}
     return GuestConfig(
         boot=boot,
         max_addr=4 * 1024 * MiB + m["maxmem_gib"] * 1024 * MiB,  # QEMU's device memory starts at 4 GiB
@@ -103,12 +106,24 @@ def guest_config(rec: Recording, block_size: int | None) -> GuestConfig:
         kernel=profile_for(rec.kernel),
         movable_node="movable_node" in cmd,
         direct_gbpages="pdpe1gb" in cpu_flags,
+        # Debian's kernels are built with CONFIG_TRANSPARENT_HUGEPAGE_MADVISE: khugepaged runs
+        transparent_hugepage="madvise",
+        **extra,
     )
+
+
+def boot_reserved(rec: Recording) -> int:
+    """The boot reservation that gives the model the recorded boot MemTotal: the model's managed pages with none,
+    less the real kernel's (the boot state is an input, like the boot memory's size)."""
+    bare = Guest(guest_config(rec, rec.snapshots["boot"].block_size, kernel_reserved=0))
+    real = rec.snapshots["boot"].meminfo["MemTotal"] // (PAGE_SIZE >> 10)
+    return max(0, bare.meminfo().managed_pages - real) << PAGE_SHIFT
 
 
 def new_guest(rec: Recording, block_size: int | None) -> Guest:
     mmom = rec.cmdline.get("memory_hotplug.memmap_on_memory", "0") in ("1", "y", "Y", "on", "force")
-    guest = Guest(guest_config(rec, block_size), get_strategy("altmap" if mmom else "kmalloc", key=""))
+    config = guest_config(rec, block_size, kernel_reserved=boot_reserved(rec))
+    guest = Guest(config, get_strategy("altmap" if mmom else "kmalloc", key=""))
     state = rec.cmdline.get("memhp_default_state", "offline")
     guest.auto_online = state if state in ONLINE_VALUES else None
     return guest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from balloonsim.kernel import BlockState, Guest, GuestConfig
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, profile_for
+from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, new_guest, profile_for, replay
 
 
 def test_profile_for_release():
@@ -77,3 +77,14 @@ def test_acpi_add_passes_the_flag_as_the_release_does():
     g.backing.populate(4 * GiB >> 12, 4 * GiB + 128 * MiB >> 12)
     assert _acpi_add(g, 0, 4 * GiB, 128 * MiB) == 0
     assert g.blocks[32].vmemmap_pfns  # one block: memmap_on_memory
+
+
+def test_the_boot_state_comes_from_the_recording(recordings):
+    """The kernel's own boot reservations (image, initramfs, memblock) depend on the distribution's build: the
+    replay reserves what the recorded boot MemTotal says, so the model starts from the real managed pages, and
+    with the watermarks that follow from them (Debian's THP madvise: khugepaged's min_free_kbytes)."""
+    for rec in recordings[:6]:
+        run = replay(rec)
+        assert run.snapshots["boot"].meminfo["MemTotal"] == rec.snapshots["boot"].meminfo["MemTotal"], rec.path.name
+        g = new_guest(rec, rec.snapshots["boot"].block_size)
+        assert g.config.transparent_hugepage == "madvise" and g.alloc.min_free_kbytes == 2 * 11 * 512 * 4
