@@ -210,22 +210,18 @@ class Guest:
             lo, hi = max(start, lo), min(end, hi)
             if hi > lo:
                 pieces.append((zt, lo, hi))
-        memmap_total = 0
+        memmap = sum(div_round_up((hi - lo) * self.sp, PAGE_SIZE) for _, lo, hi in pieces)
+        self.boot_memmap_pages += memmap
         for i, (zt, lo, hi) in enumerate(pieces):
             z = self.alloc.zones[(nid, zt)]
-            n = hi - lo
-            memmap = div_round_up(n * self.sp, PAGE_SIZE)
-            memmap_total += memmap
-            present = n
+            present = hi - lo
             reserved = 0
             if zt is ZoneType.DMA:
                 holes = sum(max(0, min(hi, e) - max(lo, s)) for s, e in X86_LOW_NOT_RAM)
-                present = n - holes
+                present -= holes
                 reserved = max(0, min(hi, FIRST_1M_PFNS) - lo) - holes  # the first 1 MiB's RAM pages
-                lo = max(lo, 1)
-            charged = memmap_total if i == len(pieces) - 1 else 0
-            if charged:
-                memmap_total = 0
+                lo = max(lo, X86_LOW_NOT_RAM[0][1])  # the zone starts after page 0
+            charged = memmap if i == len(pieces) - 1 else 0
             self.low_reserved_pages += reserved
             z.present += present
             z.boot_present += present
@@ -233,7 +229,6 @@ class Guest:
             z.give(present - reserved - charged, contiguous=True)
             z.extend_span(lo, hi)
             self.boot_present += present
-            self.boot_memmap_pages += memmap
         self.pagetables.mark_boot(start, end - start, self.sp)
 
     @property
