@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from balloonsim.drivers.dimm import acpi_memory_group
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
@@ -321,8 +322,8 @@ def _acpi_add(guest: Guest, nid: int, addr: int, size: int) -> int:
     """acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), then add_memory()
     with MHP_MEMMAP_ON_MEMORY where the release's driver passes it."""
     pages = size >> PAGE_SHIFT
-    group = guest.register_memory_group(nid, max_pages=pages) if guest.profile.auto_movable else None
-    flag = acpi_memmap_on_memory_flag(guest.profile, pages, guest.block_pages, guest.sp)
+    group = acpi_memory_group(guest, nid, pages)
+    flag = acpi_memmap_on_memory_flag(guest.profile, pages, guest.block_pages, guest.sp)  # AcpiDimm's rule too
     s = addr >> PAGE_SHIFT
     return guest.add_memory(nid, addr, size, hint=Extents.span(s, s + pages), memmap_on_memory=flag, group=group)
 
