@@ -66,6 +66,10 @@ class GuestSection(_Strict):
     swap_bandwidth: Size = Field(_GUEST.swap_bandwidth, gt=0, description="swap device bytes per second")
     swap_latency: Duration = Field(_GUEST.swap_latency, ge=0, le=1, description="seconds per synchronous read")
     vcpus: int = Field(_GUEST.vcpus, ge=1, le=1024, description="CPUs (PSI's nr_cpus)")
+    transparent_hugepage: Literal["always", "madvise", "never"] = Field(
+        _GUEST.transparent_hugepage,  # type: ignore[arg-type]
+        description="THP at boot; with always or madvise khugepaged raises min_free_kbytes",
+    )
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -111,6 +115,7 @@ class GuestSection(_Strict):
             swap_bandwidth=self.swap_bandwidth,
             swap_latency=self.swap_latency,
             vcpus=self.vcpus,
+            transparent_hugepage=self.transparent_hugepage,
             auto_movable_numa_aware=self.auto_movable_numa_aware,
         )
 

@@ -21,12 +21,20 @@ from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EINTR, errname
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.guest import Guest
+from balloonsim.kernel.memory_group import MemoryGroup
 from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
 
 OFFLINE_RETRY = 1.0  # s between the model's looks at an offline that waits for room to migrate
+
+
+def acpi_memory_group(guest: Guest, nid: int, nr_pages: int) -> MemoryGroup | None:
+    """acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), so the auto-movable
+    policy decides for the whole DIMM; None before 5.15."""
+    return guest.register_memory_group(nid, max_pages=nr_pages) if guest.profile.auto_movable else None
 
 
 class DimmParams(DriverParams):
@@ -112,10 +120,7 @@ class AcpiDimm(Driver):
         first = start >> PAGE_SHIFT
         self.guest.backing.populate(first, first + pages)
         self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
-        # acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), so the
-        # auto-movable policy decides for the whole DIMM
-        g = self.guest
-        group = g.register_memory_group(self.p.node, max_pages=pages) if g.profile.auto_movable else None
+        group = acpi_memory_group(self.guest, self.p.node, pages)
         ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages), group)
         if ret:
             self.sim.host.release(pages)

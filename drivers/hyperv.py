@@ -174,8 +174,10 @@ class HvBalloon(Driver):
 
     # -- the host --------------------------------------------------------------------------------
     def guest_pages(self) -> int:
-        """What the host thinks the guest has: boot memory, covered hot-add, minus the balloon."""
-        return self.guest.boot_present + self.num_pages_added - self.num_pages_ballooned
+        """What the host thinks the guest has: the startup memory it assigned (e820 holes included), covered
+        hot-add, minus the balloon."""
+        boot = sum(self.sim.scenario.guest.boot) >> PAGE_SHIFT
+        return boot + self.num_pages_added - self.num_pages_ballooned
 
     def host(self) -> Process:
         env = self.env

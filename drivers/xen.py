@@ -69,6 +69,11 @@ class XenBalloon(Driver):
         super().__init__(sim, params)
         g = self.guest
         self.current_pages = g.boot_present  # get_num_physpages() at init
+        # watch_target() (drivers/xen/xen-balloon.c, 4.13+): an HVM/PVH guest's first target read takes
+        # target_diff = static_max - target_pages, target_pages being current_pages then, and subtracts it from
+        # every target the toolstack writes: the host counts the domain's memory, the guest its RAM pages, and
+        # the e820 holes (640 KiB-1 MiB) are the difference. The toolstack's static-max is the boot memory here.
+        self.target_diff = (sum(self.sim.scenario.guest.boot) >> PAGE_SHIFT) - g.boot_present
         self.hotplugged_pages = 0  # added address space not yet in the balloon list
         self.balloon: list[list] = []  # stack: ["block", block_id, Extents] | ["anon", pages, zone-list]
         self.schedule_delay = 1.0
@@ -102,6 +107,11 @@ class XenBalloon(Driver):
             self.online_event.succeed()
 
     # -- the worker ------------------------------------------------------------------------------
+    @property
+    def target_pages(self) -> int:
+        """balloon_set_new_target(new_target - target_diff)."""
+        return (self.sim.target_bytes >> PAGE_SHIFT) - self.target_diff
+
     @property
     def balloon_pages(self) -> int:
         return sum(e[2].total if e[0] == "block" else e[1] for e in self.balloon)
@@ -280,7 +290,8 @@ class XenBalloon(Driver):
     # -- shrinking -------------------------------------------------------------------------------
     def decrease_reservation(self, nr: int) -> str:
         a = self.guest.alloc
-        avail = sum(max(0, z.free - z.wmark_low) for z in a.iter_zones() if z.type.is_kernel)
+        # what GFP_HIGHUSER can have: the kernel zones of the zonelist (lowmem_reserve keeps it out of ZONE_DMA)
+        avail = sum(max(0, z.free - z.wmark_low) for z in a.zonelist(self.p.node, kernel_only=True))
         nr = min(nr, avail)
         if nr <= 0:
             return BP_EAGAIN

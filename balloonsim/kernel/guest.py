@@ -18,7 +18,7 @@ from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
 from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
-from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
+from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction, WatermarkRules
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
 from balloonsim.kernel.stats import GuestStats
 from balloonsim.kernel.swap import SwapDevice
@@ -42,6 +42,17 @@ from balloonsim.units import (
 )
 
 ONLINE_TYPES = ("online", "online_kernel", "online_movable")
+MAX_DMA_PFN = (16 * MiB) >> PAGE_SHIFT  # arch/x86/include/asm/dma.h
+FIRST_1M_PFNS = MiB >> PAGE_SHIFT
+# not RAM in any x86 e820 map the kernel keeps (trim_bios_range()): page 0, and BIOS_BEGIN..BIOS_END (640 KiB-1 MiB)
+X86_LOW_NOT_RAM = ((0, 1), ((640 << 10) >> PAGE_SHIFT, FIRST_1M_PFNS))
+
+
+def zone_pfn_limits() -> tuple[tuple[ZoneType, int, int], ...]:
+    """The pfns each boot zone may hold on x86_64 (zone_sizes_init(): MAX_DMA_PFN, MAX_DMA32_PFN)."""
+    four_g = (4 * GiB) >> PAGE_SHIFT
+    return ((ZoneType.DMA, 0, MAX_DMA_PFN), (ZoneType.DMA32, MAX_DMA_PFN, four_g), (ZoneType.NORMAL, four_g, 1 << 52))
+
 
 # callback(guest, block, span) -> the pfns to hand to the buddy allocator (generic_online_page)
 OnlinePageCallback = Callable[["Guest", MemoryBlock, Extents], Extents]
@@ -92,6 +103,11 @@ class GuestConfig:
     swap_bandwidth: int = 125 * MiB  # bytes per second
     swap_latency: float = 100e-6  # seconds per synchronous 4 KiB read
     vcpus: int = 2  # CPUs the guest's tasks run on: PSI's nr_cpus
+    # /sys/kernel/mm/transparent_hugepage/enabled at boot: with "always" or "madvise" khugepaged runs and raises
+    # min_free_kbytes to 11 pageblocks per zone up to ZONE_NORMAL (44 MiB on a 2 GiB guest). Distribution kernels
+    # enable it (Debian and Ubuntu: CONFIG_TRANSPARENT_HUGEPAGE_MADVISE; RHEL: ALWAYS); "never" is the model's
+    # default because the shipped experiments were made without it.
+    transparent_hugepage: str = "never"
 
 
 class Guest:
@@ -131,6 +147,7 @@ class Guest:
         self.table_pages: dict[TableKey, Take] = {}  # page-table page of each table hot-add created
         # block id -> the other blocks whose memmap lives in it (a block's own memmap in it ties it to nothing)
         self.hosted_by: dict[int, set[int]] = {}
+        self.zone_link: dict[int, Zone] = {}  # before 5.5: offline block -> the zone its struct pages link to
         self._layout_boot()
         self.alloc.swap = SwapDevice(cfg.swap >> PAGE_SHIFT, cfg.swap_bandwidth, cfg.swap_latency)
         self.alloc.swappiness = cfg.swappiness
@@ -161,6 +178,7 @@ class Guest:
         pfn = 0
         self.boot_present = 0
         self.boot_memmap_pages = 0
+        self.low_reserved_pages = 0  # RAM of the first 1 MiB: present, never managed (a1e2c031ec39)
         for nid, size in enumerate(cfg.boot):
             left = size >> PAGE_SHIFT
             while left:
@@ -177,7 +195,7 @@ class Guest:
         # kernel image and boot reservations, on node 0
         reserved = min(cfg.kernel_reserved >> PAGE_SHIFT, self._first_zone(0).free - PMD_PAGES)
         self._reserve_boot(0, reserved)
-        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        self.alloc.setup_watermarks(self.wmark_rules)
         if cfg.page_cache:
             self.alloc.alloc(0, cfg.page_cache >> PAGE_SHIFT, Gfp.USER, partial=True)
             for z in self.alloc.iter_zones():  # what was allocated is page cache, not anon
@@ -185,21 +203,46 @@ class Guest:
                 z.anon = 0
 
     def _boot_range(self, nid: int, start: int, end: int) -> None:
-        four_g = (4 * GiB) >> PAGE_SHIFT
-        for zt, lo, hi in ((ZoneType.DMA32, start, min(end, four_g)), (ZoneType.NORMAL, max(start, four_g), end)):
-            if hi <= lo:
-                continue
+        """One e820 RAM range of boot memory, split into ZONE_DMA (below MAX_DMA_PFN, 16 MiB), ZONE_DMA32 (below
+        4 GiB) and ZONE_NORMAL. x86 takes pfn 0 and the legacy BIOS area 640 KiB-1 MiB out of RAM
+        (trim_bios_range()) and, since 5.13, reserves all of the first 1 MiB (a1e2c031ec39 "x86/setup: Always
+        reserve the first 1M of RAM"): present, never managed. The memmap of the whole range comes from memblock,
+        top-down: out of the range's highest zone."""
+        pieces = []
+        for zt, lo, hi in zone_pfn_limits():
+            lo, hi = max(start, lo), min(end, hi)
+            if hi > lo:
+                pieces.append((zt, lo, hi))
+        memmap = sum(div_round_up((hi - lo) * self.sp, PAGE_SIZE) for _, lo, hi in pieces)
+        self.boot_memmap_pages += memmap
+        for i, (zt, lo, hi) in enumerate(pieces):
             z = self.alloc.zones[(nid, zt)]
-            n = hi - lo
-            memmap = div_round_up(n * self.sp, PAGE_SIZE)
-            z.present += n
-            z.boot_present += n
-            z.managed += n - memmap
-            z.give(n - memmap, contiguous=True)
+            present = hi - lo
+            reserved = 0
+            if zt is ZoneType.DMA:
+                holes = sum(max(0, min(hi, e) - max(lo, s)) for s, e in X86_LOW_NOT_RAM)
+                present -= holes
+                reserved = max(0, min(hi, FIRST_1M_PFNS) - lo) - holes  # the first 1 MiB's RAM pages
+                lo = max(lo, X86_LOW_NOT_RAM[0][1])  # the zone starts after page 0
+            charged = memmap if i == len(pieces) - 1 else 0
+            self.low_reserved_pages += reserved
+            z.present += present
+            z.boot_present += present
+            z.managed += present - reserved - charged
+            z.give(present - reserved - charged, contiguous=True)
             z.extend_span(lo, hi)
-            self.boot_present += n
-            self.boot_memmap_pages += memmap
+            self.boot_present += present
         self.pagetables.mark_boot(start, end - start, self.sp)
+
+    @property
+    def wmark_rules(self) -> WatermarkRules:
+        p = self.profile
+        return WatermarkRules(
+            min_free_kbytes_max=p.min_free_kbytes_max,
+            movable_min_capped=p.movable_min_capped,
+            khugepaged=self.config.transparent_hugepage != "never",
+            khugepaged_after_hotplug=p.khugepaged_after_hotplug,
+        )
 
     def _first_zone(self, nid: int) -> Zone:
         for zt in (ZoneType.DMA32, ZoneType.NORMAL):
@@ -557,6 +600,7 @@ class Guest:
         zone = self.zone_for_online(block, online_type)
         self.write_memmap(block, "memmap_init_range")  # move_pfn_range_to_zone()
         was_empty = zone.managed == 0
+        self.zone_link.pop(block_id, None)  # move_pfn_range_to_zone() links the struct pages anew
         block.state = BlockState.ONLINE
         block.zone = zone
         block.online_type = online_type
@@ -578,7 +622,7 @@ class Guest:
         self.blocks_online += 1
         if was_empty:
             self.alloc.invalidate()  # build_all_zonelists()
-        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)  # init_per_zone_wmark_min()
+        self.alloc.setup_watermarks(self.wmark_rules)  # init_per_zone_wmark_min()
         if zone.type.is_kernel:  # the kernel's next unmovable allocations may land here from now on
             self.placement.refresh(zone)
         for n in list(self.notifiers):
@@ -697,12 +741,27 @@ class Guest:
         block.state = BlockState.OFFLINE
         self.blocks_online -= 1
         block.zone = None
-        self.alloc.setup_watermarks(self.profile.min_free_kbytes_max)
+        if self.profile.shrink_zone_on_offline:
+            zone.shrink_span(block.start_pfn, block.end_pfn, self._zone_ranges(zone))
+        else:  # the struct pages keep their zone link until __remove_pages() -> __remove_zone()
+            self.zone_link[block.id] = zone
+        self.alloc.setup_watermarks(self.wmark_rules)
         if zone.type.is_kernel:
             self.placement.refresh(zone)
         for n in list(self.notifiers):
             n("MEM_OFFLINE", block)
         return 0
+
+    def _zone_ranges(self, zone: Zone) -> list[tuple[int, int]]:
+        """The pfn ranges shrink_zone_span() finds in `zone`: its boot memory and its online hot-added blocks
+        (5.5+: pfn_to_online_page()); before 5.5 also the offline blocks whose struct pages still link to it."""
+        out = []
+        if zone.type is not ZoneType.MOVABLE:
+            lo, hi = next((lo, hi) for zt, lo, hi in zone_pfn_limits() if zt is zone.type)
+            out += [(max(s, lo), min(e, hi)) for nid, s, e in self.boot_ranges if nid == zone.nid and s < hi and e > lo]
+        out += [(b.start_pfn, b.end_pfn) for b in self.blocks.values() if b.zone is zone]
+        out += [(b.start_pfn, b.end_pfn) for bid, b in self.blocks.items() if self.zone_link.get(bid) is zone]
+        return out
 
     def _offline_interrupted(self, zone: Zone, block: MemoryBlock, at: int) -> int:
         """offline_pages() gave up on a signal: undo_isolate_page_range(), MEM_CANCEL_OFFLINE, -EINTR."""
@@ -736,6 +795,9 @@ class Guest:
         self.vmemmap.vmemmap_free(blocks)
         for b in blocks:
             del self.blocks[b.id]
+            linked = self.zone_link.pop(b.id, None)
+            if linked is not None:  # before 5.5: __remove_pages() -> __remove_zone() -> shrink_zone_span()
+                linked.shrink_span(b.start_pfn, b.end_pfn, self._zone_ranges(linked))
         lowest, highest = blocks[0].id, blocks[-1].id
         for first, bid in self._free_from.items():  # first_free_block(): the freed blocks come first again
             if highest >= first and max(first, lowest) < bid:

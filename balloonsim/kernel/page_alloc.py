@@ -30,18 +30,35 @@ from enum import StrEnum
 from balloonsim.kernel.swap import SwapDevice
 from balloonsim.kernel.vmscan import DEF_PRIORITY, LruCost, ScanBalance, get_scan_count
 from balloonsim.kernel.zone import HotBlock, Zone, ZoneType
-from balloonsim.units import PMD_PAGES
+from balloonsim.units import PAGEBLOCK_PAGES, PMD_PAGES
 
 MAX_RECLAIM_RETRIES = 16  # mm/internal.h (mm/page_alloc.c before 5.x): no-progress rounds before the OOM killer
 # a bound on the slow path's rounds in the model (each frees something or counts toward MAX_RECLAIM_RETRIES; the
 # bound only guards against a reclaim that frees pages the allocation can never use)
 _SLOWPATH_LOOPS = 4096
 
+# ZONE_DMA is in no zonelist the model builds: lowmem_reserve keeps GFP_KERNEL and user allocations out of it
+# (its reserve against ZONE_NORMAL, DMA32 and Normal managed pages / 256, is more than its ~15 MiB once the guest
+# has 4 GiB; a smaller guest could use some of it, which the model leaves out), and nothing the model allocates
+# asks for GFP_DMA. It exists for the watermarks, totalreserve_pages and khugepaged's count of zones.
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
-# sysctl_lowmem_reserve_ratio (mm/page_alloc.c): [ZONE_DMA32] = 256, [ZONE_NORMAL] = 32, [ZONE_MOVABLE] = 0
-_LOWMEM_RESERVE_RATIO = {ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
-_ZONE_ORDER = (ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
+# sysctl_lowmem_reserve_ratio (mm/page_alloc.c): [ZONE_DMA] = 256, [ZONE_DMA32] = 256, [ZONE_NORMAL] = 32,
+# [ZONE_MOVABLE] = 0
+_LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
+_ZONE_ORDER = (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
+SWAP_CLUSTER_MAX = 32
+MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
+
+
+@dataclass(frozen=True)
+class WatermarkRules:
+    """What init_per_zone_wmark_min() does differently per release and configuration."""
+
+    min_free_kbytes_max: int  # calculate_min_free_kbytes()'s clamp
+    movable_min_capped: bool  # ZONE_MOVABLE's min watermark capped like highmem's (6.6)
+    khugepaged: bool  # transparent hugepages enabled ("always" or "madvise"): khugepaged raises min_free_kbytes
+    khugepaged_after_hotplug: bool  # ... also after memory hot-plug (bd3400ea173f, 5.10)
 
 
 class Gfp(StrEnum):
@@ -90,6 +107,8 @@ class PageAllocator:
         self.stats = AllocStats()
         self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
         self.totalreserve = 0  # totalreserve_pages: what si_mem_available() never counts as available
+        self.min_free_kbytes = 0
+        self.recommended_min_free_kb = 0  # set_recommended_min_free_kbytes()'s last answer (0: never ran)
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -125,38 +144,72 @@ class PageAllocator:
         self._zonelists.clear()
 
     # -- watermarks ------------------------------------------------------------------------------
-    def setup_watermarks(self, min_free_kbytes_max: int) -> None:
-        """init_per_zone_wmark_min() + __setup_per_zone_wmarks(), watermark_scale_factor 10."""
-        lowmem = sum(z.managed for z in self.zones.values() if z.type.is_kernel)
-        lowmem_kb = lowmem * 4
-        min_free_kb = int(math.isqrt(lowmem_kb * 16))
-        min_free_kb = max(128, min(min_free_kb, min_free_kbytes_max))
-        min_pages = min_free_kb // 4
+    def setup_watermarks(self, rules: WatermarkRules) -> None:
+        """init_per_zone_wmark_min() (mm/page_alloc.c), run at boot and by online_pages()/offline_pages():
+        calculate_min_free_kbytes() (sqrt(16 * lowmem kB), lowmem being nr_free_buffer_pages(): managed minus
+        high watermark of every zone up to ZONE_NORMAL), setup_per_zone_wmarks(), setup_per_zone_lowmem_reserve()
+        and calculate_totalreserve_pages(); then, with transparent hugepages enabled (khugepaged running),
+        khugepaged_min_free_kbytes_update() (bd3400ea173f, 5.10; before, the hot-plug recomputation undid it) ->
+        set_recommended_min_free_kbytes(): at least 11 pageblocks per populated zone up to ZONE_NORMAL (2 free,
+        MIGRATE_PCPTYPES^2 almost free), at most 5% of lowmem, and the watermarks again."""
+        min_free_kb = max(128, min(math.isqrt(self.nr_free_buffer_pages() * 4 * 16), rules.min_free_kbytes_max))
+        self.min_free_kbytes = min_free_kb
+        self._setup_per_zone_wmarks(rules)
+        # before 5.10 only boot (hugepage_init()) ran it, and a hot-plug's recomputation undid it
+        if rules.khugepaged and (rules.khugepaged_after_hotplug or not self.recommended_min_free_kb):
+            zones = sum(1 for z in self.zones.values() if z.present and z.type is not ZoneType.MOVABLE)
+            recommended = PAGEBLOCK_PAGES * zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+            recommended = min(recommended, self.nr_free_buffer_pages() // 20) * 4
+            self.recommended_min_free_kb = recommended
+            if recommended > self.min_free_kbytes:
+                self.min_free_kbytes = recommended
+                self._setup_per_zone_wmarks(rules)
+        self.totalreserve = self._totalreserve()
+
+    def nr_free_buffer_pages(self) -> int:
+        """nr_free_buffer_pages(): managed pages above the high watermark of every zone GFP_USER may use (up to
+        ZONE_NORMAL), all nodes (the local node's zonelist falls back to all of them)."""
+        return sum(max(0, z.managed - z.wmark_high) for z in self.zones.values() if z.type is not ZoneType.MOVABLE)
+
+    def _setup_per_zone_wmarks(self, rules: WatermarkRules) -> None:
+        """__setup_per_zone_wmarks(), watermark_scale_factor 10: min_free_kbytes shared among the lowmem zones by
+        managed pages; a ZONE_MOVABLE's min capped like highmem's (managed/1024 within SWAP_CLUSTER_MAX..128) and
+        outside the lowmem total since "mm/page_alloc: fix min_free_kbytes calculation regarding ZONE_MOVABLE"
+        (6.6), a lowmem zone like the others before; low and high one delta apart each, the delta the larger of a
+        quarter of the zone's share and 0.1% of its managed pages."""
+        pages_min = self.min_free_kbytes // 4
+        movable_capped = rules.movable_min_capped
+        lowmem = sum(z.managed for z in self.zones.values() if not (movable_capped and z.type is ZoneType.MOVABLE))
         for z in self.zones.values():
-            if z.managed == 0:
+            if z.managed == 0 or not lowmem:
                 z.wmark_min = z.wmark_low = z.wmark_high = 0
                 continue
-            if z.type.is_kernel and lowmem:
-                zmin = min_pages * z.managed // lowmem
-            else:  # ZONE_MOVABLE: a small min like highmem (SWAP_CLUSTER_MAX..128 pages)
-                zmin = max(32, min(z.managed // 1024, 128))
-            delta = max(zmin // 4, z.managed * 10 // 10000)
+            share = pages_min * z.managed // lowmem
+            if movable_capped and z.type is ZoneType.MOVABLE:
+                zmin = max(SWAP_CLUSTER_MAX, min(z.managed // 1024, 128))
+            else:
+                zmin = share
+            delta = max(share >> 2, z.managed * 10 // 10000)
             z.wmark_min = zmin
             z.wmark_low = zmin + delta
             z.wmark_high = zmin + 2 * delta
-        self.totalreserve = self._totalreserve()
 
     def _totalreserve(self) -> int:
-        """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): per zone, its high watermark plus
-        the largest lowmem_reserve it keeps against allocations for higher zones (the managed pages of the
-        zones above it up to that one, divided by its sysctl_lowmem_reserve_ratio), at most its managed pages."""
+        """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): each zone's lowmem_reserve[j] is the
+        managed pages of the zones above it up to j divided by its sysctl_lowmem_reserve_ratio (0 for an empty
+        zone); totalreserve_pages adds, per zone, its high watermark plus its largest reserve, at most its
+        managed pages."""
         total = 0
         for nid in self._nids:
             zones = [self.zones[(nid, zt)] for zt in _ZONE_ORDER]
             for i, z in enumerate(zones):
                 ratio = _LOWMEM_RESERVE_RATIO[z.type]
-                reserve = sum(h.managed for h in zones[i + 1 :]) // ratio if ratio and z.managed else 0
-                total += min(z.managed, z.wmark_high + reserve)
+                reserve: dict[ZoneType, int] = {}
+                above = 0
+                for h in zones[i + 1 :]:
+                    above += h.managed
+                    reserve[h.type] = above // ratio if ratio and z.managed else 0
+                total += min(z.managed, z.wmark_high + max(reserve.values(), default=0))
         return total
 
     # -- reclaim ---------------------------------------------------------------------------------
@@ -302,7 +355,7 @@ class PageAllocator:
     def _fits(zones: list[Zone], n: int, use_min: bool) -> int:
         room = 0
         for z in zones:
-            r = z.free_pmd * PMD_PAGES + z.free_base - (z.wmark_min if use_min else z.wmark_low)
+            r = z.free - (z.wmark_min if use_min else z.wmark_low)
             if r > 0:
                 room += r
         return room

@@ -66,10 +66,21 @@ class KernelProfile:
     # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 7fef431be9c9, 5.10):
     # older free memory is used first. Before, onlined pages went to the head and were handed out first.
     online_to_tail: bool
+    # shrink_zone_span() runs when memory is offlined (offline_pages() -> remove_pfn_range_from_zone(),
+    # d33695b16a9f, 5.5); before, when it is removed (__remove_pages() -> __remove_zone()), for the zone its
+    # struct pages still link to.
+    shrink_zone_on_offline: bool
     # memory_hotplug.online_policy=auto-movable and memory groups (e83a437faa62, 028fc57a1c36, 5.15).
     auto_movable: bool
     # min_free_kbytes upper clamp: 65536 before 5.7, 262144 after.
     min_free_kbytes_max: int
+    # init_per_zone_wmark_min() calls khugepaged_min_free_kbytes_update(), so memory hot-plug keeps khugepaged's
+    # raised min_free_kbytes (bd3400ea173f, 5.10); before, the recomputation from lowmem alone replaced it.
+    khugepaged_after_hotplug: bool
+    # __setup_per_zone_wmarks(): ZONE_MOVABLE's min watermark capped like highmem's and left out of the lowmem
+    # total ("mm/page_alloc: fix min_free_kbytes calculation regarding ZONE_MOVABLE", liuq, 2023, 6.6); before,
+    # ZONE_MOVABLE takes its share of min_free_kbytes like a lowmem zone.
+    movable_min_capped: bool
     # x86 probe_memory_block_size(): bare metal gets 2 GiB blocks (D. Jordan, 2020); VMs get the largest power
     # of two <= 2 GiB dividing the boot memory end when it is >= 64 GiB.
     bare_metal_max_block: bool
@@ -78,6 +89,11 @@ class KernelProfile:
     # x86 alloc_low_pages() after boot: __get_free_pages(GFP_ATOMIC | __GFP_ZERO) for the direct map's tables of
     # hot-added memory, unchecked by phys_pud_init() & co. (a failure is a NULL dereference).
     direct_map_atomic: bool
+    # remove_pmd_table() frees a 2 MiB vmemmap block with pagetable_free(), which frees compound_order() of a
+    # page that is not compound: its first page only, the other 511 leak ("x86/mm: use pagetable_free()",
+    # bf9e4e30f353, 6.18; fixed by "x86/mm: fix freeing of PMD-sized vmemmap pages", D. Hildenbrand, 2026, for
+    # stable, after the 6.18.15 recorded in validation/).
+    vmemmap_pmd_free_leaks: bool
     # what differs from the profile before this one
     changes: tuple[Change, ...] = field(default=(), compare=False)
 
@@ -102,16 +118,21 @@ _K419 = KernelProfile(
     xen_max_retry=None,
     xen_kthread=False,
     online_to_tail=False,
+    shrink_zone_on_offline=False,
     auto_movable=False,
     min_free_kbytes_max=65536,
+    khugepaged_after_hotplug=False,
+    movable_min_capped=False,
     bare_metal_max_block=False,
     auto_online_types=("offline", "online"),
     direct_map_atomic=True,
+    vmemmap_pmd_free_leaks=False,
 )
 _K512 = _next(
     _K419,
     "5.12",
     Change("online_to_tail", True, "7fef431be9c9", "5.10", "onlined pages go to the tail of the free lists"),
+    Change("shrink_zone_on_offline", True, "d33695b16a9f", "5.5", "zone spans shrink when memory is offlined"),
     Change("hv_balloon_adjusts_managed", True, "d1df458cbfdb", "5.11", "hv_balloon ballooning changes MemTotal"),
     Change("virtio_mem", True, "5f1f79bbc9e2", "5.8", "the virtio-mem driver exists", verified=False),
     Change(
@@ -126,6 +147,13 @@ _K512 = _next(
         "xen_max_retry", 4, "CVE-2019-17351 fix", "5.4", "Xen balloon gives up after 4 failed rounds", verified=False
     ),
     Change("min_free_kbytes_max", 262144, "J. Savitz, 2020", "5.7", "min_free_kbytes clamp 256 MiB", verified=False),
+    Change(
+        "khugepaged_after_hotplug",
+        True,
+        "bd3400ea173f",
+        "5.10",
+        "memory hot-plug keeps khugepaged's raised min_free_kbytes",
+    ),
     Change("bare_metal_max_block", True, "D. Jordan, 2020", "5.8", "2 GiB blocks on bare metal", verified=False),
 )
 _K61 = _next(
@@ -149,6 +177,14 @@ _K66 = _next(
     Change("mhp_silent_fallback", True, "e3c2bfdd33a3", "6.6", "add_memory() falls back to the ordinary memmap"),
     Change("acpi_memmap_flag", "always", "e3c2bfdd33a3", "6.6", "ACPI always passes MHP_MEMMAP_ON_MEMORY"),
     Change("memmap_force", True, "2d1f649c7c08", "6.6", "memory_hotplug.memmap_on_memory=force"),
+    Change(
+        "movable_min_capped",
+        True,
+        "mm/page_alloc: fix min_free_kbytes calculation regarding ZONE_MOVABLE (liuq, 2023)",
+        "6.6",
+        "ZONE_MOVABLE's min watermark is capped like highmem's (Debian 6.1.192 has not, 6.12 has it)",
+        verified=False,
+    ),
 )
 _K68 = _next(
     _K66,
@@ -164,6 +200,13 @@ _K612 = _next(
 _K618 = _next(
     _K612,
     "6.18",
+    Change(
+        "vmemmap_pmd_free_leaks",
+        True,
+        "bf9e4e30f353",
+        "6.18",
+        "hot-remove frees one page of each 2 MiB vmemmap block, leaks 511 (until the 2026 stable fix)",
+    ),
     Change(
         "hv_online_outside_regions",
         True,

@@ -18,6 +18,7 @@ class GuestStats:
     memmap_kmalloc_pages: int = 0  # currently allocated via the kmalloc path
     memmap_remote_pages: int = 0
     memmap_in_range_pages: int = 0
+    memmap_leaked_pages: int = 0  # freed memmap the kernel never gave back (6.18: pagetable_free() of a PMD block)
     pagetable_pages: int = 0
     metadata_bytes: int = 0
     offline_ebusy: int = 0

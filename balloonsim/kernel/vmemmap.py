@@ -143,6 +143,7 @@ class SparseVmemmap:
         self.block_pages = block_pages
         self.sp = struct_page_size
         self.trace = trace
+        self.leaked: list[Take] = []  # memmap pages removal never freed (vmemmap_pmd_free_leaks)
 
     def memmap_pages(self, nr_pages: int) -> int:
         """Pages of struct page describing nr_pages (PFN_UP(nr * sizeof(struct page)))."""
@@ -187,7 +188,8 @@ class SparseVmemmap:
     def vmemmap_free(self, blocks: Sequence[MemoryBlock]) -> None:
         """section_deactivate() -> vmemmap_free() for every section of `blocks`, ascending as
         try_remove_memory() walks them; a refcounted altmap's frees wait for its last section and then
-        run backwards. The ordinary memmap's pages go back to the buddy allocator (free_pagetable()); an
+        run backwards. The ordinary memmap's pages go back to the buddy allocator (free_pagetable()), but for
+        the 2 MiB blocks only their first page where the release leaks the rest (vmemmap_pmd_free_leaks); an
         altmap's pages leave with the range (vmem_altmap_free() frees nothing)."""
         tracing = self.trace is not None
         deferred: dict[int, list[int]] = {}  # id(altmap) -> sections waiting for its last reference
@@ -211,7 +213,14 @@ class SparseVmemmap:
                 for sec in sections:
                     self._trace_free(sec)
             for take in m.pieces:  # free_pagetable(): back to the zone, and the block, each piece came from
-                self.alloc.release(take)
+                if take.pmd and self.profile.vmemmap_pmd_free_leaks:
+                    # remove_pmd_table() -> free_hugepage_table() -> free_pagetable() -> pagetable_free():
+                    # __free_pages(page, compound_order(page)) of a non-compound order-9 block frees its first page
+                    self.alloc.release(take, 1)
+                    self.leaked.append(take)
+                    self.stats.memmap_leaked_pages += take.pages
+                else:
+                    self.alloc.release(take)
             m.pieces = ()  # the PTE tables of base-page fallbacks were pieces too
         for b in blocks:
             for altmap in b.altmaps:

@@ -29,6 +29,7 @@ class HotBlock(Protocol):
 
 
 class ZoneType(StrEnum):
+    DMA = "DMA"  # the first 16 MiB (MAX_DMA_PFN), CONFIG_ZONE_DMA as every distribution kernel has it
     DMA32 = "DMA32"
     NORMAL = "Normal"
     MOVABLE = "Movable"
@@ -130,6 +131,25 @@ class Zone:
     def extend_span(self, start: int, end: int) -> None:
         self.span_start = start if self.span_start is None else min(self.span_start, start)
         self.span_end = end if self.span_end is None else max(self.span_end, end)
+
+    def shrink_span(self, start: int, end: int, online: list[tuple[int, int]]) -> None:
+        """shrink_zone_span() (mm/memory_hotplug.c; called from offline_pages() -> remove_pfn_range_from_zone()
+        since 5.5, d33695b16a9f "mm/memory_hotplug: shrink zones when offlining memory"): [start, end) left the
+        zone. If it was the zone's first range, the zone now starts at its first online pfn after `end`
+        (find_smallest_section_pfn()); else if it was the last, the zone ends after its last online pfn before
+        `start` (find_biggest_section_pfn()); a range in the middle changes nothing. With nothing online left
+        the zone spans nothing (zone_start_pfn = 0, spanned_pages = 0). `online`: the zone's ranges still online.
+        """
+        if self.span_start is None or self.span_end is None:
+            return
+        if self.span_start == start:
+            after = [s for s, e in online if s >= end and s < self.span_end]
+            self.span_start = min(after) if after else None
+        elif self.span_end == end:
+            before = [e for s, e in online if e <= start and e > self.span_start]
+            self.span_end = max(before) if before else None
+        if self.span_start is None or self.span_end is None:
+            self.span_start = self.span_end = None
 
     def intersects(self, start: int, end: int) -> bool:
         """zone_intersects(): the range overlaps the zone's span."""

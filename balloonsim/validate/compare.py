@@ -53,12 +53,20 @@ class Row:
 
 
 FREE_WITH_PCP = "free+pcp"
+AVAILABLE_WITH_PCP = "available+pcp"
+
+
+def pcp_kb(zones) -> int:
+    """Pages on the per-cpu lists, in kB: what NR_FREE_PAGES (so MemFree and MemAvailable) leaves out."""
+    return sum(z.pcp for z in zones.values()) * 4
 
 
 def idle_noise(rec: Recording, key: str) -> int:
     """max - min of a meminfo field (or free+pcp) over the recording's idle snapshots."""
     if key == FREE_WITH_PCP:
         values = [free_with_pcp_kb(zones) for _, zones in rec.idle]
+    elif key == AVAILABLE_WITH_PCP:
+        values = [m["MemAvailable"] + pcp_kb(zones) for m, zones in rec.idle]
     else:
         values = [m[key] for m, _ in rec.idle if key in m]
     return max(values) - min(values) if values else 0
@@ -100,7 +108,7 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
     row("memory block size (probed) (bytes)", boot.block_size, run.probed_block_size)
     if "nr_memmap_boot_pages" in boot.vmstat:
         row("boot nr_memmap_boot_pages", boot.vmstat["nr_memmap_boot_pages"], mboot.vmstat["nr_memmap_boot_pages"])
-    noise = {k: idle_noise(rec, k) for k in ("MemFree", "MemAvailable", FREE_WITH_PCP)}
+    noise = {k: idle_noise(rec, k) for k in ("MemFree", "MemAvailable", FREE_WITH_PCP, AVAILABLE_WITH_PCP)}
 
     for i, st in enumerate(rec.steps):
         do = st["do"]
@@ -120,6 +128,13 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
                 free_with_pcp_kb(real.zones) - free_with_pcp_kb(boot.zones),
                 model.meminfo["MemFree"] - mboot.meminfo["MemFree"],
                 noise[FREE_WITH_PCP],
+            )
+            # si_mem_available() starts from NR_FREE_PAGES too: the same per-cpu pages put back
+            row(
+                f"{p}: ΔMemAvailable incl. per-cpu lists (kB)",
+                real.meminfo["MemAvailable"] + pcp_kb(real.zones) - boot.meminfo["MemAvailable"] - pcp_kb(boot.zones),
+                model.meminfo["MemAvailable"] - mboot.meminfo["MemAvailable"],
+                noise[AVAILABLE_WITH_PCP],
             )
             if "nr_memmap_pages" in real.vmstat:
                 m0, m1 = mboot.vmstat["nr_memmap_pages"], model.vmstat["nr_memmap_pages"]

@@ -7,13 +7,16 @@ per node from QEMU's -m / -numa, the kernel profile from the release, the memory
 block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node from the kernel command line.
 
 What the drivers do is reproduced from their kernel source at the level of the calls they make:
-- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, then one
-  add_memory() with MHP_MEMMAP_ON_MEMORY, as balloonsim's drivers/dimm.py passes it.
+- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, a static memory
+  group is registered for the DIMM (5.15+), then one add_memory() with MHP_MEMMAP_ON_MEMORY when the release's
+  driver passes it (balloonsim.kernel.vmemmap.acpi_memmap_on_memory_flag(), the rule drivers/dimm.py follows:
+  5.13-6.5 only for a one-block DIMM, always from 6.6).
 - device_del of a pc-dimm is an ACPI eject (drivers/acpi/scan.c acpi_scan_try_to_offline()): every block of
   the device is offlined, lowest first; failures are retried once, and if one still fails the blocks this
   call offlined are onlined again (acpi_bus_online(), MMOP_ONLINE) and the eject is refused. Otherwise
   acpi_memory_device_remove() -> __remove_memory().
-- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c, 5.19+: 2 MiB subblocks): plugging fills
+- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c; the profile's subblock size, 2 MiB on 5.19+; one
+  dynamic memory group per device, its unit a memory block, 5.15+): plugging fills
   partially plugged blocks, then adds new ones (plugged subblocks first, add_memory_driver_managed() without
   MHP_MEMMAP_ON_MEMORY, onlined by the core's auto-online with the driver's online-page callback exposing
   only plugged subblocks); unplugging (virtio_mem_sbm_unplug_request()) goes through online blocks from the
@@ -28,11 +31,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from balloonsim.drivers.dimm import acpi_memory_group
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
+from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, PAGEBLOCK_PAGES, MiB, div_round_up
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB, div_round_up
 from balloonsim.validate.parse import Recording
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
@@ -87,11 +92,14 @@ def _snapshot(guest: Guest) -> ModelSnapshot:
     )
 
 
-def guest_config(rec: Recording, block_size: int | None) -> GuestConfig:
+def guest_config(rec: Recording, block_size: int | None, kernel_reserved: int | None = None) -> GuestConfig:
+    """`kernel_reserved` (bytes): what the kernel kept of boot memory besides its memmap (image, initramfs,
+    memblock allocations), which depends on the distribution's build; None: GuestConfig's default."""
     m = rec.data["machine"]
     boot = [mib * MiB for mib in m["numa_mem_mib"]] if m.get("numa_mem_mib") else [m["boot_mem_mib"] * MiB]
     cmd = rec.cmdline
     cpu_flags = rec.data["provenance"].get("cpu_flags", [])
+    extra = {} if kernel_reserved is None else {"kernel_reserved": kernel_reserved}
     return GuestConfig(
         boot=boot,
         max_addr=4 * 1024 * MiB + m["maxmem_gib"] * 1024 * MiB,  # QEMU's device memory starts at 4 GiB
@@ -99,12 +107,24 @@ def guest_config(rec: Recording, block_size: int | None) -> GuestConfig:
         kernel=profile_for(rec.kernel),
         movable_node="movable_node" in cmd,
         direct_gbpages="pdpe1gb" in cpu_flags,
+        # Debian's kernels are built with CONFIG_TRANSPARENT_HUGEPAGE_MADVISE: khugepaged runs
+        transparent_hugepage="madvise",
+        **extra,
     )
+
+
+def boot_reserved(rec: Recording) -> int:
+    """The boot reservation that gives the model the recorded boot MemTotal: the model's managed pages with none,
+    less the real kernel's (the boot state is an input, like the boot memory's size)."""
+    bare = Guest(guest_config(rec, rec.snapshots["boot"].block_size, kernel_reserved=0))
+    real = rec.snapshots["boot"].meminfo["MemTotal"] // (PAGE_SIZE >> 10)
+    return max(0, bare.meminfo().managed_pages - real) << PAGE_SHIFT
 
 
 def new_guest(rec: Recording, block_size: int | None) -> Guest:
     mmom = rec.cmdline.get("memory_hotplug.memmap_on_memory", "0") in ("1", "y", "Y", "on", "force")
-    guest = Guest(guest_config(rec, block_size), get_strategy("altmap" if mmom else "kmalloc", key=""))
+    config = guest_config(rec, block_size, kernel_reserved=boot_reserved(rec))
+    guest = Guest(config, get_strategy("altmap" if mmom else "kmalloc", key=""))
     state = rec.cmdline.get("memhp_default_state", "offline")
     guest.auto_online = state if state in ONLINE_VALUES else None
     return guest
@@ -116,12 +136,17 @@ class VirtioMemSbm:
     def __init__(self, guest: Guest, addr: int, size: int, nid: int):
         self.g = guest
         self.nid = nid
-        self.sb_pages = max(PAGEBLOCK_PAGES, VIRTIO_MEM_DEVICE_BLOCK >> PAGE_SHIFT)  # 5.19+: pageblock minimum
+        # virtio_mem_init_hotplug(): max(pageblock (5.19+) or MAX_ORDER (before) pages, the device block size)
+        self.sb_pages = max(guest.profile.virtio_mem_sb_min, VIRTIO_MEM_DEVICE_BLOCK) >> PAGE_SHIFT
         self.per_mb = guest.block_pages // self.sb_pages
         self.first_mb = div_round_up(addr, guest.block_size)
         self.end_mb = (addr + size) // guest.block_size
         self.plugged: dict[int, set[int]] = {}  # memory block -> plugged subblocks
         guest.set_online_page_callback(self.online_page_cb)
+        # virtio_mem_init_hotplug(): memory_group_register_dynamic(nid, memory_block_size_bytes()) in SBM (5.15+)
+        self.group = (
+            guest.register_memory_group(nid, unit_pages=guest.block_pages) if guest.profile.auto_movable else None
+        )
 
     def _ours(self, block) -> bool:
         return self.first_mb <= block.id < self.end_mb
@@ -182,7 +207,12 @@ class VirtioMemSbm:
             g.backing.populate(s, e)
             self.plugged[mb] = set(range(k))
             ret = g.add_memory(
-                self.nid, mb * g.block_size, g.block_size, hint=Extents.span(s, e), memmap_on_memory=False
+                self.nid,
+                mb * g.block_size,
+                g.block_size,
+                hint=Extents.span(s, e),
+                memmap_on_memory=False,
+                group=self.group,
             )
             if ret:
                 del self.plugged[mb]
@@ -260,7 +290,7 @@ def replay(rec: Recording) -> ModelRun:
                 devices[st["dev"]] = (addr, size)
                 s, e = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
                 guest.backing.populate(s, e)
-                run.outcomes[i] = _errno(guest.add_memory(st["node"], addr, size, hint=Extents.span(s, e)))
+                run.outcomes[i] = _errno(_acpi_add(guest, st["node"], addr, size))
             elif do == "write":
                 run.outcomes[i] = {
                     w["block"]: _write(guest, w["block"], st["file"], st["value"]) for w in st["result"]["writes"]
@@ -286,6 +316,16 @@ def _write(guest: Guest, bid: int, file: str, value: str) -> str:
     if value == "offline":
         return _errno(guest.offline_memory_block(bid))
     return "EINVAL"
+
+
+def _acpi_add(guest: Guest, nid: int, addr: int, size: int) -> int:
+    """acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), then add_memory()
+    with MHP_MEMMAP_ON_MEMORY where the release's driver passes it."""
+    pages = size >> PAGE_SHIFT
+    group = acpi_memory_group(guest, nid, pages)
+    flag = acpi_memmap_on_memory_flag(guest.profile, pages, guest.block_pages, guest.sp)  # AcpiDimm's rule too
+    s = addr >> PAGE_SHIFT
+    return guest.add_memory(nid, addr, size, hint=Extents.span(s, s + pages), memmap_on_memory=flag, group=group)
 
 
 def _acpi_eject(guest: Guest, addr: int, size: int) -> bool:

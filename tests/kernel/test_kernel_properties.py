@@ -187,7 +187,7 @@ class GuestMachine(RuleBasedStateMachine):
         if err == -EINVAL and nid < self.nnodes:  # only 5.13-6.5's single-block rule says no
             assert g.profile.name == "6.1" and self.name == "altmap" and flag and n > 1
         if err == -ENOMEM:
-            low = sum(max(0, z.free - z.wmark_min) for z in g.alloc.iter_zones() if z.type.is_kernel)
+            low = sum(max(0, z.free - z.wmark_min) for z in g.alloc.zonelist(nid, kernel_only=True))
             assert self.params.get("fallback") == "fail" or low < n * 4 * (512 + 1) + 64
         if err:
             assert not (ids - self.added) & set(g.blocks)
@@ -394,7 +394,12 @@ class GuestMachine(RuleBasedStateMachine):
         present = g.alloc.total("present")
         managed = g.alloc.total("managed")
         assert present == (
-            managed + g.boot_memmap_pages + g.kernel_reserved_pages + (vmemmap_online if kernel_acct else 0) + withheld
+            managed
+            + g.boot_memmap_pages
+            + g.kernel_reserved_pages
+            + g.low_reserved_pages
+            + (vmemmap_online if kernel_acct else 0)
+            + withheld
         )
         assert present == g.boot_present + sum(b.nr_pages for b in online)
         kernel = g.alloc.total("kernel")
@@ -404,6 +409,7 @@ class GuestMachine(RuleBasedStateMachine):
             + g.stats.pagetable_pages
             + sum(g.slab_pages.values())
             + g.placement.background_pages
+            + g.stats.memmap_leaked_pages  # 6.18: what hot-remove did not give back
             + (0 if kernel_acct else vmemmap_online)
         )
         assert g.stats.memmap_kmalloc_pages == sum(
@@ -419,7 +425,7 @@ class GuestMachine(RuleBasedStateMachine):
         assert vmemmap >= in_range if self.name.startswith("node-pool") else vmemmap == in_range
         # every unmovable page is remembered where it landed: memmaps, page tables, slab, the kernel's background
         takes = [t for x in g.blocks.values() for t in x.memmap.pieces]
-        takes += [*g.table_pages.values(), *g.slab, *g.placement.background]
+        takes += [*g.table_pages.values(), *g.slab, *g.placement.background, *g.vmemmap.leaked]
         assert len(g.table_pages) == g.stats.pagetable_pages
         for b in g.blocks.values():
             assert b.unmovable == sum(t.pages for t in takes if t.block is b)
@@ -447,10 +453,11 @@ class GuestMachine(RuleBasedStateMachine):
         assert mi.blocks_online == len(online)
         if not g.blocks and not self.touched and g.alloc.stats.reclaimed_pages == 0:
             b = self.boot_mi
+            leaked = g.stats.memmap_leaked_pages  # 6.18: kept by the kernel after hot-remove
             assert (mi.MemFree_kb, mi.MemTotal_kb, mi.kernel_pages, mi.present_pages, mi.managed_pages) == (
-                b.MemFree_kb,
+                b.MemFree_kb - leaked * 4,
                 b.MemTotal_kb,
-                b.kernel_pages,
+                b.kernel_pages + leaked,
                 b.present_pages,
                 b.managed_pages,
             )

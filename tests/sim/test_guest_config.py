@@ -44,6 +44,7 @@ def test_every_guest_key_reaches_the_kernel_config():
         swap_latency="1ms",
         vcpus=4,
         auto_movable_numa_aware=False,
+        transparent_hugepage="madvise",
     )
     cfg = section.config()
     for name in GuestSection.model_fields:

@@ -32,6 +32,13 @@ def pressure_run(strategy: str, seed: int):
     ).metrics
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="this scenario's -ENOMEM hung on a 113-page margin: the 256 MiB fault chunks of the burst fitted into "
+    "ZONE_DMA32 only while the model counted ZONE_DMA's 16 MiB as DMA32 memory; with ZONE_DMA its own zone "
+    "(and the first 1 MiB reserved) no seed of it fails a hot-add. Base 1100M or 1300M, or a 128M fault rate, "
+    "showed none before either: the outcome is a margin of the workload's chunking, not a robust phenomenon",
+)
 def test_late_onlining_kmalloc_enomem_and_more_oom_kills():
     runs = {s: [pressure_run(s, seed) for seed in SEEDS] for s in ("kmalloc", "altmap", "subrange-hint")}
     assert sum(m["hotadd_enomem"] for m in runs["kmalloc"]) > 0

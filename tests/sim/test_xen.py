@@ -33,3 +33,12 @@ def test_credit_adds_more_while_earlier_sections_are_offline():
 def test_no_more_address_space_while_what_was_added_covers_the_target():
     m = _run([(10, 2 * GiB + 100 * MiB), (60, 2 * GiB + 120 * MiB)])
     assert m["xen_hotplug_segments"] == 1 and m["blocks_added_end"] == 1
+
+
+def test_the_e820_holes_are_not_a_credit():
+    """watch_target() (drivers/xen/xen-balloon.c): an HVM/PVH guest subtracts target_diff = static_max -
+    target_pages (its RAM pages at boot, get_num_physpages()) from every target, so a target equal to the
+    domain's memory asks for nothing although page 0 and 640 KiB-1 MiB are not RAM (97 pages fewer present)."""
+    m = _run([(10, 2 * GiB)])
+    assert m["xen_hotplug_segments"] == 0 and m["blocks_added_end"] == 0
+    assert m["xen_populate_batches"] == 0 and m["xen_decrease_pages"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from balloonsim.kernel import BlockState, Guest, GuestConfig
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import VirtioMemSbm, _acpi_eject, profile_for
+from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, new_guest, profile_for, replay
 
 
 def test_profile_for_release():
@@ -21,7 +21,9 @@ def _guest(**kw) -> Guest:
 
 def test_acpi_eject_refused_puts_blocks_back_online():
     """acpi_scan_try_to_offline(): a block that cannot be offlined fails the eject, and the blocks the eject
-    offlined are onlined again (acpi_bus_online)."""
+    offlined are onlined again (acpi_bus_online() -> memory_subsys_online(): MMOP_ONLINE). Their offline shrank
+    ZONE_MOVABLE to the block that stayed (shrink_zone_span()), so default_zone_for_pfn() finds no zone they
+    intersect and they come back in ZONE_NORMAL."""
     g = _guest()
     g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
     assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
@@ -30,7 +32,16 @@ def test_acpi_eject_refused_puts_blocks_back_online():
     g.blocks[35].unmovable = 1
     assert _acpi_eject(g, 4 * GiB, 1 * GiB) is False
     assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
-    g.blocks[35].unmovable = 0
+    zones = {bid: b.zone.type.value for bid, b in g.blocks.items()}
+    assert zones == {bid: "Movable" if bid == 35 else "Normal" for bid in range(32, 40)}
+
+
+def test_acpi_eject_removes_a_dimm_that_offlines():
+    g = _guest()
+    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
+    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
+    for b in sorted(g.blocks):
+        assert g.online_memory_block(b, "online_movable") == 0
     assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
     assert not g.blocks
 
@@ -48,3 +59,32 @@ def test_virtio_mem_partial_block():
     assert vm.plugged[34] == set(range(22))
     assert vm.resize(0) == 0
     assert not g.blocks
+
+
+def test_acpi_add_passes_the_flag_as_the_release_does():
+    """acpi_memory_enable_device() (drivers/acpi/acpi_memhotplug.c): on 5.13-6.5 MHP_MEMMAP_ON_MEMORY only for a
+    DIMM of exactly one memory block (4a3e5de9c4ec), so a 1 GiB DIMM on 6.1 with memmap_on_memory=1 is added with
+    the ordinary memmap, not refused; on 6.8+ each block gets its own altmap (6b8f0798b85a). One static memory
+    group per DIMM (2a1578397a16, 5.15+)."""
+    for kernel, self_hosted in (("6.1", False), ("6.12", True)):
+        g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel=kernel), get_strategy("altmap", key=""))
+        g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
+        assert _acpi_add(g, 0, 4 * GiB, 1 * GiB) == 0
+        assert len(g.blocks) == 8
+        assert all(bool(b.vmemmap_pfns) is self_hosted for b in g.blocks.values())
+        assert len(g.memory_groups) == 1 and g.memory_groups[0].max_pages == 1 * GiB >> 12
+    g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel="6.1"), get_strategy("altmap", key=""))
+    g.backing.populate(4 * GiB >> 12, 4 * GiB + 128 * MiB >> 12)
+    assert _acpi_add(g, 0, 4 * GiB, 128 * MiB) == 0
+    assert g.blocks[32].vmemmap_pfns  # one block: memmap_on_memory
+
+
+def test_the_boot_state_comes_from_the_recording(recordings):
+    """The kernel's own boot reservations (image, initramfs, memblock) depend on the distribution's build: the
+    replay reserves what the recorded boot MemTotal says, so the model starts from the real managed pages, and
+    with the watermarks that follow from them (Debian's THP madvise: khugepaged's min_free_kbytes)."""
+    for rec in recordings[:6]:
+        run = replay(rec)
+        assert run.snapshots["boot"].meminfo["MemTotal"] == rec.snapshots["boot"].meminfo["MemTotal"], rec.path.name
+        g = new_guest(rec, rec.snapshots["boot"].block_size)
+        assert g.config.transparent_hugepage == "madvise" and g.alloc.min_free_kbytes == 2 * 11 * 512 * 4
