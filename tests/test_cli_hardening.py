@@ -33,7 +33,8 @@ def test_simulate_prints_why_the_guest_crashed():
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "guest_crashed              True" in result.stdout
-    assert re.search(r"guest crashed at \d+\.\d s: memmap_init_range of memory32: write to unbacked memory at 0x100000000", result.stdout)
+    crash = r"guest crashed at \d+\.\d s: memmap_init_range of memory32: write to unbacked memory at 0x100000000"
+    assert re.search(crash, result.stdout)
 
 
 def test_simulate_show_config_prints_the_resolved_scenario(tmp_path):
