@@ -73,7 +73,8 @@ class PageAllocator:
         self.zones = zones
         self.distances = distances
         self.stats = AllocStats()
-        self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
+        self.gen = 0  # bumped by every change of the zones' memory: lets periodic work skip when nothing moved
+        self._watchers: list[Callable[[], None]] = []  # called once at the next change (watch())
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -104,6 +105,21 @@ class PageAllocator:
 
     def invalidate(self) -> None:
         self._zonelists.clear()
+
+    # -- changes -----------------------------------------------------------------------------------
+    def changed(self) -> None:
+        """The zones' memory changed (an allocation, a free, reclaim): `gen` moves and
+        whoever waits for a change hears of it. Called before the change is complete: a watcher must not read the
+        zones, only note that it has to look later."""
+        self.gen += 1
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for w in watchers:
+                w()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) at the next change: what lets a periodic check sleep while nothing moves."""
+        self._watchers.append(callback)
 
     # -- watermarks ------------------------------------------------------------------------------
     def setup_watermarks(self, min_free_kbytes_max: int) -> None:
@@ -183,7 +199,7 @@ class PageAllocator:
                 break
             n = min(z.pagecache, want - got)
             if n:
-                self.gen += 1
+                self.changed()
                 z.pagecache -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -198,7 +214,7 @@ class PageAllocator:
                 break
             n = min(z.anon, want - got)
             if n:
-                self.gen += 1
+                self.changed()
                 z.anon -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -378,7 +394,7 @@ class PageAllocator:
         txn.takes.clear()
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
-        self.gen += 1
+        self.changed()
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":
