@@ -59,7 +59,7 @@ FUNCTIONS = [
     ("guest.alloc", "kswapd"),
     ("guest.alloc", "alloc"),
     ("guest.alloc", "total"),
-    ("", "_sample"),
+    ("recorder", "_row"),
     ("", "set_target"),
     ("driver", "committed_bytes"),
 ]

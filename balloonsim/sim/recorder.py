@@ -1,0 +1,201 @@
+"""The time series of a run: one row every `sample_interval`, made only where something changed.
+
+A row is what the guest shows at a sample instant (MemTotal, MemFree, demand, page cache, target, blocks, the PSI
+averages, swap). Between two events nothing in it changes except the PSI averages, which decay on their own 2 s
+clock. So the recorder is not a SimPy process waking at every instant: `Sim.run` calls `catch_up` before it
+processes the events of a new instant, and every sample instant that passed since the last event gets the row of
+the state the last event left. While PSI is idle those rows are all equal and are kept as one row and a count;
+the arrays, and a DataFrame from them, are built only when someone reads the time series.
+
+A sample at instant s shows the state before the events of s (the first, at 0, the guest as its components
+started it), as a recorder process whose timeout was scheduled one interval earlier saw it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from balloonsim.sim.psi import FIXED_1
+from balloonsim.units import PAGE_SHIFT, PMD_PAGES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from balloonsim.plugin import World
+    from balloonsim.sim.workloads import Workload
+
+TIMESERIES_COLUMNS = [
+    "t",
+    "memtotal_bytes",
+    "memfree_bytes",
+    "demand_bytes",
+    "pagecache_bytes",
+    "target_bytes",
+    "blocks_added",
+    "blocks_online",
+    "stalled",  # fraction of the sample interval in PSI memory SOME
+    "oom_kills",
+    "psi_some_avg10",  # /proc/pressure/memory averages at the sample, as fractions
+    "psi_some_avg60",
+    "psi_full_avg10",
+    "psi_full_avg60",
+    "swap_used_bytes",
+    "swap_in_pages",  # pswpin so far
+    "swap_out_pages",  # pswpout so far
+]
+_FLOAT_COLUMNS = {"t", "stalled", "psi_some_avg10", "psi_some_avg60", "psi_full_avg10", "psi_full_avg60"}
+_PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
+_NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
+
+Row = tuple  # the columns after `t`, in TIMESERIES_COLUMNS order
+
+
+class Samples:
+    """The rows of one run, run-length coded: what a RunResult keeps until its time series is read."""
+
+    __slots__ = ("interval", "runs", "last")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.runs: list[tuple[int, int, Row]] = []  # (index of the first sample, how many, their row)
+        self.last: tuple[float, Row] | None = None  # a sample off the grid: the one taken when the guest crashed
+
+    def __len__(self) -> int:
+        return sum(n for _, n, _ in self.runs) + (self.last is not None)
+
+    def add(self, k: int, n: int, row: Row) -> None:
+        runs = self.runs
+        if runs and runs[-1][2] == row and runs[-1][0] + runs[-1][1] == k:
+            first, count, _ = runs[-1]
+            runs[-1] = (first, count + n, row)
+        else:
+            runs.append((k, n, row))
+
+    def drop_at(self, k: int) -> None:
+        """Forget sample k if it is the last one taken (a crash sample replaces it)."""
+        if self.runs:
+            first, count, row = self.runs[-1]
+            if first + count - 1 == k:
+                if count == 1:
+                    self.runs.pop()
+                else:
+                    self.runs[-1] = (first, count - 1, row)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """One array per column of TIMESERIES_COLUMNS."""
+        counts = np.array([n for _, n, _ in self.runs], dtype=np.int64)
+        firsts = np.array([k for k, _, _ in self.runs], dtype=np.int64)
+        # sample indexes: each run's first index plus 0..n-1
+        starts = np.repeat(firsts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        index = np.arange(int(counts.sum()), dtype=np.int64) + starts
+        t = index * self.interval
+        out: dict[str, np.ndarray] = {}
+        names = TIMESERIES_COLUMNS[1:]
+        for j, name in enumerate(names):
+            dtype = np.float64 if name in _FLOAT_COLUMNS else np.int64
+            out[name] = np.repeat(np.array([row[j] for _, _, row in self.runs], dtype=dtype), counts)
+        if self.last is not None:
+            t = np.append(t, self.last[0])
+            for j, name in enumerate(names):
+                out[name] = np.append(out[name], np.array(self.last[1][j], dtype=out[name].dtype))
+        return {"t": t.astype(np.float64), **out}
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.columns(), columns=TIMESERIES_COLUMNS)
+
+
+class Recorder:
+    """Takes the samples of one run as the run passes their instants (see the module docstring)."""
+
+    def __init__(self, sim: World, workload: Workload) -> None:
+        self.sim = sim
+        self.workload = workload
+        self.interval = sim.scenario.sample_interval
+        self.end = sim.scenario.duration
+        self.samples = Samples(self.interval)
+        self.next_k = 1  # sample 0 is taken by start()
+        self.next_t = self.interval
+        self._zones = list(sim.guest.alloc.iter_zones())
+        self._last_some = 0.0
+        self.memfree_min = sim.guest.alloc.total("free") << PAGE_SHIFT
+
+    def start(self) -> None:
+        """Sample 0: the guest as its components' start-up left it."""
+        self._take(0, 1, 0.0)
+
+    def catch_up(self, t: float) -> None:
+        """Take every sample due before the events of instant `t`: those at instants up to t, before the end."""
+        psi = self.sim.memory.psi
+        interval = self.interval
+        while self.next_t <= t and self.next_t < self.end:
+            k, s = self.next_k, self.next_t
+            if not psi.idle:
+                psi.advance(s)
+            some = psi.total[0]
+            stalled = min(1.0, (some - self._last_some) / interval)
+            self._last_some = some
+            n = 1
+            if psi.idle and not stalled:  # nothing moves until the next event: every due sample has this row
+                j = int(t // interval) + 1  # the last due sample: the largest j with j * interval <= t, < end
+                while j > k and (j * interval > t or j * interval >= self.end):
+                    j -= 1
+                n = j - k + 1
+            self._take(k, n, stalled)
+            self.next_k = k + n
+            self.next_t = self.next_k * interval
+        if self.next_t >= self.end:
+            self.next_t = math.inf  # no sample left: the run loop stops asking
+
+    def crash(self, now: float) -> None:
+        """The sample of the instant the guest crashed, replacing one taken at the same instant."""
+        if self.next_k and (self.next_k - 1) * self.interval == now:
+            self.samples.drop_at(self.next_k - 1)
+        self.sim.memory.psi.advance(now)
+        self.samples.last = (now, self._row(0.0))
+
+    def _take(self, k: int, n: int, stalled: float) -> None:
+        self.samples.add(k, n, self._row(stalled))
+
+    def _row(self, stalled: float) -> Row:
+        sim = self.sim
+        managed = free = cache = 0
+        for z in self._zones:  # one pass over the zones
+            managed += z.managed
+            free += z.free_pmd * PMD_PAGES + z.free_base
+            cache += z.pagecache
+        free <<= PAGE_SHIFT
+        mem = sim.memory
+        psi = mem.psi
+        swap = mem.swap
+        if free < self.memfree_min:
+            self.memfree_min = free
+        if psi.idle and not swap.pswpout:
+            pressure: tuple = _NO_PRESSURE
+        else:
+            some, full = psi.avg
+            pressure = (
+                some[0] / _PSI_PCT,
+                some[1] / _PSI_PCT,
+                full[0] / _PSI_PCT,
+                full[1] / _PSI_PCT,
+                swap.used << PAGE_SHIFT,
+                swap.pswpin,
+                swap.pswpout,
+            )
+        return (
+            managed << PAGE_SHIFT,
+            free,
+            self.workload.demand_bytes,
+            cache << PAGE_SHIFT,
+            sim.target_bytes,
+            len(sim.guest.blocks),
+            sim.guest.blocks_online,
+            stalled,
+            mem.oom_kills,
+            *pressure,
+        )
