@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from balloonsim.plugin import Plugin, World
+from balloonsim.sim.clock import URGENT, Poll
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
 
@@ -112,18 +113,23 @@ class HyperVBuffer(Controller):
     p: HyperVBufferParams
 
     def run(self):
+        """The host reads the guest's pressure report every `interval` after `report_delay`. A report that says
+        what the last one said changes nothing, so the host wakes only for the first report after the guest's
+        memory changed (balloonsim.sim.clock), ahead of the other events of that instant: the report was posted
+        before them."""
         env = self.sim.env
         startup = self.p.startup or sum(self.sim.scenario.guest.boot)
         self.sim.set_target(self.clamp(startup))
         yield env.timeout(self.p.report_delay)
         alloc = self.sim.guest.alloc
+        poll = Poll(env, alloc, env.now, self.p.interval, URGENT)
         seen = -1
         while True:
-            if alloc.gen != seen:  # a report that says what the last one said changes nothing
+            if alloc.gen != seen:
                 seen = alloc.gen
                 committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
                 self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
-            yield env.timeout(self.p.interval)
+            yield poll.sleep(None)
 
 
 class MomParams(ControllerParams):
