@@ -94,12 +94,16 @@ class PageAllocator:
         )
 
     def zonelist(self, nid: int, kernel_only: bool) -> list[Zone]:
-        """Node order: every allowed zone of the nearest node first (build_zonelists, node order)."""
+        """Node order: every allowed zone of the nearest node first (build_zonelists, node order). Zones without
+        present pages are left out: build_zonerefs_node() (mm/page_alloc.c) links only populated zones
+        (managed_zone() 4.16-5.17, populated_zone() again since e553f62f10d9, 5.18 and stable). They hold nothing,
+        and onlining that gives a zone its first pages rebuilds the lists (invalidate(), build_all_zonelists())."""
         key = (nid, kernel_only)
         zl = self._zonelists.get(key)
         if zl is None:
             types = _KERNEL_ZONES if kernel_only else _USER_ZONES
             zl = [self.zones[(n, zt)] for n in self.nodes_by_distance(nid) for zt in types]
+            zl = [z for z in zl if z.present] or zl[:1]  # never empty: callers look at zl[0]
             self._zonelists[key] = zl
         return zl
 
