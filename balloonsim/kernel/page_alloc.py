@@ -112,9 +112,9 @@ class PageAllocator:
 
     # -- changes -----------------------------------------------------------------------------------
     def changed(self) -> None:
-        """The zones' memory changed (an allocation, a free, reclaim): `gen` moves and
-        whoever waits for a change hears of it. Called before the change is complete: a watcher must not read the
-        zones, only note that it has to look later."""
+        """The zones' memory changed (an allocation, a free, reclaim): `gen` moves and whoever waits for a change
+        hears of it. Called before the change is complete: a watcher must not read the zones, only note that it
+        has to look later."""
         self.gen += 1
         if self._watchers:
             watchers, self._watchers = self._watchers, []

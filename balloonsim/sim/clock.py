@@ -1,33 +1,37 @@
-"""Periodic checks that wake only when they could see something new.
+"""Periodic checks that run only when they could see something new, in the place a fixed-period timer had.
 
 The kernel and the host poll at fixed periods (hv_balloon's 1 s pressure report and the host reading it, kswapd
 looking at the watermarks after memory moved, a workload's fault-in tick), and the model keeps their grids: a
 check runs at the instants `origin + k * period`. But a check whose inputs did not change since it last ran does
-nothing, so most of those instants are idle. A `Poll` sleeps until one of two things: an instant of its grid the
-poller asked for (a timer it really has: a demand switch, a restart delay, the next step of a fault-in), or the
-first instant of its grid after the guest's memory changed (`PageAllocator.watch`). A quiet guest then costs
-nothing per second, only per change.
+nothing, so most of those instants are idle. A `Poll` runs its check only at the instants its owner asks for (a
+timer it really has: a demand switch, a restart delay, the next step of a fault-in) and at the first instant
+after something it watches changed (`PageAllocator.watch`). A quiet guest costs nothing per period, only per
+change. The check is a plain function the Clock calls at its instant, between SimPy's events: no SimPy event
+and no process switch per check.
 
-A change at time t is seen by the poll at the first grid instant strictly after t: a poll at instant g reads the
-state as it was before anything else happened at g (it is scheduled with the priority it is given; URGENT puts
-it ahead of the ordinary events of its instant), which is also what a fixed-period poll did when its timeout had
-been scheduled a period before.
+Skipping instants must not reorder what happens at one instant. SimPy runs the events of an instant in the order
+they were scheduled, and a process waking every period scheduled its timeout for instant g when it ran at
+g - period. So a check at g runs after the events of g scheduled at or before g - period (`made_at`: a
+timeout at least a period long), before those scheduled later (`earlier`), and checks counted as scheduled at the same
+moment run by rank (the host's report before the workload's tick, as their processes used to). The time series
+is sampled in the same places (balloonsim.sim.recorder).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from heapq import heappop, heappush
+from typing import Protocol
 
 import simpy
-from simpy.events import NORMAL, URGENT
+from simpy.core import StopSimulation
+from simpy.events import NORMAL, URGENT, Timeout
 
-if TYPE_CHECKING:
-    from balloonsim.kernel.page_alloc import PageAllocator
-
-__all__ = ["NORMAL", "URGENT", "Alarm", "At", "Poll"]
+__all__ = ["EVENT_RANK", "NORMAL", "URGENT", "At", "Clock", "Observer", "Poll", "earlier", "made_at"]
 
 INF = math.inf
+_EPS = 1e-9  # seconds: scheduling times this close are the same moment (sums of float periods)
 
 
 class At(simpy.Event):
@@ -39,61 +43,125 @@ class At(simpy.Event):
         self.callbacks = []
         self._value = None
         self._ok = True
+        self.made_at = env.now
         env.schedule(self, priority, delay)  # type: ignore[arg-type]
 
 
-class Alarm:
-    """One sleeping process's wake-up: at a time it chose, or earlier when `wake_by` asks.
+def made_at(event: simpy.Event, at: float) -> float:
+    """When `event`, scheduled for time `at`, was scheduled: a timeout at `at - delay`, an At when it was made,
+    anything else (an event triggered for the instant itself) at `at`."""
+    if isinstance(event, Timeout):
+        return at - event._delay  # noqa: SLF001 - when it was scheduled; simpy keeps only this
+    if isinstance(event, At):
+        return event.made_at
+    return at
 
-    SimPy cannot cancel a scheduled event. Moving the wake-up earlier schedules a new one and moves the process's
-    resume onto it, so the old one later fires into nothing (one heap entry, no process step)."""
 
-    __slots__ = ("env", "priority", "at", "_event")
+def earlier(made: float, rank: int, other_made: float, other_rank: int) -> bool:
+    """Whether something scheduled at (made, rank) comes before something of the same instant scheduled at
+    (other_made, other_rank): scheduled earlier, or at the same moment with a lower rank. SimPy events have rank
+    EVENT_RANK: a timeout as long as a poll's period comes before the poll (it was scheduled by then)."""
+    if abs(made - other_made) <= _EPS:
+        return rank < other_rank
+    return made < other_made
 
-    def __init__(self, env: simpy.Environment, priority: int = NORMAL) -> None:
-        self.env = env
-        self.priority = priority
-        self.at = INF
-        self._event: simpy.Event | None = None
 
-    def sleep(self, at: float) -> simpy.Event:
-        """The event for the process to yield: it fires at `at` (INF: only when woken)."""
-        env = self.env
-        self.at = at
-        ev = env.event() if at == INF else At(env, max(0.0, at - env.now), self.priority)
-        self._event = ev
-        return ev
+EVENT_RANK = -3  # SimPy's own events, among things scheduled at the same moment
 
-    def wake_by(self, at: float) -> None:
-        """Wake no later than `at`. Nothing to do while the process runs (it decides its next sleep itself) or
-        when it already wakes by then."""
-        ev = self._event
-        if ev is None or at >= self.at or ev.callbacks is None:
-            return
-        new = At(self.env, max(0.0, at - self.env.now), self.priority)
-        new.callbacks, ev.callbacks = ev.callbacks, []
-        self._event, self.at = new, at
+
+class Observer(Protocol):
+    """What follows the run between its events (the recorder)."""
+
+    next_t: float  # its next instant (INF: none)
+
+    def catch_up(self, t: float, made: float, rank: int) -> None:
+        """Handle its instants that come before the next thing the run does: at t, scheduled at (made, rank)."""
+
+
+class Clock(simpy.Environment):
+    """SimPy's environment that also runs timed checks (`add_timer`), each in the place of a timeout scheduled at
+    its `made_at`, and lets an observer in between everything it runs (`run_until`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timers: list[list] = []  # heap of [at, made_at, rank, seq, poll, k]; poll None: cancelled
+        self._seq = 0
+        self.checks = 0  # timed checks run
+
+    def add_timer(self, at: float, made_at: float, rank: int, poll: Poll, k: int) -> list:
+        """Run `poll.run(k)` at time `at`, placed among the events of `at` as a timeout scheduled at `made_at` by
+        a process of this rank. Returns a handle for `cancel`."""
+        entry = [at, made_at, rank, self._seq, poll, k]
+        self._seq += 1
+        heappush(self._timers, entry)
+        return entry
+
+    @staticmethod
+    def cancel(handle: list | None) -> None:
+        if handle is not None:
+            handle[4] = None  # the poll: the loop drops the entry when it comes up
+
+    def run_until(self, until: float, observer: Observer) -> None:
+        """env.run(until=until) with the timed checks and the observer: before each step, whatever comes first
+        of the next SimPy event and the next check runs, the observer catching up before it."""
+        stop = At(self, until - self._now, URGENT)  # as Environment.run(until=...) schedules it
+        stop.callbacks.append(StopSimulation.callback)
+        queue = self._queue
+        timers = self._timers
+        step = self.step
+        try:
+            while True:
+                t, priority, _, event = queue[0]  # never empty: the stop event is in it
+                if timers:
+                    at, made, rank, _, poll, k = timers[0]
+                    if poll is None:
+                        heappop(timers)
+                        continue
+                    if at < t or (
+                        at == t and priority != URGENT and not earlier(made_at(event, t), EVENT_RANK, made, rank)
+                    ):
+                        if observer.next_t <= at:
+                            observer.catch_up(at, made, rank)
+                        heappop(timers)
+                        self._now = at
+                        self.checks += 1
+                        poll.run(k)
+                        continue
+                if observer.next_t <= t:
+                    observer.catch_up(t, -INF if priority == URGENT else made_at(event, t), EVENT_RANK)
+                step()
+        except StopSimulation:
+            pass
 
 
 class Poll:
     """A check on the grid `origin + k * period` that runs only where it may find something new: at the instants
-    its owner asks for, and at the first instant after each change of the guest's memory."""
+    its owner asks for and at the first instant after each change it watches. The owner's `check(k)` does the
+    work of instant k and returns the next instant it wants (None: none of its own)."""
 
-    __slots__ = ("env", "alloc", "origin", "period", "alarm", "_watching")
+    __slots__ = ("env", "watch", "origin", "period", "rank", "check", "_k", "_handle", "_running", "_watching")
 
     def __init__(
-        self, env: simpy.Environment, alloc: PageAllocator, origin: float, period: float, priority: int = NORMAL
+        self,
+        env: Clock,
+        watch: Callable[[Callable[[], None]], None],
+        origin: float,
+        period: float,
+        rank: int,
+        check: Callable[[int], int | None],
     ) -> None:
+        """`watch(callback)` calls the callback once at the next change the poll depends on; `rank` orders polls
+        whose timeouts would have been scheduled at one moment."""
         self.env = env
-        self.alloc = alloc
+        self.watch = watch
         self.origin = origin
         self.period = period
-        self.alarm = Alarm(env, priority)
+        self.rank = rank
+        self.check = check
+        self._k: int | None = None  # the instant of the next check
+        self._handle: list | None = None
+        self._running = False
         self._watching = False
-
-    def index(self, t: float) -> int:
-        """The grid index of instant `t` (which is on the grid)."""
-        return round((t - self.origin) / self.period)
 
     def instant(self, k: int) -> float:
         return self.origin + k * self.period
@@ -103,22 +171,47 @@ class Poll:
         k = math.ceil((t - self.origin) / self.period)
         if self.instant(k) < t:  # float rounding
             k += 1
-        elif k > 0 and self.instant(k - 1) >= t:
+        elif self.instant(k - 1) >= t:
             k -= 1
         return k
 
     def first_after(self, t: float) -> int:
         """Index of the first grid instant > t."""
-        k = self.first_at_or_after(t)
-        return k + 1 if self.instant(k) <= t else k
+        k = math.floor((t - self.origin) / self.period) + 1
+        if self.instant(k) <= t:  # float rounding
+            k += 1
+        elif self.instant(k - 1) > t:
+            k -= 1
+        return k
 
-    def sleep(self, k: int | None) -> simpy.Event:
-        """Sleep until grid instant `k` (None: no instant of its own) or the first one after a memory change."""
+    def run(self, k: int) -> None:
+        """Run the check of instant k now (the owner's first, from its start-up), then follow its answer. (A check
+        that raises ends the run: nothing needs restoring.)"""
+        self._k = None
+        self._running = True
+        nxt = self.check(k)
+        self._running = False
         if not self._watching:
             self._watching = True
-            self.alloc.watch(self._changed)
-        return self.alarm.sleep(INF if k is None else self.instant(k))
+            self.watch(self._changed)
+        if nxt is not None:
+            self._schedule(nxt)
+
+    def wake_next(self) -> None:
+        """Check at the first grid instant after now (something changed that the check must look at)."""
+        if self._running:  # the check decides its next instant itself, after it has seen everything
+            return
+        k = self.first_after(self.env._now)  # noqa: SLF001 - env.now, without the property call
+        if self._k is None or k < self._k:
+            if self._handle is not None:
+                self._handle[4] = None  # Clock.cancel
+            self._schedule(k)
+
+    def _schedule(self, k: int) -> None:
+        self._k = k
+        at = self.origin + k * self.period
+        self._handle = self.env.add_timer(at, at - self.period, self.rank, self, k)
 
     def _changed(self) -> None:
         self._watching = False
-        self.alarm.wake_by(self.instant(self.first_after(self.env.now)))
+        self.wake_next()

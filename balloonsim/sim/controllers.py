@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from balloonsim.plugin import Plugin, World
-from balloonsim.sim.clock import URGENT, Poll
+from balloonsim.sim.clock import Poll
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
 
@@ -114,22 +114,21 @@ class HyperVBuffer(Controller):
 
     def run(self):
         """The host reads the guest's pressure report every `interval` after `report_delay`. A report that says
-        what the last one said changes nothing, so the host wakes only for the first report after the guest's
-        memory changed (balloonsim.sim.clock), ahead of the other events of that instant: the report was posted
-        before them."""
+        what the last one said changes nothing, so the host reads only the first report after the guest's memory
+        changed, in the place its 1 s timer had (balloonsim.sim.clock)."""
         env = self.sim.env
-        startup = self.p.startup or sum(self.sim.scenario.guest.boot)
-        self.sim.set_target(self.clamp(startup))
+        self._startup = self.p.startup or sum(self.sim.scenario.guest.boot)
+        self.sim.set_target(self.clamp(self._startup))
         yield env.timeout(self.p.report_delay)
+        self._seen = -1
+        Poll(env, self.sim.guest.alloc.watch, env.now, self.p.interval, 0, self._report).run(0)
+
+    def _report(self, k: int) -> None:
         alloc = self.sim.guest.alloc
-        poll = Poll(env, alloc, env.now, self.p.interval, URGENT)
-        seen = -1
-        while True:
-            if alloc.gen != seen:
-                seen = alloc.gen
-                committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
-                self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
-            yield poll.sleep(None)
+        if alloc.gen != self._seen:
+            self._seen = alloc.gen
+            committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
+            self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
 
 
 class MomParams(ControllerParams):

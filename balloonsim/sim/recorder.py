@@ -2,13 +2,14 @@
 
 A row is what the guest shows at a sample instant (MemTotal, MemFree, demand, page cache, target, blocks, the PSI
 averages, swap). Between two events nothing in it changes except the PSI averages, which decay on their own 2 s
-clock. So the recorder is not a SimPy process waking at every instant: `Sim.run` calls `catch_up` before it
-processes the events of a new instant, and every sample instant that passed since the last event gets the row of
-the state the last event left. While PSI is idle those rows are all equal and are kept as one row and a count;
-the arrays, and a DataFrame from them, are built only when someone reads the time series.
+clock. So the recorder is not a SimPy process waking at every instant: the run loop (Clock.run_until) calls
+`catch_up` before the next thing it runs, and every sample instant that passed gets the row of the state the last
+one left. While PSI is idle those rows are all equal and are kept as one row and a count; the arrays, and a
+DataFrame from them, are built only when someone reads the time series.
 
-A sample at instant s shows the state before the events of s (the first, at 0, the guest as its components
-started it), as a recorder process whose timeout was scheduled one interval earlier saw it.
+A sample at instant s shows the state a recorder process waking every interval saw: its timeout for s was
+scheduled when it took the sample before, so it comes after the events of s scheduled at or before s - interval
+and before the later ones (balloonsim.sim.clock). Sample 0 is the guest as its components' start-up left it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from balloonsim.sim.clock import earlier
 from balloonsim.sim.psi import FIXED_1
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES
 
@@ -49,6 +51,7 @@ TIMESERIES_COLUMNS = [
 _FLOAT_COLUMNS = {"t", "stalled", "psi_some_avg10", "psi_some_avg60", "psi_full_avg10", "psi_full_avg60"}
 _PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
 _NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
+_RANK = -2  # a sample's timeout goes before polls' timeouts scheduled at the same moment
 
 Row = tuple  # the columns after `t`, in TIMESERIES_COLUMNS order
 
@@ -118,84 +121,98 @@ class Recorder:
         self.interval = sim.scenario.sample_interval
         self.end = sim.scenario.duration
         self.samples = Samples(self.interval)
-        self.next_k = 1  # sample 0 is taken by start()
-        self.next_t = self.interval
+        self.next_k = 0
+        self.next_t = math.inf  # nothing before start()
         self._zones = list(sim.guest.alloc.iter_zones())
+        self._mem = sim.memory
         self._last_some = 0.0
         self.memfree_min = sim.guest.alloc.total("free") << PAGE_SHIFT
 
     def start(self) -> None:
         """Sample 0: the guest as its components' start-up left it."""
-        self._take(0, 1, 0.0)
+        self.samples.add(0, 1, self._row(0.0))
+        self._advance(1)
 
-    def catch_up(self, t: float) -> None:
-        """Take every sample due before the events of instant `t`: those at instants up to t, before the end."""
-        psi = self.sim.memory.psi
+    def catch_up(self, t: float, made: float, rank: int) -> None:
+        """Take every sample that comes before the next thing the run does, at t, scheduled at (made, rank): the
+        samples of earlier instants, and the one at t unless that thing was scheduled before the sample's timeout
+        would have been (balloonsim.sim.clock)."""
+        psi = self._mem.psi
         interval = self.interval
-        while self.next_t <= t and self.next_t < self.end:
+        add = self.samples.add
+        while self.next_t < t or (self.next_t == t and not earlier(made, rank, t - interval, _RANK)):
             k, s = self.next_k, self.next_t
-            if not psi.idle:
+            idle = psi.idle
+            if not idle:
                 psi.advance(s)
+                idle = psi.idle
             some = psi.total[0]
-            stalled = min(1.0, (some - self._last_some) / interval)
+            stalled = min(1.0, (some - self._last_some) / interval) if some != self._last_some else 0.0
             self._last_some = some
             n = 1
-            if psi.idle and not stalled:  # nothing moves until the next event: every due sample has this row
-                j = int(t // interval) + 1  # the last due sample: the largest j with j * interval <= t, < end
-                while j > k and (j * interval > t or j * interval >= self.end):
+            if s < t and idle and not stalled:  # nothing moves before the event: the samples before t are alike
+                j = int(t // interval) + 1  # the last sample before t: the largest j with j * interval < t, < end
+                while j > k and (j * interval >= t or j * interval >= self.end):
                     j -= 1
                 n = j - k + 1
-            self._take(k, n, stalled)
-            self.next_k = k + n
-            self.next_t = self.next_k * interval
-        if self.next_t >= self.end:
-            self.next_t = math.inf  # no sample left: the run loop stops asking
+            add(k, n, self._row(stalled))
+            self._advance(k + n)
+
+    def _advance(self, k: int) -> None:
+        self.next_k = k
+        t = k * self.interval
+        self.next_t = t if t < self.end else math.inf  # none left: the run loop stops asking
 
     def crash(self, now: float) -> None:
         """The sample of the instant the guest crashed, replacing one taken at the same instant."""
         if self.next_k and (self.next_k - 1) * self.interval == now:
             self.samples.drop_at(self.next_k - 1)
-        self.sim.memory.psi.advance(now)
+        self._mem.psi.advance(now)
         self.samples.last = (now, self._row(0.0))
 
-    def _take(self, k: int, n: int, stalled: float) -> None:
-        self.samples.add(k, n, self._row(stalled))
-
     def _row(self, stalled: float) -> Row:
-        sim = self.sim
         managed = free = cache = 0
         for z in self._zones:  # one pass over the zones
             managed += z.managed
             free += z.free_pmd * PMD_PAGES + z.free_base
             cache += z.pagecache
         free <<= PAGE_SHIFT
-        mem = sim.memory
-        psi = mem.psi
-        swap = mem.swap
         if free < self.memfree_min:
             self.memfree_min = free
+        mem = self._mem
+        psi = mem.psi
+        swap = mem.swap
+        sim = self.sim
+        guest = sim.guest
         if psi.idle and not swap.pswpout:
-            pressure: tuple = _NO_PRESSURE
-        else:
-            some, full = psi.avg
-            pressure = (
-                some[0] / _PSI_PCT,
-                some[1] / _PSI_PCT,
-                full[0] / _PSI_PCT,
-                full[1] / _PSI_PCT,
-                swap.used << PAGE_SHIFT,
-                swap.pswpin,
-                swap.pswpout,
+            return (
+                managed << PAGE_SHIFT,
+                free,
+                self.workload.demand_bytes,
+                cache << PAGE_SHIFT,
+                sim.target_bytes,
+                len(guest.blocks),
+                guest.blocks_online,
+                stalled,
+                mem.oom_kills,
+                *_NO_PRESSURE,
             )
+        some, full = psi.avg
         return (
             managed << PAGE_SHIFT,
             free,
             self.workload.demand_bytes,
             cache << PAGE_SHIFT,
             sim.target_bytes,
-            len(sim.guest.blocks),
-            sim.guest.blocks_online,
+            len(guest.blocks),
+            guest.blocks_online,
             stalled,
             mem.oom_kills,
-            *pressure,
+            some[0] / _PSI_PCT,
+            some[1] / _PSI_PCT,
+            full[0] / _PSI_PCT,
+            full[1] / _PSI_PCT,
+            swap.used << PAGE_SHIFT,
+            swap.pswpin,
+            swap.pswpout,
         )

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from balloonsim.errors import ConfigError, TraceError
 from balloonsim.plugin import Plugin, World
-from balloonsim.sim.clock import Poll
+from balloonsim.sim.clock import URGENT, At, Poll
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, format_size, parse_duration, parse_size
@@ -132,51 +132,52 @@ class Workload(Plugin):
         return min(self._blocked_until, self.next_change(now))
 
     def start(self) -> None:
-        self.sim.env.process(self.run())
-
-    def run(self):
+        """The first tick runs at 0 after the components started before this one (as its process did)."""
         env = self.sim.env
+        p = self.p
+        tick = p.tick
+        self._fault_pages = max(1, int(p.fault_rate * tick) >> PAGE_SHIFT)
+        self._touch_pages = (p.touch_rate or p.fault_rate) / PAGE_SIZE  # per second of running
+        self._cache_every = max(1, round(p.cache_interval / tick))
+        self._cache_pages = int(p.cache_rate * tick * self._cache_every) >> PAGE_SHIFT
+        self._cache_limit = p.cache_max >> PAGE_SHIFT
+        self._cache_idle_gen = self._kswapd_gen = -1
+        # after the host's report at an instant both have (rank 0), as the two processes used to run
+        poll = self._poll = Poll(env, self.sim.guest.alloc.watch, env.now, tick, 1, self.tick)
+        At(env, 0.0, URGENT).callbacks.append(lambda _: poll.run(0))
+
+    def tick(self, k: int) -> int | None:
+        """The work of tick k (at k * tick): fault-in, file reads, kswapd, what the tasks felt. Each piece runs only
+        when what it depends on changed since it last had nothing to do. Returns the next tick at which one of
+        them may have something to do (None: only after the guest's memory changed). The cache grows at the ticks
+        with (k + 1) % cache_every == 0."""
+        now = self.sim.env.now
         alloc = self.sim.guest.alloc
-        tick = self.p.tick
-        fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
-        touch_pages = (self.p.touch_rate or self.p.fault_rate) / PAGE_SIZE  # per second of running
-        cache_every = max(1, round(self.p.cache_interval / tick))
-        cache_pages = int(self.p.cache_rate * tick * cache_every) >> PAGE_SHIFT
-        cache_limit = self.p.cache_max >> PAGE_SHIFT
-        cache_idle_gen = kswapd_gen = -1
         mem = self.mem
-        demand = self.demand
-        poll = self._poll = Poll(env, alloc, env.now, tick)
-        k = 0  # this tick's index on the grid; the cache grows at the ticks k with (k + 1) % cache_every == 0
-        # Each piece of work below runs only when what it depends on changed since it last had nothing to do;
-        # the next tick is the first at which one of them may have something to do.
-        while True:
-            now = env.now
-            if not self._settled or demand(now) >> PAGE_SHIFT != self._last_want:
-                self.step(now, fault_pages)
-            if cache_pages and (k + 1) % cache_every == 0 and alloc.gen != cache_idle_gen:
-                if not mem.read_files(cache_pages, cache_limit):
-                    cache_idle_gen = alloc.gen
-            if alloc.gen != kswapd_gen:
-                alloc.kswapd(alloc.zonelist(0, kernel_only=False))
-                kswapd_gen = alloc.gen
-            if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
-                mem.account(now, tick, touch_pages)
-            if mem.pending or alloc.gen != kswapd_gen:
-                nxt: int | None = k + 1
-            else:
-                t = self.next_step(now)
-                nxt = max(k + 1, poll.first_at_or_after(t - tick * 1e-9)) if t < math.inf else None
-                if cache_pages and alloc.gen != cache_idle_gen:
-                    boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
-                    nxt = boundary if nxt is None else min(nxt, boundary)
-            yield poll.sleep(nxt)
-            k = poll.index(env.now)
+        if not self._settled or self.demand(now) >> PAGE_SHIFT != self._last_want:
+            self.step(now, self._fault_pages)
+        cache_every, cache_pages = self._cache_every, self._cache_pages
+        if cache_pages and (k + 1) % cache_every == 0 and alloc.gen != self._cache_idle_gen:
+            if not mem.read_files(cache_pages, self._cache_limit):
+                self._cache_idle_gen = alloc.gen
+        if alloc.gen != self._kswapd_gen:
+            alloc.kswapd(alloc.zonelist(0, kernel_only=False))
+            self._kswapd_gen = alloc.gen
+        if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
+            mem.account(now, self.p.tick, self._touch_pages)
+        if mem.pending or alloc.gen != self._kswapd_gen:
+            return k + 1
+        t = self.next_step(now)
+        nxt = max(k + 1, self._poll.first_at_or_after(t - self.p.tick * 1e-9)) if t < math.inf else None  # type: ignore[union-attr]
+        if cache_pages and alloc.gen != self._cache_idle_gen:
+            boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
+            nxt = boundary if nxt is None else min(nxt, boundary)
+        return nxt
 
     def wake(self) -> None:
         """Something changed that the next tick must look at (a task was killed)."""
         if self._poll is not None:
-            self._poll.alarm.wake_by(self._poll.instant(self._poll.first_after(self.sim.env.now)))
+            self._poll.wake_next()
 
     def step(self, now: float, fault_pages: int) -> None:
         want = self.demand(now) >> PAGE_SHIFT

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import simpy
-from simpy.core import StopSimulation
 
 from balloonsim import memmap
 from balloonsim.kernel import Guest, GuestCrash
@@ -21,7 +20,7 @@ from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
 from balloonsim.plugin import Plugin
 from balloonsim.scenario import Scenario, load_scenario
-from balloonsim.sim.clock import URGENT, At
+from balloonsim.sim.clock import URGENT, At, Clock
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
@@ -56,7 +55,7 @@ class Sim:
     def __init__(self, scenario: Scenario, seed: int):
         self.scenario = sc = scenario
         self.seed = seed
-        self.env = simpy.Environment()
+        self.env = Clock()
         self.events = EventLog(sc.record_events)
         g = sc.guest
         parts = sc.components()
@@ -106,24 +105,16 @@ class Sim:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> None:
-        """Start the components and run to the end (or the crash). The loop is SimPy's own (Environment.run), with
-        the recorder's catch-up before each new instant: samples cost nothing while nothing happens."""
+        """Start the components and run to the end (or the crash). The recorder takes its samples between events
+        (Clock.run_until): they cost nothing while nothing happens."""
         env = self.env
         onlining, workload, controller, driver = self.components
         for component in (onlining, driver, controller, workload):  # agents hear uevents before drivers add
             component.start()
         recorder = self.recorder
         At(env, 0.0, URGENT).callbacks.append(lambda _: recorder.start())  # after the components' first steps
-        stop = At(env, self.scenario.duration, URGENT)  # as env.run(until=duration) schedules it
-        stop.callbacks.append(StopSimulation.callback)
-        step, peek = env.step, env.peek
         try:
-            while True:
-                if peek() >= recorder.next_t:
-                    recorder.catch_up(peek())
-                step()
-        except StopSimulation:
-            pass
+            env.run_until(self.scenario.duration, recorder)
         except GuestCrash as crash:
             self.crash = crash
             self.crash_time = env.now
@@ -225,5 +216,6 @@ def _first_after(times: list[float], start: float) -> float | None:
 
 
 def _scheduled_events(env: simpy.Environment) -> int:
-    """Events SimPy has scheduled so far (its event id counter); read once, at the end."""
+    """Events SimPy has scheduled so far (its event id counter; a Clock's wake-ups placed between ids are not
+    counted); read once, at the end."""
     return next(env._eid)  # noqa: SLF001 - the cheapest exact count; simpy exposes no public one
