@@ -40,6 +40,9 @@ class Gfp(StrEnum):
     BALLOON = "balloon"
 
 
+_CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
+
+
 @dataclass
 class Take:
     """One piece of an allocation: so that a failed add_memory() can hand it all back."""
@@ -246,6 +249,11 @@ class PageAllocator:
         """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
         their low watermark, kswapd reclaims the node's page cache (and anon, with swap), from any of its
         zones, until the deficit to the high watermarks is made up."""
+        for z in zones:  # the common case first: every zone at or above its low watermark, nothing to do
+            if z.managed and z.free_pmd * PMD_PAGES + z.free_base < z.wmark_low:
+                break
+        else:
+            return
         deficit: dict[int, int] = {}
         for z in zones:
             if z.managed and z.free < z.wmark_low:
@@ -305,14 +313,12 @@ class PageAllocator:
         """
         if n <= 0:
             return 0
-        kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL, Gfp.BALLOON)  # GFP_HIGHUSER has no __GFP_MOVABLE
-        zl = self.zonelist(nid, kernel_only=kernel)
-        kind = charge or (
-            "kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else ("balloon" if gfp is Gfp.BALLOON else "anon")
-        )
+        kernel = gfp is not Gfp.USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
+        zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
+        kind = charge or _CHARGE[gfp]
         first = zl[0]
-        if first.free - first.wmark_low >= n:  # the fast path: the preferred zone has room above low
-            self._take(first, n, kind, nid, txn)
+        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
+            self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
         avail = self._fits(zl, n, use_min=True)
         if gfp is not Gfp.BALLOON and self._fits(zl, n, use_min=False) < n:
