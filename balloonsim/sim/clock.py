@@ -20,7 +20,8 @@ is sampled in the same places (balloonsim.sim.recorder).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from heapq import heappop, heappush
 from typing import Protocol
 
@@ -87,6 +88,7 @@ class Clock(simpy.Environment):
         self._timers: list[list] = []  # heap of [at, made_at, rank, seq, poll, k]; poll None: cancelled
         self._seq = 0
         self.checks = 0  # timed checks run
+        self._step_watchers: list[Callable[[], None]] = []
 
     def add_timer(self, at: float, made_at: float, rank: int, poll: Poll, k: int) -> list:
         """Run `poll.run(k)` at time `at`, placed among the events of `at` as a timeout scheduled at `made_at` by
@@ -95,6 +97,11 @@ class Clock(simpy.Environment):
         self._seq += 1
         heappush(self._timers, entry)
         return entry
+
+    def watch_steps(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) after the next SimPy event: whatever the processes do (a driver's hot-add, an
+        agent's onlining) happens in one."""
+        self._step_watchers.append(callback)
 
     @staticmethod
     def cancel(handle: list | None) -> None:
@@ -130,6 +137,10 @@ class Clock(simpy.Environment):
                 if observer.next_t <= t:
                     observer.catch_up(t, -INF if priority == URGENT else made_at(event, t), EVENT_RANK)
                 step()
+                if self._step_watchers:
+                    watchers, self._step_watchers = self._step_watchers, []
+                    for w in watchers:
+                        w()
         except StopSimulation:
             pass
 
@@ -139,21 +150,20 @@ class Poll:
     its owner asks for and at the first instant after each change it watches. The owner's `check(k)` does the
     work of instant k and returns the next instant it wants (None: none of its own)."""
 
-    __slots__ = ("env", "watch", "origin", "period", "rank", "check", "_k", "_handle", "_running", "_watching")
+    __slots__ = ("env", "origin", "period", "rank", "check", "_k", "_handle", "_running", "_sources", "_watching")
 
     def __init__(
         self,
         env: Clock,
-        watch: Callable[[Callable[[], None]], None],
+        watch: Sequence[Callable[[Callable[[], None]], None]],
         origin: float,
         period: float,
         rank: int,
         check: Callable[[int], int | None],
     ) -> None:
-        """`watch(callback)` calls the callback once at the next change the poll depends on; `rank` orders polls
-        whose timeouts would have been scheduled at one moment."""
+        """Each of `watch` (PageAllocator.watch, Clock.watch_steps) calls a callback once at the next change of
+        what the poll depends on; `rank` orders polls whose timeouts would have been scheduled at one moment."""
         self.env = env
-        self.watch = watch
         self.origin = origin
         self.period = period
         self.rank = rank
@@ -161,7 +171,8 @@ class Poll:
         self._k: int | None = None  # the instant of the next check
         self._handle: list | None = None
         self._running = False
-        self._watching = False
+        self._sources = [(w, partial(self._changed, i)) for i, w in enumerate(watch)]
+        self._watching = [False] * len(self._sources)
 
     def instant(self, k: int) -> float:
         return self.origin + k * self.period
@@ -191,11 +202,17 @@ class Poll:
         self._running = True
         nxt = self.check(k)
         self._running = False
-        if not self._watching:
-            self._watching = True
-            self.watch(self._changed)
-        if nxt is not None:
-            self._schedule(nxt)
+        self.follow(nxt)
+
+    def follow(self, k: int | None) -> None:
+        """Check next at instant k (None: none of its own), and at the first instant after a change."""
+        watching = self._watching
+        for i, (watch, callback) in enumerate(self._sources):
+            if not watching[i]:
+                watching[i] = True
+                watch(callback)
+        if k is not None:
+            self._schedule(k)
 
     def wake_next(self) -> None:
         """Check at the first grid instant after now (something changed that the check must look at)."""
@@ -212,6 +229,6 @@ class Poll:
         at = self.origin + k * self.period
         self._handle = self.env.add_timer(at, at - self.period, self.rank, self, k)
 
-    def _changed(self) -> None:
-        self._watching = False
+    def _changed(self, source: int) -> None:
+        self._watching[source] = False
         self.wake_next()

@@ -143,7 +143,7 @@ class Workload(Plugin):
         self._cache_limit = p.cache_max >> PAGE_SHIFT
         self._cache_idle_gen = self._kswapd_gen = -1
         # after the host's report at an instant both have (rank 0), as the two processes used to run
-        poll = self._poll = Poll(env, self.sim.guest.alloc.watch, env.now, tick, 1, self.tick)
+        poll = self._poll = Poll(env, [self.sim.guest.alloc.watch], env.now, tick, 1, self.tick)
         At(env, 0.0, URGENT).callbacks.append(lambda _: poll.run(0))
 
     def tick(self, k: int) -> int | None:
