@@ -113,9 +113,11 @@ class HyperVBuffer(Controller):
     p: HyperVBufferParams
 
     def run(self):
-        """The host reads the guest's pressure report every `interval` after `report_delay`. A report that says
-        what the last one said changes nothing, so the host reads only the first report after the guest's memory
-        changed, in the place its 1 s timer had (balloonsim.sim.clock)."""
+        """The host reads the guest's pressure report every `interval` after `report_delay`. A report says what the
+        last one said until something it counts changes: committed memory (the allocator's anon, kernel, balloon
+        and swap), or what a process did (a driver's hot-add, an onlining: the added-but-not-onlined pages and the
+        floor, which follows MemTotal). So the host reads the first report after such a change, in the place its
+        1 s timer had (balloonsim.sim.clock), and sets the target from it."""
         env = self.sim.env
         self._startup = self.p.startup or sum(self.sim.scenario.guest.boot)
         self.sim.set_target(self.clamp(self._startup))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from balloonsim.sim.clock import earlier
+from balloonsim.sim.clock import Key, timeout_key
 from balloonsim.sim.psi import FIXED_1
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from balloonsim.plugin import World
+    from balloonsim.sim.clock import Clock
     from balloonsim.sim.workloads import Workload
 
 TIMESERIES_COLUMNS = [
@@ -51,60 +52,48 @@ TIMESERIES_COLUMNS = [
 _FLOAT_COLUMNS = {"t", "stalled", "psi_some_avg10", "psi_some_avg60", "psi_full_avg10", "psi_full_avg60"}
 _PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
 _NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
-_RANK = -2  # a sample's timeout goes before polls' timeouts scheduled at the same moment
+_RANK = 2  # of timeouts made at one moment, a sample's comes after the components' (their processes ran first)
 
 Row = tuple  # the columns after `t`, in TIMESERIES_COLUMNS order
 
 
 class Samples:
-    """The rows of one run, run-length coded: what a RunResult keeps until its time series is read."""
+    """The rows of one run, run-length coded (sample 0 on, each row with how many samples share it): what a
+    RunResult keeps until its time series is read."""
 
-    __slots__ = ("interval", "runs", "last")
+    __slots__ = ("interval", "counts", "rows", "last")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.runs: list[tuple[int, int, Row]] = []  # (index of the first sample, how many, their row)
+        self.counts: list[int] = []
+        self.rows: list[Row] = []
         self.last: tuple[float, Row] | None = None  # a sample off the grid: the one taken when the guest crashed
 
     def __len__(self) -> int:
-        return sum(n for _, n, _ in self.runs) + (self.last is not None)
+        return sum(self.counts) + (self.last is not None)
 
-    def add(self, k: int, n: int, row: Row) -> None:
-        runs = self.runs
-        if runs and runs[-1][2] == row and runs[-1][0] + runs[-1][1] == k:
-            first, count, _ = runs[-1]
-            runs[-1] = (first, count + n, row)
-        else:
-            runs.append((k, n, row))
-
-    def drop_at(self, k: int) -> None:
-        """Forget sample k if it is the last one taken (a crash sample replaces it)."""
-        if self.runs:
-            first, count, row = self.runs[-1]
-            if first + count - 1 == k:
-                if count == 1:
-                    self.runs.pop()
-                else:
-                    self.runs[-1] = (first, count - 1, row)
+    def drop_last(self) -> None:
+        """Forget the last sample (a crash sample replaces it)."""
+        if self.counts:
+            self.counts[-1] -= 1
+            if not self.counts[-1]:
+                self.counts.pop()
+                self.rows.pop()
 
     def columns(self) -> dict[str, np.ndarray]:
         """One array per column of TIMESERIES_COLUMNS."""
-        counts = np.array([n for _, n, _ in self.runs], dtype=np.int64)
-        firsts = np.array([k for k, _, _ in self.runs], dtype=np.int64)
-        # sample indexes: each run's first index plus 0..n-1
-        starts = np.repeat(firsts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        index = np.arange(int(counts.sum()), dtype=np.int64) + starts
-        t = index * self.interval
+        counts = np.array(self.counts, dtype=np.int64)
+        t = np.arange(int(counts.sum()), dtype=np.float64) * self.interval
         out: dict[str, np.ndarray] = {}
         names = TIMESERIES_COLUMNS[1:]
         for j, name in enumerate(names):
             dtype = np.float64 if name in _FLOAT_COLUMNS else np.int64
-            out[name] = np.repeat(np.array([row[j] for _, _, row in self.runs], dtype=dtype), counts)
+            out[name] = np.repeat(np.array([row[j] for row in self.rows], dtype=dtype), counts)
         if self.last is not None:
             t = np.append(t, self.last[0])
             for j, name in enumerate(names):
                 out[name] = np.append(out[name], np.array(self.last[1][j], dtype=out[name].dtype))
-        return {"t": t.astype(np.float64), **out}
+        return {"t": t, **out}
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -115,7 +104,7 @@ class Samples:
 class Recorder:
     """Takes the samples of one run as the run passes their instants (see the module docstring)."""
 
-    def __init__(self, sim: World, workload: Workload) -> None:
+    def __init__(self, sim: World, workload: Workload, clock: Clock) -> None:
         self.sim = sim
         self.workload = workload
         self.interval = sim.scenario.sample_interval
@@ -125,48 +114,61 @@ class Recorder:
         self.next_t = math.inf  # nothing before start()
         self._zones = list(sim.guest.alloc.iter_zones())
         self._mem = sim.memory
+        self._guest = sim.guest
+        self._clock = clock
+        self._key: Key = ()  # the place of the next sample among the events of its instant
         self._last_some = 0.0
         self.memfree_min = sim.guest.alloc.total("free") << PAGE_SHIFT
 
     def start(self) -> None:
         """Sample 0: the guest as its components' start-up left it."""
-        self.samples.add(0, 1, self._row(0.0))
-        self._advance(1)
+        self.samples.counts.append(1)
+        self.samples.rows.append(self._row(0.0))
+        self._set_next(1)
 
-    def catch_up(self, t: float, made: float, rank: int) -> None:
-        """Take every sample that comes before the next thing the run does, at t, scheduled at (made, rank): the
-        samples of earlier instants, and the one at t unless that thing was scheduled before the sample's timeout
-        would have been (balloonsim.sim.clock)."""
-        psi = self._mem.psi
+    def _set_next(self, k: int) -> None:
+        """Sample k is next; its timeout would be scheduled now, after the sample before."""
+        self.next_k = k
+        t = k * self.interval
+        self.next_t = t if t < self.end else math.inf  # none left: the run loop stops asking
+        self._key = timeout_key(t, self._clock.next_eid, t - self.interval, _RANK)
+
+    def catch_up(self, key: Key) -> None:
+        """Take every sample placed before `key`, the next thing the run does: the samples of earlier instants,
+        and the one at its instant if it comes first there (balloonsim.sim.clock)."""
+        t = key[0]
+        if self.next_t == t and key < self._key:
+            return
         interval = self.interval
-        add = self.samples.add
-        while self.next_t < t or (self.next_t == t and not earlier(made, rank, t - interval, _RANK)):
+        psi = self._mem.psi
+        counts, rows = self.samples.counts, self.samples.rows
+        while True:
             k, s = self.next_k, self.next_t
             idle = psi.idle
             if not idle:
                 psi.advance(s)
                 idle = psi.idle
             some = psi.total[0]
-            stalled = min(1.0, (some - self._last_some) / interval) if some != self._last_some else 0.0
-            self._last_some = some
+            stalled = 0.0
+            if some != self._last_some:
+                stalled = min(1.0, (some - self._last_some) / interval)
+                self._last_some = some
             n = 1
             if s < t and idle and not stalled:  # nothing moves before the event: the samples before t are alike
                 j = int(t // interval) + 1  # the last sample before t: the largest j with j * interval < t, < end
                 while j > k and (j * interval >= t or j * interval >= self.end):
                     j -= 1
                 n = j - k + 1
-            add(k, n, self._row(stalled))
-            self._advance(k + n)
-
-    def _advance(self, k: int) -> None:
-        self.next_k = k
-        t = k * self.interval
-        self.next_t = t if t < self.end else math.inf  # none left: the run loop stops asking
+            counts.append(n)
+            rows.append(self._row(stalled))
+            self._set_next(k + n)
+            if self.next_t > t or (self.next_t == t and key < self._key):
+                break
 
     def crash(self, now: float) -> None:
         """The sample of the instant the guest crashed, replacing one taken at the same instant."""
         if self.next_k and (self.next_k - 1) * self.interval == now:
-            self.samples.drop_at(self.next_k - 1)
+            self.samples.drop_last()
         self._mem.psi.advance(now)
         self.samples.last = (now, self._row(0.0))
 
@@ -182,32 +184,22 @@ class Recorder:
         mem = self._mem
         psi = mem.psi
         swap = mem.swap
-        sim = self.sim
-        guest = sim.guest
-        if psi.idle and not swap.pswpout:
-            return (
-                managed << PAGE_SHIFT,
-                free,
-                self.workload.demand_bytes,
-                cache << PAGE_SHIFT,
-                sim.target_bytes,
-                len(guest.blocks),
-                guest.blocks_online,
-                stalled,
-                mem.oom_kills,
-                *_NO_PRESSURE,
-            )
-        some, full = psi.avg
-        return (
+        guest = self._guest
+        row = (
             managed << PAGE_SHIFT,
             free,
             self.workload.demand_bytes,
             cache << PAGE_SHIFT,
-            sim.target_bytes,
+            self.sim.target_bytes,
             len(guest.blocks),
             guest.blocks_online,
             stalled,
             mem.oom_kills,
+        )
+        if psi.idle and not swap.pswpout:
+            return row + _NO_PRESSURE
+        some, full = psi.avg
+        return row + (
             some[0] / _PSI_PCT,
             some[1] / _PSI_PCT,
             full[0] / _PSI_PCT,

@@ -79,7 +79,7 @@ class Sim:
         self.components: tuple[Plugin, ...] = (self.onlining, self.workload, self.controller, driver)
         self.crash: GuestCrash | None = None
         self.crash_time: float | None = None
-        self.recorder = Recorder(self, self.workload)
+        self.recorder = Recorder(self, self.workload, self.env)
         self.memtotal_start = self.guest.alloc.total("managed") << PAGE_SHIFT
 
     # -- shared services ---------------------------------------------------------------------------
@@ -228,6 +228,7 @@ def _first_after(times: list[float], start: float) -> float | None:
 
 
 def _scheduled_events(env: simpy.Environment) -> int:
-    """Events SimPy has scheduled so far (its event id counter; a Clock's wake-ups placed between ids are not
-    counted); read once, at the end."""
+    """Events SimPy has scheduled so far (a Clock counts them; SimPy's own counter is read once, at the end)."""
+    if isinstance(env, Clock):
+        return env.scheduled_events
     return next(env._eid)  # noqa: SLF001 - the cheapest exact count; simpy exposes no public one
