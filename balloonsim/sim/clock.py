@@ -60,6 +60,9 @@ class Observer(Protocol):
 
     next_t: float  # its next instant (INF: none)
 
+    def has_instant(self, t: float) -> bool:
+        """Whether `t` is one of its instants."""
+
     def catch_up(self, key: Key) -> None:
         """Handle its instants placed before `key`, the next thing the run does."""
 
@@ -162,11 +165,11 @@ class Clock(simpy.Environment):
                         key = None
                         if len(timers) > 1 and (timers[1][0] == at or (len(timers) > 2 and timers[2][0] == at)):
                             entry, key = self._first_of(at)  # checks sharing their instant go by place
-                        if at == t or observer.next_t <= at:  # its place matters: it shares its instant
-                            key = key or entry[2].place(entry[3])
+                        if at == t or (observer.next_t <= at and observer.has_instant(at)):  # it shares its
+                            key = key or entry[2].place(entry[3])  # instant: its place matters
                         if at < t or key < top[:3]:
                             if observer.next_t <= at:
-                                observer.catch_up(key)
+                                observer.catch_up(key or (at, URGENT))  # no instant of its at `at`
                             heappop(timers)
                             self._now = at
                             self.checks += 1

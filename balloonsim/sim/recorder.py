@@ -133,6 +133,10 @@ class Recorder:
         self.next_t = t if t < self.end else math.inf  # none left: the run loop stops asking
         self._key = timeout_key(t, self._clock.next_eid, t - self.interval, _RANK)
 
+    def has_instant(self, t: float) -> bool:
+        k = round(t / self.interval)
+        return k * self.interval == t and t < self.end
+
     def catch_up(self, key: Key) -> None:
         """Take every sample placed before `key`, the next thing the run does: the samples of earlier instants,
         and the one at its instant if it comes first there (balloonsim.sim.clock)."""
