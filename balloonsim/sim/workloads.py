@@ -357,10 +357,10 @@ class RandomTasks(Workload):
 
     def next_step(self, now: float) -> float:
         """The next arrival (while there is room for it), end of a task or restart; every tick while tasks fault
-        in."""
+        in, or when a kill left demand_bytes behind (step() brings it up to date)."""
         if self._failed:
-            return math.inf
-        if self._faulting:
+            return now if self.demand_bytes else math.inf
+        if self._faulting or self.demand(now) != self.demand_bytes:
             return now
         t = min((self._ends.get(task.id, math.inf) for task in self.tasks if task.alive), default=math.inf)
         if sum(1 for task in self.tasks if task.alive) < self.p.max_tasks:
