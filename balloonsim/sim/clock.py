@@ -28,7 +28,8 @@ from typing import Protocol
 
 import simpy
 from simpy.core import StopSimulation
-from simpy.events import NORMAL, URGENT
+from simpy.core import SimTime
+from simpy.events import NORMAL, URGENT, EventPriority
 
 __all__ = ["NORMAL", "URGENT", "At", "Clock", "Observer", "Poll"]
 
@@ -107,7 +108,8 @@ class Clock(simpy.Environment):
         self.checks = 0  # timed checks run
         self.current: Key = (0.0, URGENT)  # the key of what runs now
 
-    def schedule(self, event: simpy.Event, priority: int = NORMAL, delay: float = 0) -> None:  # type: ignore[override]
+    def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
+        """SimPy's Environment.schedule, numbering the events with a counter the Clock can read."""
         heappush(self._queue, (self._now + delay, priority, self.next_eid, event))
         self.next_eid += 1
 
@@ -162,12 +164,12 @@ class Clock(simpy.Environment):
                         continue
                     at = entry[0]
                     if at <= t:
-                        key = None
+                        key: Key | None = None
                         if len(timers) > 1 and (timers[1][0] == at or (len(timers) > 2 and timers[2][0] == at)):
                             entry, key = self._first_of(at)  # checks sharing their instant go by place
                         if at == t or (observer.next_t <= at and observer.has_instant(at)):  # it shares its
                             key = key or entry[2].place(entry[3])  # instant: its place matters
-                        if at < t or key < top[:3]:
+                        if at < t or (key is not None and key < top[:3]):
                             if observer.next_t <= at:
                                 observer.catch_up(key or (at, URGENT))  # no instant of its at `at`
                             heappop(timers)

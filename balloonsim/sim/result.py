@@ -7,7 +7,7 @@ keeping only the metrics (a sweep without --events, a benchmark) never pays for 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -15,7 +15,7 @@ from balloonsim.sim.recorder import TIMESERIES_COLUMNS
 
 __all__ = ["TIMESERIES_COLUMNS", "RunResult"]
 
-Table = pd.DataFrame | Callable[[], pd.DataFrame]
+Table: TypeAlias = pd.DataFrame | Callable[[], pd.DataFrame]
 
 
 class RunResult:
@@ -31,7 +31,7 @@ class RunResult:
 
     @property
     def timeseries(self) -> pd.DataFrame:
-        if callable(self._timeseries):
+        if not isinstance(self._timeseries, pd.DataFrame):
             self._timeseries = self._timeseries()
         return self._timeseries
 
@@ -41,7 +41,7 @@ class RunResult:
 
     @property
     def events(self) -> pd.DataFrame:
-        if callable(self._events):
+        if not isinstance(self._events, pd.DataFrame):
             self._events = self._events()
         return self._events
 
