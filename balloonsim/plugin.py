@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import simpy
 
     from balloonsim.kernel.guest import Guest
-    from balloonsim.sim.clock import Clock
     from balloonsim.scenario import Scenario
+    from balloonsim.sim.clock import Clock
     from balloonsim.sim.eventlog import EventLog
     from balloonsim.sim.host import HostMemory
     from balloonsim.sim.memory import UserMemory

@@ -27,8 +27,7 @@ from heapq import heappop, heappush
 from typing import Protocol
 
 import simpy
-from simpy.core import StopSimulation
-from simpy.core import SimTime
+from simpy.core import SimTime, StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority
 
 __all__ = ["NORMAL", "URGENT", "At", "Clock", "Observer", "Poll"]
