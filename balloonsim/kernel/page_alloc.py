@@ -78,6 +78,7 @@ class PageAllocator:
         self.stats = AllocStats()
         self.gen = 0  # bumped by every change of the zones' memory: lets periodic work skip when nothing moved
         self._watchers: list[Callable[[], None]] = []  # called once at the next change (watch())
+        self._committed_watchers: list[Callable[[], None]] = []  # ... of committed memory (watch_committed())
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -114,11 +115,16 @@ class PageAllocator:
         self._zonelists.clear()
 
     # -- changes -----------------------------------------------------------------------------------
-    def changed(self) -> None:
+    def changed(self, committed: bool = True) -> None:
         """The zones' memory changed (an allocation, a free, reclaim): `gen` moves and whoever waits for a change
-        hears of it. Called before the change is complete: a watcher must not read the zones, only note that it
-        has to look later."""
+        hears of it. `committed` is False for a change of page cache and free memory only (a file read, page
+        cache reclaimed): it leaves what is committed, and free plus cached memory, as they were. Called before
+        the change is complete: a watcher must not read the zones, only note that it has to look later."""
         self.gen += 1
+        if committed and self._committed_watchers:
+            watchers, self._committed_watchers = self._committed_watchers, []
+            for w in watchers:
+                w()
         if self._watchers:
             watchers, self._watchers = self._watchers, []
             for w in watchers:
@@ -127,6 +133,11 @@ class PageAllocator:
     def watch(self, callback: Callable[[], None]) -> None:
         """Call `callback` (once) at the next change: what lets a periodic check sleep while nothing moves."""
         self._watchers.append(callback)
+
+    def watch_committed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) at the next change that moves committed memory, and so free plus cached memory
+        (a reader of those need not look after a change of page cache only)."""
+        self._committed_watchers.append(callback)
 
     # -- watermarks ------------------------------------------------------------------------------
     def setup_watermarks(self, min_free_kbytes_max: int) -> None:
@@ -206,7 +217,7 @@ class PageAllocator:
                 break
             n = min(z.pagecache, want - got)
             if n:
-                self.changed()
+                self.changed(committed=False)
                 z.pagecache -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -404,7 +415,7 @@ class PageAllocator:
         txn.takes.clear()
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
-        self.changed()
+        self.changed(committed=kind != "pagecache")
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":

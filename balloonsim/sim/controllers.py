@@ -149,9 +149,10 @@ class MomRules(Controller):
 
     def start(self) -> None:
         """MOM's loop wakes every `interval` from the start. A poll that finds what the last one found, when the
-        last one left the target alone, leaves it alone again; so MOM polls only after the guest's memory or
-        anything a process did (a driver's hot-add, an onlining, the host's memory) changed, or after a poll that
-        moved the target (balloonsim.sim.clock)."""
+        last one left the target alone, leaves it alone again; so MOM polls only after what it reads changed:
+        the guest's memory (a change of page cache only leaves managed, and free plus cached memory, as they
+        were), or anything a process did (a driver's hot-add, an onlining, the host's memory), or after a poll
+        that moved the target (balloonsim.sim.clock)."""
         At(self.sim.env, 0.0, URGENT).callbacks.append(self._begin)  # where its process began
 
     def _begin(self, _event) -> None:
@@ -159,7 +160,8 @@ class MomRules(Controller):
         self._target = sum(self.sim.scenario.guest.boot)
         self.sim.set_target(self._target)
         self._host_total = self.sim.host.free_pages + self.sim.host.populated
-        poll = Poll(env, [self.sim.guest.alloc.watch, env.watch_steps], env.now, self.p.interval, 0, self._poll)
+        watch = [self.sim.guest.alloc.watch_committed, env.watch_steps]
+        poll = Poll(env, watch, env.now, self.p.interval, 0, self._poll)
         poll.follow(1)
 
     def _poll(self, k: int) -> int | None:
