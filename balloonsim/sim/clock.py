@@ -13,9 +13,10 @@ Skipping instants must not reorder what happens at one instant. SimPy runs the e
 they were scheduled (their event id), and a process waking every period scheduled its timeout for instant g when
 it ran at g - period, in that instant's order; so the timeout's id depends on where the process's run at
 g - period fell, which depends on its run at g - 2 * period, and so on. The Clock keeps the ids itself and a
-record of what ran (`_Record`), and works out the place a skipped poll's timeout would have had, lazily: only
-when the poll's check shares its instant with something else, which is the only time the place matters. The
-time series is sampled in the same places (balloonsim.sim.recorder).
+record of what ran (`_Record`), and works out the place a skipped poll's timeout would have had when it is
+needed (a check runs, or shares its instant with something else), walking the record from the poll's last known
+place: a step per thing that ran, not per skipped instant. The time series is sampled in the same places
+(balloonsim.sim.recorder).
 """
 
 from __future__ import annotations
