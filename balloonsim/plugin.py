@@ -6,7 +6,8 @@
   profile, the free physical space, the kernel hooks it claims), raising ConfigError with the scenario key
   path, and the component's initial state. It builds nothing that runs, so the up-front check of an experiment
   can construct each run's world and throw it away: whatever a component can refuse, it refuses here.
-- `start()`: only starts the component's SimPy processes, at time 0, once every component exists.
+- `start()`: only starts the component's SimPy processes (or its periodic checks, balloonsim.sim.clock), at time
+  0, once every component exists.
 - `metrics()`: the component's own result columns.
 
 Memmap strategies are the one kind outside this contract: the kernel model, not the world, holds them, so they
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from balloonsim.kernel.guest import Guest
     from balloonsim.scenario import Scenario
+    from balloonsim.sim.clock import Clock
     from balloonsim.sim.eventlog import EventLog
     from balloonsim.sim.host import HostMemory
     from balloonsim.sim.memory import UserMemory
@@ -34,7 +36,7 @@ class World(Protocol):
     """What a component sees of the run it belongs to (balloonsim.sim.world.Sim)."""
 
     scenario: Scenario
-    env: simpy.Environment
+    env: Clock  # SimPy's environment, with periodic checks (balloonsim.sim.clock)
     guest: Guest
     host: HostMemory
     memory: UserMemory

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/profile_reference.py [--runs 50] [--cprofile 25]
 
-Every process the Sim starts is wrapped in a generator that times each resume of the model's code, so a run's
-wall time splits into: the model's code per process (measured), and the rest (SimPy's event loop: scheduling,
-the heap, resuming generators, callbacks).  The wrapper's own cost is measured on bare SimPy and taken out.
+Every process the Sim starts is wrapped in a generator that times each resume of the model's code, and every
+check the Clock runs (balloonsim.sim.clock.Poll) is timed, so a run's wall time splits into: the model's code per
+process and per check (measured), and the rest (the run loop: SimPy's scheduling and heap, resuming generators,
+callbacks, placing checks, the recorder's samples).  The wrapper's own cost is measured on bare SimPy and taken out.
 With --cprofile N, the N functions with the most own time inside Sim.run follow (cProfile inflates functions
 that are called often and do little; read its shares next to the wrapper's).
 """
@@ -16,6 +17,7 @@ import cProfile
 import pstats
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from typing import Any
 
 import simpy
@@ -23,6 +25,7 @@ import simpy
 from balloonsim.bench.event_rate import REFERENCE_SCENARIO, REFERENCE_SEED, bare_simpy
 from balloonsim.bench.goals import GOAL_REFERENCE_RATIO
 from balloonsim.scenario import load_scenario
+from balloonsim.sim.clock import Poll
 from balloonsim.sim.world import Sim, _scheduled_events
 
 
@@ -59,7 +62,7 @@ FUNCTIONS = [
     ("guest.alloc", "kswapd"),
     ("guest.alloc", "alloc"),
     ("guest.alloc", "total"),
-    ("", "_sample"),
+    ("recorder", "_row"),
     ("", "set_target"),
     ("driver", "committed_bytes"),
 ]
@@ -100,6 +103,28 @@ def _instrument(env: simpy.Environment, acc: dict[str, list[float]]) -> None:
         return original(_timed(generator, acc[name]))
 
     env.process = process  # type: ignore[method-assign]
+
+
+@contextmanager
+def _timed_checks(acc: dict[str, list[float]]):
+    """Time the Clock's checks (the workload's tick, the host's report, MOM), which are not SimPy processes."""
+    original = Poll.run
+    clock = time.perf_counter
+
+    def run(self, k, key=None):
+        cell = acc[f"check {self.check.__qualname__}"]
+        t = clock()
+        try:
+            return original(self, k, key)
+        finally:
+            cell[0] += clock() - t
+            cell[1] += 1
+
+    Poll.run = run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Poll.run = original  # type: ignore[method-assign]
 
 
 def wrapper_cost(n: int = 100_000) -> float:
@@ -162,12 +187,13 @@ def breakdown(runs: int) -> dict[str, Any]:
     events = _scheduled_events(sim.env)
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     walls = []
-    for _ in range(runs):
-        sim = Sim(sc, REFERENCE_SEED)
-        _instrument(sim.env, acc)
-        t = time.perf_counter()
-        sim.run()
-        walls.append(time.perf_counter() - t)
+    with _timed_checks(acc):
+        for _ in range(runs):
+            sim = Sim(sc, REFERENCE_SEED)
+            _instrument(sim.env, acc)
+            t = time.perf_counter()
+            sim.run()
+            walls.append(time.perf_counter() - t)
     per_resume = wrapper_cost()
     bare = max(bare_simpy(200_000)["events_per_s"] for _ in range(3))
     procs = {

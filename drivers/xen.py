@@ -144,10 +144,10 @@ class XenBalloon(Driver):
         if state == BP_EAGAIN:
             yield env.any_of([env.timeout(self.schedule_delay), target])
         elif state == BP_WAIT:
-            if self.guest.profile.xen_kthread:
-                yield env.any_of([env.timeout(1.0), target, self.online_event])
-            else:
-                yield env.any_of([target, self.online_event])
+            # 5.15+ kthread: BP_WAIT polls every second, but a poll that finds the same credit, the same balloon list
+            # and the same hot-plugged pages waits again; only the target or an onlining (MEM_ONLINE, which also
+            # fills the balloon list) changes them, so the thread waits for those, as 4.x's workqueue does
+            yield env.any_of([target, self.online_event])
             if self.online_event.triggered:
                 self.online_event = env.event()
         else:  # BP_DONE with no credit, BP_ECANCELED: sleep until the target changes

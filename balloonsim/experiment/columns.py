@@ -36,6 +36,12 @@ class Columns:
             return None
         return cls(tuple(names), tuple(_array(values) for values in zip(*rows, strict=True)), len(rows))
 
+    @classmethod
+    def from_arrays(cls, columns: dict[str, np.ndarray]) -> Columns | None:
+        """Columns already made (numpy arrays of one length); None for no rows."""
+        n = len(next(iter(columns.values()), ()))
+        return cls(tuple(columns), tuple(columns.values()), n) if n else None
+
 
 def _array(values: tuple[Any, ...]) -> Any:
     """A column as numpy when it holds numbers or bools (ints with a float become float64, as in pandas);

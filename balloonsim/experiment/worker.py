@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from balloonsim.experiment.columns import Columns
+from balloonsim.sim.result import RunRows
 
 if TYPE_CHECKING:
     from balloonsim.experiment.design import RunSpec
@@ -134,15 +135,14 @@ def _metrics(metrics: Any) -> dict[str, int | float | bool | str | None]:
     return out
 
 
-_COLUMNS_OF = {"timeseries": "timeseries_columns", "events": "event_columns"}  # RunRows' column names
-
-
 def _table(result: Any, name: str) -> Any:
-    """The result's `name` table as it should travel: rows (the simulator's `RunRows`) become `Columns`, a
-    DataFrame goes as it is; None when there is nothing to keep."""
+    """The result's `name` table as it should travel: what the simulator recorded (its `RunRows`) becomes
+    `Columns`, a DataFrame goes as it is; None when there is nothing to keep."""
+    if isinstance(result, RunRows):
+        if name == "timeseries":
+            return Columns.from_arrays(result.timeseries_columns())
+        return Columns.from_rows(result.event_columns, result.events)
     data = getattr(result, name, None)
     if data is None:
         return None
-    if isinstance(data, list):
-        return Columns.from_rows(getattr(result, _COLUMNS_OF[name]), data)
     return data if len(data.columns) and len(data) else None

@@ -68,6 +68,9 @@ class Gfp(StrEnum):
     BALLOON = "balloon"
 
 
+_CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
+
+
 @dataclass(eq=False, slots=True)
 class Take:
     """One piece of an allocation: where it came from, so that it goes back there (and a failed add_memory()
@@ -105,10 +108,12 @@ class PageAllocator:
         self.zones = zones
         self.distances = distances
         self.stats = AllocStats()
-        self.gen = 0  # bumped by every change of free memory: lets periodic work skip when nothing moved
         self.totalreserve = 0  # totalreserve_pages: what si_mem_available() never counts as available
         self.min_free_kbytes = 0
         self.recommended_min_free_kb = 0  # set_recommended_min_free_kbytes()'s last answer (0: never ran)
+        self.gen = 0  # bumped by every change of the zones' memory: lets periodic work skip when nothing moved
+        self._watchers: list[Callable[[], None]] = []  # called once at the next change (watch())
+        self._committed_watchers: list[Callable[[], None]] = []  # ... of committed memory (watch_committed())
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -131,17 +136,46 @@ class PageAllocator:
         )
 
     def zonelist(self, nid: int, kernel_only: bool) -> list[Zone]:
-        """Node order: every allowed zone of the nearest node first (build_zonelists, node order)."""
+        """Node order: every allowed zone of the nearest node first (build_zonelists, node order). Zones without
+        present pages are left out: build_zonerefs_node() (mm/page_alloc.c) links only populated zones
+        (managed_zone() 4.16-5.17, populated_zone() again since e553f62f10d9, 5.18 and stable). They hold nothing,
+        and onlining that gives a zone its first pages rebuilds the lists (invalidate(), build_all_zonelists())."""
         key = (nid, kernel_only)
         zl = self._zonelists.get(key)
         if zl is None:
             types = _KERNEL_ZONES if kernel_only else _USER_ZONES
             zl = [self.zones[(n, zt)] for n in self.nodes_by_distance(nid) for zt in types]
+            zl = [z for z in zl if z.present] or zl[:1]  # never empty: callers look at zl[0]
             self._zonelists[key] = zl
         return zl
 
     def invalidate(self) -> None:
         self._zonelists.clear()
+
+    # -- changes -----------------------------------------------------------------------------------
+    def changed(self, committed: bool = True) -> None:
+        """The zones' memory changed (an allocation, a free, reclaim): `gen` moves and whoever waits for a change
+        hears of it. `committed` is False for a change of page cache and free memory only (a file read, page
+        cache reclaimed): it leaves what is committed, and free plus cached memory, as they were. Called before
+        the change is complete: a watcher must not read the zones, only note that it has to look later."""
+        self.gen += 1
+        if committed and self._committed_watchers:
+            watchers, self._committed_watchers = self._committed_watchers, []
+            for w in watchers:
+                w()
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for w in watchers:
+                w()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) at the next change: what lets a periodic check sleep while nothing moves."""
+        self._watchers.append(callback)
+
+    def watch_committed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) at the next change that moves committed memory, and so free plus cached memory
+        (a reader of those need not look after a change of page cache only)."""
+        self._committed_watchers.append(callback)
 
     # -- watermarks ------------------------------------------------------------------------------
     def setup_watermarks(self, rules: WatermarkRules) -> None:
@@ -273,7 +307,7 @@ class PageAllocator:
                 break
             n = min(z.pagecache, want - got)
             if n:
-                self.gen += 1
+                self.changed(committed=False)
                 z.pagecache -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -288,7 +322,7 @@ class PageAllocator:
                 break
             n = min(z.anon, want - got)
             if n:
-                self.gen += 1
+                self.changed()
                 z.anon -= n
                 z.give(n, contiguous=False)
                 got += n
@@ -316,6 +350,11 @@ class PageAllocator:
         """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
         their low watermark, kswapd reclaims the node's page cache (and anon, with swap), from any of its
         zones, until the deficit to the high watermarks is made up."""
+        for z in zones:  # the common case first: every zone at or above its low watermark, nothing to do
+            if z.managed and z.free_pmd * PMD_PAGES + z.free_base < z.wmark_low:
+                break
+        else:
+            return
         deficit: dict[int, int] = {}
         for z in zones:
             if z.managed and z.free < z.wmark_low:
@@ -375,14 +414,12 @@ class PageAllocator:
         """
         if n <= 0:
             return 0
-        kernel = gfp in (Gfp.VMEMMAP, Gfp.KERNEL, Gfp.BALLOON)  # GFP_HIGHUSER has no __GFP_MOVABLE
-        zl = self.zonelist(nid, kernel_only=kernel)
-        kind = charge or (
-            "kernel" if gfp in (Gfp.VMEMMAP, Gfp.KERNEL) else ("balloon" if gfp is Gfp.BALLOON else "anon")
-        )
+        kernel = gfp is not Gfp.USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
+        zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
+        kind = charge or _CHARGE[gfp]
         first = zl[0]
-        if first.free - first.wmark_low >= n:  # the fast path: the preferred zone has room above low
-            self._take(first, n, kind, nid, txn)
+        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
+            self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
         avail = self._fits(zl, n, use_min=True)
         if gfp is not Gfp.BALLOON and self._fits(zl, n, use_min=False) < n:
@@ -516,7 +553,7 @@ class PageAllocator:
             if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
                 z.free_base -= PMD_PAGES
                 z.free_pmd += 1
-                self.gen += 1
+                self.changed(committed=False)  # fragments became a free pageblock
                 self.stats.compact_success += 1
                 return True
         return False
@@ -564,7 +601,7 @@ class PageAllocator:
         txn.takes.clear()
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
-        self.gen += 1
+        self.changed(committed=kind != "pagecache")
         if kind == "kernel":
             zone.kernel += n
         elif kind == "anon":

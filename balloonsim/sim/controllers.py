@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from balloonsim.plugin import Plugin, World
+from balloonsim.sim.clock import URGENT, At, Poll
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, parse_duration, parse_size
 
@@ -112,18 +113,24 @@ class HyperVBuffer(Controller):
     p: HyperVBufferParams
 
     def run(self):
+        """The host reads the guest's pressure report every `interval` after `report_delay`. A report says what the
+        last one said until something it counts changes: committed memory (the allocator's anon, kernel, balloon
+        and swap), or what a process did (a driver's hot-add, an onlining: the added-but-not-onlined pages and the
+        floor, which follows MemTotal). So the host reads the first report after such a change, in the place its
+        1 s timer had (balloonsim.sim.clock), and sets the target from it."""
         env = self.sim.env
-        startup = self.p.startup or sum(self.sim.scenario.guest.boot)
-        self.sim.set_target(self.clamp(startup))
+        self._startup = self.p.startup or sum(self.sim.scenario.guest.boot)
+        self.sim.set_target(self.clamp(self._startup))
         yield env.timeout(self.p.report_delay)
+        self._seen = -1
+        Poll(env, [self.sim.guest.alloc.watch], env.now, self.p.interval, 0, self._report).run(0)
+
+    def _report(self, k: int) -> None:
         alloc = self.sim.guest.alloc
-        seen = -1
-        while True:
-            if alloc.gen != seen:  # a report that says what the last one said changes nothing
-                seen = alloc.gen
-                committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
-                self.sim.set_target(self.clamp(max(startup, committed * (1 + self.p.buffer_percent / 100))))
-            yield env.timeout(self.p.interval)
+        if alloc.gen != self._seen:
+            self._seen = alloc.gen
+            committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
+            self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
 
 
 class MomParams(ControllerParams):
@@ -140,23 +147,38 @@ class MomRules(Controller):
     Params = MomParams
     p: MomParams
 
-    def run(self):
+    def start(self) -> None:
+        """MOM's loop wakes every `interval` from the start. A poll that finds what the last one found, when the
+        last one left the target alone, leaves it alone again; so MOM polls only after what it reads changed:
+        the guest's memory (a change of page cache only leaves managed, and free plus cached memory, as they
+        were), or anything a process did (a driver's hot-add, an onlining, the host's memory), or after a poll
+        that moved the target (balloonsim.sim.clock)."""
+        At(self.sim.env, 0.0, URGENT).callbacks.append(self._begin)  # where its process began
+
+    def _begin(self, _event) -> None:
         env = self.sim.env
-        target = sum(self.sim.scenario.guest.boot)
+        self._target = sum(self.sim.scenario.guest.boot)
+        self.sim.set_target(self._target)
+        self._host_total = self.sim.host.free_pages + self.sim.host.populated
+        watch = [self.sim.guest.alloc.watch_committed, env.watch_steps]
+        poll = Poll(env, watch, env.now, self.p.interval, 0, self._poll)
+        poll.follow(1)
+
+    def _poll(self, k: int) -> int | None:
+        a = self.sim.guest.alloc
+        total = a.total("managed")
+        free = a.total("free") + a.total("pagecache")
+        step = max(1, int(total * self.p.max_balloon_change_percent)) << PAGE_SHIFT
+        host_pressure = self._host_total and self.sim.host.free_pages < self.p.host_pressure_percent * self._host_total
+        target = self._target
+        if total and free < self.p.min_guest_free_percent * total:
+            target = self.clamp(target + step)
+        elif host_pressure and total and free > 2 * self.p.min_guest_free_percent * total:
+            target = self.clamp(target - step)
         self.sim.set_target(target)
-        host_total = self.sim.host.free_pages + self.sim.host.populated
-        while True:
-            yield env.timeout(self.p.interval)
-            a = self.sim.guest.alloc
-            total = a.total("managed")
-            free = a.total("free") + a.total("pagecache")
-            step = max(1, int(total * self.p.max_balloon_change_percent)) << PAGE_SHIFT
-            host_pressure = host_total and self.sim.host.free_pages < self.p.host_pressure_percent * host_total
-            if total and free < self.p.min_guest_free_percent * total:
-                target = self.clamp(target + step)
-            elif host_pressure and total and free > 2 * self.p.min_guest_free_percent * total:
-                target = self.clamp(target - step)
-            self.sim.set_target(target)
+        moved = target != self._target
+        self._target = target
+        return k + 1 if moved else None
 
 
 class PiPsiParams(ControllerParams):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.kernel.zone import ZoneType
 from balloonsim.sim.psi import PsiGroup, stall_rates
-from balloonsim.units import PTRS_PER_TABLE, div_round_up
+from balloonsim.units import PMD_PAGES, PTRS_PER_TABLE, div_round_up
 
 
 @dataclass(eq=False)
@@ -244,7 +244,7 @@ class UserMemory:
         total = room = 0
         for z in alloc.zonelist(0, kernel_only=False):
             total += z.pagecache
-            r = z.free - z.wmark_high
+            r = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_high
             if r > 0:
                 room += r
         pages = min(pages, limit - total, room)

@@ -4,6 +4,12 @@ A workload is a demand curve (bytes of anonymous memory wanted over time) met by
 memory in at a bounded rate, plus file reads that fill the page cache. `tasks` has its own tasks
 with random sizes and lifetimes; `trace` replays a CSV of (time, bytes).
 
+Its work happens on a grid of `tick`s (fault-in, file reads, kswapd, what the tasks felt), but only at the ticks
+where something is to be done (balloonsim.sim.clock): while tasks fault in or stall, every tick; otherwise at the
+next change of demand a workload knows in advance (`next_change`), at the end of a restart delay, at the next
+file read that can grow the cache, and at the first tick after the guest's memory changed. A guest at rest costs
+nothing per tick.
+
 Its tasks are always running and touch their memory at `touch_rate`: a task with memory on swap faults it
 back and runs slower (balloonsim.sim.memory). An OOM-killed task comes back per `restart`:
 - `never`: it stays dead, and the part of the demand it served is lost for the rest of the run;
@@ -17,6 +23,7 @@ back and runs slower (balloonsim.sim.memory). An OOM-killed task comes back per 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -24,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from balloonsim.errors import ConfigError, TraceError
 from balloonsim.plugin import Plugin, World
+from balloonsim.sim.clock import URGENT, At, Poll
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, format_size, parse_duration, parse_size
@@ -73,6 +81,8 @@ class Workload(Plugin):
         self._blocked_until = 0.0
         self._last_want = -1
         self._settled = False  # demand met and every task faulted in: nothing to do until demand moves
+        self._faulting = False  # tasks still fault in (the last step ran out of budget or memory)
+        self._poll: Poll | None = None  # the tick grid, once running
         self._dead = 0  # pages of demand whose tasks were killed for good (restart = "never")
         self._failed = False  # the systemd unit hit its start limit: nothing runs any more
         self._starts: list[float] = [0.0]  # start times within the rate-limit interval (the unit starts at 0)
@@ -106,39 +116,68 @@ class Workload(Plugin):
     def demand(self, t: float) -> int:
         raise NotImplementedError
 
-    def start(self) -> None:
-        self.sim.env.process(self.run())
+    def next_change(self, now: float) -> float:
+        """The earliest time after `now` at which demand() may differ from demand(now). By default the next tick:
+        a demand curve that does not say is polled every tick."""
+        return now + self.p.tick
 
-    def run(self):
+    def next_step(self, now: float) -> float:
+        """When step() next has something to do if nothing else happens (a kill or a change of memory wakes the
+        workload anyway): the next tick while tasks fault in, else the end of a restart delay or a change of
+        demand. What a step at any other tick would do is nothing."""
+        if self._settled:
+            return self.next_change(now)
+        if self._faulting or now >= self._blocked_until:
+            return now
+        return min(self._blocked_until, self.next_change(now))
+
+    def start(self) -> None:
+        """The first tick runs at 0 after the components started before this one (as its process did)."""
         env = self.sim.env
+        p = self.p
+        tick = p.tick
+        self._fault_pages = max(1, int(p.fault_rate * tick) >> PAGE_SHIFT)
+        self._touch_pages = (p.touch_rate or p.fault_rate) / PAGE_SIZE  # per second of running
+        self._cache_every = max(1, round(p.cache_interval / tick))
+        self._cache_pages = int(p.cache_rate * tick * self._cache_every) >> PAGE_SHIFT
+        self._cache_limit = p.cache_max >> PAGE_SHIFT
+        self._cache_idle_gen = self._kswapd_gen = -1
+        # after the host's report at an instant both have (rank 0), as the two processes used to run
+        poll = self._poll = Poll(env, [self.sim.guest.alloc.watch], env.now, tick, 1, self.tick)
+        At(env, 0.0, URGENT).callbacks.append(lambda _: poll.run(0))
+
+    def tick(self, k: int) -> int | None:
+        """The work of tick k (at k * tick): fault-in, file reads, kswapd, what the tasks felt. Each piece runs only
+        when what it depends on changed since it last had nothing to do. Returns the next tick at which one of
+        them may have something to do (None: only after the guest's memory changed). The cache grows at the ticks
+        with (k + 1) % cache_every == 0."""
+        now = self.sim.env.now
         alloc = self.sim.guest.alloc
-        tick = self.p.tick
-        fault_pages = max(1, int(self.p.fault_rate * tick) >> PAGE_SHIFT)
-        touch_pages = (self.p.touch_rate or self.p.fault_rate) / PAGE_SIZE  # per second of running
-        cache_every = max(1, round(self.p.cache_interval / tick))
-        cache_pages = int(self.p.cache_rate * tick * cache_every) >> PAGE_SHIFT
-        cache_limit = self.p.cache_max >> PAGE_SHIFT
-        cache_idle_gen = kswapd_gen = -1
-        user_zones = alloc.zonelist(0, kernel_only=False)
         mem = self.mem
-        demand = self.demand
-        n = 0
-        # The loop runs every tick, so the common case (demand met, nothing moved) is a few comparisons:
-        # each piece of work below runs only when what it depends on changed since it last had nothing to do.
-        while True:
-            now = env.now
-            if not self._settled or demand(now) >> PAGE_SHIFT != self._last_want:
-                self.step(now, fault_pages)
-            n += 1
-            if cache_pages and n % cache_every == 0 and alloc.gen != cache_idle_gen:
-                if not mem.read_files(cache_pages, cache_limit):
-                    cache_idle_gen = alloc.gen
-            if alloc.gen != kswapd_gen:
-                alloc.kswapd(user_zones)
-                kswapd_gen = alloc.gen
-            if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
-                mem.account(now, tick, touch_pages)
-            yield env.timeout(tick)
+        if not self._settled or self.demand(now) >> PAGE_SHIFT != self._last_want:
+            self.step(now, self._fault_pages)
+        cache_every, cache_pages = self._cache_every, self._cache_pages
+        if cache_pages and (k + 1) % cache_every == 0 and alloc.gen != self._cache_idle_gen:
+            if not mem.read_files(cache_pages, self._cache_limit):
+                self._cache_idle_gen = alloc.gen
+        if alloc.gen != self._kswapd_gen:
+            alloc.kswapd(alloc.zonelist(0, kernel_only=False))
+            self._kswapd_gen = alloc.gen
+        if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
+            mem.account(now, self.p.tick, self._touch_pages)
+        if mem.pending or alloc.gen != self._kswapd_gen:
+            return k + 1
+        t = self.next_step(now)
+        nxt = max(k + 1, self._poll.first_at_or_after(t - self.p.tick * 1e-9)) if t < math.inf else None  # type: ignore[union-attr]
+        if cache_pages and alloc.gen != self._cache_idle_gen:
+            boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
+            nxt = boundary if nxt is None else min(nxt, boundary)
+        return nxt
+
+    def wake(self) -> None:
+        """Something changed that the next tick must look at (a task was killed)."""
+        if self._poll is not None:
+            self._poll.wake_next()
 
     def step(self, now: float, fault_pages: int) -> None:
         want = self.demand(now) >> PAGE_SHIFT
@@ -173,10 +212,12 @@ class Workload(Plugin):
             budget -= got if got else budget
             if t.rss + t.swapped < t.want:
                 pending = True
+        self._faulting = pending
         self._settled = not pending and not blocked and have == want
 
     def _killed(self, task) -> None:
         self._settled = False
+        self.wake()
         policy = self.p.restart
         if policy == "never":
             self._dead += task.want
@@ -218,6 +259,9 @@ class Idle(Workload):
     def demand(self, t: float) -> int:
         return 0
 
+    def next_change(self, now: float) -> float:
+        return math.inf
+
 
 class ConstantParams(WorkloadParams):
     size: Size = 2 << 30
@@ -229,6 +273,9 @@ class Constant(Workload):
 
     def demand(self, t: float) -> int:
         return self.p.size
+
+    def next_change(self, now: float) -> float:
+        return math.inf
 
 
 class RampParams(WorkloadParams):
@@ -248,6 +295,13 @@ class Ramp(Workload):
         p = self.p
         x = min(1.0, max(0.0, (t - p.start_time) / p.ramp_time)) if p.ramp_time else 1.0
         return int(p.start_size + x * (p.end_size - p.start_size))
+
+    def next_change(self, now: float) -> float:
+        """Flat before start_time and after the ramp; during it, every tick."""
+        p = self.p
+        if not p.ramp_time or p.start_size == p.end_size or now >= p.start_time + p.ramp_time:
+            return math.inf
+        return max(p.start_time, now + p.tick)
 
 
 class BurstsParams(WorkloadParams):
@@ -274,6 +328,10 @@ class Bursts(Workload):
             self._switch += max(self.p.tick, (self.p.on if self._on else self.p.off).sample(self.rng))
         return self.p.base + (self.p.burst if self._on else 0)
 
+    def next_change(self, now: float) -> float:
+        self.demand(now)  # the switches up to now drawn (as every tick used to draw them): the next is ahead
+        return self._switch
+
 
 class RandomTasksParams(WorkloadParams):
     arrival_rate: float = Field(0.05, gt=0)  # tasks per second (Poisson)
@@ -296,6 +354,18 @@ class RandomTasks(Workload):
 
     def demand(self, t: float) -> int:
         return sum(task.want for task in self.tasks if task.alive) << PAGE_SHIFT
+
+    def next_step(self, now: float) -> float:
+        """The next arrival (while there is room for it), end of a task or restart; every tick while tasks fault
+        in, or when a kill left demand_bytes behind (step() brings it up to date)."""
+        if self._failed:
+            return now if self.demand_bytes else math.inf
+        if self._faulting or self.demand(now) != self.demand_bytes:
+            return now
+        t = min((self._ends.get(task.id, math.inf) for task in self.tasks if task.alive), default=math.inf)
+        if sum(1 for task in self.tasks if task.alive) < self.p.max_tasks:
+            t = min(t, self._next_arrival)
+        return min(t, min((r[0] for r in self._restarts), default=math.inf))
 
     def step(self, now: float, fault_pages: int) -> None:
         p = self.p
@@ -321,6 +391,7 @@ class RandomTasks(Workload):
             if need > 0:
                 got = self.mem.allocate(t, min(need, budget))
                 budget -= got if got else budget
+        self._faulting = any(t.alive and t.rss + t.swapped < t.want for t in self.tasks)
 
     def _start(self, now: float, size: int, lifetime: float) -> None:
         task = self.mem.spawn("task", size, on_kill=self._task_killed)
@@ -328,6 +399,7 @@ class RandomTasks(Workload):
         self.tasks.append(task)
 
     def _task_killed(self, task) -> None:
+        self.wake()
         left = self._ends.pop(task.id, self.sim.env.now) - task.started
         if self.p.restart == "never":
             return
@@ -414,3 +486,18 @@ class TraceReplay(Workload):
         while self._i + 1 < len(self.points) and self.points[self._i + 1][0] <= t:
             self._i += 1
         return self.points[self._i][1] if t >= self.points[0][0] else 0
+
+    def next_change(self, now: float) -> float:
+        """The next point of the trace (with `loop`, in the next period once this one is over)."""
+        self.demand(now)
+        points = self.points
+        t = now % self._period if self.p.loop else now
+        if t < points[0][0]:
+            nxt = points[0][0]
+        elif self._i + 1 < len(points):
+            nxt = points[self._i + 1][0]
+        elif self.p.loop:
+            nxt = self._period  # the period starts over
+        else:
+            return math.inf
+        return now + (nxt - t)

@@ -8,6 +8,7 @@ constructed (balloonsim.plugin) is refused before any run starts.
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,23 +21,19 @@ from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
 from balloonsim.plugin import Plugin
 from balloonsim.scenario import Scenario, load_scenario
+from balloonsim.sim.clock import URGENT, At, Clock
 from balloonsim.sim.eventlog import EventLog
 from balloonsim.sim.host import HostMemory
 from balloonsim.sim.memory import UserMemory
-from balloonsim.sim.psi import FIXED_1, PsiGroup
-from balloonsim.sim.result import TIMESERIES_COLUMNS, RunResult
-from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_PAGES
-
-_PSI_PCT = 100 * FIXED_1  # a PSI average (fixed-point percent) as a fraction
-_NO_PRESSURE = (0.0, 0.0, 0.0, 0.0, 0, 0, 0)  # the pressure columns of a guest that never stalled nor swapped
+from balloonsim.sim.recorder import Recorder
+from balloonsim.sim.result import RunResult, RunRows
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from balloonsim.drivers.base import Driver
     from balloonsim.kernel.block import MemoryBlock
-    from balloonsim.kernel.swap import SwapDevice
     from balloonsim.sim.controllers import Controller, ControllerParams
     from balloonsim.sim.onlining import OnliningAgent
-    from balloonsim.sim.result import RunRows
     from balloonsim.sim.workloads import Workload
 
 
@@ -59,7 +56,7 @@ class Sim:
     def __init__(self, scenario: Scenario, seed: int):
         self.scenario = sc = scenario
         self.seed = seed
-        self.env = simpy.Environment()
+        self.env = Clock()
         self.events = EventLog(sc.record_events)
         g = sc.guest
         parts = sc.components()
@@ -84,10 +81,8 @@ class Sim:
         self.components: tuple[Plugin, ...] = (self.onlining, self.workload, self.controller, driver)
         self.crash: GuestCrash | None = None
         self.crash_time: float | None = None
-        self._samples: list[tuple] = []
-        self._zones = list(self.guest.alloc.iter_zones())
+        self.recorder = Recorder(self, self.workload, self.env)
         self.memtotal_start = self.guest.alloc.total("managed") << PAGE_SHIFT
-        self.memfree_min = self.guest.alloc.total("free") << PAGE_SHIFT
 
     # -- shared services ---------------------------------------------------------------------------
     def rng(self, name: str) -> np.random.Generator:
@@ -113,87 +108,37 @@ class Sim:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> None:
+        """Start the components and run to the end (or the crash). The recorder takes its samples between events
+        (Clock.run_until): they cost nothing while nothing happens."""
         env = self.env
         onlining, workload, controller, driver = self.components
         for component in (onlining, driver, controller, workload):  # agents hear uevents before drivers add
             component.start()
-        env.process(self._recorder())
+        recorder = self.recorder
+        At(env, 0.0, URGENT).callbacks.append(lambda _: recorder.start())  # after the components' first steps
         try:
-            env.run(until=self.scenario.duration)
+            env.run_until(self.scenario.duration, recorder)
         except GuestCrash as crash:
             self.crash = crash
             self.crash_time = env.now
             self.events.log(env.now, "crash", -1, str(crash))
-            if self._samples and self._samples[-1][0] == env.now:
-                self._samples.pop()  # the crash sample replaces one taken at the same instant
-            self.memory.psi.advance(env.now)
-            self._sample()
+            recorder.crash(env.now)
         self.memory.finish(env.now)
-
-    def _recorder(self):
-        interval = self.scenario.sample_interval
-        env = self.env
-        psi = self.memory.psi
-        last_some = 0.0
-        while True:
-            if not psi.idle:
-                psi.advance(env.now)
-            some = psi.total[0]
-            self._sample(min(1.0, (some - last_some) / interval))
-            last_some = some
-            yield env.timeout(interval)
-
-    def _sample(self, stalled: float = 0.0) -> None:
-        """One row of the time series; `stalled` is the fraction of the last interval in PSI memory SOME."""
-        managed = free = cache = 0
-        for z in self._zones:  # one pass over the zones: this runs at every sample
-            managed += z.managed
-            free += z.free_pmd * PMD_PAGES + z.free_base
-            cache += z.pagecache
-        free <<= PAGE_SHIFT
-        psi = self.memory.psi
-        swap = self.memory.swap
-        if free < self.memfree_min:
-            self.memfree_min = free
-        self._samples.append(
-            (
-                self.env.now,
-                managed << PAGE_SHIFT,
-                free,
-                self.workload.demand_bytes,
-                cache << PAGE_SHIFT,
-                self.target_bytes,
-                len(self.guest.blocks),
-                self.guest.blocks_online,
-                stalled,
-                self.memory.oom_kills,
-                *(_NO_PRESSURE if psi.idle and not swap.pswpout else self._pressure_now(psi, swap)),
-            )
-        )
-
-    @staticmethod
-    def _pressure_now(psi: PsiGroup, swap: SwapDevice) -> tuple[float, float, float, float, int, int, int]:
-        some, full = psi.avg
-        return (
-            some[0] / _PSI_PCT,
-            some[1] / _PSI_PCT,
-            full[0] / _PSI_PCT,
-            full[1] / _PSI_PCT,
-            swap.used << PAGE_SHIFT,
-            swap.pswpin,
-            swap.pswpout,
-        )
 
     # -- results -----------------------------------------------------------------------------------
     def result(self) -> RunResult:
-        return self.rows().frames()
+        """The metrics now; the time series and the events as DataFrames when first read."""
+        return RunResult(self.metrics(), self.recorder.samples.frame, self.events.frame)
 
     def rows(self) -> RunRows:
         """The results as recorded, without building DataFrames (pandas is not even imported)."""
         from balloonsim.sim.eventlog import COLUMNS as EVENT_COLUMNS
-        from balloonsim.sim.result import RunRows
 
-        return RunRows(self.metrics(), TIMESERIES_COLUMNS, self._samples, EVENT_COLUMNS, self.events.rows)
+        return RunRows(self.metrics(), self.recorder.samples, EVENT_COLUMNS, self.events.rows)
+
+    @property
+    def memfree_min(self) -> int:
+        return self.recorder.memfree_min
 
     def metrics(self) -> dict[str, Any]:
         g = self.guest
@@ -207,7 +152,7 @@ class Sim:
         delays = [
             self.block_usable_at[b] - self.block_added_at[b] for b in self.block_usable_at if b in self.block_added_at
         ]
-        p50, p95 = (float(np.percentile(delays, 50)), float(np.percentile(delays, 95))) if delays else (np.nan, np.nan)
+        p50, p95 = (_percentile(delays, 50), _percentile(delays, 95)) if delays else (np.nan, np.nan)
         removable = sum(1 for b in g.blocks.values() if g.removable(b))
         strategy = g.strategy
         departures = g.what_if() + getattr(strategy, "departures", lambda profile: [])(g.profile)
@@ -281,11 +226,24 @@ class Sim:
         }
 
 
+def _percentile(values: list[float], q: float) -> float:
+    """numpy.percentile(values, q) with its default (linear) method and the same arithmetic, for the few values
+    of one run without the cost of building arrays."""
+    xs = sorted(values)
+    index = (len(xs) - 1) * (q / 100)
+    lo = math.floor(index)
+    a, b = xs[lo], xs[min(lo + 1, len(xs) - 1)]
+    g = index - lo
+    return b - (b - a) * (1 - g) if g >= 0.5 else a + (b - a) * g  # numpy's _lerp
+
+
 def _first_after(times: list[float], start: float) -> float | None:
     later = [t for t in times if t >= start]
     return min(later) if later else None
 
 
 def _scheduled_events(env: simpy.Environment) -> int:
-    """Events SimPy has scheduled so far (its event id counter); read once, at the end."""
+    """Events SimPy has scheduled so far (a Clock counts them; SimPy's own counter is read once, at the end)."""
+    if isinstance(env, Clock):
+        return env.scheduled_events
     return next(env._eid)  # noqa: SLF001 - the cheapest exact count; simpy exposes no public one

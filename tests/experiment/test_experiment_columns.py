@@ -25,15 +25,14 @@ SCENARIO = {
 def test_the_simulators_rows_give_the_tables_its_dataframes_give():
     rows = simulate_rows(SCENARIO, seed=3)
     frames = rows.frames()
-    assert len(rows.timeseries) > 300 and len(rows.events) > 10
-    for name, columns, data, frame in (
-        ("timeseries", rows.timeseries_columns, rows.timeseries, frames.timeseries),
-        ("events", rows.event_columns, rows.events, frames.events),
-    ):
-        shipped = pickle.loads(pickle.dumps(Columns.from_rows(columns, data)))  # as it crosses from a worker
+    series = Columns.from_arrays(rows.timeseries_columns())
+    events = Columns.from_rows(rows.event_columns, rows.events)
+    assert series.num_rows > 300 and events.num_rows > 10
+    for name, columns, frame in (("timeseries", series, frames.timeseries), ("events", events, frames.events)):
+        shipped = pickle.loads(pickle.dumps(columns))  # as it crosses from a worker
         table = to_arrow("r1", shipped)
         assert table.equals(to_arrow("r1", frame)), name
-        assert table.schema.names[0] == "run_id" and table.column("run_id").to_pylist() == ["r1"] * len(data)
+        assert table.schema.names[0] == "run_id" and table.column("run_id").to_pylist() == ["r1"] * len(frame)
 
 
 def test_column_types_follow_pandas_inference():

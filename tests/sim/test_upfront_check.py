@@ -15,7 +15,7 @@ import pytest
 
 from balloonsim import registry, simulate
 from balloonsim.errors import ConfigError
-from balloonsim.sim import world
+from balloonsim.sim import simulation, world
 from balloonsim.sim.world import build_world, check_run
 
 BAD_LEVELS = [
@@ -96,6 +96,7 @@ def test_check_run_builds_without_running():
 def test_simulate_validates_and_builds_once(monkeypatch):
     guests, params = [], []
     real_guest, real_validate = world.Guest, registry.validate_params
+    monkeypatch.setattr(simulation, "_LOADED", {})  # not a configuration an earlier test validated in this process
     monkeypatch.setattr(world, "Guest", lambda *a, **kw: guests.append(a) or real_guest(*a, **kw))
     monkeypatch.setattr(registry, "validate_params", lambda *a: params.append(a[0]) or real_validate(*a))
     simulate({"duration": "1m", "guest": {"boot": "2G"}, "workload": {"name": "idle"}}, seed=0)
