@@ -94,17 +94,23 @@ class Results:
 
     @cached_property
     def aliases(self) -> dict[str, str]:
-        """Factor -> the earlier factor it varies with one-to-one (a `zip` design): no new information."""
-        out: dict[str, str] = {}
+        """Factor -> the factor whose level fixes its level (a `zip` design): it adds no information.
+
+        A zip may repeat a level (one host for two drivers), so one factor of the group fixes the other without
+        the reverse; the factor with more levels (the earlier one of two with as many) is the root, and every
+        factor it fixes is its alias."""
         text = self.runs[self.varying_factors].astype(str)
-        for i, later in enumerate(self.varying_factors):
-            for earlier in self.varying_factors[:i]:
-                if earlier in out:
-                    continue
-                pairs = text[[earlier, later]].drop_duplicates()
-                if pairs[earlier].is_unique and pairs[later].is_unique:
-                    out[later] = earlier
-                    break
+        counts = text.nunique()
+        order = sorted(self.varying_factors, key=lambda f: (-counts[f], self.varying_factors.index(f)))
+        out: dict[str, str] = {}
+        roots: list[str] = []
+        for factor in order:
+            # a root fixing this factor fixes it through any alias too, so the roots are enough to look at
+            root = next((r for r in roots if text[[r, factor]].drop_duplicates()[r].is_unique), None)
+            if root is None:
+                roots.append(factor)
+            else:
+                out[factor] = root
         return out
 
     @cached_property

@@ -17,7 +17,7 @@ class Plan:
     bare_timeouts: int
     repeats: int  # bare/reference repeats (best kept)
     scale_sizes: tuple[int, ...]
-    sweep_replications: int  # of the quickstart's 18 design points
+    sweep_replications: int  # of each of the quickstart's design points
     sweep_repeats: int  # each sweep mode, best kept
     growth: int = 4  # the larger batch for the runner-RSS measurement has this many times the runs
     capacity_seconds: float = 2.0  # bare SimPy spin, alone and two at once

@@ -8,14 +8,16 @@ from typing import Any
 
 from balloonsim.experiment.csvlog import format_cell
 from balloonsim.experiment.design import count_points, iter_runs
+from balloonsim.experiment.levels import level_label
 from balloonsim.experiment.spec import Experiment, design_axes
 from balloonsim.experiment.store import StoreOptions, check_target, ok_run_ids, read_metadata
 
-MAX_CELL = 24
+MAX_CELL = 48
 
 
-def _cell(value: object) -> str:
-    text = format_cell(value)
+def _cell(factor: str, value: object) -> str:
+    """A level as runs.csv's label column and the report spell it (`hyperv request_offset=64M`), not as JSON."""
+    text = level_label(factor, value) if isinstance(value, dict) else format_cell(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
@@ -50,7 +52,7 @@ def describe_plan(exp: Experiment, out_dir: Path, limit: int = 10) -> str:
     header = ["#", "run_id", "point", "rep", "seed", *exp.factors]
     rows = [
         [str(n), spec.run_id, str(spec.index), str(spec.replicate), str(spec.seed)]
-        + [_cell(spec.factors[name]) for name in exp.factors]
+        + [_cell(name, spec.factors[name]) for name in exp.factors]
         for n, spec in enumerate(itertools.islice(iter_runs(exp, basis), limit))
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

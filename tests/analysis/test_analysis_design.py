@@ -69,6 +69,57 @@ def test_zipped_factors_are_one_axis(tmp_path):
     assert "policy_guest_crashed_driver-name_x_onlining-delay.png" in plots  # the map of the primary metric
 
 
+def _zipped_repeat(tmp_path, situations):
+    """A zip whose host repeats a level: two Hyper-V situations share one host, a DIMM has its own."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for strategy, (driver, controller) in itertools.product(["kmalloc", "altmap"], situations):
+        for _ in range(10):
+            rows.append(
+                {
+                    "memmap.strategy": strategy,
+                    "driver.name": driver,
+                    "host.controller": controller,
+                    "gigantic_pages_end": rng.poisson(4.0) if strategy == "kmalloc" and driver == "dimm" else 0,
+                }
+            )
+    factors = ["memmap.strategy", "driver.name", "host.controller"]
+    return write_results(tmp_path / "zip", pd.DataFrame(rows), factors, ["gigantic_pages_end"])
+
+
+def test_a_zipped_factor_that_repeats_a_level_is_no_axis(tmp_path):
+    situations = [("hyperv", "hyperv-buffer"), ("hyperv-64M", "hyperv-buffer"), ("dimm", "schedule")]
+    root = _zipped_repeat(tmp_path, situations)
+    results = load(root)
+    # the driver fixes the host (not the reverse): the host adds no regime, facet or axis
+    assert results.aliases == {"host.controller": "driver.name"}
+    assert results.independent_factors == ["memmap.strategy", "driver.name"]
+    comp = analyze(root).comparisons
+    assert set(comp["regime"]) == {f"driver.name={d}" for d in ("hyperv", "hyperv-64M", "dimm")}
+    finish(root)
+    plots = {p.name for p in (root / "plots").glob("*.png")}
+    assert "metric_gigantic_pages_end_vs_driver-name.png" in plots
+    assert not any("host-controller" in p for p in plots)
+
+
+def test_the_factor_with_more_levels_is_the_root_whichever_comes_first(tmp_path):
+    # the host listed first repeats a level: it is the alias, the driver (three levels) the root
+    situations = [("hyperv", "hyperv-buffer"), ("hyperv-64M", "hyperv-buffer"), ("dimm", "schedule")]
+    root = _zipped_repeat(tmp_path, situations)
+    runs = pd.read_csv(root / "runs.csv")
+    head = ["run_id", "index", "replicate", "seed", "status", "error"]
+    runs[head + ["memmap.strategy", "host.controller", "driver.name", "gigantic_pages_end"]].to_csv(
+        root / "runs.csv", index=False
+    )
+    meta = json.loads((root / "metadata.json").read_text())
+    meta["factors"] = ["memmap.strategy", "host.controller", "driver.name"]
+    (root / "metadata.json").write_text(json.dumps(meta))
+    results = load(root)
+    assert results.factors == ["memmap.strategy", "host.controller", "driver.name"]
+    assert results.aliases == {"host.controller": "driver.name"}
+    assert results.other_factors("memmap.strategy") == ["driver.name"]
+
+
 def test_runner_metadata_layout_in_report(tmp_path):
     root = _zipped(tmp_path)
     md = finish(root)[0].read_text()

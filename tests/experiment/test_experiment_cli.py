@@ -132,6 +132,22 @@ def test_dry_run_prints_the_design_and_writes_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.toml"]
 
 
+def test_dry_run_spells_table_levels_as_the_report_does(tmp_path, monkeypatch):
+    path = tmp_path / "tables.toml"
+    path.write_text(
+        'name = "tables"\n[factors]\nmemmap.strategy = ["kmalloc"]\n'
+        'driver = [{ name = "hyperv", request_offset = "64M" }, { name = "dimm", dimm_size = "1G" }]\n'
+        'host = [{ controller = "schedule", steps = [[10, "4G"], [60, "6G"], [120, "8G"]] }]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    result = invoke(str(path), "--dry-run")
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.split("\n\n", 1)[1].splitlines()[1:3]
+    assert "hyperv request_offset=64M" in rows[0] and "dimm dimm_size=1G" in rows[1]
+    assert all("schedule steps=[[10, 4G], [60, 6G], [120, 8G]]" in row for row in rows)
+    assert "{" not in "".join(rows)
+
+
 def _fake(monkeypatch, fn):
     """Replace the simulator in this process (the CLI runs are --jobs 1: in-process)."""
     monkeypatch.setattr(worker, "simulate_run", fn)
