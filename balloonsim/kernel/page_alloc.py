@@ -391,13 +391,16 @@ class PageAllocator:
 
     # -- allocation ------------------------------------------------------------------------------
     @staticmethod
-    def _fits(zones: list[Zone], n: int, use_min: bool) -> int:
-        room = 0
+    def _room(zones: list[Zone]) -> tuple[int, int]:
+        """Free pages above the min and above the low watermark, summed over `zones`, in one walk."""
+        above_min = above_low = 0
         for z in zones:
-            r = z.free - (z.wmark_min if use_min else z.wmark_low)
-            if r > 0:
-                room += r
-        return room
+            free = z.free_pmd * PMD_PAGES + z.free_base
+            if free > z.wmark_min:
+                above_min += free - z.wmark_min
+            if free > z.wmark_low:
+                above_low += free - z.wmark_low
+        return above_min, above_low
 
     def alloc(
         self,
@@ -421,14 +424,14 @@ class PageAllocator:
         if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
             self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
-        avail = self._fits(zl, n, use_min=True)
-        if gfp is not Gfp.BALLOON and self._fits(zl, n, use_min=False) < n:
+        avail, above_low = self._room(zl)
+        if gfp is not Gfp.BALLOON and above_low < n:
             self.kswapd(zl)
-            avail = self._fits(zl, n, use_min=True)
+            avail = self._room(zl)[0]
             if avail < n:
                 self.stats.direct_reclaim += 1
                 self.reclaim(zl, n - avail)
-                avail = self._fits(zl, n, use_min=True)
+                avail = self._room(zl)[0]
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
