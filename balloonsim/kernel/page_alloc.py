@@ -103,6 +103,10 @@ class Transaction:
     takes: list[Take] = field(default_factory=list)
 
 
+def _most_pagecache_first(z: Zone) -> int:
+    return -z.pagecache
+
+
 class PageAllocator:
     def __init__(self, zones: dict[tuple[int, ZoneType], Zone], distances: dict[tuple[int, int], int]):
         self.zones = zones
@@ -357,16 +361,17 @@ class PageAllocator:
             return
         deficit: dict[int, int] = {}
         for z in zones:
-            if z.managed and z.free < z.wmark_low:
-                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - z.free
+            free = z.free_pmd * PMD_PAGES + z.free_base
+            if z.managed and free < z.wmark_low:
+                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - free
         if deficit and self.on_pressure is not None:
             hook, self.on_pressure = self.on_pressure, None
             hook()
         swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
         for nid, want in deficit.items():
-            node_zones = sorted(
-                (z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))), key=lambda z: -z.pagecache
-            )
+            node_zones = [z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))]
+            if len(node_zones) > 1:
+                node_zones.sort(key=_most_pagecache_first)
             if node_zones:
                 self.reclaim(node_zones, want, kswapd=True)
 
