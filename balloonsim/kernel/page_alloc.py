@@ -103,6 +103,10 @@ class Transaction:
     takes: list[Take] = field(default_factory=list)
 
 
+def _most_pagecache_first(z: Zone) -> int:
+    return -z.pagecache
+
+
 class PageAllocator:
     def __init__(self, zones: dict[tuple[int, ZoneType], Zone], distances: dict[tuple[int, int], int]):
         self.zones = zones
@@ -357,16 +361,17 @@ class PageAllocator:
             return
         deficit: dict[int, int] = {}
         for z in zones:
-            if z.managed and z.free < z.wmark_low:
-                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - z.free
+            free = z.free_pmd * PMD_PAGES + z.free_base
+            if z.managed and free < z.wmark_low:
+                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - free
         if deficit and self.on_pressure is not None:
             hook, self.on_pressure = self.on_pressure, None
             hook()
         swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
         for nid, want in deficit.items():
-            node_zones = sorted(
-                (z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))), key=lambda z: -z.pagecache
-            )
+            node_zones = [z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))]
+            if len(node_zones) > 1:
+                node_zones.sort(key=_most_pagecache_first)
             if node_zones:
                 self.reclaim(node_zones, want, kswapd=True)
 
@@ -391,13 +396,16 @@ class PageAllocator:
 
     # -- allocation ------------------------------------------------------------------------------
     @staticmethod
-    def _fits(zones: list[Zone], n: int, use_min: bool) -> int:
-        room = 0
+    def _room(zones: list[Zone]) -> tuple[int, int]:
+        """Free pages above the min and above the low watermark, summed over `zones`, in one walk."""
+        above_min = above_low = 0
         for z in zones:
-            r = z.free - (z.wmark_min if use_min else z.wmark_low)
-            if r > 0:
-                room += r
-        return room
+            free = z.free_pmd * PMD_PAGES + z.free_base
+            if free > z.wmark_min:
+                above_min += free - z.wmark_min
+            if free > z.wmark_low:
+                above_low += free - z.wmark_low
+        return above_min, above_low
 
     def alloc(
         self,
@@ -421,14 +429,14 @@ class PageAllocator:
         if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
             self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
-        avail = self._fits(zl, n, use_min=True)
-        if gfp is not Gfp.BALLOON and self._fits(zl, n, use_min=False) < n:
+        avail, above_low = self._room(zl)
+        if gfp is not Gfp.BALLOON and above_low < n:
             self.kswapd(zl)
-            avail = self._fits(zl, n, use_min=True)
+            avail = self._room(zl)[0]
             if avail < n:
                 self.stats.direct_reclaim += 1
                 self.reclaim(zl, n - avail)
-                avail = self._fits(zl, n, use_min=True)
+                avail = self._room(zl)[0]
         if avail < n and not partial:
             self.stats.failures += 1
             return 0

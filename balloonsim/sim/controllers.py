@@ -123,6 +123,7 @@ class HyperVBuffer(Controller):
         self.sim.set_target(self.clamp(self._startup))
         yield env.timeout(self.p.report_delay)
         self._seen = -1
+        self._committed = -1  # what the last report read: the target is set from it, and only the host sets it
         Poll(env, [self.sim.guest.alloc.watch], env.now, self.p.interval, 0, self._report).run(0)
 
     def _report(self, k: int) -> None:
@@ -130,7 +131,9 @@ class HyperVBuffer(Controller):
         if alloc.gen != self._seen:
             self._seen = alloc.gen
             committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
-            self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
+            if committed != self._committed:  # else the target is already the one this report gives
+                self._committed = committed
+                self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
 
 
 class MomParams(ControllerParams):

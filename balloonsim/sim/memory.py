@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from balloonsim.kernel.page_alloc import Gfp
-from balloonsim.kernel.zone import ZoneType
+from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES, PTRS_PER_TABLE, div_round_up
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Task:
     id: int
     name: str
@@ -60,6 +60,11 @@ class Task:
             return None
         points = self.rss + self.swapped + self.pgtables
         return points + self.oom_score_adj * (totalpages // 1000)
+
+
+def _anon_free_order(z: Zone) -> tuple[bool, int]:
+    """Movable first, then the zone holding the most anon pages."""
+    return (z.type is not ZoneType.MOVABLE, -z.anon)
 
 
 def _version(name: str) -> tuple[int, ...]:
@@ -200,10 +205,9 @@ class UserMemory:
         """Freed anonymous memory goes back to the zones holding anon pages, Movable first."""
         if pages <= 0:
             return
-        zones = sorted(
-            (z for z in self.guest.alloc.iter_zones() if z.anon),
-            key=lambda z: (z.type is not ZoneType.MOVABLE, -z.anon),
-        )
+        zones = [z for z in self.guest.alloc.iter_zones() if z.anon]
+        if len(zones) > 1:
+            zones.sort(key=_anon_free_order)
         for z in zones:
             k = min(pages, z.anon)
             self.guest.alloc.free(z, k, "anon")
