@@ -31,9 +31,8 @@ def test_quick_bare_and_reference_json():
     assert ref["events_per_s"] > 0 and ref["simpy_events"] > 0 and ref["sim_s_per_wall_s"] > 0
     assert ref["sim_s"] == 3600 and not ref["crashed"]
     assert 0 < ref["ratio_to_bare"] < 2
-    sim_goal, events_goal = out["goals"]
+    (sim_goal,) = out["goals"]  # SimPy events per second are no goal: a run wakes only where something changes
     assert sim_goal["value"] == ref["sim_s_per_wall_s"] / bare["events_per_s"] and sim_goal["reached"] in (True, False)
-    assert events_goal["value"] == ref["ratio_to_bare"] and events_goal["reached"] in (True, False)
     for key in ("cpu", "cores", "python", "simpy", "date"):
         assert out["machine"][key]
     text = format_table(out)
@@ -93,7 +92,7 @@ def test_goals_from_partial_results():
         },
     }
     found = {g["measure"]: g["reached"] for g in goals.evaluate_goals(results)}
-    assert found["reference events/s / bare SimPy events/s"] is True
+    assert "reference events/s / bare SimPy events/s" not in found
     assert found["reference simulated s per wall s / bare SimPy events/s"] is False  # 0.1
     assert found["one block at a time, us/block 1 TiB (8,192 blocks) / 64 GiB (512), kmalloc"] is False
     assert found["one block at a time, us/block 1 TiB (8,192 blocks) / 64 GiB (512), altmap"] is None
