@@ -17,8 +17,9 @@ from pathlib import Path
 
 from balloonsim.analysis.compare import ALPHA, compare
 from balloonsim.analysis.core import Analysis
-from balloonsim.analysis.load import data_mtime, load
+from balloonsim.analysis.load import Results, data_mtime, load
 from balloonsim.analysis.metrics import describe
+from balloonsim.analysis.plots import Drawing, current, manifest
 from balloonsim.analysis.stats import summarize
 
 SUMMARY = "summary.csv"
@@ -41,7 +42,10 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progr
     """Write DIR/summary.csv, DIR/metrics.csv and DIR/comparisons.csv."""
     start = time.perf_counter()
     results = load(path)
-    by = results.resolve_by(by)
+    return _analyze(results, results.resolve_by(by), alpha, progress, start)
+
+
+def _analyze(results: Results, by: str | None, alpha: float, progress: Progress, start: float) -> Analysis:
     summary = summarize(results)
     summary.to_csv(results.path / SUMMARY, index=False)
     describe([*results.columns, *[m for m in results.metrics if m not in results.columns]]).to_csv(
@@ -63,14 +67,11 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progr
     return Analysis(results, by, summary, comparisons, alpha)
 
 
-def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress) -> Analysis:
-    """The analysis in the CSVs when they are current, else a fresh one (written)."""
-    start = time.perf_counter()
-    results = load(path)
-    resolved = results.resolve_by(by)
-    comparisons = _current_comparisons(results, resolved, alpha)
+def _analysis(results: Results, by: str | None, alpha: float, progress: Progress, start: float) -> Analysis:
+    """The analysis in the CSVs when they are current, else a fresh one (written); `by` resolved."""
+    comparisons = _current_comparisons(results, by, alpha)
     if comparisons is None:
-        return analyze(path, by, alpha, progress)
+        return _analyze(results, by, alpha, progress, start)
     import pandas as pd
 
     summary = pd.read_csv(results.path / SUMMARY)
@@ -78,10 +79,8 @@ def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress
         f"analysis: {results.path / SUMMARY} and {METRICS} current (newer than the data): reused "
         f"[{time.perf_counter() - start:.1f} s]"
     )
-    progress(
-        f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {resolved}): reused"
-    )
-    return Analysis(results, resolved, summary, comparisons, alpha)
+    progress(f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {by}): reused")
+    return Analysis(results, by, summary, comparisons, alpha)
 
 
 def _current_comparisons(results, by: str | None, alpha: float):
@@ -116,19 +115,18 @@ def plot(
     progress: Progress = quiet,
 ) -> list[Path]:
     """Figures into DIR/plots/ (PNG; SVG too with svg=True); returns the PNG paths. Analyzes first, so numbers
-    agree."""
-    from balloonsim.analysis.plots import check_options  # matplotlib: only when drawing
-
-    results = load(path)
-    check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
-    return _draw(_analysis(path, by, alpha, progress), metrics, regime, svg, progress)
-
-
-def _draw(analysis: Analysis, metrics, regime, svg: bool, progress: Progress) -> list[Path]:
-    from balloonsim.analysis.plots import make_plots
-
+    agree; the figures that need no comparisons are drawn meanwhile."""
     start = time.perf_counter()
-    made = make_plots(analysis, metrics=metrics, regime=regime, svg=svg)
+    results = load(path)
+    by = results.resolve_by(by)
+    with Drawing(results, by, metrics, regime, svg) as drawing:  # checks the options before minutes of work
+        return _draw(drawing, _analysis(results, by, alpha, progress, start), progress)
+
+
+def _draw(drawing: Drawing, analysis: Analysis, progress: Progress) -> list[Path]:
+    """The rest of the figures; the time reported is what drawing added after the analysis."""
+    start = time.perf_counter()
+    made = drawing.finish(analysis)
     progress(
         f"analysis: {analysis.results.path / 'plots'} ({len(made)} figures drawn) [{time.perf_counter() - start:.1f} s]"
     )
@@ -149,15 +147,19 @@ def report(
     The figures in DIR/plots/ are reused when they are current (same options, newer than the data); keep_plots
     reuses whatever is there (say from `plot --metric ...`), redraw draws them again regardless.
     """
-    from balloonsim.analysis.plots import current, manifest
     from balloonsim.analysis.report import write_report
 
-    analysis = _analysis(path, by, alpha, progress)
-    root = analysis.results.path
+    start = time.perf_counter()
+    results = load(path)
+    by = results.resolve_by(by)
+    root = results.path
     have = manifest(root) is not None
-    if redraw or not have or not (keep_plots or current(root, analysis.by, analysis.alpha, svg)):
-        _draw(analysis, None, None, svg, progress)
+    if redraw or not have or not (keep_plots or current(root, by, alpha, svg)):
+        with Drawing(results, by, svg=svg) as drawing:
+            analysis = _analysis(results, by, alpha, progress, start)
+            _draw(drawing, analysis, progress)
     else:
+        analysis = _analysis(results, by, alpha, progress, start)
         progress(f"analysis: {root / 'plots'} ({len(manifest(root) or [])} figures reused: newer than the data)")
     md, page = write_report(analysis)
     progress(f"analysis: report written, {page.name} beside it: {md}")

@@ -77,7 +77,7 @@ def build(analysis: Analysis) -> Document:
     if survival is not None:
         doc.add(Heading(1, "Survival"), *survival)
     _findings_sections(doc, analysis, comp, found)
-    metrics = line_metrics(analysis)
+    metrics = line_metrics(results)
     best = best_table(analysis, metrics[:5])
     if best is not None:
         doc.add(Heading(1, f"Best {analysis.by} per regime"), best)
