@@ -120,13 +120,15 @@ def plot(
     results = load(path)
     by = results.resolve_by(by)
     with Drawing(results, by, metrics, regime, svg) as drawing:  # checks the options before minutes of work
-        return _draw(drawing, _analysis(results, by, alpha, progress, start), progress)
+        analysis = _analysis(results, by, alpha, progress, start)
+        start = time.perf_counter()
+        drawing.add(analysis)
+        return _draw(drawing, analysis, progress, start)
 
 
-def _draw(drawing: Drawing, analysis: Analysis, progress: Progress) -> list[Path]:
-    """The rest of the figures; the time reported is what drawing added after the analysis."""
-    start = time.perf_counter()
-    made = drawing.finish(analysis)
+def _draw(drawing: Drawing, analysis: Analysis, progress: Progress, start: float) -> list[Path]:
+    """Wait for the figures; the time reported runs from the end of the analysis (`start`)."""
+    made = drawing.finish()
     progress(
         f"analysis: {analysis.results.path / 'plots'} ({len(made)} figures drawn) [{time.perf_counter() - start:.1f} s]"
     )
@@ -147,7 +149,7 @@ def report(
     The figures in DIR/plots/ are reused when they are current (same options, newer than the data); keep_plots
     reuses whatever is there (say from `plot --metric ...`), redraw draws them again regardless.
     """
-    from balloonsim.analysis.report import write_report
+    from balloonsim.analysis.report import draft, write_report
 
     start = time.perf_counter()
     results = load(path)
@@ -157,11 +159,15 @@ def report(
     if redraw or not have or not (keep_plots or current(root, by, alpha, svg)):
         with Drawing(results, by, svg=svg) as drawing:
             analysis = _analysis(results, by, alpha, progress, start)
-            _draw(drawing, analysis, progress)
+            start = time.perf_counter()
+            drawing.add(analysis)
+            text = draft(analysis)  # while the last figures are drawn
+            _draw(drawing, analysis, progress, start)
     else:
         analysis = _analysis(results, by, alpha, progress, start)
         progress(f"analysis: {root / 'plots'} ({len(manifest(root) or [])} figures reused: newer than the data)")
-    md, page = write_report(analysis)
+        text = None
+    md, page = write_report(analysis, text)
     progress(f"analysis: report written, {page.name} beside it: {md}")
     return md, page
 

@@ -62,7 +62,8 @@ def make_plots(
 ) -> list[Path]:
     """Draw every applicable figure; returns the PNG paths written."""
     with Drawing(analysis.results, analysis.by, metrics, regime, svg, workers) as drawing:
-        return drawing.finish(analysis)
+        drawing.add(analysis)
+        return drawing.finish()
 
 
 # drawing function -> its module, imported only by the process that draws (matplotlib is a third of a second)
@@ -90,9 +91,9 @@ class Drawing:
     Figures are independent, so up to `workers` forked processes draw them (default: two, or none on a one-core
     machine or where fork is unavailable: then this process draws each when it is needed). Begun on the loaded
     results, the workers import matplotlib and draw what the results alone decide (each metric against each
-    factor, the memmap placement) while the caller computes the comparisons; `finish` adds the figures that read
-    them (the policy maps and the time line, longest first; its samples are read here, so a worker never reads a
-    file) and writes the manifest, in the same order whoever drew what.
+    factor, the memmap placement) while the caller computes the comparisons; `add` starts the figures that read
+    them (the time line, the longest, first; its samples are read here, so a worker never reads a file), and
+    `finish` waits for all and writes the manifest, in the same order whoever drew what.
     """
 
     def __init__(
@@ -118,27 +119,35 @@ class Drawing:
             for metric, x in itertools.product(chosen, x_factors(results, by)):
                 self._early.append(("lines", self._submit("factor_figure", (results, by, metric, x, self.outdir, svg))))
         self._memmap = self._submit("memmap_figure", (results, by, self.outdir, svg))
+        self._late: list[tuple[str, object]] = []
+        self._timeline = None
+        self._alpha: float | None = None
 
-    def finish(self, analysis: Analysis) -> list[Path]:
-        """Draw the figures that read the comparisons, wait for all, write the manifest; the PNG paths."""
+    def add(self, analysis: Analysis) -> None:
+        """Start the figures that read the comparisons: the time line (the longest) first, then the maps."""
         results, metrics, outdir, svg = self.results, self.metrics, self.outdir, self.svg
+        self._alpha = analysis.alpha
         primary = primary_metric(analysis, metrics)
         shown = None
         if primary is not None:
             shown = timeline(analysis, primary, self.regime_label or choose_regime(analysis, primary))
-        line = self._submit("draw_timeline", (shown, outdir, svg)) if shown is not None else None
-        late: list[tuple[str, object]] = []
+        self._timeline = self._submit("draw_timeline", (shown, outdir, svg)) if shown is not None else None
         if self.by is not None:
             overview = metrics or line_metrics(results, limit=12)
-            late.append(("policy", self._submit("overview_map", (analysis, overview, outdir, svg))))
+            self._late.append(("policy", self._submit("overview_map", (analysis, overview, outdir, svg))))
             for metric in [m for m in metrics if info(m).better] if metrics else [primary]:
                 for rows_f, cols_f in list(itertools.combinations(results.other_factors(self.by), 2))[:MAX_PAIRS]:
-                    late.append(("policy", self._submit("pair_map", (analysis, metric, rows_f, cols_f, outdir, svg))))
+                    args = (analysis, metric, rows_f, cols_f, outdir, svg)
+                    self._late.append(("policy", self._submit("pair_map", args)))
+
+    def finish(self) -> list[Path]:
+        """Wait for every figure and write the manifest; returns the PNG paths."""
         made: list[Plot] = []
-        for kind, pending in [*self._early, *late, ("timeline", line), ("memmap", self._memmap)]:
+        for kind, pending in [*self._early, *self._late, ("timeline", self._timeline), ("memmap", self._memmap)]:
             _add(made, kind, _result(pending))
+        outdir = self.outdir
         outdir.mkdir(parents=True, exist_ok=True)
-        options = {"by": self.by, "alpha": analysis.alpha, "metrics": metrics, "regime": self.regime, "svg": svg}
+        options = {"by": self.by, "alpha": self._alpha, "metrics": self.metrics, "regime": self.regime, "svg": self.svg}
         index = {"options": options, "figures": [asdict(p) for p in made]}
         (outdir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         return [outdir / p.file for p in made]
