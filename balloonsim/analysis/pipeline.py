@@ -67,9 +67,10 @@ def _analyze(results: Results, by: str | None, alpha: float, progress: Progress,
     return Analysis(results, by, summary, comparisons, alpha)
 
 
-def _analysis(results: Results, by: str | None, alpha: float, progress: Progress, start: float) -> Analysis:
-    """The analysis in the CSVs when they are current, else a fresh one (written); `by` resolved."""
-    comparisons = _current_comparisons(results, by, alpha)
+def _analysis(results: Results, by: str | None, alpha: float, progress: Progress, start: float, comparisons=None):
+    """The analysis in the CSVs when they are current (`comparisons`, when already read back by
+    _current_comparisons), else a fresh one (written); `by` resolved."""
+    comparisons = _current_comparisons(results, by, alpha) if comparisons is None else comparisons
     if comparisons is None:
         return _analyze(results, by, alpha, progress, start)
     import pandas as pd
@@ -120,10 +121,21 @@ def plot(
     results = load(path)
     by = results.resolve_by(by)
     with Drawing(results, by, metrics, regime, svg) as drawing:  # checks the options before minutes of work
-        analysis = _analysis(results, by, alpha, progress, start)
+        analysis = _analysis_drawing(drawing, results, by, alpha, progress, start)
         start = time.perf_counter()
         drawing.add(analysis)
         return _draw(drawing, analysis, progress, start)
+
+
+def _analysis_drawing(drawing: Drawing, results: Results, by, alpha: float, progress: Progress, start: float):
+    """_analysis, with the time line started as soon as the comparisons of its metric are known (computed for
+    it alone first when the table is not current: the rest are computed while it is drawn)."""
+    current = _current_comparisons(results, by, alpha)
+    if current is not None:
+        drawing.start_timeline(lambda m: current[current["metric"] == m])
+    else:
+        drawing.start_timeline(lambda m: compare(results, by, alpha, [m]))
+    return _analysis(results, by, alpha, progress, start, current)
 
 
 def _draw(drawing: Drawing, analysis: Analysis, progress: Progress, start: float) -> list[Path]:
@@ -158,7 +170,7 @@ def report(
     have = manifest(root) is not None
     if redraw or not have or not (keep_plots or current(root, by, alpha, svg)):
         with Drawing(results, by, svg=svg) as drawing:
-            analysis = _analysis(results, by, alpha, progress, start)
+            analysis = _analysis_drawing(drawing, results, by, alpha, progress, start)
             start = time.perf_counter()
             drawing.add(analysis)
             text = draft(analysis)  # while the last figures are drawn

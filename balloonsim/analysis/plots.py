@@ -16,6 +16,7 @@ import itertools
 import json
 import multiprocessing
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from balloonsim.analysis.compare import differs
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.load import DERIVED, Results, data_mtime
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
-from balloonsim.analysis.timeline import choose_regime, parse_regime, timeline
+from balloonsim.analysis.timeline import parse_regime, read_timeline, regime_for
 from balloonsim.errors import UserError
 
 PLOTS = "plots"
@@ -121,17 +122,31 @@ class Drawing:
         self._memmap = self._submit("memmap_figure", (results, by, self.outdir, svg))
         self._late: list[tuple[str, object]] = []
         self._timeline = None
+        self._timeline_started = False
+        self._primary: str | None = None
         self._alpha: float | None = None
 
+    def start_timeline(self, rows_of: Callable[[str], pd.DataFrame]) -> None:
+        """Start the time line, the longest figure, as soon as the comparisons of its metric are known:
+        `rows_of(metric)` gives them (computed for that metric alone, or read from the table)."""
+        rows_of = _cached(rows_of)
+        primary = first_differing(self.results, self.metrics, rows_of)
+        self._primary, self._timeline_started = primary, True
+        if primary is None:
+            return
+        regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
+        shown = read_timeline(self.results, self.by, primary, regime)
+        if shown is not None:
+            self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+
     def add(self, analysis: Analysis) -> None:
-        """Start the figures that read the comparisons: the time line (the longest) first, then the maps."""
+        """Start the figures that read the comparisons (and the time line, unless started already)."""
         results, metrics, outdir, svg = self.results, self.metrics, self.outdir, self.svg
         self._alpha = analysis.alpha
-        primary = primary_metric(analysis, metrics)
-        shown = None
-        if primary is not None:
-            shown = timeline(analysis, primary, self.regime_label or choose_regime(analysis, primary))
-        self._timeline = self._submit("draw_timeline", (shown, outdir, svg)) if shown is not None else None
+        comp = analysis.comparisons
+        if not self._timeline_started:
+            self.start_timeline(lambda m: comp[comp["metric"] == m] if not comp.empty else comp)
+        primary = self._primary
         if self.by is not None:
             overview = metrics or line_metrics(results, limit=12)
             self._late.append(("policy", self._submit("overview_map", (analysis, overview, outdir, svg))))
@@ -179,6 +194,11 @@ class _Done:
         return self.value
 
 
+def _cached(rows_of: Callable[[str], pd.DataFrame]) -> Callable[[str], pd.DataFrame]:
+    seen: dict[str, pd.DataFrame] = {}
+    return lambda m: seen[m] if m in seen else seen.setdefault(m, rows_of(m))
+
+
 def _result(pending):
     return None if pending is None else pending.get()
 
@@ -218,20 +238,23 @@ def _index(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
-    """The first metric of --metric, else of PRIMARY_ORDER, that differs between strategies (significantly or
-    deterministically); failing that, the first that varies at all."""
-    varying = varying_metrics(analysis.results)
-    comp = analysis.comparisons
-    significant = set(comp.loc[differs(comp), "metric"]) if not comp.empty else set()
-    candidates = [*(metrics or []), *([] if metrics else [*analysis.results.primary, *PRIMARY_ORDER])]
-    for pool in (significant, set(varying)):
-        for m in candidates:
-            if m in pool:
-                return m
+def first_differing(results: Results, metrics: list[str] | None, rows_of: Callable[[str], pd.DataFrame]) -> str | None:
+    """The time line's metric: the first of --metric, else of the experiment's primary metrics and PRIMARY_ORDER,
+    that differs between strategies (significantly or deterministically); failing that, the first that varies
+    at all. `rows_of` gives the comparisons of one candidate at a time, in order, so that the time line can be
+    chosen before the whole table is computed."""
+    varying = varying_metrics(results)
+    candidates = [*(metrics or []), *([] if metrics else [*results.primary, *PRIMARY_ORDER])]
+    for m in dict.fromkeys(candidates):
+        rows = rows_of(m)
+        if not rows.empty and differs(rows).any():
+            return m
+    for m in candidates:
+        if m in varying:
+            return m
     if metrics:
         return metrics[0]
-    return varying[0] if varying else (analysis.results.metrics[0] if analysis.results.metrics else None)
+    return varying[0] if varying else (results.metrics[0] if results.metrics else None)
 
 
 def varying_metrics(results: Results) -> list[str]:

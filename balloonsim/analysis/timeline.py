@@ -49,8 +49,12 @@ def parse_regime(results, by: str | None, text: str) -> str:
 
 def choose_regime(analysis, metric: str) -> str:
     """The regime where strategies differ most on `metric` (largest significant effect), else the first."""
-    labels = regime_labels(analysis.results, analysis.by)
-    comp = analysis.comparisons
+    return regime_for(analysis.results, analysis.by, analysis.comparisons, metric)
+
+
+def regime_for(results, by: str | None, comp: pd.DataFrame, metric: str) -> str:
+    """choose_regime from the comparisons of `metric` (at least; other rows are ignored)."""
+    labels = regime_labels(results, by)
     if not comp.empty:
         rows = comp[(comp["metric"] == metric) & differs(comp)]
         if rows.empty:
@@ -61,9 +65,8 @@ def choose_regime(analysis, metric: str) -> str:
     return str(labels.iloc[0])
 
 
-def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Series, int, float]]:
+def representatives(results, by: str | None, regime: str, metric: str) -> list[tuple[str, pd.Series, int, float]]:
     """(strategy, run row, runs in the cell, median) with the run closest to the median of `metric`."""
-    results, by = analysis.results, analysis.by
     runs = results.runs[regime_labels(results, by) == regime]
     out = []
     levels = results.levels(by) if by else [None]
@@ -191,18 +194,23 @@ class Timeline:
 
 def timeline(analysis, metric: str, regime: str) -> Timeline | None:
     """The representatives of `regime` on `metric` with their time series and events; None without a series."""
-    if not analysis.results.has_timeseries():
+    return read_timeline(analysis.results, analysis.by, metric, regime)
+
+
+def read_timeline(results, by: str | None, metric: str, regime: str) -> Timeline | None:
+    """`timeline` from the results alone (the representatives need no comparisons)."""
+    if not results.has_timeseries():
         return None
-    chosen = representatives(analysis, regime, metric)
+    chosen = representatives(results, by, regime, metric)
     ids = [str(row["run_id"]) for _, row, _, _ in chosen]
-    ts = analysis.results.timeseries(ids)
+    ts = results.timeseries(ids)
     if ts is None or ts.empty:
         return None
-    events = analysis.results.events(ids)
+    events = results.events(ids)
     runs = []
     for strategy, row, n, median in chosen:
         rid = str(row["run_id"])
         run_events = None if events is None else events[events["run_id"] == rid]
         run_ts = ts[ts["run_id"] == rid]
         runs.append(Run(strategy, row, n, median, run_ts, event_times(run_ts, run_events), crash_time(row, run_events)))
-    return Timeline(analysis.by, metric, regime, runs, ts, events is not None)
+    return Timeline(by, metric, regime, runs, ts, events is not None)
