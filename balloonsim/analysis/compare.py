@@ -155,9 +155,12 @@ def regime_order(results: Results, by: str | None) -> list[str]:
     return sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
 
 
-def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFrame:
-    """comparisons.csv: one row per metric, regime and unordered pair of levels of `by`."""
+def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: list[str] | None = None) -> pd.DataFrame:
+    """comparisons.csv: one row per metric, regime and unordered pair of levels of `by`.
+
+    With `metrics`, only their rows, the same as in the whole table (each metric is its own Holm family)."""
     columns = _columns(results, by)
+    names = results.metrics if metrics is None else [m for m in results.metrics if m in metrics]
     if by is None or results.runs[by].nunique(dropna=False) < 2:
         return pd.DataFrame(columns=columns)
     factors, shown = regime_factors(results, by)
@@ -171,13 +174,13 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA) -> pd.DataFr
         where = dict(zip(factors, key, strict=True))
         label = regime_label(where, shown)
         sides = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
-        values = {lvl: {m: _values(part[m]) for m in results.metrics} for lvl, part in sides.items()}
+        values = {lvl: {m: _values(part[m]) for m in names} for lvl, part in sides.items()}
         survivors = {lvl: int(alive.loc[part.index].sum()) for lvl, part in sides.items()}
         for a, b in itertools.combinations(levels, 2):
             if sides[a].empty or sides[b].empty:
                 continue
             counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
-            for metric in results.metrics:
+            for metric in names:
                 x, y = values[a][metric], values[b][metric]
                 head = {**where, "regime": label}
                 if not info(metric).survival and (survivors[a] == 0 or survivors[b] == 0):

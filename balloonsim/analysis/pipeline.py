@@ -17,8 +17,9 @@ from pathlib import Path
 
 from balloonsim.analysis.compare import ALPHA, compare
 from balloonsim.analysis.core import Analysis
-from balloonsim.analysis.load import data_mtime, load
+from balloonsim.analysis.load import Results, data_mtime, load
 from balloonsim.analysis.metrics import describe
+from balloonsim.analysis.plots import Drawing, current, manifest
 from balloonsim.analysis.stats import summarize
 
 SUMMARY = "summary.csv"
@@ -41,7 +42,14 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progr
     """Write DIR/summary.csv, DIR/metrics.csv and DIR/comparisons.csv."""
     start = time.perf_counter()
     results = load(path)
-    by = results.resolve_by(by)
+    return _analyze(results, results.resolve_by(by), alpha, progress, start)
+
+
+def _analyze(
+    results: Results, by: str | None, alpha: float, progress: Progress, start: float, compared_s: float = 0.0
+) -> Analysis:
+    """`start`: when the summary's clock starts; `compared_s`: time spent on comparisons before (the time line's
+    metric), counted in the comparisons' time."""
     summary = summarize(results)
     summary.to_csv(results.path / SUMMARY, index=False)
     describe([*results.columns, *[m for m in results.metrics if m not in results.columns]]).to_csv(
@@ -58,19 +66,25 @@ def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progr
     n_det = int(comparisons["deterministic"].sum()) if not comparisons.empty else 0
     progress(
         f"analysis: {results.path / COMPARISONS} ({len(comparisons)} comparisons along {by}: {n_sig} significant "
-        f"after Holm, {n_det} deterministic) [{time.perf_counter() - start:.1f} s]"
+        f"after Holm, {n_det} deterministic) [{time.perf_counter() - start + compared_s:.1f} s]"
     )
     return Analysis(results, by, summary, comparisons, alpha)
 
 
-def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress) -> Analysis:
-    """The analysis in the CSVs when they are current, else a fresh one (written)."""
-    start = time.perf_counter()
-    results = load(path)
-    resolved = results.resolve_by(by)
-    comparisons = _current_comparisons(results, resolved, alpha)
+def _analysis(
+    results: Results,
+    by: str | None,
+    alpha: float,
+    progress: Progress,
+    start: float,
+    comparisons=None,
+    compared_s: float = 0.0,
+):
+    """The analysis in the CSVs when they are current (`comparisons`, when already read back by
+    _current_comparisons), else a fresh one (written); `by` resolved."""
+    comparisons = _current_comparisons(results, by, alpha) if comparisons is None else comparisons
     if comparisons is None:
-        return analyze(path, by, alpha, progress)
+        return _analyze(results, by, alpha, progress, start, compared_s)
     import pandas as pd
 
     summary = pd.read_csv(results.path / SUMMARY)
@@ -78,10 +92,8 @@ def _analysis(path: str | Path, by: str | None, alpha: float, progress: Progress
         f"analysis: {results.path / SUMMARY} and {METRICS} current (newer than the data): reused "
         f"[{time.perf_counter() - start:.1f} s]"
     )
-    progress(
-        f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {resolved}): reused"
-    )
-    return Analysis(results, resolved, summary, comparisons, alpha)
+    progress(f"analysis: {results.path / COMPARISONS} current ({len(comparisons)} comparisons along {by}): reused")
+    return Analysis(results, by, summary, comparisons, alpha)
 
 
 def _current_comparisons(results, by: str | None, alpha: float):
@@ -116,19 +128,33 @@ def plot(
     progress: Progress = quiet,
 ) -> list[Path]:
     """Figures into DIR/plots/ (PNG; SVG too with svg=True); returns the PNG paths. Analyzes first, so numbers
-    agree."""
-    from balloonsim.analysis.plots import check_options  # matplotlib: only when drawing
-
-    results = load(path)
-    check_options(results, results.resolve_by(by), metrics, regime)  # fail before minutes of work
-    return _draw(_analysis(path, by, alpha, progress), metrics, regime, svg, progress)
-
-
-def _draw(analysis: Analysis, metrics, regime, svg: bool, progress: Progress) -> list[Path]:
-    from balloonsim.analysis.plots import make_plots
-
+    agree; the figures that need no comparisons are drawn meanwhile."""
     start = time.perf_counter()
-    made = make_plots(analysis, metrics=metrics, regime=regime, svg=svg)
+    results = load(path)
+    by = results.resolve_by(by)
+    with Drawing(results, by, metrics, regime, svg) as drawing:  # checks the options before minutes of work
+        analysis = _analysis_drawing(drawing, results, by, alpha, progress, start)
+        start = time.perf_counter()
+        drawing.add(analysis)
+        return _draw(drawing, analysis, progress, start)
+
+
+def _analysis_drawing(drawing: Drawing, results: Results, by, alpha: float, progress: Progress, start: float):
+    """_analysis, with the time line started as soon as the comparisons of its metric are known (computed for
+    it alone first when the table is not current: the rest are computed while it is drawn)."""
+    current = _current_comparisons(results, by, alpha)
+    begun = time.perf_counter()
+    if current is not None:
+        drawing.start_timeline(lambda m: current[current["metric"] == m])
+    else:
+        drawing.start_timeline(lambda m: compare(results, by, alpha, [m]))
+    compared_s = time.perf_counter() - begun
+    return _analysis(results, by, alpha, progress, start + compared_s, current, compared_s)
+
+
+def _draw(drawing: Drawing, analysis: Analysis, progress: Progress, start: float) -> list[Path]:
+    """Wait for the figures; the time reported runs from the end of the analysis (`start`)."""
+    made = drawing.finish()
     progress(
         f"analysis: {analysis.results.path / 'plots'} ({len(made)} figures drawn) [{time.perf_counter() - start:.1f} s]"
     )
@@ -149,17 +175,25 @@ def report(
     The figures in DIR/plots/ are reused when they are current (same options, newer than the data); keep_plots
     reuses whatever is there (say from `plot --metric ...`), redraw draws them again regardless.
     """
-    from balloonsim.analysis.plots import current, manifest
-    from balloonsim.analysis.report import write_report
+    from balloonsim.analysis.report import draft, write_report
 
-    analysis = _analysis(path, by, alpha, progress)
-    root = analysis.results.path
+    start = time.perf_counter()
+    results = load(path)
+    by = results.resolve_by(by)
+    root = results.path
     have = manifest(root) is not None
-    if redraw or not have or not (keep_plots or current(root, analysis.by, analysis.alpha, svg)):
-        _draw(analysis, None, None, svg, progress)
+    if redraw or not have or not (keep_plots or current(root, by, alpha, svg)):
+        with Drawing(results, by, svg=svg) as drawing:
+            analysis = _analysis_drawing(drawing, results, by, alpha, progress, start)
+            start = time.perf_counter()
+            drawing.add(analysis)
+            text = draft(analysis)  # while the last figures are drawn
+            _draw(drawing, analysis, progress, start)
     else:
+        analysis = _analysis(results, by, alpha, progress, start)
         progress(f"analysis: {root / 'plots'} ({len(manifest(root) or [])} figures reused: newer than the data)")
-    md, page = write_report(analysis)
+        text = None
+    md, page = write_report(analysis, text)
     progress(f"analysis: report written, {page.name} beside it: {md}")
     return md, page
 

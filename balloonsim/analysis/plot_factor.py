@@ -23,19 +23,6 @@ MAX_FACETS = 4
 MAX_WIDTH = 11.0  # inches of panels before categorical tick labels are slanted rather than wrapped
 
 
-def x_factors(results, by: str) -> list[str]:
-    """Numeric varying factors make x axes; without any, the categorical one with the most levels does."""
-    options = results.other_factors(by)
-    numeric = [f for f in options if _numeric(results.runs[f])]
-    if numeric or not options:
-        return numeric
-    return [max(options, key=lambda f: len(results.levels(f)))]
-
-
-def _numeric(col: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-
-
 def choose_facet(results, by: str, x: str) -> str | None:
     """The varying factor with the fewest levels (at most MAX_FACETS), preferring non-numeric ones."""
     options = results.other_factors(by, x)
@@ -75,14 +62,15 @@ class Cell:
     alive: int
 
 
-def factor_figure(analysis, metric: str, x: str, outdir: Path, svg: bool = False) -> tuple[Path, str, str] | None:
+def factor_figure(
+    results, by: str, metric: str, x: str, outdir: Path, svg: bool = False
+) -> tuple[Path, str, str] | None:
     """Draw and save one figure; returns (png, title, caption) or None when there is nothing to draw.
 
     Lines with a shaded confidence band only for a noisy metric against a numeric factor; a 0/1 outcome (Wilson
     interval) or a deterministic metric (every run of a point identical) is drawn as points, dodged per level,
     so a 0 %/100 % result never becomes a blended band. A point whose guests all died is marked, not drawn.
     """
-    results, by = analysis.results, analysis.by
     runs = results.runs
     if metric not in runs or runs[metric].dropna().empty:
         return None

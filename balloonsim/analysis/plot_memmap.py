@@ -39,9 +39,8 @@ def placement(part: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def memmap_figure(analysis, outdir: Path, svg: bool = False) -> tuple[Path, str, str] | None:
+def memmap_figure(results, by: str | None, outdir: Path, svg: bool = False) -> tuple[Path, str, str] | None:
     """None when the runs carry no memmap columns or every value is zero."""
-    results, by = analysis.results, analysis.by
     runs = results.runs
     present = [c for c in COLUMNS if c in runs]
     if not present or not (runs[present].fillna(0).to_numpy() != 0).any():
@@ -54,7 +53,7 @@ def memmap_figure(analysis, outdir: Path, svg: bool = False) -> tuple[Path, str,
         part = runs if facet is None else runs[runs[facet] == fl]
         for s in strategies:
             cell = part if s is None else part[part[by] == s]
-            alive = cell[analysis.results.alive.loc[cell.index]]
+            alive = cell[results.alive.loc[cell.index]]
             if not alive.empty:  # a dead guest's memmap stops where it died: survivors only
                 data[(fl, s)] = placement(alive)
     if not data:
@@ -114,7 +113,6 @@ def memmap_figure(analysis, outdir: Path, svg: bool = False) -> tuple[Path, str,
         "or carved from the added range itself; the hatched part describes memory the driver never backed."
     )
     caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
-    results = analysis.results
     if not results.alive.all():
         caption += f" Surviving runs only: {int(results.alive.sum())} of {len(results.runs)}."
     return png, title, caption

@@ -1,16 +1,13 @@
 """Timelines of one representative run per strategy in one regime: memory over time with the events.
 
-The representative run is the one whose primary metric is closest to its strategy's median in that regime, so
-the picture is typical rather than the luckiest or unluckiest seed. Without an events file, hot-add and online
-markers are derived from the blocks_added/blocks_online counters and the crash from crash_time_s.
-Every series is a sample of a value at an instant, so all are drawn the same way, as steps held until the next
-sample: MemFree can never show above MemTotal. A long run (hours of bursts) is shown where its hot-plug happens,
-with the whole run beside it as a band of each window's lowest and highest MemFree, so it stays readable.
+Which runs, samples and events are shown is decided in `timeline`; this module draws them. Every series is a
+sample of a value at an instant, so all are drawn the same way, as steps held until the next sample: MemFree can
+never show above MemTotal. A long run (hours of bursts) is shown where its hot-plug happens, with the whole run
+beside it as a band of each window's lowest and highest MemFree, so it stays readable.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.compare import differs, regime_labels
-from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import fmt, info
-from balloonsim.errors import UserError
+from balloonsim.analysis.timeline import Timeline, timeline, zoom_window
 from balloonsim.units import GiB
 
 # column, legend label, colour, line style, width. Neutral colours: strategies own the palette, red the crash.
@@ -46,94 +41,28 @@ EVENT_ROWS = (
     ("onlining agent killed", "#d62728", "P"),
 )
 OVERVIEW_BINS = 240
-LONG_RUN_S = 3600.0  # runs longer than this are shown through a window
-WINDOW_S = 1800.0
-# add_memory/online details end in the errno name ("0" or "-ENOMEM"); some failures are worded instead.
-FAILED = re.compile(r"-E[A-Z0-9]+\b|no free|fail|error|refused|out of memory", re.IGNORECASE)
-
-
-def parse_regime(results, by: str | None, text: str) -> str:
-    """'driver.name=xen,onlining.delay_s=5' -> the regime label of the runs it selects (exactly one)."""
-    runs = results.runs
-    mask = pd.Series(True, index=runs.index)
-    for part in [p for p in text.split(",") if p.strip()]:
-        if "=" not in part:
-            raise UserError(f"--regime: {part.strip()!r} is not FACTOR=VALUE")
-        factor, value = (s.strip() for s in part.split("=", 1))
-        if factor not in results.factors:
-            raise UserError(f"--regime: {factor!r} is not a factor; factors are {', '.join(results.factors)}")
-        mask &= runs[factor].map(lambda v, want=value: _same(v, want))
-    labels = regime_labels(results, by)[mask]
-    found = list(pd.unique(labels))
-    if not found:
-        raise UserError(f"--regime {text!r}: no successful run matches")
-    if len(found) > 1:
-        raise UserError(
-            f"--regime {text!r} matches {len(found)} regimes; also give a value for: " + _missing(results, by, text)
-        )
-    return found[0]
-
-
-def choose_regime(analysis, metric: str) -> str:
-    """The regime where strategies differ most on `metric` (largest significant effect), else the first."""
-    labels = regime_labels(analysis.results, analysis.by)
-    comp = analysis.comparisons
-    if not comp.empty:
-        rows = comp[(comp["metric"] == metric) & differs(comp)]
-        if rows.empty:
-            rows = comp[(comp["metric"] == metric) & comp["p"].notna()]
-        if not rows.empty:
-            rows = rows.assign(abs_delta=rows["cliffs_delta"].abs(), abs_diff=rows["diff"].abs())
-            return str(rows.sort_values(["abs_delta", "abs_diff"], ascending=False, kind="stable")["regime"].iloc[0])
-    return str(labels.iloc[0])
-
-
-def representatives(analysis, regime: str, metric: str) -> list[tuple[str, pd.Series, int, float]]:
-    """(strategy, run row, runs in the cell, median) with the run closest to the median of `metric`."""
-    results, by = analysis.results, analysis.by
-    runs = results.runs[regime_labels(results, by) == regime]
-    out = []
-    levels = results.levels(by) if by else [None]
-    for level in levels:
-        part = runs if level is None else runs[runs[by] == level]
-        if part.empty:
-            continue
-        values = part[metric].to_numpy(dtype=float) if metric in part else np.full(len(part), np.nan)
-        median = float(np.nanmedian(values)) if not np.all(np.isnan(values)) else float("nan")
-        distance = np.abs(values - median) if not np.isnan(median) else np.zeros(len(part))
-        distance = np.where(np.isnan(distance), np.inf, distance)
-        row = part.iloc[int(np.argmin(distance))]
-        out.append(("all runs" if level is None else level_text(by, level), row, len(part), median))
-    return out
 
 
 def timeline_figure(
     analysis, metric: str, regime: str, outdir: Path, svg: bool = False
 ) -> tuple[Path, str, str] | None:
-    """One panel (memory steps) and one event strip per strategy; None when there is no time series.
+    """The time line of `regime` on `metric`; None when there is no time series."""
+    shown = timeline(analysis, metric, regime)
+    return draw_timeline(shown, outdir, svg) if shown is not None else None
+
+
+def draw_timeline(shown: Timeline, outdir: Path, svg: bool = False) -> tuple[Path, str, str]:
+    """One panel (memory steps) and one event strip per strategy.
 
     When the hot-plug activity (requests, add_memory, online, crash) fits in a short window of a long run, the
     panels show that window, and a narrower column beside them the whole run (MemTotal, and MemFree as the band
     between its lowest and highest value in each of OVERVIEW_BINS windows).
     """
-    if not analysis.results.has_timeseries():
-        return None
-    chosen = representatives(analysis, regime, metric)
-    ids = [str(row["run_id"]) for _, row, _, _ in chosen]
-    ts = analysis.results.timeseries(ids)
-    if ts is None or ts.empty:
-        return None
-    events = analysis.results.events(ids)
-    runs = []
-    for strategy, row, n, median in chosen:
-        rid = str(row["run_id"])
-        run_events = None if events is None else events[events["run_id"] == rid]
-        run_ts = ts[ts["run_id"] == rid]
-        runs.append((strategy, row, n, median, run_ts, _event_times(run_ts, run_events), _crash_time(row, run_events)))
+    ts, runs, metric, regime = shown.samples, shown.runs, shown.metric, shown.regime
     series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
-    rows_used = [r for r in EVENT_ROWS if any(len(r_[5].get(r[0], ())) for r_ in runs)]
+    rows_used = [r for r in EVENT_ROWS if any(len(run.times.get(r[0], ())) for run in runs)]
     t_min, t_max = float(ts["t"].min()), float(ts["t"].max())
-    zoom = _zoom_window(runs, t_min, t_max)
+    zoom = zoom_window(runs, t_min, t_max)
     rate = info(metric).unit == "rate"
     with ps.style():
         fig = ps.figure(13.0 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
@@ -150,7 +79,8 @@ def timeline_figure(
         mains = grid[0::2, :].ravel()
         for ax in mains[1:]:
             ax.sharey(mains[0])
-        for k, (strategy, row, n, median, run_ts, times, crash) in enumerate(runs):
+        for k, run in enumerate(runs):
+            run_ts, times, crash = run.samples, run.times, run.crash
             for col in range(grid.shape[1]):
                 main, strip = grid[2 * k, col], grid[2 * k + 1, col]
                 if col == 0:
@@ -165,7 +95,7 @@ def timeline_figure(
             if zoom:
                 grid[2 * k, 0].set_xlim(*zoom)
                 grid[2 * k, 1].set_title(f"whole run: 0–{t_max:.0f} s", loc="left")
-            grid[2 * k, 0].set_title(_run_title(strategy, row, n, median, metric, rate, crash), loc="left")
+            grid[2 * k, 0].set_title(_run_title(run, metric, rate), loc="left")
             grid[2 * k, 0].set_ylabel("GiB")
         for ax in grid[-1, :]:
             ax.set_xlabel("simulated time (s)")
@@ -174,15 +104,15 @@ def timeline_figure(
             handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
         if "stalled" in ts.columns:
             handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
-        if any(r[6] is not None for r in runs):
+        if any(run.crash is not None for run in runs):
             handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
         title = f"Representative runs: {regime}"
         fig.suptitle(title, fontweight="bold")
         png = ps.save(fig, outdir, "timeline", svg)
-    source = "events file" if events is not None else "blocks_added/blocks_online/oom_kills counters (no events file)"
+    source = "events file" if shown.from_events else "blocks_added/blocks_online/oom_kills counters (no events file)"
     caption = (
-        f"One run per {analysis.by or 'experiment'} in the regime {regime}: the run whose "
+        f"One run per {shown.by or 'experiment'} in the regime {regime}: the run whose "
         f"{info(metric).label} is closest to the median of its runs. Values in GiB, each held until the next "
         f"sample; the strip under a panel marks events from the {source}; shading marks time spent stalled"
         + (
@@ -195,7 +125,8 @@ def timeline_figure(
     return png, title, caption
 
 
-def _run_title(strategy: str, row, n: int, median: float, metric: str, rate: bool, crash: float | None) -> str:
+def _run_title(run, metric: str, rate: bool) -> str:
+    strategy, row, n, median, crash = run.strategy, run.row, run.n, run.median, run.crash
     if rate:
         share = f"{median * 100:.0f}% of {n} runs" if np.isfinite(median) else f"{n} runs"
         fate = f"crashed at {crash:.0f} s" if crash is not None else "survived"
@@ -225,26 +156,6 @@ def _overview_panel(ax, run_ts: pd.DataFrame, series, zoom: tuple[float, float])
             ax.plot(t, values, color=colour, linestyle=style, linewidth=width, drawstyle="steps-post")
     ax.axvspan(*zoom, color="#ffd54f", alpha=0.25, linewidth=0)
     ax.set_ylim(bottom=0)
-
-
-ZOOM_KINDS = ("hot-add request", "add_memory ok", "add_memory failed", "populate", "online", "offline/remove")
-
-
-def _zoom_window(runs, t_min: float, t_max: float) -> tuple[float, float] | None:
-    """The span of hot-plug events and crashes, padded, when it covers less than a third of the run."""
-    times = [t for r in runs for kind in ZOOM_KINDS for t in r[5].get(kind, ())]
-    times += [r[6] for r in runs if r[6] is not None]
-    duration = t_max - t_min
-    if not times or duration <= 0:
-        return None
-    lo, hi = min(times), max(times)
-    pad = max(0.1 * (hi - lo), 0.02 * duration)
-    lo, hi = max(t_min, lo - pad), min(t_max, hi + pad)
-    if hi - lo < duration / 3:
-        return (lo, hi)
-    if duration > LONG_RUN_S:  # hot-plug all through a long run: its beginning, readable, beside the whole
-        return (lo, min(t_max, lo + max(WINDOW_S, duration / 6)))
-    return None
 
 
 def _crash_marker(main, strip, crash: float) -> None:
@@ -299,66 +210,3 @@ def _event_strip(ax, times: dict[str, np.ndarray], rows, labels: bool = True) ->
     ax.invert_yaxis()
     ax.spines["left"].set_visible(False)
     ax.tick_params(axis="y", length=0)
-
-
-def _event_times(run_ts: pd.DataFrame, events: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    if events is not None and not events.empty and "kind" in events:
-        kind = events["kind"].astype(str)
-        detail = events["detail"].fillna("").astype(str) if "detail" in events else pd.Series("", index=events.index)
-        failed = detail.map(lambda d: bool(FAILED.search(d)))
-        t = events["t"].to_numpy(dtype=float)
-        out["hot-add request"] = t[(kind == "hotadd_request").to_numpy()]
-        out["add_memory ok"] = t[((kind == "add_memory") & ~failed).to_numpy()]
-        out["add_memory failed"] = t[((kind == "add_memory") & failed).to_numpy()]
-        out["populate"] = t[(kind == "populate").to_numpy()]
-        out["online"] = t[((kind == "online") & ~failed).to_numpy()]
-        out["offline/remove"] = t[kind.isin(["offline", "remove_memory", "unplug"]).to_numpy()]
-        out["fake-offline"] = t[(kind == "fake_offline").to_numpy()]
-        out["OOM kill"] = t[(kind == "oom_kill").to_numpy()]
-        out["onlining agent killed"] = t[(kind == "agent_killed").to_numpy()]
-        return out
-    t = run_ts["t"].to_numpy(dtype=float)
-    for col, label in (
-        ("blocks_added", "add_memory ok"),
-        ("blocks_online", "online"),
-        ("oom_kills", "OOM kill"),
-    ):
-        if col in run_ts.columns:
-            steps = np.diff(run_ts[col].fillna(0).to_numpy(dtype=float), prepend=0.0)
-            out[label] = t[steps > 0]
-    if "blocks_added" in run_ts.columns:  # fewer blocks than before: some were offlined and removed
-        steps = np.diff(run_ts["blocks_added"].fillna(0).to_numpy(dtype=float), prepend=0.0)
-        out["offline/remove"] = t[steps < 0]
-    return out
-
-
-def _crash_time(row: pd.Series, events: pd.DataFrame | None) -> float | None:
-    if events is not None and not events.empty and "kind" in events:
-        crashes = events.loc[events["kind"].astype(str) == "crash", "t"]
-        if len(crashes):
-            return float(crashes.iloc[0])
-    crashed = row.get("guest_crashed", 0)
-    when = row.get("crash_time_s", np.nan)
-    if pd.notna(when) and (pd.isna(crashed) or float(crashed) > 0):
-        return float(when)
-    return None
-
-
-def _same(value, text: str) -> bool:
-    """A level given on the command line: its label (`hyperv request_offset=2M`, `true`), or the raw value."""
-    if str(value) == text:
-        return True
-    factor_free = level_text("", value)
-    if factor_free == text or factor_free.lower() == text.lower():
-        return True
-    try:
-        return float(value) == float(text)
-    except (TypeError, ValueError):
-        return False
-
-
-def _missing(results, by: str | None, text: str) -> str:
-    given = {p.split("=", 1)[0].strip() for p in text.split(",") if "=" in p}
-    others = [f for f in results.other_factors(by) if f not in given]
-    return ", ".join(others) or "(nothing: the factors given are ambiguous)"

@@ -5,11 +5,13 @@ plotted against anything, and figures whose columns are missing are skipped with
 plots/index.json lists each figure with its title and caption and the options it was drawn with; it lets a rerun
 remove only its own old files, and `report` reuse figures that are newer than the data instead of redrawing.
 Each figure is drawn once, as PNG; SVG copies only on request. The drawing modules (matplotlib) are imported
-only when something is drawn: a report that reuses its figures never loads them.
+only by a process that draws: a report that reuses its figures never loads them, and with worker processes the
+main one never does.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import multiprocessing
@@ -18,10 +20,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from balloonsim.analysis.compare import differs
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.load import DERIVED, Results, data_mtime
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
+from balloonsim.analysis.timeline import parse_regime, read_timeline, regime_for
 from balloonsim.errors import UserError
 
 PLOTS = "plots"
@@ -41,8 +46,6 @@ class Plot:
 
 def check_options(results: Results, by: str | None, metrics: list[str] | None, regime: str | None) -> str | None:
     """Reject unknown --metric names and a --regime that does not name one regime; returns its label."""
-    from balloonsim.analysis.plot_timeline import parse_regime
-
     unknown = [m for m in metrics or [] if m not in results.metrics]
     if unknown:
         raise UserError(
@@ -58,78 +61,146 @@ def make_plots(
     svg: bool = False,
     workers: int | None = None,
 ) -> list[Path]:
-    """Draw every applicable figure; returns the PNG paths written.
+    """Draw every applicable figure; returns the PNG paths written."""
+    with Drawing(analysis.results, analysis.by, metrics, regime, svg, workers) as drawing:
+        drawing.add(analysis)
+        return drawing.finish()
 
-    Figures are independent, so they are drawn by up to `workers` forked processes (default: two, or one on a
-    one-core machine or where fork is unavailable) while this process draws the time line (the only figure
-    that reads a file, which stays out of the children). The order of the manifest is the order of the jobs,
-    whoever drew them.
+
+# drawing function -> its module, imported only by the process that draws (matplotlib is a third of a second)
+DRAWERS = {
+    "factor_figure": "balloonsim.analysis.plot_factor",
+    "memmap_figure": "balloonsim.analysis.plot_memmap",
+    "overview_map": "balloonsim.analysis.plot_policy",
+    "pair_map": "balloonsim.analysis.plot_policy",
+    "draw_timeline": "balloonsim.analysis.plot_timeline",
+}
+
+
+def _draw(name: str, args: tuple):
+    return getattr(importlib.import_module(DRAWERS[name]), name)(*args)
+
+
+def _load_drawers() -> None:
+    for module in dict.fromkeys(DRAWERS.values()):
+        importlib.import_module(module)
+
+
+class Drawing:
+    """The figures of one results directory, drawn while the caller computes the comparisons.
+
+    Figures are independent, so up to `workers` forked processes draw them (default: two, or none on a one-core
+    machine or where fork is unavailable: then this process draws each when it is needed). Begun on the loaded
+    results, the workers import matplotlib and draw what the results alone decide (each metric against each
+    factor, the memmap placement) while the caller computes the comparisons; `add` starts the figures that read
+    them (the time line, the longest, first; its samples are read here, so a worker never reads a file), and
+    `finish` waits for all and writes the manifest, in the same order whoever drew what.
     """
-    from balloonsim.analysis.plot_factor import factor_figure, x_factors
-    from balloonsim.analysis.plot_memmap import memmap_figure
-    from balloonsim.analysis.plot_policy import overview_map, pair_map
-    from balloonsim.analysis.plot_timeline import choose_regime
 
-    results = analysis.results
-    outdir = results.path / PLOTS
-    regime_label = check_options(results, analysis.by, metrics, regime)
-    _remove_previous(outdir)
-    primary = primary_metric(analysis, metrics)
-    chosen = metrics or line_metrics(analysis)
-    by = analysis.by
-    axes = results.other_factors(by)
-    jobs: list[tuple[str, Callable, tuple]] = []
-    if by is not None:
-        for metric, x in itertools.product(chosen, x_factors(results, by)):
-            jobs.append(("lines", factor_figure, (analysis, metric, x, outdir, svg)))
-        overview = metrics or [m for m in line_metrics(analysis, limit=12)]
-        jobs.append(("policy", overview_map, (analysis, overview, outdir, svg)))
-        for metric in [m for m in metrics if info(m).better] if metrics else [primary]:
-            for rows_f, cols_f in list(itertools.combinations(axes, 2))[:MAX_PAIRS]:
-                jobs.append(("policy", pair_map, (analysis, metric, rows_f, cols_f, outdir, svg)))
-    jobs.append(("memmap", memmap_figure, (analysis, outdir, svg)))
-    timeline = None
-    if primary is not None:
-        timeline = (analysis, primary, regime_label or choose_regime(analysis, primary), outdir, svg)
-    drawn, line = _draw_all(jobs, timeline, workers)
-    made: list[Plot] = []
-    for (kind, _, _), result in zip(jobs, drawn, strict=True):
-        if kind == "memmap":
-            _add(made, "timeline", line)  # the time line reads best before the placement bars
-        _add(made, kind, result)
-    outdir.mkdir(parents=True, exist_ok=True)
-    options = {"by": analysis.by, "alpha": analysis.alpha, "metrics": metrics, "regime": regime, "svg": svg}
-    index = {"options": options, "figures": [asdict(p) for p in made]}
-    (outdir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
-    return [outdir / p.file for p in made]
+    def __init__(
+        self,
+        results: Results,
+        by: str | None,
+        metrics: list[str] | None = None,
+        regime: str | None = None,
+        svg: bool = False,
+        workers: int | None = None,
+    ):
+        self.results, self.by, self.metrics, self.regime, self.svg = results, by, metrics, regime, svg
+        self.regime_label = check_options(results, by, metrics, regime)  # before anything is touched
+        self.outdir = results.path / PLOTS
+        _remove_previous(self.outdir)
+        workers = min(2, os.cpu_count() or 1) if workers is None else workers
+        self._pool = None
+        if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
+            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_load_drawers)
+        chosen = metrics or line_metrics(results)
+        self._early: list[tuple[str, object]] = []
+        if by is not None:
+            for metric, x in itertools.product(chosen, x_factors(results, by)):
+                self._early.append(("lines", self._submit("factor_figure", (results, by, metric, x, self.outdir, svg))))
+        self._memmap = self._submit("memmap_figure", (results, by, self.outdir, svg))
+        self._late: list[tuple[str, object]] = []
+        self._timeline = None
+        self._timeline_started = False
+        self._primary: str | None = None
+        self._alpha: float | None = None
+
+    def start_timeline(self, rows_of: Callable[[str], pd.DataFrame]) -> None:
+        """Start the time line, the longest figure, as soon as the comparisons of its metric are known:
+        `rows_of(metric)` gives them (computed for that metric alone, or read from the table)."""
+        rows_of = _cached(rows_of)
+        primary = first_differing(self.results, self.metrics, rows_of)
+        self._primary, self._timeline_started = primary, True
+        if primary is None:
+            return
+        regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
+        shown = read_timeline(self.results, self.by, primary, regime)
+        if shown is not None:
+            self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+
+    def add(self, analysis: Analysis) -> None:
+        """Start the figures that read the comparisons (and the time line, unless started already)."""
+        results, metrics, outdir, svg = self.results, self.metrics, self.outdir, self.svg
+        self._alpha = analysis.alpha
+        comp = analysis.comparisons
+        if not self._timeline_started:
+            self.start_timeline(lambda m: comp[comp["metric"] == m] if not comp.empty else comp)
+        primary = self._primary
+        if self.by is not None:
+            overview = metrics or line_metrics(results, limit=12)
+            self._late.append(("policy", self._submit("overview_map", (analysis, overview, outdir, svg))))
+            for metric in [m for m in metrics if info(m).better] if metrics else [primary]:
+                for rows_f, cols_f in list(itertools.combinations(results.other_factors(self.by), 2))[:MAX_PAIRS]:
+                    args = (analysis, metric, rows_f, cols_f, outdir, svg)
+                    self._late.append(("policy", self._submit("pair_map", args)))
+
+    def finish(self) -> list[Path]:
+        """Wait for every figure and write the manifest; returns the PNG paths."""
+        made: list[Plot] = []
+        for kind, pending in [*self._early, *self._late, ("timeline", self._timeline), ("memmap", self._memmap)]:
+            _add(made, kind, _result(pending))
+        outdir = self.outdir
+        outdir.mkdir(parents=True, exist_ok=True)
+        options = {"by": self.by, "alpha": self._alpha, "metrics": self.metrics, "regime": self.regime, "svg": self.svg}
+        index = {"options": options, "figures": [asdict(p) for p in made]}
+        (outdir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        return [outdir / p.file for p in made]
+
+    def _submit(self, name: str, args: tuple):
+        """A pending figure in a worker, or the figure itself when there are none."""
+        if self._pool is None:
+            return _Done(_draw(name, args))
+        return self._pool.apply_async(_draw, (name, args))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> Drawing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-_JOBS: list[tuple[str, Callable, tuple]] = []  # what forked children draw (inherited, never pickled)
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
 
 
-def _run_job(i: int):
-    _, draw, args = _JOBS[i]
-    return draw(*args)
+def _cached(rows_of: Callable[[str], pd.DataFrame]) -> Callable[[str], pd.DataFrame]:
+    seen: dict[str, pd.DataFrame] = {}
+    return lambda m: seen[m] if m in seen else seen.setdefault(m, rows_of(m))
 
 
-def _draw_all(jobs: list, timeline: tuple | None, workers: int | None) -> tuple[list, object]:
-    """(the jobs' results in order, the time line's result)."""
-    from balloonsim.analysis.plot_timeline import timeline_figure
-
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    if workers < 2 or not fork or len(jobs) < 2:
-        drawn = [draw(*args) for _, draw, args in jobs]
-        return drawn, (timeline_figure(*timeline) if timeline else None)
-    global _JOBS
-    _JOBS = jobs
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pending = pool.map_async(_run_job, range(len(jobs)), chunksize=1)
-            line = timeline_figure(*timeline) if timeline else None
-            return pending.get(), line
-    finally:
-        _JOBS = []
+def _result(pending):
+    return None if pending is None else pending.get()
 
 
 def manifest(path: Path) -> list[Plot] | None:
@@ -167,39 +238,55 @@ def _index(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def primary_metric(analysis: Analysis, metrics: list[str] | None = None) -> str | None:
-    """The first metric of --metric, else of PRIMARY_ORDER, that differs between strategies (significantly or
-    deterministically); failing that, the first that varies at all."""
-    varying = varying_metrics(analysis)
-    comp = analysis.comparisons
-    significant = set(comp.loc[differs(comp), "metric"]) if not comp.empty else set()
-    candidates = [*(metrics or []), *([] if metrics else [*analysis.results.primary, *PRIMARY_ORDER])]
-    for pool in (significant, set(varying)):
-        for m in candidates:
-            if m in pool:
-                return m
+def first_differing(results: Results, metrics: list[str] | None, rows_of: Callable[[str], pd.DataFrame]) -> str | None:
+    """The time line's metric: the first of --metric, else of the experiment's primary metrics and PRIMARY_ORDER,
+    that differs between strategies (significantly or deterministically); failing that, the first that varies
+    at all. `rows_of` gives the comparisons of one candidate at a time, in order, so that the time line can be
+    chosen before the whole table is computed."""
+    varying = varying_metrics(results)
+    candidates = [*(metrics or []), *([] if metrics else [*results.primary, *PRIMARY_ORDER])]
+    for m in dict.fromkeys(candidates):
+        rows = rows_of(m)
+        if not rows.empty and differs(rows).any():
+            return m
+    for m in candidates:
+        if m in varying:
+            return m
     if metrics:
         return metrics[0]
-    return varying[0] if varying else (analysis.results.metrics[0] if analysis.results.metrics else None)
+    return varying[0] if varying else (results.metrics[0] if results.metrics else None)
 
 
-def varying_metrics(analysis: Analysis) -> list[str]:
-    runs = analysis.results.runs
-    return [m for m in analysis.results.metrics if runs[m].dropna().nunique() > 1]
+def varying_metrics(results: Results) -> list[str]:
+    runs = results.runs
+    return [m for m in results.metrics if runs[m].dropna().nunique() > 1]
 
 
-def line_metrics(analysis: Analysis, limit: int = MAX_LINE_METRICS) -> list[str]:
+def line_metrics(results: Results, limit: int = MAX_LINE_METRICS) -> list[str]:
     """Metrics worth a plot against each factor: varying, with a direction, primary ones first. Placement
     metrics a strategy defines (the memmap figure shows them) and a count a derived share normalises (removable
     blocks: the share of added blocks) are left out unless primary."""
-    primary = analysis.results.primary
-    varying = set(varying_metrics(analysis))
+    primary = results.primary
+    varying = set(varying_metrics(results))
     shadowed = {num for name, (num, _den) in DERIVED.items() if name in varying}
     ordered = [m for m in dict.fromkeys([*primary, *PRIMARY_ORDER]) if m in varying]
     ordered += [m for m in TABLE if m in varying and m not in ordered and TABLE[m].better]
     return [m for m in ordered if m in primary or not (TABLE.get(m) and TABLE[m].defined_by) and m not in shadowed][
         :limit
     ]
+
+
+def x_factors(results: Results, by: str) -> list[str]:
+    """Numeric varying factors make x axes; without any, the categorical one with the most levels does."""
+    options = results.other_factors(by)
+    numeric = [f for f in options if _numeric(results.runs[f])]
+    if numeric or not options:
+        return numeric
+    return [max(options, key=lambda f: len(results.levels(f)))]
+
+
+def _numeric(col) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
 def _add(made: list[Plot], kind: str, result) -> None:

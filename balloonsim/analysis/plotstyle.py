@@ -76,7 +76,16 @@ def save(fig: Figure, outdir: Path, stem: str, svg: bool = False) -> Path:
     width = fig.get_figwidth()
     if width > MAX_WIDTH_IN:  # a figure that grew with its labels is scaled down, never cut
         fig.set_size_inches(MAX_WIDTH_IN, fig.get_figheight() * MAX_WIDTH_IN / width)
-    fig.savefig(outdir / f"{stem}.png", dpi=DPI, metadata={"Software": None})
+    # savefig draws a laid-out figure twice (once unseen, for the layout). Laid out here, at the figure's own
+    # dpi (that of the PNG), then printed with the layout fixed, it is drawn once, to the same pixels.
+    engine = fig.get_layout_engine()
+    if engine is not None and fig.dpi == DPI:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+        fig.canvas.print_png(outdir / f"{stem}.png", metadata={"Software": None})
+        fig.set_layout_engine(engine)
+    else:
+        fig.savefig(outdir / f"{stem}.png", dpi=DPI, metadata={"Software": None})
     if svg:
         fig.savefig(outdir / f"{stem}.svg", dpi=DPI, metadata={"Date": None})
     return outdir / f"{stem}.png"

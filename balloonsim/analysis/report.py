@@ -7,6 +7,7 @@ section and the question itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -39,13 +40,24 @@ REPORT_HTML = "report.html"
 COMPARISONS = "comparisons.csv"
 
 
-def write_report(analysis: Analysis) -> tuple[Path, Path]:
-    doc = build(analysis)
+def write_report(analysis: Analysis, text: Draft | None = None) -> tuple[Path, Path]:
+    """REPORT.md and report.html; `text` is the report's text when it was drafted already (see `draft`)."""
+    doc = build(analysis, text)
     root = analysis.results.path
     md, page = root / REPORT_MD, root / REPORT_HTML
     md.write_text(to_markdown(doc))
     page.write_text(to_html(doc, root))
     return md, page
+
+
+@dataclass
+class Draft:
+    """The report without its figures: the blocks before and after them. It reads only the analysis and
+    comparisons.csv, so it can be drafted while the figures are being drawn."""
+
+    title: str
+    before: list
+    after: list
 
 
 def read_comparisons(root: Path) -> pd.DataFrame:
@@ -59,7 +71,23 @@ def answer_of(analysis: Analysis) -> list[str]:
     return answer(read_comparisons(analysis.results.path), analysis.by, analysis.results.primary)
 
 
-def build(analysis: Analysis) -> Document:
+def build(analysis: Analysis, text: Draft | None = None) -> Document:
+    """The report: its text (drafted now, or before while the figures were drawn) around the figures in plots/."""
+    text = text or draft(analysis)
+    doc = Document(text.title, list(text.before))
+    root = analysis.results.path
+    plots = manifest(root) or []
+    if plots:
+        doc.add(Heading(1, "Figures"))
+        for plot in plots:
+            if (root / PLOTS / plot.file).is_file():
+                doc.add(Heading(2, plot.title), Image(f"{PLOTS}/{plot.file}", plot.title, plot.caption))
+    doc.add(*text.after)
+    return doc
+
+
+def draft(analysis: Analysis) -> Draft:
+    """Every block of the report but the figures."""
     results = analysis.results
     comp = read_comparisons(results.path)
     found = from_comparisons(comp, analysis.by)
@@ -77,23 +105,18 @@ def build(analysis: Analysis) -> Document:
     if survival is not None:
         doc.add(Heading(1, "Survival"), *survival)
     _findings_sections(doc, analysis, comp, found)
-    metrics = line_metrics(analysis)
+    metrics = line_metrics(results)
     best = best_table(analysis, metrics[:5])
     if best is not None:
         doc.add(Heading(1, f"Best {analysis.by} per regime"), best)
     table = summary_table(analysis, metrics)
     if table is not None:
         doc.add(Heading(1, "Key metrics per regime"), table)
-    plots = manifest(results.path) or []
-    if plots:
-        doc.add(Heading(1, "Figures"))
-        for plot in plots:
-            if (results.path / PLOTS / plot.file).is_file():
-                doc.add(Heading(2, plot.title), Image(f"{PLOTS}/{plot.file}", plot.title, plot.caption))
+    after = Document(results.name)
     if not results.failed.empty:
-        doc.add(Heading(1, "Failed runs"), *_failures(analysis))
-    doc.add(Heading(1, "Method"), Bullets(_method(analysis)))
-    return doc
+        after.add(Heading(1, "Failed runs"), *_failures(analysis))
+    after.add(Heading(1, "Method"), Bullets(_method(analysis)))
+    return Draft(results.name, doc.blocks, after.blocks)
 
 
 def _survival_table(analysis: Analysis) -> list | None:

@@ -11,7 +11,8 @@ from hypothesis import strategies as hs
 from scipy import stats as st
 
 from balloonsim.analysis import analyze
-from balloonsim.analysis.compare import cliffs_delta, diff_interval, hedges_g, holm, pair_test
+from balloonsim.analysis.compare import cliffs_delta, compare, diff_interval, hedges_g, holm, pair_test
+from balloonsim.analysis.load import load
 
 
 def test_holm_matches_hand_computation():
@@ -123,3 +124,16 @@ def test_difference_intervals():
     x, y = rng.normal(5, 1, 40), rng.normal(3, 2, 30)
     expected = st.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
     assert diff_interval("oom_kills", x, y) == (pytest.approx(expected.low), pytest.approx(expected.high))
+
+
+def test_a_metric_compared_alone_gives_its_rows_of_the_whole_table(realistic_dir):
+    """The time line is chosen from one metric's comparisons before the table is done: each metric is its own
+    Holm family, so its rows computed alone are its rows of the whole table, in the same order."""
+    results = load(realistic_dir)
+    by = results.resolve_by(None)
+    whole = compare(results, by)
+    for metric in ("oom_kills", "guest_crashed", "stall_fraction"):
+        alone = compare(results, by, metrics=[metric])
+        mine = whole[whole["metric"] == metric].reset_index(drop=True)
+        assert len(alone) > 0
+        pd.testing.assert_frame_equal(alone, mine)

@@ -12,7 +12,8 @@ from analysis_synth import planted, realistic
 
 from balloonsim.analysis import plot, report
 from balloonsim.analysis.pipeline import analyze
-from balloonsim.analysis.plot_timeline import choose_regime, timeline_figure
+from balloonsim.analysis.plot_timeline import timeline_figure
+from balloonsim.analysis.timeline import choose_regime
 from balloonsim.errors import UserError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
