@@ -12,25 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import simpy
-
 import balloonsim
-from balloonsim.bench.event_rate import REFERENCE_SCENARIO
+from balloonsim.bench.event_rate import REFERENCE_SCENARIO, bare_simpy
 from balloonsim.scenario import load_scenario
-
-
-def bare_events_per_s(n: int) -> float:
-    """One process yielding env.timeout(1) n times: SimPy timeout events per wall second."""
-    env = simpy.Environment()
-
-    def ticker(env: simpy.Environment):
-        for _ in range(n):
-            yield env.timeout(1)
-
-    env.process(ticker(env))
-    t = time.perf_counter()
-    env.run()
-    return (n + 1) / (time.perf_counter() - t)  # the n timeouts and the process's start
 
 
 def simulate_wall(seed: int) -> tuple[float, float, int]:
@@ -53,7 +37,7 @@ def main() -> None:
     bare = 0.0
     walls = []
     for _ in range(args.repeats):
-        bare = max(bare, bare_events_per_s(args.bare))
+        bare = max(bare, bare_simpy(args.bare)["events_per_s"])
         wall, sim_s, events = simulate_wall(args.seed)
         walls.append(wall)
     best = min(walls)

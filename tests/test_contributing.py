@@ -9,7 +9,6 @@ of the repository.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -74,7 +73,7 @@ def test_the_example_study_validates(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> dict[str, str]:
+def site(tmp_path_factory, pip_install_target) -> dict[str, str]:
     """The example package built from the snippets and installed with pip (offline) into a directory that a fresh
     interpreter gets on its path, as a site-packages would be."""
     tmp = tmp_path_factory.mktemp("contributing")
@@ -83,15 +82,7 @@ def site(tmp_path_factory) -> dict[str, str]:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_text(body)
     (src / "my_plugins" / "__init__.py").write_text("")  # "an empty my_plugins/__init__.py"
-    target = tmp / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target)]
-        + [str(src)],
-        check=True,
-        capture_output=True,
-    )
-    path = os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path}
+    return pip_install_target(src, tmp / "site")
 
 
 RUN = textwrap.dedent(

@@ -8,7 +8,6 @@ into a temporary directory that a fresh interpreter gets on its path, as a site-
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -37,19 +36,11 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> dict[str, str]:
+def site(tmp_path_factory, pip_install_target) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("plugin")
     src = tmp / "src"
     shutil.copytree(PLUGIN, src)  # the build writes build/ and *.egg-info next to the sources
-    target = tmp / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target)]
-        + [str(src)],
-        check=True,
-        capture_output=True,
-    )
-    path = os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path}
+    return pip_install_target(src, tmp / "site")
 
 
 def test_plugins_run_and_change_the_result(site):
