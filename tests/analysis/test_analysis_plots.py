@@ -176,3 +176,44 @@ def test_outcomes_are_points_with_wilson_intervals(finished_dir):
     assert "points with 95% bars (Wilson interval)" in crash["caption"]
     oom = next(e for e in index if e["file"] == "metric_oom_kills_vs_onlining-delay_s.png")
     assert "lines with a shaded 95% band" in oom["caption"] and "surviving of" in oom["caption"]
+
+
+def _shown_timeline(samples_by_strategy, from_events=False, times=None):
+    """A Timeline of hand-made runs (run id = strategy), so a test controls exactly what each panel draws."""
+    import pandas as pd
+
+    from balloonsim.analysis.timeline import Run, Timeline
+
+    runs = []
+    for name, samples in samples_by_strategy.items():
+        row = pd.Series({"run_id": name, "oom_kills": 0.0})
+        frame = pd.DataFrame(samples).assign(run_id=name)
+        runs.append(Run(name, row, 1, 0.0, frame, dict(times or {}), None))
+    return Timeline("memmap.strategy", "oom_kills", "r", runs, pd.concat([r.samples for r in runs]), from_events)
+
+
+def test_timeline_shared_y_range_covers_every_panel():
+    """The panels share y; the range comes from all of them, not from the first one drawn."""
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import SERIES, _figure
+    from balloonsim.units import GiB
+
+    t = [0.0, 10.0, 20.0]
+    shown = _shown_timeline(
+        {
+            "kmalloc": {"t": t, "memtotal_bytes": [4 * GiB] * 3, "target_bytes": [5.2 * GiB] * 3},
+            "subrange-hint": {
+                "t": t,
+                "memtotal_bytes": [4 * GiB] * 3,
+                "target_bytes": [5.2 * GiB, 6.47 * GiB, 6.0 * GiB],
+            },
+        }
+    )
+    series = [s for s in SERIES if s[0] in shown.samples]
+    with ps.style():
+        fig, _ = _figure(shown, series, [], None)
+    mains = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(mains) == 2
+    for ax in mains:
+        low, high = ax.get_ylim()
+        assert low == 0 and high >= 6.47
