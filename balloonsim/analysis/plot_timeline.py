@@ -42,6 +42,8 @@ EVENT_ROWS = (
     ("onlining agent killed", "#d62728", "P"),
 )
 OVERVIEW_BINS = 240
+# Without an events file the strip is derived from counters (timeline.event_times), which cannot show failures.
+NO_EVENTS_NOTE = "no events file: failed hot-adds and requests not recorded (marks from block and OOM counters)"
 
 
 def timeline_figure(
@@ -66,7 +68,11 @@ def draw_timeline(shown: Timeline, outdir: Path, svg: bool = False) -> tuple[Pat
     with ps.style():
         fig, title = _figure(shown, series, rows_used, zoom)
         png = ps.save(fig, outdir, "timeline", svg)
-    source = "events file" if shown.from_events else "blocks_added/blocks_online/oom_kills counters (no events file)"
+    source = (
+        "events file"
+        if shown.from_events
+        else "blocks_added/blocks_online/oom_kills counters (no events file: failed hot-adds are not marked)"
+    )
     caption = (
         f"One run per {shown.by or 'experiment'} in the regime {regime}: the run whose "
         f"{info(metric).label} is closest to the median of its runs. Values in GiB, each held until the next "
@@ -107,6 +113,18 @@ def _figure(shown: Timeline, series, rows_used, zoom: tuple[float, float] | None
             if col == 0:
                 _memory_panel(main, run_ts, series)
                 _event_strip(strip, times, rows_used, labels=True)
+                if not shown.from_events:  # the title may count failures the strip cannot mark
+                    strip.text(
+                        0.995,
+                        0.5,
+                        NO_EVENTS_NOTE,
+                        transform=strip.transAxes,
+                        ha="right",
+                        va="center",
+                        fontsize=7.5,
+                        color="#555555",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
+                    )
             else:
                 _overview_panel(main, run_ts, series, zoom)
                 _event_strip(strip, times, rows_used, labels=False)

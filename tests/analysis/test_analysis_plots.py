@@ -217,3 +217,21 @@ def test_timeline_shared_y_range_covers_every_panel():
     for ax in mains:
         low, high = ax.get_ylim()
         assert low == 0 and high >= 6.47
+
+
+@pytest.mark.parametrize("from_events", [False, True])
+def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
+    """Without an events file the strip comes from counters, which hold no failed hot-adds: the strip says so."""
+    import numpy as np
+
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import EVENT_ROWS, NO_EVENTS_NOTE, SERIES, _figure
+    from balloonsim.units import GiB
+
+    samples = {"t": [0.0, 10.0], "memtotal_bytes": [4 * GiB] * 2, "blocks_added": [0, 1]}
+    shown = _shown_timeline({"kmalloc": samples}, from_events, times={"add_memory ok": np.array([10.0])})
+    with ps.style():
+        fig, _ = _figure(shown, [s for s in SERIES if s[0] in samples], [EVENT_ROWS[1]], None)
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert (NO_EVENTS_NOTE in notes) == (not from_events)
+    assert "failed hot-adds" in NO_EVENTS_NOTE
