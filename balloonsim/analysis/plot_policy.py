@@ -194,8 +194,8 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
         ax.set_ylim(n_rows - 0.5, -0.5)
         ax.grid(False)
         for i, j in itertools.product(range(n_rows), range(n_cols)):
-            shade = _paint(ax, grid[i][j], i, j, colour)
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7.5, color=ps.text_colour(shade))
+            under = _paint(ax, grid[i][j], i, j, colour)
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7.5, **_label_style(under))
         ax.set_xticks(range(n_cols), col_names, fontsize=8)
         ax.set_yticks(range(n_rows), row_names)
         ax.tick_params(length=0)
@@ -205,7 +205,10 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
             ax.spines[side].set_visible(False)
         handles = [Patch(color=colour[s], label=s) for s in strategies]
         handles += [
-            Patch(color=ps.pale(colour[strategies[0]], 1 - MIN_SHADE), label="pale: small margin"),
+            Patch(
+                color=ps.pale(colour[strategies[0]], 1 - MIN_SHADE),
+                label=f"pale (here {strategies[0]}): small margin",
+            ),
             Patch(facecolor="white", edgecolor="black", linewidth=2, label="frame: deterministic"),
             Patch(color=TIE, label="grey: no difference"),
         ]
@@ -226,17 +229,26 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
         return ps.save(fig, target.parent, target.name, svg)
 
 
-def _paint(ax, cell: Verdict | ByRegime, i: int, j: int, colour: dict[str, str]) -> tuple[float, float, float]:
-    """Fill one cell (stripes for a shared top); returns the colour the text sits on."""
+def _label_style(under: list[tuple[float, float, float]]) -> dict:
+    """Text colour for the colours a cell's text spans: the one that reads on all of them, or black on a light box
+    when the stripes under it are some light and some dark."""
+    colours = {ps.text_colour(rgb) for rgb in under}
+    if len(colours) == 1:
+        return {"color": colours.pop()}
+    return {"color": "black", "bbox": {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5}}
+
+
+def _paint(ax, cell: Verdict | ByRegime, i: int, j: int, colour: dict[str, str]) -> list[tuple[float, float, float]]:
+    """Fill one cell (stripes for a shared top); returns the colours the text sits on."""
     if isinstance(cell, ByRegime):
         rgb = ps.pale(BY_REGIME, 0.0)
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=rgb, edgecolor="#b0b0b0", hatch=HATCH, linewidth=0))
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
-        return rgb
+        return [rgb]
     if not cell.differs:
         rgb = ps.pale(TIE, 0.0)
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=rgb, edgecolor="white", linewidth=2))
-        return rgb
+        return [rgb]
     strength = MIN_SHADE + (1 - MIN_SHADE) * cell.relative
     shades = [ps.pale(colour.get(s, TIE), 1 - strength) for s in cell.top]
     width = 1.0 / len(shades)
@@ -247,8 +259,7 @@ def _paint(ax, cell: Verdict | ByRegime, i: int, j: int, colour: dict[str, str])
         Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False, edgecolor=edge, linewidth=2.2 if edge == "black" else 0)
     )
     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
-    # the text sits on the darkest stripe it covers: choose its colour for the lightest, to stay readable
-    return max(shades, key=lambda rgb: 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+    return shades  # the text spans every stripe
 
 
 def _cell_text(cell: Verdict | ByRegime, metric: str) -> str:

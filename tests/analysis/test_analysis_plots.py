@@ -235,3 +235,40 @@ def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert (NO_EVENTS_NOTE in notes) == (not from_events)
     assert "failed hot-adds" in NO_EVENTS_NOTE
+
+
+def test_policy_cell_text_reads_on_every_stripe_under_it():
+    """Stripes of a light and a dark colour under one text: black on a light box, never black on dark green."""
+    from matplotlib.figure import Figure
+
+    from balloonsim.analysis.best import Verdict
+    from balloonsim.analysis.plot_policy import _label_style, _paint
+    from balloonsim.analysis.plotstyle import colours, text_colour
+
+    colour = colours(["altmap", "subrange-hint", "kmalloc"])
+    ax = Figure().subplots()
+    tied = Verdict(["altmap", "subrange-hint"], "kmalloc", 5.0, 1.0, True, False, [])
+    under = _paint(ax, tied, 0, 0, {**colour, "altmap": "#ffe0b0"})  # a light stripe beside dark green
+    assert {text_colour(rgb) for rgb in under} == {"black", "white"}
+    style = _label_style(under)
+    assert style["color"] == "black" and style["bbox"]["facecolor"] == "white"
+    dark = Verdict(["subrange-hint"], "kmalloc", 5.0, 1.0, True, False, [])
+    assert _label_style(_paint(ax, dark, 0, 1, colour)) == {"color": "white"}  # dark green alone: white text
+
+
+def test_policy_legend_names_the_colour_of_its_pale_swatch(finished_dir, tmp_path, monkeypatch):
+    """The 'pale: small margin' swatch has one level's colour; the legend says whose, not a bare 'pale'."""
+    from balloonsim.analysis import plot_policy
+
+    analysis = analyze(finished_dir)
+    seen = {}
+    real_save = plot_policy.ps.save
+
+    def keep(fig, *args, **kwargs):
+        seen["labels"] = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        return real_save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plot_policy.ps, "save", keep)
+    plot_policy.overview_map(analysis, ["oom_kills"], tmp_path)
+    first = plot_policy.ps.level_text(analysis.by, analysis.results.levels(analysis.by)[0])
+    assert f"pale (here {first}): small margin" in seen["labels"]
