@@ -4,14 +4,18 @@ Two shapes: a pair of factors for one metric (cells pooled over the other factor
 row per metric and one column per regime. A cell is coloured by the levels no other level beats (stripes when
 several tie for best), shaded by the margin of the best over the worst (pale: a small relative margin; strong:
 large), and framed in black when that difference is deterministic (every run of both sides identical). Grey
-means nothing differs. "Beats" means significant after Holm in comparisons.csv for a cell that is one regime;
-Mann-Whitney p < alpha, uncorrected, for pooled cells; a deterministic difference always counts. Levels whose
-guests all died in a cell are not ranked there (a metric stops at the death) and are named under the margin.
+means nothing differs. "Beats" means significant after Holm, or deterministic, in comparisons.csv, per regime,
+so a figure never says what the report does not. A cell that pools several regimes shows a verdict only when its
+regimes agree (the same levels best in every one, or no difference in any); when some differ and others do not,
+or different levels win, it is hatched "differs by regime" with the count, as the report says "in N regimes".
+Levels whose guests all died in a cell are not ranked there (a metric stops at the death) and are named under
+the margin.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,6 @@ from balloonsim.analysis.compare import (
     differs_index,
     pair_rows,
     regime_factors,
-    regime_label,
     regime_labels,
     regime_order,
 )
@@ -34,6 +37,17 @@ from balloonsim.analysis.metrics import fmt, info
 
 TIE = "#d9d9d9"
 MIN_SHADE = 0.35  # the weakest colour a real difference gets (white would read as "nothing")
+BY_REGIME = "#f2f2f2"  # with a hatch: the pooled regimes disagree
+HATCH = "////"
+
+
+@dataclass
+class ByRegime:
+    """A cell pooling regimes that disagree: a real difference in `differing` of `regimes`, won by `winners`."""
+
+    differing: int
+    regimes: int
+    winners: list[str]
 
 
 def pair_map(
@@ -46,17 +60,14 @@ def pair_map(
         return None
     row_levels, col_levels = results.levels(rows_f), results.levels(cols_f)
     pooled = results.other_factors(by, rows_f, cols_f)
-    grid = []
-    for r in row_levels:
-        row = []
-        for c in col_levels:
-            mask = (runs[rows_f] == r) & (runs[cols_f] == c)
-            significance = None
-            if not pooled:  # each cell is one regime: use the Holm-corrected comparison
-                regime = regime_label({rows_f: r, cols_f: c}, regime_factors(results, by)[1])
-                significance = _holm_for(analysis.comparisons, metric, regime)
-            row.append(_verdict(analysis, mask, metric, significance))
-        grid.append(row)
+    labels = regime_labels(results, by)
+    grid = [
+        [
+            _regime_verdict(analysis, ((runs[rows_f] == r) & (runs[cols_f] == c)).to_numpy(), metric, labels)
+            for c in col_levels
+        ]
+        for r in row_levels
+    ]
     title = f"Best {by} for {info(metric).label}"
     labels_r = [ps.level_text(rows_f, v) for v in row_levels]
     labels_c = [ps.wrap(ps.level_text(cols_f, v)) for v in col_levels]
@@ -72,9 +83,7 @@ def pair_map(
         outdir / f"{stem}",
         svg,
     )
-    test = "Mann-Whitney, uncorrected" if pooled else "Holm-corrected, comparisons.csv"
-    caption = _caption(analysis, f"{info(metric).label} ({info(metric).better} is better)", test)
-    caption += f" Pooled over {', '.join(pooled)}." if pooled else ""
+    caption = _caption(analysis, f"{info(metric).label} ({info(metric).better} is better)", pooled)
     return png, title, caption
 
 
@@ -91,39 +100,65 @@ def overview_map(
         return None
     labels = regime_labels(results, by)
     regimes = regime_order(results, by)
-    comp = analysis.comparisons
-    per_regime = len(regimes) <= MAX_REGIME_COLUMNS
-    if per_regime:
-        columns = [(r, (labels == r).to_numpy()) for r in regimes]
+    pooled: list[str] = []
+    if len(regimes) <= MAX_REGIME_COLUMNS:
+        columns = [(labels == r).to_numpy() for r in regimes]
         named_by = regime_factors(results, by)[1]
         col_title = " / ".join(named_by) if named_by else "all runs"
         col_names = _regime_values(results.runs, labels, regimes, named_by)
     else:
         factor = min(results.other_factors(by), key=lambda f: len(results.levels(f)))
         levels = results.levels(factor)
-        columns = [(lv, (results.runs[factor] == lv).to_numpy()) for lv in levels]
-        col_title = f"{factor} (other factors pooled)"
+        columns = [(results.runs[factor] == lv).to_numpy() for lv in levels]
+        pooled = results.other_factors(by, factor)
+        col_title = f"{factor} (the regimes of each level together)"
         col_names = [ps.wrap(ps.level_text(factor, lv)) for lv in levels]
-    grid = [
-        [_verdict(analysis, mask, m, _holm_for(comp, m, key) if per_regime else None) for key, mask in columns]
-        for m in metrics
-    ]
+    grid = [[_regime_verdict(analysis, mask, m, labels) for mask in columns] for m in metrics]
     row_names = [ps.wrap(info(m).label, 28) for m in metrics]
     title = f"Best {by} per metric and regime"
     png = _draw(analysis, grid, row_names, col_names, metrics, ("", col_title), title, outdir / "policy_overview", svg)
-    test = "Holm-corrected, comparisons.csv" if per_regime else "Mann-Whitney, uncorrected"
-    return png, title, _caption(analysis, "each metric", test)
+    return png, title, _caption(analysis, "each metric", pooled)
 
 
-def _caption(analysis: Analysis, what: str, test: str) -> str:
+def _caption(analysis: Analysis, what: str, pooled: list[str]) -> str:
     by = analysis.by
-    return (
+    text = (
         f"Each cell names the {by} levels no other level beats on {what} (several: tied for best, drawn as "
         f"stripes), the worst levels they beat, and the margin of the best mean over the worst. The stronger the "
         f"colour, the larger that margin relative to the values (for a rate: in points). Black frame: the "
-        f"difference is deterministic (every run of both sides identical). Grey: no level beats another ({test}; "
-        "a deterministic difference always counts). †: levels whose guests all died in that cell, not ranked."
+        f"difference is deterministic (every run of both sides identical). Grey: no level beats another "
+        "(Holm-corrected per regime, comparisons.csv; a deterministic difference always counts). †: levels whose "
+        "guests all died in that cell, not ranked."
     )
+    if pooled:
+        text += (
+            f" A cell holds every regime of {', '.join(pooled)}: it shows a verdict only when they agree; hatched: "
+            "some regimes show a difference and others none, or other levels win (differs by regime)."
+        )
+    return text
+
+
+def _regime_verdict(analysis: Analysis, mask: np.ndarray, metric: str, labels: pd.Series) -> Verdict | ByRegime:
+    """The verdict of the regimes under `mask`, each judged by its own Holm-corrected comparisons.
+
+    One regime: its verdict. Several: the pooled verdict when every regime agrees (the same best levels in each,
+    or no difference in any), else ByRegime."""
+    comp = analysis.comparisons
+    regimes = list(pd.unique(labels[mask]))
+    each = [_verdict(analysis, mask & (labels == r).to_numpy(), metric, _holm_for(comp, metric, r)) for r in regimes]
+    if len(each) == 1:
+        return each[0]
+    differing = [v for v in each if v.differs]
+    if not differing:
+        return _verdict(analysis, mask, metric, lambda a, b: False)
+    tops = {frozenset(v.top) for v in differing}
+    if len(differing) == len(each) and len(tops) == 1:
+        everywhere = [_holm_for(comp, metric, r) for r in regimes]
+        pooled = _verdict(analysis, mask, metric, lambda a, b: all(rule(a, b) for rule in everywhere))
+        if pooled.differs and frozenset(pooled.top) in tops:
+            return pooled
+    winners = list(dict.fromkeys(level for v in differing for level in v.top))
+    return ByRegime(len(differing), len(each), winners)
 
 
 def _verdict(analysis: Analysis, mask, metric: str, significance: Significance | None) -> Verdict:
@@ -159,8 +194,8 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
         ax.set_ylim(n_rows - 0.5, -0.5)
         ax.grid(False)
         for i, j in itertools.product(range(n_rows), range(n_cols)):
-            shade = _paint(ax, grid[i][j], i, j, colour)
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7.5, color=ps.text_colour(shade))
+            under = _paint(ax, grid[i][j], i, j, colour)
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7.5, **_label_style(under))
         ax.set_xticks(range(n_cols), col_names, fontsize=8)
         ax.set_yticks(range(n_rows), row_names)
         ax.tick_params(length=0)
@@ -170,10 +205,23 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
             ax.spines[side].set_visible(False)
         handles = [Patch(color=colour[s], label=s) for s in strategies]
         handles += [
-            Patch(color=ps.pale(colour[strategies[0]], 1 - MIN_SHADE), label="pale: small margin"),
+            Patch(
+                color=ps.pale(colour[strategies[0]], 1 - MIN_SHADE),
+                label=f"pale (here {strategies[0]}): small margin",
+            ),
             Patch(facecolor="white", edgecolor="black", linewidth=2, label="frame: deterministic"),
             Patch(color=TIE, label="grey: no difference"),
         ]
+        if any(isinstance(cell, ByRegime) for row in grid for cell in row):
+            handles.append(
+                Patch(
+                    facecolor=BY_REGIME,
+                    edgecolor="#b0b0b0",
+                    hatch=HATCH,
+                    linewidth=0,
+                    label="hatched: differs by regime",
+                )
+            )
         entry = max(len(h.get_label()) for h in handles) * 0.07 + 0.5  # inches per legend column
         ncols = max(1, min(len(handles), 7, int((width - 0.3) // entry)))
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
@@ -181,12 +229,26 @@ def _draw(analysis, grid, row_names, col_names, row_metrics, axis_titles, title,
         return ps.save(fig, target.parent, target.name, svg)
 
 
-def _paint(ax, cell: Verdict, i: int, j: int, colour: dict[str, str]) -> tuple[float, float, float]:
-    """Fill one cell (stripes for a shared top); returns the colour the text sits on."""
+def _label_style(under: list[tuple[float, float, float]]) -> dict:
+    """Text colour for the colours a cell's text spans: the one that reads on all of them, or black on a light box
+    when the stripes under it are some light and some dark."""
+    colours = {ps.text_colour(rgb) for rgb in under}
+    if len(colours) == 1:
+        return {"color": colours.pop()}
+    return {"color": "black", "bbox": {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5}}
+
+
+def _paint(ax, cell: Verdict | ByRegime, i: int, j: int, colour: dict[str, str]) -> list[tuple[float, float, float]]:
+    """Fill one cell (stripes for a shared top); returns the colours the text sits on."""
+    if isinstance(cell, ByRegime):
+        rgb = ps.pale(BY_REGIME, 0.0)
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=rgb, edgecolor="#b0b0b0", hatch=HATCH, linewidth=0))
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
+        return [rgb]
     if not cell.differs:
         rgb = ps.pale(TIE, 0.0)
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=rgb, edgecolor="white", linewidth=2))
-        return rgb
+        return [rgb]
     strength = MIN_SHADE + (1 - MIN_SHADE) * cell.relative
     shades = [ps.pale(colour.get(s, TIE), 1 - strength) for s in cell.top]
     width = 1.0 / len(shades)
@@ -197,11 +259,15 @@ def _paint(ax, cell: Verdict, i: int, j: int, colour: dict[str, str]) -> tuple[f
         Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False, edgecolor=edge, linewidth=2.2 if edge == "black" else 0)
     )
     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
-    # the text sits on the darkest stripe it covers: choose its colour for the lightest, to stay readable
-    return max(shades, key=lambda rgb: 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+    return shades  # the text spans every stripe
 
 
-def _cell_text(cell: Verdict, metric: str) -> str:
+def _cell_text(cell: Verdict | ByRegime, metric: str) -> str:
+    if isinstance(cell, ByRegime):
+        return (
+            f"differs by regime:\n{ps.wrap(' / '.join(cell.winners), 20)} best\n"
+            f"in {cell.differing} of {cell.regimes} regimes"
+        )
     dead = f"\n† {', '.join(cell.dead)}" if cell.dead else ""
     if not cell.top:
         return "no survivors" + dead if cell.dead else "–"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -41,6 +42,8 @@ EVENT_ROWS = (
     ("onlining agent killed", "#d62728", "P"),
 )
 OVERVIEW_BINS = 240
+# Without an events file the strip is derived from counters (timeline.event_times), which cannot show failures.
+NO_EVENTS_NOTE = "no events file: failed hot-adds and requests not recorded (marks from block and OOM counters)"
 
 
 def timeline_figure(
@@ -58,59 +61,18 @@ def draw_timeline(shown: Timeline, outdir: Path, svg: bool = False) -> tuple[Pat
     panels show that window, and a narrower column beside them the whole run (MemTotal, and MemFree as the band
     between its lowest and highest value in each of OVERVIEW_BINS windows).
     """
-    ts, runs, metric, regime = shown.samples, shown.runs, shown.metric, shown.regime
+    ts, metric, regime = shown.samples, shown.metric, shown.regime
     series = [s for s in SERIES if s[0] in ts.columns and ts[s[0]].notna().any()]
-    rows_used = [r for r in EVENT_ROWS if any(len(run.times.get(r[0], ())) for run in runs)]
-    t_min, t_max = float(ts["t"].min()), float(ts["t"].max())
-    zoom = zoom_window(runs, t_min, t_max)
-    rate = info(metric).unit == "rate"
+    rows_used = [r for r in EVENT_ROWS if any(len(run.times.get(r[0], ())) for run in shown.runs)]
+    zoom = zoom_window(shown.runs, float(ts["t"].min()), float(ts["t"].max()))
     with ps.style():
-        fig = ps.figure(13.0 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
-        ratios = [v for _ in runs for v in (3.0, 0.35 + 0.22 * len(rows_used))]
-        grid = fig.subplots(
-            2 * len(runs),
-            2 if zoom else 1,
-            squeeze=False,
-            gridspec_kw={"height_ratios": ratios, **({"width_ratios": [5, 2]} if zoom else {})},
-        )
-        for col in range(grid.shape[1]):
-            for ax in grid[1:, col]:
-                ax.sharex(grid[0, col])
-        mains = grid[0::2, :].ravel()
-        for ax in mains[1:]:
-            ax.sharey(mains[0])
-        for k, run in enumerate(runs):
-            run_ts, times, crash = run.samples, run.times, run.crash
-            for col in range(grid.shape[1]):
-                main, strip = grid[2 * k, col], grid[2 * k + 1, col]
-                if col == 0:
-                    _memory_panel(main, run_ts, series)
-                    _event_strip(strip, times, rows_used, labels=True)
-                else:
-                    _overview_panel(main, run_ts, series, zoom)
-                    _event_strip(strip, times, rows_used, labels=False)
-                if crash is not None:
-                    _crash_marker(main, strip, crash)
-                main.tick_params(labelbottom=False)
-            if zoom:
-                grid[2 * k, 0].set_xlim(*zoom)
-                grid[2 * k, 1].set_title(f"whole run: 0–{t_max:.0f} s", loc="left")
-            grid[2 * k, 0].set_title(_run_title(run, metric, rate), loc="left")
-            grid[2 * k, 0].set_ylabel("GiB")
-        for ax in grid[-1, :]:
-            ax.set_xlabel("simulated time (s)")
-        handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
-        if zoom and any(c == "memfree_bytes" for c, *_ in series):
-            handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
-        if "stalled" in ts.columns:
-            handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
-        if any(run.crash is not None for run in runs):
-            handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
-        title = f"Representative runs: {regime}"
-        fig.suptitle(title, fontweight="bold")
+        fig, title = _figure(shown, series, rows_used, zoom)
         png = ps.save(fig, outdir, "timeline", svg)
-    source = "events file" if shown.from_events else "blocks_added/blocks_online/oom_kills counters (no events file)"
+    source = (
+        "events file"
+        if shown.from_events
+        else "blocks_added/blocks_online/oom_kills counters (no events file: failed hot-adds are not marked)"
+    )
     caption = (
         f"One run per {shown.by or 'experiment'} in the regime {regime}: the run whose "
         f"{info(metric).label} is closest to the median of its runs. Values in GiB, each held until the next "
@@ -123,6 +85,84 @@ def draw_timeline(shown: Timeline, outdir: Path, svg: bool = False) -> tuple[Pat
         )
     )
     return png, title, caption
+
+
+def _figure(shown: Timeline, series, rows_used, zoom: tuple[float, float] | None) -> tuple[Figure, str]:
+    """The figure of draw_timeline, drawn in the caller's style, and its title."""
+    ts, runs, metric, regime = shown.samples, shown.runs, shown.metric, shown.regime
+    t_max = float(ts["t"].max())
+    rate = info(metric).unit == "rate"
+    fig = ps.figure(13.0 if zoom else 11.0, 0.9 + len(runs) * (2.6 + 0.22 * len(rows_used)))
+    ratios = [v for _ in runs for v in (3.0, 0.35 + 0.22 * len(rows_used))]
+    grid = fig.subplots(
+        2 * len(runs),
+        2 if zoom else 1,
+        squeeze=False,
+        gridspec_kw={"height_ratios": ratios, **({"width_ratios": [5, 2]} if zoom else {})},
+    )
+    for col in range(grid.shape[1]):
+        for ax in grid[1:, col]:
+            ax.sharex(grid[0, col])
+    mains = grid[0::2, :].ravel()
+    for ax in mains[1:]:
+        ax.sharey(mains[0])
+    for k, run in enumerate(runs):
+        run_ts, times, crash = run.samples, run.times, run.crash
+        for col in range(grid.shape[1]):
+            main, strip = grid[2 * k, col], grid[2 * k + 1, col]
+            if col == 0:
+                _memory_panel(main, run_ts, series)
+                _event_strip(strip, times, rows_used, labels=True)
+                if not shown.from_events:  # the title may count failures the strip cannot mark
+                    strip.text(
+                        0.995,
+                        0.5,
+                        NO_EVENTS_NOTE,
+                        transform=strip.transAxes,
+                        ha="right",
+                        va="center",
+                        fontsize=7.5,
+                        color="#555555",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
+                    )
+            else:
+                _overview_panel(main, run_ts, series, zoom)
+                _event_strip(strip, times, rows_used, labels=False)
+            if crash is not None:
+                _crash_marker(main, strip, crash)
+            main.tick_params(labelbottom=False)
+        if zoom:
+            grid[2 * k, 0].set_xlim(*zoom)
+            grid[2 * k, 1].set_title(f"whole run: 0–{t_max:.0f} s", loc="left")
+        grid[2 * k, 0].set_title(_run_title(run, metric, rate), loc="left")
+        grid[2 * k, 0].set_ylabel("GiB")
+    # The main panels share y: its range is set once every panel is drawn, from all of them (a limit set while
+    # drawing the first would freeze the range at that panel's data and cut the others off).
+    mains[0].set_ylim(0, _top_gib(runs, series) * 1.05)
+    for ax in grid[-1, :]:
+        ax.set_xlabel("simulated time (s)")
+    handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
+    if zoom and any(c == "memfree_bytes" for c, *_ in series):
+        handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
+    if "stalled" in ts.columns:
+        handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
+    if any(run.crash is not None for run in runs):
+        handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
+    title = f"Representative runs: {regime}"
+    fig.suptitle(title, fontweight="bold")
+    return fig, title
+
+
+def _top_gib(runs, series) -> float:
+    """The highest value any run's panel draws, in GiB (1 when there is none)."""
+    tops = [
+        float(np.nanmax(run.samples[col].to_numpy(dtype=float)))
+        for run in runs
+        for col, *_ in series
+        if col in run.samples and run.samples[col].notna().any()
+    ]
+    return max(tops) / GiB if tops and max(tops) > 0 else 1.0
 
 
 def _run_title(run, metric: str, rate: bool) -> str:
@@ -155,7 +195,6 @@ def _overview_panel(ax, run_ts: pd.DataFrame, series, zoom: tuple[float, float])
         elif col == "memtotal_bytes":
             ax.plot(t, values, color=colour, linestyle=style, linewidth=width, drawstyle="steps-post")
     ax.axvspan(*zoom, color="#ffd54f", alpha=0.25, linewidth=0)
-    ax.set_ylim(bottom=0)
 
 
 def _crash_marker(main, strip, crash: float) -> None:
@@ -197,7 +236,6 @@ def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:
             step="post",
             linewidth=0,
         )
-    ax.set_ylim(bottom=0)
 
 
 def _event_strip(ax, times: dict[str, np.ndarray], rows, labels: bool = True) -> None:

@@ -89,3 +89,52 @@ def test_deterministic_ranks_with_significant_findings(tmp_path):
     assert [f.metric for f in found] == ["gigantic_pages_end", "oom_kills"]
     assert found[0].deterministic and not found[1].deterministic
     assert "Holm p" in found[1].text
+
+
+def test_a_pooled_policy_cell_does_not_hide_a_difference_of_one_regime(det_dir):
+    """kmalloc beats altmap deterministically at 128M, they are identical at 2G: a cell holding both regimes says
+    'differs by regime' (in 1 of 2), as the report does ('when guest.block_size = 128M'), not one pooled verdict."""
+    from balloonsim.analysis.compare import regime_labels
+    from balloonsim.analysis.plot_policy import ByRegime, _cell_text, _regime_verdict
+
+    analysis = analyze(det_dir)
+    labels = regime_labels(analysis.results, analysis.by)
+    everything = np.ones(len(analysis.results.runs), dtype=bool)
+    cell = _regime_verdict(analysis, everything, "gigantic_pages_end", labels)
+    assert cell == ByRegime(differing=1, regimes=2, winners=["kmalloc"])
+    assert "differs by regime" in _cell_text(cell, "gigantic_pages_end") and "1 of 2" in _cell_text(cell, "")
+    one = (labels == "guest.block_size=128M").to_numpy()
+    alone = _regime_verdict(analysis, one, "gigantic_pages_end", labels)
+    assert alone.differs and alone.top == ["kmalloc"] and alone.deterministic
+    quiet = _regime_verdict(analysis, everything, "stall_fraction", labels)  # no difference anywhere: grey
+    assert not isinstance(quiet, ByRegime) and not quiet.differs
+
+
+def test_pooled_overview_agrees_with_its_regimes(realistic_dir, monkeypatch):
+    """Past MAX_REGIME_COLUMNS the overview pools regimes; a pooled cell states a verdict only when every regime
+    in it (judged on its own, Holm-corrected, as the report's tables are) says the same, else 'differs by regime'."""
+    from balloonsim.analysis import plot_policy
+    from balloonsim.analysis.compare import regime_labels
+
+    analysis = analyze(realistic_dir)
+    drawn = {}
+    monkeypatch.setattr(plot_policy, "MAX_REGIME_COLUMNS", 2)
+    monkeypatch.setattr(plot_policy, "_draw", lambda a, grid, *rest: drawn.setdefault("grid", grid) and None)
+    metrics = ["oom_kills", "guest_crashed", "gigantic_pages_end"]
+    plot_policy.overview_map(analysis, metrics, realistic_dir / "plots")
+    runs, labels = analysis.results.runs, regime_labels(analysis.results, analysis.by)
+    factor = min(analysis.results.other_factors(analysis.by), key=lambda f: len(analysis.results.levels(f)))
+    for m, row in zip(metrics, drawn["grid"], strict=True):
+        for level, cell in zip(analysis.results.levels(factor), row, strict=True):
+            regimes = pd.unique(labels[runs[factor] == level])
+            assert len(regimes) > 1
+            each = [plot_policy._regime_verdict(analysis, (labels == r).to_numpy(), m, labels) for r in regimes]
+            tops = {frozenset(v.top) for v in each if v.differs}
+            if isinstance(cell, plot_policy.ByRegime):
+                assert cell.differing == sum(v.differs for v in each) > 0 and cell.regimes == len(regimes)
+                assert cell.differing < cell.regimes or len(tops) > 1
+            elif cell.differs:
+                assert all(v.differs for v in each) and tops == {frozenset(cell.top)}, (m, level)
+            else:
+                assert not any(v.differs for v in each), (m, level)
+    assert any(isinstance(c, plot_policy.ByRegime) for row in drawn["grid"] for c in row)

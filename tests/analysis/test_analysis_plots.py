@@ -176,3 +176,99 @@ def test_outcomes_are_points_with_wilson_intervals(finished_dir):
     assert "points with 95% bars (Wilson interval)" in crash["caption"]
     oom = next(e for e in index if e["file"] == "metric_oom_kills_vs_onlining-delay_s.png")
     assert "lines with a shaded 95% band" in oom["caption"] and "surviving of" in oom["caption"]
+
+
+def _shown_timeline(samples_by_strategy, from_events=False, times=None):
+    """A Timeline of hand-made runs (run id = strategy), so a test controls exactly what each panel draws."""
+    import pandas as pd
+
+    from balloonsim.analysis.timeline import Run, Timeline
+
+    runs = []
+    for name, samples in samples_by_strategy.items():
+        row = pd.Series({"run_id": name, "oom_kills": 0.0})
+        frame = pd.DataFrame(samples).assign(run_id=name)
+        runs.append(Run(name, row, 1, 0.0, frame, dict(times or {}), None))
+    return Timeline("memmap.strategy", "oom_kills", "r", runs, pd.concat([r.samples for r in runs]), from_events)
+
+
+def test_timeline_shared_y_range_covers_every_panel():
+    """The panels share y; the range comes from all of them, not from the first one drawn."""
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import SERIES, _figure
+    from balloonsim.units import GiB
+
+    t = [0.0, 10.0, 20.0]
+    shown = _shown_timeline(
+        {
+            "kmalloc": {"t": t, "memtotal_bytes": [4 * GiB] * 3, "target_bytes": [5.2 * GiB] * 3},
+            "subrange-hint": {
+                "t": t,
+                "memtotal_bytes": [4 * GiB] * 3,
+                "target_bytes": [5.2 * GiB, 6.47 * GiB, 6.0 * GiB],
+            },
+        }
+    )
+    series = [s for s in SERIES if s[0] in shown.samples]
+    with ps.style():
+        fig, _ = _figure(shown, series, [], None)
+    mains = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(mains) == 2
+    for ax in mains:
+        low, high = ax.get_ylim()
+        assert low == 0 and high >= 6.47
+
+
+@pytest.mark.parametrize("from_events", [False, True])
+def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
+    """Without an events file the strip comes from counters, which hold no failed hot-adds: the strip says so."""
+    import numpy as np
+
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import EVENT_ROWS, NO_EVENTS_NOTE, SERIES, _figure
+    from balloonsim.units import GiB
+
+    samples = {"t": [0.0, 10.0], "memtotal_bytes": [4 * GiB] * 2, "blocks_added": [0, 1]}
+    shown = _shown_timeline({"kmalloc": samples}, from_events, times={"add_memory ok": np.array([10.0])})
+    with ps.style():
+        fig, _ = _figure(shown, [s for s in SERIES if s[0] in samples], [EVENT_ROWS[1]], None)
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert (NO_EVENTS_NOTE in notes) == (not from_events)
+    assert "failed hot-adds" in NO_EVENTS_NOTE
+
+
+def test_policy_cell_text_reads_on_every_stripe_under_it():
+    """Stripes of a light and a dark colour under one text: black on a light box, never black on dark green."""
+    from matplotlib.figure import Figure
+
+    from balloonsim.analysis.best import Verdict
+    from balloonsim.analysis.plot_policy import _label_style, _paint
+    from balloonsim.analysis.plotstyle import colours, text_colour
+
+    colour = colours(["altmap", "subrange-hint", "kmalloc"])
+    ax = Figure().subplots()
+    tied = Verdict(["altmap", "subrange-hint"], "kmalloc", 5.0, 1.0, True, False, [])
+    under = _paint(ax, tied, 0, 0, {**colour, "altmap": "#ffe0b0"})  # a light stripe beside dark green
+    assert {text_colour(rgb) for rgb in under} == {"black", "white"}
+    style = _label_style(under)
+    assert style["color"] == "black" and style["bbox"]["facecolor"] == "white"
+    dark = Verdict(["subrange-hint"], "kmalloc", 5.0, 1.0, True, False, [])
+    assert _label_style(_paint(ax, dark, 0, 1, colour)) == {"color": "white"}  # dark green alone: white text
+
+
+def test_policy_legend_names_the_colour_of_its_pale_swatch(finished_dir, tmp_path, monkeypatch):
+    """The 'pale: small margin' swatch has one level's colour; the legend says whose, not a bare 'pale'."""
+    from balloonsim.analysis import plot_policy
+
+    analysis = analyze(finished_dir)
+    seen = {}
+    real_save = plot_policy.ps.save
+
+    def keep(fig, *args, **kwargs):
+        seen["labels"] = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        return real_save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plot_policy.ps, "save", keep)
+    plot_policy.overview_map(analysis, ["oom_kills"], tmp_path)
+    first = plot_policy.ps.level_text(analysis.by, analysis.results.levels(analysis.by)[0])
+    assert f"pale (here {first}): small margin" in seen["labels"]
