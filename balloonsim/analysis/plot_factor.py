@@ -40,15 +40,22 @@ def is_identifier(factor: str) -> bool:
     return any(last == w or last.endswith(w) for w in ID_WORDS)
 
 
+MAX_CATEGORICAL = 6  # this few levels are categories, evenly spaced: a line between two would invent a continuum
+MAX_GAP_RATIO = 3.0  # a linear axis only for levels about evenly spread (128M/256M/2G crowd at the left)
+
+
 def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
-    """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
+    """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value).
+
+    Linear only for many (more than MAX_CATEGORICAL), about evenly spread numeric levels: only then do the lines
+    and bands drawn between them read as a trend. Everything else is evenly spaced and labelled.
+    """
     levels = results.levels(x)
     numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
     numeric = numeric and not any(pd.isna(v) for v in levels) and not is_identifier(x)
-    if numeric and len(levels) > 1:
-        lo, hi = float(min(levels)), float(max(levels))
-        spread_ok = lo <= 0 or hi / lo <= 20
-        if spread_ok:
+    if numeric and len(levels) > MAX_CATEGORICAL:
+        gaps = np.diff(np.asarray(levels, dtype=float))
+        if gaps.min() > 0 and gaps.max() / gaps.min() <= MAX_GAP_RATIO:
             return {lv: float(lv) for lv in levels}, [ps.level_text(x, lv) for lv in levels], True
     return {lv: float(i) for i, lv in enumerate(levels)}, [ps.wrap(ps.level_text(x, lv), 12) for lv in levels], False
 

@@ -1,0 +1,81 @@
+"""The metric-against-a-factor figure: axes that say what the levels are, and marks that cannot be misread.
+
+Asserted on the matplotlib objects the figure is drawn from (captured at save), not on pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_synth import write_results
+
+from balloonsim.analysis import plot_factor
+from balloonsim.analysis.load import load
+from balloonsim.analysis.plot_factor import factor_figure, x_positions
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure factor_figure saves, kept open for inspection."""
+    figures = []
+    real = plot_factor.ps.save
+
+    def keep(fig, outdir, stem, svg=False):
+        figures.append(fig)
+        return real(fig, outdir, stem, svg)
+
+    monkeypatch.setattr(plot_factor.ps, "save", keep)
+    return figures
+
+
+def _results(tmp_path, x: str, levels: list, metric: str = "oom_kills", values=None, extra: dict | None = None):
+    """Two strategies x the levels of `x` x 4 replicates; the metric is `values(strategy, level, rep)`."""
+    rng = np.random.default_rng(3)
+    values = values or (lambda s, lv, rep: float(rng.poisson(3 + (s == "kmalloc"))))
+    rows = []
+    for strategy in ("kmalloc", "altmap"):
+        for lv in levels:
+            for rep in range(4):
+                row = {"memmap.strategy": strategy, x: lv, "replicate": rep, metric: values(strategy, lv, rep)}
+                for key, fn in (extra or {}).items():
+                    row[key] = fn(strategy, lv, rep)
+                rows.append(row)
+    factors = ["memmap.strategy", x] + [k for k in (extra or {}) if k not in (metric,)]
+    metrics = [metric] + [k for k in (extra or {}) if k.endswith(("crashed",))]
+    root = write_results(tmp_path / "r", pd.DataFrame(rows), factors, metrics)
+    return load(root)
+
+
+def _joined_lines(ax) -> list:
+    """Lines that join two or more points (what reads as a continuum)."""
+    return [ln for ln in ax.lines if ln.get_linestyle() not in ("None", "none", "") and len(ln.get_xdata()) > 1]
+
+
+def test_a_two_level_factor_is_two_categories_never_a_sloped_line(tmp_path, drawn):
+    results = _results(tmp_path, "guest.swap", [0, 2 * GiB])
+    pos, ticks, numeric = x_positions(results, "guest.swap")
+    assert not numeric and sorted(pos.values()) == [0.0, 1.0] and ticks == ["0", "2G"]
+    assert factor_figure(results, "memmap.strategy", "oom_kills", "guest.swap", tmp_path / "plots") is not None
+    ax = drawn[-1].axes[0]
+    assert _joined_lines(ax) == []
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2G"]
+
+
+def test_unevenly_spread_sizes_are_evenly_spaced_categories(tmp_path):
+    # gigantic's guest.block_size: 128M and 256M crowded at the left of a linear axis reaching 2G
+    results = _results(tmp_path, "guest.block_size", [128 * MiB, 256 * MiB, 2 * GiB])
+    pos, ticks, numeric = x_positions(results, "guest.block_size")
+    assert not numeric and [pos[lv] for lv in results.levels("guest.block_size")] == [0.0, 1.0, 2.0]
+    assert ticks == ["128M", "256M", "2G"]
+
+
+def test_many_evenly_spread_levels_keep_a_linear_axis(tmp_path):
+    results = _results(tmp_path, "onlining.delay_s", [0, 5, 10, 15, 20, 25, 30, 40])
+    pos, _, numeric = x_positions(results, "onlining.delay_s")
+    assert numeric and pos[40] == 40.0
+    uneven = _results(tmp_path / "u", "onlining.delay_s", [0, 1, 2, 3, 4, 5, 6, 60])
+    assert not x_positions(uneven, "onlining.delay_s")[2]
