@@ -219,15 +219,20 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
             linewidth=1.4,
             label=style["label"],
         )
-    for xpos in dead:  # at the foot of the axis, in the level's colour and place
+    # On the x axis line itself, in the level's colour and place, drawn across the frame: anywhere inside the
+    # plotting area it would read as a value whenever the y axis does not start at 0.
+    for xpos in dead:
         ax.plot(
             [xpos + dodge],
-            [0.03],
+            [0.0],
             marker="x",
             color=c,
-            markersize=7,
+            markersize=8,
+            markeredgewidth=2,
             linestyle="none",
             transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            zorder=5,
         )
     return bool(dead)
 
@@ -244,7 +249,9 @@ def _legend_notes(rate: bool, lines: bool, deterministic: bool, dead: bool) -> l
             )
         )
     if dead:
-        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "× at the foot: no surviving run"))
+        notes.append(
+            (Line2D([], [], color="#444444", marker="x", linestyle="none"), "× on the x axis: no surviving run")
+        )
     return notes
 
 

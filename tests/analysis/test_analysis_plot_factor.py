@@ -33,7 +33,8 @@ def drawn(monkeypatch):
 
 
 def _results(tmp_path, x: str, levels: list, metric: str = "oom_kills", values=None, extra: dict | None = None):
-    """Two strategies x the levels of `x` x 4 replicates; the metric is `values(strategy, level, rep)`."""
+    """Two strategies x the levels of `x` x 4 replicates; the metric is `values(strategy, level, rep)`, each
+    `extra` metric `extra[m](strategy, level, rep)`."""
     rng = np.random.default_rng(3)
     values = values or (lambda s, lv, rep: float(rng.poisson(3 + (s == "kmalloc"))))
     rows = []
@@ -44,8 +45,8 @@ def _results(tmp_path, x: str, levels: list, metric: str = "oom_kills", values=N
                 for key, fn in (extra or {}).items():
                     row[key] = fn(strategy, lv, rep)
                 rows.append(row)
-    factors = ["memmap.strategy", x] + [k for k in (extra or {}) if k not in (metric,)]
-    metrics = [metric] + [k for k in (extra or {}) if k.endswith(("crashed",))]
+    factors = ["memmap.strategy", x]
+    metrics = [metric, *(extra or {})]
     root = write_results(tmp_path / "r", pd.DataFrame(rows), factors, metrics)
     return load(root)
 
@@ -79,3 +80,25 @@ def test_many_evenly_spread_levels_keep_a_linear_axis(tmp_path):
     assert numeric and pos[40] == 40.0
     uneven = _results(tmp_path / "u", "onlining.delay_s", [0, 1, 2, 3, 4, 5, 6, 60])
     assert not x_positions(uneven, "onlining.delay_s")[2]
+
+
+def test_no_survivor_marks_sit_on_the_x_axis_not_among_the_values(tmp_path, drawn):
+    # partial-backing: usable bytes of 5-6G, an axis that starts far above 0, and a point whose guests all died
+    def usable(s, lv, rep):
+        return float(5 * GiB + rep * 100 * MiB + (lv > 0) * 512 * MiB)
+
+    def crashed(s, lv, rep):
+        return s == "altmap" and lv == 2
+
+    results = _results(
+        tmp_path, "onlining.delay_s", [0, 1, 2], "usable_bytes_added", usable, {"guest_crashed": crashed}
+    )
+    out = factor_figure(results, "memmap.strategy", "usable_bytes_added", "onlining.delay_s", tmp_path / "plots")
+    assert out is not None and "no surviving run" in " ".join(t.get_text() for t in drawn[-1].legends[0].texts)
+    ax = drawn[-1].axes[0]
+    assert ax.get_ylim()[0] > 0  # the axis does not start at 0: 3 % up it is a value
+    marks = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(marks) == 1
+    mark = marks[0]
+    assert mark.get_transform() == ax.get_xaxis_transform() and list(mark.get_ydata()) == [0.0]
+    assert not mark.get_clip_on()  # drawn across the axis line, outside the plotting area's values
