@@ -697,6 +697,14 @@ def info(name: str) -> Metric:
     return Metric(name, name.replace("_", " "), unit, None)
 
 
+def value_range(name: str) -> tuple[float, float]:
+    """The values the metric can take: a fraction or a rate is a share in [0, 1]; anything else is unbounded
+    here (a count or a size below zero is caught from its data)."""
+    if info(name).unit in ("fraction", "rate"):
+        return 0.0, 1.0
+    return -np.inf, np.inf
+
+
 def is_rate(name: str, values: pd.Series | np.ndarray) -> bool:
     """A 0/1 outcome per run (e.g. guest_crashed): its mean is a proportion with a Wilson interval."""
     arr = np.asarray(values, dtype=float)

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
 from balloonsim.analysis.labels import labels_of
-from balloonsim.analysis.metrics import axis_label, info, is_rate
+from balloonsim.analysis.metrics import axis_label, info, is_rate, value_range
 from balloonsim.analysis.stats import interval
 
 MAX_FACETS = 4
@@ -119,7 +119,7 @@ def factor_figure(
                 points = [
                     (pos[lv], cells[(fl, strategy, lv)]) for lv in results.levels(x) if (fl, strategy, lv) in cells
                 ]
-                style = {"colour": colour[name], "marker": marker[name], "label": name}
+                style = {"colour": colour[name], "marker": marker[name], "label": name, "range": value_range(metric)}
                 dead_seen |= _draw_level(ax, points, i, len(strategies), scale, rate, lines, deterministic, style)
             ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
             if slant:
@@ -192,6 +192,8 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
         lo, hi = (mean, mean) if deterministic else interval(cell.values, rate)
         if cell.values.min() >= 0 and not np.isnan(lo):
             lo = max(lo, 0.0)  # an interval below zero for a count or a size would be nonsense
+        floor, ceiling = style["range"]  # nor one beyond what the metric can be (a share above 1)
+        lo, hi = (v if np.isnan(v) else min(max(v, floor), ceiling) for v in (lo, hi))
         xs.append(xpos)
         means.append(mean / scale)
         lows.append((mean if np.isnan(lo) else lo) / scale)

@@ -102,3 +102,19 @@ def test_no_survivor_marks_sit_on_the_x_axis_not_among_the_values(tmp_path, draw
     mark = marks[0]
     assert mark.get_transform() == ax.get_xaxis_transform() and list(mark.get_ydata()) == [0.0]
     assert not mark.get_clip_on()  # drawn across the axis line, outside the plotting area's values
+
+
+def _bar_ends(ax) -> list[float]:
+    """The y ends of every error bar drawn."""
+    return [y for coll in ax.collections for seg in coll.get_segments() for _, y in seg]
+
+
+def test_a_fractions_interval_stays_within_0_and_1(tmp_path, drawn):
+    # hot-remove: a share of removable blocks near 1 with one low run; its t-interval reaches past 1
+    def share(s, lv, rep):
+        return 0.4 if rep == 0 else 1.0
+
+    results = _results(tmp_path, "onlining.delay_s", [0, 5], "blocks_removable_fraction", share)
+    assert factor_figure(results, "memmap.strategy", "blocks_removable_fraction", "onlining.delay_s", tmp_path / "p")
+    ends = _bar_ends(drawn[-1].axes[0])
+    assert ends and max(ends) == pytest.approx(1.0) and min(ends) >= 0.0
