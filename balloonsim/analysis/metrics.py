@@ -744,6 +744,10 @@ def axis_label(name: str, max_abs: float = 0.0) -> tuple[str, float]:
     if m.unit == "fraction":
         of_time = any(word in name for word in ("stall", "psi"))  # shares of the run's time
         return f"{m.label} ({'fraction of time' if of_time else 'fraction'})", 1.0
+    if max_abs >= 1e6:  # a whole number on the label, not matplotlib's "1e7" above the axis
+        return f"{m.label} (millions per run)", 1e6
+    if max_abs >= 1e4:
+        return f"{m.label} (thousands per run)", 1e3
     return f"{m.label} (per run)", 1.0
 
 

@@ -12,6 +12,7 @@ from analysis_synth import write_results
 
 from balloonsim.analysis import plot_factor
 from balloonsim.analysis.load import load
+from balloonsim.analysis.metrics import axis_label
 from balloonsim.analysis.plot_factor import factor_figure, x_positions
 
 GiB = 1 << 30
@@ -118,3 +119,20 @@ def test_a_fractions_interval_stays_within_0_and_1(tmp_path, drawn):
     assert factor_figure(results, "memmap.strategy", "blocks_removable_fraction", "onlining.delay_s", tmp_path / "p")
     ends = _bar_ends(drawn[-1].axes[0])
     assert ends and max(ends) == pytest.approx(1.0) and min(ends) >= 0.0
+
+
+def test_large_counts_are_scaled_in_the_label_not_by_an_offset(tmp_path, drawn):
+    # hyperv-field-report: tens of millions of pages swapped out came out as "1e7" above the axis
+    assert axis_label("swap_out_pages", 2.3e7) == ("pages swapped out (millions per run)", 1e6)
+    assert axis_label("swap_out_pages", 45_000) == ("pages swapped out (thousands per run)", 1e3)
+    assert axis_label("swap_out_pages", 900) == ("pages swapped out (per run)", 1.0)
+
+    def pages(s, lv, rep):
+        return 5.0e7 + rep * 1e4 + (s == "kmalloc") * 2e4
+
+    results = _results(tmp_path, "onlining.delay_s", [0, 5], "swap_out_pages", pages)
+    assert factor_figure(results, "memmap.strategy", "swap_out_pages", "onlining.delay_s", tmp_path / "p")
+    ax = drawn[-1].axes[0]
+    assert "millions" in ax.get_ylabel()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert all("e" not in t.get_text() for t in ax.get_yticklabels())
