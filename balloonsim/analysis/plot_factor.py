@@ -23,13 +23,42 @@ MAX_FACETS = 4
 MAX_WIDTH = 11.0  # inches of panels before categorical tick labels are slanted rather than wrapped
 
 
-def choose_facet(results, by: str, x: str) -> str | None:
-    """The varying factor with the fewest levels (at most MAX_FACETS), preferring non-numeric ones."""
+LARGE_EFFECT = 0.5  # levels whose mean metric spans half its typical size: pooling over them hides a finding
+
+
+def choose_facet(results, by: str | None, x: str | None, metrics: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The varying factor (at most MAX_FACETS levels) that moves the figure's metrics most; fewest levels, non-numeric
+    first, when none moves them (or no metric is given). The factor a finding lives in gets panels of its own
+    instead of being averaged away (numa's memmap placement depends on driver.node, not on movable_node)."""
     options = results.other_factors(by, x)
     options = [f for f in options if len(results.levels(f)) <= MAX_FACETS]
     if not options:
         return None
-    return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+    options.sort(key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+    return max(options, key=lambda f: round(effect(results, f, metrics), 9))  # the first of equals
+
+
+def effect(results, factor: str, metrics: list[str] | tuple[str, ...]) -> float:
+    """How far the factor's levels move the metrics: the spread of the per-level means over the metric's mean
+    magnitude, summed over the metrics (0 for a metric that is all zero or absent)."""
+    runs = results.runs
+    total = 0.0
+    for metric in metrics:
+        if metric not in runs:
+            continue
+        values = runs[metric].astype(float)
+        size = float(values.abs().mean()) if values.notna().any() else 0.0
+        if not size > 0:
+            continue
+        means = values.groupby(runs[factor], dropna=False).mean().dropna()
+        if len(means) > 1:
+            total += float(means.max() - means.min()) / size
+    return total
+
+
+def hidden_by_pooling(results, metrics: list[str] | tuple[str, ...], *shown: str | None) -> list[str]:
+    """Pooled factors whose levels differ a lot in the metrics: the figure's title must say it averages them."""
+    return [f for f in results.other_factors(*shown) if effect(results, f, metrics) > LARGE_EFFECT]
 
 
 ID_WORDS = ("node", "nid", "_id", "index")  # numeric factors that name things: categories, never a line
@@ -81,7 +110,7 @@ def factor_figure(
     runs = results.runs
     if metric not in runs or runs[metric].dropna().empty:
         return None
-    facet = choose_facet(results, by, x)
+    facet = choose_facet(results, by, x, [metric])
     facet_levels = results.levels(facet) if facet else [None]
     strategies = results.levels(by)
     names = [ps.level_text(by, s) for s in strategies]
@@ -145,6 +174,9 @@ def factor_figure(
         labels += [t for _, t in extra]
         fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
         title = f"{m.label[0].upper() + m.label[1:]} against {x}"
+        hidden = hidden_by_pooling(results, [metric], by, x, facet)
+        if hidden:
+            title += f", averaged over {', '.join(hidden)} (whose levels differ)"
         legend_w = max(len(by), *(len(lab) for lab in labels)) * 0.075 + 0.6
         full = title + (f" ({m.better} is better)" if m.better else "")
         fig.suptitle(

@@ -5,6 +5,8 @@ Asserted on the matplotlib objects the figure is drawn from (captured at save), 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,8 @@ from analysis_synth import write_results
 from balloonsim.analysis import plot_factor
 from balloonsim.analysis.load import load
 from balloonsim.analysis.metrics import axis_label
-from balloonsim.analysis.plot_factor import factor_figure, x_positions
+from balloonsim.analysis.plot_factor import choose_facet, factor_figure, hidden_by_pooling, x_positions
+from balloonsim.analysis.plot_memmap import memmap_figure
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -136,3 +139,45 @@ def test_large_counts_are_scaled_in_the_label_not_by_an_offset(tmp_path, drawn):
     assert "millions" in ax.get_ylabel()
     assert ax.yaxis.get_offset_text().get_text() == ""
     assert all("e" not in t.get_text() for t in ax.get_yticklabels())
+
+
+def _numa(tmp_path, sizes=(1,)):
+    """numa's shape: the remote memmap is all in driver.node (node 2 has no memory: everything remote)."""
+    rows = []
+    for strategy, node, movable, size, rep in itertools.product(
+        ("kmalloc", "altmap"), (0, 1, 2), (False, True), sizes, range(3)
+    ):
+        remote = (node == 2) * (strategy == "kmalloc") * 32 * MiB * size
+        rows.append(
+            {
+                "memmap.strategy": strategy,
+                "driver.node": node,
+                "guest.movable_node": movable,
+                "workload.size": size * GiB,
+                "replicate": rep,
+                "memmap_bytes_kmalloc": float((strategy == "kmalloc") * 32 * MiB * size),
+                "memmap_bytes_remote": float(remote),
+                "memmap_bytes_in_range": float((strategy == "altmap") * 32 * MiB * size),
+            }
+        )
+    factors = ["memmap.strategy", "driver.node", "guest.movable_node"] + (["workload.size"] if len(sizes) > 1 else [])
+    metrics = ["memmap_bytes_kmalloc", "memmap_bytes_remote", "memmap_bytes_in_range"]
+    return load(write_results(tmp_path / "numa", pd.DataFrame(rows), factors, metrics))
+
+
+def test_the_facet_is_the_factor_the_finding_lives_in(tmp_path):
+    results = _numa(tmp_path)
+    # fewest levels would be movable_node (2), which does not move the memmap: driver.node does
+    assert choose_facet(results, "memmap.strategy", None, ["memmap_bytes_remote"]) == "driver.node"
+    assert choose_facet(results, "memmap.strategy", None) == "guest.movable_node"  # no metric: fewest levels
+    out = memmap_figure(results, "memmap.strategy", tmp_path / "plots")
+    assert out is not None and "driver.node" not in out[1]  # faceted, not averaged
+    assert "Pooled over guest.movable_node" in out[2]
+
+
+def test_a_title_says_when_it_averages_over_a_factor_that_matters(tmp_path, drawn):
+    results = _numa(tmp_path, sizes=(1, 2, 4, 8, 16))  # workload.size: five levels, too many for panels
+    assert hidden_by_pooling(results, ["memmap_bytes_kmalloc"], "memmap.strategy", "driver.node") == ["workload.size"]
+    out = factor_figure(results, "memmap.strategy", "memmap_bytes_kmalloc", "driver.node", tmp_path / "plots")
+    assert out is not None and "averaged over workload.size" in out[1]
+    assert "averaged over workload.size" in drawn[-1].get_suptitle().replace("\n", " ")
