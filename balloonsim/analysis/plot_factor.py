@@ -283,9 +283,7 @@ def _legend_notes(rate: bool, lines: bool, deterministic: bool, dead: bool) -> l
             )
         )
     if dead:
-        notes.append(
-            (Line2D([], [], color="#444444", marker="x", linestyle="none"), "× on the x axis: no surviving run")
-        )
+        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "on the x axis: no surviving run"))
     return notes
 
 
