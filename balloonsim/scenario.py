@@ -15,10 +15,21 @@ from __future__ import annotations
 
 import difflib
 import math
+import typing
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from balloonsim import registry
 from balloonsim.errors import ConfigError, written_path
@@ -296,6 +307,38 @@ def normalized(scenario: Scenario) -> dict[str, Any]:
         table = getattr(scenario, section)
         out[section] = {table.kind.key: table.plugin, **plain(component.params)}
     return out
+
+
+@cache
+def size_keys() -> frozenset[str]:
+    """Every scenario key typed as a size (`guest.swap`, `driver.request_offset`, `workload.task_size`, ...).
+
+    Read from the types of the [guest] table and of every registered plugin's parameters, so a reader can spell a
+    size level as 2G without a list of words to keep in step with the model.
+    """
+    keys = {f"guest.{name}" for name, field in GuestSection.model_fields.items() if _sized(field)}
+    for kind in registry.KINDS:
+        for name in registry.names(kind):
+            params = getattr(registry.get_class(kind, name), "Params", None)
+            if isinstance(params, type) and issubclass(params, BaseModel):
+                keys.update(f"{kind.section}.{key}" for key, field in params.model_fields.items() if _sized(field))
+    return frozenset(keys)
+
+
+def _sized(field: Any) -> bool:
+    """A field typed Size, `Size | None` or `list[Size]` (a per-node list such as guest.boot)."""
+
+    def is_size(annotation: Any, metadata: list) -> bool:
+        if any(isinstance(m, PlainSerializer) and m.func is format_size for m in metadata):
+            return True
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is typing.Annotated:
+            return is_size(args[0], list(args[1:]))
+        if typing.get_origin(annotation) in (list, typing.Union, type(None | int)):
+            return any(is_size(a, []) for a in args if a is not type(None))
+        return False
+
+    return is_size(field.annotation, list(field.metadata))
 
 
 def load_scenario(config: dict[str, Any] | Scenario) -> Scenario:

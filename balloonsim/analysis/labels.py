@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balloonsim.scenario import size_keys
 from balloonsim.units import format_size, parse_size
 
 # Keys that name a table level; the first one present is written bare, in front of the k=v pairs.
@@ -147,11 +148,15 @@ def _isna(value: Any) -> bool:
     return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
 
 
-# Scenario keys that hold sizes (runs.csv stores sizes as bytes; readers see 128M).
+# Words that mark a size in a key the scenario's types do not declare as one (runs.csv stores sizes as bytes;
+# readers see 128M): memmap.pool_size is a plain int, a metric column ends in _bytes.
 SIZE_WORDS = ("size", "_bytes", "offset", "boot", "addr")
 
 
 def _is_size(factor: str) -> bool:
+    """A factor (or a table level's key, `driver.request_offset`) holding bytes: typed Size in the scenario."""
+    if ".".join(factor.split(".")[-2:]) in size_keys():
+        return True
     last = factor.rsplit(".", 1)[-1]
     return any(word in last for word in SIZE_WORDS)
 

@@ -697,6 +697,14 @@ def info(name: str) -> Metric:
     return Metric(name, name.replace("_", " "), unit, None)
 
 
+def value_range(name: str) -> tuple[float, float]:
+    """The values the metric can take: a fraction or a rate is a share in [0, 1]; anything else is unbounded
+    here (a count or a size below zero is caught from its data)."""
+    if info(name).unit in ("fraction", "rate"):
+        return 0.0, 1.0
+    return -np.inf, np.inf
+
+
 def is_rate(name: str, values: pd.Series | np.ndarray) -> bool:
     """A 0/1 outcome per run (e.g. guest_crashed): its mean is a proportion with a Wilson interval."""
     arr = np.asarray(values, dtype=float)
@@ -736,6 +744,10 @@ def axis_label(name: str, max_abs: float = 0.0) -> tuple[str, float]:
     if m.unit == "fraction":
         of_time = any(word in name for word in ("stall", "psi"))  # shares of the run's time
         return f"{m.label} ({'fraction of time' if of_time else 'fraction'})", 1.0
+    if max_abs >= 1e6:  # a whole number on the label, not matplotlib's "1e7" above the axis
+        return f"{m.label} (millions per run)", 1e6
+    if max_abs >= 1e4:
+        return f"{m.label} (thousands per run)", 1e3
     return f"{m.label} (per run)", 1.0
 
 

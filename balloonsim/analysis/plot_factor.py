@@ -16,20 +16,49 @@ from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
 from balloonsim.analysis.labels import labels_of
-from balloonsim.analysis.metrics import axis_label, info, is_rate
+from balloonsim.analysis.metrics import axis_label, info, is_rate, value_range
 from balloonsim.analysis.stats import interval
 
 MAX_FACETS = 4
 MAX_WIDTH = 11.0  # inches of panels before categorical tick labels are slanted rather than wrapped
 
 
-def choose_facet(results, by: str, x: str) -> str | None:
-    """The varying factor with the fewest levels (at most MAX_FACETS), preferring non-numeric ones."""
+LARGE_EFFECT = 0.5  # levels whose mean metric spans half its typical size: pooling over them hides a finding
+
+
+def choose_facet(results, by: str | None, x: str | None, metrics: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The varying factor (at most MAX_FACETS levels) that moves the figure's metrics most; fewest levels, non-numeric
+    first, when none moves them (or no metric is given). The factor a finding lives in gets panels of its own
+    instead of being averaged away (numa's memmap placement depends on driver.node, not on movable_node)."""
     options = results.other_factors(by, x)
     options = [f for f in options if len(results.levels(f)) <= MAX_FACETS]
     if not options:
         return None
-    return min(options, key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+    options.sort(key=lambda f: (len(results.levels(f)), pd.api.types.is_numeric_dtype(results.runs[f])))
+    return max(options, key=lambda f: round(effect(results, f, metrics), 9))  # the first of equals
+
+
+def effect(results, factor: str, metrics: list[str] | tuple[str, ...]) -> float:
+    """How far the factor's levels move the metrics: the spread of the per-level means over the metric's mean
+    magnitude, summed over the metrics (0 for a metric that is all zero or absent)."""
+    runs = results.runs
+    total = 0.0
+    for metric in metrics:
+        if metric not in runs:
+            continue
+        values = runs[metric].astype(float)
+        size = float(values.abs().mean()) if values.notna().any() else 0.0
+        if not size > 0:
+            continue
+        means = values.groupby(runs[factor], dropna=False).mean().dropna()
+        if len(means) > 1:
+            total += float(means.max() - means.min()) / size
+    return total
+
+
+def hidden_by_pooling(results, metrics: list[str] | tuple[str, ...], *shown: str | None) -> list[str]:
+    """Pooled factors whose levels differ a lot in the metrics: the figure's title must say it averages them."""
+    return [f for f in results.other_factors(*shown) if effect(results, f, metrics) > LARGE_EFFECT]
 
 
 ID_WORDS = ("node", "nid", "_id", "index")  # numeric factors that name things: categories, never a line
@@ -40,15 +69,22 @@ def is_identifier(factor: str) -> bool:
     return any(last == w or last.endswith(w) for w in ID_WORDS)
 
 
+MAX_CATEGORICAL = 6  # this few levels are categories, evenly spaced: a line between two would invent a continuum
+MAX_GAP_RATIO = 3.0  # a linear axis only for levels about evenly spread (128M/256M/2G crowd at the left)
+
+
 def x_positions(results, x: str) -> tuple[dict, list[str], bool]:
-    """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value)."""
+    """Level -> x position, tick labels, and whether the axis is numeric (linear in the level's value).
+
+    Linear only for many (more than MAX_CATEGORICAL), about evenly spread numeric levels: only then do the lines
+    and bands drawn between them read as a trend. Everything else is evenly spaced and labelled.
+    """
     levels = results.levels(x)
     numeric = pd.api.types.is_numeric_dtype(results.runs[x]) and not pd.api.types.is_bool_dtype(results.runs[x])
     numeric = numeric and not any(pd.isna(v) for v in levels) and not is_identifier(x)
-    if numeric and len(levels) > 1:
-        lo, hi = float(min(levels)), float(max(levels))
-        spread_ok = lo <= 0 or hi / lo <= 20
-        if spread_ok:
+    if numeric and len(levels) > MAX_CATEGORICAL:
+        gaps = np.diff(np.asarray(levels, dtype=float))
+        if gaps.min() > 0 and gaps.max() / gaps.min() <= MAX_GAP_RATIO:
             return {lv: float(lv) for lv in levels}, [ps.level_text(x, lv) for lv in levels], True
     return {lv: float(i) for i, lv in enumerate(levels)}, [ps.wrap(ps.level_text(x, lv), 12) for lv in levels], False
 
@@ -74,7 +110,7 @@ def factor_figure(
     runs = results.runs
     if metric not in runs or runs[metric].dropna().empty:
         return None
-    facet = choose_facet(results, by, x)
+    facet = choose_facet(results, by, x, [metric])
     facet_levels = results.levels(facet) if facet else [None]
     strategies = results.levels(by)
     names = [ps.level_text(by, s) for s in strategies]
@@ -112,7 +148,7 @@ def factor_figure(
                 points = [
                     (pos[lv], cells[(fl, strategy, lv)]) for lv in results.levels(x) if (fl, strategy, lv) in cells
                 ]
-                style = {"colour": colour[name], "marker": marker[name], "label": name}
+                style = {"colour": colour[name], "marker": marker[name], "label": name, "range": value_range(metric)}
                 dead_seen |= _draw_level(ax, points, i, len(strategies), scale, rate, lines, deterministic, style)
             ax.set_xticks(sorted(set(pos.values())), [t for _, t in sorted(zip(pos.values(), ticks, strict=True))])
             if slant:
@@ -138,6 +174,9 @@ def factor_figure(
         labels += [t for _, t in extra]
         fig.legend(handles, labels, title=by, loc="outside right upper", frameon=False)
         title = f"{m.label[0].upper() + m.label[1:]} against {x}"
+        hidden = hidden_by_pooling(results, [metric], by, x, facet)
+        if hidden:
+            title += f", averaged over {', '.join(hidden)} (whose levels differ)"
         legend_w = max(len(by), *(len(lab) for lab in labels)) * 0.075 + 0.6
         full = title + (f" ({m.better} is better)" if m.better else "")
         fig.suptitle(
@@ -185,6 +224,8 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
         lo, hi = (mean, mean) if deterministic else interval(cell.values, rate)
         if cell.values.min() >= 0 and not np.isnan(lo):
             lo = max(lo, 0.0)  # an interval below zero for a count or a size would be nonsense
+        floor, ceiling = style["range"]  # nor one beyond what the metric can be (a share above 1)
+        lo, hi = (v if np.isnan(v) else min(max(v, floor), ceiling) for v in (lo, hi))
         xs.append(xpos)
         means.append(mean / scale)
         lows.append((mean if np.isnan(lo) else lo) / scale)
@@ -212,15 +253,20 @@ def _draw_level(ax, points, i: int, n: int, scale, rate, lines, deterministic, s
             linewidth=1.4,
             label=style["label"],
         )
-    for xpos in dead:  # at the foot of the axis, in the level's colour and place
+    # On the x axis line itself, in the level's colour and place, drawn across the frame: anywhere inside the
+    # plotting area it would read as a value whenever the y axis does not start at 0.
+    for xpos in dead:
         ax.plot(
             [xpos + dodge],
-            [0.03],
+            [0.0],
             marker="x",
             color=c,
-            markersize=7,
+            markersize=8,
+            markeredgewidth=2,
             linestyle="none",
             transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            zorder=5,
         )
     return bool(dead)
 
@@ -237,7 +283,7 @@ def _legend_notes(rate: bool, lines: bool, deterministic: bool, dead: bool) -> l
             )
         )
     if dead:
-        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "× at the foot: no surviving run"))
+        notes.append((Line2D([], [], color="#444444", marker="x", linestyle="none"), "on the x axis: no surviving run"))
     return notes
 
 

@@ -15,7 +15,7 @@ from matplotlib.patches import Patch
 
 from balloonsim.analysis import plotstyle as ps
 from balloonsim.analysis.metrics import byte_scale, fmt
-from balloonsim.analysis.plot_factor import choose_facet
+from balloonsim.analysis.plot_factor import choose_facet, hidden_by_pooling
 
 COLUMNS = ("memmap_bytes_kmalloc", "memmap_bytes_remote", "memmap_bytes_in_range", "memmap_bytes_unbacked")
 # Placement colours borrow the strategy whose definition the placement is (kmalloc's blue, altmap's orange), so a
@@ -46,7 +46,7 @@ def memmap_figure(results, by: str | None, outdir: Path, svg: bool = False) -> t
     if not present or not (runs[present].fillna(0).to_numpy() != 0).any():
         return None
     strategies = results.levels(by) if by else [None]
-    facet = choose_facet(results, by, None) if by else None
+    facet = choose_facet(results, by, None, present) if by else None
     facet_levels = results.levels(facet) if facet else [None]
     data = {}
     for fl in facet_levels:
@@ -105,7 +105,10 @@ def memmap_figure(results, by: str | None, outdir: Path, svg: bool = False) -> t
         # four entries fit one row only on a wide figure; otherwise two rows, never clipped at the edges
         fig.legend(handles=handles, loc="outside lower center", ncols=4 if width >= 10 else 2, frameon=False)
         title = "Where the memmap of hot-added memory lives"
-        fig.suptitle(title, fontweight="bold")
+        hidden = hidden_by_pooling(results, present, by, facet)
+        if hidden:
+            title += f", averaged over {', '.join(hidden)} (whose levels differ)"
+        fig.suptitle(ps.wrap(title, int(width * 9)), fontweight="bold")
         png = ps.save(fig, outdir, "memmap_placement", svg)
     pooled = results.other_factors(by, facet)
     caption = (

@@ -35,6 +35,7 @@ STYLE = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    "axes.formatter.useoffset": False,  # "+5.01e6" above an axis is missed by readers: ticks show the values
     "svg.hashsalt": "balloonsim",  # stable SVG ids: same data, same bytes
     "figure.constrained_layout.use": True,
     "figure.constrained_layout.w_pad": 0.1,  # inches: room for text the layout measures a hair narrower

@@ -15,6 +15,7 @@ from typing import Any
 
 from balloonsim.experiment.keypaths import canonical_json
 from balloonsim.experiment.spec import Experiment
+from balloonsim.scenario import size_keys
 from balloonsim.units import format_size
 
 # Keys that name a table level; the first one present is written bare, in front of the k=v pairs.
@@ -103,5 +104,8 @@ def level_label(factor: str, value: Any) -> str:
 
 
 def _is_size(factor: str) -> bool:
+    """A key typed Size in the scenario (guest.swap, driver.request_offset), or one named like a size."""
+    if ".".join(factor.split(".")[-2:]) in size_keys():
+        return True
     last = factor.rsplit(".", 1)[-1]
     return "size" in last or last.endswith("_bytes")

@@ -12,6 +12,8 @@ from balloonsim.analysis import analyze, finish
 from balloonsim.analysis.labels import design_levels, label_column, level_text
 from balloonsim.analysis.load import load
 from balloonsim.analysis.plot_factor import x_positions
+from balloonsim.experiment.levels import level_label
+from balloonsim.scenario import size_keys
 
 XEN_FIRST = "xen populate_memmap_first=true"
 HYPERV = "hyperv request_offset=2M"
@@ -37,6 +39,26 @@ HYPERV = "hyperv request_offset=2M"
 )
 def test_level_text(factor, value, text):
     assert level_text(factor, value) == text
+
+
+@pytest.mark.parametrize(
+    "key", ["guest.swap", "guest.boot", "host.maximum", "driver.request_offset", "workload.task_size"]
+)
+def test_the_scenarios_size_keys_are_known_from_its_types(key):
+    assert key in size_keys()
+
+
+@pytest.mark.parametrize("key", sorted(size_keys()))
+def test_every_size_key_of_the_scenario_is_spelled_as_a_size(key):
+    # guest.swap = [0, "2G"] once came out as "2147483648" in titles, ticks and table columns
+    section, name = key.split(".")
+    assert level_text(key, 2 << 30) == "2G"
+    assert level_label(key, 2 << 30) == "2G"  # the runner's label agrees with the reports'
+    assert level_text(section, {"name": "x", name: 2 << 30}) == f"x {name}=2G"
+
+
+def test_a_count_is_not_a_size():
+    assert level_text("driver.batch_pages", 2 << 30) == str(2 << 30)
 
 
 def test_design_key_order_wins_over_json_order():

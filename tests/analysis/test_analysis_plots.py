@@ -175,7 +175,8 @@ def test_outcomes_are_points_with_wilson_intervals(finished_dir):
     crash = next(e for e in index if e["file"] == "metric_guest_crashed_vs_onlining-delay_s.png")
     assert "points with 95% bars (Wilson interval)" in crash["caption"]
     oom = next(e for e in index if e["file"] == "metric_oom_kills_vs_onlining-delay_s.png")
-    assert "lines with a shaded 95% band" in oom["caption"] and "surviving of" in oom["caption"]
+    # four delays are four categories: points with bars, no band implying values between them
+    assert "points with 95% bars (t-interval of the mean)" in oom["caption"] and "surviving of" in oom["caption"]
 
 
 def _shown_timeline(samples_by_strategy, from_events=False, times=None):
