@@ -91,6 +91,7 @@ class Verdict:
     beats_all: bool = False  # every top level beats every level outside the top
     equal: bool = False  # every level's mean is the same (as opposed to differences no test confirms)
     bottom: list[str] = field(default_factory=list)  # the worst level and those with the very same mean
+    winners: list[str] = field(default_factory=list)  # the top levels that themselves beat the worst
 
 
 def dominance(
@@ -129,4 +130,7 @@ def dominance(
     rest = [k for k in order if k not in top]
     beats_all = all(real(t, r) for t in top for r in rest)
     bottom = [k for k in rest if np.isclose(means[k], means[worst], rtol=1e-9, atol=0)]
-    return Verdict(top, worst, margin, float(min(1.0, relative)), True, det, dead, beats_all, bottom=bottom)
+    winners = [k for k in top if real(k, worst)]  # tied with the best is not beating the worst
+    return Verdict(
+        top, worst, margin, float(min(1.0, relative)), True, det, dead, beats_all, bottom=bottom, winners=winners
+    )

@@ -275,8 +275,9 @@ def _cell_text(cell: Verdict | ByRegime, metric: str) -> str:
         if len(cell.top) == 1:
             return ps.wrap(cell.top[0]) + dead
         return ("all equal" if cell.equal else "no clear\ndifference") + dead
-    names = " = ".join(cell.top)
-    verb = "beats" if len(cell.top) == 1 else "beat"
+    beaters = cell.winners or cell.top  # a level tied with the best need not beat the worst itself
+    names = " = ".join(beaters)
+    verb = "beats" if len(beaters) == 1 else "beat"
     worst = ", ".join(cell.bottom or [str(cell.worst)])
     return f"{ps.wrap(names, 20)}\n{verb} {ps.wrap(worst, 24)}\nby {fmt(metric, cell.margin)}{dead}"
 

@@ -113,18 +113,6 @@ def _figure(shown: Timeline, series, rows_used, zoom: tuple[float, float] | None
             if col == 0:
                 _memory_panel(main, run_ts, series)
                 _event_strip(strip, times, rows_used, labels=True)
-                if not shown.from_events:  # the title may count failures the strip cannot mark
-                    strip.text(
-                        0.995,
-                        0.5,
-                        NO_EVENTS_NOTE,
-                        transform=strip.transAxes,
-                        ha="right",
-                        va="center",
-                        fontsize=7.5,
-                        color="#555555",
-                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
-                    )
             else:
                 _overview_panel(main, run_ts, series, zoom)
                 _event_strip(strip, times, rows_used, labels=False)
@@ -148,7 +136,12 @@ def _figure(shown: Timeline, series, rows_used, zoom: tuple[float, float] | None
         handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
     if any(run.crash is not None for run in runs):
         handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
+    # the run titles may count failures the strips cannot mark: said once, with the legend, off the data
+    note = None if shown.from_events else NO_EVENTS_NOTE
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=min(len(handles), 8), frameon=False, title=note,
+        title_fontsize=8,
+    )  # fmt: skip
     title = f"Representative runs: {regime}"
     fig.suptitle(title, fontweight="bold")
     return fig, title

@@ -222,7 +222,8 @@ def test_timeline_shared_y_range_covers_every_panel():
 
 @pytest.mark.parametrize("from_events", [False, True])
 def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
-    """Without an events file the strip comes from counters, which hold no failed hot-adds: the strip says so."""
+    """Without an events file the strips come from counters, which hold no failed hot-adds: the figure says so
+    once, above the panels, not over the marks."""
     import numpy as np
 
     from balloonsim.analysis import plotstyle as ps
@@ -234,7 +235,8 @@ def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
     with ps.style():
         fig, _ = _figure(shown, [s for s in SERIES if s[0] in samples], [EVENT_ROWS[1]], None)
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert (NO_EVENTS_NOTE in notes) == (not from_events)
+    assert NO_EVENTS_NOTE not in notes  # not over the strips, where it would hide marks
+    assert (fig.legends[0].get_title().get_text() == NO_EVENTS_NOTE) == (not from_events)
     assert "failed hot-adds" in NO_EVENTS_NOTE
 
 
@@ -273,3 +275,27 @@ def test_policy_legend_names_the_colour_of_its_pale_swatch(finished_dir, tmp_pat
     plot_policy.overview_map(analysis, ["oom_kills"], tmp_path)
     first = plot_policy.ps.level_text(analysis.by, analysis.results.levels(analysis.by)[0])
     assert f"pale (here {first}): small margin" in seen["labels"]
+
+
+def test_a_level_tied_with_the_best_is_not_said_to_beat_the_worst():
+    """hot-remove, hyperv/online: subrange-hint beats node-pool, kmalloc is tied with subrange-hint but does not
+    beat node-pool itself; the cell names only the levels that beat the worst (the stripes still show the tie)."""
+    import numpy as np
+
+    from balloonsim.analysis.best import dominance
+    from balloonsim.analysis.plot_policy import _cell_text
+
+    pairs = {frozenset(("subrange-hint", "node-pool")): True}
+    verdict = dominance(
+        {
+            "subrange-hint": np.array([0.93, 0.94, 0.95]),
+            "kmalloc": np.array([0.90, 0.92, 0.93]),
+            "node-pool": np.array([0.89, 0.90, 0.91]),
+        },
+        "blocks_removable_fraction",
+        0.05,
+        significance=lambda a, b: pairs.get(frozenset((a, b)), False),
+    )
+    assert verdict.top == ["subrange-hint", "kmalloc"] and verdict.winners == ["subrange-hint"]
+    text = _cell_text(verdict, "blocks_removable_fraction")
+    assert text.startswith("subrange-hint\nbeats node-pool") and "kmalloc" not in text
