@@ -28,6 +28,7 @@ from scipy import special
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
 from balloonsim.analysis.metrics import better_of, info, is_rate, tautology
+from balloonsim.analysis.stats import wilson_ci
 
 ALPHA = 0.05
 LEVEL = 0.95
@@ -293,21 +294,12 @@ def diff_interval(metric: str, x: np.ndarray, y: np.ndarray, level: float = LEVE
 def _newcombe(sa: float, na: int, sb: float, nb: int, level: float) -> tuple[float, float]:
     """Newcombe (1998) method 10: the difference of two proportions from their Wilson intervals."""
     pa, pb = sa / na, sb / nb
-    la, ua = _wilson(sa, na, level)
-    lb, ub = _wilson(sb, nb, level)
+    la, ua = wilson_ci(sa, na, level)
+    lb, ub = wilson_ci(sb, nb, level)
     d = pa - pb
     low = d - np.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
     high = d + np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
     return (float(max(-1.0, low)), float(min(1.0, high)))
-
-
-def _wilson(successes: float, n: int, level: float) -> tuple[float, float]:
-    z = float(special.ndtri(0.5 + level / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
