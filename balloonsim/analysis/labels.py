@@ -19,35 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balloonsim.scenario import size_keys
-from balloonsim.units import format_size, parse_size
-
-# Keys that name a table level; the first one present is written bare, in front of the k=v pairs.
-HEAD_KEYS = ("name", "agent", "controller", "strategy")
+from balloonsim.level_label import level_label
+from balloonsim.units import parse_size
 
 
 def level_text(factor: str, value: Any) -> str:
-    """The label of one level of `factor`: `xen`, `hyperv request_offset=2M`, `true`, `128M`, `5`, `n/a`."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, int | float | np.integer | np.floating):
-        if np.isnan(value):
-            return "n/a"
-        if _is_size(factor) and float(value).is_integer() and value >= 1 << 20:
-            return format_size(int(value))
-        if float(value).is_integer():
-            return str(int(value))
-        return f"{value:g}"
-    if isinstance(value, Mapping):
-        return _table_text(factor, value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(level_text(factor, v) for v in value) + "]"
+    """The label of one level of `factor` (balloonsim.level_label); a table level read back from runs.csv as JSON
+    text is labelled as the table."""
     if isinstance(value, str):
         parsed = parse_json(value)
-        return value if parsed is None else level_text(factor, parsed)
-    return str(value)
+        return value if parsed is None else level_label(factor, parsed)
+    return level_label(factor, value)
 
 
 def labels_of(col: pd.Series, factor: str) -> pd.Series:
@@ -126,16 +108,6 @@ def parse_json(text: str) -> Any:
     return value if isinstance(value, dict | list) else None
 
 
-def _table_text(factor: str, table: Mapping) -> str:
-    items = dict(table)
-    head = next((k for k in HEAD_KEYS if k in items), None)
-    parts = [level_text(f"{factor}.{head}", items.pop(head))] if head is not None else []
-    for key, value in items.items():
-        inner = level_text(f"{factor}.{key}", value)
-        parts.append(f"{key}={{{inner}}}" if isinstance(value, Mapping) else f"{key}={inner}")
-    return " ".join(parts) if parts else "{}"
-
-
 def _equal(design_value: Any, parsed: Any) -> bool:
     """A design level and a level read back from JSON are the same (dict order aside; tuples are lists)."""
     try:
@@ -146,19 +118,6 @@ def _equal(design_value: Any, parsed: Any) -> bool:
 
 def _isna(value: Any) -> bool:
     return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
-
-
-# Words that mark a size in a key the scenario's types do not declare as one (runs.csv stores sizes as bytes;
-# readers see 128M): memmap.pool_size is a plain int, a metric column ends in _bytes.
-SIZE_WORDS = ("size", "_bytes", "offset", "boot", "addr")
-
-
-def _is_size(factor: str) -> bool:
-    """A factor (or a table level's key, `driver.request_offset`) holding bytes: typed Size in the scenario."""
-    if ".".join(factor.split(".")[-2:]) in size_keys():
-        return True
-    last = factor.rsplit(".", 1)[-1]
-    return any(word in last for word in SIZE_WORDS)
 
 
 def same_level(design_value: Any, value: Any) -> bool:

@@ -9,17 +9,14 @@ Without validated runs (a stand-in run function), values are stored as written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from balloonsim.experiment.keypaths import canonical_json
 from balloonsim.experiment.spec import Experiment
-from balloonsim.scenario import size_keys
-from balloonsim.units import format_size
+from balloonsim.level_label import level_label
 
 # Keys that name a table level; the first one present is written bare, in front of the k=v pairs.
-HEAD_KEYS = ("name", "agent", "controller", "strategy")
 
 
 def is_table_factor(levels: list[Any]) -> bool:
@@ -75,37 +72,3 @@ def _scalar(level: Any, read: Any) -> Any:
 
 def _is_cell(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
-
-
-def level_label(factor: str, value: Any) -> str:
-    """The label of a level: `xen`, `hyperv request_offset=2M`, `true`, `128M`, `5` (as analysis spells it)."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        if isinstance(value, float) and math.isnan(value):
-            return "n/a"
-        whole = float(value).is_integer()
-        if _is_size(factor) and whole and value >= 1 << 20:
-            return format_size(int(value))
-        return str(int(value)) if whole else f"{value:g}"
-    if isinstance(value, Mapping):
-        items = dict(value)
-        head = next((k for k in HEAD_KEYS if k in items), None)
-        parts = [level_label(f"{factor}.{head}", items.pop(head))] if head is not None else []
-        for key, item in items.items():
-            inner = level_label(f"{factor}.{key}", item)
-            parts.append(f"{key}={{{inner}}}" if isinstance(item, Mapping) else f"{key}={inner}")
-        return " ".join(parts) if parts else "{}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(level_label(factor, v) for v in value) + "]"
-    return str(value)
-
-
-def _is_size(factor: str) -> bool:
-    """A key typed Size in the scenario (guest.swap, driver.request_offset), or one named like a size."""
-    if ".".join(factor.split(".")[-2:]) in size_keys():
-        return True
-    last = factor.rsplit(".", 1)[-1]
-    return "size" in last or last.endswith("_bytes")
