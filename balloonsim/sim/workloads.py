@@ -136,6 +136,7 @@ class Workload(Plugin):
         env = self.sim.env
         p = self.p
         tick = p.tick
+        self._tick_eps = tick * 1e-9  # a change due at a tick's instant, within float rounding, is at that tick
         self._fault_pages = max(1, int(p.fault_rate * tick) >> PAGE_SHIFT)
         self._touch_pages = (p.touch_rate or p.fault_rate) / PAGE_SIZE  # per second of running
         self._cache_every = max(1, round(p.cache_interval / tick))
@@ -176,7 +177,7 @@ class Workload(Plugin):
         if mem.pending or alloc.gen != self._kswapd_gen:
             return k + 1
         t = self.next_step(now)
-        nxt = max(k + 1, self._poll.first_at_or_after(t - self.p.tick * 1e-9)) if t < math.inf else None  # type: ignore[union-attr]
+        nxt = max(k + 1, self._poll.first_at_or_after(t - self._tick_eps)) if t < math.inf else None  # type: ignore[union-attr]
         if cache_pages and alloc.gen != self._cache_idle_gen:
             boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
             nxt = boundary if nxt is None else min(nxt, boundary)
