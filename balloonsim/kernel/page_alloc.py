@@ -445,7 +445,7 @@ class PageAllocator:
         for z in zl:
             if not left:
                 break
-            k = min(max(0, z.free - z.wmark_min), left)
+            k = min(max(0, z.free_pmd * PMD_PAGES + z.free_base - z.wmark_min), left)
             if k:
                 self._take(z, k, kind, nid, txn)
                 left -= k

@@ -339,10 +339,18 @@ class Poll:
         at): this instant's, if its place comes after what runs now, else the next one's."""
         if self._running:  # the check decides its next instant itself, after it has seen everything
             return
+        self.wake_at(self.next_instant())
+
+    def next_instant(self) -> int:
+        """The first grid instant whose check has not run yet and would come after what runs now."""
         env = self.env
         k = self.first_at_or_after(env.now)
         if self.instant(k) == env.now and (k <= self._last_run or not self.place(k) > env.current):
             k += 1
+        return k
+
+    def wake_at(self, k: int) -> None:
+        """Check at instant k (one at or after next_instant()) unless a check is due sooner."""
         if self._k is None or k < self._k:
             if self._handle is not None:
                 self._handle[2] = None  # cancelled: the loop drops it

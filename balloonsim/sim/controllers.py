@@ -115,25 +115,23 @@ class HyperVBuffer(Controller):
     def run(self):
         """The host reads the guest's pressure report every `interval` after `report_delay`. A report says what the
         last one said until something it counts changes: committed memory (the allocator's anon, kernel, balloon
-        and swap), or what a process did (a driver's hot-add, an onlining: the added-but-not-onlined pages and the
-        floor, which follows MemTotal). So the host reads the first report after such a change, in the place its
-        1 s timer had (balloonsim.sim.clock), and sets the target from it."""
+        and swap; a change of page cache only leaves it as it was), or what a process did (a driver's hot-add, an
+        onlining: the added-but-not-onlined pages and the floor, which follows MemTotal, change outside the
+        allocator). So the host reads the first report after such a change, in the place its 1 s timer had
+        (balloonsim.sim.clock), and sets the target from it."""
         env = self.sim.env
         self._startup = self.p.startup or sum(self.sim.scenario.guest.boot)
         self.sim.set_target(self.clamp(self._startup))
         yield env.timeout(self.p.report_delay)
-        self._seen = -1
         self._committed = -1  # what the last report read: the target is set from it, and only the host sets it
-        Poll(env, [self.sim.guest.alloc.watch], env.now, self.p.interval, 0, self._report).run(0)
+        watch = [self.sim.guest.alloc.watch_committed, env.watch_steps]
+        Poll(env, watch, env.now, self.p.interval, 0, self._report).run(0)
 
     def _report(self, k: int) -> None:
-        alloc = self.sim.guest.alloc
-        if alloc.gen != self._seen:
-            self._seen = alloc.gen
-            committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
-            if committed != self._committed:  # else the target is already the one this report gives
-                self._committed = committed
-                self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
+        committed = self.sim.driver.committed_bytes() if self.sim.driver else self.used_bytes()
+        if committed != self._committed:  # else the target is already the one this report gives
+            self._committed = committed
+            self.sim.set_target(self.clamp(max(self._startup, committed * (1 + self.p.buffer_percent / 100))))
 
 
 class MomParams(ControllerParams):

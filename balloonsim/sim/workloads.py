@@ -136,12 +136,15 @@ class Workload(Plugin):
         env = self.sim.env
         p = self.p
         tick = p.tick
+        self._tick_eps = tick * 1e-9  # a change due at a tick's instant, within float rounding, is at that tick
         self._fault_pages = max(1, int(p.fault_rate * tick) >> PAGE_SHIFT)
         self._touch_pages = (p.touch_rate or p.fault_rate) / PAGE_SIZE  # per second of running
         self._cache_every = max(1, round(p.cache_interval / tick))
         self._cache_pages = int(p.cache_rate * tick * self._cache_every) >> PAGE_SHIFT
         self._cache_limit = p.cache_max >> PAGE_SHIFT
         self._cache_idle_gen = self._kswapd_gen = -1
+        self._round_trip_gen = -1  # the cache idles after a read kswapd took back (_round_trip), at this gen
+        self._step_watch = False
         # after the host's report at an instant both have (rank 0), as the two processes used to run
         poll = self._poll = Poll(env, [self.sim.guest.alloc.watch], env.now, tick, 1, self.tick)
         At(env, 0.0, URGENT).callbacks.append(lambda _: poll.run(0))
@@ -157,22 +160,54 @@ class Workload(Plugin):
         if not self._settled or self.demand(now) >> PAGE_SHIFT != self._last_want:
             self.step(now, self._fault_pages)
         cache_every, cache_pages = self._cache_every, self._cache_pages
+        before = None  # the zones before a file read that kswapd may take straight back
         if cache_pages and (k + 1) % cache_every == 0 and alloc.gen != self._cache_idle_gen:
+            if not alloc.swap.slots:
+                before = self._cache_zones()
             if not mem.read_files(cache_pages, self._cache_limit):
                 self._cache_idle_gen = alloc.gen
+                before = None
         if alloc.gen != self._kswapd_gen:
             alloc.kswapd(alloc.zonelist(0, kernel_only=False))
             self._kswapd_gen = alloc.gen
         if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
             mem.account(now, self.p.tick, self._touch_pages)
+        elif before is not None and self._cache_zones() == before:
+            self._round_trip()
         if mem.pending or alloc.gen != self._kswapd_gen:
             return k + 1
         t = self.next_step(now)
-        nxt = max(k + 1, self._poll.first_at_or_after(t - self.p.tick * 1e-9)) if t < math.inf else None  # type: ignore[union-attr]
+        nxt = max(k + 1, self._poll.first_at_or_after(t - self._tick_eps)) if t < math.inf else None  # type: ignore[union-attr]
         if cache_pages and alloc.gen != self._cache_idle_gen:
             boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
             nxt = boundary if nxt is None else min(nxt, boundary)
         return nxt
+
+    def _cache_zones(self) -> list[tuple[int, int, int]]:
+        """What a file read and kswapd change: the free lists and the page cache of the zones they use."""
+        return [(z.free_pmd, z.free_base, z.pagecache) for z in self.sim.guest.alloc.zonelist(0, kernel_only=False)]
+
+    def _round_trip(self) -> None:
+        """The file read of this tick was taken straight back by kswapd: the zones are as they were before it. Read
+        again from the same zones, the next one would do the same (without swap, kswapd reclaims page cache and
+        nothing in the read or in kswapd depends on time or on its history) and the round trip would leave
+        nothing for anyone to see. So the cache idles, as when a read finds no room, until the guest's memory
+        changes or a process runs (onlining and the drivers change the zones without going through the
+        allocator); then the next read runs at its instant."""
+        alloc = self.sim.guest.alloc
+        self._cache_idle_gen = self._round_trip_gen = alloc.gen
+        if not self._step_watch:
+            self._step_watch = True
+            self.sim.env.watch_steps(self._stepped)
+
+    def _stepped(self) -> None:
+        """A process ran after a round trip: if the cache still idles on it, its next read runs at its instant."""
+        self._step_watch = False
+        if self._round_trip_gen == self.sim.guest.alloc.gen:
+            self._round_trip_gen = self._cache_idle_gen = -1
+            poll = self._poll
+            k = poll.next_instant()  # type: ignore[union-attr]
+            poll.wake_at(k + (-(k + 1)) % self._cache_every)  # type: ignore[union-attr]
 
     def wake(self) -> None:
         """Something changed that the next tick must look at (a task was killed)."""

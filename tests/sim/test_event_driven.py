@@ -71,6 +71,7 @@ def _scenarios(tmp_path) -> dict[str, dict]:
             "workload": {"name": "tasks", "arrival_rate": 0.2, "restart": "systemd", "restart_delay": 3},
             "host": {"controller": "hyperv-buffer", "buffer_percent": 5},
         },
+        "round-trip": {**REFERENCE_SCENARIO, "duration": "20m", "workload": {"name": "constant", "size": "2G"}},
         "trace-starving": {
             **short,
             "workload": {"name": "trace", "path": str(trace), "loop": True},
@@ -125,3 +126,14 @@ def test_a_quiet_guest_costs_the_same_whatever_its_duration(duration):
     assert sim.env.scheduled_events <= 10, sim.env.scheduled_events
     # work done is integrated over the quiet interval: two 256 MiB tasks running the whole time
     assert sim.result().metrics["work_done_s"] == pytest.approx(2 * sim.scenario.duration)
+
+
+@pytest.mark.parametrize("duration", ["1h", "10h"])
+def test_a_file_read_that_kswapd_takes_straight_back_is_not_read_again_every_period(duration):
+    """A Hyper-V guest at rest whose page cache reads land in a zone below its low watermark: kswapd reclaims each
+    read at once and the zones are as they were. The reads stop until something changes, whatever the duration
+    (every 10 s of cache steps would be 3,600 checks in 10 h)."""
+    sc = {**REFERENCE_SCENARIO, "duration": duration, "workload": {"name": "constant", "size": "2G"}}
+    sim = Sim(load_scenario(sc), 0)
+    sim.run()
+    assert sim.env.checks <= 40, sim.env.checks

@@ -128,3 +128,38 @@ def test_balloon_up_keeps_mem_available_above_the_floor():
     drv, a = sim.driver, sim.guest.alloc
     drv.balloon_up(8 * GiB >> PAGE_SHIFT)
     assert mem_available(a) >= compute_balloon_floor(a.total("managed") + drv.num_pages_ballooned) - 512
+
+
+def test_the_hyperv_host_reads_a_pressure_report_every_second_whatever_changed_it():
+    """hv_balloon posts num_committed every second (drivers/hv/hv_balloon.c dm_thread_func(): "The host expects us
+    to post information on the memory pressure every second", 4.19 to 6.18), and num_committed counts pages added
+    but not onlined and the balloon floor (post_status()), which change without any allocation: the host reads
+    the change at its next 1 s read, not at the guest's next allocation."""
+    sc = {
+        "duration": "6m",
+        "guest": {"boot": "4G", "max_addr": "64G"},
+        "driver": {"name": "hyperv"},
+        "workload": {"name": "constant", "size": "3G"},  # committed x 1.2 above the 4 GiB startup memory
+        "host": {"controller": "hyperv-buffer"},
+    }
+    sim = Sim(load_scenario(sc), 0)
+    env = sim.env
+
+    def added_not_onlined():
+        yield env.timeout(300.5)  # the guest is at rest by now: nothing allocates any more
+        sim.driver.num_pages_added += 32768  # 128 MiB the host covered, not onlined yet
+
+    env.process(added_not_onlined())
+    gen = []
+    env.process(_at(env, 300.4, lambda: gen.append(sim.guest.alloc.gen)))
+    env.process(_at(env, 300.99, lambda: gen.append(sim.guest.alloc.gen)))
+    sim.run()
+    assert gen[0] == gen[1]  # nothing allocated or freed around the change
+    ev = sim.result().events
+    targets = ev[(ev.kind == "target") & (ev.t > 300)]
+    assert targets.t.iloc[0] == 301.0
+
+
+def _at(env, t: float, fn):
+    yield env.timeout(t)
+    fn()
