@@ -9,7 +9,6 @@ unless the caller supplies its own significance rule (say Holm-corrected compari
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from balloonsim.analysis.compare import deterministic
 from balloonsim.analysis.metrics import better_of, info
+from balloonsim.analysis.significance import mann_whitney_u
 
 Significance = Callable[[str, str], bool]
 
@@ -70,11 +70,7 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
         return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from scipy.stats import mannwhitneyu  # only for pooled cells, which tables and maps rarely need
-
-        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return mann_whitney_u(a, b)[1]
 
 
 @dataclass
