@@ -91,10 +91,11 @@ class Drawing:
 
     Figures are independent, so up to `workers` forked processes draw them (default: two, or none on a one-core
     machine or where fork is unavailable: then this process draws each when it is needed). Begun on the loaded
-    results, the workers import matplotlib and draw what the results alone decide (each metric against each
-    factor, the memmap placement) while the caller computes the comparisons; `add` starts the figures that read
-    them (the time line, the longest, first; its samples are read here, so a worker never reads a file), and
-    `finish` waits for all and writes the manifest, in the same order whoever drew what.
+    results, the workers import matplotlib while the caller finds the time line's metric; `start_timeline`
+    queues the time line (the longest figure; its samples are read here, so a worker never reads a file) and
+    then what the results alone decide (each metric against each factor, the memmap placement), drawn while
+    the caller computes the comparisons; `add` starts the figures that read them, and `finish` waits for all
+    and writes the manifest, in the same order whoever drew what.
     """
 
     def __init__(
@@ -115,11 +116,13 @@ class Drawing:
         if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
             self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_load_drawers)
         chosen = metrics or line_metrics(results)
-        self._early: list[tuple[str, object]] = []
+        # the figures the results alone decide, queued behind the time line (see _release)
+        self._waiting = [("memmap", "memmap_figure", (results, by, self.outdir, svg))]
         if by is not None:
             for metric, x in itertools.product(chosen, x_factors(results, by)):
-                self._early.append(("lines", self._submit("factor_figure", (results, by, metric, x, self.outdir, svg))))
-        self._memmap = self._submit("memmap_figure", (results, by, self.outdir, svg))
+                self._waiting.append(("lines", "factor_figure", (results, by, metric, x, self.outdir, svg)))
+        self._early: list[tuple[str, object]] = []
+        self._memmap = None
         self._late: list[tuple[str, object]] = []
         self._timeline = None
         self._timeline_started = False
@@ -132,12 +135,23 @@ class Drawing:
         rows_of = _cached(rows_of)
         primary = first_differing(self.results, self.metrics, rows_of)
         self._primary, self._timeline_started = primary, True
-        if primary is None:
-            return
-        regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
-        shown = read_timeline(self.results, self.by, primary, regime)
-        if shown is not None:
-            self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+        if primary is not None:
+            regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
+            shown = read_timeline(self.results, self.by, primary, regime)
+            if shown is not None:
+                self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+        self._release()
+
+    def _release(self) -> None:
+        """Queue the figures that wait for nothing. They go in behind the time line, the longest figure: started
+        last, it would leave one worker drawing it alone while the other has finished."""
+        for kind, name, args in self._waiting:
+            pending = self._submit(name, args)
+            if kind == "memmap":
+                self._memmap = pending
+            else:
+                self._early.append((kind, pending))
+        self._waiting = []
 
     def add(self, analysis: Analysis) -> None:
         """Start the figures that read the comparisons (and the time line, unless started already)."""
@@ -157,6 +171,7 @@ class Drawing:
 
     def finish(self) -> list[Path]:
         """Wait for every figure and write the manifest; returns the PNG paths."""
+        self._release()
         made: list[Plot] = []
         for kind, pending in [*self._early, *self._late, ("timeline", self._timeline), ("memmap", self._memmap)]:
             _add(made, kind, _result(pending))
