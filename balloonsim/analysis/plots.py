@@ -24,6 +24,7 @@ import pandas as pd
 
 from balloonsim.analysis.compare import differs
 from balloonsim.analysis.core import Analysis
+from balloonsim.analysis.drawers import Drawers
 from balloonsim.analysis.load import DERIVED, Results, data_mtime
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
 from balloonsim.analysis.timeline import parse_regime, read_timeline, regime_for
@@ -112,9 +113,9 @@ class Drawing:
         self.outdir = results.path / PLOTS
         _remove_previous(self.outdir)
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
-        self._pool = None
+        self._pool: Drawers | None = None
         if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
-            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_load_drawers)
+            self._pool = Drawers(workers, _load_drawers, _draw)
         chosen = metrics or line_metrics(results)
         # the figures the results alone decide, queued behind the time line (see _release)
         self._waiting = [("memmap", "memmap_figure", (results, by, self.outdir, svg))]
@@ -186,19 +187,19 @@ class Drawing:
         """A pending figure in a worker, or the figure itself when there are none."""
         if self._pool is None:
             return _Done(_draw(name, args))
-        return self._pool.apply_async(_draw, (name, args))
+        return self._pool.submit(name, args)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop the drawing processes: once every figure is in (wait), or at once (an error, an interrupt)."""
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.close(wait)
             self._pool = None
 
     def __enter__(self) -> Drawing:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(wait=exc_type is None)
 
 
 class _Done:
