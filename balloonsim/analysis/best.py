@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from balloonsim.analysis.compare import deterministic
 from balloonsim.analysis.metrics import better_of, info
@@ -30,6 +31,15 @@ class Cell:
     margin: float  # |mean(best) - mean(runner-up)|, metric units
     significant: bool
     note: str = ""
+
+
+def level_groups(levels: pd.Series, mask: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """The levels of the runs under `mask`, in order of first appearance and without a missing one (as
+    groupby(sort=False) gives them), each with its runs' positions among those under `mask`. Cells are cut from
+    columns with these, not from the table: copying every column of a slice, many times a figure, cost more
+    than the verdicts."""
+    codes, uniques = pd.factorize(levels[mask])
+    return [(uniques[i], np.flatnonzero(codes == i)) for i in range(len(uniques))]
 
 
 def rank(samples: dict[str, np.ndarray], metric: str) -> list[str]:
