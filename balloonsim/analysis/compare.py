@@ -150,19 +150,24 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
         return pd.DataFrame(columns=columns)
     factors, shown = regime_factors(results, by)
     levels = results.levels(by)
-    alive = results.alive
+    alive = results.alive.to_numpy()
     definitional = by == DEFAULT_BY
     rows = []
-    grouped = results.runs.groupby(factors, dropna=False, sort=False) if factors else [((), results.runs)]
+    # Each side's values are cut from whole columns by position: slicing the table copies every column, once
+    # per regime and level, which cost more than the tests themselves.
+    runs = results.runs.reset_index(drop=True)
+    columns_of = {m: runs[m].to_numpy(dtype=float) for m in names}
+    grouped = runs.groupby(factors, dropna=False, sort=False) if factors else [((), runs)]
     for key, regime in grouped:
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(factors, key, strict=True))
         label = regime_label(where, shown)
-        sides = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
-        values = {lvl: {m: _values(part[m]) for m in names} for lvl, part in sides.items()}
-        survivors = {lvl: int(alive.loc[part.index].sum()) for lvl, part in sides.items()}
+        at = regime.index.to_numpy()
+        sides = {lvl: at[_match(regime[by], lvl).to_numpy()] for lvl in levels}
+        values = {lvl: {m: _present(columns_of[m][side]) for m in names} for lvl, side in sides.items()}
+        survivors = {lvl: int(alive[side].sum()) for lvl, side in sides.items()}
         for a, b in itertools.combinations(levels, 2):
-            if sides[a].empty or sides[b].empty:
+            if len(sides[a]) == 0 or len(sides[b]) == 0:
                 continue
             counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
             for metric in names:
@@ -359,8 +364,7 @@ def _columns(results: Results, by: str | None) -> list[str]:
     ]
 
 
-def _values(col: pd.Series) -> np.ndarray:
-    x = col.to_numpy(dtype=float)
+def _present(x: np.ndarray) -> np.ndarray:
     return x[~np.isnan(x)]
 
 
