@@ -116,6 +116,7 @@ class Drawing:
         self._pool: Drawers | None = None
         if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
             self._pool = Drawers(workers, _load_drawers, _draw)
+        self._drawers = workers if self._pool is not None else None  # None: drawn here, as soon as released
         chosen = metrics or line_metrics(results)
         # the figures the results alone decide, queued behind the time line (see _release)
         self._waiting = [("memmap", "memmap_figure", (results, by, self.outdir, svg))]
@@ -141,18 +142,21 @@ class Drawing:
             shown = read_timeline(self.results, self.by, primary, regime)
             if shown is not None:
                 self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
-        self._release()
+        self._release(self._drawers)
 
-    def _release(self) -> None:
-        """Queue the figures that wait for nothing. They go in behind the time line, the longest figure: started
-        last, it would leave one worker drawing it alone while the other has finished."""
-        for kind, name, args in self._waiting:
+    def _release(self, count: int | None = None) -> None:
+        """Queue (the first `count` of) the figures that wait for nothing. They go in behind the time line, the
+        longest figure: started last, it would leave one worker drawing it alone while the other has finished.
+        Until `add`, only as many as there are drawers: enough to keep them busy, and the figures `add` starts
+        go in before the rest, not after them at the end of the queue."""
+        count = len(self._waiting) if count is None else count
+        for kind, name, args in self._waiting[:count]:
             pending = self._submit(name, args)
             if kind == "memmap":
                 self._memmap = pending
             else:
                 self._early.append((kind, pending))
-        self._waiting = []
+        self._waiting = self._waiting[count:]
 
     def add(self, analysis: Analysis) -> None:
         """Start the figures that read the comparisons (and the time line, unless started already)."""
@@ -169,6 +173,7 @@ class Drawing:
                 for rows_f, cols_f in list(itertools.combinations(results.other_factors(self.by), 2))[:MAX_PAIRS]:
                     args = (analysis, metric, rows_f, cols_f, outdir, svg)
                     self._late.append(("policy", self._submit("pair_map", args)))
+        self._release()
 
     def finish(self) -> list[Path]:
         """Wait for every figure and write the manifest; returns the PNG paths."""

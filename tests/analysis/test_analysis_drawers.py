@@ -92,3 +92,40 @@ def test_figures_drawn_by_two_processes_equal_those_drawn_in_one(realistic_dir, 
     assert made[2] == made[0] and made[2]
     for name in [*made[2], "index.json"]:
         assert (realistic_dir / "plots" / name).read_bytes() == (other / "plots" / name).read_bytes(), name
+
+
+class _Recorder:
+    """Stands in for the drawers: draws each figure at once, in this process, and notes the order."""
+
+    def __init__(self):
+        self.order: list[str] = []
+
+    def submit(self, name: str, args: tuple):
+        from balloonsim.analysis.plots import _Done, _draw
+
+        self.order.append(name)
+        return _Done(_draw(name, args))
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+
+def test_the_time_line_goes_first_and_the_figures_of_the_comparisons_before_the_rest(realistic_dir):
+    from balloonsim.analysis.plots import Drawing
+
+    analysis = analyze(realistic_dir)
+    with Drawing(analysis.results, analysis.by, workers=2) as drawing:
+        drawing._pool.close(wait=False)
+        drawing._pool = recorder = _Recorder()
+        drawing.start_timeline(lambda m: analysis.comparisons[analysis.comparisons["metric"] == m])
+        queued_early = list(recorder.order)
+        drawing.add(analysis)
+        made = drawing.finish()
+    order = recorder.order
+    # the time line, then as many figures that need no comparisons as there are drawers; the figures that read
+    # the comparisons come next, ahead of the remaining ones, so that no long figure starts last
+    assert queued_early == ["draw_timeline", "memmap_figure", "factor_figure"]
+    late = [i for i, name in enumerate(order) if name in ("overview_map", "pair_map")]
+    rest = [i for i, name in enumerate(order) if name == "factor_figure"][1:]
+    assert late and rest and max(late) < min(rest)
+    assert len(made) == len(order)
