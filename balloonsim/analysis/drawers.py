@@ -93,7 +93,8 @@ class Pending:
 
 def _serve(jobs, answers, load: Callable[[], None] | None, run: Callable[[str, tuple], Any], siblings: int) -> None:
     """A drawer: the first loads, then forks `siblings` more that share its queues (and what it loaded), and
-    waits for them."""
+    waits for them. Ctrl-C is the caller's to handle: it stops the drawers (close), none prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if load is not None:
         load()
     ctx = multiprocessing.get_context("fork")
