@@ -114,3 +114,16 @@ def test_unknown_command_is_refused():
     result = CliRunner().invoke(cli, ["hotplgu"])
     assert result.exit_code == 2
     assert "No such command 'hotplgu'" in result.output
+
+
+def test_the_last_collection_at_exit_is_skipped():
+    import gc
+
+    from balloonsim.cli import skip_final_collection
+
+    before = gc.get_freeze_count()
+    try:
+        skip_final_collection()
+        assert gc.get_freeze_count() > before  # what the exit's collection would have walked is frozen
+    finally:
+        gc.unfreeze()

@@ -9,14 +9,15 @@ unless the caller supplies its own significance rule (say Holm-corrected compari
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from balloonsim.analysis.compare import deterministic
 from balloonsim.analysis.metrics import better_of, info
+from balloonsim.analysis.significance import mann_whitney_u
 
 Significance = Callable[[str, str], bool]
 
@@ -30,6 +31,15 @@ class Cell:
     margin: float  # |mean(best) - mean(runner-up)|, metric units
     significant: bool
     note: str = ""
+
+
+def level_groups(levels: pd.Series, mask: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """The levels of the runs under `mask`, in order of first appearance and without a missing one (as
+    groupby(sort=False) gives them), each with its runs' positions among those under `mask`. Cells are cut from
+    columns with these, not from the table: copying every column of a slice, many times a figure, cost more
+    than the verdicts."""
+    codes, uniques = pd.factorize(levels[mask])
+    return [(uniques[i], np.flatnonzero(codes == i)) for i in range(len(uniques))]
 
 
 def rank(samples: dict[str, np.ndarray], metric: str) -> list[str]:
@@ -70,11 +80,7 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
         return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from scipy.stats import mannwhitneyu  # only for pooled cells, which tables and maps rarely need
-
-        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return mann_whitney_u(a, b)[1]
 
 
 @dataclass

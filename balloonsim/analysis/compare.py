@@ -19,7 +19,6 @@ memmap) is marked `tautology`: it stays in the table, never in the findings.
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from scipy import special
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
 from balloonsim.analysis.metrics import better_of, info, is_rate, tautology
+from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
 
 ALPHA = 0.05
@@ -35,14 +35,6 @@ LEVEL = 0.95
 NO_SURVIVORS = "no survivors"
 NORMAL_MIN_N = 8
 MIN_N = 2
-
-
-def _tests():
-    """scipy.stats, imported when a test runs: reading a finished analysis (the report, the index) never needs
-    it, and it costs more to import than the rest of the analysis of a small study."""
-    from scipy import stats
-
-    return stats
 
 
 def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
@@ -63,8 +55,6 @@ def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
     """P(a > b) - P(a < b) from ranks (O(n log n)), in [-1, 1]; 0 means fully overlapping."""
     if len(a) == 0 or len(b) == 0:
         return float("nan")
-    from scipy.stats import rankdata  # scipy.stats: only when comparing (see _tests)
-
     ranks = rankdata(np.concatenate([a, b]))
     u_a = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
     return float(2 * u_a / (len(a) * len(b)) - 1)
@@ -86,9 +76,7 @@ def looks_normal(x: np.ndarray) -> bool:
     """Shapiro-Wilk does not reject normality (p > 0.05) on a non-constant sample of at least 8."""
     if len(x) < NORMAL_MIN_N or np.all(x == x[0]):
         return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bool(_tests().shapiro(x).pvalue > 0.05)
+    return shapiro_p(x) > 0.05
 
 
 def constant(x: np.ndarray) -> bool:
@@ -109,13 +97,9 @@ def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
         if _same(a[0], b[0]):
             return ("identical", float("nan"), 1.0)
         return ("deterministic", float("nan"), float("nan"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if looks_normal(a) and looks_normal(b):
-            res = _tests().ttest_ind(a, b, equal_var=False)
-            return ("welch-t", float(res.statistic), float(res.pvalue))
-        res = _tests().mannwhitneyu(a, b, alternative="two-sided", method="auto")
-        return ("mann-whitney-u", float(res.statistic), float(res.pvalue))
+    if looks_normal(a) and looks_normal(b):
+        return ("welch-t", *welch_t(a, b))
+    return ("mann-whitney-u", *mann_whitney_u(a, b))
 
 
 def regime_label(row: dict, factors: list[str]) -> str:
@@ -166,19 +150,24 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
         return pd.DataFrame(columns=columns)
     factors, shown = regime_factors(results, by)
     levels = results.levels(by)
-    alive = results.alive
+    alive = results.alive.to_numpy()
     definitional = by == DEFAULT_BY
     rows = []
-    grouped = results.runs.groupby(factors, dropna=False, sort=False) if factors else [((), results.runs)]
+    # Each side's values are cut from whole columns by position: slicing the table copies every column, once
+    # per regime and level, which cost more than the tests themselves.
+    runs = results.runs.reset_index(drop=True)
+    columns_of = {m: runs[m].to_numpy(dtype=float) for m in names}
+    grouped = runs.groupby(factors, dropna=False, sort=False) if factors else [((), runs)]
     for key, regime in grouped:
         key = key if isinstance(key, tuple) else (key,)
         where = dict(zip(factors, key, strict=True))
         label = regime_label(where, shown)
-        sides = {lvl: regime[_match(regime[by], lvl)] for lvl in levels}
-        values = {lvl: {m: _values(part[m]) for m in names} for lvl, part in sides.items()}
-        survivors = {lvl: int(alive.loc[part.index].sum()) for lvl, part in sides.items()}
+        at = regime.index.to_numpy()
+        sides = {lvl: at[_match(regime[by], lvl).to_numpy()] for lvl in levels}
+        values = {lvl: {m: _present(columns_of[m][side]) for m in names} for lvl, side in sides.items()}
+        survivors = {lvl: int(alive[side].sum()) for lvl, side in sides.items()}
         for a, b in itertools.combinations(levels, 2):
-            if sides[a].empty or sides[b].empty:
+            if len(sides[a]) == 0 or len(sides[b]) == 0:
                 continue
             counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
             for metric in names:
@@ -375,8 +364,7 @@ def _columns(results: Results, by: str | None) -> list[str]:
     ]
 
 
-def _values(col: pd.Series) -> np.ndarray:
-    x = col.to_numpy(dtype=float)
+def _present(x: np.ndarray) -> np.ndarray:
     return x[~np.isnan(x)]
 
 

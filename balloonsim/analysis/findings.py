@@ -513,16 +513,16 @@ def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
 
 def _conditions(sub: pd.DataFrame, target: set[str]):
     """(text, matching regimes) for every one- and two-factor condition built from the target's values."""
+    chosen = [r for r in sub.index if r in target]
+    each = {}  # factor -> (its condition, the regimes meeting it); a pair of factors meets both
+    for f in sub.columns:
+        values = set(sub.loc[chosen, f])
+        each[f] = (_condition(f, values, _levels_in_order(sub, f)), set(sub.index[sub[f].isin(values).to_numpy()]))
     for size in (1, 2):
         for combo in itertools.combinations(list(sub.columns), size):
-            parts = []
-            mask = pd.Series(True, index=sub.index)
-            for f in combo:
-                values = set(sub.loc[[r for r in sub.index if r in target], f])
-                mask &= sub[f].isin(values)
-                parts.append(_condition(f, values, _levels_in_order(sub, f)))
+            parts = [each[f][0] for f in combo]
             if all(parts):
-                yield size, " and ".join(parts), set(sub.index[mask])
+                yield size, " and ".join(parts), set.intersection(*(each[f][1] for f in combo))
 
 
 def _levels_in_order(sub: pd.DataFrame, factor: str) -> list:

@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.patches import Patch, Rectangle
 
 from balloonsim.analysis import plotstyle as ps
-from balloonsim.analysis.best import Significance, Verdict, dominance
+from balloonsim.analysis.best import Significance, Verdict, dominance, level_groups
 from balloonsim.analysis.compare import (
     differs,
     differs_index,
@@ -163,14 +163,17 @@ def _regime_verdict(analysis: Analysis, mask: np.ndarray, metric: str, labels: p
 
 def _verdict(analysis: Analysis, mask, metric: str, significance: Significance | None) -> Verdict:
     results, by = analysis.results, analysis.by
-    part = results.runs[mask]
-    samples = _samples(part, by, metric)
-    dead = []
-    if not info(metric).survival:
-        alive = results.alive[mask]
-        for level, group in part.groupby(by, sort=False):
-            if not alive.loc[group.index].any():
-                dead.append(ps.level_text(by, level))
+    mask = np.asarray(mask, dtype=bool)
+    values = results.runs[metric].to_numpy(dtype=float)[mask]
+    alive = results.alive.to_numpy()[mask]
+    samples, dead = {}, []
+    for level, at in level_groups(results.runs[by], mask):
+        own = values[at]
+        own = own[~np.isnan(own)]
+        if len(own):
+            samples[ps.level_text(by, level)] = own
+        if not info(metric).survival and not alive[at].any():
+            dead.append(ps.level_text(by, level))
     return dominance(samples, metric, analysis.alpha, significance, dead)
 
 
@@ -280,16 +283,6 @@ def _cell_text(cell: Verdict | ByRegime, metric: str) -> str:
     verb = "beats" if len(beaters) == 1 else "beat"
     worst = ", ".join(cell.bottom or [str(cell.worst)])
     return f"{ps.wrap(names, 20)}\n{verb} {ps.wrap(worst, 24)}\nby {fmt(metric, cell.margin)}{dead}"
-
-
-def _samples(part: pd.DataFrame, by: str, metric: str) -> dict[str, np.ndarray]:
-    out = {}
-    for level, group in part.groupby(by, sort=False):
-        values = group[metric].to_numpy(dtype=float)
-        values = values[~np.isnan(values)]
-        if len(values):
-            out[ps.level_text(by, level)] = values
-    return out
 
 
 def _holm_for(comp: pd.DataFrame, metric: str, regime: str) -> Significance:

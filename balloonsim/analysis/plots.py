@@ -24,6 +24,7 @@ import pandas as pd
 
 from balloonsim.analysis.compare import differs
 from balloonsim.analysis.core import Analysis
+from balloonsim.analysis.drawers import Drawers
 from balloonsim.analysis.load import DERIVED, Results, data_mtime
 from balloonsim.analysis.metrics import PRIMARY_ORDER, TABLE, info
 from balloonsim.analysis.timeline import parse_regime, read_timeline, regime_for
@@ -91,10 +92,11 @@ class Drawing:
 
     Figures are independent, so up to `workers` forked processes draw them (default: two, or none on a one-core
     machine or where fork is unavailable: then this process draws each when it is needed). Begun on the loaded
-    results, the workers import matplotlib and draw what the results alone decide (each metric against each
-    factor, the memmap placement) while the caller computes the comparisons; `add` starts the figures that read
-    them (the time line, the longest, first; its samples are read here, so a worker never reads a file), and
-    `finish` waits for all and writes the manifest, in the same order whoever drew what.
+    results, the workers import matplotlib while the caller finds the time line's metric; `start_timeline`
+    queues the time line (the longest figure; its samples are read here, so a worker never reads a file) and
+    then what the results alone decide (each metric against each factor, the memmap placement), drawn while
+    the caller computes the comparisons; `add` starts the figures that read them, and `finish` waits for all
+    and writes the manifest, in the same order whoever drew what.
     """
 
     def __init__(
@@ -111,15 +113,18 @@ class Drawing:
         self.outdir = results.path / PLOTS
         _remove_previous(self.outdir)
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
-        self._pool = None
+        self._pool: Drawers | None = None
         if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
-            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_load_drawers)
+            self._pool = Drawers(workers, _load_drawers, _draw)
+        self._drawers = workers if self._pool is not None else None  # None: drawn here, as soon as released
         chosen = metrics or line_metrics(results)
-        self._early: list[tuple[str, object]] = []
+        # the figures the results alone decide, queued behind the time line (see _release)
+        self._waiting = [("memmap", "memmap_figure", (results, by, self.outdir, svg))]
         if by is not None:
             for metric, x in itertools.product(chosen, x_factors(results, by)):
-                self._early.append(("lines", self._submit("factor_figure", (results, by, metric, x, self.outdir, svg))))
-        self._memmap = self._submit("memmap_figure", (results, by, self.outdir, svg))
+                self._waiting.append(("lines", "factor_figure", (results, by, metric, x, self.outdir, svg)))
+        self._early: list[tuple[str, object]] = []
+        self._memmap = None
         self._late: list[tuple[str, object]] = []
         self._timeline = None
         self._timeline_started = False
@@ -132,12 +137,26 @@ class Drawing:
         rows_of = _cached(rows_of)
         primary = first_differing(self.results, self.metrics, rows_of)
         self._primary, self._timeline_started = primary, True
-        if primary is None:
-            return
-        regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
-        shown = read_timeline(self.results, self.by, primary, regime)
-        if shown is not None:
-            self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+        if primary is not None:
+            regime = self.regime_label or regime_for(self.results, self.by, rows_of(primary), primary)
+            shown = read_timeline(self.results, self.by, primary, regime)
+            if shown is not None:
+                self._timeline = self._submit("draw_timeline", (shown, self.outdir, self.svg))
+        self._release(self._drawers)
+
+    def _release(self, count: int | None = None) -> None:
+        """Queue (the first `count` of) the figures that wait for nothing. They go in behind the time line, the
+        longest figure: started last, it would leave one worker drawing it alone while the other has finished.
+        Until `add`, only as many as there are drawers: enough to keep them busy, and the figures `add` starts
+        go in before the rest, not after them at the end of the queue."""
+        count = len(self._waiting) if count is None else count
+        for kind, name, args in self._waiting[:count]:
+            pending = self._submit(name, args)
+            if kind == "memmap":
+                self._memmap = pending
+            else:
+                self._early.append((kind, pending))
+        self._waiting = self._waiting[count:]
 
     def add(self, analysis: Analysis) -> None:
         """Start the figures that read the comparisons (and the time line, unless started already)."""
@@ -154,9 +173,11 @@ class Drawing:
                 for rows_f, cols_f in list(itertools.combinations(results.other_factors(self.by), 2))[:MAX_PAIRS]:
                     args = (analysis, metric, rows_f, cols_f, outdir, svg)
                     self._late.append(("policy", self._submit("pair_map", args)))
+        self._release()
 
     def finish(self) -> list[Path]:
         """Wait for every figure and write the manifest; returns the PNG paths."""
+        self._release()
         made: list[Plot] = []
         for kind, pending in [*self._early, *self._late, ("timeline", self._timeline), ("memmap", self._memmap)]:
             _add(made, kind, _result(pending))
@@ -171,19 +192,19 @@ class Drawing:
         """A pending figure in a worker, or the figure itself when there are none."""
         if self._pool is None:
             return _Done(_draw(name, args))
-        return self._pool.apply_async(_draw, (name, args))
+        return self._pool.submit(name, args)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop the drawing processes: once every figure is in (wait), or at once (an error, an interrupt)."""
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.close(wait)
             self._pool = None
 
     def __enter__(self) -> Drawing:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(wait=exc_type is None)
 
 
 class _Done:

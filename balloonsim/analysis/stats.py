@@ -123,14 +123,17 @@ def group_summary(runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str
     """Tidy summary: one row per group of `keys` and metric."""
     rates = {m: is_rate(m, runs[m]) for m in metrics}
     rows = []
+    runs = runs.reset_index(drop=True)  # groups cut from whole columns by position, not copied per metric
+    columns = {m: runs[m].to_numpy(dtype=float) for m in metrics}
     grouped = runs.groupby(list(keys), dropna=False, sort=False) if keys else [((), runs)]
     for key, group in grouped:
         key = key if isinstance(key, tuple) else (key,)
+        at = group.index.to_numpy()
         for m in metrics:
             row = dict(zip(keys, key, strict=True))
             row["metric"] = m
             row["runs"] = len(group)  # n: the runs whose value was used (a dead guest's are blank)
-            row.update(describe(group[m].to_numpy(dtype=float), rates[m]))
+            row.update(describe(columns[m][at], rates[m]))
             rows.append(row)
     return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
 

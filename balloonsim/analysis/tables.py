@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.best import dominance
+from balloonsim.analysis.best import dominance, level_groups
 from balloonsim.analysis.compare import differs_index, regime_labels, regime_order
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Table
@@ -71,19 +71,22 @@ def best_table(analysis: Analysis, metrics: list[str]) -> Table | None:
         return None
     comp = analysis.comparisons
     rows = []
+    all_alive = results.alive.to_numpy()
     for regime in regimes:
         mask = (labels == regime).to_numpy()
-        part = results.runs[mask]
-        alive = results.alive[mask]
+        groups = level_groups(results.runs[by], mask)
+        alive = all_alive[mask]
         cells = [regime]
         for m in metrics:
             samples = {}
             dead = []
-            for k, g in part.groupby(by, sort=False):
-                values = g[m].dropna().to_numpy(dtype=float)
+            column = results.runs[m].to_numpy(dtype=float)[mask]
+            for k, at in groups:
+                values = column[at]
+                values = values[~np.isnan(values)]
                 if len(values):
                     samples[level_text(by, k)] = values
-                elif not info(m).survival and not alive.loc[g.index].any():
+                elif not info(m).survival and not alive[at].any():
                     dead.append(level_text(by, k))
             verdict = dominance(samples, m, analysis.alpha, _holm(comp, m, regime), dead)
             cells.append(_verdict_text(verdict))

@@ -299,3 +299,23 @@ def test_a_level_tied_with_the_best_is_not_said_to_beat_the_worst():
     assert verdict.top == ["subrange-hint", "kmalloc"] and verdict.winners == ["subrange-hint"]
     text = _cell_text(verdict, "blocks_removable_fraction")
     assert text.startswith("subrange-hint\nbeats node-pool") and "kmalloc" not in text
+
+
+def test_level_groups_are_groupby_without_the_copies():
+    import numpy as np
+    import pandas as pd
+
+    from balloonsim.analysis.best import level_groups
+
+    levels = pd.Series(["altmap", None, "kmalloc", "altmap", "subrange-hint", "kmalloc", np.nan, "altmap"])
+    mask = np.array([True, True, True, True, False, True, True, True])
+    got = [(level, at.tolist()) for level, at in level_groups(levels, mask)]
+    # positions count the runs under the mask: the fifth run is not one of them, the missing levels are dropped
+    assert got == [("altmap", [0, 3, 6]), ("kmalloc", [2, 4])]
+    part = levels[mask].reset_index(drop=True)
+    assert [(k, g.index.tolist()) for k, g in part.groupby(part, sort=False)] == got
+    numeric = pd.Series([5, 2, 5, 2])
+    assert [(int(k), at.tolist()) for k, at in level_groups(numeric, np.ones(4, dtype=bool))] == [
+        (5, [0, 2]),
+        (2, [1, 3]),
+    ]

@@ -1,0 +1,131 @@
+"""The drawing processes: imported once and shared by fork, every job answered, errors raised in the caller,
+nothing left running; figures drawn by them are the figures drawn in one process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+
+import pytest
+
+from balloonsim.analysis import analyze
+from balloonsim.analysis.drawers import Drawers
+from balloonsim.analysis.plots import make_plots
+
+pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+
+LOADED_BY: list[int] = []
+MEET = None  # a Barrier(2), made fresh by each test that uses it (the drawers inherit it by fork)
+
+
+@pytest.fixture(autouse=True)
+def _meeting_point():
+    global MEET
+    MEET = multiprocessing.get_context("fork").Barrier(2)
+
+
+def _load() -> None:
+    LOADED_BY.append(os.getpid())
+
+
+def _run(name: str, args: tuple):
+    if name == "fail":
+        raise ValueError(f"cannot draw {args[0]}")
+    if name == "meet":
+        MEET.wait(timeout=30)  # returns only when a second process runs a `meet` job at the same time
+    return os.getpid(), list(LOADED_BY), args
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_second_drawer_starts_with_the_first_ones_imports():
+    drawers = Drawers(2, _load, _run)
+    try:
+        answers = [p.get() for p in [drawers.submit("meet", (i,)) for i in range(2)]]
+    finally:
+        drawers.close()
+    pids = {pid for pid, _, _ in answers}
+    assert len(pids) == 2  # two processes drew
+    first = drawers._first.pid
+    assert all(loaded == [first] for _, loaded, _ in answers), (first, answers)  # load() ran once, in the first
+    assert sorted(args for _, _, args in answers) == [(0,), (1,)]
+
+
+def test_an_error_is_raised_in_the_caller_and_the_rest_still_drawn():
+    drawers = Drawers(2, _load, _run)
+    try:
+        pending = [drawers.submit("fail", ("x",)), drawers.submit("ok", (1,)), drawers.submit("ok", (2,))]
+        with pytest.raises(ValueError, match="cannot draw x"):
+            pending[0].get()
+        assert [p.get()[2] for p in pending[1:]] == [(1,), (2,)]
+    finally:
+        drawers.close()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_close_leaves_no_drawer_running(wait):
+    drawers = Drawers(2, _load, _run)
+    for p in [drawers.submit("meet", (i,)) for i in range(2)]:
+        p.get()  # both drawers have answered, so both said who they are
+    if not wait:
+        drawers.submit("meet", (3,))  # never met: that drawer is killed mid-job
+    drawers.close(wait=wait)
+    assert len(drawers._pids) == 2
+    assert not any(_alive(pid) for pid in drawers._pids), [
+        (pid, open(f"/proc/{pid}/stat").read()) for pid in drawers._pids if _alive(pid)
+    ]
+
+
+def test_figures_drawn_by_two_processes_equal_those_drawn_in_one(realistic_dir, tmp_path):
+    other = tmp_path / "serial"
+    shutil.copytree(realistic_dir, other)
+    made = {}
+    for root, workers in ((realistic_dir, 2), (other, 0)):
+        made[workers] = [p.name for p in make_plots(analyze(root), workers=workers)]
+    assert made[2] == made[0] and made[2]
+    for name in [*made[2], "index.json"]:
+        assert (realistic_dir / "plots" / name).read_bytes() == (other / "plots" / name).read_bytes(), name
+
+
+class _Recorder:
+    """Stands in for the drawers: draws each figure at once, in this process, and notes the order."""
+
+    def __init__(self):
+        self.order: list[str] = []
+
+    def submit(self, name: str, args: tuple):
+        from balloonsim.analysis.plots import _Done, _draw
+
+        self.order.append(name)
+        return _Done(_draw(name, args))
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+
+def test_the_time_line_goes_first_and_the_figures_of_the_comparisons_before_the_rest(realistic_dir):
+    from balloonsim.analysis.plots import Drawing
+
+    analysis = analyze(realistic_dir)
+    with Drawing(analysis.results, analysis.by, workers=2) as drawing:
+        drawing._pool.close(wait=False)
+        drawing._pool = recorder = _Recorder()
+        drawing.start_timeline(lambda m: analysis.comparisons[analysis.comparisons["metric"] == m])
+        queued_early = list(recorder.order)
+        drawing.add(analysis)
+        made = drawing.finish()
+    order = recorder.order
+    # the time line, then as many figures that need no comparisons as there are drawers; the figures that read
+    # the comparisons come next, ahead of the remaining ones, so that no long figure starts last
+    assert queued_early == ["draw_timeline", "memmap_figure", "factor_figure"]
+    late = [i for i, name in enumerate(order) if name in ("overview_map", "pair_map")]
+    rest = [i for i, name in enumerate(order) if name == "factor_figure"][1:]
+    assert late and rest and max(late) < min(rest)
+    assert len(made) == len(order)

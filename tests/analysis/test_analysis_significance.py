@@ -1,0 +1,79 @@
+"""The comparisons' own significance tests give scipy.stats' numbers to the last bit, and the analysis of a
+results directory never imports scipy.stats (its import costs more than a small study's comparisons)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from balloonsim.analysis import significance as sig
+
+
+def _samples(seed: int, count: int):
+    """Pairs of samples of the kinds the simulator gives: normal, small counts with many ties, skewed byte
+    amounts, and tie-free permutations (the exact Mann-Whitney path), 2 to 13 values a side."""
+    rng = np.random.default_rng(seed)
+    for trial in range(count):
+        n1, n2 = (int(n) for n in rng.integers(2, 14, size=2))
+        kind = trial % 4
+        if kind == 0:
+            yield rng.normal(size=n1), rng.normal(0.5, 2.0, size=n2)
+        elif kind == 1:
+            yield rng.integers(0, 5, size=n1).astype(float), rng.integers(0, 6, size=n2).astype(float)
+        elif kind == 2:
+            yield rng.exponential(3.0, size=n1) * 2**30, rng.exponential(2.0, size=n2) * 2**30
+        else:
+            yield rng.permutation(np.arange(n1 + n2, dtype=float) * 1.5)[:n1], rng.normal(5.0, 3.0, size=n2)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tests_equal_scipy_stats_bit_for_bit(seed):
+    checked = {"welch": 0, "exact": 0, "asymptotic": 0, "shapiro": 0}
+    for a, b in _samples(seed, 400):
+        both = np.concatenate([a, b])
+        assert np.array_equal(sig.rankdata(both), st.rankdata(both))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if len(a) >= 3 and np.ptp(a) > 0:
+                assert sig.shapiro_p(a) == float(st.shapiro(a).pvalue), a
+                checked["shapiro"] += 1
+            if np.ptp(a) > 0 or np.ptp(b) > 0:
+                ref = st.ttest_ind(a, b, equal_var=False)
+                assert sig.welch_t(a, b) == (float(ref.statistic), float(ref.pvalue)), (a, b)
+                ref = st.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+                assert sig.mann_whitney_u(a, b) == (float(ref.statistic), float(ref.pvalue)), (a, b)
+                checked["welch"] += 1
+                exact = min(len(a), len(b)) <= 8 and len(np.unique(both)) == len(both)
+                checked["exact" if exact else "asymptotic"] += 1
+    assert min(checked.values()) > 50, checked  # every path was exercised
+
+
+def test_exact_mann_whitney_counts_arrangements():
+    # 3 against 3: U counts as 1, 1, 2, 3, 3, 3, 3, 2, 1, 1 of C(6,3) = 20 arrangements; U = 9 (a above b) is
+    # the most extreme: two-sided p = 2 * P(U <= 0) = 2/20.
+    assert sig.mann_whitney_u(np.array([4.0, 5.0, 6.0]), np.array([1.0, 2.0, 3.0])) == (9.0, 0.1)
+    assert sig._exact_cdf(3, 3, 3) == pytest.approx((1 + 1 + 2 + 3) / 20)
+
+
+def test_shapiro_separates_normal_from_skewed():
+    rng = np.random.default_rng(7)
+    assert sig.shapiro_p(rng.normal(size=200)) > 0.05
+    assert sig.shapiro_p(rng.exponential(size=200)) < 1e-6
+    assert sig.shapiro_p(np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0])) < 0.001
+
+
+def test_analysis_does_not_import_scipy_stats(realistic_dir):
+    code = (
+        "import sys\n"
+        "from balloonsim.analysis import analyze\n"
+        f"a = analyze({str(realistic_dir)!r})\n"
+        "assert len(a.comparisons) > 0\n"
+        "print('scipy.stats' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
