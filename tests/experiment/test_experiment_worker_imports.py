@@ -67,6 +67,14 @@ def test_dask_workers_have_it(tmp_path):
     assert said["runner"] is True
 
 
+@pytest.mark.slow
+def test_a_dask_runner_loads_no_pandas(tmp_path):
+    """Dask's nannies would import pandas in the runner to preload it in a forkserver that is running already."""
+    said, runs = _batch(tmp_path, 2, "local", ("lean_probe", "probe_run"), REAL)
+    assert said["ok"] == 6 and runs["distributed_loaded"].all()
+    assert said["runner"] is True and said["runner_pandas"] is False
+
+
 def test_local_workers_running_the_simulator_load_neither_pandas_nor_pyarrow(tmp_path):
     said, runs = _batch(tmp_path, 2, None, ("lean_probe", "probe_run"), REAL)
     assert said["ok"] == 6 and (runs["status"] == "ok").all()
