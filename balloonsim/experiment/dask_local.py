@@ -3,47 +3,56 @@
 Dask's LocalCluster of processes listens on TCP without authentication (any local user could submit code to
 run as this one) and serves HTTP (a dashboard, or at least health, metrics and a proxy). Here instead:
 
-- every listener (scheduler, nannies, workers) is bound to 127.0.0.1 and speaks TLS with mutual
+- every listener (the scheduler, the workers) is bound to 127.0.0.1 and speaks TLS with mutual
   authentication: `temporary_security()` makes a key and a self-signed certificate for this batch, held in
-  memory and handed to the worker processes through their spawn pipes (never written to disk), so a connection
-  without them is refused during the handshake;
+  memory and handed to the worker processes through the forkserver's pipe (never written to disk), so a
+  connection without them is refused during the handshake;
 - nothing serves HTTP: Dask's scheduler and workers start an HTTP server even without a dashboard, so theirs
   are made and never bound;
-- the workers are processes (so runs use every core, unlike threads under one interpreter lock), and each one
-  exits when the runner dies: Dask holds a pipe from the runner to each, and a closed pipe ends the process.
+- the workers are processes (so runs use every core, unlike threads under one interpreter lock), without
+  Dask's nannies (`WorkerProcess`), and each one exits when the runner dies (`die_with_runner`, as `--jobs N`).
 
 The workers are forked from a forkserver that has imported Dask and the simulator once; the runner starts it
-before importing Dask itself, so both imports (about a second each) run side by side. The cluster then starts
-in a background thread, overlapping the runner's validation of the experiment; the first submission waits
-for it.
+before importing Dask itself, so both imports (about half a second each) run side by side. The cluster then
+starts in a background thread, overlapping the runner's validation of the experiment; the first submission
+waits for the client, the workers join the scheduler as they come.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import multiprocessing
+import os
 import threading
 from typing import Any
 
 import dask
 import distributed
-import distributed.utils as dask_utils
+from distributed.core import Status
+from distributed.deploy.spec import ProcessInterface
 from distributed.http.routing import RoutingApplication
 from tornado.httpserver import HTTPServer
 
 from balloonsim.errors import UserError
+from balloonsim.experiment.forkserver import die_with_runner, worker_context
 
 HOST = "127.0.0.1"
 # What Dask's workers do beside the runs, set for ours (the worker processes inherit it): the statistical
-# profiler samples the running thread's stack every 10 ms and the event loop wakes every 20 ms to time itself,
-# and every sample takes the interpreter lock from a run of pure-Python simulation.
+# profiler samples the running thread's stack every 10 ms, the event loop wakes every 20 ms to time itself and
+# the memory monitor reads the process's RSS every 100 ms, and every sample takes the interpreter lock from a
+# run of pure-Python simulation.
 QUIET_WORKERS = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    # each worker holds only the task it runs; the rest wait at the scheduler, so that a worker killed by a run
+    # takes no other run's task down with it (Dask counts that death against every task the worker held)
+    "distributed.scheduler.worker-saturation": 1.0,
 }
-FORKSERVER = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+CLOSE_WAIT_S = 5.0  # for a worker to exit on SIGTERM before it is killed
 
 
 class NoHttp:
@@ -102,17 +111,79 @@ def temporary_security() -> Any:
     )
 
 
-def skip_dask_forkserver_preload() -> None:
-    """Keep Dask from importing pandas and the like in the runner.
+class WorkerProcess(ProcessInterface):
+    """One Dask worker in a process of its own, in place of Dask's nanny and the worker process it starts.
 
-    A nanny starting its worker process asks for Dask's multiprocessing context, which (once per process, the
-    first time) imports `distributed` and every optional package Dask knows, pandas among them, to name them as
-    the forkserver's preload: about 0.3 s of CPU in the runner while the cluster starts. Our forkserver is
-    running already, with what the workers need, and a running forkserver ignores a new preload list, so those
-    imports buy nothing: Dask's flag says they were done. (distributed.utils.get_mp_context; a private flag,
-    hence the check that it exists.)"""
-    if hasattr(dask_utils, "_forkserver_preload_set"):
-        dask_utils._forkserver_preload_set = True
+    A nanny is a server of its own in the runner (another TLS listener, a queue and two threads per worker, a
+    handshake with the worker and then with the scheduler, memory checks ten times a second) and starts its
+    worker through Dask's multiprocessing context. Here the worker process is forked from the runner's forkserver,
+    which has imported Dask and the simulator once, and runs `serve_worker`: it exits with the runner
+    (`die_with_runner`) and, like a nanny's, is started again if it dies while the batch runs (a run that
+    crashes its interpreter); Dask then gives that worker's tasks to the others.
+    """
+
+    def __init__(self, scheduler: str, name: Any = None, *, security: Any, preload: tuple[str, ...], runner_pid: int):
+        super().__init__(scheduler, name)
+        self.scheduler, self.name = scheduler, name
+        self.security, self.preload, self.runner_pid = security, tuple(preload), runner_pid
+        self.config = dask.config.config  # the runner's settings (QUIET_WORKERS), as a nanny hands them over
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self._watch: asyncio.Task | None = None
+
+    def _fork(self) -> multiprocessing.process.BaseProcess:
+        context = worker_context(("distributed", "balloonsim.experiment.dask_local", *self.preload))
+        args = (self.scheduler, self.name, self.security, self.preload, self.config, self.runner_pid)
+        process = context.Process(target=serve_worker, args=args, name=f"balloonsim-dask-worker-{self.name}")
+        process.daemon = True
+        process.start()  # waits for the forkserver's imports: called off the event loop
+        return process
+
+    async def start(self) -> None:
+        self.process = await asyncio.to_thread(self._fork)
+        self._watch = asyncio.ensure_future(self._restart_when_dead())
+        await super().start()
+
+    async def _restart_when_dead(self) -> None:
+        while self.status == Status.running and self.process is not None:
+            await asyncio.to_thread(self.process.join)
+            if self.status == Status.running:
+                self.process = await asyncio.to_thread(self._fork)
+
+    async def close(self) -> None:
+        self.status = Status.closing
+        process = self.process
+        if process is not None:
+            process.terminate()  # retired by the scheduler already: nothing of the batch's is left in it
+            await asyncio.to_thread(process.join, CLOSE_WAIT_S)
+            if process.is_alive():
+                process.kill()
+                await asyncio.to_thread(process.join)
+        if self._watch is not None:
+            await self._watch
+        await super().close()
+
+
+def serve_worker(scheduler: str, name: Any, security: Any, preload: tuple[str, ...], config: dict, runner_pid: int):
+    """A worker process's life: a single-threaded Dask worker on 127.0.0.1 until the scheduler closes it or the
+    runner dies."""
+    die_with_runner(runner_pid)
+    dask.config.set(config)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    async def serve() -> None:
+        worker = QuietWorker(
+            scheduler,
+            name=name,
+            nthreads=1,
+            host=HOST,
+            security=security,
+            dashboard_address=None,
+            preload=list(preload),
+        )
+        async with worker:
+            await worker.finished()
+
+    asyncio.run(serve())
 
 
 class SecureLocalCluster:
@@ -137,19 +208,10 @@ class SecureLocalCluster:
         try:
             self.security = temporary_security()
             worker = {
-                "cls": distributed.Nanny,
-                "options": {
-                    "worker_class": QuietWorker,
-                    "nthreads": 1,
-                    "host": HOST,
-                    "security": self.security,
-                    "dashboard_address": None,
-                    "preload": list(self.preload),
-                    "silence_logs": logging.ERROR,
-                },
+                "cls": WorkerProcess,
+                "options": {"security": self.security, "preload": self.preload, "runner_pid": os.getpid()},
             }
-            skip_dask_forkserver_preload()
-            with dask.config.set({"distributed.worker.multiprocessing-method": FORKSERVER, **QUIET_WORKERS}):
+            with dask.config.set(QUIET_WORKERS):
                 self._cluster = self._spec_cluster(worker)
             self._client = distributed.Client(self._cluster, security=self.security)
         except BaseException as exc:  # noqa: BLE001 - raised in the runner's thread by `client()`

@@ -123,6 +123,20 @@ def test_a_worker_process_that_dies_fails_its_run_and_the_batch_goes_on(tmp_path
     assert again.ok == 6 and again.failed == 0 and again.ran == 1
 
 
+@pytest.mark.slow
+def test_a_dask_worker_that_dies_is_started_again_and_only_its_run_fails(tmp_path):
+    """`--dask local` has no nannies: its own worker processes are started again when they die, so Dask can try
+    the fatal run on fresh workers until it gives up on it (KilledWorker), and every other run completes."""
+    die = [False, False, True, False, False, False]
+    exp = make(factors={"a": list(range(6)), "fake.die": die}, zip=[["a", "fake.die"]])
+    summary = run_experiment(exp, out_dir=tmp_path / "out", dask="local", jobs=2, run_fn=dying_run)
+    runs = load_results(summary.out_dir)
+    died = runs[runs["fake.die"]]
+    assert (died["status"] == "failed").all() and died["error"].str.startswith("KilledWorker").all()
+    assert (runs.loc[~runs["fake.die"], "status"] == "ok").all()
+    assert summary.failed == 1 and summary.ok == 5
+
+
 def test_progress_bar_shows_done_failures_and_eta_on_a_terminal(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):

@@ -69,7 +69,8 @@ def test_dask_workers_have_it(tmp_path):
 
 @pytest.mark.slow
 def test_a_dask_runner_loads_no_pandas(tmp_path):
-    """Dask's nannies would import pandas in the runner to preload it in a forkserver that is running already."""
+    """Neither the tables the runner writes nor Dask's start (whose nannies would import pandas to name it as a
+    forkserver preload) load pandas in the runner."""
     said, runs = _batch(tmp_path, 2, "local", ("lean_probe", "probe_run"), REAL)
     assert said["ok"] == 6 and runs["distributed_loaded"].all()
     assert said["runner"] is True and said["runner_pandas"] is False
