@@ -25,6 +25,7 @@ import datetime
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from typing import Any
 
@@ -139,33 +140,42 @@ class WorkerProcess(ProcessInterface):
         return process
 
     async def start(self) -> None:
-        self.process = await asyncio.to_thread(self._fork)
-        self._watch = asyncio.ensure_future(self._restart_when_dead())
+        """Fork in the background: the scheduler and the client come up meanwhile, and the first tasks wait
+        at the scheduler for the worker to join."""
+        self._watch = asyncio.ensure_future(self._keep_running())
         await super().start()
 
-    async def _restart_when_dead(self) -> None:
-        while self.status == Status.running and self.process is not None:
+    async def _keep_running(self) -> None:
+        while self.status == Status.running:
+            self.process = await asyncio.to_thread(self._fork)
+            if self.status != Status.running:
+                break  # closed while forking: `close` ends this process
             await asyncio.to_thread(self.process.join)
-            if self.status == Status.running:
-                self.process = await asyncio.to_thread(self._fork)
 
     async def close(self) -> None:
         self.status = Status.closing
+        if self.process is not None:
+            self.process.terminate()  # the worker leaves the scheduler and exits (`serve_worker`)
+        if self._watch is not None:
+            try:  # the watch ends once its process has, or right after a fork under way
+                await asyncio.wait_for(asyncio.shield(self._watch), CLOSE_WAIT_S)
+            except TimeoutError:
+                if self.process is not None:
+                    self.process.kill()
+                await self._watch
         process = self.process
         if process is not None:
-            process.terminate()  # retired by the scheduler already: nothing of the batch's is left in it
+            process.terminate()
             await asyncio.to_thread(process.join, CLOSE_WAIT_S)
             if process.is_alive():
                 process.kill()
                 await asyncio.to_thread(process.join)
-        if self._watch is not None:
-            await self._watch
         await super().close()
 
 
 def serve_worker(scheduler: str, name: Any, security: Any, preload: tuple[str, ...], config: dict, runner_pid: int):
-    """A worker process's life: a single-threaded Dask worker on 127.0.0.1 until the scheduler closes it or the
-    runner dies."""
+    """A worker process's life: a single-threaded Dask worker on 127.0.0.1 until SIGTERM (the cluster closes:
+    it leaves the scheduler cleanly) or the runner dies."""
     die_with_runner(runner_pid)
     dask.config.set(config)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -181,6 +191,9 @@ def serve_worker(scheduler: str, name: Any, security: Any, preload: tuple[str, .
             preload=list(preload),
         )
         async with worker:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, lambda: asyncio.ensure_future(worker.close(reason="the batch is over"))
+            )
             await worker.finished()
 
     asyncio.run(serve())
