@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import io
 import itertools
 import signal
@@ -135,6 +136,7 @@ def test_a_dask_worker_that_dies_is_started_again_and_only_its_run_fails(tmp_pat
     assert (died["status"] == "failed").all() and died["error"].str.startswith("KilledWorker").all()
     assert (runs.loc[~runs["fake.die"], "status"] == "ok").all()
     assert summary.failed == 1 and summary.ok == 5
+    assert gc.get_freeze_count() == 0  # the runner's objects set aside during the batch are collectable again
 
 
 def test_progress_bar_shows_done_failures_and_eta_on_a_terminal(monkeypatch):
