@@ -226,9 +226,7 @@ class SecureLocalCluster:
             }
             with dask.config.set(QUIET_WORKERS):
                 self._cluster = self._spec_cluster(worker)
-            # results come straight from the worker: through the scheduler they would be decrypted and
-            # encrypted once more in this process (about 40 % of the runner's CPU per result)
-            self._client = distributed.Client(self._cluster, security=self.security, direct_to_workers=True)
+            self._client = distributed.Client(self._cluster, security=self.security)
         except BaseException as exc:  # noqa: BLE001 - raised in the runner's thread by `client()`
             self._error = exc
 
