@@ -54,6 +54,8 @@ QUIET_WORKERS = {
     "distributed.scheduler.worker-saturation": 1.0,
 }
 CLOSE_WAIT_S = 5.0  # for a worker to exit on SIGTERM before it is killed
+START_FAILURES = 3  # deaths in a row before joining the scheduler that end the batch (a worker that cannot start)
+RESTART_DELAY_S = 0.1  # before starting again a worker that died before joining, doubled each time in a row
 
 
 class NoHttp:
@@ -129,15 +131,21 @@ class WorkerProcess(ProcessInterface):
         self.security, self.preload, self.runner_pid = security, tuple(preload), runner_pid
         self.config = dask.config.config  # the runner's settings (QUIET_WORKERS), as a nanny hands them over
         self.process: multiprocessing.process.BaseProcess | None = None
+        self.error: str | None = None  # why this worker cannot be kept running
         self._watch: asyncio.Task | None = None
 
-    def _fork(self) -> multiprocessing.process.BaseProcess:
+    def _fork(self) -> tuple[multiprocessing.process.BaseProcess, Any]:
+        """A new worker process and the pipe on which it says it has joined the scheduler."""
         context = worker_context(("distributed", "balloonsim.experiment.dask_local", *self.preload))
-        args = (self.scheduler, self.name, self.security, self.preload, self.config, self.runner_pid)
+        joined, says_joined = context.Pipe(duplex=False)
+        args = (self.scheduler, self.name, self.security, self.preload, self.config, self.runner_pid, says_joined)
         process = context.Process(target=serve_worker, args=args, name=f"balloonsim-dask-worker-{self.name}")
         process.daemon = True
-        process.start()  # waits for the forkserver's imports: called off the event loop
-        return process
+        try:
+            process.start()  # waits for the forkserver's imports: called off the event loop
+        finally:
+            says_joined.close()
+        return process, joined
 
     async def start(self) -> None:
         """Fork in the background: the scheduler and the client come up meanwhile, and the first tasks wait
@@ -146,11 +154,27 @@ class WorkerProcess(ProcessInterface):
         await super().start()
 
     async def _keep_running(self) -> None:
+        """Start the worker again whenever it dies; give up (`error`) when it dies before joining the scheduler
+        START_FAILURES times in a row, waiting longer after each such death."""
+        failures = 0
         while self.status == Status.running:
-            self.process = await asyncio.to_thread(self._fork)
+            try:
+                self.process, joined = await asyncio.to_thread(self._fork)
+            except Exception as exc:  # noqa: BLE001 - reported to the runner by `SecureLocalCluster.failure`
+                self.error = f"cannot start a worker process ({exc})"
+                return
             if self.status != Status.running:
                 break  # closed while forking: `close` ends this process
             await asyncio.to_thread(self.process.join)
+            failures = 0 if _said_joined(joined) else failures + 1
+            if failures >= START_FAILURES:
+                self.error = (
+                    f"a worker process exited (code {self.process.exitcode}) before it joined the scheduler, "
+                    f"{failures} times in a row"
+                )
+                return
+            if failures:
+                await asyncio.sleep(RESTART_DELAY_S * 2 ** (failures - 1))
 
     async def close(self) -> None:
         self.status = Status.closing
@@ -173,9 +197,20 @@ class WorkerProcess(ProcessInterface):
         await super().close()
 
 
-def serve_worker(scheduler: str, name: Any, security: Any, preload: tuple[str, ...], config: dict, runner_pid: int):
+def _said_joined(joined: Any) -> bool:
+    try:
+        return bool(joined.poll() and joined.recv())
+    except (EOFError, OSError):
+        return False
+    finally:
+        joined.close()
+
+
+def serve_worker(
+    scheduler: str, name: Any, security: Any, preload: tuple[str, ...], config: dict, runner_pid: int, joined: Any
+) -> None:
     """A worker process's life: a single-threaded Dask worker on 127.0.0.1 until SIGTERM (the cluster closes:
-    it leaves the scheduler cleanly) or the runner dies."""
+    it leaves the scheduler cleanly) or the runner dies. It says on `joined` when it has joined the scheduler."""
     die_with_runner(runner_pid)
     dask.config.set(config)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -194,6 +229,8 @@ def serve_worker(scheduler: str, name: Any, security: Any, preload: tuple[str, .
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGTERM, lambda: asyncio.ensure_future(worker.close(reason="the batch is over"))
             )
+            joined.send(True)
+            joined.close()
             await worker.finished()
 
     asyncio.run(serve())
@@ -252,6 +289,16 @@ class SecureLocalCluster:
                 raise self._error
             raise UserError(f"--dask local: the cluster did not start ({self._error})") from self._error
         return self._client
+
+    def failure(self) -> str | None:
+        """Why the cluster cannot run the batch (a worker that cannot be started), or None."""
+        cluster = self._cluster
+        if cluster is None:
+            return None
+        for worker in list(cluster.workers.values()):
+            if getattr(worker, "error", None):
+                return worker.error
+        return None
 
     @property
     def scheduler_address(self) -> str | None:

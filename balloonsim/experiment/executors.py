@@ -21,6 +21,7 @@ from balloonsim.errors import UserError
 from balloonsim.experiment.forkserver import start_forkserver, start_worker, worker_context
 
 RECOUNT_S = 5.0  # how often the runner asks an existing Dask scheduler how many worker threads it has
+HEALTH_CHECK_S = 1.0  # how often a runner waiting for results checks that its local Dask workers can start
 _DASK_ADDRESS = re.compile(r"^([a-z]+://)?[^\s:/]+(:\d+)?$")
 
 
@@ -243,14 +244,26 @@ class DaskExecutor(Executor):
         return self.client.submit(fn, *args, pure=False)
 
     def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        """As `Executor.wait`; a local cluster whose workers cannot start ends the wait with a UserError (checked
+        every HEALTH_CHECK_S), rather than leaving the batch waiting for them for ever."""
         futures = list(futures)
-        try:
-            self._distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return set()
-        except Exception:  # noqa: BLE001 - e.g. cancelled futures: their `result` raises, handled per run
-            pass
-        return {f for f in futures if f.done()}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = HEALTH_CHECK_S if deadline is None else max(0.0, min(HEALTH_CHECK_S, deadline - time.monotonic()))
+            try:
+                self._distributed.wait(futures, timeout=step, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
+            except Exception:  # noqa: BLE001 - e.g. cancelled futures: their `result` raises, handled per run
+                pass
+            done = {f for f in futures if f.done()}
+            if done:
+                return done
+            failure = self._local.failure() if self._local is not None else None
+            if failure:
+                raise UserError(f"--dask local: {failure}")
+            if deadline is not None and time.monotonic() >= deadline:
+                return done
 
     def close(self, cancel: bool = False) -> None:
         if self._local is not None:

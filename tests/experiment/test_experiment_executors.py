@@ -139,6 +139,26 @@ def test_a_dask_worker_that_dies_is_started_again_and_only_its_run_fails(tmp_pat
     assert gc.get_freeze_count() == 0  # the runner's objects set aside during the batch are collectable again
 
 
+def _one(x: int) -> int:
+    return x
+
+
+@pytest.mark.slow
+def test_local_dask_workers_that_cannot_start_end_the_wait_with_a_clear_error():
+    """Workers start in the background; one that dies before it joins the scheduler, again and again, must not
+    leave the runner waiting for ever (here its Dask preload cannot be imported)."""
+    executor = make_executor(2, "local", preload=("balloonsim_no_such_module",))
+    try:
+        executor.start()
+        future = executor.submit(_one, 1)
+        deadline = time.monotonic() + 60
+        with pytest.raises(UserError, match="before it joined the scheduler"):
+            while time.monotonic() < deadline and not executor.wait([future], 1.0):
+                pass
+    finally:
+        executor.close(cancel=True)
+
+
 def test_progress_bar_shows_done_failures_and_eta_on_a_terminal(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):
