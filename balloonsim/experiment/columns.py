@@ -56,6 +56,8 @@ def to_arrow(rid: str, data: Any) -> pa.Table | None:
     """`Columns` or a DataFrame as an Arrow table with a leading `run_id` column; None when there is nothing."""
     import pyarrow as pa
 
+    from balloonsim.experiment import arrow
+
     if data is None:
         return None
     if isinstance(data, Columns):
@@ -67,14 +69,17 @@ def to_arrow(rid: str, data: Any) -> pa.Table | None:
         table = pa.Table.from_pandas(data, preserve_index=False).replace_schema_metadata(None)
     if table.num_rows == 0:
         return None
-    return table.add_column(0, "run_id", pa.array([rid] * table.num_rows, pa.string()))
+    return table.add_column(0, "run_id", arrow.repeated(rid, table.num_rows))
 
 
 def _arrow_array(values: Any) -> pa.Array:
+    """Numbers and text straight from their buffers (no pandas import); anything else as Arrow infers it."""
     import pyarrow as pa
 
-    if isinstance(values, np.ndarray):
-        return pa.array(values)
+    from balloonsim.experiment import arrow
+
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return arrow.numeric(values)
     if all(isinstance(v, str) for v in values):
-        return pa.array(values, pa.large_string())
+        return arrow.strings(values, large=True)
     return pa.array(values)

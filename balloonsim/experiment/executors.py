@@ -9,23 +9,19 @@ any size.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
-import ctypes
-import multiprocessing
+import gc
 import os
 import re
-import select
-import signal
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.worker import preload
+from balloonsim.experiment.forkserver import start_forkserver, start_worker, worker_context
 
 RECOUNT_S = 5.0  # how often the runner asks an existing Dask scheduler how many worker threads it has
+HEALTH_CHECK_S = 1.0  # how often a runner waiting for results checks that its local Dask workers can start
 _DASK_ADDRESS = re.compile(r"^([a-z]+://)?[^\s:/]+(:\d+)?$")
 
 
@@ -88,86 +84,6 @@ class InProcess(Executor):
 
     def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
         return set(futures)
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_runner(runner_pid: int) -> None:
-    """End this worker as soon as the runner (`runner_pid`) ends, however it ends, so that killing only the
-    runner leaves no worker behind.
-
-    A worker forked from the forkserver is the forkserver's child, and the forkserver lives as long as any of
-    its children holds its pipe, so neither the parent-death signal nor a closed queue would end it: a daemon
-    thread waits on a pidfd of the runner (Linux 5.3; a once-a-second check elsewhere) and exits the process.
-    The parent-death signal is armed as well, for a worker whose parent is the runner itself."""
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the thread below still ends the worker
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-    try:
-        pidfd = os.pidfd_open(runner_pid)
-    except (OSError, AttributeError):
-        pidfd = None
-        if not _alive(runner_pid):
-            os._exit(1)
-    threading.Thread(
-        target=_exit_when_gone, args=(runner_pid, pidfd), name="balloonsim-runner-watch", daemon=True
-    ).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _exit_when_gone(pid: int, pidfd: int | None) -> None:
-    if pidfd is not None:
-        select.select([pidfd], [], [])  # readable once the process has exited
-    else:
-        while _alive(pid):
-            time.sleep(1.0)
-    os._exit(1)
-
-
-def start_worker(runner_pid: int, modules: tuple[str, ...]) -> None:
-    """A local worker's initializer: die with the runner, then import what the runs need (already there when
-    the worker was forked from a preloaded forkserver)."""
-    die_with_runner(runner_pid)
-    preload(modules)
-
-
-def start_forkserver(modules: Sequence[str]) -> None:
-    """Start the forkserver now, importing `modules` (if none is running yet), without waiting for it."""
-    context = worker_context(tuple(modules))
-    if context.get_start_method() == "forkserver":
-        import multiprocessing.forkserver
-
-        multiprocessing.forkserver.ensure_running()
-
-
-def worker_context(modules: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
-    """Workers forked from a forkserver that has imported `modules` once (where there is one, i.e. Linux),
-    else spawned.
-
-    A spawned worker is a fresh interpreter that imports the simulator itself: about 0.3 s of CPU each, which
-    on two cores comes out of the runs. The forkserver (a child of the runner, started when the first worker
-    is) imports it once and forks each worker ready to run, in milliseconds; it forks from a process that has
-    only imported modules, never from the runner with its threads and open files. The workers are then the
-    forkserver's children, so the runner's rusage does not see their CPU: each chunk reports its worker's
-    (ChunkResult.process_cpu_s), and each worker watches the runner itself (`die_with_runner`). The preload is
-    fixed when the forkserver starts (once per runner process)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["balloonsim.experiment.worker", *modules])
-    return context
 
 
 class LocalProcesses(Executor):
@@ -269,6 +185,7 @@ class DaskExecutor(Executor):
         self._local: Any = None
         self._client: Any = None
         self._threads, self._counted_at = 0, 0.0
+        self._frozen = False
         if address == "local":
             from balloonsim.experiment.dask_local import SecureLocalCluster
 
@@ -315,26 +232,47 @@ class DaskExecutor(Executor):
         if self._client is None:
             assert self._local is not None
             self._client = self._local.client()
+        if not self._frozen:
+            # Dask's modules, scheduler and client are ~40,000 long-lived objects in the runner that every full
+            # garbage collection while results arrive would walk again (one took 0.17 s of a 3 s batch); set
+            # them aside until the batch is over (`close`).
+            gc.freeze()
+            self._frozen = True
         return self._client
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.client.submit(fn, *args, pure=False)
 
     def wait(self, futures: Iterable[Any], timeout: float | None) -> set[Any]:
+        """As `Executor.wait`; a local cluster whose workers cannot start ends the wait with a UserError (checked
+        every HEALTH_CHECK_S), rather than leaving the batch waiting for them for ever."""
         futures = list(futures)
-        try:
-            self._distributed.wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return set()
-        except Exception:  # noqa: BLE001 - e.g. cancelled futures: their `result` raises, handled per run
-            pass
-        return {f for f in futures if f.done()}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = HEALTH_CHECK_S if deadline is None else max(0.0, min(HEALTH_CHECK_S, deadline - time.monotonic()))
+            try:
+                self._distributed.wait(futures, timeout=step, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
+            except Exception:  # noqa: BLE001 - e.g. cancelled futures: their `result` raises, handled per run
+                pass
+            done = {f for f in futures if f.done()}
+            if done:
+                return done
+            failure = self._local.failure() if self._local is not None else None
+            if failure:
+                raise UserError(f"--dask local: {failure}")
+            if deadline is not None and time.monotonic() >= deadline:
+                return done
 
     def close(self, cancel: bool = False) -> None:
         if self._local is not None:
             self._local.close()
         elif self._client is not None:
             self._client.close()
+        if self._frozen:
+            gc.unfreeze()  # what became garbage meanwhile is collected again
+            self._frozen = False
 
 
 def make_executor(jobs: int | None = None, dask: str | None = None, preload: tuple[str, ...] = ()) -> Executor:

@@ -36,6 +36,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from balloonsim.errors import UserError
+from balloonsim.experiment import arrow
 from balloonsim.experiment.csvlog import (
     complete_lines,
     format_line,
@@ -194,7 +195,7 @@ class PartDataset:
 
     def recover(self, committed: set[str]) -> None:
         """Keep only the tables of committed runs, in the parts and the final file."""
-        ids = pa.array(sorted(committed), pa.string())
+        ids = arrow.strings(sorted(committed))
         for part in self.parts():
             keep = pc.is_in(pq.read_table(part, columns=["run_id"]).column("run_id"), value_set=ids)
             if pc.all(keep).as_py():
@@ -211,7 +212,7 @@ class PartDataset:
 
     def _filter_final(self, committed: set[str]) -> None:
         """Drop the rows of runs no longer committed from the final file (rare: a run found incomplete)."""
-        ids = pa.array(sorted(committed), pa.string())
+        ids = arrow.strings(sorted(committed))
         if self.format == "parquet":
             table = pq.read_table(self.final)
             tmp = _write_parquet(table.filter(pc.is_in(table.column("run_id"), value_set=ids)), self.final)
@@ -312,7 +313,7 @@ class PartDataset:
         tables += [pq.read_table(p) for p in self.parts()]
         for table in tables:
             if committed is not None:
-                table = table.filter(pc.is_in(table.column("run_id"), value_set=pa.array(sorted(committed))))
+                table = table.filter(pc.is_in(table.column("run_id"), value_set=arrow.strings(sorted(committed))))
             yield table
 
 

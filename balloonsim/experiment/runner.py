@@ -180,7 +180,7 @@ def _run_batch(
 
 class WorkerCpu:
     """The CPU time each worker process had used by its last chunk, summed: the workers' CPU whoever started
-    them (a pool, Dask's nannies, another machine), which the runner's own rusage cannot see."""
+    them (a pool, a forkserver, another machine), which the runner's own rusage cannot see."""
 
     def __init__(self) -> None:
         self._by_worker: dict[str, float] = {}

@@ -88,7 +88,7 @@ def test_local_cluster_accepts_only_its_runner_and_dies_with_it(tmp_path):
     try:
         deadline = time.monotonic() + 90
         listeners: set[tuple[str, int]] = set()
-        while len(listeners) < 5:  # the scheduler, two nannies, two workers
+        while len(listeners) < 3:  # the scheduler and two workers
             assert time.monotonic() < deadline and proc.poll() is None, "the cluster did not come up"
             time.sleep(0.2)
             listeners = _listeners(_family(runner))
@@ -100,7 +100,7 @@ def test_local_cluster_accepts_only_its_runner_and_dies_with_it(tmp_path):
             assert not answer.startswith(b"HTTP"), port  # no dashboard, no HTTP at all
             assert _tls_without_certificate_refused(port), port
         foreign = distributed.Security.temporary()  # another user's certificate of their own
-        for _, port in sorted(_listeners([runner])):  # the scheduler and the nannies live in the runner
+        for _, port in sorted(_listeners([runner])):  # the scheduler lives in the runner
             for address, security in ((f"tls://127.0.0.1:{port}", foreign), (f"tcp://127.0.0.1:{port}", None)):
                 with pytest.raises((OSError, TimeoutError, ValueError)):
                     distributed.Client(address, security=security, timeout="3s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import io
 import itertools
 import signal
@@ -121,6 +122,41 @@ def test_a_worker_process_that_dies_fails_its_run_and_the_batch_goes_on(tmp_path
     assert summary.failed == 1 and summary.ok == 5
     again = run_experiment(exp, out_dir=tmp_path / "out", jobs=1, run_fn=fake_run)
     assert again.ok == 6 and again.failed == 0 and again.ran == 1
+
+
+@pytest.mark.slow
+def test_a_dask_worker_that_dies_is_started_again_and_only_its_run_fails(tmp_path):
+    """`--dask local` has no nannies: its own worker processes are started again when they die, so Dask can try
+    the fatal run on fresh workers until it gives up on it (KilledWorker), and every other run completes."""
+    die = [False, False, True, False, False, False]
+    exp = make(factors={"a": list(range(6)), "fake.die": die}, zip=[["a", "fake.die"]])
+    summary = run_experiment(exp, out_dir=tmp_path / "out", dask="local", jobs=2, run_fn=dying_run)
+    runs = load_results(summary.out_dir)
+    died = runs[runs["fake.die"]]
+    assert (died["status"] == "failed").all() and died["error"].str.startswith("KilledWorker").all()
+    assert (runs.loc[~runs["fake.die"], "status"] == "ok").all()
+    assert summary.failed == 1 and summary.ok == 5
+    assert gc.get_freeze_count() == 0  # the runner's objects set aside during the batch are collectable again
+
+
+def _one(x: int) -> int:
+    return x
+
+
+@pytest.mark.slow
+def test_local_dask_workers_that_cannot_start_end_the_wait_with_a_clear_error():
+    """Workers start in the background; one that dies before it joins the scheduler, again and again, must not
+    leave the runner waiting for ever (here its Dask preload cannot be imported)."""
+    executor = make_executor(2, "local", preload=("balloonsim_no_such_module",))
+    try:
+        executor.start()
+        future = executor.submit(_one, 1)
+        deadline = time.monotonic() + 60
+        with pytest.raises(UserError, match="before it joined the scheduler"):
+            while time.monotonic() < deadline and not executor.wait([future], 1.0):
+                pass
+    finally:
+        executor.close(cancel=True)
 
 
 def test_progress_bar_shows_done_failures_and_eta_on_a_terminal(monkeypatch):

@@ -1,5 +1,6 @@
 """Workers stay lean: Dask only under `--dask` (a local worker that imported `distributed` would pay about a
-second), and no pandas or pyarrow at all when they run the real simulator (they send plain columns back).
+second), and no pandas or pyarrow at all when they run the real simulator (they send plain columns back); the
+runner writes their tables with pyarrow but without pandas.
 
 The probe runs report which libraries their worker process had loaded. With more runs than workers, some
 worker runs a second time after recording the first (which names the worker), so a lazy import there shows.
@@ -20,7 +21,7 @@ from experiment_support import subprocess_env
 HERE = Path(__file__).resolve().parent
 
 # A fresh runner process (the test process may have imported Dask for other tests): run the batch with the
-# given executor, then say whether the runner itself loaded distributed.
+# given executor, then say whether the runner itself loaded distributed (and pandas).
 DRIVER = textwrap.dedent(
     """
     import json, sys
@@ -29,7 +30,8 @@ DRIVER = textwrap.dedent(
     from balloonsim.experiment import experiment_from_dict, run_experiment
     exp = experiment_from_dict({doc!r})
     summary = run_experiment(exp, out_dir={out!r}, jobs={jobs}, dask={dask!r}, run_fn={function}, check_runs=False)
-    print(json.dumps({{"ok": summary.ok, "runner": "distributed" in sys.modules}}))
+    loaded = {{"runner": "distributed" in sys.modules, "runner_pandas": "pandas" in sys.modules}}
+    print(json.dumps({{"ok": summary.ok, **loaded}}))
     """
 )
 FAKE = {"name": "w", "factors": {"fake.k": [1, 2, 3]}, "replications": 2}
@@ -65,6 +67,15 @@ def test_dask_workers_have_it(tmp_path):
     assert said["runner"] is True
 
 
+@pytest.mark.slow
+def test_a_dask_runner_loads_no_pandas(tmp_path):
+    """Neither the tables the runner writes nor Dask's start (whose nannies would import pandas to name it as a
+    forkserver preload) load pandas in the runner."""
+    said, runs = _batch(tmp_path, 2, "local", ("lean_probe", "probe_run"), REAL)
+    assert said["ok"] == 6 and runs["distributed_loaded"].all()
+    assert said["runner"] is True and said["runner_pandas"] is False
+
+
 def test_local_workers_running_the_simulator_load_neither_pandas_nor_pyarrow(tmp_path):
     said, runs = _batch(tmp_path, 2, None, ("lean_probe", "probe_run"), REAL)
     assert said["ok"] == 6 and (runs["status"] == "ok").all()
@@ -72,3 +83,4 @@ def test_local_workers_running_the_simulator_load_neither_pandas_nor_pyarrow(tmp
         assert not runs[f"{name}_loaded"].any(), name
     series = pd.read_parquet(tmp_path / "out" / "timeseries.parquet")
     assert set(series["run_id"]) == set(runs["run_id"])  # the runner made the tables the workers did not
+    assert said["runner_pandas"] is False  # and made them without pandas (balloonsim.experiment.arrow)
