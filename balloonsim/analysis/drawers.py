@@ -16,6 +16,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from balloonsim.experiment.lifetime import die_with_runner
+
 POLL_S = 1.0  # how often a waiting caller checks that the first drawer is still alive
 STOP_S = 5.0  # how long the first drawer may take to stop the others and exit when told to
 
@@ -30,7 +32,9 @@ class Drawers:
         self._answers = ctx.Queue()
         self._workers = max(1, workers)
         self._first = ctx.Process(
-            target=_serve, args=(self._jobs, self._answers, load, run, self._workers - 1), name="balloonsim-drawer"
+            target=_serve,
+            args=(self._jobs, self._answers, load, run, self._workers - 1, os.getpid()),
+            name="balloonsim-drawer",
         )
         self._first.start()
         self._pids = {self._first.pid}
@@ -91,15 +95,20 @@ class Pending:
         return self._drawers.result(self._job)
 
 
-def _serve(jobs, answers, load: Callable[[], None] | None, run: Callable[[str, tuple], Any], siblings: int) -> None:
+def _serve(
+    jobs, answers, load: Callable[[], None] | None, run: Callable[[str, tuple], Any], siblings: int, caller: int
+) -> None:
     """A drawer: the first loads, then forks `siblings` more that share its queues (and what it loaded), and
-    waits for them. Ctrl-C is the caller's to handle: it stops the drawers (close), none prints a traceback."""
+    waits for them. Ctrl-C is the caller's to handle: it stops the drawers (close), none prints a traceback. Each
+    ends when the caller ends, however it ends (a drawer holds the job queue's writing end too, so it would
+    otherwise wait for a job for ever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_runner(caller)
     if load is not None:
         load()
     ctx = multiprocessing.get_context("fork")
     others = [
-        ctx.Process(target=_serve, args=(jobs, answers, None, run, 0), name="balloonsim-drawer")
+        ctx.Process(target=_serve, args=(jobs, answers, None, run, 0, caller), name="balloonsim-drawer")
         for _ in range(siblings)
     ]
     for other in others:

@@ -37,7 +37,8 @@ from distributed.http.routing import RoutingApplication
 from tornado.httpserver import HTTPServer
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.forkserver import die_with_runner, worker_context
+from balloonsim.experiment.forkserver import worker_context
+from balloonsim.experiment.lifetime import die_with_runner
 
 HOST = "127.0.0.1"
 # What Dask's workers do beside the runs, set for ours (the worker processes inherit it): the statistical

@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
+import time
 
 import pytest
 
@@ -129,3 +131,29 @@ def test_the_time_line_goes_first_and_the_figures_of_the_comparisons_before_the_
     rest = [i for i, name in enumerate(order) if name == "factor_figure"][1:]
     assert late and rest and max(late) < min(rest)
     assert len(made) == len(order)
+
+
+def _caller(pids) -> None:
+    """A process that starts two drawers, says who they are, and waits to be killed."""
+    drawers = Drawers(2, _load, _run)
+    for p in [drawers.submit("meet", (i,)) for i in range(2)]:
+        p.get()
+    pids.put(sorted(drawers._pids))
+    multiprocessing.Event().wait(60)
+
+
+def test_a_caller_killed_outright_leaves_no_drawer_running():
+    """SIGKILL gives the caller no chance to stop its drawers: they notice its end themselves (die_with_runner),
+    as the simulation workers do, instead of waiting for a job for ever."""
+    ctx = multiprocessing.get_context("fork")
+    pids = ctx.Queue()
+    caller = ctx.Process(target=_caller, args=(pids,))
+    caller.start()
+    drawers = pids.get(timeout=30)
+    assert len(drawers) == 2 and all(_alive(pid) for pid in drawers)
+    os.kill(caller.pid, signal.SIGKILL)
+    caller.join()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in drawers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in drawers)
