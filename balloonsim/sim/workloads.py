@@ -189,11 +189,11 @@ class Workload(Plugin):
 
     def _round_trip(self) -> None:
         """The file read of this tick was taken straight back by kswapd: the zones are as they were before it. Read
-        again from the same zones, the next one would do the same (without swap, kswapd reclaims page cache and
-        nothing in the read or in kswapd depends on time or on its history) and the round trip would leave
-        nothing for anyone to see. So the cache idles, as when a read finds no room, until the guest's memory
-        changes or a process runs (onlining and the drivers change the zones without going through the
-        allocator); then the next read runs at its instant."""
+        again from the same zones, the next one would do the same (without swap, kswapd reclaims only page
+        cache) and the round trip would leave nothing in the zones for anyone to see. So the cache idles, as when
+        a read finds no room, until the guest's memory changes or a process runs (onlining and the drivers change
+        the zones without going through the allocator); then the next read runs at its instant. Not exact seed
+        for seed (a run in hundreds can differ), the same in distribution (benchmarks/distribution_check.py)."""
         alloc = self.sim.guest.alloc
         self._cache_idle_gen = self._round_trip_gen = alloc.gen
         if not self._step_watch:
