@@ -66,6 +66,10 @@ def run(
       balloonsim run experiments/pressure.toml --dry-run
       balloonsim run experiments/quickstart.toml --dry-run --set replications=3 --out /tmp/q
     """
+    if not dry_run and experiment.is_file():
+        from balloonsim.experiment.forkserver import start_early
+
+        start_early(jobs, dask)  # the workers' imports begin now, beside the runner's below
     # the runner and its libraries (pydantic, numpy, pyarrow) load only once there is something to run:
     # `balloonsim run --help` costs click and this module
     from balloonsim.experiment.runner import default_out_dir, run_experiment

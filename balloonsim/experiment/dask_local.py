@@ -37,7 +37,7 @@ from distributed.http.routing import RoutingApplication
 from tornado.httpserver import HTTPServer
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.forkserver import worker_context
+from balloonsim.experiment.forkserver import DASK_WORKER_MODULES, worker_context
 from balloonsim.experiment.lifetime import die_with_runner
 
 HOST = "127.0.0.1"
@@ -137,7 +137,7 @@ class WorkerProcess(ProcessInterface):
 
     def _fork(self) -> tuple[multiprocessing.process.BaseProcess, Any]:
         """A new worker process and the pipe on which it says it has joined the scheduler."""
-        context = worker_context(("distributed", "balloonsim.experiment.dask_local", *self.preload))
+        context = worker_context((*DASK_WORKER_MODULES, *self.preload))
         joined, says_joined = context.Pipe(duplex=False)
         args = (self.scheduler, self.name, self.security, self.preload, self.config, self.runner_pid, says_joined)
         process = context.Process(target=serve_worker, args=args, name=f"balloonsim-dask-worker-{self.name}")

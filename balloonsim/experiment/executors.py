@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from balloonsim.errors import UserError
-from balloonsim.experiment.forkserver import start_forkserver, start_worker, worker_context
+from balloonsim.experiment.forkserver import DASK_WORKER_MODULES, start_forkserver, start_worker, worker_context
 
 RECOUNT_S = 5.0  # how often the runner asks an existing Dask scheduler how many worker threads it has
 HEALTH_CHECK_S = 1.0  # how often a runner waiting for results checks that its local Dask workers can start
@@ -176,7 +176,7 @@ class DaskExecutor(Executor):
     def __init__(self, address: str, jobs: int | None, preload: tuple[str, ...] = ()):
         if address == "local":
             # the workers' forkserver imports Dask side by side with the runner's own import below
-            start_forkserver(("distributed", "balloonsim.experiment.dask_local", *preload))
+            start_forkserver((*DASK_WORKER_MODULES, *preload))
         try:
             import distributed
         except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency

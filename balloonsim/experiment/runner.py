@@ -18,12 +18,12 @@ from typing import Any
 from balloonsim.experiment.chunks import ChunkSizer
 from balloonsim.experiment.design import RunSpec, count_points
 from balloonsim.experiment.executors import Executor, make_executor
+from balloonsim.experiment.forkserver import SIMULATOR_MODULES
 from balloonsim.experiment.loader import check_experiment_runs, load_experiment
 from balloonsim.experiment.overrides import apply_overrides
 from balloonsim.experiment.spec import Experiment, experiment_from_dict
 from balloonsim.experiment.store import FlushPolicy, ResultStore, StoreOptions, check_target, finished
 from balloonsim.experiment.worker import (
-    SIMULATOR_MODULES,
     ChunkResult,
     RunFn,
     RunOutcome,

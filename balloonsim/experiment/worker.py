@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 RunFn = Callable[[dict[str, Any], int], Any]
 MAX_ERROR_CHARS = 500
-# What a worker imports before its first run when it runs the real simulator (so that the first run's time,
-# which sizes the chunks, is a run's and not the imports').
-SIMULATOR_MODULES = ("balloonsim.sim.simulation",)
 
 
 @dataclass
@@ -63,14 +60,6 @@ def simulate_run(config: dict[str, Any], seed: int) -> Any:
     from balloonsim.sim.simulation import simulate_rows
 
     return simulate_rows(config, seed=seed)
-
-
-def preload(modules: Sequence[str]) -> None:
-    """Import `modules` now (a worker's start-up), so that its first run does not pay for them."""
-    import importlib
-
-    for name in modules:
-        importlib.import_module(name)
 
 
 def execute_chunk(specs: Sequence[RunSpec], run_fn: RunFn | None = None, events: bool = False) -> ChunkResult:

@@ -272,3 +272,54 @@ def test_analyze_refuses_a_batch_that_is_still_running(tmp_path):
     finally:
         os.close(fd)
     check_not_running(tmp_path)
+
+
+def test_run_starts_the_workers_forkserver_before_it_loads_the_experiment(tmp_path, monkeypatch):
+    """The workers' forkserver imports the simulator (~0.3 s of CPU) while the runner imports its own libraries and
+    loads the experiment, so it must be started first; `--dry-run` and `--jobs 1` run no workers and start none."""
+    from balloonsim.experiment import forkserver, runner
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(forkserver, "start_forkserver", lambda modules: calls.append(("forkserver", tuple(modules))))
+    load = runner.load_experiment
+    monkeypatch.setattr(runner, "load_experiment", lambda *a, **k: calls.append(("load",)) or load(*a, **k))
+    path = tmp_path / "small.toml"
+    path.write_text(EXPERIMENT.replace("replications = 2", "replications = 1").replace("[0, 5, 30]", "[0]"))
+    out = tmp_path / "out"
+    for args, expected in (
+        (["--dry-run"], []),
+        (["--jobs", "1", "--out", str(out / "1")], [("load",)]),
+        (["--jobs", "2", "--out", str(out / "2")], [("forkserver", forkserver.SIMULATOR_MODULES), ("load",)]),
+    ):
+        calls.clear()
+        result = invoke(str(path), "--no-report", "-q", *args)
+        assert result.exit_code == 0, result.output
+        assert calls == expected, args
+    assert (out / "2" / "runs.csv").read_text() == (out / "1" / "runs.csv").read_text()
+
+
+def test_the_early_forkserver_imports_what_the_executor_asks_for(monkeypatch):
+    """A forkserver's preload is fixed once it runs: the one `balloonsim run` starts early must import what the
+    executor's workers need (the simulator; and Dask for `--dask local`), and none starts where no local workers
+    will run (`--jobs 1`, one core, a remote scheduler)."""
+    from balloonsim.experiment import executors, forkserver
+
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(forkserver, "start_forkserver", lambda modules: asked.append(tuple(modules)))
+    monkeypatch.setattr(executors, "start_forkserver", lambda modules: asked.append(tuple(modules)))
+    sim, dask = forkserver.SIMULATOR_MODULES, forkserver.DASK_WORKER_MODULES
+    forkserver.start_early(2, None)
+    executors.LocalProcesses(2, sim).start()
+    assert asked == [sim, sim]
+    asked.clear()
+    forkserver.start_early(None, "local")
+    assert asked == [(*dask, *sim)] and "distributed" in dask
+    asked.clear()
+    forkserver.start_early(1, None)
+    forkserver.start_early(None, "tcp://127.0.0.1:8786")
+    monkeypatch.setattr(forkserver.os, "cpu_count", lambda: 1)
+    forkserver.start_early(None, None)
+    assert asked == []
+    monkeypatch.setattr(forkserver.os, "cpu_count", lambda: 4)
+    forkserver.start_early(None, None)
+    assert asked == [sim]
