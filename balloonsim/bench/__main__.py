@@ -30,7 +30,7 @@ def _child(task: dict[str, Any]) -> dict[str, Any]:
 
         return spin_bare(task["seconds"], task["start_at"])
     if kind == "sweep":
-        from balloonsim.bench.sweeps import sweep_point
+        from balloonsim.bench.sweep_point import sweep_point  # nothing of the runner before its clock starts
 
         return sweep_point(task["experiment"], task["jobs"], task["dask"], task["replications"], task["out"])
     raise ValueError(f"unknown task {kind!r}")

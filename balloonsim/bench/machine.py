@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import simpy
-
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -68,11 +66,18 @@ def machine() -> dict[str, Any]:
         "usable_cores": usable,
         "memory_gib": mem_gib,
         "python": platform.python_version(),
-        "simpy": simpy.__version__,
+        "simpy": _simpy_version(),
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "git": _git_revision(),
     }
+
+
+def _simpy_version() -> str:
+    """Imported here, not at the top: a sweep's cold start (balloonsim.bench.sweep_point) uses this module."""
+    import simpy
+
+    return simpy.__version__
 
 
 def _git_revision() -> str | None:

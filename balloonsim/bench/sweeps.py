@@ -7,9 +7,7 @@ one alone, the ceiling of any `--jobs 2` speedup measured in the same minutes.
 
 from __future__ import annotations
 
-import csv
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -22,7 +20,7 @@ from typing import Any
 
 from balloonsim.bench.child import run_child
 from balloonsim.bench.event_rate import bare_simpy
-from balloonsim.bench.machine import REPOSITORY, CpuWatch, best_run, children_peak_rss_mib, peak_rss_mib
+from balloonsim.bench.machine import REPOSITORY, best_run
 from balloonsim.bench.plan import Plan
 
 
@@ -30,58 +28,9 @@ def default_experiment() -> Path:
     return REPOSITORY / "experiments" / "quickstart.toml"
 
 
-def sweep_point(
-    experiment: str | Path, jobs: int, dask: str | None, replications: int, out_dir: str | Path
-) -> dict[str, Any]:
-    """In this process: run the experiment (like `balloonsim run X --jobs N [--dask local] --no-report -q
-    --set replications=R --out DIR`); wall time (executor start and stop included), runs/s, peak RSS."""
-    from balloonsim.experiment import run_experiment  # pandas and pyarrow: only in the sweep's own process
-
-    me0 = resource.getrusage(resource.RUSAGE_SELF)
-    watch = CpuWatch()
-    started = time.perf_counter()
-    summary = run_experiment(
-        experiment, out_dir=out_dir, jobs=jobs, dask=dask, overrides=[f"replications={replications}"], quiet=True
-    )
-    wall = time.perf_counter() - started
-    run_s = 0.0
-    try:
-        with open(Path(out_dir) / "timing.csv", newline="") as fh:
-            run_s = sum(float(row["wall_time_s"]) for row in csv.DictReader(fh))
-    except (OSError, KeyError, ValueError):
-        pass
-    workers = 1 if jobs == 1 and not dask else jobs
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # workers forked from a forkserver (or Dask's) are not this process's children: they report their own CPU,
-    # and what rusage did not see of it is ours, not other processes'
-    kids_cpu = kids.ru_utime + kids.ru_stime
-    workers_cpu = summary.workers_cpu_s if summary.workers_cpu_s is not None else kids_cpu
-    host = watch.result()
-    others = host.get("others_cores")
-    if others is not None and host["wall_s"] > 0:
-        others = max(0.0, others - max(0.0, workers_cpu - kids_cpu) / host["wall_s"])
-    return {
-        "mode": f"dask {dask}" if dask else f"jobs {jobs}",
-        "executor": summary.executor,
-        "replications": replications,
-        "runs": summary.ran,
-        "ok": summary.ok,
-        "failed": summary.failed,
-        "wall_s": wall,
-        "batch_s": summary.wall_time_s,
-        "runs_per_s": summary.ran / wall,
-        "run_s": run_s,  # the runs' own wall times (timing.csv), summed
-        "worker_busy": run_s / (workers * wall),  # share of the workers' wall time spent inside runs
-        "runner_cpu_s": me.ru_utime + me.ru_stime - me0.ru_utime - me0.ru_stime,
-        "workers_cpu_s": workers_cpu,
-        "others_cores": others,  # other processes on the machine meanwhile
-        "runner_peak_rss_mib": peak_rss_mib(),
-        "largest_child_peak_rss_mib": children_peak_rss_mib(),
-    }
-
-
 def sweep_in_subprocess(experiment: str | Path, jobs: int, dask: str | None, replications: int) -> dict[str, Any]:
-    """`sweep_point` in a fresh subprocess writing into a fresh temporary directory (removed afterwards)."""
+    """`sweep_point` (balloonsim.bench.sweep_point) in a fresh subprocess writing into a fresh temporary directory
+    (removed afterwards)."""
     tmp = tempfile.mkdtemp(prefix="balloonsim-bench-")
     try:
         out = run_child(

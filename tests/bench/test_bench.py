@@ -150,3 +150,25 @@ def test_one_block_at_a_time_cli_rss_and_startup_are_measured():
     text = format_table(out)
     assert "one add_memory() + online per 128 MiB block" in text and "stopped at the 0 s budget" in text
     assert "CLI start-up" in text and "the command itself" in text
+
+
+def test_a_sweep_child_starts_its_clock_before_the_runner_loads(tmp_path):
+    """A sweep's wall time is what a user of `balloonsim run` waits for, the runner's imports included (a `--jobs
+    1` runner imports the simulator itself, a `--jobs 2` one beside its workers' forkserver): nothing of the runner
+    or the simulator may be loaded when its clock starts, and the sweep runs with the forkserver started first."""
+    code = (
+        "import json, sys\n"
+        "import balloonsim.bench.__main__, balloonsim.bench.sweep_point\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    modules = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert not {"numpy", "pydantic", "pyarrow", "simpy", "balloonsim.scenario", "balloonsim.experiment"} & modules
+    exp = tmp_path / "tiny.toml"
+    exp.write_text('name = "tiny"\n[base]\nduration = "1min"\n[factors]\n"onlining.delay" = [0]\n')
+    from balloonsim.bench.sweeps import sweep_in_subprocess
+
+    point = sweep_in_subprocess(exp, 2, None, 2)
+    assert "error" not in point, point
+    assert point["runs"] == point["ok"] == 2 and point["mode"] == "jobs 2"
+    assert point["wall_s"] >= point["batch_s"] > 0 and point["workers_cpu_s"] > 0
