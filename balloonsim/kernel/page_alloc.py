@@ -445,8 +445,9 @@ class PageAllocator:
         for z in zl:
             if not left:
                 break
-            k = min(max(0, z.free_pmd * PMD_PAGES + z.free_base - z.wmark_min), left)
-            if k:
+            room = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_min
+            if room > 0:
+                k = room if room < left else left
                 self._take(z, k, kind, nid, txn)
                 left -= k
         return want

@@ -92,14 +92,14 @@ class Zone:
 
     def take(self, n: int) -> int:
         """Remove n free base pages: fragments first, then split pageblocks. Returns pageblocks split."""
-        from_base = min(n, self.free_base)
-        self.free_base -= from_base
-        rest = n - from_base
-        split = 0
-        if rest:
-            split = div_round_up(rest, PMD_PAGES)
-            self.free_pmd -= split
-            self.free_base += split * PMD_PAGES - rest
+        free_base = self.free_base
+        if n <= free_base:  # the fragments are enough (the common case: no pageblock is split)
+            self.free_base = free_base - n
+            return 0
+        rest = n - free_base
+        split = div_round_up(rest, PMD_PAGES)
+        self.free_pmd -= split
+        self.free_base = split * PMD_PAGES - rest
         return split
 
     def untake(self, n: int, split: int) -> None:
