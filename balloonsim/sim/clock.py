@@ -277,7 +277,8 @@ class Poll:
         event scheduled for the current instant runs after the event that scheduled it.)"""
         j, eid = self._anchor_k, self._anchor_eid  # k >= j: a poll is asked only about instants still ahead of it
         if j == k:
-            return self._key(k, eid)
+            t = self.origin + k * self.period
+            return (t, NORMAL, eid - 0.5, t - self.period, self.rank)  # self._key(k, eid)
         record = self.env.record
         keys, after, base = record.keys, record.after, record.base
         origin, period, rank = self.origin, self.period, self.rank
@@ -311,16 +312,18 @@ class Poll:
     def run(self, k: int, key: Key | None = None) -> None:
         """Run the check of instant k now, then follow its answer. A process waking at instant k would schedule
         its next timeout at the end of its run: that place is now known."""
+        env = self.env
         key = key or self.place(k)
-        self.env.current = key
+        env.current = key
         self._last_run = k
         self._k = None
         self._running = True
         nxt = self.check(k)
         self._running = False
-        record = self.env.record
-        record.add(key, self.env.next_eid)
-        self._anchor_k, self._anchor_eid = k + 1, self.env.next_eid
+        record = env.record
+        eid = env.next_eid
+        record.add(key, eid)
+        self._anchor_k, self._anchor_eid = k + 1, eid
         self.anchor_at = record.base + len(record.keys)
         self.follow(nxt)
 
@@ -344,8 +347,9 @@ class Poll:
     def next_instant(self) -> int:
         """The first grid instant whose check has not run yet and would come after what runs now."""
         env = self.env
-        k = self.first_at_or_after(env.now)
-        if self.instant(k) == env.now and (k <= self._last_run or not self.place(k) > env.current):
+        now = env._now  # noqa: SLF001 - env.now without the property call (the Clock and its polls work together)
+        k = self.first_at_or_after(now)
+        if self.origin + k * self.period == now and (k <= self._last_run or not self.place(k) > env.current):
             k += 1
         return k
 
@@ -358,7 +362,7 @@ class Poll:
 
     def _schedule(self, k: int) -> None:
         self._k = k
-        self._handle = self.env.add_timer(self.instant(k), self, k)
+        self._handle = self.env.add_timer(self.origin + k * self.period, self, k)  # at self.instant(k)
 
     def _changed(self, source: int) -> None:
         self._watching[source] = False
