@@ -114,19 +114,17 @@ class Zone:
         """Return n pages to the free lists; contiguous runs merge back into pageblocks."""
         if contiguous:
             self.free_pmd += n // PMD_PAGES
-            self.free_base += n % PMD_PAGES
+            free_base = self.free_base + n % PMD_PAGES
         else:
-            self.free_base += n
-        self._merge()
-
-    def _merge(self) -> None:
+            free_base = self.free_base + n
         # The buddy allocator merges freed fragments; a zone whose fragments exceed what fits in its
         # free pageblocks still ends up with some whole blocks. One block per 4 (free_base // 2048) is
         # the model's coalescing rate for scattered frees.
-        if self.free_base >= 4 * PMD_PAGES:
-            merged = self.free_base // (4 * PMD_PAGES)
+        if free_base >= 4 * PMD_PAGES:
+            merged = free_base // (4 * PMD_PAGES)
             self.free_pmd += merged
-            self.free_base -= merged * PMD_PAGES
+            free_base -= merged * PMD_PAGES
+        self.free_base = free_base
 
     def extend_span(self, start: int, end: int) -> None:
         self.span_start = start if self.span_start is None else min(self.span_start, start)

@@ -205,12 +205,13 @@ class UserMemory:
         """Freed anonymous memory goes back to the zones holding anon pages, Movable first."""
         if pages <= 0:
             return
-        zones = [z for z in self.guest.alloc.iter_zones() if z.anon]
+        alloc = self.guest.alloc
+        zones = [z for z in alloc.zones.values() if z.anon]
         if len(zones) > 1:
             zones.sort(key=_anon_free_order)
         for z in zones:
-            k = min(pages, z.anon)
-            self.guest.alloc.free(z, k, "anon")
+            k = pages if pages < z.anon else z.anon
+            alloc.free(z, k, "anon")
             pages -= k
             if not pages:
                 return
@@ -364,7 +365,7 @@ class UserMemory:
         if now > self._rate_t:
             self.work_done_s += self._rate * (now - self._rate_t)
             self._rate_t = now
-        self._rate = max(0.0, rate)
+        self._rate = rate if rate > 0.0 else 0.0
 
     def finish(self, now: float) -> None:
         """Integrate the work done and PSI up to the end of the run."""
