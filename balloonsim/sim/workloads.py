@@ -161,18 +161,21 @@ class Workload(Plugin):
             self.step(now, self._fault_pages)
         cache_every, cache_pages = self._cache_every, self._cache_pages
         before = None  # the zones before a file read that kswapd may take straight back
+        read_gen = -1  # the zones' generation once the read was done
         if cache_pages and (k + 1) % cache_every == 0 and alloc.gen != self._cache_idle_gen:
             if not alloc.swap.slots:
                 before = self._cache_zones()
             if not mem.read_files(cache_pages, self._cache_limit):
                 self._cache_idle_gen = alloc.gen
                 before = None
+            read_gen = alloc.gen
         if alloc.gen != self._kswapd_gen:
             alloc.kswapd(alloc.zonelist(0, kernel_only=False))
             self._kswapd_gen = alloc.gen
         if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
             mem.account(now, self.p.tick, self._touch_pages)
-        elif before is not None and self._cache_zones() == before:
+        elif before is not None and alloc.gen != read_gen and self._cache_zones() == before:
+            # (if nothing moved after the read, the zones still hold what it read: no need to look)
             self._round_trip()
         if mem.pending or alloc.gen != self._kswapd_gen:
             return k + 1
@@ -222,7 +225,7 @@ class Workload(Plugin):
         self.demand_bytes = want << PAGE_SHIFT
         want = 0 if self._failed else max(0, want - self._dead)
         self.tasks = [t for t in self.tasks if t.alive]
-        have = sum(t.want for t in self.tasks)
+        have = sum([t.want for t in self.tasks])
         task_pages = max(1, self.p.task_size >> PAGE_SHIFT)
         while have > want and self.tasks:  # demand fell: the youngest tasks finish
             t = self.tasks.pop()
@@ -243,7 +246,7 @@ class Workload(Plugin):
             if budget <= 0:
                 pending = True
                 break
-            got = self.mem.allocate(t, min(need, budget))
+            got = self.mem.allocate(t, need if need < budget else budget)
             budget -= got if got else budget
             if t.rss + t.swapped < t.want:
                 pending = True
