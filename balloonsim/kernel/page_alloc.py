@@ -309,7 +309,9 @@ class PageAllocator:
         for z in zones:
             if got >= want:
                 break
-            n = min(z.pagecache, want - got)
+            n = want - got
+            if z.pagecache < n:
+                n = z.pagecache
             if n:
                 self.changed(committed=False)
                 z.pagecache -= n
@@ -440,7 +442,7 @@ class PageAllocator:
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
-        want = min(n, avail)
+        want = n if n < avail else avail
         left = want
         for z in zl:
             if not left:

@@ -297,10 +297,11 @@ class Poll:
             if i > 0:
                 eid = after[i - 1]  # the timeout for j + 1 was scheduled between things i - 1 and i
             nxt = keys[i][0]
+            j += 1
             if nxt > t + period:  # the instants before the next thing all take the same id
-                j = min(k, max(j + 1, self.first_at_or_after(nxt)))
-            else:
-                j += 1
+                j = max(j, self.first_at_or_after(nxt))
+                if j > k:
+                    j = k
         self._anchor_k, self._anchor_eid, self.anchor_at = j, eid, base + i
         return self._key(k, eid)
 

@@ -180,10 +180,15 @@ class Workload(Plugin):
         if mem.pending or alloc.gen != self._kswapd_gen:
             return k + 1
         t = self.next_step(now)
-        nxt = max(k + 1, self._poll.first_at_or_after(t - self._tick_eps)) if t < math.inf else None  # type: ignore[union-attr]
+        nxt: int | None = None
+        if t < math.inf:
+            nxt = self._poll.first_at_or_after(t - self._tick_eps)  # type: ignore[union-attr]
+            if nxt <= k:
+                nxt = k + 1
         if cache_pages and alloc.gen != self._cache_idle_gen:
             boundary = (k + 1) // cache_every * cache_every + cache_every - 1  # the next one after k
-            nxt = boundary if nxt is None else min(nxt, boundary)
+            if nxt is None or boundary < nxt:
+                nxt = boundary
         return nxt
 
     def _cache_zones(self) -> list[tuple[int, int, int]]:
