@@ -372,7 +372,9 @@ class HvBalloon(Driver):
             managed += z.managed
         if self.balloon_kind == "balloon_managed":  # before 5.11 ballooned pages look allocated: not committed
             committed -= self.num_pages_ballooned
-        pending = max(0, self.num_pages_added - self.num_pages_onlined)
+        pending = self.num_pages_added - self.num_pages_onlined
+        if pending < 0:
+            pending = 0
         floor = compute_balloon_floor(managed)
         return (committed + pending + floor) << PAGE_SHIFT
 

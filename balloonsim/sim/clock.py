@@ -299,9 +299,9 @@ class Poll:
             nxt = keys[i][0]
             j += 1
             if nxt > t + period:  # the instants before the next thing all take the same id
-                j = max(j, self.first_at_or_after(nxt))
-                if j > k:
-                    j = k
+                first = self.first_at_or_after(nxt)
+                if first > j:
+                    j = first if first < k else k
         self._anchor_k, self._anchor_eid, self.anchor_at = j, eid, base + i
         return self._key(k, eid)
 

@@ -252,7 +252,10 @@ class UserMemory:
             r = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_high
             if r > 0:
                 room += r
-        pages = min(pages, limit - total, room)
+        if limit - total < pages:
+            pages = limit - total
+        if room < pages:
+            pages = room
         if pages <= 0:
             return 0
         return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")

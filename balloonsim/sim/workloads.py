@@ -239,7 +239,7 @@ class Workload(Plugin):
         blocked = now < self._blocked_until
         if not blocked:
             while have < want:
-                size = min(task_pages, want - have)
+                size = want - have if want - have < task_pages else task_pages
                 self.tasks.append(self.mem.spawn("worker", size, on_kill=self._killed))
                 have += size
         budget = fault_pages
