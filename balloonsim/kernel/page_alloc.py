@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 from balloonsim.kernel.swap import SwapDevice
 from balloonsim.kernel.vmscan import DEF_PRIORITY, LruCost, ScanBalance, get_scan_count
@@ -103,8 +104,7 @@ class Transaction:
     takes: list[Take] = field(default_factory=list)
 
 
-def _most_pagecache_first(z: Zone) -> int:
-    return -z.pagecache
+_PAGECACHE = attrgetter("pagecache")  # a sort key without a Python call per zone
 
 
 class PageAllocator:
@@ -373,7 +373,7 @@ class PageAllocator:
         for nid, want in deficit.items():
             node_zones = [z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))]
             if len(node_zones) > 1:
-                node_zones.sort(key=_most_pagecache_first)
+                node_zones.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
             if node_zones:
                 self.reclaim(node_zones, want, kswapd=True)
 

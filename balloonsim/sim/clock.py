@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from heapq import heappop, heappush
+from operator import itemgetter
 from typing import Protocol
 
 import simpy
@@ -138,7 +139,7 @@ class Clock(simpy.Environment):
             entry = heappop(timers)
             if entry[2] is not None:
                 same.append((entry[2].place(entry[3]), entry))
-        same.sort(key=lambda pair: pair[0])
+        same.sort(key=itemgetter(0))
         for order, (_, entry) in enumerate(same):
             entry[1] = order - len(same)  # ahead of any check added at this time later, in the order of places
             heappush(timers, entry)
