@@ -44,6 +44,7 @@ class Zone:
     __slots__ = (
         "nid",
         "type",
+        "movable",
         "present",
         "managed",
         "free_pmd",
@@ -64,6 +65,7 @@ class Zone:
     def __init__(self, nid: int, ztype: ZoneType):
         self.nid = nid
         self.type = ztype
+        self.movable = ztype is ZoneType.MOVABLE  # ZONE_MOVABLE (a zone's type never changes)
         self.present = 0  # pages present (spanned and not holes), incl. self-hosted vmemmap
         self.boot_present = 0  # of which boot memory's (present_early_pages)
         self.managed = 0  # pages handed to the buddy allocator (MemTotal)
