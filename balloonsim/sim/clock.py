@@ -324,18 +324,21 @@ class Poll:
         self._running = False
         record = env.record
         eid = env.next_eid
-        record.add(key, eid)
+        keys = record.keys
+        keys.append(key)  # record.add(key, eid)
+        record.after.append(eid)
         self._anchor_k, self._anchor_eid = k + 1, eid
-        self.anchor_at = record.base + len(record.keys)
+        self.anchor_at = record.base + len(keys)
         self.follow(nxt)
 
     def follow(self, k: int | None) -> None:
         """Check next at instant k (None: none of its own), and at the first instant after a change."""
         watching = self._watching
-        for i, (watch, callback) in enumerate(self._sources):
-            if not watching[i]:
-                watching[i] = True
-                watch(callback)
+        if False in watching:
+            for i, (watch, callback) in enumerate(self._sources):
+                if not watching[i]:
+                    watching[i] = True
+                    watch(callback)
         if k is not None:
             self._schedule(k)
 
@@ -364,7 +367,10 @@ class Poll:
 
     def _schedule(self, k: int) -> None:
         self._k = k
-        self._handle = self.env.add_timer(self.origin + k * self.period, self, k)  # at self.instant(k)
+        env = self.env
+        entry = self._handle = [self.origin + k * self.period, env._seq, self, k]  # env.add_timer(instant(k), ...)
+        env._seq += 1  # noqa: SLF001 - the Clock and its polls work together
+        heappush(env._timers, entry)  # noqa: SLF001
 
     def _changed(self, source: int) -> None:
         self._watching[source] = False
