@@ -70,6 +70,9 @@ class Gfp(StrEnum):
 
 
 _CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
+# the members alloc() compares with on every call, as module globals (a member read through its enum class is a
+# metaclass lookup each time)
+_GFP_USER, _GFP_BALLOON = Gfp.USER, Gfp.BALLOON
 
 
 @dataclass(eq=False, slots=True)
@@ -424,7 +427,7 @@ class PageAllocator:
         """
         if n <= 0:
             return 0
-        kernel = gfp is not Gfp.USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
+        kernel = gfp is not _GFP_USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
         zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
         kind = charge or _CHARGE[gfp]
         first = zl[0]
@@ -432,7 +435,7 @@ class PageAllocator:
             self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
         avail, above_low = self._room(zl)
-        if gfp is not Gfp.BALLOON and above_low < n:
+        if gfp is not _GFP_BALLOON and above_low < n:
             self.kswapd(zl)
             avail = self._room(zl)[0]
             if avail < n:
@@ -612,13 +615,18 @@ class PageAllocator:
         txn.takes.clear()
 
     def _charge(self, zone: Zone, n: int, kind: str) -> None:
-        self.changed(committed=kind != "pagecache")
+        # the tasks' faults and frees and the file reads first: they are most of the calls
+        if kind == "anon":
+            self.changed()
+            zone.anon += n
+            return
+        if kind == "pagecache":
+            self.changed(False)
+            zone.pagecache += n
+            return
+        self.changed()
         if kind == "kernel":
             zone.kernel += n
-        elif kind == "anon":
-            zone.anon += n
-        elif kind == "pagecache":
-            zone.pagecache += n
         elif kind == "balloon":
             # ballooned pages leave the allocator: adjust_managed_page_count(-n)
             zone.managed -= n

@@ -62,6 +62,8 @@ class Task:
         return points + self.oom_score_adj * (totalpages // 1000)
 
 
+GFP_USER = Gfp.USER  # what the tasks' faults and file reads ask for (read once: an enum member costs a lookup)
+
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
 # first, then the zone holding the most anon pages. attrgetter makes no Python call per zone.
 _ANON_FREE_ORDER = attrgetter("movable", "anon")
@@ -145,7 +147,7 @@ class UserMemory:
         got = 0
         no_progress_loops = 0
         while task.alive:
-            n = alloc.alloc(0, pages - got, Gfp.USER, partial=True)
+            n = alloc.alloc(0, pages - got, GFP_USER, partial=True)
             task.rss += n
             got += n
             if got == pages:
@@ -258,7 +260,7 @@ class UserMemory:
             pages = room
         if pages <= 0:
             return 0
-        return alloc.alloc(0, pages, Gfp.USER, partial=True, charge="pagecache")
+        return alloc.alloc(0, pages, GFP_USER, partial=True, charge="pagecache")
 
     # -- what the tasks feel -------------------------------------------------------------------------
     def account(self, now: float, dt: float, touch_pages: float) -> None:
