@@ -133,7 +133,8 @@ class Workload(Plugin):
 
     def start(self) -> None:
         """The first tick runs at 0 after the components started before this one (as its process did)."""
-        env = self.sim.env
+        env = self._env = self.sim.env
+        self._alloc = self.sim.guest.alloc
         p = self.p
         tick = p.tick
         self._tick_eps = tick * 1e-9  # a change due at a tick's instant, within float rounding, is at that tick
@@ -154,8 +155,8 @@ class Workload(Plugin):
         when what it depends on changed since it last had nothing to do. Returns the next tick at which one of
         them may have something to do (None: only after the guest's memory changed). The cache grows at the ticks
         with (k + 1) % cache_every == 0."""
-        now = self.sim.env.now
-        alloc = self.sim.guest.alloc
+        now = self._env._now  # noqa: SLF001 - env.now without the property call, once per tick
+        alloc = self._alloc
         mem = self.mem
         if not self._settled or self.demand(now) >> PAGE_SHIFT != self._last_want:
             self.step(now, self._fault_pages)
