@@ -80,10 +80,6 @@ class _Record:
         self.after: list[int] = []  # the next event id once keys[i] had run
         self.base = 0  # index of keys[0] since the start (the record is trimmed from the front)
 
-    def add(self, key: Key, next_eid: int) -> None:
-        self.keys.append(key)
-        self.after.append(next_eid)
-
     def trim(self, keep_from: int) -> None:
         """Forget what ran before position `keep_from` (counted from the start)."""
         drop = keep_from - self.base
@@ -123,12 +119,6 @@ class Clock(simpy.Environment):
         """Call `callback` (once) after the next SimPy event: whatever the processes do (a driver's hot-add, an
         agent's onlining) happens in one."""
         self._step_watchers.append(callback)
-
-    def add_timer(self, at: float, poll: Poll, k: int) -> list:
-        entry = [at, self._seq, poll, k]
-        self._seq += 1
-        heappush(self._timers, entry)
-        return entry
 
     def _first_of(self, at: float) -> tuple[list, Key]:
         """Of the checks due at `at`, the one placed first, and its place; the heap order among them is made to
@@ -325,7 +315,7 @@ class Poll:
         record = env.record
         eid = env.next_eid
         keys = record.keys
-        keys.append(key)  # record.add(key, eid)
+        keys.append(key)
         record.after.append(eid)
         self._anchor_k, self._anchor_eid = k + 1, eid
         self.anchor_at = record.base + len(keys)
@@ -368,7 +358,7 @@ class Poll:
     def _schedule(self, k: int) -> None:
         self._k = k
         env = self.env
-        entry = self._handle = [self.origin + k * self.period, env._seq, self, k]  # env.add_timer(instant(k), ...)
+        entry = self._handle = [self.origin + k * self.period, env._seq, self, k]  # at instant(k); see Clock._timers
         env._seq += 1  # noqa: SLF001 - the Clock and its polls work together
         heappush(env._timers, entry)  # noqa: SLF001
 
