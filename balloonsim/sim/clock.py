@@ -364,4 +364,5 @@ class Poll:
 
     def _changed(self, source: int) -> None:
         self._watching[source] = False
-        self.wake_next()
+        if not self._running:  # wake_next(): a change the check makes itself needs no wake-up
+            self.wake_at(self.next_instant())
