@@ -127,6 +127,7 @@ class HvBalloon(Driver):
         # adjust_managed_page_count() on ballooning from 5.11 (d1df458cbfdb); before, the pages stay managed
         self.balloon_kind = "balloon" if g.profile.hv_balloon_adjusts_managed else "balloon_managed"
         self.num_pages_ballooned = 0
+        self._startup_pages = sum(sim.scenario.guest.boot) >> PAGE_SHIFT  # what the host assigned at start-up
         self.stats = {
             "hv_hotadd_requests": 0,
             "hv_hotadd_transient": 0,
@@ -176,8 +177,7 @@ class HvBalloon(Driver):
     def guest_pages(self) -> int:
         """What the host thinks the guest has: the startup memory it assigned (e820 holes included), covered
         hot-add, minus the balloon."""
-        boot = sum(self.sim.scenario.guest.boot) >> PAGE_SHIFT
-        return boot + self.num_pages_added - self.num_pages_ballooned
+        return self._startup_pages + self.num_pages_added - self.num_pages_ballooned
 
     def host(self) -> Process:
         env = self.env
