@@ -213,6 +213,7 @@ class Poll:
         "_anchor_eid",
         "anchor_at",
         "_last_run",
+        "_unit",
     )
 
     def __init__(
@@ -232,6 +233,7 @@ class Poll:
         self.period = period
         self.rank = rank
         self.check = check
+        self._unit = origin == 0.0 and period == 1.0  # instant k is the float k: exact, no rounding to correct
         self._k: int | None = None  # the instant of the next check
         self._handle: list | None = None
         self._running = False
@@ -249,6 +251,8 @@ class Poll:
 
     def first_at_or_after(self, t: float) -> int:
         """Index of the first grid instant >= t."""
+        if self._unit:
+            return math.ceil(t)
         origin, period = self.origin, self.period
         k = math.ceil((t - origin) / period)
         if origin + k * period < t:  # float rounding
