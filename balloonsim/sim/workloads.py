@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+from operator import attrgetter
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -35,6 +36,8 @@ from balloonsim.sim.clock import URGENT, At, Poll
 from balloonsim.sim.distributions import Dist
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, format_size, parse_duration, parse_size
+
+_CACHE_STATE = attrgetter("free_pmd", "free_base", "pagecache")  # what a file read and kswapd change in a zone
 
 # Bounds that keep a run finite in time and memory whatever is typed: the loop runs once per tick, and demand
 # is met by tasks of `task_size` (a `1P` typo for `1G` would otherwise mean four million tasks per tick).
@@ -194,7 +197,7 @@ class Workload(Plugin):
 
     def _cache_zones(self) -> list[tuple[int, int, int]]:
         """What a file read and kswapd change: the free lists and the page cache of the zones they use."""
-        return [(z.free_pmd, z.free_base, z.pagecache) for z in self.sim.guest.alloc.zonelist(0, kernel_only=False)]
+        return list(map(_CACHE_STATE, self._alloc.zonelist(0, kernel_only=False)))
 
     def _round_trip(self) -> None:
         """The file read of this tick was taken straight back by kswapd: the zones are as they were before it. Read
