@@ -323,18 +323,25 @@ class Poll:
         record.after.append(eid)
         self._anchor_k, self._anchor_eid = k + 1, eid
         self.anchor_at = record.base + len(keys)
-        self.follow(nxt)
+        if False in self._watching:  # self.follow(nxt), without a call
+            self._watch()
+        if nxt is not None:
+            self._schedule(nxt)
 
     def follow(self, k: int | None) -> None:
         """Check next at instant k (None: none of its own), and at the first instant after a change."""
-        watching = self._watching
-        if False in watching:
-            for i, (watch, callback) in enumerate(self._sources):
-                if not watching[i]:
-                    watching[i] = True
-                    watch(callback)
+        if False in self._watching:
+            self._watch()
         if k is not None:
             self._schedule(k)
+
+    def _watch(self) -> None:
+        """Ask each source not watched yet to call back at its next change."""
+        watching = self._watching
+        for i, (watch, callback) in enumerate(self._sources):
+            if not watching[i]:
+                watching[i] = True
+                watch(callback)
 
     def wake_next(self) -> None:
         """Check at the first grid instant whose check has not run yet (something changed that the check must look

@@ -123,7 +123,7 @@ class Recorder:
     def start(self) -> None:
         """Sample 0: the guest as its components' start-up left it."""
         self.samples.counts.append(1)
-        self.samples.rows.append(self._row(0.0))
+        self.samples.rows.append(self._row(0.0, self._mem.psi.idle))
         self._set_next(1)
 
     def _set_next(self, k: int) -> None:
@@ -164,7 +164,7 @@ class Recorder:
                     j -= 1
                 n = j - k + 1
             counts.append(n)
-            rows.append(self._row(stalled))
+            rows.append(self._row(stalled, idle))
             self._set_next(k + n)
             if self.next_t > t or (self.next_t == t and key < self._key):
                 break
@@ -174,9 +174,10 @@ class Recorder:
         if self.next_k and (self.next_k - 1) * self.interval == now:
             self.samples.drop_last()
         self._mem.psi.advance(now)
-        self.samples.last = (now, self._row(0.0))
+        self.samples.last = (now, self._row(0.0, self._mem.psi.idle))
 
-    def _row(self, stalled: float) -> Row:
+    def _row(self, stalled: float, idle: bool) -> Row:
+        """The sample now; `idle`: PSI has nothing to show (psi.idle, which the caller has read)."""
         managed = free = cache = 0
         for z in self._zones:  # one pass over the zones
             managed += z.managed
@@ -200,7 +201,7 @@ class Recorder:
             stalled,
             mem.oom_kills,
         )
-        if psi.idle and not swap.pswpout:
+        if idle and not swap.pswpout:
             return row + _NO_PRESSURE
         some, full = psi.avg
         return row + (
