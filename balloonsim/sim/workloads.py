@@ -376,7 +376,8 @@ class Bursts(Workload):
         return self.p.base + (self.p.burst if self._on else 0)
 
     def next_change(self, now: float) -> float:
-        self.demand(now)  # the switches up to now drawn (as every tick used to draw them): the next is ahead
+        if now >= self._switch:  # the switches up to now drawn (as every tick used to draw them): the next is ahead
+            self.demand(now)
         return self._switch
 
 
