@@ -77,6 +77,20 @@ def _load(ep: EntryPoint) -> type:
     return ep.load()
 
 
+def load_package(package: str) -> list[str]:
+    """Import every plugin of every kind whose module is in `package` (`balloonsim` for its own); returns the
+    names of those that could not be imported (left for the scenario that names one to report in its words)."""
+    failed = []
+    for kind in KINDS:
+        for name, ep in _entry_points()[kind.group].items():
+            if ep.module == package or ep.module.startswith(package + "."):
+                try:
+                    _load(ep)
+                except Exception:  # noqa: BLE001 - reported where a scenario names it (`get_class`)
+                    failed.append(f"{kind.group}:{name}")
+    return failed
+
+
 def unknown(kind: Kind, name: str) -> ConfigError:
     known = names(kind)
     close = difflib.get_close_matches(name, known, n=1)

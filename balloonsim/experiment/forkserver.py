@@ -15,8 +15,15 @@ from collections.abc import Sequence
 from balloonsim.experiment.lifetime import die_with_runner
 
 # What a worker imports before its first run when it runs the real simulator (so that the first run's time,
-# which sizes the chunks, is a run's and not the imports').
-SIMULATOR_MODULES = ("balloonsim.sim.simulation",)
+# which sizes the chunks, is a run's and not the imports'): the simulator, what a chunk arrives and leaves as
+# (the worker module, `RunSpec`), and balloonsim's plugins (`worker_plugins`). Imported once by the forkserver,
+# beside the runner's own start-up, rather than by every worker at once at the start of the batch.
+SIMULATOR_MODULES = (
+    "balloonsim.sim.simulation",
+    "balloonsim.experiment.worker",
+    "balloonsim.experiment.design",
+    "balloonsim.experiment.worker_plugins",
+)
 # ... and what a `--dask local` worker imports besides
 DASK_WORKER_MODULES = ("distributed", "balloonsim.experiment.dask_local")
 

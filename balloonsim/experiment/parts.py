@@ -29,14 +29,9 @@ import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from balloonsim.errors import UserError
-from balloonsim.experiment import arrow
 from balloonsim.experiment.csvlog import (
     complete_lines,
     format_line,
@@ -49,21 +44,34 @@ from balloonsim.experiment.csvlog import (
     write_atomically,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
 
 
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
     """Tables with possibly different columns as one, missing columns null, types widened where needed."""
+    import pyarrow as pa
+
     return pa.concat_tables(list(tables), promote_options="permissive")
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` with exactly `schema`'s columns, in order, nulls where it has none."""
-    columns = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
+    """`table` with exactly `schema`'s columns, in order, nulls where it has none.
+
+    A column already of its type is kept as it is: a cast, even to the same type, loads `pyarrow.compute`
+    (about 30 ms), which merging parts of one kind of run never needs."""
+    import pyarrow as pa
+
+    columns = []
+    for f in schema:
+        if f.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        column = table.column(f.name)
+        columns.append(column if column.type == f.type else column.cast(f.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -81,6 +89,8 @@ def _refuse_link(path: Path) -> None:
 
 def _write_parquet(table: pa.Table, path: Path) -> Path:
     """Write `table` to a fresh temporary file beside `path`, durably; returns its name."""
+    import pyarrow.parquet as pq
+
     fd, tmp = new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -182,10 +192,14 @@ class PartDataset:
         return counts
 
     def _ids(self, path: Path, final: bool = False) -> list[str]:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
         try:
             if final and self.format == "csv":
                 table = pacsv.read_csv(
-                    path, convert_options=pacsv.ConvertOptions(include_columns=["run_id"], column_types=_ID_TYPES)
+                    path, convert_options=pacsv.ConvertOptions(include_columns=["run_id"], column_types=_id_types())
                 )
             else:
                 table = pq.read_table(path, columns=["run_id"])
@@ -195,8 +209,15 @@ class PartDataset:
 
     def recover(self, committed: set[str]) -> None:
         """Keep only the tables of committed runs, in the parts and the final file."""
-        ids = arrow.strings(sorted(committed))
-        for part in self.parts():
+        parts = self.parts()
+        if parts:
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            from balloonsim.experiment import arrow
+
+            ids = arrow.strings(sorted(committed))
+        for part in parts:
             keep = pc.is_in(pq.read_table(part, columns=["run_id"]).column("run_id"), value_set=ids)
             if pc.all(keep).as_py():
                 continue
@@ -212,8 +233,13 @@ class PartDataset:
 
     def _filter_final(self, committed: set[str]) -> None:
         """Drop the rows of runs no longer committed from the final file (rare: a run found incomplete)."""
-        ids = arrow.strings(sorted(committed))
         if self.format == "parquet":
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            from balloonsim.experiment import arrow
+
+            ids = arrow.strings(sorted(committed))
             table = pq.read_table(self.final)
             tmp = _write_parquet(table.filter(pc.is_in(table.column("run_id"), value_set=ids)), self.final)
             os.replace(tmp, self.final)
@@ -266,6 +292,9 @@ class PartDataset:
         fsync_dir(self.directory)
 
     def _merge_parquet(self, parts: list[Path], handle) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         sources = ([self.final] if self.final.exists() else []) + parts
         schema = pa.unify_schemas([pq.read_schema(p) for p in sources], promote_options="permissive")
         schema = schema.remove_metadata()
@@ -275,6 +304,10 @@ class PartDataset:
                     writer.write_table(conform(pa.Table.from_batches([batch]), schema))
 
     def _merge_csv(self, parts: list[Path], handle) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
         old_header = None
         if self.final.exists():
             first = next(complete_lines(self.final), None)
@@ -303,13 +336,21 @@ class PartDataset:
 
     def iter_tables(self, committed: set[str] | None = None) -> Iterator[pa.Table]:
         """The final file and parts as Arrow tables, filtered to `committed` runs when given."""
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        from balloonsim.experiment import arrow
+
         tables: list[pa.Table] = []
         if self.final.exists() and not _is_link(self.final):
             if self.format == "parquet":
                 tables.append(pq.read_table(self.final))
             else:
                 with open(open_fd(self.final, os.O_RDONLY), "rb") as handle:
-                    tables.append(pacsv.read_csv(handle, convert_options=_csv_strings_for_ids()))
+                    tables.append(
+                        pacsv.read_csv(handle, convert_options=pacsv.ConvertOptions(column_types=_id_types()))
+                    )
         tables += [pq.read_table(p) for p in self.parts()]
         for table in tables:
             if committed is not None:
@@ -317,11 +358,11 @@ class PartDataset:
             yield table
 
 
-_ID_TYPES = {"run_id": pa.string()}
+def _id_types() -> dict[str, pa.DataType]:
+    """Run ids read from CSV as text, whatever they look like."""
+    import pyarrow as pa
 
-
-def _csv_strings_for_ids() -> pacsv.ConvertOptions:
-    return pacsv.ConvertOptions(column_types=_ID_TYPES)
+    return {"run_id": pa.string()}
 
 
 __all__ = ["CorruptPart", "PartDataset", "concat", "conform", "write_atomically"]

@@ -16,3 +16,8 @@ def probe_run(config: dict[str, Any], seed: int) -> Any:
     for name in HEAVY:
         result.metrics[f"{name}_loaded"] = name in sys.modules
     return result
+
+
+def loaded_modules() -> list[str]:
+    """The modules the calling worker process has loaded (before any run)."""
+    return sorted(sys.modules)

@@ -84,3 +84,43 @@ def test_local_workers_running_the_simulator_load_neither_pandas_nor_pyarrow(tmp
     series = pd.read_parquet(tmp_path / "out" / "timeseries.parquet")
     assert set(series["run_id"]) == set(runs["run_id"])  # the runner made the tables the workers did not
     assert said["runner_pandas"] is False  # and made them without pandas (balloonsim.experiment.arrow)
+
+
+# A fresh runner process (the test process may run a forkserver with another preload already): one local worker
+# forked from a forkserver that preloaded `modules`, asked what it has loaded before its first run.
+FORKED = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {here!r})
+    from lean_probe import loaded_modules
+    from balloonsim.experiment.executors import LocalProcesses
+    with LocalProcesses(1, {modules!r}) as executor:
+        executor.start()
+        print(json.dumps(executor.submit(loaded_modules).result()))
+    """
+)
+
+
+def _forked_worker_modules(modules: tuple[str, ...]) -> set[str]:
+    code = FORKED.format(here=str(HERE), modules=modules)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_local_workers_are_forked_with_the_plugins_and_chunk_types_loaded():
+    """The forkserver imports balloonsim's plugins and what a chunk travels as once, so that no worker loads them
+    at its first runs (when every worker would at once); the control, the simulator alone, shows they are not
+    there by themselves. Still no pandas or pyarrow."""
+    from balloonsim.experiment.forkserver import SIMULATOR_MODULES
+
+    wanted = {"balloonsim.memmap.kmalloc", "balloonsim.drivers.hyperv", "balloonsim.sim.workloads"}
+    wanted |= {"balloonsim.experiment.design", "balloonsim.experiment.worker"}
+    preloaded = _forked_worker_modules(SIMULATOR_MODULES)
+    assert wanted <= preloaded
+    assert not {"pandas", "pyarrow"} & preloaded
+    assert not {"balloonsim.memmap.kmalloc", "balloonsim.drivers.hyperv"} & _forked_worker_modules(
+        ("balloonsim.sim.simulation",)
+    )

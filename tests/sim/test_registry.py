@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import subprocess
 import sys
@@ -69,3 +70,26 @@ def test_listing_names_imports_no_plugin_module():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_load_package_imports_that_package_s_plugins_only_and_reports_broken_ones(monkeypatch):
+    """What the workers' forkserver preloads (`balloonsim.experiment.worker_plugins`): balloonsim's own plugins,
+    not another package's; a plugin that fails to import is named, not raised (the run naming it reports it)."""
+    eps = importlib.metadata.EntryPoints(
+        [
+            importlib.metadata.EntryPoint("kmalloc", "balloonsim.memmap.kmalloc:Kmalloc", "balloonsim.memmap"),
+            importlib.metadata.EntryPoint("broken", "balloonsim.memmap.no_such_module:X", "balloonsim.memmap"),
+            importlib.metadata.EntryPoint("theirs", "balloonsim_elsewhere.memmap:Theirs", "balloonsim.memmap"),
+        ]
+    )
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: eps)
+    registry.refresh()
+    loaded: list[str] = []
+    monkeypatch.setattr(
+        importlib.metadata.EntryPoint, "load", lambda ep: loaded.append(ep.name) or importlib.import_module(ep.module)
+    )
+    try:
+        assert registry.load_package("balloonsim") == ["balloonsim.memmap:broken"]
+        assert loaded == ["kmalloc", "broken"]  # never "theirs": balloonsim_elsewhere is not balloonsim
+    finally:
+        registry.refresh()
