@@ -40,6 +40,8 @@ STYLE = {
     "figure.constrained_layout.use": True,
     "figure.constrained_layout.w_pad": 0.1,  # inches: room for text the layout measures a hair narrower
 }
+# zlib's fastest level: a third of the encoding time for files about 6 % larger; the pixels are the same at any level
+PNG = {"compress_level": 1}
 STRATEGY_COLOURS = {
     "kmalloc": "#1f77b4",
     "altmap": "#ff7f0e",
@@ -83,10 +85,10 @@ def save(fig: Figure, outdir: Path, stem: str, svg: bool = False) -> Path:
     if engine is not None and fig.dpi == DPI:
         engine.execute(fig)
         fig.set_layout_engine("none")
-        fig.canvas.print_png(outdir / f"{stem}.png", metadata={"Software": None})
+        fig.canvas.print_png(outdir / f"{stem}.png", metadata={"Software": None}, pil_kwargs=PNG)
         fig.set_layout_engine(engine)
     else:
-        fig.savefig(outdir / f"{stem}.png", dpi=DPI, metadata={"Software": None})
+        fig.savefig(outdir / f"{stem}.png", dpi=DPI, metadata={"Software": None}, pil_kwargs=PNG)
     if svg:
         fig.savefig(outdir / f"{stem}.svg", dpi=DPI, metadata={"Date": None})
     return outdir / f"{stem}.png"

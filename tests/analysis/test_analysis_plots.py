@@ -319,3 +319,23 @@ def test_level_groups_are_groupby_without_the_copies():
         (5, [0, 2]),
         (2, [1, 3]),
     ]
+
+
+def test_figures_are_saved_with_the_pixels_of_a_default_png(tmp_path):
+    """save() trades file size for speed (zlib level): the decoded pixels are those matplotlib's own PNG has."""
+    import numpy as np
+    from PIL import Image
+
+    from balloonsim.analysis import plotstyle as ps
+
+    with ps.style():
+        fig = ps.figure(4.0, 3.0)
+        ax = fig.subplots()
+        ax.plot([0, 1, 2], [0, 2, 1], label="a line")
+        ax.set_title("a title")
+        fig.legend(loc="outside lower center")
+        png = ps.save(fig, tmp_path, "fast")
+        fig.savefig(tmp_path / "default.png", dpi=ps.DPI, metadata={"Software": None})
+    fast, default = (np.asarray(Image.open(p)) for p in (png, tmp_path / "default.png"))
+    assert fast.shape == default.shape == (300, 400, 4)
+    assert np.array_equal(fast, default)
