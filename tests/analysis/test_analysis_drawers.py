@@ -3,11 +3,13 @@ nothing left running; figures drawn by them are the figures drawn in one process
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import shutil
 import signal
 import time
+import weakref
 
 import pytest
 
@@ -36,7 +38,23 @@ def _run(name: str, args: tuple):
         raise ValueError(f"cannot draw {args[0]}")
     if name == "meet":
         MEET.wait(timeout=30)  # returns only when a second process runs a `meet` job at the same time
+    if name == "cycle":  # garbage only the cyclic collector frees, watched through a weak reference
+        cycle: dict = {}
+        cycle["self"] = cycle
+        WATCHED.append(weakref.ref(_Node(cycle)))
+        return gc.isenabled(), gc.get_freeze_count()
+    if name == "watched":
+        return [ref() is None for ref in WATCHED]
     return os.getpid(), list(LOADED_BY), args
+
+
+WATCHED: list[weakref.ref] = []
+
+
+class _Node:
+    def __init__(self, cycle: dict):
+        self.cycle = cycle
+        cycle["node"] = self
 
 
 def _alive(pid: int) -> bool:
@@ -157,3 +175,17 @@ def test_a_caller_killed_outright_leaves_no_drawer_running():
     while any(_alive(pid) for pid in drawers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in drawers)
+
+
+def test_a_drawer_collects_between_jobs_with_what_it_inherited_frozen():
+    """No collection while a figure is drawn, none ever walks the caller's objects; a job's garbage is freed
+    before the next job."""
+    drawers = Drawers(1, _load, _run)
+    try:
+        enabled, frozen = drawers.submit("cycle", ()).get()
+        freed = drawers.submit("watched", ()).get()
+    finally:
+        drawers.close()
+    assert not enabled
+    assert frozen > 1000  # at least this test's imports (pytest, balloonsim) are frozen
+    assert freed == [True]
