@@ -236,7 +236,8 @@ def _event_strip(ax, times: dict[str, np.ndarray], rows, labels: bool = True) ->
     for i, (label, colour, marker) in enumerate(rows):
         xs = times.get(label, np.array([]))
         ax.scatter(xs, np.full(len(xs), i), marker=marker, color=colour, s=28, linewidths=1.2)
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows] if labels else [], fontsize=7.5)
+    # without labels the rows' ticks would draw nothing (no length, no grid): none are made
+    ax.set_yticks(range(len(rows)) if labels else [], [r[0] for r in rows] if labels else [], fontsize=7.5)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.invert_yaxis()
     ax.spines["left"].set_visible(False)

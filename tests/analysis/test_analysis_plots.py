@@ -240,6 +240,34 @@ def test_timeline_strip_says_when_failures_cannot_be_marked(from_events):
     assert "failed hot-adds" in NO_EVENTS_NOTE
 
 
+def test_timeline_strips_mark_each_event_in_its_row_and_name_the_rows_once():
+    """Each event is a marker at its time in its kind's row; the rows are named beside the zoomed strip, and the
+    whole-run strip beside it has no row ticks at all (they would draw nothing there)."""
+    import numpy as np
+
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import EVENT_ROWS, SERIES, _figure
+    from balloonsim.units import GiB
+
+    t = np.arange(0.0, 4000.0, 10.0)
+    samples = {"t": t, "memtotal_bytes": np.full(len(t), 4 * GiB)}
+    times = {"add_memory ok": np.array([100.0, 130.0]), "online": np.array([140.0])}
+    rows = [EVENT_ROWS[1], EVENT_ROWS[4]]
+    shown = _shown_timeline({"kmalloc": samples}, True, times=times)
+    with ps.style():
+        fig, _ = _figure(shown, [s for s in SERIES if s[0] in samples], rows, (50.0, 200.0))
+    strips = [ax for ax in fig.axes if ax.collections and not ax.get_lines()]
+    assert len(strips) == 2  # the zoomed window and the whole run
+    for strip in strips:
+        marks = sorted((float(x), float(y)) for c in strip.collections for x, y in c.get_offsets())
+        assert marks == [(100.0, 0.0), (130.0, 0.0), (140.0, 1.0)]
+    zoomed, whole = strips
+    assert [label.get_text() for label in zoomed.get_yticklabels()] == ["add_memory ok", "online"]
+    assert list(zoomed.get_yticks()) == [0, 1]
+    assert len(whole.get_yticks()) == 0
+    assert zoomed.get_ylim() == whole.get_ylim() == (1.7, -0.7)  # row 0 on top
+
+
 def test_policy_cell_text_reads_on_every_stripe_under_it():
     """Stripes of a light and a dark colour under one text: black on a light box, never black on dark green."""
     from matplotlib.figure import Figure
