@@ -228,20 +228,21 @@ def _power_note(comp: pd.DataFrame, alpha: float, goal: str = "before any differ
 def quiet_text(comp: pd.DataFrame, metric: str, by: str) -> str:
     """What a compared metric without any finding shows: identical everywhere (and its value), or no
     significant difference (and the smallest corrected p). Empty when the metric was not compared."""
-    rows = comp[(comp["metric"] == metric) & (comp["test"].astype(str) != NO_SURVIVORS)]
-    if "tautology" in rows:
-        rows = rows[~rows["tautology"].astype(bool)]
-    if rows.empty:
+    cols = _metric_rows(comp)
+    at = cols.rows.get(metric)
+    if at is not None and cols.tautology is not None:
+        at = at[~cols.tautology[at]]
+    if at is None or not len(at):
         return ""
     label = info(metric).label
     label = label[0].upper() + label[1:]
-    value = _constant(rows)
+    value = _constant(cols, at)
     if value is not None:
         return f"{label}: {fmt(metric, value)} in every run of every {_noun(by)}."
-    tested = rows[rows["p_holm"].notna() & (rows["test"] != "identical")]
-    if tested.empty:
+    tested = at[~np.isnan(cols.p_holm[at]) & (cols.test[at] != "identical")]
+    if not len(tested):
         return f"{label}: no difference between any two levels of `{by}` in any regime."
-    best = float(tested["p_holm"].min())
+    best = float(cols.p_holm[tested].min())
     return (
         f"{label}: no difference between any two levels of `{by}` is significant after Holm correction "
         f"({len(tested)} test{'s' if len(tested) != 1 else ''}, smallest Holm p = {best:.2g})."
@@ -250,20 +251,60 @@ def quiet_text(comp: pd.DataFrame, metric: str, by: str) -> str:
 
 def constant_metrics(comp: pd.DataFrame) -> dict[str, float]:
     """Metrics identical in every compared run (every row 'identical', one value): metric -> value."""
+    cols = _metric_rows(comp)
     out = {}
-    usable = comp[comp["test"].astype(str) != NO_SURVIVORS]
-    for metric, rows in usable.groupby("metric", sort=False):
-        value = _constant(rows)
+    for metric, at in cols.rows.items():
+        value = _constant(cols, at)
         if value is not None:
             out[str(metric)] = value
     return out
 
 
-def _constant(rows: pd.DataFrame) -> float | None:
+@dataclass(frozen=True)
+class _MetricRows:
+    """The columns quiet_text and constant_metrics read, as arrays, and each metric's rows with survivors (row
+    positions, in table order): the report asks metric by metric, and filtering the table each time cost more
+    than the sentences."""
+
+    rows: dict[str, np.ndarray]
+    test: np.ndarray
+    mean_a: np.ndarray
+    mean_b: np.ndarray
+    p_holm: np.ndarray
+    tautology: np.ndarray | None
+
+
+_METRIC_ROWS: dict[int, tuple[pd.DataFrame, _MetricRows]] = {}
+
+
+def _metric_rows(comp: pd.DataFrame) -> _MetricRows:
+    """_MetricRows of a comparisons table, made once per table."""
+    cached = _METRIC_ROWS.get(id(comp))
+    if cached is not None and cached[0] is comp:
+        return cached[1]
+    test = comp["test"].astype(str).to_numpy(dtype=object) if len(comp) else np.zeros(0, dtype=object)
+    rows: dict[str, list[int]] = {}
+    if len(comp):
+        for i, (metric, t) in enumerate(zip(comp["metric"], test, strict=True)):
+            if t != NO_SURVIVORS:
+                rows.setdefault(metric, []).append(i)
+    numbers = {c: comp[c].to_numpy(dtype=float) if c in comp else np.zeros(0) for c in ("mean_a", "mean_b", "p_holm")}
+    cols = _MetricRows(
+        rows={m: np.array(at, dtype=np.intp) for m, at in rows.items()},
+        test=test,
+        tautology=comp["tautology"].astype(bool).to_numpy() if "tautology" in comp else None,
+        **numbers,
+    )
+    _METRIC_ROWS.clear()
+    _METRIC_ROWS[id(comp)] = (comp, cols)
+    return cols
+
+
+def _constant(cols: _MetricRows, at: np.ndarray) -> float | None:
     """The one value every compared run had (each pair identical, or a single run with that value), else None."""
-    values = np.concatenate([rows["mean_a"].to_numpy(dtype=float), rows["mean_b"].to_numpy(dtype=float)])
+    values = np.concatenate([cols.mean_a[at], cols.mean_b[at]])
     values = values[~np.isnan(values)]
-    if not len(values) or not rows["test"].isin(["identical", "too few runs"]).all():
+    if not len(values) or not all(t in ("identical", "too few runs") for t in cols.test[at]):
         return None
     return float(values[0]) if np.allclose(values, values[0], rtol=1e-9, atol=0) else None
 
