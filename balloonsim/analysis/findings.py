@@ -510,14 +510,13 @@ def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame
     an exception ("except when ..."); a condition most of whose regimes are selected ("in 5 of the 6 regimes
     with ..."); else a short list in design order.
     """
-    sub = table.loc[[r for r in table.index if r in compared]]
-    sub.attrs = dict(table.attrs)
+    every = _Regimes.of(table)
+    sub = every.take([r for r in every.index if r in compared], every.columns)
     # Factors the compared regimes share but the experiment varies (say only hyperv's guests survived) bound
     # every statement: "when driver.name = hyperv and ...", never a silent "when onlining.delay = 0".
-    shared = [f for f in sub.columns if sub[f].nunique(dropna=False) == 1 and table[f].nunique(dropna=False) > 1]
-    context = " and ".join(f"{f} = {level_text(f, sub[f].iloc[0])}" for f in shared) if len(sub) else ""
-    sub = sub[[f for f in sub.columns if f not in shared]]
-    sub.attrs = {"levels": {f: v for f, v in table.attrs.get("levels", {}).items() if f not in shared}}
+    shared = [f for f in sub.columns if sub.nunique(f) == 1 and every.nunique(f) > 1]
+    context = " and ".join(f"{f} = {level_text(f, sub.first(f))}" for f in shared) if sub.index else ""
+    sub = sub.take(sub.index, [f for f in sub.columns if f not in shared])
     text = _describe(selected, compared, sub)
     if not context:
         return text
@@ -530,7 +529,73 @@ def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame
     return f" when {context},{text}"
 
 
-def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
+class _Regimes:
+    """Some rows and factors of a regime table, as lists: descriptions ask a table of a few dozen regimes
+    hundreds of questions, each of which cost a pandas call. A table with a missing value answers through
+    pandas, whose rules for NaN (equal to NaN in isin and unique, not in a Python set) the sentences follow."""
+
+    _CACHE: dict[int, tuple[pd.DataFrame, _Regimes]] = {}
+
+    def __init__(self, table: pd.DataFrame, index: list, columns: list[str], cells: dict[str, list]) -> None:
+        self.table = table  # the whole regime table
+        self.index = index  # regime labels, in the table's (design) order
+        self.columns = columns
+        self.cells = cells  # factor -> its value in each regime of `index`, as iterating the column gives it
+        self.missing = bool(table.isna().to_numpy().any())
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> _Regimes:
+        """Every regime and factor of `table` (made once per table)."""
+        cached = cls._CACHE.get(id(table))
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        regimes = cls(table, list(table.index), list(table.columns), {f: list(table[f]) for f in table.columns})
+        cls._CACHE.clear()
+        cls._CACHE[id(table)] = (table, regimes)
+        return regimes
+
+    def take(self, labels: list, columns: list[str]) -> _Regimes:
+        """These regimes (labels of this view, in its order) and factors."""
+        position = {r: i for i, r in enumerate(self.index)}
+        at = [position[r] for r in labels]
+        return _Regimes(self.table, list(labels), list(columns), {f: [self.cells[f][i] for i in at] for f in columns})
+
+    def _frame(self, factor: str) -> pd.Series:
+        return self.table.loc[self.index, factor]
+
+    def nunique(self, factor: str) -> int:
+        if self.missing:
+            return int(self._frame(factor).nunique(dropna=False))
+        return len(set(self.cells[factor]))
+
+    def first(self, factor: str):
+        return self._frame(factor).iloc[0] if self.missing else self.cells[factor][0]
+
+    def values(self, factor: str, labels: list) -> set:
+        """The factor's values in these regimes."""
+        if self.missing:
+            return set(self.table.loc[labels, factor])
+        position = {r: i for i, r in enumerate(self.index)}
+        return {self.cells[factor][position[r]] for r in labels}
+
+    def having(self, factor: str, values: set) -> set[str]:
+        """The regimes whose value of the factor is one of `values`."""
+        if self.missing:
+            col = self._frame(factor)
+            return set(col.index[col.isin(values).to_numpy()])
+        return {r for r, v in zip(self.index, self.cells[factor], strict=True) if v in values}
+
+    def present(self, factor: str) -> list:
+        """The factor's values among these regimes, each once, in order of first appearance."""
+        if self.missing:
+            return list(self._frame(factor).unique())
+        return list(dict.fromkeys(self.cells[factor]))
+
+    def design(self, factor: str) -> list | None:
+        return self.table.attrs.get("levels", {}).get(factor)
+
+
+def _describe(selected: set[str], compared: set[str], sub: _Regimes) -> str:
     if selected >= compared:
         if len(compared) < 2:
             return ""
@@ -552,13 +617,13 @@ def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
     return f" in {len(listed)} regimes ({head}{more})" if len(listed) > 1 else f" in {head}"
 
 
-def _conditions(sub: pd.DataFrame, target: set[str]):
+def _conditions(sub: _Regimes, target: set[str]):
     """(text, matching regimes) for every one- and two-factor condition built from the target's values."""
     chosen = [r for r in sub.index if r in target]
     each = {}  # factor -> (its condition, the regimes meeting it); a pair of factors meets both
     for f in sub.columns:
-        values = set(sub.loc[chosen, f])
-        each[f] = (_condition(f, values, _levels_in_order(sub, f)), set(sub.index[sub[f].isin(values).to_numpy()]))
+        values = sub.values(f, chosen)
+        each[f] = (_condition(f, values, _levels_in_order(sub, f)), sub.having(f, values))
     for size in (1, 2):
         for combo in itertools.combinations(list(sub.columns), size):
             parts = [each[f][0] for f in combo]
@@ -566,22 +631,22 @@ def _conditions(sub: pd.DataFrame, target: set[str]):
                 yield size, " and ".join(parts), set.intersection(*(each[f][1] for f in combo))
 
 
-def _levels_in_order(sub: pd.DataFrame, factor: str) -> list:
+def _levels_in_order(sub: _Regimes, factor: str) -> list:
     """The factor's values among these regimes, in design order when the table knows it."""
-    present = list(sub[factor].unique())
-    design = sub.attrs.get("levels", {}).get(factor)
+    present = sub.present(factor)
+    design = sub.design(factor)
     if not design:
         return present
     rank = {level_text(factor, v): i for i, v in enumerate(design)}
     return sorted(present, key=lambda v: rank.get(level_text(factor, v), len(rank)))
 
 
-def _exact_condition(target: set[str], sub: pd.DataFrame) -> str:
+def _exact_condition(target: set[str], sub: _Regimes) -> str:
     found = [(size, len(text), text) for size, text, match in _conditions(sub, target) if match == target]
     return min(found)[2] if found else ""
 
 
-def _covering_condition(target: set[str], sub: pd.DataFrame) -> str:
+def _covering_condition(target: set[str], sub: _Regimes) -> str:
     """A condition whose regimes are mostly (at least two thirds) the target ones, and include all of them."""
     best = None
     for size, text, match in _conditions(sub, target):
