@@ -92,16 +92,38 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     if not real.any():
         return []
     table = regime_table(comp)
-    decided = comp[comp["p"].notna() | comp["deterministic"].astype(bool)]
-    compared_by = {k: set(g["regime"]) for k, g in decided.groupby(["metric", "a", "b"], sort=False)}
+    # Rows grouped by (metric, a, b) in Python over whole columns: a pandas groupby and its sub-frames per
+    # finding cost more than the sentences.
+    compared_by: dict[tuple, set] = {}
+    decided = (comp["p"].notna() | comp["deterministic"].astype(bool)).to_numpy()
+    keys = zip(comp["metric"], comp["a"], comp["b"], strict=True)
+    for key, regime, d in zip(keys, comp["regime"], decided, strict=True):
+        if d:
+            compared_by.setdefault(key, set()).add(regime)
+    found = comp[real]
+    cols = {c: found[c].to_numpy(dtype=object) for c in ("regime", "test")}
+    cols["a"] = found["a"].astype(str).to_numpy(dtype=object)
+    cols["deterministic"] = found["deterministic"].astype(bool).to_numpy()
+    for c in ("mean_a", "mean_b", "n_a", "n_b", "runs_a", "runs_b", "diff_ci_low", "diff_ci_high"):
+        if c in found:
+            cols[c] = found[c].to_numpy()
+    for c in ("diff", "cliffs_delta", "p_holm"):
+        cols[c] = found[c].to_numpy(dtype=float)
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(found["metric"], found["a"], found["b"], strict=True)):
+        groups.setdefault(key, []).append(i)
     out = []
-    for (metric, a, b), group in comp[real].groupby(["metric", "a", "b"], sort=False):
+    for (metric, a, b), positions in groups.items():
+        at = np.array(positions, dtype=np.intp)
         compared = compared_by.get((metric, a, b), set())
-        for sign, rows in group.groupby(np.sign(group["diff"].to_numpy(dtype=float)), sort=False):
+        signs = np.sign(cols["diff"][at])
+        for sign in dict.fromkeys(signs[~np.isnan(signs)].tolist()):  # in order of appearance, as groupby
             if sign == 0:
                 continue
             higher, lower = (a, b) if sign > 0 else (b, a)
-            out.append(_finding(by, table, metric, higher, lower, rows, compared))
+            rows = at[signs == sign]
+            side = {c: v[rows] for c, v in cols.items()}
+            out.append(_finding(by, table, metric, higher, lower, found.iloc[rows], side, compared))
     return merge(sorted(out, key=lambda f: f.rank_key))
 
 
@@ -313,24 +335,27 @@ def _noun(by: str) -> str:
     return "strategy" if by == DEFAULT_BY else f"level of `{by}`"
 
 
-def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataFrame, compared: set) -> Finding:
+def _finding(
+    by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataFrame, cols: dict[str, np.ndarray], compared: set
+) -> Finding:
+    """One finding from its rows (`cols`: their columns as arrays)."""
     m = info(metric)
-    first_is_hi = (rows["a"].astype(str) == str(higher)).to_numpy()
-    hi_mean = np.where(first_is_hi, rows["mean_a"], rows["mean_b"]).astype(float)
-    lo_mean = np.where(first_is_hi, rows["mean_b"], rows["mean_a"]).astype(float)
-    hi_n = np.where(first_is_hi, rows["n_a"], rows["n_b"]).astype(int)
-    lo_n = np.where(first_is_hi, rows["n_b"], rows["n_a"]).astype(int)
-    hi_runs = np.where(first_is_hi, rows["runs_a"], rows["runs_b"]).astype(int) if "runs_a" in rows else hi_n
-    lo_runs = np.where(first_is_hi, rows["runs_b"], rows["runs_a"]).astype(int) if "runs_a" in rows else lo_n
+    first_is_hi = cols["a"] == str(higher)
+    hi_mean = np.where(first_is_hi, cols["mean_a"], cols["mean_b"]).astype(float)
+    lo_mean = np.where(first_is_hi, cols["mean_b"], cols["mean_a"]).astype(float)
+    hi_n = np.where(first_is_hi, cols["n_a"], cols["n_b"]).astype(int)
+    lo_n = np.where(first_is_hi, cols["n_b"], cols["n_a"]).astype(int)
+    hi_runs = np.where(first_is_hi, cols["runs_a"], cols["runs_b"]).astype(int) if "runs_a" in cols else hi_n
+    lo_runs = np.where(first_is_hi, cols["runs_b"], cols["runs_a"]).astype(int) if "runs_a" in cols else lo_n
     sign = np.where(first_is_hi, 1.0, -1.0)
-    diff = rows["diff"].to_numpy(dtype=float) * sign
-    low = np.where(first_is_hi, rows["diff_ci_low"], -rows["diff_ci_high"]).astype(float)
-    high = np.where(first_is_hi, rows["diff_ci_high"], -rows["diff_ci_low"]).astype(float)
+    diff = cols["diff"] * sign
+    low = np.where(first_is_hi, cols["diff_ci_low"], -cols["diff_ci_high"]).astype(float)
+    high = np.where(first_is_hi, cols["diff_ci_high"], -cols["diff_ci_low"]).astype(float)
     pooled_hi = float(np.sum(hi_mean * hi_n) / np.sum(hi_n))
     pooled_lo = float(np.sum(lo_mean * lo_n) / np.sum(lo_n))
-    deltas = np.abs(rows["cliffs_delta"].to_numpy(dtype=float))
+    deltas = np.abs(cols["cliffs_delta"])
     ratio = pooled_hi / pooled_lo if pooled_lo > 0 and min(hi_mean.min(), lo_mean.min()) >= 0 else float("nan")
-    where = describe_regimes(set(rows["regime"]), compared, table)
+    where = describe_regimes(set(cols["regime"]), compared, table)
     amount = ""
     if m.unit in ("count", "pages", "bytes", "s") and np.isfinite(ratio):
         if ratio >= 1.1:
@@ -341,7 +366,7 @@ def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataF
         m.unit, "higher"
     )
     per = " per run" if m.unit in ("count", "pages") else ""
-    det = rows["deterministic"].astype(bool).to_numpy()
+    det = cols["deterministic"]
     head = f"{amount}{comparative} {m.label} than"
     runs_text = _runs_text(hi_n, lo_n, hi_runs, lo_runs, len(rows))
     if det.all():
@@ -349,7 +374,7 @@ def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataF
         tail = f" in every run ({values}{per}){where} — deterministic: in every run; {runs_text}."
     else:
         shown_hi, shown_lo = fmt_pair(metric, pooled_hi, pooled_lo)
-        stats = _stats_text(metric, rows, det, diff, low, high, deltas, len(compared), where)
+        stats = _stats_text(metric, cols, det, diff, low, high, deltas, len(compared), where)
         tail = f" ({shown_hi} vs {shown_lo}{per}){where} — {stats}; {runs_text}."
     return Finding(
         metric=str(metric),
@@ -387,7 +412,7 @@ def _span(values) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-def _stats_text(metric, rows, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
+def _stats_text(metric, cols, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
     """Difference and interval, Cliff's δ, the test(s), the largest Holm p; the share of regimes unless the
     description already says it, and how many regimes were deterministic."""
     tested = ~det
@@ -404,11 +429,12 @@ def _stats_text(metric, rows, det, diff, low, high, deltas, n_compared: int, whe
         delta = f"Cliff's δ {tested_deltas.min():.2f}–{tested_deltas.max():.2f}"
     else:
         delta = f"Cliff's δ {tested_deltas.max():.2f}"
-    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"][tested])))
-    p = float(rows["p_holm"][tested].max())
+    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(cols["test"][tested])))
+    p_holm = cols["p_holm"][tested]
+    p = float(p_holm[~np.isnan(p_holm)].max()) if not np.isnan(p_holm).all() else float("nan")
     ptext = "Holm p < 0.001" if p < 0.001 else f"Holm p {'≤' if tested.sum() > 1 else '='} {p:.2g}"
     counted = not where.startswith((" when", " except"))
-    scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
+    scope = "" if counted or len(det) >= n_compared else f"; {len(det)} of {n_compared} regimes"
     if det.any():
         scope += f"; deterministic (identical runs on each side) in {int(det.sum())} of these regimes"
     return f"{difference}, {delta}, {tests}, {ptext}{scope}"
