@@ -151,23 +151,34 @@ def regime_factors(results: Results, by: str | None) -> tuple[list[str], list[st
 
 def regime_labels(results: Results, by: str | None) -> pd.Series:
     """The regime label of every successful run, aligned with results.runs."""
-    _, shown = regime_factors(results, by)
-    return pd.Series(
-        [regime_label(row, shown) for row in results.runs[shown].to_dict("records")],
-        index=results.runs.index,
-        dtype=object,
-    )
+    return _regimes(results, by)[0].copy()
 
 
 def regime_order(results: Results, by: str | None) -> list[str]:
     """Every regime label once, in design order (each naming factor's levels as Results.levels gives them)."""
+    return list(_regimes(results, by)[1])
+
+
+_REGIMES: dict[tuple[int, str | None], tuple[Results, pd.DataFrame, pd.Series, list[str]]] = {}
+
+
+def _regimes(results: Results, by: str | None) -> tuple[pd.Series, list[str]]:
+    """(regime_labels, regime_order), worked out once per results and `by`: the report, its tables and the
+    figures ask a dozen times, and each answer labels every run."""
+    cached = _REGIMES.get((id(results), by))
+    if cached is not None and cached[0] is results and cached[1] is results.runs:
+        return cached[2], cached[3]
     _, shown = regime_factors(results, by)
-    labels = regime_labels(results, by)
+    rows = results.runs[shown].to_dict("records")
+    labels = pd.Series([regime_label(row, shown) for row in rows], index=results.runs.index, dtype=object)
     first: dict[str, dict] = {}
-    for label, row in zip(labels, results.runs[shown].to_dict("records"), strict=True):
+    for label, row in zip(labels, rows, strict=True):
         first.setdefault(label, row)
     ranks = {f: {level_text(f, v): i for i, v in enumerate(results.levels(f))} for f in shown}
-    return sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
+    order = sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
+    _REGIMES.clear()
+    _REGIMES[(id(results), by)] = (results, results.runs, labels, order)
+    return labels, order
 
 
 def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: list[str] | None = None) -> pd.DataFrame:
