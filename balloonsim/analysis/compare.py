@@ -19,6 +19,7 @@ memmap) is marked `tautology`: it stays in the table, never in the findings.
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from scipy import special
 
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
-from balloonsim.analysis.metrics import better_of, info, is_rate, tautology
+from balloonsim.analysis.metrics import better_of, info, tautology
 from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
 
@@ -81,7 +82,9 @@ def looks_normal(x: np.ndarray) -> bool:
 
 def constant(x: np.ndarray) -> bool:
     """Every value the same (a deterministic outcome), up to floating-point noise."""
-    return len(x) > 0 and bool(np.all(_same(x, x[0])))
+    if len(x) == 0:
+        return False
+    return bool((x == x[0]).all()) or bool(np.all(_same(x, x[0])))  # equal values are close: skip isclose
 
 
 def deterministic(a: np.ndarray, b: np.ndarray) -> bool:
@@ -91,15 +94,42 @@ def deterministic(a: np.ndarray, b: np.ndarray) -> bool:
 
 def pair_test(a: np.ndarray, b: np.ndarray) -> tuple[str, float, float]:
     """(test name, statistic, two-sided p) following the module's rule."""
-    if len(a) < MIN_N or len(b) < MIN_N:
+    return _pair_test(_Side(a), _Side(b))
+
+
+class _Side:
+    """One side of a comparison (a level's values of a metric in a regime) with what the rules ask of it, each
+    worked out once: a side meets every other level, and each rule asked again cost more than the tests."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    @cached_property
+    def constant(self) -> bool:
+        return constant(self.values)
+
+    @cached_property
+    def normal(self) -> bool:
+        return looks_normal(self.values)
+
+    @cached_property
+    def zero_one(self) -> bool:
+        """Every value (NaN aside) 0 or 1: with a rate metric, a proportion (metrics.is_rate)."""
+        present = self.values[~np.isnan(self.values)]
+        return bool(np.isin(present, (0.0, 1.0)).all())
+
+
+def _pair_test(a: _Side, b: _Side) -> tuple[str, float, float]:
+    x, y = a.values, b.values
+    if len(x) < MIN_N or len(y) < MIN_N:
         return ("too few runs", float("nan"), float("nan"))
-    if constant(a) and constant(b):
-        if _same(a[0], b[0]):
+    if a.constant and b.constant:
+        if _same(x[0], y[0]):
             return ("identical", float("nan"), 1.0)
         return ("deterministic", float("nan"), float("nan"))
-    if looks_normal(a) and looks_normal(b):
-        return ("welch-t", *welch_t(a, b))
-    return ("mann-whitney-u", *mann_whitney_u(a, b))
+    if a.normal and b.normal:
+        return ("welch-t", *welch_t(x, y))
+    return ("mann-whitney-u", *mann_whitney_u(x, y))
 
 
 def regime_label(row: dict, factors: list[str]) -> str:
@@ -121,23 +151,34 @@ def regime_factors(results: Results, by: str | None) -> tuple[list[str], list[st
 
 def regime_labels(results: Results, by: str | None) -> pd.Series:
     """The regime label of every successful run, aligned with results.runs."""
-    _, shown = regime_factors(results, by)
-    return pd.Series(
-        [regime_label(row, shown) for row in results.runs[shown].to_dict("records")],
-        index=results.runs.index,
-        dtype=object,
-    )
+    return _regimes(results, by)[0].copy()
 
 
 def regime_order(results: Results, by: str | None) -> list[str]:
     """Every regime label once, in design order (each naming factor's levels as Results.levels gives them)."""
+    return list(_regimes(results, by)[1])
+
+
+_REGIMES: dict[tuple[int, str | None], tuple[Results, pd.DataFrame, pd.Series, list[str]]] = {}
+
+
+def _regimes(results: Results, by: str | None) -> tuple[pd.Series, list[str]]:
+    """(regime_labels, regime_order), worked out once per results and `by`: the report, its tables and the
+    figures ask a dozen times, and each answer labels every run."""
+    cached = _REGIMES.get((id(results), by))
+    if cached is not None and cached[0] is results and cached[1] is results.runs:
+        return cached[2], cached[3]
     _, shown = regime_factors(results, by)
-    labels = regime_labels(results, by)
+    rows = results.runs[shown].to_dict("records")
+    labels = pd.Series([regime_label(row, shown) for row in rows], index=results.runs.index, dtype=object)
     first: dict[str, dict] = {}
-    for label, row in zip(labels, results.runs[shown].to_dict("records"), strict=True):
+    for label, row in zip(labels, rows, strict=True):
         first.setdefault(label, row)
     ranks = {f: {level_text(f, v): i for i, v in enumerate(results.levels(f))} for f in shown}
-    return sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
+    order = sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
+    _REGIMES.clear()
+    _REGIMES[(id(results), by)] = (results, results.runs, labels, order)
+    return labels, order
 
 
 def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -164,14 +205,15 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
         label = regime_label(where, shown)
         at = regime.index.to_numpy()
         sides = {lvl: at[_match(regime[by], lvl).to_numpy()] for lvl in levels}
-        values = {lvl: {m: _present(columns_of[m][side]) for m in names} for lvl, side in sides.items()}
+        values = {lvl: {m: _Side(_present(columns_of[m][side])) for m in names} for lvl, side in sides.items()}
         survivors = {lvl: int(alive[side].sum()) for lvl, side in sides.items()}
         for a, b in itertools.combinations(levels, 2):
             if len(sides[a]) == 0 or len(sides[b]) == 0:
                 continue
             counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
             for metric in names:
-                x, y = values[a][metric], values[b][metric]
+                side_a, side_b = values[a][metric], values[b][metric]
+                x, y = side_a.values, side_b.values
                 head = {**where, "regime": label}
                 if not info(metric).survival and (survivors[a] == 0 or survivors[b] == 0):
                     if len(x) or len(y) or (survivors[a] == survivors[b] == 0 and info(metric).driver is None):
@@ -179,7 +221,7 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
                     continue
                 if len(x) == 0 or len(y) == 0:
                     continue
-                row = {**head, **_row(metric, by, a, b, x, y), **counts}
+                row = {**head, **_row(metric, by, a, b, side_a, side_b), **counts}
                 row["tautology"] = definitional and tautology(metric, row["a"], row["b"])
                 rows.append(row)
     table = pd.DataFrame(rows)
@@ -188,20 +230,27 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
     table["tautology"] = table["tautology"].fillna(False).astype(bool)
     order = {r: i for i, r in enumerate(regime_order(results, by))}
     table = table.sort_values("regime", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
-    table["p_holm"] = np.nan
-    table["family_size"] = 0
-    for idx in table.groupby("metric", sort=False).groups.values():
-        p = table.loc[idx, "p"].where(table.loc[idx, "test"] != "identical")
-        table.loc[idx, "p_holm"] = holm(p.to_numpy())
-        table.loc[idx, "family_size"] = int(p.notna().sum())
-        identical = idx[table.loc[idx, "test"].to_numpy() == "identical"]
-        table.loc[identical, "p_holm"] = 1.0
+    # Holm over each metric's family, on whole columns by position: .loc per metric cost more than the tests.
+    test = table["test"].to_numpy(dtype=object)
+    identical = test == "identical"
+    p = np.where(identical, np.nan, table["p"].to_numpy(dtype=float))
+    p_holm = np.full(len(table), np.nan)
+    family = np.zeros(len(table), dtype=np.int64)
+    for at in table.groupby("metric", sort=False).indices.values():
+        p_holm[at] = holm(p[at])
+        family[at] = int(np.count_nonzero(~np.isnan(p[at])))
+    p_holm[identical] = 1.0
+    table["p_holm"] = p_holm
+    table["family_size"] = family
     table["alpha"] = alpha
     table["significant"] = table["p_holm"] < alpha
-    table["deterministic"] = table["test"] == "deterministic"
+    table["deterministic"] = test == "deterministic"
+    decided = table["significant"].to_numpy() | table["deterministic"].to_numpy()
     table["winner"] = [
-        _winner(r.metric, r.a, r.b, r.mean_a, r.mean_b) if r.significant or r.deterministic else ""
-        for r in table.itertuples(index=False)
+        _winner(m, a, b, mean_a, mean_b) if d else ""
+        for m, a, b, mean_a, mean_b, d in zip(
+            table["metric"], table["a"], table["b"], table["mean_a"], table["mean_b"], decided, strict=True
+        )
     ]
     return table[columns]
 
@@ -262,12 +311,18 @@ def pair_rows(comp: pd.DataFrame, metric: str, regime: str, x: str, y: str) -> p
 def diff_interval(metric: str, x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Interval of mean(x) - mean(y): Newcombe's hybrid score interval for 0/1 outcomes (sane at 0 % and
     100 %), Welch's otherwise; exact for two constant samples, NaN below two runs a side."""
+    return _diff_interval(metric, _Side(x), _Side(y), level)
+
+
+def _diff_interval(metric: str, a: _Side, b: _Side, level: float = LEVEL) -> tuple[float, float]:
+    x, y = a.values, b.values
     if len(x) < 1 or len(y) < 1:
         return (float("nan"), float("nan"))
     diff = float(x.mean() - y.mean())
-    if constant(x) and constant(y) and len(x) >= MIN_N and len(y) >= MIN_N and not is_rate(metric, x):
+    rate = info(metric).unit == "rate"  # is_rate, with each side's 0/1 check made once
+    if a.constant and b.constant and len(x) >= MIN_N and len(y) >= MIN_N and not (rate and a.zero_one):
         return (diff, diff)
-    if is_rate(metric, np.concatenate([x, y])):
+    if rate and a.zero_one and b.zero_one:
         return _newcombe(float(x.sum()), len(x), float(y.sum()), len(y), level)
     if len(x) < MIN_N or len(y) < MIN_N:
         return (float("nan"), float("nan"))
@@ -291,10 +346,11 @@ def _newcombe(sa: float, na: int, sb: float, nb: int, level: float) -> tuple[flo
     return (float(max(-1.0, low)), float(min(1.0, high)))
 
 
-def _row(metric: str, by: str, a, b, x: np.ndarray, y: np.ndarray) -> dict:
-    test, stat, p = pair_test(x, y)
+def _row(metric: str, by: str, a, b, side_a: _Side, side_b: _Side) -> dict:
+    x, y = side_a.values, side_b.values
+    test, stat, p = _pair_test(side_a, side_b)
     mean_a, mean_b = float(x.mean()), float(y.mean())
-    low, high = diff_interval(metric, x, y)
+    low, high = _diff_interval(metric, side_a, side_b)
     ratio_ok = mean_b > 0 and x.min() >= 0 and y.min() >= 0
     return {
         "metric": metric,

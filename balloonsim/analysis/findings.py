@@ -92,16 +92,38 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     if not real.any():
         return []
     table = regime_table(comp)
-    decided = comp[comp["p"].notna() | comp["deterministic"].astype(bool)]
-    compared_by = {k: set(g["regime"]) for k, g in decided.groupby(["metric", "a", "b"], sort=False)}
+    # Rows grouped by (metric, a, b) in Python over whole columns: a pandas groupby and its sub-frames per
+    # finding cost more than the sentences.
+    compared_by: dict[tuple, set] = {}
+    decided = (comp["p"].notna() | comp["deterministic"].astype(bool)).to_numpy()
+    keys = zip(comp["metric"], comp["a"], comp["b"], strict=True)
+    for key, regime, d in zip(keys, comp["regime"], decided, strict=True):
+        if d:
+            compared_by.setdefault(key, set()).add(regime)
+    found = comp[real]
+    cols = {c: found[c].to_numpy(dtype=object) for c in ("regime", "test")}
+    cols["a"] = found["a"].astype(str).to_numpy(dtype=object)
+    cols["deterministic"] = found["deterministic"].astype(bool).to_numpy()
+    for c in ("mean_a", "mean_b", "n_a", "n_b", "runs_a", "runs_b", "diff_ci_low", "diff_ci_high"):
+        if c in found:
+            cols[c] = found[c].to_numpy()
+    for c in ("diff", "cliffs_delta", "p_holm"):
+        cols[c] = found[c].to_numpy(dtype=float)
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(found["metric"], found["a"], found["b"], strict=True)):
+        groups.setdefault(key, []).append(i)
     out = []
-    for (metric, a, b), group in comp[real].groupby(["metric", "a", "b"], sort=False):
+    for (metric, a, b), positions in groups.items():
+        at = np.array(positions, dtype=np.intp)
         compared = compared_by.get((metric, a, b), set())
-        for sign, rows in group.groupby(np.sign(group["diff"].to_numpy(dtype=float)), sort=False):
+        signs = np.sign(cols["diff"][at])
+        for sign in dict.fromkeys(signs[~np.isnan(signs)].tolist()):  # in order of appearance, as groupby
             if sign == 0:
                 continue
             higher, lower = (a, b) if sign > 0 else (b, a)
-            out.append(_finding(by, table, metric, higher, lower, rows, compared))
+            rows = at[signs == sign]
+            side = {c: v[rows] for c, v in cols.items()}
+            out.append(_finding(by, table, metric, higher, lower, found.iloc[rows], side, compared))
     return merge(sorted(out, key=lambda f: f.rank_key))
 
 
@@ -228,20 +250,21 @@ def _power_note(comp: pd.DataFrame, alpha: float, goal: str = "before any differ
 def quiet_text(comp: pd.DataFrame, metric: str, by: str) -> str:
     """What a compared metric without any finding shows: identical everywhere (and its value), or no
     significant difference (and the smallest corrected p). Empty when the metric was not compared."""
-    rows = comp[(comp["metric"] == metric) & (comp["test"].astype(str) != NO_SURVIVORS)]
-    if "tautology" in rows:
-        rows = rows[~rows["tautology"].astype(bool)]
-    if rows.empty:
+    cols = _metric_rows(comp)
+    at = cols.rows.get(metric)
+    if at is not None and cols.tautology is not None:
+        at = at[~cols.tautology[at]]
+    if at is None or not len(at):
         return ""
     label = info(metric).label
     label = label[0].upper() + label[1:]
-    value = _constant(rows)
+    value = _constant(cols, at)
     if value is not None:
         return f"{label}: {fmt(metric, value)} in every run of every {_noun(by)}."
-    tested = rows[rows["p_holm"].notna() & (rows["test"] != "identical")]
-    if tested.empty:
+    tested = at[~np.isnan(cols.p_holm[at]) & (cols.test[at] != "identical")]
+    if not len(tested):
         return f"{label}: no difference between any two levels of `{by}` in any regime."
-    best = float(tested["p_holm"].min())
+    best = float(cols.p_holm[tested].min())
     return (
         f"{label}: no difference between any two levels of `{by}` is significant after Holm correction "
         f"({len(tested)} test{'s' if len(tested) != 1 else ''}, smallest Holm p = {best:.2g})."
@@ -250,20 +273,60 @@ def quiet_text(comp: pd.DataFrame, metric: str, by: str) -> str:
 
 def constant_metrics(comp: pd.DataFrame) -> dict[str, float]:
     """Metrics identical in every compared run (every row 'identical', one value): metric -> value."""
+    cols = _metric_rows(comp)
     out = {}
-    usable = comp[comp["test"].astype(str) != NO_SURVIVORS]
-    for metric, rows in usable.groupby("metric", sort=False):
-        value = _constant(rows)
+    for metric, at in cols.rows.items():
+        value = _constant(cols, at)
         if value is not None:
             out[str(metric)] = value
     return out
 
 
-def _constant(rows: pd.DataFrame) -> float | None:
+@dataclass(frozen=True)
+class _MetricRows:
+    """The columns quiet_text and constant_metrics read, as arrays, and each metric's rows with survivors (row
+    positions, in table order): the report asks metric by metric, and filtering the table each time cost more
+    than the sentences."""
+
+    rows: dict[str, np.ndarray]
+    test: np.ndarray
+    mean_a: np.ndarray
+    mean_b: np.ndarray
+    p_holm: np.ndarray
+    tautology: np.ndarray | None
+
+
+_METRIC_ROWS: dict[int, tuple[pd.DataFrame, _MetricRows]] = {}
+
+
+def _metric_rows(comp: pd.DataFrame) -> _MetricRows:
+    """_MetricRows of a comparisons table, made once per table."""
+    cached = _METRIC_ROWS.get(id(comp))
+    if cached is not None and cached[0] is comp:
+        return cached[1]
+    test = comp["test"].astype(str).to_numpy(dtype=object) if len(comp) else np.zeros(0, dtype=object)
+    rows: dict[str, list[int]] = {}
+    if len(comp):
+        for i, (metric, t) in enumerate(zip(comp["metric"], test, strict=True)):
+            if t != NO_SURVIVORS:
+                rows.setdefault(metric, []).append(i)
+    numbers = {c: comp[c].to_numpy(dtype=float) if c in comp else np.zeros(0) for c in ("mean_a", "mean_b", "p_holm")}
+    cols = _MetricRows(
+        rows={m: np.array(at, dtype=np.intp) for m, at in rows.items()},
+        test=test,
+        tautology=comp["tautology"].astype(bool).to_numpy() if "tautology" in comp else None,
+        **numbers,
+    )
+    _METRIC_ROWS.clear()
+    _METRIC_ROWS[id(comp)] = (comp, cols)
+    return cols
+
+
+def _constant(cols: _MetricRows, at: np.ndarray) -> float | None:
     """The one value every compared run had (each pair identical, or a single run with that value), else None."""
-    values = np.concatenate([rows["mean_a"].to_numpy(dtype=float), rows["mean_b"].to_numpy(dtype=float)])
+    values = np.concatenate([cols.mean_a[at], cols.mean_b[at]])
     values = values[~np.isnan(values)]
-    if not len(values) or not rows["test"].isin(["identical", "too few runs"]).all():
+    if not len(values) or not all(t in ("identical", "too few runs") for t in cols.test[at]):
         return None
     return float(values[0]) if np.allclose(values, values[0], rtol=1e-9, atol=0) else None
 
@@ -272,24 +335,27 @@ def _noun(by: str) -> str:
     return "strategy" if by == DEFAULT_BY else f"level of `{by}`"
 
 
-def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataFrame, compared: set) -> Finding:
+def _finding(
+    by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataFrame, cols: dict[str, np.ndarray], compared: set
+) -> Finding:
+    """One finding from its rows (`cols`: their columns as arrays)."""
     m = info(metric)
-    first_is_hi = (rows["a"].astype(str) == str(higher)).to_numpy()
-    hi_mean = np.where(first_is_hi, rows["mean_a"], rows["mean_b"]).astype(float)
-    lo_mean = np.where(first_is_hi, rows["mean_b"], rows["mean_a"]).astype(float)
-    hi_n = np.where(first_is_hi, rows["n_a"], rows["n_b"]).astype(int)
-    lo_n = np.where(first_is_hi, rows["n_b"], rows["n_a"]).astype(int)
-    hi_runs = np.where(first_is_hi, rows["runs_a"], rows["runs_b"]).astype(int) if "runs_a" in rows else hi_n
-    lo_runs = np.where(first_is_hi, rows["runs_b"], rows["runs_a"]).astype(int) if "runs_a" in rows else lo_n
+    first_is_hi = cols["a"] == str(higher)
+    hi_mean = np.where(first_is_hi, cols["mean_a"], cols["mean_b"]).astype(float)
+    lo_mean = np.where(first_is_hi, cols["mean_b"], cols["mean_a"]).astype(float)
+    hi_n = np.where(first_is_hi, cols["n_a"], cols["n_b"]).astype(int)
+    lo_n = np.where(first_is_hi, cols["n_b"], cols["n_a"]).astype(int)
+    hi_runs = np.where(first_is_hi, cols["runs_a"], cols["runs_b"]).astype(int) if "runs_a" in cols else hi_n
+    lo_runs = np.where(first_is_hi, cols["runs_b"], cols["runs_a"]).astype(int) if "runs_a" in cols else lo_n
     sign = np.where(first_is_hi, 1.0, -1.0)
-    diff = rows["diff"].to_numpy(dtype=float) * sign
-    low = np.where(first_is_hi, rows["diff_ci_low"], -rows["diff_ci_high"]).astype(float)
-    high = np.where(first_is_hi, rows["diff_ci_high"], -rows["diff_ci_low"]).astype(float)
+    diff = cols["diff"] * sign
+    low = np.where(first_is_hi, cols["diff_ci_low"], -cols["diff_ci_high"]).astype(float)
+    high = np.where(first_is_hi, cols["diff_ci_high"], -cols["diff_ci_low"]).astype(float)
     pooled_hi = float(np.sum(hi_mean * hi_n) / np.sum(hi_n))
     pooled_lo = float(np.sum(lo_mean * lo_n) / np.sum(lo_n))
-    deltas = np.abs(rows["cliffs_delta"].to_numpy(dtype=float))
+    deltas = np.abs(cols["cliffs_delta"])
     ratio = pooled_hi / pooled_lo if pooled_lo > 0 and min(hi_mean.min(), lo_mean.min()) >= 0 else float("nan")
-    where = describe_regimes(set(rows["regime"]), compared, table)
+    where = describe_regimes(set(cols["regime"]), compared, table)
     amount = ""
     if m.unit in ("count", "pages", "bytes", "s") and np.isfinite(ratio):
         if ratio >= 1.1:
@@ -300,7 +366,7 @@ def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataF
         m.unit, "higher"
     )
     per = " per run" if m.unit in ("count", "pages") else ""
-    det = rows["deterministic"].astype(bool).to_numpy()
+    det = cols["deterministic"]
     head = f"{amount}{comparative} {m.label} than"
     runs_text = _runs_text(hi_n, lo_n, hi_runs, lo_runs, len(rows))
     if det.all():
@@ -308,7 +374,7 @@ def _finding(by: str, table: pd.DataFrame, metric, higher, lower, rows: pd.DataF
         tail = f" in every run ({values}{per}){where} — deterministic: in every run; {runs_text}."
     else:
         shown_hi, shown_lo = fmt_pair(metric, pooled_hi, pooled_lo)
-        stats = _stats_text(metric, rows, det, diff, low, high, deltas, len(compared), where)
+        stats = _stats_text(metric, cols, det, diff, low, high, deltas, len(compared), where)
         tail = f" ({shown_hi} vs {shown_lo}{per}){where} — {stats}; {runs_text}."
     return Finding(
         metric=str(metric),
@@ -346,7 +412,7 @@ def _span(values) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-def _stats_text(metric, rows, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
+def _stats_text(metric, cols, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
     """Difference and interval, Cliff's δ, the test(s), the largest Holm p; the share of regimes unless the
     description already says it, and how many regimes were deterministic."""
     tested = ~det
@@ -363,11 +429,12 @@ def _stats_text(metric, rows, det, diff, low, high, deltas, n_compared: int, whe
         delta = f"Cliff's δ {tested_deltas.min():.2f}–{tested_deltas.max():.2f}"
     else:
         delta = f"Cliff's δ {tested_deltas.max():.2f}"
-    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(rows["test"][tested])))
-    p = float(rows["p_holm"][tested].max())
+    tests = " / ".join(TEST_NAMES.get(t, t) for t in sorted(set(cols["test"][tested])))
+    p_holm = cols["p_holm"][tested]
+    p = float(p_holm[~np.isnan(p_holm)].max()) if not np.isnan(p_holm).all() else float("nan")
     ptext = "Holm p < 0.001" if p < 0.001 else f"Holm p {'≤' if tested.sum() > 1 else '='} {p:.2g}"
     counted = not where.startswith((" when", " except"))
-    scope = "" if counted or len(rows) >= n_compared else f"; {len(rows)} of {n_compared} regimes"
+    scope = "" if counted or len(det) >= n_compared else f"; {len(det)} of {n_compared} regimes"
     if det.any():
         scope += f"; deterministic (identical runs on each side) in {int(det.sum())} of these regimes"
     return f"{difference}, {delta}, {tests}, {ptext}{scope}"
@@ -469,14 +536,13 @@ def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame
     an exception ("except when ..."); a condition most of whose regimes are selected ("in 5 of the 6 regimes
     with ..."); else a short list in design order.
     """
-    sub = table.loc[[r for r in table.index if r in compared]]
-    sub.attrs = dict(table.attrs)
+    every = _Regimes.of(table)
+    sub = every.take([r for r in every.index if r in compared], every.columns)
     # Factors the compared regimes share but the experiment varies (say only hyperv's guests survived) bound
     # every statement: "when driver.name = hyperv and ...", never a silent "when onlining.delay = 0".
-    shared = [f for f in sub.columns if sub[f].nunique(dropna=False) == 1 and table[f].nunique(dropna=False) > 1]
-    context = " and ".join(f"{f} = {level_text(f, sub[f].iloc[0])}" for f in shared) if len(sub) else ""
-    sub = sub[[f for f in sub.columns if f not in shared]]
-    sub.attrs = {"levels": {f: v for f, v in table.attrs.get("levels", {}).items() if f not in shared}}
+    shared = [f for f in sub.columns if sub.nunique(f) == 1 and every.nunique(f) > 1]
+    context = " and ".join(f"{f} = {level_text(f, sub.first(f))}" for f in shared) if sub.index else ""
+    sub = sub.take(sub.index, [f for f in sub.columns if f not in shared])
     text = _describe(selected, compared, sub)
     if not context:
         return text
@@ -489,7 +555,73 @@ def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame
     return f" when {context},{text}"
 
 
-def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
+class _Regimes:
+    """Some rows and factors of a regime table, as lists: descriptions ask a table of a few dozen regimes
+    hundreds of questions, each of which cost a pandas call. A table with a missing value answers through
+    pandas, whose rules for NaN (equal to NaN in isin and unique, not in a Python set) the sentences follow."""
+
+    _CACHE: dict[int, tuple[pd.DataFrame, _Regimes]] = {}
+
+    def __init__(self, table: pd.DataFrame, index: list, columns: list[str], cells: dict[str, list]) -> None:
+        self.table = table  # the whole regime table
+        self.index = index  # regime labels, in the table's (design) order
+        self.columns = columns
+        self.cells = cells  # factor -> its value in each regime of `index`, as iterating the column gives it
+        self.missing = bool(table.isna().to_numpy().any())
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> _Regimes:
+        """Every regime and factor of `table` (made once per table)."""
+        cached = cls._CACHE.get(id(table))
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        regimes = cls(table, list(table.index), list(table.columns), {f: list(table[f]) for f in table.columns})
+        cls._CACHE.clear()
+        cls._CACHE[id(table)] = (table, regimes)
+        return regimes
+
+    def take(self, labels: list, columns: list[str]) -> _Regimes:
+        """These regimes (labels of this view, in its order) and factors."""
+        position = {r: i for i, r in enumerate(self.index)}
+        at = [position[r] for r in labels]
+        return _Regimes(self.table, list(labels), list(columns), {f: [self.cells[f][i] for i in at] for f in columns})
+
+    def _frame(self, factor: str) -> pd.Series:
+        return self.table.loc[self.index, factor]
+
+    def nunique(self, factor: str) -> int:
+        if self.missing:
+            return int(self._frame(factor).nunique(dropna=False))
+        return len(set(self.cells[factor]))
+
+    def first(self, factor: str):
+        return self._frame(factor).iloc[0] if self.missing else self.cells[factor][0]
+
+    def values(self, factor: str, labels: list) -> set:
+        """The factor's values in these regimes."""
+        if self.missing:
+            return set(self.table.loc[labels, factor])
+        position = {r: i for i, r in enumerate(self.index)}
+        return {self.cells[factor][position[r]] for r in labels}
+
+    def having(self, factor: str, values: set) -> set[str]:
+        """The regimes whose value of the factor is one of `values`."""
+        if self.missing:
+            col = self._frame(factor)
+            return set(col.index[col.isin(values).to_numpy()])
+        return {r for r, v in zip(self.index, self.cells[factor], strict=True) if v in values}
+
+    def present(self, factor: str) -> list:
+        """The factor's values among these regimes, each once, in order of first appearance."""
+        if self.missing:
+            return list(self._frame(factor).unique())
+        return list(dict.fromkeys(self.cells[factor]))
+
+    def design(self, factor: str) -> list | None:
+        return self.table.attrs.get("levels", {}).get(factor)
+
+
+def _describe(selected: set[str], compared: set[str], sub: _Regimes) -> str:
     if selected >= compared:
         if len(compared) < 2:
             return ""
@@ -511,13 +643,13 @@ def _describe(selected: set[str], compared: set[str], sub: pd.DataFrame) -> str:
     return f" in {len(listed)} regimes ({head}{more})" if len(listed) > 1 else f" in {head}"
 
 
-def _conditions(sub: pd.DataFrame, target: set[str]):
+def _conditions(sub: _Regimes, target: set[str]):
     """(text, matching regimes) for every one- and two-factor condition built from the target's values."""
     chosen = [r for r in sub.index if r in target]
     each = {}  # factor -> (its condition, the regimes meeting it); a pair of factors meets both
     for f in sub.columns:
-        values = set(sub.loc[chosen, f])
-        each[f] = (_condition(f, values, _levels_in_order(sub, f)), set(sub.index[sub[f].isin(values).to_numpy()]))
+        values = sub.values(f, chosen)
+        each[f] = (_condition(f, values, _levels_in_order(sub, f)), sub.having(f, values))
     for size in (1, 2):
         for combo in itertools.combinations(list(sub.columns), size):
             parts = [each[f][0] for f in combo]
@@ -525,22 +657,22 @@ def _conditions(sub: pd.DataFrame, target: set[str]):
                 yield size, " and ".join(parts), set.intersection(*(each[f][1] for f in combo))
 
 
-def _levels_in_order(sub: pd.DataFrame, factor: str) -> list:
+def _levels_in_order(sub: _Regimes, factor: str) -> list:
     """The factor's values among these regimes, in design order when the table knows it."""
-    present = list(sub[factor].unique())
-    design = sub.attrs.get("levels", {}).get(factor)
+    present = sub.present(factor)
+    design = sub.design(factor)
     if not design:
         return present
     rank = {level_text(factor, v): i for i, v in enumerate(design)}
     return sorted(present, key=lambda v: rank.get(level_text(factor, v), len(rank)))
 
 
-def _exact_condition(target: set[str], sub: pd.DataFrame) -> str:
+def _exact_condition(target: set[str], sub: _Regimes) -> str:
     found = [(size, len(text), text) for size, text, match in _conditions(sub, target) if match == target]
     return min(found)[2] if found else ""
 
 
-def _covering_condition(target: set[str], sub: pd.DataFrame) -> str:
+def _covering_condition(target: set[str], sub: _Regimes) -> str:
     """A condition whose regimes are mostly (at least two thirds) the target ones, and include all of them."""
     best = None
     for size, text, match in _conditions(sub, target):

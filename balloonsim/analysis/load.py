@@ -227,7 +227,9 @@ def _survivors_only(raw: pd.DataFrame, metrics: list[str], alive: pd.Series) -> 
     dead = ~alive.to_numpy()
     for m in metrics:
         if not info(m).survival:
-            runs.loc[dead, m] = np.nan
+            values = runs[m].to_numpy(dtype=float, copy=True)  # every metric is float (_numeric)
+            values[dead] = np.nan
+            runs[m] = values
     return runs
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from balloonsim.analysis.answer import ANSWER, QUESTION, answer
@@ -128,14 +129,17 @@ def _survival_table(analysis: Analysis) -> list | None:
         return None
     labels = regime_labels(results, by)
     levels = results.levels(by) if by else [None]
+    # masks over whole columns, combined per cell: filtering the table per regime and level cost more
+    died = results.alive.reindex(raw.index).eq(False).to_numpy()
+    of_level = [np.ones(len(raw), dtype=bool) if v is None else (raw[by] == v).to_numpy() for v in levels]
     rows = []
     for regime in regime_order(results, by):
-        part = raw[labels == regime]
+        in_regime = (labels == regime).reindex(raw.index).to_numpy(dtype=bool)
         cells = [regime]
-        for level in levels:
-            group = part if level is None else part[part[by] == level]
-            dead = results.alive.loc[group.index].eq(False).sum()
-            cells.append(f"{dead} of {len(group)}" if len(group) else "–")
+        for level in of_level:
+            group = in_regime & level
+            n = int(group.sum())
+            cells.append(f"{int(died[group].sum())} of {n}" if n else "–")
         rows.append(cells)
     header = ["regime"] + ([level_text(by, v) for v in levels] if by else ["runs"])
     names = ", ".join(info(m).label for m in deaths)

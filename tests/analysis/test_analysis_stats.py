@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 
 from balloonsim.analysis import analyze
-from balloonsim.analysis.stats import describe, mean_ci, median_ci, wilson_ci
+from balloonsim.analysis.stats import _bootstrap_medians, describe, mean_ci, median_ci, wilson_ci
 
 
 def test_t_interval_contains_true_mean():
@@ -41,6 +41,16 @@ def test_median_bootstrap_is_deterministic_and_sane():
     first, second = median_ci(x), median_ci(x)
     assert first == second
     assert first[0] <= np.median(x) <= first[1]
+
+
+@given(hs.lists(hs.sampled_from([-3.5, 0.0, 0.25, 1.0, 7.0, 1e9]), min_size=2, max_size=25), hs.integers(0, 2**32))
+@settings(max_examples=60, deadline=None)
+def test_bootstrap_medians_are_numpys_medians_of_the_resamples(values, seed):
+    """The counted medians are np.median of the very resamples the seed draws, bit for bit (ties, odd and even n)."""
+    x = np.array(values)
+    draws = np.random.default_rng(seed).integers(0, len(x), size=(300, len(x)))
+    expected = np.median(x[draws], axis=1)
+    assert np.array_equal(_bootstrap_medians(x, seed, 300), expected)
 
 
 def test_degenerate_samples_are_quiet():
