@@ -32,7 +32,9 @@ def _child(task: dict[str, Any]) -> dict[str, Any]:
     if kind == "sweep":
         from balloonsim.bench.sweep_point import sweep_point  # nothing of the runner before its clock starts
 
-        return sweep_point(task["experiment"], task["jobs"], task["dask"], task["replications"], task["out"])
+        return sweep_point(
+            task["experiment"], task["jobs"], task["dask"], task["replications"], task["out"], task.get("report", False)
+        )
     raise ValueError(f"unknown task {kind!r}")
 
 

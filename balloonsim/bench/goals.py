@@ -18,6 +18,7 @@ GOAL_RSS_16T_MIB = 300.0  # peak RSS of the 16 TiB hot-add: a laptop can model t
 GOAL_SPEEDUP_2 = 1.8  # --jobs 2 over --jobs 1: sweeps use a second core
 GOAL_DASK_OVERHEAD_PCT = 15.0  # --dask local against local processes: Dask costs little when used
 GOAL_RSS_GROWTH = 1.10  # runner peak RSS, 4x the runs over 1x: memory flat in the batch size (under 10% growth)
+GOAL_ANALYSIS_OVER_BATCH = 1.0  # the analysis after a run (analyze, plots, report) shorter than its simulations
 
 
 def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,5 +100,13 @@ def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             sw.get("runner_rss_growth"),
             "<=",
             GOAL_RSS_GROWTH,
+        )
+        analysis = sw.get("analysis", {})
+        add(
+            "analysis after a --jobs 2 run, wall / its batch's wall",
+            analysis.get("analysis_over_batch"),
+            "<=",
+            GOAL_ANALYSIS_OVER_BATCH,
+            f"median of rounds {analysis['median_over_batch']:.2f}" if analysis else "not measured",
         )
     return out

@@ -17,11 +17,17 @@ from balloonsim.bench.machine import CpuWatch, children_peak_rss_mib, peak_rss_m
 
 
 def sweep_point(
-    experiment: str | Path, jobs: int, dask: str | None, replications: int, out_dir: str | Path
+    experiment: str | Path,
+    jobs: int,
+    dask: str | None,
+    replications: int,
+    out_dir: str | Path,
+    report: bool = False,
 ) -> dict[str, Any]:
     """In this process, from a cold start: run the experiment as `balloonsim run X --jobs N [--dask local]
     --no-report -q --set replications=R --out DIR` does; wall time (the runner's imports, the workers' start and
-    stop included), runs/s, CPU, peak RSS."""
+    stop included), runs/s, CPU, peak RSS. `report`: then the analysis, as `balloonsim run` without --no-report
+    does it (analyze, plots, report), timed on its own after every other figure is taken."""
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     watch = CpuWatch()
     started = time.perf_counter()
@@ -50,7 +56,7 @@ def sweep_point(
     others = host.get("others_cores")
     if others is not None and host["wall_s"] > 0:
         others = max(0.0, others - max(0.0, workers_cpu - kids_cpu) / host["wall_s"])
-    return {
+    point = {
         "mode": f"dask {dask}" if dask else f"jobs {jobs}",
         "executor": summary.executor,
         "replications": replications,
@@ -68,3 +74,17 @@ def sweep_point(
         "runner_peak_rss_mib": peak_rss_mib(),
         "largest_child_peak_rss_mib": children_peak_rss_mib(),
     }
+    if report:
+        point["analysis_s"] = analysis_wall(out_dir)
+        point["analysis_over_batch"] = point["analysis_s"] / summary.wall_time_s
+    return point
+
+
+def analysis_wall(out_dir: str | Path) -> float:
+    """Wall time of the analysis `balloonsim run` does after its batch (the analysis' imports included: the runner
+    has not loaded pandas, scipy or matplotlib)."""
+    started = time.perf_counter()
+    from balloonsim.analysis.pipeline import finish, quiet
+
+    finish(out_dir, progress=quiet)
+    return time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Sweep throughput: an experiment run with `--jobs 1`, `--jobs 2` and `--dask local`, and the runner's memory.
+"""Sweep throughput: an experiment run with `--jobs 1`, `--jobs 2` and `--dask local`, the runner's memory, and
+the analysis that `balloonsim run` does after a `--jobs 2` batch against that batch.
 
 Each mode runs in a fresh subprocess into a fresh directory, the modes interleaved and the best of each kept.
 Beside them, the machine's parallel capacity at that time: what two bare-SimPy processes get together against
@@ -28,7 +29,9 @@ def default_experiment() -> Path:
     return REPOSITORY / "experiments" / "quickstart.toml"
 
 
-def sweep_in_subprocess(experiment: str | Path, jobs: int, dask: str | None, replications: int) -> dict[str, Any]:
+def sweep_in_subprocess(
+    experiment: str | Path, jobs: int, dask: str | None, replications: int, report: bool = False
+) -> dict[str, Any]:
     """`sweep_point` (balloonsim.bench.sweep_point) in a fresh subprocess writing into a fresh temporary directory
     (removed afterwards)."""
     tmp = tempfile.mkdtemp(prefix="balloonsim-bench-")
@@ -41,6 +44,7 @@ def sweep_in_subprocess(experiment: str | Path, jobs: int, dask: str | None, rep
                 "dask": dask,
                 "replications": replications,
                 "out": str(Path(tmp) / "out"),
+                "report": report,
             }
         )
     finally:
@@ -109,6 +113,7 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
         return {"skipped": f"{experiment} not found"}
     tries: dict[str, list[dict[str, Any]]] = {}
     rounds: list[dict[str, Any]] = []
+    analyses: list[dict[str, Any]] = []  # `jobs 2` then the analysis `balloonsim run` does after it
     for rep in range(plan.sweep_repeats):
         progress(f"sweeps: parallel capacity of this machine now (bare SimPy, 1 then 2 processes) ({rep + 1})")
         capacity = parallel_capacity(plan.capacity_seconds, plan.capacity_rounds)
@@ -123,6 +128,10 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
             this["speedup_jobs2"] = this["jobs 1"] / this["jobs 2"]
         if this.get("jobs 2") and this.get("dask local"):
             this["dask_overhead_pct"] = (this["dask local"] / this["jobs 2"] - 1) * 100
+        progress(f"sweeps: jobs 2 and its analysis ({rep + 1}/{plan.sweep_repeats})")
+        analysed = sweep_in_subprocess(experiment, 2, None, plan.sweep_replications, report=True)
+        analyses.append(analysed)
+        this["analysis_over_batch"] = analysed.get("analysis_over_batch")
         rounds.append(this)
     modes = {}
     for mode, runs in tries.items():
@@ -151,6 +160,16 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
         per_round = [r["dask_overhead_pct"] for r in rounds if "dask_overhead_pct" in r]
         if per_round:
             out["dask_overhead_pct_median_round"] = statistics.median(per_round)
+    ratios = [a["analysis_over_batch"] for a in analyses if "analysis_over_batch" in a]
+    if ratios:
+        best = min((a for a in analyses if "analysis_over_batch" in a), key=lambda a: a["analysis_over_batch"])
+        out["analysis"] = {
+            "analysis_s": best["analysis_s"],
+            "batch_s": best["batch_s"],
+            "analysis_over_batch": best["analysis_over_batch"],
+            "median_over_batch": statistics.median(ratios),
+            "all_over_batch": [round(r, 2) for r in ratios],
+        }
     bigger = plan.sweep_replications * plan.growth
     progress(f"sweeps: jobs 2, {plan.growth}x the runs")
     big = sweep_in_subprocess(experiment, 2, None, bigger)

@@ -218,11 +218,20 @@ def format_table(result: dict[str, Any]) -> str:
                     f"parallel capacity (two bare-SimPy processes together over one alone; 2.00 = two idle cores), "
                     f"measured before each round: {', '.join(f'{c:.2f}' for c in cap['all'])}"
                 ]
+            analysis = sw.get("analysis")
+            if analysis:
+                lines += [
+                    f"analysis after a jobs 2 run (analyze, plots, report, its imports included): "
+                    f"{analysis['analysis_s']:.2f} s against the batch's {analysis['batch_s']:.2f} s, "
+                    f"{analysis['analysis_over_batch']:.2f}x (best round; each round: "
+                    f"{', '.join(f'{r:.2f}' for r in analysis['all_over_batch'])})"
+                ]
             for i, r in enumerate(sw.get("rounds", []), 1):
                 dask_pct = _num(r.get("dask_overhead_pct"), "+.0f")
                 lines += [
                     f"round {i}: capacity {_num(r.get('capacity'), '.2f')}, jobs 2 / jobs 1 "
-                    f"{_num(r.get('speedup_jobs2'), '.2f')}x, dask over jobs 2 {dask_pct}%"
+                    f"{_num(r.get('speedup_jobs2'), '.2f')}x, dask over jobs 2 {dask_pct}%, "
+                    f"analysis / batch {_num(r.get('analysis_over_batch'), '.2f')}x"
                 ]
             lines += [""]
     if result.get("goals"):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from balloonsim.bench import goals, plan, scale
@@ -106,6 +107,12 @@ def test_goals_from_partial_results():
     assert found["--jobs 2 runs/s / --jobs 1 runs/s"] is False
     assert found["--dask local wall over --jobs 2, %"] is True
     assert found["runner peak RSS, 4x runs / 1x"] is True
+    assert found["analysis after a --jobs 2 run, wall / its batch's wall"] is None  # no analysis measured
+    results["sweeps"]["analysis"] = {"analysis_s": 2.2, "batch_s": 2.0, "analysis_over_batch": 1.1,
+                                     "median_over_batch": 1.2, "all_over_batch": [1.1, 1.3]}  # fmt: skip
+    found = {g["measure"]: g for g in goals.evaluate_goals(results)}
+    analysis = found["analysis after a --jobs 2 run, wall / its batch's wall"]
+    assert analysis["reached"] is False and analysis["note"] == "median of rounds 1.20"
 
 
 def test_parse_only():
@@ -172,3 +179,33 @@ def test_a_sweep_child_starts_its_clock_before_the_runner_loads(tmp_path):
     assert "error" not in point, point
     assert point["runs"] == point["ok"] == 2 and point["mode"] == "jobs 2"
     assert point["wall_s"] >= point["batch_s"] > 0 and point["workers_cpu_s"] > 0
+    assert "analysis_s" not in point  # as `balloonsim run --no-report`
+
+
+def test_a_sweep_with_its_analysis_times_the_analysis_apart(tmp_path, monkeypatch):
+    """`report`: the analysis `balloonsim run` does after its batch, timed on its own and set against the batch;
+    the batch's own figures are the same as without it (taken before the analysis starts)."""
+    from balloonsim.bench import sweep_point as sp
+
+    written = []
+    monkeypatch.setattr(sp, "analysis_wall", lambda out: written.append(out) or 3.0)
+    exp = tmp_path / "tiny.toml"
+    exp.write_text('name = "tiny"\n[base]\nduration = "1min"\n[factors]\n"onlining.delay" = [0]\n')
+    point = sp.sweep_point(exp, 1, None, 2, tmp_path / "out", report=True)
+    assert written == [tmp_path / "out"]
+    assert point["analysis_s"] == 3.0 and point["analysis_over_batch"] == pytest.approx(3.0 / point["batch_s"])
+
+
+def test_analysis_wall_runs_the_whole_analysis(tmp_path):
+    """What it times is `balloonsim run`'s analysis: the report and the figures are there afterwards."""
+    from balloonsim.bench.sweep_point import analysis_wall
+    from balloonsim.experiment import run_experiment
+
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(
+        'name = "tiny"\nreplications = 2\n[base]\nduration = "1min"\n'
+        '[factors]\n"memmap.strategy" = ["altmap", "kmalloc"]\n'
+    )
+    run_experiment(exp, out_dir=tmp_path / "out", jobs=1, quiet=True)
+    assert analysis_wall(tmp_path / "out") > 0
+    assert (tmp_path / "out" / "REPORT.md").exists() and list((tmp_path / "out" / "plots").glob("*.png"))
