@@ -89,7 +89,7 @@ def _bootstrap_medians(x: np.ndarray, seed: int, n_resamples: int) -> np.ndarray
     return (lower + upper) / 2  # as np.median: the mean of the two middle values
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # a few sample sizes per study; each entry is n_resamples x n counts
 def _draw_counts(seed: int, n_resamples: int, n: int) -> np.ndarray:
     """How often each of n values is drawn in each resample, for median_ci's fixed seed (read-only)."""
     draws = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
