@@ -11,6 +11,10 @@ small journal, so a crash during the merge never loses or duplicates a run:
 1. write a fresh temporary file;  2. write the journal `<name>.merge.json` naming it and the parts merged;
 3. `os.replace` it onto the final file;  4. delete those parts;  5. delete the journal.
 
+The merged file holds the runs in design order (`finalize(order)`), its columns in one order and its Parquet row
+groups of ROW_GROUP_ROWS rows: the same rows give the same bytes, whatever order the runs finished in, however
+the batch flushed them and whether it was interrupted and resumed (as runs.csv).
+
 Recovery: journal and its temporary file both present -> the merge did not happen (drop both); journal alone
 -> it did (delete the parts it names).  Readers therefore see each run exactly once: in the final file, or
 during a batch through `iter_tables(committed)`, which filters parts to committed runs.
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 
 PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
+ROW_GROUP_ROWS = 1 << 16  # rows per row group of a merged Parquet file: fixed, so the same rows give the same bytes
+ROW_GROUPS_CACHED = 8  # decoded row groups kept while a merge reads its sources in design order
 
 
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
@@ -73,6 +79,15 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         column = table.column(f.name)
         columns.append(column if column.type == f.type else column.cast(f.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def column_order(schemas: Iterable[pa.Schema]) -> list[str]:
+    """One column order from the schemas of the tables merged, whatever order they come in: the richest first
+    (then by names), each later one adding its new columns in its own order (as `store.metric_order`)."""
+    order: dict[str, None] = {}
+    for names in sorted({tuple(schema.names) for schema in schemas}, key=lambda names: (-len(names), names)):
+        order.update(dict.fromkeys(names))
+    return list(order)
 
 
 def _is_link(path: Path) -> bool:
@@ -260,8 +275,9 @@ class PartDataset:
 
     # ---- the final file ------------------------------------------------------------------------------------
 
-    def finalize(self) -> None:
-        """Merge the final file and all parts into a new final file; remove the parts."""
+    def finalize(self, order: Iterable[str] = ()) -> None:
+        """Merge the final file and all parts into a new final file, its runs in `order` (run ids in design order;
+        runs not named there follow in the order found); remove the parts."""
         parts = self.parts()
         if not parts:
             if self.parts_dir.is_dir():
@@ -272,10 +288,11 @@ class PartDataset:
         fd, tmp = new_temporary(self.final)
         try:
             with os.fdopen(fd, "wb") as handle:
+                position = {run_id: i for i, run_id in enumerate(order)}
                 if self.format == "parquet":
-                    self._merge_parquet(parts, handle)
+                    self._merge_parquet(parts, handle, position)
                 else:
-                    self._merge_csv(parts, handle)
+                    self._merge_csv(parts, handle, position)
                 handle.flush()
                 os.fsync(handle.fileno())
             write_atomically(self.journal, [json.dumps({"parts": [p.name for p in parts], "tmp": tmp.name})])
@@ -291,19 +308,36 @@ class PartDataset:
         self.journal.unlink()
         fsync_dir(self.directory)
 
-    def _merge_parquet(self, parts: list[Path], handle) -> None:
+    def _merge_parquet(self, parts: list[Path], handle, position: dict[str, int]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         sources = ([self.final] if self.final.exists() else []) + parts
-        schema = pa.unify_schemas([pq.read_schema(p) for p in sources], promote_options="permissive")
-        schema = schema.remove_metadata()
+        schemas = [pq.read_schema(p) for p in sources]
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+        schema = pa.schema([unified.field(name) for name in column_order(schemas)])
+        files = [pq.ParquetFile(p) for p in sources]
+        groups = _RowGroups(files)
+        pending: list[pa.Table] = []
+        rows = 0
         with pq.ParquetWriter(handle, schema) as writer:
-            for source in sources:
-                for batch in pq.ParquetFile(source).iter_batches():
-                    writer.write_table(conform(pa.Table.from_batches([batch]), schema))
 
-    def _merge_csv(self, parts: list[Path], handle) -> None:
+            def write(rows_out: int) -> None:
+                nonlocal pending, rows
+                table = pa.concat_tables(pending).combine_chunks()  # one chunk: pages cut where the rows say
+                writer.write_table(table.slice(0, rows_out), row_group_size=ROW_GROUP_ROWS)
+                pending = [table.slice(rows_out)] if table.num_rows > rows_out else []
+                rows -= rows_out
+
+            for source, group, start, stop in _pieces(sources, position):
+                pending.append(conform(groups.get(source, group).slice(start, stop - start), schema))
+                rows += stop - start
+                while rows >= ROW_GROUP_ROWS:
+                    write(ROW_GROUP_ROWS)
+            if rows:
+                write(rows)
+
+    def _merge_csv(self, parts: list[Path], handle, position: dict[str, int]) -> None:
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
@@ -314,20 +348,30 @@ class PartDataset:
             old_header = parse_line(first) if first else None
         columns = list(old_header or [])
         schemas = [pq.read_schema(p) for p in parts]
-        for schema in schemas:
-            columns += [name for name in schema.names if name not in columns]
+        columns += [name for name in column_order(schemas) if name not in columns]
         padding = "," * (len(columns) - len(old_header or []))
         target = pa.unify_schemas(schemas, promote_options="permissive")
         target = pa.schema([target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns])
         handle.write(format_line(columns).encode())
-        if old_header is not None:
-            for number, line in enumerate(complete_lines(self.final)):
-                if number:
-                    handle.write((line[:-1] + padding + "\n").encode())
+        old = _csv_runs(self.final, old_header, position) if old_header is not None else []
+        files = [pq.ParquetFile(p) for p in parts]
+        groups = _RowGroups(files)
+        pieces = [(key, None, piece) for key, piece in old]
+        pieces += [((at, 1 + source, group, start), source, (group, start, stop))
+                   for at, source, group, start, stop in _keyed_pieces(parts, position)]  # fmt: skip
+        pieces.sort(key=lambda piece: piece[0])
         options = pacsv.WriteOptions(include_header=False)
-        for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches():
-                pacsv.write_csv(conform(pa.Table.from_batches([batch]), target), handle, options)
+        with open(open_fd(self.final, os.O_RDONLY), "rb") if old else contextlib.nullcontext() as final:
+            for _, source, piece in pieces:
+                if source is None:  # lines of the previous final file, widened to the new columns
+                    offset, end = piece
+                    final.seek(offset)
+                    for line in final.read(end - offset).split(b"\n")[:-1]:
+                        handle.write(line + padding.encode() + b"\n")
+                else:
+                    group, start, stop = piece
+                    table = groups.get(source, group).slice(start, stop - start)
+                    pacsv.write_csv(conform(table, target), handle, options)
 
     # ---- reading -------------------------------------------------------------------------------------------
 
@@ -356,6 +400,89 @@ class PartDataset:
             if committed is not None:
                 table = table.filter(pc.is_in(table.column("run_id"), value_set=arrow.strings(sorted(committed))))
             yield table
+
+
+class _RowGroups:
+    """Decoded row groups of the merge's sources, the last ROW_GROUPS_CACHED kept: a merge in design order reads
+    each source mostly in sequence (runs are handed out in design order), so memory stays bounded by a few row
+    groups however large the files."""
+
+    def __init__(self, files: list) -> None:
+        self._files = files
+        self._cache: collections.OrderedDict[tuple[int, int], pa.Table] = collections.OrderedDict()
+
+    def get(self, source: int, group: int) -> pa.Table:
+        key = (source, group)
+        table = self._cache.get(key)
+        if table is None:
+            table = self._files[source].read_row_group(group)
+            self._cache[key] = table
+            if len(self._cache) > ROW_GROUPS_CACHED:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return table
+
+
+def _keyed_pieces(sources: list[Path], position: dict[str, int]) -> list[tuple[int, int, int, int, int]]:
+    """Each run's rows in each row group of `sources`: (its place in design order, source, row group, first row,
+    row after the last). Runs not in `position` come after every run that is, in the order found."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    late = len(position)
+    pieces = []
+    for source, path in enumerate(sources):
+        ids = pq.ParquetFile(path, read_dictionary=["run_id"])
+        for group in range(ids.num_row_groups):
+            column = ids.read_row_group(group, columns=["run_id"]).column("run_id").combine_chunks()
+            codes = _codes(column.indices)
+            if not len(codes):
+                continue
+            starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+            stops = np.append(starts[1:], len(codes))
+            names = column.dictionary.to_pylist()
+            for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                pieces.append((position.get(names[codes[start]], late), source, group, start, stop))
+    return pieces
+
+
+def _codes(indices: pa.Array):
+    """A dictionary array's indices (no nulls) as numpy integers, read from its buffer: pyarrow's `to_numpy`
+    loads pandas, which the runner never needs."""
+    import numpy as np
+
+    dtype = np.dtype(f"int{indices.type.bit_width}")
+    return np.frombuffer(indices.buffers()[1], dtype=dtype, count=len(indices), offset=indices.offset * dtype.itemsize)
+
+
+def _pieces(sources: list[Path], position: dict[str, int]) -> list[tuple[int, int, int, int]]:
+    """(source, row group, first row, row after the last) of every run's rows, in design order."""
+    return [piece[1:] for piece in sorted(_keyed_pieces(sources, position))]
+
+
+def _csv_runs(path: Path, header: list[str], position: dict[str, int]) -> list[tuple[tuple, tuple[int, int]]]:
+    """The byte ranges of a CSV file's runs (consecutive lines of one run id), each with its sort key: its place
+    in design order, then ahead of every part (0), then its place in the file."""
+    key_at = header.index("run_id")
+    late = len(position)
+    runs: list[tuple[tuple, tuple[int, int]]] = []
+    current, begin = None, 0
+    with open(open_fd(path, os.O_RDONLY), "rb") as handle:
+        handle.readline()
+        while True:
+            offset = handle.tell()
+            raw = handle.readline()
+            if not raw.endswith(b"\n"):
+                break
+            run_id = parse_line(raw.decode("utf-8"))[key_at]
+            if run_id != current:
+                if current is not None:
+                    runs.append(((position.get(current, late), 0, begin), (begin, offset)))
+                current, begin = run_id, offset
+        if current is not None:
+            runs.append(((position.get(current, late), 0, begin), (begin, offset)))
+    return runs
 
 
 def _id_types() -> dict[str, pa.DataType]:

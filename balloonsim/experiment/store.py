@@ -572,7 +572,7 @@ class ResultStore:
     # ---- closing ------------------------------------------------------------------------------------------
 
     def close(self, status: str, counts: dict[str, int], finalize: bool = True) -> None:
-        """Commit what is buffered; when `finalize`, merge the staged tables and put runs.csv in design order."""
+        """Commit what is buffered; when `finalize`, merge the staged tables and runs.csv, in design order."""
         try:
             self._close(status, counts, finalize)
         finally:
@@ -586,10 +586,11 @@ class ResultStore:
             if log is not None:
                 log.close()
         if finalize:
+            order = [spec.run_id for spec in self.iter_runs()]
             for dataset in (self.timeseries, self.events):
                 if dataset is not None:
-                    dataset.finalize()
-            self._finalize_runs()
+                    dataset.finalize(order)
+            self._finalize_runs(order)
         meta = self._metadata
         ended = provenance.now()
         header = read_header(self.directory / RUNS) or []
@@ -607,8 +608,9 @@ class ResultStore:
         meta["run_time_s"] = _run_time(meta["sessions"])
         self._save_metadata()
 
-    def _finalize_runs(self) -> None:
-        """runs.csv in design order, metric columns in `metric_order`: the same bytes for the same results."""
+    def _finalize_runs(self, order: list[str]) -> None:
+        """runs.csv in design order (`order`, the run ids), metric columns in `metric_order`: the same bytes for
+        the same results."""
         path = self.directory / RUNS
         header = read_header(path) if os.path.lexists(path) else None
         if header is None:
@@ -616,7 +618,7 @@ class ResultStore:
         metrics = header[self.first_metric :]
         wanted = [name for name in metric_order(self._schemas) if name in metrics]
         wanted += [name for name in metrics if name not in wanted]
-        rewrite_rows(path, header[: self.first_metric] + wanted, (spec.run_id for spec in self.iter_runs()))
+        rewrite_rows(path, header[: self.first_metric] + wanted, order)
 
 
 def _commits(sessions: list[dict[str, Any]]) -> list[str]:

@@ -367,3 +367,44 @@ def test_a_second_writer_is_refused_while_a_batch_holds_the_directory(tmp_path):
         run(exp, out)
     store.close("interrupted", {}, finalize=False)
     assert run(exp, out).ok == 6
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_per_run_tables_are_the_same_bytes_whatever_order_the_runs_finished_in(tmp_path, monkeypatch, fmt):
+    """Same seed, same bytes: the time series and events files hold the runs in design order, with their columns
+    in one order and Parquet row groups of a fixed size, so batches whose runs finished in different orders and
+    were flushed at different points write the same bytes, as does a batch interrupted and resumed (its parts
+    merged, or its earlier final file merged with the new parts)."""
+    from balloonsim.experiment import parts
+
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 7)  # runs of 5 rows straddle row groups
+    monkeypatch.setattr(parts, "ROW_GROUPS_CACHED", 1)  # a source is read again whenever the merge returns to it
+    exp = make(factors={"a": [1, 2, 3, 4]}, replications=3)
+    options = StoreOptions(timeseries=fmt, events=True)
+
+    def batch(out, order, flush_every, sessions=1, finalize_between=False):
+        done = 0
+        for session in range(sessions):
+            store = ResultStore.open(out, exp, options)
+            specs = {spec.run_id: spec for spec in store.iter_runs()}
+            ids = order(list(specs))
+            todo = [rid for rid in ids if rid not in store.done][: len(ids) // sessions + 1]
+            for rid in todo:
+                store.add(specs[rid], execute_run(specs[rid], fake_run, True))
+                done += 1
+                if done % flush_every == 0:
+                    store.flush()
+            last = session == sessions - 1
+            store.close("complete" if last else "interrupted", {}, finalize=last or finalize_between)
+        return [(out / name).read_bytes() for name in ("runs.csv", f"timeseries.{fmt}", f"events.{fmt}")]
+
+    straight = batch(tmp_path / "straight", lambda ids: ids, flush_every=100)
+    assert batch(tmp_path / "reversed", lambda ids: ids[::-1], flush_every=1) == straight
+    shuffled = lambda ids: [ids[i] for i in (5, 0, 11, 3, 8, 1, 10, 2, 7, 4, 9, 6)]  # noqa: E731
+    assert batch(tmp_path / "resumed", shuffled, flush_every=2, sessions=2) == straight
+    assert batch(tmp_path / "merged", shuffled, flush_every=3, sessions=3, finalize_between=True) == straight
+    store = ResultStore.open(tmp_path / "straight", exp, options)
+    design = [spec.run_id for spec in store.iter_runs()]
+    store.close("complete", {})
+    series = load_timeseries(tmp_path / "straight")
+    assert list(dict.fromkeys(series["run_id"])) == design and len(series) == 5 * len(design)
