@@ -316,8 +316,7 @@ class PartDataset:
         schemas = [pq.read_schema(p) for p in sources]
         unified = pa.unify_schemas(schemas, promote_options="permissive")
         schema = pa.schema([unified.field(name) for name in column_order(schemas)])
-        files = [pq.ParquetFile(p) for p in sources]
-        groups = _RowGroups(files)
+        groups = _RowGroups([pq.ParquetFile(p) for p in sources], schema)
         pending: list[pa.Table] = []
         rows = 0
         with pq.ParquetWriter(handle, schema) as writer:
@@ -330,7 +329,7 @@ class PartDataset:
                 rows -= rows_out
 
             for source, group, start, stop in _pieces(sources, position):
-                pending.append(conform(groups.get(source, group).slice(start, stop - start), schema))
+                pending.append(groups.get(source, group).slice(start, stop - start))
                 rows += stop - start
                 while rows >= ROW_GROUP_ROWS:
                     write(ROW_GROUP_ROWS)
@@ -354,8 +353,7 @@ class PartDataset:
         target = pa.schema([target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns])
         handle.write(format_line(columns).encode())
         old = _csv_runs(self.final, old_header, position) if old_header is not None else []
-        files = [pq.ParquetFile(p) for p in parts]
-        groups = _RowGroups(files)
+        groups = _RowGroups([pq.ParquetFile(p) for p in parts], target)
         pieces = [(key, None, piece) for key, piece in old]
         pieces += [((at, 1 + source, group, start), source, (group, start, stop))
                    for at, source, group, start, stop in _keyed_pieces(parts, position)]  # fmt: skip
@@ -370,8 +368,7 @@ class PartDataset:
                         handle.write(line + padding.encode() + b"\n")
                 else:
                     group, start, stop = piece
-                    table = groups.get(source, group).slice(start, stop - start)
-                    pacsv.write_csv(conform(table, target), handle, options)
+                    pacsv.write_csv(groups.get(source, group).slice(start, stop - start), handle, options)
 
     # ---- reading -------------------------------------------------------------------------------------------
 
@@ -403,19 +400,20 @@ class PartDataset:
 
 
 class _RowGroups:
-    """Decoded row groups of the merge's sources, the last ROW_GROUPS_CACHED kept: a merge in design order reads
-    each source mostly in sequence (runs are handed out in design order), so memory stays bounded by a few row
-    groups however large the files."""
+    """Decoded row groups of the merge's sources, each with exactly `schema`'s columns, the last ROW_GROUPS_CACHED
+    kept: a merge in design order reads each source mostly in sequence (runs are handed out in design order), so
+    memory stays bounded by a few row groups however large the files."""
 
-    def __init__(self, files: list) -> None:
+    def __init__(self, files: list, schema: pa.Schema) -> None:
         self._files = files
+        self._schema = schema
         self._cache: collections.OrderedDict[tuple[int, int], pa.Table] = collections.OrderedDict()
 
     def get(self, source: int, group: int) -> pa.Table:
         key = (source, group)
         table = self._cache.get(key)
         if table is None:
-            table = self._files[source].read_row_group(group)
+            table = conform(self._files[source].read_row_group(group), self._schema)
             self._cache[key] = table
             if len(self._cache) > ROW_GROUPS_CACHED:
                 self._cache.popitem(last=False)
