@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import sys
 from collections.abc import Sequence
 
+from balloonsim.experiment import environ
 from balloonsim.experiment.lifetime import die_with_runner
 
 # What a worker imports before its first run when it runs the real simulator (so that the first run's time,
@@ -27,9 +27,6 @@ SIMULATOR_MODULES = (
 )
 # ... and what a `--dask local` worker imports besides
 DASK_WORKER_MODULES = ("distributed", "balloonsim.experiment.dask_local")
-# The BLAS and OpenMP thread pools a process would start with numpy, held at one thread (as Dask's nanny does for
-# its workers, `distributed.nanny.pre-spawn-environ`): see `one_blas_thread`.
-BLAS_THREADS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def start_worker(runner_pid: int, modules: tuple[str, ...]) -> None:
@@ -54,28 +51,14 @@ def start_forkserver(modules: Sequence[str]) -> None:
         multiprocessing.forkserver.ensure_running()
 
 
-def one_blas_thread() -> None:
-    """Hold the BLAS thread pools of this process and the processes it starts to one thread, unless the user set
-    them, before numpy loads.
-
-    balloonsim's processes are single-threaded: a run, the runner and the analysis never hand BLAS work big
-    enough to share. OpenBLAS nevertheless starts a thread per core when numpy is imported, and that thread spins
-    for its first ~0.1 s of CPU. Under `--jobs 2` the runner and the workers' forkserver import numpy at the same
-    moment on two cores, and their two spinning threads delayed the first runs by about 0.1 s."""
-    if "numpy" in sys.modules:  # too late for this process: the pool started with numpy
-        return
-    for name in BLAS_THREADS_ENV:
-        os.environ.setdefault(name, "1")
-
-
 def start_early(jobs: int | None, dask: str | None) -> None:
     """Start the forkserver of the workers a `balloonsim run --jobs/--dask` will have, before the runner imports
     its own libraries and loads the experiment (about 0.4 s of CPU): the forkserver's imports of the simulator
     (and Dask) then run on the other core meanwhile, and the workers are ready when the first runs are handed
     out instead of that much later. Nothing for `--jobs 1` or a remote scheduler, which have no local workers.
     The modules are those the executor asks for later (`balloonsim.experiment.executors`): a forkserver's
-    preload is fixed once it runs. First, before either imports numpy: one BLAS thread (`one_blas_thread`)."""
-    one_blas_thread()
+    preload is fixed once it runs. First, before either loads numpy or pyarrow: `environ.settle()`."""
+    environ.settle()
     if dask == "local":
         start_forkserver((*DASK_WORKER_MODULES, *SIMULATOR_MODULES))
     elif not dask and (jobs or os.cpu_count() or 1) > 1:

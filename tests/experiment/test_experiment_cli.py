@@ -20,7 +20,7 @@ from balloonsim.cli import cli
 from balloonsim.errors import UserError
 from balloonsim.experiment import worker
 from balloonsim.experiment.cli import run as run_command
-from balloonsim.experiment.forkserver import BLAS_THREADS_ENV
+from balloonsim.experiment.environ import SETTINGS
 
 BAD = sorted((Path(__file__).parent / "bad").glob("*.toml"))
 
@@ -302,11 +302,14 @@ def test_run_starts_the_workers_forkserver_before_it_loads_the_experiment(tmp_pa
     assert (out / "2" / "runs.csv").read_text() == (out / "1" / "runs.csv").read_text()
 
 
-BLAS_PROBE = """
+ENVIRON_PROBE = """
 import json, os, sys, time
 from balloonsim.experiment import forkserver
+from balloonsim.experiment.environ import SETTINGS
 forkserver.start_early(2, None)
 import numpy
+threads = len(os.listdir("/proc/self/task"))
+import pyarrow
 from multiprocessing import forkserver as mp_forkserver
 time.sleep(0.05)
 server = mp_forkserver._forkserver._forkserver_pid
@@ -314,27 +317,29 @@ environ = dict(
     item.split("=", 1) for item in open(f"/proc/{server}/environ").read().split("\\0") if "=" in item
 )
 print(json.dumps({
-    "threads": len(os.listdir("/proc/self/task")),
-    "env": os.environ.get("OPENBLAS_NUM_THREADS"),
-    "server_env": environ.get("OPENBLAS_NUM_THREADS"),
+    "threads": threads,
+    "pool": pyarrow.default_memory_pool().backend_name,
+    "env": {name: os.environ.get(name) for name in SETTINGS},
+    "server_env": {name: environ.get(name) for name in SETTINGS},
 }))
 """
 
 
-@pytest.mark.parametrize("user", [None, "2"])
-def test_balloonsim_run_holds_blas_to_one_thread_unless_the_user_chose(user):
-    """`balloonsim run` starts with one BLAS thread, in the runner and in the workers' forkserver (which
-    inherits the runner's environment): OpenBLAS would otherwise start a thread per core when numpy loads, which
-    spins for ~0.1 s of CPU, in both processes at once under --jobs 2. A user's own setting is kept."""
-    env = {k: v for k, v in subprocess_env().items() if k not in BLAS_THREADS_ENV}
-    if user:
-        env["OPENBLAS_NUM_THREADS"] = user
+@pytest.mark.parametrize("user", [None, {"OPENBLAS_NUM_THREADS": "2", "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}])
+def test_balloonsim_run_sets_its_environment_unless_the_user_chose(user):
+    """`balloonsim run` starts with one BLAS thread and Arrow's system allocator, in the runner and in the
+    workers' forkserver (which inherits the runner's environment): OpenBLAS would otherwise start a thread per
+    core when numpy loads, which spins for ~0.1 s of CPU, in both processes at once under --jobs 2; mimalloc kept
+    the runner's freed tables resident. A user's own setting is kept."""
+    env = {k: v for k, v in subprocess_env().items() if k not in SETTINGS}
+    env.update(user or {})
     proc = subprocess.run(
-        [sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-c", ENVIRON_PROBE], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     said = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert said["env"] == said["server_env"] == (user or "1")
+    assert said["env"] == said["server_env"] == {**SETTINGS, **(user or {})}
+    assert said["pool"] == (user or SETTINGS)["ARROW_DEFAULT_MEMORY_POOL"]
     if user is None:
         assert said["threads"] == 1  # numpy loaded without a BLAS thread of its own
 
