@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
-ROW_GROUP_ROWS = 1 << 16  # rows per row group of a merged Parquet file: fixed, so the same rows give the same bytes
+ROW_GROUP_ROWS = 1 << 13  # rows per row group of a merged Parquet file: fixed, so the same rows give the same bytes
 ROW_GROUPS_CACHED = 8  # decoded row groups kept while a merge reads its sources in design order
 
 
