@@ -135,6 +135,7 @@ class PartDataset:
         self.parts_dir = directory / f"{name}.parts"
         self.journal = directory / f"{name}.merge.json"
         self._next: int | None = None
+        self._filtered = False  # the final file lost runs in `recover`: merge it again even without parts
 
     # ---- writing during a batch -------------------------------------------------------------------------
 
@@ -247,7 +248,9 @@ class PartDataset:
             self._filter_final(committed)
 
     def _filter_final(self, committed: set[str]) -> None:
-        """Drop the rows of runs no longer committed from the final file (rare: a run found incomplete)."""
+        """Drop the rows of runs no longer committed from the final file (rare: a run found incomplete); `finalize`
+        then merges it again, so that its row groups are those of a merge."""
+        self._filtered = True
         if self.format == "parquet":
             import pyarrow.compute as pc
             import pyarrow.parquet as pq
@@ -279,7 +282,7 @@ class PartDataset:
         """Merge the final file and all parts into a new final file, its runs in `order` (run ids in design order;
         runs not named there follow in the order found); remove the parts."""
         parts = self.parts()
-        if not parts:
+        if not parts and not (self._filtered and self.final.exists()):
             if self.parts_dir.is_dir():
                 with contextlib.suppress(OSError):
                     self.parts_dir.rmdir()
@@ -349,7 +352,7 @@ class PartDataset:
         schemas = [pq.read_schema(p) for p in parts]
         columns += [name for name in column_order(schemas) if name not in columns]
         padding = "," * (len(columns) - len(old_header or []))
-        target = pa.unify_schemas(schemas, promote_options="permissive")
+        target = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
         target = pa.schema([target.field(c) if c in target.names else pa.field(c, pa.string()) for c in columns])
         handle.write(format_line(columns).encode())
         old = _csv_runs(self.final, old_header, position) if old_header is not None else []
