@@ -139,6 +139,19 @@ def write_atomically(path: Path, lines: Iterator[str] | Sequence[str]) -> None:
     fsync_dir(path.parent)
 
 
+def data_lines(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """Each whole line of a CSV file after its header: where it starts and ends (byte offsets) and its cells; a
+    torn last line (no newline) is left out."""
+    with open(open_fd(path, os.O_RDONLY), "rb") as handle:
+        handle.readline()
+        while True:
+            offset = handle.tell()
+            raw = handle.readline()
+            if not raw.endswith(b"\n"):
+                return
+            yield offset, offset + len(raw), parse_line(raw.decode("utf-8"))
+
+
 def rewrite_rows(path: Path, columns: Sequence[str], order: Iterable[str], key: str = "run_id") -> None:
     """Rewrite a CSV file with `columns` (cells moved by column name, empty where new) and its rows in `order`
     of `key` (rows not named there follow in file order), atomically.
@@ -151,16 +164,9 @@ def rewrite_rows(path: Path, columns: Sequence[str], order: Iterable[str], key: 
     key_at = header.index(key)
     take = [header.index(c) if c in header else None for c in columns]
     offsets: dict[str, int] = {}
-    with open(open_fd(path, os.O_RDONLY), "rb") as handle:
-        handle.readline()
-        while True:
-            offset = handle.tell()
-            raw = handle.readline()
-            if not raw.endswith(b"\n"):
-                break
-            cells = parse_line(raw.decode("utf-8"))
-            if len(cells) == len(header):
-                offsets[cells[key_at]] = offset
+    for offset, _, cells in data_lines(path):
+        if len(cells) == len(header):
+            offsets[cells[key_at]] = offset
 
     def lines() -> Iterator[str]:
         yield format_line(columns)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from balloonsim.errors import UserError
 from balloonsim.experiment.csvlog import (
     complete_lines,
+    data_lines,
     format_line,
     fsync_dir,
     new_temporary,
@@ -468,21 +469,15 @@ def _csv_runs(path: Path, header: list[str], position: dict[str, int]) -> list[t
     key_at = header.index("run_id")
     late = len(position)
     runs: list[tuple[tuple, tuple[int, int]]] = []
-    current, begin = None, 0
-    with open(open_fd(path, os.O_RDONLY), "rb") as handle:
-        handle.readline()
-        while True:
-            offset = handle.tell()
-            raw = handle.readline()
-            if not raw.endswith(b"\n"):
-                break
-            run_id = parse_line(raw.decode("utf-8"))[key_at]
-            if run_id != current:
-                if current is not None:
-                    runs.append(((position.get(current, late), 0, begin), (begin, offset)))
-                current, begin = run_id, offset
-        if current is not None:
-            runs.append(((position.get(current, late), 0, begin), (begin, offset)))
+    current, begin, end = None, 0, 0
+    for offset, next_offset, cells in data_lines(path):
+        if cells[key_at] != current:
+            if current is not None:
+                runs.append(((position.get(current, late), 0, begin), (begin, offset)))
+            current, begin = cells[key_at], offset
+        end = next_offset
+    if current is not None:
+        runs.append(((position.get(current, late), 0, begin), (begin, end)))
     return runs
 
 
