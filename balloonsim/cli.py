@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from balloonsim import environ
 from balloonsim.commands import COMMANDS
 from balloonsim.errors import UserError
 
@@ -55,6 +56,7 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    environ.settle()  # before any command loads numpy or pyarrow
     atexit.register(skip_final_collection)
     cli.main(args=argv, prog_name="balloonsim", standalone_mode=True)
 

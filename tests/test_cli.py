@@ -8,6 +8,7 @@ benchmarks/startup.py, never asserted.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -55,7 +56,7 @@ def test_the_root_command_imports_no_command(argv):
     modules = loaded_by(*argv)
     assert not _top_level(modules) & set(HEAVY), sorted(_top_level(modules) & set(HEAVY))
     ours = {m for m in modules if m.startswith("balloonsim")}
-    assert ours == {"balloonsim", "balloonsim.cli", "balloonsim.commands", "balloonsim.errors"}
+    assert ours == {"balloonsim", "balloonsim.cli", "balloonsim.commands", "balloonsim.environ", "balloonsim.errors"}
 
 
 def test_hotplug_imports_the_kernel_model_only():
@@ -74,6 +75,7 @@ def test_hotplug_imports_the_kernel_model_only():
         "balloonsim.cli_options",
         "balloonsim.cli",
         "balloonsim.commands",
+        "balloonsim.environ",  # what every command sets before numpy loads (standard library only)
     )
     ours = {m for m in modules if m.startswith("balloonsim.")}
     assert {m for m in ours if not m.startswith(allowed)} == set()
@@ -127,3 +129,18 @@ def test_the_last_collection_at_exit_is_skipped():
         assert gc.get_freeze_count() > before  # what the exit's collection would have walked is frozen
     finally:
         gc.unfreeze()
+
+
+def test_every_command_settles_its_environment_first():
+    """`balloonsim` sets one BLAS thread and Arrow's system allocator (balloonsim/environ.py) before any command
+    runs, for every command (the analysis reads its tables through pyarrow too), unless the user set them."""
+    from balloonsim.environ import SETTINGS
+
+    code = (
+        "import json, os\nfrom balloonsim.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps({{name: os.environ.get(name) for name in {sorted(SETTINGS)!r}}}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS} | {"OMP_NUM_THREADS": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {**SETTINGS, "OMP_NUM_THREADS": "3"}

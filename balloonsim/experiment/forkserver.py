@@ -12,7 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 
-from balloonsim.experiment import environ
+from balloonsim import environ
 from balloonsim.experiment.lifetime import die_with_runner
 
 # What a worker imports before its first run when it runs the real simulator (so that the first run's time,

@@ -17,10 +17,10 @@ from experiment_fakes import fake_run, flaky_run
 from experiment_support import subprocess_env
 
 from balloonsim.cli import cli
+from balloonsim.environ import SETTINGS
 from balloonsim.errors import UserError
 from balloonsim.experiment import worker
 from balloonsim.experiment.cli import run as run_command
-from balloonsim.experiment.environ import SETTINGS
 
 BAD = sorted((Path(__file__).parent / "bad").glob("*.toml"))
 
@@ -305,7 +305,7 @@ def test_run_starts_the_workers_forkserver_before_it_loads_the_experiment(tmp_pa
 ENVIRON_PROBE = """
 import json, os, sys, time
 from balloonsim.experiment import forkserver
-from balloonsim.experiment.environ import SETTINGS
+from balloonsim.environ import SETTINGS
 forkserver.start_early(2, None)
 import numpy
 threads = len(os.listdir("/proc/self/task"))
