@@ -76,7 +76,8 @@ def draw_timeline(shown: Timeline, outdir: Path, svg: bool = False) -> tuple[Pat
     caption = (
         f"One run per {shown.by or 'experiment'} in the regime {regime}: the run whose "
         f"{info(metric).label} is closest to the median of its runs. Values in GiB, each held until the next "
-        f"sample; the strip under a panel marks events from the {source}; shading marks time spent stalled"
+        f"sample; the strip under a panel marks events from the {source}"
+        + ("; shading marks time spent stalled" if any_stalled(ts) else "")
         + (
             f". The left column shows {zoom[0]:.0f}–{zoom[1]:.0f} s, where the hot-plug events are; the right "
             "column the whole run."
@@ -132,7 +133,7 @@ def _figure(shown: Timeline, series, rows_used, zoom: tuple[float, float] | None
     handles = [Line2D([], [], color=c, linestyle=ls, linewidth=w, label=lab) for _, lab, c, ls, w in series]
     if zoom and any(c == "memfree_bytes" for c, *_ in series):
         handles.append(Patch(color="#00796b", alpha=0.3, label="whole run: MemFree lowest (line) to highest"))
-    if "stalled" in ts.columns:
+    if any_stalled(ts):
         handles.append(Patch(color=ps.CRASH, alpha=0.15, label="stalled"))
     if any(run.crash is not None for run in runs):
         handles.append(Line2D([], [], color=ps.CRASH, linewidth=2, label="crash"))
@@ -202,6 +203,11 @@ def _crash_marker(main, strip, crash: float) -> None:
         color=ps.CRASH,
         fontweight="bold",
     )
+
+
+def any_stalled(samples: pd.DataFrame) -> bool:
+    """Whether any sample shown was stalled: the legend and the caption speak of stall shading only then."""
+    return "stalled" in samples.columns and bool((samples["stalled"].fillna(0) > 0).any())
 
 
 def _memory_panel(ax, run_ts: pd.DataFrame, series) -> None:

@@ -367,3 +367,20 @@ def test_figures_are_saved_with_the_pixels_of_a_default_png(tmp_path):
     fast, default = (np.asarray(Image.open(p)) for p in (png, tmp_path / "default.png"))
     assert fast.shape == default.shape == (300, 400, 4)
     assert np.array_equal(fast, default)
+
+
+@pytest.mark.parametrize("stalled", [[0, 0, 0], [0, 1, 0]])
+def test_timeline_speaks_of_stalls_only_when_one_is_shown(stalled):
+    """The legend's "stalled" entry (and the caption's word on shading) only when a shown sample was stalled:
+    an entry for shading that appears nowhere reads as a claim about the runs."""
+    from balloonsim.analysis import plotstyle as ps
+    from balloonsim.analysis.plot_timeline import SERIES, _figure, any_stalled
+    from balloonsim.units import GiB
+
+    t = [0.0, 10.0, 20.0]
+    shown = _shown_timeline({"kmalloc": {"t": t, "memtotal_bytes": [4 * GiB] * 3, "stalled": stalled}})
+    series = [s for s in SERIES if s[0] in shown.samples]
+    with ps.style():
+        fig, _ = _figure(shown, series, [], None)
+    labels = {text.get_text() for legend in fig.legends for text in legend.get_texts()}
+    assert ("stalled" in labels) is any(stalled) is any_stalled(shown.samples)
