@@ -103,12 +103,15 @@ def test_an_existing_dask_scheduler_gives_the_same_runs(tmp_path):
 
     reference = tmp_path / "jobs1"
     invoke(str(SMALL), "--out", str(reference), "--quiet", "--no-report", "--jobs", "1")
+    # the scheduler's HTTP server on a port of its own (":0"): under `-n auto` another test's may hold 8787
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
     ) as cluster:
         out = tmp_path / "tcp"
         invoke(str(SMALL), "--out", str(out), "--quiet", "--no-report", "--dask", cluster.scheduler_address)
     assert sorted_rows(out) == sorted_rows(reference)
+    for name in ("runs.csv", "timeseries.parquet"):  # same seed, same bytes, whatever executes the runs
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     executor = json.loads((out / "metadata.json").read_text())["executor"]
     assert executor == f"dask scheduler {cluster.scheduler_address} (2 worker threads at start)"
 

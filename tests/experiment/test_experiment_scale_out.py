@@ -111,7 +111,5 @@ def test_a_study_on_a_scheduler_and_two_workers_started_from_the_command_line(tm
     assert meta["executor"] == f"dask scheduler {address} (2 worker threads at start)"
     workers = set(pd.read_csv(remote / "timing.csv")["worker"])
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)  # both did runs
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(remote / "timeseries.parquet").sort_values(["run_id", "t"], ignore_index=True),
-        pd.read_parquet(local / "timeseries.parquet").sort_values(["run_id", "t"], ignore_index=True),
-    )
+    # the time series in design order: the same bytes as the local run's, whichever worker finished first
+    assert (remote / "timeseries.parquet").read_bytes() == (local / "timeseries.parquet").read_bytes()
