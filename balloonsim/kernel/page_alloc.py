@@ -70,9 +70,9 @@ class Gfp(StrEnum):
 
 
 _CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
-# the members alloc() compares with on every call, as module globals (a member read through its enum class is a
-# metaclass lookup each time)
-_GFP_USER, _GFP_BALLOON = Gfp.USER, Gfp.BALLOON
+# the members the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as
+# module globals: a member read through its enum class is a metaclass lookup each time
+GFP_USER, GFP_BALLOON = Gfp.USER, Gfp.BALLOON
 
 
 @dataclass(eq=False, slots=True)
@@ -427,7 +427,7 @@ class PageAllocator:
         """
         if n <= 0:
             return 0
-        kernel = gfp is not _GFP_USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
+        kernel = gfp is not GFP_USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
         zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
         kind = charge or _CHARGE[gfp]
         first = zl[0]
@@ -435,7 +435,7 @@ class PageAllocator:
             self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
         avail, above_low = self._room(zl)
-        if gfp is not _GFP_BALLOON and above_low < n:
+        if gfp is not GFP_BALLOON and above_low < n:
             self.kswapd(zl)
             avail = self._room(zl)[0]
             if avail < n:

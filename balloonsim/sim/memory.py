@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
 
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import GFP_USER
 from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES, PTRS_PER_TABLE, div_round_up
 
@@ -61,8 +61,6 @@ class Task:
         points = self.rss + self.swapped + self.pgtables
         return points + self.oom_score_adj * (totalpages // 1000)
 
-
-GFP_USER = Gfp.USER  # what the tasks' faults and file reads ask for (read once: an enum member costs a lookup)
 
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
 # first, then the zone holding the most anon pages. attrgetter makes no Python call per zone.
