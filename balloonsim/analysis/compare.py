@@ -27,7 +27,7 @@ from scipy import special
 
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
-from balloonsim.analysis.metrics import better_of, info, tautology
+from balloonsim.analysis.metrics import better_of, info, tautology, zero_one
 from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
 
@@ -115,8 +115,7 @@ class _Side:
     @cached_property
     def zero_one(self) -> bool:
         """Every value (NaN aside) 0 or 1: with a rate metric, a proportion (metrics.is_rate)."""
-        present = self.values[~np.isnan(self.values)]
-        return bool(np.isin(present, (0.0, 1.0)).all())
+        return zero_one(self.values)
 
 
 def _pair_test(a: _Side, b: _Side) -> tuple[str, float, float]:

@@ -707,11 +707,14 @@ def value_range(name: str) -> tuple[float, float]:
 
 def is_rate(name: str, values: pd.Series | np.ndarray) -> bool:
     """A 0/1 outcome per run (e.g. guest_crashed): its mean is a proportion with a Wilson interval."""
-    if info(name).unit != "rate":  # first: the values' check costs more, and most metrics are no rate
-        return False
+    # the unit first: the values' check costs more, and most metrics are no rate
+    return info(name).unit == "rate" and zero_one(values)
+
+
+def zero_one(values: pd.Series | np.ndarray) -> bool:
+    """Every value 0 or 1, NaN aside: what makes a rate metric's values a proportion."""
     arr = np.asarray(values, dtype=float)
-    arr = arr[~np.isnan(arr)]
-    return bool(np.isin(arr, (0.0, 1.0)).all())
+    return bool(np.isin(arr[~np.isnan(arr)], (0.0, 1.0)).all())
 
 
 def better_of(name: str, mean_a: float, mean_b: float) -> int:
