@@ -27,6 +27,7 @@ from scipy import special
 
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
+from balloonsim.analysis.memo import last_call
 from balloonsim.analysis.metrics import better_of, info, tautology, zero_one
 from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
@@ -158,25 +159,23 @@ def regime_order(results: Results, by: str | None) -> list[str]:
     return list(_regimes(results, by)[1])
 
 
-_REGIMES: dict[tuple[int, str | None], tuple[Results, pd.DataFrame, pd.Series, list[str]]] = {}
-
-
 def _regimes(results: Results, by: str | None) -> tuple[pd.Series, list[str]]:
     """(regime_labels, regime_order), worked out once per results and `by`: the report, its tables and the
     figures ask a dozen times, and each answer labels every run."""
-    cached = _REGIMES.get((id(results), by))
-    if cached is not None and cached[0] is results and cached[1] is results.runs:
-        return cached[2], cached[3]
+    return _labelled(results, results.runs, by)
+
+
+@last_call
+def _labelled(results: Results, runs: pd.DataFrame, by: str | None) -> tuple[pd.Series, list[str]]:
+    """_regimes of `results` while its table of runs is `runs`."""
     _, shown = regime_factors(results, by)
-    rows = results.runs[shown].to_dict("records")
-    labels = pd.Series([regime_label(row, shown) for row in rows], index=results.runs.index, dtype=object)
+    rows = runs[shown].to_dict("records")
+    labels = pd.Series([regime_label(row, shown) for row in rows], index=runs.index, dtype=object)
     first: dict[str, dict] = {}
     for label, row in zip(labels, rows, strict=True):
         first.setdefault(label, row)
     ranks = {f: {level_text(f, v): i for i, v in enumerate(results.levels(f))} for f in shown}
     order = sorted(first, key=lambda r: tuple(ranks[f].get(level_text(f, first[r][f]), 0) for f in shown))
-    _REGIMES.clear()
-    _REGIMES[(id(results), by)] = (results, results.runs, labels, order)
     return labels, order
 
 

@@ -24,6 +24,7 @@ from balloonsim.analysis.compare import NO_SURVIVORS, differs
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY
+from balloonsim.analysis.memo import last_call
 from balloonsim.analysis.metrics import fmt, fmt_pair, info
 
 TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
@@ -296,14 +297,9 @@ class _MetricRows:
     tautology: np.ndarray | None
 
 
-_METRIC_ROWS: dict[int, tuple[pd.DataFrame, _MetricRows]] = {}
-
-
+@last_call
 def _metric_rows(comp: pd.DataFrame) -> _MetricRows:
     """_MetricRows of a comparisons table, made once per table."""
-    cached = _METRIC_ROWS.get(id(comp))
-    if cached is not None and cached[0] is comp:
-        return cached[1]
     test = comp["test"].astype(str).to_numpy(dtype=object) if len(comp) else np.zeros(0, dtype=object)
     rows: dict[str, list[int]] = {}
     if len(comp):
@@ -311,15 +307,12 @@ def _metric_rows(comp: pd.DataFrame) -> _MetricRows:
             if t != NO_SURVIVORS:
                 rows.setdefault(metric, []).append(i)
     numbers = {c: comp[c].to_numpy(dtype=float) if c in comp else np.zeros(0) for c in ("mean_a", "mean_b", "p_holm")}
-    cols = _MetricRows(
+    return _MetricRows(
         rows={m: np.array(at, dtype=np.intp) for m, at in rows.items()},
         test=test,
         tautology=comp["tautology"].astype(bool).to_numpy() if "tautology" in comp else None,
         **numbers,
     )
-    _METRIC_ROWS.clear()
-    _METRIC_ROWS[id(comp)] = (comp, cols)
-    return cols
 
 
 def _constant(cols: _MetricRows, at: np.ndarray) -> float | None:
@@ -560,8 +553,6 @@ class _Regimes:
     hundreds of questions, each of which cost a pandas call. A table with a missing value answers through
     pandas, whose rules for NaN (equal to NaN in isin and unique, not in a Python set) the sentences follow."""
 
-    _CACHE: dict[int, tuple[pd.DataFrame, _Regimes]] = {}
-
     def __init__(self, table: pd.DataFrame, index: list, columns: list[str], cells: dict[str, list]) -> None:
         self.table = table  # the whole regime table
         self.index = index  # regime labels, in the table's (design) order
@@ -569,16 +560,11 @@ class _Regimes:
         self.cells = cells  # factor -> its value in each regime of `index`, as iterating the column gives it
         self.missing = bool(table.isna().to_numpy().any())
 
-    @classmethod
-    def of(cls, table: pd.DataFrame) -> _Regimes:
+    @staticmethod
+    @last_call
+    def of(table: pd.DataFrame) -> _Regimes:
         """Every regime and factor of `table` (made once per table)."""
-        cached = cls._CACHE.get(id(table))
-        if cached is not None and cached[0] is table:
-            return cached[1]
-        regimes = cls(table, list(table.index), list(table.columns), {f: list(table[f]) for f in table.columns})
-        cls._CACHE.clear()
-        cls._CACHE[id(table)] = (table, regimes)
-        return regimes
+        return _Regimes(table, list(table.index), list(table.columns), {f: list(table[f]) for f in table.columns})
 
     def take(self, labels: list, columns: list[str]) -> _Regimes:
         """These regimes (labels of this view, in its order) and factors."""
