@@ -49,10 +49,8 @@ class Task:
 
     @property
     def pgtables(self) -> int:
-        """mm_pgtables_bytes() / PAGE_SIZE: PTE pages for what it maps (resident or swapped), plus PMD pages."""
-        mapped = self.rss + self.swapped
-        ptes = div_round_up(mapped, PTRS_PER_TABLE)
-        return ptes + div_round_up(ptes, PTRS_PER_TABLE)
+        """mm_pgtables_bytes() / PAGE_SIZE of what it maps, resident or swapped."""
+        return mm_pgtables(self.rss + self.swapped)
 
     def badness(self, totalpages: int) -> int | None:
         """oom_badness() (mm/oom_kill.c, 4.19-6.18): None for an unkillable task (LONG_MIN)."""
@@ -60,6 +58,40 @@ class Task:
             return None
         points = self.rss + self.swapped + self.pgtables
         return points + self.oom_score_adj * (totalpages // 1000)
+
+
+def mm_pgtables(mapped: int) -> int:
+    """mm_pgtables_bytes() / PAGE_SIZE for `mapped` pages: a PTE page per 512 of them, a PMD page per 512 PTE
+    pages."""
+    ptes = div_round_up(mapped, PTRS_PER_TABLE)
+    return ptes + div_round_up(ptes, PTRS_PER_TABLE)
+
+
+def select_bad_process(tasks: list[Task], totalpages: int) -> Task | None:
+    """select_bad_process() (mm/oom_kill.c): the task of highest oom_badness(), ties to the later one
+    (oom_evaluate_task() keeps a task whose points are not below the chosen's); None when no killable task maps
+    a page.
+
+    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a third
+    of the cost: an OOM-heavy run kills hundreds of times, each time over every task (the quickstart's 16 MiB
+    workers: ~600 kills over ~170 tasks a run), and that loop was half of its time. Without an oom_score_adj,
+    the points grow with the pages a task maps, so the last task of most pages wins among those; the few tasks
+    with an adjustment are then weighed against it one by one."""
+    plain = [t.rss + t.swapped if not t.oom_score_adj else 0 for t in tasks]
+    most = max(plain, default=0)
+    best = len(plain) - 1 - plain[::-1].index(most) if most else -1
+    best_points = most + mm_pgtables(most)
+    adjusted = [i for i, t in enumerate(tasks) if t.oom_score_adj]
+    if adjusted:
+        adj_unit = totalpages // 1000
+        for i in adjusted:
+            t = tasks[i]
+            mapped = t.rss + t.swapped
+            if mapped and t.oom_score_adj > -1000:  # OOM_SCORE_ADJ_MIN: never chosen
+                points = mapped + mm_pgtables(mapped) + t.oom_score_adj * adj_unit
+                if best < 0 or points > best_points or (points == best_points and i > best):
+                    best, best_points = i, points
+    return tasks[best] if best >= 0 else None
 
 
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
@@ -179,19 +211,9 @@ class UserMemory:
     def out_of_memory(self) -> Task | None:
         """select_bad_process() and oom_kill_process(): the highest oom_badness() dies, ties to the youngest."""
         totalpages = self.guest.alloc.total("managed") + self.swap.slots  # constrained_alloc(): RAM + swap
-        best: Task | None = None
-        best_points = 0
-        for t in self.tasks.values():
-            if not (t.rss or t.swapped):
-                continue
-            points = t.badness(totalpages)
-            if points is None:
-                continue
-            if best is None or points >= best_points:  # oom_evaluate_task(): later tasks win ties
-                best, best_points = t, points
-        if best is None:
+        victim = select_bad_process(list(self.tasks.values()), totalpages)
+        if victim is None:
             return None
-        victim = best
         now = self.sim.env.now
         self.oom_kills += 1
         self.oom_lost_work_s += now - victim.started

@@ -4,6 +4,8 @@ and the restart policies of OOM-killed tasks."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from balloonsim.errors import ConfigError
@@ -192,6 +194,7 @@ def test_oom_badness_counts_swap_entries_page_tables_and_scales_adj_by_ram_plus_
     t = Task(1, "t", want=0, started=0.0, rss=512 * 512, swapped=512 * 512, oom_score_adj=100)
     ptes = 2 * 512  # one PTE page per 512 mapped pages, resident or swapped
     assert t.pgtables == ptes + 2  # and a PMD page per 512 PTE pages
+    assert Task(3, "small", 0, 0.0, rss=513).pgtables == 2 + 1  # each a whole page, however little it holds
     assert t.badness(2_000_000) == 2 * 512 * 512 + ptes + 2 + 100 * 2000
     assert Task(2, "udevd", 0, 0.0, rss=10, oom_score_adj=-1000).badness(10**6) is None
 
@@ -205,6 +208,42 @@ def test_the_oom_killer_picks_swapped_memory_too_and_ties_go_to_the_youngest():
     a.rss, b.swapped, c.rss = 1000, 1500, 1000
     assert mem.out_of_memory() is b
     assert mem.out_of_memory() is c  # a and c tie: the later one in the task list
+
+
+def test_select_bad_process_picks_what_oom_badness_picks():
+    """select_bad_process() chooses without calling oom_badness() per task (the hot path of OOM-heavy runs): over
+    random tasks, page-table boundaries, swapped pages, unkillable and adjusted tasks, and rivals whose badness is
+    within a page of another task's under a different oom_score_adj (where a page table counted wrong changes the
+    victim), the OOM killer picks what `Task.badness` picks, kill after kill."""
+    rng = random.Random(5)
+    edges = [1, 511, 512, 513, 512 * 512 - 1, 512 * 512, 512 * 512 + 1]
+    for _ in range(40):
+        sim = Sim(load_scenario({**TIGHT, "workload": {"name": "idle"}}), 1)
+        mem = sim.memory
+        totalpages = sim.guest.alloc.total("managed") + mem.swap.slots
+        for i in range(rng.randrange(1, 20)):
+            t = mem.spawn(f"t{i}", 1, oom_score_adj=rng.choice([0, 0, 0, -1000, -500, 300, 1000]))
+            t.rss = rng.choice([0, rng.randrange(600_000), rng.choice(edges)])
+            t.swapped = rng.choice([0, 0, rng.randrange(600_000), rng.choice(edges)])
+            points = t.badness(totalpages)
+            if points is None or not (t.rss or t.swapped):
+                continue
+            rival = mem.spawn(f"r{i}", 1, oom_score_adj=t.oom_score_adj + rng.choice([-7, 1, 3]))
+            target = points + rng.choice([-1, 0, 1])
+            for mapped in range(max(1, t.rss + t.swapped - 8 * 600), t.rss + t.swapped + 8 * 600):
+                rival.rss = mapped
+                if (rival.badness(totalpages) or 0) >= target:
+                    break
+        while True:
+            expected = None
+            best = 0
+            for t in mem.tasks.values():  # select_bad_process() over oom_badness(), later tasks win ties
+                points = t.badness(totalpages) if t.rss or t.swapped else None
+                if points is not None and (expected is None or points >= best):
+                    expected, best = t, points
+            assert mem.out_of_memory() is expected
+            if expected is None:
+                break
 
 
 def _killing(restart: dict, seed=1):
