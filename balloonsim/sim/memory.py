@@ -20,7 +20,7 @@ tasks do work.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -67,31 +67,29 @@ def mm_pgtables(mapped: int) -> int:
     return ptes + div_round_up(ptes, PTRS_PER_TABLE)
 
 
-def select_bad_process(tasks: list[Task], totalpages: int) -> Task | None:
+def select_bad_process(tasks: list[Task], totalpages: int, adjusted: Iterable[Task] | None = None) -> Task | None:
     """select_bad_process() (mm/oom_kill.c): the task of highest oom_badness(), ties to the later one
     (oom_evaluate_task() keeps a task whose points are not below the chosen's); None when no killable task maps
-    a page.
+    a page. `tasks` in the order they were spawned (their ids rising); `adjusted`: those of them with an
+    oom_score_adj, when the caller keeps them (else found here).
 
-    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a third
+    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a fifth
     of the cost: an OOM-heavy run kills hundreds of times, each time over every task (the quickstart's 16 MiB
     workers: ~600 kills over ~170 tasks a run), and that loop was half of its time. Without an oom_score_adj,
     the points grow with the pages a task maps, so the last task of most pages wins among those; the few tasks
     with an adjustment are then weighed against it one by one."""
     plain = [t.rss + t.swapped if not t.oom_score_adj else 0 for t in tasks]
     most = max(plain, default=0)
-    best = len(plain) - 1 - plain[::-1].index(most) if most else -1
+    best = tasks[len(plain) - 1 - plain[::-1].index(most)] if most else None
     best_points = most + mm_pgtables(most)
-    adjusted = [i for i, t in enumerate(tasks) if t.oom_score_adj]
-    if adjusted:
-        adj_unit = totalpages // 1000
-        for i in adjusted:
-            t = tasks[i]
-            mapped = t.rss + t.swapped
-            if mapped and t.oom_score_adj > -1000:  # OOM_SCORE_ADJ_MIN: never chosen
-                points = mapped + mm_pgtables(mapped) + t.oom_score_adj * adj_unit
-                if best < 0 or points > best_points or (points == best_points and i > best):
-                    best, best_points = i, points
-    return tasks[best] if best >= 0 else None
+    adj_unit = totalpages // 1000
+    for t in [t for t in tasks if t.oom_score_adj] if adjusted is None else adjusted:
+        mapped = t.rss + t.swapped
+        if mapped and t.oom_score_adj > -1000:  # OOM_SCORE_ADJ_MIN: never chosen
+            points = mapped + mm_pgtables(mapped) + t.oom_score_adj * adj_unit
+            if best is None or points > best_points or (points == best_points and t.id > best.id):
+                best, best_points = t, points
+    return best
 
 
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
@@ -118,6 +116,7 @@ class UserMemory:
         alloc.rmap = self._unmap
         alloc.on_pressure = self._pressure_began
         self.tasks: dict[int, Task] = {}
+        self._adjusted: dict[int, Task] = {}  # the tasks with an oom_score_adj, for select_bad_process()
         self._next_id = 0
         self.oom_kills = 0
         self.oom_lost_work_s = 0.0
@@ -151,6 +150,8 @@ class UserMemory:
         now = self.sim.env.now
         task = Task(self._next_id, name, want_pages, now, oom_score_adj=oom_score_adj, on_kill=on_kill, busy=busy)
         self.tasks[task.id] = task
+        if oom_score_adj:
+            self._adjusted[task.id] = task
         if busy:
             self._set_rate(now, self._rate + 1.0)
         return task
@@ -164,6 +165,7 @@ class UserMemory:
                 self.swap.release(task.swapped)  # zap_pte_range() frees the swap entries
                 task.swapped = 0
             self.tasks.pop(task.id, None)
+            self._adjusted.pop(task.id, None)
             if task.busy:
                 self._set_rate(self.sim.env.now, self._rate - (1.0 - task.stalled))
 
@@ -211,7 +213,7 @@ class UserMemory:
     def out_of_memory(self) -> Task | None:
         """select_bad_process() and oom_kill_process(): the highest oom_badness() dies, ties to the youngest."""
         totalpages = self.guest.alloc.total("managed") + self.swap.slots  # constrained_alloc(): RAM + swap
-        victim = select_bad_process(list(self.tasks.values()), totalpages)
+        victim = select_bad_process(list(self.tasks.values()), totalpages, self._adjusted.values())
         if victim is None:
             return None
         now = self.sim.env.now

@@ -13,7 +13,7 @@ from balloonsim.kernel import Guest, GuestConfig
 from balloonsim.kernel.page_alloc import MAX_RECLAIM_RETRIES, Gfp
 from balloonsim.kernel.vmscan import LruCost, ScanBalance, get_scan_count, scan_fractions
 from balloonsim.scenario import load_scenario
-from balloonsim.sim.memory import Task
+from balloonsim.sim.memory import Task, select_bad_process
 from balloonsim.sim.simulation import simulate
 from balloonsim.sim.world import Sim
 from balloonsim.units import GiB, MiB
@@ -241,7 +241,8 @@ def test_select_bad_process_picks_what_oom_badness_picks():
                 points = t.badness(totalpages) if t.rss or t.swapped else None
                 if points is not None and (expected is None or points >= best):
                     expected, best = t, points
-            assert mem.out_of_memory() is expected
+            assert select_bad_process(list(mem.tasks.values()), totalpages) is expected  # finding the adjusted
+            assert mem.out_of_memory() is expected  # and with the ones UserMemory keeps
             if expected is None:
                 break
 
