@@ -4,10 +4,11 @@ averages' fixed-point decay (calc_load() with EXP_10s = 1677 every PSI_FREQ = 2*
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from balloonsim.sim.psi import FIXED_1, PSI_FREQ_NS, EXP_10s, PsiGroup, calc_load_n, stall_rates
+from balloonsim.sim.psi import FIXED_1, PSI_FREQ_NS, EXP_10s, PsiGroup, calc_load_n, poisson_binomial, stall_rates
 
 PERIOD = PSI_FREQ_NS / 1e9  # 2.004 s at HZ=250
 
@@ -121,3 +122,28 @@ def test_an_idle_stretch_jumps_the_clock_and_keeps_the_period_grid():
     assert psi.avg[0][0] > 0
     # the updates stay on the PSI_FREQ grid from boot, as group->avg_next_update does
     assert psi._next_ns % PSI_FREQ_NS == 0  # noqa: SLF001
+
+
+def _poisson_binomial_indexed(ps):
+    """The recurrence as an indexed loop (what psi.py did until 2026-12-01): P'(k) += P(k) q; P'(k + 1) += P(k) p."""
+    dist = [1.0]
+    for p in ps:
+        if p <= 0.0:
+            continue
+        nxt = [0.0] * (len(dist) + 1)
+        for k, v in enumerate(dist):
+            nxt[k] += v * (1.0 - p)
+            nxt[k + 1] += v * p
+        dist = nxt
+    return dist
+
+
+def test_poisson_binomial_is_the_recurrence_to_the_last_bit():
+    """The shipped studies' PSI columns stay the same bytes: every probability equal as a float, not approximately,
+    for tasks that never stall (0), always stall (1), and anything between."""
+    rng = random.Random(7)
+    for n in (0, 1, 2, 5, 40, 300):
+        ps = [rng.choice([0.0, 1.0, rng.random(), rng.random() * 1e-9, 1 - 1e-12]) for _ in range(n)]
+        assert poisson_binomial(ps) == _poisson_binomial_indexed(ps)
+    assert poisson_binomial([0.5, 0.5]) == [0.25, 0.5, 0.25]
+    assert poisson_binomial([0.0, 0.0]) == [1.0]  # a task that never stalls adds no count
