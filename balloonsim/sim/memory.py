@@ -244,15 +244,16 @@ class UserMemory:
         """try_to_unmap() of `pages` reclaimed anon pages. The LRU holds every task's pages and a working set is
         touched evenly, so the tasks lose pages in proportion to what they have resident."""
         owners = [t for t in self.tasks.values() if t.rss]
-        total = sum(t.rss for t in owners)
+        shares = [t.rss for t in owners]
+        total = sum(shares)
         if pages > total:
             raise RuntimeError(f"reclaimed {pages} anon pages but tasks hold {total}")
-        left = pages
-        for t in owners:
-            k = pages * t.rss // total
-            t.rss -= k
-            t.swapped += k
-            left -= k
+        shares = [pages * rss // total for rss in shares]
+        left = pages - sum(shares)
+        for t, k in zip(owners, shares, strict=True):
+            if k:
+                t.rss -= k
+                t.swapped += k
         while left:  # the remainders, a page each in task order (fewer than the owners)
             for t in owners:
                 if t.rss:
