@@ -32,6 +32,7 @@ class Executor:
     workers = 1
     slots = 1  # chunks in flight: one running and one queued per worker
     chunked = True  # hand runs over in chunks (see chunks.py); False where a hand-over costs nothing
+    elsewhere = True  # submit() returns at once while others run the work (so the runner may submit first)
 
     def start(self) -> None:
         """Begin starting the workers now, without waiting for them (their start-up overlaps the runner's)."""
@@ -76,6 +77,7 @@ class InProcess(Executor):
 
     description = "in-process (1 worker)"
     chunked = False  # nothing to save, and an interrupt keeps every run finished before it
+    elsewhere = False  # submit() runs the work: commit what came back before running more
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         future: cf.Future = cf.Future()

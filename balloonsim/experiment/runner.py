@@ -206,6 +206,9 @@ def _drain(
 ) -> None:
     """Keep `executor.slots` chunks in flight, sized by `sizer`; commit each run as its chunk comes back.
 
+    Where the work runs elsewhere, the slots are filled again before the runs that came back are committed:
+    committing the first ones loads the runner's table code (about 0.05 s), and the workers would otherwise wait
+    that long with nothing to run.
     A chunk that fails outside the run function (its worker died) is split: with local processes each of its
     runs is retried alone in a fresh process (`run_alone`), elsewhere each goes back in the queue as a chunk of
     one, and only a chunk of one that fails again is recorded as failed.
@@ -215,7 +218,9 @@ def _drain(
     todo = iter(todo)
     retry: deque[RunSpec] = deque()
     in_flight: dict[Any, list[RunSpec]] = {}
-    while True:
+
+    def fill() -> None:
+        nonlocal remaining
         sizer.workers = max(1, executor.workers)  # a Dask cluster's workers may come and go
         while len(in_flight) < executor.slots:
             if retry:
@@ -226,9 +231,13 @@ def _drain(
                 if not chunk:
                     break
             in_flight[executor.submit(execute_chunk, chunk, run_fn, events)] = chunk
+
+    while True:
+        fill()
         if not in_flight:
             break
         suspects: list[RunSpec] = []
+        back: list[tuple[RunSpec, RunOutcome]] = []  # what came back, in the order it is committed
         for future in executor.wait(in_flight, timeout=store.seconds_until_due()):
             chunk = in_flight.pop(future)
             try:
@@ -239,15 +248,16 @@ def _drain(
                 elif len(chunk) > 1:
                     retry.extend(chunk)
                 else:
-                    _record(
-                        chunk[0], RunOutcome(chunk[0].run_id, ok=False, error=error_text(exc)), store, progress, errors
-                    )
+                    back.append((chunk[0], RunOutcome(chunk[0].run_id, ok=False, error=error_text(exc))))
                 continue
             if cpu is not None:
                 cpu.record(result)
             sizer.observe(outcome.cpu_time_s or outcome.wall_time_s for outcome in result.outcomes)
-            for spec, outcome in zip(chunk, result.outcomes, strict=True):
-                _record(spec, outcome, store, progress, errors)
+            back.extend(zip(chunk, result.outcomes, strict=True))
+        if executor.elsewhere and not suspects:  # (when workers died, their runs are retried alone first)
+            fill()
+        for spec, outcome in back:
+            _record(spec, outcome, store, progress, errors)
         calls = [(spec, run_fn, events) for spec in suspects]
         for spec, outcome in zip(suspects, executor.run_alone(execute_run, calls), strict=True):
             if isinstance(outcome, Exception):  # it died alone: this run is the one that kills its worker
