@@ -47,6 +47,7 @@ class _Deferred(InProcess):
     """Futures finish one at a time, only when waited on: shows how much the runner keeps in flight."""
 
     slots = 3
+    elsewhere = True  # like workers: submit() only queues the work
 
     def __init__(self):
         self.queue: list[tuple[cf.Future, tuple]] = []
@@ -99,9 +100,10 @@ def test_runner_keeps_a_bounded_number_of_chunks_in_flight_and_expands_lazily():
 
     class Watch:
         def advance(self, ok):
-            # when the first result arrives, only the first `slots` specs have been taken from the design
+            # when the first result is committed, only the first `slots` specs and the one that took its slot
+            # have been taken from the design
             if len(sink.added) == 1:
-                assert next(consumed) == 3
+                assert next(consumed) == 3 + 1
 
     _drain(todo(), sink, executor, fake_run, Watch(), [])
     assert len(sink.added) == 50 and all(o.ok for o in sink.added)
@@ -254,6 +256,50 @@ def test_the_runner_hands_out_chunks_and_records_every_run_once_in_order_of_retu
     assert sorted(o.run_id for o in sink.added) == sorted(s.run_id for s in iter_runs(exp))
     assert executor.sizes[:4] == [1, 1, 1, 1] and max(executor.sizes) > 10  # fake runs take microseconds
     assert sum(executor.sizes) == 200 and executor.sizes[-1] < max(executor.sizes)  # smaller again at the end
+
+
+class _LoggedChunks(_Chunked):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def submit(self, fn, *args):
+        self.log.append("submit")
+        return super().submit(fn, *args)
+
+
+class _LoggedInProcess(InProcess):
+    def __init__(self, log):
+        self.log = log
+
+    def submit(self, fn, *args):
+        self.log.append("submit")
+        return super().submit(fn, *args)
+
+
+class _LoggedSink(_Sink):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def add(self, spec, outcome):
+        self.log.append("add")
+        super().add(spec, outcome)
+
+
+def test_workers_get_their_next_chunk_before_the_runner_commits_what_came_back():
+    """Committing the first runs loads the runner's table code (~0.05 s): workers elsewhere are handed their next
+    chunk first. In-process (--jobs 1), where submit() runs the work, what came back is committed first, so that
+    an interrupt keeps every run finished before it."""
+    from balloonsim.experiment.design import iter_runs
+
+    exp = make(factors={"a": list(range(6))})
+    log: list[str] = []
+    _drain(iter_runs(exp), _LoggedSink(log), _LoggedChunks(log), fake_run, _NoProgress(), [], ChunkSizer(2), 6)
+    assert log == ["submit"] * 4 + ["submit", "add"] * 2 + ["add"] * 4  # four slots, then refill, then commit
+    log.clear()
+    _drain(iter_runs(exp), _LoggedSink(log), _LoggedInProcess(log), fake_run, _NoProgress(), [], None, 6)
+    assert log == ["submit", "add"] * 6
 
 
 class _FailingChunks(_Chunked):
