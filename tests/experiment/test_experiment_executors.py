@@ -258,23 +258,22 @@ def test_the_runner_hands_out_chunks_and_records_every_run_once_in_order_of_retu
     assert sum(executor.sizes) == 200 and executor.sizes[-1] < max(executor.sizes)  # smaller again at the end
 
 
-class _LoggedChunks(_Chunked):
-    def __init__(self, log):
-        super().__init__()
-        self.log = log
+class _Logging:
+    """An executor that notes each submission in `log` (beside a sink that notes each commit)."""
+
+    log: list[str]
 
     def submit(self, fn, *args):
         self.log.append("submit")
-        return super().submit(fn, *args)
+        return super().submit(fn, *args)  # type: ignore[misc]
 
 
-class _LoggedInProcess(InProcess):
-    def __init__(self, log):
-        self.log = log
+class _LoggedChunks(_Logging, _Chunked):
+    pass
 
-    def submit(self, fn, *args):
-        self.log.append("submit")
-        return super().submit(fn, *args)
+
+class _LoggedInProcess(_Logging, InProcess):
+    pass
 
 
 class _LoggedSink(_Sink):
@@ -295,10 +294,12 @@ def test_workers_get_their_next_chunk_before_the_runner_commits_what_came_back()
 
     exp = make(factors={"a": list(range(6))})
     log: list[str] = []
-    _drain(iter_runs(exp), _LoggedSink(log), _LoggedChunks(log), fake_run, _NoProgress(), [], ChunkSizer(2), 6)
+    elsewhere, here = _LoggedChunks(), _LoggedInProcess()
+    elsewhere.log = here.log = log
+    _drain(iter_runs(exp), _LoggedSink(log), elsewhere, fake_run, _NoProgress(), [], ChunkSizer(2), 6)
     assert log == ["submit"] * 4 + ["submit", "add"] * 2 + ["add"] * 4  # four slots, then refill, then commit
     log.clear()
-    _drain(iter_runs(exp), _LoggedSink(log), _LoggedInProcess(log), fake_run, _NoProgress(), [], None, 6)
+    _drain(iter_runs(exp), _LoggedSink(log), here, fake_run, _NoProgress(), [], None, 6)
     assert log == ["submit", "add"] * 6
 
 
