@@ -73,7 +73,7 @@ def select_bad_process(tasks: list[Task], totalpages: int, adjusted: Iterable[Ta
     a page. `tasks` in the order they were spawned (their ids rising); `adjusted`: those of them with an
     oom_score_adj, when the caller keeps them (else found here).
 
-    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a fifth
+    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a third
     of the cost: an OOM-heavy run kills hundreds of times, each time over every task (the quickstart's 16 MiB
     workers: ~600 kills over ~170 tasks a run), and that loop was half of its time. Without an oom_score_adj,
     the points grow with the pages a task maps, so the last task of most pages wins among those; the few tasks
@@ -353,7 +353,7 @@ class UserMemory:
 
         def wanted(cost: float) -> float:
             """Pages the tasks would read at this wait per read: sum(min(swapped, k avail / (1 + k cost))), in
-            one list (the bisection below calls it ~35 times a tick over every task)."""
+            one list (the bisection below calls it 25-30 times a tick over every task)."""
             return sum([x if (x := ka / (1 + k * cost)) < s else s for s, ka, k in terms])
 
         # the device's transfers this tick: the reads, and a write for each read that finds no free page and no
