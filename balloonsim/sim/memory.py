@@ -68,7 +68,7 @@ def mm_pgtables(mapped: int) -> int:
 
 
 def select_bad_process(tasks: list[Task], totalpages: int, adjusted: Iterable[Task] | None = None) -> Task | None:
-    """select_bad_process() (mm/oom_kill.c): the task of highest oom_badness(), ties to the later one
+    """select_bad_process() (mm/oom_kill.c, 4.19-6.18): the task of highest oom_badness(), ties to the later one
     (oom_evaluate_task() keeps a task whose points are not below the chosen's); None when no killable task maps
     a page. `tasks` in the order they were spawned (their ids rising); `adjusted`: those of them with an
     oom_score_adj, when the caller keeps them (else found here).
@@ -244,11 +244,11 @@ class UserMemory:
         """try_to_unmap() of `pages` reclaimed anon pages. The LRU holds every task's pages and a working set is
         touched evenly, so the tasks lose pages in proportion to what they have resident."""
         owners = [t for t in self.tasks.values() if t.rss]
-        shares = [t.rss for t in owners]
-        total = sum(shares)
+        resident = [t.rss for t in owners]
+        total = sum(resident)
         if pages > total:
             raise RuntimeError(f"reclaimed {pages} anon pages but tasks hold {total}")
-        shares = [pages * rss // total for rss in shares]
+        shares = [pages * rss // total for rss in resident]
         left = pages - sum(shares)
         for t, k in zip(owners, shares, strict=True):
             if k:

@@ -211,7 +211,8 @@ def test_the_oom_killer_picks_swapped_memory_too_and_ties_go_to_the_youngest():
 
 
 def test_select_bad_process_picks_what_oom_badness_picks():
-    """select_bad_process() chooses without calling oom_badness() per task (the hot path of OOM-heavy runs): over
+    """select_bad_process() (mm/oom_kill.c, 4.19-6.18: oom_evaluate_task() keeps a later task of equal points)
+    chooses without calling oom_badness() per task (the hot path of OOM-heavy runs): over
     random tasks, page-table boundaries, swapped pages, unkillable and adjusted tasks, and rivals whose badness is
     within a page of another task's under a different oom_score_adj (where a page table counted wrong changes the
     victim), the OOM killer picks what `Task.badness` picks, kill after kill."""
