@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from balloonsim.scenario import size_keys
 from balloonsim.units import format_size
 
 HEAD_KEYS = ("name", "agent", "controller", "strategy")  # a table level's key that leads its label, bare
@@ -21,11 +20,16 @@ SIZE_WORDS = ("size", "_bytes", "offset", "boot", "addr")  # in the last part of
 
 
 def is_size(key: str) -> bool:
-    """A factor (or a table level's key, `driver.request_offset`) holding bytes."""
-    if ".".join(key.split(".")[-2:]) in size_keys():
-        return True
+    """A factor (or a table level's key, `driver.request_offset`) holding bytes.
+
+    The name is read first: the scenario's types are asked only when it does not say, because asking imports the
+    scenario and every plugin (~0.2 s), which an analysis of a study without such a key never needs."""
     last = key.rsplit(".", 1)[-1]
-    return any(word in last for word in SIZE_WORDS)
+    if any(word in last for word in SIZE_WORDS):
+        return True
+    from balloonsim.scenario import size_keys
+
+    return ".".join(key.split(".")[-2:]) in size_keys()
 
 
 def level_label(factor: str, value: Any) -> str:
@@ -38,7 +42,7 @@ def level_label(factor: str, value: Any) -> str:
         if np.isnan(value):
             return "n/a"
         whole = float(value).is_integer()
-        if is_size(factor) and whole and value >= 1 << 20:
+        if whole and value >= 1 << 20 and is_size(factor):
             return format_size(int(value))
         return str(int(value)) if whole else f"{value:g}"
     if isinstance(value, Mapping):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -59,6 +61,28 @@ def test_every_size_key_of_the_scenario_is_spelled_as_a_size(key):
 
 def test_a_count_is_not_a_size():
     assert level_text("driver.batch_pages", 2 << 30) == str(2 << 30)
+
+
+SIMULATOR = ("balloonsim.scenario", "balloonsim.registry", "balloonsim.kernel", "balloonsim.sim", "balloonsim.drivers")
+
+
+def test_an_analysis_whose_sizes_are_named_so_never_loads_the_simulator(realistic_dir):
+    """is_size reads a key's name before the scenario's types: asking the types imports the scenario, pydantic and
+    every plugin, the simulator with them (0.2 s of the quickstart's 2 s analysis), and a study whose sizes all say
+    so in their names (block_size, request_offset, *_bytes) never needs them."""
+    code = (
+        "import json, sys\n"
+        "from balloonsim.analysis import finish\n"
+        "from balloonsim.analysis.pipeline import quiet\n"
+        f"finish({str(realistic_dir)!r}, progress=quiet)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert (realistic_dir / "REPORT.md").is_file()
+    assert {m for m in modules if m.startswith(SIMULATOR)} == set()
+    assert not {"pydantic", "simpy"} & modules
 
 
 def test_design_key_order_wins_over_json_order():
