@@ -20,13 +20,14 @@ tasks do work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
 
 from balloonsim.kernel.page_alloc import GFP_USER
+from balloonsim.sim.oom_kill import OomOrder, mm_pgtables
 from balloonsim.sim.psi import PsiGroup, stall_rates
-from balloonsim.units import PMD_PAGES, PTRS_PER_TABLE, div_round_up
+from balloonsim.units import PMD_PAGES
 
 
 @dataclass(eq=False, slots=True)
@@ -60,38 +61,6 @@ class Task:
         return points + self.oom_score_adj * (totalpages // 1000)
 
 
-def mm_pgtables(mapped: int) -> int:
-    """mm_pgtables_bytes() / PAGE_SIZE for `mapped` pages: a PTE page per 512 of them, a PMD page per 512 PTE
-    pages."""
-    ptes = div_round_up(mapped, PTRS_PER_TABLE)
-    return ptes + div_round_up(ptes, PTRS_PER_TABLE)
-
-
-def select_bad_process(tasks: list[Task], totalpages: int, adjusted: Iterable[Task] | None = None) -> Task | None:
-    """select_bad_process() (mm/oom_kill.c, 4.19-6.18): the task of highest oom_badness(), ties to the later one
-    (oom_evaluate_task() keeps a task whose points are not below the chosen's); None when no killable task maps
-    a page. `tasks` in the order they were spawned (their ids rising); `adjusted`: those of them with an
-    oom_score_adj, when the caller keeps them (else found here).
-
-    The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), at a third
-    of the cost: an OOM-heavy run kills hundreds of times, each time over every task (the quickstart's 16 MiB
-    workers: ~600 kills over ~170 tasks a run), and that loop was half of its time. Without an oom_score_adj,
-    the points grow with the pages a task maps, so the last task of most pages wins among those; the few tasks
-    with an adjustment are then weighed against it one by one."""
-    plain = [t.rss + t.swapped if not t.oom_score_adj else 0 for t in tasks]
-    most = max(plain, default=0)
-    best = tasks[len(plain) - 1 - plain[::-1].index(most)] if most else None
-    best_points = most + mm_pgtables(most)
-    adj_unit = totalpages // 1000
-    for t in [t for t in tasks if t.oom_score_adj] if adjusted is None else adjusted:
-        mapped = t.rss + t.swapped
-        if mapped and t.oom_score_adj > -1000:  # OOM_SCORE_ADJ_MIN: never chosen
-            points = mapped + mm_pgtables(mapped) + t.oom_score_adj * adj_unit
-            if best is None or points > best_points or (points == best_points and t.id > best.id):
-                best, best_points = t, points
-    return best
-
-
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
 # first, then the zone holding the most anon pages. attrgetter makes no Python call per zone.
 _ANON_FREE_ORDER = attrgetter("movable", "anon")
@@ -116,7 +85,8 @@ class UserMemory:
         alloc.rmap = self._unmap
         alloc.on_pressure = self._pressure_began
         self.tasks: dict[int, Task] = {}
-        self._adjusted: dict[int, Task] = {}  # the tasks with an oom_score_adj, for select_bad_process()
+        self._adjusted: dict[int, Task] = {}  # the tasks with an oom_score_adj, weighed one by one at a kill
+        self._oom: OomOrder[Task] = OomOrder(self.tasks)  # the others, most mapped pages first
         self._next_id = 0
         self.oom_kills = 0
         self.oom_lost_work_s = 0.0
@@ -156,6 +126,10 @@ class UserMemory:
             self._set_rate(now, self._rate + 1.0)
         return task
 
+    def note_mapped(self, task: Task) -> None:
+        """`task`'s rss or swapped was set from outside (a test's set-up): the OOM killer's order learns it."""
+        self._oom.mapped(task)
+
     def exit(self, task: Task) -> None:
         if task.alive:
             task.alive = False
@@ -180,7 +154,9 @@ class UserMemory:
         no_progress_loops = 0
         while task.alive:
             n = alloc.alloc(0, pages - got, GFP_USER, partial=True)
-            task.rss += n
+            if n:
+                task.rss += n
+                self._oom.mapped(task)
             got += n
             if got == pages:
                 break
@@ -213,7 +189,7 @@ class UserMemory:
     def out_of_memory(self) -> Task | None:
         """select_bad_process() and oom_kill_process(): the highest oom_badness() dies, ties to the youngest."""
         totalpages = self.guest.alloc.total("managed") + self.swap.slots  # constrained_alloc(): RAM + swap
-        victim = select_bad_process(list(self.tasks.values()), totalpages, self._adjusted.values())
+        victim = self._oom.choose(totalpages, self._adjusted.values())
         if victim is None:
             return None
         now = self.sim.env.now
@@ -389,6 +365,7 @@ class UserMemory:
             if not got or not t.alive:
                 continue
             t.swapped -= got  # allocate() counted them resident
+            self._oom.mapped(t)
             swap.read(got)
             alloc.note_refault(got)
             t.wait_s += got * c

@@ -13,7 +13,9 @@ from balloonsim.kernel import Guest, GuestConfig
 from balloonsim.kernel.page_alloc import MAX_RECLAIM_RETRIES, Gfp
 from balloonsim.kernel.vmscan import LruCost, ScanBalance, get_scan_count, scan_fractions
 from balloonsim.scenario import load_scenario
-from balloonsim.sim.memory import Task, select_bad_process
+from balloonsim.sim import oom_kill
+from balloonsim.sim.memory import Task
+from balloonsim.sim.oom_kill import select_bad_process
 from balloonsim.sim.simulation import simulate
 from balloonsim.sim.world import Sim
 from balloonsim.units import GiB, MiB
@@ -206,6 +208,8 @@ def test_the_oom_killer_picks_swapped_memory_too_and_ties_go_to_the_youngest():
     b = mem.spawn("swapped", 100)
     c = mem.spawn("twin", 100)
     a.rss, b.swapped, c.rss = 1000, 1500, 1000
+    for t in (a, b, c):
+        mem.note_mapped(t)
     assert mem.out_of_memory() is b
     assert mem.out_of_memory() is c  # a and c tie: the later one in the task list
 
@@ -226,6 +230,7 @@ def test_select_bad_process_picks_what_oom_badness_picks():
             t = mem.spawn(f"t{i}", 1, oom_score_adj=rng.choice([0, 0, 0, -1000, -500, 300, 1000]))
             t.rss = rng.choice([0, rng.randrange(600_000), rng.choice(edges)])
             t.swapped = rng.choice([0, 0, rng.randrange(600_000), rng.choice(edges)])
+            mem.note_mapped(t)
             points = t.badness(totalpages)
             if points is None or not (t.rss or t.swapped):
                 continue
@@ -235,6 +240,7 @@ def test_select_bad_process_picks_what_oom_badness_picks():
                 rival.rss = mapped
                 if (rival.badness(totalpages) or 0) >= target:
                     break
+            mem.note_mapped(rival)
         while True:
             expected = None
             best = 0
@@ -243,9 +249,72 @@ def test_select_bad_process_picks_what_oom_badness_picks():
                 if points is not None and (expected is None or points >= best):
                     expected, best = t, points
             assert select_bad_process(list(mem.tasks.values()), totalpages) is expected  # finding the adjusted
-            assert mem.out_of_memory() is expected  # and with the ones UserMemory keeps
+            assert mem.out_of_memory() is expected  # and UserMemory's order of the tasks
             if expected is None:
                 break
+
+
+BURSTS = {"name": "bursts", "task_size": "16M", "base": "1200M", "burst": "2G", "fault_rate": "512M"}
+KILLING = {
+    # the quickstart's workers under late onlining, with a killable onlining daemon of raised oom_score_adj
+    "adjusted": {
+        "duration": "10m",
+        "guest": {"boot": "2G"},
+        "workload": BURSTS,
+        "driver": {"name": "hyperv"},
+        "host": {"controller": "hyperv-buffer"},
+        "onlining": {"agent": "starving-agent", "oom_score_adj": 500},
+    },
+    # the same workers with swap: refaults change what the tasks map between kills
+    "swapping": {**TIGHT, "guest": {"boot": "2G", "swap": "512M"}, "workload": BURSTS},
+}
+
+
+@pytest.mark.parametrize("rebuilt", [False, True], ids=["heap", "rebuilt-at-every-push"])
+@pytest.mark.parametrize("case", sorted(KILLING))
+def test_the_oom_order_chooses_what_the_scan_chooses_kill_after_kill(case, rebuilt, monkeypatch):
+    """UserMemory keeps its tasks in an OomOrder (a heap told of every change of a task's mapped pages) instead
+    of scanning them at every kill. In runs that kill thousands of times, with refaults from swap between the
+    kills, an adjusted daemon that is killed and restarted, and the heap rebuilt at every push, every victim is
+    the one select_bad_process()'s scan of all tasks picks."""
+    if rebuilt:
+        monkeypatch.setattr(oom_kill, "REBUILD_FACTOR", 0)
+        monkeypatch.setattr(oom_kill, "REBUILD_SLACK", 0)
+    sim = Sim(load_scenario(KILLING[case]), 3)
+    mem = sim.memory
+    chosen = mem.out_of_memory
+    victims: list[Task] = []
+
+    def checked():
+        totalpages = sim.guest.alloc.total("managed") + mem.swap.slots
+        expected = select_bad_process(list(mem.tasks.values()), totalpages)
+        victim = chosen()
+        assert victim is expected, f"kill {len(victims) + 1}"
+        victims.append(victim)
+        return victim
+
+    def order_knows_every_task() -> None:
+        """Each live task without an adjustment has an entry of its count now (the rest are dropped lazily)."""
+        entries = {(-pages, -tid) for pages, tid, _ in mem._oom._heap}  # the order's own heap, read for the check
+        for t in mem.tasks.values():
+            if t.rss + t.swapped and not t.oom_score_adj:
+                assert (t.rss + t.swapped, t.id) in entries, t
+
+    swapped_in = mem._refault
+
+    def refault(*args):
+        pages = swapped_in(*args)
+        order_knows_every_task()  # a swap-in allocates (which may rebuild the heap), then takes the swap back
+        return pages
+
+    mem.out_of_memory = checked  # type: ignore[method-assign]
+    mem._refault = refault  # type: ignore[method-assign]
+    sim.run()
+    assert len(victims) > 1000
+    if case == "adjusted":
+        assert 0 < sum(1 for v in victims if v is not None and v.oom_score_adj) < len(victims)
+    else:
+        assert mem.swap.pswpin > 0
 
 
 def _killing(restart: dict, seed=1):
