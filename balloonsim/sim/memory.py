@@ -128,7 +128,7 @@ class UserMemory:
 
     def note_mapped(self, task: Task) -> None:
         """`task`'s rss or swapped was set from outside (a test's set-up): the OOM killer's order learns it."""
-        self._oom.mapped(task)
+        self._oom.changed.add(task)
 
     def exit(self, task: Task) -> None:
         if task.alive:
@@ -150,13 +150,13 @@ class UserMemory:
             return 0
         alloc = self.guest.alloc
         direct0 = alloc.stats.pswpout_direct
+        changed = self._oom.changed
         got = 0
         no_progress_loops = 0
         while task.alive:
             n = alloc.alloc(0, pages - got, GFP_USER, partial=True)
-            if n:
-                task.rss += n
-                self._oom.mapped(task)
+            task.rss += n
+            changed.add(task)
             got += n
             if got == pages:
                 break
@@ -365,7 +365,7 @@ class UserMemory:
             if not got or not t.alive:
                 continue
             t.swapped -= got  # allocate() counted them resident
-            self._oom.mapped(t)
+            self._oom.changed.add(t)
             swap.read(got)
             alloc.note_refault(got)
             t.wait_s += got * c

@@ -15,8 +15,8 @@ from typing import Generic, Protocol, TypeVar
 from balloonsim.units import PTRS_PER_TABLE, div_round_up
 
 OOM_SCORE_ADJ_MIN = -1000  # never chosen
-# OomOrder rebuilds its heap once it holds this many times the live tasks (plus REBUILD_SLACK): the entries of
-# dead tasks and old counts are otherwise dropped only when they reach the top, and a long run would keep them all
+# OomOrder rebuilds its heap when it would hold this many times the live tasks (plus REBUILD_SLACK): the entries
+# of dead tasks and old counts are otherwise dropped only when they reach the top, and a long run would keep them
 REBUILD_FACTOR = 4
 REBUILD_SLACK = 1024
 
@@ -72,28 +72,30 @@ def weigh_adjusted(best: T | None, adjusted: Iterable[T], totalpages: int) -> T 
 class OomOrder(Generic[T]):
     """The live tasks without an oom_score_adj, most mapped pages first and the later of equals first: the top
     is select_bad_process()'s choice among them. A scan of every task at every kill was 29 % of the quickstart's
-    CPU (~590 kills over ~170 tasks a run); here a kill costs the stale entries it drops, and each change of a
-    task's mapped pages one push.
+    CPU (~590 kills over ~170 tasks a run); here a kill pushes the tasks that changed since the last one and
+    drops the stale entries it meets.
 
-    Entries are never changed in place: whoever changes a task's rss + swapped calls `mapped(task)`, which pushes
-    the new count; an entry whose count is no longer its task's (a task that exits maps nothing) is dropped when
+    Whoever changes a task's rss + swapped adds the task to `changed` (a set: one cheap add per allocation, as
+    most runs allocate far more often than they kill). The next choice pushes their counts then; entries are never
+    changed in place, and one whose count is no longer its task's (a task that exits maps nothing) is dropped when
     it reaches the top. `tasks`: the live tasks by id (the caller's dict, read when the heap is rebuilt)."""
 
     def __init__(self, tasks: Mapping[int, T]):
         self._tasks = tasks
         self._heap: list[tuple[int, int, T]] = []
-
-    def mapped(self, task: T) -> None:
-        """`task`'s rss + swapped changed (or it was just spawned with pages)."""
-        pages = task.rss + task.swapped
-        if pages and not task.oom_score_adj:
-            heap = self._heap
-            heappush(heap, (-pages, -task.id, task))
-            if len(heap) > REBUILD_FACTOR * len(self._tasks) + REBUILD_SLACK:
-                self._rebuild()
+        self.changed: set[T] = set()
 
     def top(self) -> T | None:
         """The last task of most mapped pages among those without an oom_score_adj; None if none maps a page."""
+        changed = self.changed
+        if changed:
+            if len(self._heap) + len(changed) > REBUILD_FACTOR * len(self._tasks) + REBUILD_SLACK:
+                self._rebuild()
+            else:
+                for task in changed:
+                    if (pages := task.rss + task.swapped) and not task.oom_score_adj:
+                        heappush(self._heap, (-pages, -task.id, task))
+            changed.clear()
         heap = self._heap
         while heap:
             pages, _, task = heap[0]

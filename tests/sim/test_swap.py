@@ -270,12 +270,12 @@ KILLING = {
 }
 
 
-@pytest.mark.parametrize("rebuilt", [False, True], ids=["heap", "rebuilt-at-every-push"])
+@pytest.mark.parametrize("rebuilt", [False, True], ids=["heap", "rebuilt-at-every-choice"])
 @pytest.mark.parametrize("case", sorted(KILLING))
 def test_the_oom_order_chooses_what_the_scan_chooses_kill_after_kill(case, rebuilt, monkeypatch):
     """UserMemory keeps its tasks in an OomOrder (a heap told of every change of a task's mapped pages) instead
     of scanning them at every kill. In runs that kill thousands of times, with refaults from swap between the
-    kills, an adjusted daemon that is killed and restarted, and the heap rebuilt at every push, every victim is
+    kills, an adjusted daemon that is killed and restarted, and the heap rebuilt at every choice, every victim is
     the one select_bad_process()'s scan of all tasks picks."""
     if rebuilt:
         monkeypatch.setattr(oom_kill, "REBUILD_FACTOR", 0)
@@ -293,28 +293,48 @@ def test_the_oom_order_chooses_what_the_scan_chooses_kill_after_kill(case, rebui
         victims.append(victim)
         return victim
 
-    def order_knows_every_task() -> None:
-        """Each live task without an adjustment has an entry of its count now (the rest are dropped lazily)."""
-        entries = {(-pages, -tid) for pages, tid, _ in mem._oom._heap}  # the order's own heap, read for the check
-        for t in mem.tasks.values():
-            if t.rss + t.swapped and not t.oom_score_adj:
-                assert (t.rss + t.swapped, t.id) in entries, t
-
-    swapped_in = mem._refault
-
-    def refault(*args):
-        pages = swapped_in(*args)
-        order_knows_every_task()  # a swap-in allocates (which may rebuild the heap), then takes the swap back
-        return pages
-
     mem.out_of_memory = checked  # type: ignore[method-assign]
-    mem._refault = refault  # type: ignore[method-assign]
     sim.run()
     assert len(victims) > 1000
     if case == "adjusted":
         assert 0 < sum(1 for v in victims if v is not None and v.oom_score_adj) < len(victims)
     else:
         assert mem.swap.pswpin > 0
+
+
+def test_a_choice_inside_a_swap_in_leaves_the_oom_order_right(monkeypatch):
+    """A swap-in allocates (rss grows: the task is marked changed), then gives back the swap entries (swapped
+    shrinks): its mapped count ends where it began. A kill inside that allocation takes the mark at the passing
+    count, so the swap-in marks the task again: with a choice forced inside every swap-in's allocation and the
+    heap rebuilt at each, the order's choice after every swap-in is still the scan's."""
+    monkeypatch.setattr(oom_kill, "REBUILD_FACTOR", 0)
+    monkeypatch.setattr(oom_kill, "REBUILD_SLACK", 0)
+    sim = Sim(load_scenario(KILLING["swapping"]), 3)
+    mem = sim.memory
+    allocate, swapped_in = mem.allocate, mem._refault
+    checked = 0
+
+    def allocate_then_choose(task, pages):
+        got = allocate(task, pages)
+        mem._oom.top()  # what a kill here would do to the order
+        return got
+
+    def refault(*args):
+        nonlocal checked
+        mem.allocate = allocate_then_choose  # type: ignore[method-assign]
+        try:
+            pages = swapped_in(*args)
+        finally:
+            mem.allocate = allocate  # type: ignore[method-assign]
+        if pages:
+            totalpages = sim.guest.alloc.total("managed") + mem.swap.slots
+            assert mem._oom.top() is select_bad_process(list(mem.tasks.values()), totalpages)
+            checked += 1
+        return pages
+
+    mem._refault = refault  # type: ignore[method-assign]
+    sim.run()
+    assert checked > 100
 
 
 def _killing(restart: dict, seed=1):
