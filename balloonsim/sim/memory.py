@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from balloonsim.kernel.page_alloc import GFP_USER
-from balloonsim.sim.oom_kill import OomOrder, mm_pgtables
+from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
 from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES
 
@@ -55,7 +55,7 @@ class Task:
 
     def badness(self, totalpages: int) -> int | None:
         """oom_badness() (mm/oom_kill.c, 4.19-6.18): None for an unkillable task (LONG_MIN)."""
-        if self.oom_score_adj <= -1000:
+        if self.oom_score_adj <= OOM_SCORE_ADJ_MIN:
             return None
         points = self.rss + self.swapped + self.pgtables
         return points + self.oom_score_adj * (totalpages // 1000)
@@ -140,6 +140,7 @@ class UserMemory:
                 task.swapped = 0
             self.tasks.pop(task.id, None)
             self._adjusted.pop(task.id, None)
+            self._oom.changed.discard(task)  # a run that rarely kills would otherwise keep every task it ended
             if task.busy:
                 self._set_rate(self.sim.env.now, self._rate - (1.0 - task.stalled))
 

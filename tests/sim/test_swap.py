@@ -302,6 +302,19 @@ def test_the_oom_order_chooses_what_the_scan_chooses_kill_after_kill(case, rebui
         assert mem.swap.pswpin > 0
 
 
+def test_a_task_that_ends_leaves_the_oom_orders_changed_set():
+    """Between kills the order only marks the tasks that changed; one that ends is unmarked, so a run that rarely
+    kills does not keep every task it ever ran."""
+    sim = Sim(load_scenario({**TIGHT, "workload": {"name": "idle"}}), 1)
+    mem = sim.memory
+    tasks = [mem.spawn(f"t{i}", 10) for i in range(5)]
+    for t in tasks:
+        mem.allocate(t, 10)
+    for t in tasks[:3]:
+        mem.exit(t)
+    assert mem._oom.changed == set(tasks[3:])
+
+
 def test_a_choice_inside_a_swap_in_leaves_the_oom_order_right(monkeypatch):
     """A swap-in allocates (rss grows: the task is marked changed), then gives back the swap entries (swapped
     shrinks): its mapped count ends where it began. A kill inside that allocation takes the mark at the passing
