@@ -19,6 +19,9 @@ OOM_SCORE_ADJ_MIN = -1000  # never chosen
 # of dead tasks and old counts are otherwise dropped only when they reach the top, and a long run would keep them
 REBUILD_FACTOR = 4
 REBUILD_SLACK = 1024
+# ... and when at least 1/REBUILD_CHANGED of the live tasks changed since the last choice: one heapify of them all
+# is then cheaper than a push now and a pop later for each (a guest of a few tasks that kills now and then)
+REBUILD_CHANGED = 4
 
 
 class Mm(Protocol):
@@ -89,7 +92,11 @@ class OomOrder(Generic[T]):
         """The last task of most mapped pages among those without an oom_score_adj; None if none maps a page."""
         changed = self.changed
         if changed:
-            if len(self._heap) + len(changed) > REBUILD_FACTOR * len(self._tasks) + REBUILD_SLACK:
+            live = len(self._tasks)
+            if (
+                len(changed) * REBUILD_CHANGED >= live
+                or len(self._heap) + len(changed) > REBUILD_FACTOR * live + REBUILD_SLACK
+            ):
                 self._rebuild()
             else:
                 for task in changed:
