@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
 
+import numpy as np
+
 from balloonsim.kernel.page_alloc import GFP_USER
 from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
 from balloonsim.sim.psi import PsiGroup, stall_rates
@@ -64,6 +66,31 @@ class Task:
 # Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
 # first, then the zone holding the most anon pages. attrgetter makes no Python call per zone.
 _ANON_FREE_ORDER = attrgetter("movable", "anon")
+
+
+_NUMPY_FROM = 32  # tasks from which numpy's whole-array evaluation beats one list comprehension
+
+
+def swapin_reads(terms: list[tuple[int, float, float]]) -> Callable[[float], float]:
+    """wanted(cost): the pages the tasks would read at this wait per read, sum(min(swapped, k avail / (1 + k
+    cost))) over `terms` = (swapped, k avail, k) per task, added left to right. _refault's bisection calls it 25-30
+    times a tick over every task (15 % of pressure's CPU), so from _NUMPY_FROM tasks on it is numpy's elementwise
+    IEEE operations and a running sum (np.add.accumulate): the same operations in the same order as the list's
+    sum() on Python 3.11, so the same bits (tests/sim/test_swap.py)."""
+    if len(terms) < _NUMPY_FROM:
+
+        def wanted(cost: float) -> float:
+            return sum([x if (x := ka / (1 + k * cost)) < s else s for s, ka, k in terms])
+
+        return wanted
+    swapped, ka, k = (np.array(column, dtype=float) for column in zip(*terms, strict=True))
+
+    def wanted_np(cost: float) -> float:
+        x = ka / (k * cost + 1.0)
+        np.minimum(x, swapped, out=x)
+        return float(np.add.accumulate(x)[-1])
+
+    return wanted_np
 
 
 def _version(name: str) -> tuple[int, ...]:
@@ -326,12 +353,7 @@ class UserMemory:
         if not plan:
             return 0
 
-        terms = [(t.swapped, k * avail, k) for t, avail, k in plan]
-
-        def wanted(cost: float) -> float:
-            """Pages the tasks would read at this wait per read: sum(min(swapped, k avail / (1 + k cost))), in
-            one list (the bisection below calls it 25-30 times a tick over every task)."""
-            return sum([x if (x := ka / (1 + k * cost)) < s else s for s, ka, k in terms])
+        wanted = swapin_reads([(t.swapped, k * avail, k) for t, avail, k in plan])
 
         # the device's transfers this tick: the reads, and a write for each read that finds no free page and no
         # page cache to drop (memory is full: reclaim swaps another page out to make room)

@@ -14,7 +14,7 @@ from balloonsim.kernel.page_alloc import MAX_RECLAIM_RETRIES, Gfp
 from balloonsim.kernel.vmscan import LruCost, ScanBalance, get_scan_count, scan_fractions
 from balloonsim.scenario import load_scenario
 from balloonsim.sim import oom_kill
-from balloonsim.sim.memory import Task
+from balloonsim.sim.memory import Task, swapin_reads
 from balloonsim.sim.oom_kill import select_bad_process
 from balloonsim.sim.simulation import simulate
 from balloonsim.sim.world import Sim
@@ -348,6 +348,24 @@ def test_a_choice_inside_a_swap_in_leaves_the_oom_order_right(monkeypatch):
     mem._refault = refault  # type: ignore[method-assign]
     sim.run()
     assert checked > 100
+
+
+def test_swapin_reads_is_the_lists_sum_to_the_last_bit():
+    """The bisection of a swap-in tick compares wanted(cost) with the device's capacity, so a last bit that moved
+    could move a comparison and the shipped studies' bytes: on both sides of the numpy threshold, for tasks with
+    nothing, little or everything still on swap, wanted(cost) equals the list's sum as a float, not approximately."""
+    rng = random.Random(11)
+    for n in (1, 2, 31, 32, 33, 250):
+        terms = []
+        for _ in range(n):
+            swapped = rng.choice([0, 1, rng.randrange(1, 1 << 20), rng.randrange(1 << 30, 1 << 40)])
+            k = rng.choice([0.0, rng.random() * 1e-6, rng.random(), rng.random() * 1e4])
+            terms.append((swapped, k * rng.choice([1.0, 0.25, rng.random()]), k))
+        wanted = swapin_reads(terms)
+        for _ in range(300):
+            cost = 10 ** rng.uniform(-9, 3)
+            expected = sum([x if (x := ka / (1 + k * cost)) < s else s for s, ka, k in terms])
+            assert wanted(cost) == expected, (n, cost)
 
 
 def _killing(restart: dict, seed=1):
