@@ -75,12 +75,17 @@ def swapin_reads(terms: list[tuple[int, float, float]]) -> Callable[[float], flo
     """wanted(cost): the pages the tasks would read at this wait per read, sum(min(swapped, k avail / (1 + k
     cost))) over `terms` = (swapped, k avail, k) per task, added left to right. _refault's bisection calls it 25-30
     times a tick over every task (15 % of pressure's CPU), so from _NUMPY_FROM tasks on it is numpy's elementwise
-    IEEE operations and a running sum (np.add.accumulate): the same operations in the same order as the list's
-    sum() on Python 3.11, so the same bits (tests/sim/test_swap.py)."""
+    IEEE operations and a running sum (np.add.accumulate): the same operations in the same order as the loop's,
+    so the same bits (tests/sim/test_swap.py). (A loop, not sum(): from Python 3.12 on, sum() of floats is
+    compensated, and a run would then depend on which side of _NUMPY_FROM its task count fell.)"""
     if len(terms) < _NUMPY_FROM:
 
         def wanted(cost: float) -> float:
-            return sum([x if (x := ka / (1 + k * cost)) < s else s for s, ka, k in terms])
+            total = 0.0
+            for s, ka, k in terms:
+                x = ka / (1 + k * cost)
+                total += x if x < s else s
+            return total
 
         return wanted
     swapped, ka, k = (np.array(column, dtype=float) for column in zip(*terms, strict=True))

@@ -74,8 +74,16 @@ def poisson_binomial(ps: Sequence[float]) -> list[float]:
     """P(exactly k of independent events with probabilities ps happen), k = 0..len(ps): each event in turn,
     P'(k) = P(k - 1) p + P(k) q. A pressured run of ~200 tasks calls this at every tick and an indexed loop made
     it a third of the run, so many events take whole-array steps in numpy: the same products and the same
-    single sum per entry in IEEE double, so the same bits (tests/sim/test_psi.py)."""
-    ps = [p for p in ps if p > 0.0]
+    single sum per entry in IEEE double, so the same bits (tests/sim/test_psi.py). An event that surely happens
+    (p = 1: a task stalled the whole tick, often half of them) only moves the distribution up by one, exactly
+    (x 1.0 + 0.0 x 0.0 is x), before or after the others: the ones are counted and the distribution shifted once."""
+    ones = sum(1 for p in ps if p == 1.0)
+    ps = [p for p in ps if 0.0 < p < 1.0] if ones else [p for p in ps if p > 0.0]
+    return [0.0] * ones + _distribution(ps) if ones else _distribution(ps)
+
+
+def _distribution(ps: list[float]) -> list[float]:
+    """poisson_binomial of events with 0 < p (< 1, though 1 gives the same bits)."""
     if len(ps) < _NUMPY_FROM:
         dist = [1.0]
         for p in ps:
@@ -116,13 +124,39 @@ def stall_rates(
         threads = min(n + k_on, cpus)
         if threads == 0:
             continue
-        s = sum(p * min((d + k_on) / threads, 1.0) for d, p in enumerate(delayed))
+        s = _expected_some(delayed, k_on, threads)
         # productive: the workers that neither wait nor (5.17+) reclaim; before 5.17 running kswapd counts too
         running = 0 if full_counts_reclaimers else k_on
-        f = sum(p * (threads - min(n - u + running, threads)) for u, p in enumerate(unproductive)) / threads
+        f = _expected_idle_threads(unproductive, n + running, threads) / threads
         some += p_k * s
         full += p_k * f
     return min(some, 1.0), min(full, 1.0)
+
+
+def _expected_some(delayed: list[float], k_on: int, threads: int) -> float:
+    """sum(p * min((d + k_on) / threads, 1)) over the counts d of delayed tasks, added left to right. Past
+    _NUMPY_FROM counts it is numpy's elementwise IEEE operations and a running sum (np.add.accumulate): the same
+    operations in the same order as the loop's, so the same bits (tests/sim/test_psi.py). (A loop, not sum(),
+    which from Python 3.12 on is compensated for floats: the two sides of _NUMPY_FROM would then differ.)"""
+    if len(delayed) < _NUMPY_FROM:
+        total = 0.0
+        for d, p in enumerate(delayed):
+            total += p * min((d + k_on) / threads, 1.0)
+        return total
+    share = np.minimum(np.arange(k_on, k_on + len(delayed)) / threads, 1.0)
+    return float(np.add.accumulate(np.multiply(delayed, share))[-1])
+
+
+def _expected_idle_threads(unproductive: list[float], workers: int, threads: int) -> float:
+    """sum(p * (threads - min(workers - u, threads))) over the counts u of unproductive tasks: the threads left
+    without productive work, added left to right (the same bits past _NUMPY_FROM counts, as _expected_some)."""
+    if len(unproductive) < _NUMPY_FROM:
+        total = 0.0
+        for u, p in enumerate(unproductive):
+            total += p * (threads - min(workers - u, threads))
+        return total
+    idle = threads - np.minimum(workers - np.arange(len(unproductive)), threads)
+    return float(np.add.accumulate(np.multiply(unproductive, idle))[-1])
 
 
 class PsiGroup:

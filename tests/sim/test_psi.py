@@ -147,3 +147,53 @@ def test_poisson_binomial_is_the_recurrence_to_the_last_bit():
         assert poisson_binomial(ps) == _poisson_binomial_indexed(ps)
     assert poisson_binomial([0.5, 0.5]) == [0.25, 0.5, 0.25]
     assert poisson_binomial([0.0, 0.0]) == [1.0]  # a task that never stalls adds no count
+
+
+def _stall_rates_as_lists(tasks, kswapd, cpus, full_counts_reclaimers):
+    """stall_rates as psi.py computed it until 2026-12-01: every event through the recurrence, the expectations
+    added left to right (as sum() did on Python 3.11)."""
+    n = len(tasks)
+    if not n and kswapd <= 0.0:
+        return 0.0, 0.0
+    delayed = _poisson_binomial_indexed([min(1.0, r + w) for r, w in tasks])
+    unproductive = delayed if full_counts_reclaimers else _poisson_binomial_indexed([w for _, w in tasks])
+    some = full = 0.0
+    for k_on, p_k in ((1, kswapd), (0, 1.0 - kswapd)):
+        if p_k <= 0.0:
+            continue
+        threads = min(n + k_on, cpus)
+        if threads == 0:
+            continue
+        s = _left_to_right(p * min((d + k_on) / threads, 1.0) for d, p in enumerate(delayed))
+        running = 0 if full_counts_reclaimers else k_on
+        f = _left_to_right(p * (threads - min(n - u + running, threads)) for u, p in enumerate(unproductive)) / threads
+        some += p_k * s
+        full += p_k * f
+    return min(some, 1.0), min(full, 1.0)
+
+
+def _left_to_right(terms) -> float:
+    total = 0.0
+    for x in terms:
+        total += x
+    return total
+
+
+def test_stall_rates_are_the_lists_to_the_last_bit():
+    """Tasks stalled the whole tick shift the distribution instead of stepping it, and past a few dozen counts
+    the expectations are numpy's running sums: SOME and FULL stay the same floats, not approximately, on both
+    sides of the thresholds, for both kernels' FULL, with and without kswapd."""
+    rng = random.Random(11)
+    fractions = [rng.random() for _ in range(6)]
+    for n in (1, 3, 20, 23, 24, 25, 31, 32, 33, 60, 200):
+        for _ in range(3):
+            tasks = [
+                rng.choice([(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (0.0, rng.choice(fractions)), (rng.random() / 2, 0.25)])
+                for _ in range(n)
+            ]
+            for kswapd in (0.0, 0.3, 1.0):
+                for cpus in (1, 2, 4, 64):
+                    for full_counts in (True, False):
+                        assert stall_rates(tasks, kswapd, cpus, full_counts) == _stall_rates_as_lists(
+                            tasks, kswapd, cpus, full_counts
+                        ), (n, kswapd, cpus, full_counts)
