@@ -10,11 +10,9 @@ report); the last line names REPORT.md.
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from balloonsim.analysis.compare import ALPHA, compare
@@ -23,6 +21,7 @@ from balloonsim.analysis.load import Results, data_mtime, load
 from balloonsim.analysis.metrics import describe
 from balloonsim.analysis.plots import Drawing, current, manifest
 from balloonsim.analysis.stats import summarize
+from balloonsim.collector import long_lived_set_aside
 
 SUMMARY = "summary.csv"
 COMPARISONS = "comparisons.csv"
@@ -40,26 +39,10 @@ def quiet(line: str) -> None:
     """No progress lines."""
 
 
-@contextmanager
-def _long_lived_set_aside() -> Iterator[None]:
-    """The objects alive when an analysis starts (pandas' and scipy's modules, the runner's) kept out of the
-    garbage collector's full collections until it ends: one full collection during a quickstart's analysis
-    walked all ~90,000 of them (50 ms) for the few the analysis makes, and a forked drawer inherits them too.
-    What becomes garbage meanwhile is collected afterwards. A caller that set them aside already keeps them so."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def analyze(path: str | Path, by: str | None = None, alpha: float = ALPHA, progress: Progress = quiet) -> Analysis:
     """Write DIR/summary.csv, DIR/metrics.csv and DIR/comparisons.csv."""
     start = time.perf_counter()
-    with _long_lived_set_aside():
+    with long_lived_set_aside():
         results = load(path)
         return _analyze(results, results.resolve_by(by), alpha, progress, start)
 
@@ -149,7 +132,7 @@ def plot(
     """Figures into DIR/plots/ (PNG; SVG too with svg=True); returns the PNG paths. Analyzes first, so numbers
     agree; the figures that need no comparisons are drawn meanwhile."""
     start = time.perf_counter()
-    with _long_lived_set_aside():
+    with long_lived_set_aside():
         return _plot(load(path), by, metrics, regime, alpha, svg, progress, start)
 
 
@@ -199,7 +182,7 @@ def report(
     reuses whatever is there (say from `plot --metric ...`), redraw draws them again regardless.
     """
     start = time.perf_counter()
-    with _long_lived_set_aside():
+    with long_lived_set_aside():
         return _report(load(path), by, alpha, keep_plots, redraw, svg, progress, start)
 
 

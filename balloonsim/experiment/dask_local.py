@@ -36,6 +36,7 @@ from distributed.deploy.spec import ProcessInterface
 from distributed.http.routing import RoutingApplication
 from tornado.httpserver import HTTPServer
 
+from balloonsim.collector import set_aside_for_good
 from balloonsim.errors import UserError
 from balloonsim.experiment.forkserver import DASK_WORKER_MODULES, worker_context
 from balloonsim.experiment.lifetime import die_with_runner
@@ -230,6 +231,7 @@ def serve_worker(
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGTERM, lambda: asyncio.ensure_future(worker.close(reason="the batch is over"))
             )
+            set_aside_for_good()  # its imports and the worker's own objects (see forkserver.start_worker)
             joined.send(True)
             joined.close()
             await worker.finished()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from balloonsim.collector import long_lived_set_aside
 from balloonsim.experiment.chunks import ChunkSizer
 from balloonsim.experiment.design import RunSpec, count_points
 from balloonsim.experiment.executors import Executor, make_executor
@@ -148,19 +149,22 @@ def _run_batch(
     status = "interrupted"
     sizer = ChunkSizer(executor.workers, chunked=executor.chunked)
     cpu = WorkerCpu()
-    try:
-        _drain(todo, store, executor, run_fn, progress, errors, sizer, total - skipped, cpu)
-        status = "complete" if store.failed_count == 0 else "incomplete"
-        executor.release()  # the workers exit while the files are finished
-    finally:
-        progress.close()
-        counts = {
-            "runs": total,
-            "ok": len(store.done),
-            "failed": store.failed_count,
-            "pending": total - len(store.done) - store.failed_count,
-        }
-        store.close(status, counts, finalize=status != "interrupted")
+    # the runner's imports and state set aside from the garbage collector: runs done here (--jobs 1), results
+    # coming back and the files' merge collect only their own garbage
+    with long_lived_set_aside():
+        try:
+            _drain(todo, store, executor, run_fn, progress, errors, sizer, total - skipped, cpu)
+            status = "complete" if store.failed_count == 0 else "incomplete"
+            executor.release()  # the workers exit while the files are finished
+        finally:
+            progress.close()
+            counts = {
+                "runs": total,
+                "ok": len(store.done),
+                "failed": store.failed_count,
+                "pending": total - len(store.done) - store.failed_count,
+            }
+            store.close(status, counts, finalize=status != "interrupted")
     return BatchSummary(
         experiment=exp.name,
         out_dir=store.directory,

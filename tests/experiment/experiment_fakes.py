@@ -79,3 +79,12 @@ def modules_run(config: dict[str, Any], seed: int) -> FakeResult:
     result = fake_run(config, seed)
     result.metrics["distributed_loaded"] = "distributed" in sys.modules or "dask" in sys.modules
     return result
+
+
+def set_aside_run(config: dict[str, Any], seed: int) -> FakeResult:
+    """`fake_run` plus whether the process that ran it had set objects aside from the garbage collector."""
+    import gc
+
+    result = fake_run(config, seed)
+    result.metrics["set_aside"] = gc.get_freeze_count() > 0
+    return result

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from experiment_fakes import dying_run, fake_run
+from experiment_fakes import dying_run, fake_run, set_aside_run
 from experiment_support import subprocess_env
 
 from balloonsim.errors import UserError
@@ -139,6 +139,22 @@ def test_a_dask_worker_that_dies_is_started_again_and_only_its_run_fails(tmp_pat
     assert (runs.loc[~runs["fake.die"], "status"] == "ok").all()
     assert summary.failed == 1 and summary.ok == 5
     assert gc.get_freeze_count() == 0  # the runner's objects set aside during the batch are collectable again
+
+
+@pytest.mark.parametrize(
+    "jobs, dask",
+    [(1, None), (2, None), pytest.param(2, "local", marks=pytest.mark.slow)],
+    ids=["in-process", "local", "dask"],
+)
+def test_runs_find_the_imports_set_aside_from_the_collector_and_the_runner_gets_its_back(tmp_path, jobs, dask):
+    """A full collection during a run walks only what is not set aside (gc.freeze): in a worker, everything it
+    held once its imports were done; in the runner (--jobs 1), everything it held when the batch began, given
+    back to the collector when the batch ends."""
+    exp = make(factors={"a": list(range(4))})
+    summary = run_experiment(exp, out_dir=tmp_path / "out", jobs=jobs, dask=dask, run_fn=set_aside_run)
+    runs = load_results(summary.out_dir)
+    assert summary.ok == 4 and runs["set_aside"].all()
+    assert gc.get_freeze_count() == 0
 
 
 def _one(x: int) -> int:
