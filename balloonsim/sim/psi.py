@@ -76,10 +76,9 @@ def poisson_binomial(ps: Sequence[float]) -> list[float]:
     it a third of the run, so many events take whole-array steps in numpy: the same products and the same
     single sum per entry in IEEE double, so the same bits (tests/sim/test_psi.py). An event that surely happens
     (p = 1: a task stalled the whole tick, often half of them) only moves the distribution up by one, exactly
-    (x 1.0 + 0.0 x 0.0 is x), before or after the others: the ones are counted and the distribution shifted once."""
-    ones = sum(1 for p in ps if p == 1.0)
-    ps = [p for p in ps if 0.0 < p < 1.0] if ones else [p for p in ps if p > 0.0]
-    return [0.0] * ones + _distribution(ps) if ones else _distribution(ps)
+    (P(k - 1) * 1.0 + P(k) * 0.0 is P(k - 1)), before or after the others: those are counted and the
+    distribution shifted once."""
+    return [0.0] * ps.count(1.0) + _distribution([p for p in ps if p > 0.0 and p != 1.0])
 
 
 def _distribution(ps: list[float]) -> list[float]:
