@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+from balloonsim import collector
 from balloonsim.collector import long_lived_set_aside, set_aside_for_good
 from balloonsim.experiment.design import RunSpec
 from balloonsim.experiment.worker import execute_chunk
@@ -48,7 +49,38 @@ def test_a_block_inside_another_changes_nothing():
     assert gc.get_freeze_count() == 0
 
 
-def test_a_workers_runs_leave_what_it_set_aside_as_it_was_and_their_garbage_collectable():
+def test_objects_frozen_by_someone_else_do_not_stop_a_block():
+    """CPython 3.12 starts with objects of its own frozen (gc.get_freeze_count() is 375 on 3.12.1 before any
+    code runs): a block must still set aside what is alive, and give it back."""
+    gc.disable()
+    try:
+        gc.freeze()  # frozen before any block, as the interpreter's own
+        before = _garbage_cycle()
+        with long_lived_set_aside():
+            gc.collect()
+            assert before() is not None  # set aside by the block: not walked
+        gc.collect()
+        assert before() is None
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_block_after_set_aside_for_good_gives_nothing_back(monkeypatch):
+    monkeypatch.setattr(collector, "_for_good", False)  # restored after the test: this process is no worker
+    gc.disable()
+    try:
+        set_aside_for_good()
+        frozen = gc.get_freeze_count()
+        with long_lived_set_aside():
+            pass
+        assert gc.get_freeze_count() == frozen  # the worker's imports stay set aside
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_workers_runs_leave_what_it_set_aside_as_it_was_and_their_garbage_collectable(monkeypatch):
     """A worker sets its imports aside once; its runs (SimPy's processes and events are reference cycles) must
     neither set anything aside nor give anything back: set aside per run, a run's garbage still uncollected when
     the next began would be frozen with it, and never collected."""
@@ -56,6 +88,7 @@ def test_a_workers_runs_leave_what_it_set_aside_as_it_was_and_their_garbage_coll
     specs = [
         RunSpec(run_id=f"r{seed}", index=0, replicate=seed, factors={}, config=config, seed=seed) for seed in range(3)
     ]
+    monkeypatch.setattr(collector, "_for_good", False)  # restored after the test: this process is no worker
     gc.disable()
     try:
         set_aside_for_good()

@@ -9,9 +9,22 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy
 from scipy import stats as st
 
 from balloonsim.analysis import significance as sig
+
+# scipy 1.18 replaced shapiro's Fortran AS R94 (and its AS 111 and AS 66 approximations, which significance.py
+# follows) with a Python rewrite on exact normal quantiles: its p-values differ from AS R94's by up to 1.6e-8
+# relative (3.4e-9 absolute; 3 values with a tie: 3e-16 against 8e-16), measured over these samples with 1.18.1.
+_SCIPY_HAS_AS_R94 = tuple(int(part) for part in scipy.__version__.split(".")[:2]) < (1, 18)
+
+
+def _same_shapiro_p(ours: float, scipys: float) -> bool:
+    """Bit for bit against AS R94; to 1e-7 relative (1e-12 absolute, for p at the rounding floor) after it."""
+    if _SCIPY_HAS_AS_R94:
+        return ours == scipys
+    return ours == pytest.approx(scipys, rel=1e-7, abs=1e-12)
 
 
 def _samples(seed: int, count: int):
@@ -40,7 +53,7 @@ def test_tests_equal_scipy_stats_bit_for_bit(seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if len(a) >= 3 and np.ptp(a) > 0:
-                assert sig.shapiro_p(a) == float(st.shapiro(a).pvalue), a
+                assert _same_shapiro_p(sig.shapiro_p(a), float(st.shapiro(a).pvalue)), a
                 checked["shapiro"] += 1
             if np.ptp(a) > 0 or np.ptp(b) > 0:
                 ref = st.ttest_ind(a, b, equal_var=False)
