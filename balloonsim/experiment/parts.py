@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 FORMATS = ("parquet", "csv")
-ROW_GROUP_ROWS = 1 << 13  # rows per row group of a merged Parquet file: fixed, so the same rows give the same bytes
+ROW_GROUP_ROWS = 1 << 13  # rows per row group of a part and of a merged Parquet file (fixed: same rows, same bytes)
 ROW_GROUPS_CACHED = 8  # decoded row groups kept while a merge reads its sources in design order
 
 
@@ -104,13 +104,16 @@ def _refuse_link(path: Path) -> None:
 
 
 def _write_parquet(table: pa.Table, path: Path) -> Path:
-    """Write `table` to a fresh temporary file beside `path`, durably; returns its name."""
+    """Write `table` to a fresh temporary file beside `path`, durably; returns its name. Its row groups are of
+    ROW_GROUP_ROWS rows, as the merged file's: the merge decodes a row group at a time, so however many runs a
+    part holds, it never has more than ROW_GROUPS_CACHED x ROW_GROUP_ROWS rows decoded (Arrow's default of up to
+    a million rows per group made a part one row group, and the merge of a 720-run batch 105 MiB larger)."""
     import pyarrow.parquet as pq
 
     fd, tmp = new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle)
+            pq.write_table(table, handle, row_group_size=ROW_GROUP_ROWS)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
