@@ -1,4 +1,5 @@
-"""What the end of a batch costs: the merge of its staged time-series parts, by how the parts are cut into row groups.
+"""What the end of a batch and the start of a resume cost in a large batch: the merge of the staged time-series
+parts, by how the parts are cut into row groups, and the count of each run's rows that a resume checks.
 
     .venv/bin/python benchmarks/profile_merge.py RESULTS_DIR [--parts 9] [--repeats 5]
 
@@ -10,6 +11,11 @@ part (Arrow's default of up to a million rows a group, how it wrote them before)
 (`PartDataset.finalize`, in design order) in a fresh process, alternating, and the merge's wall time and the peak
 of Arrow's memory pool during it are printed, best and median of the repeats. Both merges must give the same
 bytes as the batch's own file.
+
+Then the resume's count (`PartDataset.row_counts` of the batch's file: Arrow's value counts a row group at a time)
+against how it counted before (every row's run id as a Python string, counted by collections.Counter), each in a
+fresh process, alternating: wall time and how far RSS peaked above the process's after its imports (Linux: the
+peak is reset through /proc/self/clear_refs).
 """
 
 from __future__ import annotations
@@ -38,6 +44,27 @@ started = time.perf_counter()
 data.finalize(order)
 print(json.dumps({"wall_s": time.perf_counter() - started, "peak_mib": (pool.max_memory() - before) / 2**20}))
 """
+COUNTS_CHILD = """
+import collections, json, sys, time
+from pathlib import Path
+import pyarrow.compute, pyarrow.csv, pyarrow.parquet as pq
+from balloonsim.experiment.parts import PartDataset
+directory, how = Path(sys.argv[1]), sys.argv[2]
+def status(key):
+    return int(Path("/proc/self/status").read_text().split(key + ":")[1].split()[0])
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here (Linux)
+base = status("VmRSS")
+started = time.perf_counter()
+if how == "arrow":
+    counts = PartDataset(directory, "timeseries").row_counts()
+else:
+    ids = pq.read_table(directory / "timeseries.parquet", columns=["run_id"]).column("run_id").to_pylist()
+    counts = collections.Counter(str(v) for v in ids)
+wall = time.perf_counter() - started
+grown = (status("VmHWM") - base) / 1024
+print(json.dumps({"wall_s": wall, "rss_mib": grown, "rows": sum(counts.values())}))
+"""
+COUNTING = {"Arrow, a row group at a time": "arrow", "Python strings (before)": "strings"}
 
 
 def stage(source: Path, out: Path, parts: int, row_group_rows: int | None) -> None:
@@ -99,8 +126,23 @@ def main() -> None:
     for name, runs in figures.items():
         wall = [r["wall_s"] for r in runs]
         peak = [r["peak_mib"] for r in runs]
-        print(f"{name:>28}: merge {min(wall):.3f} s best, {statistics.median(wall):.3f} s median; "
+        print(f"{name:>30}: merge {min(wall):.3f} s best, {statistics.median(wall):.3f} s median; "
               f"Arrow peak {min(peak):.1f} MiB best, {statistics.median(peak):.1f} MiB median")  # fmt: skip
+    counted: dict[str, list[dict[str, float]]] = {name: [] for name in COUNTING}
+    for _ in range(args.repeats):
+        for name, how in COUNTING.items():
+            done = subprocess.run(
+                [sys.executable, "-c", COUNTS_CHILD, str(args.results), how],
+                capture_output=True, text=True, check=True, env={**os.environ, **SYSTEM_POOL},
+            )  # fmt: skip
+            counted[name].append(json.loads(done.stdout))
+    print("the rows of each run counted, as a resume does:")
+    for name, runs in counted.items():
+        wall = [r["wall_s"] for r in runs]
+        grown = [r["rss_mib"] for r in runs]
+        print(f"{name:>30}: {min(wall):.3f} s best, {statistics.median(wall):.3f} s median; "
+              f"peak RSS +{min(grown):.0f} MiB best, +{statistics.median(grown):.0f} MiB median "
+              f"({runs[0]['rows']:,} rows)")  # fmt: skip
 
 
 if __name__ == "__main__":

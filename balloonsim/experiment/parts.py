@@ -4,7 +4,8 @@ A Parquet file cannot be appended to after a crash (its footer would be missing)
 flush writes a new part `<name>.parts/part-NNNNNN.parquet` (fresh temporary file, fsync, rename: a part is
 whole or absent).  Parts are written *before* the rows of their runs are committed to runs.csv, so a committed
 run always has its table; on resume, parts are filtered to committed runs, which drops the tables of runs that
-will be retried, and `row_counts` lets the store check that every committed run's rows are all there.
+will be retried, and `row_counts` (Arrow value counts, a row group at a time) lets the store check that every
+committed run's rows are all there.
 `finalize` merges the previous final file (if any) and the parts into `<name>.parquet` or `<name>.csv` under a
 small journal, so a crash during the merge never loses or duplicates a run:
 
@@ -201,31 +202,40 @@ class PartDataset:
         counts: collections.Counter[str] = collections.Counter()
         if os.path.lexists(self.final):
             try:
-                counts.update(self._ids(self.final, final=True))
+                counts.update(self._counts(self.final, final=True))
             except CorruptPart as exc:
                 raise UserError(f"{self.final}: cannot be read ({exc}); use --force to start over") from None
         for part in self.parts():
             try:
-                counts.update(self._ids(part))
+                counts.update(self._counts(part))
             except CorruptPart:
                 part.unlink()
         return counts
 
-    def _ids(self, path: Path, final: bool = False) -> list[str]:
+    def _counts(self, path: Path, final: bool = False) -> collections.Counter[str]:
+        """Rows per run id in one file, counted by Arrow a row group (or a block of CSV) at a time: a resume
+        reads every row's run id, and as a list of Python strings the 650,000 rows of a 720-run sweep-180 batch
+        took 0.46 s and 130 MiB (a row group's worth now)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
+        counts: collections.Counter[str] = collections.Counter()
         try:
             if final and self.format == "csv":
-                table = pacsv.read_csv(
-                    path, convert_options=pacsv.ConvertOptions(include_columns=["run_id"], column_types=_id_types())
-                )
+                options = pacsv.ConvertOptions(include_columns=["run_id"], column_types=_id_types())
+                pieces: Iterable = pacsv.open_csv(path, convert_options=options)
             else:
-                table = pq.read_table(path, columns=["run_id"])
-        except (OSError, pa.ArrowException, ValueError) as exc:
+                parquet = pq.ParquetFile(path)
+                pieces = (parquet.read_row_group(g, columns=["run_id"]) for g in range(parquet.num_row_groups))
+            for piece in pieces:
+                found = pc.value_counts(piece.column("run_id"))
+                runs, rows = found.field("values").to_pylist(), found.field("counts").to_pylist()
+                counts.update({str(run): n for run, n in zip(runs, rows, strict=True)})
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
             raise CorruptPart(str(exc).strip()[:200]) from None
-        return [str(v) for v in table.column("run_id").to_pylist()]
+        return counts
 
     def recover(self, committed: set[str]) -> None:
         """Keep only the tables of committed runs, in the parts and the final file."""
@@ -248,7 +258,7 @@ class PartDataset:
             os.replace(tmp, part)
         if self.parts_dir.is_dir():
             fsync_dir(self.parts_dir)
-        if os.path.lexists(self.final) and set(self._ids(self.final, final=True)) - committed:
+        if os.path.lexists(self.final) and set(self._counts(self.final, final=True)) - committed:
             self._filter_final(committed)
 
     def _filter_final(self, committed: set[str]) -> None:
