@@ -123,6 +123,30 @@ def _write_parquet(table: pa.Table, path: Path) -> Path:
     return tmp
 
 
+def _filtered_copy(path: Path, runs: pa.Array) -> Path:
+    """Write the rows of `path` whose run id is in `runs` to a fresh temporary file beside it, durably, one row
+    group at a time (a final file that lost a run on resume may hold a whole study's time series); returns its
+    name."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    fd, tmp = new_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as handle, pq.ParquetFile(path) as source:
+            with pq.ParquetWriter(handle, source.schema_arrow) as writer:
+                for group in range(source.num_row_groups):
+                    table = source.read_row_group(group)
+                    kept = table.filter(pc.is_in(table.column("run_id"), value_set=runs))
+                    if kept.num_rows:
+                        writer.write_table(kept, row_group_size=ROW_GROUP_ROWS)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 class CorruptPart(Exception):
     """A staged part that cannot be read (a disk or filesystem fault): its runs must be run again."""
 
@@ -254,8 +278,7 @@ class PartDataset:
             if not pc.any(keep).as_py():
                 part.unlink()
                 continue
-            tmp = _write_parquet(pq.read_table(part).filter(keep), part)
-            os.replace(tmp, part)
+            os.replace(_filtered_copy(part, ids), part)
         if self.parts_dir.is_dir():
             fsync_dir(self.parts_dir)
         if os.path.lexists(self.final) and set(self._counts(self.final, final=True)) - committed:
@@ -266,15 +289,9 @@ class PartDataset:
         then merges it again, so that its row groups are those of a merge."""
         self._filtered = True
         if self.format == "parquet":
-            import pyarrow.compute as pc
-            import pyarrow.parquet as pq
-
             from balloonsim.experiment import arrow
 
-            ids = arrow.strings(sorted(committed))
-            table = pq.read_table(self.final)
-            tmp = _write_parquet(table.filter(pc.is_in(table.column("run_id"), value_set=ids)), self.final)
-            os.replace(tmp, self.final)
+            os.replace(_filtered_copy(self.final, arrow.strings(sorted(committed))), self.final)
         else:
             header = None
 

@@ -495,3 +495,30 @@ def test_row_counts_are_counted_a_row_group_at_a_time(tmp_path, monkeypatch, fmt
     assert not read_whole and groups and all(columns == ["run_id"] for columns in groups)
     assert len(groups) == (2 + 1 if fmt == "csv" else 2 + 2 + 1)  # parts of 7 and 3 rows; the final file's 2 groups
     assert not (data.parts_dir / "part-000009.parquet").exists()
+
+
+def test_runs_dropped_on_resume_are_filtered_out_a_row_group_at_a_time(tmp_path, monkeypatch):
+    """A resume that finds a run incomplete drops its rows from the final file (which may hold a whole study's
+    time series) and from the parts, copying them a row group at a time, never reading a file whole."""
+    from balloonsim.experiment import parts
+
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 4)
+    data = PartDataset(tmp_path, "timeseries")
+    data.write_part([_table("a", 5), _table("b", 6), _table("c", 3)])
+    data.finalize(["a", "b", "c"])
+    data = PartDataset(tmp_path, "timeseries")  # the next session
+    data.write_part([_table("d", 5), _table("e", 2)])
+    read_table = pq.read_table
+
+    def by_column(source, columns=None, **kwargs):
+        assert columns is not None, f"{source} read whole"
+        return read_table(source, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", by_column)
+    data.recover({"a", "c", "e"})
+    monkeypatch.setattr(pq, "read_table", read_table)
+    final = pq.read_table(data.final).to_pydict()
+    assert final["run_id"] == ["a"] * 5 + ["c"] * 3 and final["t"] == [*map(float, range(5)), 0.0, 1.0, 2.0]
+    assert pq.read_table(data.parts()[0]).to_pydict() == {"run_id": ["e", "e"], "t": [0.0, 1.0]}
+    data.finalize(["a", "b", "c", "d", "e"])
+    assert pq.read_table(data.final)["run_id"].to_pylist() == ["a"] * 5 + ["c"] * 3 + ["e"] * 2
