@@ -77,26 +77,59 @@ def median_ci(
 def _bootstrap_medians(x: np.ndarray, seed: int, n_resamples: int) -> np.ndarray:
     """np.median of each resample x[rng.integers(0, n, (n_resamples, n))], the same numbers, without sorting
     2000 resamples: a resample's k-th smallest value is the first in sorted order whose draws, counted from the
-    smallest, exceed k. The draws depend only on n, so they are counted once per sample size."""
+    smallest, exceed k. The draws depend only on n, so they are counted once per sample size (small ones kept,
+    large ones drawn again a block of resamples at a time: see `_draw_count_blocks`)."""
     n = len(x)
     order = np.argsort(x, kind="stable")
-    below = np.cumsum(_draw_counts(seed, n_resamples, n)[:, order], axis=1)  # draws of the i smallest values
     ranked = x[order]
-    upper = ranked[np.count_nonzero(below <= n // 2, axis=1)]
+    upper = np.empty(n_resamples, dtype=ranked.dtype)
+    lower = np.empty(n_resamples, dtype=ranked.dtype) if n % 2 == 0 else upper
+    for first, counts in _draw_count_blocks(seed, n_resamples, n):
+        below = np.cumsum(counts[:, order], axis=1, dtype=np.int64 if n > INT32_MAX else np.int32)
+        rows = slice(first, first + len(counts))  # draws of the i smallest values, in each resample
+        upper[rows] = ranked[np.count_nonzero(below <= n // 2, axis=1)]
+        if n % 2 == 0:
+            lower[rows] = ranked[np.count_nonzero(below <= n // 2 - 1, axis=1)]
     if n % 2:
         return upper
-    lower = ranked[np.count_nonzero(below <= n // 2 - 1, axis=1)]
     return (lower + upper) / 2  # as np.median: the mean of the two middle values
+
+
+# A sample size's draw counts are kept (for the next metric of the same size) up to CACHED_CELLS resamples x
+# values, 4 MiB each at most; larger samples are drawn again per call, BLOCK_CELLS at a time, so that a bootstrap
+# never holds n_resamples x n of anything (at n = 10,000: 160 MB for each array it used to make).
+CACHED_CELLS = 1 << 20
+BLOCK_CELLS = 1 << 20
+INT32_MAX = (1 << 31) - 1
+
+
+def _draw_count_blocks(seed: int, n_resamples: int, n: int):
+    """(first resample, draw counts of a block of resamples) covering all n_resamples: the counts of the draws
+    rng.integers(0, n, (n_resamples, n)) makes, drawn a block of rows at a time (the same numbers as in one
+    call)."""
+    if n_resamples * n <= CACHED_CELLS:
+        yield 0, _draw_counts(seed, n_resamples, n)
+        return
+    rng = np.random.default_rng(seed)
+    rows = max(1, BLOCK_CELLS // n)
+    for first in range(0, n_resamples, rows):
+        yield first, _counts(rng.integers(0, n, size=(min(rows, n_resamples - first), n)), n)
 
 
 @functools.lru_cache(maxsize=16)  # a few sample sizes per study; each entry is n_resamples x n counts
 def _draw_counts(seed: int, n_resamples: int, n: int) -> np.ndarray:
     """How often each of n values is drawn in each resample, for median_ci's fixed seed (read-only)."""
-    draws = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    rows = np.arange(n_resamples)[:, None] * n
-    counts = np.bincount((draws + rows).ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
+    counts = _counts(np.random.default_rng(seed).integers(0, n, size=(n_resamples, n)), n)
     counts.flags.writeable = False
     return counts
+
+
+def _counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """Per row of `draws` (values in 0..n-1), how often each value was drawn, in the smallest integers that
+    hold n."""
+    rows = np.arange(len(draws))[:, None] * n
+    counts = np.bincount((draws + rows).ravel(), minlength=len(draws) * n).reshape(len(draws), n)
+    return counts.astype(np.min_scalar_type(n), copy=False)
 
 
 def wilson_ci(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:

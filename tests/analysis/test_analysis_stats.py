@@ -53,6 +53,23 @@ def test_bootstrap_medians_are_numpys_medians_of_the_resamples(values, seed):
     assert np.array_equal(_bootstrap_medians(x, seed, 300), expected)
 
 
+@pytest.mark.parametrize("n", [40, 41])
+def test_large_samples_are_bootstrapped_a_block_of_resamples_at_a_time(monkeypatch, n):
+    """Past CACHED_CELLS, the draws are made and counted BLOCK_CELLS at a time (at n = 10,000 each array of the
+    whole bootstrap was 160 MB): the same medians, bit for bit, as np.median of the resamples of one call."""
+    from balloonsim.analysis import stats
+
+    monkeypatch.setattr(stats, "CACHED_CELLS", 0)
+    monkeypatch.setattr(stats, "BLOCK_CELLS", 7 * n)  # 300 resamples in blocks of 7: the last one short
+    blocks = []
+    counts = stats._counts
+    monkeypatch.setattr(stats, "_counts", lambda draws, size: blocks.append(draws.shape) or counts(draws, size))
+    x = np.round(np.random.default_rng(3).exponential(2.0, n), 1)  # ties
+    draws = np.random.default_rng(11).integers(0, n, size=(300, n))
+    assert np.array_equal(_bootstrap_medians(x, 11, 300), np.median(x[draws], axis=1))
+    assert sum(rows for rows, _ in blocks) == 300 and max(rows for rows, _ in blocks) == 7
+
+
 def test_degenerate_samples_are_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
