@@ -104,17 +104,20 @@ def _refuse_link(path: Path) -> None:
         raise UserError(f"{path} is a symbolic link; balloonsim does not follow links in a results directory")
 
 
-def _write_parquet(table: pa.Table, path: Path) -> Path:
-    """Write `table` to a fresh temporary file beside `path`, durably; returns its name. Its row groups are of
-    ROW_GROUP_ROWS rows, as the merged file's: the merge decodes a row group at a time, so however many runs a
-    part holds, it never has more than ROW_GROUPS_CACHED x ROW_GROUP_ROWS rows decoded (Arrow's default of up to
-    a million rows per group made a part one row group, and the merge of a 720-run batch 105 MiB larger)."""
+def _write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> Path:
+    """Write `tables` (of `schema`) to a fresh temporary file beside `path`, durably; returns its name. Its row
+    groups are of ROW_GROUP_ROWS rows, as the merged file's: the merge decodes a row group at a time, so however
+    many runs a part holds, it never has more than ROW_GROUPS_CACHED x ROW_GROUP_ROWS rows decoded (Arrow's default
+    of up to a million rows per group made a part one row group, and the merge of a 720-run batch 105 MiB larger)."""
     import pyarrow.parquet as pq
 
     fd, tmp = new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, row_group_size=ROW_GROUP_ROWS)
+            with pq.ParquetWriter(handle, schema) as writer:
+                for table in tables:
+                    if table.num_rows:
+                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
@@ -124,27 +127,15 @@ def _write_parquet(table: pa.Table, path: Path) -> Path:
 
 
 def _filtered_copy(path: Path, runs: pa.Array) -> Path:
-    """Write the rows of `path` whose run id is in `runs` to a fresh temporary file beside it, durably, one row
-    group at a time (a final file that lost a run on resume may hold a whole study's time series); returns its
-    name."""
+    """The rows of `path` whose run id is in `runs`, copied to a fresh temporary file beside it (`_write_parquet`)
+    one row group at a time: a final file that lost a run on resume may hold a whole study's time series."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    fd, tmp = new_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle, pq.ParquetFile(path) as source:
-            with pq.ParquetWriter(handle, source.schema_arrow) as writer:
-                for group in range(source.num_row_groups):
-                    table = source.read_row_group(group)
-                    kept = table.filter(pc.is_in(table.column("run_id"), value_set=runs))
-                    if kept.num_rows:
-                        writer.write_table(kept, row_group_size=ROW_GROUP_ROWS)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+    with pq.ParquetFile(path) as source:
+        groups = (source.read_row_group(group) for group in range(source.num_row_groups))
+        kept = (table.filter(pc.is_in(table.column("run_id"), value_set=runs)) for table in groups)
+        return _write_parquet(path, source.schema_arrow, kept)
 
 
 class CorruptPart(Exception):
@@ -191,7 +182,8 @@ class PartDataset:
             self._next = max(numbers, default=-1) + 1
         path = self.parts_dir / f"part-{self._next:06d}.parquet"
         self._next += 1
-        tmp = _write_parquet(concat(tables), path)
+        table = concat(tables)
+        tmp = _write_parquet(path, table.schema, [table])
         os.replace(tmp, path)
         fsync_dir(self.parts_dir)
         return path
