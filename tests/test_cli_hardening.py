@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,14 @@ def test_the_commands_have_examples():
 
 @pytest.mark.parametrize("args", [a for _, a in EXAMPLES], ids=[" ".join(a)[:60] for _, a in EXAMPLES])
 def test_every_help_example_runs(args, tmp_path, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    """Each example as printed, run from a copy of the checkout's experiments/ and results/: `analyze DIR` and
+    `index results/` write into what they are given, and a test must not rewrite tracked files (with a local
+    results/quickstart, `index results/` added it to the shipped studies' README)."""
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "checkout"
+    shutil.copytree(root / "experiments", work / "experiments")
+    shutil.copytree(root / "results", work / "results", ignore=shutil.ignore_patterns("plots", "report.html"))
+    monkeypatch.chdir(work)
     args = [str(tmp_path / "out") if a.startswith("/tmp/") else a for a in args]
     result = invoke(*args)
     assert result.exit_code in (0, 1), result.output  # 1: the example shows a failure on purpose (a crash)
