@@ -11,7 +11,7 @@ small study's whole summary.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,14 +96,14 @@ def _bootstrap_medians(x: np.ndarray, seed: int, n_resamples: int) -> np.ndarray
 
 
 # A sample size's draw counts are kept (for the next metric of the same size) up to CACHED_CELLS resamples x
-# values, 4 MiB each at most; larger samples are drawn again per call, BLOCK_CELLS at a time, so that a bootstrap
+# values, 2 MiB each at most; larger samples are drawn again per call, BLOCK_CELLS at a time, so that a bootstrap
 # never holds n_resamples x n of anything (at n = 10,000: 160 MB for each array it used to make).
 CACHED_CELLS = 1 << 20
 BLOCK_CELLS = 1 << 20
 INT32_MAX = (1 << 31) - 1
 
 
-def _draw_count_blocks(seed: int, n_resamples: int, n: int):
+def _draw_count_blocks(seed: int, n_resamples: int, n: int) -> Iterator[tuple[int, np.ndarray]]:
     """(first resample, draw counts of a block of resamples) covering all n_resamples: the counts of the draws
     rng.integers(0, n, (n_resamples, n)) makes, drawn a block of rows at a time (the same numbers as in one
     call)."""
