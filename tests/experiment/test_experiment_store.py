@@ -13,6 +13,7 @@ from experiment_fakes import CALLS, counting_run, fake_run, flaky_run
 
 from balloonsim.errors import UserError
 from balloonsim.experiment import load_results, load_timeseries, run_experiment
+from balloonsim.experiment.columns import to_arrow
 from balloonsim.experiment.csvlog import CsvLog, format_line, recover, rewrite_rows
 from balloonsim.experiment.design import iter_runs
 from balloonsim.experiment.parts import PartDataset
@@ -522,3 +523,23 @@ def test_runs_dropped_on_resume_are_filtered_out_a_row_group_at_a_time(tmp_path,
     assert pq.read_table(data.parts()[0]).to_pydict() == {"run_id": ["e", "e"], "t": [0.0, 1.0]}
     data.finalize(["a", "b", "c", "d", "e"])
     assert pq.read_table(data.final)["run_id"].to_pylist() == ["a"] * 5 + ["c"] * 3 + ["e"] * 2
+
+
+def test_a_flush_is_due_once_the_buffered_tables_reach_max_bytes(tmp_path):
+    """FlushPolicy.max_bytes bounds what a runner buffers between flushes, whatever max_runs and max_age_s allow."""
+    from balloonsim.experiment.store import FlushPolicy
+
+    exp = make(replications=4)
+    specs = list(iter_runs(exp))
+    outcome = execute_run(specs[0], fake_run, True)
+    one = sum(t.get_total_buffer_size() for t in (to_arrow("x", outcome.timeseries), to_arrow("x", outcome.events)))
+    policy = FlushPolicy(max_runs=1000, max_bytes=3 * one - 1, max_age_s=3600.0)
+    store = ResultStore.open(tmp_path / "out", exp, StoreOptions(events=True), policy=policy)
+    due = []
+    for spec in specs[:4]:
+        store.add(spec, execute_run(spec, fake_run, True))
+        due.append(store.due())
+    assert due == [False, False, True, True]
+    store.flush()
+    assert not store.due()
+    store.close("interrupted", {}, finalize=False)
