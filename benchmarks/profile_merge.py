@@ -67,6 +67,15 @@ print(json.dumps({"wall_s": wall, "rss_mib": grown, "rows": sum(counts.values())
 COUNTING = {"Arrow, a row group at a time": "arrow", "Python strings (before)": "strings"}
 
 
+def child(code: str, *args: object) -> dict:
+    """Run `code` in a fresh interpreter with the runner's Arrow allocator; its one line of JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True, text=True, check=True, env={**os.environ, **SYSTEM_POOL},
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
 def stage(source: Path, out: Path, parts: int, row_group_rows: int | None) -> None:
     """Cut `source` into `parts` parts under out/timeseries.parts, chunk pairs swapped (finished out of order)."""
     import pyarrow as pa
@@ -114,11 +123,7 @@ def main() -> None:
                 work = Path(tmp) / "work"
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.copytree(staged[name], work)
-                done = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(work), str(order_file)],
-                    capture_output=True, text=True, check=True, env={**os.environ, **SYSTEM_POOL},
-                )  # fmt: skip
-                figures[name].append(json.loads(done.stdout))
+                figures[name].append(child(CHILD, work, order_file))
                 if (work / "timeseries.parquet").read_bytes() != source.read_bytes():
                     raise SystemExit(f"{name}: the merge is not the batch's own file")
     print(f"{len(order)} runs, {pq.ParquetFile(source).metadata.num_rows:,} rows, {args.parts} parts, "
@@ -131,11 +136,7 @@ def main() -> None:
     counted: dict[str, list[dict[str, float]]] = {name: [] for name in COUNTING}
     for _ in range(args.repeats):
         for name, how in COUNTING.items():
-            done = subprocess.run(
-                [sys.executable, "-c", COUNTS_CHILD, str(args.results), how],
-                capture_output=True, text=True, check=True, env={**os.environ, **SYSTEM_POOL},
-            )  # fmt: skip
-            counted[name].append(json.loads(done.stdout))
+            counted[name].append(child(COUNTS_CHILD, args.results, how))
     print("the rows of each run counted, as a resume does:")
     for name, runs in counted.items():
         wall = [r["wall_s"] for r in runs]

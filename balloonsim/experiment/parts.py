@@ -260,21 +260,18 @@ class PartDataset:
 
     def recover(self, committed: set[str]) -> None:
         """Keep only the tables of committed runs, in the parts and the final file."""
-        parts = self.parts()
-        if parts:
-            import pyarrow.compute as pc
-            import pyarrow.parquet as pq
-
-            from balloonsim.experiment import arrow
-
-            ids = arrow.strings(sorted(committed))
-        for part in parts:
-            keep = pc.is_in(pq.read_table(part, columns=["run_id"]).column("run_id"), value_set=ids)
-            if pc.all(keep).as_py():
+        ids = None  # the committed run ids as an Arrow array, made once a part needs filtering (pyarrow loads then)
+        for part in self.parts():
+            held = set(self._counts(part))
+            if held <= committed:
                 continue
-            if not pc.any(keep).as_py():
+            if not held & committed:
                 part.unlink()
                 continue
+            if ids is None:
+                from balloonsim.experiment import arrow
+
+                ids = arrow.strings(sorted(committed))
             os.replace(_filtered_copy(part, ids), part)
         if self.parts_dir.is_dir():
             fsync_dir(self.parts_dir)
