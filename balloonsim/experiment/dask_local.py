@@ -131,7 +131,10 @@ class WorkerProcess(ProcessInterface):
         super().__init__(scheduler, name)
         self.scheduler, self.name = scheduler, name
         self.security, self.preload, self.runner_pid = security, tuple(preload), runner_pid
-        self.config = dask.config.config  # the runner's settings (QUIET_WORKERS), as a nanny hands them over
+        # the runner's settings now (QUIET_WORKERS), copied as a nanny copies them (distributed/nanny.py,
+        # Nanny.__init__: merge(dask.config.config, ...)): the worker is forked later, once `dask.config.set`
+        # has put the defaults back into the global dict, so a reference to it would hand over the defaults
+        self.config = dask.config.merge(dask.config.config)
         self.process: multiprocessing.process.BaseProcess | None = None
         self.error: str | None = None  # why this worker cannot be kept running
         self._watch: asyncio.Task | None = None

@@ -88,3 +88,14 @@ def set_aside_run(config: dict[str, Any], seed: int) -> FakeResult:
     result = fake_run(config, seed)
     result.metrics["set_aside"] = gc.get_freeze_count() > 0
     return result
+
+
+def quiet_dask_run(config: dict[str, Any], seed: int) -> FakeResult:
+    """`fake_run` plus whether the process that ran it had the settings `--dask local` gives its workers."""
+    import dask
+
+    from balloonsim.experiment.dask_local import QUIET_WORKERS
+
+    result = fake_run(config, seed)
+    result.metrics["quiet"] = all(dask.config.get(key) == value for key, value in QUIET_WORKERS.items())
+    return result

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from experiment_fakes import dying_run, fake_run, set_aside_run
+from experiment_fakes import dying_run, fake_run, quiet_dask_run, set_aside_run
 from experiment_support import subprocess_env
 
 from balloonsim.errors import UserError
@@ -155,6 +155,18 @@ def test_runs_find_the_imports_set_aside_from_the_collector_and_the_runner_gets_
     runs = load_results(summary.out_dir)
     assert summary.ok == 4 and runs["set_aside"].all()
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.slow
+def test_local_dask_workers_run_with_the_quiet_settings(tmp_path):
+    """The settings `--dask local` starts its workers with (QUIET_WORKERS: no statistical profiler sampling every
+    run's stack, slower admin ticks and memory checks) reach the worker processes. They are set in the runner
+    around the cluster's start; a worker forked later gets them only if they were copied then, as a nanny copies
+    them, not a reference to Dask's global settings, which have their defaults back by the time it starts."""
+    exp = make(factors={"a": list(range(4))})
+    summary = run_experiment(exp, out_dir=tmp_path / "out", jobs=2, dask="local", run_fn=quiet_dask_run)
+    runs = load_results(summary.out_dir)
+    assert summary.ok == 4 and runs["quiet"].all()
 
 
 def _one(x: int) -> int:
