@@ -88,6 +88,15 @@ def test_bench_help_does_not_import_the_measurements():
     assert "balloonsim.bench.suite" not in modules
 
 
+@pytest.mark.parametrize("name", sorted(set(COMMANDS) - {"hotplug"}))
+def test_a_commands_help_imports_no_heavy_library(name):
+    """`balloonsim CMD --help` costs click and the command's module: the analysis commands load pandas and
+    scipy only once they run (their package, balloonsim.analysis, loads its steps on first use). `hotplug`
+    is left out: its defaults come from the guest's pydantic model (test_hotplug_imports_the_kernel_model_only)."""
+    modules = loaded_by(name, "--help")
+    assert not _top_level(modules) & set(HEAVY), sorted(_top_level(modules) & set(HEAVY))
+
+
 def test_each_command_is_where_the_table_says_with_its_docstring_sentence():
     for name, ref in COMMANDS.items():
         command = ref.load()

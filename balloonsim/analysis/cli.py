@@ -1,18 +1,20 @@
 """`balloonsim analyze|plot|report DIR` and `balloonsim index DIR`: thin click wrappers over the analysis.
 
 Registered by balloonsim/commands.py as "balloonsim.analysis.cli": ("analyze", "plot", "report", "index").
-Progress goes to stderr, one line per phase; what was written goes to stdout, REPORT.md last.
+Progress goes to stderr, one line per phase; what was written goes to stdout, REPORT.md last. The analysis
+(pandas, scipy) and the results store load only once a command runs: `--help` costs click and this module.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import click
 
-from balloonsim.analysis import pipeline
-from balloonsim.experiment.store import check_not_running
+from balloonsim.analysis.confidence import ALPHA
 
 _DIR = click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 _BY = click.option(
@@ -24,7 +26,7 @@ _BY = click.option(
 _ALPHA = click.option(
     "--alpha",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=pipeline.ALPHA,
+    default=ALPHA,
     show_default=True,
     help="Significance level applied to Holm-corrected p-values.",
 )
@@ -32,7 +34,18 @@ _SVG = click.option("--svg", is_flag=True, help="Also write each figure as SVG (
 _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 
 
-def _progress(quiet: bool) -> pipeline.Progress:
+def _pipeline(directory: Path) -> ModuleType:
+    """The analysis steps, loaded now, once `directory` is known not to be written by a batch still running."""
+    from balloonsim.analysis import pipeline
+    from balloonsim.experiment.store import check_not_running
+
+    check_not_running(directory)
+    return pipeline
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    from balloonsim.analysis import pipeline
+
     return pipeline.quiet if quiet else pipeline.stderr
 
 
@@ -59,7 +72,7 @@ def analyze(directory: Path | None, by: str | None, alpha: float, describe: bool
         return
     if directory is None:
         raise click.UsageError("missing DIR (a results directory; or --describe to list the metrics)")
-    check_not_running(directory)
+    pipeline = _pipeline(directory)
     result = pipeline.analyze(directory, by=by, alpha=alpha, progress=_progress(quiet))
     comp = result.comparisons
     n_sig = int(comp["significant"].sum()) if not comp.empty else 0
@@ -78,13 +91,14 @@ def _describe(directory: Path | None) -> None:
 
     from balloonsim.analysis.load import load
     from balloonsim.analysis.metrics import describe
+    from balloonsim.analysis.pipeline import METRICS
 
     if directory is None:
         table = describe()
         source = "every metric balloonsim describes"
-    elif (directory / pipeline.METRICS).is_file():
-        table = pd.read_csv(directory / pipeline.METRICS, keep_default_na=False)
-        source = str(directory / pipeline.METRICS)
+    elif (directory / METRICS).is_file():
+        table = pd.read_csv(directory / METRICS, keep_default_na=False)
+        source = str(directory / METRICS)
     else:
         results = load(directory)
         table = describe([*results.columns, *[m for m in results.metrics if m not in results.columns]])
@@ -119,7 +133,7 @@ def plot(
     directory: Path, by: str | None, metrics: tuple[str, ...], regime: str | None, alpha: float, svg: bool, quiet: bool
 ) -> None:
     """Draw the figures into DIR/plots/ (PNG; SVG with --svg)."""
-    check_not_running(directory)
+    pipeline = _pipeline(directory)
     made = pipeline.plot(
         directory, by=by, metrics=list(metrics) or None, regime=regime, alpha=alpha, svg=svg, progress=_progress(quiet)
     )
@@ -147,7 +161,7 @@ def report(
     """Write DIR/REPORT.md and a self-contained DIR/report.html (analysis and figures included)."""
     if keep_plots and redraw:
         raise click.UsageError("--keep-plots and --redraw contradict each other; give one")
-    check_not_running(directory)
+    pipeline = _pipeline(directory)
     md, page = pipeline.report(
         directory, by=by, alpha=alpha, keep_plots=keep_plots, redraw=redraw, svg=svg, progress=_progress(quiet)
     )

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from balloonsim.analysis.confidence import ALPHA, LEVEL
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
 from balloonsim.analysis.memo import last_call
@@ -32,8 +33,6 @@ from balloonsim.analysis.metrics import better_of, info, tautology, zero_one
 from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
 
-ALPHA = 0.05
-LEVEL = 0.95
 NO_SURVIVORS = "no survivors"
 NORMAL_MIN_N = 8
 MIN_N = 2

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from balloonsim.analysis.compare import ALPHA
+from balloonsim.analysis.confidence import ALPHA
 from balloonsim.analysis.load import Results
 
 

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from balloonsim.analysis.compare import ALPHA, compare
+from balloonsim.analysis.compare import compare
+from balloonsim.analysis.confidence import ALPHA
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.load import Results, data_mtime, load
 from balloonsim.analysis.metrics import describe

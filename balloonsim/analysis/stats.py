@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from balloonsim.analysis.confidence import LEVEL
 from balloonsim.analysis.load import Results
 from balloonsim.analysis.metrics import is_rate
 
-LEVEL = 0.95
 BOOTSTRAP_SEED = 20181122  # the day of the thread; any fixed number makes the output reproducible
 BOOTSTRAP_RESAMPLES = 2000
 
