@@ -7,7 +7,8 @@ Each round runs the baseline and every command once, in alternation, as fresh pr
 (minimum) wall time, so a busy host hits all of them alike and the ratios hold. A command's start-up is
 `balloonsim COMMAND --help`: click parses the options only after importing the command's module, so this is
 what the command costs before it does any work. `--compare` measures another installation the same way in the
-same rounds (its own interpreter's `import click` is its baseline). Measures and prints; asserts nothing.
+same rounds (its own interpreter's `import click` is its baseline). Each installation's bytecode is cached first
+(balloonsim.bench.bytecode). Measures and prints; asserts nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from balloonsim.bench.bytecode import cache_bytecode, describe
 
 COMMANDS: tuple[tuple[str, ...], ...] = (
     ("--version",),
@@ -90,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=15, help="rounds; each command keeps its best [15]")
     args = ap.parse_args(argv)
     executables = [args.balloonsim, *args.compare]
+    cached = [cache_bytecode(exe.parent / "python") for exe in executables]  # as after a user's first command
     best = measure(executables, args.repeats)
     print(f"best of {args.repeats}, each round alternating all commands; Python {sys.version.split()[0]}")
-    for exe in executables:
-        print(f"{label(exe)}: {exe}")
+    for exe, info in zip(executables, cached, strict=True):
+        print(f"{label(exe)}: {exe}; {describe(info)}")
     print()
     print(table(executables, best))
     return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from balloonsim.bench.bytecode import cache_bytecode
 from balloonsim.bench.event_rate import bare_and_reference
 from balloonsim.bench.goals import evaluate_goals
 from balloonsim.bench.machine import CpuWatch, load_average, machine, wait_quiet
@@ -43,6 +45,7 @@ def measure(
         "quick": quick,
         "sections": [s for s in SECTIONS if s in sections],
         "machine": machine(),
+        "bytecode": cache_bytecode(sys.executable),  # before any process is timed (balloonsim.bench.bytecode)
         "load_before": load_average(),
     }
     results: dict[str, Any] = {}

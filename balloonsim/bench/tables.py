@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from balloonsim.bench.bytecode import describe as describe_bytecode
 from balloonsim.units import format_size
 
 
@@ -46,6 +47,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result.get('bench_wall_s', 0):.0f} s",
         f"host: cores busy with other processes on average: {others or 'unknown'}; "
         f"load average {result.get('load_before')} -> {result.get('load_after')}",
+        *([describe_bytecode(result["bytecode"])] if "bytecode" in result else []),
         "",
     ]
     if "bare" in res or "reference" in res:

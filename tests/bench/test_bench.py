@@ -209,3 +209,26 @@ def test_analysis_wall_runs_the_whole_analysis(tmp_path):
     run_experiment(exp, out_dir=tmp_path / "out", jobs=1, quiet=True)
     assert analysis_wall(tmp_path / "out") > 0
     assert (tmp_path / "out" / "REPORT.md").exists() and list((tmp_path / "out" / "plots").glob("*.png"))
+
+
+def test_the_bench_caches_balloonsims_bytecode_before_it_times_anything():
+    """Every process the bench times then loads balloonsim's compiled modules, as on a user's machine after the
+    first command, even where PYTHONDONTWRITEBYTECODE keeps Python from writing them."""
+    import importlib.util
+    from pathlib import Path
+
+    import balloonsim
+    import balloonsim.drivers
+    from balloonsim.bench.bytecode import cache_bytecode, describe
+
+    info = cache_bytecode(sys.executable)
+    assert info["ok"], info
+    roots = {Path(balloonsim.__file__).parent, Path(balloonsim.drivers.__file__).parent}
+    assert {Path(r) for r in info["roots"]} == roots
+    sources = [p for root in roots for p in root.rglob("*.py")]
+    assert info["modules"] == len(sources) > 100
+    assert all(Path(importlib.util.cache_from_source(str(p))).is_file() for p in sources)
+    assert cache_bytecode(sys.executable)["compiled_now"] == 0  # nothing left to compile
+    assert describe(info).startswith(f"bytecode: cached for {len(sources)} modules")
+    failed = cache_bytecode(Path(sys.executable).parent / "no-such-python")
+    assert not failed["ok"] and describe(failed).startswith("bytecode: not cached")
