@@ -36,10 +36,11 @@ _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress lines on 
 
 def _pipeline(directory: Path) -> ModuleType:
     """The analysis steps, loaded now, once `directory` is known not to be written by a batch still running."""
-    from balloonsim.analysis import pipeline
     from balloonsim.experiment.store import check_not_running
 
     check_not_running(directory)
+    from balloonsim.analysis import pipeline
+
     return pipeline
 
 
