@@ -3,7 +3,7 @@
 pip byte-compiles a package when it installs it, and Python caches what it compiles at the first import of an
 editable install. Where PYTHONDONTWRITEBYTECODE is set (as on this project's development machines) nothing is
 ever cached, so every process the bench times (a cold `balloonsim`, the workers' forkserver, a Dask worker, the
-analysis) compiles balloonsim's modules from source: 60-100 ms a process on the simulator's imports alone,
+analysis) compiles balloonsim's modules from source: 50-80 ms a process on the simulator's imports alone,
 which no user's second command pays. The bench writes the cache first (`compileall`, into the packages' own
 __pycache__ directories) with the interpreter of the installation it times, and says what it did.
 """
@@ -18,7 +18,7 @@ from typing import Any
 # Run by the timed installation's interpreter: an older checkout has neither this module nor anything but
 # balloonsim and its drivers package (installed as balloonsim.drivers) to compile.
 SNIPPET = """
-import compileall, importlib.util, json, os, sys
+import compileall, importlib.util, json, os
 import balloonsim, balloonsim.drivers
 roots = sorted({os.path.dirname(balloonsim.__file__), os.path.dirname(balloonsim.drivers.__file__)})
 sources = [os.path.join(d, f) for root in roots for d, _, fs in os.walk(root) for f in fs if f.endswith(".py")]
