@@ -180,9 +180,10 @@ def no_survivors(comp: pd.DataFrame, by: str | None) -> list[str]:
         count = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
         scope = "any regime" if not where else ("these regimes" if len(regimes) > 1 else "this regime")
         whose = "its" if len(names) == 1 else "their"
+        each = " of each regime" if scope != "this regime" else ""  # one regime: its runs, not "each regime's"
         out.append(
             f"{_and([f'**{_name(by, n)}**' for n in names])}: no guest survived{where or ' in any regime'} "
-            f"(all {count} runs of each regime died), so {whose} other metrics are not compared in {scope}: no "
+            f"(all {count} runs{each} died), so {whose} other metrics are not compared in {scope}: no "
             "survivors, no winner."
         )
     return out
