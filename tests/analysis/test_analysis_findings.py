@@ -86,3 +86,23 @@ def test_too_few_replications_are_called_out(tmp_path):
     line = significance_line(analyze(root))
     assert line.startswith("No difference")
     assert "With 3 vs 3 runs per comparison" in line and "more replications are needed" in line
+
+
+def test_a_rank_difference_whose_means_interval_spans_zero_says_so(tmp_path):
+    """Mann-Whitney U finds kmalloc's runs higher (every one above every altmap run), but one outlier widens the
+    means' interval past 0: the line gives the difference and says its interval spans 0; a line whose interval
+    does not (the planted one) says nothing of the kind."""
+    kmalloc = [1, 1, 1, 1, 1, 1, 1, 1, 2, 30]
+    rows = [{"memmap.strategy": "kmalloc", "oom_kills": v} for v in kmalloc]
+    rows += [{"memmap.strategy": "altmap", "oom_kills": 0} for _ in range(9)] + [
+        {"memmap.strategy": "altmap", "oom_kills": 0.5}
+    ]
+    root = write_results(tmp_path / "rank", pd.DataFrame(rows), ["memmap.strategy"], ["oom_kills"])
+    analysis = analyze(root)
+    row = analysis.comparisons.iloc[0]
+    assert row["test"] == "mann-whitney-u" and row["significant"]
+    assert row["diff_ci_low"] < 0 < row["diff_ci_high"]
+    (text,) = [f.text for f in findings(analysis)]
+    assert text.startswith("**kmalloc**: ") and "Mann-Whitney U" in text
+    assert "; the runs differ by rank, but the means' 95% interval spans 0;" in text
+    assert not any("interval spans 0" in t for t in _texts(planted(tmp_path / "planted")))
