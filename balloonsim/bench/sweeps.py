@@ -104,6 +104,18 @@ def parallel_capacity(seconds: float, rounds: int = 2) -> dict[str, Any]:
 SWEEP_MODES: tuple[tuple[int, str | None], ...] = ((1, None), (2, None), (2, "local"))
 
 
+def speedup_ceiling(jobs1: dict[str, Any], jobs2: dict[str, Any]) -> float | None:
+    """The speedup `--jobs 2` would have over `--jobs 1` if its batch took exactly half of `--jobs 1`'s: `--jobs 1`'s
+    wall over `--jobs 2`'s time outside its batch (start-up, the check, the workers' start and stop) plus half of
+    `--jobs 1`'s batch. What the fixed costs leave possible, whatever the workers do: a small batch's ceiling."""
+    try:
+        outside = jobs2["wall_s"] - jobs2["batch_s"]
+        ideal = outside + jobs1["batch_s"] / 2
+        return jobs1["wall_s"] / ideal if ideal > 0 else None
+    except (KeyError, TypeError):
+        return None
+
+
 def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path | None = None) -> dict[str, Any]:
     """Rounds of: the machine's parallel capacity, then each mode; best of each mode kept, and each round's
     ratios (measured minutes apart from the other rounds', seconds apart within one); then the runner's RSS at
@@ -148,6 +160,9 @@ def sweeps(plan: Plan, progress: Callable[[str], None], experiment: str | Path |
     j1, j2, dk = modes.get("jobs 1", {}), modes.get("jobs 2", {}), modes.get("dask local", {})
     if "runs_per_s" in j1 and "runs_per_s" in j2:
         out["speedup_jobs2"] = j2["runs_per_s"] / j1["runs_per_s"]
+        ceiling = speedup_ceiling(j1, j2)
+        if ceiling is not None:
+            out["speedup_jobs2_ceiling"] = ceiling
         # the CPU the whole batch took (runner and workers) with two worker processes over in one process: what
         # parallelism costs in work, whatever the machine's load did to the wall times
         cpu1 = j1.get("runner_cpu_s", 0.0) + j1.get("workers_cpu_s", 0.0)

@@ -208,7 +208,8 @@ def format_table(result: dict[str, Any]) -> str:
             )
             lines += [
                 "",
-                f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')}; "
+                f"speedup jobs 2 / jobs 1: {_num(sw.get('speedup_jobs2'), '.2f')} (ceiling with these start-up and "
+                f"stop times, a batch exactly halved: {_num(sw.get('speedup_jobs2_ceiling'), '.2f')}); "
                 f"dask overhead vs jobs 2: {_num(sw.get('dask_overhead_pct'), '+.0f')}% wall, "
                 f"{_num(sw.get('dask_batch_overhead_pct'), '+.0f')}% batch; runner RSS growth "
                 f"{_num(sw.get('runner_rss_growth'), '.3f')}x; CPU of the whole batch (runner and workers), "

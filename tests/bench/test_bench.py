@@ -232,3 +232,21 @@ def test_the_bench_caches_balloonsims_bytecode_before_it_times_anything():
     assert describe(info).startswith(f"bytecode: cached for {len(sources)} modules")
     failed = cache_bytecode(Path(sys.executable).parent / "no-such-python")
     assert not failed["ok"] and describe(failed).startswith("bytecode: not cached")
+
+
+def test_the_jobs_goal_row_gives_the_ceiling_the_fixed_costs_leave():
+    """--jobs 2 can at best halve --jobs 1's batch; what it spends outside its batch it spends anyway. With
+    --jobs 1 at 1.66 s wall (1.44 s batch) and --jobs 2 spending 0.23 s outside a 0.74 s batch, the ceiling is
+    1.66 / (0.23 + 0.72) = 1.75."""
+    from balloonsim.bench.sweeps import speedup_ceiling
+
+    jobs1 = {"wall_s": 1.66, "batch_s": 1.44, "runs": 90, "runs_per_s": 90 / 1.66}
+    jobs2 = {"wall_s": 0.97, "batch_s": 0.74, "runs": 90, "runs_per_s": 90 / 0.97}
+    ceiling = speedup_ceiling(jobs1, jobs2)
+    assert ceiling == pytest.approx(1.66 / (0.23 + 0.72))
+    assert speedup_ceiling(jobs1, {"error": "failed"}) is None
+    sweeps = {"modes": {"jobs 1": jobs1, "jobs 2": jobs2}, "speedup_jobs2": 1.71, "speedup_jobs2_ceiling": ceiling}
+    (row,) = [g for g in goals.evaluate_goals({"sweeps": sweeps}) if g["measure"].startswith("--jobs 2")]
+    assert row["note"] == "90 runs only: start-up weighs heavily; ceiling 1.75 (a batch exactly halved)"
+    dask = [g for g in goals.evaluate_goals({"sweeps": sweeps}) if g["measure"].startswith("--dask")]
+    assert all("ceiling" not in g["note"] for g in dask)
