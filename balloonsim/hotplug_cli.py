@@ -1,15 +1,21 @@
-"""`balloonsim hotplug`: boot, add one backed range, online it, optionally remove it."""
+"""`balloonsim hotplug`: boot, add one backed range, online it, optionally remove it.
+
+The command's options need only the kernel model's defaults (GuestConfig, the profiles); the hot-add itself
+(balloonsim.hotplug, with the memmap strategies and the scenario's guest table, which bring pydantic) loads
+when the command runs: `--help` costs click and the kernel model.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from balloonsim.cli_options import PluginOption
 from balloonsim.errors import ConfigError
-from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
 from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM
+from balloonsim.kernel.guest import GuestConfig
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, PROFILES, describe_profiles
 from balloonsim.units import (
     MAX_MEMORY_BLOCK_SIZE,
@@ -20,6 +26,9 @@ from balloonsim.units import (
     format_size,
     parse_size,
 )
+
+if TYPE_CHECKING:
+    from balloonsim.hotplug import HotplugSpec
 
 # What add_memory() and remove_memory() returning an errno means here, in words (mm/memory_hotplug.c, 6.12:
 # check_hotplug_memory_range(), register_memory_resource(), add_memory_resource(); try_remove_memory()).
@@ -56,7 +65,7 @@ def _size(option: str, text: str) -> int:
 @click.command()
 @click.option(
     "--boot",
-    default=",".join(format_size(b) for b in HotplugSpec().boot),
+    default=",".join(format_size(b) for b in GuestConfig().boot),  # HotplugSpec's default, the guest's
     show_default=True,
     help="Boot memory; per node with commas: 2G,2G.",
 )
@@ -144,6 +153,8 @@ def hotplug(
       balloonsim hotplug --boot 2G --size 1G --at 4G --strategy altmap
       balloonsim hotplug --boot 4G --size 10G --node 1 --strategy altmap-range --remove --trace
     """
+    from balloonsim.hotplug import HotplugSpec, format_report, run_hotplug
+
     strategy_params: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")

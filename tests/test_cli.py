@@ -88,13 +88,15 @@ def test_bench_help_does_not_import_the_measurements():
     assert "balloonsim.bench.suite" not in modules
 
 
-@pytest.mark.parametrize("name", sorted(set(COMMANDS) - {"hotplug"}))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_a_commands_help_imports_no_heavy_library(name):
     """`balloonsim CMD --help` costs click and the command's module: the analysis commands load pandas and
-    scipy only once they run (their package, balloonsim.analysis, loads its steps on first use). `hotplug`
-    is left out: its defaults come from the guest's pydantic model (test_hotplug_imports_the_kernel_model_only)."""
+    scipy only once they run (their package, balloonsim.analysis, loads its steps on first use), and `hotplug`
+    its strategies and the scenario's guest table (pydantic): its help needs the kernel model's defaults only."""
     modules = loaded_by(name, "--help")
     assert not _top_level(modules) & set(HEAVY), sorted(_top_level(modules) & set(HEAVY))
+    if name == "hotplug":
+        assert "balloonsim.hotplug" not in modules and "balloonsim.kernel.guest" in modules
 
 
 def test_each_command_is_where_the_table_says_with_its_docstring_sentence():
