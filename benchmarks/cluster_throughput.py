@@ -1,0 +1,188 @@
+"""A study's throughput on a real Dask cluster on this machine against `--jobs N`: the README's cluster figures.
+
+    .venv/bin/python benchmarks/cluster_throughput.py [EXPERIMENT ...] [--workers 2] [--pairs 3] [--set K=V ...]
+
+As on a cluster's nodes (and as tests/experiment/test_experiment_scale_out.py does), `dask scheduler` and
+`--workers` single-threaded `dask worker` processes are started from their command lines on 127.0.0.1. Then, per
+experiment (default: the quickstart), whole `balloonsim run EXPERIMENT --quiet --no-report` commands: one
+against the cluster first, on its own (its workers import balloonsim with their first chunk: what the first
+study sent to a fresh cluster pays), then `--pairs` pairs of `--dask ADDRESS` and `--jobs N` (N = --workers),
+their order alternating from pair to pair so that load hits both alike. Each command writes into a fresh
+directory; every runs.csv is compared with the first `--jobs` one, byte for byte. Printed: each mode's median,
+range and runs per second, and the median of the pairs' wall ratios. Measures and prints; asserts nothing
+(except that the results are the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPOSITORY = HERE.parent
+
+
+def _executable(name: str) -> str:
+    """`name` from this interpreter's environment (the venv's bin), else from PATH."""
+    exe = Path(sys.executable).parent / name
+    if exe.exists():
+        return str(exe)
+    found = shutil.which(name)
+    if found is None:
+        sys.exit(f"cluster_throughput: the `{name}` command is not installed")
+    return found
+
+
+def start_cluster(workers: int, workdir: Path) -> tuple[str, list[subprocess.Popen]]:
+    """A scheduler and `workers` workers, each started from its command line; returns the scheduler's address
+    once every worker has joined."""
+    import distributed
+
+    dask = _executable("dask")
+    scheduler_file = workdir / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+            + ["--scheduler-file", str(scheduler_file)],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    deadline = time.monotonic() + 60
+    while True:
+        if procs[0].poll() is not None:
+            sys.exit(f"cluster_throughput: `dask scheduler` exited with {procs[0].returncode}")
+        try:
+            address = json.loads(scheduler_file.read_text())["address"]
+            break
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                sys.exit("cluster_throughput: the scheduler did not write its address within 60 s")
+            time.sleep(0.1)
+    for _ in range(workers):
+        procs.append(
+            subprocess.Popen(
+                [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"],
+                cwd=workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    with distributed.Client(address, timeout="30s") as client:
+        client.wait_for_workers(workers, timeout=120)
+    return address, procs
+
+
+def stop_cluster(procs: list[subprocess.Popen]) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_command(experiment: Path, mode: list[str], overrides: list[str], out: Path) -> float:
+    """Wall time of one whole `balloonsim run` command."""
+    argv = [_executable("balloonsim"), "run", str(experiment), "--out", str(out), "--quiet", "--no-report", *mode]
+    for override in overrides:
+        argv += ["--set", override]
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=REPOSITORY, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"cluster_throughput: {' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return wall
+
+
+def runs_in(directory: Path) -> int:
+    with open(directory / "runs.csv", "rb") as fh:
+        return sum(1 for _ in fh) - 1
+
+
+def measure(experiment: Path, address: str, workers: int, pairs: int, overrides: list[str], tmp: Path) -> dict:
+    """The first command against the cluster, then `pairs` alternating pairs; each runs.csv checked."""
+    remote, local = ["--dask", address], ["--jobs", str(workers)]
+    walls: dict[str, list[float]] = {"dask": [], "jobs": []}
+    reference: bytes | None = None
+    count = 0
+
+    def one(name: str, mode: list[str]) -> float:
+        nonlocal reference, count
+        out = tmp / f"{experiment.stem}-{name}-{count}"
+        count += 1
+        wall = run_command(experiment, mode, overrides, out)
+        data = (out / "runs.csv").read_bytes()
+        if name == "jobs" and reference is None:
+            reference = data
+        elif reference is not None and data != reference:
+            sys.exit(f"cluster_throughput: {out}/runs.csv differs from the --jobs run's")
+        shutil.rmtree(out)
+        return wall
+
+    first_out = tmp / f"{experiment.stem}-first"
+    first = run_command(experiment, remote, overrides, first_out)
+    runs = runs_in(first_out)
+    reference_first = (first_out / "runs.csv").read_bytes()
+    shutil.rmtree(first_out)
+    for i in range(pairs):
+        order = [("dask", remote), ("jobs", local)] if i % 2 == 0 else [("jobs", local), ("dask", remote)]
+        for name, mode in order:
+            walls[name].append(one(name, mode))
+    if reference != reference_first:
+        sys.exit("cluster_throughput: the first command's runs.csv differs from the --jobs run's")
+    ratios = [d / j for d, j in zip(walls["dask"], walls["jobs"], strict=True)]
+    return {"experiment": experiment.name, "runs": runs, "first": first, "walls": walls, "ratios": ratios}
+
+
+def report(result: dict, workers: int, address: str) -> None:
+    runs = result["runs"]
+    name = result["experiment"]
+    print(f"\n{name}: {runs} runs; {workers} `dask worker` processes ({address}) against --jobs {workers}")
+    print(f"  first command against the fresh cluster (its workers import balloonsim): {result['first']:.2f} s")
+    for name, label in (("dask", f"--dask {address}"), ("jobs", f"--jobs {workers}")):
+        w = result["walls"][name]
+        med = statistics.median(w)
+        print(f"  {label:<34} median {med:6.2f} s  ({min(w):.2f}-{max(w):.2f})  {runs / med:6.1f} runs/s")
+    r = result["ratios"]
+    print(f"  wall ratio dask / jobs, per pair: median {statistics.median(r):.2f} (range {min(r):.2f}-{max(r):.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", type=Path, default=[REPOSITORY / "experiments" / "quickstart.toml"])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(
+        f"cluster_throughput: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="balloonsim-cluster-") as name:
+        tmp = Path(name)
+        address, procs = start_cluster(args.workers, tmp)
+        try:
+            for experiment in args.experiments:
+                result = measure(experiment.resolve(), address, args.workers, args.pairs, args.overrides, tmp)
+                report(result, args.workers, address)
+        finally:
+            stop_cluster(procs)
+    load = os.getloadavg()
+    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
