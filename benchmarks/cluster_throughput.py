@@ -8,7 +8,7 @@ experiment (default: the quickstart), whole `balloonsim run EXPERIMENT --quiet -
 against the cluster first, on its own (its workers import balloonsim with their first chunk: what the first
 study sent to a fresh cluster pays), then `--pairs` pairs of `--dask ADDRESS` and `--jobs N` (N = --workers),
 their order alternating from pair to pair so that load hits both alike. Each command writes into a fresh
-directory; every runs.csv is compared with the first `--jobs` one, byte for byte. Printed: each mode's median,
+directory; every runs.csv is compared with the first command's, byte for byte. Printed: each mode's median,
 range and runs per second, and the median of the pairs' wall ratios. Measures and prints; asserts nothing
 (except that the results are the same).
 """
@@ -106,53 +106,42 @@ def run_command(experiment: Path, mode: list[str], overrides: list[str], out: Pa
     return wall
 
 
-def runs_in(directory: Path) -> int:
-    with open(directory / "runs.csv", "rb") as fh:
-        return sum(1 for _ in fh) - 1
-
-
 def measure(experiment: Path, address: str, workers: int, pairs: int, overrides: list[str], tmp: Path) -> dict:
-    """The first command against the cluster, then `pairs` alternating pairs; each runs.csv checked."""
+    """The first command against the cluster, then `pairs` alternating pairs; every runs.csv must be the first's."""
     remote, local = ["--dask", address], ["--jobs", str(workers)]
     walls: dict[str, list[float]] = {"dask": [], "jobs": []}
+    outputs = iter(range(1 + 2 * pairs))
     reference: bytes | None = None
-    count = 0
 
-    def one(name: str, mode: list[str]) -> float:
-        nonlocal reference, count
-        out = tmp / f"{experiment.stem}-{name}-{count}"
-        count += 1
+    def one(mode: list[str]) -> float:
+        nonlocal reference
+        out = tmp / f"{experiment.stem}-{next(outputs)}"
         wall = run_command(experiment, mode, overrides, out)
         data = (out / "runs.csv").read_bytes()
-        if name == "jobs" and reference is None:
+        if reference is None:
             reference = data
-        elif reference is not None and data != reference:
-            sys.exit(f"cluster_throughput: {out}/runs.csv differs from the --jobs run's")
+        elif data != reference:
+            sys.exit(f"cluster_throughput: runs.csv of `{' '.join(mode)}` differs from the first command's")
         shutil.rmtree(out)
         return wall
 
-    first_out = tmp / f"{experiment.stem}-first"
-    first = run_command(experiment, remote, overrides, first_out)
-    runs = runs_in(first_out)
-    reference_first = (first_out / "runs.csv").read_bytes()
-    shutil.rmtree(first_out)
+    first = one(remote)
+    runs = reference.count(b"\n") - 1 if reference is not None else 0
     for i in range(pairs):
         order = [("dask", remote), ("jobs", local)] if i % 2 == 0 else [("jobs", local), ("dask", remote)]
         for name, mode in order:
-            walls[name].append(one(name, mode))
-    if reference != reference_first:
-        sys.exit("cluster_throughput: the first command's runs.csv differs from the --jobs run's")
+            walls[name].append(one(mode))
     ratios = [d / j for d, j in zip(walls["dask"], walls["jobs"], strict=True)]
     return {"experiment": experiment.name, "runs": runs, "first": first, "walls": walls, "ratios": ratios}
 
 
 def report(result: dict, workers: int, address: str) -> None:
     runs = result["runs"]
-    name = result["experiment"]
-    print(f"\n{name}: {runs} runs; {workers} `dask worker` processes ({address}) against --jobs {workers}")
+    cluster = f"{workers} `dask worker` processes ({address})"
+    print(f"\n{result['experiment']}: {runs} runs; {cluster} against --jobs {workers}")
     print(f"  first command against the fresh cluster (its workers import balloonsim): {result['first']:.2f} s")
-    for name, label in (("dask", f"--dask {address}"), ("jobs", f"--jobs {workers}")):
-        w = result["walls"][name]
+    for mode, label in (("dask", f"--dask {address}"), ("jobs", f"--jobs {workers}")):
+        w = result["walls"][mode]
         med = statistics.median(w)
         print(f"  {label:<34} median {med:6.2f} s  ({min(w):.2f}-{max(w):.2f})  {runs / med:6.1f} runs/s")
     r = result["ratios"]
