@@ -70,6 +70,39 @@ def test_large_samples_are_bootstrapped_a_block_of_resamples_at_a_time(monkeypat
     assert sum(rows for rows, _ in blocks) == 300 and max(rows for rows, _ in blocks) == 7
 
 
+def test_a_sample_size_s_counts_are_kept_within_their_budget(monkeypatch):
+    """A sample size's draw counts are kept for the next metric of that size (analyzing 10,800 runs in cells of
+    1,200 took 2.5 s with them kept, 5.9 s drawing them again for each of its 177 medians): the same medians,
+    bit for bit, as drawn a block at a time; a kept size is not drawn again; all sizes together stay within
+    KEPT_BYTES, the least recently used let go first."""
+    from collections import OrderedDict
+
+    from balloonsim.analysis import stats
+
+    monkeypatch.setattr(stats, "_kept", OrderedDict())
+    monkeypatch.setattr(stats, "BLOCK_CELLS", 7 * 41)  # kept counts are made a block at a time too
+    drawn = []
+    counts = stats._counts
+    monkeypatch.setattr(stats, "_counts", lambda draws, size: drawn.append(size) or counts(draws, size))
+    x = np.round(np.random.default_rng(3).exponential(2.0, 41), 1)
+    kept = _bootstrap_medians(x, 11, 300)
+    assert list(stats._kept) == [(11, 300, 41)] and stats._kept[(11, 300, 41)].dtype == np.uint8
+    assert np.array_equal(kept, np.median(x[np.random.default_rng(11).integers(0, 41, size=(300, 41))], axis=1))
+    blocks = len(drawn)
+    assert np.array_equal(_bootstrap_medians(x[::-1].copy(), 11, 300), _bootstrap_medians(x[::-1].copy(), 11, 300))
+    assert len(drawn) == blocks  # kept: not drawn again, whatever the values
+    monkeypatch.setattr(stats, "CACHED_CELLS", 0)
+    assert np.array_equal(_bootstrap_medians(x, 11, 300), kept) and len(drawn) > blocks  # drawn per call: same
+
+    monkeypatch.setattr(stats, "CACHED_CELLS", 1 << 22)
+    monkeypatch.setattr(stats, "_kept", OrderedDict())
+    monkeypatch.setattr(stats, "KEPT_BYTES", 300 * 100)  # uint8 counts: 300 x n bytes per size
+    for n in (40, 50, 40, 60):  # 40 used again after 50: 50 is the least recently used when 60 comes
+        _bootstrap_medians(np.arange(n, dtype=float), 11, 300)
+    assert [key[2] for key in stats._kept] == [40, 60]
+    assert sum(c.nbytes for c in stats._kept.values()) <= stats.KEPT_BYTES
+
+
 def test_degenerate_samples_are_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
