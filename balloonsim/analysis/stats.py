@@ -100,7 +100,7 @@ def _bootstrap_medians(x: np.ndarray, seed: int, n_resamples: int) -> np.ndarray
 # used let go first; each is made BLOCK_CELLS at a time, and larger samples are drawn again per call that way, so
 # that a bootstrap never holds n_resamples x n of anything but counts (at n = 10,000: 160 MB for each array it
 # used to make). Drawing a size's counts is most of a median's interval when they are not kept: 10,800 runs in 9
-# cells of 1,200 took 5.9 s to analyze with 1 Mi cells per size kept (none of them), 2.5 s with them kept.
+# cells of 1,200 took 5.2-6.1 s to analyze when only 1 Mi cells per size were kept (none of them), 2.6-3.0 s now.
 CACHED_CELLS = 1 << 22
 KEPT_BYTES = 32 << 20
 BLOCK_CELLS = 1 << 20

@@ -72,7 +72,7 @@ def test_large_samples_are_bootstrapped_a_block_of_resamples_at_a_time(monkeypat
 
 def test_a_sample_size_s_counts_are_kept_within_their_budget(monkeypatch):
     """A sample size's draw counts are kept for the next metric of that size (analyzing 10,800 runs in cells of
-    1,200 took 2.5 s with them kept, 5.9 s drawing them again for each of its 177 medians): the same medians,
+    1,200 took 2.6-3.0 s with them kept, 5.2-6.1 s drawing them again for each of its 177 medians): the same medians,
     bit for bit, as drawn a block at a time; a kept size is not drawn again; all sizes together stay within
     KEPT_BYTES, the least recently used let go first."""
     from collections import OrderedDict
