@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/cluster_throughput.py [EXPERIMENT ...] [--workers 2] [--pairs 3] [--set K=V ...]
 
-As on a cluster's nodes (and as tests/experiment/test_experiment_scale_out.py does), `dask scheduler` and
+As on a cluster's nodes (balloonsim.bench.cluster, as the scale-out test does), `dask scheduler` and
 `--workers` single-threaded `dask worker` processes are started from their command lines on 127.0.0.1. Then, per
 experiment (default: the quickstart), whole `balloonsim run EXPERIMENT --quiet --no-report` commands: one
 against the cluster first, on its own (its workers import balloonsim with their first chunk: what the first
@@ -16,7 +16,6 @@ range and runs per second, and the median of the pairs' wall ratios. Measures an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -26,76 +25,24 @@ import tempfile
 import time
 from pathlib import Path
 
+from balloonsim.bench.cluster import start_cluster, stop_cluster
+
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parent
 
 
-def _executable(name: str) -> str:
-    """`name` from this interpreter's environment (the venv's bin), else from PATH."""
-    exe = Path(sys.executable).parent / name
-    if exe.exists():
-        return str(exe)
-    found = shutil.which(name)
+def _balloonsim() -> str:
+    """`balloonsim` from this interpreter's environment (the venv's bin), else from PATH."""
+    exe = Path(sys.executable).parent / "balloonsim"
+    found = str(exe) if exe.exists() else shutil.which("balloonsim")
     if found is None:
-        sys.exit(f"cluster_throughput: the `{name}` command is not installed")
+        sys.exit("cluster_throughput: the `balloonsim` command is not installed")
     return found
-
-
-def start_cluster(workers: int, workdir: Path) -> tuple[str, list[subprocess.Popen]]:
-    """A scheduler and `workers` workers, each started from its command line; returns the scheduler's address
-    once every worker has joined."""
-    import distributed
-
-    dask = _executable("dask")
-    scheduler_file = workdir / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
-            + ["--scheduler-file", str(scheduler_file)],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    deadline = time.monotonic() + 60
-    while True:
-        if procs[0].poll() is not None:
-            sys.exit(f"cluster_throughput: `dask scheduler` exited with {procs[0].returncode}")
-        try:
-            address = json.loads(scheduler_file.read_text())["address"]
-            break
-        except (OSError, ValueError, KeyError):
-            if time.monotonic() > deadline:
-                sys.exit("cluster_throughput: the scheduler did not write its address within 60 s")
-            time.sleep(0.1)
-    for _ in range(workers):
-        procs.append(
-            subprocess.Popen(
-                [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"],
-                cwd=workdir,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    with distributed.Client(address, timeout="30s") as client:
-        client.wait_for_workers(workers, timeout=120)
-    return address, procs
-
-
-def stop_cluster(procs: list[subprocess.Popen]) -> None:
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_command(experiment: Path, mode: list[str], overrides: list[str], out: Path) -> float:
     """Wall time of one whole `balloonsim run` command."""
-    argv = [_executable("balloonsim"), "run", str(experiment), "--out", str(out), "--quiet", "--no-report", *mode]
+    argv = [_balloonsim(), "run", str(experiment), "--out", str(out), "--quiet", "--no-report", *mode]
     for override in overrides:
         argv += ["--set", override]
     started = time.perf_counter()
@@ -162,7 +109,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="balloonsim-cluster-") as name:
         tmp = Path(name)
-        address, procs = start_cluster(args.workers, tmp)
+        try:
+            address, procs = start_cluster(args.workers, tmp)
+        except RuntimeError as exc:
+            sys.exit(f"cluster_throughput: {exc}")
         try:
             for experiment in args.experiments:
                 result = measure(experiment.resolve(), address, args.workers, args.pairs, args.overrides, tmp)
