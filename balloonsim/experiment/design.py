@@ -11,7 +11,6 @@ levels it was created with) numbers the points that existed then as before, and 
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from balloonsim.experiment.keypaths import canonical_json, digest, set_path
+from balloonsim.experiment.keypaths import canonical_json, copy_tree, digest, set_path
 from balloonsim.experiment.spec import Experiment, design_axes
 
 
@@ -106,9 +105,9 @@ def run_seed(master_seed: int, index: int, replicate: int) -> int:
 
 def apply_factors(base: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
     """The base configuration with each factor level set at its key path (a table level replaces a table)."""
-    config = copy.deepcopy(base)
+    config = copy_tree(base)
     for name, level in factors.items():
-        set_path(config, name, copy.deepcopy(level))
+        set_path(config, name, copy_tree(level))
     return config
 
 

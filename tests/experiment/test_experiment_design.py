@@ -171,3 +171,36 @@ def test_structural_errors_name_the_key(doc, fragment):
     with pytest.raises(ConfigError) as info:
         make(**doc)
     assert fragment in str(info.value)
+
+
+def test_each_run_has_its_own_configuration():
+    """Every run gets its own copy of the base and of its factor levels (copy_tree, not copy.deepcopy): a run
+    function that edits its configuration changes no other run's, nor the experiment."""
+    exp = make(
+        base={"guest": {"boot": "2G"}, "workload": {"on": {"dist": "exponential", "mean": 60}}},
+        factors={"driver": [{"name": "hyperv", "steps": [[10, "4G"]]}, {"name": "xen"}]},
+        replications=2,
+    )
+    runs = list(iter_runs(exp))
+    first, again = runs[0], runs[2]  # the same point, replicates 0 and 1
+    assert first.config == again.config
+    first.config["guest"]["boot"] = "8G"
+    first.config["workload"]["on"]["mean"] = 1
+    first.config["driver"]["steps"][0][1] = "16G"
+    assert again.config["guest"]["boot"] == "2G" and again.config["workload"]["on"]["mean"] == 60
+    assert again.config["driver"]["steps"] == [[10, "4G"]]
+    assert exp.base["guest"]["boot"] == "2G" and exp.factors["driver"][0]["steps"] == [[10, "4G"]]
+    assert [r.config for r in iter_runs(exp)][0]["guest"]["boot"] == "2G"
+
+
+def test_copy_tree_is_deepcopy_for_tables():
+    import copy
+    import datetime
+
+    from balloonsim.experiment.keypaths import copy_tree
+
+    table = {"a": [1, 2.5, {"b": None, "c": True}], "d": datetime.datetime(2026, 12, 2), "e": (1, [2])}
+    copied = copy_tree(table)
+    assert copied == copy.deepcopy(table) == table
+    assert copied["a"] is not table["a"] and copied["a"][2] is not table["a"][2]
+    assert copied["e"][1] is not table["e"][1]  # a tuple (not TOML's) falls back to deepcopy: its list is copied
