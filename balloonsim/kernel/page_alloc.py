@@ -110,6 +110,17 @@ class Transaction:
 _PAGECACHE = attrgetter("pagecache")  # a sort key without a Python call per zone
 
 
+def atomic_floor(wmark_min: int) -> int:
+    """The free pages a GFP_ATOMIC allocation leaves in a zone: __zone_watermark_ok() lowers the min watermark
+    by half for __GFP_HIGH, then by a quarter of what is left for a caller that cannot block, in integer
+    arithmetic (`min -= min / 2; min -= min / 4;`), and an order-0 page is granted while free > min. 4.19-6.2:
+    ALLOC_HIGH and ALLOC_HARDER (__GFP_ATOMIC); 6.3+: ALLOC_MIN_RESERVE and ALLOC_NON_BLOCK (M. Gorman,
+    "mm/page_alloc: explicitly define how __GFP_HIGH non-blocking allocations accesses reserves"): the same
+    3/8 of min for GFP_ATOMIC in every release modelled."""
+    half = wmark_min - wmark_min // 2
+    return half - half // 4
+
+
 class PageAllocator:
     def __init__(self, zones: dict[tuple[int, ZoneType], Zone], distances: dict[tuple[int, int], int]):
         self.zones = zones
@@ -459,10 +470,9 @@ class PageAllocator:
 
     def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
         """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing; it may use free pages below
-        the min watermark (ALLOC_HARDER, ALLOC_MIN_RESERVE in 6.x: the model lets it go down to half of min;
-        the exact depth per release is UNVERIFIED)."""
+        the min watermark, down to `atomic_floor()`."""
         zl = self.zonelist(nid, kernel_only=True)
-        room = [(z, max(0, z.free - (z.wmark_min - z.wmark_min // 2))) for z in zl]
+        room = [(z, max(0, z.free - atomic_floor(z.wmark_min))) for z in zl]
         if sum(r for _, r in room) < n:
             self.stats.failures += 1
             return 0

@@ -6,7 +6,7 @@ from kmodel_helpers import add_backed, diff, fill_user, make_guest, populate, st
 from balloonsim.kernel import E2BIG, EEXIST, EINVAL, ENOMEM
 from balloonsim.kernel.errno import KernelOops
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import Gfp, atomic_floor
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
 
 
@@ -222,11 +222,30 @@ def test_direct_map_tables_are_gfp_atomic_and_unchecked():
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0  # the min reserve still holds a page for GFP_ATOMIC
     for z in g.alloc.iter_zones():  # now nothing at all is free
         if z.free:
-            g.alloc.alloc_atomic(z.nid, z.free - (z.wmark_min - z.wmark_min // 2))
+            g.alloc.alloc_atomic(z.nid, z.free - atomic_floor(z.wmark_min))
     populate(g, 5 * GiB, 128 * MiB)
     with pytest.raises(KernelOops, match="phys_pud_init"):
         g.add_memory(0, 5 * GiB, 128 * MiB)
     assert g.crashed is not None
+
+
+@pytest.mark.parametrize(("wmark_min", "floor"), [(1000, 375), (1001, 376), (7, 3), (1, 1), (0, 0)])
+def test_gfp_atomic_may_use_five_eighths_of_the_min_reserve(wmark_min, floor):
+    """__zone_watermark_ok() (4.19-6.18): GFP_ATOMIC is __GFP_HIGH (min -= min / 2: ALLOC_HIGH, 6.3+
+    ALLOC_MIN_RESERVE) and cannot block (min -= min / 4: ALLOC_HARDER, 6.3+ ALLOC_NON_BLOCK), in integer
+    arithmetic; an order-0 page is granted while free > min. The model let it go down to half of min only."""
+    assert atomic_floor(wmark_min) == floor
+    g = make_guest("altmap")
+    z = g.alloc.zonelist(0, kernel_only=True)[0]
+    others = [o for o in g.alloc.zonelist(0, kernel_only=True) if o is not z]
+    for o in others:  # only z has room: what it gives is its own floor
+        if o.free > atomic_floor(o.wmark_min):
+            assert g.alloc.alloc_atomic(o.nid, o.free - atomic_floor(o.wmark_min)) > 0
+    floor_z = atomic_floor(z.wmark_min)
+    assert floor_z < z.wmark_min // 2
+    assert g.alloc.alloc_atomic(z.nid, z.free - floor_z) > 0
+    assert z.free == floor_z
+    assert g.alloc.alloc_atomic(z.nid, 1) == 0  # one page more is refused
 
 
 @pytest.mark.parametrize(("la57", "ok"), [(False, False), (True, True)])
