@@ -59,7 +59,9 @@ class VirtioMemParams(DriverParams):
         None, description="device region start (default: the first free memory-block-aligned address above boot memory)"
     )
     region_size: Size = Field(32 * GiB, description="device region size: a multiple of the memory block size")
-    device_block_size: Size = Field(2 * MiB, description="the device's plug granularity (a power of two)")
+    device_block_size: Size = Field(
+        2 * MiB, description="the device's plug granularity (a power of two; QEMU's default on x86: the THP size)"
+    )
     force_bbm: bool = Field(False, description="module parameter force_bbm: Big Block Mode even when SBM fits")
     bbm_block_size: Size | None = Field(None, description="module parameter bbm_block_size (power of two)")
     plug_latency: Duration = Field(0.01, description="time of one plug/unplug request to the device")
