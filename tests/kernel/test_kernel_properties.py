@@ -169,6 +169,7 @@ class GuestMachine(RuleBasedStateMachine):
         hint = self.backed.clip(start, start + nr)
         before = state(g)
         reclaimed = g.alloc.stats.reclaimed_pages
+        compacted = g.alloc.stats.compact_success
         try:
             err = g.add_memory(nid, start << PAGE_SHIFT, nr << PAGE_SHIFT, hint=hint, memmap_on_memory=flag)
         except GuestCrash as crash:  # page_init_poison() (CONFIG_DEBUG_VM) or auto-online wrote unbacked memory
@@ -192,7 +193,13 @@ class GuestMachine(RuleBasedStateMachine):
         if err:
             assert not (ids - self.added) & set(g.blocks)
             if g.alloc.stats.reclaimed_pages == reclaimed:
-                assert diff(state(g), before) == {}
+                changed = diff(state(g), before)
+                if g.alloc.stats.compact_success == compacted:
+                    assert changed == {}
+                else:  # direct compaction made whole free pageblocks of fragments: undoing the add leaves
+                    # them whole, as the kernel does (the pages it migrated stay where they went)
+                    assert set(changed) <= {"meminfo.free_pmd_blocks"}
+                    assert all(new > old for new, old in changed.values())
             return
         self.added |= ids
         for b in ids:
@@ -493,3 +500,50 @@ def walk_landing(g, zone, blocks, pages):
 def test_einval_e2big_eexist_constants():
     # the errno values drivers compare against (Hyper-V disables hot-add for good on -EEXIST only)
     assert (EINVAL, EEXIST, E2BIG, ENOMEM, EBUSY) == (22, 17, 7, 12, 16)
+
+
+class _Picks:
+    """st.data() for a replayed sequence: each draw takes the given index of a sampled_from's elements."""
+
+    def __init__(self, *picks: int) -> None:
+        self.picks = iter(picks)
+
+    def draw(self, strategy):
+        return strategy.elements[next(self.picks)]
+
+
+def test_a_failed_add_leaves_direct_compaction_done():
+    """Found by the machine above (a fresh clone's run, 2026-12-02): a 4.19 kmalloc guest whose DMA32 has only
+    scattered free pages compacts a pageblock for an order-9 vmemmap block (__alloc_pages_direct_compact()),
+    then the add fails with -ENOMEM and is undone. Undoing frees what the add took, but the compaction stays
+    done, as in the kernel (the pages it migrated stay where they went): one more whole free pageblock than
+    before, the same free pages, nothing else changed."""
+    m = GuestMachine()
+    m.boot(
+        strat=("kmalloc", {}),
+        kernel="4.19",
+        accounting="kernel",
+        debug_vm=False,
+        layout=([2 * GiB], 0),
+        page_cache=0,
+        movable_node=False,
+        first=32,
+        n=6,
+        backing="dimm",
+        policy="contig-zones",
+        auto_online=None,
+    )
+    m.workload_alloc(cache=False, n=300000, nid=0)
+    m.add(backing="dimm", first=38, flag=False, n=3, node=0)
+    m.workload_alloc(cache=False, n=300000, nid=0)
+    for _ in range(2):
+        m.remove(data=_Picks(0), first=32, n=1, offline_first=False, whole_group=True)
+    m.workload_alloc(cache=True, n=50000, nid=0)
+    m.add(backing="dimm", first=35, flag=False, n=6, node=0)
+    g = m.g
+    before, compacted, reclaimed = state(g), g.alloc.stats.compact_success, g.alloc.stats.reclaimed_pages
+    m.add(backing="dimm", first=32, flag=False, n=3, node=0)  # -ENOMEM, undone; the rule's checks hold
+    assert not {32, 33, 34} & set(g.blocks)
+    assert g.alloc.stats.compact_success == compacted + 1 and g.alloc.stats.reclaimed_pages == reclaimed
+    pmd = before["meminfo"]["free_pmd_blocks"]
+    assert diff(state(g), before) == {"meminfo.free_pmd_blocks": (pmd + 1, pmd)}
