@@ -18,14 +18,17 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
   si_mem_available(), and hands the frames back to the host.
 - update_schedule(): BP_EAGAIN doubles the delay (1 s start, 32 s cap) and cancels after
   max_retry_count = 4 failures (RETRY_UNLIMITED before the CVE-2019-17351 fix: profile 4.19).
-- Wakeups: 5.15+ kthread: BP_WAIT polls every 1 s, BP_EAGAIN after schedule_delay, or the credit
-  changes; 4.x workqueue: BP_WAIT waits for the MEM_ONLINE notifier.
+- Wakeups: 5.15+ kthread: when the credit changes, or after 1 s in BP_WAIT (so the pages of a block onlined
+  meanwhile are populated at the next whole second of the wait), schedule_delay in BP_EAGAIN, 3600 s in
+  BP_ECANCELED (a failed hot-add is tried again each hour); 4.x workqueue: on a target write or MEM_ONLINE,
+  and after schedule_delay in BP_EAGAIN.
 `populate_memmap_first` is the design the 2018 review asked about: populate the memmap's share of
 the new segment before add_memory() and pass it as the usable subrange hint.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from balloonsim.kernel.guest import Guest
 
 BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = "BP_DONE", "BP_WAIT", "BP_EAGAIN", "BP_ECANCELED"
+BP_WAIT_POLL_S = 1.0  # balloon_thread(): timeout = HZ in BP_WAIT
+ECANCELED_RETRY_S = 3600.0  # balloon_thread(): timeout = 3600 * HZ in BP_DONE and BP_ECANCELED
 
 
 class XenParams(DriverParams):
@@ -139,19 +144,44 @@ class XenBalloon(Driver):
             yield from self.wait(state)
 
     def wait(self, state: str) -> Process:
+        """Until the thread's next round. The 5.15+ kthread (balloon_thread()) sleeps in
+        wait_event_freezable_timeout() until balloon_thread_cond() (the credit, target_pages - current_pages,
+        differs from what it was) or a timeout by state: schedule_delay s in BP_EAGAIN, 1 s in BP_WAIT, 3600 s in
+        BP_DONE and BP_ECANCELED. MEM_ONLINE's wake_up() changes no credit, so it does not end the sleep. The
+        4.x workqueue runs on a target write or MEM_ONLINE (schedule_delayed_work(&balloon_worker, 0)), except
+        in BP_EAGAIN: its delayed work is pending then, and queueing a pending work does nothing."""
         env = self.env
         target = self.sim.target_event
-        if state == BP_EAGAIN:
-            yield env.any_of([env.timeout(self.schedule_delay), target])
-        elif state == BP_WAIT:
-            # 5.15+ kthread: BP_WAIT polls every second, but a poll that finds the same credit, the same balloon list
-            # and the same hot-plugged pages waits again; only the target or an onlining (MEM_ONLINE, which also
-            # fills the balloon list) changes them, so the thread waits for those, as 4.x's workqueue does
+        if self.guest.profile.xen_kthread:
+            if state == BP_EAGAIN:
+                yield env.any_of([env.timeout(self.schedule_delay), target])
+            elif state == BP_WAIT:
+                yield from self._wait_polling(target)
+            elif state == BP_ECANCELED:
+                yield env.any_of([env.timeout(ECANCELED_RETRY_S), target])
+            else:  # BP_DONE with no credit: its hourly rounds find none either
+                yield target
+        elif state == BP_EAGAIN:
+            yield env.timeout(self.schedule_delay)
+        else:
             yield env.any_of([target, self.online_event])
             if self.online_event.triggered:
                 self.online_event = env.event()
-        else:  # BP_DONE with no credit, BP_ECANCELED: sleep until the target changes
-            yield target
+
+    def _wait_polling(self, target) -> Process:
+        """The kthread's BP_WAIT: a round every second from when it went to sleep. A round finds something to do
+        only once a block was onlined (its pages fill the balloon list) or the target changed (which wakes the
+        thread at once), so the rounds between are skipped: the thread wakes at the first round after the
+        onlining (one second on when the add itself onlined the block), or at the target's change."""
+        env = self.env
+        start = env.now
+        if not self.online_event.triggered:
+            yield env.any_of([target, self.online_event])
+            if target.triggered:
+                return
+        self.online_event = env.event()
+        rounds = max(1, math.ceil((env.now - start) / BP_WAIT_POLL_S))
+        yield env.any_of([env.timeout(max(0.0, start + rounds * BP_WAIT_POLL_S - env.now)), target])
 
     def update_schedule(self, state: str) -> str:
         if state == BP_DONE:

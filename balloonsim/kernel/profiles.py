@@ -60,8 +60,8 @@ class KernelProfile:
     virtio_mem_sb_min: int
     # Xen balloon max_retry_count: RETRY_UNLIMITED until the CVE-2019-17351 fix, then 4 (XEN515).
     xen_max_retry: int | None
-    # Xen balloon worker: the 5.15+ kthread (BP_WAIT polls every 1 s, 8480ed9c2bbd) vs the workqueue that waits
-    # for the MEM_ONLINE notifier.
+    # Xen balloon worker: the 5.15+ kthread (8480ed9c2bbd), which wakes when the credit changes or on its timeout
+    # (1 s in BP_WAIT, 3600 s after BP_ECANCELED), vs the workqueue that runs on a target write or MEM_ONLINE.
     xen_kthread: bool
     # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 7fef431be9c9, 5.10):
     # older free memory is used first. Before, onlined pages went to the head and were handed out first.
@@ -168,7 +168,7 @@ _K61 = _next(
         "ACPI passes MHP_MEMMAP_ON_MEMORY for a DIMM of exactly one memory block",
     ),
     Change("auto_movable", True, "e83a437faa62, 028fc57a1c36", "5.15", "online_policy=auto-movable, memory groups"),
-    Change("xen_kthread", True, "8480ed9c2bbd", "5.15", "Xen balloon kthread, BP_WAIT polls every second"),
+    Change("xen_kthread", True, "8480ed9c2bbd", "5.15", "Xen balloon kthread (BP_WAIT 1 s, BP_ECANCELED 1 h)"),
     Change("virtio_mem_sb_min", 2 * MiB, "448b8ec3bf11", "5.19", "virtio-mem subblocks of one pageblock (2 MiB)"),
 )
 _K66 = _next(
@@ -220,11 +220,10 @@ PROFILES: dict[str, KernelProfile] = {p.name: p for p in (_K419, _K512, _K61, _K
 
 DEFAULT_KERNEL = "6.12"
 
-# Profile fields that are still UNVERIFIED in source for the releases they are set on.
-UNVERIFIED_FIELDS = {
-    # the E. Sharnoff series (2025) moving the direct map's tables to GFP_KERNEL: merge not found
-    "direct_map_atomic": "6.18",
-}
+# Profile fields that are still UNVERIFIED in source for the releases they are set on: field -> first release.
+# (direct_map_atomic was, for 6.18, until Debian's 7.3.4 source still had alloc_low_pages() with GFP_ATOMIC and
+# no NULL check in phys_pud_init()/phys_pmd_init(): E. Sharnoff's GFP_KERNEL series is not in mainline by 7.3.)
+UNVERIFIED_FIELDS: dict[str, str] = {}
 
 
 def get_profile(name: str) -> KernelProfile:

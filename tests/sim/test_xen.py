@@ -42,3 +42,59 @@ def test_the_e820_holes_are_not_a_credit():
     m = _run([(10, 2 * GiB)])
     assert m["xen_hotplug_segments"] == 0 and m["blocks_added_end"] == 0
     assert m["xen_populate_batches"] == 0 and m["xen_decrease_pages"] == 0
+
+
+def _events(steps, onlining: str, kernel: str, boot: str = "2G", duration: str = "2m"):
+    result = simulate(
+        {
+            "duration": duration,
+            "guest": {"boot": boot, "kernel": kernel, "max_addr": "256G"},
+            "driver": {"name": "xen"},
+            "workload": {"name": "idle"},
+            "onlining": {"agent": onlining},
+            "host": {"controller": "schedule", "steps": [[t, f"{size >> 20}M"] for t, size in steps]},
+        },
+        1,
+    )
+    return result.metrics, result.events
+
+
+def _first(events, kind: str) -> float:
+    return float(events[events["kind"] == kind]["t"].min())
+
+
+def test_the_kthread_populates_an_onlined_block_at_its_next_round():
+    """balloon_thread() (5.15+; read in Debian's 6.12.118 and 7.3.4 sources) sleeps in BP_WAIT with a 1 s
+    timeout, woken early only by balloon_thread_cond(): the credit differs from what it was. MEM_ONLINE's
+    wake_up() (xen_memory_notifier()) changes no credit, so the pages that onlining put on the balloon list are
+    populated at the thread's next round: a whole second after the hot-add, not at the onlining."""
+    m, ev = _events([(10, 3 * GiB)], "udev", "6.12")
+    added, onlined, populated = _first(ev, "add_memory"), _first(ev, "online"), _first(ev, "populate")
+    assert added == 10.0 and 10.0 < onlined < 11.0  # udev's median delay 0.5 s
+    assert populated == 11.0
+    # auto-onlining puts the pages on the list inside add_memory_resource(): still the next round, 1 s on
+    m, ev = _events([(10, 3 * GiB)], "auto", "6.12")
+    assert _first(ev, "online") == 10.0 and _first(ev, "populate") == 11.0
+    assert m["xen_current_pages_end"] > (3 * GiB >> 12) - 512
+
+
+def test_the_workqueue_populates_at_the_onlining():
+    """4.x: xen_memory_notifier() does schedule_delayed_work(&balloon_worker, 0) on MEM_ONLINE, so
+    balloon_process() runs at once and populates the onlined block's pages."""
+    _, ev = _events([(10, 3 * GiB)], "udev", "4.19")
+    assert _first(ev, "populate") == _first(ev, "online") > 10.0
+
+
+def test_a_hot_add_of_sections_fails_on_larger_blocks_and_the_kthread_tries_again_hourly():
+    """reserve_additional_memory() rounds the credit up to PAGES_PER_SECTION (128 MiB) and nothing in
+    drivers/xen or arch/x86/xen sets the memory block size (6.12.118, 7.3.4), so on a guest whose
+    probe_memory_block_size() chose 1 GiB (64 GiB of RAM ending at 65 GiB, above the PCI hole)
+    check_hotplug_memory_range() refuses the range: -EINVAL, "Cannot add additional memory", BP_ECANCELED. The
+    kthread then sleeps for 3600 s unless the credit changes, and tries again; the 4.x workqueue waits for a
+    target write."""
+    steps = [(10, 64 * GiB + 100 * MiB)]
+    m, ev = _events(steps, "udev", "6.12", boot="64G", duration="2h")
+    assert list(ev[ev["kind"] == "add_memory"]["t"]) == [10.0, 3610.0]
+    assert m["hotadd_einval"] == 2 and m["xen_cancelled"] == 2 and m["blocks_added_end"] == 0
+    m, _ = _events(steps, "udev", "4.19", boot="64G", duration="2h")
+    assert m["hotadd_einval"] == 1 and m["xen_cancelled"] == 1
