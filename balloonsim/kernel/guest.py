@@ -17,7 +17,13 @@ from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM,
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
-from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
+from balloonsim.kernel.overhead import (
+    PageTables,
+    TableKey,
+    block_device_bytes,
+    metadata_bytes,
+    section_metadata_bytes,
+)
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction, WatermarkRules
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
 from balloonsim.kernel.stats import GuestStats
@@ -412,7 +418,9 @@ class Guest:
         new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
         slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
-        meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, len(new_roots))
+        sections_meta = section_metadata_bytes(nr_pages // PAGES_PER_SECTION, len(new_roots))
+        blocks_meta = block_device_bytes(len(blocks))
+        meta = sections_meta + blocks_meta
         table_nid = nid if self.node_has_memory(nid) else min(self.online_nodes)
         ok = True
         for key in new_tables:  # one page per new table, remembered so that it goes back where it came from
@@ -420,7 +428,7 @@ class Guest:
                 ok = False
                 break
             self.table_pages[key] = txn.takes[-1]
-        ok = ok and self.charge_slab(table_nid, meta, txn)
+        ok = ok and self.charge_slab(table_nid, sections_meta, txn)
         if not ok:
             self._undo_add(txn, start_pfn, nr_pages, blocks, slab=0, roots=new_roots, slab_pages=slab_before)
             return -ENOMEM
@@ -428,8 +436,19 @@ class Guest:
         err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
             self.vmemmap.abort(vm)
-            self._undo_add(txn, start_pfn, nr_pages, blocks, slab=meta, roots=new_roots, slab_pages=slab_before)
+            self._undo_add(
+                txn, start_pfn, nr_pages, blocks, slab=sections_meta, roots=new_roots, slab_pages=slab_before
+            )
             return err
+        # create_memory_block_devices() only once arch_add_memory() (the memmap) succeeded: a memmap that cannot
+        # be had fails the add with -ENOMEM (__GFP_RETRY_MAYFAIL, no OOM kill) before this GFP_KERNEL kzalloc,
+        # which may OOM-kill, is ever made
+        if not self.charge_slab(table_nid, blocks_meta, txn):
+            self.vmemmap.abort(vm)
+            self._undo_add(
+                txn, start_pfn, nr_pages, blocks, slab=sections_meta, roots=new_roots, slab_pages=slab_before
+            )
+            return -ENOMEM
         self.vmemmap.commit(vm)
         self._next_group += 1
         self.groups[group] = (start_pfn, nr_pages)

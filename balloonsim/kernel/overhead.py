@@ -96,9 +96,17 @@ class PageTables:
 
 
 def metadata_bytes(nr_blocks: int, nr_sections: int, new_roots: int) -> int:
-    return (
-        nr_blocks * MEMORY_BLOCK_BYTES
-        + nr_sections * SECTION_USAGE_BYTES
-        + new_roots * SECTION_ROOT_BYTES
-        + RESOURCE_BYTES
-    )
+    """All the kzalloc'd metadata of an added range."""
+    return section_metadata_bytes(nr_sections, new_roots) + block_device_bytes(nr_blocks)
+
+
+def section_metadata_bytes(nr_sections: int, new_roots: int) -> int:
+    """What add_memory_resource() allocates before the memmap: the resource (register_memory_resource()), then
+    per section its mem_section root if new (sparse_index_init()) and its usage map (section_activate())."""
+    return RESOURCE_BYTES + new_roots * SECTION_ROOT_BYTES + nr_sections * SECTION_USAGE_BYTES
+
+
+def block_device_bytes(nr_blocks: int) -> int:
+    """What it allocates after arch_add_memory() succeeded: create_memory_block_devices() -> add_memory_block()
+    kzalloc()s one struct memory_block per block."""
+    return nr_blocks * MEMORY_BLOCK_BYTES

@@ -6,8 +6,9 @@ from kmodel_helpers import add_backed, diff, fill_user, make_guest, populate, st
 from balloonsim.kernel import E2BIG, EEXIST, EINVAL, ENOMEM
 from balloonsim.kernel.errno import KernelOops
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.overhead import RESOURCE_BYTES, SECTION_USAGE_BYTES
 from balloonsim.kernel.page_alloc import Gfp, atomic_floor
-from balloonsim.units import PAGE_SHIFT, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB
 
 
 @pytest.mark.parametrize(
@@ -209,6 +210,24 @@ def test_metadata_invokes_the_oom_killer_instead_of_failing():
     kills = _oom_killer(g)
     assert g.add_memory(0, 4 * GiB, 128 * MiB) == 0
     assert len(kills) == 1
+
+
+def test_a_memmap_that_cannot_be_had_fails_the_add_before_any_oom_kill():
+    """add_memory_resource() (6.12.118, 7.3.4): arch_add_memory() -> section_activate() allocates the section's
+    usage map, then its memmap (vmemmap_alloc_block(): GFP_KERNEL | __GFP_RETRY_MAYFAIL, so reclaim but never
+    the OOM killer); only once that succeeded does create_memory_block_devices() -> add_memory_block()
+    kzalloc() the struct memory_block (GFP_KERNEL, which may OOM-kill). So on a full guest an ordinary memmap
+    fails the add with -ENOMEM and kills nothing, even when the slab has no room left for the block device."""
+    g = make_guest("kmalloc", direct_gbpages=True)
+    _full(g)
+    kills = _oom_killer(g)
+    # the slab pages hold the resource and the section's usage map, not the 1 KiB struct memory_block as well
+    g.slab_bytes = g.slab_total * PAGE_SIZE - (RESOURCE_BYTES + SECTION_USAGE_BYTES)
+    populate(g, 4 * GiB, 128 * MiB)
+    before = state(g)
+    assert g.add_memory(0, 4 * GiB, 128 * MiB) == -ENOMEM
+    assert kills == []
+    assert diff(state(g), before) == {}
 
 
 def test_direct_map_tables_are_gfp_atomic_and_unchecked():
