@@ -104,6 +104,8 @@ def test_enomem_kmalloc_when_guest_is_full():
 
 
 def test_enomem_rolls_back_page_tables_and_slab():
+    """The model's rollback of a failed add. Not the kernel's for this 8-section add: add_memory_resource()
+    leaves the direct map and the sections before the failing one (kernel-facts.md section 2, not modelled)."""
     # 2 MiB direct map: a new 1 GiB needs a PMD table; fail in the memmap after tables and slab were taken
     g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
     populate(g, 100 * GiB, 1 * GiB)
