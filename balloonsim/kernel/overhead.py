@@ -1,9 +1,14 @@
 """What add_memory() takes from online memory whatever the memmap strategy.
 
-- Direct map: x86 arch_add_memory() -> init_memory_mapping(). With 1 GiB pages (direct_gbpages, the
-  default when the CPU has pdpe1gb) a new PUD table is needed only per new 512 GiB; with 2 MiB pages a
-  PMD table (4 KiB) per new 1 GiB. Tables come from alloc_low_pages() -> __get_free_pages() after boot,
-  i.e. online memory (kernel-facts.md section 2 marks the allocator UNVERIFIED; we charge the add's node).
+- Direct map: x86 arch_add_memory() -> init_memory_mapping() -> split_mem_range(): a PUD table per new
+  512 GiB, and a 1 GiB page (direct_gbpages, the default when the CPU has pdpe1gb) only for a whole aligned
+  GiB inside the range mapped; the rest of the range, and every GiB without gbpages, gets 2 MiB pages from a
+  PMD table (4 KiB) per new GiB. At boot the same (adjust_range_page_size_mask()); after boot no range is
+  widened, so hot-adding a 128 MiB block into a new GiB takes a PMD table whatever direct_gbpages says
+  (6.12.118, 7.3.4). Tables come from alloc_low_pages() -> __get_free_pages(GFP_ATOMIC) after boot, i.e.
+  online memory, charged to the add's node. A 1 GiB mapping is forgotten once none of its sections is
+  mapped; the kernel keeps it until the whole GiB goes in one removal, and splits it (a PMD table) when a
+  part is added again (not modelled).
 - vmemmap page tables: vmemmap_alloc_block_zero(PAGE_SIZE, node), never the altmap (kernel-facts.md
   section 1): one PMD table per 1 GiB of vmemmap (= 64 GiB of memory), one PUD table per 512 GiB of
   vmemmap, and one PTE table per 2 MiB mapped with base pages (charged by the kmalloc path).
@@ -36,8 +41,9 @@ class PageTables:
     """Page-table pages by the region each maps; a count per region says when a table can go."""
 
     direct_gbpages: bool
-    direct_pmd: Counter = field(default_factory=Counter)  # 1 GiB phys region -> sections mapped
+    direct_pmd: Counter = field(default_factory=Counter)  # 1 GiB phys region mapped by 2 MiB pages -> sections
     direct_pud: Counter = field(default_factory=Counter)  # 512 GiB phys region -> sections mapped
+    direct_gb: Counter = field(default_factory=Counter)  # 1 GiB phys region mapped by a 1 GiB page -> sections
     vmemmap_pmd: Counter = field(default_factory=Counter)  # 64 GiB phys region (1 GiB of VA) -> sections
     vmemmap_pud: Counter = field(default_factory=Counter)  # 32 TiB phys region (512 GiB of VA) -> sections
     section_roots: set[int] = field(default_factory=set)
@@ -45,7 +51,11 @@ class PageTables:
     def map_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
         """Account mapping [start, start+nr) in the direct map and vmemmap; returns the tables it creates."""
         new: list[TableKey] = []
+        whole = self._whole_gibs(start_pfn, nr_pages)
         for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
+            gib = sec_pfn // PUD_PAGES
+            if gib in whole or self.direct_gb[gib]:
+                self.direct_gb[gib] += 1
             new += self._ref(self._regions(sec_pfn, struct_page_size), +1)
         return new
 
@@ -54,7 +64,19 @@ class PageTables:
         freed: list[TableKey] = []
         for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
             freed += self._ref(self._regions(sec_pfn, struct_page_size), -1)
+            gib = sec_pfn // PUD_PAGES
+            if self.direct_gb[gib]:
+                self.direct_gb[gib] -= 1
+                if not self.direct_gb[gib]:
+                    del self.direct_gb[gib]
         return freed
+
+    def _whole_gibs(self, start_pfn: int, nr_pages: int) -> set[int]:
+        """The aligned GiBs split_mem_range() maps with 1 GiB pages: those wholly inside the range."""
+        if not self.direct_gbpages:
+            return set()
+        first = -(-start_pfn // PUD_PAGES)
+        return set(range(first, (start_pfn + nr_pages) // PUD_PAGES))
 
     def new_section_roots(self, start_pfn: int, nr_pages: int) -> set[int]:
         """The mem_section roots [start, start+nr) needs that do not exist yet; they exist from now on."""
@@ -70,9 +92,8 @@ class PageTables:
             ("vmemmap_pmd", self.vmemmap_pmd, va_off // GiB),
             ("vmemmap_pud", self.vmemmap_pud, va_off // (512 * GiB)),
         ]
-        if self.direct_gbpages:
-            out.append(("direct_pud", self.direct_pud, pfn // (512 * PUD_PAGES)))
-        else:
+        out.append(("direct_pud", self.direct_pud, pfn // (512 * PUD_PAGES)))
+        if not self.direct_gb[pfn // PUD_PAGES]:  # (map_sections counts a 1 GiB page's sections first)
             out.append(("direct_pmd", self.direct_pmd, pfn // PUD_PAGES))
         return out
 

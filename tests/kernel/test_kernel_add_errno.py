@@ -279,3 +279,26 @@ def test_e2big_beyond_max_physmem_bits(la57, ok):
     assert g.add_memory(0, start, 128 * MiB) == (0 if ok else -E2BIG)
     populate(g, start - 128 * MiB, 128 * MiB)
     assert g.add_memory(0, start - 128 * MiB, 128 * MiB) == 0  # the last block below 64 TiB
+
+
+def test_a_sub_gib_add_maps_its_direct_map_with_2m_pages_even_with_gbpages():
+    """x86 init_memory_mapping() -> split_mem_range() (6.12.118, 7.3.4): 1 GiB pages only for a whole aligned GiB
+    inside the range mapped, and after boot no range is widened (adjust_range_page_size_mask() runs only while
+    !after_bootmem). So the first 128 MiB block hot-added into a new GiB takes a PMD table (alloc_low_pages(),
+    GFP_ATOMIC) even with gbpages; the next blocks of that GiB reuse it; a whole aligned GiB takes none."""
+    g = make_guest("altmap", direct_gbpages=True)
+    before = g.stats.pagetable_pages
+    for i in range(3):
+        assert add_backed(g, 0, 6 * GiB + i * 128 * MiB, 128 * MiB) == 0
+    assert g.stats.pagetable_pages == before + 1
+    assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
+    assert g.stats.pagetable_pages == before + 1
+    # and the table is GFP_ATOMIC: with nothing above the atomic floor, the unchecked NULL dereference
+    _full(g)
+    _oom_killer(g)
+    for z in g.alloc.iter_zones():
+        if z.free:
+            g.alloc.alloc_atomic(z.nid, z.free - atomic_floor(z.wmark_min))
+    populate(g, 10 * GiB, 128 * MiB)
+    with pytest.raises(KernelOops, match="phys_pud_init"):
+        g.add_memory(0, 10 * GiB, 128 * MiB)
