@@ -26,7 +26,9 @@ Guest side:
 - Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
   gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
   back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
-  stay managed and look allocated.
+  stay managed and look allocated. They are __SetPageOffline() with their reference held and
+  hv_memory_notifier() ignores MEM_GOING_OFFLINE, so offline_pages() -> scan_movable_pages() fails -EBUSY
+  ("unmovable page") on a block holding one (6.12.118, 7.3.4): each pins the block it landed in until freed.
 - post_status every second after the first 45 (pressure_report_delay): num_committed =
   vm_memory_committed + ballooned + (added - onlined) + floor; the host's buffer controller reads it.
 Host side (the part of Hyper-V the guest answers to): compares the controller's target with what the
@@ -49,8 +51,7 @@ from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import mem_available
-from balloonsim.kernel.page_alloc import Gfp, Transaction
-from balloonsim.kernel.zone import Zone
+from balloonsim.kernel.page_alloc import Gfp, Take, Transaction
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB, align_down, align_up
@@ -123,7 +124,9 @@ class HvBalloon(Driver):
         self.do_hot_add = True
         self.num_pages_added = 0
         self.num_pages_onlined = 0
-        self.ballooned: list[tuple[Zone, int, bool]] = []  # (zone, pages, in 2 MiB units?)
+        # the pieces ballooned, each with the block it landed in (PageOffline with a reference: the block cannot
+        # be offlined while it holds one, scan_movable_pages() -EBUSY)
+        self.ballooned: list[Take] = []
         # adjust_managed_page_count() on ballooning from 5.11 (d1df458cbfdb); before, the pages stay managed
         self.balloon_kind = "balloon" if g.profile.hv_balloon_adjusts_managed else "balloon_managed"
         self.num_pages_ballooned = 0
@@ -325,16 +328,15 @@ class HvBalloon(Driver):
         floor = compute_balloon_floor(totalram)
         num = min(num, max(0, mem_available(a) - floor))
         got = 0
+        txn = Transaction()
         if num >= PMD_PAGES:  # 2 MiB rounds while they return pages
-            for zone, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON, charge=kind):
-                self.ballooned.append((zone, blocks * PMD_PAGES, True))
+            for _, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON, charge=kind, txn=txn):
                 got += blocks * PMD_PAGES
         if got < num:
             if num - got >= PMD_PAGES:
                 self.stats["hv_4k_fallbacks"] += 1  # a 2 MiB round returned nothing: alloc_unit = 1
-            txn = Transaction()
             got += a.alloc(self.p.node, num - got, Gfp.BALLOON, txn, partial=True, charge=kind)
-            self.ballooned += [(t.zone, t.pages, False) for t in txn.takes]
+        self.ballooned += txn.takes
         if got:
             self.num_pages_ballooned += got
             self.stats["hv_balloon_up_pages"] += got
@@ -346,14 +348,13 @@ class HvBalloon(Driver):
         num = self.sim.host.populate(num)
         done = 0
         while done < num and self.ballooned:
-            zone, n, pmd = self.ballooned[-1]
-            k = min(n, num - done)
-            # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments
-            self.guest.alloc.free(zone, k, self.balloon_kind, pmd=pmd and k % PMD_PAGES == 0)
-            if k == n:
+            take = self.ballooned[-1]
+            k = min(take.pages, num - done)
+            # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments. The block the pages
+            # came from is no longer pinned by them.
+            self.guest.alloc.release(take, k)
+            if not take.pages:
                 self.ballooned.pop()
-            else:
-                self.ballooned[-1] = (zone, n - k, pmd)
             done += k
         self.num_pages_ballooned -= done
         self.stats["hv_balloon_down_pages"] += done

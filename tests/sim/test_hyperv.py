@@ -163,3 +163,43 @@ def test_the_hyperv_host_reads_a_pressure_report_every_second_whatever_changed_i
 def _at(env, t: float, fn):
     yield env.timeout(t)
     fn()
+
+
+def test_ballooned_pages_pin_their_block():
+    """alloc_balloon_pages() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) split_page()s each unit and
+    __SetPageOffline()s its pages with their reference held; hv_memory_notifier() does nothing on
+    MEM_GOING_OFFLINE. offline_pages() -> scan_movable_pages() then returns -EBUSY on the first "PageOffline(page)
+    && page_count(page)" ("unmovable page", mm/memory_hotplug.c, same releases). So every hot-added block holding
+    a balloon page is not removable and its offline fails -EBUSY; once balloon_down() (free_balloon_pages()) has
+    given the pages back, it offlines again."""
+    from balloonsim.kernel.errno import EBUSY
+
+    sim = _sim()  # 2 GiB boot: the hot-added memory is the guest's only ZONE_NORMAL, where GFP_HIGHUSER goes first
+    drv, g = sim.driver, sim.guest
+    for _ in range(16):
+        _request(sim, CHUNK)
+    assert len(g.blocks) == 16 and all(b.state is BlockState.ONLINE for b in g.blocks.values())
+    before = {b.id: b.unmovable for b in g.blocks.values()}
+    normal = next(z for z in g.alloc.iter_zones() if z.type.value == "Normal")
+    got = drv.balloon_up(1536 * MiB >> PAGE_SHIFT)
+    assert got == 1536 * MiB >> PAGE_SHIFT
+    assert normal.managed == sum(b.managed for b in g.blocks.values()) - got  # all of it from the hot-added blocks
+    pinned = [b.id for b in g.blocks.values() if not g.removable(b)]
+    assert len(pinned) >= got // CHUNK  # 1.5 GiB fills at least 12 of the 128 MiB blocks
+    assert all(g.offline_memory_block(bid) == -EBUSY for bid in pinned)
+    landed: dict[int, int] = {}
+    for t in drv.ballooned:
+        if t.block is not None:
+            landed[t.block.id] = landed.get(t.block.id, 0) + t.pages
+    assert sum(landed.values()) == got  # each piece knows its block
+    assert set(landed) <= set(pinned)
+    for bid, pages in landed.items():
+        assert g.blocks[bid].unmovable == before[bid] + pages
+    drv.balloon_down(drv.num_pages_ballooned)
+    assert not drv.ballooned
+    for bid in landed:
+        b = g.blocks[bid]
+        assert b.unmovable == before[bid]
+        if not before[bid]:  # no memmap or other kernel data in it: removable again
+            assert g.removable(b)
+            assert g.offline_memory_block(bid) == 0
