@@ -29,8 +29,13 @@ Guest side:
   stay managed and look allocated. They are __SetPageOffline() with their reference held and
   hv_memory_notifier() ignores MEM_GOING_OFFLINE, so offline_pages() -> scan_movable_pages() fails -EBUSY
   ("unmovable page") on a block holding one (6.12.118, 7.3.4): each pins the block it landed in until freed.
-- post_status every second after the first 45 (pressure_report_delay): num_committed =
-  vm_memory_committed + ballooned + (added - onlined) + floor; the host's buffer controller reads it.
+- post_status every second after the first 45 (pressure_report_delay): the kernel's num_committed
+  (get_pages_committed()) is vm_memory_committed + num_pages_ballooned + (added - onlined) + floor, "the host
+  expects the pressure information to include the ballooned out pages". The model reports it without
+  num_pages_ballooned: its host (HyperVBuffer, then host() here) sets target = report x (1 + buffer) and
+  compares the target with what the guest has after the balloon (guest_pages()), so ballooned pages in the
+  report would raise the target by what was just ballooned and undo it. How the real host uses the
+  ballooned pages in the report is not in the source (kernel-facts.md section 11, "Not modelled").
 Host side (the part of Hyper-V the guest answers to): compares the controller's target with what the
 guest has, unballoons first, then sends hot-add requests of `request_granularity`-rounded page
 counts; the first page of a new region sits `request_offset` into its chunk, so the backed part of a
@@ -364,7 +369,10 @@ class HvBalloon(Driver):
         return done
 
     def committed_bytes(self) -> int:
-        """post_status()'s num_committed: committed + ballooned + (added - onlined) + floor."""
+        """post_status()'s num_committed without num_pages_ballooned: committed + (added - onlined) + floor. The
+        kernel adds the ballooned pages too; the model's host compares its target with the memory left after the
+        balloon (guest_pages()), so counting them here would make every balloon_up() raise the target it obeyed
+        (module docstring)."""
         alloc = self.guest.alloc
         committed = alloc.swap.used  # vm_memory_committed() counts anon memory on swap too: it is still committed
         managed = 0

@@ -203,3 +203,21 @@ def test_ballooned_pages_pin_their_block():
         if not before[bid]:  # no memmap or other kernel data in it: removable again
             assert g.removable(b)
             assert g.offline_memory_block(bid) == 0
+
+
+@pytest.mark.parametrize("kernel", ["4.19", "6.12"])
+def test_pressure_report_leaves_the_ballooned_pages_out(kernel):
+    """get_pages_committed() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) adds num_pages_ballooned to
+    num_committed; the model leaves it out on purpose: its host compares target = report x (1 + buffer) with what
+    the guest has after the balloon (guest_pages()), so counting the ballooned pages would raise the target by
+    what was just ballooned. Ballooning moves the report only through compute_balloon_floor(), which follows
+    totalram (MemTotal falls from 5.11, d1df458cbfdb; before, the pages stay managed and look allocated)."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+
+    sim = _sim(kernel, boot="8G")
+    drv, a = sim.driver, sim.guest.alloc
+    before, floor = drv.committed_bytes(), compute_balloon_floor(a.total("managed"))
+    pages = drv.guest_pages()
+    got = drv.balloon_up(1 * GiB >> PAGE_SHIFT)
+    assert got == 1 * GiB >> PAGE_SHIFT and drv.guest_pages() == pages - got
+    assert drv.committed_bytes() - before == (compute_balloon_floor(a.total("managed")) - floor) << PAGE_SHIFT
