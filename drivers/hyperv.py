@@ -55,7 +55,7 @@ from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.meminfo import mem_available
+from balloonsim.kernel.meminfo import mem_available, vm_memory_committed
 from balloonsim.kernel.page_alloc import Gfp, Take, Transaction
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
@@ -369,23 +369,17 @@ class HvBalloon(Driver):
         return done
 
     def committed_bytes(self) -> int:
-        """post_status()'s num_committed without num_pages_ballooned: committed + (added - onlined) + floor. The
+        """post_status()'s num_committed without num_pages_ballooned: vm_memory_committed() (Committed_AS:
+        no kernel allocation is in it) + (added - onlined) + floor. The
         kernel adds the ballooned pages too; the model's host compares its target with the memory left after the
         balloon (guest_pages()), so counting them here would make every balloon_up() raise the target it obeyed
         (module docstring)."""
         alloc = self.guest.alloc
-        committed = alloc.swap.used  # vm_memory_committed() counts anon memory on swap too: it is still committed
-        managed = 0
-        for z in alloc.iter_zones():
-            committed += z.anon + z.kernel
-            managed += z.managed
-        if self.balloon_kind == "balloon_managed":  # before 5.11 ballooned pages look allocated: not committed
-            committed -= self.num_pages_ballooned
         pending = self.num_pages_added - self.num_pages_onlined
         if pending < 0:
             pending = 0
-        floor = compute_balloon_floor(managed)
-        return (committed + pending + floor) << PAGE_SHIFT
+        floor = compute_balloon_floor(alloc.total("managed"))  # totalram_pages(): ballooned pages left it from 5.11
+        return (vm_memory_committed(alloc) + pending + floor) << PAGE_SHIFT
 
     def metrics(self) -> dict[str, Any]:
         withheld = sum(b.withheld for b in self.guest.blocks.values())

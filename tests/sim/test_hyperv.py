@@ -221,3 +221,45 @@ def test_pressure_report_leaves_the_ballooned_pages_out(kernel):
     got = drv.balloon_up(1 * GiB >> PAGE_SHIFT)
     assert got == 1 * GiB >> PAGE_SHIFT and drv.guest_pages() == pages - got
     assert drv.committed_bytes() - before == (compute_balloon_floor(a.total("managed")) - floor) << PAGE_SHIFT
+
+
+def test_pressure_report_counts_no_kernel_allocation():
+    """vm_memory_committed() is percpu_counter_sum_positive(&vm_committed_as) (mm/util.c, 6.12.118 and 7.3.4 as
+    read): Committed_AS, which only vm_acct_memory() moves (user mappings). The memmap, slab and page tables a
+    hot-add allocates are never in it, so with nothing else moving, get_pages_committed() changes by
+    (added - onlined) and compute_balloon_floor() only."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+
+    sim = _sim()
+    drv, a = sim.driver, sim.guest.alloc
+    kernel, user = a.total("kernel"), a.total("anon") + a.swap.used
+    before, floor = drv.committed_bytes(), compute_balloon_floor(a.total("managed"))
+    _request(sim, 8 * CHUNK)
+    assert a.total("kernel") - kernel >= 4096  # the ordinary memmap of 1 GiB, 16 MiB, and the metadata
+    assert a.total("anon") + a.swap.used == user
+    pending = max(0, drv.num_pages_added - drv.num_pages_onlined)
+    grown = pending + compute_balloon_floor(a.total("managed")) - floor
+    assert drv.committed_bytes() - before == grown << PAGE_SHIFT
+
+
+def test_committed_as_for_a_host_that_asks_any_driver():
+    """Driver.committed_bytes() and Controller.used_bytes() stand for vm_memory_committed() (mm/util.c, 6.12.118
+    and 7.3.4 as read), Committed_AS: user mappings only, never the kernel's own allocations."""
+    sc = {
+        "duration": "2m",
+        "guest": {"boot": "2G", "kernel": "6.12", "max_addr": "64G"},
+        "driver": {"name": "xen"},
+        "workload": {"name": "constant", "size": "1800M"},  # x 1.2: more than the boot memory
+        "onlining": {"agent": "auto"},
+        "host": {"controller": "hyperv-buffer"},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    sim.run()
+    a = sim.guest.alloc
+    assert a.total("kernel") > 0 and a.total("anon") > 0  # the hot-added section's memmap, the task's memory
+    committed_as = (a.total("anon") + a.swap.used) << PAGE_SHIFT
+    assert sim.driver.committed_bytes() == sim.controller.used_bytes() == committed_as
+
+    from balloonsim.kernel.meminfo import vm_memory_committed
+
+    assert vm_memory_committed(a) << PAGE_SHIFT == committed_as
