@@ -350,14 +350,23 @@ class HvBalloon(Driver):
         return got
 
     def balloon_down(self, num: int) -> int:
+        """balloon_down() -> free_balloon_pages(): every page of the host's ranges goes back with __free_page(), so
+        the buddy allocator merges each whole 2 MiB unit into a free pageblock again, and a unit freed in part
+        comes back as fragments. The blocks the pages came from are no longer pinned by them."""
         num = self.sim.host.populate(num)
+        alloc = self.guest.alloc
         done = 0
         while done < num and self.ballooned:
             take = self.ballooned[-1]
             k = min(take.pages, num - done)
-            # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments. The block the pages
-            # came from is no longer pinned by them.
-            self.guest.alloc.release(take, k)
+            if take.pmd:  # a unit already broken by an earlier balloon_down first, then whole units, then a part
+                broken = min(k, take.pages % PMD_PAGES)
+                whole = (k - broken) // PMD_PAGES * PMD_PAGES
+                for n in (broken, whole, k - broken - whole):
+                    if n:
+                        alloc.release(take, n)
+            else:
+                alloc.release(take, k)
             if not take.pages:
                 self.ballooned.pop()
             done += k

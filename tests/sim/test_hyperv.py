@@ -263,3 +263,24 @@ def test_committed_as_for_a_host_that_asks_any_driver():
     from balloonsim.kernel.meminfo import vm_memory_committed
 
     assert vm_memory_committed(a) << PAGE_SHIFT == committed_as
+
+
+def test_balloon_down_of_part_of_a_2m_entry_gives_its_whole_units_back_as_pageblocks():
+    """free_balloon_pages() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) frees each page of the host's
+    range with __free_page(): the buddy allocator merges every whole 2 MiB unit back to order 9, and only the unit
+    freed in part stays in fragments. Unballooning 3 units and 100 pages of a 4-unit entry gives back 3 free
+    pageblocks and 100 fragments; the unit's other 412 pages come back as fragments later."""
+    sim = _sim(boot="8G")
+    drv, a = sim.driver, sim.guest.alloc
+    managed = {id(z): z.managed for z in a.iter_zones()}
+    pmd_before = a.total("free_pmd")
+    got = drv.balloon_up(4 * 512)
+    assert got == 2048 and a.total("free_pmd") == pmd_before - 4  # four 2 MiB units
+    (zone,) = [z for z in a.iter_zones() if z.managed != managed[id(z)]]
+    pmd, base = zone.free_pmd, zone.free_base
+    assert base + 512 < 4 * 512  # no fragment coalescing (Zone.give()) in the way of the count
+    assert drv.balloon_down(3 * 512 + 100) == 3 * 512 + 100
+    assert (zone.free_pmd - pmd, zone.free_base - base) == (3, 100)
+    assert drv.balloon_down(412) == 412
+    assert (zone.free_pmd - pmd, zone.free_base - base) == (3, 512)
+    assert drv.num_pages_ballooned == 0
