@@ -21,8 +21,8 @@ Guest side:
 - hv_online_page(): only pages in [covered_start, covered_end) and in no gap reach the buddy
   allocator; the rest stay fake-offline until a later request covers them (the first pages of a region's
   first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3)
-  and are not onlined before. MEM_OFFLINE takes the backed pages of the range off num_pages_onlined
-  (hv_page_offline_check()).
+  and are not onlined before. MEM_OFFLINE takes the backed pages of the range inside each region's
+  [start_pfn, end_pfn) off num_pages_onlined (hv_page_offline_check()).
 - Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
   gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
   back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
@@ -173,12 +173,14 @@ class HvBalloon(Driver):
 
     def _memory_notify(self, event: str, block: MemoryBlock) -> None:
         """hv_memory_notifier(): MEM_ONLINE and MEM_CANCEL_ONLINE end hv_mem_hot_add()'s wait; MEM_OFFLINE takes
-        the backed pages of the range in hot-add regions off num_pages_onlined (hv_page_offline_check()),
+        the backed pages of the range in hot-add regions off num_pages_onlined (hv_page_offline_check(): a pfn
+        counts only inside its region's [start_pfn, end_pfn), although covered_end_pfn can run past end_pfn),
         clamped at 0 (with a WARN)."""
         if event in ("MEM_ONLINE", "MEM_CANCEL_ONLINE") and not self.ol_event.triggered:
             self.ol_event.succeed()
-        elif event == "MEM_OFFLINE":
-            gone = sum(r.backed(block.start_pfn, block.end_pfn).total for r in self.regions)
+        elif event == "MEM_OFFLINE":  # a pfn counts only inside [start_pfn, end_pfn) of its region
+            s, e = block.start_pfn, block.end_pfn
+            gone = sum(r.backed(max(s, r.start_pfn), min(e, r.end_pfn)).total for r in self.regions)
             self.num_pages_onlined = max(0, self.num_pages_onlined - gone)
 
     # -- the host --------------------------------------------------------------------------------

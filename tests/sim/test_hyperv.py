@@ -284,3 +284,20 @@ def test_balloon_down_of_part_of_a_2m_entry_gives_its_whole_units_back_as_pagebl
     assert drv.balloon_down(412) == 412
     assert (zone.free_pmd - pmd, zone.free_base - base) == (3, 512)
     assert drv.num_pages_ballooned == 0
+
+
+def test_mem_offline_counts_a_pfn_only_inside_its_region():
+    """hv_page_offline_check() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) counts a pfn only while
+    "pfn >= has->start_pfn && pfn < has->end_pfn", then asks has_pfn_is_backed(). A region whose covered_end_pfn ran
+    past its end (a request 64 MiB into its chunk) does not count the next block's pages, which the next region
+    holds: offlining that block takes off only what the next region onlined there."""
+    sim = _sim(offset="64M")
+    drv, g = sim.driver, sim.guest
+    _request(sim, CHUNK)
+    _request(sim, CHUNK)
+    r1, r2 = drv.regions
+    b2 = g.blocks[r2.start_pfn // CHUNK]
+    assert r1.covered_end_pfn > r1.end_pfn == b2.start_pfn  # r1's coverage runs into b2
+    assert drv.num_pages_onlined == CHUNK
+    drv._memory_notify("MEM_OFFLINE", b2)
+    assert drv.num_pages_onlined == CHUNK - r2.backed(b2.start_pfn, b2.end_pfn).total == CHUNK // 2
