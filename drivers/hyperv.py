@@ -20,9 +20,9 @@ Guest side:
   transient and the host retries later.
 - hv_online_page(): only pages in [covered_start, covered_end) and in no gap reach the buddy
   allocator; the rest stay fake-offline until a later request covers them (the first pages of a region's
-  first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3)
-  and are not onlined before. MEM_OFFLINE takes the backed pages of the range inside each region's
-  [start_pfn, end_pfn) off num_pages_onlined (hv_page_offline_check()).
+  first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3),
+  uncounted in num_pages_onlined, and are not onlined before. MEM_OFFLINE takes the backed pages of the range
+  inside each region's [start_pfn, end_pfn) off num_pages_onlined (hv_page_offline_check()).
 - Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
   gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
   back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
@@ -162,11 +162,13 @@ class HvBalloon(Driver):
                     outside.remove(s, e)
                     for bs, be in r.backed(s, e):
                         expose.add(bs, be)
+        # only hv_page_online_one() counts a page onlined: pages outside every region go straight to
+        # generic_online_page() (6.14+, 1da602ec36a3) and are not counted
+        self.num_pages_onlined += expose.total
         if guest.profile.hv_online_outside_regions:
             for s, e in outside:
                 expose.add(s, e)
         withheld = span.total - expose.total
-        self.num_pages_onlined += expose.total
         if withheld:
             self.log("fake_offline", block.id, f"{withheld} pages")
         return expose

@@ -301,3 +301,20 @@ def test_mem_offline_counts_a_pfn_only_inside_its_region():
     assert drv.num_pages_onlined == CHUNK
     drv._memory_notify("MEM_OFFLINE", b2)
     assert drv.num_pages_onlined == CHUNK - r2.backed(b2.start_pfn, b2.end_pfn).total == CHUNK // 2
+
+
+def test_pages_outside_every_region_are_onlined_but_not_counted():
+    """hv_online_page() (drivers/hv/hv_balloon.c, 7.3.4 as read; 1da602ec36a3, 6.14) hands a page outside every
+    hot-add region to generic_online_page() directly; only hv_page_online_one() does num_pages_onlined++. So
+    such pages reach the buddy allocator (6.18 profile) without moving the count the pressure report's
+    (added - onlined) is made of."""
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.extents import Extents
+
+    sim = _sim("6.18")
+    drv, g = sim.driver, sim.guest
+    assert not drv.regions
+    block = MemoryBlock(40, 40 * CHUNK, CHUNK, 0, 0)  # a block no hv region holds
+    span = Extents.span(block.start_pfn, block.end_pfn)
+    assert drv.hv_online_page(g, block, span).total == CHUNK
+    assert drv.num_pages_onlined == 0
