@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.errno import errname
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.meminfo import vm_memory_committed
 from balloonsim.plugin import Plugin, World
 from balloonsim.units import PAGE_SHIFT, GiB, align_up
 
@@ -67,8 +68,9 @@ class Driver(Plugin):
             raise ConfigError("driver.name", "another driver holds the online-page callback (-EINVAL)")
 
     def committed_bytes(self) -> int:
-        a = self.guest.alloc
-        return (a.total("anon") + a.swap.used + a.total("kernel")) << PAGE_SHIFT  # swapped-out anon is committed
+        """What the guest reports as committed to a host that asks (the hyperv-buffer controller):
+        vm_memory_committed(), Committed_AS, which holds no kernel allocation. hv_balloon reports more."""
+        return vm_memory_committed(self.guest.alloc) << PAGE_SHIFT
 
     @property
     def target_pages(self) -> int:

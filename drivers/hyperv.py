@@ -20,15 +20,22 @@ Guest side:
   transient and the host retries later.
 - hv_online_page(): only pages in [covered_start, covered_end) and in no gap reach the buddy
   allocator; the rest stay fake-offline until a later request covers them (the first pages of a region's
-  first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3)
-  and are not onlined before. MEM_OFFLINE takes the backed pages of the range off num_pages_onlined
-  (hv_page_offline_check()).
+  first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3),
+  uncounted in num_pages_onlined, and are not onlined before. MEM_OFFLINE takes the backed pages of the range
+  inside each region's [start_pfn, end_pfn) off num_pages_onlined (hv_page_offline_check()).
 - Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
   gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
   back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
-  stay managed and look allocated.
-- post_status every second after the first 45 (pressure_report_delay): num_committed =
-  vm_memory_committed + ballooned + (added - onlined) + floor; the host's buffer controller reads it.
+  stay managed and look allocated. They are __SetPageOffline() with their reference held and
+  hv_memory_notifier() ignores MEM_GOING_OFFLINE, so offline_pages() -> scan_movable_pages() fails -EBUSY
+  ("unmovable page") on a block holding one (6.12.118, 7.3.4): each pins the block it landed in until freed.
+- post_status every second after the first 45 (pressure_report_delay): the kernel's num_committed
+  (get_pages_committed()) is vm_memory_committed + num_pages_ballooned + (added - onlined) + floor, "the host
+  expects the pressure information to include the ballooned out pages". The model reports it without
+  num_pages_ballooned: its host (HyperVBuffer, then host() here) sets target = report x (1 + buffer) and
+  compares the target with what the guest has after the balloon (guest_pages()), so ballooned pages in the
+  report would raise the target by what was just ballooned and undo it. How the real host uses the
+  ballooned pages in the report is not in the source (kernel-facts.md section 11, "Not modelled").
 Host side (the part of Hyper-V the guest answers to): compares the controller's target with what the
 guest has, unballoons first, then sends hot-add requests of `request_granularity`-rounded page
 counts; the first page of a new region sits `request_offset` into its chunk, so the backed part of a
@@ -48,9 +55,8 @@ from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.block import BlockState
 from balloonsim.kernel.errno import EEXIST
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.meminfo import mem_available
-from balloonsim.kernel.page_alloc import Gfp, Transaction
-from balloonsim.kernel.zone import Zone
+from balloonsim.kernel.meminfo import mem_available, vm_memory_committed
+from balloonsim.kernel.page_alloc import Gfp, Take, Transaction
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT, PMD_PAGES, MiB, align_down, align_up
@@ -123,7 +129,9 @@ class HvBalloon(Driver):
         self.do_hot_add = True
         self.num_pages_added = 0
         self.num_pages_onlined = 0
-        self.ballooned: list[tuple[Zone, int, bool]] = []  # (zone, pages, in 2 MiB units?)
+        # the pieces ballooned, each with the block it landed in (PageOffline with a reference: the block cannot
+        # be offlined while it holds one, scan_movable_pages() -EBUSY)
+        self.ballooned: list[Take] = []
         # adjust_managed_page_count() on ballooning from 5.11 (d1df458cbfdb); before, the pages stay managed
         self.balloon_kind = "balloon" if g.profile.hv_balloon_adjusts_managed else "balloon_managed"
         self.num_pages_ballooned = 0
@@ -154,23 +162,27 @@ class HvBalloon(Driver):
                     outside.remove(s, e)
                     for bs, be in r.backed(s, e):
                         expose.add(bs, be)
+        # only hv_page_online_one() counts a page onlined: pages outside every region go straight to
+        # generic_online_page() (6.14+, 1da602ec36a3) and are not counted
+        self.num_pages_onlined += expose.total
         if guest.profile.hv_online_outside_regions:
             for s, e in outside:
                 expose.add(s, e)
         withheld = span.total - expose.total
-        self.num_pages_onlined += expose.total
         if withheld:
             self.log("fake_offline", block.id, f"{withheld} pages")
         return expose
 
     def _memory_notify(self, event: str, block: MemoryBlock) -> None:
         """hv_memory_notifier(): MEM_ONLINE and MEM_CANCEL_ONLINE end hv_mem_hot_add()'s wait; MEM_OFFLINE takes
-        the backed pages of the range in hot-add regions off num_pages_onlined (hv_page_offline_check()),
+        the backed pages of the range in hot-add regions off num_pages_onlined (hv_page_offline_check(): a pfn
+        counts only inside its region's [start_pfn, end_pfn), although covered_end_pfn can run past end_pfn),
         clamped at 0 (with a WARN)."""
         if event in ("MEM_ONLINE", "MEM_CANCEL_ONLINE") and not self.ol_event.triggered:
             self.ol_event.succeed()
-        elif event == "MEM_OFFLINE":
-            gone = sum(r.backed(block.start_pfn, block.end_pfn).total for r in self.regions)
+        elif event == "MEM_OFFLINE":  # a pfn counts only inside [start_pfn, end_pfn) of its region
+            s, e = block.start_pfn, block.end_pfn
+            gone = sum(r.backed(max(s, r.start_pfn), min(e, r.end_pfn)).total for r in self.regions)
             self.num_pages_onlined = max(0, self.num_pages_onlined - gone)
 
     # -- the host --------------------------------------------------------------------------------
@@ -325,16 +337,15 @@ class HvBalloon(Driver):
         floor = compute_balloon_floor(totalram)
         num = min(num, max(0, mem_available(a) - floor))
         got = 0
+        txn = Transaction()
         if num >= PMD_PAGES:  # 2 MiB rounds while they return pages
-            for zone, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON, charge=kind):
-                self.ballooned.append((zone, blocks * PMD_PAGES, True))
+            for _, blocks in a.alloc_pmds(self.p.node, num // PMD_PAGES, Gfp.BALLOON, charge=kind, txn=txn):
                 got += blocks * PMD_PAGES
         if got < num:
             if num - got >= PMD_PAGES:
                 self.stats["hv_4k_fallbacks"] += 1  # a 2 MiB round returned nothing: alloc_unit = 1
-            txn = Transaction()
             got += a.alloc(self.p.node, num - got, Gfp.BALLOON, txn, partial=True, charge=kind)
-            self.ballooned += [(t.zone, t.pages, False) for t in txn.takes]
+        self.ballooned += txn.takes
         if got:
             self.num_pages_ballooned += got
             self.stats["hv_balloon_up_pages"] += got
@@ -343,17 +354,25 @@ class HvBalloon(Driver):
         return got
 
     def balloon_down(self, num: int) -> int:
+        """balloon_down() -> free_balloon_pages(): every page of the host's ranges goes back with __free_page(), so
+        the buddy allocator merges each whole 2 MiB unit into a free pageblock again, and a unit freed in part
+        comes back as fragments. The blocks the pages came from are no longer pinned by them."""
         num = self.sim.host.populate(num)
+        alloc = self.guest.alloc
         done = 0
         while done < num and self.ballooned:
-            zone, n, pmd = self.ballooned[-1]
-            k = min(n, num - done)
-            # whole 2 MiB units go back as pageblocks; a partial unit comes back as fragments
-            self.guest.alloc.free(zone, k, self.balloon_kind, pmd=pmd and k % PMD_PAGES == 0)
-            if k == n:
-                self.ballooned.pop()
+            take = self.ballooned[-1]
+            k = min(take.pages, num - done)
+            if take.pmd:  # a unit already broken by an earlier balloon_down first, then whole units, then a part
+                broken = min(k, take.pages % PMD_PAGES)
+                whole = (k - broken) // PMD_PAGES * PMD_PAGES
+                for n in (broken, whole, k - broken - whole):
+                    if n:
+                        alloc.release(take, n)
             else:
-                self.ballooned[-1] = (zone, n - k, pmd)
+                alloc.release(take, k)
+            if not take.pages:
+                self.ballooned.pop()
             done += k
         self.num_pages_ballooned -= done
         self.stats["hv_balloon_down_pages"] += done
@@ -363,20 +382,17 @@ class HvBalloon(Driver):
         return done
 
     def committed_bytes(self) -> int:
-        """post_status()'s num_committed: committed + ballooned + (added - onlined) + floor."""
+        """post_status()'s num_committed without num_pages_ballooned: vm_memory_committed() (Committed_AS:
+        no kernel allocation is in it) + (added - onlined) + floor. The
+        kernel adds the ballooned pages too; the model's host compares its target with the memory left after the
+        balloon (guest_pages()), so counting them here would make every balloon_up() raise the target it obeyed
+        (module docstring)."""
         alloc = self.guest.alloc
-        committed = alloc.swap.used  # vm_memory_committed() counts anon memory on swap too: it is still committed
-        managed = 0
-        for z in alloc.iter_zones():
-            committed += z.anon + z.kernel
-            managed += z.managed
-        if self.balloon_kind == "balloon_managed":  # before 5.11 ballooned pages look allocated: not committed
-            committed -= self.num_pages_ballooned
         pending = self.num_pages_added - self.num_pages_onlined
         if pending < 0:
             pending = 0
-        floor = compute_balloon_floor(managed)
-        return (committed + pending + floor) << PAGE_SHIFT
+        floor = compute_balloon_floor(alloc.total("managed"))  # totalram_pages(): ballooned pages left it from 5.11
+        return (vm_memory_committed(alloc) + pending + floor) << PAGE_SHIFT
 
     def metrics(self) -> dict[str, Any]:
         withheld = sum(b.withheld for b in self.guest.blocks.values())

@@ -15,7 +15,9 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
   freeing it: nothing of the new range is touched until populate_physmap backs it. The list is
   LIFO (balloon_append puts lowmem at the head), so the highest pfns come back first.
 - credit < 0: decrease_reservation() takes pages with GFP_BALLOON (no reclaim, no OOM), at most
-  si_mem_available(), and hands the frames back to the host.
+  si_mem_available(), and hands the frames back to the host. balloon_append() marks them PageOffline with
+  their reference held and xen_memory_notifier() acts on MEM_ONLINE only, so offline_pages() ->
+  scan_movable_pages() fails -EBUSY on a block holding one (6.12.118, 7.3.4): each pins its block.
 - update_schedule(): BP_EAGAIN doubles the delay (1 s start, 32 s cap) and cancels after
   max_retry_count = 4 failures (RETRY_UNLIMITED before the CVE-2019-17351 fix: profile 4.19).
 - Wakeups: 5.15+ kthread: when the credit changes, or after 1 s in BP_WAIT (so the pages of a block onlined
@@ -35,7 +37,7 @@ from pydantic import Field
 
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import Gfp, Take, Transaction
 from balloonsim.plugin import World
 from balloonsim.types import Duration
 from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, SECTION_SIZE, align_up
@@ -80,7 +82,7 @@ class XenBalloon(Driver):
         # the e820 holes (640 KiB-1 MiB) are the difference. The toolstack's static-max is the boot memory here.
         self.target_diff = (sum(self.sim.scenario.guest.boot) >> PAGE_SHIFT) - g.boot_present
         self.hotplugged_pages = 0  # added address space not yet in the balloon list
-        self.balloon: list[list] = []  # stack: ["block", block_id, Extents] | ["anon", pages, zone-list]
+        self.balloon: list[list] = []  # stack: ["block", block_id, Extents] | ["anon", pages, list[Take]]
         self.schedule_delay = 1.0
         self.retry_count = 1
         self.max_retry = self.p.max_retry_count or g.profile.xen_max_retry
@@ -304,18 +306,17 @@ class XenBalloon(Driver):
         return BP_DONE
 
     def _unballoon_anon(self, entry: list, k: int) -> None:
-        """balloon_retrieve() of pages ballooned out of ordinary memory: back to the allocator."""
+        """balloon_retrieve() of pages ballooned out of ordinary memory: back to the allocator, and no longer
+        pinning the blocks they came from."""
         entry[1] -= k
-        pieces = entry[2]
+        takes: list[Take] = entry[2]
         while k:
-            zone, n = pieces[-1]
-            m = min(n, k)
-            self.guest.alloc.free(zone, m, "balloon")
+            take = takes[-1]
+            m = min(take.pages, k)
+            self.guest.alloc.release(take, m)
             k -= m
-            if m == n:
-                pieces.pop()
-            else:
-                pieces[-1] = (zone, n - m)
+            if not take.pages:
+                takes.pop()
 
     # -- shrinking -------------------------------------------------------------------------------
     def decrease_reservation(self, nr: int) -> str:
@@ -325,12 +326,11 @@ class XenBalloon(Driver):
         nr = min(nr, avail)
         if nr <= 0:
             return BP_EAGAIN
-        before = {id(z): z.managed for z in a.iter_zones()}
-        got = a.alloc(self.p.node, nr, Gfp.BALLOON, partial=True)
+        txn = Transaction()
+        got = a.alloc(self.p.node, nr, Gfp.BALLOON, txn, partial=True)
         if got <= 0:
             return BP_EAGAIN
-        pieces = [(z, before[id(z)] - z.managed) for z in a.iter_zones() if before[id(z)] != z.managed]
-        self.balloon.append(["anon", got, pieces])
+        self.balloon.append(["anon", got, txn.takes])
         self.sim.host.release(got)
         self.current_pages -= got
         self.stats["xen_decrease_pages"] += got

@@ -115,7 +115,7 @@ class MemoryBlock:
         self.exposed = Extents()  # given to the buddy allocator (managed)
         self.vmemmap_pfns = Extents()  # pfns of this block that hold memmap (own or others')
         self.memmap: Memmap | None = None
-        self.unmovable = 0  # unmovable kernel pages that landed here: memmaps, page tables, slab, the background
+        self.unmovable = 0  # pinning pages that landed here: memmaps, page tables, slab, the background, balloons
         self.group = group  # the add_memory() call that added it
         self.withheld_offlinable = False  # virtio-mem lets its fake-offline pages go on offline
         self.online_type: str | None = None

@@ -124,6 +124,10 @@ class OnlineOrder(Generic[T]):
             step >>= 1
         return self._items[pos] if pos < n else None
 
+    def through(self, item: T) -> int:
+        """The running sum of pages up to and including `item`."""
+        return self._prefix(self._at[item.id] + 1)
+
     def last_with_pages(self) -> T | None:
         """The newest item that has pages."""
         total = self.total

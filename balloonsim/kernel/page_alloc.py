@@ -70,6 +70,10 @@ class Gfp(StrEnum):
 
 
 _CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
+# charges whose pages pin the hot-added block they land in (offline_pages() fails -EBUSY): unmovable kernel pages
+# (has_unmovable_pages()) and a balloon's PageOffline pages with a reference (scan_movable_pages())
+_BALLOON_KINDS = frozenset({"balloon", "balloon_managed"})
+_PINNING = _BALLOON_KINDS | {"kernel"}
 # the members the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as
 # module globals: a member read through its enum class is a metaclass lookup each time
 GFP_USER, GFP_BALLOON = Gfp.USER, Gfp.BALLOON
@@ -146,6 +150,8 @@ class PageAllocator:
         # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
         # land in" (None: boot memory), asked only of zones that have hot-added blocks online
         self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
+        # ... and, page by page, which blocks a balloon's base pages land in (each is pinned)
+        self.landings: Callable[[Zone, int], list[tuple[HotBlock | None, int]]] = lambda zone, n: [(None, n)]
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -487,16 +493,21 @@ class PageAllocator:
         return n
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
-        """k base pages out of z's free lists, charged to `kind`, remembered for a rollback."""
-        block = self.landing(z, k) if kind == "kernel" and z.hot else None
-        split = z.take(k)
-        if block is not None:
-            block.unmovable += k
-        self._charge(z, k, kind)
-        if z.nid != nid:
-            self.stats.remote_pages += k
-        if txn is not None:
-            txn.takes.append(Take(z, k, False, kind, split, block))
+        """k base pages out of z's free lists, charged to `kind`, remembered for a rollback. A balloon's pages
+        pin every block they land in, one piece (Take) per block."""
+        if kind in _BALLOON_KINDS and z.hot:
+            pieces = self.landings(z, k)
+        else:
+            pieces = [(self.landing(z, k) if kind == "kernel" and z.hot else None, k)]
+        for block, n in pieces:
+            split = z.take(n)
+            if block is not None:
+                block.unmovable += n
+            self._charge(z, n, kind)
+            if z.nid != nid:
+                self.stats.remote_pages += n
+            if txn is not None:
+                txn.takes.append(Take(z, n, False, kind, split, block))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
         """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks; None when
@@ -556,7 +567,7 @@ class PageAllocator:
         """A free pageblock from the first zone of `zl` that has one above its min watermark."""
         for z in zl:
             if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
-                block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
+                block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
                 z.free_pmd -= 1
                 if block is not None:
                     block.unmovable += PMD_PAGES
@@ -582,9 +593,13 @@ class PageAllocator:
                 return True
         return False
 
-    def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
+    def alloc_pmds(
+        self, nid: int, count: int, gfp: Gfp, charge: str | None = None, txn: Transaction | None = None
+    ) -> list[tuple[Zone, int]]:
         """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
-        taken zone by zone in zonelist order; returns (zone, blocks) pieces."""
+        taken zone by zone in zonelist order; returns (zone, blocks) pieces. With `txn`, each unit is
+        remembered (`Take`, merged per block) with the hot-added block it landed in, which a balloon's
+        pages pin."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         out: list[tuple[Zone, int]] = []
         for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
@@ -592,10 +607,24 @@ class PageAllocator:
                 break
             room = min(z.free_pmd, (z.free - z.wmark_min) // PMD_PAGES, count)
             if room > 0:
-                z.free_pmd -= room
-                self._charge(z, room * PMD_PAGES, kind)
                 out.append((z, room))
                 count -= room
+                if txn is None:
+                    z.free_pmd -= room
+                    self._charge(z, room * PMD_PAGES, kind)
+                    continue
+                takes = txn.takes
+                for _ in range(room):
+                    block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
+                    z.free_pmd -= 1
+                    if block is not None:
+                        block.unmovable += PMD_PAGES
+                    self._charge(z, PMD_PAGES, kind)
+                    last = takes[-1] if takes else None
+                    if last is not None and last.pmd and last.zone is z and last.block is block and last.kind == kind:
+                        last.pages += PMD_PAGES
+                    else:
+                        takes.append(Take(z, PMD_PAGES, True, kind, block=block))
         return out
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:

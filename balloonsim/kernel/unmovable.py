@@ -50,6 +50,7 @@ class UnmovablePlacement:
         self.cpu_nodes = sorted(cpu_nodes)  # where the kernel's own allocations start
         self.background: list[Take] = []  # the background's pages, one per block it pinned
         alloc.landing = self.landing
+        alloc.landings = self.landings
 
     @property
     def background_pages(self) -> int:
@@ -70,6 +71,35 @@ class UnmovablePlacement:
             return hot.last_with_pages()
         used = zone.hot_managed - free  # pages of the hot-added blocks already in use, oldest block first
         return hot.first_above(used)  # None: nothing free in the zone, the allocation falls back to the next zone
+
+    def landings(self, zone: Zone, pages: int) -> list[tuple[HotBlock | None, int]]:
+        """landing() page by page for `pages` base pages taken one after another: the blocks they land in, with
+        the pages each gets (None: boot memory). A balloon takes GiBs this way, and every block that gets one of
+        its pages is pinned. Before 5.10 the model knows no order inside the hot-added blocks: boot memory's free
+        pages first, then landing()'s answer, the newest block, for the rest."""
+        hot = zone.hot
+        out: list[tuple[HotBlock | None, int]] = []
+        boot_free = zone.free - zone.hot_managed
+        if boot_free > 0:
+            n = min(pages, boot_free)
+            out.append((None, n))
+            pages -= n
+        if not pages:
+            return out
+        if not self.to_tail:
+            out.append((hot.last_with_pages(), pages))
+            return out
+        used = max(0, zone.hot_managed - zone.free)  # pages of the hot-added blocks in use, oldest block first
+        while pages:
+            block = hot.first_above(used)
+            if block is None:  # nothing of the zone free, as the model counts it
+                out.append((None, pages))
+                break
+            n = min(pages, hot.through(block) - used)
+            out.append((block, n))
+            used += n
+            pages -= n
+        return out
 
     # -- the zone's hot-added blocks -------------------------------------------------------------------------
     # The guest tells: a block entering or leaving a kernel zone (online_pages()/offline_pages()), and pages of

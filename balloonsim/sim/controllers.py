@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from balloonsim.kernel.meminfo import vm_memory_committed
 from balloonsim.plugin import Plugin, World
 from balloonsim.sim.clock import URGENT, At, Poll
 from balloonsim.types import Duration, Size
@@ -45,8 +46,9 @@ class Controller(Plugin):
         yield self.sim.env.timeout(0)
 
     def used_bytes(self) -> int:
-        a = self.sim.guest.alloc
-        return (a.total("anon") + a.swap.used + a.total("kernel")) << PAGE_SHIFT  # swapped-out anon is committed
+        """The guest's committed memory when no driver reports it: vm_memory_committed() (Committed_AS), which
+        holds no kernel allocation."""
+        return vm_memory_committed(self.sim.guest.alloc) << PAGE_SHIFT
 
 
 class StaticParams(ControllerParams):
@@ -114,10 +116,10 @@ class HyperVBuffer(Controller):
 
     def run(self):
         """The host reads the guest's pressure report every `interval` after `report_delay`. A report says what the
-        last one said until something it counts changes: committed memory (the allocator's anon, kernel, balloon
-        and swap; a change of page cache only leaves it as it was), or what a process did (a driver's hot-add, an
-        onlining: the added-but-not-onlined pages and the floor, which follows MemTotal, change outside the
-        allocator). So the host reads the first report after such a change, in the place its 1 s timer had
+        last one said until something it counts changes: committed memory (anon and swap) or the floor (MemTotal,
+        which the balloon moves), through the allocator (a change of page cache only leaves them as they were), or
+        what a process did (a driver's hot-add, an onlining: the added-but-not-onlined pages and the floor change
+        outside the allocator). So the host reads the first report after such a change, in the place its 1 s timer had
         (balloonsim.sim.clock), and sets the target from it."""
         env = self.sim.env
         self._startup = self.p.startup or sum(self.sim.scenario.guest.boot)

@@ -6,7 +6,7 @@ from kmodel_helpers import add_backed, fill_user, make_guest, offline_all, onlin
 from balloonsim.kernel import EBUSY, EINVAL, BlockState, ZoneType
 from balloonsim.kernel.errno import EINTR
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import Gfp, Transaction
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
 
 
@@ -302,3 +302,39 @@ def test_618_hot_remove_leaks_511_pages_of_each_2m_memmap_block(kernel, leaked):
     ga = make_guest("altmap", kernel=kernel)
     assert add_backed(ga, 0, 4 * GiB, 1 * GiB) == 0
     assert ga.remove_memory(4 * GiB, 1 * GiB) == 0 and ga.stats.memmap_leaked_pages == 0
+
+
+def test_balloon_base_pages_pin_every_block_they_span():
+    """A balloon's order-0 pages (hv_balloon's 4 KiB units, Xen's decrease_reservation()) are PageOffline with a
+    reference: offline_pages() -> scan_movable_pages() fails -EBUSY ("unmovable page", mm/memory_hotplug.c,
+    6.12.118 and 7.3.4 as read) on every block holding one. Taken one after another from the free lists (5.10+:
+    onlined memory at the tail, oldest block first), an allocation that runs past the end of one block's free
+    pages pins the next block too, with exactly the pages it took there; freeing them unpins both."""
+    g = make_guest("kmalloc", kernel="6.12")  # 2 GiB boot: the DIMM is the only ZONE_NORMAL
+    assert add_backed(g, 0, 4 * GiB, 512 * MiB) == 0
+    online_all(g, "online_kernel")
+    a = g.alloc
+    normal = a.zones[(0, ZoneType.NORMAL)]
+    first = g.placement.landing(normal, 1)
+    assert first is not None
+    used = normal.hot_managed - normal.free
+    through = 0  # running sum of managed pages in onlining order, up to the block the next page comes from
+    for b in normal.hot:
+        through += normal.hot.pages(b)
+        if b is first:
+            break
+    left = through - used  # that block's free pages
+    pinned = {b.id: b.unmovable for b in g.blocks.values()}
+    txn = Transaction()
+    assert a.alloc(0, left + 100, Gfp.BALLOON, txn, partial=True) == left + 100
+    pieces = [(t.block.id if t.block else None, t.pages) for t in txn.takes]
+    second = g.blocks[first.id + 1]
+    assert pieces == [(first.id, left), (second.id, 100)]
+    for bid, n in pieces:
+        assert g.blocks[bid].unmovable == pinned[bid] + n
+        assert not g.removable(g.blocks[bid])
+    assert g.offline_memory_block(second.id) == -EBUSY
+    for t in txn.takes:
+        a.release(t)
+    assert {b.id: b.unmovable for b in g.blocks.values()} == pinned
+    assert g.removable(second) and g.offline_memory_block(second.id) == 0

@@ -163,3 +163,158 @@ def test_the_hyperv_host_reads_a_pressure_report_every_second_whatever_changed_i
 def _at(env, t: float, fn):
     yield env.timeout(t)
     fn()
+
+
+def test_ballooned_pages_pin_their_block():
+    """alloc_balloon_pages() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) split_page()s each unit and
+    __SetPageOffline()s its pages with their reference held; hv_memory_notifier() does nothing on
+    MEM_GOING_OFFLINE. offline_pages() -> scan_movable_pages() then returns -EBUSY on the first "PageOffline(page)
+    && page_count(page)" ("unmovable page", mm/memory_hotplug.c, same releases). So every hot-added block holding
+    a balloon page is not removable and its offline fails -EBUSY; once balloon_down() (free_balloon_pages()) has
+    given the pages back, it offlines again."""
+    from balloonsim.kernel.errno import EBUSY
+
+    sim = _sim()  # 2 GiB boot: the hot-added memory is the guest's only ZONE_NORMAL, where GFP_HIGHUSER goes first
+    drv, g = sim.driver, sim.guest
+    for _ in range(16):
+        _request(sim, CHUNK)
+    assert len(g.blocks) == 16 and all(b.state is BlockState.ONLINE for b in g.blocks.values())
+    before = {b.id: b.unmovable for b in g.blocks.values()}
+    normal = next(z for z in g.alloc.iter_zones() if z.type.value == "Normal")
+    got = drv.balloon_up(1536 * MiB >> PAGE_SHIFT)
+    assert got == 1536 * MiB >> PAGE_SHIFT
+    assert normal.managed == sum(b.managed for b in g.blocks.values()) - got  # all of it from the hot-added blocks
+    pinned = [b.id for b in g.blocks.values() if not g.removable(b)]
+    assert len(pinned) >= got // CHUNK  # 1.5 GiB fills at least 12 of the 128 MiB blocks
+    assert all(g.offline_memory_block(bid) == -EBUSY for bid in pinned)
+    landed: dict[int, int] = {}
+    for t in drv.ballooned:
+        if t.block is not None:
+            landed[t.block.id] = landed.get(t.block.id, 0) + t.pages
+    assert sum(landed.values()) == got  # each piece knows its block
+    assert set(landed) <= set(pinned)
+    for bid, pages in landed.items():
+        assert g.blocks[bid].unmovable == before[bid] + pages
+    drv.balloon_down(drv.num_pages_ballooned)
+    assert not drv.ballooned
+    for bid in landed:
+        b = g.blocks[bid]
+        assert b.unmovable == before[bid]
+        if not before[bid]:  # no memmap or other kernel data in it: removable again
+            assert g.removable(b)
+            assert g.offline_memory_block(bid) == 0
+
+
+@pytest.mark.parametrize("kernel", ["4.19", "6.12"])
+def test_pressure_report_leaves_the_ballooned_pages_out(kernel):
+    """get_pages_committed() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) adds num_pages_ballooned to
+    num_committed; the model leaves it out on purpose: its host compares target = report x (1 + buffer) with what
+    the guest has after the balloon (guest_pages()), so counting the ballooned pages would raise the target by
+    what was just ballooned. Ballooning moves the report only through compute_balloon_floor(), which follows
+    totalram (MemTotal falls from 5.11, d1df458cbfdb; before, the pages stay managed and look allocated)."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+
+    sim = _sim(kernel, boot="8G")
+    drv, a = sim.driver, sim.guest.alloc
+    before, floor = drv.committed_bytes(), compute_balloon_floor(a.total("managed"))
+    pages = drv.guest_pages()
+    got = drv.balloon_up(1 * GiB >> PAGE_SHIFT)
+    assert got == 1 * GiB >> PAGE_SHIFT and drv.guest_pages() == pages - got
+    assert drv.committed_bytes() - before == (compute_balloon_floor(a.total("managed")) - floor) << PAGE_SHIFT
+
+
+def test_pressure_report_counts_no_kernel_allocation():
+    """vm_memory_committed() is percpu_counter_sum_positive(&vm_committed_as) (mm/util.c, 6.12.118 and 7.3.4 as
+    read): Committed_AS, which only vm_acct_memory() moves (user mappings). The memmap, slab and page tables a
+    hot-add allocates are never in it, so with nothing else moving, get_pages_committed() changes by
+    (added - onlined) and compute_balloon_floor() only."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+
+    sim = _sim()
+    drv, a = sim.driver, sim.guest.alloc
+    kernel, user = a.total("kernel"), a.total("anon") + a.swap.used
+    before, floor = drv.committed_bytes(), compute_balloon_floor(a.total("managed"))
+    _request(sim, 8 * CHUNK)
+    assert a.total("kernel") - kernel >= 4096  # the ordinary memmap of 1 GiB, 16 MiB, and the metadata
+    assert a.total("anon") + a.swap.used == user
+    pending = max(0, drv.num_pages_added - drv.num_pages_onlined)
+    grown = pending + compute_balloon_floor(a.total("managed")) - floor
+    assert drv.committed_bytes() - before == grown << PAGE_SHIFT
+
+
+def test_committed_as_for_a_host_that_asks_any_driver():
+    """Driver.committed_bytes() and Controller.used_bytes() stand for vm_memory_committed() (mm/util.c, 6.12.118
+    and 7.3.4 as read), Committed_AS: user mappings only, never the kernel's own allocations."""
+    sc = {
+        "duration": "2m",
+        "guest": {"boot": "2G", "kernel": "6.12", "max_addr": "64G"},
+        "driver": {"name": "xen"},
+        "workload": {"name": "constant", "size": "1800M"},  # x 1.2: more than the boot memory
+        "onlining": {"agent": "auto"},
+        "host": {"controller": "hyperv-buffer"},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    sim.run()
+    a = sim.guest.alloc
+    assert a.total("kernel") > 0 and a.total("anon") > 0  # the hot-added section's memmap, the task's memory
+    committed_as = (a.total("anon") + a.swap.used) << PAGE_SHIFT
+    assert sim.driver.committed_bytes() == sim.controller.used_bytes() == committed_as
+
+    from balloonsim.kernel.meminfo import vm_memory_committed
+
+    assert vm_memory_committed(a) << PAGE_SHIFT == committed_as
+
+
+def test_balloon_down_of_part_of_a_2m_entry_gives_its_whole_units_back_as_pageblocks():
+    """free_balloon_pages() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) frees each page of the host's
+    range with __free_page(): the buddy allocator merges every whole 2 MiB unit back to order 9, and only the unit
+    freed in part stays in fragments. Unballooning 3 units and 100 pages of a 4-unit entry gives back 3 free
+    pageblocks and 100 fragments; the unit's other 412 pages come back as fragments later."""
+    sim = _sim(boot="8G")
+    drv, a = sim.driver, sim.guest.alloc
+    managed = {id(z): z.managed for z in a.iter_zones()}
+    pmd_before = a.total("free_pmd")
+    got = drv.balloon_up(4 * 512)
+    assert got == 2048 and a.total("free_pmd") == pmd_before - 4  # four 2 MiB units
+    (zone,) = [z for z in a.iter_zones() if z.managed != managed[id(z)]]
+    pmd, base = zone.free_pmd, zone.free_base
+    assert base + 512 < 4 * 512  # no fragment coalescing (Zone.give()) in the way of the count
+    assert drv.balloon_down(3 * 512 + 100) == 3 * 512 + 100
+    assert (zone.free_pmd - pmd, zone.free_base - base) == (3, 100)
+    assert drv.balloon_down(412) == 412
+    assert (zone.free_pmd - pmd, zone.free_base - base) == (3, 512)
+    assert drv.num_pages_ballooned == 0
+
+
+def test_mem_offline_counts_a_pfn_only_inside_its_region():
+    """hv_page_offline_check() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4 as read) counts a pfn only while
+    "pfn >= has->start_pfn && pfn < has->end_pfn", then asks has_pfn_is_backed(). A region whose covered_end_pfn ran
+    past its end (a request 64 MiB into its chunk) does not count the next block's pages, which the next region
+    holds: offlining that block takes off only what the next region onlined there."""
+    sim = _sim(offset="64M")
+    drv, g = sim.driver, sim.guest
+    _request(sim, CHUNK)
+    _request(sim, CHUNK)
+    r1, r2 = drv.regions
+    b2 = g.blocks[r2.start_pfn // CHUNK]
+    assert r1.covered_end_pfn > r1.end_pfn == b2.start_pfn  # r1's coverage runs into b2
+    assert drv.num_pages_onlined == CHUNK
+    drv._memory_notify("MEM_OFFLINE", b2)
+    assert drv.num_pages_onlined == CHUNK - r2.backed(b2.start_pfn, b2.end_pfn).total == CHUNK // 2
+
+
+def test_pages_outside_every_region_are_onlined_but_not_counted():
+    """hv_online_page() (drivers/hv/hv_balloon.c, 7.3.4 as read; 1da602ec36a3, 6.14) hands a page outside every
+    hot-add region to generic_online_page() directly; only hv_page_online_one() does num_pages_onlined++. So
+    such pages reach the buddy allocator (6.18 profile) without moving the count the pressure report's
+    (added - onlined) is made of."""
+    from balloonsim.kernel.block import MemoryBlock
+    from balloonsim.kernel.extents import Extents
+
+    sim = _sim("6.18")
+    drv, g = sim.driver, sim.guest
+    assert not drv.regions
+    block = MemoryBlock(40, 40 * CHUNK, CHUNK, 0, 0)  # a block no hv region holds
+    span = Extents.span(block.start_pfn, block.end_pfn)
+    assert drv.hv_online_page(g, block, span).total == CHUNK
+    assert drv.num_pages_onlined == 0

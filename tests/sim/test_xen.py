@@ -98,3 +98,44 @@ def test_a_hot_add_of_sections_fails_on_larger_blocks_and_the_kthread_tries_agai
     assert m["hotadd_einval"] == 2 and m["xen_cancelled"] == 2 and m["blocks_added_end"] == 0
     m, _ = _events(steps, "udev", "4.19", boot="64G", duration="2h")
     assert m["hotadd_einval"] == 1 and m["xen_cancelled"] == 1
+
+
+def test_ballooned_pages_pin_their_block():
+    """decrease_reservation() (drivers/xen/balloon.c, 6.12.118 and 7.3.4 as read) keeps each page it takes with
+    alloc_page(GFP_BALLOON) and balloon_append() marks it __SetPageOffline(); xen_memory_notifier() acts on
+    MEM_ONLINE only, so nothing drops the reference on MEM_GOING_OFFLINE. offline_pages() -> scan_movable_pages()
+    returns -EBUSY on "PageOffline(page) && page_count(page)" ("unmovable page", mm/memory_hotplug.c): a
+    hot-added block holding a ballooned page cannot be offlined until increase_reservation() ->
+    balloon_retrieve() gives the page back."""
+    from balloonsim.kernel.errno import EBUSY
+    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.simulation import Sim
+
+    sc = {
+        "duration": "10m",
+        "guest": {"boot": "2G", "kernel": "6.12", "max_addr": "64G"},
+        "driver": {"name": "xen"},
+        "workload": {"name": "idle"},
+        "onlining": {"agent": "auto"},
+        # 1 GiB hot-added and populated, 512 MiB ballooned out of it again, then given back
+        "host": {"controller": "schedule", "steps": [[10, "3G"], [120, "2560M"], [240, "3G"]]},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    g, env = sim.guest, sim.env
+    seen: dict[float, set[int]] = {}
+    offline: list[int] = []
+
+    def at(t: float):
+        yield env.timeout(t)
+        seen[t] = {b.id for b in g.blocks.values() if not g.removable(b)}
+        if t == 230:
+            offline.extend(g.offline_memory_block(bid) for bid in seen[t] - seen[110])
+
+    for t in (110.0, 230.0, 400.0):
+        env.process(at(t))
+    sim.run()
+    assert sim.driver.stats["xen_decrease_pages"] == 512 * MiB >> 12
+    assert len(g.blocks) == 8 and not any(b.withheld for b in g.blocks.values())  # populated: no fake-offline page
+    assert seen[230] > seen[110]  # blocks the balloon took pages from
+    assert offline and all(ret == -EBUSY for ret in offline)
+    assert seen[400] == seen[110]  # the pages came back: removable again
