@@ -17,6 +17,7 @@ from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM,
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
+from balloonsim.kernel.migrate import evacuate
 from balloonsim.kernel.overhead import PageTables, TableKey, metadata_bytes
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction, WatermarkRules
 from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profile
@@ -689,7 +690,8 @@ class Guest:
         - -EBUSY when the range cannot be isolated: unmovable kernel data in it (start_isolate_page_range() ->
           has_unmovable_pages(), "failure to isolate range"), fake-offline pages a driver still holds
           (scan_movable_pages(): "unmovable page"), or the memmap of another online block;
-        - otherwise the movable pages are migrated (do_migrate_range()) and the loop retries "forever" while
+        - otherwise the movable pages, page cache as well as anon, are migrated (do_migrate_range(): to other
+          nodes when another node has memory; balloonsim.kernel.migrate) and the loop retries "forever" while
           migration finds no room: there is no timeout since 72b39cfc4d75/ecde0f3e7f9e (4.15); only a signal ends
           it ("signal backoff"). The model has no time inside a call: when reclaim cannot make room for the
           migration it returns -EINTR, the caller's timeout (`timeout $TIMEOUT offline_block`, as the admin
@@ -707,28 +709,9 @@ class Guest:
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
         at = self.placement.leave(zone, block) if zone.type.is_kernel else -1  # isolated from here on
-        # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
-        share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
-        # the block's m pages leave the zone: its dropped cache is freed first, so the free pool pays what it
-        # can and the rest is anon that migrates to other memory (alloc_migration_target(): reclaim, no OOM)
-        zone.pagecache -= share_pc
-        zone.give(share_pc, contiguous=False)
-        from_zone = min(m, max(0, zone.free))
-        moved = m - from_zone
-        if moved > zone.anon:  # more in use than anything movable: nothing to migrate will ever make room
-            zone.pagecache += share_pc
-            zone.take(share_pc)
-            return self._offline_interrupted(zone, block, at)
-        split = zone.take(from_zone)  # before migrating, so that the migration targets lie outside the block
-        if moved:
-            zone.anon -= moved
-            got = self.alloc.alloc(block.nid, moved, Gfp.USER)
-            if got < moved:  # offline_pages() would retry until a signal
-                zone.anon += moved
-                zone.untake(from_zone, split)
-                zone.pagecache += share_pc
-                zone.take(share_pc)
-                return self._offline_interrupted(zone, block, at)
+        # do_migrate_range(): page cache and anon alike, to other nodes when there are any (balloonsim.kernel.migrate)
+        if evacuate(self.alloc, zone, m, other_nodes=True, drop_clean_cache=False):
+            return self._offline_interrupted(zone, block, at)  # offline_pages() would retry until a signal
         zone.managed -= m
         zone.present -= block.nr_pages
         if block.memory_group is not None:
