@@ -669,20 +669,42 @@ class Guest:
 
     def withdraw_pages(self, block: MemoryBlock, start: int, end: int) -> int:
         """Take exposed pages of an online block back out of the buddy allocator (balloon inflation of
-        a known range, virtio-mem unplug): they must be free. Returns pages withdrawn."""
+        a known range): they must be free. Returns pages withdrawn."""
         exposed = block.exposed.clip(start, end)
         n = exposed.total
         zone = block.online_zone
         if n > zone.free:
             return 0
+        zone.take(n)
+        self._withdrawn(block, exposed, n)
+        return n
+
+    def alloc_contig_range(self, block: MemoryBlock, start: int, end: int) -> int:
+        """alloc_contig_range() (mm/page_alloc.c; 6.12.118 and 7.3.4, GFP_KERNEL) over the exposed pages of [start,
+        end), then adjust_managed_page_count(-n) as its caller virtio_mem_fake_offline() does. The range is
+        isolated; __alloc_contig_migrate_range() drops the clean page cache it isolated
+        (reclaim_clean_pages_from_list()) and migrates the rest with alloc_migration_target() (the zone's node
+        first, no nodemask), and the free pages are taken with no watermark check (balloonsim.kernel.migrate).
+        Returns 0, -EBUSY (pages that cannot move) or -ENOMEM (no migration target: migrate_pages())."""
+        exposed = block.exposed.clip(start, end)
+        n = exposed.total
+        if not n:
+            return 0
+        rc = evacuate(self.alloc, block.online_zone, n, other_nodes=False, drop_clean_cache=True)
+        if rc:
+            return rc
+        self._withdrawn(block, exposed, n)
+        return 0
+
+    def _withdrawn(self, block: MemoryBlock, exposed: Extents, n: int) -> None:
+        """The n exposed pages `exposed` of `block`, out of the zone's free lists already, leave the allocator."""
+        zone = block.online_zone
         for s, e in exposed:
             block.exposed.remove(s, e)
-        zone.take(n)
         zone.managed -= n
         if zone.type.is_kernel and n:
             self.placement.exposed(zone, block, -n)
             self.placement.refresh(zone)
-        return n
 
     # ----------------------------------------------------------------------- offline/remove ---
     def offline_memory_block(self, block_id: int) -> int:

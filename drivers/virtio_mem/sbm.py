@@ -241,8 +241,9 @@ class Sbm(Mode):
         if self._pinned_sbs(block) & set(range(sb, sb + count)):
             return -EBUSY
         s, e = self.sb_range(mb, sb, count)
-        if not self.dev.fake_offline(block, s, e):
-            return -EBUSY
+        rc = self.dev.fake_offline(block, s, e)
+        if rc:
+            return rc
         rc = yield from self.sbm_unplug_sb(mb, sb, count)
         if rc:
             g.generic_online_page(block, s, e)
@@ -293,7 +294,7 @@ class Sbm(Mode):
             faked: list[tuple[int, int]] = []
             for sb in left:
                 s, e = self.sb_range(mb, sb, 1)
-                if not self.dev.fake_offline(block, s, e):
+                if self.dev.fake_offline(block, s, e):
                     break
                 faked.append((s, e))
             ret = g.offline_memory_block(mb) if len(faked) == len(left) else -EBUSY

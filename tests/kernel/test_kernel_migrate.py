@@ -8,7 +8,7 @@ target is at most ZONE_NORMAL (gfp GFP_USER | __GFP_MOVABLE in 6.12.118, GFP_KER
 from kmodel_helpers import add_backed, fill_user, make_guest, online_all
 
 from balloonsim.kernel import ZoneType
-from balloonsim.kernel.errno import EINTR
+from balloonsim.kernel.errno import EINTR, ENOMEM
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.units import PAGE_SHIFT, GiB, MiB, kb
 
@@ -111,4 +111,78 @@ def test_offline_of_a_kernel_zone_block_never_migrates_into_movable():
     g.alloc.free(dma32, 40000, "anon")  # room in a kernel zone: the offline succeeds, into DMA32
     assert g.offline_memory_block(64) == 0
     assert movable.anon == movable_anon
+    _zones_ok(g)
+
+
+# -- alloc_contig_range() (virtio-mem's fake-offline) ------------------------------------------------------------
+# __alloc_contig_migrate_range() (mm/page_alloc.c, 6.12.118 and 7.3.4): reclaim_clean_pages_from_list() drops the
+# clean page cache it isolated, migrate_pages(..., alloc_migration_target, ...) moves the rest with mtc.nid = the
+# zone's node and no nodemask; isolate_freepages_range() takes the free pages with no watermark check; a target
+# allocation that fails makes migrate_pages() and alloc_contig_range() return -ENOMEM.
+
+
+def test_alloc_contig_range_drops_clean_page_cache_and_migrates_anon():
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    dma32 = g.alloc.zones[(0, ZoneType.DMA32)]
+    room = movable.free - movable.wmark_min
+    assert g.alloc.alloc(0, room // 2, Gfp.USER) == room // 2
+    assert g.alloc.alloc(0, room - room // 2, Gfp.USER, charge="pagecache") == room - room // 2
+    block = g.blocks[33]
+    n = block.managed
+    used = n - movable.free
+    cache_share = used * movable.pagecache // (movable.pagecache + movable.anon)
+    anon = sum(z.anon for z in g.alloc.iter_zones())
+    cache = sum(z.pagecache for z in g.alloc.iter_zones())
+    dma32_cache = dma32.pagecache
+    assert g.alloc_contig_range(block, block.start_pfn, block.end_pfn) == 0
+    assert block.exposed.total == 0
+    assert sum(z.anon for z in g.alloc.iter_zones()) == anon  # anon migrated
+    assert sum(z.pagecache for z in g.alloc.iter_zones()) == cache - cache_share  # the range's cache dropped
+    assert dma32.pagecache == dma32_cache  # ... not copied to the targets' zone
+    _zones_ok(g)
+
+
+def test_alloc_contig_range_takes_free_pages_below_the_min_watermark():
+    """A free range in a zone at its min watermark: isolate_freepages_range() checks no watermark."""
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    fill_user(g, 0)
+    g.alloc.free(movable, 500, "anon")
+    assert movable.free >= 512 and movable.free - 512 < movable.wmark_min
+    block = g.blocks[33]
+    assert g.alloc_contig_range(block, block.end_pfn - 512, block.end_pfn) == 0
+    assert block.exposed.total == (128 * MiB >> PAGE_SHIFT) - 512
+    _zones_ok(g)
+
+
+def test_alloc_contig_range_enomem_when_no_target_can_be_had():
+    g = make_guest("kmalloc")
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    fill_user(g, 0)  # every zone full of anon, no page cache to reclaim, no swap
+    block = g.blocks[33]
+    before = [(z.managed, z.free_pmd, z.free_base, z.anon, z.pagecache) for z in g.alloc.iter_zones()]
+    assert g.alloc_contig_range(block, block.start_pfn, block.end_pfn) == -ENOMEM
+    assert [(z.managed, z.free_pmd, z.free_base, z.anon, z.pagecache) for z in g.alloc.iter_zones()] == before
+    assert block.exposed.total == block.managed
+
+
+def test_alloc_contig_range_migrates_within_the_node_first():
+    """mtc.nid = zone_to_nid(cc->zone), no nodemask: unlike offline, the targets are on the zone's node while
+    it has room."""
+    g = make_guest("kmalloc", boot=[2 * GiB, 2 * GiB])
+    assert add_backed(g, 1, 8 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(1, ZoneType.MOVABLE)]
+    n = movable.free - movable.wmark_min
+    assert g.alloc.alloc(1, n, Gfp.USER) == n
+    node0_free = sum(z.free for z in g.alloc.iter_zones() if z.nid == 0)
+    block = g.blocks[65]
+    assert g.alloc_contig_range(block, block.start_pfn, block.end_pfn) == 0
+    assert sum(z.free for z in g.alloc.iter_zones() if z.nid == 0) == node0_free
     _zones_ok(g)
