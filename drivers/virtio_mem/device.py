@@ -268,6 +268,8 @@ class VirtioMem(Driver):
                     rc = yield from self.mode.plug_request(self.requested_size - self.plugged_size)
                 else:
                     rc = yield from self.mode.unplug_request(self.plugged_size - self.requested_size)
+            if not rc and isinstance(self.mode, Sbm) and self.mode.have_unplugged_mb:
+                rc = -EBUSY  # "Keep retrying to offline and remove completely unplugged Linux memory blocks."
             if rc != -EAGAIN:
                 return rc
 

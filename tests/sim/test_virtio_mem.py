@@ -11,7 +11,7 @@ import pytest
 
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
-from balloonsim.kernel.errno import EINVAL, ENOMEM
+from balloonsim.kernel.errno import EBUSY, EINVAL, ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.guest import Guest
 from balloonsim.scenario import load_scenario
@@ -412,3 +412,28 @@ def test_same_seed_same_metrics():
     assert a.metrics == pytest.approx(b.metrics, nan_ok=True)
     assert a.events.equals(b.events)
     assert a.metrics["virtio_mem_plugged_bytes"] > 0
+
+
+def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
+    """virtio_mem_sbm_unplug_any_sb_online() (6.12.118, 7.3.4): when virtio_mem_sbm_try_remove_unplugged_mb()
+    fails, have_unplugged_mb is set; virtio_mem_run_wq() then turns a 0 result into -EBUSY (the retry timer) and
+    virtio_mem_cleanup_pending_mb() retries offlining and removing the block on the next run, with no change of
+    the requested size."""
+    real = Guest.offline_memory_block
+    calls: list[int] = []
+
+    def first_fails(self, block_id):
+        calls.append(block_id)
+        return -EBUSY if len(calls) == 1 else real(self, block_id)
+
+    monkeypatch.setattr(Guest, "offline_memory_block", first_fails)
+    sim = run(scenario([(10, 2 * BLOCK), (120, BLOCK)]))
+    res = sim.result()
+    ev = res.events
+    assert "-EBUSY: retry in 50s" in set(ev[ev.kind == "virtio_mem"].detail)
+    removed = ev[(ev.kind == "unplug") & ev.detail.str.contains("removed")]
+    assert len(calls) == 2 and len(removed) == 1 and removed.t.iloc[0] >= 170
+    m = res.metrics
+    assert m["virtio_mem_plugged_bytes"] == BLOCK and m["blocks_added_end"] == 1
+    assert m["virtio_mem_retry_timer_fires"] == 1
+    check_consistent(sim)
