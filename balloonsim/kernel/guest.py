@@ -17,6 +17,7 @@ from balloonsim.kernel.errno import E2BIG, EBUSY, EEXIST, EINTR, EINVAL, ENOMEM,
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
+from balloonsim.kernel.migrate import evacuate
 from balloonsim.kernel.overhead import (
     PageTables,
     TableKey,
@@ -687,20 +688,42 @@ class Guest:
 
     def withdraw_pages(self, block: MemoryBlock, start: int, end: int) -> int:
         """Take exposed pages of an online block back out of the buddy allocator (balloon inflation of
-        a known range, virtio-mem unplug): they must be free. Returns pages withdrawn."""
+        a known range): they must be free. Returns pages withdrawn."""
         exposed = block.exposed.clip(start, end)
         n = exposed.total
         zone = block.online_zone
         if n > zone.free:
             return 0
+        zone.take(n)
+        self._withdrawn(block, exposed, n)
+        return n
+
+    def alloc_contig_range(self, block: MemoryBlock, start: int, end: int) -> int:
+        """alloc_contig_range() (mm/page_alloc.c; 6.12.118 and 7.3.4, GFP_KERNEL) over the exposed pages of [start,
+        end), then adjust_managed_page_count(-n) as its caller virtio_mem_fake_offline() does. The range is
+        isolated; __alloc_contig_migrate_range() drops the clean page cache it isolated
+        (reclaim_clean_pages_from_list()) and migrates the rest with alloc_migration_target() (the zone's node
+        first, no nodemask), and the free pages are taken with no watermark check (balloonsim.kernel.migrate).
+        Returns 0, -EBUSY (pages that cannot move) or -ENOMEM (no migration target: migrate_pages())."""
+        exposed = block.exposed.clip(start, end)
+        n = exposed.total
+        if not n:
+            return 0
+        rc = evacuate(self.alloc, block.online_zone, n, other_nodes=False, drop_clean_cache=True)
+        if rc:
+            return rc
+        self._withdrawn(block, exposed, n)
+        return 0
+
+    def _withdrawn(self, block: MemoryBlock, exposed: Extents, n: int) -> None:
+        """The n exposed pages `exposed` of `block`, out of the zone's free lists already, leave the allocator."""
+        zone = block.online_zone
         for s, e in exposed:
             block.exposed.remove(s, e)
-        zone.take(n)
         zone.managed -= n
         if zone.type.is_kernel and n:
             self.placement.exposed(zone, block, -n)
             self.placement.refresh(zone)
-        return n
 
     # ----------------------------------------------------------------------- offline/remove ---
     def offline_memory_block(self, block_id: int) -> int:
@@ -708,7 +731,8 @@ class Guest:
         - -EBUSY when the range cannot be isolated: unmovable kernel data in it (start_isolate_page_range() ->
           has_unmovable_pages(), "failure to isolate range"), fake-offline pages a driver still holds
           (scan_movable_pages(): "unmovable page"), or the memmap of another online block;
-        - otherwise the movable pages are migrated (do_migrate_range()) and the loop retries "forever" while
+        - otherwise the movable pages, page cache as well as anon, are migrated (do_migrate_range(): to other
+          nodes when another node has memory; balloonsim.kernel.migrate) and the loop retries "forever" while
           migration finds no room: there is no timeout since 72b39cfc4d75/ecde0f3e7f9e (4.15); only a signal ends
           it ("signal backoff"). The model has no time inside a call: when reclaim cannot make room for the
           migration it returns -EINTR, the caller's timeout (`timeout $TIMEOUT offline_block`, as the admin
@@ -726,28 +750,9 @@ class Guest:
             return -EBUSY  # the memmap of an online block lives here
         m = block.managed
         at = self.placement.leave(zone, block) if zone.type.is_kernel else -1  # isolated from here on
-        # pages in use in this block, by the zone's proportions: page cache is dropped, anon migrated
-        share_pc = zone.pagecache * m // zone.managed if zone.managed else 0
-        # the block's m pages leave the zone: its dropped cache is freed first, so the free pool pays what it
-        # can and the rest is anon that migrates to other memory (alloc_migration_target(): reclaim, no OOM)
-        zone.pagecache -= share_pc
-        zone.give(share_pc, contiguous=False)
-        from_zone = min(m, max(0, zone.free))
-        moved = m - from_zone
-        if moved > zone.anon:  # more in use than anything movable: nothing to migrate will ever make room
-            zone.pagecache += share_pc
-            zone.take(share_pc)
-            return self._offline_interrupted(zone, block, at)
-        split = zone.take(from_zone)  # before migrating, so that the migration targets lie outside the block
-        if moved:
-            zone.anon -= moved
-            got = self.alloc.alloc(block.nid, moved, Gfp.USER)
-            if got < moved:  # offline_pages() would retry until a signal
-                zone.anon += moved
-                zone.untake(from_zone, split)
-                zone.pagecache += share_pc
-                zone.take(share_pc)
-                return self._offline_interrupted(zone, block, at)
+        # do_migrate_range(): page cache and anon alike, to other nodes when there are any (balloonsim.kernel.migrate)
+        if evacuate(self.alloc, zone, m, other_nodes=True, drop_clean_cache=False):
+            return self._offline_interrupted(zone, block, at)  # offline_pages() would retry until a signal
         zone.managed -= m
         zone.present -= block.nr_pages
         if block.memory_group is not None:

@@ -1,7 +1,7 @@
 """The model's side of a recording: the same steps replayed on balloonsim's kernel model.
 
 Everything here talks to the kernel model through its top-level API (Guest: add_memory, online_memory_block,
-offline_memory_block, remove_memory, withdraw_pages, meminfo(), the zones in guest.alloc), so that a change
+offline_memory_block, remove_memory, alloc_contig_range, meminfo(), the zones in guest.alloc), so that a change
 inside balloonsim.kernel needs no change here. The guest is configured from the recording only: boot memory
 per node from QEMU's -m / -numa, the kernel profile from the release, the memory block size from
 block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node from the kernel command line.
@@ -21,7 +21,8 @@ What the drivers do is reproduced from their kernel source at the level of the c
   MHP_MEMMAP_ON_MEMORY, onlined by the core's auto-online with the driver's online-page callback exposing
   only plugged subblocks); unplugging (virtio_mem_sbm_unplug_request()) goes through online blocks from the
   highest, partially plugged ones first, a whole block in one shot when it can, else subblock by subblock
-  from the top (fake-offline: Guest.withdraw_pages()); a block left with nothing plugged is offlined and
+  from the top (fake-offline: Guest.alloc_contig_range(), the same call drivers/virtio_mem makes; -ENOMEM
+  ends the pass, -EBUSY moves on to the next subblock); a block left with nothing plugged is offlined and
   removed (offline_and_remove_memory()).
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model.
 """
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 from balloonsim.drivers.dimm import acpi_memory_group
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
+from balloonsim.kernel.errno import ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
@@ -240,14 +242,20 @@ class VirtioMemSbm:
             online = block.state is BlockState.ONLINE
             if online and n >= self.per_mb and len(plugged) == self.per_mb:
                 s, e = self._sb_range(mb, 0, self.per_mb)
-                if self._fake_offline(block, s, e):
+                rc = g.alloc_contig_range(block, s, e)
+                if rc == -ENOMEM:
+                    return  # virtio_mem_fake_offline() returns it as it is: the unplug pass ends
+                if not rc:
                     plugged.clear()
                     n -= self.per_mb
             for sb in sorted(plugged, reverse=True):
                 if not n:
                     break
                 s, e = self._sb_range(mb, sb, 1)
-                if online and not self._fake_offline(block, s, e):
+                rc = g.alloc_contig_range(block, s, e) if online else 0
+                if rc == -ENOMEM:
+                    return
+                if rc:
                     continue  # -EBUSY: try the next subblock
                 plugged.discard(sb)
                 g.backing.unpopulate(s, e)
@@ -257,11 +265,6 @@ class VirtioMemSbm:
                     continue
                 g.remove_memory(mb * g.block_size, g.block_size)
                 del self.plugged[mb]
-
-    def _fake_offline(self, block, s: int, e: int) -> bool:
-        """virtio_mem_fake_offline(): alloc_contig_range() over the exposed pages of [s, e)."""
-        exposed = block.exposed.clip(s, e).total
-        return self.g.withdraw_pages(block, s, e) == exposed
 
 
 def _errno(ret: int) -> str:

@@ -133,17 +133,20 @@ class Bbm(Mode):
         self.bb_state[bb] = BB_FAKE_OFFLINE
         faked: list[MemoryBlock] = []
 
-        def rollback() -> int:
+        def rollback(rc: int = -EBUSY) -> int:
             for b in faked:
                 g.generic_online_page(b, b.start_pfn, b.end_pfn)  # virtio_mem_fake_online()
             self.bb_state[bb] = BB_ADDED
-            return -EBUSY
+            return rc
 
         for b in blocks:
             if b.state is not BlockState.ONLINE:
                 continue
-            if not g.removable(b) or not self.dev.fake_offline(b, b.start_pfn, b.end_pfn):
+            if not g.removable(b):
                 return rollback()
+            rc = self.dev.fake_offline(b, b.start_pfn, b.end_pfn)
+            if rc:  # -ENOMEM and -EAGAIN as they are: the caller ends its pass
+                return rollback(rc)
             faked.append(b)
         offlined: list[tuple[MemoryBlock, str]] = []
         for b in blocks:  # offline_and_remove_memory()

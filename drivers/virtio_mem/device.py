@@ -18,8 +18,11 @@ What is modelled, with the kernel function it follows (kernel-facts.md section 7
 - offline_size: adding counts toward it; MEM_ONLINE subtracts, MEM_OFFLINE adds, removal subtracts.
 - Online-page callback (virtio_mem_online_page_cb): the mode says what is plugged; the rest stays
   fake-offline. Blocks get `withheld_offlinable`: virtio-mem's going-offline notifier lets those pages go.
-- Fake-offlining (alloc_contig_range): modelled by Guest.withdraw_pages(), refused when the zone would drop
-  below its min watermark after reclaiming page cache.
+- Fake-offlining (virtio_mem_fake_offline -> alloc_contig_range): Guest.alloc_contig_range() drops the
+  range's clean page cache, migrates the rest to any allowed zone of the node (balloonsim.kernel.migrate) and
+  takes its free pages with no watermark check. The errno goes up as the kernel's callers pass it: -ENOMEM (no
+  migration target) ends the unplug pass and arms the retry timer, -EBUSY moves on to the next subblock or big
+  block, -EAGAIN (config changed) starts the worker over.
 - The host side: a plug request is QEMU populating the range (HostMemory.populate + Guest.backing.populate);
   when the host cannot back it, the device answers BUSY (-ETXTBSY). Unplug gives the frames back.
 """
@@ -265,6 +268,8 @@ class VirtioMem(Driver):
                     rc = yield from self.mode.plug_request(self.requested_size - self.plugged_size)
                 else:
                     rc = yield from self.mode.unplug_request(self.plugged_size - self.requested_size)
+            if not rc and isinstance(self.mode, Sbm) and self.mode.have_unplugged_mb:
+                rc = -EBUSY  # "Keep retrying to offline and remove completely unplugged Linux memory blocks."
             if rc != -EAGAIN:
                 return rc
 
@@ -331,18 +336,18 @@ class VirtioMem(Driver):
         self.retry()  # "We might have freed up memory we can now unplug, retry immediately"
 
     # -- fake-offline (alloc_contig_range) / fake-online -----------------------------------------
-    def fake_offline(self, block: MemoryBlock, start: int, end: int) -> bool:
-        n = block.exposed.count(start, end)
-        if not n:
-            return True
-        zone = block.zone
-        assert zone is not None  # pages are exposed: the block is online, in a zone
-        short = n + zone.wmark_min - zone.free
-        if short > 0:
-            self.guest.alloc.reclaim([zone], short)
-        if zone.free - n < zone.wmark_min:
-            return False
-        return self.guest.withdraw_pages(block, start, end) == n
+    def fake_offline(self, block: MemoryBlock, start: int, end: int) -> int:
+        """virtio_mem_fake_offline(): -EAGAIN when the config changed (checked before every try), else
+        alloc_contig_range() (Guest.alloc_contig_range(): the range's clean page cache dropped, the rest
+        migrated, its free pages taken with no watermark check). -ENOMEM is returned as it is ("whoops, out of
+        memory"), any other failure as -EBUSY; the kernel's five tries for a ZONE_MOVABLE range would all give
+        the same answer here."""
+        if self.config_changed():
+            return -EAGAIN
+        rc = self.guest.alloc_contig_range(block, start, end)
+        if rc == -ENOMEM:
+            return rc
+        return -EBUSY if rc else 0
 
     # -- results ---------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:

@@ -17,8 +17,12 @@ Sources: kernel-facts.md section 7 ([VM510], [VM515]). What is modelled, with th
   movable-partial, kernel-partial, movable, kernel (online ones only with unplug_online). Offline blocks:
   contiguous runs of plugged subblocks from the top (unplug_any_sb_raw). Online blocks: the whole block in
   one shot if possible, else single subblocks from the top; each is fake-offlined first (alloc_contig_range)
-  and skipped with -EBUSY when it cannot be. A block left with no plugged subblock is offlined and removed
-  (offline_and_remove_memory).
+  and skipped with -EBUSY when it cannot be; any other error (-ENOMEM, -EAGAIN) ends the pass. A block left
+  with no plugged subblock is offlined and removed (offline_and_remove_memory).
+- A block whose offline or removal fails then (virtio_mem_sbm_try_remove_unplugged_mb()) sets
+  have_unplugged_mb: the worker's result becomes -EBUSY, which arms the retry timer, and every run retries
+  such blocks, movable-partial, kernel-partial, then offline-partial, ascending
+  (virtio_mem_cleanup_pending_mb(), virtio_mem_run_wq(); 6.12.118, 7.3.4).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Sbm(Mode):
         self.sb_bits: dict[int, int] = {}  # memory block -> bitmap of plugged subblocks
         self.added: set[int] = set()  # memory blocks added to Linux
         self.pending_unplug: set[int] = set()  # VIRTIO_MEM_SBM_MB_PLUGGED: plugged, add failed, unplug failed
+        self.have_unplugged_mb = False  # an unplugged block could not be offlined or removed: retry it
 
     def expose(self, block: MemoryBlock, span: Extents) -> Extents:
         bits = self.sb_bits.get(block.id, 0)
@@ -71,12 +76,24 @@ class Sbm(Mode):
         return expose
 
     def unplug_pending(self) -> Request:
+        """virtio_mem_cleanup_pending_mb(): unplug PLUGGED blocks, then retry removing unplugged ones."""
         for mb in sorted(self.pending_unplug):
             rc, _ = yield from self.sbm_unplug_any_sb_raw(mb, self.sbs_per_mb, set())
             if rc:
                 return rc
             self.pending_unplug.discard(mb)
-        return 0
+        if not self.have_unplugged_mb:
+            return 0
+        self.have_unplugged_mb = False  # set again by sbm_finish_mb() when a retry fails
+        for state in (MOVABLE_PARTIAL, KERNEL_PARTIAL, OFFLINE_PARTIAL):
+            for mb in [mb for mb in sorted(self.added) if self.mb_state(mb) == state]:
+                if mb in self.added and self._unplugged(mb):
+                    yield from self.sbm_finish_mb(mb, self.sbs_per_mb)
+        return 0  # "Ignore errors, this is not critical. We'll retry later."
+
+    def _unplugged(self, mb: int) -> bool:
+        """No plugged subblock left but those holding the block's own memmap (removed with the block)."""
+        return set(self.plugged_sbs(mb)) <= self._vmemmap_sbs(self.guest.blocks[mb])
 
     # -- subblock bookkeeping --------------------------------------------------------------------
     def sb_range(self, mb: int, sb: int, count: int) -> tuple[int, int]:
@@ -241,8 +258,9 @@ class Sbm(Mode):
         if self._pinned_sbs(block) & set(range(sb, sb + count)):
             return -EBUSY
         s, e = self.sb_range(mb, sb, count)
-        if not self.dev.fake_offline(block, s, e):
-            return -EBUSY
+        rc = self.dev.fake_offline(block, s, e)
+        if rc:
+            return rc
         rc = yield from self.sbm_unplug_sb(mb, sb, count)
         if rc:
             g.generic_online_page(block, s, e)
@@ -286,14 +304,17 @@ class Sbm(Mode):
         g = self.guest
         block = g.blocks[mb]
         left = self.plugged_sbs(mb)
-        if left and (not set(left) <= self._vmemmap_sbs(block) or len(left) > nb_sb or not g.removable(block)):
+        if left and (not set(left) <= self._vmemmap_sbs(block) or len(left) > nb_sb):
+            return 0, nb_sb
+        if left and not g.removable(block):  # its memmap subblocks cannot go yet: retried like a failed removal
+            self.have_unplugged_mb = True
             return 0, nb_sb
         online_type = block.online_type if block.state is BlockState.ONLINE else None
         if online_type is not None:
             faked: list[tuple[int, int]] = []
             for sb in left:
                 s, e = self.sb_range(mb, sb, 1)
-                if not self.dev.fake_offline(block, s, e):
+                if self.dev.fake_offline(block, s, e):
                     break
                 faked.append((s, e))
             ret = g.offline_memory_block(mb) if len(faked) == len(left) else -EBUSY
@@ -301,10 +322,12 @@ class Sbm(Mode):
                 for s, e in faked:  # virtio_mem_fake_online()
                     g.generic_online_page(block, s, e)
                 self.dev.log("unplug", mb, f"offline_memory_block: {err(ret)}")
+                self.have_unplugged_mb = True
                 return 0, nb_sb
         ret = g.remove_memory(mb * g.block_size, g.block_size)
         if ret:
             self.dev.log("unplug", mb, f"remove_memory: {err(ret)}")
+            self.have_unplugged_mb = True
             if online_type is not None:
                 g.online_memory_block(mb, online_type)  # offline_and_remove_memory() rolls back
             return 0, nb_sb

@@ -11,8 +11,9 @@ import pytest
 
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState
-from balloonsim.kernel.errno import EINVAL
+from balloonsim.kernel.errno import EBUSY, EINVAL, ENOMEM
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.guest import Guest
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.simulation import Sim, simulate
 from balloonsim.units import PAGE_SHIFT, GiB, MiB, div_round_up
@@ -287,14 +288,57 @@ def test_target_decrease_unplugs(strategy, agent):
     check_consistent(sim)
 
 
-def test_unplug_of_used_memory_fails_busy_and_retries():
-    sim = run(scenario([(10, 2 * GiB), (120, 0)], workload={"name": "constant", "size": "4800M"}))
+def test_unplug_of_used_memory_fails_enomem_and_retries():
+    """virtio_mem_fake_offline() (6.12.118, 7.3.4) returns alloc_contig_range()'s -ENOMEM as it is when no
+    migration target can be had; virtio_mem_run_wq() arms the doubling retry timer for it."""
+    ramp = {"name": "ramp", "start_size": "64M", "end_size": "4800M", "start_time": 30, "ramp_time": 10}
+    sim = run(scenario([(10, 2 * GiB), (120, 0)], workload=ramp))
     res = sim.result()
     m = res.metrics
-    assert 0 < m["virtio_mem_plugged_bytes"] < 2 * GiB  # part was free, the rest is in use
-    assert m["virtio_mem_unplug_failures"] > 0
-    retries = res.events[res.events.detail.str.startswith("-EBUSY: retry in")].detail
-    assert {"-EBUSY: retry in 50s", "-EBUSY: retry in 100s", "-EBUSY: retry in 200s"} <= set(retries)
+    assert m["oom_kills"] == 0
+    assert 0 < m["virtio_mem_plugged_bytes"] < 2 * GiB  # part was free or could move, the rest has nowhere to go
+    retries = set(res.events[res.events.detail.str.contains(": retry in")].detail)
+    assert {"-ENOMEM: retry in 50s", "-ENOMEM: retry in 100s", "-ENOMEM: retry in 200s"} <= retries
+    assert not any(r.startswith("-EBUSY") for r in retries)
+    check_consistent(sim)
+
+
+@pytest.mark.parametrize("online_type", ["online_movable", "online_kernel"])
+def test_unplug_migrates_in_use_pages_to_lower_zones(online_type):
+    """alloc_contig_range() (6.12.118, 7.3.4) migrates the range's pages in use with alloc_migration_target():
+    from ZONE_MOVABLE (__GFP_HIGHMEM added) to Movable, Normal or DMA32, from Normal to Normal or DMA32, with
+    direct reclaim; the range's own zone does not have to pay for it."""
+    ramp = {"name": "ramp", "start_size": "64M", "end_size": "2600M", "start_time": 60, "ramp_time": 10}
+    sim = run(scenario([(10, 2 * GiB), (200, GiB)], workload=ramp, onlining={"online_type": online_type}))
+    m = sim.result().metrics
+    assert m["oom_kills"] == 0
+    assert m["virtio_mem_plugged_bytes"] == m["virtio_mem_requested_bytes"] == GiB
+    assert m["virtio_mem_unplug_failures"] == 0
+    check_consistent(sim)
+
+
+@pytest.mark.parametrize("force_bbm", [False, True])
+def test_unplug_pass_stops_at_enomem(monkeypatch, force_bbm):
+    """virtio_mem_sbm_unplug_any_sb_online() and virtio_mem_bbm_unplug_request() (6.12.118, 7.3.4) continue only
+    on -EBUSY; an -ENOMEM from virtio_mem_fake_offline() ends the unplug pass (SBM: goto out_unlock; BBM:
+    virtio_mem_bbm_offline_remove_and_unplug_bb() rolls back and returns it) and virtio_mem_run_wq() arms the
+    retry timer: nothing else is unplugged until it fires."""
+    real = Guest.alloc_contig_range
+    calls: list[int] = []
+
+    def first_fails(self, block, start, end):
+        calls.append(start)
+        return -ENOMEM if len(calls) == 1 else real(self, block, start, end)
+
+    monkeypatch.setattr(Guest, "alloc_contig_range", first_fails)
+    sim = run(scenario([(10, GiB), (120, 512 * MiB)], driver={"force_bbm": force_bbm}))
+    res = sim.result()
+    ev = res.events
+    assert "-ENOMEM: retry in 50s" in set(ev[ev.kind == "virtio_mem"].detail)
+    unplugs = ev[ev.kind == "unplug"].t
+    assert len(calls) > 1 and unplugs.min() >= 170  # the next pass is the timer's, 50 s later
+    assert res.metrics["virtio_mem_plugged_bytes"] == 512 * MiB
+    assert res.metrics["virtio_mem_retry_timer_fires"] == 1
     check_consistent(sim)
 
 
@@ -368,3 +412,28 @@ def test_same_seed_same_metrics():
     assert a.metrics == pytest.approx(b.metrics, nan_ok=True)
     assert a.events.equals(b.events)
     assert a.metrics["virtio_mem_plugged_bytes"] > 0
+
+
+def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
+    """virtio_mem_sbm_unplug_any_sb_online() (6.12.118, 7.3.4): when virtio_mem_sbm_try_remove_unplugged_mb()
+    fails, have_unplugged_mb is set; virtio_mem_run_wq() then turns a 0 result into -EBUSY (the retry timer) and
+    virtio_mem_cleanup_pending_mb() retries offlining and removing the block on the next run, with no change of
+    the requested size."""
+    real = Guest.offline_memory_block
+    calls: list[int] = []
+
+    def first_fails(self, block_id):
+        calls.append(block_id)
+        return -EBUSY if len(calls) == 1 else real(self, block_id)
+
+    monkeypatch.setattr(Guest, "offline_memory_block", first_fails)
+    sim = run(scenario([(10, 2 * BLOCK), (120, BLOCK)]))
+    res = sim.result()
+    ev = res.events
+    assert "-EBUSY: retry in 50s" in set(ev[ev.kind == "virtio_mem"].detail)
+    removed = ev[(ev.kind == "unplug") & ev.detail.str.contains("removed")]
+    assert len(calls) == 2 and len(removed) == 1 and removed.t.iloc[0] >= 170
+    m = res.metrics
+    assert m["virtio_mem_plugged_bytes"] == BLOCK and m["blocks_added_end"] == 1
+    assert m["virtio_mem_retry_timer_fires"] == 1
+    check_consistent(sim)
