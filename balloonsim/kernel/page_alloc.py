@@ -16,8 +16,13 @@ to the zone, and the block, it came from.
   movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
   watermark, partial success allowed.
 
+Every allocation first walks its whole zonelist at the low watermark (get_page_from_freelist() with
+ALLOC_WMARK_LOW); only when no zone has room there does the slow path wake kswapd (wake_all_kswapds()) and go down
+to the min watermark, as __alloc_pages_slowpath() does.
+
 Reclaim frees page cache and, with a swap device, writes anonymous pages to swap, split by get_scan_count()
-(balloonsim.kernel.vmscan); kswapd does it in the background from the low to the high watermark.
+(balloonsim.kernel.vmscan). kswapd is woken only by the slow path, and not while one eligible zone of its node is
+above its high watermark (wakeup_kswapd(), pgdat_balanced()); once awake it reclaims until one is (balance_pgdat()).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
 # [ZONE_MOVABLE] = 0
 _LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
 _ZONE_ORDER = (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
+_ZONE_IDX = {zt: i for i, zt in enumerate(_ZONE_ORDER)}
 SWAP_CLUSTER_MAX = 32
 MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 
@@ -141,8 +147,12 @@ class PageAllocator:
         self._refaults_seen = 0  # its snapshot at the last reclaim pass (snapshot_refaults())
         # try_to_unmap() of reclaimed anon pages: the owner of the user memory learns how many went to swap
         self.rmap: Callable[[int], None] | None = None
-        # called once, the first time kswapd finds a node below its low watermark
+        # called once, the first time an allocation wakes a kswapd (wakeup_kswapd() found its node unbalanced)
         self.on_pressure: Callable[[], None] | None = None
+        # pgdat->kswapd_highest_zoneidx of each node whose kswapd is awake (balance_pgdat() not yet balanced)
+        self.kswapd_highest_zoneidx: dict[int, ZoneType] = {}
+        # each node's zones in zone index order (pgdat->node_zones), for pgdat_balanced() and balance_pgdat()
+        self._node_zones = {nid: [zones[(nid, zt)] for zt in _ZONE_ORDER if (nid, zt) in zones] for nid in self._nids}
         # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
         # land in" (None: boot memory), asked only of zones that have hot-added blocks online
         self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
@@ -366,30 +376,72 @@ class PageAllocator:
         self.refaults_anon += pages
         self.lru_cost.note(False, pages, 0, self._lru_size())
 
-    def kswapd(self, zones: list[Zone]) -> None:
-        """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
-        their low watermark, kswapd reclaims the node's page cache (and anon, with swap), from any of its
-        zones, until the deficit to the high watermarks is made up."""
-        for z in zones:  # the common case first: every zone at or above its low watermark, nothing to do
-            if z.managed and z.free_pmd * PMD_PAGES + z.free_base < z.wmark_low:
+    def pgdat_balanced(self, nid: int, highest: ZoneType) -> bool:
+        """pgdat_balanced() (mm/vmscan.c, 6.12.118 and 7.3.4): a node needs no kswapd while any one of its managed
+        zones up to the allocation's highest zone is above its high watermark, since an allocation can be met
+        there; a node with no such zone needs none either. ZONE_DMA is left out, as from the zonelists."""
+        top = _ZONE_IDX[highest]
+        managed = False
+        for z in self._node_zones[nid]:
+            zt = z.type
+            if zt is ZoneType.DMA or not z.managed:
+                continue
+            if _ZONE_IDX[zt] > top:
                 break
-        else:
+            managed = True
+            if z.free_pmd * PMD_PAGES + z.free_base > z.wmark_high:
+                return True
+        return not managed
+
+    def wake_all_kswapds(self, zl: list[Zone], highest: ZoneType) -> None:
+        """wake_all_kswapds() -> wakeup_kswapd() (mm/page_alloc.c, mm/vmscan.c, 6.12.118 and 7.3.4), from the slow
+        path: each node of the zonelist gets its kswapd woken unless pgdat_balanced(); an awake one keeps the
+        highest zone it was asked for (kswapd_highest_zoneidx). The first wake-up is where pressure begins."""
+        awake = self.kswapd_highest_zoneidx
+        last = -1
+        for z in zl:
+            nid = z.nid
+            if nid == last:
+                continue
+            last = nid
+            cur = awake.get(nid)
+            if cur is not None:
+                if _ZONE_IDX[cur] < _ZONE_IDX[highest]:
+                    awake[nid] = highest
+                continue
+            if self.pgdat_balanced(nid, highest):
+                continue
+            awake[nid] = highest
+            if self.on_pressure is not None:
+                hook, self.on_pressure = self.on_pressure, None
+                hook()
+
+    def kswapd(self) -> None:
+        """Each awake kswapd runs balance_pgdat() and goes back to sleep once its node is balanced; one that can
+        reclaim nothing now stays awake (the model's ticks call this again)."""
+        awake = self.kswapd_highest_zoneidx
+        if not awake:
             return
-        deficit: dict[int, int] = {}
-        for z in zones:
-            free = z.free_pmd * PMD_PAGES + z.free_base
-            if z.managed and free < z.wmark_low:
-                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - free
-        if deficit and self.on_pressure is not None:
-            hook, self.on_pressure = self.on_pressure, None
-            hook()
-        swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
-        for nid, want in deficit.items():
-            node_zones = [z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))]
-            if len(node_zones) > 1:
-                node_zones.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
-            if node_zones:
-                self.reclaim(node_zones, want, kswapd=True)
+        for nid, highest in list(awake.items()):
+            if self.balance_pgdat(nid, highest):
+                del awake[nid]
+
+    def balance_pgdat(self, nid: int, highest: ZoneType) -> bool:
+        """balance_pgdat() (mm/vmscan.c, 6.12.118 and 7.3.4): while the node is not pgdat_balanced(), reclaim
+        (kswapd_shrink_node(): nr_to_reclaim is the sum of max(high watermark, SWAP_CLUSTER_MAX) of its managed
+        zones up to the highest zone) from the node's LRUs, pages of zones above the highest not eligible. It stops
+        as soon as one zone is balanced, not when all are. Returns whether the node is balanced."""
+        top = _ZONE_IDX[highest]
+        zones = [z for z in self._node_zones[nid] if _ZONE_IDX[z.type] <= top]
+        nr_to_reclaim = sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for z in zones if z.managed)
+        while not self.pgdat_balanced(nid, highest):
+            swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
+            lru = [z for z in zones if z.pagecache or (swap and z.anon)]
+            if len(lru) > 1:
+                lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
+            if not lru or not self.reclaim(lru, nr_to_reclaim, kswapd=True):
+                return False
+        return True
 
     def reclaim_throttled(self, zl: list[Zone]) -> bool:
         """Anon could be swapped out but the device is busy writing: reclaim waits for writeback
@@ -446,44 +498,62 @@ class PageAllocator:
             self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
             return n
         avail, above_low = self._room(zl)
-        if gfp is not GFP_BALLOON and above_low < n:
-            self.kswapd(zl)
-            avail = self._room(zl)[0]
+        if above_low >= n:  # get_page_from_freelist(ALLOC_WMARK_LOW) finds room in a later zone
+            self._take_above(zl, n, True, kind, nid, txn)
+            return n
+        # __alloc_pages_slowpath(): wake kswapd, then the min watermark, then direct reclaim
+        if gfp is not GFP_BALLOON:
+            self.wake_all_kswapds(zl, ZoneType.NORMAL if kernel else ZoneType.MOVABLE)
+            self.kswapd()
+            avail, above_low = self._room(zl)
             if avail < n:
                 self.stats.direct_reclaim += 1
                 self.reclaim(zl, n - avail)
-                avail = self._room(zl)[0]
+                avail, above_low = self._room(zl)
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
         want = n if n < avail else avail
-        left = want
+        # what is above the low watermarks first (the next pages' fast path), then down to the min watermarks
+        got = self._take_above(zl, want if want < above_low else above_low, True, kind, nid, txn)
+        if got < want:
+            self._take_above(zl, want - got, False, kind, nid, txn)
+        return want
+
+    def _take_above(self, zl: list[Zone], n: int, low: bool, kind: str, nid: int, txn: Transaction | None) -> int:
+        """n base pages from the zones of `zl` in order, each down to its low (else min) watermark, as many
+        order-0 allocations would take them; the caller knows they are there. Returns the pages taken."""
+        left = n
         for z in zl:
             if not left:
                 break
-            room = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_min
+            room = z.free_pmd * PMD_PAGES + z.free_base - (z.wmark_low if low else z.wmark_min)
             if room > 0:
                 k = room if room < left else left
                 self._take(z, k, kind, nid, txn)
                 left -= k
-        return want
+        return n - left
 
     def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
-        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing; it may use free pages below
-        the min watermark, down to `atomic_floor()`."""
+        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing. Above the low watermarks first
+        (the fast path); short of that it wakes kswapd (__GFP_KSWAPD_RECLAIM; it runs at the next tick, the caller
+        does not wait) and may use free pages below the min watermark, down to `atomic_floor()`."""
         zl = self.zonelist(nid, kernel_only=True)
-        room = [(z, max(0, z.free - atomic_floor(z.wmark_min))) for z in zl]
-        if sum(r for _, r in room) < n:
+        if self._room(zl)[1] >= n:
+            self._take_above(zl, n, True, "kernel", nid, txn)
+            return n
+        self.wake_all_kswapds(zl, ZoneType.NORMAL)
+        if sum(max(0, z.free - atomic_floor(z.wmark_min)) for z in zl) < n:
             self.stats.failures += 1
             return 0
-        left = n
-        for z, r in room:
-            k = min(r, left)
+        left = n - self._take_above(zl, min(n, self._room(zl)[1]), True, "kernel", nid, txn)
+        for z in zl:
+            if not left:
+                break
+            k = min(max(0, z.free - atomic_floor(z.wmark_min)), left)
             if k:
                 self._take(z, k, "kernel", nid, txn)
                 left -= k
-            if not left:
-                break
         return n
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
@@ -509,6 +579,12 @@ class PageAllocator:
         """
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
+        z = self._take_pmd(zl, kind, txn, low=True)
+        if z is not None:
+            return z
+        if gfp is not Gfp.BALLOON:
+            self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
+            self.kswapd()
         z = self._take_pmd(zl, kind, txn)
         if z is not None or gfp is not Gfp.VMEMMAP:
             return z
@@ -552,10 +628,11 @@ class PageAllocator:
         self.stats.failures += 1
         return 0
 
-    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None) -> Zone | None:
-        """A free pageblock from the first zone of `zl` that has one above its min watermark."""
+    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None, low: bool = False) -> Zone | None:
+        """A free pageblock from the first zone of `zl` that has one above its min (`low`: low) watermark, as
+        __zone_watermark_ok() checks an order-9 page (free - 511 above the mark)."""
         for z in zl:
-            if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+            if z.free_pmd and z.free - PMD_PAGES >= (z.wmark_low if low else z.wmark_min):
                 block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
                 z.free_pmd -= 1
                 if block is not None:
@@ -583,20 +660,23 @@ class PageAllocator:
         return False
 
     def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
-        """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
-        taken zone by zone in zonelist order; returns (zone, blocks) pieces."""
+        """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY), taken zone by
+        zone in zonelist order, above the low watermarks first (the fast path), then above the min watermarks;
+        returns (zone, blocks) pieces."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
-        out: list[tuple[Zone, int]] = []
-        for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
-            if count <= 0:
-                break
-            room = min(z.free_pmd, (z.free - z.wmark_min) // PMD_PAGES, count)
-            if room > 0:
-                z.free_pmd -= room
-                self._charge(z, room * PMD_PAGES, kind)
-                out.append((z, room))
-                count -= room
-        return out
+        zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
+        got: dict[int, int] = {}
+        for low in (True, False):
+            for i, z in enumerate(zl):
+                if count <= 0:
+                    break
+                room = min(z.free_pmd, (z.free - (z.wmark_low if low else z.wmark_min)) // PMD_PAGES, count)
+                if room > 0:
+                    z.free_pmd -= room
+                    self._charge(z, room * PMD_PAGES, kind)
+                    got[i] = got.get(i, 0) + room
+                    count -= room
+        return [(zl[i], k) for i, k in sorted(got.items())]
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
         self._charge(zone, -n, kind)

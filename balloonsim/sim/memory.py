@@ -128,7 +128,7 @@ class UserMemory:
         self.psi_supported = release >= (4, 20)  # eb414681d5a0, "psi: pressure stall information", 4.20
         self.psi_full_counts_reclaimers = release >= (5, 17)  # cb0e52b77487
         self.psi = PsiGroup()
-        self.pressure_start: float | None = None  # kswapd first found free memory below the low watermark
+        self.pressure_start: float | None = None  # an allocation first woke kswapd (wakeup_kswapd())
         self.pending = False  # stall time, swapped memory of running tasks or non-zero rates: account() has work
         self.work_done_s = 0.0  # task-seconds not stalled on memory
         self._rate = 0.0  # productive tasks now: sum over running tasks of (1 - stalled)
