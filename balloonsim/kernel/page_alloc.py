@@ -13,8 +13,9 @@ to the zone, and the block, it came from.
 - `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first. The caller (balloonsim.sim.memory) runs the slow
   path's loop: direct reclaim while should_reclaim_retry() allows, then the OOM killer.
 - `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
-  movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
-  watermark, partial success allowed.
+  movable, so a balloon never takes ZONE_MOVABLE pages). GFP_HIGHUSER has __GFP_RECLAIM: the slow path wakes
+  kswapd and reclaims once (and for a 2 MiB unit compacts), and __GFP_NORETRY only ends it there, with no retry
+  loop and no OOM killer; __GFP_NOMEMALLOC keeps it above the min watermark; partial success allowed.
 
 Every allocation first walks its whole zonelist at the low watermark (get_page_from_freelist() with
 ALLOC_WMARK_LOW); only when no zone has room there does the slow path wake kswapd (wake_all_kswapds()) and go down
@@ -76,9 +77,9 @@ class Gfp(StrEnum):
 
 
 _CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BALLOON: "balloon"}
-# the members the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as
-# module globals: a member read through its enum class is a metaclass lookup each time
-GFP_USER, GFP_BALLOON = Gfp.USER, Gfp.BALLOON
+# the member the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as a
+# module global: a member read through its enum class is a metaclass lookup each time
+GFP_USER = Gfp.USER
 
 
 @dataclass(eq=False, slots=True)
@@ -501,15 +502,15 @@ class PageAllocator:
         if above_low >= n:  # get_page_from_freelist(ALLOC_WMARK_LOW) finds room in a later zone
             self._take_above(zl, n, True, kind, nid, txn)
             return n
-        # __alloc_pages_slowpath(): wake kswapd, then the min watermark, then direct reclaim
-        if gfp is not GFP_BALLOON:
-            self.wake_all_kswapds(zl, ZoneType.NORMAL if kernel else ZoneType.MOVABLE)
-            self.kswapd()
+        # __alloc_pages_slowpath(): wake kswapd, then the min watermark, then one round of direct reclaim (the
+        # retry loop and the OOM killer are the callers'; __GFP_NORETRY, the balloon's, has neither)
+        self.wake_all_kswapds(zl, ZoneType.NORMAL if kernel else ZoneType.MOVABLE)
+        self.kswapd()
+        avail, above_low = self._room(zl)
+        if avail < n:
+            self.stats.direct_reclaim += 1
+            self.reclaim(zl, n - avail)
             avail, above_low = self._room(zl)
-            if avail < n:
-                self.stats.direct_reclaim += 1
-                self.reclaim(zl, n - avail)
-                avail, above_low = self._room(zl)
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
@@ -582,9 +583,8 @@ class PageAllocator:
         z = self._take_pmd(zl, kind, txn, low=True)
         if z is not None:
             return z
-        if gfp is not Gfp.BALLOON:
-            self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
-            self.kswapd()
+        self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
+        self.kswapd()
         z = self._take_pmd(zl, kind, txn)
         if z is not None or gfp is not Gfp.VMEMMAP:
             return z
@@ -643,6 +643,12 @@ class PageAllocator:
                 return z
         return None
 
+    @staticmethod
+    def compaction_suitable(z: Zone) -> bool:
+        """compaction_suitable() for order 9 (a costly order): free pages at least the low watermark plus
+        compact_gap(9) = 2 << 9; otherwise compaction is COMPACT_SKIPPED."""
+        return z.free - 2 * PMD_PAGES >= z.wmark_low
+
     def compact(self, zl: list[Zone]) -> bool:
         """Direct compaction for one order-9 block: the first zone where compaction_suitable() holds (free
         pages at least the low watermark plus compact_gap(9) = 2 << 9, for a costly order) and whose scattered
@@ -650,8 +656,7 @@ class PageAllocator:
         fragments: a whole free pageblock. Fragments among unmovable pages only cannot be compacted."""
         self.stats.compact_stall += 1
         for z in zl:
-            suitable = z.free - 2 * PMD_PAGES >= z.wmark_low
-            if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
+            if self.compaction_suitable(z) and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
                 z.free_base -= PMD_PAGES
                 z.free_pmd += 1
                 self.changed(committed=False)  # fragments became a free pageblock
@@ -660,23 +665,49 @@ class PageAllocator:
         return False
 
     def alloc_pmds(self, nid: int, count: int, gfp: Gfp, charge: str | None = None) -> list[tuple[Zone, int]]:
-        """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY), taken zone by
-        zone in zonelist order, above the low watermarks first (the fast path), then above the min watermarks;
-        returns (zone, blocks) pieces."""
+        """Up to `count` order-9 blocks for a balloon's 2 MiB rounds (GFP_HIGHUSER|__GFP_NORETRY, one
+        alloc_pages() per unit); returns (zone, blocks) pieces.
+
+        __alloc_pages_slowpath() for a costly __GFP_NORETRY order (6.12.118 mm/page_alloc.c:4289, 7.3.4:4786):
+        whole free pageblocks above the low watermarks (the fast path), then kswapd is woken and the min watermarks
+        allowed; each further unit tries direct compaction, gives up when it is COMPACT_SKIPPED (no zone
+        compaction_suitable()), else does one round of direct reclaim (compact_gap(9) pages) and compaction, and
+        gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
-        got: dict[int, int] = {}
-        for low in (True, False):
-            for i, z in enumerate(zl):
-                if count <= 0:
+        got = [0] * len(zl)
+        count = self._pmds_above(zl, count, True, kind, got)
+        if count > 0:
+            self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
+            self.kswapd()
+            count = self._pmds_above(zl, count, True, kind, got)
+            count = self._pmds_above(zl, count, False, kind, got)
+        while count > 0:
+            if not any(self.compaction_suitable(z) for z in zl):
+                break  # COMPACT_SKIPPED: nopage
+            if not self.compact(zl):
+                self.stats.direct_reclaim += 1
+                self.reclaim(zl, 2 * PMD_PAGES)
+                if not self.compact(zl):
                     break
-                room = min(z.free_pmd, (z.free - (z.wmark_low if low else z.wmark_min)) // PMD_PAGES, count)
-                if room > 0:
-                    z.free_pmd -= room
-                    self._charge(z, room * PMD_PAGES, kind)
-                    got[i] = got.get(i, 0) + room
-                    count -= room
-        return [(zl[i], k) for i, k in sorted(got.items())]
+            if self._pmds_above(zl, 1, False, kind, got):
+                break  # the compacted pageblock lies below a min watermark
+            count -= 1
+        return [(z, k) for z, k in zip(zl, got, strict=True) if k]
+
+    def _pmds_above(self, zl: list[Zone], count: int, low: bool, kind: str, got: list[int]) -> int:
+        """Free pageblocks from the zones of `zl` in order, each while it stays at its low (else min) watermark;
+        `got` counts them per zone. Returns the blocks still wanted."""
+        for i, z in enumerate(zl):
+            if count <= 0:
+                break
+            room = min(z.free_pmd, (z.free - (z.wmark_low if low else z.wmark_min)) // PMD_PAGES, count)
+            if room > 0:
+                z.free_pmd -= room
+                self._charge(z, room * PMD_PAGES, kind)
+                got[i] += room
+                count -= room
+        return count
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
         self._charge(zone, -n, kind)
