@@ -55,6 +55,10 @@ _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
 _LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
 _ZONE_ORDER = (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
 _ZONE_IDX = {zt: i for i, zt in enumerate(_ZONE_ORDER)}
+# gfp_zone(): an allocation's highest_zoneidx, the column of lowmem_reserve[] its watermark checks add (GFP_KERNEL and
+# GFP_HIGHUSER: ZONE_NORMAL on x86_64; GFP_HIGHUSER_MOVABLE: ZONE_MOVABLE)
+KERNEL_ZONEIDX = _ZONE_IDX[ZoneType.NORMAL]
+USER_ZONEIDX = _ZONE_IDX[ZoneType.MOVABLE]
 SWAP_CLUSTER_MAX = 32
 MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 
@@ -260,19 +264,20 @@ class PageAllocator:
     def _totalreserve(self) -> int:
         """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): each zone's lowmem_reserve[j] is the
         managed pages of the zones above it up to j divided by its sysctl_lowmem_reserve_ratio (0 for an empty
-        zone); totalreserve_pages adds, per zone, its high watermark plus its largest reserve, at most its
-        managed pages."""
+        zone), kept on the zone for the allocator's watermark checks; totalreserve_pages adds, per zone, its high
+        watermark plus its largest reserve, at most its managed pages."""
         total = 0
         for nid in self._nids:
             zones = [self.zones[(nid, zt)] for zt in _ZONE_ORDER]
             for i, z in enumerate(zones):
                 ratio = _LOWMEM_RESERVE_RATIO[z.type]
-                reserve: dict[ZoneType, int] = {}
+                reserve = [0] * len(_ZONE_ORDER)
                 above = 0
-                for h in zones[i + 1 :]:
-                    above += h.managed
-                    reserve[h.type] = above // ratio if ratio and z.managed else 0
-                total += min(z.managed, z.wmark_high + max(reserve.values(), default=0))
+                for j in range(i + 1, len(zones)):
+                    above += zones[j].managed
+                    reserve[j] = above // ratio if ratio and z.managed else 0
+                z.lowmem_reserve = reserve
+                total += min(z.managed, z.wmark_high + max(reserve))
         return total
 
     # -- reclaim ---------------------------------------------------------------------------------
@@ -379,8 +384,9 @@ class PageAllocator:
 
     def pgdat_balanced(self, nid: int, highest: ZoneType) -> bool:
         """pgdat_balanced() (mm/vmscan.c, 6.12.118 and 7.3.4): a node needs no kswapd while any one of its managed
-        zones up to the allocation's highest zone is above its high watermark, since an allocation can be met
-        there; a node with no such zone needs none either. ZONE_DMA is left out, as from the zonelists."""
+        zones up to the allocation's highest zone is above its high watermark plus its lowmem_reserve for that zone
+        (zone_watermark_ok_safe()), since an allocation can be met there; a node with no such zone needs none
+        either. ZONE_DMA is left out, as from the zonelists."""
         top = _ZONE_IDX[highest]
         managed = False
         for z in self._node_zones[nid]:
@@ -390,7 +396,7 @@ class PageAllocator:
             if _ZONE_IDX[zt] > top:
                 break
             managed = True
-            if z.free_pmd * PMD_PAGES + z.free_base > z.wmark_high:
+            if z.free_pmd * PMD_PAGES + z.free_base > z.wmark_high + z.lowmem_reserve[top]:
                 return True
         return not managed
 
@@ -455,21 +461,25 @@ class PageAllocator:
         """mm/vmscan.c zone_reclaimable_pages(): the file LRU, plus the anon LRU while swap has a free slot."""
         return z.pagecache + (z.anon if self.swap.free > 0 else 0)
 
-    def should_reclaim_retry(self, zl: list[Zone], no_progress_loops: int) -> bool:
+    def should_reclaim_retry(self, zl: list[Zone], no_progress_loops: int, highest: int = USER_ZONEIDX) -> bool:
         """mm/page_alloc.c should_reclaim_retry() for an order-0 allocation: give up after MAX_RECLAIM_RETRIES
-        rounds in a row without progress, or when no zone could meet its min watermark even if every
-        reclaimable page were freed; otherwise the slow path loops (direct reclaim again)."""
+        rounds in a row without progress, or when no zone could meet its min watermark plus its lowmem_reserve for
+        the allocation's highest zone (__zone_watermark_ok()) even if every reclaimable page were freed; otherwise
+        the slow path loops (direct reclaim again)."""
         if no_progress_loops > MAX_RECLAIM_RETRIES:
             return False
-        return any(z.managed and self.zone_reclaimable_pages(z) + z.free > z.wmark_min for z in zl)
+        return any(
+            z.managed and self.zone_reclaimable_pages(z) + z.free > z.wmark_min + z.lowmem_reserve[highest] for z in zl
+        )
 
     # -- allocation ------------------------------------------------------------------------------
     @staticmethod
-    def _room(zones: list[Zone]) -> tuple[int, int]:
-        """Free pages above the min and above the low watermark, summed over `zones`, in one walk."""
+    def _room(zones: list[Zone], highest: int) -> tuple[int, int]:
+        """Free pages above the min and above the low watermark, each plus the zone's lowmem_reserve[highest],
+        summed over `zones`, in one walk."""
         above_min = above_low = 0
         for z in zones:
-            free = z.free_pmd * PMD_PAGES + z.free_base
+            free = z.free_pmd * PMD_PAGES + z.free_base - z.lowmem_reserve[highest]
             if free > z.wmark_min:
                 above_min += free - z.wmark_min
             if free > z.wmark_low:
@@ -494,41 +504,47 @@ class PageAllocator:
         kernel = gfp is not GFP_USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
         zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
         kind = charge or _CHARGE[gfp]
+        highest = KERNEL_ZONEIDX if kernel else USER_ZONEIDX
         first = zl[0]
-        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
-            self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
+        # the fast path: the preferred zone has room above its low watermark and its lowmem_reserve[highest]
+        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low - first.lowmem_reserve[highest] >= n:
+            self._take(first, n, kind, nid, txn)
             return n
-        avail, above_low = self._room(zl)
+        avail, above_low = self._room(zl, highest)
         if above_low >= n:  # get_page_from_freelist(ALLOC_WMARK_LOW) finds room in a later zone
-            self._take_above(zl, n, True, kind, nid, txn)
+            self._take_above(zl, n, True, highest, kind, nid, txn)
             return n
         # __alloc_pages_slowpath(): wake kswapd, then the min watermark, then one round of direct reclaim (the
         # retry loop and the OOM killer are the callers'; __GFP_NORETRY, the balloon's, has neither)
         self.wake_all_kswapds(zl, ZoneType.NORMAL if kernel else ZoneType.MOVABLE)
         self.kswapd()
-        avail, above_low = self._room(zl)
+        avail, above_low = self._room(zl, highest)
         if avail < n:
             self.stats.direct_reclaim += 1
             self.reclaim(zl, n - avail)
-            avail, above_low = self._room(zl)
+            avail, above_low = self._room(zl, highest)
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
         want = n if n < avail else avail
         # what is above the low watermarks first (the next pages' fast path), then down to the min watermarks
-        got = self._take_above(zl, want if want < above_low else above_low, True, kind, nid, txn)
+        got = self._take_above(zl, want if want < above_low else above_low, True, highest, kind, nid, txn)
         if got < want:
-            self._take_above(zl, want - got, False, kind, nid, txn)
+            self._take_above(zl, want - got, False, highest, kind, nid, txn)
         return want
 
-    def _take_above(self, zl: list[Zone], n: int, low: bool, kind: str, nid: int, txn: Transaction | None) -> int:
-        """n base pages from the zones of `zl` in order, each down to its low (else min) watermark, as many
-        order-0 allocations would take them; the caller knows they are there. Returns the pages taken."""
+    def _take_above(
+        self, zl: list[Zone], n: int, low: bool, highest: int, kind: str, nid: int, txn: Transaction | None
+    ) -> int:
+        """n base pages from the zones of `zl` in order, each down to its low (else min) watermark plus its
+        lowmem_reserve[highest], as many order-0 allocations would take them; the caller knows they are there.
+        Returns the pages taken."""
         left = n
         for z in zl:
             if not left:
                 break
             room = z.free_pmd * PMD_PAGES + z.free_base - (z.wmark_low if low else z.wmark_min)
+            room -= z.lowmem_reserve[highest]
             if room > 0:
                 k = room if room < left else left
                 self._take(z, k, kind, nid, txn)
@@ -538,20 +554,22 @@ class PageAllocator:
     def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
         """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing. Above the low watermarks first
         (the fast path); short of that it wakes kswapd (__GFP_KSWAPD_RECLAIM; it runs at the next tick, the caller
-        does not wait) and may use free pages below the min watermark, down to `atomic_floor()`."""
+        does not wait) and may use free pages below the min watermark, down to `atomic_floor()`
+        (plus the zone's lowmem_reserve, which __zone_watermark_ok() adds after lowering min)."""
         zl = self.zonelist(nid, kernel_only=True)
-        if self._room(zl)[1] >= n:
-            self._take_above(zl, n, True, "kernel", nid, txn)
+        hi = KERNEL_ZONEIDX
+        if self._room(zl, hi)[1] >= n:
+            self._take_above(zl, n, True, hi, "kernel", nid, txn)
             return n
         self.wake_all_kswapds(zl, ZoneType.NORMAL)
-        if sum(max(0, z.free - atomic_floor(z.wmark_min)) for z in zl) < n:
+        if sum(max(0, z.free - atomic_floor(z.wmark_min) - z.lowmem_reserve[hi]) for z in zl) < n:
             self.stats.failures += 1
             return 0
-        left = n - self._take_above(zl, min(n, self._room(zl)[1]), True, "kernel", nid, txn)
+        left = n - self._take_above(zl, min(n, self._room(zl, hi)[1]), True, hi, "kernel", nid, txn)
         for z in zl:
             if not left:
                 break
-            k = min(max(0, z.free - atomic_floor(z.wmark_min)), left)
+            k = min(max(0, z.free - atomic_floor(z.wmark_min) - z.lowmem_reserve[hi]), left)
             if k:
                 self._take(z, k, "kernel", nid, txn)
                 left -= k
@@ -580,21 +598,22 @@ class PageAllocator:
         """
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
-        z = self._take_pmd(zl, kind, txn, low=True)
+        hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
+        z = self._take_pmd(zl, kind, txn, hi, low=True)
         if z is not None:
             return z
         self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
         self.kswapd()
-        z = self._take_pmd(zl, kind, txn)
+        z = self._take_pmd(zl, kind, txn, hi)
         if z is not None or gfp is not Gfp.VMEMMAP:
             return z
-        if self.compact(zl):
-            return self._take_pmd(zl, kind, txn)
+        if self.compact(zl, hi):
+            return self._take_pmd(zl, kind, txn, hi)
         self.stats.direct_reclaim += 1
         self.reclaim(zl, 4 * PMD_PAGES, wait_writeback=True)
-        z = self._take_pmd(zl, kind, txn)
-        if z is None and self.compact(zl):
-            z = self._take_pmd(zl, kind, txn)
+        z = self._take_pmd(zl, kind, txn, hi)
+        if z is None and self.compact(zl, hi):
+            z = self._take_pmd(zl, kind, txn, hi)
         return z
 
     def alloc_slowpath(
@@ -619,7 +638,7 @@ class PageAllocator:
                 no_progress_loops = 0
                 continue
             no_progress_loops += 1
-            if self.should_reclaim_retry(zl, no_progress_loops):
+            if self.should_reclaim_retry(zl, no_progress_loops, KERNEL_ZONEIDX):
                 continue
             if gfp is Gfp.KERNEL and oom is not None and oom():
                 no_progress_loops = 0
@@ -628,11 +647,14 @@ class PageAllocator:
         self.stats.failures += 1
         return 0
 
-    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None, low: bool = False) -> Zone | None:
-        """A free pageblock from the first zone of `zl` that has one above its min (`low`: low) watermark, as
-        __zone_watermark_ok() checks an order-9 page (free - 511 above the mark)."""
+    def _take_pmd(
+        self, zl: list[Zone], kind: str, txn: Transaction | None, highest: int, low: bool = False
+    ) -> Zone | None:
+        """A free pageblock from the first zone of `zl` that has one above its min (`low`: low) watermark plus its
+        lowmem_reserve[highest], as __zone_watermark_ok() checks an order-9 page (free - 511 above the mark)."""
         for z in zl:
-            if z.free_pmd and z.free - PMD_PAGES >= (z.wmark_low if low else z.wmark_min):
+            mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
+            if z.free_pmd and z.free - PMD_PAGES >= mark:
                 block = self.landing(z, PMD_PAGES) if kind == "kernel" and z.hot else None
                 z.free_pmd -= 1
                 if block is not None:
@@ -644,19 +666,21 @@ class PageAllocator:
         return None
 
     @staticmethod
-    def compaction_suitable(z: Zone) -> bool:
+    def compaction_suitable(z: Zone, highest: int) -> bool:
         """compaction_suitable() for order 9 (a costly order): free pages at least the low watermark plus
-        compact_gap(9) = 2 << 9; otherwise compaction is COMPACT_SKIPPED."""
-        return z.free - 2 * PMD_PAGES >= z.wmark_low
+        compact_gap(9) = 2 << 9 plus lowmem_reserve[highest] (__zone_watermark_ok()); otherwise compaction is
+        COMPACT_SKIPPED."""
+        return z.free - 2 * PMD_PAGES >= z.wmark_low + z.lowmem_reserve[highest]
 
-    def compact(self, zl: list[Zone]) -> bool:
+    def compact(self, zl: list[Zone], highest: int) -> bool:
         """Direct compaction for one order-9 block: the first zone where compaction_suitable() holds (free
         pages at least the low watermark plus compact_gap(9) = 2 << 9, for a costly order) and whose scattered
         free pages sit among movable pages (anon, page cache) migrates a pageblock's worth of them into the
         fragments: a whole free pageblock. Fragments among unmovable pages only cannot be compacted."""
         self.stats.compact_stall += 1
         for z in zl:
-            if self.compaction_suitable(z) and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
+            suitable = self.compaction_suitable(z, highest)
+            if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
                 z.free_base -= PMD_PAGES
                 z.free_pmd += 1
                 self.changed(committed=False)  # fragments became a free pageblock
@@ -675,33 +699,35 @@ class PageAllocator:
         gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
+        hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
         got = [0] * len(zl)
-        count = self._pmds_above(zl, count, True, kind, got)
+        count = self._pmds_above(zl, count, True, hi, kind, got)
         if count > 0:
             self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
             self.kswapd()
-            count = self._pmds_above(zl, count, True, kind, got)
-            count = self._pmds_above(zl, count, False, kind, got)
+            count = self._pmds_above(zl, count, True, hi, kind, got)
+            count = self._pmds_above(zl, count, False, hi, kind, got)
         while count > 0:
-            if not any(self.compaction_suitable(z) for z in zl):
+            if not any(self.compaction_suitable(z, hi) for z in zl):
                 break  # COMPACT_SKIPPED: nopage
-            if not self.compact(zl):
+            if not self.compact(zl, hi):
                 self.stats.direct_reclaim += 1
                 self.reclaim(zl, 2 * PMD_PAGES)
-                if not self.compact(zl):
+                if not self.compact(zl, hi):
                     break
-            if self._pmds_above(zl, 1, False, kind, got):
+            if self._pmds_above(zl, 1, False, hi, kind, got):
                 break  # the compacted pageblock lies below a min watermark
             count -= 1
         return [(z, k) for z, k in zip(zl, got, strict=True) if k]
 
-    def _pmds_above(self, zl: list[Zone], count: int, low: bool, kind: str, got: list[int]) -> int:
-        """Free pageblocks from the zones of `zl` in order, each while it stays at its low (else min) watermark;
-        `got` counts them per zone. Returns the blocks still wanted."""
+    def _pmds_above(self, zl: list[Zone], count: int, low: bool, highest: int, kind: str, got: list[int]) -> int:
+        """Free pageblocks from the zones of `zl` in order, each while it stays at its low (else min) watermark
+        plus its lowmem_reserve[highest]; `got` counts them per zone. Returns the blocks still wanted."""
         for i, z in enumerate(zl):
             if count <= 0:
                 break
-            room = min(z.free_pmd, (z.free - (z.wmark_low if low else z.wmark_min)) // PMD_PAGES, count)
+            mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
+            room = min(z.free_pmd, (z.free - mark) // PMD_PAGES, count)
             if room > 0:
                 z.free_pmd -= room
                 self._charge(z, room * PMD_PAGES, kind)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from kmodel_helpers import make_guest
 
 from balloonsim.kernel import Guest
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import USER_ZONEIDX, Gfp
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import GiB
 
@@ -73,8 +73,10 @@ def test_kswapd_is_not_woken_while_every_zone_is_between_low_and_high():
     """Only the slow path wakes kswapd: zones between their low and high watermarks serve allocations from the
     fast path, and a kswapd nobody woke reclaims nothing (balance_pgdat() runs only after wakeup_kswapd())."""
     g, normal, dma32 = _guest()
-    _set_free(normal, normal.wmark_low + 1)
-    _set_free(dma32, dma32.wmark_low + 100)
+    # (a user allocation leaves DMA32 its lowmem_reserve[ZONE_MOVABLE] on top of the watermark: Normal // 256)
+    _set_free(normal, normal.wmark_low + normal.lowmem_reserve[USER_ZONEIDX] + 1)
+    _set_free(dma32, dma32.wmark_low + dma32.lowmem_reserve[USER_ZONEIDX] + 100)
+    assert dma32.free < dma32.wmark_high + dma32.lowmem_reserve[USER_ZONEIDX]
     assert g.alloc.alloc(0, 50, Gfp.USER) == 50
     g.alloc.kswapd()
     assert g.alloc.stats.reclaimed_pages == 0 and g.alloc.kswapd_highest_zoneidx == {}
@@ -83,7 +85,8 @@ def test_kswapd_is_not_woken_while_every_zone_is_between_low_and_high():
 def test_kswapd_stops_when_one_zone_reaches_high():
     """An allocation that finds no zone above low wakes kswapd (__alloc_pages_slowpath(), wake_all_kswapds());
     balance_pgdat() (6.12.118 mm/vmscan.c:6867) stops at the first pgdat_balanced(): one zone above its high
-    watermark. Normal, which holds nothing reclaimable here, stays below its low watermark."""
+    watermark plus its lowmem_reserve for the wake-up's highest zone. Normal, which holds nothing reclaimable here,
+    stays below its low watermark."""
     g, normal, dma32 = _guest()
     dma32.pagecache += normal.pagecache  # all the page cache in DMA32: Normal's pages are anon
     normal.anon += normal.pagecache
@@ -94,11 +97,12 @@ def test_kswapd_stops_when_one_zone_reaches_high():
     g.alloc.on_pressure = lambda: woken.append(1)
     assert g.alloc.alloc(0, 1, Gfp.USER) == 1
     assert woken == [1]
-    assert dma32.free > dma32.wmark_high
+    reserve = dma32.lowmem_reserve[USER_ZONEIDX]
+    assert dma32.free > dma32.wmark_high + reserve
     assert normal.free < normal.wmark_low
     assert g.alloc.pgdat_balanced(0, ZoneType.MOVABLE)
     assert g.alloc.kswapd_highest_zoneidx == {}  # balanced: back to sleep
     # kswapd_shrink_node()'s passes: sum(max(high_wmark_pages(zone), SWAP_CLUSTER_MAX)) of the managed zones each
     step = sum(max(z.wmark_high, 32) for z in g.alloc.iter_zones() if z.managed)
     assert g.alloc.stats.reclaimed_pages % step == 0
-    assert g.alloc.stats.reclaimed_pages - step < dma32.wmark_high - (dma32.wmark_min + 10 - 1)
+    assert g.alloc.stats.reclaimed_pages - step < dma32.wmark_high + reserve - (dma32.wmark_min + 10 - 1)
