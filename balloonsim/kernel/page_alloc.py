@@ -692,11 +692,13 @@ class PageAllocator:
         """Up to `count` order-9 blocks for a balloon's 2 MiB rounds (GFP_HIGHUSER|__GFP_NORETRY, one
         alloc_pages() per unit); returns (zone, blocks) pieces.
 
-        __alloc_pages_slowpath() for a costly __GFP_NORETRY order (6.12.118 mm/page_alloc.c:4289, 7.3.4:4786):
+        __alloc_pages_slowpath() for a costly __GFP_NORETRY order as 6.12.118 has it (mm/page_alloc.c:4289-4501):
         whole free pageblocks above the low watermarks (the fast path), then kswapd is woken and the min watermarks
         allowed; each further unit tries direct compaction, gives up when it is COMPACT_SKIPPED (no zone
         compaction_suitable()), else does one round of direct reclaim (compact_gap(9) pages) and compaction, and
-        gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM."""
+        gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM. 7.3.4 (l.4786-4997,
+        `compact_first`) no longer gives up on COMPACT_SKIPPED: after any failed first compaction it does the one
+        reclaim and compaction round; no profile here is that late (the release of the change is not checked)."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
