@@ -23,7 +23,8 @@ Guest side:
   first chunk never are). Pages outside every region go to generic_online_page from 6.14 (1da602ec36a3),
   uncounted in num_pages_onlined, and are not onlined before. MEM_OFFLINE takes the backed pages of the range
   inside each region's [start_pfn, end_pfn) off num_pages_onlined (hv_page_offline_check()).
-- Balloon up: GFP_HIGHUSER|__GFP_NORETRY in 2 MiB units, falling back to 4 KiB when a 2 MiB round
+- Balloon up: GFP_HIGHUSER|__GFP_NORETRY (one reclaim, for 2 MiB also compaction, round per allocation, no
+  retry, no OOM) in 2 MiB units, falling back to 4 KiB when a 2 MiB round
   gets nothing, leaving si_mem_available() at least compute_balloon_floor(); balloon down frees the pages
   back. Ballooned pages leave MemTotal (adjust_managed_page_count()) from 5.11 (d1df458cbfdb); before, they
   stay managed and look allocated. They are __SetPageOffline() with their reference held and

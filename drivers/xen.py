@@ -14,10 +14,13 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
 - xen_online_page() appends every onlined page to the ballooned list (PageOffline) instead of
   freeing it: nothing of the new range is touched until populate_physmap backs it. The list is
   LIFO (balloon_append puts lowmem at the head), so the highest pfns come back first.
-- credit < 0: decrease_reservation() takes pages with GFP_BALLOON (no reclaim, no OOM), at most
-  si_mem_available(), and hands the frames back to the host. balloon_append() marks them PageOffline with
-  their reference held and xen_memory_notifier() acts on MEM_ONLINE only, so offline_pages() ->
-  scan_movable_pages() fails -EBUSY on a block holding one (6.12.118, 7.3.4): each pins its block.
+- credit < 0: balloon_thread() asks for n_pages = min(-credit, si_mem_available()) (page cache counts);
+  decrease_reservation() takes at most a frame_list of them with GFP_BALLOON (__GFP_NORETRY: each page may wake
+  kswapd and reclaim once, no retry loop, no OOM) and hands the frames back to the host; BP_EAGAIN when a page
+  cannot be had, or when si_mem_available() capped the round below totalreserve_pages. balloon_append() marks
+  them PageOffline with their reference held and xen_memory_notifier() acts on MEM_ONLINE only, so
+  offline_pages() -> scan_movable_pages() fails -EBUSY on a block holding one (6.12.118, 7.3.4): each pins its
+  block.
 - update_schedule(): BP_EAGAIN doubles the delay (1 s start, 32 s cap) and cancels after
   max_retry_count = 4 failures (RETRY_UNLIMITED before the CVE-2019-17351 fix: profile 4.19).
 - Wakeups: 5.15+ kthread: when the credit changes, or after 1 s in BP_WAIT (so the pages of a block onlined
@@ -37,6 +40,7 @@ from pydantic import Field
 
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.extents import Extents
+from balloonsim.kernel.meminfo import mem_available
 from balloonsim.kernel.page_alloc import Gfp, Take, Transaction
 from balloonsim.plugin import World
 from balloonsim.types import Duration
@@ -137,7 +141,7 @@ class XenBalloon(Driver):
                 else:
                     state = BP_ECANCELED
             elif credit < 0:
-                state = self.decrease_reservation(min(-credit, self.p.batch_pages))
+                state = self.decrease_reservation(-credit)
                 yield env.timeout(self.p.hypercall_time)
             state = self.update_schedule(state)
             credit = self.target_pages - self.current_pages
@@ -319,11 +323,11 @@ class XenBalloon(Driver):
                 takes.pop()
 
     # -- shrinking -------------------------------------------------------------------------------
-    def decrease_reservation(self, nr: int) -> str:
+    def decrease_reservation(self, want: int) -> str:
+        """balloon_thread()'s credit < 0 branch (drivers/xen/balloon.c, 6.12.118 and 7.3.4): `want` is -credit."""
         a = self.guest.alloc
-        # what GFP_HIGHUSER can have: the kernel zones of the zonelist (lowmem_reserve keeps it out of ZONE_DMA)
-        avail = sum(max(0, z.free - z.wmark_low) for z in a.zonelist(self.p.node, kernel_only=True))
-        nr = min(nr, avail)
+        n_pages = min(want, mem_available(a))  # min(-credit, si_mem_available())
+        nr = min(n_pages, self.p.batch_pages)  # decrease_reservation(): at most ARRAY_SIZE(frame_list)
         if nr <= 0:
             return BP_EAGAIN
         txn = Transaction()
@@ -334,7 +338,9 @@ class XenBalloon(Driver):
         self.sim.host.release(got)
         self.current_pages -= got
         self.stats["xen_decrease_pages"] += got
-        return BP_DONE if got == nr else BP_EAGAIN
+        if got < nr or (n_pages != want and n_pages < a.totalreserve):
+            return BP_EAGAIN
+        return BP_DONE
 
     def committed_bytes(self) -> int:
         return super().committed_bytes()

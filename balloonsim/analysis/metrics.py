@@ -203,9 +203,9 @@ _TABLE = (
         "s",
         "lower",
         "pressure",
-        "Seconds from the first time free memory fell below a low watermark (kswapd woke) to the first hot-added "
-        "page handed to the buddy allocator after it; the rest of the run when none became usable; empty when "
-        "memory never ran short.",
+        "Seconds from the first time an allocation found no zone above its low watermark and woke kswapd (no "
+        "zone of the node above its high watermark) to the first hot-added page handed to the buddy allocator "
+        "after it; the rest of the run when none became usable; empty when memory never ran short.",
     ),
     Metric(
         "task_restarts",

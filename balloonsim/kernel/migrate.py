@@ -22,8 +22,8 @@ clean in the model). What cannot be anon or page cache is unmovable: the range c
 from __future__ import annotations
 
 from balloonsim.kernel.errno import EBUSY, ENOMEM
-from balloonsim.kernel.page_alloc import PageAllocator
-from balloonsim.kernel.zone import Zone
+from balloonsim.kernel.page_alloc import KERNEL_ZONEIDX, USER_ZONEIDX, PageAllocator
+from balloonsim.kernel.zone import Zone, ZoneType
 
 _RECLAIM_ROUNDS = 64  # a bound on direct-reclaim rounds for the targets (each must make progress)
 
@@ -38,37 +38,41 @@ def migration_zonelist(alloc: PageAllocator, zone: Zone, other_nodes: bool) -> l
     return [z for z in zl if z.present]
 
 
-def _room(zl: list[Zone]) -> int:
-    return sum(max(0, z.free - z.wmark_min) for z in zl)
-
-
-def _alloc_targets(alloc: PageAllocator, zl: list[Zone], nid: int, pieces: list[tuple[int, str]]) -> bool:
-    """All of `pieces` ((pages, counter)) above the min watermarks of `zl`, or nothing: kswapd is woken below
-    the low watermark, then direct reclaim over the whole zonelist while it makes progress (__GFP_RETRY_MAYFAIL:
-    no OOM kill)."""
+def _alloc_targets(
+    alloc: PageAllocator, zl: list[Zone], nid: int, pieces: list[tuple[int, str]], movable: bool
+) -> bool:
+    """All of `pieces` ((pages, counter)) from `zl`, or nothing, as __folio_alloc() would place them one by one:
+    above each zone's low watermark first, then (kswapd woken) down to its min, each plus the zone's
+    lowmem_reserve for the target's highest zone; direct reclaim over the whole zonelist while it makes progress
+    (__GFP_RETRY_MAYFAIL: no OOM kill)."""
     need = sum(n for n, _ in pieces)
     if not need:
         return True
-    if sum(max(0, z.free - z.wmark_low) for z in zl) < need:
-        alloc.kswapd(zl)
+    highest = USER_ZONEIDX if movable else KERNEL_ZONEIDX
+    if PageAllocator._room(zl, highest)[1] < need:  # noqa: SLF001 - the allocator's own watermark arithmetic
+        alloc.wake_all_kswapds(zl, ZoneType.MOVABLE if movable else ZoneType.NORMAL)
+        alloc.kswapd()
     for _ in range(_RECLAIM_ROUNDS):
-        avail = _room(zl)
+        avail = PageAllocator._room(zl, highest)[0]  # noqa: SLF001
         if avail >= need:
             break
         alloc.stats.direct_reclaim += 1
         if not alloc.reclaim(zl, need - avail, wait_writeback=True):
             break
-    if _room(zl) < need:
+    if PageAllocator._room(zl, highest)[0] < need:  # noqa: SLF001
         alloc.stats.failures += 1
         return False
-    for n, kind in pieces:
-        for z in zl:
-            if not n:
-                break
-            k = min(n, max(0, z.free - z.wmark_min))
-            if k:
-                alloc._take(z, k, kind, nid, None)  # noqa: SLF001 - the allocator's own bookkeeping of a take
-                n -= k
+    left = [n for n, _ in pieces]
+    for low in (True, False):
+        for i, (_, kind) in enumerate(pieces):
+            for z in zl:
+                if not left[i]:
+                    break
+                mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
+                k = min(left[i], max(0, z.free - mark))
+                if k:
+                    alloc._take(z, k, kind, nid, None)  # noqa: SLF001 - the allocator's own bookkeeping of a take
+                    left[i] -= k
     return True
 
 
@@ -93,7 +97,7 @@ def evacuate(alloc: PageAllocator, zone: Zone, n: int, *, other_nodes: bool, dro
     zone.anon -= anon
     zone.pagecache -= pagecache + dropped
     pieces = [(anon, "anon"), (pagecache, "pagecache")]
-    if not _alloc_targets(alloc, migration_zonelist(alloc, zone, other_nodes), zone.nid, pieces):
+    if not _alloc_targets(alloc, migration_zonelist(alloc, zone, other_nodes), zone.nid, pieces, zone.movable):
         zone.anon += anon
         zone.pagecache += pagecache + dropped
         zone.untake(free, split)

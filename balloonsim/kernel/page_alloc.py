@@ -13,11 +13,17 @@ to the zone, and the block, it came from.
 - `USER` (GFP_HIGHUSER_MOVABLE): every zone, Movable first. The caller (balloonsim.sim.memory) runs the slow
   path's loop: direct reclaim while should_reclaim_retry() allows, then the OOM killer.
 - `BALLOON` (GFP_HIGHUSER|__GFP_NORETRY|__GFP_NOMEMALLOC): kernel zones only (GFP_HIGHUSER is not
-  movable, so a balloon never takes ZONE_MOVABLE pages), no reclaim, no OOM, stops at the min
-  watermark, partial success allowed.
+  movable, so a balloon never takes ZONE_MOVABLE pages). GFP_HIGHUSER has __GFP_RECLAIM: the slow path wakes
+  kswapd and reclaims once (and for a 2 MiB unit compacts), and __GFP_NORETRY only ends it there, with no retry
+  loop and no OOM killer; __GFP_NOMEMALLOC keeps it above the min watermark; partial success allowed.
+
+Every allocation first walks its whole zonelist at the low watermark (get_page_from_freelist() with
+ALLOC_WMARK_LOW); only when no zone has room there does the slow path wake kswapd (wake_all_kswapds()) and go down
+to the min watermark, as __alloc_pages_slowpath() does.
 
 Reclaim frees page cache and, with a swap device, writes anonymous pages to swap, split by get_scan_count()
-(balloonsim.kernel.vmscan); kswapd does it in the background from the low to the high watermark.
+(balloonsim.kernel.vmscan). kswapd is woken only by the slow path, and not while one eligible zone of its node is
+above its high watermark (wakeup_kswapd(), pgdat_balanced()); once awake it reclaims until one is (balance_pgdat()).
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
 # [ZONE_MOVABLE] = 0
 _LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32, ZoneType.MOVABLE: 0}
 _ZONE_ORDER = (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL, ZoneType.MOVABLE)  # zone index order
+_ZONE_IDX = {zt: i for i, zt in enumerate(_ZONE_ORDER)}
+# gfp_zone(): an allocation's highest_zoneidx, the column of lowmem_reserve[] its watermark checks add (GFP_KERNEL and
+# GFP_HIGHUSER: ZONE_NORMAL on x86_64; GFP_HIGHUSER_MOVABLE: ZONE_MOVABLE)
+KERNEL_ZONEIDX = _ZONE_IDX[ZoneType.NORMAL]
+USER_ZONEIDX = _ZONE_IDX[ZoneType.MOVABLE]
 SWAP_CLUSTER_MAX = 32
 MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 
@@ -74,9 +85,9 @@ _CHARGE = {Gfp.VMEMMAP: "kernel", Gfp.KERNEL: "kernel", Gfp.USER: "anon", Gfp.BA
 # (has_unmovable_pages()) and a balloon's PageOffline pages with a reference (scan_movable_pages())
 _BALLOON_KINDS = frozenset({"balloon", "balloon_managed"})
 _PINNING = _BALLOON_KINDS | {"kernel"}
-# the members the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as
-# module globals: a member read through its enum class is a metaclass lookup each time
-GFP_USER, GFP_BALLOON = Gfp.USER, Gfp.BALLOON
+# the member the hot paths pass and compare with on every call (alloc(), the tasks' faults and file reads), as a
+# module global: a member read through its enum class is a metaclass lookup each time
+GFP_USER = Gfp.USER
 
 
 @dataclass(eq=False, slots=True)
@@ -145,8 +156,12 @@ class PageAllocator:
         self._refaults_seen = 0  # its snapshot at the last reclaim pass (snapshot_refaults())
         # try_to_unmap() of reclaimed anon pages: the owner of the user memory learns how many went to swap
         self.rmap: Callable[[int], None] | None = None
-        # called once, the first time kswapd finds a node below its low watermark
+        # called once, the first time an allocation wakes a kswapd (wakeup_kswapd() found its node unbalanced)
         self.on_pressure: Callable[[], None] | None = None
+        # pgdat->kswapd_highest_zoneidx of each node whose kswapd is awake (balance_pgdat() not yet balanced)
+        self.kswapd_highest_zoneidx: dict[int, ZoneType] = {}
+        # each node's zones in zone index order (pgdat->node_zones), for pgdat_balanced() and balance_pgdat()
+        self._node_zones = {nid: [zones[(nid, zt)] for zt in _ZONE_ORDER if (nid, zt) in zones] for nid in self._nids}
         # the guest's answer to "which hot-added block of this zone does an unmovable allocation of n pages
         # land in" (None: boot memory), asked only of zones that have hot-added blocks online
         self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
@@ -255,19 +270,20 @@ class PageAllocator:
     def _totalreserve(self) -> int:
         """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): each zone's lowmem_reserve[j] is the
         managed pages of the zones above it up to j divided by its sysctl_lowmem_reserve_ratio (0 for an empty
-        zone); totalreserve_pages adds, per zone, its high watermark plus its largest reserve, at most its
-        managed pages."""
+        zone), kept on the zone for the allocator's watermark checks; totalreserve_pages adds, per zone, its high
+        watermark plus its largest reserve, at most its managed pages."""
         total = 0
         for nid in self._nids:
             zones = [self.zones[(nid, zt)] for zt in _ZONE_ORDER]
             for i, z in enumerate(zones):
                 ratio = _LOWMEM_RESERVE_RATIO[z.type]
-                reserve: dict[ZoneType, int] = {}
+                reserve = [0] * len(_ZONE_ORDER)
                 above = 0
-                for h in zones[i + 1 :]:
-                    above += h.managed
-                    reserve[h.type] = above // ratio if ratio and z.managed else 0
-                total += min(z.managed, z.wmark_high + max(reserve.values(), default=0))
+                for j in range(i + 1, len(zones)):
+                    above += zones[j].managed
+                    reserve[j] = above // ratio if ratio and z.managed else 0
+                z.lowmem_reserve = reserve
+                total += min(z.managed, z.wmark_high + max(reserve))
         return total
 
     # -- reclaim ---------------------------------------------------------------------------------
@@ -372,30 +388,73 @@ class PageAllocator:
         self.refaults_anon += pages
         self.lru_cost.note(False, pages, 0, self._lru_size())
 
-    def kswapd(self, zones: list[Zone]) -> None:
-        """Background reclaim, per node as since 4.8 (node-based LRUs): when zones of a node fall below
-        their low watermark, kswapd reclaims the node's page cache (and anon, with swap), from any of its
-        zones, until the deficit to the high watermarks is made up."""
-        for z in zones:  # the common case first: every zone at or above its low watermark, nothing to do
-            if z.managed and z.free_pmd * PMD_PAGES + z.free_base < z.wmark_low:
+    def pgdat_balanced(self, nid: int, highest: ZoneType) -> bool:
+        """pgdat_balanced() (mm/vmscan.c, 6.12.118 and 7.3.4): a node needs no kswapd while any one of its managed
+        zones up to the allocation's highest zone is above its high watermark plus its lowmem_reserve for that zone
+        (zone_watermark_ok_safe()), since an allocation can be met there; a node with no such zone needs none
+        either. ZONE_DMA is left out, as from the zonelists."""
+        top = _ZONE_IDX[highest]
+        managed = False
+        for z in self._node_zones[nid]:
+            zt = z.type
+            if zt is ZoneType.DMA or not z.managed:
+                continue
+            if _ZONE_IDX[zt] > top:
                 break
-        else:
+            managed = True
+            if z.free_pmd * PMD_PAGES + z.free_base > z.wmark_high + z.lowmem_reserve[top]:
+                return True
+        return not managed
+
+    def wake_all_kswapds(self, zl: list[Zone], highest: ZoneType) -> None:
+        """wake_all_kswapds() -> wakeup_kswapd() (mm/page_alloc.c, mm/vmscan.c, 6.12.118 and 7.3.4), from the slow
+        path: each node of the zonelist gets its kswapd woken unless pgdat_balanced(); an awake one keeps the
+        highest zone it was asked for (kswapd_highest_zoneidx). The first wake-up is where pressure begins."""
+        awake = self.kswapd_highest_zoneidx
+        last = -1
+        for z in zl:
+            nid = z.nid
+            if nid == last:
+                continue
+            last = nid
+            cur = awake.get(nid)
+            if cur is not None:
+                if _ZONE_IDX[cur] < _ZONE_IDX[highest]:
+                    awake[nid] = highest
+                continue
+            if self.pgdat_balanced(nid, highest):
+                continue
+            awake[nid] = highest
+            if self.on_pressure is not None:
+                hook, self.on_pressure = self.on_pressure, None
+                hook()
+
+    def kswapd(self) -> None:
+        """Each awake kswapd runs balance_pgdat() and goes back to sleep once its node is balanced; one that can
+        reclaim nothing now stays awake (the model's ticks call this again)."""
+        awake = self.kswapd_highest_zoneidx
+        if not awake:
             return
-        deficit: dict[int, int] = {}
-        for z in zones:
-            free = z.free_pmd * PMD_PAGES + z.free_base
-            if z.managed and free < z.wmark_low:
-                deficit[z.nid] = deficit.get(z.nid, 0) + z.wmark_high - free
-        if deficit and self.on_pressure is not None:
-            hook, self.on_pressure = self.on_pressure, None
-            hook()
-        swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
-        for nid, want in deficit.items():
-            node_zones = [z for z in zones if z.nid == nid and (z.pagecache or (swap and z.anon))]
-            if len(node_zones) > 1:
-                node_zones.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
-            if node_zones:
-                self.reclaim(node_zones, want, kswapd=True)
+        for nid, highest in list(awake.items()):
+            if self.balance_pgdat(nid, highest):
+                del awake[nid]
+
+    def balance_pgdat(self, nid: int, highest: ZoneType) -> bool:
+        """balance_pgdat() (mm/vmscan.c, 6.12.118 and 7.3.4): while the node is not pgdat_balanced(), reclaim
+        (kswapd_shrink_node(): nr_to_reclaim is the sum of max(high watermark, SWAP_CLUSTER_MAX) of its managed
+        zones up to the highest zone) from the node's LRUs, pages of zones above the highest not eligible. It stops
+        as soon as one zone is balanced, not when all are. Returns whether the node is balanced."""
+        top = _ZONE_IDX[highest]
+        zones = [z for z in self._node_zones[nid] if _ZONE_IDX[z.type] <= top]
+        nr_to_reclaim = sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for z in zones if z.managed)
+        while not self.pgdat_balanced(nid, highest):
+            swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
+            lru = [z for z in zones if z.pagecache or (swap and z.anon)]
+            if len(lru) > 1:
+                lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
+            if not lru or not self.reclaim(lru, nr_to_reclaim, kswapd=True):
+                return False
+        return True
 
     def reclaim_throttled(self, zl: list[Zone]) -> bool:
         """Anon could be swapped out but the device is busy writing: reclaim waits for writeback
@@ -408,21 +467,25 @@ class PageAllocator:
         """mm/vmscan.c zone_reclaimable_pages(): the file LRU, plus the anon LRU while swap has a free slot."""
         return z.pagecache + (z.anon if self.swap.free > 0 else 0)
 
-    def should_reclaim_retry(self, zl: list[Zone], no_progress_loops: int) -> bool:
+    def should_reclaim_retry(self, zl: list[Zone], no_progress_loops: int, highest: int = USER_ZONEIDX) -> bool:
         """mm/page_alloc.c should_reclaim_retry() for an order-0 allocation: give up after MAX_RECLAIM_RETRIES
-        rounds in a row without progress, or when no zone could meet its min watermark even if every
-        reclaimable page were freed; otherwise the slow path loops (direct reclaim again)."""
+        rounds in a row without progress, or when no zone could meet its min watermark plus its lowmem_reserve for
+        the allocation's highest zone (__zone_watermark_ok()) even if every reclaimable page were freed; otherwise
+        the slow path loops (direct reclaim again)."""
         if no_progress_loops > MAX_RECLAIM_RETRIES:
             return False
-        return any(z.managed and self.zone_reclaimable_pages(z) + z.free > z.wmark_min for z in zl)
+        return any(
+            z.managed and self.zone_reclaimable_pages(z) + z.free > z.wmark_min + z.lowmem_reserve[highest] for z in zl
+        )
 
     # -- allocation ------------------------------------------------------------------------------
     @staticmethod
-    def _room(zones: list[Zone]) -> tuple[int, int]:
-        """Free pages above the min and above the low watermark, summed over `zones`, in one walk."""
+    def _room(zones: list[Zone], highest: int) -> tuple[int, int]:
+        """Free pages above the min and above the low watermark, each plus the zone's lowmem_reserve[highest],
+        summed over `zones`, in one walk."""
         above_min = above_low = 0
         for z in zones:
-            free = z.free_pmd * PMD_PAGES + z.free_base
+            free = z.free_pmd * PMD_PAGES + z.free_base - z.lowmem_reserve[highest]
             if free > z.wmark_min:
                 above_min += free - z.wmark_min
             if free > z.wmark_low:
@@ -447,49 +510,75 @@ class PageAllocator:
         kernel = gfp is not GFP_USER  # only GFP_HIGHUSER_MOVABLE may use ZONE_MOVABLE (GFP_HIGHUSER has no
         zl = self._zonelists.get((nid, kernel)) or self.zonelist(nid, kernel_only=kernel)  # __GFP_MOVABLE)
         kind = charge or _CHARGE[gfp]
+        highest = KERNEL_ZONEIDX if kernel else USER_ZONEIDX
         first = zl[0]
-        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low >= n:  # the fast path: the preferred
-            self._take(first, n, kind, nid, txn)  # zone has room above its low watermark
+        # the fast path: the preferred zone has room above its low watermark and its lowmem_reserve[highest]
+        if first.free_pmd * PMD_PAGES + first.free_base - first.wmark_low - first.lowmem_reserve[highest] >= n:
+            self._take(first, n, kind, nid, txn)
             return n
-        avail, above_low = self._room(zl)
-        if gfp is not GFP_BALLOON and above_low < n:
-            self.kswapd(zl)
-            avail = self._room(zl)[0]
-            if avail < n:
-                self.stats.direct_reclaim += 1
-                self.reclaim(zl, n - avail)
-                avail = self._room(zl)[0]
+        avail, above_low = self._room(zl, highest)
+        if above_low >= n:  # get_page_from_freelist(ALLOC_WMARK_LOW) finds room in a later zone
+            self._take_above(zl, n, True, highest, kind, nid, txn)
+            return n
+        # __alloc_pages_slowpath(): wake kswapd, then the min watermark, then one round of direct reclaim (the
+        # retry loop and the OOM killer are the callers'; __GFP_NORETRY, the balloon's, has neither)
+        self.wake_all_kswapds(zl, ZoneType.NORMAL if kernel else ZoneType.MOVABLE)
+        self.kswapd()
+        avail, above_low = self._room(zl, highest)
+        if avail < n:
+            self.stats.direct_reclaim += 1
+            self.reclaim(zl, n - avail)
+            avail, above_low = self._room(zl, highest)
         if avail < n and not partial:
             self.stats.failures += 1
             return 0
         want = n if n < avail else avail
-        left = want
+        # what is above the low watermarks first (the next pages' fast path), then down to the min watermarks
+        got = self._take_above(zl, want if want < above_low else above_low, True, highest, kind, nid, txn)
+        if got < want:
+            self._take_above(zl, want - got, False, highest, kind, nid, txn)
+        return want
+
+    def _take_above(
+        self, zl: list[Zone], n: int, low: bool, highest: int, kind: str, nid: int, txn: Transaction | None
+    ) -> int:
+        """n base pages from the zones of `zl` in order, each down to its low (else min) watermark plus its
+        lowmem_reserve[highest], as many order-0 allocations would take them; the caller knows they are there.
+        Returns the pages taken."""
+        left = n
         for z in zl:
             if not left:
                 break
-            room = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_min
+            room = z.free_pmd * PMD_PAGES + z.free_base - (z.wmark_low if low else z.wmark_min)
+            room -= z.lowmem_reserve[highest]
             if room > 0:
                 k = room if room < left else left
                 self._take(z, k, kind, nid, txn)
                 left -= k
-        return want
+        return n - left
 
     def alloc_atomic(self, nid: int, n: int, txn: Transaction | None = None) -> int:
-        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing; it may use free pages below
-        the min watermark, down to `atomic_floor()`."""
+        """GFP_ATOMIC: kernel zones near `nid`, no reclaim, no OOM, all or nothing. Above the low watermarks first
+        (the fast path); short of that it wakes kswapd (__GFP_KSWAPD_RECLAIM; it runs at the next tick, the caller
+        does not wait) and may use free pages below the min watermark, down to `atomic_floor()`
+        (plus the zone's lowmem_reserve, which __zone_watermark_ok() adds after lowering min)."""
         zl = self.zonelist(nid, kernel_only=True)
-        room = [(z, max(0, z.free - atomic_floor(z.wmark_min))) for z in zl]
-        if sum(r for _, r in room) < n:
+        hi = KERNEL_ZONEIDX
+        if self._room(zl, hi)[1] >= n:
+            self._take_above(zl, n, True, hi, "kernel", nid, txn)
+            return n
+        self.wake_all_kswapds(zl, ZoneType.NORMAL)
+        if sum(max(0, z.free - atomic_floor(z.wmark_min) - z.lowmem_reserve[hi]) for z in zl) < n:
             self.stats.failures += 1
             return 0
-        left = n
-        for z, r in room:
-            k = min(r, left)
+        left = n - self._take_above(zl, min(n, self._room(zl, hi)[1]), True, hi, "kernel", nid, txn)
+        for z in zl:
+            if not left:
+                break
+            k = min(max(0, z.free - atomic_floor(z.wmark_min) - z.lowmem_reserve[hi]), left)
             if k:
                 self._take(z, k, "kernel", nid, txn)
                 left -= k
-            if not left:
-                break
         return n
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
@@ -520,16 +609,22 @@ class PageAllocator:
         """
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         kind = "balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel")
-        z = self._take_pmd(zl, kind, txn)
+        hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
+        z = self._take_pmd(zl, kind, txn, hi, low=True)
+        if z is not None:
+            return z
+        self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
+        self.kswapd()
+        z = self._take_pmd(zl, kind, txn, hi)
         if z is not None or gfp is not Gfp.VMEMMAP:
             return z
-        if self.compact(zl):
-            return self._take_pmd(zl, kind, txn)
+        if self.compact(zl, hi):
+            return self._take_pmd(zl, kind, txn, hi)
         self.stats.direct_reclaim += 1
         self.reclaim(zl, 4 * PMD_PAGES, wait_writeback=True)
-        z = self._take_pmd(zl, kind, txn)
-        if z is None and self.compact(zl):
-            z = self._take_pmd(zl, kind, txn)
+        z = self._take_pmd(zl, kind, txn, hi)
+        if z is None and self.compact(zl, hi):
+            z = self._take_pmd(zl, kind, txn, hi)
         return z
 
     def alloc_slowpath(
@@ -554,7 +649,7 @@ class PageAllocator:
                 no_progress_loops = 0
                 continue
             no_progress_loops += 1
-            if self.should_reclaim_retry(zl, no_progress_loops):
+            if self.should_reclaim_retry(zl, no_progress_loops, KERNEL_ZONEIDX):
                 continue
             if gfp is Gfp.KERNEL and oom is not None and oom():
                 no_progress_loops = 0
@@ -563,10 +658,14 @@ class PageAllocator:
         self.stats.failures += 1
         return 0
 
-    def _take_pmd(self, zl: list[Zone], kind: str, txn: Transaction | None) -> Zone | None:
-        """A free pageblock from the first zone of `zl` that has one above its min watermark."""
+    def _take_pmd(
+        self, zl: list[Zone], kind: str, txn: Transaction | None, highest: int, low: bool = False
+    ) -> Zone | None:
+        """A free pageblock from the first zone of `zl` that has one above its min (`low`: low) watermark plus its
+        lowmem_reserve[highest], as __zone_watermark_ok() checks an order-9 page (free - 511 above the mark)."""
         for z in zl:
-            if z.free_pmd and z.free - PMD_PAGES >= z.wmark_min:
+            mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
+            if z.free_pmd and z.free - PMD_PAGES >= mark:
                 block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
                 z.free_pmd -= 1
                 if block is not None:
@@ -577,14 +676,21 @@ class PageAllocator:
                 return z
         return None
 
-    def compact(self, zl: list[Zone]) -> bool:
+    @staticmethod
+    def compaction_suitable(z: Zone, highest: int) -> bool:
+        """compaction_suitable() for order 9 (a costly order): free pages at least the low watermark plus
+        compact_gap(9) = 2 << 9 plus lowmem_reserve[highest] (__zone_watermark_ok()); otherwise compaction is
+        COMPACT_SKIPPED."""
+        return z.free - 2 * PMD_PAGES >= z.wmark_low + z.lowmem_reserve[highest]
+
+    def compact(self, zl: list[Zone], highest: int) -> bool:
         """Direct compaction for one order-9 block: the first zone where compaction_suitable() holds (free
         pages at least the low watermark plus compact_gap(9) = 2 << 9, for a costly order) and whose scattered
         free pages sit among movable pages (anon, page cache) migrates a pageblock's worth of them into the
         fragments: a whole free pageblock. Fragments among unmovable pages only cannot be compacted."""
         self.stats.compact_stall += 1
         for z in zl:
-            suitable = z.free - 2 * PMD_PAGES >= z.wmark_low
+            suitable = self.compaction_suitable(z, highest)
             if suitable and z.free_base >= PMD_PAGES and z.anon + z.pagecache >= PMD_PAGES:
                 z.free_base -= PMD_PAGES
                 z.free_pmd += 1
@@ -596,36 +702,81 @@ class PageAllocator:
     def alloc_pmds(
         self, nid: int, count: int, gfp: Gfp, charge: str | None = None, txn: Transaction | None = None
     ) -> list[tuple[Zone, int]]:
-        """Up to `count` order-9 blocks without reclaim (a balloon's 2 MiB rounds, __GFP_NORETRY),
-        taken zone by zone in zonelist order; returns (zone, blocks) pieces. With `txn`, each unit is
-        remembered (`Take`, merged per block) with the hot-added block it landed in, which a balloon's
-        pages pin."""
+        """Up to `count` order-9 blocks for a balloon's 2 MiB rounds (GFP_HIGHUSER|__GFP_NORETRY, one
+        alloc_pages() per unit); returns (zone, blocks) pieces. With `txn`, each unit is remembered (`Take`,
+        merged per block) with the hot-added block it landed in, which a balloon's pages pin.
+
+        __alloc_pages_slowpath() for a costly __GFP_NORETRY order as 6.12.118 has it (mm/page_alloc.c:4289-4501):
+        whole free pageblocks above the low watermarks (the fast path), then kswapd is woken and the min watermarks
+        allowed; each further unit tries direct compaction, gives up when it is COMPACT_SKIPPED (no zone
+        compaction_suitable()), else does one round of direct reclaim (compact_gap(9) pages) and compaction, and
+        gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM. 7.3.4 (l.4786-4997,
+        `compact_first`) no longer gives up on COMPACT_SKIPPED: after any failed first compaction it does the one
+        reclaim and compaction round; no profile here is that late (the release of the change is not checked)."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
-        out: list[tuple[Zone, int]] = []
-        for z in self.zonelist(nid, kernel_only=gfp is not Gfp.USER):
+        zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
+        hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
+        got = [0] * len(zl)
+        count = self._pmds_above(zl, count, True, hi, kind, got, txn)
+        if count > 0:
+            self.wake_all_kswapds(zl, ZoneType.MOVABLE if gfp is Gfp.USER else ZoneType.NORMAL)
+            self.kswapd()
+            count = self._pmds_above(zl, count, True, hi, kind, got, txn)
+            count = self._pmds_above(zl, count, False, hi, kind, got, txn)
+        while count > 0:
+            if not any(self.compaction_suitable(z, hi) for z in zl):
+                break  # COMPACT_SKIPPED: nopage
+            if not self.compact(zl, hi):
+                self.stats.direct_reclaim += 1
+                self.reclaim(zl, 2 * PMD_PAGES)
+                if not self.compact(zl, hi):
+                    break
+            if self._pmds_above(zl, 1, False, hi, kind, got, txn):
+                break  # the compacted pageblock lies below a min watermark
+            count -= 1
+        return [(z, k) for z, k in zip(zl, got, strict=True) if k]
+
+    def _pmds_above(
+        self,
+        zl: list[Zone],
+        count: int,
+        low: bool,
+        highest: int,
+        kind: str,
+        got: list[int],
+        txn: Transaction | None = None,
+    ) -> int:
+        """Free pageblocks from the zones of `zl` in order, each while it stays at its low (else min) watermark
+        plus its lowmem_reserve[highest]; `got` counts them per zone. Returns the blocks still wanted."""
+        for i, z in enumerate(zl):
             if count <= 0:
                 break
-            room = min(z.free_pmd, (z.free - z.wmark_min) // PMD_PAGES, count)
+            mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
+            room = min(z.free_pmd, (z.free - mark) // PMD_PAGES, count)
             if room > 0:
-                out.append((z, room))
+                got[i] += room
                 count -= room
                 if txn is None:
                     z.free_pmd -= room
                     self._charge(z, room * PMD_PAGES, kind)
-                    continue
-                takes = txn.takes
-                for _ in range(room):
-                    block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
-                    z.free_pmd -= 1
-                    if block is not None:
-                        block.unmovable += PMD_PAGES
-                    self._charge(z, PMD_PAGES, kind)
-                    last = takes[-1] if takes else None
-                    if last is not None and last.pmd and last.zone is z and last.block is block and last.kind == kind:
-                        last.pages += PMD_PAGES
-                    else:
-                        takes.append(Take(z, PMD_PAGES, True, kind, block=block))
-        return out
+                else:
+                    self._take_pmds(z, room, kind, txn)
+        return count
+
+    def _take_pmds(self, z: Zone, room: int, kind: str, txn: Transaction) -> None:
+        """`room` whole free pageblocks of `z`, each remembered in `txn` with the hot-added block it lands in."""
+        takes = txn.takes
+        for _ in range(room):
+            block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
+            z.free_pmd -= 1
+            if block is not None:
+                block.unmovable += PMD_PAGES
+            self._charge(z, PMD_PAGES, kind)
+            last = takes[-1] if takes else None
+            if last is not None and last.pmd and last.zone is z and last.block is block and last.kind == kind:
+                last.pages += PMD_PAGES
+            else:
+                takes.append(Take(z, PMD_PAGES, True, kind, block=block))
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
         self._charge(zone, -n, kind)

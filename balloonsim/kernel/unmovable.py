@@ -36,7 +36,7 @@ already stolen (or boot memory's). The hot-add path's own allocations (memmaps, 
 
 from __future__ import annotations
 
-from balloonsim.kernel.page_alloc import PageAllocator, Take
+from balloonsim.kernel.page_alloc import KERNEL_ZONEIDX, PageAllocator, Take
 from balloonsim.kernel.zone import HotBlock, Zone
 from balloonsim.units import PMD_PAGES
 
@@ -146,10 +146,10 @@ class UnmovablePlacement:
 
     def _first_choice(self, zone: Zone) -> bool:
         """Is `zone` where a CPU node's GFP_KERNEL allocations go first (the fast path: the first zone of its
-        zonelist with free pages above the low watermark)?"""
+        zonelist with free pages above the low watermark and its lowmem_reserve for ZONE_NORMAL)?"""
         for nid in self.cpu_nodes:
             for z in self.alloc.zonelist(nid, kernel_only=True):
-                if z.free - z.wmark_low >= 1:
+                if z.free - z.wmark_low - z.lowmem_reserve[KERNEL_ZONEIDX] >= 1:
                     if z is zone:
                         return True
                     break

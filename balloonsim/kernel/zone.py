@@ -55,6 +55,7 @@ class Zone:
         "wmark_min",
         "wmark_low",
         "wmark_high",
+        "lowmem_reserve",
         "span_start",
         "span_end",
         "boot_present",
@@ -77,6 +78,9 @@ class Zone:
         self.wmark_min = 0
         self.wmark_low = 0
         self.wmark_high = 0
+        # lowmem_reserve[j]: free pages an allocation whose highest zone has index j leaves here on top of the
+        # watermark (setup_per_zone_lowmem_reserve(); indexes DMA, DMA32, Normal, Movable)
+        self.lowmem_reserve = [0, 0, 0, 0]
         self.span_start: int | None = None
         self.span_end: int | None = None
         # hot-added blocks online in this zone, in onlining order, and their pages in the buddy allocator:

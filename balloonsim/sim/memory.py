@@ -26,7 +26,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from balloonsim.kernel.page_alloc import GFP_USER
+from balloonsim.kernel.page_alloc import GFP_USER, USER_ZONEIDX
 from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
 from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES
@@ -128,7 +128,7 @@ class UserMemory:
         self.psi_supported = release >= (4, 20)  # eb414681d5a0, "psi: pressure stall information", 4.20
         self.psi_full_counts_reclaimers = release >= (5, 17)  # cb0e52b77487
         self.psi = PsiGroup()
-        self.pressure_start: float | None = None  # kswapd first found free memory below the low watermark
+        self.pressure_start: float | None = None  # an allocation first woke kswapd (wakeup_kswapd())
         self.pending = False  # stall time, swapped memory of running tasks or non-zero rates: account() has work
         self.work_done_s = 0.0  # task-seconds not stalled on memory
         self._rate = 0.0  # productive tasks now: sum over running tasks of (1 - stalled)
@@ -203,7 +203,7 @@ class UserMemory:
                 task.blocked = "wait"
                 self.pending = True
                 break
-            if alloc.should_reclaim_retry(zl, no_progress_loops):
+            if alloc.should_reclaim_retry(zl, no_progress_loops, USER_ZONEIDX):
                 continue
             self.alloc_failures += 1
             victim = self.out_of_memory()
@@ -280,12 +280,13 @@ class UserMemory:
     # -- page cache --------------------------------------------------------------------------------
     def read_files(self, pages: int, limit: int) -> int:
         """File reads fill the page cache up to `limit` pages, only from memory above the high
-        watermarks (cache never pushes the guest into reclaim or the OOM killer). Returns pages read."""
+        watermarks and the lowmem reserves a user allocation leaves (cache never pushes the guest into reclaim or
+        the OOM killer). Returns pages read."""
         alloc = self.guest.alloc
         total = room = 0
         for z in alloc.zonelist(0, kernel_only=False):
             total += z.pagecache
-            r = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_high
+            r = z.free_pmd * PMD_PAGES + z.free_base - z.wmark_high - z.lowmem_reserve[USER_ZONEIDX]
             if r > 0:
                 room += r
         if limit - total < pages:
@@ -365,7 +366,7 @@ class UserMemory:
         budget = swap.budget
         room = 0
         for z in self.guest.alloc.zonelist(0, kernel_only=False):
-            room += max(0, z.free - z.wmark_min) + z.pagecache
+            room += max(0, z.free - z.wmark_min - z.lowmem_reserve[USER_ZONEIDX]) + z.pagecache
         capacity = budget if budget <= room else (budget + room) / 2
         if capacity < 1:  # the device has no room this tick: every fault waits behind it the whole time
             for t, avail, _ in plan:

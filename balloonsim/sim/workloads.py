@@ -174,7 +174,7 @@ class Workload(Plugin):
                 before = None
             read_gen = alloc.gen
         if alloc.gen != self._kswapd_gen:
-            alloc.kswapd(alloc.zonelist(0, kernel_only=False))
+            alloc.kswapd()
             self._kswapd_gen = alloc.gen
         if mem.pending:  # stalls, or memory on swap: what the tasks felt this tick
             mem.account(now, self.p.tick, self._touch_pages)

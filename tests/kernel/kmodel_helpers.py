@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from balloonsim.kernel import BlockState, Guest, GuestConfig
-from balloonsim.kernel.page_alloc import Gfp
+from balloonsim.kernel.page_alloc import USER_ZONEIDX, Gfp
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, GiB, MiB, kb
 
@@ -54,9 +54,10 @@ def overhead_pages(g: Guest) -> int:
 
 
 def fill_user(g: Guest, nid: int = 0, leave: int = 0) -> int:
-    """USER allocations until only `leave` pages above the min watermarks are left near `nid`."""
+    """USER allocations until only `leave` pages above the min watermarks (plus the lowmem reserves a
+    GFP_HIGHUSER_MOVABLE allocation leaves, __zone_watermark_ok()) are left near `nid`."""
     zl = g.alloc.zonelist(nid, kernel_only=False)
-    room = sum(max(0, z.free - z.wmark_min) for z in zl)
+    room = sum(max(0, z.free - z.wmark_min - z.lowmem_reserve[USER_ZONEIDX]) for z in zl)
     n = room - leave
     assert n > 0
     assert g.alloc.alloc(nid, n, Gfp.USER) == n

@@ -318,3 +318,21 @@ def test_pages_outside_every_region_are_onlined_but_not_counted():
     span = Extents.span(block.start_pfn, block.end_pfn)
     assert drv.hv_online_page(g, block, span).total == CHUNK
     assert drv.num_pages_onlined == 0
+
+
+def test_balloon_up_reclaims_page_cache_down_to_the_floor():
+    """alloc_balloon_pages() allocates with GFP_HIGHUSER|__GFP_NORETRY (drivers/hv/hv_balloon.c, 6.12.118 and
+    7.3.4): each allocation wakes kswapd and reclaims once (__alloc_pages_slowpath()), so with 2 GiB of page cache
+    a 3 GiB request is met in full, up to balloon_up()'s si_mem_available() - compute_balloon_floor() limit."""
+    from balloonsim.drivers.hyperv import compute_balloon_floor
+    from balloonsim.kernel.meminfo import mem_available
+
+    sim = _sim(boot="4G", page_cache="2G")
+    drv, a = sim.driver, sim.guest.alloc
+    want = 3 * GiB >> PAGE_SHIFT
+    limit = mem_available(a) - compute_balloon_floor(a.total("managed"))
+    assert limit >= want
+    cache = a.total("pagecache")
+    assert drv.balloon_up(want) == want
+    assert a.total("pagecache") < cache - (1 * GiB >> PAGE_SHIFT)
+    assert sim.memory.oom_kills == 0

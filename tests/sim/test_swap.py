@@ -431,3 +431,29 @@ def test_bad_swap_and_restart_settings_are_refused_naming_the_key(key, value):
     scenario[section] = {**scenario.get(section, {}), name: value}
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_scenario(scenario)
+
+
+def test_a_guest_with_gigabytes_free_neither_swaps_nor_stalls():
+    """4 GiB and 2 GiB of swap, bursts of 64 MiB tasks that never leave less than ~1.9 GiB free: the faults fill
+    ZONE_NORMAL to its low watermark and go on in DMA32 (get_page_from_freelist() at ALLOC_WMARK_LOW over the whole
+    zonelist, 6.12.118 mm/page_alloc.c:3420), and wakeup_kswapd() would not wake kswapd anyway while DMA32 is above
+    its high watermark (pgdat_balanced(), 6.12.118 mm/vmscan.c:6694, 7.3.4:6968). No reclaim, no swap, no stall."""
+    sc = {
+        "duration": "10m",
+        "sample_interval": "10s",
+        "guest": {"boot": "4G", "swap": "2G"},
+        "workload": {
+            "name": "bursts",
+            "task_size": "64M",
+            "base": "1G",
+            "burst": "1G",
+            "cache_rate": 0,
+            "on": {"dist": "exponential", "mean": 60},
+            "off": {"dist": "exponential", "mean": 30},
+        },
+    }
+    r = simulate(sc, seed=3)
+    assert int(r.timeseries.memfree_bytes.min()) > 1536 * MiB
+    assert r.metrics["swap_out_pages"] == 0
+    assert r.metrics["psi_some_fraction"] == 0
+    assert r.metrics["pressure_to_usable_s"] != r.metrics["pressure_to_usable_s"]  # nan: pressure never began

@@ -139,3 +139,30 @@ def test_ballooned_pages_pin_their_block():
     assert seen[230] > seen[110]  # blocks the balloon took pages from
     assert offline and all(ret == -EBUSY for ret in offline)
     assert seen[400] == seen[110]  # the pages came back: removable again
+
+
+def test_decrease_reservation_takes_up_to_si_mem_available_reclaiming_page_cache():
+    """balloon_thread(): n_pages = min(-credit, si_mem_available()) (drivers/xen/balloon.c, 6.12.118 l.546, 7.3.4
+    l.550), page cache included, and decrease_reservation()'s GFP_BALLOON allocations (GFP_HIGHUSER|__GFP_NORETRY)
+    reclaim it: with 100 pages free above the low watermarks and 1 GiB of page cache, a 512-page round is whole."""
+    from balloonsim.kernel.page_alloc import Gfp
+    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.world import Sim
+
+    sc = {
+        "duration": "5m",
+        "guest": {"boot": "2G", "page_cache": "1G"},
+        "driver": {"name": "xen"},
+        "workload": {"name": "idle"},
+        "onlining": {"agent": "offline"},
+        "host": {"controller": "schedule", "steps": [[3000, "2G"]]},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    drv, a = sim.driver, sim.guest.alloc
+    zl = a.zonelist(0, kernel_only=False)
+    above_low = sum(max(0, z.free - z.wmark_low) for z in zl)
+    assert a.alloc(0, above_low - 100, Gfp.USER) == above_low - 100
+    cache, current = a.total("pagecache"), drv.current_pages
+    assert drv.decrease_reservation(4096) == "BP_DONE"
+    assert current - drv.current_pages == 512  # frame_list's worth
+    assert a.total("pagecache") < cache
