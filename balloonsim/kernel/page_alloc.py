@@ -167,6 +167,7 @@ class PageAllocator:
         self.landing: Callable[[Zone, int], HotBlock | None] = lambda zone, n: None
         # ... and, page by page, which blocks a balloon's base pages land in (each is pinned)
         self.landings: Callable[[Zone, int], list[tuple[HotBlock | None, int]]] = lambda zone, n: [(None, n)]
+        self.pmd_landings: Callable[[Zone, int], list[tuple[HotBlock | None, int]]] = lambda zone, n: [(None, n)]
 
     # -- zonelists -------------------------------------------------------------------------------
     def nodes_by_distance(self, nid: int) -> list[int]:
@@ -585,18 +586,31 @@ class PageAllocator:
         """k base pages out of z's free lists, charged to `kind`, remembered for a rollback. A balloon's pages
         pin every block they land in, one piece (Take) per block."""
         if kind in _BALLOON_KINDS and z.hot:
-            pieces = self.landings(z, k)
-        else:
-            pieces = [(self.landing(z, k) if kind == "kernel" and z.hot else None, k)]
-        for block, n in pieces:
-            split = z.take(n)
-            if block is not None:
-                block.unmovable += n
-            self._charge(z, n, kind)
-            if z.nid != nid:
-                self.stats.remote_pages += n
-            if txn is not None:
-                txn.takes.append(Take(z, n, False, kind, split, block))
+            for block, n in self.landings(z, k):
+                self._take_piece(z, n, kind, nid, txn, block)
+            return
+        block = self.landing(z, k) if kind == "kernel" and z.hot else None
+        split = z.take(k)
+        if block is not None:
+            block.unmovable += k
+        self._charge(z, k, kind)
+        if z.nid != nid:
+            self.stats.remote_pages += k
+        if txn is not None:
+            txn.takes.append(Take(z, k, False, kind, split, block))
+
+    def _take_piece(
+        self, z: Zone, n: int, kind: str, nid: int, txn: Transaction | None, block: HotBlock | None
+    ) -> None:
+        """n base pages of z that land in `block` (None: boot memory or no hot-added block)."""
+        split = z.take(n)
+        if block is not None:
+            block.unmovable += n
+        self._charge(z, n, kind)
+        if z.nid != nid:
+            self.stats.remote_pages += n
+        if txn is not None:
+            txn.takes.append(Take(z, n, False, kind, split, block))
 
     def alloc_pmd(self, nid: int, gfp: Gfp, txn: Transaction | None = None) -> Zone | None:
         """One order-9 (2 MiB) block, as vmemmap_alloc_block(PMD_SIZE) or a 2 MiB balloon unit asks; None when
@@ -764,19 +778,21 @@ class PageAllocator:
         return count
 
     def _take_pmds(self, z: Zone, room: int, kind: str, txn: Transaction) -> None:
-        """`room` whole free pageblocks of `z`, each remembered in `txn` with the hot-added block it lands in."""
+        """`room` whole free pageblocks of `z`, remembered in `txn` with the hot-added block each lands in (one
+        `Take` per run of units in the same block)."""
         takes = txn.takes
-        for _ in range(room):
-            block = self.landing(z, PMD_PAGES) if kind in _PINNING and z.hot else None
-            z.free_pmd -= 1
+        runs = self.pmd_landings(z, room) if kind in _PINNING and z.hot else [(None, room)]
+        for block, n in runs:
+            pages = n * PMD_PAGES
+            z.free_pmd -= n
             if block is not None:
-                block.unmovable += PMD_PAGES
-            self._charge(z, PMD_PAGES, kind)
+                block.unmovable += pages
+            self._charge(z, pages, kind)
             last = takes[-1] if takes else None
             if last is not None and last.pmd and last.zone is z and last.block is block and last.kind == kind:
-                last.pages += PMD_PAGES
+                last.pages += pages
             else:
-                takes.append(Take(z, PMD_PAGES, True, kind, block=block))
+                takes.append(Take(z, pages, True, kind, block=block))
 
     def free(self, zone: Zone, n: int, kind: str, pmd: bool = False) -> None:
         self._charge(zone, -n, kind)

@@ -51,6 +51,7 @@ class UnmovablePlacement:
         self.background: list[Take] = []  # the background's pages, one per block it pinned
         alloc.landing = self.landing
         alloc.landings = self.landings
+        alloc.pmd_landings = self.pmd_landings
 
     @property
     def background_pages(self) -> int:
@@ -99,6 +100,33 @@ class UnmovablePlacement:
             out.append((block, n))
             used += n
             pages -= n
+        return out
+
+    def pmd_landings(self, zone: Zone, units: int) -> list[tuple[HotBlock | None, int]]:
+        """landing(zone, PMD_PAGES) for `units` order-9 blocks taken one after another, as runs: the block each run
+        lands in (None: boot memory, or nothing free) and its number of units. A unit lands where its first page
+        would, so with F free pages the j-th lands by F - j * PMD_PAGES."""
+        hot = zone.hot
+        if not hot:
+            return [(None, units)]
+        if not self.to_tail:  # the newest block with pages, whatever was taken before
+            return [(hot.last_with_pages(), units)]
+        out: list[tuple[HotBlock | None, int]] = []
+        boot = (zone.free - zone.hot_managed) // PMD_PAGES  # units boot memory's free pages still answer
+        if boot > 0:
+            n = min(units, boot)
+            out.append((None, n))
+            units -= n
+        used = zone.hot_managed - zone.free + (boot * PMD_PAGES if boot > 0 else 0)
+        while units:
+            block = hot.first_above(used)
+            if block is None:
+                out.append((None, units))
+                break
+            n = min(units, -(-(hot.through(block) - used) // PMD_PAGES))  # units starting inside the block
+            out.append((block, n))
+            used += n * PMD_PAGES
+            units -= n
         return out
 
     # -- the zone's hot-added blocks -------------------------------------------------------------------------
