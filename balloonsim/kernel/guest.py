@@ -651,7 +651,11 @@ class Guest:
 
     def generic_online_page(self, block: MemoryBlock, start: int, end: int, settle: bool = True) -> int:
         """Hand [start, end) of an online block to the buddy allocator (generic_online_page, or a
-        driver fake-onlining pages later). The pages will be written: they must be backed."""
+        driver fake-onlining pages later). The pages will be written: they must be backed. The model crashes
+        here, at the hand-over; the kernel touches the frame only when the page is first allocated
+        (__free_pages_core() writes struct pages; init_on_free and page poisoning are off by default; Debian's
+        init_on_alloc=1 zeroes it then), which with FPI_TO_TAIL can be much later, or never if the host backs it
+        first (6.12.118, 7.3.4). Only a range exposed with no driver callback gets here unbacked."""
         if block.state is not BlockState.ONLINE:
             raise ValueError(f"memory{block.id} is not online")
         hole = block.backed.first_missing(start, end)
