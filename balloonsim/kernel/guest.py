@@ -655,7 +655,8 @@ class Guest:
         here, at the hand-over; the kernel touches the frame only when the page is first allocated
         (__free_pages_core() writes struct pages; init_on_free and page poisoning are off by default; Debian's
         init_on_alloc=1 zeroes it then), which with FPI_TO_TAIL can be much later, or never if the host backs it
-        first (6.12.118, 7.3.4). Only a range exposed with no driver callback gets here unbacked."""
+        first (6.12.118, 7.3.4). Only a range onlined with no driver callback keeping unbacked pages out gets here
+        unbacked (hv_balloon 6.18's pages outside every region)."""
         if block.state is not BlockState.ONLINE:
             raise ValueError(f"memory{block.id} is not online")
         hole = block.backed.first_missing(start, end)
