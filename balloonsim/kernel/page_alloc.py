@@ -589,15 +589,7 @@ class PageAllocator:
             for block, n in self.landings(z, k):
                 self._take_piece(z, n, kind, nid, txn, block)
             return
-        block = self.landing(z, k) if kind == "kernel" and z.hot else None
-        split = z.take(k)
-        if block is not None:
-            block.unmovable += k
-        self._charge(z, k, kind)
-        if z.nid != nid:
-            self.stats.remote_pages += k
-        if txn is not None:
-            txn.takes.append(Take(z, k, False, kind, split, block))
+        self._take_piece(z, k, kind, nid, txn, self.landing(z, k) if kind == "kernel" and z.hot else None)
 
     def _take_piece(
         self, z: Zone, n: int, kind: str, nid: int, txn: Transaction | None, block: HotBlock | None

@@ -19,13 +19,30 @@ def _zones_ok(g) -> None:
         assert min(z.free_pmd, z.free_base, z.pagecache, z.anon, z.kernel) >= 0
 
 
+def _movable_guest(**kw):
+    """A guest with 256 MiB hot-added at 4 GiB (blocks 32 and 33) onlined to ZONE_MOVABLE; returns it and that zone."""
+    g = make_guest("kmalloc", **kw)
+    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    return g, g.alloc.zones[(0, ZoneType.MOVABLE)]
+
+
+def _node1_movable_full():
+    """Two nodes of 2 GiB; 256 MiB hot-added to node 1 (blocks 64, 65) onlined to ZONE_MOVABLE and filled with anon
+    down to its min watermark. Returns the guest and that zone."""
+    g = make_guest("kmalloc", boot=[2 * GiB, 2 * GiB])
+    assert add_backed(g, 1, 8 * GiB, 256 * MiB) == 0
+    online_all(g, "online_movable")
+    movable = g.alloc.zones[(1, ZoneType.MOVABLE)]
+    n = movable.free - movable.wmark_min
+    assert g.alloc.alloc(1, n, Gfp.USER) == n
+    return g, movable
+
+
 def test_offline_migrates_page_cache():
     """do_migrate_range() (6.12.118, 7.3.4) migrates clean page cache (migrate_folio()), it does not drop it:
     Cached stays, and MemFree falls by the whole block (its free pages and the copies' new pages)."""
-    g = make_guest("kmalloc")
-    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    g, movable = _movable_guest()
     n = movable.free - movable.wmark_min
     assert g.alloc.alloc(0, n, Gfp.USER, charge="pagecache") == n  # Movable first: all of it page cache
     before = g.meminfo()
@@ -41,13 +58,7 @@ def test_offline_migrates_page_cache():
 def test_offline_migrates_to_other_nodes():
     """do_migrate_range() (6.12.118, 7.3.4): `node_clear(mtc.nid, nmask)`: with another node that has memory,
     no target is on the block's own node, even when it has room."""
-    g = make_guest("kmalloc", boot=[2 * GiB, 2 * GiB])
-    assert add_backed(g, 1, 8 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(1, ZoneType.MOVABLE)]
-    assert movable.managed
-    n = movable.free - movable.wmark_min
-    assert g.alloc.alloc(1, n, Gfp.USER) == n  # the node-1 Movable zone full of anon
+    g, movable = _node1_movable_full()
     node_free = {nid: sum(z.free for z in g.alloc.iter_zones() if z.nid == nid) for nid in (0, 1)}
     block = g.blocks[65]
     used = block.managed - min(block.managed, movable.free)
@@ -63,12 +74,7 @@ def test_offline_migrates_to_other_nodes():
 def test_offline_does_not_fall_back_to_its_own_node_when_another_has_memory():
     """do_migrate_range() (6.12.118, 7.3.4): the block's node is only used when no other node has memory; a full
     node 0 makes the offline retry until a signal (-EINTR) although node 1 has room."""
-    g = make_guest("kmalloc", boot=[2 * GiB, 2 * GiB])
-    assert add_backed(g, 1, 8 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(1, ZoneType.MOVABLE)]
-    n = movable.free - movable.wmark_min
-    assert g.alloc.alloc(1, n, Gfp.USER) == n
+    g, movable = _node1_movable_full()
     fill_user(g, 0)  # node 0 full: its zonelist reaches node 1 only after node 0
     dma32_1 = g.alloc.zones[(1, ZoneType.DMA32)]
     for z in g.alloc.iter_zones():  # node 1's boot memory keeps 256 MiB free
@@ -81,10 +87,7 @@ def test_offline_does_not_fall_back_to_its_own_node_when_another_has_memory():
 def test_offline_migrates_to_its_own_node_when_no_other_has_memory():
     """do_migrate_range() (6.12.118, 7.3.4): `if (nodes_empty(nmask)) node_set(mtc.nid, nmask)`: node 1 is
     possible but has no memory, so node 0's own boot memory takes the targets."""
-    g = make_guest("kmalloc", extra_nodes=1)
-    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    g, movable = _movable_guest(extra_nodes=1)
     n = movable.free - movable.wmark_min
     assert g.alloc.alloc(0, n, Gfp.USER) == n
     anon = sum(z.anon for z in g.alloc.iter_zones())
@@ -122,10 +125,7 @@ def test_offline_of_a_kernel_zone_block_never_migrates_into_movable():
 
 
 def test_alloc_contig_range_drops_clean_page_cache_and_migrates_anon():
-    g = make_guest("kmalloc")
-    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    g, movable = _movable_guest()
     dma32 = g.alloc.zones[(0, ZoneType.DMA32)]
     room = movable.free - movable.wmark_min
     assert g.alloc.alloc(0, room // 2, Gfp.USER) == room // 2
@@ -147,10 +147,7 @@ def test_alloc_contig_range_drops_clean_page_cache_and_migrates_anon():
 
 def test_alloc_contig_range_takes_free_pages_below_the_min_watermark():
     """A free range in a zone at its min watermark: isolate_freepages_range() checks no watermark."""
-    g = make_guest("kmalloc")
-    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(0, ZoneType.MOVABLE)]
+    g, movable = _movable_guest()
     fill_user(g, 0)
     g.alloc.free(movable, 500, "anon")
     assert movable.free >= 512 and movable.free - 512 < movable.wmark_min
@@ -161,9 +158,7 @@ def test_alloc_contig_range_takes_free_pages_below_the_min_watermark():
 
 
 def test_alloc_contig_range_enomem_when_no_target_can_be_had():
-    g = make_guest("kmalloc")
-    assert add_backed(g, 0, 4 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
+    g, _ = _movable_guest()
     fill_user(g, 0)  # every zone full of anon, no page cache to reclaim, no swap
     block = g.blocks[33]
     before = [(z.managed, z.free_pmd, z.free_base, z.anon, z.pagecache) for z in g.alloc.iter_zones()]
@@ -175,12 +170,7 @@ def test_alloc_contig_range_enomem_when_no_target_can_be_had():
 def test_alloc_contig_range_migrates_within_the_node_first():
     """mtc.nid = zone_to_nid(cc->zone), no nodemask: unlike offline, the targets are on the zone's node while
     it has room."""
-    g = make_guest("kmalloc", boot=[2 * GiB, 2 * GiB])
-    assert add_backed(g, 1, 8 * GiB, 256 * MiB) == 0
-    online_all(g, "online_movable")
-    movable = g.alloc.zones[(1, ZoneType.MOVABLE)]
-    n = movable.free - movable.wmark_min
-    assert g.alloc.alloc(1, n, Gfp.USER) == n
+    g, movable = _node1_movable_full()
     node0_free = sum(z.free for z in g.alloc.iter_zones() if z.nid == 0)
     block = g.blocks[65]
     assert g.alloc_contig_range(block, block.start_pfn, block.end_pfn) == 0
