@@ -19,6 +19,7 @@ from balloonsim.kernel.meminfo import Meminfo, read_meminfo
 from balloonsim.kernel.memory_group import MemoryGroup, auto_movable_wants_movable
 from balloonsim.kernel.migrate import evacuate
 from balloonsim.kernel.overhead import (
+    SECTION_ROOT_SECTIONS,
     PageTables,
     TableKey,
     block_device_bytes,
@@ -30,7 +31,7 @@ from balloonsim.kernel.profiles import DEFAULT_KERNEL, KernelProfile, get_profil
 from balloonsim.kernel.stats import GuestStats
 from balloonsim.kernel.swap import SwapDevice
 from balloonsim.kernel.unmovable import UnmovablePlacement
-from balloonsim.kernel.vmemmap import MemmapPlacement, OrdinaryMemmap, SparseVmemmap
+from balloonsim.kernel.vmemmap import LeftSections, MemmapPlacement, OrdinaryMemmap, SparseVmemmap
 from balloonsim.kernel.zone import Zone, ZoneType
 from balloonsim.units import (
     MAX_MEMORY_BLOCK_SIZE,
@@ -166,6 +167,10 @@ class Guest:
         # where add_memory() puts the memmap; without a strategy, the ordinary memmap as every kernel does
         self.strategy: MemmapPlacement = strategy if strategy is not None else OrdinaryMemmap()
         self.vmemmap = SparseVmemmap(self.alloc, self.stats, self.profile, self.block_pages, self.sp, self.trace)
+        # sections a failed add_memory() left added (usage map, memmap, direct map) with no resource and no memory
+        # block: nothing can remove them, and an add over them gets -EEXIST (Guest._leave_sections())
+        self.stale_sections: Extents = self.vmemmap.stale_sections
+        self.stale_pieces: list[Take] = []  # the pages of their memmap
 
     # ----------------------------------------------------------------------------------- boot ---
     def _layout_boot(self) -> None:
@@ -351,7 +356,8 @@ class Guest:
         memmap_on_memory: bool = True,
         group: MemoryGroup | None = None,
     ) -> int:
-        """add_memory(nid, start, size): 0 or a negative errno; nothing stays added on failure.
+        """add_memory(nid, start, size): 0 or a negative errno. On failure no memory block stays, but the sections
+        of an ordinary memmap that failed in a later section do (Guest._leave_sections()).
 
         `hint` (pfns) is the usable-subrange hint: the part the driver knows is backed. It is only
         used by strategies that take one. `memmap_on_memory` is the caller's MHP_MEMMAP_ON_MEMORY, `group` its
@@ -436,7 +442,12 @@ class Guest:
         vm = self.vmemmap.hotadd(blocks, txn)
         err = self.strategy.place(vm, nid, blocks, hint, mhp_flag)
         if err:
-            self.vmemmap.abort(vm)
+            # only a placement the kernel makes section by section in __add_pages(), with no fallback after it,
+            # leaves the sections before the failing one (a plugin's placement without the flag: rolled back)
+            left = self.vmemmap.abort(vm, leave_sections=getattr(self.strategy, "leaves_failed_sections", False))
+            if left is not None:
+                self._leave_sections(txn, start_pfn, nr_pages, blocks, left, new_roots, sections_meta, slab_before)
+                return err
             self._undo_add(
                 txn, start_pfn, nr_pages, blocks, slab=sections_meta, roots=new_roots, slab_pages=slab_before
             )
@@ -513,6 +524,48 @@ class Guest:
         self.alloc.rollback(txn)  # slab and table pages taken in this call go back too
         del self.slab[slab_pages[0] :]  # the slab pages this call took
         self.slab_total = slab_pages[1]
+
+    def _leave_sections(
+        self,
+        txn: Transaction,
+        start_pfn: int,
+        nr_pages: int,
+        blocks: list[MemoryBlock],
+        left: LeftSections,
+        roots: set[int],
+        slab: int,
+        slab_pages: tuple[int, int],
+    ) -> None:
+        """arch_add_memory() failed in section `left.end` after adding the ones before it (6.12.118, 7.3.4):
+        add_memory_resource()'s `goto error` calls no arch_remove_memory() (only a failed
+        create_memory_block_devices() does), so [left.start, left.end) keeps its usage map and memmap
+        (sparse_add_section()), the mem_section roots sparse_index_init() made up to the failing section stay, and
+        init_memory_mapping()'s direct map stays for the whole range. The failing section cleaned up after itself
+        (section_activate() -> section_deactivate()), the later ones were never reached, and the resource is
+        released. No memory block device exists, so nothing can ever remove what stays."""
+        for b in blocks:
+            self.backing.unclaim(b)
+        end_pfn = start_pfn + nr_pages
+        for key in self.pagetables.unmap_vmemmap(left.end, end_pfn - left.end, self.sp):
+            self.table_pages.pop(key, None)  # its take is rolled back with the rest below
+        last_root = left.end // PAGES_PER_SECTION // SECTION_ROOT_SECTIONS
+        unreached = {r for r in roots if r > last_root}
+        self.pagetables.section_roots -= unreached
+        nr_left = (left.end - left.start) // PAGES_PER_SECTION
+        kept = section_metadata_bytes(nr_left, len(roots) - len(unreached)) - section_metadata_bytes(0, 0)
+        slab_takes = self.slab[slab_pages[0] :]
+        tables = {id(t) for t in self.table_pages.values()}
+        keep = tables | {id(t) for t in (*left.pieces, *slab_takes)}
+        kept_tables = sum(1 for t in txn.takes if id(t) in tables)
+        txn.takes[:] = [t for t in txn.takes if id(t) not in keep]
+        self.alloc.rollback(txn)  # the tables only the failing and later sections' vmemmap needed
+        self.uncharge_slab(slab - kept)  # the resource and the usage maps of sections never (or no longer) added
+        self.stats.metadata_bytes += kept
+        self.stats.pagetable_pages += kept_tables
+        self.stale_sections.add(left.start, left.end)
+        self.stale_pieces += left.pieces
+        self.stats.memmap_stale_pages += sum(t.pages for t in left.pieces)
+        self._trace(f"add_memory: sections {left.start:#x}-{left.end:#x} left added after the failure")
 
     def _account_memmap(self, b: MemoryBlock, sign: int) -> None:
         m = b.memmap

@@ -73,6 +73,16 @@ class PageTables:
                     del self.direct_gb[gib]
         return freed
 
+    def unmap_vmemmap(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
+        """Drop only the vmemmap's share of [start, start+nr), keeping the direct map: a failed arch_add_memory()
+        frees the vmemmap of the section that failed (section_activate() -> section_deactivate()) and never
+        populated the later ones, while init_memory_mapping()'s direct map stays. Returns the tables freed."""
+        freed: list[TableKey] = []
+        for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
+            vmemmap = [r for r in self._regions(sec_pfn, struct_page_size) if r[0].startswith("vmemmap")]
+            freed += self._ref(vmemmap, -1)
+        return freed
+
     def _whole_gibs(self, start_pfn: int, nr_pages: int) -> set[int]:
         """The aligned GiBs split_mem_range() maps with 1 GiB pages: those wholly inside the range."""
         if not self.direct_gbpages:

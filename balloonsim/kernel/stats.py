@@ -19,6 +19,8 @@ class GuestStats:
     memmap_remote_pages: int = 0
     memmap_in_range_pages: int = 0
     memmap_leaked_pages: int = 0  # freed memmap the kernel never gave back (6.18: pagetable_free() of a PMD block)
+    # memmap of sections a failed add_memory() left behind (__add_pages() stopped at a later section), never freed
+    memmap_stale_pages: int = 0
     pagetable_pages: int = 0
     metadata_bytes: int = 0
     offline_ebusy: int = 0

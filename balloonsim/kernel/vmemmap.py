@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from balloonsim.kernel.block import Memmap, MemoryBlock, VmemAltmap
-from balloonsim.kernel.errno import EINVAL, ENOMEM
+from balloonsim.kernel.errno import EEXIST, EINVAL, ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.page_alloc import Gfp, PageAllocator, Take, Transaction
 from balloonsim.kernel.profiles import KernelProfile
@@ -40,6 +40,8 @@ __all__ = [
     "KernelProfile",
     "MemmapPlacement",
     "OrdinaryMemmap",
+    "FailedSection",
+    "LeftSections",
     "Savepoint",
     "SparseVmemmap",
     "Vmemmap",
@@ -93,6 +95,22 @@ class Savepoint(NamedTuple):
     takes: int  # allocations of the add's transaction
 
 
+class FailedSection(NamedTuple):
+    """Where the ordinary memmap stopped: the section whose sparse_add_section() failed, and the savepoint
+    before it (what comes before it is the memmap of the sections __add_pages() had added)."""
+
+    pfn: int
+    mark: Savepoint
+
+
+class LeftSections(NamedTuple):
+    """What a failed add leaves behind: [start, end) with a memmap the kernel keeps, and its pages."""
+
+    start: int
+    end: int
+    pieces: list[Take]
+
+
 class BlockView(Protocol):
     """A memory block as a strategy sees it: where it is, nothing it could change."""
 
@@ -120,6 +138,7 @@ class OrdinaryMemmap:
     """The kernel's own default: vmemmap_populate() without an altmap for every block."""
 
     name = "kmalloc"
+    leaves_failed_sections = True  # __add_pages() section by section, no fallback: see Vmemmap.populate_ordinary()
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         return vm.populate_ordinary(blocks)
@@ -144,6 +163,9 @@ class SparseVmemmap:
         self.sp = struct_page_size
         self.trace = trace
         self.leaked: list[Take] = []  # memmap pages removal never freed (vmemmap_pmd_free_leaks)
+        # sections a failed add_memory() left with their usage map and memmap (Guest.stale_sections): a later
+        # add of them gets -EEXIST from fill_subsection_map()
+        self.stale_sections = Extents()
 
     def memmap_pages(self, nr_pages: int) -> int:
         """Pages of struct page describing nr_pages (PFN_UP(nr * sizeof(struct page)))."""
@@ -168,10 +190,24 @@ class SparseVmemmap:
                 self.trace.append(f"This has added: {va0:x} - {va1:x} (refcount: {altmap.refcount})")
         vm._closed = True
 
-    def abort(self, vm: Vmemmap) -> None:
-        """The add failed: everything the strategy did is undone (counters stay, as the kernel's would)."""
-        vm.rollback(vm._start)
+    def abort(self, vm: Vmemmap, leave_sections: bool = False) -> LeftSections | None:
+        """The add failed: everything the strategy did is undone (counters stay, as the kernel's would), except,
+        with `leave_sections`, the memmap of the sections before the one the ordinary memmap failed in:
+        add_memory_resource() does not call arch_remove_memory() after a failed arch_add_memory(), and
+        __add_pages() stopped at the failing section, which section_activate() cleaned up itself (6.12.118,
+        7.3.4). Those sections' pages leave the add's transaction and are returned; None when nothing stays."""
+        failed = vm._failed if leave_sections else None
+        first = min(b.start_pfn for b in vm._blocks.values())
+        if failed is None or failed.pfn == first:
+            vm.rollback(vm._start)
+            vm._closed = True
+            return None
+        vm.rollback(failed.mark)
+        takes = vm._txn.takes
+        pieces = takes[vm._start.takes : failed.mark.takes]
+        del takes[vm._start.takes :]
         vm._closed = True
+        return LeftSections(first, failed.pfn, pieces)
 
     # --------------------------------------------------------------------------- hot-remove ---
     def check_remove(self, blocks: Sequence[MemoryBlock]) -> int:
@@ -248,6 +284,7 @@ class Vmemmap:
         # what to undo, in order: an altmap this call made, or (block given a memmap, its altmap's alloc before)
         self._log: list[VmemAltmap | tuple[MemoryBlock, int]] = []
         self._created: list[VmemAltmap] = []  # altmaps made by this call, for the guest's books
+        self._failed: FailedSection | None = None  # where the ordinary memmap last failed
         self._closed = False
 
     # -- geometry ---------------------------------------------------------------------------------
@@ -273,7 +310,10 @@ class Vmemmap:
 
     # -- the ordinary memmap ----------------------------------------------------------------------
     def populate_ordinary(self, blocks: Sequence[BlockView]) -> int:
-        """vmemmap_populate() without an altmap for each block in turn; the first error stops it."""
+        """vmemmap_populate() without an altmap for each block in turn; the first error stops it, as
+        __add_pages() stops at the first section whose sparse_add_section() fails. The sections before it keep
+        their memmap in the kernel; add_memory() keeps them when the strategy says so (`leaves_failed_sections`,
+        SparseVmemmap.abort())."""
         for b in blocks:
             err = self.vmemmap_populate(b)
             if err:
@@ -326,6 +366,8 @@ class Vmemmap:
             raise ValueError(f"memory{block.id} already has a memmap")
         if altmap is None:
             return self._populate_ordinary(mb)
+        if self._sparse.stale_sections.count(mb.start_pfn, mb.end_pfn):
+            return -EEXIST  # fill_subsection_map(); the model undoes the sections of the block before it
         if altmap.freed:
             raise ValueError("the altmap was freed with its range")
         start = altmap.base_pfn + altmap.alloc
@@ -369,6 +411,11 @@ class Vmemmap:
         pieces: list[Take] = []
         txn = self._txn
         for sec in range(block.start_pfn, block.end_pfn, PAGES_PER_SECTION):
+            here = Savepoint(len(self._log), len(txn.takes))
+            if sparse.stale_sections.count(sec, sec + PAGES_PER_SECTION):
+                # section_activate() -> fill_subsection_map(): a failed add left this section's map set
+                self._failed = FailedSection(sec, here)
+                return -EEXIST
             va0 = pfn_to_page_addr(sec, sparse.sp)
             va1 = pfn_to_page_addr(sec + PAGES_PER_SECTION, sparse.sp)
             if per_section == PMD_PAGES:
@@ -384,6 +431,7 @@ class Vmemmap:
             before = len(txn.takes)
             got = sparse.alloc.alloc_slowpath(nid, need, Gfp.VMEMMAP, txn)  # __GFP_RETRY_MAYFAIL: no OOM kill
             if got < need:
+                self._failed = FailedSection(sec, here)
                 return -ENOMEM
             for t in txn.takes[before:]:
                 pieces.append(t)
@@ -422,6 +470,8 @@ class Vmemmap:
             if m is not None and m.altmap is not None:
                 m.altmap.alloc = alloc_before
                 m.altmap.refcount -= block.nr_pages // PAGES_PER_SECTION
+        if self._failed is not None and self._failed.mark.takes >= mark.takes:
+            self._failed = None  # what it failed after is undone too (a chain's next link runs)
         takes = self._txn.takes
         sub = Transaction(takes[mark.takes :])
         del takes[mark.takes :]

@@ -36,6 +36,9 @@ class Altmap(MemmapStrategy):
     name = "altmap"
     what_if = ""  # memory_hotplug.memmap_on_memory=Y; whether the driver passes the flag is the driver's part
     uses_mhp_flag = True
+    # its ordinary memmap (no flag, no feature, or 6.6+'s silent fallback, all decided before arch_add_memory())
+    # is the kernel's __add_pages() without an altmap; the altmap itself never fails half-way here
+    leaves_failed_sections = True
     Params = AltmapParams
     params: AltmapParams
 

@@ -4,7 +4,8 @@ The memmap of every section sits at the start of the range, so the first blocks 
 pages of the later ones. The altmap is refcounted by the sections sharing it ("This has added: ...
 (refcount: 80)") and hot-remove frees it backwards, last section first, "because the beginning of memory
 is used for the pagetables"; the range goes as a whole, the RFC's stated precondition. All of that is the
-kernel model's refcounted vmem_altmap (RFC PATCH 3/4, mark_vmemmap_pages(), 2018-11-16).
+kernel model's refcounted vmem_altmap (RFC PATCH 3/4, mark_vmemmap_pages(), 2018-11-16). A failed add is
+rolled back whole: the RFC's __add_pages() failure path is not modelled.
 """
 
 from __future__ import annotations

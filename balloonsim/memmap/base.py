@@ -35,6 +35,10 @@ class MemmapStrategy:
     what_if: ClassVar[str | None] = None
     # Whether the caller's MHP_MEMMAP_ON_MEMORY decides anything (memmap_on_memory as merged does)
     uses_mhp_flag: ClassVar[bool] = False
+    # Whether an ordinary memmap that fails in a later section leaves the sections before it added, as the
+    # kernel's __add_pages() does (Guest._leave_sections()): only for a placement the kernel itself makes section
+    # by section with no fallback after it; a what-if the kernel has no code for is rolled back whole
+    leaves_failed_sections: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params = self.Params(**params)

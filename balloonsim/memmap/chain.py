@@ -25,6 +25,12 @@ class Chain(MemmapStrategy):
     def uses_mhp_flag(self) -> bool:  # type: ignore[override]
         return any(link.uses_mhp_flag for link in self.links)
 
+    @property
+    def leaves_failed_sections(self) -> bool:  # type: ignore[override]
+        """A link that is followed by another is rolled back whole (the fallback is this chain's, not the
+        kernel's: Vmemmap.rollback() forgets its failure); the last link leaves what it would alone."""
+        return self.links[-1].leaves_failed_sections
+
     def departures(self, profile: KernelProfile) -> list[str]:
         """The links' own, and the fallback itself where the kernel has none: add_memory() falls back from
         memmap_on_memory to the ordinary memmap only from 6.6 (e3c2bfdd33a3); 5.13-6.5 return -EINVAL."""

@@ -5,7 +5,8 @@ on the same NUMA node". The first block added on a node reserves a pool of `pool
 start (its own memmap first); later blocks on that node take a memmap slot from the pool, so they
 keep no memmap of their own and can hold gigantic pages. When the pool is full, the next block
 hosts a new pool. A pool's host block cannot be removed while it holds another block's memmap; a slot
-whose block is removed is free again, and a pool goes with its host.
+whose block is removed is free again, and a pool goes with its host. A failed add (an altmap that does not
+fit, -EEXIST over sections a failed add left) is rolled back whole: the kernel has no such code.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ D. Hildenbrand, 2018-11-22: "It *could* work for them if they could know and com
 add_memory() which part of a newly added memory block is definitely usable." Never merged. Here each
 block's memmap goes at the pageblock-aligned start of the first backed extent of the hint inside the
 block that can hold it; when none can, `fallback` decides: the ordinary memmap (`kmalloc`) or
--ENOMEM (`fail`).
+-ENOMEM (`fail`). A failed add is rolled back whole, even when a block's ordinary memmap failed after earlier
+sections got theirs: the kernel has no such code, so what it would leave is not known (the kernel's own ordinary
+memmap leaves them: Guest._leave_sections()).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from kmodel_helpers import add_backed, diff, fill_user, make_guest, populate, st
 from balloonsim.kernel import E2BIG, EEXIST, EINVAL, ENOMEM
 from balloonsim.kernel.errno import KernelOops
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.overhead import RESOURCE_BYTES, SECTION_USAGE_BYTES
+from balloonsim.kernel.overhead import RESOURCE_BYTES, SECTION_ROOT_BYTES, SECTION_USAGE_BYTES
 from balloonsim.kernel.page_alloc import Gfp, atomic_floor
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB
 
@@ -103,26 +103,112 @@ def test_enomem_kmalloc_when_guest_is_full():
     assert g.backing.pending(40) == Extents.span(40 * 32768, 41 * 32768)
 
 
-def test_enomem_rolls_back_page_tables_and_slab():
-    """The model's rollback of a failed add. Not the kernel's for this 8-section add: add_memory_resource()
-    leaves the direct map and the sections before the failing one (kernel-facts.md section 2, not modelled)."""
-    # 2 MiB direct map: a new 1 GiB needs a PMD table; fail in the memmap after tables and slab were taken
+def test_enomem_keeps_page_tables_and_slab_of_the_sections_added():
+    """add_memory_resource() (mm/memory_hotplug.c, 6.12.118 and 7.3.4): after a failed arch_add_memory() its
+    `goto error` calls no arch_remove_memory(). x86 arch_add_memory() (arch/x86/mm/init_64.c) mapped the whole
+    range with init_memory_mapping() first, and __add_pages() stopped at the first section whose
+    sparse_add_section() failed, which section_activate() cleaned up itself. So of this 8-section add whose
+    second section's memmap fails, the first section keeps its 2 MiB memmap, its usage map and the mem_section
+    root sparse_index_init() made; the direct map stays for all 8 sections, the vmemmap tables for the first."""
+    # 2 MiB direct map: a new 1 GiB needs a PMD table; room for one section's memmap, not two
+    g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
+    populate(g, 100 * GiB, 1 * GiB)
+    fill_user(g, 0, leave=600)
+    before = state(g)
+    assert g.add_memory(0, 100 * GiB, 1 * GiB) == -ENOMEM
+    start = (100 * GiB) >> PAGE_SHIFT
+    assert g.stale_sections == Extents.span(start, start + 32768) and g.stats.memmap_stale_pages == 512
+    changed = diff(state(g), before)
+    (direct_pmd, direct_pud, vmemmap_pmd, vmemmap_pud, roots), old = changed["pagetables"]
+    assert direct_pmd[100] == 8 and direct_pud[0] == old[1][0] + 8  # init_memory_mapping() of the whole GiB
+    assert vmemmap_pmd[1] == 1 and vmemmap_pud[0] == old[3][0] + 1  # the vmemmap of the first section only
+    assert roots == old[4] | {3}  # sparse_index_init() of section 800's root
+    assert changed["slab"][0][0] == SECTION_ROOT_BYTES + SECTION_USAGE_BYTES  # no resource, no memory block
+    assert g.stats.pagetable_pages == 2  # the direct-map PMD table and the vmemmap PMD table
+    kernel_kb = (512 + 2 + 2) * 4  # memmap, the two tables, two slab pages
+    assert changed["meminfo.MemFree_kb"] == (
+        before["meminfo"]["MemFree_kb"] - kernel_kb,
+        before["meminfo"]["MemFree_kb"],
+    )
+    assert changed["meminfo.kernel_pages"] == (516, 0)
+
+
+def test_enomem_in_a_later_section_leaves_the_earlier_ones():
+    """__add_pages() (mm/memory_hotplug.c, 6.12.118 and 7.3.4) adds a 1 GiB DIMM section by section:
+    sparse_add_section() -> section_activate() -> populate_section_memmap() -> vmemmap_populate() (x86
+    arch/x86/mm/init_64.c, no altmap: a 2 MiB block per section). With room for exactly 3 memmaps and nothing
+    reclaimable the 4th fails with -ENOMEM; add_memory_resource() then calls no arch_remove_memory(), so the 3
+    sections keep their memmap for good (no memory block device: nothing can remove them), and MemFree stays 3 x
+    2 MiB plus the new GiB's direct-map PMD table lower. The resource was released, so once memory is free the
+    same add passes register_memory_resource() and fails in sparse_add_section() -> section_activate() ->
+    fill_subsection_map() with -EEXIST ("bitmap_intersects(map, subsection_map, ...)"), before any allocation
+    for the section."""
+    g = make_guest("kmalloc", direct_gbpages=False)
+    # a first add leaves a partly used slab page: the usage maps of the left sections fit in it
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB) == 0
+    populate(g, 5 * GiB, 1 * GiB)
+    user = fill_user(g, 0, leave=1600)
+    before = g.meminfo()
+    reclaimed = g.alloc.stats.reclaimed_pages
+    assert g.add_memory(0, 5 * GiB, 1 * GiB) == -ENOMEM
+    assert g.alloc.stats.reclaimed_pages == reclaimed  # nothing was reclaimable
+    start = (5 * GiB) >> PAGE_SHIFT
+    assert g.stale_sections == Extents.span(start, start + 3 * 32768)
+    assert g.stats.memmap_stale_pages == 3 * 512 and not set(g.blocks) & set(range(40, 48))
+    assert before.MemFree_kb - g.meminfo().MemFree_kb == 3 * 2048 + 4
+    assert g.stats.add_errors == {-ENOMEM: 1}
+    # free the user memory: the retry gets -EEXIST at the first section, and takes nothing
+    for z in g.alloc.iter_zones():
+        g.alloc.free(z, min(z.anon, user), "anon")
+    freed = state(g)
+    assert g.add_memory(0, 5 * GiB, 1 * GiB) == -EEXIST
+    assert diff(state(g), freed) == {}
+    assert g.stats.add_errors == {-ENOMEM: 1, -EEXIST: 1}
+    # a range that starts below them: the sections before the first left one are added and left too
+    populate(g, 4 * GiB + 128 * MiB, 896 * MiB)
+    assert g.add_memory(0, 4 * GiB + 128 * MiB, 1 * GiB + 128 * MiB) == -EEXIST
+    assert g.stale_sections == Extents.span((4 * GiB + 128 * MiB) >> PAGE_SHIFT, start + 3 * 32768)
+    assert g.stats.memmap_stale_pages == 10 * 512
+    # blocks past the left sections are free to add: only sections with a memmap conflict
+    assert add_backed(g, 0, 5 * GiB + 384 * MiB, 640 * MiB) == 0
+
+
+def test_enomem_in_the_only_section_leaves_nothing():
+    """A one-section (128 MiB) add that fails in its memmap leaves nothing: section_activate() frees what it
+    allocated for the failing section (section_deactivate()), and __add_pages() had added no other
+    (mm/sparse.c, mm/sparse-vmemmap.c, 6.12.118 and 7.3.4). The same add succeeds once memory is free."""
+    g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
+    populate(g, 100 * GiB, 128 * MiB)
+    user = fill_user(g, 0, leave=300)
+    before = state(g)
+    assert g.add_memory(0, 100 * GiB, 128 * MiB) == -ENOMEM
+    assert diff(state(g), before) == {}
+    assert not g.stale_sections and g.stats.memmap_stale_pages == 0
+    for z in g.alloc.iter_zones():
+        g.alloc.free(z, min(z.anon, user), "anon")
+    assert g.add_memory(0, 100 * GiB, 128 * MiB) == 0
+
+
+def test_enomem_in_the_first_section_leaves_no_section():
+    """An 8-section add whose first section's memmap fails: __add_pages() added none, so there is nothing to
+    conflict with later. (The kernel keeps init_memory_mapping()'s direct map here too; the model rolls the
+    tables back when no section stays.)"""
     g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
     populate(g, 100 * GiB, 1 * GiB)
     fill_user(g, 0, leave=8)  # enough for the tables and a slab page, not for 2 MiB of memmap
     before = state(g)
     assert g.add_memory(0, 100 * GiB, 1 * GiB) == -ENOMEM
-    after = state(g)
-    assert diff(after, before) == {}
+    assert diff(state(g), before) == {}
+    assert not g.stale_sections
 
 
 def test_enomem_rollback_keeps_free_pageblocks():
-    """A failed add gives back exactly what it took: no pageblock is left split."""
+    """A failed one-section add gives back exactly what it took: no pageblock is left split."""
     g = make_guest("kmalloc", direct_gbpages=False, max_addr=128 * GiB)
-    populate(g, 100 * GiB, 1 * GiB)
-    fill_user(g, 0, leave=600)
+    populate(g, 100 * GiB, 128 * MiB)
+    fill_user(g, 0, leave=500)
     before = g.meminfo()
-    assert g.add_memory(0, 100 * GiB, 1 * GiB) == -ENOMEM
+    assert g.add_memory(0, 100 * GiB, 128 * MiB) == -ENOMEM
     assert g.meminfo().free_pmd_blocks == before.free_pmd_blocks
     assert g.meminfo() == before
 

@@ -1,5 +1,9 @@
 """Property-based tests: random add/online/offline/remove/populate sequences keep the books balanced.
 
+A multi-section add whose ordinary memmap fails in a later section leaves the sections before it, as
+__add_pages() does (6.12.118, 7.3.4): their memmap, usage maps and the add's tables are counted as the kernel's
+for good, and a later add over them gets -EEXIST.
+
 Conservation, for the whole guest:
   present == managed + boot memmap + kernel reserved + self-hosted vmemmap of online blocks (kernel
              accounting) + withheld (fake-offline)
@@ -17,10 +21,11 @@ from balloonsim.kernel import E2BIG, EBUSY, EEXIST, EINVAL, ENOMEM, BlockState, 
 from balloonsim.kernel.errno import EINTR
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.guest import ONLINE_TYPES
+from balloonsim.kernel.overhead import SECTION_USAGE_BYTES
 from balloonsim.kernel.page_alloc import Gfp
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, PAGES_PER_SECTION, GiB, MiB
 
 BLOCK = 32768  # pages per 128 MiB block
 FIRST, LAST = 32, 96  # hot-add window: 4 GiB .. 12 GiB
@@ -168,6 +173,8 @@ class GuestMachine(RuleBasedStateMachine):
                 self._populate(b, BLOCK // 2, BLOCK // 2)
         hint = self.backed.clip(start, start + nr)
         before = state(g)
+        stale_before = g.stale_sections.copy()
+        stale_pages, pieces = g.stats.memmap_stale_pages, len(g.stale_pieces)
         reclaimed = g.alloc.stats.reclaimed_pages
         compacted = g.alloc.stats.compact_success
         try:
@@ -184,7 +191,9 @@ class GuestMachine(RuleBasedStateMachine):
         elif nid >= self.nnodes:
             assert err == -EINVAL
         else:
-            assert err in (0, -EINVAL, -ENOMEM)
+            assert err in (0, -EINVAL, -ENOMEM, -EEXIST)
+        if err == -EEXIST and not ids & self.added:  # fill_subsection_map(): sections a failed add left
+            assert stale_before.count(start, start + nr)
         if err == -EINVAL and nid < self.nnodes:  # only 5.13-6.5's single-block rule says no
             assert g.profile.name == "6.1" and self.name == "altmap" and flag and n > 1
         if err == -ENOMEM:
@@ -192,6 +201,15 @@ class GuestMachine(RuleBasedStateMachine):
             assert self.params.get("fallback") == "fail" or low < n * 4 * (512 + 1) + 64
         if err:
             assert not (ids - self.added) & set(g.blocks)
+            left = g.stale_sections.copy()
+            for s, e in stale_before:
+                left.remove(s, e)
+            if left:  # __add_pages() stopped in a later section: the ones before it stay, from the start
+                assert getattr(g.strategy, "leaves_failed_sections", False) and err in (-ENOMEM, -EEXIST)
+                assert len(left) == 1 and next(iter(left))[0] == start and left.total < nr
+                assert g.stats.memmap_stale_pages - stale_pages == sum(t.pages for t in g.stale_pieces[pieces:]) > 0
+                return  # what they keep is checked by the invariants
+            assert g.stats.memmap_stale_pages == stale_pages
             if g.alloc.stats.reclaimed_pages == reclaimed:
                 changed = diff(state(g), before)
                 if g.alloc.stats.compact_success == compacted:
@@ -417,8 +435,11 @@ class GuestMachine(RuleBasedStateMachine):
             + sum(g.slab_pages.values())
             + g.placement.background_pages
             + g.stats.memmap_leaked_pages  # 6.18: what hot-remove did not give back
+            + g.stats.memmap_stale_pages  # sections a failed add left
             + (0 if kernel_acct else vmemmap_online)
         )
+        assert g.stats.memmap_stale_pages == sum(t.pages for t in g.stale_pieces)
+        assert not any(g.stale_sections.count(b.start_pfn, b.end_pfn) for b in g.blocks.values())
         assert g.stats.memmap_kmalloc_pages == sum(
             b.memmap.kmalloc_pages - b.memmap.pte_pages for b in g.blocks.values()
         )
@@ -432,7 +453,7 @@ class GuestMachine(RuleBasedStateMachine):
         assert vmemmap >= in_range if self.name.startswith("node-pool") else vmemmap == in_range
         # every unmovable page is remembered where it landed: memmaps, page tables, slab, the kernel's background
         takes = [t for x in g.blocks.values() for t in x.memmap.pieces]
-        takes += [*g.table_pages.values(), *g.slab, *g.placement.background, *g.vmemmap.leaked]
+        takes += [*g.table_pages.values(), *g.slab, *g.placement.background, *g.vmemmap.leaked, *g.stale_pieces]
         assert len(g.table_pages) == g.stats.pagetable_pages
         for b in g.blocks.values():
             assert b.unmovable == sum(t.pages for t in takes if t.block is b)
@@ -460,7 +481,9 @@ class GuestMachine(RuleBasedStateMachine):
         assert mi.blocks_online == len(online)
         if not g.blocks and not self.touched and g.alloc.stats.reclaimed_pages == 0:
             b = self.boot_mi
-            leaked = g.stats.memmap_leaked_pages  # 6.18: kept by the kernel after hot-remove
+            # 6.18: kept by the kernel after hot-remove; and what failed adds left: memmap, tables, usage maps
+            leaked = g.stats.memmap_leaked_pages + g.stats.memmap_stale_pages
+            leaked += g.stats.pagetable_pages + sum(g.slab_pages.values())
             assert (mi.MemFree_kb, mi.MemTotal_kb, mi.kernel_pages, mi.present_pages, mi.managed_pages) == (
                 b.MemFree_kb - leaked * 4,
                 b.MemTotal_kb,
@@ -469,7 +492,9 @@ class GuestMachine(RuleBasedStateMachine):
                 b.managed_pages,
             )
             assert mi.memmap_kmalloc_pages == mi.memmap_in_range_pages == mi.vmemmap_pages == 0
-            assert g.slab_bytes == 0 and g.stats.pagetable_pages == 0
+            assert g.slab_bytes == SECTION_USAGE_BYTES * (g.stale_sections.total // PAGES_PER_SECTION)
+            if not g.stale_sections:
+                assert g.stats.pagetable_pages == 0
 
 
 GuestMachine.TestCase.settings = settings(
@@ -515,9 +540,10 @@ class _Picks:
 def test_a_failed_add_leaves_direct_compaction_done():
     """Found by the machine above (a fresh clone's run, 2026-12-02): a 4.19 kmalloc guest whose DMA32 has only
     scattered free pages compacts a pageblock for an order-9 vmemmap block (__alloc_pages_direct_compact()),
-    then the add fails with -ENOMEM and is undone. Undoing frees what the add took, but the compaction stays
-    done, as in the kernel (the pages it migrated stay where they went): one more whole free pageblock than
-    before, the same free pages, nothing else changed."""
+    then the add fails with -ENOMEM in its third section. The compaction stays done, as in the kernel (the pages
+    it migrated stay where they went), and so do the first two sections: __add_pages() stopped at the third and
+    add_memory_resource() calls no arch_remove_memory() (6.12.118, 7.3.4). They keep their memmap (a 2 MiB block
+    and 512 base pages with their PTE table), their usage maps and the direct map of all three; the rest goes."""
     m = GuestMachine()
     m.boot(
         strat=("kmalloc", {}),
@@ -542,8 +568,32 @@ def test_a_failed_add_leaves_direct_compaction_done():
     m.add(backing="dimm", first=35, flag=False, n=6, node=0)
     g = m.g
     before, compacted, reclaimed = state(g), g.alloc.stats.compact_success, g.alloc.stats.reclaimed_pages
-    m.add(backing="dimm", first=32, flag=False, n=3, node=0)  # -ENOMEM, undone; the rule's checks hold
+    m.add(backing="dimm", first=32, flag=False, n=3, node=0)  # -ENOMEM; the rule's checks hold
     assert not {32, 33, 34} & set(g.blocks)
     assert g.alloc.stats.compact_success == compacted + 1 and g.alloc.stats.reclaimed_pages == reclaimed
-    pmd = before["meminfo"]["free_pmd_blocks"]
-    assert diff(state(g), before) == {"meminfo.free_pmd_blocks": (pmd + 1, pmd)}
+    assert g.stale_sections == Extents.span(32 * BLOCK, 34 * BLOCK) and g.stats.memmap_stale_pages == 1025
+    changed = diff(state(g), before)
+    assert changed["meminfo.kernel_pages"] == (
+        before["meminfo"]["kernel_pages"] + 1025,
+        before["meminfo"]["kernel_pages"],
+    )
+    assert changed["meminfo.MemFree_kb"] == (
+        before["meminfo"]["MemFree_kb"] - 1025 * 4,
+        before["meminfo"]["MemFree_kb"],
+    )
+    assert changed["slab"][0][0] == changed["slab"][1][0] + 2 * SECTION_USAGE_BYTES  # in the same slab pages
+    direct_pmd, _, vmemmap_pmd, _, _ = changed["pagetables"][0]
+    assert direct_pmd[4] == changed["pagetables"][1][0][4] + 3  # init_memory_mapping() of all three sections
+    assert vmemmap_pmd[0] == changed["pagetables"][1][2][0] + 2  # the vmemmap of the two left
+    assert set(changed) == {"meminfo.MemFree_kb", "meminfo.MemAvailable_kb", "meminfo.free_pages"} | {
+        "meminfo.kernel_pages",
+        "memmap_stats",
+        "pagetables",
+        "slab",
+        "zones",
+    }
+    eexist = g.stats.add_errors.get(-EEXIST, 0)
+    m.add(backing="dimm", first=32, flag=False, n=3, node=0)  # again: -EEXIST from fill_subsection_map()
+    assert g.stats.add_errors[-EEXIST] == eexist + 1 and g.stale_sections == Extents.span(32 * BLOCK, 34 * BLOCK)
+    m.conserved()  # the invariants count the left sections' memmap, tables and usage maps
+    m.running_sums_match_a_recount()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EEXIST, ENOMEM
+from balloonsim.kernel.page_alloc import USER_ZONEIDX, Gfp
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.simulation import Sim, simulate
 from balloonsim.units import PAGE_SHIFT, GiB, MiB
@@ -336,3 +338,29 @@ def test_balloon_up_reclaims_page_cache_down_to_the_floor():
     assert drv.balloon_up(want) == want
     assert a.total("pagecache") < cache - (1 * GiB >> PAGE_SHIFT)
     assert sim.memory.oom_kills == 0
+
+
+def test_a_retry_over_sections_a_failed_add_left_stops_hot_add():
+    """hv_mem_hot_add() (drivers/hv/hv_balloon.c, 6.12.118 and 7.3.4): a failed add_memory() rolls back
+    ha_end_pfn and covered_end_pfn and stops; `if (ret == -EEXIST) do_hot_add = false;`. With 2 GiB blocks (the
+    6.10+ chunk is memory_block_size_bytes()) a chunk is 16 sections: __add_pages() (mm/memory_hotplug.c) adds
+    them one by one, and when the memmap of a later one fails add_memory_resource() calls no
+    arch_remove_memory(), so the earlier ones stay. The host's next request covers the same chunk again, and
+    sparse_add_section() -> section_activate() -> fill_subsection_map() returns -EEXIST: hot-add stops for good."""
+    sim = _sim(block_size="2G")
+    drv, g = sim.driver, sim.guest
+    assert drv.chunk == 2 * GiB >> PAGE_SHIFT and drv.do_hot_add
+    zl = g.alloc.zonelist(0, kernel_only=False)
+    room = sum(max(0, z.free - z.wmark_min - z.lowmem_reserve[USER_ZONEIDX]) for z in zl)
+    user = room - 2600  # room for 5 section memmaps (2 MiB each), not 16
+    assert g.alloc.alloc(0, user, Gfp.USER) == user
+    _request(sim, 2 * GiB >> PAGE_SHIFT)
+    assert g.stats.add_errors == {-ENOMEM: 1} and not g.blocks and drv.do_hot_add
+    assert g.stale_sections.total == 5 * 32768
+    (r,) = drv.regions
+    assert r.ha_end_pfn == r.start_pfn  # rolled back: the host may retry
+    for z in g.alloc.iter_zones():
+        g.alloc.free(z, min(z.anon, user), "anon")
+    _request(sim, 2 * GiB >> PAGE_SHIFT)
+    assert g.stats.add_errors == {-ENOMEM: 1, -EEXIST: 1} and not g.blocks
+    assert not drv.do_hot_add
