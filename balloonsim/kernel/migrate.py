@@ -63,16 +63,10 @@ def _alloc_targets(
         alloc.stats.failures += 1
         return False
     left = [n for n, _ in pieces]
-    for low in (True, False):
+    for low in (True, False):  # the allocator's own walk: above the low watermarks first, then down to min
         for i, (_, kind) in enumerate(pieces):
-            for z in zl:
-                if not left[i]:
-                    break
-                mark = (z.wmark_low if low else z.wmark_min) + z.lowmem_reserve[highest]
-                k = min(left[i], max(0, z.free - mark))
-                if k:
-                    alloc._take(z, k, kind, nid, None)  # noqa: SLF001 - the allocator's own bookkeeping of a take
-                    left[i] -= k
+            if left[i]:
+                left[i] -= alloc._take_above(zl, left[i], low, highest, kind, nid, None)  # noqa: SLF001
     return True
 
 
