@@ -179,6 +179,7 @@ class Guest:
         distances = {(a, b): 10 if a == b else cfg.node_distance_remote for a in range(nnodes) for b in range(nnodes)}
         zones = {(nid, zt): Zone(nid, zt) for nid in range(nnodes) for zt in ZoneType}
         self.alloc = PageAllocator(zones, distances)
+        self.alloc.reserve_follows_managed = self.profile.reserve_follows_managed
         cpu_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}  # CPUs live on the boot nodes
         self.placement = UnmovablePlacement(self.alloc, self.profile.online_to_tail, cpu_nodes)
         self.online_nodes = {nid for nid, size in enumerate(cfg.boot) if size > 0}
@@ -732,7 +733,8 @@ class Guest:
             n += e - s
         if n:
             zone = block.online_zone
-            zone.managed += n
+            zone.managed += n  # __free_pages_core(MEMINIT_HOTPLUG) -> adjust_managed_page_count()
+            self.alloc.managed_adjusted()
             pmds = new.aligned_units(PMD_PAGES)
             zone.free_pmd += pmds
             zone.give(n - pmds * PMD_PAGES, contiguous=False)
@@ -779,6 +781,7 @@ class Guest:
         for s, e in exposed:
             block.exposed.remove(s, e)
         zone.managed -= n
+        self.alloc.managed_adjusted()
         if zone.type.is_kernel and n:
             self.placement.exposed(zone, block, -n)
             self.placement.refresh(zone)

@@ -142,6 +142,8 @@ class PageAllocator:
         self.distances = distances
         self.stats = AllocStats()
         self.totalreserve = 0  # totalreserve_pages: what si_mem_available() never counts as available
+        # adjust_managed_page_count() recomputes the lowmem reserves (6.13+, KernelProfile.reserve_follows_managed)
+        self.reserve_follows_managed = False
         self.min_free_kbytes = 0
         self.recommended_min_free_kb = 0  # set_recommended_min_free_kbytes()'s last answer (0: never ran)
         self.gen = 0  # bumped by every change of the zones' memory: lets periodic work skip when nothing moved
@@ -267,6 +269,14 @@ class PageAllocator:
             z.wmark_min = zmin
             z.wmark_low = zmin + delta
             z.wmark_high = zmin + 2 * delta
+
+    def managed_adjusted(self) -> None:
+        """adjust_managed_page_count() outside onlining and offlining (a balloon, a driver's fake-onlining or
+        fake-offlining): from 6.13 (9726891fe753) it runs setup_per_zone_lowmem_reserve(), which ends in
+        calculate_totalreserve_pages(); before, both kept the values of the last online/offline. The watermarks
+        stay as they are in every release."""
+        if self.reserve_follows_managed:
+            self.totalreserve = self._totalreserve()
 
     def _totalreserve(self) -> int:
         """setup_per_zone_lowmem_reserve() + calculate_totalreserve_pages(): each zone's lowmem_reserve[j] is the
@@ -828,6 +838,7 @@ class PageAllocator:
         elif kind == "balloon":
             # ballooned pages leave the allocator: adjust_managed_page_count(-n)
             zone.managed -= n
+            self.managed_adjusted()
         elif kind == "balloon_managed":
             # ballooned pages a driver keeps managed (hv_balloon before 5.11): they look allocated
             zone.kernel += n

@@ -94,6 +94,12 @@ class KernelProfile:
     # bf9e4e30f353, 6.18; fixed by "x86/mm: fix freeing of PMD-sized vmemmap pages", D. Hildenbrand, 2026, for
     # stable, after the 6.18.15 recorded in validation/).
     vmemmap_pmd_free_leaks: bool
+    # adjust_managed_page_count() calls setup_per_zone_lowmem_reserve() (and so calculate_totalreserve_pages()):
+    # ballooning, a driver's fake-onlining or fake-offlining move the lowmem reserves and MemAvailable's
+    # totalreserve_pages at once ("mm: page_alloc: fix missed updates of lowmem_reserve in
+    # adjust_managed_page_count", 9726891fe753, 6.13; not in 6.12.118). Before, they moved only when memory was
+    # onlined or offlined (init_per_zone_wmark_min()) or the sysctl was written.
+    reserve_follows_managed: bool
     # what differs from the profile before this one
     changes: tuple[Change, ...] = field(default=(), compare=False)
 
@@ -127,6 +133,7 @@ _K419 = KernelProfile(
     auto_online_types=("offline", "online"),
     direct_map_atomic=True,
     vmemmap_pmd_free_leaks=False,
+    reserve_follows_managed=False,
 )
 _K512 = _next(
     _K419,
@@ -213,6 +220,13 @@ _K618 = _next(
         "1da602ec36a3",
         "6.14",
         "hv_balloon onlines pages outside its regions with generic_online_page()",
+    ),
+    Change(
+        "reserve_follows_managed",
+        True,
+        "9726891fe753",
+        "6.13",
+        "lowmem reserves and totalreserve_pages follow adjust_managed_page_count() (ballooning, fake-onlining)",
     ),
 )
 
