@@ -452,6 +452,10 @@ class Vmemmap:
         self._check_open()
         return Savepoint(len(self._log), len(self._txn.takes))
 
+    def ordinary_failed_since(self, mark: Savepoint) -> bool:
+        """The ordinary memmap was tried after `mark` and failed (-ENOMEM, or -EEXIST over a left section)."""
+        return self._failed is not None and self._failed.mark.takes >= mark.takes
+
     def rollback(self, mark: Savepoint) -> None:
         """Undo what was done since `mark`: memmaps, altmaps and the pages they took. Counters stay."""
         self._check_open()

@@ -388,3 +388,40 @@ def test_a_sub_gib_add_maps_its_direct_map_with_2m_pages_even_with_gbpages():
     populate(g, 10 * GiB, 128 * MiB)
     with pytest.raises(KernelOops, match="phys_pud_init"):
         g.add_memory(0, 10 * GiB, 128 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("kmalloc", None), ("altmap", None), ("altmap,kmalloc", None), ("subrange-hint,kmalloc", {"fallback": "fail"})],
+)
+def test_a_chain_ending_in_the_ordinary_memmap_leaves_sections_as_it_would_alone(strategy, params):
+    """The same 1 GiB add without MHP_MEMMAP_ON_MEMORY, room for 3 sections' memmap: every strategy whose add is
+    then the kernel's ordinary memmap leaves the 3 sections (__add_pages(), 6.12.118 and 7.3.4), a fallback chain
+    too. altmap,kmalloc: altmap without the flag is already the ordinary memmap, so the chain does not try it a
+    second time (no second reclaim, one fallback per block); subrange-hint,kmalloc with no usable subrange: the
+    hint fails before any memmap and kmalloc ends the chain."""
+    g = make_guest(strategy, params, direct_gbpages=False)
+    assert add_backed(g, 0, 4 * GiB, 128 * MiB, memmap_on_memory=False) == 0
+    fallbacks = g.stats.memmap_fallbacks
+    user = fill_user(g, 0, leave=1600)
+    assert g.add_memory(0, 5 * GiB, 1 * GiB, memmap_on_memory=False) == -ENOMEM  # unbacked: no subrange hint
+    start = (5 * GiB) >> PAGE_SHIFT
+    assert g.stale_sections == Extents.span(start, start + 3 * 32768)
+    assert g.stats.memmap_fallbacks - fallbacks == (0 if strategy == "kmalloc" else 8)
+    for z in g.alloc.iter_zones():
+        g.alloc.free(z, min(z.anon, user), "anon")
+    assert g.add_memory(0, 5 * GiB, 1 * GiB, memmap_on_memory=False) == -EEXIST
+
+
+def test_a_chain_ending_in_a_what_if_is_rolled_back_whole():
+    """subrange-hint falls back to the ordinary memmap itself when no subrange is usable; a what-if the kernel has
+    no code for, it is rolled back whole when that fails (MemmapStrategy.leaves_failed_sections), and as the link
+    that ends the chain (its error came from the ordinary memmap: kmalloc would only try it again) it is in
+    subrange-hint,kmalloc too."""
+    for strategy in ("subrange-hint", "subrange-hint,kmalloc"):
+        g = make_guest(strategy, direct_gbpages=False)
+        assert add_backed(g, 0, 4 * GiB, 128 * MiB, memmap_on_memory=False) == 0
+        fill_user(g, 0, leave=1600)
+        before = state(g)
+        assert g.add_memory(0, 5 * GiB, 1 * GiB, memmap_on_memory=False) == -ENOMEM
+        assert not g.stale_sections and diff(state(g), before) == {}
