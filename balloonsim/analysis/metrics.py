@@ -193,8 +193,9 @@ _TABLE = (
         "s",
         "higher",
         "pressure",
-        "Task-seconds the workload's tasks spent running and not stalled on memory: lower when tasks thrash in "
-        "swap, are killed for good or never start. What a kill throws away is oom_lost_work_s, not subtracted here.",
+        "CPU-seconds of productive work: the workload's tasks running and not stalled on memory, at most one per "
+        "vCPU (kernel/sched/psi.c: min(nr_productive_tasks, nr_cpus)); lower when tasks thrash in swap, are killed "
+        "for good or never start. What a kill throws away is oom_lost_work_s, not subtracted here.",
         comparative="more",
     ),
     Metric(

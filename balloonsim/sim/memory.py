@@ -12,10 +12,11 @@ Reclaimed anon pages leave their owners' RSS for swap entries (`_unmap`, the rma
 its memory at a steady rate; every touch of a swapped-out page is a major fault that waits for the device
 (`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a memory stall.
 Direct reclaim only queues its swap writes (pageout()): the allocating task stalls when writeback throttles it
-(the device has no bandwidth left this tick) or when it loops with nothing to reclaim and nobody to kill; kswapd
-is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these stalls
-become each task's stalled fraction of the tick, the PSI rates (balloonsim.sim.psi) and the rate at which the
-tasks do work.
+(the device has no bandwidth left this tick), for one jiffy after each round that reclaims nothing
+(reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS)), and when it loops with nothing to reclaim and nobody to kill;
+kswapd is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these
+stalls become each task's stalled fraction of the tick, the PSI rates (balloonsim.sim.psi) and the rate at which
+the tasks do work: the productive tasks, at most one per vCPU (psi.c's min(nr_productive_tasks, nr_cpus)).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from balloonsim.kernel.page_alloc import GFP_USER, USER_ZONEIDX
 from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
-from balloonsim.sim.psi import PsiGroup, stall_rates
+from balloonsim.sim.psi import HZ, PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES
 
 
@@ -130,13 +131,14 @@ class UserMemory:
         self.psi = PsiGroup()
         self.pressure_start: float | None = None  # an allocation first woke kswapd (wakeup_kswapd())
         self.pending = False  # stall time, swapped memory of running tasks or non-zero rates: account() has work
-        self.work_done_s = 0.0  # task-seconds not stalled on memory
+        self.work_done_s = 0.0  # CPU-seconds of productive tasks (not stalled on memory), at most `cpus` at a time
         self._rate = 0.0  # productive tasks now: sum over running tasks of (1 - stalled)
         self._rate_t = 0.0
         self._kswapd_seen = 0  # pswpout_kswapd at the last account()
         self._direct_seen = 0
         self._direct_claimed = 0  # direct-reclaim writes by tasks (not kernel threads) since the last account()
         self._kswapd_debt = 0.0
+        self._exited_waits: list[float] = []  # the stall time of tasks that ended this tick (an OOM victim's own)
         self.swap.clock = lambda: sim.env.now  # the device's bandwidth holds in simulated time
 
     # -- tasks -----------------------------------------------------------------------------------
@@ -175,6 +177,9 @@ class UserMemory:
             self._oom.changed.discard(task)  # a run that rarely kills would otherwise keep every task it ended
             if task.busy:
                 self._set_rate(self.sim.env.now, self._rate - (1.0 - task.stalled))
+                if task.wait_s:  # stalled before it ended (the allocating task the OOM killer chose): PSI saw it
+                    self._exited_waits.append(task.wait_s)
+                    task.wait_s = 0.0
 
     def allocate(self, task: Task, pages: int) -> int:
         """Fault in `pages` for `task` (page by page, as order-0 faults are): direct reclaim while it makes
@@ -199,6 +204,10 @@ class UserMemory:
                 no_progress_loops = 0
                 continue
             no_progress_loops += 1
+            # shrink_node(): a direct reclaimer that got nothing at priority 1 sleeps one jiffy in
+            # reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS) (6.12.118 mm/vmscan.c:6145, 7.3.4:6417), in its memstall
+            task.wait_s += 1.0 / HZ
+            self.pending = True
             if alloc.reclaim_throttled(zl):  # swap writeback is the bottleneck: wait for it, as the kernel does
                 task.blocked = "wait"
                 self.pending = True
@@ -332,8 +341,11 @@ class UserMemory:
                 states.append((fr, fw))
             if t.swapped:
                 left = True
+        idle = [(0.0, 0.0)] * (len(busy) - len(states))
+        if self._exited_waits:
+            states += [(0.0, min(1.0, w / dt)) for w in self._exited_waits]
+            self._exited_waits.clear()
         if states or kswapd:
-            idle = [(0.0, 0.0)] * (len(busy) - len(states))
             some, full = stall_rates(states + idle, kswapd, self.cpus, self.psi_full_counts_reclaimers)
         else:
             some = full = 0.0
@@ -403,7 +415,9 @@ class UserMemory:
 
     def _set_rate(self, now: float, rate: float) -> None:
         if now > self._rate_t:
-            self.work_done_s += self._rate * (now - self._rate_t)
+            # the productive tasks share the vCPUs: psi.c's threads x (1 - FULL) = min(nr_productive, nr_cpus)
+            productive = self._rate if self._rate < self.cpus else self.cpus
+            self.work_done_s += productive * (now - self._rate_t)
             self._rate_t = now
         self._rate = rate if rate > 0.0 else 0.0
 
