@@ -343,7 +343,10 @@ class PageAllocator:
                 continue
             n_anon = round(rest * share)
             n_file = self._shrink_file(zones, rest - n_anon)
-            n_anon = self._shrink_anon(zones, rest - n_file, kswapd, wait_writeback)
+            # what the cache cannot give comes from anon, as lower priorities scan more of both lists; but an anon
+            # fraction of 0 (vm.swappiness = 0) scans no anon at any priority (get_scan_count(): SCAN_FRACT
+            # `ap = swappiness * ...`, SCAN_EQUAL only `if (!sc->priority && swappiness)`; 6.12.118, 7.3.4)
+            n_anon = self._shrink_anon(zones, rest - n_file, kswapd, wait_writeback) if share > 0 else 0
             if n_anon < rest - n_file:  # swap or anon ran out: what is left comes from the file list
                 n_file += self._shrink_file(zones, rest - n_file - n_anon)
             got += n_file + n_anon

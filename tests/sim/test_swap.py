@@ -65,6 +65,22 @@ def test_scan_fract_weighs_swappiness_against_relative_cost():
     assert _scan(file=3000, free=10_000, anon=3000, cost=costly)[1] < share
 
 
+def test_swappiness_0_reclaims_no_anon_while_anon_refaults():
+    """vm.swappiness = 0 with anon refaulting (DEACTIVATE_ANON: no SCAN_ANON for a tiny file list): SCAN_FRACT with
+    `ap = swappiness * ...` = 0 scans no anon at any priority, and SCAN_EQUAL needs `swappiness` too
+    (get_scan_count(), 6.12.118 and 7.3.4). Reclaim frees the page cache and nothing else; at 60 it swaps."""
+    for swappiness, swapped in ((0, False), (60, True)):
+        guest = Guest(GuestConfig(boot=[1 * GiB], swap=1 * GiB, swappiness=swappiness))
+        a = guest.alloc
+        a.alloc(0, a.total("free"), Gfp.USER, partial=True)
+        a.rmap = lambda pages: None
+        zl = a.zonelist(0, kernel_only=False)
+        a.note_refault(1)
+        got = a.reclaim(zl, 1000)
+        assert (a.swap.used > 0) is swapped
+        assert got == (1000 if swapped else 0)
+
+
 def test_lru_cost_decays_below_a_quarter_of_the_lru():
     cost = LruCost()
     cost.note(False, 1000, 0, lrusize=40_000)  # 32,000 > 10,000: halved until under
