@@ -12,8 +12,7 @@ Reclaimed anon pages leave their owners' RSS for swap entries (`_unmap`, the rma
 its memory at a steady rate; every touch of a swapped-out page is a major fault that waits for the device
 (`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a memory stall.
 Direct reclaim only queues its swap writes (pageout()): the allocating task stalls when writeback throttles it
-(the device has no bandwidth left this tick), for one jiffy after each round that reclaims nothing
-(reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS)), and when it loops with nothing to reclaim and nobody to kill;
+(the device has no bandwidth left this tick) and when it loops with nothing to reclaim and nobody to kill;
 kswapd is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these
 stalls become each task's stalled fraction of the tick, the PSI rates (balloonsim.sim.psi) and the rate at which
 the tasks do work: the productive tasks, at most one per vCPU (psi.c's min(nr_productive_tasks, nr_cpus)).
@@ -29,7 +28,7 @@ import numpy as np
 
 from balloonsim.kernel.page_alloc import GFP_USER, USER_ZONEIDX
 from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
-from balloonsim.sim.psi import HZ, PsiGroup, stall_rates
+from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES
 
 
@@ -203,11 +202,10 @@ class UserMemory:
             if alloc.reclaim(zl, pages - got):
                 no_progress_loops = 0
                 continue
+            # (consider_reclaim_throttle() would sleep a jiffy here, but skip_throttle_noprogress() lets it go on
+            # while 2 x NR_ZONE_WRITE_PENDING <= the reclaimable pages: the model's page cache is clean and its swap
+            # writes are the device's, so nothing is write-pending; 6.12.118 mm/vmscan.c:494-525, 7.3.4:483-509)
             no_progress_loops += 1
-            # shrink_node(): a direct reclaimer that got nothing at priority 1 sleeps one jiffy in
-            # reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS) (6.12.118 mm/vmscan.c:6145, 7.3.4:6417), in its memstall
-            task.wait_s += 1.0 / HZ
-            self.pending = True
             if alloc.reclaim_throttled(zl):  # swap writeback is the bottleneck: wait for it, as the kernel does
                 task.blocked = "wait"
                 self.pending = True

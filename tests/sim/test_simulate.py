@@ -6,9 +6,7 @@ import pandas as pd
 import pytest
 
 from balloonsim.errors import ConfigError, TraceError
-from balloonsim.kernel import GuestConfig
 from balloonsim.scenario import load_scenario
-from balloonsim.sim.psi import HZ
 from balloonsim.sim.simulation import TIMESERIES_COLUMNS, simulate
 
 REQUIRED_METRICS = [
@@ -113,13 +111,11 @@ def test_oom_killer_kills_largest_and_counts_lost_work():
         seed=1,
     ).metrics
     assert m["oom_kills"] > 0 and m["oom_lost_work_s"] > 0
-    # without swap, pressure shows as kills, each after a direct-reclaim round that got nothing and slept one jiffy
-    # in reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS) (shrink_node(), 6.12.118 mm/vmscan.c:6145, 7.3.4:6417):
-    # a memstall of the allocating task, even when the OOM killer then picks that task. SOME averages the CPUs,
-    # so one stalled task of two running counts half (psi.c: nr_delayed_tasks / min(nr_nonidle, nr_cpus)).
-    assert m["swap_out_pages"] == 0 and m["psi_full_fraction"] == 0.0
-    vcpus = GuestConfig().vcpus
-    assert m["psi_some_fraction"] * 300 >= m["oom_kills"] / HZ / vcpus * 0.999 > 0
+    # without swap, pressure shows as kills: reclaiming clean page cache takes no time in the model, and a round
+    # that reclaims nothing does not sleep either: consider_reclaim_throttle()'s one-jiffy NOPROGRESS sleep is
+    # skipped while 2 x NR_ZONE_WRITE_PENDING <= the reclaimable pages (skip_throttle_noprogress(), 6.12.118
+    # mm/vmscan.c:494-525, 7.3.4:483-509), and nothing is write-pending here. Nothing stalls.
+    assert m["swap_out_pages"] == 0 and m["psi_some_fraction"] == 0.0
 
 
 def test_trace_workload(tmp_path):

@@ -230,6 +230,23 @@ def test_the_oom_killer_picks_swapped_memory_too_and_ties_go_to_the_youngest():
     assert mem.out_of_memory() is c  # a and c tie: the later one in the task list
 
 
+def test_a_task_killed_while_stalled_keeps_its_stall_in_psi():
+    """A task that waited on memory this tick and then ended (the OOM killer's victim is often the task that was
+    faulting) was in a memstall until then: psi_memstall_leave() ran, the time counts in /proc/pressure/memory.
+    Its stall enters the tick's SOME as if it were still there; it does no work."""
+    for killed in (False, True):
+        sim = Sim(load_scenario({**TIGHT, "workload": {"name": "idle"}}), 1)
+        mem = sim.memory
+        a = mem.spawn("faulting", 100)
+        mem.spawn("other", 100)
+        a.wait_s = 0.5
+        if killed:
+            mem.exit(a)
+        mem.account(0.0, 1.0, 0.0)
+        mem.psi.advance(1.0)
+        assert mem.psi.total[0] == pytest.approx(0.5 / 2)  # one of two tasks on two CPUs, half the tick
+
+
 def test_select_bad_process_picks_what_oom_badness_picks():
     """select_bad_process() (mm/oom_kill.c, 4.19-6.18: oom_evaluate_task() keeps a later task of equal points)
     chooses without calling oom_badness() per task (the hot path of OOM-heavy runs): over
