@@ -131,7 +131,8 @@ _TABLE = (
         "s",
         "lower",
         "pressure",
-        "Sum over OOM-killed tasks of how long each had run when it was killed: work thrown away.",
+        "Sum over OOM-killed tasks of how long each had run when it was killed: work thrown away, in task-seconds "
+        "(wall time; unlike work_done_s, not shared out over the vCPUs).",
     ),
     Metric(
         "stall_fraction",
