@@ -17,11 +17,21 @@ from balloonsim.analysis import analyze, finish
 from balloonsim.analysis import cli as analysis_cli
 from balloonsim.analysis.index import write_index
 from balloonsim.analysis.load import RESERVED, load
-from balloonsim.analysis.metrics import TABLE
+from balloonsim.analysis.metrics import TABLE, describe
 from balloonsim.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.parent for p in (ROOT / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("study", SHIPPED, ids=lambda p: p.name)
+def test_the_shipped_metrics_csv_says_what_the_code_measures(study):
+    """A study re-run byte-identical keeps its old metrics.csv; when a metric's definition changes, every shipped
+    study's metrics.csv must be written again (`balloonsim analyze results/NAME`), not only the re-run ones."""
+    shipped = pd.read_csv(study / "metrics.csv").set_index("name")
+    current = describe(list(shipped.index)).set_index("name")
+    stale = [n for n in shipped.index if shipped.loc[n, "definition"] != current.loc[n, "definition"]]
+    assert stale == []
 
 
 @pytest.mark.parametrize("study", SHIPPED, ids=lambda p: p.name)
