@@ -731,7 +731,7 @@ class PageAllocator:
         compaction_suitable()), else does one round of direct reclaim (compact_gap(9) pages) and compaction, and
         gives up if that fails too ("Do not loop if specifically requested"): no retry, no OOM. 7.3.4 (l.4786-4997,
         `compact_first`) no longer gives up on COMPACT_SKIPPED: after any failed first compaction it does the one
-        reclaim and compaction round; no profile here is that late (the release of the change is not checked)."""
+        reclaim and compaction round; no profile here is that late (V. Babka's series of January 2026, after 6.18)."""
         kind = charge or ("balloon" if gfp is Gfp.BALLOON else ("anon" if gfp is Gfp.USER else "kernel"))
         zl = self.zonelist(nid, kernel_only=gfp is not Gfp.USER)
         hi = USER_ZONEIDX if gfp is Gfp.USER else KERNEL_ZONEIDX
