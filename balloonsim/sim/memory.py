@@ -339,12 +339,12 @@ class UserMemory:
                 states.append((fr, fw))
             if t.swapped:
                 left = True
-        idle = [(0.0, 0.0)] * (len(busy) - len(states))
+        idle = len(busy) - len(states)
         if self._exited_waits:
             states += [(0.0, min(1.0, w / dt)) for w in self._exited_waits]
             self._exited_waits.clear()
         if states or kswapd:
-            some, full = stall_rates(states + idle, kswapd, self.cpus, self.psi_full_counts_reclaimers)
+            some, full = stall_rates(states + [(0.0, 0.0)] * idle, kswapd, self.cpus, self.psi_full_counts_reclaimers)
         else:
             some = full = 0.0
         self.psi.set_rates(now, some, full)
