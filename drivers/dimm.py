@@ -131,25 +131,29 @@ class AcpiDimm(Driver):
         self.plugged += 1
 
     def eject(self, start: int, size: int) -> Process:
-        """acpi_scan_hot_remove(): offline every block (device_offline() -> offline_pages()), then remove. The
-        offline runs in a kernel worker, which no signal interrupts: when migration finds no room,
-        offline_pages() keeps retrying until it does (the model looks again every OFFLINE_RETRY seconds)."""
+        """acpi_scan_hot_remove() -> acpi_scan_try_to_offline() (drivers/acpi/scan.c, 6.12.118 l.201, 7.3.4 l.202),
+        then __remove_memory(). A first pass offlines every block in order and notes the failures; a second pass
+        retries only those and stops at the first that fails again. Then every block this eject offlined is
+        onlined again (acpi_bus_online() -> device_online(): MMOP_ONLINE) and the DIMM stays. Each offline runs in
+        a kernel worker, which no signal interrupts: when migration finds no room, offline_pages() keeps retrying
+        until it does (the model looks again every OFFLINE_RETRY seconds)."""
         g = self.guest
         blocks = g.blocks_in(start >> PAGE_SHIFT, size >> PAGE_SHIFT)
-        for b in reversed(blocks):
-            waited = False
-            while b.state is BlockState.ONLINE:
-                ret = g.offline_memory_block(b.id)
-                if ret == -EINTR:
-                    if not waited:
-                        self.log("offline", b.id, "migration finds no room: offline_pages() retries")
-                        waited = True
-                    yield self.env.timeout(OFFLINE_RETRY)
-                    continue
-                if ret:
-                    self.unplug_ebusy += 1
-                    self.log("offline", b.id, errname(ret))
-                    return False
+        put_online = []
+        failed = []
+        for b in blocks:  # the first pass: every block, failures noted
+            if b.state is BlockState.ONLINE:
+                ret = yield from self._offline(b.id)
+                (failed if ret else put_online).append(b)
+        for b in failed:  # the second pass: the first failure ends it
+            ret = yield from self._offline(b.id)
+            if ret:
+                self.unplug_ebusy += 1
+                self.log("offline", b.id, errname(ret))
+                for p in put_online:
+                    g.online_memory_block(p.id, "online")
+                return False
+            put_online.append(b)
         if g.remove_memory(start, size):
             self.unplug_ebusy += 1
             return False
@@ -157,6 +161,19 @@ class AcpiDimm(Driver):
         self.dimms.pop()
         self.log("remove_memory", blocks[0].id, f"{start:#x}+{size >> 20}M")
         return True
+
+    def _offline(self, block_id: int) -> Process:
+        """device_offline() of one block: offline_pages(), waiting while migration finds no room. Returns 0 or
+        the error (-EBUSY: something in the block cannot move)."""
+        waited = False
+        while True:
+            ret = self.guest.offline_memory_block(block_id)
+            if ret != -EINTR:
+                return ret
+            if not waited:
+                self.log("offline", block_id, "migration finds no room: offline_pages() retries")
+                waited = True
+            yield self.env.timeout(OFFLINE_RETRY)
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -341,7 +341,8 @@ def _acpi_eject(guest: Guest, addr: int, size: int) -> bool:
             (failed if guest.offline_memory_block(b.id) else put_online).append(b)
     for b in failed:  # second pass: stop at the first failure
         if guest.offline_memory_block(b.id):
-            for p in put_online:
+            for p in put_online:  # what either pass offlined (acpi_bus_offline() sets put_online in both)
                 guest.online_memory_block(p.id, "online")  # acpi_bus_online(): MMOP_ONLINE
             return False
+        put_online.append(b)
     return guest.remove_memory(addr, size) == 0
