@@ -18,7 +18,7 @@ from pydantic import Field
 
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.errors import ConfigError
-from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.block import BlockState, MemoryBlock
 from balloonsim.kernel.errno import EINTR, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.guest import Guest
@@ -139,8 +139,8 @@ class AcpiDimm(Driver):
         until it does (the model looks again every OFFLINE_RETRY seconds)."""
         g = self.guest
         blocks = g.blocks_in(start >> PAGE_SHIFT, size >> PAGE_SHIFT)
-        put_online = []
-        failed = []
+        put_online: list[MemoryBlock] = []
+        failed: list[MemoryBlock] = []
         for b in blocks:  # the first pass: every block, failures noted
             if b.state is BlockState.ONLINE:
                 ret = yield from self._offline(b.id)
