@@ -154,6 +154,16 @@ class MemoryBlock:
         return self.zone
 
     @property
+    def reonline_type(self) -> str | None:
+        """The type offline_and_remove_memory() puts this block back online with if the removal fails: sensed
+        from its zone, not the type it was onlined with (try_offline_memory_block(), mm/memory_hotplug.c,
+        5.8-7.3): a block onlined with "online" comes back in the zone it was in, whatever the policy would
+        pick now. None when offline."""
+        if self.zone is None:
+            return None
+        return "online_movable" if self.zone.type is ZoneType.MOVABLE else "online_kernel"
+
+    @property
     def is_kernel_zone(self) -> bool:
         return self.zone is not None and self.zone.type is not ZoneType.MOVABLE
 

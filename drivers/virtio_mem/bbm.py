@@ -151,8 +151,8 @@ class Bbm(Mode):
         offlined: list[tuple[MemoryBlock, str]] = []
         for b in blocks:  # offline_and_remove_memory()
             if b.state is BlockState.ONLINE:
-                online_type = b.online_type
-                assert online_type is not None  # an online block was onlined with a type
+                online_type = b.reonline_type  # sensed from the zone (try_offline_memory_block())
+                assert online_type is not None  # an online block is in a zone
                 ret = g.offline_memory_block(b.id)
                 if ret:
                     for ob, t in offlined:

@@ -309,7 +309,7 @@ class Sbm(Mode):
         if left and not g.removable(block):  # its memmap subblocks cannot go yet: retried like a failed removal
             self.have_unplugged_mb = True
             return 0, nb_sb
-        online_type = block.online_type if block.state is BlockState.ONLINE else None
+        online_type = block.reonline_type if block.state is BlockState.ONLINE else None
         if online_type is not None:
             faked: list[tuple[int, int]] = []
             for sb in left:

@@ -437,3 +437,46 @@ def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
     assert m["virtio_mem_plugged_bytes"] == BLOCK and m["blocks_added_end"] == 1
     assert m["virtio_mem_retry_timer_fires"] == 1
     check_consistent(sim)
+
+
+@pytest.mark.parametrize("force_bbm", [False, True])
+def test_rolled_back_block_comes_back_in_the_zone_it_was_in(monkeypatch, force_bbm):
+    """offline_and_remove_memory() (mm/memory_hotplug.c, 6.12.118 and 7.3.4) puts a block it offlined back
+    online when the removal fails, with the type try_offline_memory_block() sensed from the block's zone
+    (MMOP_ONLINE_MOVABLE for ZONE_MOVABLE, else MMOP_ONLINE_KERNEL), not with the type it was onlined with. A
+    block onlined with "online" under memory_hotplug.online_policy=auto-movable sits in ZONE_MOVABLE; after the
+    administrator writes contig-zones to the parameter (module_param_cb(online_policy, ..., 0644)), "online"
+    would put it in ZONE_NORMAL, but the rollback keeps it movable."""
+    zones_before: dict[int, str] = {}
+    fails: list[int] = []
+
+    def remove_fails(self, start, size):
+        fails.append(start)
+        self.config.online_policy = "contig-zones"  # what the rollback's "online" would now pick from
+        return -EBUSY
+
+    def remember_zones(sim: Sim) -> None:
+        zones_before.update({b.id: b.online_zone.type.value for b in region_blocks(sim)})
+
+    monkeypatch.setattr(Guest, "remove_memory", remove_fails)
+    driver = {"force_bbm": True, "bbm_block_size": "256M"} if force_bbm else {}
+    sc = scenario(
+        [(10, GiB), (300, 0)],
+        guest={"online_policy": "auto-movable"},
+        driver=driver,
+        onlining={"online_type": "online"},
+    )
+    sim = Sim(load_scenario(sc), 1)
+    sim.env.process(_at(sim, 200, remember_zones))
+    sim.run()
+    assert fails and set(zones_before.values()) == {"Movable"}
+    tried = [b for b in region_blocks(sim) if (b.start_pfn << PAGE_SHIFT) >= min(fails)]
+    assert tried and all(b.state is BlockState.ONLINE for b in tried)  # every removal failed: all rolled back
+    assert {b.online_zone.type.value for b in tried} == {"Movable"}
+    assert {b.online_type for b in tried} == {"online_movable"}
+    check_consistent(sim)
+
+
+def _at(sim: Sim, t: float, do):
+    yield sim.env.timeout(t)
+    do(sim)
