@@ -126,7 +126,6 @@ class UserMemory:
         self.cpus = self.guest.config.vcpus
         release = _version(self.guest.profile.name)
         self.psi_supported = release >= (4, 20)  # eb414681d5a0, "psi: pressure stall information", 4.20
-        self.psi_full_counts_reclaimers = release >= (5, 17)  # cb0e52b77487
         self.psi = PsiGroup()
         self.pressure_start: float | None = None  # an allocation first woke kswapd (wakeup_kswapd())
         self.pending = False  # stall time, swapped memory of running tasks or non-zero rates: account() has work
@@ -344,7 +343,7 @@ class UserMemory:
             states += [(0.0, min(1.0, w / dt)) for w in self._exited_waits]
             self._exited_waits.clear()
         if states or kswapd:
-            some, full = stall_rates(states + [(0.0, 0.0)] * idle, kswapd, self.cpus, self.psi_full_counts_reclaimers)
+            some, full = stall_rates(states + [(0.0, 0.0)] * idle, kswapd, self.cpus)
         else:
             some = full = 0.0
         self.psi.set_rates(now, some, full)

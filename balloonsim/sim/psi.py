@@ -10,9 +10,15 @@ which psi.c's header writes as
        SOME = min(nr_delayed_tasks / threads, 1)
        FULL = (threads - min(nr_productive_tasks, threads)) / threads
 
-"For memory, productive means a running task that isn't a reclaimer" (5.17+, cb0e52b77487: PSI_MEM_FULL is
-`tasks[NR_MEMSTALL] && tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING]`); before 5.17 a running reclaimer still
-counted as productive (`tasks[NR_MEMSTALL] && !tasks[NR_RUNNING]`).
+"For memory, productive means a running task that isn't a reclaimer", in every release with PSI, by three
+mechanisms in turn. 4.20-5.12: psi_memstall_tick(), from scheduler_tick(), samples a CPU whose current task is
+in a memstall as FULL ("a memstall is FULL when there are no other working tasks, but also when the CPU is
+actively reclaiming and nothing productive could run even if it were runnable"). 5.13 on: psi_group_change()
+sets PSI_MEM_FULL on a CPU whose current task is in_memstall (7fae6c8171d2, "psi: Use ONCPU state tracking
+machinery to detect reclaim", scheduler pull for v5.13; 6.12.118 kernel/sched/psi.c:867). 5.17 (cb0e52b77487)
+also makes `tasks[NR_MEMSTALL] && tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING]` FULL, which adds to the
+earlier rule only for a cgroup whose reclaimer is runnable but not current; system-wide, where every task is in
+the group, the CPU's current task decides, as before. kswapd in balance_pgdat() is such a reclaimer too.
 
 The simulation knows, per interval, what fraction of it each task spent reclaiming (running) and waiting for
 swap-in (sleeping), not the exact instants. `stall_rates` takes the tasks' states as independent over the
@@ -101,9 +107,7 @@ def _distribution(ps: list[float]) -> list[float]:
     return dist_a.tolist()
 
 
-def stall_rates(
-    tasks: Sequence[tuple[float, float]], kswapd: float, cpus: int, full_counts_reclaimers: bool
-) -> tuple[float, float]:
+def stall_rates(tasks: Sequence[tuple[float, float]], kswapd: float, cpus: int) -> tuple[float, float]:
     """Expected SOME and FULL fractions of an interval.
 
     `tasks`: one (reclaiming, waiting) pair of fractions per non-idle task (their sum at most 1); `kswapd`: the
@@ -111,11 +115,7 @@ def stall_rates(
     n = len(tasks)
     if not n and kswapd <= 0.0:
         return 0.0, 0.0
-    delayed = poisson_binomial([min(1.0, r + w) for r, w in tasks])
-    if full_counts_reclaimers:
-        unproductive = delayed  # a reclaimer that runs is not productive
-    else:
-        unproductive = poisson_binomial([w for _, w in tasks])  # only sleeping stalls stop progress
+    delayed = poisson_binomial([min(1.0, r + w) for r, w in tasks])  # a reclaimer that runs is not productive
     some = full = 0.0
     for k_on, p_k in ((1, kswapd), (0, 1.0 - kswapd)):
         if p_k <= 0.0:
@@ -124,9 +124,8 @@ def stall_rates(
         if threads == 0:
             continue
         s = _expected_some(delayed, k_on, threads)
-        # productive: the workers that neither wait nor (5.17+) reclaim; before 5.17 running kswapd counts too
-        running = 0 if full_counts_reclaimers else k_on
-        f = _expected_idle_threads(unproductive, n + running, threads) / threads
+        # productive: the workers that neither wait nor reclaim (kswapd, when on, is a thread that reclaims)
+        f = _expected_idle_threads(delayed, n, threads) / threads
         some += p_k * s
         full += p_k * f
     return min(some, 1.0), min(full, 1.0)

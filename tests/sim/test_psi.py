@@ -15,44 +15,47 @@ PERIOD = PSI_FREQ_NS / 1e9  # 2.004 s at HZ=250
 
 def test_one_cpu_one_task_waiting_half_the_time_is_half_some_and_half_full():
     # the task is the only non-idle one: while it waits nobody is productive
-    assert stall_rates([(0.0, 0.5)], 0.0, 1, True) == pytest.approx((0.5, 0.5))
+    assert stall_rates([(0.0, 0.5)], 0.0, 1) == pytest.approx((0.5, 0.5))
 
 
 def test_one_cpu_two_independent_tasks_each_waiting_half_the_time():
     # SOME: P(at least one waits) = 1 - 0.5 * 0.5; FULL: P(both wait) = 0.25
-    assert stall_rates([(0.0, 0.5), (0.0, 0.5)], 0.0, 1, True) == pytest.approx((0.75, 0.25))
+    assert stall_rates([(0.0, 0.5), (0.0, 0.5)], 0.0, 1) == pytest.approx((0.75, 0.25))
 
 
 def test_psi_header_example_one_of_four_tasks_delayed_on_four_cpus():
     """psi.c: "For the 1 out of 4 memory-delayed tasks, this yields: threads = min(4, 4), SOME = min(1 / 4, 1) =
     25%, FULL = (4 - min(3, 4)) / 4 = 25%"."""
     tasks = [(0.0, 1.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
-    assert stall_rates(tasks, 0.0, 4, True) == pytest.approx((0.25, 0.25))
+    assert stall_rates(tasks, 0.0, 4) == pytest.approx((0.25, 0.25))
 
 
 def test_more_delayed_tasks_than_cpus_saturate_some():
     """threads = min(nr_nonidle, nr_cpus): 3 of 8 tasks delayed on 2 CPUs is SOME = min(3/2, 1) = 100%, and FULL =
     (2 - min(5, 2)) / 2 = 0: five productive tasks still fill both CPUs."""
     tasks = [(0.0, 1.0)] * 3 + [(0.0, 0.0)] * 5
-    assert stall_rates(tasks, 0.0, 2, True) == pytest.approx((1.0, 0.0))
+    assert stall_rates(tasks, 0.0, 2) == pytest.approx((1.0, 0.0))
 
 
-def test_kswapd_reclaiming_alone_counts_full_since_5_17_only():
-    """kswapd is in a memstall while balance_pgdat() runs. Alone on a CPU it is SOME; it is FULL since 5.17
-    (tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING], cb0e52b77487) and not before (a running task was productive)."""
-    assert stall_rates([], 0.1, 2, True) == pytest.approx((0.1, 0.1))
-    assert stall_rates([], 0.1, 2, False) == pytest.approx((0.1, 0.0))
+def test_kswapd_reclaiming_alone_is_full_in_every_release_with_psi():
+    """kswapd is in a memstall while balance_pgdat() runs, and the current task of its CPU: that CPU is FULL.
+    4.20-5.12 by psi_memstall_tick() (scheduler_tick() samples a CPU whose current task is in a memstall as FULL,
+    "a memstall is FULL ... also when the CPU is actively reclaiming"), 5.13 on by psi_group_change()'s
+    `cpu_curr(cpu)->in_memstall` test (7fae6c8171d2; 6.12.118 kernel/sched/psi.c:867). The 5.17 test
+    (tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING], cb0e52b77487) adds nothing system-wide."""
+    assert stall_rates([], 0.1, 2) == pytest.approx((0.1, 0.1))
 
 
-def test_a_direct_reclaimer_is_unproductive_since_5_17_a_swap_in_waiter_always():
-    assert stall_rates([(0.5, 0.0)], 0.0, 1, True) == pytest.approx((0.5, 0.5))
-    assert stall_rates([(0.5, 0.0)], 0.0, 1, False) == pytest.approx((0.5, 0.0))
-    assert stall_rates([(0.0, 0.5)], 0.0, 1, False) == pytest.approx((0.5, 0.5))
+def test_a_direct_reclaimer_and_a_swap_in_waiter_are_both_unproductive():
+    assert stall_rates([(0.5, 0.0)], 0.0, 1) == pytest.approx((0.5, 0.5))
+    assert stall_rates([(0.0, 0.5)], 0.0, 1) == pytest.approx((0.5, 0.5))
+    # a reclaimer on one CPU while another task works on the other: SOME, not FULL (one productive thread)
+    assert stall_rates([(1.0, 0.0), (0.0, 0.0)], 0.0, 2) == pytest.approx((0.5, 0.5))
 
 
 def test_nothing_stalled_is_no_pressure():
-    assert stall_rates([(0.0, 0.0)] * 3, 0.0, 2, True) == (0.0, 0.0)
-    assert stall_rates([], 0.0, 2, True) == (0.0, 0.0)
+    assert stall_rates([(0.0, 0.0)] * 3, 0.0, 2) == (0.0, 0.0)
+    assert stall_rates([], 0.0, 2) == (0.0, 0.0)
 
 
 def _kernel_avg10(pcts: list[int]) -> list[int]:
@@ -149,14 +152,13 @@ def test_poisson_binomial_is_the_recurrence_to_the_last_bit():
     assert poisson_binomial([0.0, 0.0]) == [1.0]  # a task that never stalls adds no count
 
 
-def _stall_rates_as_lists(tasks, kswapd, cpus, full_counts_reclaimers):
+def _stall_rates_as_lists(tasks, kswapd, cpus):
     """stall_rates as psi.py computed it until 2026-12-01: every event through the recurrence, the expectations
     added left to right (as sum() did on Python 3.11)."""
     n = len(tasks)
     if not n and kswapd <= 0.0:
         return 0.0, 0.0
     delayed = _poisson_binomial_indexed([min(1.0, r + w) for r, w in tasks])
-    unproductive = delayed if full_counts_reclaimers else _poisson_binomial_indexed([w for _, w in tasks])
     some = full = 0.0
     for k_on, p_k in ((1, kswapd), (0, 1.0 - kswapd)):
         if p_k <= 0.0:
@@ -165,8 +167,7 @@ def _stall_rates_as_lists(tasks, kswapd, cpus, full_counts_reclaimers):
         if threads == 0:
             continue
         s = _left_to_right(p * min((d + k_on) / threads, 1.0) for d, p in enumerate(delayed))
-        running = 0 if full_counts_reclaimers else k_on
-        f = _left_to_right(p * (threads - min(n - u + running, threads)) for u, p in enumerate(unproductive)) / threads
+        f = _left_to_right(p * (threads - min(n - u, threads)) for u, p in enumerate(delayed)) / threads
         some += p_k * s
         full += p_k * f
     return min(some, 1.0), min(full, 1.0)
@@ -182,7 +183,7 @@ def _left_to_right(terms) -> float:
 def test_stall_rates_are_the_lists_to_the_last_bit():
     """Tasks stalled the whole tick shift the distribution instead of stepping it, and past a few dozen counts
     the expectations are numpy's running sums: SOME and FULL stay the same floats, not approximately, on both
-    sides of the thresholds, for both kernels' FULL, with and without kswapd."""
+    sides of the thresholds, with and without kswapd."""
     rng = random.Random(11)
     fractions = [rng.random() for _ in range(6)]
     for n in (1, 3, 20, 23, 24, 25, 31, 32, 33, 60, 200):
@@ -193,7 +194,8 @@ def test_stall_rates_are_the_lists_to_the_last_bit():
             ]
             for kswapd in (0.0, 0.3, 1.0):
                 for cpus in (1, 2, 4, 64):
-                    for full_counts in (True, False):
-                        assert stall_rates(tasks, kswapd, cpus, full_counts) == _stall_rates_as_lists(
-                            tasks, kswapd, cpus, full_counts
-                        ), (n, kswapd, cpus, full_counts)
+                    assert stall_rates(tasks, kswapd, cpus) == _stall_rates_as_lists(tasks, kswapd, cpus), (
+                        n,
+                        kswapd,
+                        cpus,
+                    )

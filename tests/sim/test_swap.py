@@ -247,6 +247,23 @@ def test_a_task_killed_while_stalled_keeps_its_stall_in_psi():
         assert mem.psi.total[0] == pytest.approx(0.5 / 2)  # one of two tasks on two CPUs, half the tick
 
 
+@pytest.mark.parametrize("kernel", ["5.12", "6.12"])
+def test_a_reclaiming_task_is_full_pressure_on_its_cpu_in_every_release(kernel):
+    """A task in direct reclaim runs on its CPU in a memstall: that CPU is FULL, not productive. 4.20-5.12:
+    psi_memstall_tick() samples a CPU whose current task is in a memstall as FULL at each scheduler tick; 5.13
+    on: psi_group_change() sets PSI_MEM_FULL when cpu_curr(cpu)->in_memstall (7fae6c8171d2; 6.12.118
+    kernel/sched/psi.c:867). One reclaimer and one working task on two CPUs: SOME and FULL are both half the
+    tick, on 5.12 as on 6.12 (the model counted 5.12's reclaimer as productive: FULL 0)."""
+    sim = Sim(load_scenario({**TIGHT, "guest": {"boot": "2G", "kernel": kernel}, "workload": {"name": "idle"}}), 1)
+    mem = sim.memory
+    a = mem.spawn("reclaiming", 100)
+    mem.spawn("working", 100)
+    a.blocked = "reclaim"
+    mem.account(0.0, 1.0, 0.0)
+    mem.psi.advance(1.0)
+    assert mem.psi.total[0] == pytest.approx(0.5) and mem.psi.total[1] == pytest.approx(0.5)
+
+
 def test_select_bad_process_picks_what_oom_badness_picks():
     """select_bad_process() (mm/oom_kill.c, 4.19-6.18: oom_evaluate_task() keeps a later task of equal points)
     chooses without calling oom_badness() per task (the hot path of OOM-heavy runs): over
