@@ -9,6 +9,8 @@ import pytest
 
 from balloonsim import simulate
 from balloonsim.kernel.block import BlockState
+from balloonsim.kernel.errno import EBUSY
+from balloonsim.kernel.guest import Guest
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.world import Sim
 
@@ -46,3 +48,62 @@ def test_a_refused_eject_puts_every_block_it_offlined_back_online():
 def test_an_eject_that_offlines_every_block_removes_the_dimm(online_type):
     m = simulate(_scenario(online_type), seed=1).metrics
     assert m["dimm_unplug_ebusy"] == 0 and m["blocks_online_end"] == 0 and m["memtotal_end_bytes"] < 2 << 30
+
+
+def _pins(monkeypatch: pytest.MonkeyPatch, *busy: int) -> list[int]:
+    """Guest.offline_memory_block() returns -EBUSY for the n-th distinct block it is asked to offline the first
+    busy[n] times (a pin that goes away: a transient reference), then offlines it. Returns the block ids asked."""
+    real = Guest.offline_memory_block
+    calls: list[int] = []
+    order: list[int] = []
+
+    def pinned(self: Guest, block_id: int) -> int:
+        calls.append(block_id)
+        if block_id not in order:
+            order.append(block_id)
+        n = order.index(block_id)
+        if n < len(busy) and calls.count(block_id) <= busy[n]:
+            return -EBUSY
+        return real(self, block_id)
+
+    monkeypatch.setattr(Guest, "offline_memory_block", pinned)
+    return calls
+
+
+def test_a_block_that_fails_the_first_pass_and_offlines_in_the_second_is_ejected(monkeypatch):
+    """acpi_bus_offline() (drivers/acpi/scan.c, 6.12.118 l.134-177, 7.3.4 l.135-178) ignores a failure in the
+    first pass; acpi_scan_try_to_offline() (6.12.118 l.226-233, 7.3.4 l.227-234) then retries only the blocks that
+    failed (second_pass skips those with put_online set, 6.12.118 l.155-158, 7.3.4 l.156-159), and when they
+    offline now errdev stays NULL: the eject goes on to __remove_memory(). The DIMM's first block is pinned for
+    the first pass only: it is tried once more after the other seven, and the DIMM goes."""
+    calls = _pins(monkeypatch, 1)
+    sim = Sim(load_scenario(_scenario("online_movable")), 1)
+    sim.run()
+    blocks = sorted(set(calls))
+    assert len(blocks) == 8 and calls == blocks + blocks[:1]  # the first pass in order, then the pinned one
+    m = sim.metrics()
+    assert m["dimm_unplug_ebusy"] == 0 and m["dimms_plugged"] == 1
+    assert not set(blocks) & set(sim.guest.blocks)
+    assert m["blocks_online_end"] == 0 and m["memtotal_end_bytes"] == m["memtotal_start_bytes"]
+    events = sim.events.frame()
+    assert list(events[events.kind == "remove_memory"].block) == [blocks[0]]
+    assert events[events.kind == "offline"].empty  # only a second-pass failure is logged
+
+
+def test_a_refused_eject_also_puts_back_what_the_second_pass_offlined(monkeypatch):
+    """The second pass sets put_online for a block it offlines (acpi_bus_offline(), 6.12.118 l.162-164, 7.3.4
+    l.163-165) and stops at the first that fails again (l.167-170 / l.168-171); acpi_bus_online() (6.12.118 l.179,
+    7.3.4 l.180), called on that failure (6.12.118 l.235-241, 7.3.4 l.236-242), onlines every block with
+    put_online set, from either pass. The DIMM's first block is pinned for the first pass only, its second for
+    good: the first offlines in the second pass and comes back with the six the first pass offlined."""
+    calls = _pins(monkeypatch, 1, 99)
+    sim = Sim(load_scenario(_scenario("online_movable")), 1)
+    sim.run()
+    blocks = sorted(sim.guest.blocks)
+    assert len(blocks) == 8 and calls == blocks + blocks[:2]  # the second pass ends at the block pinned for good
+    m = sim.metrics()
+    assert m["dimm_unplug_ebusy"] == 1 and m["dimms_plugged"] == 1
+    assert all(sim.guest.blocks[b].state is BlockState.ONLINE for b in blocks)
+    assert m["blocks_online_end"] == 8 and m["memtotal_end_bytes"] == m["memtotal_start_bytes"] + (1 << 30)
+    events = sim.events.frame()
+    assert list(events[events.kind == "offline"].block) == [blocks[1]]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from balloonsim.kernel import BlockState, Guest, GuestConfig
+from balloonsim.kernel.errno import EBUSY
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
 from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, new_guest, profile_for, replay
@@ -44,6 +47,50 @@ def test_acpi_eject_removes_a_dimm_that_offlines():
         assert g.online_memory_block(b, "online_movable") == 0
     assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
     assert not g.blocks
+
+
+def _pinned_dimm(monkeypatch: pytest.MonkeyPatch, busy: dict[int, int]) -> tuple[Guest, list[int]]:
+    """A 1 GiB DIMM at 4 GiB (blocks 32-39) onlined movable; Guest.offline_memory_block() returns -EBUSY for
+    block b the first busy[b] times it is asked (a pin that goes away), then offlines it. Returns the guest and
+    the block ids asked."""
+    g = _guest()
+    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
+    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
+    for b in sorted(g.blocks):
+        assert g.online_memory_block(b, "online_movable") == 0
+    real = Guest.offline_memory_block
+    calls: list[int] = []
+
+    def pinned(self: Guest, block_id: int) -> int:
+        calls.append(block_id)
+        return -EBUSY if calls.count(block_id) <= busy.get(block_id, 0) else real(self, block_id)
+
+    monkeypatch.setattr(Guest, "offline_memory_block", pinned)
+    return g, calls
+
+
+def test_acpi_eject_second_pass_offlines_a_block_the_first_could_not(monkeypatch):
+    """acpi_scan_try_to_offline() (drivers/acpi/scan.c, 6.12.118 l.201, 7.3.4 l.202): the first pass ignores
+    failures (acpi_bus_offline(), 6.12.118 l.165-171, 7.3.4 l.166-172), the second (6.12.118 l.226-233, 7.3.4
+    l.227-234) retries only the blocks that failed; when they offline now errdev stays NULL and the device is
+    removed. Block 33 is pinned for the first pass only."""
+    g, calls = _pinned_dimm(monkeypatch, {33: 1})
+    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
+    assert calls == [*range(32, 40), 33]
+    assert not g.blocks
+
+
+def test_acpi_eject_refused_puts_back_what_the_second_pass_offlined(monkeypatch):
+    """The second pass sets put_online for a block it offlines (acpi_bus_offline(), 6.12.118 l.162-164, 7.3.4
+    l.163-165) and stops at the first that fails again; acpi_bus_online() (6.12.118 l.179, 7.3.4 l.180), called
+    then (6.12.118 l.235-241, 7.3.4 l.236-242), onlines every block with put_online set, from either pass. Block 33
+    is pinned for the first pass, block 35 for good: 33 offlines in the second pass and comes back with the six
+    the first pass offlined, and the replay's count of offlined blocks includes it."""
+    g, calls = _pinned_dimm(monkeypatch, {33: 1, 35: 99})
+    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is False
+    assert calls == [*range(32, 40), 33, 35]
+    assert sorted(g.blocks) == list(range(32, 40))
+    assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
 
 
 def test_virtio_mem_partial_block():
