@@ -213,7 +213,10 @@ class UserMemory:
                 continue
             self.alloc_failures += 1
             victim = self.out_of_memory()
-            if victim is None:  # nothing left to kill: the task loops in the allocator
+            if victim is None:  # nothing of the model's left to kill: the task loops in the allocator
+                # (out_of_memory() panics, "System is deadlocked on memory", when it finds no killable process at
+                # all, 6.12.118 mm/oom_kill.c:1167-1176; a real guest still has processes the model leaves out,
+                # its daemons and shells, which the OOM killer would take instead)
                 task.blocked = "reclaim"
                 self.pending = True
                 break
