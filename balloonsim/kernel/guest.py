@@ -831,6 +831,8 @@ class Guest:
         else:  # the struct pages keep their zone link until __remove_pages() -> __remove_zone()
             self.zone_link[block.id] = zone
         self.alloc.setup_watermarks(self.wmark_rules)
+        if not zone.present:  # offline_pages(), 4.19-6.12.118: `if (!populated_zone(zone))` build_all_zonelists(NULL):
+            self.alloc.invalidate()  # an emptied zone (a node's last memory too) leaves the fallback lists
         if zone.type.is_kernel:
             self.placement.refresh(zone)
         for n in list(self.notifiers):

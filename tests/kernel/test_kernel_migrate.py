@@ -96,6 +96,28 @@ def test_offline_migrates_to_its_own_node_when_no_other_has_memory():
     _zones_ok(g)
 
 
+def test_offline_migrates_to_its_own_node_once_the_other_node_lost_its_memory():
+    """offline_pages() (6.12.118 mm/memory_hotplug.c l.2108-2116; __offline_pages() the same in 4.19) clears
+    N_MEMORY for a node whose last memory went (node_states_clear_node()) and rebuilds the zonelists when a zone
+    empties (`if (!populated_zone(zone)) ... build_all_zonelists(NULL)`). A later offline on node 0 then finds no
+    other node with memory and migrates within its own (do_migrate_range(), l.1874-1877), where the model used to
+    aim at the emptied node's zones still in its zonelist and give up (-EINTR)."""
+    g, movable = _movable_guest(extra_nodes=1)
+    assert add_backed(g, 1, 8 * GiB, 128 * MiB) == 0
+    node1 = next(b for b in g.blocks.values() if b.nid == 1)
+    assert g.online_memory_block(node1.id, "online_movable") == 0
+    n = movable.free - movable.wmark_min
+    assert g.alloc.alloc(0, n, Gfp.USER) == n  # node 0's Movable blocks hold anon that must move
+    assert g.offline_memory_block(node1.id) == 0
+    assert g.remove_memory(8 * GiB, 128 * MiB) == 0  # node 1 has no memory now
+    assert all(z.nid == 0 for z in g.alloc.zonelist(0, kernel_only=False))
+    anon = sum(z.anon for z in g.alloc.iter_zones())
+    assert g.offline_memory_block(33) == 0
+    assert sum(z.anon for z in g.alloc.iter_zones()) == anon
+    assert g.stats.offline_eintr == 0
+    _zones_ok(g)
+
+
 def test_offline_of_a_kernel_zone_block_never_migrates_into_movable():
     """alloc_migration_target() (6.12.118, 7.3.4) adds __GFP_HIGHMEM only for a Movable source: the anon of a
     ZONE_NORMAL block may go to Normal or DMA32, never to ZONE_MOVABLE, even when only Movable has room."""
