@@ -889,7 +889,7 @@ class Guest:
         for first, bid in self._free_from.items():  # first_free_block(): the freed blocks come first again
             if highest >= first and max(first, lowest) < bid:
                 self._free_from[first] = max(first, lowest)
-        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp):  # remove_pagetable()
+        for key in self.pagetables.unmap_sections(start_pfn, nr_pages, self.sp, keep_pud=not self.config.la57):
             self.alloc.release(self.table_pages.pop(key))
             self.stats.pagetable_pages -= 1
         meta = metadata_bytes(len(blocks), nr_pages // PAGES_PER_SECTION, 0)  # section roots stay

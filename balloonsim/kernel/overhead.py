@@ -31,6 +31,7 @@ from balloonsim.units import PAGES_PER_SECTION, PUD_PAGES, GiB
 
 TableKey = tuple[str, int]  # (the table's level and kind, the region it maps)
 
+_PUD_TABLES = frozenset({"direct_pud", "vmemmap_pud"})
 MEMORY_BLOCK_BYTES = 1024
 SECTION_USAGE_BYTES = 64
 SECTION_ROOT_SECTIONS = 256
@@ -44,10 +45,11 @@ class PageTables:
 
     direct_gbpages: bool
     direct_pmd: Counter = field(default_factory=Counter)  # 1 GiB phys region mapped by 2 MiB pages -> sections
-    direct_pud: Counter = field(default_factory=Counter)  # 512 GiB phys region -> sections mapped
+    # 512 GiB phys region -> sections mapped (1 for an empty table a removal kept: unmap_sections(keep_pud))
+    direct_pud: Counter = field(default_factory=Counter)
     direct_gb: Counter = field(default_factory=Counter)  # 1 GiB phys region mapped by a 1 GiB page -> sections
     vmemmap_pmd: Counter = field(default_factory=Counter)  # 64 GiB phys region (1 GiB of VA) -> sections
-    vmemmap_pud: Counter = field(default_factory=Counter)  # 32 TiB phys region (512 GiB of VA) -> sections
+    vmemmap_pud: Counter = field(default_factory=Counter)  # 32 TiB phys region (512 GiB of VA) -> the same
     section_roots: set[int] = field(default_factory=set)
 
     def map_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
@@ -61,11 +63,19 @@ class PageTables:
             new += self._ref(self._regions(sec_pfn, struct_page_size), +1)
         return new
 
-    def unmap_sections(self, start_pfn: int, nr_pages: int, struct_page_size: int) -> list[TableKey]:
-        """Returns the tables that became empty and were freed."""
+    def unmap_sections(
+        self, start_pfn: int, nr_pages: int, struct_page_size: int, keep_pud: bool = False
+    ) -> list[TableKey]:
+        """Returns the tables that became empty and were freed. `keep_pud`: remove_pagetable() with 4-level paging,
+        whose remove_p4d_table() frees an empty PUD table only `if (pgtable_l5_enabled())` (arch/x86/mm/init_64.c,
+        6.12.118 l.1240-1246), for the direct map and the vmemmap alike. The emptied table keeps a count of 1, so
+        that the next hot-add of its region finds it instead of allocating another."""
         freed: list[TableKey] = []
         for sec_pfn in range(start_pfn, start_pfn + nr_pages, PAGES_PER_SECTION):
-            freed += self._ref(self._regions(sec_pfn, struct_page_size), -1)
+            regions = self._regions(sec_pfn, struct_page_size)
+            if keep_pud:
+                regions = [r for r in regions if not (r[0] in _PUD_TABLES and r[1][r[2]] == 1)]
+            freed += self._ref(regions, -1)
             gib = sec_pfn // PUD_PAGES
             if self.direct_gb[gib]:
                 self.direct_gb[gib] -= 1

@@ -342,3 +342,29 @@ def test_balloon_base_pages_pin_every_block_they_span():
         a.release(t)
     assert {b.id: b.unmovable for b in g.blocks.values()} == pinned
     assert g.removable(second) and g.offline_memory_block(second.id) == 0
+
+
+@pytest.mark.parametrize("la57", [False, True])
+def test_removal_keeps_the_pud_tables_with_4_level_paging(la57):
+    """remove_pagetable() -> remove_p4d_table() frees an emptied PUD table only `if (pgtable_l5_enabled())`
+    (arch/x86/mm/init_64.c, 6.12.118 l.1240-1246), for the direct map and the vmemmap
+    alike: with 4-level paging, a hot-add into a new 512 GiB region leaves its direct-map PUD table behind after
+    removal, and the next hot-add there finds it. With 5-level paging both go."""
+    g = make_guest("kmalloc", max_addr=2048 * GiB, la57=la57)
+    before = g.stats.pagetable_pages
+    start = 1024 * GiB  # a 512 GiB region of the direct map no boot memory shares
+    assert add_backed(g, 0, start, 128 * MiB) == 0
+    first_add = g.stats.pagetable_pages - before
+    online_all(g, "online_movable")
+    assert g.offline_memory_block(start >> PAGE_SHIFT >> 15) == 0
+    assert g.remove_memory(start, 128 * MiB) == 0
+    kept = g.stats.pagetable_pages - before
+    assert kept == (0 if la57 else 1)
+    assert len(g.table_pages) == g.stats.pagetable_pages
+    assert add_backed(g, 0, start, 128 * MiB) == 0
+    assert g.stats.pagetable_pages - before == first_add  # the kept table is the new add's again
+    online_all(g, "online_movable")
+    assert g.offline_memory_block(start >> PAGE_SHIFT >> 15) == 0
+    assert g.remove_memory(start, 128 * MiB) == 0
+    assert g.stats.pagetable_pages - before == kept
+    assert len(g.table_pages) == g.stats.pagetable_pages
