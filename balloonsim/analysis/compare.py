@@ -13,7 +13,8 @@ and the difference of means with its 95% interval (Welch; Newcombe's hybrid scor
 Survival first: the runs are Results.runs, where a dead guest's non-survival metrics are blank, so n_a/n_b count
 the runs used and runs_a/runs_b every run of the side; a side whose guests all died is a row with test
 "no survivors" and no winner. A comparison that only restates a strategy's definition (kmalloc's kmalloc'd
-memmap) is marked `tautology`: it stays in the table, never in the findings.
+memmap) is marked `tautology`: it stays in the table, never in the findings. `what_if_a`/`what_if_b` carry what
+each side's runs do that no kernel release does (runs.csv `what_if`), so that a finding can say so.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p
 from balloonsim.analysis.stats import wilson_ci
 
 NO_SURVIVORS = "no survivors"
+WHAT_IF = "what_if"  # the runs.csv column of what no kernel does (balloonsim.sim.world)
+WHAT_IF_SEP = "; "
 NORMAL_MIN_N = 8
 MIN_N = 2
 
@@ -195,6 +198,7 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
     # per regime and level, which cost more than the tests themselves.
     runs = results.runs.reset_index(drop=True)
     columns_of = {m: runs[m].to_numpy(dtype=float) for m in names}
+    what_if = runs_what_if(runs)
     grouped = runs.groupby(factors, dropna=False, sort=False) if factors else [((), runs)]
     for key, regime in grouped:
         key = key if isinstance(key, tuple) else (key,)
@@ -204,10 +208,16 @@ def compare(results: Results, by: str | None, alpha: float = ALPHA, metrics: lis
         sides = {lvl: at[_match(regime[by], lvl).to_numpy()] for lvl in levels}
         values = {lvl: {m: _Side(_present(columns_of[m][side])) for m in names} for lvl, side in sides.items()}
         survivors = {lvl: int(alive[side].sum()) for lvl, side in sides.items()}
+        departures = {lvl: what_if_text(what_if[side]) for lvl, side in sides.items()}
         for a, b in itertools.combinations(levels, 2):
             if len(sides[a]) == 0 or len(sides[b]) == 0:
                 continue
-            counts = {"runs_a": len(sides[a]), "runs_b": len(sides[b])}
+            counts = {
+                "runs_a": len(sides[a]),
+                "runs_b": len(sides[b]),
+                "what_if_a": departures[a],
+                "what_if_b": departures[b],
+            }
             for metric in names:
                 side_a, side_b = values[a][metric], values[b][metric]
                 x, y = side_a.values, side_b.values
@@ -414,7 +424,27 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "deterministic",
         "tautology",
         "winner",
+        "what_if_a",
+        "what_if_b",
     ]
+
+
+def runs_what_if(runs: pd.DataFrame) -> np.ndarray:
+    """Each run's departures from every kernel release (runs.csv `what_if`, written by the simulation: a strategy
+    never merged, a flag a driver's kernel code never passes), '' for a run that does what a kernel does."""
+    if WHAT_IF not in runs:
+        return np.full(len(runs), "", dtype=object)
+    return np.array([v if isinstance(v, str) else "" for v in runs[WHAT_IF]], dtype=object)  # blank cells: NaN
+
+
+def what_if_text(departures: np.ndarray) -> str:
+    """The distinct departures of some runs, in order of appearance, joined as runs.csv joins one run's."""
+    seen: dict[str, None] = {}
+    for text in departures:
+        for part in str(text).split(WHAT_IF_SEP):
+            if part:
+                seen.setdefault(part, None)
+    return WHAT_IF_SEP.join(seen)
 
 
 def _present(x: np.ndarray) -> np.ndarray:

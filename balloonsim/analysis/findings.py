@@ -7,8 +7,9 @@ largest Holm-corrected p (or "deterministic: in every run") and the runs used pe
 described by the simplest condition on the factors that singles out exactly those regimes ("when
 onlining.delay ≥ 30"), else listed; factors that do not vary never appear. Comparisons that restate a
 strategy's definition (`tautology`) and pairs with a side whose guests all died (`no survivors`) are no
-findings; the latter get a sentence of their own. Because every number comes from the table, the sentences
-can be regenerated from comparisons.csv alone (a test does).
+findings; the latter get a sentence of their own. A sentence naming a level whose runs do what no kernel release
+does (comparisons.csv what_if_a/what_if_b) ends with a What-if note. Because every number comes from the table,
+the sentences can be regenerated from comparisons.csv alone (a test does).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.compare import NO_SURVIVORS, differs
+from balloonsim.analysis.compare import NO_SURVIVORS, WHAT_IF_SEP, differs, what_if_text
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY
@@ -28,7 +29,9 @@ from balloonsim.analysis.memo import last_call
 from balloonsim.analysis.metrics import fmt, fmt_pair, info
 
 TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
-TEXT_COLUMNS = ("regime", "metric", "by", "a", "b", "test", "winner")
+TEXT_COLUMNS = ("regime", "metric", "by", "a", "b", "test", "winner", "what_if_a", "what_if_b")
+_EMPTY_WHEN_NAN = ("winner", "what_if_a", "what_if_b")  # text columns a blank cell of means ''
+WHAT_IF_SECTION = "What no kernel does"  # the report's section that the what-if numbers of the sentences refer to
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Finding:
     pooled_diff: float = 0.0  # |pooled mean of the higher side - of the lower side|
     highers: list[str] = field(default_factory=list)
     lowers: list[str] = field(default_factory=list)
+    # level -> the numbers (what_if_numbers()) of what no kernel does in its runs of these regimes
+    what_ifs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.highers = self.highers or [self.higher]
@@ -62,7 +67,11 @@ class Finding:
     def text(self) -> str:
         highers = _and([f"**{_name(self.by, h)}**" for h in self.highers])
         lowers = _and([f"**{_name(self.by, lo)}**" for lo in self.lowers])
-        return f"{highers}: {self.head} {lowers}{self.tail}"
+        return f"{highers}: {self.head} {lowers}{self.tail}{self.what_if_clause}"
+
+    @property
+    def what_if_clause(self) -> str:
+        return what_if_clause(self.by, [(lvl, self.what_ifs.get(lvl, ())) for lvl in (*self.highers, *self.lowers)])
 
     @property
     def rank_key(self) -> tuple:
@@ -108,6 +117,10 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     for c in ("mean_a", "mean_b", "n_a", "n_b", "runs_a", "runs_b", "diff_ci_low", "diff_ci_high"):
         if c in found:
             cols[c] = found[c].to_numpy()
+    for c in ("what_if_a", "what_if_b"):
+        if c in found:
+            cols[c] = np.array([v if isinstance(v, str) else "" for v in found[c]], dtype=object)
+    numbers = what_if_numbers(comp)
     for c in ("diff", "cliffs_delta", "p_holm"):
         cols[c] = found[c].to_numpy(dtype=float)
     groups: dict[tuple, list[int]] = {}
@@ -124,7 +137,9 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
             higher, lower = (a, b) if sign > 0 else (b, a)
             rows = at[signs == sign]
             side = {c: v[rows] for c, v in cols.items()}
-            out.append(_finding(by, table, metric, higher, lower, found.iloc[rows], side, compared))
+            finding = _finding(by, table, metric, higher, lower, found.iloc[rows], side, compared)
+            finding.what_ifs = _what_ifs(side, str(higher), str(lower), numbers)
+            out.append(finding)
     return merge(sorted(out, key=lambda f: f.rank_key))
 
 
@@ -139,6 +154,7 @@ def merge(found: list[Finding]) -> list[Finding]:
             key = (f.metric, other, f.head, f.tail)
             if key in index:
                 getattr(index[key], side).extend(getattr(f, side))
+                index[key].what_ifs.update(f.what_ifs)
             else:
                 index[key] = f
                 kept.append(f)
@@ -167,11 +183,16 @@ def no_survivors(comp: pd.DataFrame, by: str | None) -> list[str]:
     out = []
     levels: dict[str, set[str]] = {}
     runs: dict[str, set[int]] = {}
-    for row in dead.itertuples(index=False):
-        for side, n, total in ((row.a, row.n_a, row.runs_a), (row.b, row.n_b, row.runs_b)):
+    departures: dict[str, list[str]] = {}
+    sides = dead[["a", "n_a", "runs_a", "b", "n_b", "runs_b", "regime"]].itertuples(index=False)
+    what_if = zip(dead.get("what_if_a", [""] * len(dead)), dead.get("what_if_b", [""] * len(dead)), strict=True)
+    for (a, n_a, runs_a, b, n_b, runs_b, regime), (w_a, w_b) in zip(sides, what_if, strict=True):
+        for side, n, total, w in ((a, n_a, runs_a, w_a), (b, n_b, runs_b, w_b)):
             if int(n) == 0:
-                levels.setdefault(str(side), set()).add(row.regime)
+                levels.setdefault(str(side), set()).add(regime)
                 runs.setdefault(str(side), set()).add(int(total))
+                departures.setdefault(str(side), []).append(w if isinstance(w, str) else "")
+    numbers = what_if_numbers(comp)
     groups: dict[tuple, list[str]] = {}
     for level, regimes in levels.items():
         groups.setdefault((frozenset(regimes), tuple(sorted(runs[level]))), []).append(level)
@@ -181,10 +202,11 @@ def no_survivors(comp: pd.DataFrame, by: str | None) -> list[str]:
         scope = "any regime" if not where else ("these regimes" if len(regimes) > 1 else "this regime")
         whose = "its" if len(names) == 1 else "their"
         each = " of each regime" if scope != "this regime" else ""  # one regime: its runs, not "each regime's"
+        refs = [(n, _numbers(departures[n], numbers)) for n in names]
         out.append(
             f"{_and([f'**{_name(by, n)}**' for n in names])}: no guest survived{where or ' in any regime'} "
             f"(all {count} runs{each} died), so {whose} other metrics are not compared in {scope}: no "
-            "survivors, no winner."
+            f"survivors, no winner.{what_if_clause(by, refs)}"
         )
     return out
 
@@ -388,6 +410,46 @@ def _finding(
     )
 
 
+def what_if_clause(by: str, levels: list[tuple[str, tuple[int, ...]]]) -> str:
+    """' What-if (*What no kernel does*): **altmap** and **altmap,kmalloc** (1, 2); **subrange-hint** (3).' for
+    the levels named whose runs do what no kernel release does (numbered in the report's section WHAT_IF_SECTION):
+    the sentence then describes a proposal, or a driver passing a flag it never passes, not a kernel."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for level, refs in levels:
+        if refs:
+            groups.setdefault(refs, []).append(f"**{_name(by, level)}**")
+    if not groups:
+        return ""
+    parts = [f"{_and(names)} ({', '.join(map(str, refs))})" for refs, names in groups.items()]
+    return f" What-if (*{WHAT_IF_SECTION}*): {'; '.join(parts)}."
+
+
+def what_if_numbers(comp: pd.DataFrame) -> dict[str, int]:
+    """Each departure from every kernel release in comparisons.csv (what_if_a, what_if_b) -> its number, from 1 in
+    order of first appearance: the sentences and the report's section number them alike."""
+    cells = [c for pair in zip(comp.get("what_if_a", ()), comp.get("what_if_b", ()), strict=True) for c in pair]
+    text = what_if_text(np.array([c if isinstance(c, str) else "" for c in cells], dtype=object))
+    return {part: i for i, part in enumerate(filter(None, text.split(WHAT_IF_SEP)), start=1)}
+
+
+def _what_ifs(cols: dict[str, np.ndarray], higher: str, lower: str, numbers: dict[str, int]) -> dict:
+    """Each side's departures over the finding's regimes, as numbers (a level can depart in one regime and not in
+    another: altmap is a kernel's own for a DIMM and a what-if for hv_balloon)."""
+    if "what_if_a" not in cols:
+        return {}
+    first_is_hi = cols["a"] == higher
+    return {
+        level: _numbers(np.where(first_is_hi, cols[mine], cols[other]), numbers)
+        for level, mine, other in ((higher, "what_if_a", "what_if_b"), (lower, "what_if_b", "what_if_a"))
+    }
+
+
+def _numbers(cells, numbers: dict[str, int]) -> tuple[int, ...]:
+    """The numbers of the departures in some what_if cells, ascending."""
+    text = what_if_text(np.asarray(cells, dtype=object))
+    return tuple(sorted(numbers[p] for p in text.split(WHAT_IF_SEP) if p in numbers))
+
+
 def _runs_text(hi_n, lo_n, hi_runs, lo_runs, regimes: int) -> str:
     """'n = 12 vs 12 runs', per regime when several; survivors shown as '4 of 10 (survivors)'."""
 
@@ -541,7 +603,11 @@ def _ordered(col: pd.Series) -> list:
 
 def read_text_columns(comp: pd.DataFrame) -> pd.DataFrame:
     """comparisons.csv as read back: text columns as text ('true' stays a label, not a boolean)."""
-    return comp.astype({c: str for c in TEXT_COLUMNS if c in comp}).replace({"winner": {"nan": ""}})
+    out = comp.astype({c: str for c in TEXT_COLUMNS if c in comp})
+    for c in _EMPTY_WHEN_NAN:  # a blank cell: NaN, which astype(str) keeps (pandas 3) or spells 'nan' (pandas 2)
+        if c in out:
+            out[c] = [v if isinstance(v, str) and v != "nan" else "" for v in out[c]]
+    return out
 
 
 def describe_regimes(selected: set[str], compared: set[str], table: pd.DataFrame) -> str:

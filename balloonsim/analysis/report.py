@@ -15,16 +15,26 @@ import numpy as np
 import pandas as pd
 
 from balloonsim.analysis.answer import ANSWER, QUESTION, answer
-from balloonsim.analysis.compare import NORMAL_MIN_N, regime_factors, regime_labels, regime_order
+from balloonsim.analysis.compare import (
+    NORMAL_MIN_N,
+    WHAT_IF_SEP,
+    regime_factors,
+    regime_labels,
+    regime_order,
+    runs_what_if,
+    what_if_text,
+)
 from balloonsim.analysis.core import Analysis
 from balloonsim.analysis.document import Bullets, Document, Heading, Image, Para, Table, to_html, to_markdown
 from balloonsim.analysis.findings import (
+    WHAT_IF_SECTION,
     Finding,
     constant_metrics,
     from_comparisons,
     quiet_text,
     read_text_columns,
     significance_text,
+    what_if_numbers,
 )
 from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.metrics import TABLE, TOPICS, fmt, info
@@ -101,6 +111,9 @@ def draft(analysis: Analysis) -> Draft:
         doc.add(Para(f"{QUESTION}{results.question}"))
     sentences = answer(comp, analysis.by, results.primary, found)
     doc.add(Bullets(sentences) if sentences else Para(significance_text(comp, analysis.by, analysis.alpha)))
+    departures = _what_if_lines(results, comp)
+    if departures:
+        doc.add(Heading(1, WHAT_IF_SECTION), Para(_WHAT_IF_INTRO), Bullets(departures))
     doc.add(Heading(1, "The experiment"), _experiment_table(analysis))
     survival = _survival_table(analysis)
     if survival is not None:
@@ -118,6 +131,37 @@ def draft(analysis: Analysis) -> Draft:
         after.add(Heading(1, "Failed runs"), *_failures(analysis))
     after.add(Heading(1, "Method"), Bullets(_method(analysis)))
     return Draft(results.name, doc.blocks, after.blocks)
+
+
+_WHAT_IF_INTRO = (
+    "Some configurations do what no kernel release does (runs.csv `what_if`, written by the simulation for each "
+    "run): a proposal that was never merged, or a driver passing a flag its kernel code never passes. A finding "
+    "about them (marked *What-if* with these numbers) describes that proposal, not a kernel."
+)
+
+
+def _what_if_lines(results, comp: pd.DataFrame) -> list[str]:
+    """One line per departure: its number (as the sentences cite it), the text the simulation wrote, and the
+    configurations that carry it: each factor whose levels it narrows, and how many runs."""
+    runs = results.runs
+    what_if = runs_what_if(runs)
+    numbers = what_if_numbers(comp)
+    for part in what_if_text(what_if).split(WHAT_IF_SEP):  # runs' departures no comparison shows, last
+        if part and part not in numbers:
+            numbers[part] = len(numbers) + 1
+    lines = []
+    for part, n in numbers.items():
+        mine = np.array([part in str(w).split(WHAT_IF_SEP) for w in what_if], dtype=bool)
+        scope = []
+        for f in results.factors:
+            every = [level_text(f, v) for v in results.levels(f)]
+            here = set(runs.loc[mine, f].map(lambda v, f=f: level_text(f, v)))
+            if len(here) < len(every):
+                shown = [v for v in every if v in here]
+                scope.append(f"`{f}` = {shown[0]}" if len(shown) == 1 else f"`{f}` ∈ {{{', '.join(shown)}}}")
+        where = f": {'; '.join(scope)}" if scope else ""
+        lines.append(f"({n}) {part} — {int(mine.sum())} of {len(runs)} runs{where}.")
+    return lines
 
 
 def _survival_table(analysis: Analysis) -> list | None:
@@ -369,6 +413,9 @@ def _method(analysis: Analysis) -> list[str]:
         "Differences of means have Welch 95% intervals (Newcombe's hybrid score interval for 0/1 outcomes). "
         "A comparison that restates a strategy's definition (kmalloc's kmalloc'd memmap) is kept in "
         "comparisons.csv (tautology) but is never a finding.",
+        "What no kernel release does is kept apart from what a kernel does: each run's departures (runs.csv "
+        "`what_if`) go with each side of a comparison (comparisons.csv `what_if_a`, `what_if_b`), and a finding "
+        "about such a side ends with a What-if note numbered as the report lists the departures.",
         "The representative run of a strategy is the run whose primary metric is closest to the median of "
         "its regime; a policy map colours a cell by the levels no other beats and shades it by the margin of the "
         'best over the worst, "best" following the metric\'s direction.',

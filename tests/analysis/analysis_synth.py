@@ -61,7 +61,7 @@ def write_results(
         if col not in runs:
             runs[col] = np.arange(len(runs)) if default is None else default
     head = ["run_id", "index", "replicate", "seed", "status", "error"]
-    runs = runs[head + factors + [m for m in metrics if m in runs]]
+    runs = runs[head + factors + [m for m in metrics if m in runs] + [c for c in ("what_if",) if c in runs]]
     runs.to_csv(root / "runs.csv", index=False)
     meta = {
         "experiment": name,
