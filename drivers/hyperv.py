@@ -383,8 +383,8 @@ class HvBalloon(Driver):
         return done
 
     def committed_bytes(self) -> int:
-        """post_status()'s num_committed without num_pages_ballooned: vm_memory_committed() (Committed_AS:
-        no kernel allocation is in it) + (added - onlined) + floor. The
+        """post_status()'s num_committed without num_pages_ballooned: vm_memory_committed() (Committed_AS: the
+        tasks' mappings from their start, no kernel allocation) + (added - onlined) + floor. The
         kernel adds the ballooned pages too; the model's host compares its target with the memory left after the
         balloon (guest_pages()), so counting them here would make every balloon_up() raise the target it obeyed
         (module docstring)."""

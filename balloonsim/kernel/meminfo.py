@@ -66,10 +66,11 @@ def si_mem_available(free: int, totalreserve: int, pagecache: int, wmark_low: in
 
 def vm_memory_committed(alloc: PageAllocator) -> int:
     """vm_memory_committed() (mm/util.c, 6.12.118 and 7.3.4 as read): Committed_AS, the vm_committed_as counter that
-    only vm_acct_memory() moves (private writable and anonymous mappings, shmem), in pages. The model's tasks commit
-    the anonymous memory they touch, resident or on swap; kernel allocations (memmap, slab, page tables), page cache
-    and a balloon's pages are never in it."""
-    return alloc.swap.used + alloc.total("anon")
+    only vm_acct_memory() moves (private writable and anonymous mappings, shmem), in pages. The model's tasks map
+    their whole size when they start (a worker's malloc()) and commit it there, touched or not, resident or on
+    swap (PageAllocator.vm_acct_memory()); kernel allocations (memmap, slab, page tables), page cache and a
+    balloon's pages are never in it."""
+    return alloc.committed_as
 
 
 def mem_available(alloc: PageAllocator) -> int:

@@ -149,6 +149,7 @@ class PageAllocator:
         self.gen = 0  # bumped by every change of the zones' memory: lets periodic work skip when nothing moved
         self._watchers: list[Callable[[], None]] = []  # called once at the next change (watch())
         self._committed_watchers: list[Callable[[], None]] = []  # ... of committed memory (watch_committed())
+        self.committed_as = 0  # vm_committed_as, in pages: what user mappings committed (vm_acct_memory())
         self._nids = sorted({nid for nid, _ in zones})
         self._zonelists: dict[tuple[int, bool], list[Zone]] = {}
         self.swap = SwapDevice()  # no swap unless the guest configures one
@@ -215,9 +216,20 @@ class PageAllocator:
         self._watchers.append(callback)
 
     def watch_committed(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (once) at the next change that moves committed memory, and so free plus cached memory
+        """Call `callback` (once) at the next change that moves committed memory, or free plus cached memory
         (a reader of those need not look after a change of page cache only)."""
         self._committed_watchers.append(callback)
+
+    def vm_acct_memory(self, pages: int) -> None:
+        """vm_acct_memory() (mm/util.c; vm_unacct_memory() with -pages): Committed_AS moves when a private writable
+        mapping is made or goes (mmap_region() and do_brk_flags() charge its whole length through
+        __vm_enough_memory() before a page of it is touched, 6.12.118 mm/mmap.c l.1417-1430 and l.1810-1817,
+        mm/util.c l.1037; munmap and exit give it back), never at a fault. Whoever reads committed memory hears."""
+        self.committed_as += pages
+        if self._committed_watchers:
+            watchers, self._committed_watchers = self._committed_watchers, []
+            for w in watchers:
+                w()
 
     # -- watermarks ------------------------------------------------------------------------------
     def setup_watermarks(self, rules: WatermarkRules) -> None:

@@ -152,6 +152,7 @@ class UserMemory:
         now = self.sim.env.now
         task = Task(self._next_id, name, want_pages, now, oom_score_adj=oom_score_adj, on_kill=on_kill, busy=busy)
         self.tasks[task.id] = task
+        self.guest.alloc.vm_acct_memory(want_pages)  # its mapping, made at start: Committed_AS before any fault
         if oom_score_adj:
             self._adjusted[task.id] = task
         if busy:
@@ -171,6 +172,7 @@ class UserMemory:
                 self.swap.release(task.swapped)  # zap_pte_range() frees the swap entries
                 task.swapped = 0
             self.tasks.pop(task.id, None)
+            self.guest.alloc.vm_acct_memory(-task.want)  # exit_mmap() -> vm_unacct_memory()
             self._adjusted.pop(task.id, None)
             self._oom.changed.discard(task)  # a run that rarely kills would otherwise keep every task it ended
             if task.busy:

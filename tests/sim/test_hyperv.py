@@ -259,12 +259,43 @@ def test_committed_as_for_a_host_that_asks_any_driver():
     sim.run()
     a = sim.guest.alloc
     assert a.total("kernel") > 0 and a.total("anon") > 0  # the hot-added section's memmap, the task's memory
-    committed_as = (a.total("anon") + a.swap.used) << PAGE_SHIFT
+    committed_as = sum(t.want for t in sim.memory.tasks.values()) << PAGE_SHIFT
+    assert committed_as == 1800 << 20
     assert sim.driver.committed_bytes() == sim.controller.used_bytes() == committed_as
 
     from balloonsim.kernel.meminfo import vm_memory_committed
 
     assert vm_memory_committed(a) << PAGE_SHIFT == committed_as
+
+
+@pytest.mark.parametrize("kernel", ["4.19", "6.12"])
+def test_committed_as_is_charged_when_a_task_maps_its_memory_not_when_it_faults(kernel):
+    """mmap_region() and do_brk_flags() charge a private writable mapping's whole length to vm_committed_as
+    through security_vm_enough_memory_mm() -> __vm_enough_memory() -> vm_acct_memory() before any page of it is
+    touched (6.12.118 mm/mmap.c l.1417-1430, l.1810-1817; mm/util.c l.1037, first thing, whatever the overcommit
+    mode); exit_mmap() gives it back (vm_unacct_memory()). So hv_balloon's pressure report (get_pages_committed())
+    shows a worker's whole size from its start, while it is still faulting in, and drops it when the OOM killer
+    ends it. The model counted only the pages already touched, so the host saw demand late under pressure."""
+    from balloonsim.kernel.meminfo import vm_memory_committed
+
+    sc = {
+        "duration": "3s",
+        "guest": {"boot": "2G", "kernel": kernel},
+        "driver": {"name": "hyperv"},
+        "workload": {"name": "constant", "size": "1G", "task_size": "1G", "fault_rate": "8M"},
+        "onlining": {"agent": "auto"},
+        "host": {"controller": "schedule", "steps": [[3000, "2G"]]},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    sim.run()
+    a, mem = sim.guest.alloc, sim.memory
+    (task,) = [t for t in mem.tasks.values() if t.name == "worker"]
+    assert 0 < task.rss <= 4 * (8 << 20) >> PAGE_SHIFT  # at most four ticks of faults at 8 MiB/s: of 1 GiB
+    before = sim.driver.committed_bytes()
+    assert vm_memory_committed(a) == 1 << 30 >> PAGE_SHIFT
+    mem.exit(task)
+    assert vm_memory_committed(a) == 0
+    assert before - sim.driver.committed_bytes() == 1 << 30  # the whole mapping, not the pages touched
 
 
 def test_balloon_down_of_part_of_a_2m_entry_gives_its_whole_units_back_as_pageblocks():
