@@ -420,6 +420,11 @@ def what_if_clause(by: str, levels: list[tuple[str, tuple[int, ...]]]) -> str:
             groups.setdefault(refs, []).append(f"**{_name(by, level)}**")
     if not groups:
         return ""
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(levels) > 1:
+        # every side departs alike: the departure comes with the regime (another factor), not with a level
+        refs = next(iter(groups))
+        which = f"departure {refs[0]}" if len(refs) == 1 else "departures " + _or([str(r) for r in refs])
+        return f" What-if (*{WHAT_IF_SECTION}*): every side's runs, in the regimes with {which}."
     parts = [f"{_and(names)} ({', '.join(map(str, refs))})" for refs, names in groups.items()]
     return f" What-if (*{WHAT_IF_SECTION}*): {'; '.join(parts)}."
 
@@ -565,6 +570,11 @@ def _close(x: float, y: float) -> bool:
 def _and(items: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _or(items: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def _name(by: str, level) -> str:

@@ -121,3 +121,26 @@ def test_results_without_departures_have_no_such_section(tmp_path):
             runs.to_csv(root / "runs.csv", index=False)
         report = (_reported(root) / "REPORT.md").read_text()
         assert "## What no kernel does" not in report and "What-if (" not in report
+
+
+def test_a_departure_that_comes_with_the_regime_is_said_of_the_regime(tmp_path):
+    """Compared along onlining.agent, a what-if strategy is a regime, not a level: both sides of each of its
+    comparisons carry it, and the note says so instead of calling the agents what-ifs."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for agent, strategy in itertools.product(["offline", "udev"], ["kmalloc", "subrange-hint"]):
+        for _ in range(N):
+            rows.append(
+                {
+                    "onlining.agent": agent,
+                    "memmap.strategy": strategy,
+                    "oom_kills": rng.poisson(9.0 if agent == "offline" else 1.0),
+                    "what_if": HINT if strategy == "subrange-hint" else "",
+                }
+            )
+    root = write_results(tmp_path / "agents", pd.DataFrame(rows), ["onlining.agent", "memmap.strategy"], ["oom_kills"])
+    analysis = analyze(root, by="onlining.agent")
+    (text,) = [f.text for f in findings(analysis) if "OOM kills" in f.text]
+    n = what_if_numbers(analysis.comparisons)[HINT]
+    assert text.startswith("**onlining.agent = offline**")
+    assert text.endswith(f"What-if (*What no kernel does*): every side's runs, in the regimes with departure {n}.")
