@@ -123,7 +123,7 @@ def format_table(result: dict[str, Any]) -> str:
             rows = []
             for p in one:
                 if "error" in p:
-                    rows.append([format_size(p["size"]), p["strategy"], "-", "-", "-", "-", "-", p["error"]])
+                    rows.append([format_size(p["size"]), p["strategy"], "-", "-", "-", "-", "-", "-", p["error"]])
                     continue
                 stopped = f"stopped at the {p['budget_s']:.0f} s budget"
                 outcome = "ok" if p["ok"] else ("; ".join(p["errors"]) or stopped)
@@ -135,12 +135,13 @@ def format_table(result: dict[str, Any]) -> str:
                         _num(p["wall_s"], ".2f"),
                         _num(p["us_per_block"], ".1f"),
                         _num(p["last_tenth_us_per_block"], ".1f"),
+                        str(p.get("repeats", 1)),
                         _num(p["peak_rss_mib"], ".0f"),
                         outcome,
                     ]
                 )
             lines += ["3b. scale: one add_memory() + online per 128 MiB block, as drivers add memory", ""]
-            header = ["size", "strategy", "blocks", "wall s", "us/block", "last tenth us/block", "peak RSS MiB"]
+            header = ["size", "strategy", "blocks", "wall s", "us/block", "last tenth us/block", "runs", "peak RSS MiB"]
             lines += _table([*header, "result"], rows) + [""]
         cli = res["scale"].get("cli", [])
         if cli:
