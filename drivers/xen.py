@@ -106,12 +106,25 @@ class XenBalloon(Driver):
 
     # -- callbacks from the kernel model ---------------------------------------------------------
     def xen_online_page(self, guest: Guest, block: MemoryBlock, span: Extents) -> Extents:
-        """Every onlined page goes onto the ballooned list; none reaches the buddy allocator."""
-        pages = span.total
+        """Every onlined page without a frame goes onto the ballooned list (xen_online_page() ->
+        balloon_append(), 6.12.118 drivers/xen/balloon.c l.340-353): the list holds only unpopulated pfns, which
+        increase_reservation() populates (l.395-421). In the kernel nothing of a hot-added segment is populated
+        before its online, so that is every page. Only the what-if `populate_memmap_first` populates a share
+        first: where the memmap does not go there (kmalloc), those pages are ordinary backed memory and reach the
+        buddy allocator; listing them too had them populated a second time."""
+        backed = Extents()
+        for s, e in span:
+            for bs, be in block.backed.clip(s, e):
+                backed.add(bs, be)
+        unpopulated = span.copy()
+        for s, e in backed:
+            unpopulated.remove(s, e)
+        pages = unpopulated.total
         self.hotplugged_pages -= pages
-        self.balloon.append(["block", block.id, span.copy()])
-        self.log("fake_offline", block.id, f"{pages} pages to the balloon list")
-        return Extents()
+        if pages:
+            self.balloon.append(["block", block.id, unpopulated])
+            self.log("fake_offline", block.id, f"{pages} pages to the balloon list")
+        return backed
 
     def _memory_notify(self, event: str, block: MemoryBlock) -> None:
         if event == "MEM_ONLINE" and not self.online_event.triggered:
