@@ -153,7 +153,10 @@ def _what_if_lines(results, comp: pd.DataFrame) -> list[str]:
     for part, n in numbers.items():
         mine = np.array([part in str(w).split(WHAT_IF_SEP) for w in what_if], dtype=bool)
         scope = []
+        aliases = results.aliases  # a factor a zip ties to another says nothing more about the scope
         for f in results.factors:
+            if f in aliases:
+                continue
             every = [level_text(f, v) for v in results.levels(f)]
             here = set(runs.loc[mine, f].map(lambda v, f=f: level_text(f, v)))
             if len(here) < len(every):
