@@ -98,6 +98,8 @@ class XenBalloon(Driver):
             "xen_decrease_pages": 0,
         }
         self.online_event = self.env.event()
+        # without memory hotplug, the last failed round's target_pages (= current_pages), for the target it cut
+        self._cut: tuple[int, int] | None = None
         self.claim_online_page_callback(self.xen_online_page)
         g.notifiers.append(self._memory_notify)
 
@@ -133,7 +135,12 @@ class XenBalloon(Driver):
     # -- the worker ------------------------------------------------------------------------------
     @property
     def target_pages(self) -> int:
-        """balloon_set_new_target(new_target - target_diff)."""
+        """balloon_set_new_target(new_target - target_diff), or what the round without memory hotplug cut it to,
+        until the host writes a new target."""
+        if self._cut is not None:
+            if self._cut[0] == self.sim.target_bytes:
+                return self._cut[1]
+            self._cut = None
         return (self.sim.target_bytes >> PAGE_SHIFT) - self.target_diff
 
     @property
@@ -151,8 +158,9 @@ class XenBalloon(Driver):
                     yield env.timeout(self.p.hypercall_time)
                 elif self.p.hotplug_unpopulated:
                     state = self.reserve_additional_memory()
-                else:
-                    state = BP_ECANCELED
+                else:  # !CONFIG_XEN_BALLOON_MEMORY_HOTPLUG: target_pages = current_pages + target_unpopulated,
+                    self._cut = (self.sim.target_bytes, self.current_pages)  # BP_ECANCELED (6.12.118 l.367-373):
+                    state = BP_ECANCELED  # no credit is left, so no hourly round retries until the next target
             elif credit < 0:
                 state = self.decrease_reservation(-credit)
                 yield env.timeout(self.p.hypercall_time)

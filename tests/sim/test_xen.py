@@ -195,3 +195,24 @@ def test_populate_memmap_first_onlines_the_share_it_populated_when_the_memmap_go
     assert sim.driver.balloon_pages == 0
     assert sim.driver.hotplugged_pages == 0
     assert sim.driver.current_pages == sim.driver.target_pages
+
+
+def test_without_memory_hotplug_the_target_is_cut_to_what_is_populated_until_the_next_target():
+    """Without CONFIG_XEN_BALLOON_MEMORY_HOTPLUG (the model's hotplug_unpopulated=False), reserve_additional_memory()
+    is a stub that sets target_pages = current_pages + target_unpopulated and returns BP_ECANCELED (6.12.118
+    drivers/xen/balloon.c l.367-373): the credit is 0 from then on, so the kthread's hourly rounds (3600 s after
+    BP_ECANCELED) find nothing to do, and only the host's next target write brings a credit back (and one more
+    cancelled round). The model kept the credit and cancelled again every hour."""
+    m = simulate(
+        {
+            "duration": "2h",
+            "guest": {"boot": "2G"},
+            "driver": {"name": "xen", "hotplug_unpopulated": False},
+            "workload": {"name": "idle"},
+            "onlining": {"agent": "udev"},
+            "host": {"controller": "schedule", "steps": [[10, "3G"], [5000, "3500M"]]},
+        },
+        1,
+    ).metrics
+    assert m["xen_cancelled"] == 2  # at 10 s and at 5000 s; none at 3610 s or 7210 s
+    assert m["blocks_added_end"] == 0 and m["hotadd_requests"] == 0
