@@ -292,7 +292,9 @@ class XenBalloon(Driver):
         return hint, total
 
     def increase_reservation(self, nr: int) -> str:
-        """Populate up to `nr` ballooned pages, highest (most recently appended) first."""
+        """Populate up to `nr` ballooned pages, highest (most recently appended) first. The hypercall asks for no
+        more frames than the list holds (frame_list is filled from it: 6.12.118 drivers/xen/balloon.c l.392-404)."""
+        nr = min(nr, self.balloon_pages)
         got = self.sim.host.populate(nr)
         self.stats["xen_populate_batches"] += 1
         if got <= 0:

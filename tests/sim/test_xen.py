@@ -216,3 +216,27 @@ def test_without_memory_hotplug_the_target_is_cut_to_what_is_populated_until_the
     ).metrics
     assert m["xen_cancelled"] == 2  # at 10 s and at 5000 s; none at 3610 s or 7210 s
     assert m["blocks_added_end"] == 0 and m["hotadd_requests"] == 0
+
+
+def test_increase_reservation_asks_the_host_for_no_more_than_the_balloon_holds():
+    """increase_reservation() fills frame_list from the ballooned list and stops where the list does
+    (6.12.118 drivers/xen/balloon.c l.392-404): XENMEM_populate_physmap asks for at most the pages listed. With
+    100 pages listed and a host that has 200 left, the 512-page batch is no short populate."""
+    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.world import Sim
+
+    sc = {
+        "duration": "1m",
+        "guest": {"boot": "2G"},
+        "driver": {"name": "xen"},
+        "workload": {"name": "idle"},
+        "onlining": {"agent": "offline"},
+        "host": {"controller": "schedule", "steps": [[3000, "2G"]]},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    drv = sim.driver
+    assert drv.decrease_reservation(100) == "BP_DONE"  # 100 pages on the ballooned list, back to the host
+    sim.host.free_pages = 200
+    assert drv.increase_reservation(512) == "BP_DONE"
+    assert drv.balloon_pages == 0 and sim.host.free_pages == 100
+    assert drv.stats["xen_populate_short"] == 0
