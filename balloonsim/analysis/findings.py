@@ -97,6 +97,7 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     """The findings of a comparisons table (as `compare` makes it or as read back from comparisons.csv)."""
     if comp.empty or by is None:
         return []
+    numbers = what_if_numbers(comp)  # over the whole table, as the report's section numbers them
     comp = _usable(comp)
     real = differs(comp)
     if not real.any():
@@ -120,7 +121,6 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     for c in ("what_if_a", "what_if_b"):
         if c in found:
             cols[c] = np.array([v if isinstance(v, str) else "" for v in found[c]], dtype=object)
-    numbers = what_if_numbers(comp)
     for c in ("diff", "cliffs_delta", "p_holm"):
         cols[c] = found[c].to_numpy(dtype=float)
     groups: dict[tuple, list[int]] = {}

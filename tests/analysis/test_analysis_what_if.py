@@ -144,3 +144,17 @@ def test_a_departure_that_comes_with_the_regime_is_said_of_the_regime(tmp_path):
     n = what_if_numbers(analysis.comparisons)[HINT]
     assert text.startswith("**onlining.agent = offline**")
     assert text.endswith(f"What-if (*What no kernel does*): every side's runs, in the regimes with departure {n}.")
+
+
+def test_the_notes_number_departures_over_the_whole_table_as_the_section_does(tmp_path):
+    """A departure seen first in a row that can make no finding (a tautology, a pair without survivors) keeps its
+    number: the notes and the report's section count over the same comparisons.csv."""
+    from balloonsim.analysis.findings import from_comparisons
+
+    comp = analyze(_study(tmp_path)).comparisons.copy()
+    comp.loc[0, "tautology"] = True
+    comp.loc[0, "what_if_b"] = "memmap x: a departure only this row shows"
+    numbers = what_if_numbers(comp)
+    assert numbers["memmap x: a departure only this row shows"] == 1
+    hint = next(f.text for f in from_comparisons(comp, "memmap.strategy") if "**subrange-hint** (" in f.text)
+    assert f"**subrange-hint** ({numbers[HINT]})" in hint and numbers[HINT] != 1
