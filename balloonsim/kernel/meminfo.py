@@ -119,7 +119,10 @@ def read_meminfo(guest: MemorySource, ballooned_pages: int = 0) -> Meminfo:
         memmap_kmalloc_pages=memmap_kmalloc,
         memmap_in_range_pages=memmap_in_range,
         vmemmap_pages=vmemmap,
-        nr_memmap_pages=memmap_kmalloc + memmap_in_range if vmstat else None,
+        # memmap_pages_add() counts every section populate_section_memmap() populated; a failed add's kept sections
+        # stay counted, only the failing one's section_deactivate() takes its share back (6.12.118
+        # mm/sparse-vmemmap.c l.567-586)
+        nr_memmap_pages=memmap_kmalloc + memmap_in_range + guest.stats.memmap_stale_pages if vmstat else None,
         nr_memmap_boot_pages=guest.boot_memmap_pages if vmstat else None,
         withheld_pages=withheld,
         ballooned_pages=ballooned_pages,

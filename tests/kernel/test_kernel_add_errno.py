@@ -156,6 +156,10 @@ def test_enomem_in_a_later_section_leaves_the_earlier_ones():
     assert g.stale_sections == Extents.span(start, start + 3 * 32768)
     assert g.stats.memmap_stale_pages == 3 * 512 and not set(g.blocks) & set(range(40, 48))
     assert before.MemFree_kb - g.meminfo().MemFree_kb == 3 * 2048 + 4
+    # /proc/vmstat nr_memmap_pages counts them: populate_section_memmap() -> memmap_pages_add() per section, and
+    # only the failing section's section_deactivate() -> depopulate_section_memmap() took its share back
+    # (6.12.118 mm/sparse-vmemmap.c l.567-586)
+    assert g.meminfo().nr_memmap_pages - before.nr_memmap_pages == 3 * 512
     assert g.stats.add_errors == {-ENOMEM: 1}
     # free the user memory: the retry gets -EEXIST at the first section, and takes nothing
     for z in g.alloc.iter_zones():
