@@ -141,6 +141,7 @@ def _run_hotplug(spec: HotplugSpec, trace: bool = False) -> HotplugReport:
         guest = Guest(cfg, strategy, trace=trace)
     except ValueError as exc:
         raise ConfigError("boot", str(exc)) from None
+    strategy.check(guest.profile)
     at = spec.at if spec.at is not None else first_free(guest)
     end = at + spec.size
     report = HotplugReport(spec, guest.block_size, [], [], guest.trace if guest.trace is not None else [])

@@ -21,9 +21,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from balloonsim.errors import ConfigError
 from balloonsim.kernel.errno import EINVAL
 from balloonsim.kernel.extents import Extents
-from balloonsim.kernel.vmemmap import BlockView, Vmemmap, memmap_on_memory_pages
+from balloonsim.kernel.vmemmap import BlockView, KernelProfile, Vmemmap, memmap_on_memory_pages
 from balloonsim.memmap.base import MemmapStrategy
 
 
@@ -41,6 +42,18 @@ class Altmap(MemmapStrategy):
     leaves_failed_sections = True
     Params = AltmapParams
     params: AltmapParams
+
+    def check(self, profile: KernelProfile) -> None:
+        """`mode = "force"` only where memory_hotplug.memmap_on_memory takes it (6.6+, 2d1f649c7c08). Before, the
+        parameter is a bool (6.1.192 mm/memory_hotplug.c l.49-50, module_param(..., bool)): kstrtobool() reads
+        "force" as false by its 'f' (lib/kstrtox.c), so the kernel would run with memmap_on_memory off, not forced."""
+        if self.params.mode == "force" and not profile.memmap_force:
+            why = (
+                "there is no memory_hotplug.memmap_on_memory"
+                if profile.memmap_on_memory == "none"
+                else "memory_hotplug.memmap_on_memory is a bool: 'force' parses as false and turns it off"
+            )
+            raise ConfigError("memmap.mode", f"'force' needs a kernel of 6.6 or later; in {profile.name} {why}")
 
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         rule = vm.profile.memmap_on_memory

@@ -46,6 +46,10 @@ class MemmapStrategy:
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         raise NotImplementedError
 
+    def check(self, profile: KernelProfile) -> None:
+        """Refuse a setting the kernel of `profile` cannot have (a ConfigError naming the key); nothing to refuse
+        by default. Called when a guest is built for it, before anything runs."""
+
     def departures(self, profile: KernelProfile) -> list[str]:
         """What about this placement no kernel of `profile` does (empty: the kernel's own)."""
         if self.what_if is None:

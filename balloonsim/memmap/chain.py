@@ -35,6 +35,10 @@ class Chain(MemmapStrategy):
         after place()."""
         return self._ended_by.leaves_failed_sections
 
+    def check(self, profile: KernelProfile) -> None:
+        for link in self.links:
+            link.check(profile)
+
     def departures(self, profile: KernelProfile) -> list[str]:
         """The links' own, and the fallback itself where the kernel has none: add_memory() falls back from
         memmap_on_memory to the ordinary memmap only from 6.6 (e3c2bfdd33a3); 5.13-6.5 return -EINVAL."""

@@ -61,6 +61,7 @@ class Sim:
         g = sc.guest
         parts = sc.components()
         self.guest = Guest(g.config(), memmap.build(parts.memmap))
+        self.guest.strategy.check(self.guest.profile)
         self.host = HostMemory(cast("ControllerParams", parts.host.params).memory >> PAGE_SHIFT)
         self.memory = UserMemory(self)
         # small GFP_KERNEL allocations of the hot-add path invoke the OOM killer rather than fail

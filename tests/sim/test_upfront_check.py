@@ -20,6 +20,12 @@ from balloonsim.sim.world import build_world, check_run
 
 BAD_LEVELS = [
     (
+        # memmap_on_memory=force exists from 6.6 (2d1f649c7c08); 4.19 has no memmap_on_memory at all
+        'memmap = [{ strategy = "altmap" }, { strategy = "altmap", mode = "force" }]',
+        "factors.memmap[1].mode: 'force' needs a kernel of 6.6 or later; in 4.19 there is no "
+        "memory_hotplug.memmap_on_memory",
+    ),
+    (
         # 100M is a multiple of the 2M device block (Params accepts it) but not of the 128M memory block, which
         # only the built guest knows (virtio_mem_init() refuses the device)
         'driver = [{ name = "virtio-mem" }, { name = "virtio-mem", region_size = "100M" }]',
@@ -33,7 +39,9 @@ BAD_LEVELS = [
 ]
 
 
-@pytest.mark.parametrize(("factor", "expected"), BAD_LEVELS, ids=["virtio-mem-region", "auto-online-4.19"])
+@pytest.mark.parametrize(
+    ("factor", "expected"), BAD_LEVELS, ids=["altmap-force-4.19", "virtio-mem-region", "auto-online-4.19"]
+)
 def test_bad_level_exits_2_before_anything_is_written(tmp_path, factor, expected):
     exp = tmp_path / "bad.toml"
     exp.write_text(
@@ -70,6 +78,21 @@ def test_bad_level_exits_2_before_anything_is_written(tmp_path, factor, expected
         ),
         ({"driver": {"name": "dimm", "dimm_size": "192M"}}, "driver.dimm_size", "memory block size"),
         ({"driver": {"name": "xen", "node": 1}}, "driver.node", "does not exist"),
+        # 6.1.192 mm/memory_hotplug.c l.49-50: module_param(memmap_on_memory, bool): kstrtobool("force") is false
+        (
+            {"driver": {"name": "dimm"}, "memmap": {"strategy": "altmap", "mode": "force"}, "guest": {"kernel": "6.1"}},
+            "memmap.mode",
+            "in 6.1 memory_hotplug.memmap_on_memory is a bool: 'force' parses as false",
+        ),
+        (
+            {
+                "driver": {"name": "dimm"},
+                "memmap": {"strategy": "altmap,kmalloc", "mode": "force"},
+                "guest": {"kernel": "4.19"},
+            },
+            "memmap.mode",
+            "6.6 or later; in 4.19 there is no memory_hotplug.memmap_on_memory",
+        ),
         (
             {"onlining": {"agent": "auto", "online_type": "online_movable"}, "guest": {"kernel": "4.19"}},
             "onlining.online_type",
