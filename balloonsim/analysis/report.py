@@ -150,10 +150,10 @@ def _what_if_lines(results, comp: pd.DataFrame) -> list[str]:
         if part and part not in numbers:
             numbers[part] = len(numbers) + 1
     lines = []
+    aliases = results.aliases  # a factor a zip ties to another says nothing more about the scope
     for part, n in numbers.items():
         mine = np.array([part in str(w).split(WHAT_IF_SEP) for w in what_if], dtype=bool)
         scope = []
-        aliases = results.aliases  # a factor a zip ties to another says nothing more about the scope
         for f in results.factors:
             if f in aliases:
                 continue

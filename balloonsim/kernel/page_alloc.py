@@ -203,9 +203,7 @@ class PageAllocator:
         the change is complete: a watcher must not read the zones, only note that it has to look later."""
         self.gen += 1
         if committed and self._committed_watchers:
-            watchers, self._committed_watchers = self._committed_watchers, []
-            for w in watchers:
-                w()
+            self._committed_changed()
         if self._watchers:
             watchers, self._watchers = self._watchers, []
             for w in watchers:
@@ -227,9 +225,13 @@ class PageAllocator:
         mm/util.c l.1037; munmap and exit give it back), never at a fault. Whoever reads committed memory hears."""
         self.committed_as += pages
         if self._committed_watchers:
-            watchers, self._committed_watchers = self._committed_watchers, []
-            for w in watchers:
-                w()
+            self._committed_changed()
+
+    def _committed_changed(self) -> None:
+        """Tell each watcher of committed memory (watch_committed()), once."""
+        watchers, self._committed_watchers = self._committed_watchers, []
+        for w in watchers:
+            w()
 
     # -- watermarks ------------------------------------------------------------------------------
     def setup_watermarks(self, rules: WatermarkRules) -> None:
