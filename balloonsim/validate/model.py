@@ -15,15 +15,9 @@ What the drivers do is reproduced from their kernel source at the level of the c
   the device is offlined, lowest first; failures are retried once, and if one still fails the blocks this
   call offlined are onlined again (acpi_bus_online(), MMOP_ONLINE) and the eject is refused. Otherwise
   acpi_memory_device_remove() -> __remove_memory().
-- virtio-mem, Sub Block Mode (drivers/virtio/virtio_mem.c; the profile's subblock size, 2 MiB on 5.19+; one
-  dynamic memory group per device, its unit a memory block, 5.15+): plugging fills
-  partially plugged blocks, then adds new ones (plugged subblocks first, add_memory_driver_managed() without
-  MHP_MEMMAP_ON_MEMORY, onlined by the core's auto-online with the driver's online-page callback exposing
-  only plugged subblocks); unplugging (virtio_mem_sbm_unplug_request()) goes through online blocks from the
-  highest, partially plugged ones first, a whole block in one shot when it can, else subblock by subblock
-  from the top (fake-offline: Guest.alloc_contig_range(), the same call drivers/virtio_mem makes; -ENOMEM
-  ends the pass, -EBUSY moves on to the next subblock); a block left with nothing plugged is offlined and
-  removed (offline_and_remove_memory()).
+- virtio-mem is not reproduced: the shipped driver (drivers/virtio_mem) runs on the recorded guest in a
+  ReplayWorld (balloonsim.validate.world); each resize sets QEMU's requested size and lets its worker run as
+  long as the recording waited, so validate checks the driver studies use.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model.
 """
 
@@ -33,14 +27,15 @@ import re
 from dataclasses import dataclass, field
 
 from balloonsim.drivers.dimm import acpi_memory_group
+from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
-from balloonsim.kernel.errno import ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.memmap import get_strategy
-from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB, div_round_up
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
 from balloonsim.validate.parse import Recording
+from balloonsim.validate.world import ReplayWorld
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
 VIRTIO_MEM_DEVICE_BLOCK = 2 * MiB  # QEMU's default for a memory-backend-ram (the guest logs it)
@@ -132,141 +127,6 @@ def new_guest(rec: Recording, block_size: int | None) -> Guest:
     return guest
 
 
-class VirtioMemSbm:
-    """What virtio-mem in Sub Block Mode asks of the kernel when its requested size changes."""
-
-    def __init__(self, guest: Guest, addr: int, size: int, nid: int):
-        self.g = guest
-        self.nid = nid
-        # virtio_mem_init_hotplug(): max(pageblock (5.19+) or MAX_ORDER (before) pages, the device block size)
-        self.sb_pages = max(guest.profile.virtio_mem_sb_min, VIRTIO_MEM_DEVICE_BLOCK) >> PAGE_SHIFT
-        self.per_mb = guest.block_pages // self.sb_pages
-        self.first_mb = div_round_up(addr, guest.block_size)
-        self.end_mb = (addr + size) // guest.block_size
-        self.plugged: dict[int, set[int]] = {}  # memory block -> plugged subblocks
-        guest.set_online_page_callback(self.online_page_cb)
-        # virtio_mem_init_hotplug(): memory_group_register_dynamic(nid, memory_block_size_bytes()) in SBM (5.15+)
-        self.group = (
-            guest.register_memory_group(nid, unit_pages=guest.block_pages) if guest.profile.auto_movable else None
-        )
-
-    def _ours(self, block) -> bool:
-        return self.first_mb <= block.id < self.end_mb
-
-    def online_page_cb(self, guest: Guest, block, span: Extents) -> Extents:
-        """virtio_mem_online_page_cb(): plugged subblocks to the buddy, the rest stays fake-offline."""
-        if not self._ours(block):
-            return span
-        block.withheld_offlinable = True  # virtio_mem_notify_going_offline() lets fake-offline pages go
-        expose = Extents()
-        for sb in self.plugged.get(block.id, ()):
-            s = block.start_pfn + sb * self.sb_pages
-            expose.add(s, s + self.sb_pages)
-        out = Extents()
-        for s, e in expose:
-            for cs, ce in span.clip(s, e):
-                out.add(cs, ce)
-        return out
-
-    def size(self) -> int:
-        return sum(len(v) for v in self.plugged.values()) * self.sb_pages << PAGE_SHIFT
-
-    def resize(self, requested: int) -> int:
-        diff = (requested - self.size()) // (self.sb_pages << PAGE_SHIFT)
-        if diff > 0:
-            self._plug(diff)
-        elif diff < 0:
-            self._unplug(-diff)
-        return self.size()
-
-    def _sb_range(self, mb: int, sb: int, n: int) -> tuple[int, int]:
-        s = mb * self.g.block_pages + sb * self.sb_pages
-        return s, s + n * self.sb_pages
-
-    def _plug(self, n: int) -> None:
-        g = self.g
-        # virtio_mem_sbm_plug_request(): partially plugged blocks first (virtio_mem_sbm_plug_any_sb)
-        for mb in sorted(self.plugged):
-            free = [sb for sb in range(self.per_mb) if sb not in self.plugged[mb]]
-            for sb in free[:n]:
-                s, e = self._sb_range(mb, sb, 1)
-                g.backing.populate(s, e)
-                self.plugged[mb].add(sb)
-                block = g.blocks[mb]
-                if block.state is BlockState.ONLINE:
-                    g.generic_online_page(block, s, e)  # virtio_mem_fake_online()
-                n -= 1
-            if not n:
-                return
-        # then new blocks: plug the first subblocks, add the block (virtio_mem_sbm_plug_and_add_mb)
-        for mb in range(self.first_mb, self.end_mb):
-            if not n:
-                return
-            if mb in self.plugged:
-                continue
-            k = min(n, self.per_mb)
-            s, e = self._sb_range(mb, 0, k)
-            g.backing.populate(s, e)
-            self.plugged[mb] = set(range(k))
-            ret = g.add_memory(
-                self.nid,
-                mb * g.block_size,
-                g.block_size,
-                hint=Extents.span(s, e),
-                memmap_on_memory=False,
-                group=self.group,
-            )
-            if ret:
-                del self.plugged[mb]
-                g.backing.unpopulate(s, e)
-                return
-            n -= k
-
-    def _state_rank(self, mb: int) -> int:
-        """Position of the block's state in virtio_mem_sbm_unplug_request()'s mb_states[]."""
-        block = self.g.blocks[mb]
-        partial = len(self.plugged[mb]) < self.per_mb
-        if block.state is not BlockState.ONLINE:
-            return 0 if partial else 1
-        movable = not block.is_kernel_zone
-        return (2 if movable else 3) if partial else (4 if movable else 5)
-
-    def _unplug(self, n: int) -> None:
-        g = self.g
-        order = sorted(self.plugged, key=lambda mb: (self._state_rank(mb), -mb))
-        for mb in order:
-            if not n:
-                return
-            block = g.blocks[mb]
-            plugged = self.plugged[mb]
-            online = block.state is BlockState.ONLINE
-            if online and n >= self.per_mb and len(plugged) == self.per_mb:
-                s, e = self._sb_range(mb, 0, self.per_mb)
-                rc = g.alloc_contig_range(block, s, e)
-                if rc == -ENOMEM:
-                    return  # virtio_mem_fake_offline() returns it as it is: the unplug pass ends
-                if not rc:
-                    plugged.clear()
-                    n -= self.per_mb
-            for sb in sorted(plugged, reverse=True):
-                if not n:
-                    break
-                s, e = self._sb_range(mb, sb, 1)
-                rc = g.alloc_contig_range(block, s, e) if online else 0
-                if rc == -ENOMEM:
-                    return
-                if rc:
-                    continue  # -EBUSY: try the next subblock
-                plugged.discard(sb)
-                g.backing.unpopulate(s, e)
-                n -= 1
-            if not plugged:  # virtio_mem_sbm_try_remove_unplugged_mb(): offline_and_remove_memory()
-                if online and g.offline_memory_block(mb):
-                    continue
-                g.remove_memory(mb * g.block_size, g.block_size)
-                del self.plugged[mb]
-
-
 def _errno(ret: int) -> str:
     return "0" if ret == 0 else errname(ret).lstrip("-")
 
@@ -278,11 +138,11 @@ def replay(rec: Recording) -> ModelRun:
     guest = new_guest(rec, real_bs)
     run = ModelRun(guest.profile.name, probed, guest.block_size)
     devices: dict[str, tuple[int, int]] = {}
-    vmem: dict[str, VirtioMemSbm] = {}
+    world = ReplayWorld(guest, guest.config)
+    vmem: dict[str, VirtioMem] = {}
     vm = rec.data["machine"].get("virtio_mem")
     if vm:
-        addr = next(st["result"]["addr"] for st in rec.steps if st["do"] == "vmem_resize")
-        vmem[vm["id"]] = VirtioMemSbm(guest, addr, vm["size_mib"] * MiB, vm.get("node", 0))
+        vmem[vm["id"]] = _virtio_mem(world, rec, vm)
     try:
         for i, st in enumerate(rec.steps):
             do = st["do"]
@@ -300,12 +160,31 @@ def replay(rec: Recording) -> ModelRun:
                 }
             elif do == "dimm_del":
                 run.outcomes[i] = _acpi_eject(guest, *devices[st["dev"]])
-            elif do == "vmem_resize":
-                run.outcomes[i] = vmem[st["dev"]].resize(st["size_mib"] * MiB)
+            elif do == "vmem_resize":  # QEMU's requested-size, then as long as the recording waited
+                world.set_target(sum(guest.config.boot) + st["size_mib"] * MiB)
+                world.run_for(st["elapsed_s"])
+                run.outcomes[i] = vmem[st["dev"]].plugged_size
             # "idle" and "activity" change nothing the model holds
     except GuestCrash as crash:
         run.crash = str(crash)
     return run
+
+
+def _virtio_mem(world: ReplayWorld, rec: Recording, vm: dict) -> VirtioMem:
+    """The shipped driver on the recorded device: its region where the guest found it (the first resize's
+    `addr`), QEMU's default device block, and no MHP_MEMMAP_ON_MEMORY (virtio_mem.c never passes it)."""
+    addr = next(st["result"]["addr"] for st in rec.steps if st["do"] == "vmem_resize")
+    params = VirtioMemParams(
+        region_start=addr,
+        region_size=vm["size_mib"] * MiB,
+        node=vm.get("node", 0),
+        device_block_size=VIRTIO_MEM_DEVICE_BLOCK,
+        memmap_on_memory=False,
+    )
+    driver = VirtioMem(world, params)
+    world.driver = driver
+    driver.start()
+    return driver
 
 
 def _write(guest: Guest, bid: int, file: str, value: str) -> str:

@@ -1,14 +1,16 @@
-"""The replay's pieces: kernel profiles by release, the ACPI eject, virtio-mem Sub Block Mode."""
+"""The replay's pieces: kernel profiles by release, the ACPI eject, the shipped virtio-mem driver."""
 
 from __future__ import annotations
 
 import pytest
 
+from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig
 from balloonsim.kernel.errno import EBUSY
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import VirtioMemSbm, _acpi_add, _acpi_eject, new_guest, profile_for, replay
+from balloonsim.validate.model import _acpi_add, _acpi_eject, new_guest, profile_for, replay
+from balloonsim.validate.world import ReplayWorld
 
 
 def test_profile_for_release():
@@ -93,19 +95,52 @@ def test_acpi_eject_refused_puts_back_what_the_second_pass_offlined(monkeypatch)
     assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
 
 
+def _replayed_virtio_mem(g: Guest) -> tuple[ReplayWorld, VirtioMem]:
+    world = ReplayWorld(g, g.config)
+    params = VirtioMemParams(region_start=4 * GiB, region_size=4 * GiB, memmap_on_memory=False)
+    driver = VirtioMem(world, params)
+    driver.start()
+    return world, driver
+
+
+def _resize(world: ReplayWorld, driver: VirtioMem, size: int) -> int:
+    world.set_target(sum(world.scenario.guest.boot) + size)
+    world.run_for(5.0)
+    return driver.plugged_size
+
+
 def test_virtio_mem_partial_block():
-    """300 MiB plugged = two whole blocks and 22 of 64 subblocks of the third: all three present, 300 MiB
-    managed (the rest of the third block fake-offline)."""
+    """The shipped driver (drivers/virtio_mem, Sub Block Mode) on a replayed guest: 300 MiB plugged = two whole
+    blocks and 22 of the third block's 64 subblocks of 2 MiB (5.19+); all three blocks present, 300 MiB managed
+    (the rest of the third block fake-offline), and nothing left at 0."""
     g = _guest()
     g.auto_online = "online_movable"
-    vm = VirtioMemSbm(g, 4 * GiB, 4 * GiB, 0)
-    assert vm.resize(1 * GiB) == 1 * GiB
-    assert vm.resize(300 * MiB) == 300 * MiB
+    world, vm = _replayed_virtio_mem(g)
+    assert _resize(world, vm, 1 * GiB) == 1 * GiB
+    assert _resize(world, vm, 300 * MiB) == 300 * MiB
     assert sorted(g.blocks) == [32, 33, 34]
     assert sum(b.managed for b in g.blocks.values()) == 300 * MiB >> 12
-    assert vm.plugged[34] == set(range(22))
-    assert vm.resize(0) == 0
+    assert vm.mode.plugged_sbs(34) == list(range(22))
+    assert _resize(world, vm, 0) == 0
     assert not g.blocks
+
+
+def test_validate_replays_the_shipped_virtio_mem_driver(recordings, monkeypatch):
+    """`balloonsim validate` checks the driver studies run, not a copy: every resize of a recorded virtio-mem
+    device goes through drivers/virtio_mem's worker (its plug requests reach the replay's host)."""
+    rec = next(r for r in recordings if r.data["machine"].get("virtio_mem"))
+    requests: list[int] = []
+    plug = VirtioMem.send_plug_request
+
+    def counted(self, start, end, *args):
+        requests.append(end - start)
+        return (yield from plug(self, start, end, *args))
+
+    monkeypatch.setattr(VirtioMem, "send_plug_request", counted)
+    run = replay(rec)
+    resizes = [i for i, st in enumerate(rec.steps) if st["do"] == "vmem_resize"]
+    assert run.outcomes[resizes[0]] == rec.steps[resizes[0]]["size_mib"] * MiB
+    assert sum(requests) << 12 == rec.steps[resizes[0]]["size_mib"] * MiB
 
 
 def test_acpi_add_passes_the_flag_as_the_release_does():
