@@ -117,18 +117,24 @@ class AcpiDimm(Driver):
             return
         self.log("hotadd_request", -1, f"dimm {start:#x}+{size >> 20}M")
         yield self.env.timeout(self.p.plug_delay)
-        first = start >> PAGE_SHIFT
-        self.guest.backing.populate(first, first + pages)
-        self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
-        group = acpi_memory_group(self.guest, self.p.node, pages)
-        ret = self.hot_add(self.p.node, start, size, Extents.span(first, first + pages), group)
-        if ret:
+        if self.add(self.p.node, start, size):
             self.sim.host.release(pages)
             yield self.env.timeout(self.p.plug_delay)
             yield self.sim.target_event
-            return
-        self.dimms.append((start, size))
-        self.plugged += 1
+
+    def add(self, nid: int, start: int, size: int) -> int:
+        """acpi_memory_enable_device() for a DIMM the host has backed: the range is populated, a static memory
+        group registered (5.15+), then one add_memory() with the release's MHP_MEMMAP_ON_MEMORY (mhp_flag).
+        Returns add_memory()'s result; on success the DIMM is this driver's to eject."""
+        first, pages = start >> PAGE_SHIFT, size >> PAGE_SHIFT
+        self.guest.backing.populate(first, first + pages)
+        self.log("populate", first // self.guest.block_pages, f"{pages} pages (whole DIMM)")
+        group = acpi_memory_group(self.guest, nid, pages)
+        ret = self.hot_add(nid, start, size, Extents.span(first, first + pages), group)
+        if not ret:
+            self.dimms.append((start, size))
+            self.plugged += 1
+        return ret
 
     def eject(self, start: int, size: int) -> Process:
         """acpi_scan_hot_remove() -> acpi_scan_try_to_offline() (drivers/acpi/scan.c, 6.12.118 l.201, 7.3.4 l.202),
@@ -158,7 +164,7 @@ class AcpiDimm(Driver):
             self.unplug_ebusy += 1
             return False
         self.sim.host.release(size >> PAGE_SHIFT)
-        self.dimms.pop()
+        self.dimms.remove((start, size))
         self.log("remove_memory", blocks[0].id, f"{start:#x}+{size >> 20}M")
         return True
 

@@ -6,18 +6,15 @@ inside balloonsim.kernel needs no change here. The guest is configured from the 
 per node from QEMU's -m / -numa, the kernel profile from the release, the memory block size from
 block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node from the kernel command line.
 
-What the drivers do is reproduced from their kernel source at the level of the calls they make:
-- pc-dimm (drivers/acpi/acpi_memhotplug.c acpi_memory_enable_device()): the range is backed, a static memory
-  group is registered for the DIMM (5.15+), then one add_memory() with MHP_MEMMAP_ON_MEMORY when the release's
-  driver passes it (balloonsim.kernel.vmemmap.acpi_memmap_on_memory_flag(), the rule drivers/dimm.py follows:
-  5.13-6.5 only for a one-block DIMM, always from 6.6).
-- device_del of a pc-dimm is an ACPI eject (drivers/acpi/scan.c acpi_scan_try_to_offline()): every block of
-  the device is offlined, lowest first; failures are retried once, and if one still fails the blocks this
-  call offlined are onlined again (acpi_bus_online(), MMOP_ONLINE) and the eject is refused. Otherwise
-  acpi_memory_device_remove() -> __remove_memory().
-- virtio-mem is not reproduced: the shipped driver (drivers/virtio_mem) runs on the recorded guest in a
-  ReplayWorld (balloonsim.validate.world); each resize sets QEMU's requested size and lets its worker run as
-  long as the recording waited, so validate checks the driver studies use.
+The drivers are the ones studies run, not copies of their kernel calls, in a ReplayWorld
+(balloonsim.validate.world: the recorded guest, a host that backs what QEMU backs, no workload):
+- pc-dimm: device_add is drivers/dimm.py AcpiDimm.add() at the recorded address and node
+  (acpi_memory_enable_device(): the range backed, a static memory group (5.15+), one add_memory() with
+  MHP_MEMMAP_ON_MEMORY by the release's rule); device_del is AcpiDimm.eject() (acpi_scan_try_to_offline():
+  every block offlined, failures retried once, the blocks offlined put back online when one still fails,
+  else __remove_memory()), run for as long as the recording waited.
+- virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
+  worker run as long as the recording waited.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model.
 """
 
@@ -26,12 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from balloonsim.drivers.dimm import acpi_memory_group
+from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
-from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.profiles import PROFILES
-from balloonsim.kernel.vmemmap import acpi_memmap_on_memory_flag
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
 from balloonsim.validate.parse import Recording
@@ -139,6 +134,8 @@ def replay(rec: Recording) -> ModelRun:
     run = ModelRun(guest.profile.name, probed, guest.block_size)
     devices: dict[str, tuple[int, int]] = {}
     world = ReplayWorld(guest, guest.config)
+    # the pc-dimm driver, not started: the recording's steps add and eject its DIMMs
+    dimm = world.driver = AcpiDimm(world, DimmParams(dimm_size=guest.block_size))
     vmem: dict[str, VirtioMem] = {}
     vm = rec.data["machine"].get("virtio_mem")
     if vm:
@@ -148,18 +145,22 @@ def replay(rec: Recording) -> ModelRun:
             do = st["do"]
             if do == "snap":
                 run.snapshots[st["phase"]] = _snapshot(guest)
-            elif do == "dimm_add":
+            elif do == "dimm_add":  # object_add + device_add: QEMU backs the DIMM, then the ACPI notification
                 addr, size = st["result"]["addr"], st["size_mib"] * MiB
                 devices[st["dev"]] = (addr, size)
-                s, e = addr >> PAGE_SHIFT, (addr + size) >> PAGE_SHIFT
-                guest.backing.populate(s, e)
-                run.outcomes[i] = _errno(_acpi_add(guest, st["node"], addr, size))
+                world.host.populate(size >> PAGE_SHIFT)
+                run.outcomes[i] = _errno(dimm.add(st["node"], addr, size))
             elif do == "write":
                 run.outcomes[i] = {
                     w["block"]: _write(guest, w["block"], st["file"], st["value"]) for w in st["result"]["writes"]
                 }
-            elif do == "dimm_del":
-                run.outcomes[i] = _acpi_eject(guest, *devices[st["dev"]])
+            elif do == "dimm_del":  # device_del: the ACPI eject, for as long as the recording waited
+                if devices[st["dev"]] in dimm.dimms:  # else the model's add failed: nothing to eject
+                    eject = world.env.process(dimm.eject(*devices[st["dev"]]))
+                    world.run_for(st["elapsed_s"])
+                    run.outcomes[i] = bool(eject.value) if eject.triggered else False
+                else:
+                    run.outcomes[i] = False
             elif do == "vmem_resize":  # QEMU's requested-size, then as long as the recording waited
                 world.set_target(sum(guest.config.boot) + st["size_mib"] * MiB)
                 world.run_for(st["elapsed_s"])
@@ -198,30 +199,3 @@ def _write(guest: Guest, bid: int, file: str, value: str) -> str:
     if value == "offline":
         return _errno(guest.offline_memory_block(bid))
     return "EINVAL"
-
-
-def _acpi_add(guest: Guest, nid: int, addr: int, size: int) -> int:
-    """acpi_memory_enable_device(): one static memory group per DIMM (2a1578397a16, 5.15+), then add_memory()
-    with MHP_MEMMAP_ON_MEMORY where the release's driver passes it."""
-    pages = size >> PAGE_SHIFT
-    group = acpi_memory_group(guest, nid, pages)
-    flag = acpi_memmap_on_memory_flag(guest.profile, pages, guest.block_pages, guest.sp)  # AcpiDimm's rule too
-    s = addr >> PAGE_SHIFT
-    return guest.add_memory(nid, addr, size, hint=Extents.span(s, s + pages), memmap_on_memory=flag, group=group)
-
-
-def _acpi_eject(guest: Guest, addr: int, size: int) -> bool:
-    """acpi_scan_try_to_offline() then __remove_memory(); True when the device went away."""
-    blocks = guest.blocks_in(addr >> PAGE_SHIFT, size >> PAGE_SHIFT)
-    put_online = []
-    failed = []
-    for b in blocks:  # first pass: every block, failures noted
-        if b.state is BlockState.ONLINE:
-            (failed if guest.offline_memory_block(b.id) else put_online).append(b)
-    for b in failed:  # second pass: stop at the first failure
-        if guest.offline_memory_block(b.id):
-            for p in put_online:  # what either pass offlined (acpi_bus_offline() sets put_online in both)
-                guest.online_memory_block(p.id, "online")  # acpi_bus_online(): MMOP_ONLINE
-            return False
-        put_online.append(b)
-    return guest.remove_memory(addr, size) == 0

@@ -1,7 +1,7 @@
 """The ACPI DIMM driver's eject: acpi_scan_try_to_offline() (drivers/acpi/scan.c, 6.12.118 l.201, 7.3.4 l.202).
 A first pass offlines every block of the device in order and notes the failures, a second pass retries only those,
 and when one fails again every block the eject offlined is onlined again (acpi_bus_online() -> device_online(),
-MMOP_ONLINE) and the DIMM stays. The validation replay does the same (balloonsim.validate.model._acpi_eject)."""
+MMOP_ONLINE) and the DIMM stays. The validation replay runs this eject (balloonsim.validate.model.replay)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
-"""The replay's pieces: kernel profiles by release, the ACPI eject, the shipped virtio-mem driver."""
+"""The replay's pieces: kernel profiles by release, and the shipped DIMM and virtio-mem drivers it runs."""
 
 from __future__ import annotations
 
-import pytest
-
+from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig
-from balloonsim.kernel.errno import EBUSY
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import _acpi_add, _acpi_eject, new_guest, profile_for, replay
+from balloonsim.validate.model import new_guest, profile_for, replay
 from balloonsim.validate.world import ReplayWorld
 
 
@@ -24,75 +22,65 @@ def _guest(**kw) -> Guest:
     return Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, **kw), get_strategy("kmalloc", key=""))
 
 
-def test_acpi_eject_refused_puts_blocks_back_online():
-    """acpi_scan_try_to_offline(): a block that cannot be offlined fails the eject, and the blocks the eject
-    offlined are onlined again (acpi_bus_online() -> memory_subsys_online(): MMOP_ONLINE). Their offline shrank
-    ZONE_MOVABLE to the block that stayed (shrink_zone_span()), so default_zone_for_pfn() finds no zone they
-    intersect and they come back in ZONE_NORMAL."""
-    g = _guest()
-    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
-    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
+def _dimm_online(kernel: str = "6.12", strategy: str = "kmalloc") -> tuple[ReplayWorld, AcpiDimm]:
+    """The shipped pc-dimm driver on a replayed 2 GiB guest, with a 1 GiB DIMM at 4 GiB (blocks 32-39) added
+    through it and onlined movable."""
+    g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel=kernel), get_strategy(strategy, key=""))
+    world = ReplayWorld(g, g.config)
+    dimm = AcpiDimm(world, DimmParams(dimm_size=128 * MiB))
+    assert dimm.add(0, 4 * GiB, 1 * GiB) == 0
     for b in sorted(g.blocks):
         assert g.online_memory_block(b, "online_movable") == 0
+    return world, dimm
+
+
+def _eject(world: ReplayWorld, dimm: AcpiDimm) -> bool:
+    eject = world.env.process(dimm.eject(4 * GiB, 1 * GiB))
+    world.run_for(10.0)
+    return bool(eject.value)
+
+
+def test_acpi_eject_refused_puts_blocks_back_online():
+    """acpi_scan_try_to_offline(), as the replay runs it (drivers/dimm.py): a block that cannot be offlined
+    fails the eject, and the blocks the eject offlined are onlined again (acpi_bus_online() ->
+    memory_subsys_online(): MMOP_ONLINE). Their offline shrank ZONE_MOVABLE to the block that stayed
+    (shrink_zone_span()), so default_zone_for_pfn() finds no zone they intersect and they come back in
+    ZONE_NORMAL."""
+    world, dimm = _dimm_online()
+    g = world.guest
     g.blocks[35].unmovable = 1
-    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is False
+    assert _eject(world, dimm) is False
     assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
     zones = {bid: b.zone.type.value for bid, b in g.blocks.items()}
     assert zones == {bid: "Movable" if bid == 35 else "Normal" for bid in range(32, 40)}
 
 
 def test_acpi_eject_removes_a_dimm_that_offlines():
-    g = _guest()
-    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
-    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
-    for b in sorted(g.blocks):
-        assert g.online_memory_block(b, "online_movable") == 0
-    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
-    assert not g.blocks
+    world, dimm = _dimm_online()
+    assert _eject(world, dimm) is True
+    assert not world.guest.blocks and not dimm.dimms
 
 
-def _pinned_dimm(monkeypatch: pytest.MonkeyPatch, busy: dict[int, int]) -> tuple[Guest, list[int]]:
-    """A 1 GiB DIMM at 4 GiB (blocks 32-39) onlined movable; Guest.offline_memory_block() returns -EBUSY for
-    block b the first busy[b] times it is asked (a pin that goes away), then offlines it. Returns the guest and
-    the block ids asked."""
-    g = _guest()
-    g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
-    assert g.add_memory(0, 4 * GiB, 1 * GiB) == 0
-    for b in sorted(g.blocks):
-        assert g.online_memory_block(b, "online_movable") == 0
-    real = Guest.offline_memory_block
-    calls: list[int] = []
+def test_validate_replays_the_shipped_dimm_driver(recordings, monkeypatch):
+    """The replay's device_add and device_del go through drivers/dimm.py (AcpiDimm.add, AcpiDimm.eject), the
+    driver DIMM studies run, not a copy of its kernel calls."""
+    rec = next(r for r in recordings if any(st["do"] == "dimm_del" for st in r.steps))
+    calls: list[str] = []
+    add, eject = AcpiDimm.add, AcpiDimm.eject
 
-    def pinned(self: Guest, block_id: int) -> int:
-        calls.append(block_id)
-        return -EBUSY if calls.count(block_id) <= busy.get(block_id, 0) else real(self, block_id)
+    def added(self, *args):
+        calls.append("add")
+        return add(self, *args)
 
-    monkeypatch.setattr(Guest, "offline_memory_block", pinned)
-    return g, calls
+    def ejected(self, *args):
+        calls.append("eject")
+        return (yield from eject(self, *args))
 
-
-def test_acpi_eject_second_pass_offlines_a_block_the_first_could_not(monkeypatch):
-    """acpi_scan_try_to_offline() (drivers/acpi/scan.c, 6.12.118 l.201, 7.3.4 l.202): the first pass ignores
-    failures (acpi_bus_offline(), 6.12.118 l.165-171, 7.3.4 l.166-172), the second (6.12.118 l.226-233, 7.3.4
-    l.227-234) retries only the blocks that failed; when they offline now errdev stays NULL and the device is
-    removed. Block 33 is pinned for the first pass only."""
-    g, calls = _pinned_dimm(monkeypatch, {33: 1})
-    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is True
-    assert calls == [*range(32, 40), 33]
-    assert not g.blocks
-
-
-def test_acpi_eject_refused_puts_back_what_the_second_pass_offlined(monkeypatch):
-    """The second pass sets put_online for a block it offlines (acpi_bus_offline(), 6.12.118 l.162-164, 7.3.4
-    l.163-165) and stops at the first that fails again; acpi_bus_online() (6.12.118 l.179, 7.3.4 l.180), called
-    then (6.12.118 l.235-241, 7.3.4 l.236-242), onlines every block with put_online set, from either pass. Block 33
-    is pinned for the first pass, block 35 for good: 33 offlines in the second pass and comes back with the six
-    the first pass offlined, and the replay's count of offlined blocks includes it."""
-    g, calls = _pinned_dimm(monkeypatch, {33: 1, 35: 99})
-    assert _acpi_eject(g, 4 * GiB, 1 * GiB) is False
-    assert calls == [*range(32, 40), 33, 35]
-    assert sorted(g.blocks) == list(range(32, 40))
-    assert all(b.state is BlockState.ONLINE for b in g.blocks.values())
+    monkeypatch.setattr(AcpiDimm, "add", added)
+    monkeypatch.setattr(AcpiDimm, "eject", ejected)
+    replay(rec)
+    steps = [st["do"] for st in rec.steps]
+    assert calls.count("add") == steps.count("dimm_add") and calls.count("eject") == steps.count("dimm_del")
 
 
 def _replayed_virtio_mem(g: Guest) -> tuple[ReplayWorld, VirtioMem]:
@@ -144,20 +132,19 @@ def test_validate_replays_the_shipped_virtio_mem_driver(recordings, monkeypatch)
 
 
 def test_acpi_add_passes_the_flag_as_the_release_does():
-    """acpi_memory_enable_device() (drivers/acpi/acpi_memhotplug.c): on 5.13-6.5 MHP_MEMMAP_ON_MEMORY only for a
-    DIMM of exactly one memory block (4a3e5de9c4ec), so a 1 GiB DIMM on 6.1 with memmap_on_memory=1 is added with
-    the ordinary memmap, not refused; on 6.8+ each block gets its own altmap (6b8f0798b85a). One static memory
-    group per DIMM (2a1578397a16, 5.15+)."""
+    """acpi_memory_enable_device() (drivers/acpi/acpi_memhotplug.c), as drivers/dimm.py passes it in the replay:
+    on 5.13-6.5 MHP_MEMMAP_ON_MEMORY only for a DIMM of exactly one memory block (4a3e5de9c4ec), so a 1 GiB
+    DIMM on 6.1 with memmap_on_memory=1 is added with the ordinary memmap, not refused; on 6.8+ each block gets
+    its own altmap (6b8f0798b85a). One static memory group per DIMM (2a1578397a16, 5.15+)."""
     for kernel, self_hosted in (("6.1", False), ("6.12", True)):
-        g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel=kernel), get_strategy("altmap", key=""))
-        g.backing.populate(4 * GiB >> 12, 5 * GiB >> 12)
-        assert _acpi_add(g, 0, 4 * GiB, 1 * GiB) == 0
+        world, _ = _dimm_online(kernel, "altmap")
+        g = world.guest
         assert len(g.blocks) == 8
         assert all(bool(b.vmemmap_pfns) is self_hosted for b in g.blocks.values())
         assert len(g.memory_groups) == 1 and g.memory_groups[0].max_pages == 1 * GiB >> 12
     g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel="6.1"), get_strategy("altmap", key=""))
-    g.backing.populate(4 * GiB >> 12, 4 * GiB + 128 * MiB >> 12)
-    assert _acpi_add(g, 0, 4 * GiB, 128 * MiB) == 0
+    dimm = AcpiDimm(ReplayWorld(g, g.config), DimmParams(dimm_size=128 * MiB))
+    assert dimm.add(0, 4 * GiB, 128 * MiB) == 0
     assert g.blocks[32].vmemmap_pfns  # one block: memmap_on_memory
 
 
