@@ -58,6 +58,10 @@ class KernelProfile:
     # virtio_mem_init_hotplug(): the smallest subblock. max(MAX_ORDER_NR_PAGES, pageblock_nr_pages) pages
     # (4 MiB) before 5.19; pageblock_nr_pages (2 MiB) since 448b8ec3bf11 (5.19).
     virtio_mem_sb_min: int
+    # virtio-mem SBM keeps retrying to offline and remove a fully unplugged block whose offline_and_remove_memory()
+    # failed (have_unplugged_mb: -EBUSY from the worker, the retry timer; virtio_mem_cleanup_pending_mb()). Absent
+    # from 6.1.192, present in 6.12.118: before, such a block stays added until an unplug request passes it again.
+    virtio_mem_retry_unplugged: bool
     # Xen balloon max_retry_count: RETRY_UNLIMITED until the CVE-2019-17351 fix, then 4 (XEN515).
     xen_max_retry: int | None
     # Xen balloon worker: the 5.15+ kthread (8480ed9c2bbd), which wakes when the credit changes or on its timeout
@@ -121,6 +125,7 @@ _K419 = KernelProfile(
     hv_balloon_adjusts_managed=False,
     virtio_mem=False,
     virtio_mem_sb_min=4 * MiB,
+    virtio_mem_retry_unplugged=False,
     xen_max_retry=None,
     xen_kthread=False,
     online_to_tail=False,
@@ -184,6 +189,14 @@ _K66 = _next(
     Change("mhp_silent_fallback", True, "e3c2bfdd33a3", "6.6", "add_memory() falls back to the ordinary memmap"),
     Change("acpi_memmap_flag", "always", "e3c2bfdd33a3", "6.6", "ACPI always passes MHP_MEMMAP_ON_MEMORY"),
     Change("memmap_force", True, "2d1f649c7c08", "6.6", "memory_hotplug.memmap_on_memory=force"),
+    Change(
+        "virtio_mem_retry_unplugged",
+        True,
+        "virtio-mem: keep retrying on offline_and_remove_memory() errors in Sub Block Mode (SBM) (D. Hildenbrand)",
+        "6.5",
+        "virtio-mem SBM retries removing fully unplugged blocks on its retry timer (absent in 6.1.192)",
+        verified=False,
+    ),
     Change(
         "movable_min_capped",
         True,

@@ -22,7 +22,9 @@ Sources: kernel-facts.md section 7 ([VM510], [VM515]). What is modelled, with th
 - A block whose offline or removal fails then (virtio_mem_sbm_try_remove_unplugged_mb()) sets
   have_unplugged_mb: the worker's result becomes -EBUSY, which arms the retry timer, and every run retries
   such blocks, movable-partial, kernel-partial, then offline-partial, ascending
-  (virtio_mem_cleanup_pending_mb(), virtio_mem_run_wq(); 6.12.118, 7.3.4).
+  (virtio_mem_cleanup_pending_mb(), virtio_mem_run_wq(); 6.12.118, 7.3.4). Before 6.5 (profile field
+  virtio_mem_retry_unplugged; 6.1.192's virtio_mem_sbm_unplug_any_sb_online() only logs the failure) nothing
+  is retried: the block stays added, empty, until an unplug request passes it again.
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ class Sbm(Mode):
         if left and (not set(left) <= self._vmemmap_sbs(block) or len(left) > nb_sb):
             return 0, nb_sb
         if left and not g.removable(block):  # its memmap subblocks cannot go yet: retried like a failed removal
-            self.have_unplugged_mb = True
+            self._retry_later()
             return 0, nb_sb
         online_type = block.reonline_type if block.state is BlockState.ONLINE else None
         if online_type is not None:
@@ -322,12 +324,12 @@ class Sbm(Mode):
                 for s, e in faked:  # virtio_mem_fake_online()
                     g.generic_online_page(block, s, e)
                 self.dev.log("unplug", mb, f"offline_memory_block: {err(ret)}")
-                self.have_unplugged_mb = True
+                self._retry_later()
                 return 0, nb_sb
         ret = g.remove_memory(mb * g.block_size, g.block_size)
         if ret:
             self.dev.log("unplug", mb, f"remove_memory: {err(ret)}")
-            self.have_unplugged_mb = True
+            self._retry_later()
             if online_type is not None:
                 g.online_memory_block(mb, online_type)  # offline_and_remove_memory() rolls back
             return 0, nb_sb
@@ -339,6 +341,11 @@ class Sbm(Mode):
             if rc:
                 self.pending_unplug.add(mb)
         return 0, nb_sb
+
+    def _retry_later(self) -> None:
+        """A fully unplugged block stays added: have_unplugged_mb where the release keeps retrying it (6.5+)."""
+        if self.guest.profile.virtio_mem_retry_unplugged:
+            self.have_unplugged_mb = True
 
     def unplug_request(self, diff: int) -> Request:
         nb_sb = diff // self.sb_size

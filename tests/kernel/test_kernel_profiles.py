@@ -58,6 +58,8 @@ def test_release_boundaries_from_the_source():
     assert not p["4.19"].hv_balloon_adjusts_managed and p["5.12"].hv_balloon_adjusts_managed  # d1df458cbfdb, 5.11
     # virtio-mem subblocks of a pageblock since 5.19 (448b8ec3bf11)
     assert p["5.12"].virtio_mem_sb_min == 4 * MiB and p["6.1"].virtio_mem_sb_min == 2 * MiB
+    # virtio-mem SBM retries removing fully unplugged blocks: have_unplugged_mb in 6.12.118, not in 6.1.192
+    assert not p["6.1"].virtio_mem_retry_unplugged and p["6.6"].virtio_mem_retry_unplugged
     # auto-movable and the Xen kthread are 5.15
     assert not p["5.12"].auto_movable and p["6.1"].auto_movable
     assert not p["5.12"].xen_kthread and p["6.1"].xen_kthread

@@ -439,6 +439,30 @@ def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
     check_consistent(sim)
 
 
+def test_failed_removal_of_unplugged_block_is_not_retried_before_6_5(monkeypatch):
+    """6.1.192's virtio_mem_sbm_unplug_any_sb_online() (drivers/virtio/virtio_mem.c l.1990-2004) only logs a
+    failed virtio_mem_sbm_offline_and_remove_mb() of a fully unplugged block: there is no have_unplugged_mb
+    (6.5), so virtio_mem_run_wq() returns 0, no retry timer is armed, and the empty block stays added (its
+    memmap with it) until a later unplug request passes it again."""
+    real = Guest.offline_memory_block
+    calls: list[int] = []
+
+    def first_fails(self, block_id):
+        calls.append(block_id)
+        return -EBUSY if len(calls) == 1 else real(self, block_id)
+
+    monkeypatch.setattr(Guest, "offline_memory_block", first_fails)
+    sim = run(scenario([(10, 2 * BLOCK), (120, BLOCK)], guest={"kernel": "6.1"}))
+    res = sim.result()
+    ev = res.events
+    assert not any("retry in" in d for d in ev[ev.kind == "virtio_mem"].detail)
+    assert ev[(ev.kind == "unplug") & ev.detail.str.contains("removed")].empty
+    m = res.metrics
+    assert len(calls) == 1 and m["virtio_mem_retry_timer_fires"] == 0
+    assert m["virtio_mem_plugged_bytes"] == BLOCK and m["blocks_added_end"] == 2
+    check_consistent(sim)
+
+
 @pytest.mark.parametrize("force_bbm", [False, True])
 def test_rolled_back_block_comes_back_in_the_zone_it_was_in(monkeypatch, force_bbm):
     """offline_and_remove_memory() (mm/memory_hotplug.c, 6.12.118 and 7.3.4) puts a block it offlined back
