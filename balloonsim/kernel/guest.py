@@ -422,8 +422,13 @@ class Guest:
         for b in blocks:  # backing the hypervisor already did for this range (a DIMM, a prior populate)
             self.backing.claim(b)
         txn = Transaction()
-        # arch_add_memory(): direct map, then per section the usage map and the vmemmap
-        new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
+        # arch_add_memory(): direct map, then per section the usage map and the vmemmap; 6.8+ memmap_on_memory calls
+        # it per memory block, so init_memory_mapping() maps 128 MiB at a time: no 1 GiB page, a PMD table per GiB
+        per_block = getattr(self.strategy, "maps_per_block", None)
+        if per_block is not None and per_block(self.profile, mhp_flag, self.block_pages, self.sp):
+            new_tables = [key for b in blocks for key in self.pagetables.map_sections(b.start_pfn, b.nr_pages, self.sp)]
+        else:
+            new_tables = self.pagetables.map_sections(start_pfn, nr_pages, self.sp)
         slab_before = (len(self.slab), self.slab_total)
         new_roots = self.pagetables.new_section_roots(start_pfn, nr_pages)
         sections_meta = section_metadata_bytes(nr_pages // PAGES_PER_SECTION, len(new_roots))

@@ -8,9 +8,10 @@
   (6.12.118, 7.3.4). Tables come from alloc_low_pages() -> __get_free_pages(GFP_ATOMIC) after boot, i.e.
   online memory, charged to the add's node. A 1 GiB mapping is forgotten once none of its sections is
   mapped; the kernel keeps it until the whole GiB goes in one removal, and splits it (a PMD table) when a
-  part is added again (not modelled). Nor is 6.8+ memmap_on_memory's arch_add_memory() per block
-  (create_altmaps_and_memory_blocks()): there an aligned 1 GiB DIMM is mapped 128 MiB at a time and takes a
-  PMD table the model, mapping the add's whole range, does not charge.
+  part is added again (not modelled). 6.8+ memmap_on_memory calls arch_add_memory() per memory block
+  (create_altmaps_and_memory_blocks()): an aligned 1 GiB DIMM is then mapped 128 MiB at a time, with 2 MiB
+  pages from a PMD table, never a 1 GiB page (Guest._add_memory() maps block by block when the strategy says
+  so: MemmapStrategy.maps_per_block()).
 - vmemmap page tables: vmemmap_alloc_block_zero(PAGE_SIZE, node), never the altmap (kernel-facts.md
   section 1): one PMD table per 1 GiB of vmemmap (= 64 GiB of memory), one PUD table per 512 GiB of
   vmemmap, and one PTE table per 2 MiB mapped with base pages (charged by the kmalloc path).

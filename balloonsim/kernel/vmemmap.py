@@ -127,7 +127,11 @@ class BlockView(Protocol):
 
 
 class MemmapPlacement(Protocol):
-    """What add_memory() asks of a memmap strategy: place the memmap of every block it adds, 0 or -errno."""
+    """What add_memory() asks of a memmap strategy: place the memmap of every block it adds, 0 or -errno.
+
+    Optional, read with getattr: `leaves_failed_sections` (see Guest._leave_sections()) and
+    `maps_per_block(profile, mhp_flag, block_pages, struct_page_size)`, true when the add goes block by block
+    (6.8+ create_altmaps_and_memory_blocks()), so that the direct map is made per memory block."""
 
     def place(
         self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool

@@ -55,12 +55,19 @@ class Altmap(MemmapStrategy):
             )
             raise ConfigError("memmap.mode", f"'force' needs a kernel of 6.6 or later; in {profile.name} {why}")
 
+    def maps_per_block(self, profile: KernelProfile, mhp_flag: bool, block_pages: int, struct_page_size: int) -> bool:
+        """6.8+ with the flag, on blocks that qualify: add_memory_resource() -> create_altmaps_and_memory_blocks()
+        calls arch_add_memory() once per memory block (6b8f0798b85a)."""
+        supports = self._geometry(profile, block_pages, struct_page_size)[2]
+        return profile.memmap_on_memory == "per-block" and mhp_flag and supports
+
+    def _geometry(self, profile: KernelProfile, block_pages: int, struct_page_size: int) -> tuple[int, int, bool]:
+        force = self.params.mode == "force" and profile.memmap_force
+        return memmap_on_memory_pages(block_pages, struct_page_size, force)
+
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         rule = vm.profile.memmap_on_memory
-        force = self.params.mode == "force"
-        nr, waste, supports = memmap_on_memory_pages(
-            vm.block_pages, vm.struct_page_size, force and vm.profile.memmap_force
-        )
+        nr, waste, supports = self._geometry(vm.profile, vm.block_pages, vm.struct_page_size)
         if rule == "none" or not mhp_flag:
             return self._ordinary(vm, blocks)
         if not supports or (rule == "single-block" and len(blocks) != 1):

@@ -46,6 +46,11 @@ class MemmapStrategy:
     def place(self, vm: Vmemmap, nid: int, blocks: Sequence[BlockView], hint: Extents | None, mhp_flag: bool) -> int:
         raise NotImplementedError
 
+    def maps_per_block(self, profile: KernelProfile, mhp_flag: bool, block_pages: int, struct_page_size: int) -> bool:
+        """Whether add_memory() goes block by block (6.8+ create_altmaps_and_memory_blocks(): arch_add_memory(),
+        and so init_memory_mapping()'s direct map, per memory block) rather than once for the whole range."""
+        return False
+
     def check(self, profile: KernelProfile) -> None:
         """Refuse a setting the kernel of `profile` cannot have (a ConfigError naming the key); nothing to refuse
         by default. Called when a guest is built for it, before anything runs."""

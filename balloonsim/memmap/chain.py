@@ -35,6 +35,10 @@ class Chain(MemmapStrategy):
         after place()."""
         return self._ended_by.leaves_failed_sections
 
+    def maps_per_block(self, profile: KernelProfile, mhp_flag: bool, block_pages: int, struct_page_size: int) -> bool:
+        """As its first link: the direct map is made before any link places a memmap."""
+        return self.links[0].maps_per_block(profile, mhp_flag, block_pages, struct_page_size)
+
     def check(self, profile: KernelProfile) -> None:
         for link in self.links:
             link.check(profile)

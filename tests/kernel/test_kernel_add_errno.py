@@ -381,7 +381,7 @@ def test_a_sub_gib_add_maps_its_direct_map_with_2m_pages_even_with_gbpages():
     for i in range(3):
         assert add_backed(g, 0, 6 * GiB + i * 128 * MiB, 128 * MiB) == 0
     assert g.stats.pagetable_pages == before + 1
-    assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
+    assert add_backed(g, 0, 8 * GiB, 1 * GiB, memmap_on_memory=False) == 0
     assert g.stats.pagetable_pages == before + 1
     # and the table is GFP_ATOMIC: with nothing above the atomic floor, the unchecked NULL dereference
     _full(g)
@@ -392,6 +392,24 @@ def test_a_sub_gib_add_maps_its_direct_map_with_2m_pages_even_with_gbpages():
     populate(g, 10 * GiB, 128 * MiB)
     with pytest.raises(KernelOops, match="phys_pud_init"):
         g.add_memory(0, 10 * GiB, 128 * MiB)
+
+
+@pytest.mark.parametrize(("kernel", "tables"), [("6.6", 0), ("6.8", 1), ("6.12", 1)])
+def test_memmap_on_memory_per_block_maps_a_whole_gib_with_2m_pages(kernel, tables):
+    """6.8+ add_memory_resource() with MHP_MEMMAP_ON_MEMORY -> create_altmaps_and_memory_blocks() (6b8f0798b85a;
+    6.12.118 mm/memory_hotplug.c) calls arch_add_memory() once per memory block, so init_memory_mapping() sees
+    128 MiB at a time: no range holds a whole GiB, and an aligned 1 GiB DIMM is mapped with 2 MiB pages from one
+    PMD table (4 KiB) even with gbpages. On 6.6 the same add falls back to the ordinary memmap (one range, not
+    one block: mhp_supports_memmap_on_memory(size)) and arch_add_memory() maps the whole GiB with a 1 GiB page."""
+    g = make_guest("altmap", kernel=kernel, direct_gbpages=True)
+    before = g.stats.pagetable_pages
+    assert add_backed(g, 0, 8 * GiB, 1 * GiB) == 0
+    assert bool(g.blocks[64].vmemmap_pfns) is (kernel != "6.6")
+    assert g.stats.pagetable_pages - before == tables
+    free = g.meminfo().MemFree_kb
+    assert add_backed(g, 0, 9 * GiB, 1 * GiB, memmap_on_memory=False) == 0  # the ordinary memmap: one range
+    assert g.stats.pagetable_pages - before == tables
+    assert g.meminfo().MemFree_kb < free  # (its memmap came from online memory)
 
 
 @pytest.mark.parametrize(
