@@ -9,6 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The property tests draw the same examples on every run, so CI's verdict never depends on the draw, and keep no
+# example database in the checkout. HYPOTHESIS_PROFILE=explore draws afresh each run, to hunt for new failures.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", settings.get_profile("default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
