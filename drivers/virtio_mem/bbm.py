@@ -53,6 +53,9 @@ class Bbm(Mode):
         self.last_usable_bb = limit // bb - 1
         self.bb_state: dict[int, str] = {}
 
+    def set_usable_end(self, end: int) -> None:
+        self.last_usable_bb = end // self.bb_size - 1
+
     def expose(self, block: MemoryBlock, span: Extents) -> Extents:
         bb = block.start_pfn // self.bb_pages
         return Extents() if self.bb_state.get(bb) == BB_FAKE_OFFLINE else span

@@ -63,6 +63,11 @@ class Mode:
         """The part of `span` (being onlined) that is plugged: virtio_mem_online_page_cb()."""
         raise NotImplementedError
 
+    def set_usable_end(self, end: int) -> None:
+        """virtio_mem_refresh_config(): the last usable memory block (SBM) or big block (BBM) is the last one
+        wholly below `end` (the usable region's end, or the pluggable range's if lower; bytes, exclusive)."""
+        raise NotImplementedError
+
     def plug_request(self, diff: int) -> Request:
         raise NotImplementedError
 

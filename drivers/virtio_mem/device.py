@@ -24,13 +24,16 @@ What is modelled, with the kernel function it follows (kernel-facts.md section 7
   migration target) ends the unplug pass and arms the retry timer, -EBUSY moves on to the next subblock or big
   block, -EAGAIN (config changed) starts the worker over.
 - The host side: a plug request is QEMU populating the range (HostMemory.populate + Guest.backing.populate);
-  when the host cannot back it, the device answers BUSY (-ETXTBSY). Unplug gives the frames back.
+  when the host cannot back it, the device answers BUSY (-ETXTBSY). Unplug gives the frames back. QEMU's usable
+  region (requested_size + 256 MiB, growing only; `usable_region`) bounds the blocks the driver may use
+  (virtio_mem_refresh_config(): last_usable_mb_id / last_usable_bb_id); beyond it a plug that needs a new
+  block ends with -ENOSPC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import simpy
 from pydantic import Field, field_validator, model_validator
@@ -44,13 +47,14 @@ from balloonsim.kernel.errno import EBUSY, ENOMEM
 from balloonsim.kernel.extents import Extents
 from balloonsim.plugin import World
 from balloonsim.types import Duration, Size
-from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, GiB, MiB, align_up
 
 if TYPE_CHECKING:
     from balloonsim.kernel.block import MemoryBlock
     from balloonsim.kernel.guest import Guest
 
 VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD = 1 * GiB
+VIRTIO_MEM_USABLE_EXTENT = 256 * MiB  # QEMU hw/virtio/virtio-mem.c on x86 (2 * 128 MiB); cloud-hypervisor the same
 
 
 def _is_pow2(v: int) -> bool:
@@ -71,6 +75,13 @@ class VirtioMemParams(DriverParams):
     retry_min: Duration = Field(50.0, description="VIRTIO_MEM_RETRY_TIMER_MIN_MS")
     retry_max: Duration = Field(300.0, description="VIRTIO_MEM_RETRY_TIMER_MAX_MS")
     unplug_online: bool = Field(True, description="module parameter unplug_online: unplug from online blocks")
+    usable_region: Literal["qemu", "whole"] = Field(
+        "qemu",
+        description="how the device sizes the part of its region the guest may use: qemu (QEMU and cloud-hypervisor"
+        " on x86: requested_size + 256 MiB rounded up to the device block, at most the region, 0 while nothing is"
+        " requested, never shrinking while the guest runs) or whole (every block of the region, whatever is"
+        " requested)",
+    )
 
     @field_validator("device_block_size")
     @classmethod
@@ -137,6 +148,7 @@ class VirtioMem(Driver):
         self.addr = addr
         self.region_end = addr + p.region_size
         limit = min(self.region_end, g.max_pfn << PAGE_SHIFT)  # mhp_get_pluggable_range()
+        self.pluggable_end = limit
         self.region_pfns = (addr >> PAGE_SHIFT, self.region_end >> PAGE_SHIFT)
 
         # virtio_mem_init_hotplug(): sb_size = max(pageblock_nr_pages * PAGE_SIZE, device_block_size) since
@@ -158,6 +170,7 @@ class VirtioMem(Driver):
         )
         self.plugged_size = 0
         self.requested_size = 0
+        self.usable_region_size = 0  # QEMU's, from the requested size (resize_usable_region)
         self.offline_size = 0
         self.retry_s = p.retry_min
         self.broken = False
@@ -277,15 +290,33 @@ class VirtioMem(Driver):
         return self._cfg_event is None or self._cfg_event.triggered
 
     def refresh_config(self) -> None:
-        """The host's requested_size: the target minus boot memory, in device blocks, within the region."""
+        """virtio_mem_refresh_config(): the host's requested_size (the target minus boot memory, in device blocks,
+        within the region) and the usable region QEMU derives from it, which bounds the blocks the driver may
+        use (last_usable_mb_id / last_usable_bb_id: below end_addr = min(addr + usable_region_size,
+        mhp_get_pluggable_range().end); 6.12.118 l.2379-2394)."""
         self._cfg_event = self.sim.target_event
         boot = sum(self.sim.scenario.guest.boot)
         dbs = self.p.device_block_size
         req = max(0, self.sim.target_bytes - boot) // dbs * dbs
         req = min(req, self.p.region_size)
+        self._resize_usable_region(req)
+        self.mode.set_usable_end(min(self.addr + self.usable_region_size, self.pluggable_end))
         if req != self.requested_size:
             self.requested_size = req
             self.log("hotadd_request", -1, f"requested_size {req >> 20}M (plugged {self.plugged_size >> 20}M)")
+
+    def _resize_usable_region(self, requested: int) -> None:
+        """QEMU's virtio_mem_resize_usable_region(vmem, requested_size, can_shrink=false), run when the requested
+        size is set (hw/virtio/virtio-mem.c): min(region, requested + VIRTIO_MEM_USABLE_EXTENT) rounded up to the
+        device block, 0 for a request of 0, and never smaller than before (only a reset or an unplug-all, which
+        this driver never sends, shrinks it). The headroom lets the guest use most of the request even when it
+        has to skip blocks it cannot fill; beyond it, a plug that needs a new block ends with -ENOSPC."""
+        region, dbs = self.p.region_size, self.p.device_block_size
+        if self.p.usable_region == "whole":
+            new = region
+        else:
+            new = align_up(min(region, requested + VIRTIO_MEM_USABLE_EXTENT), dbs) if requested else 0
+        self.usable_region_size = max(self.usable_region_size, new)
 
     # -- device requests -------------------------------------------------------------------------
     def send_plug_request(self, start: int, end: int, block_id: int, what: str) -> Request:

@@ -67,6 +67,9 @@ class Sbm(Mode):
         self.pending_unplug: set[int] = set()  # VIRTIO_MEM_SBM_MB_PLUGGED: plugged, add failed, unplug failed
         self.have_unplugged_mb = False  # an unplugged block could not be offlined or removed: retry it
 
+    def set_usable_end(self, end: int) -> None:
+        self.last_usable_mb = end // self.guest.block_size - 1
+
     def expose(self, block: MemoryBlock, span: Extents) -> Extents:
         bits = self.sb_bits.get(block.id, 0)
         expose = Extents()

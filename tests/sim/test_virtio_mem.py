@@ -161,8 +161,9 @@ def test_altmap_memmap_sits_in_the_first_subblock_which_is_plugged_first():
 
 
 def test_altmap_with_2g_blocks_crashes_when_one_subblock_is_plugged():
-    # 2 GiB blocks carry a 32 MiB memmap; a 4 MiB request plugs one 4 MiB subblock: the memmap is unbacked
-    sc = scenario([(10, 4 * MiB)], guest={"block_size": "2G"})
+    # 2 GiB blocks carry a 32 MiB memmap; a 4 MiB request plugs one 4 MiB subblock: the memmap is unbacked. (A
+    # device whose whole region is usable: QEMU's would leave no 2 GiB block usable for a 4 MiB request.)
+    sc = scenario([(10, 4 * MiB)], guest={"block_size": "2G"}, driver={"usable_region": "whole"})
     m = simulate({**sc, "memmap": {"strategy": "altmap"}}, seed=1).metrics
     assert m["guest_crashed"] and m["crash_time_s"] == pytest.approx(10.01)
     ok = simulate(sc, seed=1).metrics  # kmalloc: the memmap lives in boot memory
@@ -170,11 +171,33 @@ def test_altmap_with_2g_blocks_crashes_when_one_subblock_is_plugged():
     assert ok["virtio_mem_fake_offline_pages"] << PAGE_SHIFT == 2 * GiB - 4 * MiB
 
 
+def test_qemus_usable_region_bounds_the_blocks_the_driver_may_use():
+    """QEMU (hw/virtio/virtio-mem.c virtio_mem_resize_usable_region()) makes usable_region_size =
+    min(region, requested_size + VIRTIO_MEM_USABLE_EXTENT (256 MiB on x86)), rounded up to the device block; the
+    guest uses only memory blocks wholly inside it (virtio_mem_refresh_config(): last_usable_mb_id, 6.12.118
+    l.2379-2394), and -ENOSPC otherwise. With 2 GiB memory blocks a 4 MiB request leaves no usable block (260
+    MiB), so nothing is plugged until the request grows to where a whole block fits."""
+    small = run(scenario([(10, 4 * MiB)], guest={"block_size": "2G"}))
+    m = small.result().metrics
+    assert m["virtio_mem_plugged_bytes"] == 0 and m["hotadd_ok"] == 0 and not m["guest_crashed"]
+    assert small.driver.usable_region_size == 260 * MiB
+    grown = run(scenario([(10, 4 * MiB), (100, 2 * GiB)], guest={"block_size": "2G"}))
+    m = grown.result().metrics
+    assert m["virtio_mem_plugged_bytes"] == 2 * GiB and m["hotadd_ok"] == 1
+
+
+def test_qemus_usable_region_never_shrinks_while_the_guest_runs():
+    """virtio_mem_resize_usable_region(..., can_shrink=false) when requested-size is set: a smaller request keeps
+    the usable region; only a reset or an unplug-all (which Linux sends only at probe) shrinks it."""
+    sim = run(scenario([(10, 1 * GiB), (120, 0)]))
+    assert sim.driver.usable_region_size == 1 * GiB + 256 * MiB
+    assert sim.result().metrics["virtio_mem_plugged_bytes"] == 0
+
+
 def test_add_memory_enomem_unplugs_and_arms_the_doubling_retry_timer():
     # the subrange hint (the plugged 4 MiB) cannot hold a 2 GiB block's memmap and the strategy may not fall back
-    sim = run(
-        scenario([(10, 4 * MiB)], guest={"block_size": "2G"}, memmap={"strategy": "subrange-hint", "fallback": "fail"})
-    )
+    sc = scenario([(10, 4 * MiB)], guest={"block_size": "2G"}, driver={"usable_region": "whole"})
+    sim = run({**sc, "memmap": {"strategy": "subrange-hint", "fallback": "fail"}})
     res = sim.result()
     m = res.metrics
     assert m["hotadd_ok"] == 0 and m["hotadd_enomem"] == m["virtio_mem_add_failures"] == 4
