@@ -437,11 +437,8 @@ def test_same_seed_same_metrics():
     assert a.metrics["virtio_mem_plugged_bytes"] > 0
 
 
-def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
-    """virtio_mem_sbm_unplug_any_sb_online() (6.12.118, 7.3.4): when virtio_mem_sbm_try_remove_unplugged_mb()
-    fails, have_unplugged_mb is set; virtio_mem_run_wq() then turns a 0 result into -EBUSY (the retry timer) and
-    virtio_mem_cleanup_pending_mb() retries offlining and removing the block on the next run, with no change of
-    the requested size."""
+def _first_offline_fails(monkeypatch) -> list[int]:
+    """Guest.offline_memory_block() returns -EBUSY the first time it is asked, then offlines; the ids asked."""
     real = Guest.offline_memory_block
     calls: list[int] = []
 
@@ -450,6 +447,15 @@ def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
         return -EBUSY if len(calls) == 1 else real(self, block_id)
 
     monkeypatch.setattr(Guest, "offline_memory_block", first_fails)
+    return calls
+
+
+def test_failed_removal_of_unplugged_block_is_retried_on_the_timer(monkeypatch):
+    """virtio_mem_sbm_unplug_any_sb_online() (6.12.118, 7.3.4): when virtio_mem_sbm_try_remove_unplugged_mb()
+    fails, have_unplugged_mb is set; virtio_mem_run_wq() then turns a 0 result into -EBUSY (the retry timer) and
+    virtio_mem_cleanup_pending_mb() retries offlining and removing the block on the next run, with no change of
+    the requested size."""
+    calls = _first_offline_fails(monkeypatch)
     sim = run(scenario([(10, 2 * BLOCK), (120, BLOCK)]))
     res = sim.result()
     ev = res.events
@@ -467,14 +473,7 @@ def test_failed_removal_of_unplugged_block_is_not_retried_before_6_5(monkeypatch
     failed virtio_mem_sbm_offline_and_remove_mb() of a fully unplugged block: there is no have_unplugged_mb
     (6.5), so virtio_mem_run_wq() returns 0, no retry timer is armed, and the empty block stays added (its
     memmap with it) until a later unplug request passes it again."""
-    real = Guest.offline_memory_block
-    calls: list[int] = []
-
-    def first_fails(self, block_id):
-        calls.append(block_id)
-        return -EBUSY if len(calls) == 1 else real(self, block_id)
-
-    monkeypatch.setattr(Guest, "offline_memory_block", first_fails)
+    calls = _first_offline_fails(monkeypatch)
     sim = run(scenario([(10, 2 * BLOCK), (120, BLOCK)], guest={"kernel": "6.1"}))
     res = sim.result()
     ev = res.events
