@@ -91,9 +91,17 @@ def evacuate(alloc: PageAllocator, zone: Zone, n: int, *, other_nodes: bool, dro
     zone.anon -= anon
     zone.pagecache -= pagecache + dropped
     pieces = [(anon, "anon"), (pagecache, "pagecache")]
-    if not _alloc_targets(alloc, migration_zonelist(alloc, zone, other_nodes), zone.nid, pieces, zone.movable):
+    landed: list[tuple[Zone, int]] = []  # where the anon pages went, for their owners' page tables
+    faulting, alloc.anon_charged = alloc.anon_charged, lambda z, k: landed.append((z, k))
+    try:
+        ok = _alloc_targets(alloc, migration_zonelist(alloc, zone, other_nodes), zone.nid, pieces, zone.movable)
+    finally:
+        alloc.anon_charged = faulting
+    if not ok:
         zone.anon += anon
         zone.pagecache += pagecache + dropped
         zone.untake(free, split)
         return -ENOMEM
+    if landed and alloc.rmap_move is not None:
+        alloc.rmap_move(zone, landed)
     return 0

@@ -157,8 +157,13 @@ class PageAllocator:
         self.lru_cost = LruCost()
         self.refaults_anon = 0  # WORKINGSET_ACTIVATE_ANON
         self._refaults_seen = 0  # its snapshot at the last reclaim pass (snapshot_refaults())
-        # try_to_unmap() of reclaimed anon pages: the owner of the user memory learns how many went to swap
-        self.rmap: Callable[[int], None] | None = None
+        # The owner of the user memory keeps the reverse map of anon pages (which task maps the anon pages of each
+        # zone): it learns of each fault's pages in a zone (anon_charged, set while a task faults), of the pages
+        # reclaim sends to swap from a zone (rmap: try_to_unmap()), and of the pages migration moves between zones
+        # (rmap_move: migrate_pages() remaps the owner's page tables to the new folios)
+        self.anon_charged: Callable[[Zone, int], None] | None = None
+        self.rmap: Callable[[Zone, int], None] | None = None
+        self.rmap_move: Callable[[Zone, list[tuple[Zone, int]]], None] | None = None
         # called once, the first time an allocation wakes a kswapd (wakeup_kswapd() found its node unbalanced)
         self.on_pressure: Callable[[], None] | None = None
         # pgdat->kswapd_highest_zoneidx of each node whose kswapd is awake (balance_pgdat() not yet balanced)
@@ -396,6 +401,8 @@ class PageAllocator:
                 z.anon -= n
                 z.give(n, contiguous=False)
                 got += n
+                if self.rmap is not None:
+                    self.rmap(z, n)
         if got:
             self.swap.write(got)
             if kswapd:
@@ -403,8 +410,6 @@ class PageAllocator:
             else:
                 self.stats.pswpout_direct += got
             self.lru_cost.note(False, got, 0, self._lru_size())
-            if self.rmap is not None:
-                self.rmap(got)
         return got
 
     def _lru_size(self) -> int:
@@ -844,6 +849,8 @@ class PageAllocator:
         if kind == "anon":
             self.changed()
             zone.anon += n
+            if n > 0 and self.anon_charged is not None:
+                self.anon_charged(zone, n)
             return
         if kind == "pagecache":
             self.changed(False)

@@ -21,12 +21,13 @@ the tasks do work: the productive tasks, at most one per vCPU (psi.c's min(nr_pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
 
 from balloonsim.kernel.page_alloc import GFP_USER, USER_ZONEIDX
+from balloonsim.kernel.zone import Zone
 from balloonsim.sim.oom_kill import OOM_SCORE_ADJ_MIN, OomOrder, mm_pgtables
 from balloonsim.sim.psi import PsiGroup, stall_rates
 from balloonsim.units import PMD_PAGES
@@ -39,6 +40,7 @@ class Task:
     want: int  # pages it means to hold
     started: float
     rss: int = 0  # MM_ANONPAGES: resident
+    zones: dict[Zone, int] = field(default_factory=dict)  # where the resident pages are (the rmap, by zone)
     swapped: int = 0  # MM_SWAPENTS: on swap
     alive: bool = True
     oom_score_adj: int = 0  # -1000: never killed (like systemd-udevd)
@@ -63,8 +65,8 @@ class Task:
         return points + self.oom_score_adj * (totalpages // 1000)
 
 
-# Where freed anon pages go first, as a descending sort key (reverse=True, stable: ties keep their order): Movable
-# first, then the zone holding the most anon pages. attrgetter makes no Python call per zone.
+# Where freed anon pages no rmap entry places go first (resident pages a test set up directly), as a descending
+# sort key (reverse=True, stable: ties keep their order): Movable first, then the zone holding the most anon pages.
 _ANON_FREE_ORDER = attrgetter("movable", "anon")
 
 
@@ -98,6 +100,24 @@ def swapin_reads(terms: list[tuple[int, float, float]]) -> Callable[[float], flo
     return wanted_np
 
 
+def _shares(weights: list[int], pages: int) -> list[int]:
+    """`pages` split in proportion to `weights` (their sum at least `pages`), the remainders a page each in order to
+    those that have room left."""
+    total = sum(weights)
+    if not pages or not total:
+        return [0] * len(weights)
+    shares = [pages * w // total for w in weights]
+    left = pages - sum(shares)
+    while left:  # fewer than the weights
+        for i, w in enumerate(weights):
+            if shares[i] < w:
+                shares[i] += 1
+                left -= 1
+                if not left:
+                    break
+    return shares
+
+
 def _version(name: str) -> tuple[int, ...]:
     """A kernel profile's release as a tuple ("6.12" -> (6, 12)); what PSI does depends on it."""
     try:
@@ -115,6 +135,9 @@ class UserMemory:
         alloc = self.guest.alloc
         self.swap = alloc.swap
         alloc.rmap = self._unmap
+        alloc.rmap_move = self._moved
+        alloc.anon_charged = self._fault_in
+        self._faulting: Task | None = None  # the task whose fault is being served (the kernel's `current`)
         alloc.on_pressure = self._pressure_began
         self.tasks: dict[int, Task] = {}
         self._adjusted: dict[int, Task] = {}  # the tasks with an oom_score_adj, weighed one by one at a kill
@@ -166,7 +189,7 @@ class UserMemory:
     def exit(self, task: Task) -> None:
         if task.alive:
             task.alive = False
-            self._free_anon(task.rss)
+            self._free_anon(task)
             task.rss = 0
             if task.swapped:
                 self.swap.release(task.swapped)  # zap_pte_range() frees the swap entries
@@ -192,7 +215,9 @@ class UserMemory:
         got = 0
         no_progress_loops = 0
         while task.alive:
+            self._faulting = task
             n = alloc.alloc(0, pages - got, GFP_USER, partial=True)
+            self._faulting = None
             task.rss += n
             changed.add(task)
             got += n
@@ -245,44 +270,77 @@ class UserMemory:
             victim.on_kill(victim)
         return victim
 
-    def _free_anon(self, pages: int) -> None:
-        """Freed anonymous memory goes back to the zones holding anon pages, Movable first."""
-        if pages <= 0:
-            return
+    def _fault_in(self, zone: Zone, pages: int) -> None:
+        """The allocator placed `pages` of the faulting task's anon memory in `zone`."""
+        task = self._faulting
+        if task is not None:
+            zones = task.zones
+            zones[zone] = zones.get(zone, 0) + pages
+
+    def _free_anon(self, task: Task) -> None:
+        """exit_mmap() of a task's resident anon memory: each page goes back to the zone it is in (free_pages()
+        -> page_zone()), not to whichever zone has room, so a victim that faulted after ZONE_MOVABLE filled up
+        gives the kernel zones their pages back. Pages no rmap entry places (set up directly) go to the zones
+        holding anon pages, Movable first."""
         alloc = self.guest.alloc
+        left = task.rss
+        for z, n in task.zones.items():
+            if n:
+                alloc.free(z, n, "anon")
+                left -= n
+        task.zones.clear()
+        if left <= 0:
+            return
         zones = [z for z in alloc.zones.values() if z.anon]
         if len(zones) > 1:
             zones.sort(key=_ANON_FREE_ORDER, reverse=True)
         for z in zones:
-            k = pages if pages < z.anon else z.anon
+            k = left if left < z.anon else z.anon
             alloc.free(z, k, "anon")
-            pages -= k
-            if not pages:
+            left -= k
+            if not left:
                 return
 
-    def _unmap(self, pages: int) -> None:
-        """try_to_unmap() of `pages` reclaimed anon pages. The LRU holds every task's pages and a working set is
-        touched evenly, so the tasks lose pages in proportion to what they have resident."""
-        owners = [t for t in self.tasks.values() if t.rss]
-        resident = [t.rss for t in owners]
-        total = sum(resident)
-        if pages > total:
-            raise RuntimeError(f"reclaimed {pages} anon pages but tasks hold {total}")
-        shares = [pages * rss // total for rss in resident]
-        left = pages - sum(shares)
-        for t, k in zip(owners, shares, strict=True):
+    def _unmap(self, zone: Zone, pages: int) -> None:
+        """try_to_unmap() of `pages` anon pages reclaimed from `zone`. The LRU holds every task's pages and a
+        working set is touched evenly, so the tasks with pages in the zone lose them in proportion to what they
+        have there (pages no rmap entry places: in proportion to what is resident)."""
+        owners = [t for t in self.tasks.values() if t.zones.get(zone)]
+        placed = [t.zones[zone] for t in owners]
+        here = min(pages, sum(placed))
+        for t, k in zip(owners, _shares(placed, here), strict=True):
             if k:
+                t.zones[zone] -= k
                 t.rss -= k
                 t.swapped += k
-        while left:  # the remainders, a page each in task order (fewer than the owners)
-            for t in owners:
-                if t.rss:
-                    t.rss -= 1
-                    t.swapped += 1
-                    left -= 1
-                    if not left:
-                        break
+        if pages > here:  # resident pages set up directly, without a zone
+            owners = [t for t in self.tasks.values() if t.rss > sum(t.zones.values())]
+            loose = [t.rss - sum(t.zones.values()) for t in owners]
+            if pages - here > sum(loose):
+                raise RuntimeError(f"reclaimed {pages} anon pages of zone {zone.type.value} but tasks hold {here}")
+            for t, k in zip(owners, _shares(loose, pages - here), strict=True):
+                t.rss -= k
+                t.swapped += k
         self.pending = True
+
+    def _moved(self, src: Zone, landed: list[tuple[Zone, int]]) -> None:
+        """migrate_pages() moved anon pages out of `src` into the zones of `landed` ((zone, pages), in the order the
+        targets were allocated): their owners, in proportion to what they had in `src`, now map them there."""
+        owners = [t for t in self.tasks.values() if t.zones.get(src)]
+        moved = sum(n for _, n in landed)
+        shares = _shares([t.zones[src] for t in owners], min(moved, sum(t.zones[src] for t in owners)))
+        targets = [[z, n] for z, n in landed]
+        i = 0
+        for t, k in zip(owners, shares, strict=True):
+            t.zones[src] -= k
+            while k:
+                z, room = targets[i]
+                n = k if k < room else room
+                t.zones[z] = t.zones.get(z, 0) + n
+                targets[i][1] -= n
+                k -= n
+                if not targets[i][1]:
+                    i += 1
 
     def _pressure_began(self) -> None:
         if self.pressure_start is None:

@@ -73,7 +73,7 @@ def test_swappiness_0_reclaims_no_anon_while_anon_refaults():
         guest = Guest(GuestConfig(boot=[1 * GiB], swap=1 * GiB, swappiness=swappiness))
         a = guest.alloc
         a.alloc(0, a.total("free"), Gfp.USER, partial=True)
-        a.rmap = lambda pages: None
+        a.rmap = lambda zone, pages: None
         zl = a.zonelist(0, kernel_only=False)
         a.note_refault(1)
         got = a.reclaim(zl, 1000)
@@ -133,6 +133,8 @@ def _run_with_monitor(scenario, seed=1, every=5.0):
                 broken.append(f"t={env.now}: swap entries of live tasks != slots used")
             if sum(t.rss for t in mem.tasks.values()) != alloc.total("anon"):
                 broken.append(f"t={env.now}: task RSS != anon pages in the zones")
+            if any(z.anon != sum(t.zones.get(z, 0) for t in mem.tasks.values()) for z in alloc.iter_zones()):
+                broken.append(f"t={env.now}: a zone's anon pages != what the tasks map there")
             yield env.timeout(every)
 
     env.process(monitor())
