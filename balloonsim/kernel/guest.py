@@ -910,8 +910,11 @@ class Guest:
     def gigantic_pages(self) -> int:
         """Naturally aligned 1 GiB ranges of hot-added memory that could become gigantic pages: online
         in a kernel zone (gigantic pages are unmovable), backed, handed to the buddy allocator, and
-        free of memmap, fake-offline holes and unmovable kernel data."""
+        free of memmap, fake-offline holes and unmovable kernel data, all in one zone:
+        alloc_contig_pages() -> pfn_range_valid_contig() refuses a range whose pages are in two zones (or nodes)
+        (`if (page_zone(page) != z) return false;`, 6.12.118 mm/page_alloc.c l.6842)."""
         clean: dict[int, int] = {}
+        zone_of: dict[int, object] = {}
         for b in self.blocks.values():
             if b.state is not BlockState.ONLINE or not b.is_kernel_zone or b.unmovable:
                 continue
@@ -920,6 +923,8 @@ class Guest:
                 while s < e:
                     ge = min(e, (g + 1) * PUD_PAGES)
                     clean[g] = clean.get(g, 0) + ge - s
+                    if zone_of.setdefault(g, b.zone) is not b.zone:
+                        clean[g] = -PUD_PAGES  # two zones in one GiB: never a gigantic page
                     s = ge
                     g += 1
         return sum(1 for v in clean.values() if v == PUD_PAGES)

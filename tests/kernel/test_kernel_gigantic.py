@@ -153,3 +153,16 @@ def test_without_boot_zone_normal_the_first_block_is_pinned():
     assert add_backed(g, 0, 4 * GiB, 2 * GiB) == 0
     online_all(g, "online_movable")  # ZONE_MOVABLE never takes an unmovable allocation
     assert not any(b.unmovable for b in g.blocks.values())
+
+
+def test_a_gib_split_between_two_nodes_is_no_gigantic_page():
+    """alloc_contig_pages() -> pfn_range_valid_contig() (6.12.118 mm/page_alloc.c l.6842) refuses a range whose
+    pages are in another zone than its first (`if (page_zone(page) != z) return false;`): 512 MiB of one aligned
+    GiB on node 0 and 512 MiB on node 1, both online in ZONE_NORMAL, make no gigantic page; the same GiB on one
+    node makes one."""
+    for nodes, expected in (((0, 1), 0), ((0, 0), 1)):
+        g = make_guest("kmalloc", boot=[4 * GiB], extra_nodes=1, max_addr=64 * GiB)
+        for nid, start in zip(nodes, (6 * GiB, 6 * GiB + 512 * MiB), strict=True):
+            assert add_backed(g, nid, start, 512 * MiB, memmap_on_memory=False) == 0
+        online_all(g, "online_kernel")
+        assert g.gigantic_pages() == expected, nodes
