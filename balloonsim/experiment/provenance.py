@@ -52,8 +52,10 @@ def balloonsim_version() -> str:
         return "unknown"
 
 
-def git_state(directory: Path) -> dict[str, Any]:
-    """Commit and whether the work tree had uncommitted changes; empty when not in a git checkout."""
+def git_state(directory: Path, outputs: Path | None = None) -> dict[str, Any]:
+    """Commit and whether the work tree had uncommitted changes; empty when not in a git checkout. Changes inside
+    `outputs` (the results directory being written, when the checkout tracks it, as results/ does) do not count:
+    a study re-run in place has replaced its own files by then, and they are not what produced it."""
 
     def git(*args: str) -> str | None:
         try:
@@ -67,15 +69,25 @@ def git_state(directory: Path) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    pathspec = []
+    top = git("rev-parse", "--show-toplevel") if outputs is not None else None
+    if top and outputs is not None:
+        try:
+            inside = Path(outputs).resolve().relative_to(Path(top).resolve())
+        except ValueError:  # written outside the checkout: nothing to leave out
+            inside = None
+        if inside is not None and inside.parts:
+            pathspec = ["--", ":(top)", f":(top,exclude){inside.as_posix()}"]
+    status = git("status", "--porcelain", "--untracked-files=no", *pathspec)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def environment() -> dict[str, Any]:
+def environment(outputs: Path | None = None) -> dict[str, Any]:
+    """What produced results written to `outputs` (see git_state())."""
     source_dir = Path(__file__).resolve().parents[1]
     return {
         "balloonsim": balloonsim_version(),
-        "git": git_state(source_dir),
+        "git": git_state(source_dir, outputs),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),

@@ -434,7 +434,7 @@ class ResultStore:
 
     def _start_metadata(self, previous: dict[str, Any] | None, executor: str) -> None:
         exp = self.experiment
-        env = provenance.environment()
+        env = provenance.environment(self.directory)
         sessions = list(previous.get("sessions", [])) if previous else []
         git = env.get("git", {})
         sessions.append(
