@@ -340,7 +340,9 @@ _TABLE = (
         "higher",
         "remove",
         "Hot-added memory blocks that offline_pages() and remove_memory() could take at the end of the run: "
-        "no unmovable data, no fake-offline holes that block offlining, no other block's memmap hosted.",
+        "no unmovable data, no fake-offline holes that block offlining, no other block's memmap hosted. Not sysfs' "
+        "`removable` (1 for every block in 6.12.118: drivers/base/memory.c removable_show()); a DIMM leaves only "
+        "whole, by an ACPI eject, so one block that is not removable keeps all of its blocks.",
     ),
     Metric(
         "blocks_removable_fraction",
