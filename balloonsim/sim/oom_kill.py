@@ -45,8 +45,9 @@ def mm_pgtables(mapped: int) -> int:
 
 def select_bad_process(tasks: list[T], totalpages: int, adjusted: Iterable[T] | None = None) -> T | None:
     """select_bad_process() (mm/oom_kill.c, 4.19-6.18): the task of highest oom_badness(), ties to the later one;
-    None when no killable task maps a page. `tasks` in the order they were spawned (their ids rising); `adjusted`:
-    those of them with an oom_score_adj, when the caller keeps them (else found here).
+    None when no killable task maps a page or has a positive oom_score_adj. `tasks` in the order they were spawned
+    (their ids rising); `adjusted`: those of them with an oom_score_adj, when the caller keeps them (else found
+    here).
 
     The same choice as `Task.badness` of each task in turn (tests/sim/test_swap.py holds it to that), by a scan:
     without an oom_score_adj, the points grow with the pages a task maps, so the last task of most pages wins
@@ -65,7 +66,9 @@ def weigh_adjusted(best: T | None, adjusted: Iterable[T], totalpages: int) -> T 
     adj_unit = totalpages // 1000
     for t in adjusted:
         mapped = t.rss + t.swapped
-        if mapped and t.oom_score_adj > OOM_SCORE_ADJ_MIN:
+        # a task that maps nothing still has an mm: with a positive adjustment its points are positive (oom_badness()
+        # adds adj * totalpages / 1000 to whatever it maps; 6.12.118 mm/oom_kill.c l.232-238)
+        if t.oom_score_adj > OOM_SCORE_ADJ_MIN and (mapped or t.oom_score_adj > 0):
             points = mapped + mm_pgtables(mapped) + t.oom_score_adj * adj_unit
             if best is None or points > best_points or (points == best_points and t.id > best.id):
                 best, best_points = t, points

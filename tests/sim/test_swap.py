@@ -297,13 +297,27 @@ def test_select_bad_process_picks_what_oom_badness_picks():
             expected = None
             best = 0
             for t in mem.tasks.values():  # select_bad_process() over oom_badness(), later tasks win ties
-                points = t.badness(totalpages) if t.rss or t.swapped else None
+                points = t.badness(totalpages) if t.rss or t.swapped or t.oom_score_adj > 0 else None
                 if points is not None and (expected is None or points >= best):
                     expected, best = t, points
             assert select_bad_process(list(mem.tasks.values()), totalpages) is expected  # finding the adjusted
             assert mem.out_of_memory() is expected  # and UserMemory's order of the tasks
             if expected is None:
                 break
+
+
+def test_a_task_of_positive_oom_score_adj_is_chosen_even_mapping_nothing():
+    """oom_badness() (6.12.118 mm/oom_kill.c l.203-241) scores every task with an mm: a daemon restarted with
+    oom_score_adj 500 that has not faulted a page yet still has 500 * totalpages / 1000 points, more than a
+    16 MiB worker's, and is the victim (the model used to leave out every task that mapped nothing)."""
+    sim = Sim(load_scenario({**TIGHT, "workload": {"name": "idle"}}), 1)
+    mem = sim.memory
+    worker = mem.spawn("worker", 4096)
+    worker.rss = 4096
+    mem.note_mapped(worker)
+    daemon = mem.spawn("daemon", 16384, oom_score_adj=500)
+    assert mem.out_of_memory() is daemon
+    assert mem.out_of_memory() is worker
 
 
 BURSTS = {"name": "bursts", "task_size": "16M", "base": "1200M", "burst": "2G", "fault_rate": "512M"}
