@@ -8,9 +8,14 @@ when should_reclaim_retry() gives up: after MAX_RECLAIM_RETRIES rounds without p
 reclaiming everything reclaimable (anon only while swap has room) could not lift a zone over its min watermark.
 While swap writeback is what holds reclaim back, the task waits instead (reclaim_throttle()).
 
-Reclaimed anon pages leave their owners' RSS for swap entries (`_unmap`, the rmap walk). A running task touches
-its memory at a steady rate; every touch of a swapped-out page is a major fault that waits for the device
-(`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a memory stall.
+Each task knows which zone its resident pages are in (`Task.zones`, the rmap by zone): the allocator says where
+each fault's pages went, reclaim which zone it unmapped pages from (`_unmap`, try_to_unmap(): the pages leave their
+owners' RSS for swap entries) and migration where a zone's pages moved (`_moved`), so a task that exits or is
+killed gives each zone back what it took there (`_free_anon`).
+
+A running task touches its memory at a steady rate; every touch of a swapped-out page is a major fault that waits
+for the device (`_refault`), so a task with part of its memory on swap runs slower, and the time it waits is a
+memory stall.
 Direct reclaim only queues its swap writes (pageout()): the allocating task stalls when writeback throttles it
 (the device has no bandwidth left this tick) and when it loops with nothing to reclaim and nobody to kill;
 kswapd is busy, and stalled, for the device time of the writes it issues. Once per tick (`account()`), these
