@@ -31,13 +31,15 @@ from balloonsim.analysis.labels import level_text
 from balloonsim.analysis.load import DEFAULT_BY, Results
 from balloonsim.analysis.memo import last_call
 from balloonsim.analysis.metrics import better_of, info, tautology, zero_one
-from balloonsim.analysis.significance import mann_whitney_u, rankdata, shapiro_p, welch_t
+from balloonsim.analysis.significance import hodges_lehmann, mann_whitney_u, rankdata, shapiro_p, welch_t
 from balloonsim.analysis.stats import wilson_ci
 
 NO_SURVIVORS = "no survivors"
 WHAT_IF = "what_if"  # the runs.csv column of what no kernel does (balloonsim.sim.world)
 WHAT_IF_SEP = "; "
 NORMAL_MIN_N = 8
+MANN_WHITNEY = "mann-whitney-u"
+NAN = float("nan")
 MIN_N = 2
 
 
@@ -131,7 +133,7 @@ def _pair_test(a: _Side, b: _Side) -> tuple[str, float, float]:
         return ("deterministic", float("nan"), float("nan"))
     if a.normal and b.normal:
         return ("welch-t", *welch_t(x, y))
-    return ("mann-whitney-u", *mann_whitney_u(x, y))
+    return (MANN_WHITNEY, *mann_whitney_u(x, y))
 
 
 def regime_label(row: dict, factors: list[str]) -> str:
@@ -358,6 +360,8 @@ def _row(metric: str, by: str, a, b, side_a: _Side, side_b: _Side) -> dict:
     test, stat, p = _pair_test(side_a, side_b)
     mean_a, mean_b = float(x.mean()), float(y.mean())
     low, high = _diff_interval(metric, side_a, side_b)
+    # the rank test's own effect and interval: the shift its p-value is about (NaN for the other tests)
+    shift, shift_low, shift_high = hodges_lehmann(x, y, LEVEL) if test == MANN_WHITNEY else (NAN, NAN, NAN)
     ratio_ok = mean_b > 0 and x.min() >= 0 and y.min() >= 0
     return {
         "metric": metric,
@@ -373,6 +377,9 @@ def _row(metric: str, by: str, a, b, side_a: _Side, side_b: _Side) -> dict:
         "diff": mean_a - mean_b,
         "diff_ci_low": low,
         "diff_ci_high": high,
+        "shift": shift,
+        "shift_ci_low": shift_low,
+        "shift_ci_high": shift_high,
         "ratio": mean_a / mean_b if ratio_ok else float("nan"),
         "cliffs_delta": cliffs_delta(x, y),
         "hedges_g": hedges_g(x, y),
@@ -411,6 +418,9 @@ def _columns(results: Results, by: str | None) -> list[str]:
         "diff",
         "diff_ci_low",
         "diff_ci_high",
+        "shift",
+        "shift_ci_low",
+        "shift_ci_high",
         "ratio",
         "cliffs_delta",
         "hedges_g",

@@ -29,6 +29,7 @@ from balloonsim.analysis.memo import last_call
 from balloonsim.analysis.metrics import fmt, fmt_pair, info
 
 TEST_NAMES = {"mann-whitney-u": "Mann-Whitney U", "welch-t": "Welch t"}
+SHIFT_COLUMNS = ("shift", "shift_ci_low", "shift_ci_high")  # comparisons.csv: the rank test's effect and interval
 TEXT_COLUMNS = ("regime", "metric", "by", "a", "b", "test", "winner", "what_if_a", "what_if_b")
 _EMPTY_WHEN_NAN = ("winner", "what_if_a", "what_if_b")  # text columns a blank cell of means ''
 WHAT_IF_SECTION = "What no kernel does"  # the report's section that the what-if numbers of the sentences refer to
@@ -115,7 +116,7 @@ def from_comparisons(comp: pd.DataFrame, by: str | None) -> list[Finding]:
     cols = {c: found[c].to_numpy(dtype=object) for c in ("regime", "test")}
     cols["a"] = found["a"].astype(str).to_numpy(dtype=object)
     cols["deterministic"] = found["deterministic"].astype(bool).to_numpy()
-    for c in ("mean_a", "mean_b", "n_a", "n_b", "runs_a", "runs_b", "diff_ci_low", "diff_ci_high"):
+    for c in ("mean_a", "mean_b", "n_a", "n_b", "runs_a", "runs_b", "diff_ci_low", "diff_ci_high", *SHIFT_COLUMNS):
         if c in found:
             cols[c] = found[c].to_numpy()
     for c in ("what_if_a", "what_if_b"):
@@ -367,6 +368,7 @@ def _finding(
     diff = cols["diff"] * sign
     low = np.where(first_is_hi, cols["diff_ci_low"], -cols["diff_ci_high"]).astype(float)
     high = np.where(first_is_hi, cols["diff_ci_high"], -cols["diff_ci_low"]).astype(float)
+    shifts = _oriented_shifts(cols, first_is_hi)
     pooled_hi = float(np.sum(hi_mean * hi_n) / np.sum(hi_n))
     pooled_lo = float(np.sum(lo_mean * lo_n) / np.sum(lo_n))
     deltas = np.abs(cols["cliffs_delta"])
@@ -390,7 +392,7 @@ def _finding(
         tail = f" in every run ({values}{per}){where} — deterministic: in every run; {runs_text}."
     else:
         shown_hi, shown_lo = fmt_pair(metric, pooled_hi, pooled_lo)
-        stats = _stats_text(metric, cols, det, diff, low, high, deltas, len(compared), where)
+        stats = _stats_text(metric, cols, det, diff, low, high, shifts, deltas, len(compared), where)
         tail = f" ({shown_hi} vs {shown_lo}{per}){where} — {stats}; {runs_text}."
     return Finding(
         metric=str(metric),
@@ -473,12 +475,27 @@ def _span(values) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-def _stats_text(metric, cols, det, diff, low, high, deltas, n_compared: int, where: str) -> str:
+def _oriented_shifts(cols: dict[str, np.ndarray], first_is_hi: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The Hodges-Lehmann shift and its interval of each row, as the higher side over the lower (NaN where the
+    test was not Mann-Whitney U, or the table predates the columns)."""
+    if "shift" not in cols:
+        nan = np.full(len(first_is_hi), np.nan)
+        return nan, nan, nan
+    shift, low, high = (np.asarray(cols[c], dtype=float) for c in SHIFT_COLUMNS)
+    return (
+        np.where(first_is_hi, shift, -shift),
+        np.where(first_is_hi, low, -high),
+        np.where(first_is_hi, high, -low),
+    )
+
+
+def _stats_text(metric, cols, det, diff, low, high, shifts, deltas, n_compared: int, where: str) -> str:
     """Difference and interval, Cliff's δ, the test(s), the largest Holm p; the share of regimes unless the
     description already says it, and how many regimes were deterministic."""
     tested = ~det
     order = np.argsort(diff[tested], kind="stable")
     d, lo, hi = diff[tested][order], low[tested][order], high[tested][order]
+    shifts = tuple(x[tested][order] for x in shifts)
     first = f"{_signed(metric, d[0])} ({_interval(metric, lo[0], hi[0])})"
     if len(d) > 1 and not np.isclose(d[0], d[-1], rtol=1e-9, atol=0):
         last = f"{_signed(metric, d[-1])} ({_interval(metric, lo[-1], hi[-1])})"
@@ -499,7 +516,7 @@ def _stats_text(metric, cols, det, diff, low, high, deltas, n_compared: int, whe
     if det.any():
         scope += f"; deterministic (identical runs on each side) in {int(det.sum())} of these regimes"
         scope += f", difference {_deterministic_span(metric, diff[det])} there"
-    return f"{difference}, {delta}, {tests}, {ptext}{scope}{_spans_zero(lo, hi, len(det))}"
+    return f"{difference}, {delta}, {tests}, {ptext}{scope}{_spans_zero(metric, lo, hi, len(det), shifts)}"
 
 
 def _deterministic_span(metric: str, diff: np.ndarray) -> str:
@@ -511,16 +528,33 @@ def _deterministic_span(metric: str, diff: np.ndarray) -> str:
     return first if _close(float(d[0]), float(d[-1])) else f"{first} to {_signed(metric, float(d[-1]))}"
 
 
-def _spans_zero(low: np.ndarray, high: np.ndarray, regimes: int) -> str:
+def _spans_zero(metric: str, low: np.ndarray, high: np.ndarray, regimes: int, shifts: tuple[np.ndarray, ...]) -> str:
     """Said when the interval of a tested difference of means holds 0 (`low`, `high`: the tested regimes' of a
     line about `regimes`). Welch's t and its interval agree, but Mann-Whitney U compares the runs' ranks: it
     can find one side's runs higher while the means' interval (a few outliers widen it) still holds 0, and the
-    line must not let "109 KiB more" read as a known amount."""
+    line must not let "109 KiB more" read as a known amount. The rank test's own effect then says how much: the
+    Hodges-Lehmann shift, with the interval the test inverts when the line is about one regime (`shifts`: shift,
+    low, high of the same regimes)."""
     spans = (low < 0) & (high > 0)
     if not spans.any():
         return ""
     where = "" if regimes == 1 else f" in {int(spans.sum())} of these regimes"
-    return f"; the runs differ by rank, but the means' 95% interval spans 0{where}"
+    by_rank = _rank_shift(metric, *(x[spans] for x in shifts))
+    return f"; the runs differ by rank{by_rank}, but the means' 95% interval spans 0{where}"
+
+
+def _rank_shift(metric: str, shift: np.ndarray, low: np.ndarray, high: np.ndarray) -> str:
+    """' (Hodges-Lehmann shift +1 MiB, 95% CI +1 MiB to +2 MiB)', or the range of the shifts of several regimes;
+    '' where there is none (another test)."""
+    known = np.isfinite(shift)
+    if not known.any():
+        return ""
+    shift, low, high = shift[known], low[known], high[known]
+    if len(shift) == 1:
+        interval = f", {_interval(metric, low[0], high[0])}" if np.isfinite(low[0]) and np.isfinite(high[0]) else ""
+        return f" (Hodges-Lehmann shift {_signed(metric, float(shift[0]))}{interval})"
+    first, last = _signed(metric, float(shift.min())), _signed(metric, float(shift.max()))
+    return f" (Hodges-Lehmann shift {first}{'' if first == last else f' to {last}'})"
 
 
 def _interval(metric: str, low: float, high: float) -> str:

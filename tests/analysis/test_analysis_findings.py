@@ -90,8 +90,9 @@ def test_too_few_replications_are_called_out(tmp_path):
 
 def test_a_rank_difference_whose_means_interval_spans_zero_says_so(tmp_path):
     """Mann-Whitney U finds kmalloc's runs higher (every one above every altmap run), but one outlier widens the
-    means' interval past 0: the line gives the difference and says its interval spans 0; a line whose interval
-    does not (the planted one) says nothing of the kind."""
+    means' interval past 0: the line gives the difference, says its interval spans 0 and gives the rank test's
+    own effect, the Hodges-Lehmann shift (the median of the 100 differences: 1) with the interval the test
+    inverts; a line whose interval does not span 0 (the planted one) says nothing of the kind."""
     kmalloc = [1, 1, 1, 1, 1, 1, 1, 1, 2, 30]
     rows = [{"memmap.strategy": "kmalloc", "oom_kills": v} for v in kmalloc]
     rows += [{"memmap.strategy": "altmap", "oom_kills": 0} for _ in range(9)] + [
@@ -102,9 +103,11 @@ def test_a_rank_difference_whose_means_interval_spans_zero_says_so(tmp_path):
     row = analysis.comparisons.iloc[0]
     assert row["test"] == "mann-whitney-u" and row["significant"]
     assert row["diff_ci_low"] < 0 < row["diff_ci_high"]
+    assert (row["shift"], row["shift_ci_low"], row["shift_ci_high"]) == (1.0, 1.0, 1.0)
     (text,) = [f.text for f in findings(analysis)]
     assert text.startswith("**kmalloc**: ") and "Mann-Whitney U" in text
-    assert "; the runs differ by rank, but the means' 95% interval spans 0;" in text
+    shift = "(Hodges-Lehmann shift +1, 95% CI +1 to +1)"
+    assert f"; the runs differ by rank {shift}, but the means' 95% interval spans 0;" in text
     assert not any("interval spans 0" in t for t in _texts(planted(tmp_path / "planted")))
 
 

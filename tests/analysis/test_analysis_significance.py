@@ -90,3 +90,27 @@ def test_analysis_does_not_import_scipy_stats(realistic_dir):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("sizes", [(3, 8), (5, 5), (6, 8), (8, 20), (10, 10), (12, 30)])
+def test_the_hodges_lehmann_interval_is_the_shifts_the_mann_whitney_test_keeps(sizes):
+    """Hollander & Wolfe (section 4.3): the interval is the set of shifts d for which the Mann-Whitney test of
+    a - d against b does not reject at 5 %: just inside either end the test keeps the shift, just outside it
+    rejects it, with the exact null distribution where mann_whitney_u() is exact and its normal approximation
+    elsewhere. The shift itself is the median of every difference a_i - b_j."""
+    rng = np.random.default_rng(sum(sizes))
+    n1, n2 = sizes
+    for _ in range(40):
+        a, b = rng.normal(1.0, 1.0, n1), rng.normal(0.0, 1.0, n2)
+        shift, low, high = sig.hodges_lehmann(a, b, 0.95)
+        assert shift == np.median(np.subtract.outer(a, b))
+        assert low <= shift <= high
+        for d, rejected in ((low + 1e-9, False), (high - 1e-9, False), (low - 1e-9, True), (high + 1e-9, True)):
+            assert (sig.mann_whitney_u(a - d, b)[1] < 0.05) is rejected, (d, low, high)
+
+
+def test_too_few_runs_for_a_hodges_lehmann_interval():
+    """With 3 and 4 runs no arrangement is rare enough for a 5 % two-sided test (2 / C(7, 3) = 5.7 %): no shift is
+    ever rejected, so there is no interval."""
+    shift, low, high = sig.hodges_lehmann(np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0, 2.5]))
+    assert shift == 2.75 and np.isnan(low) and np.isnan(high)
