@@ -534,12 +534,22 @@ def _spans_zero(metric: str, low: np.ndarray, high: np.ndarray, regimes: int, sh
     can find one side's runs higher while the means' interval (a few outliers widen it) still holds 0, and the
     line must not let "109 KiB more" read as a known amount. The rank test's own effect then says how much: the
     Hodges-Lehmann shift, with the interval the test inverts when the line is about one regime (`shifts`: shift,
-    low, high of the same regimes)."""
+    low, high of the same regimes, the line's higher side over its lower). A negative shift is a rank difference
+    the other way (most of this side's runs lower, a few far higher): the line says so, since its head follows
+    the means."""
     spans = (low < 0) & (high > 0)
     if not spans.any():
         return ""
     where = "" if regimes == 1 else f" in {int(spans.sum())} of these regimes"
-    by_rank = _rank_shift(metric, *(x[spans] for x in shifts))
+    shift = shifts[0][spans]
+    by_rank = _rank_shift(metric, shift, *(x[spans] for x in shifts[1:]))
+    known = shift[np.isfinite(shift)]
+    if len(known) and (known < 0).all():
+        # the rank test found the other side higher: most runs are lower here, a few lift the mean
+        return (
+            f"; by rank the runs differ the other way{by_rank}: a few runs make this side's higher mean, whose "
+            f"95% interval spans 0{where}"
+        )
     return f"; the runs differ by rank{by_rank}, but the means' 95% interval spans 0{where}"
 
 

@@ -111,6 +111,25 @@ def test_a_rank_difference_whose_means_interval_spans_zero_says_so(tmp_path):
     assert not any("interval spans 0" in t for t in _texts(planted(tmp_path / "planted")))
 
 
+def test_a_rank_difference_the_other_way_from_the_means_says_so(tmp_path):
+    """altmap's mean is higher (one run far above the rest), but nine of its ten runs are below every kmalloc
+    run: Mann-Whitney U finds kmalloc higher by rank. The line follows the means (altmap higher), so it must say
+    that by rank the runs differ the other way, with the (negative) Hodges-Lehmann shift: the typical altmap
+    run is 1 lower."""
+    rows = [{"memmap.strategy": "kmalloc", "oom_kills": 8} for _ in range(10)]
+    rows += [{"memmap.strategy": "altmap", "oom_kills": 7} for _ in range(9)] + [
+        {"memmap.strategy": "altmap", "oom_kills": 23}
+    ]
+    root = write_results(tmp_path / "other-way", pd.DataFrame(rows), ["memmap.strategy"], ["oom_kills"])
+    analysis = analyze(root)
+    row = analysis.comparisons.iloc[0]
+    assert row["test"] == "mann-whitney-u" and row["significant"]
+    (text,) = [f.text for f in findings(analysis)]
+    assert text.startswith("**altmap**: ")  # the head follows the means: 8.6 against 8
+    shift = "(Hodges-Lehmann shift −1, 95% CI −1 to −1)"
+    assert f"; by rank the runs differ the other way {shift}: a few runs make this side's higher mean" in text
+
+
 def test_a_line_with_deterministic_regimes_gives_their_difference(tmp_path):
     """kmalloc adds more usable memory than altmap in both regimes: by exactly 96 MiB in every run at 1G blocks
     (deterministic), by 40 MiB give or take at 128M (tested). The pooled means at the head of the line (68 MiB
