@@ -88,23 +88,25 @@ def test_too_few_replications_are_called_out(tmp_path):
     assert "With 3 vs 3 runs per comparison" in line and "more replications are needed" in line
 
 
+def _rank_case(root, kmalloc: list[float], altmap: list[float]):
+    """OOM kills of kmalloc and altmap runs that Mann-Whitney U tells apart: the comparison's row and its line."""
+    rows = [{"memmap.strategy": "kmalloc", "oom_kills": v} for v in kmalloc]
+    rows += [{"memmap.strategy": "altmap", "oom_kills": v} for v in altmap]
+    analysis = analyze(write_results(root, pd.DataFrame(rows), ["memmap.strategy"], ["oom_kills"]))
+    row = analysis.comparisons.iloc[0]
+    assert row["test"] == "mann-whitney-u" and row["significant"]
+    (text,) = [f.text for f in findings(analysis)]
+    return row, text
+
+
 def test_a_rank_difference_whose_means_interval_spans_zero_says_so(tmp_path):
     """Mann-Whitney U finds kmalloc's runs higher (every one above every altmap run), but one outlier widens the
     means' interval past 0: the line gives the difference, says its interval spans 0 and gives the rank test's
     own effect, the Hodges-Lehmann shift (the median of the 100 differences: 1) with the interval the test
     inverts; a line whose interval does not span 0 (the planted one) says nothing of the kind."""
-    kmalloc = [1, 1, 1, 1, 1, 1, 1, 1, 2, 30]
-    rows = [{"memmap.strategy": "kmalloc", "oom_kills": v} for v in kmalloc]
-    rows += [{"memmap.strategy": "altmap", "oom_kills": 0} for _ in range(9)] + [
-        {"memmap.strategy": "altmap", "oom_kills": 0.5}
-    ]
-    root = write_results(tmp_path / "rank", pd.DataFrame(rows), ["memmap.strategy"], ["oom_kills"])
-    analysis = analyze(root)
-    row = analysis.comparisons.iloc[0]
-    assert row["test"] == "mann-whitney-u" and row["significant"]
+    row, text = _rank_case(tmp_path / "rank", [1, 1, 1, 1, 1, 1, 1, 1, 2, 30], [0] * 9 + [0.5])
     assert row["diff_ci_low"] < 0 < row["diff_ci_high"]
     assert (row["shift"], row["shift_ci_low"], row["shift_ci_high"]) == (1.0, 1.0, 1.0)
-    (text,) = [f.text for f in findings(analysis)]
     assert text.startswith("**kmalloc**: ") and "Mann-Whitney U" in text
     shift = "(Hodges-Lehmann shift +1, 95% CI +1 to +1)"
     assert f"; the runs differ by rank {shift}, but the means' 95% interval spans 0;" in text
@@ -116,15 +118,7 @@ def test_a_rank_difference_the_other_way_from_the_means_says_so(tmp_path):
     run: Mann-Whitney U finds kmalloc higher by rank. The line follows the means (altmap higher), so it must say
     that by rank the runs differ the other way, with the (negative) Hodges-Lehmann shift: the typical altmap
     run is 1 lower."""
-    rows = [{"memmap.strategy": "kmalloc", "oom_kills": 8} for _ in range(10)]
-    rows += [{"memmap.strategy": "altmap", "oom_kills": 7} for _ in range(9)] + [
-        {"memmap.strategy": "altmap", "oom_kills": 23}
-    ]
-    root = write_results(tmp_path / "other-way", pd.DataFrame(rows), ["memmap.strategy"], ["oom_kills"])
-    analysis = analyze(root)
-    row = analysis.comparisons.iloc[0]
-    assert row["test"] == "mann-whitney-u" and row["significant"]
-    (text,) = [f.text for f in findings(analysis)]
+    _, text = _rank_case(tmp_path / "other-way", [8] * 10, [7] * 9 + [23])
     assert text.startswith("**altmap**: ")  # the head follows the means: 8.6 against 8
     shift = "(Hodges-Lehmann shift −1, 95% CI −1 to −1)"
     assert f"; by rank the runs differ the other way {shift}: a few runs make this side's higher mean" in text
