@@ -2,9 +2,10 @@
 
 `balloonsim validate` checks the drivers users run, not a copy of them: the recording's resize steps set the
 host's target, and drivers/virtio_mem plugs, adds, fake-offlines and removes on the recorded guest as it would
-in a study. What the recorded machine had is all there is: QEMU's memory backend backs every plug (a host
-that never runs out), nothing runs in the guest (no workload, no OOM killer), and the kernel's own auto-online
-onlines what is added (the guest's `auto_online`, from memhp_default_state), as in the recorded guest.
+in a study; its device_add and device_del steps are drivers/dimm.py's add() and eject(). What the recorded
+machine had is all there is: QEMU's memory backend backs every plug (a host that never runs out), nothing runs
+in the guest (no workload, no OOM killer), and the kernel's own auto-online onlines what is added (the guest's
+`auto_online`, from memhp_default_state), as in the recorded guest.
 """
 
 from __future__ import annotations
