@@ -74,7 +74,9 @@ def test_a_block_after_set_aside_for_good_gives_nothing_back(monkeypatch):
         frozen = gc.get_freeze_count()
         with long_lived_set_aside():
             pass
-        assert gc.get_freeze_count() == frozen  # the worker's imports stay set aside
+        # the worker's imports stay set aside: a give-back would empty the permanent generation. (Not an exact
+        # count: another thread of this test process can free a few frozen objects meanwhile; CI saw 2 of 265,776.)
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
         gc.enable()
