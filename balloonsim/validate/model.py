@@ -15,7 +15,10 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
   else __remove_memory()), run for as long as the recording waited.
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
-Ordinary activity in the guest (the `activity` step) has no counterpart in the model.
+Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `fill` step's tmpfs file
+is user memory the model cannot reclaim (anon with no swap: movable, so compaction can move it), allocated as the
+kernel allocated the file's pages (GFP_HIGHUSER_MOVABLE) until the model has the free pages, per-cpu lists
+included, that the recording's next snapshot shows: the same memory left, whatever the boot-time noise.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
+from balloonsim.kernel.page_alloc import Gfp, Transaction
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
-from balloonsim.validate.parse import Recording
+from balloonsim.validate.parse import Recording, free_with_pcp_kb
 from balloonsim.validate.world import ReplayWorld
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
@@ -137,6 +141,7 @@ def replay(rec: Recording) -> ModelRun:
     # the pc-dimm driver, not started: the recording's steps add and eject its DIMMs
     dimm = world.driver = AcpiDimm(world, DimmParams(dimm_size=guest.block_size))
     vmem: dict[str, VirtioMem] = {}
+    filled = Transaction()  # the `fill` step's pages
     vm = rec.data["machine"].get("virtio_mem")
     if vm:
         vmem[vm["id"]] = _virtio_mem(world, rec, vm)
@@ -165,6 +170,14 @@ def replay(rec: Recording) -> ModelRun:
                 world.set_target(sum(guest.config.boot) + st["size_mib"] * MiB)
                 world.run_for(st["elapsed_s"])
                 run.outcomes[i] = vmem[st["dev"]].plugged_size
+            elif do == "fill":  # a tmpfs file down to the recorded free memory
+                nxt = rec.next_snapshot(i)
+                if nxt is not None:
+                    run.outcomes[i] = fill(guest, free_with_pcp_kb(nxt.zones) // (PAGE_SIZE >> 10), filled)
+            elif do == "release":  # the file emptied: its pages freed where they are
+                for take in filled.takes:
+                    guest.alloc.release(take)
+                filled.takes.clear()
             # "idle" and "activity" change nothing the model holds
     except GuestCrash as crash:
         run.crash = str(crash)
@@ -186,6 +199,13 @@ def _virtio_mem(world: ReplayWorld, rec: Recording, vm: dict) -> VirtioMem:
     world.driver = driver
     driver.start()
     return driver
+
+
+def fill(guest: Guest, free_pages: int, txn: Transaction) -> int:
+    """Shmem pages (GFP_HIGHUSER_MOVABLE; unreclaimable, no swap) until `free_pages` are left, remembered in
+    `txn`; returns how many were allocated."""
+    want = guest.alloc.total("free") - free_pages
+    return guest.alloc.alloc(0, want, Gfp.USER, txn=txn, partial=True) if want > 0 else 0
 
 
 def _write(guest: Guest, bid: int, file: str, value: str) -> str:

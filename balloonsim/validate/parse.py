@@ -167,6 +167,14 @@ class Recording:
     def steps(self) -> list[dict]:
         return self.data["steps"]
 
+    def next_phase(self, i: int) -> str | None:
+        """The phase of the first snapshot after step `i`: the one that shows what that step left."""
+        return next((st["phase"] for st in self.steps[i + 1 :] if st["do"] == "snap"), None)
+
+    def next_snapshot(self, i: int) -> Snapshot | None:
+        phase = self.next_phase(i)
+        return None if phase is None else self.snapshots[phase]
+
     @property
     def cmdline(self) -> dict[str, str | None]:
         """Kernel command line as {param: value or None}."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig
+from balloonsim.kernel.page_alloc import Transaction
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import new_guest, profile_for, replay
+from balloonsim.validate.model import fill, new_guest, profile_for, replay
 from balloonsim.validate.world import ReplayWorld
 
 
@@ -20,6 +21,20 @@ def test_profile_for_release():
 
 def _guest(**kw) -> Guest:
     return Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, **kw), get_strategy("kmalloc", key=""))
+
+
+def test_a_fill_takes_user_pages_nothing_reclaims_and_its_release_gives_them_back():
+    """The `fill` step's tmpfs file: movable user pages down to the recorded free memory, which the model cannot
+    reclaim with no swap (shmem), all freed again by `release`."""
+    g = _guest()
+    free0 = g.alloc.total("free")
+    txn = Transaction()
+    taken = fill(g, free0 - 1000 * MiB // 4096, txn)
+    assert taken == 1000 * MiB // 4096 and g.alloc.total("free") == free0 - taken and g.alloc.total("anon") == taken
+    assert g.alloc.reclaim(g.alloc.zonelist(0, kernel_only=False), 1024) == 0
+    for take in txn.takes:
+        g.alloc.release(take)
+    assert g.alloc.total("free") == free0 and g.alloc.total("anon") == 0
 
 
 def _dimm_online(kernel: str = "6.12", strategy: str = "kmalloc") -> tuple[ReplayWorld, AcpiDimm]:

@@ -14,6 +14,12 @@ Steps:
   activity    `seconds` of ordinary shell activity (fork, exec, /proc and /sys walks, tmpfs files)
   dimm_del    QMP device_del (an ACPI eject: the guest offlines and removes the DIMM or refuses)
   vmem_resize QMP qom-set requested-size of virtio-mem device `dev`; waits until the plugged size stops moving
+  fill        a tmpfs file written until about `free_mib` MiB of MemFree are left: memory the guest cannot
+              reclaim (no swap) and the OOM killer cannot free, as under a study's workload
+  release     the `fill` step's file emptied, without starting a process
+A `dimm_add` with `quiet` waits for the blocks from the host, starting no process in the guest (see
+record.Runner._wait_quietly): under `fill`, a process that faults while add_memory() holds the free pages at
+the min watermarks is OOM-killed, and the guest panics once only init is left.
 """
 
 from __future__ import annotations
@@ -132,6 +138,30 @@ def _numa_case(movable_node: bool) -> Case:
     )
 
 
+# MemFree left before a 10 GiB DIMM is added with its memmap kmalloc'd (160 MiB of it, 80 sections): on either
+# side of where the add stops fitting, which is about the min watermarks plus the memmap
+PRESSURE_FREE_MIB = (160, 192, 208, 224, 256)
+
+
+def _pressure_case(free_mib: int) -> Case:
+    """The pressure study's mechanism on a real kernel: does add_memory() of a DIMM find its memmap (GFP_KERNEL |
+    __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free?"""
+    return Case(
+        name=f"pressure-10G-free-{free_mib}M",
+        what=f"tmpfs filled until {free_mib} MiB are free, then a 10G pc-dimm (memmap kmalloc'd): added or -ENOMEM",
+        machine=MachineSpec(cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "fill", "free_mib": free_mib},
+            {"do": "snap", "phase": "filled"},
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": 10240, "node": 0, "wait_s": 120, "quiet": True},
+            {"do": "release"},
+            {"do": "snap", "phase": "added"},
+        ],
+    )
+
+
 def all_cases() -> list[Case]:
     cases = [
         _dimm_case(size, online, mmom)
@@ -142,6 +172,7 @@ def all_cases() -> list[Case]:
     cases += [_virtio_mem_case("online_movable"), _virtio_mem_case("online_kernel")]
     cases += [_auto_online_case("online", False), _auto_online_case("online_movable", True)]
     cases += [_numa_case(False), _numa_case(True)]
+    cases += [_pressure_case(free) for free in PRESSURE_FREE_MIB]
     return cases
 
 

@@ -122,6 +122,19 @@ activity() {
 	echo "activity rounds $i"
 }
 
+# fill MIB: write zeros into a tmpfs file until about MIB MiB of MemFree are left. tmpfs pages are shmem:
+# movable (GFP_HIGHUSER_MOVABLE), unreclaimable with no swap, and mapped by no process, so the OOM killer frees
+# none of them: memory the guest is short of, as a study's workload makes it.
+fill() {
+	local free n
+	free=$(awk '/^MemFree:/ { print int($2 / 1024) }' /proc/meminfo)
+	n=$((free - $1))
+	mkdir -p /pressure  # a tmpfs of its own: /tmp's is capped at half the memory
+	grep -q ' /pressure ' /proc/mounts || mount -t tmpfs -o size=100% pressure /pressure
+	[ "$n" -gt 0 ] && dd if=/dev/zero of=/pressure/fill bs=1M count="$n" 2>&1 | tail -1
+	grep -E '^(MemFree|Shmem):' /proc/meminfo
+}
+
 stty -F /dev/ttyS1 raw -echo 115200
 exec 3< /dev/ttyS1 4> /dev/ttyS1
 echo "@@READY $(uname -r)" >&4
