@@ -143,13 +143,20 @@ def _numa_case(movable_node: bool) -> Case:
 PRESSURE_FREE_MIB = (160, 192, 208, 224, 256)
 
 
-def _pressure_case(free_mib: int) -> Case:
+# ... and with memory_hotplug.memmap_on_memory=1: the memmap in the DIMM itself (6.6+ ACPI passes the flag for
+# any DIMM; 6.1 only for a one-block DIMM, so there the 10 GiB DIMM's memmap is kmalloc'd as above)
+PRESSURE_MMOM_FREE_MIB = (96, 160)
+
+
+def _pressure_case(free_mib: int, mmom: bool = False) -> Case:
     """The pressure study's mechanism on a real kernel: does add_memory() of a DIMM find its memmap (GFP_KERNEL |
-    __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free?"""
+    __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free, and
+    does a memmap in the added range (memmap_on_memory) need none of it?"""
+    where = "in the DIMM (memmap_on_memory)" if mmom else "kmalloc'd"
     return Case(
-        name=f"pressure-10G-free-{free_mib}M",
-        what=f"tmpfs filled until {free_mib} MiB are free, then a 10G pc-dimm (memmap kmalloc'd): added or -ENOMEM",
-        machine=MachineSpec(cmdline=_cmdline(False, "offline")),
+        name=f"pressure-10G-free-{free_mib}M{'-mmom' if mmom else ''}",
+        what=f"tmpfs filled until {free_mib} MiB are free, then a 10G pc-dimm (memmap {where}): added or -ENOMEM",
+        machine=MachineSpec(cmdline=_cmdline(mmom, "offline")),
         steps=[
             IDLE,
             {"do": "snap", "phase": "boot"},
@@ -173,6 +180,7 @@ def all_cases() -> list[Case]:
     cases += [_auto_online_case("online", False), _auto_online_case("online_movable", True)]
     cases += [_numa_case(False), _numa_case(True)]
     cases += [_pressure_case(free) for free in PRESSURE_FREE_MIB]
+    cases += [_pressure_case(free, mmom=True) for free in PRESSURE_MMOM_FREE_MIB]
     return cases
 
 
