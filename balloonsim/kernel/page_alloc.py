@@ -46,8 +46,11 @@ _SLOWPATH_LOOPS = 4096
 
 # ZONE_DMA is in no zonelist the model builds: lowmem_reserve keeps GFP_KERNEL and user allocations out of it
 # (its reserve against ZONE_NORMAL, DMA32 and Normal managed pages / 256, is more than its ~15 MiB once the guest
-# has 4 GiB; a smaller guest could use some of it, which the model leaves out), and nothing the model allocates
-# asks for GFP_DMA. It exists for the watermarks, totalreserve_pages and khugepaged's count of zones.
+# has 4 GiB; a smaller guest could use some of it, which the model leaves out: 6 MiB in a 2 GiB guest, which the
+# kernel takes once DMA32 is at its min watermark, validation/recorded/pressure-*-small-pcp), and nothing the
+# model allocates asks for GFP_DMA. It exists for the watermarks, totalreserve_pages and khugepaged's count of
+# zones. Not to be added alone: the kernel's per-cpu lists, which the model does not have either, hold back more
+# than that when memory runs out (validation/README.md, known disagreement [7]).
 _KERNEL_ZONES = (ZoneType.NORMAL, ZoneType.DMA32)
 _USER_ZONES = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
 # sysctl_lowmem_reserve_ratio (mm/page_alloc.c): [ZONE_DMA] = 256, [ZONE_DMA32] = 256, [ZONE_NORMAL] = 32,
@@ -613,6 +616,15 @@ class PageAllocator:
                 self._take(z, k, "kernel", nid, txn)
                 left -= k
         return n
+
+    def take_from(self, z: Zone, n: int, txn: Transaction | None = None) -> int:
+        """Up to n user pages (anon: movable, unreclaimable with no swap) out of zone `z` itself, down to its low
+        watermark: for a caller that knows which zone the kernel's pages came from (balloonsim validate matching a
+        recorded guest zone by zone). Returns the pages taken."""
+        k = min(n, z.free - z.wmark_low)
+        if k > 0:
+            self._take(z, k, "anon", z.nid, txn)
+        return max(k, 0)
 
     def _take(self, z: Zone, k: int, kind: str, nid: int, txn: Transaction | None) -> None:
         """k base pages out of z's free lists, charged to `kind`, remembered for a rollback. A balloon's pages

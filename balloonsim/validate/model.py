@@ -16,9 +16,9 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `fill` step's tmpfs file
-is user memory the model cannot reclaim (anon with no swap: movable, so compaction can move it), allocated as the
-kernel allocated the file's pages (GFP_HIGHUSER_MOVABLE) until the model has the free pages, per-cpu lists
-included, that the recording's next snapshot shows: the same memory left, whatever the boot-time noise.
+is user memory the model cannot reclaim (anon with no swap: movable, so compaction can move it), taken zone by
+zone until each zone has the free pages, per-cpu lists included, that the recording's next snapshot shows: the same
+memory left where the kernel left it, whatever the boot-time noise.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
-from balloonsim.kernel.page_alloc import Gfp, Transaction
+from balloonsim.kernel.page_alloc import Transaction
 from balloonsim.kernel.profiles import PROFILES
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
-from balloonsim.validate.parse import Recording, free_with_pcp_kb
+from balloonsim.validate.parse import Recording
 from balloonsim.validate.world import ReplayWorld
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
@@ -173,12 +173,12 @@ def replay(rec: Recording) -> ModelRun:
             elif do == "fill":  # a tmpfs file down to the recorded free memory
                 nxt = rec.next_snapshot(i)
                 if nxt is not None:
-                    run.outcomes[i] = fill(guest, free_with_pcp_kb(nxt.zones) // (PAGE_SIZE >> 10), filled)
+                    run.outcomes[i] = fill(guest, {key: z.free + z.pcp for key, z in nxt.zones.items()}, filled)
             elif do == "release":  # the file emptied: its pages freed where they are
                 for take in filled.takes:
                     guest.alloc.release(take)
                 filled.takes.clear()
-            # "idle" and "activity" change nothing the model holds
+            # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
     except GuestCrash as crash:
         run.crash = str(crash)
     return run
@@ -201,11 +201,17 @@ def _virtio_mem(world: ReplayWorld, rec: Recording, vm: dict) -> VirtioMem:
     return driver
 
 
-def fill(guest: Guest, free_pages: int, txn: Transaction) -> int:
-    """Shmem pages (GFP_HIGHUSER_MOVABLE; unreclaimable, no swap) until `free_pages` are left, remembered in
-    `txn`; returns how many were allocated."""
-    want = guest.alloc.total("free") - free_pages
-    return guest.alloc.alloc(0, want, Gfp.USER, txn=txn, partial=True) if want > 0 else 0
+def fill(guest: Guest, free_pages: dict[tuple[int, str], int], txn: Transaction) -> int:
+    """Shmem pages (movable; unreclaimable, no swap) until each zone has the free pages `free_pages` gives it
+    ((node, zone name) -> pages), remembered in `txn`; returns how many were taken. Zone by zone, not in total:
+    the model's boot leaves ZONE_DMA 6 MiB freer than Debian's kernels do, and those pages are no room for a
+    GFP_KERNEL allocation (DMA's lowmem_reserve), so a fill to the total would leave DMA32 that much short."""
+    taken = 0
+    for (nid, zt), z in guest.alloc.zones.items():
+        target = free_pages.get((nid, zt.value))
+        if target is not None and z.managed and z.free > target:
+            taken += guest.alloc.take_from(z, z.free - target, txn)
+    return taken
 
 
 def _write(guest: Guest, bid: int, file: str, value: str) -> str:

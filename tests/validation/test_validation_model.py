@@ -23,18 +23,21 @@ def _guest(**kw) -> Guest:
     return Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, **kw), get_strategy("kmalloc", key=""))
 
 
-def test_a_fill_takes_user_pages_nothing_reclaims_and_its_release_gives_them_back():
-    """The `fill` step's tmpfs file: movable user pages down to the recorded free memory, which the model cannot
-    reclaim with no swap (shmem), all freed again by `release`."""
+def test_a_fill_takes_user_pages_zone_by_zone_nothing_reclaims_and_its_release_gives_them_back():
+    """The `fill` step's tmpfs file: movable user pages until each zone has the free pages the recording shows,
+    which the model cannot reclaim with no swap (shmem), all freed again by `release`."""
     g = _guest()
-    free0 = g.alloc.total("free")
+    zones = {(nid, zt.value): z for (nid, zt), z in g.alloc.zones.items() if z.managed}
+    free0 = {key: z.free for key, z in zones.items()}
+    target = {(0, "DMA32"): free0[(0, "DMA32")] - 1000 * MiB // 4096, (0, "DMA"): free0[(0, "DMA")] - 1024}
     txn = Transaction()
-    taken = fill(g, free0 - 1000 * MiB // 4096, txn)
-    assert taken == 1000 * MiB // 4096 and g.alloc.total("free") == free0 - taken and g.alloc.total("anon") == taken
+    taken = fill(g, target, txn)
+    assert taken == 1000 * MiB // 4096 + 1024 and g.alloc.total("anon") == taken
+    assert {key: z.free for key, z in zones.items()} == target
     assert g.alloc.reclaim(g.alloc.zonelist(0, kernel_only=False), 1024) == 0
     for take in txn.takes:
         g.alloc.release(take)
-    assert g.alloc.total("free") == free0 and g.alloc.total("anon") == 0
+    assert {key: z.free for key, z in zones.items()} == free0 and g.alloc.total("anon") == 0
 
 
 def _dimm_online(kernel: str = "6.12", strategy: str = "kmalloc") -> tuple[ReplayWorld, AcpiDimm]:

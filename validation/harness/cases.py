@@ -17,6 +17,7 @@ Steps:
   fill        a tmpfs file written until about `free_mib` MiB of MemFree are left: memory the guest cannot
               reclaim (no swap) and the OOM killer cannot free, as under a study's workload
   release     the `fill` step's file emptied, without starting a process
+  sysctl      `value` written to /proc/sys/`key` (dots for slashes)
 A `dimm_add` with `quiet` waits for the blocks from the host, starting no process in the guest (see
 record.Runner._wait_quietly): under `fill`, a process that faults while add_memory() holds the free pages at
 the min watermarks is OOM-killed, and the guest panics once only init is left.
@@ -148,16 +149,25 @@ PRESSURE_FREE_MIB = (160, 192, 208, 224, 256)
 PRESSURE_MMOM_FREE_MIB = (96, 160)
 
 
-def _pressure_case(free_mib: int, mmom: bool = False) -> Case:
+# ... and with the per-cpu lists kept small (vm.percpu_pagelist_high_fraction: pcp->high = 4 x batch = 252
+# pages, 1 MiB a CPU, no automatic tuning): what the kernel leaves on them when the add runs out is what the model,
+# which has no per-cpu lists, cannot leave; what is left apart is ZONE_DMA (known disagreement [7])
+PRESSURE_SMALL_PCP_FREE_MIB = (160, 208)
+SMALL_PCP = {"do": "sysctl", "key": "vm.percpu_pagelist_high_fraction", "value": 1_000_000}
+
+
+def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -> Case:
     """The pressure study's mechanism on a real kernel: does add_memory() of a DIMM find its memmap (GFP_KERNEL |
     __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free, and
     does a memmap in the added range (memmap_on_memory) need none of it?"""
     where = "in the DIMM (memmap_on_memory)" if mmom else "kmalloc'd"
+    pcp = ", per-cpu lists of 4 x batch" if small_pcp else ""
     return Case(
-        name=f"pressure-10G-free-{free_mib}M{'-mmom' if mmom else ''}",
-        what=f"tmpfs filled until {free_mib} MiB are free, then a 10G pc-dimm (memmap {where}): added or -ENOMEM",
+        name=f"pressure-10G-free-{free_mib}M{'-mmom' if mmom else ''}{'-small-pcp' if small_pcp else ''}",
+        what=f"tmpfs filled until {free_mib} MiB are free, then a 10G pc-dimm (memmap {where}{pcp}): added or -ENOMEM",
         machine=MachineSpec(cmdline=_cmdline(mmom, "offline")),
         steps=[
+            *([SMALL_PCP] if small_pcp else []),
             IDLE,
             {"do": "snap", "phase": "boot"},
             {"do": "fill", "free_mib": free_mib},
@@ -181,6 +191,7 @@ def all_cases() -> list[Case]:
     cases += [_numa_case(False), _numa_case(True)]
     cases += [_pressure_case(free) for free in PRESSURE_FREE_MIB]
     cases += [_pressure_case(free, mmom=True) for free in PRESSURE_MMOM_FREE_MIB]
+    cases += [_pressure_case(free, small_pcp=True) for free in PRESSURE_SMALL_PCP_FREE_MIB]
     return cases
 
 

@@ -125,6 +125,13 @@ class Runner:
                 return f"blocks {have} waited_s {waited:.1f} timeout"
             time.sleep(0.75)
 
+    def do_sysctl(self, st: dict) -> dict:
+        path = "/proc/sys/" + st["key"].replace(".", "/")
+        status, out = self.sh(f"echo {st['value']} > {path} && cat {path}")
+        if status:
+            raise RuntimeError(f"sysctl {st['key']}={st['value']}: {out}")
+        return {"output": out}
+
     def do_release(self, st: dict) -> dict:
         """Empty the `fill` step's file (a redirection of the agent's shell: no process is started)."""
         return {"output": self.sh(": > /pressure/fill; grep -E '^(MemFree|Shmem):' /proc/meminfo")[1]}
