@@ -143,7 +143,7 @@ def test_a_memmap_on_the_added_memory_needs_none_of_the_free_memory(rows):
 
 def test_a_failed_add_keeps_the_memmap_of_the_sections_before_it(rows):
     """__add_pages() stops at the first section whose memmap it cannot allocate and add_memory_resource()'s error
-    path removes nothing arch_add_memory() added (6.12.118 mm/memory_hotplug.c l.409-429, l.1551-1553, 1598-1603):
+    path removes nothing arch_add_memory() added (6.12.118 mm/memory_hotplug.c l.418-429, l.1551-1553, l.1597-1603):
     after a failed add the earlier sections' memmap stays, on the real kernel as in the model, and the free
     memory it took stays gone once the pressure is released."""
     by = {(r.case, r.kernel, r.quantity): r for r in rows}
