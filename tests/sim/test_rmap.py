@@ -8,6 +8,8 @@ them there (try_to_unmap()), and migration moves a task's pages to the zones the
 
 from __future__ import annotations
 
+from sim_support import holding_guest
+
 from balloonsim.kernel.page_alloc import Gfp, Transaction
 from balloonsim.scenario import load_scenario
 from balloonsim.sim.world import Sim
@@ -19,15 +21,7 @@ TASK = (16 * MiB) >> PAGE_SHIFT
 def _movable_guest_filled() -> Sim:
     """A 4 GiB guest with 4 GiB more onlined to ZONE_MOVABLE, filled with 16 MiB tasks (no swap) until the first
     OOM kill: the last tasks faulted in the kernel zones once Movable was full."""
-    sc = {
-        "duration": "10m",
-        "guest": {"boot": "4G"},
-        "driver": {"name": "hyperv", "balloon": False},
-        "onlining": {"agent": "offline"},
-        "host": {"controller": "static", "target": "4G"},
-        "workload": {"name": "idle"},
-    }
-    sim = Sim(load_scenario(sc), 1)
+    sim = Sim(load_scenario({**holding_guest("4G"), "workload": {"name": "idle"}}), 1)
     g, mem = sim.guest, sim.memory
     g.backing.populate((8 * GiB) >> PAGE_SHIFT, (12 * GiB) >> PAGE_SHIFT)
     assert g.add_memory(0, 8 * GiB, 4 * GiB) == 0

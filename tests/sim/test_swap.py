@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from sim_support import holding_guest
 
 from balloonsim.errors import ConfigError
 from balloonsim.kernel import Guest, GuestConfig
@@ -21,13 +22,7 @@ from balloonsim.sim.world import Sim
 from balloonsim.units import GiB, MiB
 
 # a 2 GiB guest that holds on to its memory (no balloon, no hot-add) under a constant demand
-TIGHT = {
-    "duration": "10m",
-    "guest": {"boot": "2G"},
-    "driver": {"name": "hyperv", "balloon": False},
-    "onlining": {"agent": "offline"},
-    "host": {"controller": "static", "target": "2G"},
-}
+TIGHT = holding_guest("2G")
 
 
 def _scan(cost: LruCost | None = None, anon_refaulted: bool = False, **kw):
