@@ -5,7 +5,8 @@ snapshot: MemTotal, MemFree, MemAvailable, nr_memmap_pages, and each zone's span
 Absolute values are compared only where the model is configured from the same source as the kernel: the
 memory block size the model probes from the boot memory (against block_size_bytes) and nr_memmap_boot_pages
 (the boot memory's memmap, from QEMU's -m). States and zones of the hot-added memory blocks, the errno of every
-sysfs write, whether a device_del removed the DIMM and the plugged size of virtio-mem are compared as text.
+sysfs write, whether a device_del removed the DIMM and the plugged size of virtio-mem are compared as text, and
+the 1 GiB pages the kernel gave when asked for them as a count.
 
 Tolerances: exact, except MemFree and MemAvailable, which may differ by the noise measured on the same guest
 (max - min over the idle snapshots of its recording). The free memory a `fill` step leaves is the replay's input
@@ -194,6 +195,13 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
             real = "removed" if st["result"]["deleted"] else "refused"
             m = run.outcomes.get(i)
             row(f"device_del {st['dev']} (step {i})", real, "not run" if m is None else "removed" if m else "refused")
+        elif do == "hugepages":
+            m = run.outcomes.get(i)
+            row(
+                f"1 GiB pages after asking for {st['value']} (step {i})",
+                st["result"]["nr_hugepages"],
+                "not run" if m is None else m,
+            )
         elif do == "vmem_resize":
             row(
                 f"virtio-mem {st['dev']} to {st['size_mib']}M: plugged (MiB)",

@@ -15,10 +15,12 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
   else __remove_memory()), run for as long as the recording waited.
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
-Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `fill` step's tmpfs file
-is user memory the model cannot reclaim (anon with no swap: movable, so compaction can move it), taken zone by
-zone until each zone has the free pages, per-cpu lists included, that the recording's next snapshot shows: the same
-memory left where the kernel left it, whatever the boot-time noise.
+Ordinary activity in the guest (the `activity` step) has no counterpart in the model. A `hugepages` step is
+answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the naturally aligned
+1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none of them).
+The `fill` step's tmpfs file is user memory the model cannot reclaim (anon with no swap: movable, so compaction
+can move it), taken zone by zone until each zone has the free pages, per-cpu lists included, that the recording's
+next snapshot shows: the same memory left where the kernel left it, whatever the boot-time noise.
 """
 
 from __future__ import annotations
@@ -178,6 +180,8 @@ def replay(rec: Recording) -> ModelRun:
                 for take in filled.takes:
                     guest.alloc.release(take)
                 filled.takes.clear()
+            elif do == "hugepages":  # nr_hugepages of 1 GiB: the ranges the studies' gigantic_pages_end counts
+                run.outcomes[i] = guest.gigantic_pages()
             # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
     except GuestCrash as crash:
         run.crash = str(crash)

@@ -157,6 +157,33 @@ def test_a_failed_add_keeps_the_memmap_of_the_sections_before_it(rows):
         assert free.real < -32 * 1024 and free.model < -32 * 1024 and free.ok, free  # 16 sections or more
 
 
+def test_gigantic_pages_come_only_from_whole_kernel_zone_gibs_free_of_memmap_and_kernel_data(rows):
+    """The quickstart's third situation, asked of real kernels (nr_hugepages of the 1 GiB hstate, before and after
+    DIMMs are added and onlined): alloc_contig_pages() takes a naturally aligned 1 GiB range only if every page is
+    online, in the one zone it walks and not reserved (`pfn_range_valid_contig()`, 6.12.118 mm/page_alloc.c
+    l.6831-6852, l.6885-6918), and alloc_contig_range() then fails on a range holding unmovable pages. So:
+    - boot memory of a 2 GiB guest gives none;
+    - a memmap at the start of every block (memmap_on_memory: `mhp_init_memmap_on_memory()`, the vmemmap pages
+      MIGRATE_UNMOVABLE and in use, mm/memory_hotplug.c l.1104-1130) leaves no range whole: none (6.12, 6.18);
+    - online_movable gives none: a gigantic hstate is never movable (`hugepage_movable_supported()`,
+      include/linux/hugetlb.h l.907-915), so GFP_HIGHUSER never reaches ZONE_MOVABLE;
+    - with the memmap kmalloc'd, a 2 GiB DIMM online_kernel gives one, not two: the kernel's own allocations
+      (slab, page tables) steal a pageblock of the DIMM's first onlined block, as the model's background does
+      (balloonsim.kernel.unmovable), and two 1 GiB DIMMs give one, the second's.
+    6.1 passes no MHP_MEMMAP_ON_MEMORY to a multi-block DIMM, so there the memmap_on_memory cases give what the
+    kmalloc'd ones do. The model's count is the studies' gigantic_pages_end."""
+    asks = {(r.case, r.kernel): r for r in rows if r.quantity.startswith("1 GiB pages after asking")}
+    after = {k: r for k, r in asks.items() if not r.quantity.endswith("(step 2)")}
+    before = {k: r for k, r in asks.items() if r.quantity.endswith("(step 2)")}
+    assert {kernel for _, kernel in after} >= {"6.1", "6.12", "6.18"}
+    assert all(r.real == r.model == 0 for r in before.values()), before
+    for (case, kernel), r in after.items():
+        mmom_applies = case.endswith("-mmom") and kernel != "6.1"
+        want = 0 if mmom_applies or "-movable" in case else 1
+        assert r.real == r.model == want, r
+    assert len(after) == 15
+
+
 def test_runs():
     assert runs({32: "0", 33: "0", 34: "EBUSY", 36: "0"}) == "32-33 0, 34 EBUSY, 36 0"
     assert runs({}) == "none"

@@ -10,7 +10,8 @@ Steps:
   snap        a full snapshot named `phase` (meminfo, vmstat, zoneinfo, every memory block, block size)
   dimm_add    QMP object-add memory-backend-ram + device_add pc-dimm (`size_mib`, `node`); the guest waits
               for the new blocks to appear and the block list to settle
-  write       `value` into `file` of every memory block of device `dev`, lowest block first
+  write       `value` into `file` of every memory block of device `dev`, lowest block first; then waits for
+              the writers to be gone (busybox timeout's watchers linger up to a second)
   activity    `seconds` of ordinary shell activity (fork, exec, /proc and /sys walks, tmpfs files)
   dimm_del    QMP device_del (an ACPI eject: the guest offlines and removes the DIMM or refuses)
   vmem_resize QMP qom-set requested-size of virtio-mem device `dev`; waits until the plugged size stops moving
@@ -18,6 +19,8 @@ Steps:
               reclaim (no swap) and the OOM killer cannot free, as under a study's workload
   release     the `fill` step's file emptied, without starting a process
   sysctl      `value` written to /proc/sys/`key` (dots for slashes)
+  hugepages   `value` written to the 1 GiB hstate's nr_hugepages (alloc_contig_pages() for each page, as many as
+              it finds); how many the kernel then holds is the step's result
 A `dimm_add` with `quiet` waits for the blocks from the host, starting no process in the guest (see
 record.Runner._wait_quietly): under `fill`, a process that faults while add_memory() holds the free pages at
 the min watermarks is OOM-killed, and the guest panics once only init is left.
@@ -179,6 +182,32 @@ def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -
     )
 
 
+# 1 GiB pages asked for at a time: more than a 2 GiB guest with 2 GiB of DIMMs can give
+GIGANTIC_ASK = 8
+
+
+def _gigantic_case(dimm_mib: tuple[int, ...], online: str, mmom: bool) -> Case:
+    """The quickstart's third situation on a real kernel: how many 1 GiB pages DIMMs added and onlined to `online`
+    one after the other give, with their memmap kmalloc'd or at the start of every block. Asked for once before
+    the first add (what boot memory gives) and once after the last online."""
+    zone = "movable" if online == "online_movable" else "kernel"
+    ask = {"do": "hugepages", "value": GIGANTIC_ASK}
+    sizes = f"{dimm_mib[0] // 1024}G" if len(dimm_mib) == 1 else f"{len(dimm_mib)}x{dimm_mib[0] // 1024}G"
+    steps = [IDLE, {"do": "snap", "phase": "boot"}, ask]
+    for k, mib in enumerate(dimm_mib):
+        steps += [
+            {"do": "dimm_add", "dev": f"dimm{k}", "size_mib": mib, "node": 0},
+            {"do": "write", "dev": f"dimm{k}", "file": "state", "value": online},
+        ]
+    return Case(
+        name=f"gigantic-{sizes}-{zone}{'-mmom' if mmom else ''}",
+        what=f"1 GiB pages asked for before and after pc-dimms of {' + '.join(f'{m // 1024}G' for m in dimm_mib)} "
+        f"are added and {online}, one after the other; memmap_on_memory={'on' if mmom else 'off'}",
+        machine=MachineSpec(cmdline=_cmdline(mmom, "offline")),
+        steps=[*steps, {"do": "snap", "phase": "onlined"}, ask],
+    )
+
+
 def all_cases() -> list[Case]:
     cases = [
         _dimm_case(size, online, mmom)
@@ -192,6 +221,10 @@ def all_cases() -> list[Case]:
     cases += [_pressure_case(free) for free in PRESSURE_FREE_MIB]
     cases += [_pressure_case(free, mmom=True) for free in PRESSURE_MMOM_FREE_MIB]
     cases += [_pressure_case(free, small_pcp=True) for free in PRESSURE_SMALL_PCP_FREE_MIB]
+    cases += [
+        _gigantic_case(dimms, "online_kernel", mmom) for dimms in ((2048,), (1024, 1024)) for mmom in (False, True)
+    ]
+    cases += [_gigantic_case((2048,), "online_movable", False)]
     return cases
 
 

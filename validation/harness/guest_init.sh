@@ -63,6 +63,15 @@ wrblocks() {
 	done
 }
 
+# waitwatchers: until no watcher of wr's `timeout` is left (busybox's timeout forks one per command that polls it
+# once a second, so each lingers up to a second after its write); at most 5 s. Prints the wait in tenths of a second.
+waitwatchers() {
+	local i
+	i=0
+	while pidof timeout > /dev/null && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+	echo "watchers gone after_ds $i"
+}
+
 # count of memory blocks
 nblocks() { set -- $MEM/memory*; echo $#; }
 

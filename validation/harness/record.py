@@ -132,6 +132,23 @@ class Runner:
             raise RuntimeError(f"sysctl {st['key']}={st['value']}: {out}")
         return {"output": out}
 
+    def do_hugepages(self, st: dict) -> dict:
+        """Ask the kernel for `value` 1 GiB pages (a write to nr_hugepages: alloc_contig_pages() per page, as many as
+        it finds) and read back how many it holds."""
+        path = "/sys/kernel/mm/hugepages/hugepages-1048576kB"
+        t0 = time.monotonic()
+        status, out = self.sh(
+            f"echo {st['value']} > {path}/nr_hugepages; cat {path}/nr_hugepages {path}/free_hugepages"
+        )
+        lines = out.split()
+        if status or len(lines) != 2:
+            raise RuntimeError(f"hugepages {st['value']}: {out}")
+        return {
+            "nr_hugepages": int(lines[0]),
+            "free_hugepages": int(lines[1]),
+            "host_s": round(time.monotonic() - t0, 3),
+        }
+
     def do_release(self, st: dict) -> dict:
         """Empty the `fill` step's file (a redirection of the agent's shell: no process is started)."""
         return {"output": self.sh(": > /pressure/fill; grep -E '^(MemFree|Shmem):' /proc/meminfo")[1]}
@@ -145,7 +162,11 @@ class Runner:
             path, status, *msg = line.split(" ", 2)
             bid = int(re.search(r"memory(\d+)/", path).group(1))
             writes.append({"block": bid, "status": int(status), "message": msg[0] if msg else ""})
-        return {"writes": writes}
+        # busybox's timeout leaves a watcher per write that polls its command once a second: without this wait
+        # the next snapshot would count their stacks, page tables and pages (1-2 MiB for 8-16 writes). Recordings
+        # made before 2026-12-03 14:30 UTC did not wait (known disagreement [2] covers that).
+        _, watchers = self.sh("waitwatchers")
+        return {"writes": writes, "watchers": watchers}
 
     def do_fill(self, st: dict) -> dict:
         return {"output": self.sh(f"fill {st['free_mib']}")[1]}
