@@ -102,18 +102,18 @@ class Driver(Plugin):
         self.log("add_memory", bid, f"{start:#x}+{size >> 20}M {errname(ret)}")
         return ret
 
-    def find_free_range(self, size: int, align: int) -> int | None:
-        """allocate_resource(): the lowest free, aligned gap above boot memory in the window."""
-        return find_free_range(self.guest, size, align)
+    def find_free_range(self, size: int, align: int, above: int = 0) -> int | None:
+        """allocate_resource(): the lowest free, aligned gap above boot memory (and `above`) in the window."""
+        return find_free_range(self.guest, size, align, above)
 
 
-def find_free_range(guest: Guest, size: int, align: int) -> int | None:
+def find_free_range(guest: Guest, size: int, align: int, above: int = 0) -> int | None:
     """allocate_resource() for a hot-add of `size` bytes: the lowest free, `align`-aligned gap above boot memory
-    (and 4 GiB) in the guest's hot-pluggable window, None when there is none.
+    (and 4 GiB, and `above`) in the guest's hot-pluggable window, None when there is none.
 
     The search starts at the guest's first free block (Guest.first_free_block()): every block below it is added,
     so no gap starts lower, and a guest grown one block at a time is not rescanned from the bottom on every add."""
-    pos = align_up(max(guest.boot_end_pfn << PAGE_SHIFT, 4 * GiB), align)
+    pos = align_up(max(guest.boot_end_pfn << PAGE_SHIFT, 4 * GiB, above), align)
     limit = guest.max_pfn << PAGE_SHIFT
     bsize = guest.block_size
     pos = align_up(max(pos, guest.first_free_block(pos // bsize) * bsize), align)

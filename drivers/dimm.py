@@ -8,6 +8,12 @@ and always from 6.6 (e3c2bfdd33a3); `memmap_on_memory` overrides that (a what-if
 DIMM, in one static memory group (2a1578397a16, 5.15+). Unplug is an ACPI eject: every block is offlined and
 the range removed; a block with unmovable pages (-EBUSY) fails the eject, one whose pages cannot migrate yet
 keeps it waiting (offline_pages() retries).
+
+A DIMM whose add_memory() failed stays plugged (QEMU keeps the device and its backing; nothing in the guest
+ejects it): from 6.9 every later DIMM's notification rescans the bus and retries it first
+(KernelProfile.acpi_rescan_retries), before, it is never tried again. The host takes such a DIMM back before any
+other when it wants less memory (device_del of a device with no memory to offline; the host's policy, not in any
+source).
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class AcpiDimm(Driver):
                 "driver.dimm_size", f"must be a multiple of the memory block size ({self.guest.block_size >> 20}M)"
             )
         self.dimms: list[tuple[int, int]] = []  # (start, size)
+        self.unattached: list[tuple[int, int, int]] = []  # (nid, start, size) plugged, add_memory() failed
         self.plugged = 0
         self.unplug_ebusy = 0
         self.host_refused = 0
@@ -89,6 +96,9 @@ class AcpiDimm(Driver):
         size = self.p.dimm_size
         while True:
             gap = self.sim.target_bytes - self.current_bytes()
+            if self.unattached and gap < size // 2:
+                self.drop_unattached()
+                continue
             if gap >= size // 2:
                 yield from self.plug(size)
                 continue
@@ -102,7 +112,7 @@ class AcpiDimm(Driver):
     def plug(self, size: int) -> Process:
         # QEMU's device-memory region hands out DIMM addresses aligned to the memory block size here,
         # as add_memory() requires (check_hotplug_memory_range): 2 GiB blocks need 2 GiB-aligned DIMMs
-        start = self.find_free_range(size, max(self.guest.block_size, min(size, 1 << 30)))
+        start = self.next_address(size)
         if start is None:
             self.log("hotadd_request", -1, "no free physical range")
             yield self.sim.target_event
@@ -117,10 +127,45 @@ class AcpiDimm(Driver):
             return
         self.log("hotadd_request", -1, f"dimm {start:#x}+{size >> 20}M")
         yield self.env.timeout(self.p.plug_delay)
-        if self.add(self.p.node, start, size):
-            self.sim.host.release(pages)
+        if self.notify(self.p.node, start, size):  # the DIMM stays plugged, its add failed
             yield self.env.timeout(self.p.plug_delay)
             yield self.sim.target_event
+
+    def next_address(self, size: int) -> int | None:
+        """Where QEMU puts the next DIMM: the lowest aligned range free of memory blocks and of plugged DIMMs the
+        guest has not added."""
+        align = max(self.guest.block_size, min(size, 1 << 30))
+        above = 0
+        while True:
+            start = self.find_free_range(size, align, above)
+            if start is None:
+                return None
+            clash = [s + n for _, s, n in self.unattached if s < start + size and start < s + n]
+            if not clash:
+                return start
+            above = max(clash)
+
+    def notify(self, nid: int, start: int, size: int) -> int:
+        """The ACPI notification of a DIMM just plugged: acpi_memory_device_add() -> acpi_memory_enable_device()
+        for it and, from 6.9, first for every plugged DIMM whose add failed (the rescan of their parent attaches
+        every memory device without a handler, in namespace order: acpi_scan_device_check() ->
+        acpi_scan_rescan_bus() -> acpi_bus_scan(); a failed acpi_memory_device_add() leaves the device without
+        one, 6.12.118 drivers/acpi/scan.c l.368-409, l.2255-2281, acpi_memhotplug.c l.318-323). Returns the new
+        DIMM's add_memory() result; a DIMM whose add fails stays plugged (`unattached`)."""
+        if self.guest.profile.acpi_rescan_retries:
+            for dimm in list(self.unattached):
+                if not self.add(*dimm):
+                    self.unattached.remove(dimm)
+        ret = self.add(nid, start, size)
+        if ret:
+            self.unattached.append((nid, start, size))
+        return ret
+
+    def drop_unattached(self) -> None:
+        """device_del of the newest DIMM the guest never added: nothing to offline, its backing goes back."""
+        _, start, size = self.unattached.pop()
+        self.sim.host.release(size >> PAGE_SHIFT)
+        self.log("unplug", (start >> PAGE_SHIFT) // self.guest.block_pages, f"{start:#x}+{size >> 20}M never added")
 
     def add(self, nid: int, start: int, size: int) -> int:
         """acpi_memory_enable_device() for a DIMM the host has backed: the range is populated, a static memory

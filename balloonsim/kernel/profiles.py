@@ -104,6 +104,12 @@ class KernelProfile:
     # adjust_managed_page_count", 9726891fe753, 6.13; not in 6.12.118). Before, they moved only when memory was
     # onlined or offlined (init_per_zone_wmark_min()) or the sysctl was written.
     reserve_follows_managed: bool
+    # A Device Check notification (a DIMM plugged) rescans the device's parent, acpi_scan_device_check() ->
+    # acpi_scan_rescan_bus(parent) -> acpi_bus_scan(): every memory device without a handler is attached again, so
+    # each new DIMM retries the earlier ones whose add_memory() failed ("ACPI: scan: Consolidate Device Check and
+    # Bus Check notification handling", R. Wysocki, 2024, 6.9; 6.12.118 drivers/acpi/scan.c l.368-409). Before,
+    # only the notified device was scanned (6.1.192 l.303-330) and a DIMM whose add failed stayed unused.
+    acpi_rescan_retries: bool
     # what differs from the profile before this one
     changes: tuple[Change, ...] = field(default=(), compare=False)
 
@@ -139,6 +145,7 @@ _K419 = KernelProfile(
     direct_map_atomic=True,
     vmemmap_pmd_free_leaks=False,
     reserve_follows_managed=False,
+    acpi_rescan_retries=False,
 )
 _K512 = _next(
     _K419,
@@ -216,6 +223,13 @@ _K612 = _next(
     "6.12",
     Change("hv_chunk_is_block", True, "8852ebf1948d", "6.10", "hv_balloon hot-adds memory-block-sized chunks"),
     Change("vmstat_nr_memmap", True, "15995a352474", "6.11", "/proc/vmstat nr_memmap_pages"),
+    Change(
+        "acpi_rescan_retries",
+        True,
+        "ACPI: scan: Consolidate Device Check and Bus Check notification handling (R. Wysocki)",
+        "6.9",
+        "a new DIMM's notification rescans the bus: DIMMs whose add failed are retried",
+    ),
 )
 _K618 = _next(
     _K612,
