@@ -15,6 +15,7 @@ Tolerances: exact, except MemFree and MemAvailable, which may differ by the nois
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from balloonsim.units import MiB
@@ -180,8 +181,7 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
             )
         elif do == "dimm_add":
             size = st["size_mib"] * MiB
-            nxt = rec.next_snapshot(i)
-            appeared = sum(1 for b in nxt.blocks if b not in boot.blocks) if nxt else 0
+            appeared = _blocks_appeared(rec, i, boot)
             # acpi_memory_enable_device() logs "add_memory failed" without the errno: a failed add is "failed"
             real = "0" if appeared * boot.block_size >= size else "failed" if not appeared else f"{appeared} blocks"
             model = run.outcomes.get(i, "not run")
@@ -208,9 +208,25 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
                 st["result"]["size"] // MiB,
                 run.outcomes[i] // MiB if i in run.outcomes else "not run",
             )
+    if any("settle_s" in st for st in rec.steps if st["do"] == "dimm_add"):
+        # each failed attempt logs "add_memory failed" (acpi_memory_enable_device()); a recording whose adds waited
+        # for the console to settle has them all, the retries of earlier DIMMs included
+        failed = sum("add_memory failed" in line for line in rec.data.get("kernel_log", []))
+        row("add_memory() calls that failed, retries included (console)", failed, run.add_failures)
     if run.crash:
         rows.append(Row(rec.case, rec.kernel, "model crashed", "no", run.crash, EXACT, False))
     return rows
+
+
+def _blocks_appeared(rec: Recording, i: int, boot) -> int:
+    """The memory blocks the `dimm_add` step `i` made: its own count (the blocks the guest had when the wait
+    ended, less those before the add), else the next snapshot's new blocks (adds then a snapshot)."""
+    result = rec.steps[i].get("result", {})
+    counted = re.match(r"blocks (\d+)", str(result.get("wait", "")))
+    if counted and "blocks_before" in result:
+        return int(counted.group(1)) - int(result["blocks_before"])
+    nxt = rec.next_snapshot(i)
+    return sum(1 for b in nxt.blocks if b not in boot.blocks) if nxt else 0
 
 
 def _block_text(state: str, zone: str | None, node: int | None, multi_node: bool) -> str:

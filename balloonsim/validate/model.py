@@ -8,11 +8,11 @@ block_size_bytes, and memmap_on_memory, memhp_default_state and movable_node fro
 
 The drivers are the ones studies run, not copies of their kernel calls, in a ReplayWorld
 (balloonsim.validate.world: the recorded guest, a host that backs what QEMU backs, no workload):
-- pc-dimm: device_add is drivers/dimm.py AcpiDimm.add() at the recorded address and node
-  (acpi_memory_enable_device(): the range backed, a static memory group (5.15+), one add_memory() with
-  MHP_MEMMAP_ON_MEMORY by the release's rule); device_del is AcpiDimm.eject() (acpi_scan_try_to_offline():
-  every block offlined, failures retried once, the blocks offlined put back online when one still fails,
-  else __remove_memory()), run for as long as the recording waited.
+- pc-dimm: device_add is drivers/dimm.py AcpiDimm.notify() at the recorded address and node (from 6.9 the
+  earlier DIMMs whose add failed are retried first; then acpi_memory_enable_device(): the range backed, a static
+  memory group (5.15+), one add_memory() with MHP_MEMMAP_ON_MEMORY by the release's rule); device_del is
+  AcpiDimm.eject() (acpi_scan_try_to_offline(): every block offlined, failures retried once, the blocks offlined
+  put back online when one still fails, else __remove_memory()), run for as long as the recording waited.
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model. A `hugepages` step is
@@ -70,6 +70,7 @@ class ModelRun:
     snapshots: dict[str, ModelSnapshot] = field(default_factory=dict)
     outcomes: dict[int, object] = field(default_factory=dict)  # step index -> what the step returned
     crash: str | None = None
+    add_failures: int = 0  # add_memory() calls that failed, retries included
 
 
 def _snapshot(guest: Guest) -> ModelSnapshot:
@@ -156,7 +157,7 @@ def replay(rec: Recording) -> ModelRun:
                 addr, size = st["result"]["addr"], st["size_mib"] * MiB
                 devices[st["dev"]] = (addr, size)
                 world.host.populate(size >> PAGE_SHIFT)
-                run.outcomes[i] = _errno(dimm.add(st["node"], addr, size))
+                run.outcomes[i] = _errno(dimm.notify(st["node"], addr, size))
             elif do == "write":
                 run.outcomes[i] = {
                     w["block"]: _write(guest, w["block"], st["file"], st["value"]) for w in st["result"]["writes"]
@@ -185,6 +186,7 @@ def replay(rec: Recording) -> ModelRun:
             # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
     except GuestCrash as crash:
         run.crash = str(crash)
+    run.add_failures = sum(guest.stats.add_errors.values())
     return run
 
 

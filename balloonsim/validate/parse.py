@@ -47,12 +47,15 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 
 def parse_vmstat(text: str) -> dict[str, int]:
+    """name -> value. A counter the kernel keeps in a signed long and prints with %lu (nr_memmap_pages, an
+    atomic_long_t read by vmstat_start()) shows a negative value as 2**64 - n: read back as -n."""
     out = {}
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(f"vmstat line {n}: {line!r}")
-        out[parts[0]] = int(parts[1])
+        value = int(parts[1])
+        out[parts[0]] = value - (1 << 64) if value >= 1 << 63 else value
     return out
 
 

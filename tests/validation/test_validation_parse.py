@@ -82,6 +82,8 @@ def test_parsers_on_small_inputs():
         "HugePages_Total": 0,
     }
     assert parse_vmstat("nr_memmap_pages 4096\nnr_free_pages 12") == {"nr_memmap_pages": 4096, "nr_free_pages": 12}
+    # 6.18.15 after 78 failed one-section adds (pressure-128M-series-free-80M): the long went negative
+    assert parse_vmstat("nr_memmap_pages 18446744073709517824") == {"nr_memmap_pages": -33792}
     zi = parse_zoneinfo(
         "Node 1, zone   Normal\n  pages free     5\n              count: 3\n              count: 4\n"
         "        spanned  10\n        present  9\n        managed  8\n  start_pfn:           1048576"

@@ -159,6 +159,41 @@ PRESSURE_SMALL_PCP_FREE_MIB = (160, 208)
 SMALL_PCP = {"do": "sysctl", "key": "vm.percpu_pagelist_high_fraction", "value": 1_000_000}
 
 
+# The quickstart's first situation, one 128 MiB add after another (as hv_balloon adds chunks nobody has onlined
+# yet), each kmalloc'ing its 2 MiB memmap out of what a tmpfs file has left free, until one fails: how many fit.
+PRESSURE_SERIES_FREE_MIB = 80
+PRESSURE_SERIES_ADDS = 24
+
+
+def _pressure_series_case() -> Case:
+    """`PRESSURE_SERIES_ADDS` pc-dimms of 128M added one after another to a guest left with `PRESSURE_SERIES_FREE_MIB`
+    MiB free, none onlined: each add's memmap (one order-9 block, GFP_KERNEL | __GFP_RETRY_MAYFAIL) comes out of the
+    free memory, and the adds succeed until one cannot find it. Each add is waited for from the host (`quiet`, 1 s:
+    an add of one block takes milliseconds), and then until the console has been silent for 2 s: every add's ACPI
+    notification rescans all memory devices and retries those whose add failed (`settle_s`)."""
+    adds = [
+        {"do": "dimm_add", "dev": f"dimm{k}", "size_mib": 128, "node": 0, "wait_s": 60, "quiet": True, "quiet_s": 1}
+        | {"settle_s": 2}
+        for k in range(PRESSURE_SERIES_ADDS)
+    ]
+    free = PRESSURE_SERIES_FREE_MIB
+    return Case(
+        name=f"pressure-128M-series-free-{free}M",
+        what=f"tmpfs filled until {free} MiB are free, then {PRESSURE_SERIES_ADDS} pc-dimms of 128M added one after "
+        "another, none onlined (memmap kmalloc'd, 2 MiB each): which are added, which fail",
+        machine=MachineSpec(slots=PRESSURE_SERIES_ADDS + 8, cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "fill", "free_mib": free},
+            {"do": "snap", "phase": "filled"},
+            *adds,
+            {"do": "release"},
+            {"do": "snap", "phase": "added"},
+        ],
+    )
+
+
 def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -> Case:
     """The pressure study's mechanism on a real kernel: does add_memory() of a DIMM find its memmap (GFP_KERNEL |
     __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free, and
@@ -221,6 +256,7 @@ def all_cases() -> list[Case]:
     cases += [_pressure_case(free) for free in PRESSURE_FREE_MIB]
     cases += [_pressure_case(free, mmom=True) for free in PRESSURE_MMOM_FREE_MIB]
     cases += [_pressure_case(free, small_pcp=True) for free in PRESSURE_SMALL_PCP_FREE_MIB]
+    cases += [_pressure_series_case()]
     cases += [
         _gigantic_case(dimms, "online_kernel", mmom) for dimms in ((2048,), (1024, 1024)) for mmom in (False, True)
     ]

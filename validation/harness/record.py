@@ -89,7 +89,10 @@ class Runner:
         self.devices[dev] = (addr, size)
         want = before + size // self.block_size
         if st.get("quiet"):
-            waited, stable = self._wait_quietly(want, st.get("wait_s", 120)), ""
+            waited, stable = self._wait_quietly(want, st.get("wait_s", 120), st.get("quiet_s", QUIET_S)), ""
+            if "settle_s" in st:  # the ACPI rescan this add started may still be retrying earlier failed DIMMs
+                stable = self._console_settles(st["settle_s"], st.get("wait_s", 120))
+                waited = f"{waited} then blocks {self.nblocks()}"
         else:
             _, waited = self.sh(f"waitblocks {want} {st.get('wait_s', 120)}")
             _, stable = self.sh("waitstable 2 120")
@@ -102,10 +105,10 @@ class Runner:
             "qmp_s": round(qmp_s, 3),
         }
 
-    def _wait_quietly(self, want: int, limit_s: float) -> str:
+    def _wait_quietly(self, want: int, limit_s: float, quiet_s: float = QUIET_S) -> str:
         """Wait for the DIMM's blocks without touching the guest while add_memory() may still run: a guest short of
         memory whose add holds its free pages down to the min watermarks OOM-kills whatever faults meanwhile, and
-        panics ("System is deadlocked on memory") when only init, the agent, is left to fault. For QUIET_S the
+        panics ("System is deadlocked on memory") when only init, the agent, is left to fault. For `quiet_s` the
         host only reads the console, where a failed add says so (acpi_memory_enable_device(): "add_memory
         failed"); then it asks the agent for the block count (`nblocks`: a glob and an echo, no new process)
         until every block is there, or `limit_s` has passed."""
@@ -116,7 +119,7 @@ class Runner:
             waited = time.monotonic() - t0
             if "add_memory failed" in self.g.console()[seen:]:
                 return f"blocks {self.nblocks()} add_memory failed after_s {waited:.1f}"
-            if waited < QUIET_S:
+            if waited < quiet_s:
                 continue
             have = self.nblocks()
             if have == want:
@@ -124,6 +127,24 @@ class Runner:
             if waited > limit_s:
                 return f"blocks {have} waited_s {waited:.1f} timeout"
             time.sleep(0.75)
+
+    def _console_settles(self, quiet_s: float, limit_s: float) -> str:
+        """Wait until the console has said nothing for `quiet_s`. A DIMM's ACPI notification rescans every memory
+        device (acpi_scan_rescan_bus() -> acpi_bus_scan()), so each new add retries the earlier ones whose
+        add_memory() failed, each retry printing its own "add_memory failed": the next step must not begin (a
+        `release` would let a retry still running succeed) before the rescan is over."""
+        t0 = last_change = time.monotonic()
+        size = len(self.g.console())
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            cur = len(self.g.console())
+            if cur != size:
+                size, last_change = cur, now
+            if now - last_change >= quiet_s:
+                return f"console quiet after_s {now - t0:.1f}"
+            if now - t0 > limit_s:
+                return f"console still busy after_s {now - t0:.1f} timeout"
 
     def do_sysctl(self, st: dict) -> dict:
         path = "/proc/sys/" + st["key"].replace(".", "/")
