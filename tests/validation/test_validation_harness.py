@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import validation_support  # noqa: F401  (puts the harness on sys.path)
 
+from validation.harness import record as rec_mod
 from validation.harness.cases import all_cases, get_cases
 from validation.harness.packages import mirrors_from_sources, module_closure
-from validation.harness.qemu import MachineSpec, qemu_argv
+from validation.harness.qemu import BootFailed, MachineSpec, qemu_argv
 
 
 def test_mirrors_from_deb822_and_one_line_sources():
@@ -59,3 +60,28 @@ def test_cases():
     assert sum(c.name.startswith("pressure-") for c in cases) >= 4
     with pytest.raises(KeyError, match="unknown case 'nope'"):
         get_cases(["nope"])
+
+
+def test_a_guest_that_does_not_boot_is_booted_once_more_and_a_case_that_fails_is_not(monkeypatch, tmp_path):
+    """Under TCG about one boot in 40 of Debian's 6.18 oopses before init: nothing of the case ran, so the harness
+    boots again; a failure after the guest is up is the case's own, reported and not retried."""
+    kernel = type("K", (), {"label": "6.18"})()
+    monkeypatch.setattr(rec_mod, "ensure_host_tools", lambda log: None)
+    monkeypatch.setattr(rec_mod, "fetch_kernels", lambda labels, log: {"6.18": kernel})
+    boots: dict[str, int] = {}
+
+    def record_case(case, kernel, log):
+        boots[case.name] = boots.get(case.name, 0) + 1
+        if case.name == "dimm-128M-movable" and boots[case.name] == 1:
+            raise BootFailed("QEMU did not start a guest (the guest closed its control port)")
+        if case.name == "dimm-128M-kernel":
+            raise RuntimeError("a step failed")
+        return {"case": case.name, "kernel": kernel.label, "provenance": {"uname_r": "6.18.15+deb13-amd64"}}
+
+    monkeypatch.setattr(rec_mod, "record_case", record_case)
+    lines: list[str] = []
+    written, failed = rec_mod.record(["dimm-128M-movable", "dimm-128M-kernel"], ["6.18"], tmp_path, lines.append)
+    assert [p.name for p in written] == ["dimm-128M-movable--6.18.json"]
+    assert boots == {"dimm-128M-movable": 2, "dimm-128M-kernel": 1}
+    assert [f[:2] for f in failed] == [("dimm-128M-kernel", "6.18")]
+    assert any("did not boot" in line and "booting again" in line for line in lines)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .cases import Case, get_cases
 from .initramfs import build_initramfs
 from .packages import Kernel, ensure_host_tools, fetch_kernels
-from .qemu import Guest
+from .qemu import BootFailed, Guest
 from .qmp import QMPError
 
 FORMAT = 1
@@ -305,7 +305,8 @@ def write_recording(rec: dict, out_dir: Path = RECORDED) -> Path:
 
 
 def record(names: list[str] | None = None, kernels: list[str] | None = None, out_dir: Path = RECORDED, log=print):
-    """Record every (case, kernel) pair; returns the paths written. Failures are reported and skipped."""
+    """Record every (case, kernel) pair; returns the paths written. Failures are reported and skipped; a guest
+    that does not boot is booted once more."""
     cases = get_cases(names)
     t0 = time.monotonic()
     ensure_host_tools(log)
@@ -315,7 +316,11 @@ def record(names: list[str] | None = None, kernels: list[str] | None = None, out
         for case in cases:
             ts = time.monotonic()
             try:
-                rec = record_case(case, kernel, log)
+                try:
+                    rec = record_case(case, kernel, log)
+                except BootFailed as exc:  # before any step: a second boot is a fresh start
+                    log(f"{case.name} on {kernel.label}: the guest did not boot ({str(exc)[:80]}...); booting again")
+                    rec = record_case(case, kernel, log)
             except (RuntimeError, QMPError, OSError) as exc:
                 failed.append((case.name, kernel.label, str(exc)))
                 log(f"{case.name} on {kernel.label}: FAILED: {exc}")
