@@ -11,9 +11,11 @@ keeps it waiting (offline_pages() retries).
 
 A DIMM whose add_memory() failed stays plugged (QEMU keeps the device and its backing; nothing in the guest
 ejects it): from 6.9 every later DIMM's notification rescans the bus and retries it first
-(KernelProfile.acpi_rescan_retries), before, it is never tried again. The host takes such a DIMM back before any
-other when it wants less memory (device_del of a device with no memory to offline; the host's policy, not in any
-source).
+(KernelProfile.acpi_rescan_retries), before, it is never tried again. A retry that meets the sections an earlier
+failure left (-EEXIST) binds the device with no memory: it is not tried again either, and stays plugged (its eject,
+which would remove those sections, is not modelled). The host
+takes a DIMM that is still waiting back before any other when it wants less memory (device_del of a device with
+no memory to offline; the host's policy, not in any source).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import Field
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.errors import ConfigError
 from balloonsim.kernel.block import BlockState, MemoryBlock
-from balloonsim.kernel.errno import EINTR, errname
+from balloonsim.kernel.errno import EEXIST, EINTR, errname
 from balloonsim.kernel.extents import Extents
 from balloonsim.kernel.guest import Guest
 from balloonsim.kernel.memory_group import MemoryGroup
@@ -35,6 +37,10 @@ from balloonsim.types import Duration, Size
 from balloonsim.units import PAGE_SHIFT
 
 OFFLINE_RETRY = 1.0  # s between the model's looks at an offline that waits for room to migrate
+# add_memory() results after which acpi_memory_enable_device() binds the device, so no rescan tries it again: 0, and
+# -EEXIST ("Add num_enable even if add_memory() returns -EEXIST, so the device is bound to this driver", 6.12.118
+# drivers/acpi/acpi_memhotplug.c l.215-238), which a retry over the sections an earlier failure left gets
+BOUND = (0, -EEXIST)
 
 
 def acpi_memory_group(guest: Guest, nid: int, nr_pages: int) -> MemoryGroup | None:
@@ -82,6 +88,7 @@ class AcpiDimm(Driver):
             )
         self.dimms: list[tuple[int, int]] = []  # (start, size)
         self.unattached: list[tuple[int, int, int]] = []  # (nid, start, size) plugged, add_memory() failed
+        self.empty: list[tuple[int, int, int]] = []  # plugged and bound by -EEXIST: no memory, not tried again
         self.plugged = 0
         self.unplug_ebusy = 0
         self.host_refused = 0
@@ -133,14 +140,14 @@ class AcpiDimm(Driver):
 
     def next_address(self, size: int) -> int | None:
         """Where QEMU puts the next DIMM: the lowest aligned range free of memory blocks and of plugged DIMMs the
-        guest has not added."""
+        guest has no memory of (waiting, or bound empty)."""
         align = max(self.guest.block_size, min(size, 1 << 30))
         above = 0
         while True:
             start = self.find_free_range(size, align, above)
             if start is None:
                 return None
-            clash = [s + n for _, s, n in self.unattached if s < start + size and start < s + n]
+            clash = [s + n for _, s, n in (*self.unattached, *self.empty) if s < start + size and start < s + n]
             if not clash:
                 return start
             above = max(clash)
@@ -151,14 +158,21 @@ class AcpiDimm(Driver):
         every memory device without a handler, in namespace order: acpi_scan_device_check() ->
         acpi_scan_rescan_bus() -> acpi_bus_scan(); a failed acpi_memory_device_add() leaves the device without
         one, 6.12.118 drivers/acpi/scan.c l.368-409, l.2255-2281, acpi_memhotplug.c l.318-323). Returns the new
-        DIMM's add_memory() result; a DIMM whose add fails stays plugged (`unattached`)."""
+        DIMM's add_memory() result; a DIMM whose add fails stays plugged (`unattached`), except on -EEXIST, which
+        binds the device without its memory (BOUND)."""
         if self.guest.profile.acpi_rescan_retries:
             for dimm in list(self.unattached):
-                if not self.add(*dimm):
+                ret = self.add(*dimm)
+                if ret in BOUND:
                     self.unattached.remove(dimm)
-        ret = self.add(nid, start, size)
-        if ret:
-            self.unattached.append((nid, start, size))
+                    if ret:
+                        self.empty.append(dimm)
+        dimm = (nid, start, size)
+        ret = self.add(*dimm)
+        if ret not in BOUND:
+            self.unattached.append(dimm)
+        elif ret:
+            self.empty.append(dimm)
         return ret
 
     def drop_unattached(self) -> None:
@@ -179,6 +193,8 @@ class AcpiDimm(Driver):
         if not ret:
             self.dimms.append((start, size))
             self.plugged += 1
+        elif group is not None and ret not in BOUND:  # acpi_memory_device_free() -> memory_group_unregister()
+            self.guest.unregister_memory_group(group)  # (acpi_memhotplug.c l.270-277, l.318-323)
         return ret
 
     def eject(self, start: int, size: int) -> Process:

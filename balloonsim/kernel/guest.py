@@ -348,6 +348,10 @@ class Guest:
         self.memory_groups.append(group)
         return group
 
+    def unregister_memory_group(self, group: MemoryGroup) -> None:
+        """memory_group_unregister(): a group no memory was added to (an ACPI DIMM whose add failed)."""
+        self.memory_groups.remove(group)
+
     def add_memory(
         self,
         nid: int,

@@ -12,7 +12,7 @@ import pytest
 
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.kernel import Guest, GuestConfig
-from balloonsim.kernel.errno import ENOMEM
+from balloonsim.kernel.errno import EEXIST, ENOMEM
 from balloonsim.kernel.page_alloc import Transaction
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
@@ -22,15 +22,23 @@ from balloonsim.validate.world import ReplayWorld
 DIMM = 128 * MiB
 
 
-def _short_guest(kernel: str) -> tuple[Guest, AcpiDimm, Transaction]:
-    """A 2 GiB guest whose free memory a tmpfs-like fill has brought down to its min watermarks: no 2 MiB memmap
-    fits."""
+def _short_guest(kernel: str, room: int = 0) -> tuple[Guest, AcpiDimm, Transaction]:
+    """A 2 GiB guest whose free memory a tmpfs-like fill has brought down to its min watermarks (plus `room` pages
+    of ZONE_DMA32): with none, no 2 MiB memmap fits."""
     g = Guest(GuestConfig(boot=[2 * GiB], block_size=DIMM, kernel=kernel), get_strategy("kmalloc", key=""))
     world = ReplayWorld(g, g.config)
     dimm = AcpiDimm(world, DimmParams(dimm_size=DIMM))
     world.driver = dimm
     txn = Transaction()
-    fill(g, {(nid, zt.value): z.wmark_min for (nid, zt), z in g.alloc.zones.items() if z.managed}, txn)
+    fill(
+        g,
+        {
+            (nid, zt.value): z.wmark_min + (room if zt.value == "DMA32" else 0)
+            for (nid, zt), z in g.alloc.zones.items()
+            if z.managed
+        },
+        txn,
+    )
     return g, dimm, txn
 
 
@@ -62,3 +70,20 @@ def test_the_next_dimm_goes_above_one_still_plugged_and_the_host_takes_unused_on
     dimm.drop_unattached()  # device_del: nothing to offline, the host's backing goes back
     assert dimm.unattached == [] and dimm.next_address(DIMM) == 4 * GiB
     assert dimm.sim.host.populated == populated - DIMM // 4096
+
+
+def test_a_retry_over_the_sections_a_failed_add_left_binds_the_dimm_without_its_memory():
+    """A 256 MiB DIMM whose second section's memmap does not fit leaves the first section (Guest._leave_sections());
+    the next notification's retry gets -EEXIST there, which acpi_memory_enable_device() counts as enabled ("Add
+    num_enable even if add_memory() returns -EEXIST, so the device is bound to this driver", 6.12.118
+    drivers/acpi/acpi_memhotplug.c l.215-238): the device is bound with no memory and no rescan tries it again."""
+    g, dimm, txn = _short_guest("6.12", room=800)
+    assert dimm.notify(0, 4 * GiB, 2 * DIMM) == -ENOMEM and g.stats.memmap_stale_pages == 512
+    assert len(g.memory_groups) == 0  # the failed attempt's group is unregistered (acpi_memory_device_free())
+    for take in txn.takes:
+        g.alloc.release(take)
+    assert dimm.notify(0, 4 * GiB + 2 * DIMM, DIMM) == 0
+    assert g.stats.add_errors == {-ENOMEM: 1, -EEXIST: 1} and dimm.unattached == []
+    assert dimm.dimms == [(4 * GiB + 2 * DIMM, DIMM)]  # the bound DIMM has no memory in the guest
+    assert dimm.empty == [(0, 4 * GiB, 2 * DIMM)] and dimm.next_address(DIMM) == 4 * GiB + 3 * DIMM  # still plugged
+    assert dimm.notify(0, 4 * GiB + 3 * DIMM, DIMM) == 0 and g.stats.add_errors == {-ENOMEM: 1, -EEXIST: 1}
