@@ -209,8 +209,8 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
                 run.outcomes[i] // MiB if i in run.outcomes else "not run",
             )
     if any("settle_s" in st for st in rec.steps if st["do"] == "dimm_add"):
-        # each failed attempt logs "add_memory failed" (acpi_memory_enable_device()); a recording whose adds waited
-        # for the console to settle has them all, the retries of earlier DIMMs included
+        # acpi_memory_enable_device() logs "add_memory failed" for each attempt that enabled nothing, -EEXIST counting
+        # as enabled; a recording whose adds waited for the console to settle has them all, the retries included
         failed = sum("add_memory failed" in line for line in rec.data.get("kernel_log", []))
         row("add_memory() calls that failed, retries included (console)", failed, run.add_failures)
     if run.crash:

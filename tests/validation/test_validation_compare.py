@@ -94,7 +94,7 @@ def test_a_kmalloc_memmap_fits_under_pressure_where_the_real_kernel_finds_it(row
     kernel the levels bracket the point where the add stops fitting (some adds fail, some succeed), and the
     model adds or fails at each level as the kernel does, but at the threshold itself, where only the kernel's
     per-cpu lists (known disagreement [7]) tell them apart: there the model adds what the kernel cannot."""
-    adds = [r for r in rows if r.case.startswith("pressure-10G-") and r.quantity.startswith("add_memory")]
+    adds = [r for r in rows if r.case.startswith("pressure-10G-") and r.quantity.startswith("add_memory dimm0")]
     kernels = {r.kernel for r in adds}
     assert {"6.1", "6.12", "6.18"} <= kernels
     for kernel in kernels:
@@ -212,6 +212,23 @@ def test_one_block_adds_under_pressure_fail_where_the_memmap_runs_out_and_later_
             assert (calls.real, calls.model) == (k_real, k_model)
         else:
             assert (calls.real, calls.model) == (k_real * (k_real + 1) // 2, k_model * (k_model + 1) // 2)
+
+
+def test_a_dimm_retried_over_the_sections_its_failed_add_left_is_bound_and_logs_nothing(rows):
+    """The 10 GiB add that fails with 160 MiB free leaves its first sections' memmap; once the pressure is gone a
+    128 MiB DIMM is plugged. On 6.12 and 6.18 its notification's rescan retries the 10 GiB DIMM first, add_memory()
+    returns -EEXIST, and acpi_memory_enable_device() counts that as enabled and logs nothing (6.12.118
+    drivers/acpi/acpi_memhotplug.c l.215-238); on 6.1 there is no retry. Either way the console holds one failed
+    call, the new DIMM is added and the 10 GiB one has no block, on both sides."""
+    by = {(r.case, r.kernel, r.quantity): r for r in rows}
+    case = "pressure-10G-free-160M-then-128M"
+    for kernel in ("6.1", "6.12", "6.18"):
+        first = by[(case, kernel, "add_memory dimm0 (10240M, node 0)")]
+        then = by[(case, kernel, "add_memory dimm1 (128M, node 0)")]
+        calls = by[(case, kernel, "add_memory() calls that failed, retries included (console)")]
+        blocks = by[(case, kernel, "then-added: hot-added blocks")]
+        assert (first.real, first.model, then.real, then.model) == ("failed", "failed", "0", "0"), kernel
+        assert calls.real == calls.model == 1 and blocks.real == blocks.model == "112 offline", kernel
 
 
 def test_runs():
