@@ -115,6 +115,11 @@ def summary(recs, rows) -> str:
     known = sum(1 for r in rows if not r.agree and r.known)
     bad = len(rows) - agree - known
     return (
-        f"{len(cases)} cases on {len(kernels)} kernels ({', '.join(kernels)}), {len(recs)} recordings: "
-        f"{len(rows)} quantities, {agree} agree, {known} known disagreements, {bad} disagree"
+        f"{_count(len(cases), 'case')} on {_count(len(kernels), 'kernel')} ({', '.join(kernels)}), "
+        f"{_count(len(recs), 'recording')}: {_count(len(rows), 'quantity', 'quantities')}, {agree} agree, "
+        f"{_count(known, 'known disagreement')}, {bad} disagree"
     )
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"

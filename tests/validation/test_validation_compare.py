@@ -250,6 +250,8 @@ def test_cli_table_summary():
     assert res.exit_code == 0, res.output
     assert "known disagreements (validation/known-disagreements.toml):" in res.output
     assert res.output.rstrip().splitlines()[-1].endswith(" 0 disagree")
+    one = CliRunner().invoke(cli, ["validate", "gigantic-2G-kernel", "--kernel", "6.12"])
+    assert one.output.rstrip().splitlines()[-1].startswith("1 case on 1 kernel (6.12), 1 recording: ")
 
 
 def test_cli_bad_input(tmp_path):
