@@ -160,19 +160,15 @@ class AcpiDimm(Driver):
         one, 6.12.118 drivers/acpi/scan.c l.368-409, l.2255-2281, acpi_memhotplug.c l.318-323). Returns the new
         DIMM's add_memory() result; a DIMM whose add fails stays plugged (`unattached`), except on -EEXIST, which
         binds the device without its memory (BOUND)."""
-        if self.guest.profile.acpi_rescan_retries:
-            for dimm in list(self.unattached):
-                ret = self.add(*dimm)
-                if ret in BOUND:
-                    self.unattached.remove(dimm)
-                    if ret:
-                        self.empty.append(dimm)
-        dimm = (nid, start, size)
-        ret = self.add(*dimm)
-        if ret not in BOUND:
-            self.unattached.append(dimm)
-        elif ret:
-            self.empty.append(dimm)
+        new = (nid, start, size)
+        self.unattached.append(new)  # the newest last: the rescan reaches it after the earlier ones
+        ret = 0
+        for dimm in list(self.unattached) if self.guest.profile.acpi_rescan_retries else [new]:
+            ret = self.add(*dimm)
+            if ret in BOUND:
+                self.unattached.remove(dimm)
+                if ret:
+                    self.empty.append(dimm)
         return ret
 
     def drop_unattached(self) -> None:

@@ -185,7 +185,7 @@ class Runner:
             writes.append({"block": bid, "status": int(status), "message": msg[0] if msg else ""})
         # busybox's timeout leaves a watcher per write that polls its command once a second: without this wait
         # the next snapshot would count their stacks, page tables and pages (1-2 MiB for 8-16 writes). Recordings
-        # made before 2026-12-03 14:30 UTC did not wait (known disagreement [2] covers that).
+        # made before 2026-12-03 14:30 UTC did not wait (known disagreement [6] covers that).
         _, watchers = self.sh("waitwatchers")
         return {"writes": writes, "watchers": watchers}
 
