@@ -63,6 +63,12 @@ _ZONE_IDX = {zt: i for i, zt in enumerate(_ZONE_ORDER)}
 KERNEL_ZONEIDX = _ZONE_IDX[ZoneType.NORMAL]
 USER_ZONEIDX = _ZONE_IDX[ZoneType.MOVABLE]
 SWAP_CLUSTER_MAX = 32
+
+
+def _lru_file(zones: list[Zone]) -> int:
+    return sum(z.pagecache for z in zones)
+
+
 MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 
 
@@ -476,20 +482,31 @@ class PageAllocator:
                 del awake[nid]
 
     def balance_pgdat(self, nid: int, highest: ZoneType) -> bool:
-        """balance_pgdat() (mm/vmscan.c, 6.12.118 and 7.3.4): while the node is not pgdat_balanced(), reclaim
-        (kswapd_shrink_node(): nr_to_reclaim is the sum of max(high watermark, SWAP_CLUSTER_MAX) of its managed
-        zones up to the highest zone) from the node's LRUs, pages of zones above the highest not eligible. It stops
-        as soon as one zone is balanced, not when all are. Returns whether the node is balanced."""
+        """balance_pgdat() (mm/vmscan.c, 6.12.118 l.6867-7045; 6.1.192 and 7.3.4 the same loop): from DEF_PRIORITY
+        down, while the node is not pgdat_balanced(), one kswapd_shrink_node() pass reclaims from the node's LRUs
+        (zones above the highest not eligible) what it scans, each list's size >> priority (get_scan_count()), up
+        to nr_to_reclaim, the sum of max(high watermark, SWAP_CLUSTER_MAX) of the managed zones; the priority rises
+        (sc.priority--) after a pass that scanned less than nr_to_reclaim or freed nothing, down to 1. Checked
+        before every pass, the balance stops kswapd within one pass above the high watermark of one zone, not a
+        whole nr_to_reclaim above it (validation/recorded/swap-fill-*: every kernel's free memory between the low
+        and high watermarks after the fill). Returns whether the node is balanced."""
         top = _ZONE_IDX[highest]
         zones = [z for z in self._node_zones[nid] if _ZONE_IDX[z.type] <= top]
         nr_to_reclaim = sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for z in zones if z.managed)
+        priority = DEF_PRIORITY
         while not self.pgdat_balanced(nid, highest):
+            if priority < 1:
+                return False
             swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
             lru = [z for z in zones if z.pagecache or (swap and z.anon)]
+            if not lru:
+                return False
             if len(lru) > 1:
                 lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
-            if not lru or not self.reclaim(lru, nr_to_reclaim, kswapd=True):
-                return False
+            scan = sum(z.pagecache + z.anon for z in lru) >> priority if swap else _lru_file(lru) >> priority
+            got = self.reclaim(lru, min(scan, nr_to_reclaim), kswapd=True) if scan else 0
+            if scan < nr_to_reclaim or not got:
+                priority -= 1
         return True
 
     def reclaim_throttled(self, zl: list[Zone]) -> bool:

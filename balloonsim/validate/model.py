@@ -20,7 +20,10 @@ answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_p
 1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none of them).
 The `fill` step's tmpfs file is user memory the model cannot reclaim (anon with no swap: movable, so compaction
 can move it), taken zone by zone until each zone has the free pages, per-cpu lists included, that the recording's
-next snapshot shows: the same memory left where the kernel left it, whatever the boot-time noise.
+next snapshot shows: the same memory left where the kernel left it, whatever the boot-time noise. A `fill` of a
+given size (`size_mib`) after `swapon` is the model's own prediction instead: the file's pages are faulted in as
+dd writes them, and the model's kswapd and direct reclaim write them (swap-backed, on the anon LRU) to a swap
+device of the recorded disk's size, as the kernel does.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig, GuestCrash, errname
 from balloonsim.kernel.errno import EEXIST
-from balloonsim.kernel.page_alloc import Transaction
+from balloonsim.kernel.page_alloc import SWAP_CLUSTER_MAX, USER_ZONEIDX, Gfp, Transaction
 from balloonsim.kernel.profiles import PROFILES
+from balloonsim.kernel.swap import SwapDevice
 from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
 from balloonsim.validate.parse import Recording
@@ -57,10 +61,11 @@ def profile_for(release: str) -> str:
 
 @dataclass
 class ModelSnapshot:
-    meminfo: dict[str, int]  # MemTotal, MemFree, MemAvailable (kB)
+    meminfo: dict[str, int]  # MemTotal, MemFree, MemAvailable, SwapTotal, SwapFree (kB)
     vmstat: dict[str, int | None]  # nr_memmap_pages, nr_memmap_boot_pages (None: the release has none)
     zones: dict[tuple[int, str], tuple[int, int, int]]  # (node, zone) -> (spanned, present, managed)
     blocks: dict[int, tuple[str, str | None, int]]  # block id -> (state, zone of an online block, node)
+    kswapd_pass_kb: int = 0  # what one kswapd pass of node 0 reclaims: where it stops is the pass's granularity
 
 
 @dataclass
@@ -76,6 +81,7 @@ class ModelRun:
 
 def _snapshot(guest: Guest) -> ModelSnapshot:
     mi = guest.meminfo()
+    swap = guest.alloc.swap
     zones = {}
     for (nid, zt), z in guest.alloc.zones.items():
         spanned = z.span_end - z.span_start if z.span_start is not None else 0
@@ -85,11 +91,26 @@ def _snapshot(guest: Guest) -> ModelSnapshot:
         for b in guest.blocks.values()
     }
     return ModelSnapshot(
-        meminfo={"MemTotal": mi.MemTotal_kb, "MemFree": mi.MemFree_kb, "MemAvailable": mi.MemAvailable_kb},
+        meminfo={
+            "MemTotal": mi.MemTotal_kb,
+            "MemFree": mi.MemFree_kb,
+            "MemAvailable": mi.MemAvailable_kb,
+            "SwapTotal": swap.slots * PAGE_SIZE >> 10,
+            "SwapFree": swap.free * PAGE_SIZE >> 10,
+        },
         vmstat={"nr_memmap_pages": mi.nr_memmap_pages, "nr_memmap_boot_pages": mi.nr_memmap_boot_pages},
         zones=zones,
         blocks=dict(sorted(blocks.items())),
+        kswapd_pass_kb=kswapd_pass_pages(guest) * PAGE_SIZE >> 10,
     )
+
+
+def kswapd_pass_pages(guest: Guest, nid: int = 0) -> int:
+    """kswapd_shrink_node()'s nr_to_reclaim for a user allocation (mm/vmscan.c, 6.1.192 and 6.12.118): the sum of
+    max(high watermark, SWAP_CLUSTER_MAX) over the node's managed zones up to ZONE_MOVABLE. balance_pgdat() checks
+    pgdat_balanced() only between such passes, so the free memory kswapd leaves lies anywhere in a band that wide
+    above the low watermarks, and a snapshot taken while a workload outgrows memory catches it anywhere in it."""
+    return sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for (n, _), z in guest.alloc.zones.items() if n == nid and z.managed)
 
 
 def guest_config(rec: Recording, block_size: int | None, kernel_reserved: int | None = None) -> GuestConfig:
@@ -174,14 +195,19 @@ def replay(rec: Recording) -> ModelRun:
                 world.set_target(sum(guest.config.boot) + st["size_mib"] * MiB)
                 world.run_for(st["elapsed_s"])
                 run.outcomes[i] = vmem[st["dev"]].plugged_size
+            elif do == "swapon":  # mkswap writes its header in the disk's first page; swapon adds the rest
+                guest.alloc.swap = SwapDevice((rec.data["machine"]["swap_mib"] * MiB >> PAGE_SHIFT) - 1)
+            elif do == "fill" and "size_mib" in st:  # a tmpfs file of a given size: reclaim makes the room
+                run.outcomes[i] = fill_swapping(guest, st["size_mib"] * MiB >> PAGE_SHIFT)
             elif do == "fill":  # a tmpfs file down to the recorded free memory
                 nxt = rec.next_snapshot(i)
                 if nxt is not None:
                     run.outcomes[i] = fill(guest, {key: z.free + z.pcp for key, z in nxt.zones.items()}, filled)
-            elif do == "release":  # the file emptied: its pages freed where they are
+            elif do == "release":  # the file emptied: its pages freed where they are, and its swap slots
                 for take in filled.takes:
                     guest.alloc.release(take)
                 filled.takes.clear()
+                release_swapped(guest)
             elif do == "hugepages":  # nr_hugepages of 1 GiB: the ranges the studies' gigantic_pages_end counts
                 run.outcomes[i] = guest.gigantic_pages()
             # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
@@ -219,6 +245,40 @@ def fill(guest: Guest, free_pages: dict[tuple[int, str], int], txn: Transaction)
         if target is not None and z.managed and z.free > target:
             taken += guest.alloc.take_from(z, z.free - target, txn)
     return taken
+
+
+def fill_swapping(guest: Guest, pages: int) -> int:
+    """dd of `pages` into a tmpfs file, 1 MiB (its block) at a time: shmem faults (GFP_HIGHUSER_MOVABLE), which
+    wake kswapd at the low watermarks (it reclaims to the high ones) and reclaim directly, while that makes
+    progress, when they find no room (the slow path's loop, as balloonsim.sim.memory runs it for tasks). Returns
+    the pages written: fewer when reclaim gives up, where the kernel would invoke the OOM killer."""
+    alloc = guest.alloc
+    zl = alloc.zonelist(0, kernel_only=False)
+    chunk = MiB >> PAGE_SHIFT
+    got = no_progress_loops = 0
+    while got < pages:
+        want = min(chunk, pages - got)
+        n = alloc.alloc(0, want, Gfp.USER, partial=True)
+        got += n
+        if n == want:
+            no_progress_loops = 0
+        elif alloc.reclaim(zl, want - n):
+            no_progress_loops = 0
+        else:
+            no_progress_loops += 1
+            if not alloc.should_reclaim_retry(zl, no_progress_loops, USER_ZONEIDX):
+                break
+    return got
+
+
+def release_swapped(guest: Guest) -> None:
+    """A file `fill_swapping` wrote, emptied: shmem_truncate_range() frees its pages in memory and its swap
+    entries (the model's only user pages are the file's)."""
+    alloc = guest.alloc
+    for z in alloc.iter_zones():
+        if z.anon:
+            alloc.free(z, z.anon, "anon")
+    alloc.swap.release(alloc.swap.used)
 
 
 def _write(guest: Guest, bid: int, file: str, value: str) -> str:

@@ -4,7 +4,8 @@
 - get_page_from_freelist() walks every zone of the zonelist against its low watermark (ALLOC_WMARK_LOW) before
   __alloc_pages_slowpath() wakes kswapd (wake_all_kswapds()) and goes down to the min watermark;
 - wakeup_kswapd() leaves kswapd asleep while pgdat_balanced() finds one eligible zone above its high watermark;
-- balance_pgdat() reclaims until pgdat_balanced() holds, i.e. until one zone is balanced, not every zone.
+- balance_pgdat() reclaims until pgdat_balanced() holds, i.e. until one zone is balanced, not every zone, in
+  passes that grow from 1/4096 of the LRU (its priority loop), so it stops soon after the high watermark.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def test_kswapd_stops_when_one_zone_reaches_high():
     assert normal.free < normal.wmark_low
     assert g.alloc.pgdat_balanced(0, ZoneType.MOVABLE)
     assert g.alloc.kswapd_highest_zoneidx == {}  # balanced: back to sleep
-    # kswapd_shrink_node()'s passes: sum(max(high_wmark_pages(zone), SWAP_CLUSTER_MAX)) of the managed zones each
+    # balance_pgdat()'s priority loop: each kswapd_shrink_node() pass scans the LRU's size >> priority, from
+    # DEF_PRIORITY (1/4096) up, about twice the last, and pgdat_balanced() is checked before each: kswapd stops
+    # less than what it needed above the high watermark, not a whole nr_to_reclaim (the high watermarks' sum) on
+    needed = dma32.wmark_high + reserve + 1 - (dma32.wmark_min + 10 - 1)
     step = sum(max(z.wmark_high, 32) for z in g.alloc.iter_zones() if z.managed)
-    assert g.alloc.stats.reclaimed_pages % step == 0
-    assert g.alloc.stats.reclaimed_pages - step < dma32.wmark_high + reserve - (dma32.wmark_min + 10 - 1)
+    reclaimed = g.alloc.stats.reclaimed_pages
+    assert needed <= reclaimed < 2 * needed and reclaimed < step, (needed, reclaimed, step)

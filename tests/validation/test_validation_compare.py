@@ -231,6 +231,28 @@ def test_a_dimm_retried_over_the_sections_its_failed_add_left_is_bound_and_logs_
         assert calls.real == calls.model == 1 and blocks.real == blocks.model == "112 offline", kernel
 
 
+def test_a_file_larger_than_memory_goes_to_swap_as_far_as_kswapd_passes_decide(rows):
+    """Reclaim to swap on real kernels (`swap-fill-2560M-then-128M`): a 2,560 MiB tmpfs file written into a 2 GiB
+    guest with 1 GiB of swap. SwapTotal is the disk less its header page (setup_swap_map(), 6.12.118
+    mm/swapfile.c l.3253); kswapd and direct reclaim write 750-820 MiB of the file out, and where the last
+    kswapd pass stopped decides the rest (kswapd_shrink_node(): a pass reclaims the high watermarks' sum, l.6785-
+    6800), on both sides within one pass. The 128 MiB DIMM's kmalloc'd memmap is then found (reclaim, no
+    -ENOMEM), and emptying the file frees its swap."""
+    by = {(r.case, r.kernel, r.quantity): r for r in rows}
+    case = "swap-fill-2560M-then-128M"
+    for kernel in ("6.1", "6.12", "6.18"):
+        total = by[(case, kernel, "filled: SwapTotal (kB)")]
+        assert total.real == total.model == 1024 * 1024 - 4, kernel
+        used = by[(case, kernel, "filled: swap used (kB)")]
+        band = int(used.tolerance.lstrip("±"))
+        assert 700 * 1024 < used.real < 900 * 1024 and used.agree, (kernel, used)
+        assert 60 * 1024 < band < 70 * 1024  # the 2 GiB guest's high watermarks: about 66 MiB
+        add = by[(case, kernel, "add_memory dimm0 (128M, node 0)")]
+        assert add.real == add.model == "0", kernel
+        left = by[(case, kernel, "released: swap used (kB)")]
+        assert left.model == 0 and 0 <= left.real < 1024, (kernel, left)  # the agent's own pages, if any
+
+
 def test_runs():
     assert runs({32: "0", 33: "0", 34: "EBUSY", 36: "0"}) == "32-33 0, 34 EBUSY, 36 0"
     assert runs({}) == "none"

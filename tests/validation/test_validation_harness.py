@@ -40,6 +40,15 @@ def test_qemu_argv_numa_and_virtio_mem():
     assert "-accel tcg" in joined and "-cpu max,la57=off" in joined
     assert "node,nodeid=0,cpus=0-0,memdev=ram0" in joined and "node,nodeid=1,cpus=1-1" in joined
     assert "virtio-mem-pci,id=vm0,memdev=vm0-mem,node=1,requested-size=0" in joined
+    assert "virtio-blk" not in joined
+
+
+def test_qemu_argv_swap_disk(tmp_path):
+    """A case's swap disk: a sparse raw file of its size in the guest's work directory, as /dev/vda."""
+    argv = qemu_argv(MachineSpec(swap_mib=1024), "vmlinuz", "initrd", str(tmp_path))
+    joined = " ".join(argv)
+    assert f"file={tmp_path}/swap.img,if=none,id=swap,format=raw" in joined and "virtio-blk-pci,drive=swap" in joined
+    assert (tmp_path / "swap.img").stat().st_size == 1024 << 20
 
 
 def test_cases():
@@ -54,7 +63,11 @@ def test_cases():
         assert any(t.startswith("memhp_default_state=") for t in c.machine.cmdline)
         phases = [s["phase"] for s in c.steps if s["do"] == "snap"]
         assert len(phases) == len(set(phases))
-        if any(s["do"] == "fill" for s in c.steps):  # under pressure: no process started while the DIMM is added
+        if any(s["do"] == "fill" and "size_mib" in s for s in c.steps):  # beyond memory: only with swap to go to
+            assert c.machine.swap_mib and [s["do"] for s in c.steps].index("swapon") < c.steps.index(
+                next(s for s in c.steps if s["do"] == "fill")
+            )
+        elif any(s["do"] == "fill" for s in c.steps):  # under pressure: no process started while the DIMM is added
             release = c.steps.index({"do": "release"})
             adds = [i for i, s in enumerate(c.steps[:release]) if s["do"] == "dimm_add"]
             assert adds and all(c.steps[i]["quiet"] for i in adds) and adds[-1] + 1 == release

@@ -6,9 +6,18 @@ from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig
 from balloonsim.kernel.page_alloc import Transaction
+from balloonsim.kernel.swap import SwapDevice
 from balloonsim.memmap import get_strategy
 from balloonsim.units import GiB, MiB
-from balloonsim.validate.model import fill, new_guest, profile_for, replay
+from balloonsim.validate.model import (
+    fill,
+    fill_swapping,
+    kswapd_pass_pages,
+    new_guest,
+    profile_for,
+    release_swapped,
+    replay,
+)
 from balloonsim.validate.world import ReplayWorld
 
 
@@ -38,6 +47,39 @@ def test_a_fill_takes_user_pages_zone_by_zone_nothing_reclaims_and_its_release_g
     for take in txn.takes:
         g.alloc.release(take)
     assert {key: z.free for key, z in zones.items()} == free0 and g.alloc.total("anon") == 0
+
+
+def test_a_file_larger_than_memory_is_written_to_swap_and_kswapd_stops_soon_after_the_high_watermark():
+    """The `fill` of a given size after `swapon`: shmem pages faulted in 1 MiB at a time; below the low watermarks
+    the model's kswapd runs balance_pgdat(), whose passes reclaim what they scan, from 1/4096 of the LRU up as the
+    priority rises (6.12.118 mm/vmscan.c l.6867-7045), at most the high watermarks' sum (kswapd_shrink_node(),
+    l.6785-6800), writing anon pages to swap, until the node is balanced. Everything the file does not keep in
+    memory is in swap, and the free memory ends between the low watermark and a little above the high one.
+    Emptying the file frees both its pages and its slots."""
+    g = _guest()
+    g.alloc.swap = SwapDevice((1 * GiB >> 12) - 1)
+    dma32 = next(z for (_, zt), z in g.alloc.zones.items() if zt.value == "DMA32")
+    free0 = g.alloc.total("free")
+    pages = 2560 * MiB >> 12
+    assert fill_swapping(g, pages) == pages
+    swap = g.alloc.swap
+    assert swap.used == swap.pswpout == pages - g.alloc.total("anon") > 600 * MiB >> 12
+    # kswapd's passes grow from 1/4096 of the LRU, about doubling: it stops less than a refill above the high
+    # watermark (a refill: from below the low watermark, by at most dd's 1 MiB block), as the recorded kernels do
+    refill = dma32.wmark_high - dma32.wmark_low + 256
+    assert dma32.wmark_low <= dma32.free < dma32.wmark_high + refill < dma32.wmark_low + kswapd_pass_pages(g)
+    release_swapped(g)
+    assert swap.used == 0 and g.alloc.total("anon") == 0 and g.alloc.total("free") == free0
+
+
+def test_without_swap_a_file_larger_than_memory_stops_where_reclaim_gives_up():
+    """With no swap nothing reclaims shmem (get_scan_count(): SCAN_FILE), so the slow path's retries run out
+    (should_reclaim_retry()) and the file is short: where the kernel would invoke the OOM killer."""
+    g = _guest()
+    pages = 2560 * MiB >> 12
+    got = fill_swapping(g, pages)
+    assert 0 < got < pages and g.alloc.swap.used == 0
+    assert all(z.free >= z.wmark_min for z in g.alloc.iter_zones() if z.managed)
 
 
 def _dimm_online(kernel: str = "6.12", strategy: str = "kmalloc") -> tuple[ReplayWorld, AcpiDimm]:

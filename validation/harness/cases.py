@@ -17,6 +17,8 @@ Steps:
   vmem_resize QMP qom-set requested-size of virtio-mem device `dev`; waits until the plugged size stops moving
   fill        a tmpfs file written until about `free_mib` MiB of MemFree are left: memory the guest cannot
               reclaim (no swap) and the OOM killer cannot free, as under a study's workload
+              (or, with `size_mib`, `size_mib` MiB written whatever is free: with swap, reclaim makes the room)
+  swapon      the machine's swap disk (`MachineSpec.swap_mib`) made swap and added with swapon
   release     the `fill` step's file emptied, without starting a process
   sysctl      `value` written to /proc/sys/`key` (dots for slashes)
   hugepages   `value` written to the 1 GiB hstate's nr_hugepages (alloc_contig_pages() for each page, as many as
@@ -231,6 +233,38 @@ def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -
     )
 
 
+# Swap: a guest of 2 GiB with a 1 GiB swap disk, written a tmpfs file larger than its memory
+SWAP_DISK_MIB = 1024
+SWAP_FILL_MIB = 2560
+
+
+def _swap_case() -> Case:
+    """Reclaim to swap on a real kernel, and the hot-add it makes room for: a tmpfs file of `SWAP_FILL_MIB` MiB
+    in a 2 GiB guest goes partly to the swap disk (shmem pages are swap-backed, on the anon LRU, so with swap
+    kswapd and direct reclaim write them out), then a 128 MiB DIMM's memmap (order 9, GFP_KERNEL |
+    __GFP_RETRY_MAYFAIL) is found by reclaiming more of it, and emptying the file frees its swap."""
+    return Case(
+        name=f"swap-fill-{SWAP_FILL_MIB}M-then-128M",
+        what=f"{SWAP_DISK_MIB} MiB of swap, a {SWAP_FILL_MIB} MiB tmpfs file written into the 2 GiB guest, then a "
+        "128M pc-dimm (memmap kmalloc'd) added and onlined, then the file emptied",
+        machine=MachineSpec(swap_mib=SWAP_DISK_MIB, cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "swapon"},
+            {"do": "snap", "phase": "swapon"},
+            {"do": "fill", "size_mib": SWAP_FILL_MIB},
+            {"do": "snap", "phase": "filled"},
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": 128, "node": 0},
+            {"do": "snap", "phase": "added"},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_movable"},
+            {"do": "snap", "phase": "onlined"},
+            {"do": "release"},
+            {"do": "snap", "phase": "released"},
+        ],
+    )
+
+
 # 1 GiB pages asked for at a time: more than a 2 GiB guest with 2 GiB of DIMMs can give
 GIGANTIC_ASK = 8
 
@@ -275,6 +309,7 @@ def all_cases() -> list[Case]:
         _gigantic_case(dimms, "online_kernel", mmom) for dimms in ((2048,), (1024, 1024)) for mmom in (False, True)
     ]
     cases += [_gigantic_case((2048,), "online_movable", False)]
+    cases += [_swap_case()]
     return cases
 
 

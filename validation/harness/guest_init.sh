@@ -34,7 +34,7 @@ blocks() {
 # Everything a phase records, as sections the host splits on "@@S <name>".
 snap() {
 	echo "@@S meminfo"; cat /proc/meminfo
-	echo "@@S vmstat"; grep -E '^(nr_free_pages|nr_memmap|nr_zone_|nr_slab|nr_page_table|nr_kernel_stack)' /proc/vmstat
+	echo "@@S vmstat"; grep -E '^(nr_free_pages|nr_memmap|nr_zone_|nr_slab|nr_page_table|nr_kernel_stack|nr_shmem |nr_swapcached|pswp)' /proc/vmstat
 	echo "@@S zoneinfo"; grep -E '^Node|^ +(pages free|spanned|present|managed|start_pfn|count:)' /proc/zoneinfo
 	echo "@@S blocks"; blocks
 	echo "@@S block_size_bytes"; cat $MEM/block_size_bytes
@@ -142,6 +142,23 @@ fill() {
 	grep -q ' /pressure ' /proc/mounts || mount -t tmpfs -o size=100% pressure /pressure
 	[ "$n" -gt 0 ] && dd if=/dev/zero of=/pressure/fill bs=1M count="$n" 2>&1 | tail -1
 	grep -E '^(MemFree|Shmem):' /proc/meminfo
+}
+
+# swapondisk: the virtio-blk disk (/dev/vda) as swap: mkswap writes its header in the first page, swapon adds the
+# rest (SwapTotal = the disk less that page)
+swapondisk() {
+	mkswap /dev/vda > /dev/null && swapon /dev/vda && cat /proc/swaps
+}
+
+# fillsize MIB: write MIB MiB into the tmpfs file, however much is free: with swap, reclaim writes shmem pages
+# (the file's, and anything else reclaimable) to the swap disk to make room, as a workload larger than the guest
+# makes it. Text, not zeros: from 6.12 swap_writepage() writes no zero-filled page (the zeromap), so pswpout would
+# count none of them.
+fillsize() {
+	mkdir -p /pressure
+	grep -q ' /pressure ' /proc/mounts || mount -t tmpfs -o size=$(($1 + 64))m pressure /pressure
+	yes balloonsim | dd of=/pressure/fill bs=1M count="$1" iflag=fullblock 2>&1 | tail -1
+	grep -E '^(MemFree|Shmem|SwapFree):' /proc/meminfo
 }
 
 stty -F /dev/ttyS1 raw -echo 115200

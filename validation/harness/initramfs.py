@@ -1,5 +1,6 @@
 """The guest's initramfs: busybox-static, the agent (guest_init.sh) as /init, and the kernel modules a case
-needs (virtio-mem and what it depends on), decompressed, with their load order in /modules/order."""
+needs (virtio-mem, virtio-blk for a swap disk, and what they depend on), decompressed, with their load order in
+/modules/order."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from .packages import Kernel, cache_dir, module_closure
 
 GUEST_INIT = Path(__file__).with_name("guest_init.sh")
-MODULES = ["virtio_pci", "virtio_mem"]  # built in on 6.12+, modules on 6.1
+MODULES = ["virtio_pci", "virtio_mem", "virtio_blk"]  # virtio_pci and virtio_mem built in on 6.12+
 
 
 def build_initramfs(kernel: Kernel) -> Path:

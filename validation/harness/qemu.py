@@ -38,6 +38,7 @@ class MachineSpec:
     slots: int = 8
     maxmem_gib: int = 32
     virtio_mem: dict | None = None  # {"id", "size_mib" (region), "node"}
+    swap_mib: int = 0  # a virtio-blk disk of this size (/dev/vda) for the `swapon` step; 0: none
     cmdline: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,11 @@ def qemu_argv(spec: MachineSpec, kernel: str, initrd: str, workdir: str) -> list
             "-device",
             f"virtio-mem-pci,id={vm['id']},memdev={vm['id']}-mem,node={vm.get('node', 0)},requested-size=0",
         ]
+    if spec.swap_mib:  # a sparse raw file in the guest's work directory, gone with it
+        with open(os.path.join(workdir, "swap.img"), "wb") as fh:
+            fh.truncate(spec.swap_mib << 20)
+        argv += ["-drive", f"file={workdir}/swap.img,if=none,id=swap,format=raw,cache=unsafe"]
+        argv += ["-device", "virtio-blk-pci,drive=swap"]
     return argv
 
 

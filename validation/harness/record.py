@@ -190,7 +190,16 @@ class Runner:
         return {"writes": writes, "watchers": watchers}
 
     def do_fill(self, st: dict) -> dict:
+        if "size_mib" in st:
+            return {"output": self.sh(f"fillsize {st['size_mib']}")[1]}
         return {"output": self.sh(f"fill {st['free_mib']}")[1]}
+
+    def do_swapon(self, st: dict) -> dict:
+        """The machine's swap disk made swap (mkswap, swapon); /proc/swaps after."""
+        status, out = self.sh("swapondisk")
+        if status:
+            raise RuntimeError(f"swapon: {out}")
+        return {"output": out}
 
     def do_activity(self, st: dict) -> dict:
         return {"output": self.sh(f"activity {st['seconds']}")[1]}
