@@ -235,17 +235,17 @@ def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -
 
 # Swap: a guest of 2 GiB with a 1 GiB swap disk, written a tmpfs file larger than its memory
 SWAP_DISK_MIB = 1024
-SWAP_FILL_MIB = 2560
+SWAP_FILL_MIB = (2048, 2560)  # a quarter and three quarters of the swap disk used
 
 
-def _swap_case() -> Case:
-    """Reclaim to swap on a real kernel, and the hot-add it makes room for: a tmpfs file of `SWAP_FILL_MIB` MiB
-    in a 2 GiB guest goes partly to the swap disk (shmem pages are swap-backed, on the anon LRU, so with swap
-    kswapd and direct reclaim write them out), then a 128 MiB DIMM's memmap (order 9, GFP_KERNEL |
-    __GFP_RETRY_MAYFAIL) is found by reclaiming more of it, and emptying the file frees its swap."""
+def _swap_case(fill_mib: int) -> Case:
+    """Reclaim to swap on a real kernel, and the hot-add it makes room for: a tmpfs file of `fill_mib` MiB in a
+    2 GiB guest goes partly to the swap disk (shmem pages are swap-backed, on the anon LRU, so with swap kswapd and
+    direct reclaim write them out), then a 128 MiB DIMM's memmap (order 9, GFP_KERNEL | __GFP_RETRY_MAYFAIL) is
+    found, by reclaiming more of it if need be, and emptying the file frees its swap."""
     return Case(
-        name=f"swap-fill-{SWAP_FILL_MIB}M-then-128M",
-        what=f"{SWAP_DISK_MIB} MiB of swap, a {SWAP_FILL_MIB} MiB tmpfs file written into the 2 GiB guest, then a "
+        name=f"swap-fill-{fill_mib}M-then-128M",
+        what=f"{SWAP_DISK_MIB} MiB of swap, a {fill_mib} MiB tmpfs file written into the 2 GiB guest, then a "
         "128M pc-dimm (memmap kmalloc'd) added and onlined, then the file emptied",
         machine=MachineSpec(swap_mib=SWAP_DISK_MIB, cmdline=_cmdline(False, "offline")),
         steps=[
@@ -253,7 +253,7 @@ def _swap_case() -> Case:
             {"do": "snap", "phase": "boot"},
             {"do": "swapon"},
             {"do": "snap", "phase": "swapon"},
-            {"do": "fill", "size_mib": SWAP_FILL_MIB},
+            {"do": "fill", "size_mib": fill_mib},
             {"do": "snap", "phase": "filled"},
             {"do": "dimm_add", "dev": "dimm0", "size_mib": 128, "node": 0},
             {"do": "snap", "phase": "added"},
@@ -309,7 +309,7 @@ def all_cases() -> list[Case]:
         _gigantic_case(dimms, "online_kernel", mmom) for dimms in ((2048,), (1024, 1024)) for mmom in (False, True)
     ]
     cases += [_gigantic_case((2048,), "online_movable", False)]
-    cases += [_swap_case()]
+    cases += [_swap_case(mib) for mib in SWAP_FILL_MIB]
     return cases
 
 
