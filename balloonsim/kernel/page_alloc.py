@@ -63,12 +63,6 @@ _ZONE_IDX = {zt: i for i, zt in enumerate(_ZONE_ORDER)}
 KERNEL_ZONEIDX = _ZONE_IDX[ZoneType.NORMAL]
 USER_ZONEIDX = _ZONE_IDX[ZoneType.MOVABLE]
 SWAP_CLUSTER_MAX = 32
-
-
-def _lru_file(zones: list[Zone]) -> int:
-    return sum(z.pagecache for z in zones)
-
-
 MIGRATE_PCPTYPES = 3  # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
 
 
@@ -503,7 +497,7 @@ class PageAllocator:
                 return False
             if len(lru) > 1:
                 lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
-            scan = sum(z.pagecache + z.anon for z in lru) >> priority if swap else _lru_file(lru) >> priority
+            scan = sum(z.pagecache + (z.anon if swap else 0) for z in lru) >> priority
             got = self.reclaim(lru, min(scan, nr_to_reclaim), kswapd=True) if scan else 0
             if scan < nr_to_reclaim or not got:
                 priority -= 1

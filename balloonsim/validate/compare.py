@@ -140,8 +140,7 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
         elif do == "snap" and st["phase"] != "boot":
             p = st["phase"]
             real, model = rec.snapshots[p], run.snapshots[p]
-            # with a file larger than the free memory, kswapd's passes decide where free memory is: on both sides
-            # anywhere in the band one pass reclaims, above the low watermarks
+            # with a file larger than the free memory, where kswapd stopped decides free memory: within one pass
             band = model.kswapd_pass_kb
             free_tol = {k: max(v, band) for k, v in noise.items()} if outgrown else noise
             for key in ("MemTotal", "MemFree", "MemAvailable"):
@@ -167,8 +166,8 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
             )
             if real.meminfo.get("SwapTotal") or model.meminfo["SwapTotal"]:
                 row(f"{p}: SwapTotal (kB)", real.meminfo.get("SwapTotal", 0), model.meminfo["SwapTotal"])
-                # what kswapd wrote is where its last pass stopped (the file's pages, and the guest's own shmem
-                # and anon pages, which stay in swap when the file is emptied)
+                # the file's pages kswapd wrote out, and the guest's own shmem and anon pages (which stay in swap
+                # when the file is emptied): within one pass too
                 row(
                     f"{p}: swap used (kB)",
                     real.meminfo.get("SwapTotal", 0) - real.meminfo.get("SwapFree", 0),

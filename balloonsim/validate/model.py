@@ -65,7 +65,7 @@ class ModelSnapshot:
     vmstat: dict[str, int | None]  # nr_memmap_pages, nr_memmap_boot_pages (None: the release has none)
     zones: dict[tuple[int, str], tuple[int, int, int]]  # (node, zone) -> (spanned, present, managed)
     blocks: dict[int, tuple[str, str | None, int]]  # block id -> (state, zone of an online block, node)
-    kswapd_pass_kb: int = 0  # what one kswapd pass of node 0 reclaims: where it stops is the pass's granularity
+    kswapd_pass_kb: int = 0  # the most one kswapd pass of node 0 reclaims (kswapd_pass_pages())
 
 
 @dataclass
@@ -107,9 +107,9 @@ def _snapshot(guest: Guest) -> ModelSnapshot:
 
 def kswapd_pass_pages(guest: Guest, nid: int = 0) -> int:
     """kswapd_shrink_node()'s nr_to_reclaim for a user allocation (mm/vmscan.c, 6.1.192 and 6.12.118): the sum of
-    max(high watermark, SWAP_CLUSTER_MAX) over the node's managed zones up to ZONE_MOVABLE. balance_pgdat() checks
-    pgdat_balanced() only between such passes, so the free memory kswapd leaves lies anywhere in a band that wide
-    above the low watermarks, and a snapshot taken while a workload outgrows memory catches it anywhere in it."""
+    max(high watermark, SWAP_CLUSTER_MAX) over the node's managed zones up to ZONE_MOVABLE, the most one kswapd pass
+    reclaims. The tolerance of free memory and swap while a file outgrows memory: the boot state, the swap cache
+    and the file's own slab, which the model does not have, move them within it (validation/README.md)."""
     return sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for (n, _), z in guest.alloc.zones.items() if n == nid and z.managed)
 
 
