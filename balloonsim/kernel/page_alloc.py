@@ -167,6 +167,9 @@ class PageAllocator:
         self.anon_charged: Callable[[Zone, int], None] | None = None
         self.rmap: Callable[[Zone, int], None] | None = None
         self.rmap_move: Callable[[Zone, list[tuple[Zone, int]]], None] | None = None
+        # while kswapd runs: the anon pages each zone sent to swap, for one rmap call per zone when it is done
+        # (nothing reads the owners' page tables in between, and a run is many small passes)
+        self._unmapped: dict[Zone, int] | None = None
         # called once, the first time an allocation wakes a kswapd (wakeup_kswapd() found its node unbalanced)
         self.on_pressure: Callable[[], None] | None = None
         # pgdat->kswapd_highest_zoneidx of each node whose kswapd is awake (balance_pgdat() not yet balanced)
@@ -404,7 +407,9 @@ class PageAllocator:
                 z.anon -= n
                 z.give(n, contiguous=False)
                 got += n
-                if self.rmap is not None:
+                if self._unmapped is not None:
+                    self._unmapped[z] = self._unmapped.get(z, 0) + n
+                elif self.rmap is not None:
                     self.rmap(z, n)
         if got:
             self.swap.write(got)
@@ -488,20 +493,34 @@ class PageAllocator:
         zones = [z for z in self._node_zones[nid] if _ZONE_IDX[z.type] <= top]
         nr_to_reclaim = sum(max(z.wmark_high, SWAP_CLUSTER_MAX) for z in zones if z.managed)
         priority = DEF_PRIORITY
-        while not self.pgdat_balanced(nid, highest):
-            if priority < 1:
-                return False
-            swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
-            lru = [z for z in zones if z.pagecache or (swap and z.anon)]
-            if not lru:
-                return False
-            if len(lru) > 1:
-                lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
-            scan = sum(z.pagecache + (z.anon if swap else 0) for z in lru) >> priority
-            got = self.reclaim(lru, min(scan, nr_to_reclaim), kswapd=True) if scan else 0
-            if scan < nr_to_reclaim or not got:
+        rmap = self.rmap
+        if rmap is not None:
+            self._unmapped = {}
+        try:
+            while not self.pgdat_balanced(nid, highest):
+                if priority < 1:
+                    return False
+                swap = self.swap.used < self.swap.slots  # a free slot: anon is reclaimable
+                lru = [z for z in zones if z.pagecache or (swap and z.anon)]
+                if not lru:
+                    return False
+                if len(lru) > 1:
+                    lru.sort(key=_PAGECACHE, reverse=True)  # most page cache first (stable: ties keep order)
+                scan = sum(z.pagecache + (z.anon if swap else 0) for z in lru) >> priority
+                if scan:
+                    if not self.reclaim(lru, min(scan, nr_to_reclaim), kswapd=True):
+                        # nothing reclaimable now (no page cache, swap full or its device busy): a larger scan at
+                        # a lower priority frees nothing either, the same failed run in one step
+                        return False
+                    if scan >= nr_to_reclaim:
+                        continue
                 priority -= 1
-        return True
+            return True
+        finally:
+            unmapped, self._unmapped = self._unmapped, None
+            if rmap is not None and unmapped:
+                for z, n in unmapped.items():
+                    rmap(z, n)
 
     def reclaim_throttled(self, zl: list[Zone]) -> bool:
         """Anon could be swapped out but the device is busy writing: reclaim waits for writeback

@@ -110,3 +110,29 @@ def test_kswapd_stops_when_one_zone_reaches_high():
     step = sum(max(z.wmark_high, 32) for z in g.alloc.iter_zones() if z.managed)
     reclaimed = g.alloc.stats.reclaimed_pages
     assert needed <= reclaimed < 2 * needed and reclaimed < step, (needed, reclaimed, step)
+
+
+def test_a_kswapd_run_tells_the_owners_of_its_swapped_pages_once_per_zone():
+    """kswapd's run is many small passes (its priority loop); the owners of the anon pages it sends to swap learn of
+    them once per zone when it is done (the rmap callback), all of them: the reverse map the workload keeps must
+    match the zones' counters. A run that finds nothing it can reclaim (swap full) stops at once, balanced or not."""
+    g, normal, dma32 = _guest()
+    for z in (normal, dma32):  # anon only: the page cache becomes anon, so kswapd must swap
+        z.anon += z.pagecache
+        z.pagecache = 0
+    g.alloc.swap.slots = 1 << 20
+    calls: list[tuple[ZoneType, int]] = []
+    g.alloc.rmap = lambda z, n: calls.append((z.type, n))
+    _set_free(normal, normal.wmark_min + 10)
+    _set_free(dma32, dma32.wmark_min + 10)
+    assert g.alloc.alloc(0, 1, Gfp.USER) == 1
+    assert g.alloc.pgdat_balanced(0, ZoneType.MOVABLE)
+    assert calls and len(calls) == len({zt for zt, _ in calls})  # one call per zone
+    assert sum(n for _, n in calls) == g.alloc.stats.pswpout_kswapd == g.alloc.swap.used > 0
+    # swap full: nothing reclaimable, the run ends unbalanced without touching anything
+    g.alloc.swap.slots = g.alloc.swap.used
+    _set_free(dma32, dma32.wmark_min + 10)
+    _set_free(normal, normal.wmark_min + 10)
+    before = (len(calls), g.alloc.stats.reclaimed_pages)
+    assert g.alloc.balance_pgdat(0, ZoneType.MOVABLE) is False
+    assert (len(calls), g.alloc.stats.reclaimed_pages) == before
