@@ -27,20 +27,27 @@ def answer(
     comp: pd.DataFrame, by: str | None, primary: list[str] | tuple[str, ...], found: list[Finding] | None = None
 ) -> list[str]:
     """The answer's sentences, most relevant first (`found`: the table's findings, when already made)."""
+    return [text for _, text in answer_items(comp, by, primary, found)]
+
+
+def answer_items(
+    comp: pd.DataFrame, by: str | None, primary: list[str] | tuple[str, ...], found: list[Finding] | None = None
+) -> list[tuple[str | None, str]]:
+    """The answer's sentences, each with the metric it is about (None: the levels whose guests all died)."""
     if comp.empty or by is None:
         return []
     found = from_comparisons(comp, by) if found is None else found
     compared = set(comp["metric"])
     primary = [m for m in primary if m in compared] or _default_primary(found, compared)
-    out: list[str] = []
-    dead = no_survivors(comp, by)
+    out: list[tuple[str | None, str]] = []
+    dead = [(None, text) for text in no_survivors(comp, by)]
     for metric in primary:
         # the widest difference first (best against worst), then the others the metric's findings rank
         own = sorted((f for f in found if f.metric == metric), key=lambda f: (-round(f.delta, 2), -f.pooled_diff))
         if own:
-            out += [f.text for f in own[:PER_PRIMARY]]
+            out += [(metric, f.text) for f in own[:PER_PRIMARY]]
         elif text := quiet_text(comp, metric, by):
-            out.append(text)
+            out.append((metric, text))
         if info(metric).survival and dead:
             out += dead
             dead = []
@@ -51,7 +58,7 @@ def answer(
             break
         if f.metric not in seen and f.directional and f.log_ratio >= MATERIAL:
             seen.add(f.metric)
-            out.append(f.text)
+            out.append((f.metric, f.text))
     return out
 
 

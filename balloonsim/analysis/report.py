@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balloonsim.analysis.answer import ANSWER, QUESTION, answer
+from balloonsim.analysis.answer import ANSWER, QUESTION, answer, answer_items
+from balloonsim.analysis.checked import checked_section
 from balloonsim.analysis.compare import (
     NORMAL_MIN_N,
     WHAT_IF_SEP,
@@ -41,6 +42,7 @@ from balloonsim.analysis.metrics import TABLE, TOPICS, fmt, info
 from balloonsim.analysis.plots import PLOTS, line_metrics, manifest
 from balloonsim.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from balloonsim.analysis.tables import best_table, summary_table
+from balloonsim.validate.coverage import load_coverage
 
 PER_TOPIC = 8
 # The metric table's order, most telling first; a driver's own counters have no place in it (they rank by the
@@ -109,11 +111,14 @@ def draft(analysis: Analysis) -> Draft:
     doc.add(Heading(1, ANSWER))
     if results.question:
         doc.add(Para(f"{QUESTION}{results.question}"))
-    sentences = answer(comp, analysis.by, results.primary, found)
+    items = answer_items(comp, analysis.by, results.primary, found)
+    sentences = [text for _, text in items]
     doc.add(Bullets(sentences) if sentences else Para(significance_text(comp, analysis.by, analysis.alpha)))
     departures = _what_if_lines(results, comp)
     if departures:
         doc.add(Heading(1, WHAT_IF_SECTION), Para(_WHAT_IF_INTRO), Bullets(departures))
+    answered = list(dict.fromkeys(m for m, _ in items if m)) or results.primary
+    doc.add(*checked_section(answered, _drivers(results), load_coverage()))
     doc.add(Heading(1, "The experiment"), _experiment_table(analysis))
     survival = _survival_table(analysis)
     if survival is not None:
@@ -343,6 +348,16 @@ def _experiment_spec(results) -> dict:
     source = results.metadata.get("source")
     resolved = source.get("resolved") if isinstance(source, dict) else None
     return resolved if isinstance(resolved, dict) else results.experiment
+
+
+def _drivers(results) -> list[str]:
+    """The balloon drivers the study's runs used (`driver.name`, a factor's column or the base scenario's)."""
+    if "driver.name" in results.runs.columns:
+        return sorted({str(v) for v in results.runs["driver.name"].dropna()})
+    base = _experiment_spec(results).get("base")
+    driver = base.get("driver") if isinstance(base, dict) else None
+    name = driver.get("name") if isinstance(driver, dict) else None
+    return [str(name)] if name else []
 
 
 def _design_name(spec: dict) -> str:

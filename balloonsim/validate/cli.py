@@ -66,7 +66,13 @@ def _table(rows, known_order: list[int]) -> str:
     show_default="validation/known-disagreements.toml",
     help="The listed known disagreements.",
 )
-def validate(cases, record, kernels, as_json, disagreements, recorded, known_path) -> None:
+@click.option(
+    "--write-coverage",
+    is_flag=True,
+    help="Also rewrite what a study's report says about the metrics the recordings check "
+    "(balloonsim/validate/coverage.json); needs every case and kernel.",
+)
+def validate(cases, record, kernels, as_json, disagreements, recorded, known_path, write_coverage) -> None:
     """Compare the model with real Linux kernels recorded under QEMU.
 
     The recordings and how they are made: validation/README.md. Exit status 0 when every quantity agrees within
@@ -76,6 +82,8 @@ def validate(cases, record, kernels, as_json, disagreements, recorded, known_pat
     from balloonsim.validate.known import load_known
     from balloonsim.validate.parse import RecordingError, load_recordings
 
+    if write_coverage and (cases or kernels):
+        raise UserError("--write-coverage needs every case and kernel: leave out the cases and --kernel")
     if record:
         _record(cases, kernels, recorded)
     recs = load_recordings(recorded)
@@ -106,6 +114,11 @@ def validate(cases, record, kernels, as_json, disagreements, recorded, known_pat
         click.echo("\n" + summary(recs, rows))
     if failing:
         sys.exit(1)
+    if write_coverage:
+        from balloonsim.validate.coverage import COVERAGE_FILE, coverage, dumps
+
+        COVERAGE_FILE.write_text(dumps(coverage(recs, rows, known)))
+        click.echo(f"coverage: {COVERAGE_FILE}", err=True)
 
 
 def summary(recs, rows) -> str:

@@ -28,6 +28,7 @@ class Known:
     reason: str
     within: int | None = None
     index: int = 0  # position in the file, to report entries that no longer match anything
+    summary: str = ""  # one line for a study's report (`coverage`); `reason` says it with the source
 
     def covers(self, case: str, kernel: str, quantity: str, real, model) -> bool:
         if not (_match(case, self.case) and _match(kernel, self.kernel) and _match(quantity, self.quantity)):
@@ -47,7 +48,7 @@ def load_known(path: Path) -> list[Known]:
     out = []
     for i, d in enumerate(doc.get("disagreement", [])):
         where = f"{path.name}: disagreement[{i}]"
-        unknown = set(d) - {"case", "kernel", "quantity", "reason", "within"}
+        unknown = set(d) - {"case", "kernel", "quantity", "reason", "within", "summary"}
         if unknown:
             raise UserError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         if not d.get("reason") or not d.get("quantity"):
@@ -62,5 +63,10 @@ def load_known(path: Path) -> list[Known]:
             if not isinstance(v, list) or not v or not all(isinstance(p, str) for p in v):
                 raise UserError(f"{where}.{key}: must be a glob pattern or a list of them")
             globs[key] = tuple(v)
-        out.append(Known(globs["case"], globs["kernel"], globs["quantity"], " ".join(d["reason"].split()), within, i))
+        summary = d.get("summary", "")
+        if not isinstance(summary, str):
+            raise UserError(f"{where}.summary: must be a string")
+        reason = " ".join(d["reason"].split())
+        summary = " ".join(summary.split())
+        out.append(Known(globs["case"], globs["kernel"], globs["quantity"], reason, within, i, summary))
     return out

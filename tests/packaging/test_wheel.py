@@ -71,3 +71,4 @@ def test_wheel_holds_balloonsim_only_and_every_module(tmp_path):
     }
     assert expected <= set(files)
     assert "balloonsim/drivers/base.py" in expected
+    assert "balloonsim/validate/coverage.json" in files  # what the reports say of the validation
