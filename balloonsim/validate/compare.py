@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from balloonsim.units import MiB
+from balloonsim.units import PAGE_SIZE, MiB
 from balloonsim.validate.known import Known
 from balloonsim.validate.model import ModelRun, replay
-from balloonsim.validate.parse import Recording, free_with_pcp_kb, write_errno
+from balloonsim.validate.parse import Recording, free_with_pcp_kb, parse_anon, write_errno
 
 EXACT = "exact"
 
@@ -115,14 +115,20 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
 
     filled = set()  # phases whose free memory is the replay's input: a `fill` step brought the model to it
     outgrown = swapped = False  # a file larger than the free memory is there / was written: kswapd has run
+    # While a fill's file is there, free memory is compared as its change since the filled snapshot, where both
+    # sides hold the same by construction: since boot, it would carry the boot states' difference (the model's boot
+    # leaves more free than Debian's, and the fill takes the difference), which says nothing of the later steps.
+    since: str | None = None
     for i, st in enumerate(rec.steps):
         do = st["do"]
         if do == "fill" and "size_mib" not in st:  # a fill of a given size is the model's prediction
             filled.add(rec.next_phase(i))
+            since = rec.next_phase(i)
         elif do == "fill":
             outgrown = swapped = True
         elif do == "release":
             outgrown = False
+            since = None
         if do == "snap" and st["phase"] in filled:
             p = st["phase"]
             real, model = rec.snapshots[p], run.snapshots[p]
@@ -143,25 +149,33 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
             # with a file larger than the free memory, where kswapd stopped decides free memory: within one pass
             band = model.kswapd_pass_kb
             free_tol = {k: max(v, band) for k, v in noise.items()} if outgrown else noise
-            for key in ("MemTotal", "MemFree", "MemAvailable"):
+            row(
+                f"{p}: ΔMemTotal (kB)",
+                real.meminfo["MemTotal"] - boot.meminfo["MemTotal"],
+                model.meminfo["MemTotal"] - mboot.meminfo["MemTotal"],
+            )
+            rb, mb, tag = (
+                (boot, mboot, "") if since is None else (rec.snapshots[since], run.snapshots[since], " since the fill")
+            )
+            for key in ("MemFree", "MemAvailable"):
                 row(
-                    f"{p}: Δ{key} (kB)",
-                    real.meminfo[key] - boot.meminfo[key],
-                    model.meminfo[key] - mboot.meminfo[key],
+                    f"{p}: Δ{key}{tag} (kB)",
+                    real.meminfo[key] - rb.meminfo[key],
+                    model.meminfo[key] - mb.meminfo[key],
                     free_tol.get(key),
                 )
             # the model has no per-cpu lists: its free pages are the kernel's free pages wherever they are cached
             row(
-                f"{p}: Δfree incl. per-cpu lists (kB)",
-                free_with_pcp_kb(real.zones) - free_with_pcp_kb(boot.zones),
-                model.meminfo["MemFree"] - mboot.meminfo["MemFree"],
+                f"{p}: Δfree incl. per-cpu lists{tag} (kB)",
+                free_with_pcp_kb(real.zones) - free_with_pcp_kb(rb.zones),
+                model.meminfo["MemFree"] - mb.meminfo["MemFree"],
                 free_tol[FREE_WITH_PCP],
             )
             # si_mem_available() starts from NR_FREE_PAGES too: the same per-cpu pages put back
             row(
-                f"{p}: ΔMemAvailable incl. per-cpu lists (kB)",
-                real.meminfo["MemAvailable"] + pcp_kb(real.zones) - boot.meminfo["MemAvailable"] - pcp_kb(boot.zones),
-                model.meminfo["MemAvailable"] - mboot.meminfo["MemAvailable"],
+                f"{p}: ΔMemAvailable incl. per-cpu lists{tag} (kB)",
+                real.meminfo["MemAvailable"] + pcp_kb(real.zones) - rb.meminfo["MemAvailable"] - pcp_kb(rb.zones),
+                model.meminfo["MemAvailable"] - mb.meminfo["MemAvailable"],
                 free_tol[AVAILABLE_WITH_PCP],
             )
             if real.meminfo.get("SwapTotal") or model.meminfo["SwapTotal"]:
@@ -219,6 +233,19 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
                 f"1 GiB pages after asking for {st['value']} (step {i})",
                 st["result"]["nr_hugepages"],
                 "not run" if m is None else m,
+            )
+        elif do == "anon":
+            kills, rss_kb = parse_anon(st["result"]["output"])
+            m = run.outcomes.get(i)
+            mkills, mrss = m if m is not None else ("not run", "not run")
+            row(f"anon {st['size_mib']}M (step {i}): OOM kills", kills, mkills)
+            # how far below free memory the allocator let the process go before the OOM killer: a free-memory
+            # quantity, within the same idle noise
+            row(
+                f"anon {st['size_mib']}M (step {i}): the victim's anon-rss (kB)",
+                rss_kb,
+                mrss * PAGE_SIZE >> 10 if isinstance(mrss, int) else mrss,
+                noise["MemFree"],
             )
         elif do == "vmem_resize":
             row(

@@ -8,7 +8,7 @@ report is written anywhere, so the figures are kept in `coverage.json` beside th
 the known disagreements or the model.
 
 `CHECKS` says which of validate's quantities speak to a metric; a metric it does not name is checked by no
-recording (OOM kills, PSI, work done, crashes on unbacked memory: QEMU backs every page it offers).
+recording (PSI, work done, crashes on unbacked memory: QEMU backs every page it offers).
 """
 
 from __future__ import annotations
@@ -49,10 +49,9 @@ PLUGGED = Check("virtio-mem's plugged size", ("*: plugged (MiB)",))
 FREE = Check(
     "MemFree and MemAvailable",
     (
-        "*: ΔMemFree (kB)",
-        "*: ΔMemAvailable (kB)",
-        "*: Δfree incl. per-cpu lists (kB)",
-        "*: ΔMemAvailable incl. per-cpu lists (kB)",
+        "*: ΔMemFree*(kB)",
+        "*: ΔMemAvailable*(kB)",
+        "*: Δfree incl. per-cpu lists*(kB)",
         "*: free incl. per-cpu lists (kB), the fill's target",
     ),
 )
@@ -60,6 +59,8 @@ GIGANTIC = Check("the 1 GiB pages the kernel gives when asked", ("1 GiB pages af
 OFFLINE = Check("offlining and removing blocks", ("write offline > state*", "device_del *"))
 ONLINE = Check("onlining blocks", ("write online* > state*",))
 SWAP = Check("SwapTotal and the swap in use", ("*: SwapTotal (kB)", "*: swap used (kB)"))
+OOM_KILLS = Check("the OOM kills of a process faulting in more than is free", ("anon *: OOM kills",))
+OOM_RSS = Check("what it had faulted in when it was killed (anon-rss)", ("anon *: the victim's anon-rss (kB)",))
 
 CHECKS: dict[str, tuple[Check, ...]] = {
     "hotadd_enomem": (ADD_OUTCOME, ADD_CALLS, BLOCKS),
@@ -76,12 +77,15 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     "usable_bytes_added": (MEMTOTAL, ZONES, PLUGGED),
     "memfree_min_bytes": (FREE,),
     "gigantic_pages_end": (GIGANTIC,),
+    "oom_kills": (OOM_KILLS, OOM_RSS),
     "swap_out_pages": (SWAP,),
     "swap_in_pages": (SWAP,),
 }
 # what a metric's checks leave out
 NOTES: dict[str, str] = {
     "memmap_bytes_remote": "the recordings count the memmap of all nodes together, not the node each part is on",
+    "oom_kills": "one process in a guest with nothing left to reclaim, not which of many tasks the OOM killer "
+    "picks, nor the kills of a whole run",
     "swap_out_pages": "the recordings compare the swap in use once a file is written, not the pages written "
     "and read back over a run",
     "swap_in_pages": "the recordings compare the swap in use once a file is written, not the pages written "

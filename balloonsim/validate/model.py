@@ -15,9 +15,10 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
   put back online when one still fails, else __remove_memory()), run for as long as the recording waited.
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
-Ordinary activity in the guest (the `activity` step) has no counterpart in the model. A `hugepages` step is
-answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the naturally aligned
-1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none of them).
+Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `anon` step's process
+is a task of the studies' user memory (balloonsim.sim.memory), faulting and OOM-killed as theirs are. A
+`hugepages` step is answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the
+naturally aligned 1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none).
 The `fill` step's tmpfs file is user memory the model cannot reclaim (anon with no swap: movable, so compaction
 can move it), taken zone by zone until each zone has the free pages, per-cpu lists included, that the recording's
 next snapshot shows: the same memory left where the kernel left it, whatever the boot-time noise. A `fill` of a
@@ -210,6 +211,8 @@ def replay(rec: Recording) -> ModelRun:
                 release_swapped(guest)
             elif do == "hugepages":  # nr_hugepages of 1 GiB: the ranges the studies' gigantic_pages_end counts
                 run.outcomes[i] = guest.gigantic_pages()
+            elif do == "anon":  # a process faulting in anonymous memory, served as a study's tasks are
+                run.outcomes[i] = fault_anon(world, st["size_mib"] * MiB >> PAGE_SHIFT)
             # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
     except GuestCrash as crash:
         run.crash = str(crash)
@@ -269,6 +272,24 @@ def fill_swapping(guest: Guest, pages: int) -> int:
             if not alloc.should_reclaim_retry(zl, no_progress_loops, USER_ZONEIDX):
                 break
     return got
+
+
+def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int]:
+    """dd's buffer of `pages` faulted in by a task of the studies' user memory (balloonsim.sim.memory): the slow
+    path's loop, direct reclaim while it makes progress, then the OOM killer, which takes the task itself (it is
+    the only one). Returns the OOM kills and the victim's anon pages when it was killed (0 without a kill)."""
+    from balloonsim.sim.memory import UserMemory
+
+    if world.memory is None:
+        world.memory = UserMemory(world)
+    mem = world.memory
+    kills = mem.oom_kills
+    task = mem.spawn("dd", pages)
+    mem.allocate(task, pages)
+    if task.alive:
+        mem.exit(task)  # dd read its block and exits: its buffer is freed
+    killed = mem.oom_kills - kills
+    return killed, mem.last_victim_rss if killed else 0
 
 
 def release_swapped(guest: Guest) -> None:

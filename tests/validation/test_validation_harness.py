@@ -67,11 +67,16 @@ def test_cases():
             assert c.machine.swap_mib and [s["do"] for s in c.steps].index("swapon") < c.steps.index(
                 next(s for s in c.steps if s["do"] == "fill")
             )
+        elif any(s["do"] == "anon" for s in c.steps):  # the OOM killer: dd is killed, then the file emptied
+            anon = next(i for i, s in enumerate(c.steps) if s["do"] == "anon")
+            assert [s["do"] for s in c.steps[anon:]] == ["anon", "release", "snap"]
+            assert c.steps.index(next(s for s in c.steps if s["do"] == "fill")) < anon and not c.machine.swap_mib
         elif any(s["do"] == "fill" for s in c.steps):  # under pressure: no process started while the DIMM is added
             release = c.steps.index({"do": "release"})
             adds = [i for i, s in enumerate(c.steps[:release]) if s["do"] == "dimm_add"]
             assert adds and all(c.steps[i]["quiet"] for i in adds) and adds[-1] + 1 == release
     assert sum(c.name.startswith("pressure-") for c in cases) >= 4
+    assert sum(c.name.startswith("oom-anon-") for c in cases) == 2
     with pytest.raises(KeyError, match="unknown case 'nope'"):
         get_cases(["nope"])
 

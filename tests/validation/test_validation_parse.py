@@ -9,6 +9,7 @@ import pytest
 from balloonsim.validate.parse import (
     RecordingError,
     load_recording,
+    parse_anon,
     parse_blocks,
     parse_meminfo,
     parse_vmstat,
@@ -66,6 +67,18 @@ def test_recorded_ebusy_parses_as_ebusy(recordings):
     ]
     assert busy, "some recording has a refused offline"
     assert {write_errno(s, m) for s, m in busy} <= {"EBUSY", "EINVAL"}
+
+
+def test_the_anon_steps_kill_and_victim_are_read_from_what_the_guest_printed(recordings):
+    """Each recorded `anon` step: oom_kill went up by one and the kernel named dd with its anon-rss."""
+    steps = [st for rec in recordings for st in rec.steps if st["do"] == "anon"]
+    assert len(steps) >= 6
+    for st in steps:
+        kills, rss = parse_anon(st["result"]["output"])
+        assert kills == 1 and 150 * 1024 < rss < st["size_mib"] * 1024
+    assert parse_anon("oom_kill 4\n1+0 records out\noom_kill 4\n") == (0, 0)
+    with pytest.raises(ValueError, match="oom_kill before and after"):
+        parse_anon("dd: out of memory\n")
 
 
 def test_write_errno():

@@ -18,6 +18,8 @@ Steps:
   fill        a tmpfs file written until about `free_mib` MiB of MemFree are left: memory the guest cannot
               reclaim (no swap) and the OOM killer cannot free, as under a study's workload
               (or, with `size_mib`, `size_mib` MiB written whatever is free: with swap, reclaim makes the room)
+  anon        a process faults in `size_mib` MiB of anonymous memory (busybox dd's buffer); with no swap and less
+              free, the OOM killer kills it: how many kills, and the victim's anon-rss, are the step's result
   swapon      the machine's swap disk (`MachineSpec.swap_mib`) made swap and added with swapon
   release     the `fill` step's file emptied, without starting a process
   sysctl      `value` written to /proc/sys/`key` (dots for slashes)
@@ -265,6 +267,45 @@ def _swap_case(fill_mib: int) -> Case:
     )
 
 
+# The OOM killer: a process faulting in more anonymous memory than a filled guest has free
+OOM_FREE_MIB = 256
+OOM_ANON_MIB = 512
+
+
+def _oom_case(dimm_mib: int | None) -> Case:
+    """When the OOM killer fires on a real kernel: a tmpfs file leaves `OOM_FREE_MIB` MiB free (nothing
+    reclaimable: no swap), then a process faults in anonymous memory until the allocator gives up and the OOM killer
+    kills it. Its anon-rss at the kill is how far the allocator let it go below free memory: the pressure study's
+    OOM kills happen there. With `dimm_mib`, a DIMM (memmap kmalloc'd) is added and onlined movable first, and the
+    process may fault into it too. The file is emptied before the last snapshot, which then shows what the kill
+    and the OOM report left."""
+    added = []
+    if dimm_mib:
+        added = [
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": dimm_mib, "node": 0},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_movable"},
+            {"do": "snap", "phase": "onlined"},
+        ]
+    size = OOM_ANON_MIB + (dimm_mib or 0)
+    return Case(
+        name=f"oom-anon-free-{OOM_FREE_MIB}M" + (f"-then-{dimm_mib}M" if dimm_mib else ""),
+        what=f"tmpfs filled until {OOM_FREE_MIB} MiB are free"
+        + (f", a {dimm_mib}M pc-dimm added (memmap kmalloc'd) and onlined movable" if dimm_mib else "")
+        + f", then a process faults in {size} MiB of anonymous memory: the OOM killer kills it; then the file emptied",
+        machine=MachineSpec(cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "fill", "free_mib": OOM_FREE_MIB},
+            {"do": "snap", "phase": "filled"},
+            *added,
+            {"do": "anon", "size_mib": size},
+            {"do": "release"},
+            {"do": "snap", "phase": "released"},
+        ],
+    )
+
+
 # 1 GiB pages asked for at a time: more than a 2 GiB guest with 2 GiB of DIMMs can give
 GIGANTIC_ASK = 8
 
@@ -310,6 +351,7 @@ def all_cases() -> list[Case]:
     ]
     cases += [_gigantic_case((2048,), "online_movable", False)]
     cases += [_swap_case(mib) for mib in SWAP_FILL_MIB]
+    cases += [_oom_case(None), _oom_case(128)]
     return cases
 
 

@@ -161,6 +161,16 @@ fillsize() {
 	grep -E '^(MemFree|Shmem|SwapFree):' /proc/meminfo
 }
 
+# anon MIB: a process faults in MIB MiB of anonymous memory: busybox dd's read buffer, which the read from
+# /dev/zero writes page by page. With no swap and less memory free than that, the OOM killer kills it. Printed:
+# oom_kill before and after, and the kernel's line naming the victim (anon-rss: what it had when it was killed).
+anon() {
+	grep '^oom_kill ' /proc/vmstat
+	dd if=/dev/zero of=/dev/null bs="$1"M count=1 2>&1 | tail -1
+	grep '^oom_kill ' /proc/vmstat
+	dmesg | grep 'Killed process' | tail -1
+}
+
 stty -F /dev/ttyS1 raw -echo 115200
 exec 3< /dev/ttyS1 4> /dev/ttyS1
 echo "@@READY $(uname -r)" >&4

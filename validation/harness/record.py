@@ -194,6 +194,11 @@ class Runner:
             return {"output": self.sh(f"fillsize {st['size_mib']}")[1]}
         return {"output": self.sh(f"fill {st['free_mib']}")[1]}
 
+    def do_anon(self, st: dict) -> dict:
+        """A process faults in `size_mib` MiB of anonymous memory (the guest's `anon`); its output: oom_kill before
+        and after, and the kernel's "Killed process" line when the OOM killer took it."""
+        return {"output": self.sh(f"anon {st['size_mib']}")[1]}
+
     def do_swapon(self, st: dict) -> dict:
         """The machine's swap disk made swap (mkswap, swapon); /proc/swaps after."""
         status, out = self.sh("swapondisk")
