@@ -149,7 +149,9 @@ class UserMemory:
         self._oom: OomOrder[Task] = OomOrder(self.tasks)  # the others, most mapped pages first
         self._next_id = 0
         self.oom_kills = 0
-        self.last_victim_rss = 0  # the anon pages of the last task killed, when it was (the kernel's anon-rss)
+        # the last task killed, when it was: its anon pages and the page-table pages oom_badness() counts for it (the
+        # kernel's anon-rss and pgtables; the model accounts for page tables there but allocates none)
+        self.last_victim: tuple[int, int] = (0, 0)
         self.oom_lost_work_s = 0.0
         self.alloc_failures = 0
         self.cpus = self.guest.config.vcpus
@@ -269,7 +271,7 @@ class UserMemory:
             return None
         now = self.sim.env.now
         self.oom_kills += 1
-        self.last_victim_rss = victim.rss
+        self.last_victim = (victim.rss, victim.pgtables)
         self.oom_lost_work_s += now - victim.started
         self.sim.events.log(now, "oom_kill", -1, f"{victim.name} rss={victim.rss * 4096 >> 20}M")
         self.exit(victim)

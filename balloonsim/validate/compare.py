@@ -235,18 +235,19 @@ def compare(rec: Recording, run: ModelRun | None = None) -> list[Row]:
                 "not run" if m is None else m,
             )
         elif do == "anon":
-            kills, rss_kb = parse_anon(st["result"]["output"])
+            kills, rss_kb, tables_kb = parse_anon(st["result"]["output"])
             m = run.outcomes.get(i)
-            mkills, mrss = m if m is not None else ("not run", "not run")
+            mkills, mrss, mtables = m if m is not None else ("not run",) * 3
             row(f"anon {st['size_mib']}M (step {i}): OOM kills", kills, mkills)
             # how far below free memory the allocator let the process go before the OOM killer: a free-memory
-            # quantity, within the same idle noise
-            row(
-                f"anon {st['size_mib']}M (step {i}): the victim's anon-rss (kB)",
-                rss_kb,
-                mrss * PAGE_SIZE >> 10 if isinstance(mrss, int) else mrss,
-                noise["MemFree"],
-            )
+            # quantity, within the same idle noise; and its page tables as oom_badness() weighs them
+            for what, real_kb, pages in (("anon-rss", rss_kb, mrss), ("page tables", tables_kb, mtables)):
+                row(
+                    f"anon {st['size_mib']}M (step {i}): the victim's {what} (kB)",
+                    real_kb,
+                    pages * PAGE_SIZE >> 10 if isinstance(pages, int) else pages,
+                    noise["MemFree"],
+                )
         elif do == "vmem_resize":
             row(
                 f"virtio-mem {st['dev']} to {st['size_mib']}M: plugged (MiB)",

@@ -274,10 +274,11 @@ def fill_swapping(guest: Guest, pages: int) -> int:
     return got
 
 
-def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int]:
+def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int, int]:
     """dd's buffer of `pages` faulted in by a task of the studies' user memory (balloonsim.sim.memory): the slow
     path's loop, direct reclaim while it makes progress, then the OOM killer, which takes the task itself (it is
-    the only one). Returns the OOM kills and the victim's anon pages when it was killed (0 without a kill)."""
+    the only one). Returns the OOM kills, and the victim's anon and page-table pages when it was killed (0 without
+    a kill)."""
     from balloonsim.sim.memory import UserMemory
 
     if world.memory is None:
@@ -289,7 +290,7 @@ def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int]:
     if task.alive:
         mem.exit(task)  # dd read its block and exits: its buffer is freed
     killed = mem.oom_kills - kills
-    return killed, mem.last_victim_rss if killed else 0
+    return (killed, *mem.last_victim) if killed else (0, 0, 0)
 
 
 def release_swapped(guest: Guest) -> None:

@@ -134,14 +134,16 @@ def write_errno(status: int, message: str) -> str:
     return ERRNO_BY_MESSAGE.get(message.strip(), message.strip() or f"status {status}")
 
 
-def parse_anon(output: str) -> tuple[int, int]:
-    """The `anon` step's output: the OOM kills it caused (vmstat oom_kill after less before) and the victim's
-    anon-rss in kB from the kernel's "Killed process" line (0 when nothing was killed)."""
+def parse_anon(output: str) -> tuple[int, int, int]:
+    """The `anon` step's output: the OOM kills it caused (vmstat oom_kill after less before), and the victim's
+    anon-rss and page tables in kB from the kernel's "Killed process" line (0 when nothing was killed)."""
     counts = [int(m) for m in re.findall(r"^oom_kill (\d+)$", output, re.M)]
     if len(counts) != 2:
         raise ValueError(f"anon step: expected oom_kill before and after, got {output[:120]!r}")
-    rss = re.search(r"Killed process \d+ \(\S+\) .*?anon-rss:(\d+)kB", output)
-    return counts[1] - counts[0], int(rss.group(1)) if rss and counts[1] > counts[0] else 0
+    line = re.search(r"Killed process \d+ \(\S+\) .*?anon-rss:(\d+)kB.*?pgtables:(\d+)kB", output)
+    if line is None or counts[1] == counts[0]:
+        return counts[1] - counts[0], 0, 0
+    return counts[1] - counts[0], int(line.group(1)), int(line.group(2))
 
 
 @dataclass
