@@ -35,9 +35,16 @@ class Check:
     label: str  # what they measure, as a noun phrase
     quantities: tuple[str, ...]  # glob patterns of validate's quantity names
     outcome: bool = False  # each row is an add_memory() call: compared as failed (1) or not (0)
+    cases: tuple[str, ...] = ("*",)  # glob patterns of the cases whose rows count
 
 
 ADD_OUTCOME = Check("the outcome of each add_memory()", ("add_memory dimm*",), outcome=True)
+# the cases whose guest is short of memory when it adds: a file left little free (pressure-*, oom-anon-*) or went to
+# swap (swap-fill-*)
+SHORT_OF_MEMORY = ("pressure-*", "oom-anon-*", "swap-fill-*")
+ADD_UNDER_PRESSURE = Check(
+    "the outcome of each add_memory() into a guest short of memory", ("add_memory dimm*",), True, SHORT_OF_MEMORY
+)
 ADD_CALLS = Check("the add_memory() calls that failed", ("add_memory() calls that failed*",))
 BLOCKS = Check("the hot-added memory blocks, their states and zones", ("*: hot-added blocks",))
 MEMMAP = Check("the memmap's pages (nr_memmap_pages)", ("*: Δnr_memmap_pages", "boot nr_memmap_boot_pages"))
@@ -63,7 +70,7 @@ OOM_KILLS = Check("the OOM kills of a process faulting in more than is free", ("
 OOM_RSS = Check("what it had faulted in when it was killed (anon-rss)", ("anon *: the victim's anon-rss (kB)",))
 
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "hotadd_enomem": (ADD_OUTCOME, ADD_CALLS, BLOCKS),
+    "hotadd_enomem": (ADD_UNDER_PRESSURE, ADD_CALLS, BLOCKS),
     "hotadd_ok": (ADD_OUTCOME, BLOCKS),
     "blocks_added_end": (BLOCKS,),
     "blocks_online_end": (BLOCKS, ONLINE),
@@ -93,8 +100,10 @@ NOTES: dict[str, str] = {
 }
 
 
-def _matches(quantity: str, check: Check) -> bool:
-    return any(fnmatch.fnmatchcase(quantity, p) for p in check.quantities)
+def _matches(row: Any, check: Check) -> bool:
+    return any(fnmatch.fnmatchcase(row.quantity, p) for p in check.quantities) and any(
+        fnmatch.fnmatchcase(row.case, p) for p in check.cases
+    )
 
 
 def _number(value: Any, check: Check) -> int | None:
@@ -111,7 +120,7 @@ def _kernel_key(release: str) -> tuple[int, ...]:
 def tally(check: Check, rows: list, number_of: dict[int, int]) -> dict[str, Any]:
     """The rows of `check`: how many agree, which known disagreements cover the others (by their number in
     `balloonsim validate`'s list), how many disagree, and where both are numbers, which side is higher."""
-    mine = [r for r in rows if _matches(r.quantity, check)]
+    mine = [r for r in rows if _matches(r, check)]
     known: Counter[int] = Counter()
     higher = lower = disagree = 0
     for r in mine:

@@ -46,12 +46,14 @@ def test_every_check_names_a_metric_and_finds_its_quantities(rows):
         for check in checks:
             for pattern in check.quantities:
                 assert any(fnmatch.fnmatchcase(r.quantity, pattern) for r in rows), (metric, pattern)
+            for pattern in check.cases:
+                assert any(fnmatch.fnmatchcase(r.case, pattern) for r in rows), (metric, pattern)
 
 
 def test_add_memory_outcomes_lean_the_way_the_recordings_do(recordings, rows, known):
     """The report's "the kernel's add failed where the model's succeeded": counted from the rows themselves."""
     doc = coverage(recordings, rows, known)
-    (outcome,) = [c for c in doc["metrics"]["hotadd_enomem"]["checks"] if c["outcome"]]
+    (outcome,) = [c for c in doc["metrics"]["hotadd_ok"]["checks"] if c["outcome"]]
     adds = [r for r in rows if r.quantity.startswith("add_memory dimm")]
     added = {0, "0"}  # add_memory() returned 0; anything else is its failure
     kernel_only = [r for r in adds if r.real not in added and r.model in added]
@@ -60,6 +62,10 @@ def test_add_memory_outcomes_lean_the_way_the_recordings_do(recordings, rows, kn
     assert outcome["model_lower"] == len(kernel_only) > 0  # the per-cpu lists: the kernel fails first
     assert outcome["model_higher"] == len(model_only) == 0
     assert outcome["agree"] + sum(outcome["known"].values()) + outcome["disagree"] == len(adds)
+    # -ENOMEM's check takes the adds into a guest short of memory only: every disagreement is among them
+    (short,) = [c for c in doc["metrics"]["hotadd_enomem"]["checks"] if c["outcome"]]
+    under = [r for r in adds if r.case.startswith(("pressure-", "oom-anon-", "swap-fill-"))]
+    assert short["rows"] == len(under) < len(adds) and short["model_lower"] == outcome["model_lower"]
 
 
 def test_known_disagreements_have_a_summary_that_stands_alone(known):
