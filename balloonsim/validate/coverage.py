@@ -47,6 +47,9 @@ ADD_UNDER_PRESSURE = Check(
 )
 ADD_CALLS = Check("the add_memory() calls that failed", ("add_memory() calls that failed*",))
 BLOCKS = Check("the hot-added memory blocks, their states and zones", ("*: hot-added blocks",))
+BLOCKS_UNDER_PRESSURE = Check(
+    "the hot-added memory blocks of a guest short of memory", ("*: hot-added blocks",), cases=SHORT_OF_MEMORY
+)
 MEMMAP = Check("the memmap's pages (nr_memmap_pages)", ("*: Δnr_memmap_pages", "boot nr_memmap_boot_pages"))
 MEMTOTAL = Check("MemTotal", ("*: ΔMemTotal (kB)",))
 ZONES = Check(
@@ -70,7 +73,7 @@ OOM_KILLS = Check("the OOM kills of a process faulting in more than is free", ("
 OOM_RSS = Check("what it had faulted in when it was killed (anon-rss)", ("anon *: the victim's anon-rss (kB)",))
 
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "hotadd_enomem": (ADD_UNDER_PRESSURE, ADD_CALLS, BLOCKS),
+    "hotadd_enomem": (ADD_UNDER_PRESSURE, ADD_CALLS, BLOCKS_UNDER_PRESSURE),
     "hotadd_ok": (ADD_OUTCOME, BLOCKS),
     "blocks_added_end": (BLOCKS,),
     "blocks_online_end": (BLOCKS, ONLINE),
