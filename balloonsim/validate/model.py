@@ -16,7 +16,8 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
 - virtio-mem: drivers/virtio_mem on the recorded device; each resize sets QEMU's requested size and lets its
   worker run as long as the recording waited.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `anon` step's process
-is a task of the studies' user memory (balloonsim.sim.memory), faulting and OOM-killed as theirs are. A
+is a task of the studies' user memory (balloonsim.sim.memory), faulting and OOM-killed as theirs are (the `hold`
+step's one keeps its memory, which an offline then migrates). A
 `hugepages` step is answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the
 naturally aligned 1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none).
 The `fill` step's tmpfs file is user memory the model cannot reclaim (anon with no swap: movable, so compaction
@@ -213,6 +214,8 @@ def replay(rec: Recording) -> ModelRun:
                 run.outcomes[i] = guest.gigantic_pages()
             elif do == "anon":  # a process faulting in anonymous memory, served as a study's tasks are
                 run.outcomes[i] = fault_anon(world, st["size_mib"] * MiB >> PAGE_SHIFT)
+            elif do == "hold":  # the same, and it keeps the memory
+                run.outcomes[i] = hold_anon(world, st["size_mib"] * MiB >> PAGE_SHIFT)
             # "idle" and "activity" change nothing the model holds, nor "sysctl" (the per-cpu lists' size: it has none)
     except GuestCrash as crash:
         run.crash = str(crash)
@@ -274,16 +277,28 @@ def fill_swapping(guest: Guest, pages: int) -> int:
     return got
 
 
+def _user_memory(world: ReplayWorld):
+    """The studies' user memory (balloonsim.sim.memory) on the replayed guest, made at its first task."""
+    from balloonsim.sim.memory import UserMemory
+
+    if world.memory is None:
+        world.memory = UserMemory(world)
+    return world.memory
+
+
+def hold_anon(world: ReplayWorld, pages: int) -> int:
+    """A process that faults in `pages` of anonymous memory and keeps it (the `hold` step): a task of the
+    studies' user memory that stays. Returns the pages it got."""
+    mem = _user_memory(world)
+    return mem.allocate(mem.spawn("dd", pages), pages)
+
+
 def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int, int]:
     """dd's buffer of `pages` faulted in by a task of the studies' user memory (balloonsim.sim.memory): the slow
     path's loop, direct reclaim while it makes progress, then the OOM killer, which takes the task itself (it is
     the only one). Returns the OOM kills, and the victim's anon and page-table pages when it was killed (0 without
     a kill)."""
-    from balloonsim.sim.memory import UserMemory
-
-    if world.memory is None:
-        world.memory = UserMemory(world)
-    mem = world.memory
+    mem = _user_memory(world)
     kills = mem.oom_kills
     task = mem.spawn("dd", pages)
     mem.allocate(task, pages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
 from balloonsim.kernel import BlockState, Guest, GuestConfig
+from balloonsim.kernel.errno import EBUSY
 from balloonsim.kernel.page_alloc import Transaction
 from balloonsim.kernel.swap import SwapDevice
 from balloonsim.memmap import get_strategy
@@ -14,6 +15,7 @@ from balloonsim.validate.model import (
     fault_anon,
     fill,
     fill_swapping,
+    hold_anon,
     kswapd_pass_pages,
     new_guest,
     profile_for,
@@ -104,15 +106,34 @@ def test_a_process_faulting_in_more_than_is_free_is_oom_killed_at_the_min_waterm
     assert fault_anon(world, 64 * MiB >> 12) == (0, 0, 0) and g.alloc.total("free") == free
 
 
-def _dimm_online(kernel: str = "6.12", strategy: str = "kmalloc") -> tuple[ReplayWorld, AcpiDimm]:
+def test_a_held_process_keeps_its_memory_and_offlining_moves_it_out_of_the_dimm():
+    """The `hold` step: a task that faults in 768 MiB and stays. In a 2 GiB guest with a 1 GiB DIMM onlined
+    online_kernel (ZONE_NORMAL, first in the user zonelist) most of it lands in the DIMM; offlining the DIMM's
+    blocks migrates it to DMA32 (do_migrate_range(), the rmap follows), except for the first block, which the
+    zone's first unmovable pageblock pins (-EBUSY), as on every recorded kernel (pagetables-hold-*)."""
+    world, dimm = _dimm_online(online="online_kernel")
+    g = world.guest
+    pages = 768 * MiB >> 12
+    assert hold_anon(world, pages) == pages
+    (task,) = world.memory.tasks.values()
+    normal = next(z for (_, zt), z in g.alloc.zones.items() if zt.value == "Normal")
+    assert task.rss == pages and task.zones[normal] > pages // 2
+    results = {b: g.offline_memory_block(b) for b in sorted(g.blocks) if b >= 32}
+    assert results == {b: -EBUSY if b == 32 else 0 for b in results}
+    assert task.rss == pages and sum(task.zones.values()) == pages and g.alloc.total("anon") == pages
+
+
+def _dimm_online(
+    kernel: str = "6.12", strategy: str = "kmalloc", online: str = "online_movable"
+) -> tuple[ReplayWorld, AcpiDimm]:
     """The shipped pc-dimm driver on a replayed 2 GiB guest, with a 1 GiB DIMM at 4 GiB (blocks 32-39) added
-    through it and onlined movable."""
+    through it and onlined `online` (movable by default)."""
     g = Guest(GuestConfig(boot=[2 * GiB], block_size=128 * MiB, kernel=kernel), get_strategy(strategy, key=""))
     world = ReplayWorld(g, g.config)
     dimm = AcpiDimm(world, DimmParams(dimm_size=128 * MiB))
     assert dimm.add(0, 4 * GiB, 1 * GiB) == 0
     for b in sorted(g.blocks):
-        assert g.online_memory_block(b, "online_movable") == 0
+        assert g.online_memory_block(b, online) == 0
     return world, dimm
 
 

@@ -20,6 +20,7 @@ Steps:
               (or, with `size_mib`, `size_mib` MiB written whatever is free: with swap, reclaim makes the room)
   anon        a process faults in `size_mib` MiB of anonymous memory (busybox dd's buffer); with no swap and less
               free, the OOM killer kills it: how many kills, and the victim's anon-rss, are the step's result
+  hold        a process faults in `size_mib` MiB of anonymous memory and keeps it (busybox dd blocked on a pipe)
   swapon      the machine's swap disk (`MachineSpec.swap_mib`) made swap and added with swapon
   release     the `fill` step's file emptied, without starting a process
   sysctl      `value` written to /proc/sys/`key` (dots for slashes)
@@ -306,6 +307,34 @@ def _oom_case(dimm_mib: int | None) -> Case:
     )
 
 
+# Page tables: a process holding memory in a DIMM onlined to ZONE_NORMAL
+HOLD_MIB = 768
+
+
+def _page_tables_case() -> Case:
+    """Where a process's page tables land: a 1 GiB DIMM onlined online_kernel (the guest's only ZONE_NORMAL, first
+    in every zonelist), then a process faults in `HOLD_MIB` MiB and keeps it: its pages and, unmovable, its page
+    tables (1.5 MiB) go to the DIMM. Which of the DIMM's blocks can then be offlined says where the tables are
+    (has_unmovable_pages(): -EBUSY), and how the kernel groups unmovable pages into pageblocks."""
+    return Case(
+        name=f"pagetables-hold-{HOLD_MIB}M-in-1G-kernel",
+        what=f"pc-dimm of 1G onlined online_kernel, then a process holding {HOLD_MIB} MiB of anonymous memory; "
+        "then every block of the DIMM offlined",
+        machine=MachineSpec(cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_kernel"},
+            {"do": "snap", "phase": "onlined"},
+            {"do": "hold", "size_mib": HOLD_MIB},
+            {"do": "snap", "phase": "held"},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "offline"},
+            {"do": "snap", "phase": "offlined"},
+        ],
+    )
+
+
 # 1 GiB pages asked for at a time: more than a 2 GiB guest with 2 GiB of DIMMs can give
 GIGANTIC_ASK = 8
 
@@ -351,7 +380,7 @@ def all_cases() -> list[Case]:
     ]
     cases += [_gigantic_case((2048,), "online_movable", False)]
     cases += [_swap_case(mib) for mib in SWAP_FILL_MIB]
-    cases += [_oom_case(None), _oom_case(128)]
+    cases += [_oom_case(None), _oom_case(128), _page_tables_case()]
     return cases
 
 

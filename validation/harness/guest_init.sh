@@ -171,6 +171,16 @@ anon() {
 	dmesg | grep 'Killed process' | tail -1
 }
 
+# hold MIB: a process that keeps MIB MiB of anonymous memory: busybox dd's read buffer, filled from /dev/zero, held
+# while dd blocks writing it into a pipe nobody reads (sleep). Waits until AnonPages has grown by that much.
+hold() {
+	local want
+	want=$(($(awk '/^AnonPages:/ { print $2 }' /proc/meminfo) + $1 * 1024))
+	(dd if=/dev/zero bs="$1"M count=1 2> /dev/null | sleep 1000000) &
+	while [ "$(awk '/^AnonPages:/ { print $2 }' /proc/meminfo)" -lt "$want" ]; do usleep 200000; done
+	grep -E '^(MemFree|AnonPages|PageTables):' /proc/meminfo
+}
+
 stty -F /dev/ttyS1 raw -echo 115200
 exec 3< /dev/ttyS1 4> /dev/ttyS1
 echo "@@READY $(uname -r)" >&4

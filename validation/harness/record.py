@@ -199,6 +199,10 @@ class Runner:
         and after, and the kernel's "Killed process" line when the OOM killer took it."""
         return {"output": self.sh(f"anon {st['size_mib']}")[1]}
 
+    def do_hold(self, st: dict) -> dict:
+        """A process that faults in `size_mib` MiB of anonymous memory and keeps it (the guest's `hold`)."""
+        return {"output": self.sh(f"hold {st['size_mib']}")[1]}
+
     def do_swapon(self, st: dict) -> dict:
         """The machine's swap disk made swap (mkswap, swapon); /proc/swaps after."""
         status, out = self.sh("swapondisk")
