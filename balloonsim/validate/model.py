@@ -17,9 +17,9 @@ The drivers are the ones studies run, not copies of their kernel calls, in a Rep
   worker run as long as the recording waited.
 Ordinary activity in the guest (the `activity` step) has no counterpart in the model. The `anon` step's process
 is a task of the studies' user memory (balloonsim.sim.memory), faulting and OOM-killed as theirs are (the `hold`
-step's one keeps its memory, which an offline then migrates). A
-`hugepages` step is answered with `Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the
-naturally aligned 1 GiB ranges of hot-added memory alloc_contig_pages() could take (the model takes none).
+step's keeps its memory, which an offline then migrates). A `hugepages` step is answered with
+`Guest.gigantic_pages()`, the count behind the studies' gigantic_pages_end: the naturally aligned 1 GiB ranges
+of hot-added memory alloc_contig_pages() could take (the model takes none).
 The `fill` step's tmpfs file is user memory the model cannot reclaim (anon with no swap: movable, so compaction
 can move it), taken zone by zone until each zone has the free pages, per-cpu lists included, that the recording's
 next snapshot shows: the same memory left where the kernel left it, whatever the boot-time noise. A `fill` of a
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from balloonsim.drivers.dimm import AcpiDimm, DimmParams
 from balloonsim.drivers.virtio_mem import VirtioMem, VirtioMemParams
@@ -44,6 +45,9 @@ from balloonsim.memmap import get_strategy
 from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, MiB
 from balloonsim.validate.parse import Recording
 from balloonsim.validate.world import ReplayWorld
+
+if TYPE_CHECKING:
+    from balloonsim.sim.memory import UserMemory
 
 ONLINE_VALUES = ("online", "online_kernel", "online_movable")
 VIRTIO_MEM_DEVICE_BLOCK = 2 * MiB  # QEMU's default for a memory-backend-ram (the guest logs it)
@@ -277,7 +281,7 @@ def fill_swapping(guest: Guest, pages: int) -> int:
     return got
 
 
-def _user_memory(world: ReplayWorld):
+def _user_memory(world: ReplayWorld) -> UserMemory:
     """The studies' user memory (balloonsim.sim.memory) on the replayed guest, made at its first task."""
     from balloonsim.sim.memory import UserMemory
 
@@ -296,8 +300,8 @@ def hold_anon(world: ReplayWorld, pages: int) -> int:
 def fault_anon(world: ReplayWorld, pages: int) -> tuple[int, int, int]:
     """dd's buffer of `pages` faulted in by a task of the studies' user memory (balloonsim.sim.memory): the slow
     path's loop, direct reclaim while it makes progress, then the OOM killer, which takes the task itself (it is
-    the only one). Returns the OOM kills, and the victim's anon and page-table pages when it was killed (0 without
-    a kill)."""
+    the only one). Returns the OOM kills, and the victim's anon pages and the page-table pages oom_badness() counts
+    for it (the model allocates none) when it was killed; zeros without a kill."""
     mem = _user_memory(world)
     kills = mem.oom_kills
     task = mem.spawn("dd", pages)
