@@ -6,7 +6,9 @@ Absolute values are compared only where the model is configured from the same so
 memory block size the model probes from the boot memory (against block_size_bytes) and nr_memmap_boot_pages
 (the boot memory's memmap, from QEMU's -m). States and zones of the hot-added memory blocks, the errno of every
 sysfs write, whether a device_del removed the DIMM and the plugged size of virtio-mem are compared as text, and
-the 1 GiB pages the kernel gave when asked for them as a count.
+the 1 GiB pages the kernel gave when asked for them as a count. While a `fill` step's file is there, free memory
+is a change since the snapshot after the fill (where both sides start). An `anon` step's OOM kills, and its
+victim's anon-rss and page tables from the kernel's "Killed process" line, are compared with the model's task.
 
 Tolerances: exact, except MemFree and MemAvailable, which may differ by the noise measured on the same guest
 (max - min over the idle snapshots of its recording). The free memory a `fill` step leaves is the replay's input
