@@ -188,10 +188,7 @@ def _pressure_series_case() -> Case:
         "another, none onlined (memmap kmalloc'd, 2 MiB each): which are added, which fail",
         machine=MachineSpec(slots=PRESSURE_SERIES_ADDS + 8, cmdline=_cmdline(False, "offline")),
         steps=[
-            IDLE,
-            {"do": "snap", "phase": "boot"},
-            {"do": "fill", "free_mib": free},
-            {"do": "snap", "phase": "filled"},
+            *_filled(free),
             *adds,
             {"do": "release"},
             {"do": "snap", "phase": "added"},
@@ -213,6 +210,17 @@ def _retry_case() -> Case:
     )
 
 
+def _filled(free_mib: int) -> list[dict]:
+    """The start of a case under memory pressure: the idle noise, the boot snapshot, and a tmpfs file written until
+    `free_mib` MiB are free (the replay's input: the model is filled to what the next snapshot shows)."""
+    return [
+        IDLE,
+        {"do": "snap", "phase": "boot"},
+        {"do": "fill", "free_mib": free_mib},
+        {"do": "snap", "phase": "filled"},
+    ]
+
+
 def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -> Case:
     """The pressure study's mechanism on a real kernel: does add_memory() of a DIMM find its memmap (GFP_KERNEL |
     __GFP_RETRY_MAYFAIL: reclaim and compaction, no OOM killer) when the guest has only `free_mib` MiB free, and
@@ -225,10 +233,7 @@ def _pressure_case(free_mib: int, mmom: bool = False, small_pcp: bool = False) -
         machine=MachineSpec(cmdline=_cmdline(mmom, "offline")),
         steps=[
             *([SMALL_PCP] if small_pcp else []),
-            IDLE,
-            {"do": "snap", "phase": "boot"},
-            {"do": "fill", "free_mib": free_mib},
-            {"do": "snap", "phase": "filled"},
+            *_filled(free_mib),
             {"do": "dimm_add", "dev": "dimm0", "size_mib": 10240, "node": 0, "wait_s": 120, "quiet": True},
             {"do": "release"},
             {"do": "snap", "phase": "added"},
@@ -295,10 +300,7 @@ def _oom_case(dimm_mib: int | None) -> Case:
         + f", then a process faults in {size} MiB of anonymous memory: the OOM killer kills it; then the file emptied",
         machine=MachineSpec(cmdline=_cmdline(False, "offline")),
         steps=[
-            IDLE,
-            {"do": "snap", "phase": "boot"},
-            {"do": "fill", "free_mib": OOM_FREE_MIB},
-            {"do": "snap", "phase": "filled"},
+            *_filled(OOM_FREE_MIB),
             *added,
             {"do": "anon", "size_mib": size},
             {"do": "release"},
