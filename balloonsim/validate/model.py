@@ -213,7 +213,8 @@ def replay(rec: Recording) -> ModelRun:
                 for take in filled.takes:
                     guest.alloc.release(take)
                 filled.takes.clear()
-                release_swapped(guest)
+                if any(s["do"] == "fill" and "size_mib" in s for s in rec.steps[:i]):
+                    release_swapped(guest)  # the file fill_swapping() wrote: every anon page the model has
             elif do == "hugepages":  # nr_hugepages of 1 GiB: the ranges the studies' gigantic_pages_end counts
                 run.outcomes[i] = guest.gigantic_pages()
             elif do == "anon":  # a process faulting in anonymous memory, served as a study's tasks are

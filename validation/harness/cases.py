@@ -313,6 +313,31 @@ def _oom_case(dimm_mib: int | None) -> Case:
 HOLD_MIB = 768
 
 
+def _page_tables_under_pressure_case(free_mib: int = 256, hold_mib: int = 128) -> Case:
+    """The same DIMM and process, but the process starts in a guest a tmpfs file has left `free_mib` MiB free (the
+    file fills the DIMM first, the zone's unmovable pageblock's free pages too): where do its page tables land
+    when the zone's free pages are few? The file is emptied before the offline, so only unmovable pages refuse."""
+    return Case(
+        name=f"pagetables-hold-{hold_mib}M-in-1G-kernel-free-{free_mib}M",
+        what=f"pc-dimm of 1G onlined online_kernel, tmpfs filled until {free_mib} MiB are free, then a process "
+        f"holding {hold_mib} MiB; the file emptied, then every block of the DIMM offlined",
+        machine=MachineSpec(cmdline=_cmdline(False, "offline")),
+        steps=[
+            IDLE,
+            {"do": "snap", "phase": "boot"},
+            {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_kernel"},
+            {"do": "fill", "free_mib": free_mib},
+            {"do": "snap", "phase": "filled"},
+            {"do": "hold", "size_mib": hold_mib},
+            {"do": "release"},
+            {"do": "snap", "phase": "released"},
+            {"do": "write", "dev": "dimm0", "file": "state", "value": "offline"},
+            {"do": "snap", "phase": "offlined"},
+        ],
+    )
+
+
 def _page_tables_case() -> Case:
     """Where a process's page tables land: a 1 GiB DIMM onlined online_kernel (the guest's only ZONE_NORMAL, first
     in every zonelist), then a process faults in `HOLD_MIB` MiB and keeps it: its pages and, unmovable, its page
@@ -382,7 +407,7 @@ def all_cases() -> list[Case]:
     ]
     cases += [_gigantic_case((2048,), "online_movable", False)]
     cases += [_swap_case(mib) for mib in SWAP_FILL_MIB]
-    cases += [_oom_case(None), _oom_case(128), _page_tables_case()]
+    cases += [_oom_case(None), _oom_case(128), _page_tables_case(), _page_tables_under_pressure_case()]
     return cases
 
 

@@ -173,11 +173,16 @@ anon() {
 
 # hold MIB: a process that keeps MIB MiB of anonymous memory: busybox dd's read buffer, filled from /dev/zero, held
 # while dd blocks writing it into a pipe nobody reads (sleep). Waits until AnonPages has grown by that much.
+# (The harness's hold cases leave room for it: a hold the OOM killer takes would wait a minute and hold nothing.)
 hold() {
 	local want
 	want=$(($(awk '/^AnonPages:/ { print $2 }' /proc/meminfo) + $1 * 1024))
 	(dd if=/dev/zero bs="$1"M count=1 2> /dev/null | sleep 1000000) &
-	while [ "$(awk '/^AnonPages:/ { print $2 }' /proc/meminfo)" -lt "$want" ]; do usleep 200000; done
+	i=0  # at most a minute: a process the OOM killer took never gets there
+	while [ "$(awk '/^AnonPages:/ { print $2 }' /proc/meminfo)" -lt "$want" ] && [ $i -lt 300 ]; do
+		i=$((i + 1))
+		usleep 200000
+	done
 	grep -E '^(MemFree|AnonPages|PageTables):' /proc/meminfo
 }
 
