@@ -313,6 +313,17 @@ def _oom_case(dimm_mib: int | None) -> Case:
 HOLD_MIB = 768
 
 
+def _dimm_1g_kernel() -> list[dict]:
+    """The start of the page-table cases: the idle noise, the boot snapshot, and a 1 GiB DIMM onlined online_kernel
+    (the 2 GiB guest's only ZONE_NORMAL, first in every zonelist)."""
+    return [
+        IDLE,
+        {"do": "snap", "phase": "boot"},
+        {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
+        {"do": "write", "dev": "dimm0", "file": "state", "value": "online_kernel"},
+    ]
+
+
 def _page_tables_under_pressure_case(free_mib: int = 256, hold_mib: int = 128) -> Case:
     """The same DIMM and process, but the process starts in a guest a tmpfs file has left `free_mib` MiB free (the
     file fills the DIMM first, the zone's unmovable pageblock's free pages too): where do its page tables land
@@ -323,10 +334,7 @@ def _page_tables_under_pressure_case(free_mib: int = 256, hold_mib: int = 128) -
         f"holding {hold_mib} MiB; the file emptied, then every block of the DIMM offlined",
         machine=MachineSpec(cmdline=_cmdline(False, "offline")),
         steps=[
-            IDLE,
-            {"do": "snap", "phase": "boot"},
-            {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
-            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_kernel"},
+            *_dimm_1g_kernel(),
             {"do": "fill", "free_mib": free_mib},
             {"do": "snap", "phase": "filled"},
             {"do": "hold", "size_mib": hold_mib},
@@ -349,10 +357,7 @@ def _page_tables_case() -> Case:
         "then every block of the DIMM offlined",
         machine=MachineSpec(cmdline=_cmdline(False, "offline")),
         steps=[
-            IDLE,
-            {"do": "snap", "phase": "boot"},
-            {"do": "dimm_add", "dev": "dimm0", "size_mib": 1024, "node": 0},
-            {"do": "write", "dev": "dimm0", "file": "state", "value": "online_kernel"},
+            *_dimm_1g_kernel(),
             {"do": "snap", "phase": "onlined"},
             {"do": "hold", "size_mib": HOLD_MIB},
             {"do": "snap", "phase": "held"},
