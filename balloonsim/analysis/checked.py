@@ -112,8 +112,9 @@ def _times(n: int) -> str:
 def _unrecorded(drivers: list[str], cov: dict[str, Any]) -> str:
     many = len(drivers) > 1
     return (
-        f"No recording runs the {_series([f'`{d}`' for d in drivers])} driver{'s' if many else ''} (QEMU "
-        f"hot-plugs {_series(cov['devices'])} only): what {'they do of their' if many else 'it does of its'} own "
+        f"No recording runs the {_series([f'`{d}`' for d in drivers])} driver{'s' if many else ''} (the "
+        f"recordings hot-plug {_series(cov['devices'])} only; validation/README.md says why): what "
+        f"{'they do of their' if many else 'it does of its'} own "
         "is modelled from the kernel source alone; the kernel's part of each hot-add (add_memory(), the memmap, "
         "onlining, reclaim) is what the recordings check."
     )
