@@ -70,7 +70,10 @@ def test_drivers_no_recording_runs_are_named_and_recorded_ones_are_not():
     blocks = checked_section(["oom_kills", "work_done_s"], ["dimm", "hyperv", "xen"], _coverage())
     md = _markdown(blocks)
     assert "**OOM kills** and **work done**: no recording measures them; their findings rest on the model alone." in md
-    assert "No recording runs the `hyperv` and `xen` drivers (the recordings hot-plug ACPI DIMMs and virtio-mem only; validation/README.md says why)" in md
+    assert (
+        "No recording runs the `hyperv` and `xen` drivers (the recordings hot-plug ACPI DIMMs and virtio-mem only; "
+        "validation/README.md says why)" in md
+    )
     assert "`dimm`" not in md
     assert "known disagreements named above" not in md
     assert not [b for b in checked_section(["oom_kills"], ["virtio-mem", "dimm"], _coverage()) if "driver" in str(b)]
