@@ -14,7 +14,8 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
 - xen_online_page() appends every onlined page to the ballooned list (PageOffline) instead of
   freeing it: nothing of the new range is touched until populate_physmap backs it. The list is
   LIFO (balloon_append puts lowmem at the head), so the highest pfns come back first.
-- credit < 0: balloon_thread() asks for n_pages = min(-credit, si_mem_available()) (page cache counts);
+- credit < 0: balloon_thread() asks for n_pages = min(-credit, si_mem_available()) (page cache counts; from
+  XSA-300, a1078e821b60, 5.3: profile 4.19 asks for -credit);
   decrease_reservation() takes at most a frame_list of them with GFP_BALLOON (__GFP_NORETRY: each page may wake
   kswapd and reclaim once, no retry loop, no OOM) and hands the frames back to the host; BP_EAGAIN when a page
   cannot be had, or when si_mem_available() capped the round below totalreserve_pages. balloon_append() marks
@@ -22,7 +23,7 @@ Sources: kernel-facts.md section 5 ([XEN44] ~4.4, [XEN515] ~5.15+).
   offline_pages() -> scan_movable_pages() fails -EBUSY on a block holding one (6.12.118, 7.3.4): each pins its
   block.
 - update_schedule(): BP_EAGAIN doubles the delay (1 s start, 32 s cap) and cancels after
-  max_retry_count = 4 failures (RETRY_UNLIMITED before the CVE-2019-17351 fix: profile 4.19).
+  max_retry_count = 4 failures (RETRY_UNLIMITED before XSA-300: profile 4.19).
 - Wakeups: 5.15+ kthread: when the credit changes, or after 1 s in BP_WAIT (so the pages of a block onlined
   meanwhile are populated at the next whole second of the wait), schedule_delay in BP_EAGAIN, 3600 s in
   BP_ECANCELED (a failed hot-add is tried again each hour); 4.x workqueue: on a target write or MEM_ONLINE,
@@ -36,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from balloonsim.drivers.base import Driver, DriverParams, Process
 from balloonsim.kernel.extents import Extents
@@ -61,7 +62,23 @@ class XenParams(DriverParams):
     populate_memmap_first: bool = False
     max_retry_count: int | None = Field(None, ge=1, description="default: the kernel profile's (4, or unlimited)")
     max_schedule_delay: Duration = 32.0
-    hotplug_unpopulated: bool = True  # CONFIG_XEN_BALLOON_MEMORY_HOTPLUG
+    memory_hotplug: bool = Field(
+        True,
+        description="CONFIG_XEN_BALLOON_MEMORY_HOTPLUG: hot-add address space when the target needs more pages than "
+        "the balloon holds",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """The key was `hotplug_unpopulated` until 2026-12-03: the kernel's name of another thing (the sysctl
+        xen.balloon.hotplug_unpopulated, default 0, read only by alloc_xenballooned_pages())."""
+        if isinstance(data, dict) and "hotplug_unpopulated" in data:
+            raise ValueError(
+                "hotplug_unpopulated is now memory_hotplug (CONFIG_XEN_BALLOON_MEMORY_HOTPLUG); the kernel's "
+                "hotplug_unpopulated is a sysctl for alloc_xenballooned_pages(), which the model does not have"
+            )
+        return data
 
 
 class XenBalloon(Driver):
@@ -156,7 +173,7 @@ class XenBalloon(Driver):
                 if self.balloon:  # balloon_is_inflated()
                     state = self.increase_reservation(min(credit, self.p.batch_pages))
                     yield env.timeout(self.p.hypercall_time)
-                elif self.p.hotplug_unpopulated:
+                elif self.p.memory_hotplug:
                     state = self.reserve_additional_memory()
                 else:  # !CONFIG_XEN_BALLOON_MEMORY_HOTPLUG: target_pages = current_pages + target_unpopulated,
                     self._cut = (self.sim.target_bytes, self.current_pages)  # BP_ECANCELED (6.12.118 l.367-373):
@@ -347,9 +364,11 @@ class XenBalloon(Driver):
 
     # -- shrinking -------------------------------------------------------------------------------
     def decrease_reservation(self, want: int) -> str:
-        """balloon_thread()'s credit < 0 branch (drivers/xen/balloon.c, 6.12.118 and 7.3.4): `want` is -credit."""
+        """balloon_thread()'s credit < 0 branch (drivers/xen/balloon.c, 6.12.118 and 7.3.4): `want` is -credit.
+        Before XSA-300 (a1078e821b60, 5.3; profile 4.19) balloon_process() called decrease_reservation(-credit)."""
         a = self.guest.alloc
-        n_pages = min(want, mem_available(a))  # min(-credit, si_mem_available())
+        capped = self.guest.profile.xen_balloon_capped
+        n_pages = min(want, mem_available(a)) if capped else want  # min(-credit, si_mem_available())
         nr = min(n_pages, self.p.batch_pages)  # decrease_reservation(): at most ARRAY_SIZE(frame_list)
         if nr <= 0:
             return BP_EAGAIN

@@ -62,8 +62,12 @@ class KernelProfile:
     # failed (have_unplugged_mb: -EBUSY from the worker, the retry timer; virtio_mem_cleanup_pending_mb()). Absent
     # from 6.1.192, present in 6.12.118: before, such a block stays added until an unplug request passes it again.
     virtio_mem_retry_unplugged: bool
-    # Xen balloon max_retry_count: RETRY_UNLIMITED until the CVE-2019-17351 fix, then 4 (XEN515).
+    # Xen balloon max_retry_count: RETRY_UNLIMITED until XSA-300 ("xen: let alloc_xenballooned_pages() fail if not
+    # enough memory free", a1078e821b60, 5.3; CVE-2019-17351, backported to 4.9.y, 4.19.y, 5.1.y), then 4.
     xen_max_retry: int | None
+    # The same commit's other half: balloon_process() balloons out at most min(-credit, si_mem_available()) pages a
+    # round, and a round so capped below totalreserve_pages ends BP_EAGAIN. Before, decrease_reservation(-credit).
+    xen_balloon_capped: bool
     # Xen balloon worker: the 5.15+ kthread (8480ed9c2bbd), which wakes when the credit changes or on its timeout
     # (1 s in BP_WAIT, 3600 s after BP_ECANCELED), vs the workqueue that runs on a target write or MEM_ONLINE.
     xen_kthread: bool
@@ -133,6 +137,7 @@ _K419 = KernelProfile(
     virtio_mem_sb_min=4 * MiB,
     virtio_mem_retry_unplugged=False,
     xen_max_retry=None,
+    xen_balloon_capped=False,
     xen_kthread=False,
     online_to_tail=False,
     shrink_zone_on_offline=False,
@@ -162,8 +167,13 @@ _K512 = _next(
         "auto_online_blocks accepts online_kernel and online_movable",
         verified=False,
     ),
+    Change("xen_max_retry", 4, "a1078e821b60", "5.3", "Xen balloon gives up after 4 failed rounds (XSA-300)"),
     Change(
-        "xen_max_retry", 4, "CVE-2019-17351 fix", "5.4", "Xen balloon gives up after 4 failed rounds", verified=False
+        "xen_balloon_capped",
+        True,
+        "a1078e821b60",
+        "5.3",
+        "Xen balloons out at most si_mem_available() a round (XSA-300)",
     ),
     Change("min_free_kbytes_max", 262144, "J. Savitz, 2020", "5.7", "min_free_kbytes clamp 256 MiB", verified=False),
     Change(

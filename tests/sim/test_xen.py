@@ -168,6 +168,50 @@ def test_decrease_reservation_takes_up_to_si_mem_available_reclaiming_page_cache
     assert a.total("pagecache") < cache
 
 
+def _short_of_memory(kernel: str, available: int):
+    """A Xen guest of `kernel` with `available` pages of MemAvailable left (no page cache, no swap: nothing to
+    reclaim), and its driver."""
+    from balloonsim.kernel.meminfo import mem_available
+    from balloonsim.kernel.page_alloc import Gfp
+    from balloonsim.scenario import load_scenario
+    from balloonsim.sim.world import Sim
+
+    sc = {
+        "duration": "5m",
+        "guest": {"boot": "2G", "kernel": kernel},
+        "driver": {"name": "xen"},
+        "workload": {"name": "idle"},
+        "onlining": {"agent": "offline"},
+        "host": {"controller": "schedule", "steps": [[3000, "2G"]]},
+    }
+    sim = Sim(load_scenario(sc), 1)
+    a = sim.guest.alloc
+    while (take := min(mem_available(a) - available, 65536)) > 0:
+        assert a.alloc(0, take, Gfp.USER) == take
+    assert mem_available(a) == available < a.totalreserve
+    return sim.driver
+
+
+def test_before_xsa_300_a_balloon_round_is_neither_capped_nor_told_to_wait():
+    """XSA-300, "xen: let alloc_xenballooned_pages() fail if not enough memory free" (a1078e821b60, 5.3; the stable
+    mail "[PATCH 5.1 228/371]" quotes its diff): balloon_process() went from decrease_reservation(-credit,
+    GFP_BALLOON) to n_pages = min(-credit, si_mem_available()), BP_EAGAIN when so capped below
+    totalreserve_pages, and max_retry_count from RETRY_UNLIMITED to 4. Profile 4.19 (mainline) has neither half:
+    with 3,000 pages of MemAvailable (below totalreserve_pages) its rounds of a frame_list are BP_DONE, and the
+    loop goes on at once until an allocation fails; 5.12's are BP_EAGAIN, each followed by update_schedule()'s
+    back-off."""
+    from balloonsim.kernel.profiles import get_profile
+
+    old, new = get_profile("4.19"), get_profile("5.12")
+    assert (old.xen_max_retry, old.xen_balloon_capped) == (None, False)
+    assert (new.xen_max_retry, new.xen_balloon_capped) == (4, True)
+    for kernel, state in (("4.19", "BP_DONE"), ("5.12", "BP_EAGAIN")):
+        drv = _short_of_memory(kernel, 3000)
+        current = drv.current_pages
+        assert drv.decrease_reservation(4096) == state
+        assert current - drv.current_pages == 512  # a frame_list either way
+
+
 def test_populate_memmap_first_onlines_the_share_it_populated_when_the_memmap_goes_elsewhere():
     """The ballooned list holds only pages without a frame: xen_online_page() -> balloon_append() for every page
     of a hot-added segment, none of which is populated before its online (6.12.118 drivers/xen/balloon.c
@@ -198,7 +242,7 @@ def test_populate_memmap_first_onlines_the_share_it_populated_when_the_memmap_go
 
 
 def test_without_memory_hotplug_the_target_is_cut_to_what_is_populated_until_the_next_target():
-    """Without CONFIG_XEN_BALLOON_MEMORY_HOTPLUG (the model's hotplug_unpopulated=False), reserve_additional_memory()
+    """Without CONFIG_XEN_BALLOON_MEMORY_HOTPLUG (the model's memory_hotplug=False), reserve_additional_memory()
     is a stub that sets target_pages = current_pages + target_unpopulated and returns BP_ECANCELED (6.12.118
     drivers/xen/balloon.c l.367-373): the credit is 0 from then on, so the kthread's hourly rounds (3600 s after
     BP_ECANCELED) find nothing to do, and only the host's next target write brings a credit back (and one more
@@ -207,7 +251,7 @@ def test_without_memory_hotplug_the_target_is_cut_to_what_is_populated_until_the
         {
             "duration": "2h",
             "guest": {"boot": "2G"},
-            "driver": {"name": "xen", "hotplug_unpopulated": False},
+            "driver": {"name": "xen", "memory_hotplug": False},
             "workload": {"name": "idle"},
             "onlining": {"agent": "udev"},
             "host": {"controller": "schedule", "steps": [[10, "3G"], [5000, "3500M"]]},
