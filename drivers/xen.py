@@ -351,16 +351,19 @@ class XenBalloon(Driver):
 
     def _unballoon_anon(self, entry: list, k: int) -> None:
         """balloon_retrieve() of pages ballooned out of ordinary memory: back to the allocator, and no longer
-        pinning the blocks they came from."""
+        pinning the blocks they came from. Within one decrease_reservation() batch the first allocated comes back
+        first: it list_add()s each page to a local list, then balloon_append()s them from its head (the last
+        allocated) to the ballooned list's head, which increase_reservation() takes from (6.12.118
+        drivers/xen/balloon.c); across batches the newest comes back first (the caller's stack)."""
         entry[1] -= k
         takes: list[Take] = entry[2]
         while k:
-            take = takes[-1]
+            take = takes[0]
             m = min(take.pages, k)
             self.guest.alloc.release(take, m)
             k -= m
             if not take.pages:
-                takes.pop()
+                takes.pop(0)
 
     # -- shrinking -------------------------------------------------------------------------------
     def decrease_reservation(self, want: int) -> str:
