@@ -69,7 +69,8 @@ class KernelProfile:
     # round, and a round so capped below totalreserve_pages ends BP_EAGAIN. Before, decrease_reservation(-credit).
     xen_balloon_capped: bool
     # Xen balloon worker: the 5.15+ kthread (8480ed9c2bbd), which wakes when the credit changes or on its timeout
-    # (1 s in BP_WAIT, 3600 s after BP_ECANCELED), vs the workqueue that runs on a target write or MEM_ONLINE.
+    # (1 s in BP_WAIT, 3600 s after BP_ECANCELED: "xen/balloon: fix cancelled balloon action", 319933a80fd4, also
+    # 5.15), vs the workqueue that runs on a target write or MEM_ONLINE.
     xen_kthread: bool
     # __free_pages_core() frees onlined pages to the tail of the free lists (FPI_TO_TAIL, 7fef431be9c9, 5.10):
     # older free memory is used first. Before, onlined pages went to the head and were handed out first.
@@ -197,7 +198,13 @@ _K61 = _next(
         "ACPI passes MHP_MEMMAP_ON_MEMORY for a DIMM of exactly one memory block",
     ),
     Change("auto_movable", True, "e83a437faa62, 028fc57a1c36", "5.15", "online_policy=auto-movable, memory groups"),
-    Change("xen_kthread", True, "8480ed9c2bbd", "5.15", "Xen balloon kthread (BP_WAIT 1 s, BP_ECANCELED 1 h)"),
+    Change(
+        "xen_kthread",
+        True,
+        "8480ed9c2bbd, 319933a80fd4",  # the kthread; then its BP_WAIT 1 s wait and BP_ECANCELED (no busy loop)
+        "5.15",
+        "Xen balloon kthread (BP_WAIT 1 s, BP_ECANCELED 1 h)",
+    ),
     Change("virtio_mem_sb_min", 2 * MiB, "448b8ec3bf11", "5.19", "virtio-mem subblocks of one pageblock (2 MiB)"),
 )
 _K66 = _next(
