@@ -41,14 +41,18 @@ Host side (the part of Hyper-V the guest answers to): compares the controller's 
 guest has, unballoons first, then sends hot-add requests of `request_granularity`-rounded page
 counts; the first page of a new region sits `request_offset` into its chunk, so the backed part of a
 chunk need not be at its start. The host continues where the guest's coverage stopped (where the real host
-puts the next request is UNVERIFIED).
+puts the next request is UNVERIFIED). A transient failure (page_count 0, result 0) is retried after
+`host_retry`; after an answer for fewer pages than asked (the guest's add_memory() failed in a later chunk),
+the host sends no more hot-add requests: struct dm_hot_add_response's comment says "the host should assume
+all further hot add requests will fail" (drivers/hv/hv_balloon.c, every release read), and QEMU's hv-balloon
+host (hv_balloon_handle_hot_add_response()) does so. `after_partial = "continue"` keeps asking.
 `pass_hint` lets hv_mem_hot_add() pass the covered range to add_memory() (the review's design).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -77,6 +81,11 @@ class HvParams(DriverParams):
     max_request: Size = Field(1 << 30, description="largest single hot-add request")
     ol_wait: Duration = Field(5.0, description="wait_for_completion_timeout(&ol_waitevent, 5*HZ)")
     host_retry: Duration = Field(10.0, description="host's delay before retrying a transient failure")
+    after_partial: Literal["stop", "continue"] = Field(
+        "stop",
+        description="after a hot-add answered for fewer pages than asked: 'stop' hot-adding, as the DM protocol says "
+        "the host should, or 'continue' (balloonsim before 2026-12-03)",
+    )
     balloon: bool = True
     pass_hint: bool = True
 
@@ -128,6 +137,8 @@ class HvBalloon(Driver):
         self.chunk = g.block_pages if g.profile.hv_chunk_is_block else HA_CHUNK
         self.regions: list[HotaddState] = []
         self.do_hot_add = True
+        # the host's own: no more hot-add requests after a partial answer (HvParams.after_partial)
+        self.host_gave_up = False
         self.num_pages_added = 0
         self.num_pages_onlined = 0
         # the pieces ballooned, each with the block it landed in (PageOffline with a reference: the block cannot
@@ -200,7 +211,7 @@ class HvBalloon(Driver):
             if want > 0 and self.num_pages_ballooned:
                 self.balloon_down(min(want, self.num_pages_ballooned))
                 continue
-            if want >= self.p.min_request >> PAGE_SHIFT and self.do_hot_add:
+            if want >= self.p.min_request >> PAGE_SHIFT and self.do_hot_add and not self.host_gave_up:
                 n = min(align_up(want, gran), self.p.max_request >> PAGE_SHIFT)
                 n = min(n, self.sim.host.free_pages)
                 if n > 0:
@@ -246,6 +257,11 @@ class HvBalloon(Driver):
             self.sim.host.release(pfn_cnt - added)
         self.num_pages_added += added
         self.stats["hv_pages_covered"] += added
+        if 0 < added < pfn_cnt and self.p.after_partial == "stop":
+            # struct dm_hot_add_response (drivers/hv/hv_balloon.c): "If page_count is less than the requested page
+            # count, then the host should assume all further hot add requests will fail"
+            self.host_gave_up = True
+            self.log("hotadd_partial", pg_start // self.chunk, f"{added} of {pfn_cnt} pages: no more hot-adds")
         return added > 0
 
     # -- hv_balloon guest side -------------------------------------------------------------------

@@ -395,3 +395,41 @@ def test_a_retry_over_sections_a_failed_add_left_stops_hot_add():
     _request(sim, 2 * GiB >> PAGE_SHIFT)
     assert g.stats.add_errors == {-ENOMEM: 1, -EEXIST: 1} and not g.blocks
     assert not drv.do_hot_add
+
+
+def _late_onlining(after_partial: str) -> dict:
+    """The quickstart's first regime (kmalloc, onlining 60 s late) on a seed whose host gets a partial answer."""
+    return {
+        "duration": "3m",
+        "guest": {"boot": "2G"},
+        "workload": {
+            "name": "bursts",
+            "task_size": "16M",
+            "base": "1200M",
+            "burst": "2G",
+            "fault_rate": "512M",
+            "on": {"dist": "exponential", "mean": 120},
+            "off": {"dist": "exponential", "mean": 60},
+        },
+        "memmap": {"strategy": "kmalloc"},
+        "driver": {"name": "hyperv", "after_partial": after_partial},
+        "host": {"controller": "hyperv-buffer"},
+        "onlining": {"agent": "udev", "delay": 60},
+    }
+
+
+def test_after_a_partial_answer_the_host_sends_no_more_hot_adds():
+    """struct dm_hot_add_response (drivers/hv/hv_balloon.c, 4.19 to 6.19-rc5): "If page_count is less than the
+    requested page count, then the host should assume all further hot add requests will fail"; QEMU's
+    hv-balloon host does so (hv_balloon_handle_hot_add_response(): "don't attempt any further hot adds"). A
+    request of several chunks whose second add_memory() fails -ENOMEM (the kmalloc'd memmap of a guest short of
+    memory) is answered for the first chunk only: the host stops there. after_partial="continue" keeps asking."""
+    stop, go_on = (simulate(_late_onlining(a), 2) for a in ("stop", "continue"))
+    partial = stop.events[stop.events["kind"] == "hotadd_partial"]
+    assert len(partial) == 1
+    t = float(partial["t"].iloc[0])
+    requests = stop.events[stop.events["kind"] == "hotadd_request"]
+    assert not (requests["t"] > t).any() and len(requests)
+    assert stop.metrics["hotadd_enomem"] == 1
+    more = go_on.events[(go_on.events["kind"] == "hotadd_request") & (go_on.events["t"] > t)]
+    assert len(more) > 0 and go_on.metrics["hotadd_enomem"] > 1
